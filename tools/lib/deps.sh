@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages posthaste needs, only those missing (idempotent; quick when
+# everything is there). Sourced by tools/test, tools/run and tools/bench.
+
+PH_BUILD_PACKAGES=(
+  bazel-bootstrap bazel-rules-java bazel-platforms
+  g++ clang-14 libclang-rt-14-dev clang-format
+  liburing-dev android-libboringssl-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
+  libcrypt-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+# Real clients and peers used by integration tests.
+PH_TEST_PACKAGES=(
+  python3 curl perl openssl fetchmail getmail6 swaks procps iproute2
+)
+
+ph_install_packages() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  echo "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
