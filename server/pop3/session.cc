@@ -579,6 +579,7 @@ void Pop3Session::WipeCredentials() {
 }
 
 void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
   PH_CHECK(awaiting_ == Awaiting::kAuth);
   awaiting_ = Awaiting::kNothing;
   switch (result.code) {
@@ -620,6 +621,7 @@ void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
 }
 
 void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
   PH_CHECK(awaiting_ == Awaiting::kMaildrop);
   awaiting_ = Awaiting::kNothing;
   switch (result.code) {
@@ -673,6 +675,7 @@ void Pop3Session::CmdStls(std::string_view args) {
 }
 
 void Pop3Session::OnTlsStarted() {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
   PH_CHECK(awaiting_ == Awaiting::kTls);
   awaiting_ = Awaiting::kNothing;
   tls_active_ = true;
@@ -750,6 +753,7 @@ void Pop3Session::CmdQuit(std::string_view args) {
 }
 
 void Pop3Session::OnCommitResult(Pop3CommitResult result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
   PH_CHECK(awaiting_ == Awaiting::kCommit);
   awaiting_ = Awaiting::kNothing;
   if (result == Pop3CommitResult::kOk) {

@@ -183,6 +183,8 @@ class Pop3Session {
   // The next action, or kNone. See the driver contract above for lifetimes.
   Pop3Action NextAction();
 
+  // Results of the actions above. REQUIRES: the matching action was taken and not yet
+  // answered, unless the session has closed since (OnConnectionLost): then they are ignored.
   void OnAuthResult(const Pop3AuthResult& result);
   void OnMaildropOpened(Pop3MaildropResult result);
   void OnCommitResult(Pop3CommitResult result);

@@ -792,6 +792,23 @@ TEST(Pop3SessionTest, ConnectionLossCommitsNothing) {
   }
 }
 
+TEST(Pop3SessionTest, ResultsArrivingAfterConnectionLossAreIgnored) {
+  Pop3SessionOptions options = PlainOptions();
+  options.tls_available = true;
+  Pop3Session session(options);
+  session.Feed("USER mrose\r\nPASS secret\r\n");
+  while (session.NextAction().kind != Pop3ActionKind::kNone) {
+  }
+  session.OnConnectionLost();
+  session.OnAuthResult({Pop3AuthResult::Code::kOk});
+  session.OnMaildropOpened({Pop3MaildropResult::Code::kOk, nullptr});
+  session.OnCommitResult(Pop3CommitResult::kOk);
+  session.OnTlsStarted();
+  session.OnOutputFlushed();
+  EXPECT_EQ(session.NextAction().kind, Pop3ActionKind::kNone);
+  EXPECT_EQ(session.state(), Pop3State::kClosed);
+}
+
 TEST(Pop3SessionTest, UnprintableAccountNamesAreNotEchoed) {
   Fixture f;
   f.driver.accounts()[std::string("a\x01") + "b"] = {.password = "p", .mailbox = &f.mailbox};
