@@ -368,6 +368,9 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   db_options.create_if_missing = true;
   db_options.merge_operator = internal::NewStoreMergeOperator();
   db_options.max_background_jobs = 2;
+  // Folds a chunk's operands once 16 pile up in the memtable, so reading a mailbox that was
+  // just bulk-delivered never merges more than that per chunk.
+  db_options.max_successive_merges = 16;
   db_options.keep_log_file_num = 4;
   db_options.max_manifest_file_size = 64 << 20;
   rocksdb::BlockBasedTableOptions table;
@@ -1194,6 +1197,16 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
 
 // ------------------------------------------------------------------------------------------
 // Check
+
+absl::Status MailStore::CompactIndex() {
+  rocksdb::Status s = impl_->db->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) return IndexError(s, "flush");
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  s = impl_->db->CompactRange(options, nullptr, nullptr);
+  if (!s.ok()) return IndexError(s, "compact");
+  return absl::OkStatus();
+}
 
 absl::StatusOr<CheckReport> MailStore::Check() { return impl_->Check(); }
 
