@@ -1018,6 +1018,7 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     uint64_t file_bytes = 0;
   };
   std::map<uint64_t, Victim> victims;
+  std::map<uint64_t, Victim> small;
   {
     rocksdb::ReadOptions ro;
     const std::string upper(1, internal::kSegmentPrefix + 1);
@@ -1047,10 +1048,15 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
           size == 0 ? 0.0 : static_cast<double>(std::max<int64_t>(stats.live_bytes, 0)) / size;
       if (stats.live_messages <= 0 || ratio < options.compaction_live_ratio) {
         victims[id] = Victim{*std::move(segment), size};
+      } else if (size < options.segment_roll_bytes / 8) {
+        small[id] = Victim{*std::move(segment), size};
       }
     }
     if (!it->status().ok()) return IndexError(it->status(), "scan segment stats");
   }
+  // Every restart and every compaction leaves one partly filled segment behind; merge such
+  // small segments (two or more) so their number, and the fds they hold, stay bounded.
+  if (small.size() >= 2) victims.merge(small);
   CompactionProgress status;
   status.segments_total = victims.size();
   if (victims.empty()) return result;

@@ -595,6 +595,31 @@ TEST_F(MailStoreTest, CompactionRunsConcurrentlyWithDeliveriesAndDeletions) {
   ExpectCheckClean();
 }
 
+TEST_F(MailStoreTest, CompactionMergesSmallSegmentsLeftByRestarts) {
+  options_.segment_roll_bytes = 64 * 1024;
+  Reopen();
+  Create("u@x.org");
+  for (int i = 0; i < 6; ++i) {
+    MustDeliver("u@x.org", absl::StrCat("restart ", i, "\r\n"));
+    Reopen();  // each run of the store starts a new delivery segment
+  }
+  ASSERT_EQ(SegmentFiles(options_.data_dir).size(), 6u);
+  auto result = store_->Compact();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->segments_rewritten, 6u);
+  EXPECT_EQ(SegmentFiles(options_.data_dir).size(), 1u);
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(*store_->ReadMessage(*snap, i), absl::StrCat("restart ", i, "\r\n"));
+  }
+  // One small segment alone is left as it is.
+  auto again = store_->Compact();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->segments_rewritten, 0u);
+  ExpectCheckClean();
+}
+
 // ---- check ----
 
 TEST_F(MailStoreTest, CheckDetectsATruncatedSegment) {
