@@ -102,30 +102,33 @@ struct BigMailboxes {
   std::unique_ptr<BenchStore> bench;
 };
 
-BigMailboxes& Big() {
-  static BigMailboxes* big = [] {
-    auto* b = new BigMailboxes;
-    b->bench = OpenBenchStore("open");
-    MailStore& store = *b->bench->store;
-    for (int n : {10000, 100000}) {
-      const std::string address = absl::StrCat("big", n, "@bench.example");
-      (void)store.CreateAccount(address, "x");
-      // Fill with 32 writers so group commit keeps the setup short.
-      std::vector<std::thread> writers;
-      std::atomic<int> next{0};
-      for (int t = 0; t < 32; ++t) {
-        writers.emplace_back([&] {
-          for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
-            auto r = store.Deliver(address, MakeMessage(2048, i));
-            if (!r.ok()) std::abort();
-          }
-        });
-      }
-      for (auto& w : writers) w.join();
+BigMailboxes MakeBigMailboxes() {
+  BigMailboxes b;
+  b.bench = OpenBenchStore("open");
+  MailStore& store = *b.bench->store;
+  for (int n : {10000, 100000}) {
+    const std::string address = absl::StrCat("big", n, "@bench.example");
+    (void)store.CreateAccount(address, "x");
+    // Fill with 32 writers so group commit keeps the setup short.
+    std::vector<std::thread> writers;
+    std::atomic<int> next{0};
+    for (int t = 0; t < 32; ++t) {
+      writers.emplace_back([&] {
+        for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+          auto r = store.Deliver(address, MakeMessage(2048, i));
+          if (!r.ok()) std::abort();
+        }
+      });
     }
-    return b;
-  }();
-  return *big;
+    for (auto& w : writers) w.join();
+  }
+  return b;
+}
+
+// Built on first use, removed (store closed, directory deleted) at exit.
+BigMailboxes& Big() {
+  static BigMailboxes big = MakeBigMailboxes();
+  return big;
 }
 
 // range(0): mailbox size; range(1): 1 = index compacted (steady state), 0 = fresh after bulk
