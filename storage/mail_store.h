@@ -118,6 +118,11 @@ struct DeliverOptions {
   std::optional<absl::Time> arrival_time;
 };
 
+struct DeliveryItem {
+  std::string_view raw_message;  // must stay valid during the DeliverBatch call
+  DeliverOptions options;
+};
+
 struct DeliverResult {
   std::string uidl;
   uint64_t pop3_size = 0;     // what STAT/LIST report
@@ -228,6 +233,14 @@ class MailStore {
   // used in this account), Internal/DataLoss on I/O failure (nothing acknowledged).
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
                                         const DeliverOptions& options = {});
+
+  // Delivers several messages to one account all or nothing: either every message is stored
+  // and indexed (one synced index batch; segment syncs shared), or none is. Each item is
+  // normalised and checked as in Deliver; the quota check covers the whole batch; an imported
+  // UIDL may not appear twice in it. Errors about one item name it ("message 3 of 10: ...").
+  // Results are in item order. Meant for imports: bound the batch (memory holds every message).
+  absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address,
+                                                          const std::vector<DeliveryItem>& items);
 
   // An immutable snapshot of the mailbox: messages in arrival order. Deliveries made after it
   // was taken are not in it; message indexes never shift for its life. NotFound when the

@@ -29,6 +29,8 @@ std::string NewDataDir() {
   return dir;
 }
 
+absl::string_view AbslViewForTest(std::string_view s) { return {s.data(), s.size()}; }
+
 std::vector<std::string> SegmentFiles(const std::string& data_dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir((data_dir + "/segments").c_str());
@@ -241,6 +243,45 @@ TEST_F(MailStoreTest, ArrivalTimeIsKept) {
   MustDeliver("u@x.org", "a\r\n", options);
   auto snap = MustOpen("u@x.org");
   EXPECT_EQ(snap->arrival_time(0), absl::FromUnixSeconds(1234567890));
+}
+
+TEST_F(MailStoreTest, DeliverBatchIsAllOrNothing) {
+  Create("u@x.org");
+  const std::string a = "Subject: a\r\n\r\nA\r\n", b = "Subject: b\n\nB", c = "c";
+  DeliverOptions keep;
+  keep.uidl = "imported-1";
+  auto ok = store_->DeliverBatch("u@x.org", {{a, {}}, {b, keep}, {c, {}}});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_EQ(ok->size(), 3u);
+  EXPECT_EQ((*ok)[1].uidl, "imported-1");
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->size(), 3u);
+  EXPECT_EQ(*store_->ReadMessage(*snap, 1), "Subject: b\r\n\r\nB\r\n");
+  EXPECT_EQ(snap->uidl(2), (*ok)[2].uidl);
+
+  auto expect_nothing_changed = [&](const absl::StatusOr<std::vector<DeliverResult>>& r,
+                                    absl::StatusCode code, std::string_view text) {
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_NE(r.status().message().find(AbslViewForTest(text)), absl::string_view::npos)
+        << r.status();
+    EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 3u);
+    EXPECT_EQ(MustOpen("u@x.org")->size(), 3u);
+  };
+  const std::string huge(options_.max_message_bytes + 1, 'x');
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, {}}, {huge, {}}, {c, {}}}),
+                         absl::StatusCode::kResourceExhausted, "message 2 of 3");
+  DeliverOptions fresh;
+  fresh.uidl = "fresh";
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, fresh}, {b, fresh}}),
+                         absl::StatusCode::kAlreadyExists, "twice");
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, fresh}, {b, keep}}),
+                         absl::StatusCode::kAlreadyExists, "message 2 of 2");
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{4, 0}).ok());
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, {}}, {b, {}}}),
+                         absl::StatusCode::kResourceExhausted, "quota");
+  // "fresh" was never stored, so it is still free.
+  ASSERT_TRUE(store_->DeliverBatch("u@x.org", {{a, fresh}}).ok());
+  ExpectCheckClean();
 }
 
 // ---- UIDLs ----

@@ -84,6 +84,10 @@ class SegmentSet {
   // pending_appends count on the segment and must decrement it once the index entry is written
   // (or has failed).
   absl::StatusOr<AppendResult> AppendDurable(std::string_view bytes);
+  // The same for several byte strings (one result each, in order), syncing each segment they
+  // landed in once. All or nothing: on error no pending count is left behind.
+  absl::StatusOr<std::vector<AppendResult>> AppendDurable(
+      const std::vector<std::string_view>& items);
 
   // A new empty segment, registered but never used for deliveries (compaction output). Its
   // directory entry is durable on return.
