@@ -2,10 +2,11 @@
 //
 // Each trial re-executes this test binary as a child (a fresh process: RocksDB's thread pools do
 // not survive fork) that delivers, deletes and compacts in a loop, reporting every acknowledged
-// delivery and deletion on a pipe. The parent kills it with SIGKILL after a random delay, then
-// reopens the store and checks that every acknowledged delivery is present byte-exact (unless
-// its deletion had started: "P" lines), that no
-// acknowledged deletion came back, and that Check() finds nothing wrong.
+// delivery ("D") and deletion ("X") on a pipe, and announcing each deletion before committing
+// it ("P"). The parent kills it with SIGKILL after a random delay, reopens the store and checks
+// that every acknowledged delivery is present byte-exact (unless its deletion had been
+// announced), that no acknowledged deletion came back, that the counters match the mailbox, and
+// that Check() finds nothing wrong.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
