@@ -6,7 +6,7 @@
 //   meta_mu          account creation/deletion, id allocation
 //   mailbox_mu[inc]  changes to existing index entries of one mailbox (deletions, compaction
 //                    moves, account deletion); deliveries only add entries and do not take it
-//   retire_mu        shared while a reader turns index entries into open segments; exclusive
+//   retire_mu        shared while Check() reads everything; exclusive
 //                    while compaction forgets a segment
 //   AccountState::mu in-memory account state: counters, reservations, sequence numbers
 //   cache_mu / tenant_mu / SegmentSet::mu_   leaf locks
@@ -31,6 +31,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/log.h"
@@ -148,6 +149,7 @@ struct MailStore::Impl {
 
   std::atomic<uint64_t> deliveries{0};
   std::atomic<uint64_t> deletions{0};
+  std::function<void()> after_index_read_for_test;  // set before concurrent use
 
   ~Impl() {
     segments.reset();
@@ -287,6 +289,7 @@ struct MailStore::Impl {
 
   // ---- snapshots ----
   absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address_in);
+  absl::StatusOr<bool> ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected);
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
   absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address_in,
@@ -876,18 +879,38 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
     expected = state->committed.messages + state->reserved_messages;
   }
   snapshot->address_ = std::move(address);
+  // Compaction may retire a segment between our reading an entry that names it and opening
+  // the file; it repoints (durably) before it retires, so reading the index again finds the new
+  // place. No lock is shared with compaction on this path.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<bool> complete = ReadMailboxIndex(snapshot.get(), expected);
+    if (!complete.ok()) return complete.status();
+    if (*complete) break;
+    if (attempt == kAttempts) {
+      return absl::UnavailableError(
+          absl::StrCat("mailbox ", snapshot->address_, " kept moving under compaction; try again"));
+    }
+  }
+  return std::shared_ptr<const MailboxSnapshot>(std::move(snapshot));
+}
+
+// Fills `snapshot` (incarnation and address set) from the index. Returns false when a segment
+// named by the index was retired meanwhile (the caller reads again).
+absl::StatusOr<bool> MailStore::Impl::ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected) {
+  snapshot->entries_.clear();
+  snapshot->uidl_arena_.clear();
+  snapshot->segments_.clear();
+  snapshot->segment_ids_.clear();
   snapshot->entries_.reserve(expected);
   snapshot->uidl_arena_.reserve(expected * 24);
-
-  // Held until the segments are resolved, so compaction cannot retire a segment between
-  // reading an entry that names it and opening it.
-  std::shared_lock<std::shared_mutex> retire_guard(retire_mu);
   const std::string prefix = internal::ChunkPrefix(snapshot->incarnation_);
   const std::string upper = internal::ChunkPrefix(snapshot->incarnation_ + 1);
   rocksdb::Slice upper_slice = ToSlice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  absl::flat_hash_map<uint64_t, uint32_t> slots;
   uint64_t last_segment = 0;
   uint32_t last_slot = 0;
   bool have_last = false;
@@ -916,10 +939,10 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
       e.uidl_length = static_cast<uint32_t>(uidl_len);
       snapshot->uidl_arena_.append(p + internal::kRecordFixedBytes, uidl_len);
       if (!have_last || segment != last_segment) {
-        auto& ids = snapshot->segment_ids_;
-        auto found = std::find(ids.begin(), ids.end(), segment);
-        last_slot = static_cast<uint32_t>(found - ids.begin());
-        if (found == ids.end()) ids.push_back(segment);
+        auto [slot, inserted] =
+            slots.try_emplace(segment, static_cast<uint32_t>(snapshot->segment_ids_.size()));
+        if (inserted) snapshot->segment_ids_.push_back(segment);
+        last_slot = slot->second;
         last_segment = segment;
         have_last = true;
       }
@@ -930,17 +953,19 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
   }
   if (!it->status().ok()) return IndexError(it->status(), "read mailbox index");
   snapshot->total_octets_ = total;
+  if (after_index_read_for_test) after_index_read_for_test();
   snapshot->segments_.reserve(snapshot->segment_ids_.size());
   for (uint64_t id : snapshot->segment_ids_) {
     absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
     if (!segment.ok()) {
+      if (segments->Retired(id)) return false;
       return absl::DataLossError(absl::StrCat("mailbox ", snapshot->address_, ": segment ",
                                               SegmentSet::FileName(id),
                                               " is unavailable: ", segment.status().message()));
     }
     snapshot->segments_.push_back(*std::move(segment));
   }
-  return std::shared_ptr<const MailboxSnapshot>(std::move(snapshot));
+  return true;
 }
 
 MessageRef MailboxSnapshot::Ref(size_t index) const {
@@ -1138,8 +1163,10 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
   std::string buffer;
   for (auto& [victim_id, victim] : victims) {
     std::vector<Live>& messages = live[victim_id];
-    std::sort(messages.begin(), messages.end(),
-              [](const Live& a, const Live& b) { return a.offset < b.offset; });
+    // Copy mailbox by mailbox, in arrival order: later reads of a mailbox touch few segments.
+    std::sort(messages.begin(), messages.end(), [](const Live& a, const Live& b) {
+      return a.incarnation != b.incarnation ? a.incarnation < b.incarnation : a.seq < b.seq;
+    });
     struct Moved {
       Live from;
       uint64_t new_segment;
@@ -1244,6 +1271,10 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
 
 // ------------------------------------------------------------------------------------------
 // Check
+
+void MailStore::SetAfterIndexReadHookForTest(std::function<void()> hook) {
+  impl_->after_index_read_for_test = std::move(hook);
+}
 
 absl::Status MailStore::CompactIndex() {
   rocksdb::Status s = impl_->db->Flush(rocksdb::FlushOptions());

@@ -280,6 +280,11 @@ class MailStore {
   absl::Status CompactIndex();
 
   StoreCounters Counters() const;
+
+  // Runs `hook` inside OpenMailbox after the index is read and before its segments are opened
+  // (tests use it to make compaction retire a segment at that moment). Not thread-safe: set it
+  // before concurrent use.
+  void SetAfterIndexReadHookForTest(std::function<void()> hook);
   const StoreOptions& options() const;
 
   struct Impl;

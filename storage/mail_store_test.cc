@@ -636,6 +636,39 @@ TEST_F(MailStoreTest, CompactionRunsConcurrentlyWithDeliveriesAndDeletions) {
   ExpectCheckClean();
 }
 
+TEST_F(MailStoreTest, OpenMailboxReadsAgainWhenCompactionRetiresASegmentMidway) {
+  options_.segment_roll_bytes = 4096;
+  Reopen();
+  Create("u@x.org");
+  Create("v@x.org");
+  for (int i = 0; i < 100; ++i) {
+    MustDeliver("u@x.org", absl::StrCat("keep ", i, "\r\n"));
+    MustDeliver("v@x.org", absl::StrCat("drop ", i, " ", std::string(200, 'd'), "\r\n"));
+  }
+  auto v = MustOpen("v@x.org");
+  std::vector<size_t> all(v->size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  ASSERT_TRUE(store_->CommitDeletions(*v, all).ok());
+  int reads = 0;
+  uint64_t rewritten = 0;
+  store_->SetAfterIndexReadHookForTest([&] {
+    if (++reads == 1) {
+      auto r = store_->Compact();
+      ASSERT_TRUE(r.ok()) << r.status();
+      rewritten = r->segments_rewritten;
+    }
+  });
+  auto u = MustOpen("u@x.org");
+  store_->SetAfterIndexReadHookForTest(nullptr);
+  EXPECT_GT(rewritten, 0u);
+  EXPECT_EQ(reads, 2) << "the index should have been read again after the retirement";
+  ASSERT_EQ(u->size(), 100u);
+  for (size_t i = 0; i < 100; ++i) {
+    EXPECT_EQ(*store_->ReadMessage(*u, i), absl::StrCat("keep ", i, "\r\n"));
+  }
+  ExpectCheckClean();
+}
+
 TEST_F(MailStoreTest, CompactionMergesSmallSegmentsLeftByRestarts) {
   options_.segment_roll_bytes = 64 * 1024;
   Reopen();

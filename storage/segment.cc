@@ -205,12 +205,20 @@ absl::StatusOr<std::shared_ptr<Segment>> SegmentSet::Get(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = open_.find(id);
   if (it != open_.end()) return it->second;
+  if (retired_.count(id) != 0) {
+    return absl::NotFoundError(absl::StrCat("segment ", FileName(id), " was retired"));
+  }
   std::string path = absl::StrCat(dir_, "/", FileName(id));
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open segment ", path));
   auto segment = std::make_shared<Segment>(id, fd, std::move(path), sync_counter_);
   open_[id] = segment;
   return segment;
+}
+
+bool SegmentSet::Retired(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return retired_.count(id) != 0;
 }
 
 bool SegmentSet::Busy(uint64_t id) {
@@ -225,6 +233,7 @@ absl::Status SegmentSet::Retire(uint64_t id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     open_.erase(id);
+    retired_.insert(id);
     if (active_ != nullptr && active_->id() == id) active_ = nullptr;
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
