@@ -208,8 +208,9 @@ struct MailStore::Impl {
       return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
     }
     std::lock_guard<std::mutex> lock(tenant_mu);
-    tenants[std::string(domain)] = record;
-    return std::optional<TenantRecord>(record);
+    // A concurrent SetTenantLimits may have cached a newer record meanwhile: keep that one.
+    auto [it, inserted] = tenants.emplace(std::string(domain), record);
+    return std::optional<TenantRecord>(it->second);
   }
 
   TenantRecord DefaultTenant() const {
