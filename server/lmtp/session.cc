@@ -712,7 +712,6 @@ void LmtpSession::CmdData(std::string_view args) {
     message_.append(reverse_path_);
     message_.append(">\r\n");
   }
-  header_bytes_ = message_.size();
   // 3xx replies carry no enhanced code (RFC 3463 defines classes 2, 4 and 5 only).
   Reply("354", "", "Start mail input; end with <CRLF>.<CRLF>");
 }
@@ -761,7 +760,6 @@ void LmtpSession::ResetTransaction() {
   }
   data_oversize_ = false;
   data_bytes_ = 0;
-  header_bytes_ = 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -284,7 +284,6 @@ class LmtpSession {
   DataPos data_pos_ = DataPos::kLineStart;
   bool data_oversize_ = false;
   uint64_t data_bytes_ = 0;  // unstuffed message octets so far (counted even when discarding)
-  size_t header_bytes_ = 0;  // Return-Path header at the front of message_
   std::string message_;
 
   LmtpSessionCounters counters_;
