@@ -476,6 +476,19 @@ TEST(LmtpSession, OversizeMessageIsDiscardedAndRefusedForEachRecipient) {
   }
 }
 
+TEST(LmtpSession, DeclaredSizeReservesTheMessageBufferUpToTheLimit) {
+  LmtpSessionOptions options = TestOptions();
+  options.message_bytes_max = 200000;
+  Fixture f(options);
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c> SIZE=100000\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n");
+  EXPECT_GE(f.driver.session().MessageBufferCapacityForTest(), 100000u);
+  f.driver.Feed(".\r\nMAIL FROM:<a@b.c> SIZE=200000\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n");
+  EXPECT_LT(f.driver.session().MessageBufferCapacityForTest(), 2 * 200000u);
+  f.driver.Feed("x\r\n.\r\n");
+  EXPECT_EQ(f.driver.stored().at("pat@foo.edu").size(), 2u);
+  EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(1), "Return-Path: <a@b.c>\r\nx\r\n");
+}
+
 TEST(LmtpSession, MessageOfExactlyTheLimitIsAccepted) {
   LmtpSessionOptions options = TestOptions();
   options.message_bytes_max = 10;
