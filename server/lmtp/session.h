@@ -1,0 +1,294 @@
+// LmtpSession: the sans-I/O LMTP server protocol engine (RFC 2033, with the RFC 5321 command
+// syntax and the extensions PIPELINING (RFC 2920), 8BITMIME (RFC 1652), SIZE (RFC 1870) and
+// ENHANCEDSTATUSCODES (RFC 2034, RFC 3463)). Bytes go in through Feed(); the session answers
+// with an ordered stream of actions (NextAction()) that the connection driver carries out:
+// write these reply bytes, check this recipient, deliver this message to these recipients,
+// close. Results of the slow actions come back through On*() methods. The session never
+// touches a socket, a store or a clock. It has the same shape as pop3::Pop3Session so that one
+// connection driver runs both.
+//
+// Driver contract:
+//   - Carry out actions in the order NextAction() returns them.
+//   - A kWrite action's bytes and every string_view/span in an action stay valid until the next
+//     call of any LmtpSession method, except that kDeliver's `delivery` stays valid until
+//     OnDeliveryDone() (or OnConnectionLost()): the driver may hand the message bytes to
+//     storage once per recipient mailbox without copying them.
+//   - Call OnOutputFlushed() when everything taken so far has left the send queue. Parsing
+//     pauses while more than options.output_queued_bytes_max bytes are taken and unflushed.
+//   - After kCheckRecipient or kDeliver the session parses no input until the matching On*()
+//     result arrives (pipelining safety, STYLE.md practice 3).
+//   - kDeliver: store `delivery.message` for each recipient, and answer OnDeliveryDone() with
+//     exactly one result per `delivery.recipients` entry, in that order. kDelivered means that
+//     copy is durable: the session then replies 250 for it (RFC 2033 section 4.2).
+//   - Stop reading from the socket while WantsInput() is false (input buffered beyond a limit).
+//   - OnConnectionLost(): the peer is gone; the session forgets everything and closes. Results
+//     arriving afterwards are ignored.
+//
+// Threading: single-threaded; one session belongs to one reactor thread. Not thread-safe.
+#ifndef POSTHASTE_SERVER_LMTP_SESSION_H_
+#define POSTHASTE_SERVER_LMTP_SESSION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace posthaste::lmtp {
+
+enum class LmtpState : uint8_t {
+  kGreeted,      // connected, no LHLO yet
+  kReady,        // after LHLO, no mail transaction
+  kTransaction,  // after MAIL FROM (RCPT TO and DATA allowed)
+  kData,         // reading the message after 354
+  kDelivering,   // message read, waiting for OnDeliveryDone
+  kClosed,
+};
+std::string_view LmtpStateName(LmtpState state);
+
+// RFC 1652 BODY parameter of MAIL FROM.
+enum class BodyType : uint8_t { kUnspecified, k7Bit, k8BitMime };
+
+struct LmtpSessionOptions {
+  // Greeting "220 <hostname> LMTP <greeting_text>"; LHLO's first line; QUIT's reply.
+  std::string hostname = "localhost";
+  std::string greeting_text = "posthaste ready";
+
+  // RFC 2034: advertise ENHANCEDSTATUSCODES and put "x.y.z " before every reply text (except
+  // the greeting and the LHLO reply, as deployed servers do). Off only to talk like RFC 2033's
+  // example; RFC 2033 section 5 says a server MUST implement it.
+  bool enhanced_status_codes = true;
+  // RFC 1652: advertise 8BITMIME and accept BODY=8BITMIME.
+  bool eight_bit_mime = true;
+  // RFC 1870: "SIZE <message_bytes_max>" when true; a bare "SIZE" (no fixed limit declared)
+  // when false. The limit is enforced either way.
+  bool advertise_size_limit = true;
+  // Put "Return-Path: <reverse-path>" at the top of the stored message (RFC 5321 section
+  // 4.4: the final delivery agent records the reverse-path). Identical for every recipient,
+  // so one buffer serves all of them.
+  bool add_return_path = true;
+
+  // Limits (STYLE.md 14); each has a counter in LmtpSessionCounters.
+  size_t command_line_bytes_max = 512;               // RFC 5321 4.5.3.1.4, incl. CRLF
+  uint32_t recipients_max = 100;                     // per transaction; RFC 5321 4.5.3.1.8
+  uint64_t message_bytes_max = 64ull * 1024 * 1024;  // after unstuffing, CRLF line ends
+  uint32_t bad_commands_max = 20;                    // then 421 and close
+  size_t output_queued_bytes_max = 64 * 1024;        // parse no input while more is queued
+  size_t input_buffered_bytes_max = 64 * 1024;       // WantsInput() turns false beyond this
+};
+
+// Plain counters, read by the driver (metrics come later). Each counts events in this session.
+struct LmtpSessionCounters {
+  uint64_t commands = 0;                  // command lines handled (any verdict)
+  uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
+  uint64_t bad_commands = 0;              // 500/501/502/503/555 replies
+  uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
+  uint64_t transactions = 0;              // MAIL FROM accepted
+  uint64_t recipients_checked = 0;        // kCheckRecipient actions
+  uint64_t recipients_accepted = 0;
+  uint64_t recipients_over_limit = 0;    // limit: recipients_max (452 4.5.3)
+  uint64_t declared_size_too_large = 0;  // MAIL SIZE= over message_bytes_max (552 5.3.4)
+  uint64_t messages_received = 0;        // DATA completed (terminator seen)
+  uint64_t messages_too_large = 0;       // limit: message_bytes_max (discarded, 552 5.3.4)
+  uint64_t message_bytes_received = 0;   // unstuffed octets of received messages
+  uint64_t deliveries = 0;               // kDeliver actions
+  uint64_t recipients_delivered = 0;     // kDelivered results
+  uint64_t output_blocked = 0;           // limit: output_queued_bytes_max (pauses)
+  uint64_t input_over_limit = 0;         // limit: input_buffered_bytes_max (Feed past it)
+};
+
+// The driver's verdict on one RCPT TO (OnRecipientChecked).
+struct LmtpRecipientVerdict {
+  enum class Code : uint8_t {
+    kAccepted,       // 250 2.1.5
+    kUnknown,        // 550 5.1.1
+    kDisabled,       // 550 5.2.1
+    kOverQuotaTemp,  // 452 4.2.2 (quota configured as a temporary condition)
+    kOverQuotaPerm,  // 552 5.2.2
+    kTempFailure,    // 451 4.3.0
+  };
+  Code code = Code::kTempFailure;
+  // kAccepted: the canonical mailbox the message goes to (e.g. "user@domain" lower-cased).
+  // Empty: the address as given. Two RCPTs naming the same mailbox are stored once and both
+  // get that copy's reply.
+  std::string mailbox;
+  // Optional reply text replacing the default (must be one line of printable characters;
+  // otherwise the default is used).
+  std::string text;
+};
+
+// The driver's outcome for one recipient of a kDeliver (OnDeliveryDone).
+struct LmtpDeliveryResult {
+  enum class Code : uint8_t {
+    kDelivered,      // 250 2.1.5 <addr> delivered -- only once the copy is durable
+    kOverQuotaTemp,  // 452 4.2.2
+    kOverQuotaPerm,  // 552 5.2.2
+    kTempFailure,    // 451 4.3.0
+    kPermFailure,    // 554 5.3.0
+  };
+  Code code = Code::kTempFailure;
+  std::string text;  // optional replacement reply text, as in LmtpRecipientVerdict
+};
+
+// One accepted recipient of a kDeliver.
+struct LmtpRecipient {
+  std::string address;  // as given in RCPT TO (source route removed)
+  std::string mailbox;  // LmtpRecipientVerdict::mailbox, or `address`
+};
+
+// What kDeliver asks the driver to store. Views into the session, valid until OnDeliveryDone.
+struct LmtpDelivery {
+  std::string_view reverse_path;  // MAIL FROM path without brackets; "" for <>
+  BodyType body = BodyType::kUnspecified;
+  std::span<const LmtpRecipient> recipients;  // distinct mailboxes, in first-RCPT order
+  // The message: dot-unstuffed, every line ending in CRLF (bare LF normalised), preceded by
+  // the Return-Path header when options.add_return_path. Storage adds its own wire form
+  // (dot-stuffing for POP3) and must hand RETR back these bytes.
+  std::string_view message;
+};
+
+enum class LmtpActionKind : uint8_t {
+  kNone,            // nothing to do until more input, a result, or OnOutputFlushed()
+  kWrite,           // send `bytes`
+  kCheckRecipient,  // check `recipient` (and `declared_size`); answer OnRecipientChecked()
+  kDeliver,         // store `delivery`; answer OnDeliveryDone()
+  kClose,           // flush what was taken so far, then close the connection
+};
+std::string_view LmtpActionKindName(LmtpActionKind kind);
+
+struct LmtpAction {
+  LmtpActionKind kind = LmtpActionKind::kNone;
+  std::string_view bytes;                 // kWrite
+  std::string_view recipient;             // kCheckRecipient: the address, no brackets
+  std::optional<uint64_t> declared_size;  // kCheckRecipient: MAIL FROM's SIZE=, if given
+  LmtpDelivery delivery;                  // kDeliver
+};
+
+class LmtpSession {
+ public:
+  // Queues the greeting.
+  explicit LmtpSession(LmtpSessionOptions options);
+  LmtpSession(const LmtpSession&) = delete;
+  LmtpSession& operator=(const LmtpSession&) = delete;
+
+  // Buffers `bytes` (copied) and parses as far as the session may. Ignored once closed.
+  void Feed(std::string_view bytes);
+  // False while more than options.input_buffered_bytes_max bytes wait unparsed, or closed.
+  bool WantsInput() const;
+
+  // The next action, or kNone. See the driver contract above for lifetimes.
+  LmtpAction NextAction();
+
+  // Results of the actions above. REQUIRES: the matching action was taken and not yet
+  // answered, unless the session has closed since (OnConnectionLost): then they are ignored.
+  void OnRecipientChecked(LmtpRecipientVerdict verdict);
+  // `results[i]` belongs to `delivery.recipients[i]`. Missing results count as kTempFailure.
+  void OnDeliveryDone(std::span<const LmtpDeliveryResult> results);
+  void OnOutputFlushed();
+  void OnConnectionLost();
+
+  LmtpState state() const { return state_; }
+  const LmtpSessionCounters& counters() const { return counters_; }
+  const LmtpSessionOptions& options() const { return options_; }
+  // True while a recipient check or a delivery result is pending.
+  bool AwaitingResult() const { return awaiting_ != Awaiting::kNothing; }
+  // RCPTs accepted in the current transaction (duplicates included: each gets a reply).
+  size_t accepted_rcpt_count() const { return rcpt_slots_.size(); }
+  // Octets reserved for the message buffer (shows the size limit bounds memory).
+  size_t MessageBufferCapacityForTest() const { return message_.capacity(); }
+
+ private:
+  enum class Awaiting : uint8_t { kNothing, kRecipient, kDelivery };
+  enum class LineStatus : uint8_t { kLine, kNeedMore, kOverflow };
+  // Where the DATA reader is within a line (see ReadData()).
+  enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kMid, kCr };
+
+  struct QueuedAction {
+    LmtpActionKind kind;
+    size_t begin = 0;  // kWrite: bytes are out_[begin, end)
+    size_t end = 0;
+    uint64_t weight = 0;  // bytes this action adds to the output queue
+  };
+
+  struct Command;
+  static const Command* FindCommand(std::string_view verb);
+
+  // Parsing.
+  void Advance();
+  LineStatus NextLine(std::string_view* line, size_t* raw_bytes);
+  void HandleCommandLine(std::string_view line, size_t raw_bytes);
+  bool OutputBlocked() const;
+  void BadCommand(std::string_view code, std::string_view enhanced, std::string_view text);
+  // Consumes message bytes; returns true once the terminator was read.
+  bool ReadData();
+  void AppendMessage(const char* data, size_t size);
+  void FinishData();
+
+  // Command handlers; `args` is the text after the verb with surrounding spaces trimmed.
+  void CmdLhlo(std::string_view args);
+  void CmdHelo(std::string_view args);
+  void CmdMail(std::string_view args);
+  void CmdRcpt(std::string_view args);
+  void CmdData(std::string_view args);
+  void CmdRset(std::string_view args);
+  void CmdNoop(std::string_view args);
+  void CmdVrfy(std::string_view args);
+  void CmdQuit(std::string_view args);
+  void CmdNotImplemented(std::string_view args);
+
+  void ResetTransaction();
+  void ReplyForRecipient(size_t slot, std::string_view code, std::string_view enhanced,
+                         std::string_view default_text, const std::string& text);
+
+  // Output.
+  void Reply(std::string_view code, std::string_view enhanced, std::string_view text);
+  void Append(std::string_view text);
+  void AppendNumber(uint64_t value);
+  void Push(QueuedAction action);
+  void SealWrite();
+  void QueueClose();
+
+  const LmtpSessionOptions options_;
+  LmtpState state_ = LmtpState::kGreeted;
+  Awaiting awaiting_ = Awaiting::kNothing;
+  bool close_queued_ = false;
+  bool discarding_line_ = false;  // resynchronising after an overlong command line
+  bool blocked_counted_ = false;
+  uint32_t bad_commands_ = 0;
+
+  // Input: in_[in_pos_, end) is unparsed; scan_pos_ is where the search for LF resumes.
+  std::string in_;
+  size_t in_pos_ = 0;
+  size_t scan_pos_ = 0;
+
+  // Output: reply text accumulates in out_; out_[write_begin_, end) is not yet in a kWrite.
+  std::string out_;
+  size_t write_begin_ = 0;
+  std::vector<QueuedAction> actions_;
+  size_t action_head_ = 0;
+  uint64_t untaken_bytes_ = 0;
+  uint64_t taken_unflushed_bytes_ = 0;
+
+  // The mail transaction.
+  std::string reverse_path_;
+  BodyType body_ = BodyType::kUnspecified;
+  std::optional<uint64_t> declared_size_;
+  std::string pending_rcpt_;               // address awaiting OnRecipientChecked
+  std::vector<LmtpRecipient> recipients_;  // distinct mailboxes
+  std::vector<uint32_t> rcpt_slots_;       // per accepted RCPT: index into recipients_
+  std::vector<LmtpDeliveryResult> results_;
+
+  // DATA.
+  DataPos data_pos_ = DataPos::kLineStart;
+  bool data_oversize_ = false;
+  uint64_t data_bytes_ = 0;  // unstuffed message octets so far (counted even when discarding)
+  std::string message_;
+
+  LmtpSessionCounters counters_;
+};
+
+}  // namespace posthaste::lmtp
+
+#endif  // POSTHASTE_SERVER_LMTP_SESSION_H_
