@@ -102,6 +102,12 @@ absl::StatusOr<int> CreateListener(const ListenerOptions& options) {
   return fd;
 }
 
+void AbortSocket(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  close(fd);
+}
+
 absl::StatusOr<uint16_t> LocalPort(int fd) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);

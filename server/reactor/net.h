@@ -41,6 +41,11 @@ absl::StatusOr<int> CreateListener(const ListenerOptions& options);
 // The port a bound socket got (for port 0).
 absl::StatusOr<uint16_t> LocalPort(int fd);
 
+// Closes a connection abortively (SO_LINGER 0: RST, queued data dropped at once). Used to give
+// up on a stalled peer; it also releases the pages a SEND_ZC still pins, so its notification
+// arrives. close(2) with linger 0 never blocks.
+void AbortSocket(int fd);
+
 // Maps a negative CQE result on a socket to a Status (peer gone -> Unavailable, cancel ->
 // Cancelled, ...). `what` names the operation.
 absl::Status SocketError(int32_t res, std::string_view what);

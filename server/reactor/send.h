@@ -60,6 +60,8 @@ class Sender {
 
   // Sends all of `data` on `fd`. REQUIRES: !busy(); data outlives on_done.
   void Send(int fd, std::span<const char> data, bool zero_copy);
+  // Cancels the send in flight; on_done(Cancelled) follows (for zero-copy, after the
+  // notification: abort the socket to get it from a stalled peer, as for FileStreamer).
   void Cancel();
   bool busy() const { return op_.in_flight() || active_; }
 
@@ -105,6 +107,10 @@ class FileStreamer {
   // pipe creation failed) returns the error and on_done is not called; otherwise on_done runs
   // exactly once. REQUIRES: !busy().
   absl::Status Start(int socket_fd, const FileRange& range, SendPath path);
+  // Stops submitting and cancels the operation in flight; on_done(Cancelled) follows. For
+  // kSendZc it follows only once the kernel drops its page references, i.e. when the peer
+  // reads or the socket is closed: a caller giving up on a stalled peer aborts the socket
+  // (AbortSocket) after Cancel(), and frees the streamer after on_done.
   void Cancel();
   bool busy() const { return op_.in_flight() || active_; }
 
