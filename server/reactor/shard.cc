@@ -90,6 +90,10 @@ void Shard::Run(std::function<void(Shard&)> on_start, int cpu) {
   ring_->QuiesceTimers();
   while (ring_->total_in_flight() > 0) ring_->RunOnce(true);
   ring_->RunOnce(false);  // deferred closures queued by the last callbacks
+  // (4) Free what is tied to the ring, on this thread.
+  for (auto& hook : drained_hooks_) hook();
+  drained_hooks_.clear();
+  PH_CHECK(ring_->total_in_flight() == 0);
   final_stats_ = ring_->stats();
   ring_.reset();
 }

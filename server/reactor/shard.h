@@ -10,8 +10,8 @@
 // then: (1) runs its OnStop hooks, which cancel their operations and close their sockets;
 // (2) keeps looping until no caller operation is in flight and every offloaded job has come
 // back; (3) closes its inbox, removes its timer timeout and waits for the kernel to return
-// every remaining CQE; only then frees the ring. So nothing is freed while the kernel may
-// still write to it.
+// every remaining CQE; (4) runs its OnDrained hooks; only then frees the ring. So nothing is freed
+// while the kernel may still write to it.
 //
 // Threading: Shard methods marked "shard thread" only on that shard's thread; PostTo and the
 // Reactor's methods from any thread. Ownership: the Reactor owns shards, inboxes, threads and
@@ -72,8 +72,11 @@ class Shard {
   bool Offload(OffloadPool::Work work);
   uint64_t pending_offloads() const { return pending_offloads_; }
 
-  // Shard thread: runs `hook` when stop begins.
+  // Shard thread: runs `hook` when stop begins (cancel operations, close listeners).
   void OnStop(absl::AnyInvocable<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
+  // Shard thread: runs `hook` once nothing is in flight any more, just before the ring is
+  // freed: the place to free per-shard objects tied to the ring (buffer rings, connections).
+  void OnDrained(absl::AnyInvocable<void()> hook) { drained_hooks_.push_back(std::move(hook)); }
 
   // After Reactor::Wait(): the ring's counters at exit, and its setup mode.
   const RingStats& final_ring_stats() const { return final_stats_; }
@@ -94,6 +97,7 @@ class Shard {
   int cpu_ = -1;
   uint64_t pending_offloads_ = 0;
   std::vector<absl::AnyInvocable<void()>> stop_hooks_;
+  std::vector<absl::AnyInvocable<void()>> drained_hooks_;
   RingStats final_stats_;
   SetupMode mode_ = SetupMode::kPlain;
 };
