@@ -266,6 +266,12 @@ absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(std::string
         absl::StrCat(cert_path, ": bad certificate chain: ", SslErrorString()));
   }
   if (!SSL_CTX_use_PrivateKey_file(ctx.get(), key_path.c_str(), SSL_FILETYPE_PEM)) {
+    uint32_t error = ERR_peek_last_error();
+    if (ERR_GET_LIB(error) == ERR_LIB_X509 && ERR_GET_REASON(error) == X509_R_KEY_VALUES_MISMATCH) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(
+          absl::StrCat(key_path, ": key does not match certificate ", cert_path));
+    }
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": bad private key: ", SslErrorString()));
   }
