@@ -319,7 +319,30 @@ std::shared_ptr<const TlsSnapshot> TlsContextSet::Current() const {
 }
 
 void TlsContextSet::Publish(std::shared_ptr<const TlsSnapshot> snapshot) {
+  uint64_t generation = snapshot->generation;
   current_.store(std::move(snapshot), std::memory_order_release);
+  generation_.store(generation, std::memory_order_release);
+}
+
+TlsShardContexts::TlsShardContexts(const TlsContextSet& set) : set_(set) { RefreshIfStale(); }
+
+void TlsShardContexts::RefreshIfStale() {
+  uint64_t generation = set_.generation();
+  if (snapshot_ != nullptr && generation == generation_) return;
+  // Read the counter first: if a publish races, the next call sees a newer counter and
+  // refreshes again, never the reverse.
+  snapshot_ = set_.Current();
+  generation_ = generation;
+}
+
+std::unique_ptr<TlsEngine> TlsShardContexts::NewEngine() {
+  RefreshIfStale();
+  return std::make_unique<TlsEngine>(snapshot_);
+}
+
+const TlsSnapshot& TlsShardContexts::snapshot() {
+  RefreshIfStale();
+  return *snapshot_;
 }
 
 std::unique_ptr<TlsEngine> TlsContextSet::NewEngine() const {

@@ -22,9 +22,14 @@
 // tickets only, encrypted with the snapshot's key ring (current key encrypts, current or
 // previous decrypts, so a ticket survives one rotation and not two).
 //
-// Threading: Current(), NewEngine(), NeedsReload() may be called from any thread at once; the
-// per-connection path does one atomic load of the snapshot pointer and nothing else shared
-// (SSL_CTX objects are used read-only; BoringSSL's own reference counts are atomic).
+// Threading: Current(), NewEngine(), NeedsReload() may be called from any thread at once.
+// Publication is an std::atomic<std::shared_ptr> store (libstdc++ guards that pointer with a
+// lock bit held for a few instructions), plus a generation counter. Reactor shards should create
+// engines through a TlsShardContexts: it keeps the shard's own reference to the snapshot and
+// re-reads the shared pointer only when the generation (one relaxed atomic integer load, no
+// lock) has moved, so the per-connection path shares nothing but that counter (RCU-like: an old
+// snapshot is freed when its last engine and shard reference go). SSL_CTX objects are used
+// read-only; BoringSSL's own reference counts are atomic.
 // Reload() and RotateTicketKeys() are serialised by an internal mutex that the per-connection
 // path never takes; call them from one control thread (SIGHUP handler thread, periodic check).
 #ifndef POSTHASTE_TLS_TLS_CONTEXT_H_
@@ -156,6 +161,8 @@ class TlsContextSet {
   bool MaybeRotateTicketKeys(absl::Time now);
 
   const TlsOptions& options() const { return options_; }
+  // Bumped after each publication; cheap to poll.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
  private:
   explicit TlsContextSet(TlsOptions options);
@@ -164,6 +171,23 @@ class TlsContextSet {
   const TlsOptions options_;
   absl::Mutex control_mu_;  // Serialises Reload and rotation; never on the connection path.
   std::atomic<std::shared_ptr<const TlsSnapshot>> current_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+// One reactor shard's view of a TlsContextSet. Not thread-safe: one per shard, used only on that
+// shard's thread. `set` must outlive it.
+class TlsShardContexts {
+ public:
+  explicit TlsShardContexts(const TlsContextSet& set);
+  // A server engine on the latest published snapshot.
+  std::unique_ptr<TlsEngine> NewEngine();
+  const TlsSnapshot& snapshot();
+
+ private:
+  void RefreshIfStale();
+  const TlsContextSet& set_;
+  uint64_t generation_ = 0;
+  std::shared_ptr<const TlsSnapshot> snapshot_;
 };
 
 // Builds one SSL_CTX with posthaste's policy from PEM files. Exposed for tests and tools.

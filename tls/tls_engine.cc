@@ -364,4 +364,32 @@ absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
   return keys;
 }
 
+void CountTlsSession(const TlsEngine& engine, TlsCounters* counters) {
+  ++counters->sessions;
+  if (engine.HandshakeDone()) {
+    ++counters->handshakes_completed;
+    if (engine.resumed()) ++counters->handshakes_resumed;
+  }
+  counters->plaintext_bytes_encrypted += engine.plaintext_bytes_encrypted();
+  switch (engine.error_kind()) {
+    case TlsErrorKind::kNone:
+      break;
+    case TlsErrorKind::kHandshake:
+      ++counters->handshake_errors;
+      break;
+    case TlsErrorKind::kRecord:
+      ++counters->record_errors;
+      break;
+    case TlsErrorKind::kCertificate:
+      ++counters->certificate_errors;
+      break;
+    case TlsErrorKind::kLimit:
+      ++counters->limit_errors;
+      break;
+    case TlsErrorKind::kInternal:
+      ++counters->internal_errors;
+      break;
+  }
+}
+
 }  // namespace posthaste

@@ -166,6 +166,23 @@ class TlsEngine {
   uint64_t plaintext_bytes_encrypted_ = 0;
 };
 
+// Per-shard tallies of finished sessions (plain integers: one shard, one writer; summed at
+// scrape time). Kernel/userspace path counts live in TlsPathCounters (ktls.h).
+struct TlsCounters {
+  uint64_t sessions = 0;
+  uint64_t handshakes_completed = 0;
+  uint64_t handshakes_resumed = 0;
+  uint64_t handshake_errors = 0;
+  uint64_t record_errors = 0;
+  uint64_t certificate_errors = 0;
+  uint64_t limit_errors = 0;
+  uint64_t internal_errors = 0;
+  uint64_t plaintext_bytes_encrypted = 0;
+};
+
+// Adds one session's outcome to *counters. Call once per engine, when the connection ends.
+void CountTlsSession(const TlsEngine& engine, TlsCounters* counters);
+
 }  // namespace posthaste
 
 #endif  // POSTHASTE_TLS_TLS_ENGINE_H_

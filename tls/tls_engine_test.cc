@@ -347,6 +347,38 @@ TEST_F(TlsEngineTest, FeedIsBoundedUntilPlaintextIsRead) {
   EXPECT_EQ(got, big);
 }
 
+TEST_F(TlsEngineTest, CountersTallyEachSessionOutcome) {
+  TlsCounters counters;
+  auto ok = set_->NewEngine();
+  TestTlsClient client({});
+  ASSERT_TRUE(client.Handshake(*ok).ok());
+  ASSERT_TRUE(ok->WritePlaintext("+OK\r\n").ok());
+  CountTlsSession(*ok, &counters);
+  auto bad = set_->NewEngine();
+  (void)bad->FeedCiphertext("GET / HTTP/1.0\r\n\r\n");
+  CountTlsSession(*bad, &counters);
+  EXPECT_EQ(counters.sessions, 2u);
+  EXPECT_EQ(counters.handshakes_completed, 1u);
+  EXPECT_EQ(counters.handshake_errors, 1u);
+  EXPECT_EQ(counters.record_errors, 0u);
+  EXPECT_EQ(counters.plaintext_bytes_encrypted, 5u);
+}
+
+TEST_F(TlsEngineTest, ShardContextsFollowReloads) {
+  TlsShardContexts shard(*set_);
+  auto before = shard.NewEngine();
+  TestTlsClient c1({.server_name = "a.example.com"});
+  ASSERT_TRUE(c1.Handshake(*before).ok());
+  EXPECT_EQ(c1.PeerCommonName(), "a.example.com");
+  WriteCertPair(cert_dir_, "a.example.com", MakeTestCertificate("a-v2", {"a.example.com"}));
+  ASSERT_TRUE(set_->Reload().ok());
+  auto after = shard.NewEngine();
+  TestTlsClient c2({.server_name = "a.example.com"});
+  ASSERT_TRUE(c2.Handshake(*after).ok());
+  EXPECT_EQ(c2.PeerCommonName(), "a-v2");
+  EXPECT_EQ(shard.snapshot().generation, set_->Current()->generation);
+}
+
 TEST_F(TlsEngineTest, SwapCiphertextRecyclesTheBuffer) {
   auto server = set_->NewEngine();
   TestTlsClient client({});
