@@ -6,6 +6,7 @@
 // after each send.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,7 @@ TlsContextSet& Contexts() {
     options.key_path = dir + "/default.key";
     auto created = TlsContextSet::Create(options);
     if (!created.ok()) std::abort();
+    std::filesystem::remove_all(dir);  // Loaded into memory; leave nothing behind.
     return created->release();
   }();
   return *set;

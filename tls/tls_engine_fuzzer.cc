@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -40,6 +41,7 @@ TlsContextSet& Contexts() {
     options.cert_dir = tenants;
     auto created = TlsContextSet::Create(options);
     PH_CHECK(created.ok());
+    std::filesystem::remove_all(dir);  // Loaded into memory; leave nothing behind.
     return created->release();
   }();
   return *set;
