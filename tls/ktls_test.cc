@@ -184,6 +184,18 @@ INSTANTIATE_TEST_SUITE_P(
                               TLS_CIPHER_AES_GCM_256}),
     [](const auto& info) { return info.param.name; });
 
+// TLS 1.3 tickets must not wait for the first reply: keys may go to the kernel right after
+// the handshake, and tickets still unsent then would be lost (no resumption on kTLS sessions).
+TEST_F(KtlsTest, TicketsLeaveWithTheHandshakeSoKeysCanBeExportedAtOnce) {
+  engine_ = set_->NewEngine();
+  client_ = std::make_unique<TestTlsClient>(TestTlsClient::Options{});
+  ASSERT_TRUE(client_->Handshake(*engine_).ok());
+  EXPECT_EQ(client_->Read(*engine_), "");
+  EXPECT_NE(client_->session(), nullptr) << "client got no ticket from the handshake flight";
+  EXPECT_EQ(engine_->PendingCiphertextBytes(), 0u);
+  EXPECT_TRUE(engine_->ExportKernelTlsKeys().ok());
+}
+
 TEST_F(KtlsTest, ExportNeedsAQuiescentAesGcmSession) {
   engine_ = set_->NewEngine();
   EXPECT_EQ(engine_->ExportKernelTlsKeys().status().code(),

@@ -173,6 +173,11 @@ void TlsEngine::DriveHandshake() {
   int rc = SSL_do_handshake(ssl_.get());
   if (rc == 1) {
     handshake_done_ = true;
+    // BoringSSL holds TLS 1.3 NewSessionTicket messages until the first write; a zero-length
+    // write seals them now, so they go out with the handshake and are never stranded by a
+    // kernel TLS hand-off before the first reply.
+    ERR_clear_error();
+    if (SSL_write(ssl_.get(), "", 0) < 0) ERR_clear_error();
     return;
   }
   int error = SSL_get_error(ssl_.get(), rc);
