@@ -360,7 +360,11 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
   std::string dir_error;
   std::map<std::string, DirFiles> dir_files =
       ScanCertDir(options_.cert_dir, options_.tenant_certs_max, &dir_error);
-  if (!dir_error.empty()) report.errors.push_back(dir_error);
+  bool dir_unreadable = !options_.cert_dir.empty() && dir_files.empty() && !dir_error.empty();
+  if (!dir_error.empty()) {
+    report.errors.push_back(dir_error);
+    LogEvent(LogLevel::kError, "tls: certificate directory problem", {{"error", dir_error}});
+  }
   next->fingerprint = Fingerprint(options_, dir_files);
 
   // Reuses `old_entry` when its files are unchanged; otherwise loads; a failed load keeps
@@ -411,8 +415,14 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
     std::shared_ptr<const TlsCertEntry> entry = load_or_keep(name, cert_path, key_path, old_entry);
     if (entry != nullptr) next->by_name.emplace(name, std::move(entry));
   }
+  if (dir_unreadable) {
+    // A directory that cannot be read (mid-remount, permissions) is not a reason to drop every
+    // tenant: keep the certificates in service until it reads again.
+    for (const auto& [name, entry] : old->by_name) next->by_name.emplace(name, entry);
+    report.kept_old += old->by_name.size();
+  }
   for (const auto& [name, entry] : old->by_name) {
-    if (!dir_files.contains(name)) {
+    if (!dir_unreadable && !dir_files.contains(name)) {
       ++report.removed;
       LogEvent(LogLevel::kInfo, "tls: certificate removed", {{"name", name}});
     }

@@ -232,6 +232,26 @@ TEST_F(TlsContextTest, AddedAndRemovedTenantsAreNoticed) {
   EXPECT_FALSE(set->NeedsReload());
 }
 
+TEST_F(TlsContextTest, UnreadableDirectoryKeepsTenantsInService) {
+  auto set = MakeSet();
+  std::string moved = dir_ + "/certs-away";
+  ASSERT_EQ(rename(cert_dir_.c_str(), moved.c_str()), 0);
+  EXPECT_TRUE(set->NeedsReload());
+  TlsReloadReport report;
+  absl::Status status = set->Reload(&report);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("cannot open --tls_cert_dir"));
+  EXPECT_EQ(report.removed, 0u);
+  EXPECT_TRUE(set->Current()->by_name.contains("a.example.com"));
+  auto engine = set->NewEngine();
+  EXPECT_EQ(PeerCn(*engine, "a.example.com"), "a-old");
+
+  ASSERT_EQ(rename(moved.c_str(), cert_dir_.c_str()), 0);
+  EXPECT_TRUE(set->NeedsReload());
+  EXPECT_TRUE(set->Reload().ok());
+  EXPECT_TRUE(set->Current()->by_name.contains("b.example.com"));
+}
+
 // Kubernetes mounts a Secret as DIR/NAME -> ..data/NAME, ..data -> ..TIMESTAMP/, and updates
 // it by writing a new ..TIMESTAMP2/ and renaming a new ..data symlink over the old one.
 TEST_F(TlsContextTest, KubernetesSecretSymlinkSwapIsDetected) {
