@@ -1,0 +1,84 @@
+// Encryption throughput of TlsEngine::EncryptFrom (record-sized pieces sealed straight from the
+// caller's span), per negotiated cipher, on one core. Compare with
+// `openssl speed -evp aes-128-gcm` on the same machine (see docs/ARCHITECTURE.md, TLS).
+// Throughput is per CPU second (like openssl speed's default), so a loaded machine skews it
+// less than wall time would. The ciphertext is recycled through SwapCiphertext, as a driver would
+// after each send.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "benchmark/benchmark.h"
+#include "tls/testing/tls_test_util.h"
+#include "tls/tls_context.h"
+#include "tls/tls_engine.h"
+
+namespace posthaste {
+namespace {
+
+TlsContextSet& Contexts() {
+  static TlsContextSet* set = [] {
+    std::string dir = MakeTestDir("tls_benchmark");
+    WriteCertPair(dir, "default", MakeTestCertificate("default.test", {"default.test"}));
+    TlsOptions options;
+    options.cert_path = dir + "/default.crt";
+    options.key_path = dir + "/default.key";
+    auto created = TlsContextSet::Create(options);
+    if (!created.ok()) std::abort();
+    std::filesystem::remove_all(dir);  // Loaded into memory; leave nothing behind.
+    return created->release();
+  }();
+  return *set;
+}
+
+struct CipherCase {
+  uint16_t max_version;
+  const char* cipher_list;
+};
+constexpr CipherCase kCases[] = {
+    {TLS1_3_VERSION, ""},
+    {TLS1_2_VERSION, "ECDHE-ECDSA-AES128-GCM-SHA256"},
+    {TLS1_2_VERSION, "ECDHE-ECDSA-AES256-GCM-SHA384"},
+    {TLS1_2_VERSION, "ECDHE-ECDSA-CHACHA20-POLY1305"},
+};
+
+void BM_EncryptFrom(benchmark::State& state) {
+  const CipherCase& c = kCases[state.range(0)];
+  const size_t chunk_bytes = static_cast<size_t>(state.range(1));
+  std::unique_ptr<TlsEngine> engine = Contexts().NewEngine();
+  TestTlsClient client({.max_version = c.max_version, .cipher_list = c.cipher_list});
+  if (!client.Handshake(*engine).ok()) {
+    state.SkipWithError("handshake failed");
+    return;
+  }
+  std::string stored(chunk_bytes, 'm');  // Stands in for mapped segment memory.
+  std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(stored.data()), stored.size());
+  std::string sent;
+  sent.reserve(TlsEngine::kCiphertextOutMax + 64 * 1024);
+  for (auto _ : state) {
+    size_t offset = 0;
+    while (offset < span.size()) {
+      auto consumed = engine->EncryptFrom(span.subspan(offset));
+      if (!consumed.ok()) {
+        state.SkipWithError("encrypt failed");
+        return;
+      }
+      offset += *consumed;
+      engine->SwapCiphertext(&sent);
+      benchmark::DoNotOptimize(sent.data());
+    }
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(chunk_bytes));
+  state.SetLabel(std::string(engine->cipher_name()));
+}
+BENCHMARK(BM_EncryptFrom)
+    ->ArgNames({"cipher", "bytes"})
+    ->ArgsProduct({{0, 1, 2, 3}, {1 << 20}})
+    ->Args({0, 16384})
+    ->Args({0, 1 << 10});
+
+}  // namespace
+}  // namespace posthaste
