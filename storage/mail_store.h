@@ -1,0 +1,344 @@
+// MailStore: the durable, multi-tenant message store behind posthaste.
+//
+// A data directory holds:
+//   DIR/posthaste.lock      an flock(2)ed lock file with the owner's pid (one process at a time)
+//   DIR/index/              one RocksDB database: tenants, accounts, packed per-mailbox
+//                           indexes, per-account counters, imported-UIDL tables, segment stats
+//   DIR/segments/NNNNNNNNNNNN.seg
+//                           append-only segment files holding message bodies in POP3 wire form
+//                           (CRLF line endings, dot-stuffed, no ".\r\n" terminator)
+//
+// Durability: Deliver() and CommitDeletions() return OK only once their effect survives a
+// crash or SIGKILL (segment bytes fdatasync'd before the index entry that points at them is
+// written to RocksDB with a synced WAL). Concurrent deliveries share fsyncs (group commit).
+//
+// Threading: every MailStore method is thread-safe and may block on disk I/O (fsync,
+// pread, RocksDB). Call it from an offload thread pool, never from a reactor thread.
+// MailboxSnapshot is immutable and may be read from any thread without locking.
+//
+// Ownership: MailStore owns the RocksDB handle and the segment files. A MailboxSnapshot keeps
+// the segment files it refers to open (reference-counted), so the fds it hands out stay valid
+// for the snapshot's life even if compaction replaces and unlinks those segments. A snapshot is
+// self-contained and may outlive the MailStore that produced it.
+//
+// Module rule: //storage depends only on //base, abseil and RocksDB, and never does network
+// I/O.
+#ifndef POSTHASTE_STORAGE_MAIL_STORE_H_
+#define POSTHASTE_STORAGE_MAIL_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace posthaste::storage {
+
+inline constexpr uint64_t kDefaultMaxMessageBytes = 50ull << 20;   // 50 MiB
+inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
+inline constexpr size_t kMaxUidlLength = 70;                       // RFC 1939 section 7
+inline constexpr size_t kMaxAddressLength = 254;                   // RFC 5321 path limit
+inline constexpr size_t kMaxPasswordHashLength = 1024;
+
+struct StoreOptions {
+  std::string data_dir;
+  // Creates DIR and its contents when absent. When false, a missing store is NotFound.
+  bool create_if_missing = true;
+  // Store-wide maximum POP3 size of one message; tenants may lower (or raise) it.
+  uint64_t max_message_bytes = kDefaultMaxMessageBytes;
+  // Limits copied into a tenant record when its first account is created. 0 = unlimited.
+  uint64_t default_quota_messages = 0;
+  uint64_t default_quota_octets = 0;
+  // A delivery segment is closed and a new one started once it reaches this size.
+  uint64_t segment_roll_bytes = kDefaultSegmentRollBytes;
+  // Compact() rewrites closed segments whose live bytes / file bytes falls below this.
+  double compaction_live_ratio = 0.5;
+  // RocksDB block cache.
+  size_t index_cache_bytes = 64ull << 20;
+};
+
+// Per-tenant (per-domain) settings. 0 = unlimited, or for max_message_bytes: the store-wide
+// StoreOptions::max_message_bytes.
+struct TenantLimits {
+  uint64_t quota_messages = 0;  // default per-account message quota
+  uint64_t quota_octets = 0;    // default per-account octet quota (POP3 sizes)
+  uint64_t max_message_bytes = 0;
+};
+
+struct TenantInfo {
+  std::string domain;
+  TenantLimits limits;
+};
+
+// Per-account quota. 0 = use the tenant default (which itself may be 0 = unlimited).
+struct AccountQuota {
+  uint64_t messages = 0;
+  uint64_t octets = 0;
+};
+
+struct AccountInfo {
+  std::string address;        // normalised local@domain (domain lowercased)
+  uint64_t incarnation = 0;   // unique per account creation, never reused; part of UIDLs
+  std::string password_hash;  // opaque to storage (hashing lives in server/auth)
+  bool disabled = false;
+  AccountQuota quota;
+  absl::Time created_time;
+};
+
+// Counters kept per account so STAT is O(1). Octets are POP3 sizes (CRLF, not dot-stuffed).
+struct MailboxStats {
+  uint64_t messages = 0;
+  uint64_t octets = 0;
+};
+
+struct AccountSummary {
+  std::string address;
+  bool disabled = false;
+  MailboxStats stats;
+};
+
+struct DeliverOptions {
+  // A UIDL to keep (migration/import). Must be 1-70 chars in 0x21-0x7E and not used before in
+  // this account (also not by a deleted message). Absent: storage generates one.
+  std::optional<std::string> uidl;
+  // Defaults to now.
+  std::optional<absl::Time> arrival_time;
+};
+
+struct DeliverResult {
+  std::string uidl;
+  uint64_t pop3_size = 0;     // what STAT/LIST report
+  uint64_t stored_bytes = 0;  // dot-stuffed length in the segment
+};
+
+// Where a message's stored bytes are: `length` bytes at `offset` of `fd`, the dot-stuffed
+// message ending in CRLF, without the ".\r\n" terminator (the transport appends it). The first
+// `header_length` bytes are the header block including the blank line that ends it (all of the
+// message when it has no blank line), which TOP sends before the requested body lines.
+// The fd is owned by storage: never close it; it is valid as long as the snapshot (or the
+// PinnedMessage) it came from is alive.
+struct MessageRef {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t header_length = 0;
+};
+
+// A MessageRef plus a reference that keeps its segment file open on its own.
+struct PinnedMessage {
+  MessageRef ref;
+  std::shared_ptr<const void> keep_alive;
+};
+
+class MailboxSnapshot;
+
+// Outcome of CommitDeletions.
+struct DeletionResult {
+  uint64_t deleted = 0;       // removed by this call
+  uint64_t already_gone = 0;  // removed earlier (e.g. by a concurrent session); not counted
+  MailboxStats stats_after;   // the account's counters after the commit
+};
+
+struct CompactionProgress {
+  uint64_t segments_total = 0;  // segments selected for rewriting
+  uint64_t segments_done = 0;
+  uint64_t bytes_copied = 0;     // live bytes copied so far
+  uint64_t bytes_reclaimed = 0;  // file bytes released so far
+};
+
+struct CompactionResult {
+  uint64_t segments_rewritten = 0;
+  uint64_t messages_moved = 0;
+  uint64_t bytes_copied = 0;
+  uint64_t bytes_reclaimed = 0;
+};
+
+struct CheckReport {
+  uint64_t accounts = 0;
+  uint64_t messages = 0;
+  uint64_t segments = 0;
+  std::vector<std::string> problems;  // one line each; empty when the store is consistent
+  bool ok() const { return problems.empty(); }
+};
+
+// Operational counters (for metrics and tests).
+struct StoreCounters {
+  uint64_t deliveries = 0;     // acknowledged deliveries
+  uint64_t segment_syncs = 0;  // fdatasync calls on segment files (group commit shares them)
+  uint64_t deletions = 0;      // messages removed by CommitDeletions
+};
+
+class MailStore {
+ public:
+  // Opens (creating when allowed) the store in options.data_dir and takes an exclusive flock on
+  // DIR/posthaste.lock. Errors: Unavailable "data directory DIR is in use by another process
+  // (pid N)" while another process (or another MailStore in this one) holds it; InvalidArgument
+  // for bad options; NotFound when absent and !create_if_missing; Internal/DataLoss for I/O or
+  // index errors.
+  static absl::StatusOr<std::unique_ptr<MailStore>> Open(const StoreOptions& options);
+
+  // Closes the index and releases the lock. Outstanding snapshots stay readable.
+  ~MailStore();
+  MailStore(const MailStore&) = delete;
+  MailStore& operator=(const MailStore&) = delete;
+
+  // ---- Tenants ----
+  // NotFound until the tenant's first account exists.
+  absl::StatusOr<TenantInfo> GetTenant(std::string_view domain);
+  // Creates the tenant when absent. InvalidArgument for a malformed domain.
+  absl::Status SetTenantLimits(std::string_view domain, const TenantLimits& limits);
+
+  // ---- Accounts ----
+  // `address` is local@domain; InvalidArgument when malformed (see NormalizeAddress).
+  // AlreadyExists when present. Creates the tenant record on first use.
+  absl::StatusOr<AccountInfo> CreateAccount(std::string_view address,
+                                            std::string_view password_hash);
+  // Removes the account, its messages and its UIDL table. NotFound when absent. A later
+  // CreateAccount of the same address gets a new incarnation, so UIDLs are never reused.
+  absl::Status DeleteAccount(std::string_view address);
+  absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash);
+  absl::Status SetDisabled(std::string_view address, bool disabled);
+  absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
+  absl::StatusOr<AccountInfo> GetAccount(std::string_view address);
+  // All accounts (of `domain` only, when given), sorted by address.
+  absl::StatusOr<std::vector<AccountSummary>> ListAccounts(
+      std::optional<std::string_view> domain = std::nullopt);
+  // The account's counters: O(1), no scan. NotFound when absent.
+  absl::StatusOr<MailboxStats> GetMailboxStats(std::string_view address);
+
+  // ---- Messages ----
+  // Normalises `raw_message` (see NormalizeForStorage) and stores it durably. Returns only after
+  // the bytes and their index entry survive a crash. Errors: InvalidArgument (bad address or
+  // UIDL), NotFound (no such account), FailedPrecondition (account disabled),
+  // ResourceExhausted ("message of N octets exceeds the maximum message size of M octets", or
+  // "mailbox quota exceeded: ... messages" / "... octets"), AlreadyExists (imported UIDL already
+  // used in this account), Internal/DataLoss on I/O failure (nothing acknowledged).
+  absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
+                                        const DeliverOptions& options = {});
+
+  // An immutable snapshot of the mailbox: messages in arrival order. Deliveries made after it
+  // was taken are not in it; message indexes never shift for its life. NotFound when the
+  // account does not exist. Cost: a few RocksDB reads plus one parse (no per-message
+  // allocation).
+  absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address);
+
+  // Reads the stored bytes of message `index` (0-based) of `snapshot` (pread; tests and CLI).
+  // OutOfRange for a bad index; DataLoss when the segment is shorter than the index says.
+  absl::StatusOr<std::string> ReadMessage(const MailboxSnapshot& snapshot, size_t index);
+
+  // Deletes the messages at `indexes` (0-based, into `snapshot`) atomically: one synced RocksDB
+  // batch, all or nothing; counters updated. Messages already removed (by a concurrent session)
+  // are skipped and reported, never counted twice. Their UIDLs are never reused.
+  // OutOfRange for a bad index (nothing deleted); NotFound when the account was deleted (or
+  // re-created) since the snapshot was taken.
+  absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
+                                                 const std::vector<size_t>& indexes);
+
+  // ---- Maintenance ----
+  // Rewrites closed segments whose live ratio is below options.compaction_live_ratio: copies
+  // their live messages to new segments, fsyncs, repoints the index entries atomically, then
+  // unlinks the old file. Online: deliveries, deletions and readers holding old snapshots stay
+  // correct. Calls `progress` (when set) after each segment. Runs on the calling thread; one
+  // Compact() at a time (a second concurrent call waits).
+  absl::StatusOr<CompactionResult> Compact(
+      const std::function<void(const CompactionProgress&)>& progress = nullptr);
+
+  // Verifies every index entry against the segments (segment exists, entry within the file,
+  // header_length <= length, stored bytes end in CRLF and match their checksum), counters
+  // against the sum of entries, UIDL uniqueness per account, and segment accounting. Returns
+  // the problems found (an error Status only when the check itself could not run).
+  absl::StatusOr<CheckReport> Check();
+
+  StoreCounters Counters() const;
+  const StoreOptions& options() const;
+
+  struct Impl;
+
+ private:
+  explicit MailStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One message of a snapshot (internal layout; read it through MailboxSnapshot's accessors).
+struct SnapshotEntry {
+  uint64_t seq = 0;  // per-account sequence number (arrival order)
+  uint64_t offset = 0;
+  uint64_t arrival_unix_seconds = 0;
+  uint32_t segment_slot = 0;  // index into the snapshot's segment table
+  uint32_t stored_length = 0;
+  uint32_t pop3_size = 0;
+  uint32_t header_length = 0;
+  uint32_t uidl_offset = 0;  // into the snapshot's UIDL arena
+  uint32_t uidl_length = 0;
+};
+
+// An immutable view of one mailbox at one moment. Thread-safe (read-only). Indexes are 0-based
+// positions in arrival order; POP3 message numbers are index + 1 (the session converts).
+class MailboxSnapshot {
+ public:
+  const std::string& address() const { return address_; }
+  uint64_t incarnation() const { return incarnation_; }
+  size_t size() const { return entries_.size(); }
+  uint64_t total_octets() const { return total_octets_; }
+
+  // REQUIRES: index < size().
+  uint64_t pop3_size(size_t index) const { return entries_[index].pop3_size; }
+  std::string_view uidl(size_t index) const {
+    const SnapshotEntry& e = entries_[index];
+    return std::string_view(uidl_arena_).substr(e.uidl_offset, e.uidl_length);
+  }
+  absl::Time arrival_time(size_t index) const {
+    return absl::FromUnixSeconds(static_cast<int64_t>(entries_[index].arrival_unix_seconds));
+  }
+  // Valid while this snapshot is alive.
+  MessageRef Ref(size_t index) const;
+  // Valid for as long as the returned object is alive.
+  PinnedMessage Pin(size_t index) const;
+
+  // Internal (used by MailStore).
+  const SnapshotEntry& entry(size_t index) const { return entries_[index]; }
+
+ private:
+  friend struct MailStore::Impl;
+  struct SegmentHandle;
+
+  std::string address_;
+  uint64_t incarnation_ = 0;
+  uint64_t total_octets_ = 0;
+  std::vector<SnapshotEntry> entries_;
+  std::string uidl_arena_;
+  std::vector<std::shared_ptr<const SegmentHandle>> segments_;
+  std::vector<uint64_t> segment_ids_;  // parallel to segments_
+};
+
+// ---- Message form, validation (pure functions; thread-safe) ----
+
+struct NormalizedMessage {
+  std::string stored;          // CRLF endings, dot-stuffed, ends in CRLF, no terminator
+  uint64_t pop3_size = 0;      // octets with CRLF endings before dot-stuffing
+  uint64_t header_length = 0;  // stored bytes through the blank line ending the headers
+};
+
+// Bare LF and bare CR become CRLF; a final CRLF is added if missing; lines starting with '.'
+// get a second '.'. NUL, 8-bit bytes and long lines pass through unchanged.
+NormalizedMessage NormalizeForStorage(std::string_view raw);
+
+// Returns local@domain with the domain lowercased (the local part keeps its case). Rejects,
+// with InvalidArgument: no or several '@', an empty part, characters outside printable ASCII
+// or among ` "(),:;<>[\]`, a domain that is not dot-separated LDH labels, over 254 octets.
+absl::StatusOr<std::string> NormalizeAddress(std::string_view address);
+absl::StatusOr<std::string> NormalizeDomain(std::string_view domain);
+
+// OK when 1-70 characters, each in 0x21-0x7E; InvalidArgument otherwise.
+absl::Status ValidateUidl(std::string_view uidl);
+
+}  // namespace posthaste::storage
+
+#endif  // POSTHASTE_STORAGE_MAIL_STORE_H_

@@ -1,0 +1,163 @@
+// Message normalisation and address/UIDL validation (declared in mail_store.h). Pure functions.
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::storage {
+namespace {
+
+constexpr size_t kNoHeaderEnd = static_cast<size_t>(-1);
+
+// Index of the first '\r' or '\n' at or after `pos`, or raw.size().
+size_t FindLineBreak(std::string_view raw, size_t pos) {
+  const char* data = raw.data();
+  const size_t n = raw.size();
+  const void* lf = std::memchr(data + pos, '\n', n - pos);
+  const size_t lf_pos = lf ? static_cast<size_t>(static_cast<const char*>(lf) - data) : n;
+  const void* cr = std::memchr(data + pos, '\r', lf_pos - pos);
+  return cr ? static_cast<size_t>(static_cast<const char*>(cr) - data) : lf_pos;
+}
+
+bool IsAddressSpecial(char c) {
+  switch (c) {
+    case '"':
+    case '(':
+    case ')':
+    case ',':
+    case ':':
+    case ';':
+    case '<':
+    case '>':
+    case '[':
+    case '\\':
+    case ']':
+    case '@':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+NormalizedMessage NormalizeForStorage(std::string_view raw) {
+  NormalizedMessage result;
+  std::string& out = result.stored;
+  out.reserve(raw.size() + raw.size() / 32 + 2);
+  size_t header_end = kNoHeaderEnd;
+  uint64_t pop3_size = 0;
+  size_t pos = 0;
+  const size_t n = raw.size();
+  while (pos < n) {
+    // At the start of a line.
+    if (raw[pos] == '.') out.push_back('.');  // dot-stuffing: not counted in the POP3 size
+    const size_t brk = FindLineBreak(raw, pos);
+    const size_t line_len = brk - pos;
+    out.append(raw.data() + pos, line_len);
+    pop3_size += line_len;
+    if (brk == n) {  // last line without a line break
+      pos = n;
+      out.append("\r\n");
+      pop3_size += 2;
+      break;
+    }
+    // CRLF, bare CR and bare LF all end a line.
+    pos = brk + 1;
+    if (raw[brk] == '\r' && pos < n && raw[pos] == '\n') ++pos;
+    out.append("\r\n");
+    pop3_size += 2;
+    if (line_len == 0 && header_end == kNoHeaderEnd) header_end = out.size();
+  }
+  if (out.empty()) {
+    out = "\r\n";
+    pop3_size = 2;
+    header_end = 2;
+  }
+  result.pop3_size = pop3_size;
+  result.header_length = header_end == kNoHeaderEnd ? out.size() : header_end;
+  return result;
+}
+
+absl::StatusOr<std::string> NormalizeDomain(std::string_view domain) {
+  if (domain.empty()) return absl::InvalidArgumentError("empty domain");
+  if (domain.size() > 253) return absl::InvalidArgumentError("domain longer than 253 octets");
+  std::string out(domain);
+  size_t label_len = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    char c = out[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    out[i] = c;
+    if (c == '.') {
+      if (label_len == 0 || out[i - 1] == '-') {
+        return absl::InvalidArgumentError("malformed domain (empty label or label ending in '-')");
+      }
+      label_len = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) return absl::InvalidArgumentError("domain may contain only letters, digits, '-', '.'");
+    if (c == '-' && label_len == 0) {
+      return absl::InvalidArgumentError("malformed domain (label starting with '-')");
+    }
+    if (++label_len > 63) return absl::InvalidArgumentError("domain label longer than 63 octets");
+  }
+  if (label_len == 0 || out.back() == '-') {
+    return absl::InvalidArgumentError("malformed domain (empty label or label ending in '-')");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> NormalizeAddress(std::string_view address) {
+  if (address.size() > kMaxAddressLength) {
+    return absl::InvalidArgumentError("address longer than 254 octets");
+  }
+  const size_t at = address.find('@');
+  if (at == std::string_view::npos) {
+    return absl::InvalidArgumentError("address must be local@domain (no '@')");
+  }
+  if (address.find('@', at + 1) != std::string_view::npos) {
+    return absl::InvalidArgumentError("address must contain exactly one '@'");
+  }
+  std::string_view local = address.substr(0, at);
+  if (local.empty()) return absl::InvalidArgumentError("address has an empty local part");
+  if (local.size() > 64) return absl::InvalidArgumentError("local part longer than 64 octets");
+  for (char c : local) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7e || IsAddressSpecial(c)) {
+      return absl::InvalidArgumentError(
+          "local part may contain only printable ASCII without spaces or ()<>[]\\,;:\"@");
+    }
+  }
+  if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) {
+    return absl::InvalidArgumentError("malformed local part (misplaced '.')");
+  }
+  auto domain = NormalizeDomain(address.substr(at + 1));
+  if (!domain.ok()) return domain.status();
+  std::string out;
+  out.reserve(address.size());
+  out.append(local);
+  out.push_back('@');
+  out.append(*domain);
+  return out;
+}
+
+absl::Status ValidateUidl(std::string_view uidl) {
+  if (uidl.empty() || uidl.size() > kMaxUidlLength) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("UIDL must be 1-70 characters long (got ", uidl.size(), ")"));
+  }
+  for (char c : uidl) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7e) {
+      return absl::InvalidArgumentError("UIDL characters must be in 0x21-0x7E");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace posthaste::storage
