@@ -1,69 +1,1415 @@
-// Skeleton: the API compiles; the implementation lands in the following commits.
+// MailStore implementation: RocksDB index (storage/index_codec.h) + segment files
+// (storage/segment.h).
+//
+// Locks, in the order they may be taken (never the reverse):
+//   compaction_mu    one Compact() at a time
+//   meta_mu          account creation/deletion, id allocation
+//   mailbox_mu[inc]  changes to existing index entries of one mailbox (deletions, compaction
+//                    moves, account deletion); deliveries only add entries and do not take it
+//   retire_mu        shared while a reader turns index entries into open segments; exclusive
+//                    while compaction forgets a segment
+//   AccountState::mu in-memory account state: counters, reservations, sequence numbers
+//   cache_mu / tenant_mu / SegmentSet::mu_   leaf locks
 #include "storage/mail_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/write_batch.h"
+#include "storage/crc32c.h"
+#include "storage/index_codec.h"
+#include "storage/segment.h"
 
 namespace posthaste::storage {
 
-struct MailStore::Impl {
-  StoreOptions options;
-};
-
-struct MailboxSnapshot::SegmentHandle {
-  int fd = -1;
-};
+using internal::AccountRecord;
+using internal::AppendResult;
+using internal::CounterValue;
+using internal::IndexRecord;
+using internal::Segment;
+using internal::SegmentSet;
+using internal::SegmentStats;
+using internal::TenantRecord;
 
 namespace {
-absl::Status NotYet() { return absl::UnimplementedError("MailStore: not implemented yet"); }
+
+constexpr size_t kMailboxLockStripes = 64;
+constexpr size_t kAccountCacheSweepMin = 4096;
+
+rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+absl::Status IndexError(const rocksdb::Status& s, std::string_view what) {
+  std::string message = absl::StrCat("index ", AbslView(what), ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsNoSpace()) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+std::string Hex(uint64_t v) { return absl::StrFormat("%x", v); }
+
+absl::Status PreadFull(int fd, char* buf, uint64_t length, uint64_t offset, std::string_view what) {
+  while (length > 0) {
+    ssize_t n = ::pread(fd, buf, length, static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return internal::ErrnoStatus(errno, absl::StrCat("read ", AbslView(what)));
+    }
+    if (n == 0) {
+      return absl::DataLossError(
+          absl::StrCat(AbslView(what), ": segment ends before the message does"));
+    }
+    buf += n;
+    length -= static_cast<uint64_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+struct AccountState {
+  std::mutex mu;
+  std::condition_variable cv;  // signalled when inflight drops
+  std::string address;
+  AccountRecord record;                              // guarded by mu
+  bool deleted = false;                              // guarded by mu
+  MailboxStats committed;                            // guarded by mu
+  uint64_t reserved_messages = 0;                    // guarded by mu: deliveries in flight
+  uint64_t reserved_octets = 0;                      // guarded by mu
+  uint64_t next_seq = 1;                             // guarded by mu
+  int inflight = 0;                                  // guarded by mu
+  std::set<std::string, std::less<>> pending_uidls;  // guarded by mu: imports in flight
+};
+
+AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
+  AccountInfo info;
+  info.address = address;
+  info.incarnation = r.incarnation;
+  info.password_hash = r.password_hash;
+  info.disabled = r.disabled;
+  info.quota.messages = r.quota_messages;
+  info.quota.octets = r.quota_octets;
+  info.created_time = absl::FromUnixSeconds(r.created_unix_seconds);
+  return info;
+}
+
+std::string_view DomainOf(std::string_view address) {
+  return address.substr(address.rfind('@') + 1);
+}
+
 }  // namespace
+
+struct MailStore::Impl {
+  StoreOptions options;
+  int lock_fd = -1;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::WriteOptions sync_write;
+  std::string store_id;  // 8 hex digits, random per store: first part of generated UIDLs
+  std::unique_ptr<SegmentSet> segments;
+
+  std::mutex compaction_mu;
+  std::mutex meta_mu;
+  std::array<std::mutex, kMailboxLockStripes> mailbox_mu;
+  std::shared_mutex retire_mu;
+
+  std::mutex cache_mu;
+  std::unordered_map<std::string, std::shared_ptr<AccountState>> accounts;  // by cache_mu
+  size_t sweep_at = kAccountCacheSweepMin;                                  // by cache_mu
+
+  std::mutex tenant_mu;
+  std::map<std::string, TenantRecord, std::less<>> tenants;  // by tenant_mu
+
+  std::atomic<uint64_t> deliveries{0};
+  std::atomic<uint64_t> deletions{0};
+
+  ~Impl() {
+    segments.reset();
+    if (db != nullptr) {
+      db->Close().PermitUncheckedError();
+      db.reset();
+    }
+    if (lock_fd >= 0) ::close(lock_fd);  // releases the flock
+  }
+
+  std::mutex& MailboxMutex(uint64_t incarnation) {
+    return mailbox_mu[incarnation % kMailboxLockStripes];
+  }
+
+  // ---- metadata ----
+  absl::StatusOr<std::optional<uint64_t>> GetMeta(std::string_view key) {
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    if (s.IsNotFound()) return std::optional<uint64_t>();
+    if (!s.ok()) return IndexError(s, key);
+    if (value.size() != 8) return absl::DataLossError(absl::StrCat("bad metadata ", AbslView(key)));
+    return std::optional<uint64_t>(internal::GetLE64(value.data()));
+  }
+
+  static std::string MetaValue(uint64_t v) {
+    std::string out;
+    internal::PutLE64(&out, v);
+    return out;
+  }
+
+  absl::StatusOr<uint64_t> AllocateSegmentId() {
+    std::lock_guard<std::mutex> lock(meta_mu_for_segments);
+    PH_ASSIGN_OR_RETURN(std::optional<uint64_t> next, GetMeta(internal::kMetaNextSegment));
+    const uint64_t id = next.value_or(1);
+    rocksdb::Status s =
+        db->Put(sync_write, ToSlice(internal::kMetaNextSegment), ToSlice(MetaValue(id + 1)));
+    if (!s.ok()) return IndexError(s, "allocate segment id");
+    return id;
+  }
+  std::mutex meta_mu_for_segments;  // leaf: segment id allocation only
+
+  // ---- tenants ----
+  absl::StatusOr<std::optional<TenantRecord>> LoadTenant(std::string_view domain) {
+    {
+      std::lock_guard<std::mutex> lock(tenant_mu);
+      auto it = tenants.find(domain);
+      if (it != tenants.end()) return std::optional<TenantRecord>(it->second);
+    }
+    std::string value;
+    rocksdb::Status s =
+        db->Get(rocksdb::ReadOptions(), ToSlice(internal::TenantKey(domain)), &value);
+    if (s.IsNotFound()) return std::optional<TenantRecord>();
+    if (!s.ok()) return IndexError(s, "read tenant");
+    TenantRecord record;
+    if (!internal::DecodeTenant(value, &record)) {
+      return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
+    }
+    std::lock_guard<std::mutex> lock(tenant_mu);
+    tenants[std::string(domain)] = record;
+    return std::optional<TenantRecord>(record);
+  }
+
+  TenantRecord DefaultTenant() const {
+    TenantRecord r;
+    r.quota_messages = options.default_quota_messages;
+    r.quota_octets = options.default_quota_octets;
+    return r;
+  }
+
+  // ---- account cache ----
+  absl::StatusOr<std::shared_ptr<AccountState>> Account(const std::string& address) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    auto it = accounts.find(address);
+    if (it != accounts.end()) return it->second;
+    // Loaded under cache_mu so that no committed change can slip between the read and the
+    // insertion (every change goes through a cached state).
+    std::string value;
+    rocksdb::Status s =
+        db->Get(rocksdb::ReadOptions(), ToSlice(internal::AccountKey(address)), &value);
+    if (s.IsNotFound()) {
+      return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    }
+    if (!s.ok()) return IndexError(s, "read account");
+    auto state = std::make_shared<AccountState>();
+    state->address = address;
+    if (!internal::DecodeAccount(value, &state->record)) {
+      return absl::DataLossError(absl::StrCat("undecodable account record for ", address));
+    }
+    s = db->Get(rocksdb::ReadOptions(), ToSlice(internal::CounterKey(state->record.incarnation)),
+                &value);
+    if (s.ok()) {
+      CounterValue c;
+      if (!internal::DecodeCounter(value, &c)) {
+        return absl::DataLossError(absl::StrCat("undecodable counters for ", address));
+      }
+      state->committed.messages = static_cast<uint64_t>(std::max<int64_t>(c.messages, 0));
+      state->committed.octets = static_cast<uint64_t>(std::max<int64_t>(c.octets, 0));
+      state->next_seq = c.next_seq;
+    } else if (!s.IsNotFound()) {
+      return IndexError(s, "read counters");
+    }
+    if (accounts.size() >= sweep_at) {
+      // Drop states nobody holds; they reload from the index on next use.
+      for (auto i = accounts.begin(); i != accounts.end();) {
+        i = i->second.use_count() == 1 ? accounts.erase(i) : std::next(i);
+      }
+      sweep_at = std::max(kAccountCacheSweepMin, accounts.size() * 2);
+    }
+    accounts[address] = state;
+    return state;
+  }
+
+  void ForgetAccount(const std::string& address) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    accounts.erase(address);
+  }
+
+  std::string GeneratedUidlPrefix(uint64_t incarnation) const {
+    return absl::StrCat(store_id, ".", Hex(incarnation), ".");
+  }
+
+  // Applies `change` to the account record and stores it durably.
+  absl::Status UpdateAccount(std::string_view address_in,
+                             const std::function<absl::Status(AccountRecord*)>& change) {
+    PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+    PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    AccountRecord record = state->record;
+    PH_RETURN_IF_ERROR(change(&record));
+    rocksdb::Status s = db->Put(sync_write, ToSlice(internal::AccountKey(address)),
+                                ToSlice(internal::EncodeAccount(record)));
+    if (!s.ok()) return IndexError(s, "update account");
+    state->record = record;
+    return absl::OkStatus();
+  }
+
+  // ---- snapshots ----
+  absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address_in);
+  absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
+                                                 const std::vector<size_t>& indexes);
+  absl::StatusOr<DeliverResult> Deliver(std::string_view address_in, std::string_view raw,
+                                        const DeliverOptions& options);
+  absl::Status DeleteAccount(std::string_view address_in);
+  absl::StatusOr<CompactionResult> Compact(
+      const std::function<void(const CompactionProgress&)>& progress);
+  absl::StatusOr<CheckReport> Check();
+};
+
+// ------------------------------------------------------------------------------------------
+// Open
+
+absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& options) {
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is empty");
+  if (options.max_message_bytes == 0 || options.max_message_bytes > kMaxConfigurableMessageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes must be 1..", kMaxConfigurableMessageBytes));
+  }
+  if (options.segment_roll_bytes < 4096) {
+    return absl::InvalidArgumentError("segment_roll_bytes must be at least 4096");
+  }
+  if (!(options.compaction_live_ratio >= 0.0 && options.compaction_live_ratio <= 1.0)) {
+    return absl::InvalidArgumentError("compaction_live_ratio must be within [0, 1]");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  const std::string& dir = options.data_dir;
+
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) {
+    if (errno != ENOENT) return internal::ErrnoStatus(errno, absl::StrCat("stat ", dir));
+    if (!options.create_if_missing) {
+      return absl::NotFoundError(absl::StrCat("data directory ", dir, " does not exist"));
+    }
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return internal::ErrnoStatus(errno, absl::StrCat("mkdir ", dir));
+    }
+  } else if (!S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat("data directory ", dir, " is not a directory"));
+  }
+
+  // The lock: one process per data directory.
+  const std::string lock_path = absl::StrCat(dir, "/posthaste.lock");
+  impl->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (impl->lock_fd < 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat("open ", lock_path));
+  }
+  if (::flock(impl->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) {
+      return internal::ErrnoStatus(errno, absl::StrCat("lock ", lock_path));
+    }
+    char buf[32] = {};
+    ssize_t n = ::pread(impl->lock_fd, buf, sizeof(buf) - 1, 0);
+    std::string pid;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
+    return absl::UnavailableError(absl::StrCat("data directory ", dir,
+                                               " is in use by another process (pid ",
+                                               pid.empty() ? "unknown" : pid, ")"));
+  }
+  {
+    const std::string pid = absl::StrCat(::getpid(), "\n");
+    if (::ftruncate(impl->lock_fd, 0) != 0 ||
+        ::pwrite(impl->lock_fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+      return internal::ErrnoStatus(errno, absl::StrCat("write ", lock_path));
+    }
+  }
+
+  const std::string segment_dir = absl::StrCat(dir, "/segments");
+  const std::string index_dir = absl::StrCat(dir, "/index");
+  if (::stat(index_dir.c_str(), &st) != 0 && !options.create_if_missing) {
+    return absl::NotFoundError(absl::StrCat("data directory ", dir, " holds no store"));
+  }
+  if (::mkdir(segment_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return internal::ErrnoStatus(errno, absl::StrCat("mkdir ", segment_dir));
+  }
+
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.merge_operator = internal::NewStoreMergeOperator();
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 4;
+  db_options.max_manifest_file_size = 64 << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.index_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, index_dir, &raw_db);
+  if (!s.ok()) return IndexError(s, absl::StrCat("open ", index_dir));
+  impl->db.reset(raw_db);
+  impl->sync_write.sync = true;
+
+  // Store id: random, fixed at creation.
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> store_id, impl->GetMeta(internal::kMetaStoreId));
+  if (!store_id.has_value()) {
+    uint32_t random = 0;
+    if (::getrandom(&random, sizeof(random), 0) != sizeof(random)) {
+      return internal::ErrnoStatus(errno, "getrandom");
+    }
+    store_id = random;
+    s = impl->db->Put(impl->sync_write, ToSlice(internal::kMetaStoreId),
+                      ToSlice(Impl::MetaValue(*store_id)));
+    if (!s.ok()) return IndexError(s, "write store id");
+  }
+  impl->store_id = absl::StrFormat("%08x", static_cast<uint32_t>(*store_id));
+
+  // Segment files that no index entry can name (no "S" key) are left over from a crash between
+  // creating a segment and indexing into it: remove them.
+  PH_ASSIGN_OR_RETURN(std::vector<uint64_t> file_ids, SegmentSet::ListFileIds(segment_dir));
+  bool removed = false;
+  for (uint64_t id : file_ids) {
+    std::string value;
+    s = impl->db->Get(rocksdb::ReadOptions(), ToSlice(internal::SegmentKey(id)), &value);
+    if (s.ok()) continue;
+    if (!s.IsNotFound()) return IndexError(s, "read segment stats");
+    const std::string path = absl::StrCat(segment_dir, "/", SegmentSet::FileName(id));
+    LogEvent(LogLevel::kInfo, "removing unreferenced segment", {{"path", path}});
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return internal::ErrnoStatus(errno, absl::StrCat("unlink ", path));
+    }
+    removed = true;
+  }
+  if (removed) PH_RETURN_IF_ERROR(internal::SyncDirectory(segment_dir));
+
+  Impl* raw_impl = impl.get();
+  impl->segments =
+      std::make_unique<SegmentSet>(segment_dir, options.segment_roll_bytes,
+                                   [raw_impl] { return raw_impl->AllocateSegmentId(); });
+
+  // Every segment stays open while referenced: allow as many fds as the hard limit does.
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return std::unique_ptr<MailStore>(new MailStore(std::move(impl)));
+}
 
 MailStore::MailStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MailStore::~MailStore() = default;
 
-absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& options) {
-  return NotYet();
-}
-absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view) { return NotYet(); }
-absl::Status MailStore::SetTenantLimits(std::string_view, const TenantLimits&) { return NotYet(); }
-absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view, std::string_view) {
-  return NotYet();
-}
-absl::Status MailStore::DeleteAccount(std::string_view) { return NotYet(); }
-absl::Status MailStore::SetPasswordHash(std::string_view, std::string_view) { return NotYet(); }
-absl::Status MailStore::SetDisabled(std::string_view, bool) { return NotYet(); }
-absl::Status MailStore::SetQuota(std::string_view, const AccountQuota&) { return NotYet(); }
-absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view) { return NotYet(); }
-absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
-    std::optional<std::string_view>) {
-  return NotYet();
-}
-absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view) { return NotYet(); }
-absl::StatusOr<DeliverResult> MailStore::Deliver(std::string_view, std::string_view,
-                                                 const DeliverOptions&) {
-  return NotYet();
-}
-absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::OpenMailbox(std::string_view) {
-  return NotYet();
-}
-absl::StatusOr<std::string> MailStore::ReadMessage(const MailboxSnapshot&, size_t) {
-  return NotYet();
-}
-absl::StatusOr<DeletionResult> MailStore::CommitDeletions(const MailboxSnapshot&,
-                                                          const std::vector<size_t>&) {
-  return NotYet();
-}
-absl::StatusOr<CompactionResult> MailStore::Compact(
-    const std::function<void(const CompactionProgress&)>&) {
-  return NotYet();
-}
-absl::StatusOr<CheckReport> MailStore::Check() { return NotYet(); }
-StoreCounters MailStore::Counters() const { return {}; }
 const StoreOptions& MailStore::options() const { return impl_->options; }
+
+StoreCounters MailStore::Counters() const {
+  StoreCounters c;
+  c.deliveries = impl_->deliveries.load();
+  c.deletions = impl_->deletions.load();
+  c.segment_syncs = impl_->segments->sync_count();
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------
+// Tenants and accounts
+
+absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view domain_in) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> record, impl_->LoadTenant(domain));
+  if (!record.has_value()) return absl::NotFoundError(absl::StrCat("no such tenant: ", domain));
+  TenantInfo info;
+  info.domain = domain;
+  info.limits.quota_messages = record->quota_messages;
+  info.limits.quota_octets = record->quota_octets;
+  info.limits.max_message_bytes = record->max_message_bytes;
+  return info;
+}
+
+absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const TenantLimits& limits) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  if (limits.max_message_bytes > kMaxConfigurableMessageBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_message_bytes may be at most ", kMaxConfigurableMessageBytes));
+  }
+  TenantRecord record;
+  record.quota_messages = limits.quota_messages;
+  record.quota_octets = limits.quota_octets;
+  record.max_message_bytes = limits.max_message_bytes;
+  std::lock_guard<std::mutex> meta(impl_->meta_mu);
+  rocksdb::Status s = impl_->db->Put(impl_->sync_write, ToSlice(internal::TenantKey(domain)),
+                                     ToSlice(internal::EncodeTenant(record)));
+  if (!s.ok()) return IndexError(s, "write tenant");
+  std::lock_guard<std::mutex> lock(impl_->tenant_mu);
+  impl_->tenants[domain] = record;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in,
+                                                     std::string_view password_hash) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  if (password_hash.size() > kMaxPasswordHashLength) {
+    return absl::InvalidArgumentError("password hash too long");
+  }
+  Impl& s = *impl_;
+  std::lock_guard<std::mutex> meta(s.meta_mu);
+  const std::string key = internal::AccountKey(address);
+  std::string value;
+  rocksdb::Status st = s.db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+  if (st.ok())
+    return absl::AlreadyExistsError(absl::StrCat("account ", address, " already exists"));
+  if (!st.IsNotFound()) return IndexError(st, "read account");
+
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> next, s.GetMeta(internal::kMetaNextIncarnation));
+  AccountRecord record;
+  record.incarnation = next.value_or(1);
+  record.password_hash = std::string(password_hash);
+  record.created_unix_seconds = absl::ToUnixSeconds(absl::Now());
+
+  rocksdb::WriteBatch batch;
+  batch.Put(ToSlice(internal::kMetaNextIncarnation),
+            ToSlice(Impl::MetaValue(record.incarnation + 1)));
+  const std::string domain(DomainOf(address));
+  PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant, s.LoadTenant(domain));
+  if (!tenant.has_value()) {
+    batch.Put(ToSlice(internal::TenantKey(domain)),
+              ToSlice(internal::EncodeTenant(s.DefaultTenant())));
+  }
+  batch.Put(ToSlice(key), ToSlice(internal::EncodeAccount(record)));
+  st = s.db->Write(s.sync_write, &batch);
+  if (!st.ok()) return IndexError(st, "create account");
+  if (!tenant.has_value()) {
+    std::lock_guard<std::mutex> lock(s.tenant_mu);
+    s.tenants[domain] = s.DefaultTenant();
+  }
+  s.ForgetAccount(address);
+  return ToInfo(address, record);
+}
+
+absl::Status MailStore::DeleteAccount(std::string_view address_in) {
+  return impl_->DeleteAccount(address_in);
+}
+
+absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  std::lock_guard<std::mutex> meta(meta_mu);
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
+  uint64_t incarnation;
+  {
+    std::unique_lock<std::mutex> lock(state->mu);
+    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    state->deleted = true;  // new deliveries fail from here on
+    state->cv.wait(lock, [&] { return state->inflight == 0; });
+    incarnation = state->record.incarnation;
+  }
+  std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
+  rocksdb::WriteBatch batch;
+  batch.Delete(ToSlice(internal::AccountKey(address)));
+  batch.Delete(ToSlice(internal::CounterKey(incarnation)));
+  std::map<uint64_t, SegmentStats> segment_deltas;
+  auto undo = [&](const absl::Status& status) {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->deleted = false;
+    return status;
+  };
+  for (std::string_view prefix_kind : {std::string_view("I"), std::string_view("U")}) {
+    const std::string prefix =
+        prefix_kind == "I" ? internal::ChunkPrefix(incarnation) : internal::UidlPrefix(incarnation);
+    const std::string upper = prefix_kind == "I" ? internal::ChunkPrefix(incarnation + 1)
+                                                 : internal::UidlPrefix(incarnation + 1);
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+      batch.Delete(it->key());
+      if (prefix_kind != "I") continue;
+      std::vector<IndexRecord> records;
+      if (!internal::DecodeRecords(View(it->value()), &records)) {
+        return undo(absl::DataLossError(absl::StrCat("undecodable index chunk of ", address)));
+      }
+      for (const IndexRecord& r : records) {
+        segment_deltas[r.segment].live_bytes -= r.stored_length;
+        segment_deltas[r.segment].live_messages -= 1;
+      }
+    }
+    if (!it->status().ok()) return undo(IndexError(it->status(), "scan mailbox"));
+  }
+  for (const auto& [segment, delta] : segment_deltas) {
+    batch.Merge(ToSlice(internal::SegmentKey(segment)),
+                ToSlice(internal::EncodeSegmentStats(delta)));
+  }
+  rocksdb::Status st = db->Write(sync_write, &batch);
+  if (!st.ok()) return undo(IndexError(st, "delete account"));
+  ForgetAccount(address);
+  return absl::OkStatus();
+}
+
+absl::Status MailStore::SetPasswordHash(std::string_view address, std::string_view hash) {
+  if (hash.size() > kMaxPasswordHashLength) {
+    return absl::InvalidArgumentError("password hash too long");
+  }
+  return impl_->UpdateAccount(address, [&](AccountRecord* r) {
+    r->password_hash = std::string(hash);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status MailStore::SetDisabled(std::string_view address, bool disabled) {
+  return impl_->UpdateAccount(address, [&](AccountRecord* r) {
+    r->disabled = disabled;
+    return absl::OkStatus();
+  });
+}
+
+absl::Status MailStore::SetQuota(std::string_view address, const AccountQuota& quota) {
+  return impl_->UpdateAccount(address, [&](AccountRecord* r) {
+    r->quota_messages = quota.messages;
+    r->quota_octets = quota.octets;
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view address_in) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  return ToInfo(address, state->record);
+}
+
+absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view address_in) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  return state->committed;
+}
+
+absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
+    std::optional<std::string_view> domain_in) {
+  std::string prefix(1, internal::kAccountPrefix);
+  std::string upper(1, internal::kAccountPrefix + 1);
+  if (domain_in.has_value()) {
+    PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(*domain_in));
+    prefix = internal::AccountKeyDomainPrefix(domain);
+    upper = prefix;
+    upper.back() = '\x01';
+  }
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<const rocksdb::Snapshot, std::function<void(const rocksdb::Snapshot*)>> snap(
+      impl_->db->GetSnapshot(),
+      [this](const rocksdb::Snapshot* p) { impl_->db->ReleaseSnapshot(p); });
+  ro.snapshot = snap.get();
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::vector<AccountSummary> out;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+  rocksdb::ReadOptions get_ro;
+  get_ro.snapshot = snap.get();
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    AccountRecord record;
+    if (!internal::DecodeAccount(View(it->value()), &record)) {
+      return absl::DataLossError(absl::StrCat("undecodable account record ",
+                                              internal::AddressFromAccountKey(View(it->key()))));
+    }
+    AccountSummary summary;
+    summary.address = internal::AddressFromAccountKey(View(it->key()));
+    summary.disabled = record.disabled;
+    std::string value;
+    rocksdb::Status s =
+        impl_->db->Get(get_ro, ToSlice(internal::CounterKey(record.incarnation)), &value);
+    CounterValue c;
+    if (s.ok() && internal::DecodeCounter(value, &c)) {
+      summary.stats.messages = static_cast<uint64_t>(std::max<int64_t>(c.messages, 0));
+      summary.stats.octets = static_cast<uint64_t>(std::max<int64_t>(c.octets, 0));
+    } else if (!s.ok() && !s.IsNotFound()) {
+      return IndexError(s, "read counters");
+    }
+    out.push_back(std::move(summary));
+  }
+  if (!it->status().ok()) return IndexError(it->status(), "list accounts");
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// Delivery
+
+absl::StatusOr<DeliverResult> MailStore::Deliver(std::string_view address,
+                                                 std::string_view raw_message,
+                                                 const DeliverOptions& options) {
+  return impl_->Deliver(address, raw_message, options);
+}
+
+absl::StatusOr<DeliverResult> MailStore::Impl::Deliver(std::string_view address_in,
+                                                       std::string_view raw,
+                                                       const DeliverOptions& deliver_options) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  const bool imported = deliver_options.uidl.has_value();
+  if (imported) PH_RETURN_IF_ERROR(ValidateUidl(*deliver_options.uidl));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
+  PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant_found, LoadTenant(DomainOf(address)));
+  const TenantRecord tenant = tenant_found.value_or(DefaultTenant());
+  const uint64_t max_bytes =
+      tenant.max_message_bytes != 0 ? tenant.max_message_bytes : options.max_message_bytes;
+  // The POP3 size is never smaller than the raw size, so huge input is refused before copying.
+  if (raw.size() > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("message of ", raw.size(),
+                                                     " octets exceeds the maximum message size of ",
+                                                     max_bytes, " octets"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->record.disabled) {
+      return absl::FailedPreconditionError(absl::StrCat("account ", address, " is disabled"));
+    }
+  }
+  NormalizedMessage message = NormalizeForStorage(raw);
+  if (message.pop3_size > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("message of ", message.pop3_size,
+                                                     " octets exceeds the maximum message size of ",
+                                                     max_bytes, " octets"));
+  }
+  const uint32_t crc = Crc32c(message.stored);
+
+  // Reserve: quota, sequence number, UIDL.
+  uint64_t seq;
+  uint64_t incarnation;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->record.disabled) {
+      return absl::FailedPreconditionError(absl::StrCat("account ", address, " is disabled"));
+    }
+    incarnation = state->record.incarnation;
+    const uint64_t quota_messages =
+        state->record.quota_messages != 0 ? state->record.quota_messages : tenant.quota_messages;
+    const uint64_t quota_octets =
+        state->record.quota_octets != 0 ? state->record.quota_octets : tenant.quota_octets;
+    const uint64_t messages = state->committed.messages + state->reserved_messages;
+    const uint64_t octets = state->committed.octets + state->reserved_octets;
+    if (quota_messages != 0 && messages + 1 > quota_messages) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mailbox quota exceeded: ", address, " holds ", messages,
+                       " messages, the limit is ", quota_messages, " messages"));
+    }
+    if (quota_octets != 0 && octets + message.pop3_size > quota_octets) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("mailbox quota exceeded: ", address, " holds ", octets, " octets, adding ",
+                       message.pop3_size, " would pass the limit of ", quota_octets, " octets"));
+    }
+    if (imported) {
+      const std::string& uidl = *deliver_options.uidl;
+      if (uidl.rfind(GeneratedUidlPrefix(incarnation), 0) == 0 ||
+          state->pending_uidls.count(uidl) != 0) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("UIDL ", uidl, " is already used in ", address));
+      }
+      std::string value;
+      rocksdb::Status s =
+          db->Get(rocksdb::ReadOptions(), ToSlice(internal::UidlKey(incarnation, uidl)), &value);
+      if (s.ok()) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("UIDL ", uidl, " is already used in ", address));
+      }
+      if (!s.IsNotFound()) return IndexError(s, "read UIDL table");
+      state->pending_uidls.insert(uidl);
+    }
+    seq = state->next_seq++;
+    state->reserved_messages += 1;
+    state->reserved_octets += message.pop3_size;
+    state->inflight += 1;
+  }
+  auto finish = [&](bool committed) {
+    std::lock_guard<std::mutex> lock(state->mu);
+    state->reserved_messages -= 1;
+    state->reserved_octets -= message.pop3_size;
+    if (committed) {
+      state->committed.messages += 1;
+      state->committed.octets += message.pop3_size;
+    }
+    if (imported) state->pending_uidls.erase(*deliver_options.uidl);
+    if (--state->inflight == 0) state->cv.notify_all();
+  };
+
+  absl::StatusOr<AppendResult> appended = segments->AppendDurable(message.stored);
+  if (!appended.ok()) {
+    finish(false);
+    return appended.status();
+  }
+  DeliverResult result;
+  result.uidl =
+      imported ? *deliver_options.uidl : absl::StrCat(GeneratedUidlPrefix(incarnation), Hex(seq));
+  result.pop3_size = message.pop3_size;
+  result.stored_bytes = message.stored.size();
+
+  IndexRecord record;
+  record.seq = seq;
+  record.segment = appended->segment->id();
+  record.offset = appended->offset;
+  record.stored_length = static_cast<uint32_t>(message.stored.size());
+  record.pop3_size = static_cast<uint32_t>(message.pop3_size);
+  record.header_length = static_cast<uint32_t>(message.header_length);
+  record.crc32c = crc;
+  record.arrival_unix_seconds =
+      absl::ToUnixSeconds(deliver_options.arrival_time.value_or(absl::Now()));
+  record.uidl = result.uidl;
+
+  rocksdb::WriteBatch batch;
+  batch.Merge(ToSlice(internal::ChunkKey(incarnation, seq)),
+              ToSlice(internal::AppendOperand(record)));
+  CounterValue counter_delta;
+  counter_delta.messages = 1;
+  counter_delta.octets = static_cast<int64_t>(message.pop3_size);
+  counter_delta.next_seq = seq + 1;
+  batch.Merge(ToSlice(internal::CounterKey(incarnation)),
+              ToSlice(internal::EncodeCounter(counter_delta)));
+  SegmentStats segment_delta;
+  segment_delta.live_bytes = static_cast<int64_t>(message.stored.size());
+  segment_delta.live_messages = 1;
+  batch.Merge(ToSlice(internal::SegmentKey(record.segment)),
+              ToSlice(internal::EncodeSegmentStats(segment_delta)));
+  if (imported) {
+    std::string seq_value;
+    internal::PutLE64(&seq_value, seq);
+    batch.Put(ToSlice(internal::UidlKey(incarnation, result.uidl)), ToSlice(seq_value));
+  }
+  rocksdb::Status s = db->Write(sync_write, &batch);
+  appended->segment->pending_appends.fetch_sub(1);
+  finish(s.ok());
+  if (!s.ok()) return IndexError(s, "write index entry");
+  deliveries.fetch_add(1, std::memory_order_relaxed);
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------
+// Snapshots and reading
+
+absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::OpenMailbox(
+    std::string_view address) {
+  return impl_->OpenMailbox(address);
+}
+
+absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMailbox(
+    std::string_view address_in) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
+  auto snapshot = std::make_shared<MailboxSnapshot>();
+  size_t expected = 0;
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    snapshot->incarnation_ = state->record.incarnation;
+    expected = state->committed.messages + state->reserved_messages;
+  }
+  snapshot->address_ = std::move(address);
+  snapshot->entries_.reserve(expected);
+  snapshot->uidl_arena_.reserve(expected * 24);
+
+  // Held until the segments are resolved, so compaction cannot retire a segment between
+  // reading an entry that names it and opening it.
+  std::shared_lock<std::shared_mutex> retire_guard(retire_mu);
+  const std::string prefix = internal::ChunkPrefix(snapshot->incarnation_);
+  const std::string upper = internal::ChunkPrefix(snapshot->incarnation_ + 1);
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  uint64_t last_segment = 0;
+  uint32_t last_slot = 0;
+  bool have_last = false;
+  uint64_t total = 0;
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    const rocksdb::Slice value = it->value();
+    const char* p = value.data();
+    const char* end = p + value.size();
+    while (p < end) {
+      if (static_cast<size_t>(end - p) < internal::kRecordFixedBytes) {
+        return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot->address_));
+      }
+      const size_t uidl_len = static_cast<uint8_t>(p[48]);
+      if (static_cast<size_t>(end - p) < internal::kRecordFixedBytes + uidl_len) {
+        return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot->address_));
+      }
+      SnapshotEntry& e = snapshot->entries_.emplace_back();
+      e.seq = internal::GetLE64(p);
+      const uint64_t segment = internal::GetLE64(p + 8);
+      e.offset = internal::GetLE64(p + 16);
+      e.stored_length = internal::GetLE32(p + 24);
+      e.pop3_size = internal::GetLE32(p + 28);
+      e.header_length = internal::GetLE32(p + 32);
+      e.arrival_unix_seconds = internal::GetLE64(p + 40);
+      e.uidl_offset = static_cast<uint32_t>(snapshot->uidl_arena_.size());
+      e.uidl_length = static_cast<uint32_t>(uidl_len);
+      snapshot->uidl_arena_.append(p + internal::kRecordFixedBytes, uidl_len);
+      if (!have_last || segment != last_segment) {
+        auto& ids = snapshot->segment_ids_;
+        auto found = std::find(ids.begin(), ids.end(), segment);
+        last_slot = static_cast<uint32_t>(found - ids.begin());
+        if (found == ids.end()) ids.push_back(segment);
+        last_segment = segment;
+        have_last = true;
+      }
+      e.segment_slot = last_slot;
+      total += e.pop3_size;
+      p += internal::kRecordFixedBytes + uidl_len;
+    }
+  }
+  if (!it->status().ok()) return IndexError(it->status(), "read mailbox index");
+  snapshot->total_octets_ = total;
+  snapshot->segments_.reserve(snapshot->segment_ids_.size());
+  for (uint64_t id : snapshot->segment_ids_) {
+    absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
+    if (!segment.ok()) {
+      return absl::DataLossError(absl::StrCat("mailbox ", snapshot->address_, ": segment ",
+                                              SegmentSet::FileName(id),
+                                              " is unavailable: ", segment.status().message()));
+    }
+    snapshot->segments_.push_back(*std::move(segment));
+  }
+  return std::shared_ptr<const MailboxSnapshot>(std::move(snapshot));
+}
 
 MessageRef MailboxSnapshot::Ref(size_t index) const {
   const SnapshotEntry& e = entries_[index];
-  return MessageRef{segments_[e.segment_slot]->fd, e.offset, e.stored_length, e.header_length};
+  return MessageRef{segments_[e.segment_slot]->fd(), e.offset, e.stored_length, e.header_length};
 }
+
 PinnedMessage MailboxSnapshot::Pin(size_t index) const {
   return PinnedMessage{Ref(index), segments_[entries_[index].segment_slot]};
+}
+
+absl::StatusOr<std::string> MailStore::ReadMessage(const MailboxSnapshot& snapshot, size_t index) {
+  if (index >= snapshot.size()) {
+    return absl::OutOfRangeError(absl::StrCat("no message at index ", index));
+  }
+  const MessageRef ref = snapshot.Ref(index);
+  std::string out(ref.length, '\0');
+  PH_RETURN_IF_ERROR(PreadFull(ref.fd, out.data(), ref.length, ref.offset,
+                               absl::StrCat("message ", index + 1, " of ", snapshot.address())));
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------
+// Deletions
+
+absl::StatusOr<DeletionResult> MailStore::CommitDeletions(const MailboxSnapshot& snapshot,
+                                                          const std::vector<size_t>& indexes) {
+  return impl_->CommitDeletions(snapshot, indexes);
+}
+
+absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
+    const MailboxSnapshot& snapshot, const std::vector<size_t>& indexes) {
+  std::map<std::string, std::vector<uint64_t>> seqs_by_chunk;
+  for (size_t index : indexes) {
+    if (index >= snapshot.size()) {
+      return absl::OutOfRangeError(absl::StrCat("no message at index ", index));
+    }
+    const uint64_t seq = snapshot.entry(index).seq;
+    seqs_by_chunk[internal::ChunkKey(snapshot.incarnation(), seq)].push_back(seq);
+  }
+  const uint64_t incarnation = snapshot.incarnation();
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(snapshot.address()));
+  const std::string gone =
+      absl::StrCat("account ", snapshot.address(), " was deleted after the mailbox was opened");
+  std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted || state->record.incarnation != incarnation) {
+      return absl::NotFoundError(gone);
+    }
+  }
+  DeletionResult result;
+  rocksdb::WriteBatch batch;
+  CounterValue counter_delta;
+  counter_delta.next_seq = 0;
+  std::map<uint64_t, SegmentStats> segment_deltas;
+  for (auto& [key, seqs] : seqs_by_chunk) {
+    std::sort(seqs.begin(), seqs.end());
+    seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
+    std::vector<IndexRecord> records;
+    if (!internal::DecodeRecords(value, &records)) {
+      return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot.address()));
+    }
+    std::vector<uint64_t> present;
+    for (const IndexRecord& r : records) {
+      if (!std::binary_search(seqs.begin(), seqs.end(), r.seq)) continue;
+      present.push_back(r.seq);
+      counter_delta.messages -= 1;
+      counter_delta.octets -= r.pop3_size;
+      segment_deltas[r.segment].live_bytes -= r.stored_length;
+      segment_deltas[r.segment].live_messages -= 1;
+    }
+    result.already_gone += seqs.size() - present.size();
+    result.deleted += present.size();
+    if (!present.empty()) {
+      batch.Merge(ToSlice(key), ToSlice(internal::DeleteOperand(present)));
+    }
+  }
+  if (result.deleted > 0) {
+    batch.Merge(ToSlice(internal::CounterKey(incarnation)),
+                ToSlice(internal::EncodeCounter(counter_delta)));
+    for (const auto& [segment, delta] : segment_deltas) {
+      batch.Merge(ToSlice(internal::SegmentKey(segment)),
+                  ToSlice(internal::EncodeSegmentStats(delta)));
+    }
+    rocksdb::Status s = db->Write(sync_write, &batch);
+    if (!s.ok()) return IndexError(s, "commit deletions");
+    deletions.fetch_add(result.deleted, std::memory_order_relaxed);
+  }
+  std::lock_guard<std::mutex> lock(state->mu);
+  state->committed.messages -= static_cast<uint64_t>(-counter_delta.messages);
+  state->committed.octets -= static_cast<uint64_t>(-counter_delta.octets);
+  result.stats_after = state->committed;
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------
+// Compaction
+
+absl::StatusOr<CompactionResult> MailStore::Compact(
+    const std::function<void(const CompactionProgress&)>& progress) {
+  return impl_->Compact(progress);
+}
+
+absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
+    const std::function<void(const CompactionProgress&)>& progress) {
+  std::lock_guard<std::mutex> compaction(compaction_mu);
+  CompactionResult result;
+
+  // 1. Victims: closed segments whose live ratio is below the threshold.
+  struct Victim {
+    std::shared_ptr<Segment> segment;
+    uint64_t file_bytes = 0;
+  };
+  std::map<uint64_t, Victim> victims;
+  {
+    rocksdb::ReadOptions ro;
+    const std::string upper(1, internal::kSegmentPrefix + 1);
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    for (it->Seek(ToSlice(std::string(1, internal::kSegmentPrefix))); it->Valid(); it->Next()) {
+      const uint64_t id = internal::KeyId(View(it->key()));
+      SegmentStats stats;
+      if (!internal::DecodeSegmentStats(View(it->value()), &stats)) {
+        return absl::DataLossError(absl::StrCat("undecodable stats of segment ", id));
+      }
+      if (segments->Busy(id)) continue;
+      absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
+      if (!segment.ok()) {
+        LogEvent(LogLevel::kWarning, "compaction: segment unavailable",
+                 {{"segment", SegmentSet::FileName(id)},
+                  {"error", std::string(StdView(segment.status().message()))}});
+        continue;
+      }
+      struct stat st;
+      if (::fstat((*segment)->fd(), &st) != 0) {
+        return internal::ErrnoStatus(errno, absl::StrCat("stat ", (*segment)->path()));
+      }
+      const uint64_t size = static_cast<uint64_t>(st.st_size);
+      const double ratio =
+          size == 0 ? 0.0 : static_cast<double>(std::max<int64_t>(stats.live_bytes, 0)) / size;
+      if (stats.live_messages <= 0 || ratio < options.compaction_live_ratio) {
+        victims[id] = Victim{*std::move(segment), size};
+      }
+    }
+    if (!it->status().ok()) return IndexError(it->status(), "scan segment stats");
+  }
+  CompactionProgress status;
+  status.segments_total = victims.size();
+  if (victims.empty()) return result;
+
+  // 2. The live messages in the victims (one scan of all mailbox indexes).
+  struct Live {
+    uint64_t incarnation;
+    uint64_t seq;
+    uint64_t offset;
+    uint32_t length;
+  };
+  std::map<uint64_t, std::vector<Live>> live;
+  {
+    rocksdb::ReadOptions ro;
+    const std::string upper(1, internal::kIndexPrefix + 1);
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    std::vector<IndexRecord> records;
+    for (it->Seek(ToSlice(std::string(1, internal::kIndexPrefix))); it->Valid(); it->Next()) {
+      records.clear();
+      if (!internal::DecodeRecords(View(it->value()), &records)) {
+        return absl::DataLossError("undecodable index chunk");
+      }
+      const uint64_t incarnation = internal::KeyId(View(it->key()));
+      for (const IndexRecord& r : records) {
+        if (victims.count(r.segment) != 0) {
+          live[r.segment].push_back(Live{incarnation, r.seq, r.offset, r.stored_length});
+        }
+      }
+    }
+    if (!it->status().ok()) return IndexError(it->status(), "scan mailbox indexes");
+  }
+
+  // 3. Per victim: copy, sync, repoint, retire.
+  std::shared_ptr<Segment> output;
+  uint64_t output_size = 0;
+  std::string buffer;
+  for (auto& [victim_id, victim] : victims) {
+    std::vector<Live>& messages = live[victim_id];
+    std::sort(messages.begin(), messages.end(),
+              [](const Live& a, const Live& b) { return a.offset < b.offset; });
+    struct Moved {
+      Live from;
+      uint64_t new_segment;
+      uint64_t new_offset;
+    };
+    std::vector<Moved> moved;
+    std::vector<std::shared_ptr<Segment>> touched;
+    for (const Live& m : messages) {
+      if (output == nullptr ||
+          (output_size > 0 && output_size + m.length > options.segment_roll_bytes)) {
+        PH_ASSIGN_OR_RETURN(output, segments->CreateSegment());
+        output_size = 0;
+      }
+      if (touched.empty() || touched.back() != output) touched.push_back(output);
+      buffer.resize(m.length);
+      PH_RETURN_IF_ERROR(PreadFull(victim.segment->fd(), buffer.data(), m.length, m.offset,
+                                   victim.segment->path()));
+      PH_RETURN_IF_ERROR(output->WriteAt(output_size, buffer));
+      moved.push_back(Moved{m, output->id(), output_size});
+      output_size += m.length;
+      status.bytes_copied += m.length;
+      result.bytes_copied += m.length;
+    }
+    for (const auto& segment : touched) PH_RETURN_IF_ERROR(segment->SyncWritten());
+
+    // Repoint, one mailbox at a time, under the mailbox lock so deletions cannot interleave.
+    std::map<uint64_t, std::vector<const Moved*>> by_mailbox;
+    for (const Moved& m : moved) by_mailbox[m.from.incarnation].push_back(&m);
+    for (const auto& [incarnation, list] : by_mailbox) {
+      std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
+      std::map<std::string, std::vector<internal::RecordMove>> moves_by_chunk;
+      for (const Moved* m : list) {
+        moves_by_chunk[internal::ChunkKey(incarnation, m->from.seq)].push_back(internal::RecordMove{
+            m->from.seq, victim_id, m->from.offset, m->new_segment, m->new_offset});
+      }
+      rocksdb::WriteBatch batch;
+      std::map<uint64_t, SegmentStats> deltas;
+      for (auto& [key, moves] : moves_by_chunk) {
+        std::string value;
+        rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+        if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
+        std::vector<IndexRecord> records;
+        if (!internal::DecodeRecords(value, &records)) {
+          return absl::DataLossError("undecodable index chunk");
+        }
+        std::vector<internal::RecordMove> still_there;
+        for (const internal::RecordMove& mv : moves) {
+          for (const IndexRecord& r : records) {
+            if (r.seq == mv.seq && r.segment == mv.old_segment && r.offset == mv.old_offset) {
+              still_there.push_back(mv);
+              deltas[mv.old_segment].live_bytes -= r.stored_length;
+              deltas[mv.old_segment].live_messages -= 1;
+              deltas[mv.new_segment].live_bytes += r.stored_length;
+              deltas[mv.new_segment].live_messages += 1;
+              break;
+            }
+          }
+        }
+        if (!still_there.empty()) {
+          batch.Merge(ToSlice(key), ToSlice(internal::MoveOperand(still_there)));
+          result.messages_moved += still_there.size();
+        }
+      }
+      if (batch.Count() == 0) continue;
+      for (const auto& [segment, delta] : deltas) {
+        batch.Merge(ToSlice(internal::SegmentKey(segment)),
+                    ToSlice(internal::EncodeSegmentStats(delta)));
+      }
+      rocksdb::Status s = db->Write(sync_write, &batch);
+      if (!s.ok()) return IndexError(s, "repoint index entries");
+    }
+
+    // Retire the victim once nothing in the index points at it any more.
+    {
+      std::unique_lock<std::shared_mutex> retire(retire_mu);
+      std::string value;
+      rocksdb::Status s =
+          db->Get(rocksdb::ReadOptions(), ToSlice(internal::SegmentKey(victim_id)), &value);
+      SegmentStats stats;
+      if (!s.ok() || !internal::DecodeSegmentStats(value, &stats)) {
+        return IndexError(s, "read segment stats");
+      }
+      if (stats.live_messages != 0 || stats.live_bytes != 0) {
+        LogEvent(LogLevel::kWarning, "compaction: segment still referenced; kept",
+                 {{"segment", SegmentSet::FileName(victim_id)},
+                  {"live_messages", absl::StrCat(stats.live_messages)}});
+      } else {
+        s = db->Delete(sync_write, ToSlice(internal::SegmentKey(victim_id)));
+        if (!s.ok()) return IndexError(s, "delete segment stats");
+        PH_RETURN_IF_ERROR(segments->Retire(victim_id));
+        result.segments_rewritten += 1;
+        result.bytes_reclaimed += victim.file_bytes;
+        status.bytes_reclaimed += victim.file_bytes;
+      }
+    }
+    victim.segment.reset();
+    status.segments_done += 1;
+    if (progress) progress(status);
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------
+// Check
+
+absl::StatusOr<CheckReport> MailStore::Check() { return impl_->Check(); }
+
+absl::StatusOr<CheckReport> MailStore::Impl::Check() {
+  CheckReport report;
+  std::shared_lock<std::shared_mutex> retire_guard(retire_mu);
+  const rocksdb::Snapshot* snap = db->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* snap;
+    ~Release() { db->ReleaseSnapshot(snap); }
+  } release{db.get(), snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  ro.fill_cache = false;
+
+  auto scan = [&](char prefix,
+                  const std::function<void(std::string_view, std::string_view)>& visit) {
+    rocksdb::ReadOptions sro = ro;
+    const std::string upper(1, static_cast<char>(prefix + 1));
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    sro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(sro));
+    for (it->Seek(ToSlice(std::string(1, prefix))); it->Valid(); it->Next()) {
+      visit(View(it->key()), View(it->value()));
+    }
+    if (!it->status().ok()) return IndexError(it->status(), "check scan");
+    return absl::OkStatus();
+  };
+
+  std::unordered_map<uint64_t, std::string> address_of;
+  PH_RETURN_IF_ERROR(
+      scan(internal::kAccountPrefix, [&](std::string_view key, std::string_view value) {
+        const std::string address = internal::AddressFromAccountKey(key);
+        AccountRecord record;
+        if (address.empty() || !internal::DecodeAccount(value, &record)) {
+          report.problems.push_back(
+              absl::StrCat("undecodable account record (key length ", key.size(), ")"));
+          return;
+        }
+        report.accounts += 1;
+        if (!address_of.emplace(record.incarnation, address).second) {
+          report.problems.push_back(absl::StrCat("accounts ", address, " and ",
+                                                 address_of[record.incarnation],
+                                                 " share incarnation ", record.incarnation));
+        }
+        std::string tenant;
+        if (!db->Get(ro, ToSlice(internal::TenantKey(DomainOf(address))), &tenant).ok()) {
+          report.problems.push_back(absl::StrCat(address, ": tenant record missing"));
+        }
+      }));
+  auto name = [&](uint64_t incarnation) {
+    auto it = address_of.find(incarnation);
+    return it != address_of.end() ? it->second : absl::StrCat("incarnation ", incarnation);
+  };
+
+  std::unordered_map<uint64_t, CounterValue> counters;
+  PH_RETURN_IF_ERROR(
+      scan(internal::kCounterPrefix, [&](std::string_view key, std::string_view value) {
+        CounterValue c;
+        const uint64_t incarnation = internal::KeyId(key);
+        if (key.size() != 9 || !internal::DecodeCounter(value, &c)) {
+          report.problems.push_back(absl::StrCat(name(incarnation), ": undecodable counters"));
+          return;
+        }
+        if (address_of.count(incarnation) == 0) {
+          report.problems.push_back(
+              absl::StrCat("counters for incarnation ", incarnation, " which has no account"));
+        }
+        counters[incarnation] = c;
+      }));
+
+  std::map<uint64_t, SegmentStats> segment_stats;
+  PH_RETURN_IF_ERROR(
+      scan(internal::kSegmentPrefix, [&](std::string_view key, std::string_view value) {
+        SegmentStats st;
+        if (key.size() != 9 || !internal::DecodeSegmentStats(value, &st)) {
+          report.problems.push_back("undecodable segment stats");
+          return;
+        }
+        segment_stats[internal::KeyId(key)] = st;
+      }));
+
+  struct Sum {
+    int64_t messages = 0;
+    int64_t octets = 0;
+    uint64_t max_seq = 0;
+  };
+  std::unordered_map<uint64_t, Sum> sums;
+  std::map<uint64_t, SegmentStats> segment_sums;
+  std::unordered_map<uint64_t, std::unordered_set<std::string>> uidls;
+  struct OpenSegment {
+    std::shared_ptr<Segment> segment;
+    uint64_t size = 0;
+  };
+  std::unordered_map<uint64_t, std::optional<OpenSegment>> open_segments;
+  std::set<uint64_t> orphan_incarnations;
+  std::string buffer;
+  absl::Status io_error;
+  PH_RETURN_IF_ERROR(scan(internal::kIndexPrefix, [&](std::string_view key,
+                                                      std::string_view value) {
+    if (key.size() != 13) {
+      report.problems.push_back("malformed index key");
+      return;
+    }
+    const uint64_t incarnation = internal::KeyId(key);
+    const uint32_t chunk = static_cast<uint32_t>(internal::GetBE64(key.data() + 5) & 0xffffffff);
+    const std::string who = name(incarnation);
+    if (address_of.count(incarnation) == 0 && orphan_incarnations.insert(incarnation).second) {
+      report.problems.push_back(
+          absl::StrCat("index entries for incarnation ", incarnation, " which has no account"));
+    }
+    std::vector<IndexRecord> records;
+    if (!internal::DecodeRecords(value, &records)) {
+      report.problems.push_back(absl::StrCat(who, ": undecodable index chunk ", chunk));
+      return;
+    }
+    for (const IndexRecord& r : records) {
+      report.messages += 1;
+      const std::string what =
+          absl::StrCat(who, ": message seq ", r.seq, " (UIDL ", AbslView(r.uidl), ")");
+      if ((r.seq >> internal::kChunkShift) != chunk) {
+        report.problems.push_back(absl::StrCat(what, ": filed in the wrong index chunk"));
+      }
+      Sum& sum = sums[incarnation];
+      sum.messages += 1;
+      sum.octets += r.pop3_size;
+      sum.max_seq = std::max(sum.max_seq, r.seq);
+      segment_sums[r.segment].live_bytes += r.stored_length;
+      segment_sums[r.segment].live_messages += 1;
+      if (!ValidateUidl(r.uidl).ok()) {
+        report.problems.push_back(absl::StrCat(what, ": malformed UIDL"));
+      } else if (!uidls[incarnation].insert(std::string(r.uidl)).second) {
+        report.problems.push_back(absl::StrCat(what, ": duplicate UIDL"));
+      }
+      if (r.header_length > r.stored_length) {
+        report.problems.push_back(absl::StrCat(what, ": header length ", r.header_length,
+                                               " exceeds stored length ", r.stored_length));
+      }
+      if (r.pop3_size > r.stored_length) {
+        report.problems.push_back(absl::StrCat(what, ": POP3 size exceeds stored length"));
+      }
+      auto [slot, inserted] = open_segments.try_emplace(r.segment);
+      if (inserted) {
+        absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(r.segment);
+        struct stat st;
+        if (segment.ok() && ::fstat((*segment)->fd(), &st) == 0) {
+          slot->second = OpenSegment{*segment, static_cast<uint64_t>(st.st_size)};
+        } else {
+          report.problems.push_back(absl::StrCat("segment ", SegmentSet::FileName(r.segment),
+                                                 " is missing or unreadable"));
+        }
+      }
+      if (!slot->second.has_value()) {
+        report.problems.push_back(
+            absl::StrCat(what, ": segment ", SegmentSet::FileName(r.segment), " missing"));
+        continue;
+      }
+      const OpenSegment& seg = *slot->second;
+      if (r.offset + r.stored_length > seg.size) {
+        report.problems.push_back(absl::StrCat(
+            what, ": points outside segment ", SegmentSet::FileName(r.segment), " (bytes ",
+            r.offset, "..", r.offset + r.stored_length, " of ", seg.size, ")"));
+        continue;
+      }
+      buffer.resize(r.stored_length);
+      absl::Status read = PreadFull(seg.segment->fd(), buffer.data(), r.stored_length, r.offset,
+                                    seg.segment->path());
+      if (!read.ok()) {
+        report.problems.push_back(absl::StrCat(what, ": ", read.message()));
+        continue;
+      }
+      if (r.stored_length < 2 || buffer[r.stored_length - 2] != '\r' ||
+          buffer[r.stored_length - 1] != '\n') {
+        report.problems.push_back(absl::StrCat(what, ": stored bytes do not end in CRLF"));
+      }
+      if (Crc32c(buffer) != r.crc32c) {
+        report.problems.push_back(absl::StrCat(what, ": stored bytes fail their checksum (segment ",
+                                               SegmentSet::FileName(r.segment), " corrupted)"));
+      }
+    }
+  }));
+
+  for (const auto& [incarnation, address] : address_of) {
+    const Sum sum = sums.count(incarnation) ? sums[incarnation] : Sum{};
+    CounterValue c;
+    auto it = counters.find(incarnation);
+    if (it != counters.end()) c = it->second;
+    if (c.messages != sum.messages || c.octets != sum.octets) {
+      report.problems.push_back(absl::StrCat(address, ": counters say ", c.messages, " messages / ",
+                                             c.octets, " octets, index holds ", sum.messages, " / ",
+                                             sum.octets));
+    }
+    if (sum.messages > 0 && c.next_seq <= sum.max_seq) {
+      report.problems.push_back(absl::StrCat(address, ": next sequence number ", c.next_seq,
+                                             " is not above the highest in use ", sum.max_seq));
+    }
+  }
+  for (const auto& [id, sum] : segment_sums) {
+    const SegmentStats st = segment_stats.count(id) ? segment_stats[id] : SegmentStats{};
+    if (st.live_bytes != sum.live_bytes || st.live_messages != sum.live_messages) {
+      report.problems.push_back(absl::StrCat("segment ", SegmentSet::FileName(id),
+                                             ": accounting says ", st.live_messages, " messages / ",
+                                             st.live_bytes, " bytes, index holds ",
+                                             sum.live_messages, " / ", sum.live_bytes));
+    }
+  }
+  for (const auto& [id, st] : segment_stats) {
+    if (segment_sums.count(id) == 0 && (st.live_bytes != 0 || st.live_messages != 0)) {
+      report.problems.push_back(absl::StrCat("segment ", SegmentSet::FileName(id),
+                                             ": accounting says ", st.live_messages,
+                                             " messages, index holds none"));
+    }
+  }
+  report.segments = segment_stats.size();
+  return report;
 }
 
 }  // namespace posthaste::storage

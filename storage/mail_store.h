@@ -41,11 +41,17 @@
 
 namespace posthaste::storage {
 
+namespace internal {
+class Segment;  // storage/segment.h
+}  // namespace internal
+
 inline constexpr uint64_t kDefaultMaxMessageBytes = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
 inline constexpr size_t kMaxUidlLength = 70;                       // RFC 1939 section 7
 inline constexpr size_t kMaxAddressLength = 254;                   // RFC 5321 path limit
 inline constexpr size_t kMaxPasswordHashLength = 1024;
+// Upper bound for any configured maximum message size (stored lengths are 32-bit).
+inline constexpr uint64_t kMaxConfigurableMessageBytes = 1ull << 30;
 
 struct StoreOptions {
   std::string data_dir;
@@ -207,7 +213,7 @@ class MailStore {
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);
-  // All accounts (of `domain` only, when given), sorted by address.
+  // All accounts (of `domain` only, when given), sorted by domain, then local part.
   absl::StatusOr<std::vector<AccountSummary>> ListAccounts(
       std::optional<std::string_view> domain = std::nullopt);
   // The account's counters: O(1), no scan. NotFound when absent.
@@ -307,14 +313,13 @@ class MailboxSnapshot {
 
  private:
   friend struct MailStore::Impl;
-  struct SegmentHandle;
 
   std::string address_;
   uint64_t incarnation_ = 0;
   uint64_t total_octets_ = 0;
   std::vector<SnapshotEntry> entries_;
   std::string uidl_arena_;
-  std::vector<std::shared_ptr<const SegmentHandle>> segments_;
+  std::vector<std::shared_ptr<const internal::Segment>> segments_;
   std::vector<uint64_t> segment_ids_;  // parallel to segments_
 };
 

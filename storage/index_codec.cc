@@ -1,0 +1,341 @@
+#include "storage/index_codec.h"
+
+#include <algorithm>
+
+#include "rocksdb/slice.h"
+
+namespace posthaste::storage::internal {
+namespace {
+
+constexpr char kOpAppend = 'a';
+constexpr char kOpDelete = 'd';
+constexpr char kOpMove = 'm';
+constexpr uint8_t kAccountVersion = 1;
+constexpr uint8_t kTenantVersion = 1;
+constexpr size_t kMoveBytes = 5 * 8;
+
+std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+class StoreMergeOperator : public rocksdb::MergeOperator {
+ public:
+  const char* Name() const override { return "posthaste.StoreMergeOperator.v1"; }
+
+  bool FullMergeV2(const MergeOperationInput& in, MergeOperationOutput* out) const override {
+    const std::string_view key = View(in.key);
+    if (key.empty()) return false;
+    switch (key[0]) {
+      case kIndexPrefix:
+        return MergeChunk(in, out);
+      case kCounterPrefix:
+        return MergeCounter(in, out);
+      case kSegmentPrefix:
+        return MergeSegmentStats(in, out);
+      default:
+        return false;
+    }
+  }
+
+ private:
+  static bool MergeCounter(const MergeOperationInput& in, MergeOperationOutput* out) {
+    CounterValue total;
+    if (in.existing_value != nullptr && !DecodeCounter(View(*in.existing_value), &total)) {
+      return false;
+    }
+    for (const rocksdb::Slice& op : in.operand_list) {
+      CounterValue d;
+      if (!DecodeCounter(View(op), &d)) return false;
+      total.messages += d.messages;
+      total.octets += d.octets;
+      total.next_seq = std::max(total.next_seq, d.next_seq);
+    }
+    out->new_value = EncodeCounter(total);
+    return true;
+  }
+
+  static bool MergeSegmentStats(const MergeOperationInput& in, MergeOperationOutput* out) {
+    SegmentStats total;
+    if (in.existing_value != nullptr && !DecodeSegmentStats(View(*in.existing_value), &total)) {
+      return false;
+    }
+    for (const rocksdb::Slice& op : in.operand_list) {
+      SegmentStats d;
+      if (!DecodeSegmentStats(View(op), &d)) return false;
+      total.live_bytes += d.live_bytes;
+      total.live_messages += d.live_messages;
+    }
+    out->new_value = EncodeSegmentStats(total);
+    return true;
+  }
+
+  static bool MergeChunk(const MergeOperationInput& in, MergeOperationOutput* out) {
+    std::vector<IndexRecord> records;
+    if (in.existing_value != nullptr && !DecodeRecords(View(*in.existing_value), &records)) {
+      return false;
+    }
+    std::vector<uint64_t> doomed;
+    for (const rocksdb::Slice& slice : in.operand_list) {
+      std::string_view op = View(slice);
+      if (op.empty()) return false;
+      const char kind = op[0];
+      op.remove_prefix(1);
+      if (kind == kOpAppend) {
+        IndexRecord r;
+        if (!DecodeRecord(&op, &r) || !op.empty()) return false;
+        records.push_back(r);
+      } else if (kind == kOpDelete) {
+        if (op.size() % 8 != 0) return false;
+        doomed.clear();
+        for (size_t i = 0; i < op.size(); i += 8) doomed.push_back(GetLE64(op.data() + i));
+        std::sort(doomed.begin(), doomed.end());
+        records.erase(std::remove_if(records.begin(), records.end(),
+                                     [&](const IndexRecord& r) {
+                                       return std::binary_search(doomed.begin(), doomed.end(),
+                                                                 r.seq);
+                                     }),
+                      records.end());
+      } else if (kind == kOpMove) {
+        if (op.size() % kMoveBytes != 0) return false;
+        for (size_t i = 0; i < op.size(); i += kMoveBytes) {
+          const char* p = op.data() + i;
+          const uint64_t seq = GetLE64(p);
+          for (IndexRecord& r : records) {
+            if (r.seq == seq && r.segment == GetLE64(p + 8) && r.offset == GetLE64(p + 16)) {
+              r.segment = GetLE64(p + 24);
+              r.offset = GetLE64(p + 32);
+            }
+          }
+        }
+      } else {
+        return false;
+      }
+    }
+    // Concurrent deliveries may commit out of sequence order; keep arrival (sequence) order.
+    if (!std::is_sorted(records.begin(), records.end(),
+                        [](const IndexRecord& a, const IndexRecord& b) { return a.seq < b.seq; })) {
+      std::stable_sort(records.begin(), records.end(),
+                       [](const IndexRecord& a, const IndexRecord& b) { return a.seq < b.seq; });
+    }
+    std::string& value = out->new_value;
+    value.clear();
+    size_t bytes = 0;
+    for (const IndexRecord& r : records) bytes += kRecordFixedBytes + r.uidl.size();
+    value.reserve(bytes);
+    for (const IndexRecord& r : records) AppendRecord(&value, r);
+    return true;
+  }
+};
+
+}  // namespace
+
+std::string AccountKey(std::string_view address) {
+  const size_t at = address.rfind('@');
+  std::string key(1, kAccountPrefix);
+  key.append(address.substr(at + 1));
+  key.push_back('\0');
+  key.append(address.substr(0, at));
+  return key;
+}
+
+std::string AccountKeyDomainPrefix(std::string_view domain) {
+  std::string key(1, kAccountPrefix);
+  key.append(domain);
+  key.push_back('\0');
+  return key;
+}
+
+std::string AddressFromAccountKey(std::string_view key) {
+  if (key.size() < 2 || key[0] != kAccountPrefix) return {};
+  const size_t nul = key.find('\0');
+  if (nul == std::string_view::npos) return {};
+  std::string address(key.substr(nul + 1));
+  address.push_back('@');
+  address.append(key.substr(1, nul - 1));
+  return address;
+}
+
+std::string TenantKey(std::string_view domain) {
+  std::string key(1, kTenantPrefix);
+  key.append(domain);
+  return key;
+}
+
+std::string CounterKey(uint64_t incarnation) {
+  std::string key(1, kCounterPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
+std::string ChunkKey(uint64_t incarnation, uint64_t seq) {
+  std::string key(1, kIndexPrefix);
+  PutBE64(&key, incarnation);
+  PutBE32(&key, static_cast<uint32_t>(seq >> kChunkShift));
+  return key;
+}
+
+std::string ChunkPrefix(uint64_t incarnation) {
+  std::string key(1, kIndexPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
+std::string UidlKey(uint64_t incarnation, std::string_view uidl) {
+  std::string key(1, kUidlPrefix);
+  PutBE64(&key, incarnation);
+  key.append(uidl);
+  return key;
+}
+
+std::string UidlPrefix(uint64_t incarnation) {
+  std::string key(1, kUidlPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
+std::string SegmentKey(uint64_t segment_id) {
+  std::string key(1, kSegmentPrefix);
+  PutBE64(&key, segment_id);
+  return key;
+}
+
+void AppendRecord(std::string* out, const IndexRecord& r) {
+  PutLE64(out, r.seq);
+  PutLE64(out, r.segment);
+  PutLE64(out, r.offset);
+  PutLE32(out, r.stored_length);
+  PutLE32(out, r.pop3_size);
+  PutLE32(out, r.header_length);
+  PutLE32(out, r.crc32c);
+  PutLE64(out, static_cast<uint64_t>(r.arrival_unix_seconds));
+  out->push_back(static_cast<char>(r.uidl.size()));
+  out->append(r.uidl);
+}
+
+bool DecodeRecord(std::string_view* in, IndexRecord* r) {
+  if (in->size() < kRecordFixedBytes) return false;
+  const char* p = in->data();
+  r->seq = GetLE64(p);
+  r->segment = GetLE64(p + 8);
+  r->offset = GetLE64(p + 16);
+  r->stored_length = GetLE32(p + 24);
+  r->pop3_size = GetLE32(p + 28);
+  r->header_length = GetLE32(p + 32);
+  r->crc32c = GetLE32(p + 36);
+  r->arrival_unix_seconds = static_cast<int64_t>(GetLE64(p + 40));
+  const size_t uidl_len = static_cast<uint8_t>(p[48]);
+  if (in->size() < kRecordFixedBytes + uidl_len) return false;
+  r->uidl = in->substr(kRecordFixedBytes, uidl_len);
+  in->remove_prefix(kRecordFixedBytes + uidl_len);
+  return true;
+}
+
+bool DecodeRecords(std::string_view in, std::vector<IndexRecord>* records) {
+  while (!in.empty()) {
+    IndexRecord r;
+    if (!DecodeRecord(&in, &r)) return false;
+    records->push_back(r);
+  }
+  return true;
+}
+
+std::string AppendOperand(const IndexRecord& record) {
+  std::string op(1, kOpAppend);
+  AppendRecord(&op, record);
+  return op;
+}
+
+std::string DeleteOperand(const std::vector<uint64_t>& seqs) {
+  std::string op(1, kOpDelete);
+  for (uint64_t s : seqs) PutLE64(&op, s);
+  return op;
+}
+
+std::string MoveOperand(const std::vector<RecordMove>& moves) {
+  std::string op(1, kOpMove);
+  for (const RecordMove& m : moves) {
+    PutLE64(&op, m.seq);
+    PutLE64(&op, m.old_segment);
+    PutLE64(&op, m.old_offset);
+    PutLE64(&op, m.new_segment);
+    PutLE64(&op, m.new_offset);
+  }
+  return op;
+}
+
+std::string EncodeCounter(const CounterValue& v) {
+  std::string out;
+  PutLE64(&out, static_cast<uint64_t>(v.messages));
+  PutLE64(&out, static_cast<uint64_t>(v.octets));
+  PutLE64(&out, v.next_seq);
+  return out;
+}
+
+bool DecodeCounter(std::string_view in, CounterValue* v) {
+  if (in.size() != 24) return false;
+  v->messages = static_cast<int64_t>(GetLE64(in.data()));
+  v->octets = static_cast<int64_t>(GetLE64(in.data() + 8));
+  v->next_seq = GetLE64(in.data() + 16);
+  return true;
+}
+
+std::string EncodeSegmentStats(const SegmentStats& v) {
+  std::string out;
+  PutLE64(&out, static_cast<uint64_t>(v.live_bytes));
+  PutLE64(&out, static_cast<uint64_t>(v.live_messages));
+  return out;
+}
+
+bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
+  if (in.size() != 16) return false;
+  v->live_bytes = static_cast<int64_t>(GetLE64(in.data()));
+  v->live_messages = static_cast<int64_t>(GetLE64(in.data() + 8));
+  return true;
+}
+
+std::string EncodeAccount(const AccountRecord& r) {
+  std::string out(1, static_cast<char>(kAccountVersion));
+  PutLE64(&out, r.incarnation);
+  out.push_back(r.disabled ? 1 : 0);
+  PutLE64(&out, r.quota_messages);
+  PutLE64(&out, r.quota_octets);
+  PutLE64(&out, static_cast<uint64_t>(r.created_unix_seconds));
+  PutLE32(&out, static_cast<uint32_t>(r.password_hash.size()));
+  out.append(r.password_hash);
+  return out;
+}
+
+bool DecodeAccount(std::string_view in, AccountRecord* r) {
+  constexpr size_t kFixed = 1 + 8 + 1 + 8 + 8 + 8 + 4;
+  if (in.size() < kFixed || static_cast<uint8_t>(in[0]) != kAccountVersion) return false;
+  const char* p = in.data() + 1;
+  r->incarnation = GetLE64(p);
+  r->disabled = p[8] != 0;
+  r->quota_messages = GetLE64(p + 9);
+  r->quota_octets = GetLE64(p + 17);
+  r->created_unix_seconds = static_cast<int64_t>(GetLE64(p + 25));
+  const uint32_t hash_len = GetLE32(p + 33);
+  if (in.size() != kFixed + hash_len) return false;
+  r->password_hash.assign(in.substr(kFixed));
+  return true;
+}
+
+std::string EncodeTenant(const TenantRecord& r) {
+  std::string out(1, static_cast<char>(kTenantVersion));
+  PutLE64(&out, r.quota_messages);
+  PutLE64(&out, r.quota_octets);
+  PutLE64(&out, r.max_message_bytes);
+  return out;
+}
+
+bool DecodeTenant(std::string_view in, TenantRecord* r) {
+  if (in.size() != 25 || static_cast<uint8_t>(in[0]) != kTenantVersion) return false;
+  r->quota_messages = GetLE64(in.data() + 1);
+  r->quota_octets = GetLE64(in.data() + 9);
+  r->max_message_bytes = GetLE64(in.data() + 17);
+  return true;
+}
+
+std::shared_ptr<rocksdb::MergeOperator> NewStoreMergeOperator() {
+  return std::make_shared<StoreMergeOperator>();
+}
+
+}  // namespace posthaste::storage::internal

@@ -1,0 +1,668 @@
+// MailStore against real RocksDB and real segment files under $TEST_TMPDIR.
+#include "storage/mail_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace posthaste::storage {
+namespace {
+
+using std::string_literals::operator""s;
+
+std::string NewDataDir() {
+  static std::atomic<int> counter{0};
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/store-", ::getpid(), "-", counter.fetch_add(1));
+  return dir;
+}
+
+std::vector<std::string> SegmentFiles(const std::string& data_dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir((data_dir + "/segments").c_str());
+  if (d == nullptr) return out;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".seg") {
+      out.push_back(data_dir + "/segments/" + name);
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class MailStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.data_dir = NewDataDir();
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    auto store = MailStore::Open(options_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+
+  void Create(const std::string& address) {
+    auto created = store_->CreateAccount(address, "{PLAIN}x");
+    ASSERT_TRUE(created.ok()) << created.status();
+  }
+
+  DeliverResult MustDeliver(const std::string& address, const std::string& raw,
+                            const DeliverOptions& options = {}) {
+    auto r = store_->Deliver(address, raw, options);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : DeliverResult{};
+  }
+
+  std::shared_ptr<const MailboxSnapshot> MustOpen(const std::string& address) {
+    auto snap = store_->OpenMailbox(address);
+    EXPECT_TRUE(snap.ok()) << snap.status();
+    return snap.ok() ? *snap : nullptr;
+  }
+
+  void ExpectCheckClean() {
+    auto report = store_->Check();
+    ASSERT_TRUE(report.ok()) << report.status();
+    for (const auto& p : report->problems) ADD_FAILURE() << p;
+  }
+
+  StoreOptions options_;
+  std::unique_ptr<MailStore> store_;
+};
+
+// ---- data directory lock ----
+
+TEST_F(MailStoreTest, SecondOpenOfTheDataDirectoryFailsWithOneClearLine) {
+  auto second = MailStore::Open(options_);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(second.status().message(),
+            absl::StrCat("data directory ", options_.data_dir,
+                         " is in use by another process (pid ", ::getpid(), ")"));
+  store_.reset();
+  auto third = MailStore::Open(options_);
+  EXPECT_TRUE(third.ok()) << third.status();
+}
+
+TEST_F(MailStoreTest, MissingStoreWithoutCreateIsNotFound) {
+  StoreOptions options;
+  options.data_dir = NewDataDir();
+  options.create_if_missing = false;
+  EXPECT_EQ(MailStore::Open(options).status().code(), absl::StatusCode::kNotFound);
+}
+
+// ---- accounts and tenants ----
+
+TEST_F(MailStoreTest, AccountLifecycle) {
+  auto created = store_->CreateAccount("Alice@Example.COM", "hash1");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->address, "Alice@example.com");
+  EXPECT_GT(created->incarnation, 0u);
+  EXPECT_EQ(store_->CreateAccount("Alice@example.com", "h").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->CreateAccount("not-an-address", "h").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->CreateAccount("a@b@c", "h").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(store_->SetPasswordHash("Alice@example.com", "hash2").ok());
+  ASSERT_TRUE(store_->SetDisabled("Alice@example.com", true).ok());
+  ASSERT_TRUE(store_->SetQuota("Alice@example.com", AccountQuota{10, 1000}).ok());
+  Reopen();
+  auto info = store_->GetAccount("Alice@EXAMPLE.com");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->password_hash, "hash2");
+  EXPECT_TRUE(info->disabled);
+  EXPECT_EQ(info->quota.messages, 10u);
+  EXPECT_EQ(info->quota.octets, 1000u);
+  EXPECT_EQ(info->incarnation, created->incarnation);
+
+  auto tenant = store_->GetTenant("example.com");
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  EXPECT_EQ(store_->GetTenant("other.org").status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(store_->DeleteAccount("Alice@example.com").ok());
+  EXPECT_EQ(store_->GetAccount("Alice@example.com").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DeleteAccount("Alice@example.com").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->SetPasswordHash("nobody@example.com", "x").code(), absl::StatusCode::kNotFound);
+  auto again = store_->CreateAccount("Alice@example.com", "h");
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->incarnation, created->incarnation);
+}
+
+TEST_F(MailStoreTest, ListAccountsWithCountsAndDomainFilter) {
+  Create("b@one.org");
+  Create("a@one.org");
+  Create("z@two.org");
+  MustDeliver("a@one.org", "Subject: x\r\n\r\nhello\r\n");
+  MustDeliver("a@one.org", "Subject: y\r\n\r\nhi\r\n");
+  auto all = store_->ListAccounts();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].address, "a@one.org");
+  EXPECT_EQ((*all)[0].stats.messages, 2u);
+  EXPECT_EQ((*all)[0].stats.octets, 21u + 18u);
+  EXPECT_EQ((*all)[1].address, "b@one.org");
+  EXPECT_EQ((*all)[2].address, "z@two.org");
+  auto two = store_->ListAccounts("TWO.org");
+  ASSERT_TRUE(two.ok());
+  ASSERT_EQ(two->size(), 1u);
+  EXPECT_EQ((*two)[0].address, "z@two.org");
+  auto none = store_->ListAccounts("one.or");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+// ---- delivery and reading ----
+
+TEST_F(MailStoreTest, DeliverErrors) {
+  EXPECT_EQ(store_->Deliver("nobody@x.org", "hi").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Deliver("bad address", "hi").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  Create("u@x.org");
+  ASSERT_TRUE(store_->SetDisabled("u@x.org", true).ok());
+  EXPECT_EQ(store_->Deliver("u@x.org", "hi").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(MailStoreTest, StoredBytesAreNormalisedDotStuffedAndByteExact) {
+  Create("u@x.org");
+  const std::string long_line(3000, 'L');
+  const std::vector<std::string> raws = {
+      "Subject: plain\r\n\r\nbody\r\n",
+      "Subject: bare lf\n\n.starts with dot\n..two dots\n.\nend",
+      "Subject: bare cr\r\r.x\ry",
+      "Subject: nul and 8bit \xe2\x82\xac\r\n\r\na\0b\xff\r\n"s,
+      "Subject: long\r\n\r\n" + long_line + "\r\n",
+      "No-Body: true\r\n",
+      "",
+  };
+  std::vector<DeliverResult> results;
+  for (const auto& raw : raws) results.push_back(MustDeliver("u@x.org", raw));
+  auto check = [&] {
+    auto snap = MustOpen("u@x.org");
+    ASSERT_EQ(snap->size(), raws.size());
+    uint64_t total = 0;
+    for (size_t i = 0; i < raws.size(); ++i) {
+      const NormalizedMessage expected = NormalizeForStorage(raws[i]);
+      auto bytes = store_->ReadMessage(*snap, i);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      EXPECT_EQ(*bytes, expected.stored) << i;
+      EXPECT_EQ(snap->pop3_size(i), expected.pop3_size) << i;
+      EXPECT_EQ(results[i].pop3_size, expected.pop3_size) << i;
+      EXPECT_EQ(results[i].stored_bytes, expected.stored.size()) << i;
+      EXPECT_EQ(snap->uidl(i), results[i].uidl) << i;
+      const MessageRef ref = snap->Ref(i);
+      EXPECT_EQ(ref.length, expected.stored.size());
+      EXPECT_EQ(ref.header_length, expected.header_length);
+      EXPECT_GE(ref.fd, 0);
+      total += expected.pop3_size;
+    }
+    EXPECT_EQ(snap->total_octets(), total);
+    auto stats = store_->GetMailboxStats("u@x.org");
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->messages, raws.size());
+    EXPECT_EQ(stats->octets, total);
+  };
+  check();
+  // The second message: dots stuffed, CRLF endings, final CRLF added.
+  auto snap = MustOpen("u@x.org");
+  EXPECT_EQ(*store_->ReadMessage(*snap, 1),
+            "Subject: bare lf\r\n\r\n..starts with dot\r\n...two dots\r\n..\r\nend\r\n");
+  EXPECT_EQ(snap->Ref(1).header_length, 20u);
+  // Without a blank line, the header is the whole message (TOP n 0 sends it all).
+  EXPECT_EQ(snap->Ref(5).header_length, snap->Ref(5).length);
+  EXPECT_EQ(store_->ReadMessage(*snap, 99).status().code(), absl::StatusCode::kOutOfRange);
+  Reopen();
+  check();
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, ArrivalTimeIsKept) {
+  Create("u@x.org");
+  DeliverOptions options;
+  options.arrival_time = absl::FromUnixSeconds(1234567890);
+  MustDeliver("u@x.org", "a\r\n", options);
+  auto snap = MustOpen("u@x.org");
+  EXPECT_EQ(snap->arrival_time(0), absl::FromUnixSeconds(1234567890));
+}
+
+// ---- UIDLs ----
+
+TEST_F(MailStoreTest, GeneratedUidlsAreUniqueValidAndNeverReused) {
+  Create("u@x.org");
+  std::set<std::string> first;
+  for (int i = 0; i < 50; ++i) {
+    DeliverResult r = MustDeliver("u@x.org", absl::StrCat("Subject: ", i, "\r\n\r\nx\r\n"));
+    EXPECT_TRUE(ValidateUidl(r.uidl).ok()) << r.uidl;
+    EXPECT_TRUE(first.insert(r.uidl).second) << r.uidl;
+  }
+  // Delete the newest: the next delivery must not get its UIDL back.
+  auto snap = MustOpen("u@x.org");
+  const std::string last_uidl(snap->uidl(49));
+  ASSERT_TRUE(store_->CommitDeletions(*snap, {49}).ok());
+  Reopen();
+  DeliverResult after = MustDeliver("u@x.org", "x\r\n");
+  EXPECT_EQ(first.count(after.uidl), 0u);
+  EXPECT_NE(after.uidl, last_uidl);
+  // Delete and re-create the account: none of the old UIDLs come back.
+  ASSERT_TRUE(store_->DeleteAccount("u@x.org").ok());
+  Create("u@x.org");
+  for (int i = 0; i < 60; ++i) {
+    DeliverResult r = MustDeliver("u@x.org", "y\r\n");
+    EXPECT_EQ(first.count(r.uidl), 0u) << r.uidl;
+    EXPECT_NE(r.uidl, after.uidl);
+  }
+}
+
+TEST_F(MailStoreTest, ImportedUidlsAreKeptValidatedAndUniquePerAccount) {
+  Create("u@x.org");
+  Create("v@x.org");
+  DeliverOptions keep;
+  keep.uidl = "00000001505f3a01";
+  EXPECT_EQ(MustDeliver("u@x.org", "a\r\n", keep).uidl, "00000001505f3a01");
+  // Same UIDL in another account is fine; twice in one account is not.
+  EXPECT_TRUE(store_->Deliver("v@x.org", "a\r\n", keep).ok());
+  EXPECT_EQ(store_->Deliver("u@x.org", "b\r\n", keep).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  for (std::string bad : {""s, "has space"s, std::string(71, 'a'), "tab\t"s, "\x80"s}) {
+    DeliverOptions o;
+    o.uidl = bad;
+    EXPECT_EQ(store_->Deliver("u@x.org", "c\r\n", o).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  // A generated UIDL cannot be imported over.
+  DeliverResult generated = MustDeliver("u@x.org", "g\r\n");
+  DeliverOptions clash;
+  clash.uidl = generated.uidl;
+  EXPECT_EQ(store_->Deliver("u@x.org", "c\r\n", clash).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // Deleting the imported message does not free its UIDL.
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->uidl(0), "00000001505f3a01");
+  ASSERT_TRUE(store_->CommitDeletions(*snap, {0}).ok());
+  Reopen();
+  EXPECT_EQ(store_->Deliver("u@x.org", "d\r\n", keep).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  auto stats = store_->GetMailboxStats("u@x.org");
+  EXPECT_EQ(stats->messages, 1u);
+  ExpectCheckClean();
+}
+
+// ---- limits ----
+
+TEST_F(MailStoreTest, MessageAndOctetQuotas) {
+  Create("u@x.org");
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{2, 0}).ok());
+  MustDeliver("u@x.org", "a\r\n");
+  MustDeliver("u@x.org", "b\r\n");
+  auto over = store_->Deliver("u@x.org", "c\r\n");
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(over.status().message().find("messages"), absl::string_view::npos);
+
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{0, 10}).ok());
+  auto octets = store_->Deliver("u@x.org", "12345\r\n");  // 6 + 7 > 10
+  EXPECT_EQ(octets.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(octets.status().message().find("octets"), absl::string_view::npos);
+  MustDeliver("u@x.org", "1\r\n");  // 6 + 3 = 9
+  // Deleting frees quota.
+  auto snap = MustOpen("u@x.org");
+  ASSERT_TRUE(store_->CommitDeletions(*snap, {0, 1, 2}).ok());
+  MustDeliver("u@x.org", "12345\r\n");
+}
+
+TEST_F(MailStoreTest, TenantDefaultsApplyUnlessTheAccountOverrides) {
+  Create("u@x.org");
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{1, 0, 0}).ok());
+  MustDeliver("u@x.org", "a\r\n");
+  EXPECT_EQ(store_->Deliver("u@x.org", "b\r\n").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{5, 0}).ok());
+  MustDeliver("u@x.org", "b\r\n");
+  Reopen();
+  auto tenant = store_->GetTenant("x.org");
+  ASSERT_TRUE(tenant.ok());
+  EXPECT_EQ(tenant->limits.quota_messages, 1u);
+}
+
+TEST_F(MailStoreTest, StoreDefaultsAreCopiedIntoNewTenants) {
+  options_.default_quota_messages = 1;
+  Reopen();
+  Create("u@fresh.org");
+  MustDeliver("u@fresh.org", "a\r\n");
+  EXPECT_EQ(store_->Deliver("u@fresh.org", "b\r\n").status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(MailStoreTest, MaximumMessageSize) {
+  options_.max_message_bytes = 100;
+  Reopen();
+  Create("u@x.org");
+  MustDeliver("u@x.org", std::string(98, 'a') + "\r\n");  // exactly 100
+  auto too_big = store_->Deliver("u@x.org", std::string(99, 'a') + "\r\n");
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(too_big.status().message().find("maximum message size"), absl::string_view::npos);
+  // 99 bare-LF lines: 99 raw octets but 198 with CRLF.
+  EXPECT_EQ(store_->Deliver("u@x.org", std::string(99, '\n')).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{0, 0, 10}).ok());
+  EXPECT_EQ(store_->Deliver("u@x.org", "0123456789\r\n").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  auto stats = store_->GetMailboxStats("u@x.org");
+  EXPECT_EQ(stats->messages, 1u);
+}
+
+// ---- snapshots and deletions ----
+
+TEST_F(MailStoreTest, SnapshotIsIsolatedFromLaterDeliveries) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "one\r\n");
+  MustDeliver("u@x.org", "two\r\n");
+  auto snap = MustOpen("u@x.org");
+  MustDeliver("u@x.org", "three\r\n");
+  ASSERT_EQ(snap->size(), 2u);
+  EXPECT_EQ(snap->total_octets(), 10u);
+  EXPECT_EQ(*store_->ReadMessage(*snap, 1), "two\r\n");
+  auto later = MustOpen("u@x.org");
+  ASSERT_EQ(later->size(), 3u);
+  EXPECT_EQ(*store_->ReadMessage(*later, 2), "three\r\n");
+}
+
+TEST_F(MailStoreTest, CommitDeletionsIsAtomicAndCountsOnce) {
+  Create("u@x.org");
+  for (int i = 0; i < 5; ++i) MustDeliver("u@x.org", absl::StrCat("m", i, "\r\n"));
+  auto a = MustOpen("u@x.org");
+  auto b = MustOpen("u@x.org");
+  // A bad index fails the whole commit.
+  EXPECT_EQ(store_->CommitDeletions(*a, {1, 7}).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 5u);
+
+  auto first = store_->CommitDeletions(*a, {1, 3, 3});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->deleted, 2u);
+  EXPECT_EQ(first->already_gone, 0u);
+  EXPECT_EQ(first->stats_after.messages, 3u);
+  EXPECT_EQ(first->stats_after.octets, 12u);
+  // A concurrent session deleting an overlapping set: the overlap is not counted again.
+  auto second = store_->CommitDeletions(*b, {0, 1, 3});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->deleted, 1u);
+  EXPECT_EQ(second->already_gone, 2u);
+  EXPECT_EQ(second->stats_after.messages, 2u);
+  // Old snapshots still read their messages (the bytes are still in the segment).
+  EXPECT_EQ(*store_->ReadMessage(*a, 1), "m1\r\n");
+  Reopen();
+  auto now = MustOpen("u@x.org");
+  ASSERT_EQ(now->size(), 2u);
+  EXPECT_EQ(*store_->ReadMessage(*now, 0), "m2\r\n");
+  EXPECT_EQ(*store_->ReadMessage(*now, 1), "m4\r\n");
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 2u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->octets, 8u);
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, CommitDeletionsAfterAccountDeletionIsNotFound) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "a\r\n");
+  auto snap = MustOpen("u@x.org");
+  ASSERT_TRUE(store_->DeleteAccount("u@x.org").ok());
+  Create("u@x.org");
+  MustDeliver("u@x.org", "b\r\n");
+  EXPECT_EQ(store_->CommitDeletions(*snap, {0}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 1u);
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, DeleteAccountRemovesItsMessages) {
+  Create("u@x.org");
+  for (int i = 0; i < 300; ++i) MustDeliver("u@x.org", "a\r\n");  // spans several index chunks
+  ASSERT_TRUE(store_->DeleteAccount("u@x.org").ok());
+  Create("u@x.org");
+  EXPECT_EQ(MustOpen("u@x.org")->size(), 0u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 0u);
+  ExpectCheckClean();
+}
+
+// ---- concurrency and group commit ----
+
+TEST_F(MailStoreTest, ConcurrentDeliveriesShareSegmentSyncs) {
+  constexpr int kThreads = 32;
+  constexpr int kPerThread = 10;
+  Create("u@x.org");
+  Create("v@x.org");
+  std::vector<std::thread> threads;
+  std::vector<std::vector<std::string>> uidls(kThreads);
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto r = store_->Deliver(t % 2 ? "u@x.org" : "v@x.org",
+                                 absl::StrCat("From: t", t, "\r\n\r\n", i, "\r\n"));
+        if (!r.ok()) {
+          failures.fetch_add(1);
+        } else {
+          uidls[t].push_back(r->uidl);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(failures.load(), 0);
+  const StoreCounters counters = store_->Counters();
+  EXPECT_EQ(counters.deliveries, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_LT(counters.segment_syncs, counters.deliveries) << "no fdatasync was shared";
+  EXPECT_GT(counters.segment_syncs, 0u);
+  std::set<std::string> unique;
+  for (const auto& v : uidls) unique.insert(v.begin(), v.end());
+  EXPECT_EQ(unique.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, kThreads * kPerThread / 2u);
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->size(), kThreads * kPerThread / 2u);
+  for (size_t i = 1; i < snap->size(); ++i) EXPECT_LT(snap->entry(i - 1).seq, snap->entry(i).seq);
+  ExpectCheckClean();
+}
+
+// ---- compaction ----
+
+TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
+  options_.segment_roll_bytes = 4096;
+  Reopen();
+  Create("u@x.org");
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 200; ++i) {
+    bodies.push_back(
+        absl::StrCat("Subject: ", i, "\r\n\r\n", std::string(100 + i, 'a' + i % 26), "\r\n"));
+    MustDeliver("u@x.org", bodies.back());
+  }
+  auto old_snapshot = MustOpen("u@x.org");
+  const auto files_before = SegmentFiles(options_.data_dir);
+  ASSERT_GT(files_before.size(), 5u);
+  // Delete 3 of every 4 messages.
+  std::vector<size_t> doomed;
+  for (size_t i = 0; i < 200; ++i) {
+    if (i % 4 != 0) doomed.push_back(i);
+  }
+  ASSERT_TRUE(store_->CommitDeletions(*old_snapshot, doomed).ok());
+  // A pinned message outlives even the snapshot.
+  PinnedMessage pinned = old_snapshot->Pin(0);
+
+  std::vector<CompactionProgress> progress;
+  auto result = store_->Compact([&](const CompactionProgress& p) { progress.push_back(p); });
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(result->segments_rewritten, 0u);
+  EXPECT_GT(result->bytes_reclaimed, result->bytes_copied);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back().segments_done, progress.back().segments_total);
+
+  // Old segment files are gone from the directory...
+  const auto files_after = SegmentFiles(options_.data_dir);
+  EXPECT_LT(files_after.size(), files_before.size());
+  struct stat st;
+  EXPECT_NE(::stat(files_before.front().c_str(), &st), 0) << "first segment still on disk";
+  // ...but the old snapshot reads correct bytes from its open fds, deleted messages included.
+  for (size_t i = 0; i < 200; ++i) {
+    auto bytes = store_->ReadMessage(*old_snapshot, i);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_EQ(*bytes, bodies[i]) << i;
+  }
+  old_snapshot.reset();
+  std::string pinned_bytes(pinned.ref.length, '\0');
+  ASSERT_EQ(::pread(pinned.ref.fd, pinned_bytes.data(), pinned.ref.length,
+                    static_cast<off_t>(pinned.ref.offset)),
+            static_cast<ssize_t>(pinned.ref.length));
+  EXPECT_EQ(pinned_bytes, bodies[0]);
+
+  // A new snapshot reads the survivors from the new segments, with the same UIDLs.
+  auto fresh = MustOpen("u@x.org");
+  ASSERT_EQ(fresh->size(), 50u);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  ExpectCheckClean();
+  Reopen();
+  fresh = MustOpen("u@x.org");
+  ASSERT_EQ(fresh->size(), 50u);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  ExpectCheckClean();
+  // After the restart the former delivery segment is closed and gets compacted too; then
+  // nothing is left to do.
+  ASSERT_TRUE(store_->Compact().ok());
+  fresh = MustOpen("u@x.org");
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  auto again = store_->Compact();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->segments_rewritten, 0u);
+}
+
+TEST_F(MailStoreTest, CompactionRunsConcurrentlyWithDeliveriesAndDeletions) {
+  options_.segment_roll_bytes = 8192;
+  Reopen();
+  Create("u@x.org");
+  Create("v@x.org");
+  for (int i = 0; i < 100; ++i) MustDeliver("u@x.org", absl::StrCat("seed ", i, "\r\n"));
+  std::atomic<bool> stop{false};
+  std::atomic<int> errors{0};
+  std::thread deliverer([&] {
+    for (int i = 0; i < 200 && errors.load() == 0; ++i) {
+      if (!store_->Deliver(i % 2 ? "u@x.org" : "v@x.org", absl::StrCat("live ", i, "\r\n")).ok()) {
+        errors.fetch_add(1);
+      }
+    }
+    stop = true;
+  });
+  std::thread deleter([&] {
+    while (!stop.load()) {
+      auto snap = store_->OpenMailbox("u@x.org");
+      if (!snap.ok()) {
+        errors.fetch_add(1);
+        return;
+      }
+      std::vector<size_t> doomed;
+      for (size_t i = 0; i < (*snap)->size(); i += 3) doomed.push_back(i);
+      if (!store_->CommitDeletions(**snap, doomed).ok()) errors.fetch_add(1);
+      for (size_t i = 0; i < (*snap)->size(); ++i) {
+        if (!store_->ReadMessage(**snap, i).ok()) errors.fetch_add(1);
+      }
+    }
+  });
+  int compactions = 0;
+  while (!stop.load()) {
+    if (!store_->Compact().ok()) errors.fetch_add(1);
+    ++compactions;
+  }
+  deliverer.join();
+  deleter.join();
+  ASSERT_TRUE(store_->Compact().ok());
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_GT(compactions, 0);
+  ExpectCheckClean();
+  Reopen();
+  ExpectCheckClean();
+}
+
+// ---- check ----
+
+TEST_F(MailStoreTest, CheckDetectsATruncatedSegment) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "Subject: a\r\n\r\nfirst\r\n");
+  MustDeliver("u@x.org", "Subject: b\r\n\r\nsecond\r\n");
+  ExpectCheckClean();
+  store_.reset();
+  const auto files = SegmentFiles(options_.data_dir);
+  ASSERT_EQ(files.size(), 1u);
+  ASSERT_EQ(::truncate(files[0].c_str(), 30), 0);
+  Reopen();
+  auto report = store_->Check();
+  ASSERT_TRUE(report.ok());
+  ASSERT_FALSE(report->ok());
+  EXPECT_NE(report->problems[0].find("points outside segment"), std::string::npos)
+      << report->problems[0];
+  auto snap = MustOpen("u@x.org");
+  EXPECT_EQ(store_->ReadMessage(*snap, 1).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(MailStoreTest, CheckDetectsCorruptedBytes) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "Subject: a\r\n\r\nfirst\r\n");
+  store_.reset();
+  const auto files = SegmentFiles(options_.data_dir);
+  ASSERT_EQ(files.size(), 1u);
+  int fd = ::open(files[0].c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "X", 1, 3), 1);
+  ::close(fd);
+  Reopen();
+  auto report = store_->Check();
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_NE(report->problems[0].find("checksum"), std::string::npos) << report->problems[0];
+}
+
+TEST_F(MailStoreTest, CheckDetectsAMissingSegment) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "a\r\n");
+  store_.reset();
+  const auto files = SegmentFiles(options_.data_dir);
+  ASSERT_EQ(files.size(), 1u);
+  ASSERT_EQ(::unlink(files[0].c_str()), 0);
+  Reopen();
+  auto report = store_->Check();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->ok());
+  EXPECT_EQ(store_->OpenMailbox("u@x.org").status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(MailStoreTest, UnreferencedSegmentsFromACrashAreRemovedOnOpen) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "a\r\n");
+  store_.reset();
+  // A segment created just before a crash, never indexed.
+  const std::string stray = options_.data_dir + "/segments/00000000000000ff.seg";
+  int fd = ::open(stray.c_str(), O_CREAT | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "garbage", 7), 7);
+  ::close(fd);
+  Reopen();
+  struct stat st;
+  EXPECT_NE(::stat(stray.c_str(), &st), 0);
+  EXPECT_EQ(SegmentFiles(options_.data_dir).size(), 1u);
+  ExpectCheckClean();
+}
+
+}  // namespace
+}  // namespace posthaste::storage
