@@ -127,7 +127,7 @@ TEST_F(CliTest, UserLifecycle) {
   }
 
   const std::string before = ListAll();
-  ExpectOneLineFailure(RunWith({"user", "add", flag_, "alice@example.test"}, "x\n"), kExitFailure,
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "Alice@EXAMPLE.test"}, "x\n"), kExitFailure,
                        "already exists");
   ExpectOneLineFailure(RunWith({"user", "del", flag_, "carol@example.test"}), kExitFailure,
                        "unknown user carol@example.test");
