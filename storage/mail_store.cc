@@ -5,7 +5,8 @@
 //   compaction_mu    one Compact() at a time
 //   meta_mu          account creation/deletion, id allocation
 //   mailbox_mu[inc]  changes to existing index entries of one mailbox (deletions, compaction
-//                    moves, account deletion); deliveries only add entries and do not take it
+//                    moves, account deletion); deliveries only add entries and do not take it.
+//                    Only compaction holds several stripes, taken in ascending order.
 //   retire_mu        shared while Check() reads everything; exclusive
 //                    while compaction forgets a segment
 //   AccountState::mu in-memory account state: counters, reservations, sequence numbers
@@ -208,8 +209,9 @@ struct MailStore::Impl {
       return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
     }
     std::lock_guard<std::mutex> lock(tenant_mu);
-    tenants[std::string(domain)] = record;
-    return std::optional<TenantRecord>(record);
+    // A concurrent SetTenantLimits may have cached a newer record meanwhile: keep that one.
+    auto [it, inserted] = tenants.emplace(std::string(domain), record);
+    return std::optional<TenantRecord>(it->second);
   }
 
   TenantRecord DefaultTenant() const {
@@ -1192,44 +1194,59 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     }
     for (const auto& segment : touched) PH_RETURN_IF_ERROR(segment->SyncWritten());
 
-    // Repoint, one mailbox at a time, under the mailbox lock so deletions cannot interleave.
+    // Repoint under the mailbox locks so deletions cannot interleave: up to kRepointGroup
+    // mailboxes per synced batch (a segment may hold messages of thousands of mailboxes), their
+    // lock stripes taken in ascending order (only compaction ever holds more than one).
     std::map<uint64_t, std::vector<const Moved*>> by_mailbox;
     for (const Moved& m : moved) by_mailbox[m.from.incarnation].push_back(&m);
-    for (const auto& [incarnation, list] : by_mailbox) {
-      std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
-      std::map<std::string, std::vector<internal::RecordMove>> moves_by_chunk;
-      for (const Moved* m : list) {
-        moves_by_chunk[internal::ChunkKey(incarnation, m->from.seq)].push_back(internal::RecordMove{
-            m->from.seq, victim_id, m->from.offset, m->new_segment, m->new_offset});
+    constexpr size_t kRepointGroup = 512;
+    for (auto group_begin = by_mailbox.begin(); group_begin != by_mailbox.end();) {
+      auto group_end = group_begin;
+      std::set<size_t> stripes;
+      for (size_t n = 0; group_end != by_mailbox.end() && n < kRepointGroup; ++group_end, ++n) {
+        stripes.insert(group_end->first % kMailboxLockStripes);
       }
+      std::vector<std::unique_lock<std::mutex>> locks;
+      locks.reserve(stripes.size());
+      for (size_t stripe : stripes) locks.emplace_back(mailbox_mu[stripe]);
       rocksdb::WriteBatch batch;
       std::map<uint64_t, SegmentStats> deltas;
-      for (auto& [key, moves] : moves_by_chunk) {
-        std::string value;
-        rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
-        if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
-        std::vector<IndexRecord> records;
-        if (!internal::DecodeRecords(value, &records)) {
-          return absl::DataLossError("undecodable index chunk");
+      for (auto entry = group_begin; entry != group_end; ++entry) {
+        const uint64_t incarnation = entry->first;
+        std::map<std::string, std::vector<internal::RecordMove>> moves_by_chunk;
+        for (const Moved* m : entry->second) {
+          moves_by_chunk[internal::ChunkKey(incarnation, m->from.seq)].push_back(
+              internal::RecordMove{m->from.seq, victim_id, m->from.offset, m->new_segment,
+                                   m->new_offset});
         }
-        std::vector<internal::RecordMove> still_there;
-        for (const internal::RecordMove& mv : moves) {
-          for (const IndexRecord& r : records) {
-            if (r.seq == mv.seq && r.segment == mv.old_segment && r.offset == mv.old_offset) {
-              still_there.push_back(mv);
-              deltas[mv.old_segment].live_bytes -= r.stored_length;
-              deltas[mv.old_segment].live_messages -= 1;
-              deltas[mv.new_segment].live_bytes += r.stored_length;
-              deltas[mv.new_segment].live_messages += 1;
-              break;
+        for (auto& [key, moves] : moves_by_chunk) {
+          std::string value;
+          rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+          if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
+          std::vector<IndexRecord> records;
+          if (!internal::DecodeRecords(value, &records)) {
+            return absl::DataLossError("undecodable index chunk");
+          }
+          std::vector<internal::RecordMove> still_there;
+          for (const internal::RecordMove& mv : moves) {
+            for (const IndexRecord& r : records) {
+              if (r.seq == mv.seq && r.segment == mv.old_segment && r.offset == mv.old_offset) {
+                still_there.push_back(mv);
+                deltas[mv.old_segment].live_bytes -= r.stored_length;
+                deltas[mv.old_segment].live_messages -= 1;
+                deltas[mv.new_segment].live_bytes += r.stored_length;
+                deltas[mv.new_segment].live_messages += 1;
+                break;
+              }
             }
           }
-        }
-        if (!still_there.empty()) {
-          batch.Merge(ToSlice(key), ToSlice(internal::MoveOperand(still_there)));
-          result.messages_moved += still_there.size();
+          if (!still_there.empty()) {
+            batch.Merge(ToSlice(key), ToSlice(internal::MoveOperand(still_there)));
+            result.messages_moved += still_there.size();
+          }
         }
       }
+      group_begin = group_end;
       if (batch.Count() == 0) continue;
       for (const auto& [segment, delta] : deltas) {
         batch.Merge(ToSlice(internal::SegmentKey(segment)),

@@ -520,6 +520,69 @@ TEST_F(MailStoreTest, ConcurrentDeliveriesShareSegmentSyncs) {
   ExpectCheckClean();
 }
 
+TEST_F(MailStoreTest, ConcurrentOverlappingDeletionsCountEachMessageOnce) {
+  Create("u@x.org");
+  for (int i = 0; i < 200; ++i) MustDeliver("u@x.org", absl::StrCat("m", i, "\r\n"));
+  constexpr int kSessions = 8;
+  std::vector<std::shared_ptr<const MailboxSnapshot>> snaps;
+  for (int t = 0; t < kSessions; ++t) snaps.push_back(MustOpen("u@x.org"));
+  std::atomic<uint64_t> deleted{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSessions; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<size_t> mine;  // every session deletes the even messages, plus its own residue
+      for (size_t i = 0; i < 200; ++i) {
+        if (i % 2 == 0 || i % kSessions == static_cast<size_t>(t)) mine.push_back(i);
+      }
+      auto r = store_->CommitDeletions(*snaps[t], mine);
+      if (!r.ok()) {
+        errors.fetch_add(1);
+        return;
+      }
+      deleted.fetch_add(r->deleted);
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(errors.load(), 0);
+  // Even messages (100) and the odd ones whose residue belongs to some session (all 100).
+  EXPECT_EQ(deleted.load(), 200u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 0u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->octets, 0u);
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, DeleteAccountWhileDeliveriesAreInFlight) {
+  Create("u@x.org");
+  std::atomic<int> delivered{0};
+  std::atomic<int> attempts{0};
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 30; ++i) {
+        auto r = store_->Deliver("u@x.org", "in flight\r\n");
+        attempts.fetch_add(1);
+        if (r.ok()) {
+          delivered.fetch_add(1);
+        } else if (r.status().code() != absl::StatusCode::kNotFound) {
+          unexpected.fetch_add(1);
+        }
+      }
+    });
+  }
+  // Bounded: ends when 20 deliveries are in, or when every attempt is over.
+  while (delivered.load() < 20 && attempts.load() < 8 * 30) std::this_thread::yield();
+  ASSERT_TRUE(store_->DeleteAccount("u@x.org").ok());
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(store_->GetAccount("u@x.org").status().code(), absl::StatusCode::kNotFound);
+  // Nothing of the old incarnation is left behind (Check reports orphaned rows).
+  ExpectCheckClean();
+  Create("u@x.org");
+  EXPECT_EQ(MustOpen("u@x.org")->size(), 0u);
+}
+
 // ---- compaction ----
 
 TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
