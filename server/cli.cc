@@ -352,9 +352,10 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_
 }
 
 bool WantsHelp(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "help") return true;
   for (const std::string& arg : args) {
     if (arg == "--") return false;
-    if (arg == "--help" || arg == "-h" || arg == "help") return true;
+    if (arg == "--help" || arg == "-h") return true;
   }
   return false;
 }
