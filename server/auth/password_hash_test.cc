@@ -1,0 +1,304 @@
+#include "server/auth/password_hash.h"
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace posthaste::auth {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Vectors generated once with Debian's mkpasswd (whois 5.5.17, libxcrypt) and argon2 CLI
+// (libargon2 20171227), password "correct horse", plus published reference vectors.
+constexpr char kPassword[] = "correct horse";
+constexpr char kYescrypt[] =
+    "$y$j9T$sHRBlxKGZZHitW5U3wwmI/$6qu3zas0Gtm6fcjHH8sZemFc8gZey/CTOPyC6.Yf7GD";
+constexpr char kSha512[] =
+    "$6$7LA0rz1CimIWkkVp$maYFAByQvVS.ryQAdDZujr7DriIhytkGsBsR6DymRFGG3DJ00gFSQvrpQZNaIgLq1WXPTROM4y"
+    "P35I3ZFNRfX1";
+constexpr char kSha512Rounds[] =
+    "$6$rounds=10000$saltsaltsalt$XbL0wa.99vvsRYMr5bBKdITb.ZHLqGROubWVobCta9RxXByqp.P8f.uGgQGfR4VQv"
+    "US2ybvGNqru9cEcwv0Yt1";
+constexpr char kSha256[] = "$5$hkfp.XVMLZq1SZEr$l68eqCwlOwAHKTfblve5hs.8hh/xthKubxSNswEYPF7";
+constexpr char kBcrypt2b[] = "$2b$05$HNFzA/xhVJnFnF8uwfKBR.c7BIf0oKScdWl77/OUJL95HyR9yMt0m";
+constexpr char kBcrypt2y[] = "$2y$05$HNFzA/xhVJnFnF8uwfKBR.c7BIf0oKScdWl77/OUJL95HyR9yMt0m";
+constexpr char kMd5[] = "$1$mS6u14Mh$mMrNHDB2Et35/Lu0FkEvV.";
+constexpr char kArgon2id[] =
+    "$argon2id$v=19$m=256,t=1,p=1$c29tZXNhbHRzYWx0$pLCyIK/+JaqHO97lbiSigL9npv4z3sV/j89xGPaWIo0";
+constexpr char kArgon2i[] =
+    "$argon2i$v=19$m=256,t=1,p=1$b3RoZXJzYWx0MTIz$6XYOiNQ+fBmQkTTmIxTcFmuojAWYj30l2PkRQIjHZ5Q";
+
+// Ulrich Drepper's SHA-crypt specification, first SHA-512 example.
+constexpr char kDrepperSha512[] =
+    "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfa"
+    "S35inz1";
+// OpenBSD's bcrypt regression vector for "U*U".
+constexpr char kOpenBsdBcrypt[] = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+
+bool Verifies(std::string_view password, std::string_view stored) {
+  absl::StatusOr<bool> result = VerifyPassword(password, stored);
+  EXPECT_TRUE(result.ok()) << stored << ": " << result.status();
+  return result.ok() && *result;
+}
+
+TEST(VerifyPassword, KnownVectorsMatch) {
+  for (const char* stored : {kYescrypt, kSha512, kSha512Rounds, kSha256, kBcrypt2b, kBcrypt2y, kMd5,
+                             kArgon2id, kArgon2i}) {
+    EXPECT_TRUE(Verifies(kPassword, stored)) << stored;
+  }
+  EXPECT_TRUE(Verifies("Hello world!", kDrepperSha512));
+  EXPECT_TRUE(Verifies("U*U", kOpenBsdBcrypt));
+}
+
+TEST(VerifyPassword, WrongPasswordsDoNotMatch) {
+  for (const char* stored : {kYescrypt, kSha512, kSha512Rounds, kSha256, kBcrypt2b, kBcrypt2y, kMd5,
+                             kArgon2id, kArgon2i, kDrepperSha512, kOpenBsdBcrypt}) {
+    EXPECT_FALSE(Verifies("correct horsf", stored)) << stored;
+    EXPECT_FALSE(Verifies("Correct horse", stored)) << stored;
+    EXPECT_FALSE(Verifies("correct horse ", stored)) << stored;
+  }
+}
+
+TEST(VerifyPassword, PasswordsThatCannotHaveBeenHashedNeverMatch) {
+  EXPECT_FALSE(Verifies("", kYescrypt));
+  EXPECT_FALSE(Verifies(std::string("correct horse\0x", 15), kSha512));
+  // A NUL would otherwise truncate the password seen by crypt(3).
+  EXPECT_FALSE(Verifies(std::string("correct horse\0", 14), kSha512));
+  EXPECT_FALSE(Verifies(std::string(kPasswordBytesMax + 1, 'a'),
+                        "{PLAIN}" + std::string(kPasswordBytesMax + 1, 'a')));
+  EXPECT_FALSE(Verifies("", "{PLAIN}"));
+}
+
+TEST(VerifyPassword, DovecotSchemePrefixes) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"{CRYPT}", kSha512},
+      {"{CRYPT}", kYescrypt},
+      {"{BLF-CRYPT}", kBcrypt2y},
+      {"{SHA512-CRYPT}", kSha512},
+      {"{SHA256-CRYPT}", kSha256},
+      {"{MD5-CRYPT}", kMd5},
+      {"{MD5}", kMd5},
+      {"{ARGON2ID}", kArgon2id},
+      {"{ARGON2I}", kArgon2i},
+      {"{sha512-crypt}", kSha512},
+      {"{Blf-Crypt}", kBcrypt2b},
+  };
+  for (const auto& [prefix, hash] : cases) {
+    EXPECT_TRUE(Verifies(kPassword, prefix + hash)) << prefix << hash;
+    EXPECT_FALSE(Verifies("wrong", prefix + hash)) << prefix << hash;
+  }
+  for (const char* plain : {"{PLAIN}", "{CLEAR}", "{CLEARTEXT}", "{plain}"}) {
+    EXPECT_TRUE(Verifies(kPassword, std::string(plain) + kPassword)) << plain;
+    EXPECT_FALSE(Verifies("correct hors", std::string(plain) + kPassword)) << plain;
+    EXPECT_FALSE(Verifies("correct horse!", std::string(plain) + kPassword)) << plain;
+  }
+  // A {PLAIN} password may contain '$', '{' and '}'.
+  EXPECT_TRUE(Verifies("{x}$6$y", "{PLAIN}{x}$6$y"));
+}
+
+TEST(ParseStoredHash, IdentifiesSchemesAndCosts) {
+  auto yes = ParseStoredHash(kYescrypt);
+  ASSERT_TRUE(yes.ok()) << yes.status();
+  EXPECT_EQ(yes->scheme, HashScheme::kYescrypt);
+  EXPECT_EQ(yes->memory_bytes, 16u << 20);  // N=4096, r=32: 4096 * 32 * 128 bytes
+  EXPECT_EQ(yes->yescrypt_blocks, 4096u * 32);
+
+  const std::string prefixed = std::string("{SHA512-CRYPT}") + kSha512Rounds;
+  auto sha = ParseStoredHash(prefixed);
+  ASSERT_TRUE(sha.ok()) << sha.status();
+  EXPECT_EQ(sha->scheme, HashScheme::kSha512Crypt);
+  EXPECT_EQ(sha->sha_crypt_rounds, 10000u);
+  EXPECT_EQ(sha->encoded, kSha512Rounds);
+  EXPECT_EQ(ParseStoredHash(kSha512)->sha_crypt_rounds, 5000u);
+
+  auto bcrypt = ParseStoredHash(kBcrypt2y);
+  ASSERT_TRUE(bcrypt.ok());
+  EXPECT_EQ(bcrypt->scheme, HashScheme::kBcrypt);
+  EXPECT_EQ(bcrypt->bcrypt_cost, 5u);
+
+  auto argon = ParseStoredHash(kArgon2id);
+  ASSERT_TRUE(argon.ok());
+  EXPECT_EQ(argon->scheme, HashScheme::kArgon2id);
+  EXPECT_EQ(argon->memory_bytes, 256u * 1024);
+  EXPECT_EQ(argon->argon2_time, 1u);
+  EXPECT_EQ(argon->argon2_lanes, 1u);
+
+  EXPECT_EQ(ParseStoredHash(kSha256)->scheme, HashScheme::kSha256Crypt);
+  EXPECT_EQ(ParseStoredHash(kMd5)->scheme, HashScheme::kMd5Crypt);
+  EXPECT_EQ(ParseStoredHash(kArgon2i)->scheme, HashScheme::kArgon2i);
+  auto plain = ParseStoredHash("{PLAIN}secret");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->scheme, HashScheme::kPlain);
+  EXPECT_EQ(plain->encoded, "secret");
+}
+
+TEST(VerifyPassword, UnknownSchemesAreClearErrors) {
+  auto ssha = VerifyPassword(kPassword, "{SSHA}c2VjcmV0c2FsdA==");
+  ASSERT_FALSE(ssha.ok());
+  EXPECT_EQ(ssha.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(ssha.status().message()), HasSubstr("{SSHA}"));
+
+  for (const char* stored :
+       {"abJnggxhB/yWI",                                                             // DES crypt
+        "$7$C6..../....SodiumChloride$kBGj9fHznVYFQMEn/qDCfrDevf9YDtcDdKvEqHJLV8D",  // scrypt
+        "$argon2d$v=19$m=256,t=1,p=1$b3RoZXJzYWx0MTIz$NZLGnxbI+W/NOeGe2KwvywQztXcMA7qTkd8YJ41PnEw",
+        "$sha1$40000$jtNX3nZ2$hBNaIXkt4wBI2o5rsi8KejSjNqIq", "{X-UNKNOWN}abc"}) {
+    auto result = VerifyPassword(kPassword, stored);
+    ASSERT_FALSE(result.ok()) << stored;
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kUnimplemented) << stored;
+  }
+}
+
+TEST(VerifyPassword, MalformedHashesAreErrorsOrMismatches) {
+  const std::string long_hash(kStoredHashBytesMax + 1, 'a');
+  const std::string with_nul = std::string(kSha512).insert(10, 1, '\0');
+  for (std::string stored :
+       std::vector<std::string>{"",
+                                "{",
+                                "{PLAIN",
+                                "{}",
+                                "{CRYPT}",
+                                "$",
+                                "$6$",
+                                "$6$salt",
+                                "$6$rounds=$salt$hash",
+                                "$6$rounds=99999999999999999999$salt$hash",
+                                "$6$saltsaltsaltsaltsalt$x",
+                                "$5$salt$tooshort",
+                                "$y$",
+                                "$y$j9T",
+                                "$y$j9T$",
+                                "$y$j9T$salt",
+                                "$y$j9T$$hash",
+                                "$y$~9T$salt$hash",
+                                "$y$j9T$sa!t$hash",
+                                "$2b$05$short",
+                                "$2b$99$" + std::string(53, 'a'),
+                                "$2b$xx$" + std::string(53, 'a'),
+                                "$2b$05$" + std::string(53, '!'),
+                                "$1$toolongsalt$x",
+                                "$argon2id$",
+                                "$argon2id$v=19$m=x,t=1,p=1$c2FsdA$aGFzaA",
+                                "$argon2id$v=19$m=256,t=0,p=1$c2FsdA$aGFzaA",
+                                "$argon2id$v=19$m=256,t=1,p=1$c2FsdA",
+                                "$argon2id$v=19$m=256,t=1,p=1$c2FsdA$",
+                                "$argon2id$v=19$m=256,t=1,p=1$!!!$@@@",
+                                "$argon2id$m=256,t=1$c2FsdA$aGFzaA",
+                                "{CRYPT}$argon2id$v=19$m=256,t=1,p=1$c2FsdA$aGFzaA",
+                                long_hash,
+                                with_nul}) {
+    absl::StatusOr<bool> result = VerifyPassword(kPassword, stored);
+    EXPECT_TRUE(!result.ok() || !*result) << stored;
+    if (!result.ok()) {
+      EXPECT_TRUE(result.status().code() == absl::StatusCode::kInvalidArgument ||
+                  result.status().code() == absl::StatusCode::kUnimplemented)
+          << stored << ": " << result.status();
+    }
+  }
+  // Truncated and altered versions of good hashes never match.
+  for (const char* good : {kYescrypt, kSha512, kBcrypt2b, kMd5, kArgon2id}) {
+    std::string s(good);
+    for (size_t cut : {size_t{1}, size_t{5}, s.size() / 2}) {
+      absl::StatusOr<bool> result = VerifyPassword(kPassword, s.substr(0, s.size() - cut));
+      EXPECT_TRUE(!result.ok() || !*result) << s.substr(0, s.size() - cut);
+    }
+    std::string altered = s;
+    altered.back() = altered.back() == 'A' ? 'B' : 'A';
+    absl::StatusOr<bool> result = VerifyPassword(kPassword, altered);
+    EXPECT_TRUE(!result.ok() || !*result) << altered;
+  }
+}
+
+TEST(VerifyPassword, RefusesHashesDemandingTooMuchWork) {
+  const std::string cases[] = {
+      "$2b$31$HNFzA/xhVJnFnF8uwfKBR.c7BIf0oKScdWl77/OUJL95HyR9yMt0m",
+      "$6$rounds=999999999$saltsaltsalt$XbL0wa.99vvsRYMr5bBKdITb.ZHLqGROubWVobCta9RxXByqp.P8f."
+      "uGgQGfR4VQvUS2ybvGNqru9cEcwv0Yt1",
+      // N = 2^30, r = 32: 4 TiB.
+      "$y$jST$sHRBlxKGZZHitW5U3wwmI/$6qu3zas0Gtm6fcjHH8sZemFc8gZey/CTOPyC6.Yf7GD",
+      "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzYWx0$pLCyIK/+JaqHO97lbiSigL9npv4z3sV/"
+      "j89xGPaWIo0",
+      "$argon2id$v=19$m=256,t=1000,p=1$c29tZXNhbHRzYWx0$pLCyIK/+JaqHO97lbiSigL9npv4z3sV/"
+      "j89xGPaWIo0",
+      "$argon2id$v=19$m=256,t=1,p=255$c29tZXNhbHRzYWx0$pLCyIK/+JaqHO97lbiSigL9npv4z3sV/j89xGPaWIo0",
+  };
+  for (const std::string& stored : cases) {
+    absl::StatusOr<bool> result = VerifyPassword(kPassword, stored);
+    ASSERT_FALSE(result.ok()) << stored;
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted) << stored;
+  }
+  // The same limits can be tightened by the caller.
+  HashCostLimits strict;
+  strict.bcrypt_cost_max = 4;
+  EXPECT_EQ(VerifyPassword(kPassword, kBcrypt2b, strict).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(HashPassword, RoundTripsEveryHashableScheme) {
+  const std::pair<HashScheme, std::string> cases[] = {
+      {HashScheme::kYescrypt, "$y$"},
+      {HashScheme::kSha512Crypt, "$6$"},
+      {HashScheme::kSha256Crypt, "$5$"},
+      {HashScheme::kBcrypt, "$2b$10$"},
+      {HashScheme::kArgon2id, "$argon2id$v=19$m=65536,t=3,p=1$"},
+      {HashScheme::kPlain, "{PLAIN}"},
+  };
+  for (const auto& [scheme, prefix] : cases) {
+    absl::StatusOr<std::string> first = HashPassword("s3cret pass", scheme);
+    ASSERT_TRUE(first.ok()) << HashSchemeName(scheme) << ": " << first.status();
+    EXPECT_EQ(first->substr(0, prefix.size()), prefix) << *first;
+    EXPECT_EQ(ParseStoredHash(*first)->scheme, scheme);
+    EXPECT_TRUE(Verifies("s3cret pass", *first)) << *first;
+    EXPECT_FALSE(Verifies("s3cret pasS", *first)) << *first;
+    if (scheme != HashScheme::kPlain) {
+      // A fresh random salt every time.
+      absl::StatusOr<std::string> second = HashPassword("s3cret pass", scheme);
+      ASSERT_TRUE(second.ok());
+      EXPECT_NE(*first, *second);
+    }
+  }
+}
+
+TEST(HashPassword, DefaultIsYescrypt) {
+  absl::StatusOr<std::string> hashed = HashPassword("demo");
+  ASSERT_TRUE(hashed.ok()) << hashed.status();
+  EXPECT_EQ(hashed->substr(0, 7), "$y$j9T$");
+  EXPECT_TRUE(Verifies("demo", *hashed));
+}
+
+TEST(HashPassword, RefusesBadPasswordsAndVerifyOnlySchemes) {
+  EXPECT_EQ(HashPassword("").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(HashPassword(std::string("a\0b", 3)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(HashPassword(std::string(kPasswordBytesMax + 1, 'x')).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(HashPassword(std::string(kPasswordBytesMax, 'x'), HashScheme::kSha256Crypt).ok());
+  EXPECT_EQ(HashPassword("pw", HashScheme::kMd5Crypt).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(HashPassword("pw", HashScheme::kArgon2i).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// crypt_rn with a private crypt_data per call: concurrent verifications do not interfere.
+TEST(VerifyPassword, ConcurrentVerificationsAgree) {
+  std::vector<std::thread> threads;
+  std::vector<int> matches(4, 0);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &matches] {
+      for (int i = 0; i < 4; ++i) {
+        auto good = VerifyPassword(kPassword, (t % 2) ? kSha512 : kSha256);
+        auto bad = VerifyPassword("nope", (t % 2) ? kSha256 : kSha512);
+        if (good.ok() && *good && bad.ok() && !*bad) ++matches[t];
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(matches[t], 4) << t;
+}
+
+}  // namespace
+}  // namespace posthaste::auth

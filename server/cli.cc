@@ -1,0 +1,419 @@
+#include "server/cli.h"
+
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <istream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "server/auth/password_hash.h"
+#include "server/maildir_import.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+namespace {
+
+// The largest message `deliver` reads from stdin; the store applies the real (smaller) limit.
+constexpr size_t kDeliverInputBytesMax = size_t{1} << 30;
+
+struct ParsedArgs {
+  std::map<std::string, std::string, std::less<>> flags;
+  std::vector<std::string> positional;
+
+  const std::string& data_dir() const { return flags.at("data_dir"); }
+};
+
+using Handler = absl::Status (*)(const ParsedArgs&, const CliStreams&);
+
+struct Command {
+  std::vector<std::string_view> words;
+  std::string_view positional_usage;  // after --data_dir=DIR
+  std::string_view summary;
+  size_t min_positional;
+  size_t max_positional;
+  Handler run;
+};
+
+// ---- helpers ----
+
+std::string OneLine(std::string_view text) {
+  std::string out(text);
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  std::replace(out.begin(), out.end(), '\r', ' ');
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<storage::MailStore>> OpenStore(const std::string& data_dir,
+                                                              bool create) {
+  if (!create) {
+    struct stat st;
+    if (stat(data_dir.c_str(), &st) != 0) {
+      return absl::NotFoundError(absl::StrCat("no data directory at ", data_dir));
+    }
+  }
+  storage::StoreOptions options;
+  options.data_dir = data_dir;
+  options.create_if_missing = create;
+  return storage::MailStore::Open(options);
+}
+
+absl::StatusOr<std::string> Address(std::string_view raw) {
+  absl::StatusOr<std::string> address = storage::NormalizeAddress(raw);
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed address \"", AbslView(raw), "\": ", address.status().message()));
+  }
+  return address;
+}
+
+absl::Status UnknownUser(std::string_view address) {
+  return absl::NotFoundError(absl::StrCat("unknown user ", AbslView(address)));
+}
+
+// Turns terminal echo off on fd 0 for its lifetime (password prompts).
+class EchoOff {
+ public:
+  EchoOff() {
+    if (tcgetattr(0, &saved_) == 0) {
+      termios quiet = saved_;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      active_ = tcsetattr(0, TCSAFLUSH, &quiet) == 0;
+    }
+  }
+  ~EchoOff() {
+    if (active_) tcsetattr(0, TCSAFLUSH, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Reads the first line of stdin (without its LF or CRLF) as a password; on a terminal,
+// prompts without echo.
+absl::StatusOr<std::string> ReadPassword(const CliStreams& io) {
+  std::optional<EchoOff> echo_off;
+  if (io.in_is_terminal) {
+    *io.err << "Password: " << std::flush;
+    echo_off.emplace();
+  }
+  std::istream& in = *io.in;
+  std::string line;
+  char c;
+  while (in.get(c) && c != '\n') {
+    line.push_back(c);
+    if (line.size() > auth::kPasswordBytesMax + 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("password longer than ", auth::kPasswordBytesMax, " bytes"));
+    }
+  }
+  if (io.in_is_terminal) *io.err << "\n" << std::flush;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) {
+    return absl::InvalidArgumentError("empty password (give the password as one line on stdin)");
+  }
+  if (line.size() > auth::kPasswordBytesMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("password longer than ", auth::kPasswordBytesMax, " bytes"));
+  }
+  return line;
+}
+
+absl::StatusOr<std::string> ReadAll(std::istream& in, size_t max_bytes) {
+  std::string data;
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
+    data.append(buffer, static_cast<size_t>(in.gcount()));
+    if (data.size() > max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("message on stdin is larger than ", max_bytes, " octets"));
+    }
+  }
+  return data;
+}
+
+// Progress on stderr: redrawn in place on a terminal, one line per report otherwise.
+void ShowProgress(const CliStreams& io, std::string_view text, bool final_report) {
+  if (io.err_is_terminal) {
+    *io.err << "\r" << text << (final_report ? "\n" : "") << std::flush;
+  } else {
+    *io.err << text << "\n" << std::flush;
+  }
+}
+
+// ---- subcommands ----
+
+absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/true));
+  absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
+  if (absl::IsAlreadyExists(created.status())) {
+    return absl::AlreadyExistsError(absl::StrCat("account ", address, " already exists"));
+  }
+  PH_RETURN_IF_ERROR(created.status());
+  *io.out << "added " << created->address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::Status deleted = store->DeleteAccount(address);
+  if (absl::IsNotFound(deleted)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(deleted);
+  *io.out << "deleted " << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::Status set = store->SetPasswordHash(address, hash);
+  if (absl::IsNotFound(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << "password changed for " << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
+  std::optional<std::string> domain;
+  if (!args.positional.empty()) {
+    absl::StatusOr<std::string> normalized = storage::NormalizeDomain(args.positional[0]);
+    if (!normalized.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
+                                                     "\": ", normalized.status().message()));
+    }
+    domain = *normalized;
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  std::optional<std::string_view> filter;
+  if (domain.has_value()) filter = *domain;
+  PH_ASSIGN_OR_RETURN(std::vector<storage::AccountSummary> accounts, store->ListAccounts(filter));
+  for (const storage::AccountSummary& account : accounts) {
+    *io.out << account.address << "\t" << account.stats.messages << "\t" << account.stats.octets
+            << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Deliver(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string message, ReadAll(*io.in, kDeliverInputBytesMax));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::StatusOr<storage::DeliverResult> delivered = store->Deliver(address, message);
+  if (absl::IsNotFound(delivered.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(delivered.status());
+  *io.out << delivered->uidl << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  const std::string& maildir = args.positional[1];
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  auto progress = [&io](const ImportProgress& p) {
+    ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
+                 p.done == p.total);
+  };
+  PH_ASSIGN_OR_RETURN(ImportResult result, ImportMaildir(*store, address, maildir, progress));
+  *io.out << "imported " << result.imported << " messages (" << result.octets << " octets) into "
+          << address << "; skipped " << result.skipped << " already present; "
+          << result.uidls_from_dovecot << " UIDLs kept from dovecot-uidlist\n";
+  return absl::OkStatus();
+}
+
+absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(storage::CheckReport report, store->Check());
+  for (const std::string& problem : report.problems) *io.out << OneLine(problem) << "\n";
+  const std::string counts = absl::StrCat(report.accounts, " accounts, ", report.messages,
+                                          " messages, ", report.segments, " segments");
+  if (!report.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(report.problems.size(), " problems found (", counts, ")"));
+  }
+  *io.out << "ok: " << counts << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  auto progress = [&io](const storage::CompactionProgress& p) {
+    ShowProgress(io,
+                 absl::StrCat("posthaste: compact: ", p.segments_done, "/", p.segments_total,
+                              " segments, ", p.bytes_reclaimed, " bytes reclaimed"),
+                 p.segments_done == p.segments_total);
+  };
+  PH_ASSIGN_OR_RETURN(storage::CompactionResult result, store->Compact(progress));
+  *io.out << "compacted " << result.segments_rewritten << " segments: moved "
+          << result.messages_moved << " messages (" << result.bytes_copied << " bytes), reclaimed "
+          << result.bytes_reclaimed << " bytes\n";
+  return absl::OkStatus();
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {{"user", "add"}, "ADDRESS", "add an account; password: one line on stdin", 1, 1, UserAdd},
+      {{"user", "del"}, "ADDRESS", "delete an account and its messages", 1, 1, UserDel},
+      {{"user", "passwd"},
+       "ADDRESS",
+       "set a password; password: one line on stdin",
+       1,
+       1,
+       UserPasswd},
+      {{"user", "list"}, "[DOMAIN]", "list accounts: address, messages, octets", 0, 1, UserList},
+      {{"deliver"},
+       "ADDRESS < message",
+       "deliver one message from stdin; prints its UIDL",
+       1,
+       1,
+       Deliver},
+      {{"import", "maildir"},
+       "ADDRESS MAILDIR",
+       "import a Maildir, keeping dovecot-uidlist UIDLs",
+       2,
+       2,
+       ImportMaildirCommand},
+      {{"check"}, "", "verify the index against the segments", 0, 0, Check},
+      {{"compact"}, "", "reclaim the space of deleted messages", 0, 0, Compact},
+  };
+  return *commands;
+}
+
+std::string CommandName(const Command& command) {
+  std::string name;
+  for (std::string_view word : command.words) {
+    if (!name.empty()) name += " ";
+    name += std::string(word);
+  }
+  return name;
+}
+
+std::string CommandUsage(const Command& command) {
+  std::string usage = absl::StrCat("posthaste ", CommandName(command), " --data_dir=DIR");
+  if (!command.positional_usage.empty()) {
+    absl::StrAppend(&usage, " ", AbslView(command.positional_usage));
+  }
+  return usage;
+}
+
+// Parses flags and positional arguments after the subcommand words.
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start) {
+  static constexpr std::string_view kKnownFlags[] = {"data_dir"};
+  ParsedArgs parsed;
+  bool flags_done = false;
+  for (size_t i = start; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (flags_done || arg.size() < 2 || arg.substr(0, 2) != "--") {
+      if (!flags_done && arg.size() > 1 && arg[0] == '-') {
+        return absl::InvalidArgumentError(absl::StrCat("unknown option ", AbslView(arg)));
+      }
+      parsed.positional.emplace_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      flags_done = true;
+      continue;
+    }
+    arg.remove_prefix(2);
+    std::string_view name = arg.substr(0, arg.find('='));
+    if (std::find(std::begin(kKnownFlags), std::end(kKnownFlags), name) == std::end(kKnownFlags)) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
+    }
+    std::string value;
+    if (name.size() < arg.size()) {
+      value = std::string(arg.substr(name.size() + 1));
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " needs a value"));
+    }
+    if (value.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " is empty"));
+    }
+    parsed.flags[std::string(name)] = std::move(value);
+  }
+  return parsed;
+}
+
+bool WantsHelp(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "help") return true;
+  for (const std::string& arg : args) {
+    if (arg == "--") return false;
+    if (arg == "--help" || arg == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string CliUsage() {
+  std::string usage = "usage:\n";
+  for (const Command& command : Commands()) {
+    std::string line = CommandUsage(command);
+    line.resize(std::max<size_t>(line.size() + 2, 62), ' ');
+    absl::StrAppend(&usage, "  ", line, AbslView(command.summary), "\n");
+  }
+  absl::StrAppend(&usage,
+                  "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
+                  "2 usage.\n");
+  return usage;
+}
+
+int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+  const Command* match = nullptr;
+  for (const Command& command : Commands()) {
+    if (args.size() < command.words.size()) continue;
+    if (std::equal(command.words.begin(), command.words.end(), args.begin())) {
+      match = &command;
+      break;
+    }
+  }
+  if (match == nullptr || WantsHelp(args)) {
+    if (match == nullptr && !args.empty() && !WantsHelp(args)) {
+      *io.err << "posthaste: unknown command \"" << OneLine(args[0]) << "\"\n";
+    }
+    *io.err << CliUsage();
+    return kExitUsage;
+  }
+  const std::string name = CommandName(*match);
+  auto usage_error = [&](std::string_view why) {
+    *io.err << "posthaste: " << name << ": " << OneLine(why) << " (usage: " << CommandUsage(*match)
+            << ")\n";
+    return kExitUsage;
+  };
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size());
+  if (!parsed.ok()) return usage_error(StdView(parsed.status().message()));
+  if (parsed->flags.count("data_dir") == 0) return usage_error("missing --data_dir");
+  if (parsed->positional.size() < match->min_positional) {
+    return usage_error("missing arguments");
+  }
+  if (parsed->positional.size() > match->max_positional) {
+    return usage_error(
+        absl::StrCat("unexpected argument \"", parsed->positional[match->max_positional], "\""));
+  }
+  absl::Status status = match->run(*parsed, io);
+  io.out->flush();
+  if (!status.ok()) {
+    *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,223 @@
+#include "server/cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/auth/password_hash.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CliRun {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+CliRun RunWith(const std::vector<std::string>& args, const std::string& input = "") {
+  std::istringstream in(input);
+  std::ostringstream out, err;
+  int status = RunCli(args, CliStreams{&in, &out, &err, false});
+  return CliRun{status, out.str(), err.str()};
+}
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* base = std::getenv("TEST_TMPDIR");
+    dir_ = absl::StrCat(base != nullptr ? base : "/tmp", "/cli-", getpid(), "-", counter_++);
+    flag_ = "--data_dir=" + dir_;
+  }
+
+  // Asserts a failure with exactly one "posthaste: ..." line on stderr and nothing on stdout.
+  static void ExpectOneLineFailure(const CliRun& run, int status, std::string_view needle) {
+    EXPECT_EQ(run.status, status) << run.err;
+    EXPECT_EQ(Lines(run.err), 1u) << run.err;
+    EXPECT_THAT(run.err, StartsWith("posthaste: "));
+    EXPECT_THAT(run.err, HasSubstr(std::string(needle)));
+    EXPECT_EQ(run.out, "");
+  }
+
+  std::string ListAll() { return RunWith({"user", "list", flag_}).out; }
+
+  static int counter_;
+  std::string dir_;
+  std::string flag_;
+};
+int CliTest::counter_ = 0;
+
+TEST_F(CliTest, UsageAndUnknownCommands) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{}, {"--help"}, {"help"}, {"user", "add", "--help"}}) {
+    CliRun run = RunWith(args);
+    EXPECT_EQ(run.status, kExitUsage);
+    EXPECT_THAT(run.err, HasSubstr("posthaste import maildir --data_dir=DIR ADDRESS MAILDIR"));
+    EXPECT_EQ(run.out, "");
+  }
+  CliRun unknown = RunWith({"frobnicate"});
+  EXPECT_EQ(unknown.status, kExitUsage);
+  EXPECT_THAT(unknown.err, StartsWith("posthaste: unknown command \"frobnicate\"\n"));
+  EXPECT_EQ(RunWith({"user", "rename", flag_, "a@b.test"}).status, kExitUsage);
+  // "help" is a command word only in first position: here it is a domain.
+  CliRun domain = RunWith({"user", "list", flag_, "help"});
+  EXPECT_EQ(domain.status, kExitFailure);
+  EXPECT_THAT(domain.err, HasSubstr("no data directory"));
+}
+
+TEST_F(CliTest, ArgumentErrorsAreOneLineUsageErrors) {
+  ExpectOneLineFailure(RunWith({"user", "add", "a@example.test"}, "pw\n"), kExitUsage,
+                       "missing --data_dir");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_}, "pw\n"), kExitUsage, "missing arguments");
+  ExpectOneLineFailure(RunWith({"user", "del", flag_, "a@example.test", "extra"}), kExitUsage,
+                       "unexpected argument \"extra\"");
+  ExpectOneLineFailure(RunWith({"check", "--bogus=1", flag_}), kExitUsage, "unknown flag --bogus");
+  ExpectOneLineFailure(RunWith({"check", "-x", flag_}), kExitUsage, "unknown option -x");
+  ExpectOneLineFailure(RunWith({"check", "--data_dir"}), kExitUsage, "needs a value");
+  ExpectOneLineFailure(RunWith({"check", "--data_dir="}), kExitUsage, "is empty");
+  struct stat st;
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);  // nothing was created
+}
+
+TEST_F(CliTest, UserAddRefusesBadInputBeforeTouchingTheDisk) {
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "not-an-address"}, "pw\n"), kExitFailure,
+                       "malformed address \"not-an-address\"");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"}, "\n"), kExitFailure,
+                       "empty password");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"}, ""), kExitFailure,
+                       "empty password");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"},
+                               std::string(auth::kPasswordBytesMax + 1, 'p') + "\n"),
+                       kExitFailure, "password longer than");
+  struct stat st;
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);
+  // Commands other than `user add` never create a data directory.
+  ExpectOneLineFailure(RunWith({"user", "list", flag_}), kExitFailure, "no data directory");
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);
+}
+
+TEST_F(CliTest, UserLifecycle) {
+  CliRun add = RunWith({"user", "add", flag_, "Alice@Example.TEST"}, "s3cret\r\nignored\n");
+  ASSERT_EQ(add.status, kExitOk) << add.err;
+  EXPECT_EQ(add.out, "added Alice@example.test\n");
+  EXPECT_EQ(add.err, "");
+  // --flag value form.
+  ASSERT_EQ(RunWith({"user", "add", "--data_dir", dir_, "bob@other.test"}, "pw").status, kExitOk);
+  EXPECT_EQ(ListAll(), "Alice@example.test\t0\t0\nbob@other.test\t0\t0\n");
+  EXPECT_EQ(RunWith({"user", "list", flag_, "OTHER.test"}).out, "bob@other.test\t0\t0\n");
+  EXPECT_EQ(RunWith({"user", "list", flag_, "none.test"}).out, "");
+  ExpectOneLineFailure(RunWith({"user", "list", flag_, "bad domain"}), kExitFailure,
+                       "malformed domain");
+
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto account = (*store)->GetAccount("Alice@example.test");
+    ASSERT_TRUE(account.ok());
+    EXPECT_THAT(account->password_hash, StartsWith("$y$"));
+    EXPECT_TRUE(*auth::VerifyPassword("s3cret", account->password_hash));
+  }
+
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "Alice@EXAMPLE.test"}, "x\n"), kExitFailure,
+                       "already exists");
+  ExpectOneLineFailure(RunWith({"user", "del", flag_, "carol@example.test"}), kExitFailure,
+                       "unknown user carol@example.test");
+  ExpectOneLineFailure(RunWith({"user", "passwd", flag_, "carol@example.test"}, "x\n"),
+                       kExitFailure, "unknown user");
+  ExpectOneLineFailure(RunWith({"user", "passwd", flag_, "Alice@example.test"}, "\n"), kExitFailure,
+                       "empty password");
+  EXPECT_EQ(ListAll(), before);
+
+  CliRun passwd = RunWith({"user", "passwd", flag_, "Alice@example.test"}, "n3w\n");
+  ASSERT_EQ(passwd.status, kExitOk) << passwd.err;
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok());
+    auto account = (*store)->GetAccount("Alice@example.test");
+    EXPECT_TRUE(*auth::VerifyPassword("n3w", account->password_hash));
+    EXPECT_FALSE(*auth::VerifyPassword("s3cret", account->password_hash));
+  }
+
+  CliRun del = RunWith({"user", "del", flag_, "bob@other.test"});
+  ASSERT_EQ(del.status, kExitOk) << del.err;
+  EXPECT_EQ(del.out, "deleted bob@other.test\n");
+  EXPECT_EQ(ListAll(), "Alice@example.test\t0\t0\n");
+}
+
+TEST_F(CliTest, DeliverPrintsTheUidlAndCountsShowInList) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun first = RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n");
+  ASSERT_EQ(first.status, kExitOk) << first.err;
+  EXPECT_EQ(Lines(first.out), 1u);
+  const std::string uidl = first.out.substr(0, first.out.size() - 1);
+  EXPECT_TRUE(storage::ValidateUidl(uidl).ok()) << uidl;
+  CliRun second = RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n");
+  ASSERT_EQ(second.status, kExitOk);
+  EXPECT_NE(second.out, first.out);
+  // "Subject: hi\r\n\r\nbody\r\n" = 21 octets, twice.
+  EXPECT_EQ(ListAll(), "a@example.test\t2\t42\n");
+
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "b@example.test"}, "x\n"), kExitFailure,
+                       "unknown user b@example.test");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "@example.test"}, "x\n"), kExitFailure,
+                       "malformed address");
+  EXPECT_EQ(ListAll(), before);
+}
+
+TEST_F(CliTest, DeliverOverSizeAndOverQuotaChangeNothing) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->SetQuota("a@example.test", {1, 0}).ok());
+  }
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, "y\n"), kExitFailure, "quota");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, std::string(51 << 20, 'x')),
+                       kExitFailure, "exceeds the maximum message size");
+  EXPECT_EQ(ListAll(), before);
+}
+
+TEST_F(CliTest, CheckAndCompact) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
+  CliRun check = RunWith({"check", flag_});
+  ASSERT_EQ(check.status, kExitOk) << check.err;
+  EXPECT_EQ(check.out, "ok: 1 accounts, 1 messages, 1 segments\n");
+  CliRun compact = RunWith({"compact", flag_});
+  ASSERT_EQ(compact.status, kExitOk) << compact.err;
+  EXPECT_THAT(compact.out, StartsWith("compacted "));
+}
+
+TEST_F(CliTest, HeldDataDirectoryIsReportedInOneLine) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  auto holder = storage::MailStore::Open({.data_dir = dir_});
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  for (const auto& [args, input] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"user", "list", flag_}, ""},
+           {{"user", "add", flag_, "b@example.test"}, "pw\n"},
+           {{"deliver", flag_, "a@example.test"}, "x\n"},
+           {{"check", flag_}, ""}}) {
+    ExpectOneLineFailure(RunWith(args, input), kExitFailure, "in use");
+  }
+  holder->reset();
+  EXPECT_EQ(ListAll(), "a@example.test\t0\t0\n");
+}
+
+}  // namespace
+}  // namespace posthaste::server
