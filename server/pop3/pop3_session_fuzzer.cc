@@ -1,0 +1,366 @@
+// libFuzzer target for Pop3Session: arbitrary byte streams against a fake mailbox and a fake
+// driver whose answers (authentication, maildrop, commit, TLS, flushes, connection loss) are
+// drawn from the same input. Invariants are checked with PH_CHECK (abort = finding):
+//   - every action fits the phase the driver has seen (no stream before the maildrop is open,
+//     no authentication after it, nothing at all after close or while a result is pending);
+//   - "+OK <n> octets" before a RETR stream names the snapshot size of that message;
+//   - no stream of a message the replies said was deleted (and not since RSET);
+//   - one commit at most, only after QUIT in TRANSACTION, naming exactly the deleted set;
+//   - replies are whole CRLF lines with no stray CR or LF (no injection from client bytes);
+//   - reply bytes taken between flushes stay within the output limit plus one reply.
+//
+// Input layout: bytes 0..4 configure the session and the mailbox; the rest is a sequence of
+// steps, each a control byte and its operands (see Step()).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/check.h"
+#include "server/pop3/mailbox_snapshot.h"
+#include "server/pop3/session.h"
+
+namespace posthaste::pop3 {
+namespace {
+
+class Input {
+ public:
+  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool empty() const { return pos_ >= size_; }
+  uint8_t Byte() { return pos_ < size_ ? data_[pos_++] : 0; }
+  std::string_view Bytes(size_t n) {
+    n = std::min(n, size_ - pos_);
+    std::string_view out(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return out;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+};
+
+enum class Phase { kAuthorization, kTransaction, kCommitted, kClosed };
+enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls };
+
+constexpr size_t kLongestReplyBytes = 1024;  // CAPA, a listing line, a sign-off
+
+class Harness {
+ public:
+  explicit Harness(Input* input) : input_(input) {
+    const uint8_t flags = input_->Byte();
+    options_.policy.apop_allowed = flags & 1;
+    options_.apop_timestamp = (flags & 2) ? "<1.2@fuzz>" : "";
+    options_.tls_available = flags & 4;
+    options_.tls_active = flags & 8;
+    options_.policy.plaintext_requires_tls = flags & 16;
+    options_.peer_is_loopback = flags & 32;
+    options_.policy.expire_days = (flags & 64) ? std::optional<uint32_t>(7) : std::nullopt;
+    const uint8_t limits = input_->Byte();
+    options_.output_queued_bytes_max = (limits & 1) ? (limits >> 1) : 64 * 1024;
+    options_.bad_commands_max = 1 + (limits % 30);
+    options_.auth_failures_max = 1 + (limits % 5);
+    options_.command_line_bytes_max = (limits & 2) ? 255 : 40;
+    options_.sasl_line_bytes_max = (limits & 4) ? 16 * 1024 : 300;
+    options_.hostname = "fuzz.example";
+    tls_ = options_.tls_active;
+    choice_seed_ = input_->Byte();
+
+    const uint32_t messages = input_->Byte() % 24;
+    const uint8_t size_seed = input_->Byte();
+    MailboxSnapshot::Builder builder;
+    for (uint32_t i = 0; i < messages; ++i) {
+      const uint64_t size = (size_seed * 131u + i * 977u) % 5000;
+      PH_CHECK(builder.Add(size, "uid-" + std::to_string(i), i).ok());
+    }
+    snapshot_ = std::move(builder).Build();
+    session_ = std::make_unique<Pop3Session>(options_);
+    Drain();
+  }
+
+  void Run() {
+    int steps = 0;
+    while (!input_->empty() && steps++ < 4096) Step();
+    // Let everything settle: answer what is pending, flush, until the session is quiet.
+    for (int i = 0; i < 64 && phase_ != Phase::kClosed; ++i) {
+      if (pending_ != Pending::kNone) Answer(NextChoice());
+      Flush();
+      if (pending_ == Pending::kNone && !session_->AwaitingResult()) break;
+    }
+    if (phase_ == Phase::kTransaction && session_->state() == Pop3State::kTransaction) {
+      for (uint32_t i = 0; i < snapshot_->count(); ++i) {
+        PH_CHECK(session_->IsMarkedDeleted(MessageIndex(i)) == (deleted_.count(i) == 1));
+      }
+    }
+  }
+
+ private:
+  void Step() {
+    const uint8_t control = input_->Byte();
+    switch (control % 8) {
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+        Feed(input_->Bytes(1 + control / 8));
+        break;
+      case 4: {
+        // A line-sized chunk: up to the next LF in the input.
+        std::string chunk;
+        while (!input_->empty()) {
+          const char c = static_cast<char>(input_->Byte());
+          chunk.push_back(c);
+          if (c == '\n' || chunk.size() > 600) break;
+        }
+        Feed(chunk);
+        break;
+      }
+      case 5:
+        Flush();
+        break;
+      case 6:
+        if (pending_ != Pending::kNone) Answer(input_->Byte());
+        break;
+      case 7:
+        if (control / 8 == 31) {
+          session_->OnConnectionLost();
+          const Pop3Action after = session_->NextAction();
+          PH_CHECK(after.kind == Pop3ActionKind::kNone);
+          phase_ = Phase::kClosed;
+          pending_ = Pending::kNone;
+        } else {
+          auto_answer_ = !auto_answer_;
+        }
+        break;
+    }
+  }
+
+  // Answers chosen by the driver on its own (auto mode) vary with the input's choice seed.
+  uint8_t NextChoice() { return static_cast<uint8_t>(choice_seed_ + 97 * answers_++); }
+
+  void Feed(std::string_view bytes) {
+    fed_.append(bytes);
+    session_->Feed(bytes);
+    Drain();
+  }
+
+  void Flush() {
+    taken_write_bytes_ = 0;
+    session_->OnOutputFlushed();
+    Drain();
+  }
+
+  void Drain() {
+    for (int guard = 0; guard < 100000; ++guard) {
+      const Pop3Action action = session_->NextAction();
+      if (action.kind == Pop3ActionKind::kNone) return;
+      // Nothing follows an action whose result is still outstanding, and nothing follows close.
+      PH_CHECK(pending_ == Pending::kNone);
+      PH_CHECK(phase_ != Phase::kClosed);
+      Check(action);
+      if (pending_ != Pending::kNone && auto_answer_) Answer(NextChoice());
+    }
+    PH_CHECK(false);  // the session produced actions without end
+  }
+
+  void Check(const Pop3Action& action) {
+    switch (action.kind) {
+      case Pop3ActionKind::kNone:
+        break;
+      case Pop3ActionKind::kWrite:
+        CheckWrite(action.bytes);
+        break;
+      case Pop3ActionKind::kStreamMessage: {
+        PH_CHECK(phase_ == Phase::kTransaction);
+        PH_CHECK(action.message.value() < snapshot_->count());
+        PH_CHECK(deleted_.count(action.message.value()) == 0);
+        PH_CHECK(action.message_octets == snapshot_->size_octets(action.message));
+        if (action.top_body_lines.has_value()) {
+          PH_CHECK(last_line_ == "+OK");
+        } else {
+          PH_CHECK(last_line_ ==
+                   "+OK " + std::to_string(snapshot_->size_octets(action.message)) + " octets");
+        }
+        last_line_.clear();
+        break;
+      }
+      case Pop3ActionKind::kAuthenticate:
+        PH_CHECK(phase_ == Phase::kAuthorization);
+        if (action.credentials.mechanism == AuthMechanism::kApop) {
+          PH_CHECK(options_.policy.apop_allowed && !options_.apop_timestamp.empty());
+          PH_CHECK(action.credentials.apop_timestamp == options_.apop_timestamp);
+          PH_CHECK(action.credentials.secret.size() == 32);
+        } else {
+          PH_CHECK(!options_.policy.plaintext_requires_tls || tls_ ||
+                   (options_.peer_is_loopback && options_.policy.loopback_exempt_from_tls));
+        }
+        auth_user_.assign(action.credentials.user);
+        pending_ = Pending::kAuth;
+        break;
+      case Pop3ActionKind::kOpenMaildrop:
+        PH_CHECK(phase_ == Phase::kAuthorization && auth_ok_);
+        auth_ok_ = false;
+        pending_ = Pending::kMaildrop;
+        break;
+      case Pop3ActionKind::kCommit: {
+        PH_CHECK(phase_ == Phase::kTransaction);
+        PH_CHECK(commits_ == 0);
+        ++commits_;
+        // Only QUIT commits: the client must have sent one (any case).
+        bool saw_quit = false;
+        for (size_t i = 0; i + 4 <= fed_.size() && !saw_quit; ++i) {
+          saw_quit = (fed_[i] | 0x20) == 'q' && (fed_[i + 1] | 0x20) == 'u' &&
+                     (fed_[i + 2] | 0x20) == 'i' && (fed_[i + 3] | 0x20) == 't';
+        }
+        PH_CHECK(saw_quit);
+        std::vector<uint32_t> expected(deleted_.begin(), deleted_.end());
+        PH_CHECK(action.deletions.size() == expected.size());
+        for (size_t i = 0; i < expected.size(); ++i) {
+          PH_CHECK(action.deletions[i].value() == expected[i]);
+        }
+        phase_ = Phase::kCommitted;
+        pending_ = Pending::kCommit;
+        break;
+      }
+      case Pop3ActionKind::kStartTls:
+        PH_CHECK(phase_ == Phase::kAuthorization);
+        PH_CHECK(options_.tls_available && !tls_);
+        pending_ = Pending::kTls;
+        break;
+      case Pop3ActionKind::kDelay:
+        PH_CHECK(phase_ == Phase::kAuthorization);
+        PH_CHECK(action.delay_ms == options_.auth_failure_delay_ms);
+        break;
+      case Pop3ActionKind::kClose:
+        phase_ = Phase::kClosed;
+        break;
+    }
+  }
+
+  void CheckWrite(std::string_view bytes) {
+    PH_CHECK(!bytes.empty());
+    PH_CHECK(bytes.size() >= 2 && bytes.substr(bytes.size() - 2) == "\r\n");
+    taken_write_bytes_ += bytes.size();
+    PH_CHECK(taken_write_bytes_ <= options_.output_queued_bytes_max + kLongestReplyBytes);
+    size_t start = 0;
+    while (start < bytes.size()) {
+      const size_t cr = bytes.find('\r', start);
+      PH_CHECK(cr != std::string_view::npos && cr + 1 < bytes.size() && bytes[cr + 1] == '\n');
+      const std::string_view line = bytes.substr(start, cr - start);
+      PH_CHECK(line.find('\n') == std::string_view::npos);
+      PH_CHECK(line.size() + 2 <= 512);  // RFC 2449 section 4: responses fit 512 octets
+      ObserveLine(line);
+      start = cr + 2;
+    }
+  }
+
+  // Tracks deletions from the replies, the way a client would.
+  void ObserveLine(std::string_view line) {
+    last_line_.assign(line);
+    constexpr std::string_view kDeleted = "+OK message ";
+    if (phase_ == Phase::kTransaction && line.substr(0, kDeleted.size()) == kDeleted &&
+        line.size() > 8 && line.substr(line.size() - 8) == " deleted") {
+      const uint32_t number = static_cast<uint32_t>(
+          std::stoul(std::string(line.substr(kDeleted.size(), line.size() - 8 - kDeleted.size()))));
+      PH_CHECK(number >= 1 && number <= snapshot_->count());
+      PH_CHECK(deleted_.insert(number - 1).second);
+    }
+    if (phase_ == Phase::kTransaction && line.substr(0, 17) == "+OK maildrop has ") {
+      deleted_.clear();  // RSET
+    }
+  }
+
+  void Answer(uint8_t choice) {
+    const Pending pending = pending_;
+    pending_ = Pending::kNone;
+    switch (pending) {
+      case Pending::kNone:
+        return;
+      case Pending::kAuth: {
+        Pop3AuthResult result;
+        switch (choice % 6) {
+          case 0:
+          case 1:
+          case 2:
+            result.code = Pop3AuthResult::Code::kOk;
+            result.user = (choice & 0x40) ? auth_user_ : "";
+            auth_ok_ = true;
+            break;
+          case 3:
+            result.code = Pop3AuthResult::Code::kBadCredentials;
+            break;
+          case 4:
+            result.code = Pop3AuthResult::Code::kTempFailure;
+            break;
+          default:
+            result.code = (choice & 0x80) ? Pop3AuthResult::Code::kLoginDelay
+                                          : Pop3AuthResult::Code::kPermFailure;
+        }
+        session_->OnAuthResult(result);
+        break;
+      }
+      case Pending::kMaildrop: {
+        Pop3MaildropResult result;
+        switch (choice % 5) {
+          case 0:
+          case 1:
+          case 2:
+            result.code = Pop3MaildropResult::Code::kOk;
+            result.snapshot = snapshot_;
+            phase_ = Phase::kTransaction;
+            deleted_.clear();
+            break;
+          case 3:
+            result.code = Pop3MaildropResult::Code::kInUse;
+            break;
+          default:
+            result.code = (choice & 0x80) ? Pop3MaildropResult::Code::kTempFailure
+                                          : Pop3MaildropResult::Code::kPermFailure;
+        }
+        session_->OnMaildropOpened(std::move(result));
+        break;
+      }
+      case Pending::kCommit:
+        session_->OnCommitResult(choice % 3 == 0 ? Pop3CommitResult::kTempFailure
+                                                 : Pop3CommitResult::kOk);
+        break;
+      case Pending::kTls:
+        tls_ = true;
+        session_->OnTlsStarted();
+        break;
+    }
+    Drain();
+  }
+
+  Input* input_;
+  Pop3SessionOptions options_;
+  std::shared_ptr<const MailboxSnapshot> snapshot_;
+  std::unique_ptr<Pop3Session> session_;
+  Phase phase_ = Phase::kAuthorization;
+  Pending pending_ = Pending::kNone;
+  bool auto_answer_ = true;
+  bool auth_ok_ = false;
+  bool tls_ = false;
+  int commits_ = 0;
+  std::set<uint32_t> deleted_;
+  std::string last_line_;
+  std::string auth_user_;
+  std::string fed_;
+  size_t taken_write_bytes_ = 0;
+  uint8_t choice_seed_ = 0;
+  uint32_t answers_ = 0;
+};
+
+}  // namespace
+}  // namespace posthaste::pop3
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  posthaste::pop3::Input input(data, size);
+  posthaste::pop3::Harness harness(&input);
+  harness.Run();
+  return 0;
+}

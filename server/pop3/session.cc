@@ -1,0 +1,1067 @@
+#include "server/pop3/session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "base/check.h"
+
+namespace posthaste::pop3 {
+namespace {
+
+constexpr uint8_t kInAuthorization = 1;
+constexpr uint8_t kInTransaction = 2;
+
+uint8_t StateBit(Pop3State state) {
+  switch (state) {
+    case Pop3State::kAuthorization:
+      return kInAuthorization;
+    case Pop3State::kTransaction:
+      return kInTransaction;
+    default:
+      return 0;
+  }
+}
+
+constexpr char ToUpperAscii(char c) {
+  return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+}
+
+// Packs a 1-4 letter keyword, upper-cased, into one integer so the command table compares
+// integers. Returns 0 for anything that cannot be a keyword.
+constexpr uint32_t PackVerb(std::string_view verb) {
+  if (verb.empty() || verb.size() > 4) return 0;
+  uint32_t packed = 0;
+  for (char c : verb) packed = (packed << 8) | static_cast<uint8_t>(ToUpperAscii(c));
+  return packed;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ToUpperAscii(a[i]) != ToUpperAscii(b[i])) return false;
+  }
+  return true;
+}
+
+bool IsSpace(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Splits off the first space-separated token; tolerates runs of spaces between tokens.
+std::string_view NextToken(std::string_view* rest) {
+  std::string_view s = *rest;
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  size_t end = 0;
+  while (end < s.size() && !IsSpace(s[end])) ++end;
+  std::string_view token = s.substr(0, end);
+  s.remove_prefix(end);
+  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
+  *rest = s;
+  return token;
+}
+
+bool AllDigits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+// Decimal digits to a value, saturating at UINT64_MAX. REQUIRES: AllDigits(s).
+uint64_t SaturatingParse(std::string_view s) {
+  uint64_t value = 0;
+  for (char c : s) {
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return UINT64_MAX;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+int Base64Value(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
+// Strict RFC 4648 base64 (standard alphabet). Padding is optional but, when present, must be
+// correct and final; no whitespace. Returns false on anything else.
+bool Base64Decode(std::string_view in, std::string* out) {
+  out->clear();
+  size_t len = in.size();
+  size_t pad = 0;
+  while (len > 0 && in[len - 1] == '=' && pad < 2) {
+    --len;
+    ++pad;
+  }
+  if (pad > 0 && in.size() % 4 != 0) return false;
+  if (len % 4 == 1) return false;
+  out->reserve(len / 4 * 3 + 2);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < len; ++i) {
+    const int v = Base64Value(in[i]);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  // Leftover bits must be zero (canonical encoding).
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) return false;
+  if (pad > 0 && (len + pad) % 4 != 0) return false;
+  return true;
+}
+
+// Overwrites a secret before its memory is reused or freed.
+void Wipe(std::string* s) {
+  volatile char* p = s->data();
+  for (size_t i = 0; i < s->size(); ++i) p[i] = 0;
+  s->clear();
+}
+
+// A name is echoed in a reply only if it is short and printable (never a CR or LF).
+bool IsEchoable(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return false;
+  }
+  return true;
+}
+
+constexpr std::string_view kPlaintextRefused =
+    "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS";
+
+}  // namespace
+
+std::string_view Pop3StateName(Pop3State state) {
+  switch (state) {
+    case Pop3State::kAuthorization:
+      return "AUTHORIZATION";
+    case Pop3State::kTransaction:
+      return "TRANSACTION";
+    case Pop3State::kUpdate:
+      return "UPDATE";
+    case Pop3State::kClosed:
+      return "CLOSED";
+  }
+  return "?";
+}
+
+std::string_view AuthMechanismName(AuthMechanism mechanism) {
+  switch (mechanism) {
+    case AuthMechanism::kUserPass:
+      return "USER";
+    case AuthMechanism::kApop:
+      return "APOP";
+    case AuthMechanism::kSaslPlain:
+      return "PLAIN";
+    case AuthMechanism::kSaslLogin:
+      return "LOGIN";
+  }
+  return "?";
+}
+
+std::string_view Pop3ActionKindName(Pop3ActionKind kind) {
+  switch (kind) {
+    case Pop3ActionKind::kNone:
+      return "none";
+    case Pop3ActionKind::kWrite:
+      return "write";
+    case Pop3ActionKind::kStreamMessage:
+      return "stream";
+    case Pop3ActionKind::kAuthenticate:
+      return "authenticate";
+    case Pop3ActionKind::kOpenMaildrop:
+      return "open-maildrop";
+    case Pop3ActionKind::kCommit:
+      return "commit";
+    case Pop3ActionKind::kStartTls:
+      return "start-tls";
+    case Pop3ActionKind::kDelay:
+      return "delay";
+    case Pop3ActionKind::kClose:
+      return "close";
+  }
+  return "?";
+}
+
+// The command table: every verb, the states it is valid in, and its handler. The state check
+// happens in one place, HandleCommandLine().
+struct Pop3Session::Command {
+  uint32_t packed_verb;
+  uint8_t states;
+  bool raw_args;  // PASS: the rest of the line, spaces included
+  void (Pop3Session::*handler)(std::string_view args);
+};
+
+const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb) {
+  static constexpr Command kCommands[] = {
+      {PackVerb("USER"), kInAuthorization, false, &Pop3Session::CmdUser},
+      {PackVerb("PASS"), kInAuthorization, true, &Pop3Session::CmdPass},
+      {PackVerb("APOP"), kInAuthorization, false, &Pop3Session::CmdApop},
+      {PackVerb("AUTH"), kInAuthorization, false, &Pop3Session::CmdAuth},
+      {PackVerb("STLS"), kInAuthorization, false, &Pop3Session::CmdStls},
+      {PackVerb("STAT"), kInTransaction, false, &Pop3Session::CmdStat},
+      {PackVerb("LIST"), kInTransaction, false, &Pop3Session::CmdList},
+      {PackVerb("RETR"), kInTransaction, false, &Pop3Session::CmdRetr},
+      {PackVerb("DELE"), kInTransaction, false, &Pop3Session::CmdDele},
+      {PackVerb("NOOP"), kInTransaction, false, &Pop3Session::CmdNoop},
+      {PackVerb("RSET"), kInTransaction, false, &Pop3Session::CmdRset},
+      {PackVerb("TOP"), kInTransaction, false, &Pop3Session::CmdTop},
+      {PackVerb("UIDL"), kInTransaction, false, &Pop3Session::CmdUidl},
+      {PackVerb("CAPA"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdCapa},
+      {PackVerb("UTF8"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdUtf8},
+      {PackVerb("QUIT"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdQuit},
+  };
+  const uint32_t packed = PackVerb(verb);
+  if (packed == 0) return nullptr;
+  for (const Command& command : kCommands) {
+    if (command.packed_verb == packed) return &command;
+  }
+  return nullptr;
+}
+
+Pop3Session::Pop3Session(Pop3SessionOptions options)
+    : options_(std::move(options)), tls_active_(options_.tls_active) {
+  Append("+OK ");
+  Append(options_.greeting_text);
+  if (ApopOffered()) {
+    Append(" ");
+    Append(options_.apop_timestamp);
+  }
+  Append("\r\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Input
+
+void Pop3Session::Feed(std::string_view bytes) {
+  if (state_ == Pop3State::kClosed || close_queued_) return;
+  if (awaiting_ == Awaiting::kTls) {
+    // Plaintext sent before the handshake completed must never reach the TLS session.
+    counters_.stls_discarded_bytes += bytes.size();
+    return;
+  }
+  if (in_.size() - in_pos_ > options_.input_buffered_bytes_max) ++counters_.input_over_limit;
+  in_.append(bytes);
+  Advance();
+}
+
+bool Pop3Session::WantsInput() const {
+  return state_ != Pop3State::kClosed && !close_queued_ &&
+         in_.size() - in_pos_ < options_.input_buffered_bytes_max;
+}
+
+bool Pop3Session::OutputBlocked() const {
+  return untaken_bytes_ + taken_unflushed_bytes_ > options_.output_queued_bytes_max;
+}
+
+void Pop3Session::Advance() {
+  while (state_ != Pop3State::kClosed && !close_queued_ && awaiting_ == Awaiting::kNothing) {
+    if (listing_ != ListingKind::kNone) {
+      ContinueListing();
+      if (listing_ != ListingKind::kNone) break;
+      continue;
+    }
+    if (OutputBlocked()) {
+      if (!blocked_counted_) {
+        ++counters_.output_blocked;
+        blocked_counted_ = true;
+      }
+      break;
+    }
+    std::string_view line;
+    size_t raw_bytes = 0;
+    const LineStatus status = NextLine(&line, &raw_bytes);
+    if (status == LineStatus::kNeedMore) break;
+    if (status == LineStatus::kOverflow) {
+      HandleOverflow();
+      continue;
+    }
+    if (sasl_step_ != SaslStep::kNone) {
+      HandleSaslLine(line);
+    } else {
+      HandleCommandLine(line, raw_bytes);
+    }
+  }
+  // Reclaim parsed input (line views handed to handlers are dead by now).
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = scan_pos_ = 0;
+  } else if (in_pos_ >= 4096 && in_pos_ * 2 >= in_.size()) {
+    in_.erase(0, in_pos_);
+    scan_pos_ -= in_pos_;
+    in_pos_ = 0;
+  }
+}
+
+// Frames the next line. Accepts CRLF and bare LF. A line longer than the largest limit (the
+// SASL one; command lines are checked against their own limit by the caller) is reported once
+// as kOverflow and then discarded up to and including its LF, so parsing resynchronises at
+// the next line without buffering more than the limit.
+Pop3Session::LineStatus Pop3Session::NextLine(std::string_view* line, size_t* raw_bytes) {
+  const size_t limit = std::max(options_.sasl_line_bytes_max, options_.command_line_bytes_max);
+  while (true) {
+    const char* base = in_.data();
+    const size_t end = in_.size();
+    const void* lf =
+        scan_pos_ < end ? std::memchr(base + scan_pos_, '\n', end - scan_pos_) : nullptr;
+    if (discarding_line_) {
+      if (lf == nullptr) {
+        in_pos_ = scan_pos_ = end;
+        return LineStatus::kNeedMore;
+      }
+      in_pos_ = scan_pos_ = static_cast<size_t>(static_cast<const char*>(lf) - base) + 1;
+      discarding_line_ = false;
+      continue;
+    }
+    if (lf == nullptr) {
+      if (end - in_pos_ >= limit) {
+        discarding_line_ = true;
+        in_pos_ = scan_pos_ = end;
+        return LineStatus::kOverflow;
+      }
+      scan_pos_ = end;
+      return LineStatus::kNeedMore;
+    }
+    const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
+    const size_t begin = in_pos_;
+    *raw_bytes = lf_pos + 1 - begin;
+    in_pos_ = scan_pos_ = lf_pos + 1;
+    if (*raw_bytes > limit) return LineStatus::kOverflow;
+    size_t content_end = lf_pos;
+    if (content_end > begin && base[content_end - 1] == '\r') --content_end;
+    *line = std::string_view(base + begin, content_end - begin);
+    return LineStatus::kLine;
+  }
+}
+
+void Pop3Session::HandleOverflow() {
+  if (sasl_step_ != SaslStep::kNone) {
+    ++counters_.sasl_line_too_long;
+    sasl_step_ = SaslStep::kNone;
+    WipeCredentials();
+    BadCommand("-ERR Authentication line too long");
+    return;
+  }
+  ++counters_.commands;
+  ++counters_.command_line_too_long;
+  BadCommand("-ERR Line too long");
+}
+
+void Pop3Session::BadCommand(std::string_view reply) {
+  ++counters_.bad_commands;
+  ++bad_commands_;
+  if (bad_commands_ >= options_.bad_commands_max) {
+    ++counters_.bad_command_limit_closes;
+    AppendLine("-ERR Too many bad commands, closing connection");
+    QueueClose();
+    return;
+  }
+  AppendLine(reply);
+}
+
+void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
+  ++counters_.commands;
+  std::string_view rest = line;
+  while (!rest.empty() && IsSpace(rest.front())) rest.remove_prefix(1);
+  size_t verb_end = 0;
+  while (verb_end < rest.size() && rest[verb_end] != ' ') ++verb_end;
+  const std::string_view verb = rest.substr(0, verb_end);
+  // PASS takes everything after the one separating space: a password may contain spaces.
+  const std::string_view raw_args =
+      verb_end < rest.size() ? rest.substr(verb_end + 1) : std::string_view();
+  const Command* command = FindCommand(verb);
+  // RFC 2449 section 4 limits command lines to 255 octets; AUTH lines may carry a SASL
+  // initial response (RFC 5034 section 4) and get the SASL limit instead.
+  const bool is_auth = command != nullptr && command->handler == &Pop3Session::CmdAuth;
+  if (!is_auth && raw_bytes > options_.command_line_bytes_max) {
+    ++counters_.command_line_too_long;
+    BadCommand("-ERR Line too long");
+    return;
+  }
+  if (command == nullptr) {
+    BadCommand(verb.empty() ? "-ERR Empty command" : "-ERR Unknown command");
+    return;
+  }
+  if ((command->states & StateBit(state_)) == 0) {
+    BadCommand("-ERR Command not valid in this state");
+    return;
+  }
+  (this->*command->handler)(command->raw_args ? raw_args : Trim(raw_args));
+}
+
+// ---------------------------------------------------------------------------------------------
+// AUTHORIZATION
+
+bool Pop3Session::PlaintextAllowed() const {
+  const Pop3TenantPolicy& policy = options_.policy;
+  return !policy.plaintext_requires_tls || tls_active_ ||
+         (options_.peer_is_loopback && policy.loopback_exempt_from_tls);
+}
+
+bool Pop3Session::ApopOffered() const {
+  return options_.policy.apop_allowed && !options_.apop_timestamp.empty();
+}
+
+void Pop3Session::CmdUser(std::string_view args) {
+  if (!PlaintextAllowed()) {
+    AppendLine(kPlaintextRefused);
+    return;
+  }
+  if (args.empty()) {
+    BadCommand("-ERR Missing user name");
+    return;
+  }
+  // Any name is accepted here: whether it exists is only learnt (and never told) at PASS.
+  user_arg_.assign(args);
+  have_user_ = true;
+  AppendLine("+OK");
+}
+
+void Pop3Session::CmdPass(std::string_view args) {
+  if (!PlaintextAllowed()) {
+    AppendLine(kPlaintextRefused);
+    return;
+  }
+  if (!have_user_) {
+    BadCommand("-ERR No user name given, send USER first");
+    return;
+  }
+  auth_user_ = std::move(user_arg_);
+  user_arg_.clear();
+  have_user_ = false;
+  auth_secret_.assign(args);
+  StartAuthentication(AuthMechanism::kUserPass);
+}
+
+void Pop3Session::CmdApop(std::string_view args) {
+  if (!ApopOffered()) {
+    BadCommand("-ERR APOP is not available");
+    return;
+  }
+  std::string_view rest = args;
+  const std::string_view name = NextToken(&rest);
+  const std::string_view digest = NextToken(&rest);
+  bool valid = !name.empty() && digest.size() == 32 && rest.empty();
+  for (char c : digest) {
+    valid = valid && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+  }
+  if (!valid) {
+    BadCommand("-ERR Syntax: APOP name digest");
+    return;
+  }
+  have_user_ = false;
+  user_arg_.clear();
+  auth_user_.assign(name);
+  auth_secret_.assign(digest);
+  for (char& c : auth_secret_) c = (c >= 'A' && c <= 'F') ? static_cast<char>(c + 32) : c;
+  StartAuthentication(AuthMechanism::kApop);
+}
+
+void Pop3Session::CmdAuth(std::string_view args) {
+  std::string_view rest = args;
+  const std::string_view mechanism = NextToken(&rest);
+  if (mechanism.empty()) {
+    // Pre-RFC 5034 clients (Outlook among them) send a bare AUTH to list the mechanisms.
+    AppendLine("+OK");
+    if (PlaintextAllowed()) {
+      AppendLine("PLAIN");
+      AppendLine("LOGIN");
+    }
+    AppendLine(".");
+    return;
+  }
+  SaslStep first;
+  if (EqualsIgnoreCase(mechanism, "PLAIN")) {
+    first = SaslStep::kPlainResponse;
+  } else if (EqualsIgnoreCase(mechanism, "LOGIN")) {
+    first = SaslStep::kLoginUser;
+  } else {
+    AppendLine("-ERR Unsupported authentication mechanism");
+    return;
+  }
+  if (!PlaintextAllowed()) {
+    AppendLine(kPlaintextRefused);
+    return;
+  }
+  const std::string_view initial_response = NextToken(&rest);
+  if (!rest.empty()) {
+    BadCommand("-ERR Syntax: AUTH mechanism [initial-response]");
+    return;
+  }
+  have_user_ = false;
+  user_arg_.clear();
+  sasl_step_ = first;
+  if (!initial_response.empty()) {
+    HandleSaslLine(initial_response);  // RFC 5034 section 4: "=" is an empty response
+    return;
+  }
+  AppendLine(first == SaslStep::kPlainResponse ? "+ " : "+ VXNlcm5hbWU6");  // "Username:"
+}
+
+void Pop3Session::HandleSaslLine(std::string_view line) {
+  if (line == "*") {
+    sasl_step_ = SaslStep::kNone;
+    WipeCredentials();
+    AppendLine("-ERR Authentication cancelled");
+    return;
+  }
+  std::string decoded;
+  if (line != "=" && !Base64Decode(line, &decoded)) {
+    sasl_step_ = SaslStep::kNone;
+    WipeCredentials();
+    Wipe(&decoded);
+    BadCommand("-ERR Invalid base64 data");
+    return;
+  }
+  const SaslStep step = sasl_step_;
+  sasl_step_ = SaslStep::kNone;
+  switch (step) {
+    case SaslStep::kPlainResponse: {
+      // RFC 4616: [authzid] NUL authcid NUL passwd.
+      const size_t first_nul = decoded.find('\0');
+      const size_t second_nul =
+          first_nul == std::string::npos ? std::string::npos : decoded.find('\0', first_nul + 1);
+      if (second_nul == std::string::npos ||
+          decoded.find('\0', second_nul + 1) != std::string::npos || second_nul == first_nul + 1) {
+        WipeCredentials();
+        Wipe(&decoded);
+        BadCommand("-ERR Invalid SASL PLAIN response");
+        return;
+      }
+      auth_authzid_.assign(decoded, 0, first_nul);
+      auth_user_.assign(decoded, first_nul + 1, second_nul - first_nul - 1);
+      auth_secret_.assign(decoded, second_nul + 1);
+      Wipe(&decoded);
+      StartAuthentication(AuthMechanism::kSaslPlain);
+      return;
+    }
+    case SaslStep::kLoginUser:
+      auth_user_ = std::move(decoded);
+      sasl_step_ = SaslStep::kLoginPassword;
+      AppendLine("+ UGFzc3dvcmQ6");  // "Password:"
+      return;
+    case SaslStep::kLoginPassword:
+      auth_secret_ = std::move(decoded);
+      StartAuthentication(AuthMechanism::kSaslLogin);
+      return;
+    case SaslStep::kNone:
+      break;
+  }
+  PH_CHECK(false);
+}
+
+void Pop3Session::StartAuthentication(AuthMechanism mechanism) {
+  auth_mechanism_ = mechanism;
+  QueuedAction action{Pop3ActionKind::kAuthenticate};
+  Push(action);
+  awaiting_ = Awaiting::kAuth;
+}
+
+void Pop3Session::WipeCredentials() {
+  Wipe(&auth_secret_);
+  auth_authzid_.clear();
+  auth_user_.clear();
+}
+
+void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
+  PH_CHECK(awaiting_ == Awaiting::kAuth);
+  awaiting_ = Awaiting::kNothing;
+  switch (result.code) {
+    case Pop3AuthResult::Code::kOk:
+      account_ = result.user.empty() ? auth_user_ : result.user;
+      WipeCredentials();
+      Push(QueuedAction{Pop3ActionKind::kOpenMaildrop});
+      awaiting_ = Awaiting::kMaildrop;
+      return;
+    case Pop3AuthResult::Code::kBadCredentials: {
+      WipeCredentials();
+      ++auth_failures_;
+      ++counters_.auth_failures;
+      QueuedAction delay{Pop3ActionKind::kDelay};
+      delay.delay_ms = options_.auth_failure_delay_ms;
+      Push(delay);
+      AppendLine("-ERR [AUTH] Authentication failed");
+      if (auth_failures_ >= options_.auth_failures_max) {
+        ++counters_.auth_failure_limit_closes;
+        QueueClose();
+        return;
+      }
+      break;
+    }
+    case Pop3AuthResult::Code::kLoginDelay:
+      WipeCredentials();
+      AppendLine("-ERR [LOGIN-DELAY] Logged in too recently, try again later");
+      break;
+    case Pop3AuthResult::Code::kTempFailure:
+      WipeCredentials();
+      AppendLine("-ERR [SYS/TEMP] Temporary authentication failure, try again later");
+      break;
+    case Pop3AuthResult::Code::kPermFailure:
+      WipeCredentials();
+      AppendLine("-ERR [SYS/PERM] Account unavailable");
+      break;
+  }
+  Advance();
+}
+
+void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
+  PH_CHECK(awaiting_ == Awaiting::kMaildrop);
+  awaiting_ = Awaiting::kNothing;
+  switch (result.code) {
+    case Pop3MaildropResult::Code::kOk: {
+      PH_CHECK(result.snapshot != nullptr);
+      snapshot_ = std::move(result.snapshot);
+      deleted_.assign(snapshot_->count(), 0);
+      live_count_ = snapshot_->count();
+      live_octets_ = snapshot_->total_octets();
+      state_ = Pop3State::kTransaction;
+      Append("+OK ");
+      if (IsEchoable(account_)) {
+        Append(account_);
+        Append("'s ");
+      }
+      AppendMaildropSummary();
+      break;
+    }
+    case Pop3MaildropResult::Code::kInUse:
+      account_.clear();
+      AppendLine("-ERR [IN-USE] maildrop already locked");
+      break;
+    case Pop3MaildropResult::Code::kTempFailure:
+      account_.clear();
+      AppendLine("-ERR [SYS/TEMP] Maildrop temporarily unavailable, try again later");
+      break;
+    case Pop3MaildropResult::Code::kPermFailure:
+      account_.clear();
+      AppendLine("-ERR [SYS/PERM] Maildrop unavailable");
+      break;
+  }
+  Advance();
+}
+
+void Pop3Session::CmdStls(std::string_view args) {
+  if (tls_active_) {
+    AppendLine("-ERR Command not permitted when TLS active");
+    return;
+  }
+  if (!options_.tls_available) {
+    AppendLine("-ERR STLS not available");
+    return;
+  }
+  AppendLine("+OK Begin TLS negotiation");
+  // Anything pipelined behind STLS was sent in plaintext: drop it (RFC 2595 section 4,
+  // CVE-2011-0411).
+  counters_.stls_discarded_bytes += in_.size() - in_pos_;
+  in_pos_ = scan_pos_ = in_.size();
+  Push(QueuedAction{Pop3ActionKind::kStartTls});
+  awaiting_ = Awaiting::kTls;
+}
+
+void Pop3Session::OnTlsStarted() {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
+  PH_CHECK(awaiting_ == Awaiting::kTls);
+  awaiting_ = Awaiting::kNothing;
+  tls_active_ = true;
+  // RFC 2595 section 4: forget what the client said before the handshake.
+  have_user_ = false;
+  user_arg_.clear();
+  utf8_enabled_ = false;
+  Advance();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands valid in both states
+
+void Pop3Session::CmdCapa(std::string_view args) {
+  const Pop3TenantPolicy& policy = options_.policy;
+  AppendLine("+OK Capability list follows");
+  AppendLine("TOP");
+  // Plaintext mechanisms are advertised only where they would be accepted (RFC 2595 2.2).
+  const bool plaintext = PlaintextAllowed();
+  if (plaintext) {
+    AppendLine("USER");
+    AppendLine("SASL PLAIN LOGIN");
+  }
+  AppendLine("RESP-CODES");
+  if (policy.login_delay_seconds.has_value()) {
+    Append("LOGIN-DELAY ");
+    AppendNumber(*policy.login_delay_seconds);
+    Append("\r\n");
+  }
+  AppendLine("PIPELINING");
+  if (policy.expire_days.has_value()) {
+    if (*policy.expire_days == Pop3TenantPolicy::kExpireNever) {
+      AppendLine("EXPIRE NEVER");
+    } else {
+      Append("EXPIRE ");
+      AppendNumber(*policy.expire_days);
+      Append("\r\n");
+    }
+  }
+  AppendLine("UIDL");
+  if (!options_.implementation.empty()) {
+    Append("IMPLEMENTATION ");
+    AppendLine(options_.implementation);
+  }
+  AppendLine("AUTH-RESP-CODE");
+  if (state_ == Pop3State::kAuthorization && options_.tls_available && !tls_active_) {
+    AppendLine("STLS");
+  }
+  AppendLine("UTF8");
+  AppendLine(".");
+}
+
+void Pop3Session::CmdUtf8(std::string_view args) {
+  // RFC 6856 section 2; also accepted after login, where Outlook sends it.
+  utf8_enabled_ = true;
+  AppendLine("+OK UTF8 enabled");
+}
+
+void Pop3Session::CmdQuit(std::string_view args) {
+  if (state_ == Pop3State::kAuthorization) {
+    Append("+OK ");
+    Append(options_.hostname);
+    Append(" POP3 server signing off\r\n");
+    QueueClose();
+    return;
+  }
+  // TRANSACTION: enter UPDATE and commit once; the reply waits for the result.
+  deletions_.clear();
+  for (uint32_t i = 0; i < deleted_.size(); ++i) {
+    if (deleted_[i]) deletions_.push_back(MessageIndex(i));
+  }
+  state_ = Pop3State::kUpdate;
+  Push(QueuedAction{Pop3ActionKind::kCommit});
+  awaiting_ = Awaiting::kCommit;
+}
+
+void Pop3Session::OnCommitResult(Pop3CommitResult result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
+  PH_CHECK(awaiting_ == Awaiting::kCommit);
+  awaiting_ = Awaiting::kNothing;
+  if (result == Pop3CommitResult::kOk) {
+    Append("+OK ");
+    Append(options_.hostname);
+    Append(" POP3 server signing off (");
+    if (live_count_ == 0) {
+      Append("maildrop empty)\r\n");
+    } else {
+      AppendNumber(live_count_);
+      Append(live_count_ == 1 ? " message left)\r\n" : " messages left)\r\n");
+    }
+  } else {
+    AppendLine("-ERR [SYS/TEMP] Could not remove deleted messages, none were removed");
+  }
+  QueueClose();
+}
+
+// ---------------------------------------------------------------------------------------------
+// TRANSACTION
+
+bool Pop3Session::IsMarkedDeleted(MessageIndex index) const {
+  return index.value() < deleted_.size() && deleted_[index.value()] != 0;
+}
+
+std::optional<MessageIndex> Pop3Session::ParseLiveMessage(std::string_view arg,
+                                                          std::string_view missing) {
+  if (!AllDigits(arg)) {
+    BadCommand("-ERR Invalid message number");
+    return std::nullopt;
+  }
+  const uint64_t number = SaturatingParse(arg);
+  const uint32_t count = snapshot_->count();
+  if (number == 0 || number > count) {
+    if (missing.empty()) {
+      // RFC 1939 section 5 (LIST) and 7 (UIDL) example text.
+      Append("-ERR no such message, only ");
+      AppendNumber(count);
+      Append(count == 1 ? " message in maildrop\r\n" : " messages in maildrop\r\n");
+    } else {
+      AppendLine(missing);
+    }
+    return std::nullopt;
+  }
+  const MessageIndex index = MessageNumber(static_cast<uint32_t>(number)).ToIndex();
+  if (deleted_[index.value()]) {
+    Append("-ERR message ");
+    AppendNumber(number);
+    Append(" already deleted\r\n");
+    return std::nullopt;
+  }
+  return index;
+}
+
+void Pop3Session::AppendMaildropSummary() {
+  Append("maildrop has ");
+  AppendNumber(live_count_);
+  Append(live_count_ == 1 ? " message (" : " messages (");
+  AppendNumber(live_octets_);
+  Append(" octets)\r\n");
+}
+
+void Pop3Session::CmdStat(std::string_view args) {
+  Append("+OK ");
+  AppendNumber(live_count_);
+  Append(" ");
+  AppendNumber(live_octets_);
+  Append("\r\n");
+}
+
+void Pop3Session::CmdList(std::string_view args) {
+  if (args.empty()) {
+    Append("+OK ");
+    AppendNumber(live_count_);
+    Append(live_count_ == 1 ? " message (" : " messages (");
+    AppendNumber(live_octets_);
+    Append(" octets)\r\n");
+    listing_ = ListingKind::kList;
+    listing_next_ = 0;
+    return;
+  }
+  const std::optional<MessageIndex> index = ParseLiveMessage(args, "");
+  if (!index) return;
+  Append("+OK ");
+  AppendNumber(MessageNumber::FromIndex(*index).value());
+  Append(" ");
+  AppendNumber(snapshot_->size_octets(*index));
+  Append("\r\n");
+}
+
+void Pop3Session::CmdUidl(std::string_view args) {
+  if (args.empty()) {
+    AppendLine("+OK");
+    listing_ = ListingKind::kUidl;
+    listing_next_ = 0;
+    return;
+  }
+  const std::optional<MessageIndex> index = ParseLiveMessage(args, "");
+  if (!index) return;
+  Append("+OK ");
+  AppendNumber(MessageNumber::FromIndex(*index).value());
+  Append(" ");
+  Append(snapshot_->uidl(*index));
+  Append("\r\n");
+}
+
+// Produces LIST/UIDL lines until the listing ends or the output queue is full; Advance()
+// resumes it after OnOutputFlushed().
+void Pop3Session::ContinueListing() {
+  const MailboxSnapshot& snapshot = *snapshot_;
+  const uint32_t count = snapshot.count();
+  while (listing_next_ < count) {
+    if (OutputBlocked()) {
+      if (!blocked_counted_) {
+        ++counters_.output_blocked;
+        blocked_counted_ = true;
+      }
+      return;
+    }
+    const MessageIndex index(listing_next_++);
+    if (deleted_[index.value()]) continue;
+    AppendNumber(MessageNumber::FromIndex(index).value());
+    Append(" ");
+    if (listing_ == ListingKind::kList) {
+      AppendNumber(snapshot.size_octets(index));
+    } else {
+      Append(snapshot.uidl(index));
+    }
+    Append("\r\n");
+  }
+  Append(".\r\n");
+  listing_ = ListingKind::kNone;
+}
+
+void Pop3Session::CmdRetr(std::string_view args) {
+  const std::optional<MessageIndex> index = ParseLiveMessage(args, "-ERR no such message");
+  if (!index) return;
+  const uint64_t octets = snapshot_->size_octets(*index);
+  Append("+OK ");
+  AppendNumber(octets);
+  Append(" octets\r\n");
+  QueuedAction stream{Pop3ActionKind::kStreamMessage};
+  stream.message = *index;
+  stream.weight = octets;
+  Push(stream);
+}
+
+void Pop3Session::CmdTop(std::string_view args) {
+  std::string_view rest = args;
+  const std::string_view number = NextToken(&rest);
+  const std::string_view lines = NextToken(&rest);
+  if (!AllDigits(lines) || !rest.empty()) {
+    BadCommand("-ERR Syntax: TOP msg lines");
+    return;
+  }
+  const std::optional<MessageIndex> index = ParseLiveMessage(number, "-ERR no such message");
+  if (!index) return;
+  AppendLine("+OK");
+  QueuedAction stream{Pop3ActionKind::kStreamMessage};
+  stream.message = *index;
+  stream.top_body_lines = SaturatingParse(lines);
+  // An upper bound: TOP sends at most the whole message.
+  stream.weight = snapshot_->size_octets(*index);
+  Push(stream);
+}
+
+void Pop3Session::CmdDele(std::string_view args) {
+  const std::optional<MessageIndex> index = ParseLiveMessage(args, "-ERR no such message");
+  if (!index) return;
+  deleted_[index->value()] = 1;
+  --live_count_;
+  live_octets_ -= snapshot_->size_octets(*index);
+  Append("+OK message ");
+  AppendNumber(MessageNumber::FromIndex(*index).value());
+  Append(" deleted\r\n");
+}
+
+void Pop3Session::CmdNoop(std::string_view args) { AppendLine("+OK"); }
+
+void Pop3Session::CmdRset(std::string_view args) {
+  std::fill(deleted_.begin(), deleted_.end(), 0);
+  live_count_ = snapshot_->count();
+  live_octets_ = snapshot_->total_octets();
+  Append("+OK ");
+  AppendMaildropSummary();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output and actions
+
+void Pop3Session::Append(std::string_view text) {
+  out_.append(text);
+  untaken_bytes_ += text.size();
+}
+
+void Pop3Session::AppendNumber(uint64_t value) {
+  char buffer[20];
+  char* end = buffer + sizeof(buffer);
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  Append(std::string_view(p, static_cast<size_t>(end - p)));
+}
+
+void Pop3Session::AppendLine(std::string_view text) {
+  Append(text);
+  Append("\r\n");
+}
+
+void Pop3Session::SealWrite() {
+  if (out_.size() == write_begin_) return;
+  QueuedAction write{Pop3ActionKind::kWrite};
+  write.begin = write_begin_;
+  write.end = out_.size();
+  write.weight = write.end - write.begin;  // already counted in untaken_bytes_ by Append()
+  actions_.push_back(write);
+  write_begin_ = out_.size();
+}
+
+void Pop3Session::Push(QueuedAction action) {
+  SealWrite();
+  untaken_bytes_ += action.weight;
+  actions_.push_back(action);
+}
+
+void Pop3Session::QueueClose() {
+  Push(QueuedAction{Pop3ActionKind::kClose});
+  close_queued_ = true;
+  listing_ = ListingKind::kNone;
+  sasl_step_ = SaslStep::kNone;
+  state_ = Pop3State::kClosed;
+}
+
+Pop3Action Pop3Session::NextAction() {
+  if (action_head_ == actions_.size()) {
+    SealWrite();
+    if (action_head_ == actions_.size()) {
+      // Everything was taken: reuse the buffers (earlier views are dead by contract).
+      actions_.clear();
+      action_head_ = 0;
+      out_.clear();
+      write_begin_ = 0;
+      return Pop3Action{};
+    }
+  }
+  const QueuedAction& queued = actions_[action_head_++];
+  untaken_bytes_ -= queued.weight;
+  taken_unflushed_bytes_ += queued.weight;
+  Pop3Action action;
+  action.kind = queued.kind;
+  switch (queued.kind) {
+    case Pop3ActionKind::kWrite:
+      action.bytes = std::string_view(out_).substr(queued.begin, queued.end - queued.begin);
+      break;
+    case Pop3ActionKind::kStreamMessage:
+      action.message = queued.message;
+      action.top_body_lines = queued.top_body_lines;
+      action.message_octets = snapshot_->size_octets(queued.message);
+      break;
+    case Pop3ActionKind::kAuthenticate:
+      action.credentials.mechanism = auth_mechanism_;
+      action.credentials.authzid = auth_authzid_;
+      action.credentials.user = auth_user_;
+      action.credentials.secret = auth_secret_;
+      if (auth_mechanism_ == AuthMechanism::kApop) {
+        action.credentials.apop_timestamp = options_.apop_timestamp;
+      }
+      break;
+    case Pop3ActionKind::kOpenMaildrop:
+      action.user = account_;
+      break;
+    case Pop3ActionKind::kCommit:
+      action.deletions = deletions_;
+      break;
+    case Pop3ActionKind::kDelay:
+      action.delay_ms = queued.delay_ms;
+      break;
+    case Pop3ActionKind::kNone:
+    case Pop3ActionKind::kStartTls:
+    case Pop3ActionKind::kClose:
+      break;
+  }
+  return action;
+}
+
+void Pop3Session::OnOutputFlushed() {
+  taken_unflushed_bytes_ = 0;
+  blocked_counted_ = false;
+  Advance();
+}
+
+void Pop3Session::OnConnectionLost() {
+  // Nothing is committed: deletions marked in TRANSACTION are forgotten (RFC 1939 section 6).
+  state_ = Pop3State::kClosed;
+  close_queued_ = true;
+  awaiting_ = Awaiting::kNothing;
+  listing_ = ListingKind::kNone;
+  sasl_step_ = SaslStep::kNone;
+  WipeCredentials();
+  actions_.clear();
+  action_head_ = 0;
+  out_.clear();
+  write_begin_ = 0;
+  untaken_bytes_ = 0;
+  in_.clear();
+  in_pos_ = scan_pos_ = 0;
+}
+
+}  // namespace posthaste::pop3

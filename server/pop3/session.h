@@ -1,0 +1,321 @@
+// Pop3Session: the sans-I/O POP3 server protocol engine (RFC 1939, 2449, 2595, 3206, 5034,
+// 6856). Bytes go in through Feed(); the session answers with an ordered stream of actions
+// (NextAction()) that the connection driver carries out: write these reply bytes, stream this
+// stored message, authenticate these credentials, open the maildrop, commit these deletions,
+// start TLS, delay, close. Results of the slow actions come back through On*() methods. The
+// session never touches a socket, a store, a TLS library or a clock.
+//
+// Driver contract:
+//   - Carry out actions in the order NextAction() returns them. kDelay means: carry out no
+//     later action (in particular, write nothing) until delay_ms have passed.
+//   - A kWrite action's bytes and every string_view/span in an action stay valid until the next
+//     call of any Pop3Session method; copy them (e.g. into the send queue) before that.
+//   - Call OnOutputFlushed() when everything taken so far (writes and streams) has left the
+//     send queue. Parsing pauses while more than options.output_queued_bytes_max bytes of
+//     output are queued and unflushed (STYLE.md practice 3), and large LIST/UIDL listings are
+//     produced in pieces of about that size, so per-session output memory is bounded.
+//   - After kAuthenticate, kOpenMaildrop, kCommit or kStartTls the session parses no input until
+//     the matching On*() result arrives (pipelining safety). Bytes fed while a STLS handshake
+//     is pending are dropped (plaintext injection, CVE-2011-0411), as are bytes buffered behind
+//     the STLS command line.
+//   - Stop reading from the socket while WantsInput() is false (input buffered beyond a limit).
+//   - kStreamMessage: send the stored, already dot-stuffed bytes of the message (for TOP: the
+//     header, the blank line and the first top_body_lines body lines), then ".\r\n".
+//   - OnConnectionLost(): the peer is gone; the session commits nothing and closes.
+//
+// Threading: single-threaded; one session belongs to one reactor thread. Not thread-safe.
+#ifndef POSTHASTE_SERVER_POP3_SESSION_H_
+#define POSTHASTE_SERVER_POP3_SESSION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "server/pop3/mailbox_snapshot.h"
+#include "server/pop3/message_number.h"
+
+namespace posthaste::pop3 {
+
+enum class Pop3State : uint8_t {
+  kAuthorization,
+  kTransaction,
+  kUpdate,  // QUIT received in TRANSACTION; waiting for the commit result
+  kClosed,
+};
+std::string_view Pop3StateName(Pop3State state);
+
+// What the driver does when the maildrop is locked by another session. The takeover itself is
+// the driver's job; the session only reports [IN-USE] when the driver says the maildrop is busy.
+enum class InUsePolicy : uint8_t { kRefuse, kTakeover };
+
+struct Pop3TenantPolicy {
+  // APOP needs a plaintext-equivalent secret on the server, so it is off unless a tenant opts in.
+  bool apop_allowed = false;
+  // USER/PASS, AUTH PLAIN and AUTH LOGIN only over TLS (RFC 2595 section 2.2) ...
+  bool plaintext_requires_tls = true;
+  // ... except from a loopback peer (webmail on the same host) when this is set.
+  bool loopback_exempt_from_tls = true;
+  // RFC 2449 EXPIRE capability: days the server keeps retrieved mail; kExpireNever advertises
+  // "EXPIRE NEVER"; unset advertises nothing.
+  static constexpr uint32_t kExpireNever = UINT32_MAX;
+  std::optional<uint32_t> expire_days;
+  // RFC 2449 LOGIN-DELAY capability in seconds; unset advertises nothing.
+  std::optional<uint32_t> login_delay_seconds;
+  InUsePolicy in_use = InUsePolicy::kTakeover;
+};
+
+struct Pop3SessionOptions {
+  // Used in the sign-off reply: "+OK <hostname> POP3 server signing off".
+  std::string hostname = "localhost";
+  // Greeting: "+OK <greeting_text>[ <apop_timestamp>]".
+  std::string greeting_text = "POP3 server ready";
+  // RFC 2449 IMPLEMENTATION capability; empty advertises nothing.
+  std::string implementation = "posthaste";
+  // RFC 1939 section 7 "<process-ID.clock@hostname>", made by the driver (the session has no
+  // clock or randomness). APOP is offered only when this is set and the policy allows APOP.
+  std::string apop_timestamp;
+  Pop3TenantPolicy policy;
+
+  bool tls_available = false;  // the transport can start TLS (STLS)
+  bool tls_active = false;     // the connection is already TLS (port 995)
+  bool peer_is_loopback = false;
+
+  // Limits (STYLE.md 14); each has a counter in Pop3SessionCounters.
+  size_t command_line_bytes_max = 255;          // RFC 2449 section 4, including CRLF
+  size_t sasl_line_bytes_max = 16 * 1024;       // SASL responses and AUTH initial responses
+  uint32_t bad_commands_max = 20;               // then close
+  uint32_t auth_failures_max = 3;               // then close
+  uint32_t auth_failure_delay_ms = 2000;        // before each "-ERR [AUTH]"
+  size_t output_queued_bytes_max = 64 * 1024;   // parse no input while more is queued
+  size_t input_buffered_bytes_max = 64 * 1024;  // WantsInput() turns false beyond this
+};
+
+// Plain counters, read by the driver (metrics come later). Each counts events in this session.
+struct Pop3SessionCounters {
+  uint64_t commands = 0;                  // command lines handled (any verdict)
+  uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
+  uint64_t sasl_line_too_long = 0;        // limit: sasl_line_bytes_max
+  uint64_t bad_commands = 0;              // unknown, wrong state or bad syntax
+  uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
+  uint64_t auth_failures = 0;
+  uint64_t auth_failure_limit_closes = 0;  // limit: auth_failures_max
+  uint64_t output_blocked = 0;             // limit: output_queued_bytes_max (pauses)
+  uint64_t input_over_limit = 0;           // limit: input_buffered_bytes_max (Feed past it)
+  uint64_t stls_discarded_bytes = 0;       // plaintext dropped behind/during STLS
+};
+
+enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin };
+std::string_view AuthMechanismName(AuthMechanism mechanism);
+
+// What kAuthenticate asks the driver to verify. Views into the session, valid until
+// OnAuthResult (and no longer: the session wipes the secret then).
+struct Pop3Credentials {
+  AuthMechanism mechanism = AuthMechanism::kUserPass;
+  std::string_view authzid;         // SASL PLAIN only; may be empty
+  std::string_view user;            // USER / APOP name / SASL authcid
+  std::string_view secret;          // password, or the APOP digest (32 lowercase hex)
+  std::string_view apop_timestamp;  // APOP only: the greeting's timestamp
+};
+
+struct Pop3AuthResult {
+  enum class Code : uint8_t {
+    kOk,
+    kBadCredentials,  // -ERR [AUTH] after the failure delay; counts towards the limit
+    kLoginDelay,      // -ERR [LOGIN-DELAY] (RFC 2449 section 8.1.2)
+    kTempFailure,     // -ERR [SYS/TEMP]
+    kPermFailure,     // -ERR [SYS/PERM]
+  };
+  Code code = Code::kBadCredentials;
+  // On kOk: the account name to open (e.g. the canonical user@domain). Empty: the name given.
+  std::string user;
+};
+
+struct Pop3MaildropResult {
+  enum class Code : uint8_t { kOk, kInUse, kTempFailure, kPermFailure };
+  Code code = Code::kTempFailure;
+  std::shared_ptr<const MailboxSnapshot> snapshot;  // REQUIRED non-null on kOk
+};
+
+enum class Pop3CommitResult : uint8_t { kOk, kTempFailure };
+
+enum class Pop3ActionKind : uint8_t {
+  kNone,           // nothing to do until more input, a result, or OnOutputFlushed()
+  kWrite,          // send `bytes`
+  kStreamMessage,  // send stored message `message` (whole, or TOP), then ".\r\n"
+  kAuthenticate,   // verify `credentials`; answer with OnAuthResult()
+  kOpenMaildrop,   // open `user`'s maildrop; answer with OnMaildropOpened()
+  kCommit,         // delete `deletions` for good; answer with OnCommitResult()
+  kStartTls,       // after the preceding writes are flushed, handshake; then OnTlsStarted()
+  kDelay,          // do nothing further for delay_ms
+  kClose,          // flush what was taken so far, then close the connection
+};
+std::string_view Pop3ActionKindName(Pop3ActionKind kind);
+
+struct Pop3Action {
+  Pop3ActionKind kind = Pop3ActionKind::kNone;
+  std::string_view bytes;                   // kWrite
+  MessageIndex message;                     // kStreamMessage
+  std::optional<uint64_t> top_body_lines;   // kStreamMessage: set for TOP
+  uint64_t message_octets = 0;              // kStreamMessage: snapshot size of `message`
+  Pop3Credentials credentials;              // kAuthenticate
+  std::string_view user;                    // kOpenMaildrop
+  std::span<const MessageIndex> deletions;  // kCommit: ascending, possibly empty
+  uint32_t delay_ms = 0;                    // kDelay
+};
+
+class Pop3Session {
+ public:
+  // Queues the greeting.
+  explicit Pop3Session(Pop3SessionOptions options);
+  Pop3Session(const Pop3Session&) = delete;
+  Pop3Session& operator=(const Pop3Session&) = delete;
+
+  // Buffers `bytes` (copied) and parses as far as the session may. Ignored once closed.
+  void Feed(std::string_view bytes);
+  // False while more than options.input_buffered_bytes_max bytes wait unparsed, or closed.
+  bool WantsInput() const;
+
+  // The next action, or kNone. See the driver contract above for lifetimes.
+  Pop3Action NextAction();
+
+  // Results of the actions above. REQUIRES: the matching action was taken and not yet
+  // answered, unless the session has closed since (OnConnectionLost): then they are ignored.
+  void OnAuthResult(const Pop3AuthResult& result);
+  void OnMaildropOpened(Pop3MaildropResult result);
+  void OnCommitResult(Pop3CommitResult result);
+  void OnTlsStarted();
+  void OnOutputFlushed();
+  void OnConnectionLost();
+
+  Pop3State state() const { return state_; }
+  const Pop3SessionCounters& counters() const { return counters_; }
+  const Pop3SessionOptions& options() const { return options_; }
+  bool tls_active() const { return tls_active_; }
+  bool utf8_enabled() const { return utf8_enabled_; }
+  // The authenticated account (empty before TRANSACTION).
+  std::string_view user() const { return account_; }
+  // The snapshot in TRANSACTION/UPDATE; null before.
+  const MailboxSnapshot* snapshot() const { return snapshot_.get(); }
+  bool IsMarkedDeleted(MessageIndex index) const;
+  // True while a result (auth, maildrop, commit, TLS) is pending.
+  bool AwaitingResult() const { return awaiting_ != Awaiting::kNothing; }
+
+ private:
+  enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls };
+  enum class SaslStep : uint8_t { kNone, kPlainResponse, kLoginUser, kLoginPassword };
+  enum class LineStatus : uint8_t { kLine, kNeedMore, kOverflow };
+  enum class ListingKind : uint8_t { kNone, kList, kUidl };
+
+  struct QueuedAction {
+    Pop3ActionKind kind;
+    size_t begin = 0;  // kWrite: bytes are out_[begin, end)
+    size_t end = 0;
+    MessageIndex message;
+    std::optional<uint64_t> top_body_lines;
+    uint64_t weight = 0;  // bytes this action adds to the output queue
+    uint32_t delay_ms = 0;
+  };
+
+  struct Command;
+  static const Command* FindCommand(std::string_view verb);
+
+  // Parsing.
+  void Advance();
+  LineStatus NextLine(std::string_view* line, size_t* raw_bytes);
+  void HandleCommandLine(std::string_view line, size_t raw_bytes);
+  void HandleSaslLine(std::string_view line);
+  void HandleOverflow();
+  bool OutputBlocked() const;
+  void BadCommand(std::string_view reply);
+
+  // Command handlers; `args` has surrounding spaces trimmed except for PASS.
+  void CmdUser(std::string_view args);
+  void CmdPass(std::string_view args);
+  void CmdApop(std::string_view args);
+  void CmdAuth(std::string_view args);
+  void CmdStat(std::string_view args);
+  void CmdList(std::string_view args);
+  void CmdRetr(std::string_view args);
+  void CmdDele(std::string_view args);
+  void CmdNoop(std::string_view args);
+  void CmdRset(std::string_view args);
+  void CmdTop(std::string_view args);
+  void CmdUidl(std::string_view args);
+  void CmdCapa(std::string_view args);
+  void CmdStls(std::string_view args);
+  void CmdUtf8(std::string_view args);
+  void CmdQuit(std::string_view args);
+
+  // Helpers.
+  bool PlaintextAllowed() const;
+  bool ApopOffered() const;
+  // Parses one message number argument; on failure writes the -ERR and returns nullopt.
+  std::optional<MessageIndex> ParseLiveMessage(std::string_view arg, std::string_view missing);
+  void StartAuthentication(AuthMechanism mechanism);
+  void FinishSasl();
+  void ContinueListing();
+  void AppendMaildropSummary();
+  void WipeCredentials();
+
+  // Output.
+  void Append(std::string_view text);
+  void AppendNumber(uint64_t value);
+  void AppendLine(std::string_view text);  // text + CRLF
+  void Push(QueuedAction action);
+  void SealWrite();
+  void QueueClose();
+
+  const Pop3SessionOptions options_;
+  Pop3State state_ = Pop3State::kAuthorization;
+  Awaiting awaiting_ = Awaiting::kNothing;
+  SaslStep sasl_step_ = SaslStep::kNone;
+  bool tls_active_;
+  bool utf8_enabled_ = false;
+  bool close_queued_ = false;
+  bool discarding_line_ = false;  // resynchronising after an overlong line
+  bool blocked_counted_ = false;
+
+  // Input: in_[in_pos_, end) is unparsed; scan_pos_ is where the search for LF resumes.
+  std::string in_;
+  size_t in_pos_ = 0;
+  size_t scan_pos_ = 0;
+
+  // Output: reply text accumulates in out_; out_[write_begin_, end) is not yet in a kWrite.
+  std::string out_;
+  size_t write_begin_ = 0;
+  std::vector<QueuedAction> actions_;
+  size_t action_head_ = 0;
+  uint64_t untaken_bytes_ = 0;
+  uint64_t taken_unflushed_bytes_ = 0;
+
+  // Authentication in progress (wiped after the result).
+  AuthMechanism auth_mechanism_ = AuthMechanism::kUserPass;
+  std::string auth_authzid_;
+  std::string auth_user_;
+  std::string auth_secret_;
+  std::string user_arg_;  // from USER, until PASS
+  bool have_user_ = false;
+  uint32_t auth_failures_ = 0;
+  uint32_t bad_commands_ = 0;
+
+  // TRANSACTION.
+  std::string account_;
+  std::shared_ptr<const MailboxSnapshot> snapshot_;
+  std::vector<uint8_t> deleted_;  // 1: marked by DELE
+  uint32_t live_count_ = 0;
+  uint64_t live_octets_ = 0;
+  std::vector<MessageIndex> deletions_;  // filled at QUIT for the commit action
+  ListingKind listing_ = ListingKind::kNone;
+  uint32_t listing_next_ = 0;
+
+  Pop3SessionCounters counters_;
+};
+
+}  // namespace posthaste::pop3
+
+#endif  // POSTHASTE_SERVER_POP3_SESSION_H_

@@ -1,0 +1,827 @@
+// Pop3Session behaviour: a table of every command in every state, each run at every input
+// fragment size, then focused tests of pipelining, limits and counters, SASL, APOP, STLS,
+// UTF8, CAPA, deletions, QUIT's commit and connection loss.
+#include "server/pop3/session.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/pop3/testing/fake_mailbox.h"
+
+namespace posthaste::pop3 {
+namespace {
+
+using ::testing::ElementsAre;
+using testing::FakeDriver;
+using testing::FakeMailbox;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr size_t kFragmentSizes[] = {0, 1000, 100, 10, 5, 2, 1};
+
+Pop3SessionOptions PlainOptions() {
+  Pop3SessionOptions options;
+  options.hostname = "pop.example";
+  options.policy.plaintext_requires_tls = false;
+  return options;
+}
+
+// Three messages of 100, 200 and 300 octets with UIDLs u1, u2, u3.
+void FillMailbox(FakeMailbox* mailbox) {
+  mailbox->AddOfSize(100, "u1");
+  mailbox->AddOfSize(200, "u2");
+  mailbox->AddOfSize(300, "u3");
+}
+
+struct Fixture {
+  FakeMailbox mailbox;
+  FakeDriver driver;
+  explicit Fixture(Pop3SessionOptions options = PlainOptions()) : driver(std::move(options)) {
+    FillMailbox(&mailbox);
+    driver.accounts()["mrose"] = {.password = "secret", .mailbox = &mailbox};
+    driver.TakeOutput();  // greeting
+  }
+  Pop3Session& session() { return driver.session(); }
+  void Login() {
+    driver.Feed("USER mrose\r\nPASS secret\r\n");
+    EXPECT_EQ(driver.TakeOutput(), "+OK\r\n+OK mrose's maildrop has 3 messages (600 octets)\r\n");
+    EXPECT_EQ(driver.session().state(), Pop3State::kTransaction);
+  }
+};
+
+const char kCapaPlain[] =
+    "+OK Capability list follows\r\nTOP\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\n"
+    "PIPELINING\r\nUIDL\r\nIMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nUTF8\r\n.\r\n";
+const char kWrongState[] = "-ERR Command not valid in this state\r\n";
+
+enum class Start { kAuthorization, kTransaction, kUpdate };
+
+struct CommandCase {
+  Start start;
+  std::string input;
+  std::string output;  // "" with kUpdate: nothing may be answered
+  std::vector<std::string> events;
+};
+
+std::vector<CommandCase> CommandTable() {
+  FakeMailbox m;
+  FillMailbox(&m);
+  const std::string wrong = kWrongState;
+  return {
+      // AUTHORIZATION.
+      {Start::kAuthorization, "USER mrose\r\n", "+OK\r\n", {}},
+      {Start::kAuthorization, "USER nosuchuser\r\n", "+OK\r\n", {}},  // no enumeration
+      {Start::kAuthorization,
+       "PASS secret\r\n",
+       "-ERR No user name given, send USER first\r\n",
+       {}},
+      {Start::kAuthorization,
+       "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n",
+       "-ERR APOP is not available\r\n",
+       {}},
+      {Start::kAuthorization, "AUTH\r\n", "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n", {}},
+      {Start::kAuthorization, "AUTH PLAIN\r\n", "+ \r\n", {}},
+      {Start::kAuthorization, "STAT\r\n", wrong, {}},
+      {Start::kAuthorization, "LIST\r\n", wrong, {}},
+      {Start::kAuthorization, "RETR 1\r\n", wrong, {}},
+      {Start::kAuthorization, "DELE 1\r\n", wrong, {}},
+      {Start::kAuthorization, "NOOP\r\n", wrong, {}},
+      {Start::kAuthorization, "RSET\r\n", wrong, {}},
+      {Start::kAuthorization, "TOP 1 1\r\n", wrong, {}},
+      {Start::kAuthorization, "UIDL\r\n", wrong, {}},
+      {Start::kAuthorization, "CAPA\r\n", kCapaPlain, {}},
+      {Start::kAuthorization, "STLS\r\n", "-ERR STLS not available\r\n", {}},
+      {Start::kAuthorization, "UTF8\r\n", "+OK UTF8 enabled\r\n", {}},
+      {Start::kAuthorization, "QUIT\r\n", "+OK pop.example POP3 server signing off\r\n", {"close"}},
+      {Start::kAuthorization, "XTND\r\n", "-ERR Unknown command\r\n", {}},
+      {Start::kAuthorization, "\r\n", "-ERR Empty command\r\n", {}},
+      // TRANSACTION, with message 2 marked deleted.
+      {Start::kTransaction, "USER mrose\r\n", wrong, {}},
+      {Start::kTransaction, "PASS secret\r\n", wrong, {}},
+      {Start::kTransaction, "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n", wrong, {}},
+      {Start::kTransaction, "AUTH PLAIN\r\n", wrong, {}},
+      {Start::kTransaction, "STLS\r\n", wrong, {}},
+      {Start::kTransaction, "STAT\r\n", "+OK 2 400\r\n", {}},
+      {Start::kTransaction,
+       "LIST\r\n",
+       "+OK 2 messages (400 octets)\r\n1 100\r\n3 300\r\n.\r\n",
+       {}},
+      {Start::kTransaction, "LIST 1\r\n", "+OK 1 100\r\n", {}},
+      {Start::kTransaction, "LIST 2\r\n", "-ERR message 2 already deleted\r\n", {}},
+      {Start::kTransaction,
+       "LIST 4\r\n",
+       "-ERR no such message, only 3 messages in maildrop\r\n",
+       {}},
+      {Start::kTransaction,
+       "LIST 0\r\n",
+       "-ERR no such message, only 3 messages in maildrop\r\n",
+       {}},
+      {Start::kTransaction, "LIST x\r\n", "-ERR Invalid message number\r\n", {}},
+      {Start::kTransaction,
+       "RETR 1\r\n",
+       "+OK 100 octets\r\n" + m.Render(MessageIndex(0), {}),
+       {"stream 0"}},
+      {Start::kTransaction, "RETR 2\r\n", "-ERR message 2 already deleted\r\n", {}},
+      {Start::kTransaction, "RETR 99999999999999999999\r\n", "-ERR no such message\r\n", {}},
+      {Start::kTransaction, "RETR\r\n", "-ERR Invalid message number\r\n", {}},
+      {Start::kTransaction, "DELE 3\r\n", "+OK message 3 deleted\r\n", {}},
+      {Start::kTransaction, "DELE 2\r\n", "-ERR message 2 already deleted\r\n", {}},
+      {Start::kTransaction, "NOOP\r\n", "+OK\r\n", {}},
+      {Start::kTransaction, "RSET\r\n", "+OK maildrop has 3 messages (600 octets)\r\n", {}},
+      {Start::kTransaction, "TOP 3 0\r\n", "+OK\r\n" + m.Render(MessageIndex(2), 0), {"top 2 0"}},
+      {Start::kTransaction, "TOP 1 2\r\n", "+OK\r\n" + m.Render(MessageIndex(0), 2), {"top 0 2"}},
+      {Start::kTransaction, "TOP 2 1\r\n", "-ERR message 2 already deleted\r\n", {}},
+      {Start::kTransaction, "TOP 1\r\n", "-ERR Syntax: TOP msg lines\r\n", {}},
+      {Start::kTransaction, "TOP 1 -1\r\n", "-ERR Syntax: TOP msg lines\r\n", {}},
+      {Start::kTransaction, "UIDL\r\n", "+OK\r\n1 u1\r\n3 u3\r\n.\r\n", {}},
+      {Start::kTransaction, "UIDL 3\r\n", "+OK 3 u3\r\n", {}},
+      {Start::kTransaction, "UIDL 2\r\n", "-ERR message 2 already deleted\r\n", {}},
+      {Start::kTransaction, "CAPA\r\n", kCapaPlain, {}},
+      {Start::kTransaction, "UTF8\r\n", "+OK UTF8 enabled\r\n", {}},
+      {Start::kTransaction,
+       "QUIT\r\n",
+       "+OK pop.example POP3 server signing off (2 messages left)\r\n",
+       {"commit 1", "close"}},
+      {Start::kTransaction, "XTND\r\n", "-ERR Unknown command\r\n", {}},
+      // UPDATE (commit pending): no command is even parsed.
+      {Start::kUpdate, "USER mrose\r\n", "", {}},
+      {Start::kUpdate, "PASS secret\r\n", "", {}},
+      {Start::kUpdate, "APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n", "", {}},
+      {Start::kUpdate, "AUTH PLAIN\r\n", "", {}},
+      {Start::kUpdate, "STAT\r\n", "", {}},
+      {Start::kUpdate, "LIST\r\n", "", {}},
+      {Start::kUpdate, "RETR 1\r\n", "", {}},
+      {Start::kUpdate, "DELE 1\r\n", "", {}},
+      {Start::kUpdate, "NOOP\r\n", "", {}},
+      {Start::kUpdate, "RSET\r\n", "", {}},
+      {Start::kUpdate, "TOP 1 1\r\n", "", {}},
+      {Start::kUpdate, "UIDL\r\n", "", {}},
+      {Start::kUpdate, "CAPA\r\n", "", {}},
+      {Start::kUpdate, "STLS\r\n", "", {}},
+      {Start::kUpdate, "UTF8\r\n", "", {}},
+      {Start::kUpdate, "QUIT\r\n", "", {}},
+      {Start::kUpdate, "XTND\r\n", "", {}},
+  };
+}
+
+TEST(Pop3SessionTest, EveryCommandInEveryStateAtEveryFragmentSize) {
+  for (const CommandCase& c : CommandTable()) {
+    for (size_t fragment : kFragmentSizes) {
+      SCOPED_TRACE(c.input + " in state " + std::to_string(static_cast<int>(c.start)) +
+                   " fragment " + std::to_string(fragment));
+      Fixture f;
+      if (c.start != Start::kAuthorization) {
+        f.Login();
+        f.driver.Feed("DELE 2\r\n");
+        f.driver.TakeOutput();
+      }
+      if (c.start == Start::kUpdate) {
+        f.driver.set_auto_answer(false);
+        f.driver.Feed("QUIT\r\n");
+        ASSERT_EQ(f.session().state(), Pop3State::kUpdate);
+      }
+      const size_t events_before = f.driver.events().size();
+      f.driver.Feed(c.input, fragment);
+      EXPECT_EQ(f.driver.output(), c.output);
+      std::vector<std::string> events(f.driver.events().begin() + events_before,
+                                      f.driver.events().end());
+      EXPECT_EQ(events, c.events);
+      if (c.start == Start::kUpdate) {
+        // The commit result answers QUIT; the command fed meanwhile is never answered.
+        f.driver.AnswerPending();
+        EXPECT_EQ(f.driver.output(),
+                  "+OK pop.example POP3 server signing off (2 messages left)\r\n");
+        EXPECT_TRUE(f.driver.closed());
+        EXPECT_EQ(f.driver.commits(), 1);
+      }
+    }
+  }
+}
+
+// --- Line handling -----------------------------------------------------------------------
+
+TEST(Pop3SessionTest, KeywordsAreCaseInsensitiveAndExtraSpacesAndBareLfAreTolerated) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.Login();
+    f.driver.Feed("stat\nUidl  1 \r\n  LIST 3\r\ntop 1   0\r\nNoOp\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK 3 600\r\n+OK 1 u1\r\n+OK 3 300\r\n+OK\r\n" +
+                                         f.mailbox.Render(MessageIndex(0), 0) + "+OK\r\n");
+  }
+}
+
+TEST(Pop3SessionTest, PasswordKeepsItsSpaces) {
+  Fixture f;
+  f.driver.accounts()["mrose"].password = "correct horse  battery ";
+  f.driver.Feed("USER mrose\r\nPASS correct horse  battery \r\n");
+  EXPECT_EQ(f.driver.last_secret(), "correct horse  battery ");
+  EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+}
+
+TEST(Pop3SessionTest, OverlongCommandLineIsRefusedAndParsingResynchronises) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.Login();
+    // 255 octets including CRLF is the RFC 2449 maximum and is accepted.
+    const std::string max_line = "NOOP " + std::string(255 - 7, 'a') + "\r\n";
+    ASSERT_EQ(max_line.size(), 255u);
+    const std::string long_line = "NOOP " + std::string(300, 'a') + "\r\n";
+    f.driver.Feed(max_line + long_line + "STAT\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n-ERR Line too long\r\n+OK 3 600\r\n");
+    EXPECT_EQ(f.session().counters().command_line_too_long, 1u);
+    EXPECT_EQ(f.session().counters().bad_commands, 1u);
+  }
+}
+
+TEST(Pop3SessionTest, LineBeyondTheFramerLimitIsDiscardedWithoutBuffering) {
+  Pop3SessionOptions options = PlainOptions();
+  options.sasl_line_bytes_max = 1024;
+  Fixture f(options);
+  f.Login();
+  f.driver.Feed(std::string(5000, 'x'), 100);  // no LF yet: reported once, then dropped
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Line too long\r\n");
+  f.driver.Feed(std::string(5000, 'y') + "\r\nSTAT\r\n", 100);
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK 3 600\r\n");
+  EXPECT_EQ(f.session().counters().command_line_too_long, 1u);
+  EXPECT_TRUE(f.session().WantsInput());
+}
+
+TEST(Pop3SessionTest, TooManyBadCommandsClose) {
+  Pop3SessionOptions options = PlainOptions();
+  options.bad_commands_max = 3;
+  Fixture f(options);
+  f.driver.Feed("FOO\r\nSTAT\r\nBAR\r\nNOOP\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "-ERR Unknown command\r\n-ERR Command not valid in this state\r\n"
+            "-ERR Too many bad commands, closing connection\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.session().counters().bad_commands, 3u);
+  EXPECT_EQ(f.session().counters().bad_command_limit_closes, 1u);
+  f.driver.Feed("CAPA\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+}
+
+// --- Pipelining and back-pressure -----------------------------------------------------------
+
+TEST(Pop3SessionTest, PipelinedCommandsAreAnsweredInOrder) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.driver.Feed(
+        "CAPA\r\nUSER mrose\r\nPASS secret\r\nSTAT\r\nLIST 2\r\nUIDL 3\r\nDELE 1\r\nRETR 2\r\n"
+        "QUIT\r\n",
+        fragment);
+    EXPECT_EQ(f.driver.output(),
+              std::string(kCapaPlain) +
+                  "+OK\r\n+OK mrose's maildrop has 3 messages (600 octets)\r\n+OK 3 600\r\n"
+                  "+OK 2 200\r\n+OK 3 u3\r\n+OK message 1 deleted\r\n+OK 200 octets\r\n" +
+                  f.mailbox.Render(MessageIndex(1), {}) +
+                  "+OK pop.example POP3 server signing off (2 messages left)\r\n");
+    EXPECT_THAT(f.driver.events(),
+                ElementsAre("auth USER mrose", "open mrose", "stream 1", "commit 0", "close"));
+  }
+}
+
+TEST(Pop3SessionTest, NothingIsParsedWhileAResultIsPending) {
+  Fixture f;
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("USER mrose\r\nPASS secret\r\nSTAT\r\nLIST 1\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n");
+  EXPECT_THAT(f.driver.events(), ElementsAre("auth USER mrose"));
+  EXPECT_TRUE(f.session().AwaitingResult());
+  f.driver.Feed("NOOP\r\n");  // still not parsed
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+  f.driver.AnswerPending();  // auth ok -> open maildrop, still pending
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+  EXPECT_THAT(f.driver.events(), ElementsAre("auth USER mrose", "open mrose"));
+  f.driver.AnswerPending();  // maildrop open: the pipelined commands run now, in order
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK mrose's maildrop has 3 messages (600 octets)\r\n+OK 3 600\r\n+OK 1 100\r\n"
+            "+OK\r\n");
+}
+
+TEST(Pop3SessionTest, InputIsNotParsedWhileTooMuchOutputIsQueued) {
+  Pop3SessionOptions options = PlainOptions();
+  options.output_queued_bytes_max = 20;
+  Fixture f(options);
+  f.Login();
+  f.driver.set_auto_flush(false);
+  f.driver.Flush();
+  std::string script;
+  std::string expected;
+  for (int i = 0; i < 10; ++i) {
+    script += "STAT\r\n";
+    expected += "+OK 3 600\r\n";  // 11 octets
+  }
+  const uint64_t blocked_before = f.session().counters().output_blocked;
+  f.driver.Feed(script);
+  // 11 + 11 > 20: the third STAT waits for the output to drain.
+  EXPECT_EQ(f.driver.output(), "+OK 3 600\r\n+OK 3 600\r\n");
+  EXPECT_EQ(f.session().counters().output_blocked, blocked_before + 1);
+  int flushes = 0;
+  while (f.driver.output().size() < expected.size() && flushes < 100) {
+    f.driver.Flush();
+    ++flushes;
+  }
+  EXPECT_EQ(f.driver.output(), expected);
+  EXPECT_EQ(flushes, 4);
+}
+
+TEST(Pop3SessionTest, LargeListingIsProducedInBoundedPieces) {
+  FakeMailbox mailbox;
+  std::string expected_list = "+OK 2000 messages (";
+  uint64_t total = 0;
+  std::string lines;
+  for (int i = 0; i < 2000; ++i) {
+    const uint64_t size = 20 + i % 50;
+    mailbox.AddOfSize(size, "uid" + std::to_string(i));
+    total += size;
+    lines += std::to_string(i + 1) + " " + std::to_string(size) + "\r\n";
+  }
+  expected_list += std::to_string(total) + " octets)\r\n" + lines + ".\r\n";
+  Pop3SessionOptions options = PlainOptions();
+  options.output_queued_bytes_max = 1000;
+  FakeDriver driver(options);
+  driver.accounts()["mrose"] = {.password = "secret", .mailbox = &mailbox};
+  driver.Feed("USER mrose\r\nPASS secret\r\n");
+  driver.TakeOutput();
+  driver.set_auto_flush(false);
+  driver.Flush();
+  driver.Feed("LIST\r\nNOOP\r\n");
+  // One piece: at most the limit plus one line.
+  EXPECT_LE(driver.output().size(), 1000u + 32u);
+  EXPECT_GT(driver.output().size(), 900u);
+  int flushes = 0;
+  while (driver.output().size() < expected_list.size() + 5 && flushes < 1000) {
+    driver.Flush();
+    ++flushes;
+  }
+  EXPECT_EQ(driver.output(), expected_list + "+OK\r\n");
+  EXPECT_GT(flushes, 10);
+}
+
+TEST(Pop3SessionTest, WantsInputTurnsFalseWhenTooMuchInputWaits) {
+  Pop3SessionOptions options = PlainOptions();
+  options.input_buffered_bytes_max = 64;
+  Fixture f(options);
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("USER mrose\r\nPASS secret\r\n");
+  EXPECT_TRUE(f.session().WantsInput());
+  f.driver.Feed(std::string(70, 'N'));
+  EXPECT_FALSE(f.session().WantsInput());
+  f.driver.Feed("more");
+  EXPECT_EQ(f.session().counters().input_over_limit, 1u);
+}
+
+// --- Authentication ---------------------------------------------------------------------
+
+TEST(Pop3SessionTest, FailedAuthenticationIsDelayedAndLimited) {
+  Pop3SessionOptions options = PlainOptions();
+  options.auth_failures_max = 2;
+  options.auth_failure_delay_ms = 1500;
+  Fixture f(options);
+  f.driver.set_auto_answer(false);
+  Pop3Session& s = f.session();
+  // First failure: the delay comes before the -ERR [AUTH] write.
+  s.Feed("USER mrose\r\nPASS wrong\r\n");
+  std::vector<std::string> order;
+  auto drain = [&] {
+    for (Pop3Action a = s.NextAction(); a.kind != Pop3ActionKind::kNone; a = s.NextAction()) {
+      order.push_back(std::string(Pop3ActionKindName(a.kind)) +
+                      (a.kind == Pop3ActionKind::kWrite   ? ":" + std::string(a.bytes)
+                       : a.kind == Pop3ActionKind::kDelay ? ":" + std::to_string(a.delay_ms)
+                                                          : ""));
+    }
+  };
+  drain();
+  s.OnAuthResult({Pop3AuthResult::Code::kBadCredentials});
+  drain();
+  s.Feed("USER mrose\r\nPASS wrong again\r\nUSER x\r\n");
+  drain();
+  s.OnAuthResult({Pop3AuthResult::Code::kBadCredentials});
+  drain();
+  EXPECT_THAT(order, ElementsAre("write:+OK\r\n", "authenticate", "delay:1500",
+                                 "write:-ERR [AUTH] Authentication failed\r\n", "write:+OK\r\n",
+                                 "authenticate", "delay:1500",
+                                 "write:-ERR [AUTH] Authentication failed\r\n", "close"));
+  EXPECT_EQ(s.counters().auth_failures, 2u);
+  EXPECT_EQ(s.counters().auth_failure_limit_closes, 1u);
+  EXPECT_EQ(s.state(), Pop3State::kClosed);
+}
+
+TEST(Pop3SessionTest, UnknownUserFailsAtPassLikeAWrongPassword) {
+  Fixture f;
+  f.driver.Feed("USER nobody\r\nPASS secret\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n-ERR [AUTH] Authentication failed\r\n");
+  // USER must be given again after a failed PASS.
+  f.driver.Feed("PASS secret\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR No user name given, send USER first\r\n");
+}
+
+TEST(Pop3SessionTest, AuthAndMaildropFailuresCarryResponseCodes) {
+  struct Case {
+    std::optional<Pop3AuthResult::Code> auth;
+    std::optional<Pop3MaildropResult::Code> maildrop;
+    bool in_use;
+    std::string reply;
+  };
+  const Case cases[] = {
+      {Pop3AuthResult::Code::kTempFailure,
+       {},
+       false,
+       "-ERR [SYS/TEMP] Temporary authentication failure, try again later\r\n"},
+      {Pop3AuthResult::Code::kPermFailure, {}, false, "-ERR [SYS/PERM] Account unavailable\r\n"},
+      {Pop3AuthResult::Code::kLoginDelay,
+       {},
+       false,
+       "-ERR [LOGIN-DELAY] Logged in too recently, try again later\r\n"},
+      {{}, {}, true, "-ERR [IN-USE] maildrop already locked\r\n"},
+      {{},
+       Pop3MaildropResult::Code::kTempFailure,
+       false,
+       "-ERR [SYS/TEMP] Maildrop temporarily unavailable, try again later\r\n"},
+      {{},
+       Pop3MaildropResult::Code::kPermFailure,
+       false,
+       "-ERR [SYS/PERM] Maildrop unavailable\r\n"},
+  };
+  for (const Case& c : cases) {
+    Fixture f;
+    f.driver.accounts()["mrose"].auth_code = c.auth;
+    f.driver.accounts()["mrose"].maildrop_code = c.maildrop;
+    f.driver.accounts()["mrose"].in_use = c.in_use;
+    f.driver.Feed("USER mrose\r\nPASS secret\r\nSTAT\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n" + c.reply + kWrongState);
+    EXPECT_EQ(f.session().state(), Pop3State::kAuthorization);
+    EXPECT_EQ(f.session().counters().auth_failures, 0u);  // no delay, no count
+    EXPECT_THAT(f.driver.events(), Not(::testing::Contains(::testing::StartsWith("delay"))));
+  }
+}
+
+TEST(Pop3SessionTest, AuthPlainWithInitialResponse) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    // base64("\0mrose\0secret")
+    f.driver.Feed("auth plain AG1yb3NlAHNlY3JldA==\r\nSTAT\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "+OK mrose's maildrop has 3 messages (600 octets)\r\n+OK 3 600\r\n");
+    EXPECT_EQ(f.driver.last_credentials().mechanism, AuthMechanism::kSaslPlain);
+    EXPECT_EQ(f.driver.last_authzid(), "");
+  }
+}
+
+TEST(Pop3SessionTest, AuthPlainWithContinuationAndAuthzid) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.driver.accounts()["mrose"].password = "s e c";
+    // base64("admin\0mrose\0s e c")
+    f.driver.Feed("AUTH PLAIN\r\nYWRtaW4AbXJvc2UAcyBlIGM=\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "+ \r\n+OK mrose's maildrop has 3 messages (600 octets)\r\n");
+    EXPECT_EQ(f.driver.last_authzid(), "admin");
+    EXPECT_EQ(f.driver.last_secret(), "s e c");
+  }
+}
+
+TEST(Pop3SessionTest, AuthPlainEdgeCases) {
+  struct Case {
+    std::string input;
+    std::string output;
+  };
+  const Case cases[] = {
+      {"AUTH PLAIN\r\n*\r\n", "+ \r\n-ERR Authentication cancelled\r\n"},
+      {"AUTH PLAIN =\r\n", "-ERR Invalid SASL PLAIN response\r\n"},  // empty initial response
+      {"AUTH PLAIN\r\n\r\n", "+ \r\n-ERR Invalid SASL PLAIN response\r\n"},
+      {"AUTH PLAIN !!!!\r\n", "-ERR Invalid base64 data\r\n"},
+      {"AUTH PLAIN\r\nAG1yb3NlAHNlY3JldA=\r\n", "+ \r\n-ERR Invalid base64 data\r\n"},
+      {"AUTH PLAIN\r\nAG1yb3NlAHNlY3JldA== \r\n", "+ \r\n-ERR Invalid base64 data\r\n"},
+      {"AUTH PLAIN bXJvc2U=\r\n", "-ERR Invalid SASL PLAIN response\r\n"},      // no NULs
+      {"AUTH PLAIN AABzZWNyZXQ=\r\n", "-ERR Invalid SASL PLAIN response\r\n"},  // empty authcid
+      {"AUTH PLAIN AG1yb3NlAHNlY3JldA== extra\r\n",
+       "-ERR Syntax: AUTH mechanism [initial-response]\r\n"},
+      {"AUTH CRAM-MD5\r\n", "-ERR Unsupported authentication mechanism\r\n"},
+  };
+  for (const Case& c : cases) {
+    for (size_t fragment : kFragmentSizes) {
+      SCOPED_TRACE(c.input);
+      Fixture f;
+      f.driver.Feed(c.input + "NOOP\r\n", fragment);
+      // After each failure the session is back in AUTHORIZATION, parsing commands.
+      EXPECT_EQ(f.driver.TakeOutput(), c.output + kWrongState);
+      EXPECT_TRUE(f.driver.events().empty());
+    }
+  }
+}
+
+TEST(Pop3SessionTest, AuthLogin) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.driver.Feed("AUTH LOGIN\r\nbXJvc2U=\r\nc2VjcmV0\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n"
+              "+OK mrose's maildrop has 3 messages (600 octets)\r\n");
+    EXPECT_EQ(f.driver.last_credentials().mechanism, AuthMechanism::kSaslLogin);
+  }
+  Fixture with_initial;
+  with_initial.driver.Feed("AUTH LOGIN bXJvc2U=\r\nc2VjcmV0\r\n");
+  EXPECT_EQ(with_initial.driver.TakeOutput(),
+            "+ UGFzc3dvcmQ6\r\n+OK mrose's maildrop has 3 messages (600 octets)\r\n");
+  Fixture cancelled;
+  cancelled.driver.Feed("AUTH LOGIN\r\nbXJvc2U=\r\n*\r\n");
+  EXPECT_EQ(cancelled.driver.TakeOutput(),
+            "+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n-ERR Authentication cancelled\r\n");
+  EXPECT_TRUE(cancelled.driver.events().empty());
+}
+
+TEST(Pop3SessionTest, SaslLinesMayBeLongButAreLimited) {
+  Pop3SessionOptions options = PlainOptions();
+  options.sasl_line_bytes_max = 16 * 1024;
+  // A 12 KiB initial response (an OAuth-sized token) is accepted on the AUTH line.
+  const std::string long_password(9000, 'p');
+  std::string plain = std::string("\0mrose\0", 7) + long_password;
+  static const char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string encoded;
+  for (size_t i = 0; i < plain.size(); i += 3) {
+    uint32_t n = static_cast<uint8_t>(plain[i]) << 16;
+    if (i + 1 < plain.size()) n |= static_cast<uint8_t>(plain[i + 1]) << 8;
+    if (i + 2 < plain.size()) n |= static_cast<uint8_t>(plain[i + 2]);
+    encoded += kAlphabet[(n >> 18) & 63];
+    encoded += kAlphabet[(n >> 12) & 63];
+    encoded += i + 1 < plain.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    encoded += i + 2 < plain.size() ? kAlphabet[n & 63] : '=';
+  }
+  {
+    Fixture f(options);
+    f.driver.accounts()["mrose"].password = long_password;
+    f.driver.Feed("AUTH PLAIN " + encoded + "\r\n", 1000);
+    EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+  }
+  {
+    Fixture f(options);
+    f.driver.Feed("AUTH PLAIN\r\n" + std::string(20000, 'A') + "\r\nNOOP\r\n", 1000);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "+ \r\n-ERR Authentication line too long\r\n" + std::string(kWrongState));
+    EXPECT_EQ(f.session().counters().sasl_line_too_long, 1u);
+  }
+  {
+    // The 255-octet command limit still holds for every other command.
+    Fixture f(options);
+    f.driver.Feed("USER " + std::string(300, 'u') + "\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), "-ERR Line too long\r\n");
+  }
+}
+
+TEST(Pop3SessionTest, Apop) {
+  Pop3SessionOptions options = PlainOptions();
+  options.policy.apop_allowed = true;
+  options.apop_timestamp = "<1.2@pop.example>";
+  FakeMailbox mailbox;
+  FillMailbox(&mailbox);
+  FakeDriver driver(options);
+  driver.accounts()["mrose"] = {.apop_digest = "0123456789abcdef0123456789abcdef",
+                                .mailbox = &mailbox};
+  EXPECT_EQ(driver.TakeOutput(), "+OK POP3 server ready <1.2@pop.example>\r\n");
+  driver.Feed("APOP mrose\r\nAPOP mrose 0123\r\nAPOP mrose 0123456789ABCDEF0123456789abcdeX\r\n");
+  EXPECT_EQ(driver.TakeOutput(),
+            "-ERR Syntax: APOP name digest\r\n-ERR Syntax: APOP name digest\r\n"
+            "-ERR Syntax: APOP name digest\r\n");
+  driver.Feed("APOP mrose 00000000000000000000000000000000\r\n");
+  EXPECT_EQ(driver.TakeOutput(), "-ERR [AUTH] Authentication failed\r\n");
+  // Upper-case hex is normalised; the timestamp travels with the credentials.
+  driver.Feed("APOP  mrose  0123456789ABCDEF0123456789ABCDEF\r\n");
+  EXPECT_EQ(driver.TakeOutput(), "+OK mrose's maildrop has 3 messages (600 octets)\r\n");
+  EXPECT_EQ(driver.last_secret(), "0123456789abcdef0123456789abcdef");
+
+  // Not offered without a timestamp, even when the policy allows it.
+  options.apop_timestamp.clear();
+  FakeDriver no_timestamp(options);
+  EXPECT_EQ(no_timestamp.TakeOutput(), "+OK POP3 server ready\r\n");
+  no_timestamp.Feed("APOP mrose 0123456789abcdef0123456789abcdef\r\n");
+  EXPECT_EQ(no_timestamp.TakeOutput(), "-ERR APOP is not available\r\n");
+}
+
+TEST(Pop3SessionTest, ApopCredentialsCarryTheTimestamp) {
+  Pop3SessionOptions options = PlainOptions();
+  options.policy.apop_allowed = true;
+  options.apop_timestamp = "<1.2@pop.example>";
+  Pop3Session session(options);
+  session.Feed("APOP mrose 0123456789abcdef0123456789abcdef\r\n");
+  Pop3Action action = session.NextAction();
+  ASSERT_EQ(action.kind, Pop3ActionKind::kWrite);  // greeting
+  action = session.NextAction();
+  ASSERT_EQ(action.kind, Pop3ActionKind::kAuthenticate);
+  EXPECT_EQ(action.credentials.mechanism, AuthMechanism::kApop);
+  EXPECT_EQ(action.credentials.user, "mrose");
+  EXPECT_EQ(action.credentials.apop_timestamp, "<1.2@pop.example>");
+}
+
+// --- TLS -----------------------------------------------------------------------------------
+
+Pop3SessionOptions TlsOptions() {
+  Pop3SessionOptions options;
+  options.hostname = "pop.example";
+  options.tls_available = true;  // plaintext_requires_tls stays at its default (true)
+  return options;
+}
+
+TEST(Pop3SessionTest, PlaintextNeedsTlsAndStlsProvidesIt) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f(TlsOptions());
+    f.driver.Feed("USER mrose\r\nPASS secret\r\nAUTH PLAIN AG1yb3NlAHNlY3JldA==\r\nAUTH\r\n",
+                  fragment);
+    const std::string refused =
+        "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use "
+        "STLS\r\n";
+    EXPECT_EQ(f.driver.TakeOutput(), refused + refused + refused + "+OK\r\n.\r\n");
+    EXPECT_TRUE(f.driver.events().empty());
+    // Bytes pipelined behind STLS in the same read were sent in plaintext and are dropped.
+    // (Bytes read later belong to the TLS stream; the fake driver starts TLS at once.)
+    f.driver.Feed("STLS\r\nUSER evil\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK Begin TLS negotiation\r\n");
+    EXPECT_THAT(f.driver.events(), ElementsAre("starttls"));
+    EXPECT_TRUE(f.session().tls_active());
+    EXPECT_EQ(f.session().counters().stls_discarded_bytes, 11u);
+    f.driver.Feed("STLS\r\nUSER mrose\r\nPASS secret\r\nSTLS\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "-ERR Command not permitted when TLS active\r\n+OK\r\n"
+              "+OK mrose's maildrop has 3 messages (600 octets)\r\n" +
+                  std::string(kWrongState));
+  }
+}
+
+TEST(Pop3SessionTest, BytesFedDuringTheHandshakeAreDropped) {
+  Fixture f(TlsOptions());
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("STLS\r\n");
+  f.driver.Feed("USER evil\r\n");
+  EXPECT_EQ(f.session().counters().stls_discarded_bytes, 11u);
+  f.driver.AnswerPending();
+  f.driver.Feed("CAPA\r\n");
+  EXPECT_THAT(f.driver.TakeOutput(), Not(HasSubstr("evil")));
+}
+
+TEST(Pop3SessionTest, StlsForgetsTheUserGivenBefore) {
+  Pop3SessionOptions options = TlsOptions();
+  options.policy.plaintext_requires_tls = false;
+  Fixture f(options);
+  f.driver.Feed("USER mrose\r\nSTLS\r\n");
+  f.driver.Feed("PASS secret\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK\r\n+OK Begin TLS negotiation\r\n-ERR No user name given, send USER first\r\n");
+}
+
+TEST(Pop3SessionTest, LoopbackMayBeExemptFromTls) {
+  Pop3SessionOptions options = TlsOptions();
+  options.peer_is_loopback = true;
+  Fixture exempt(options);
+  exempt.Login();
+  options.policy.loopback_exempt_from_tls = false;
+  Fixture strict(options);
+  strict.driver.Feed("USER mrose\r\n");
+  EXPECT_THAT(strict.driver.TakeOutput(), HasSubstr("-ERR [AUTH] Plaintext"));
+}
+
+TEST(Pop3SessionTest, CapaDependsOnTlsLoginAndPolicy) {
+  // Before TLS, plaintext refused: no USER, no SASL, but STLS.
+  Fixture before(TlsOptions());
+  before.driver.Feed("CAPA\r\n");
+  EXPECT_EQ(before.driver.TakeOutput(),
+            "+OK Capability list follows\r\nTOP\r\nRESP-CODES\r\nPIPELINING\r\nUIDL\r\n"
+            "IMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nSTLS\r\nUTF8\r\n.\r\n");
+  // After STLS: USER and SASL, no STLS.
+  before.driver.Feed("STLS\r\n");
+  before.driver.TakeOutput();
+  before.driver.Feed("CAPA\r\n");
+  EXPECT_EQ(before.driver.TakeOutput(), kCapaPlain);
+  // Port 995 with policy values, after login.
+  Pop3SessionOptions options = TlsOptions();
+  options.tls_active = true;
+  options.policy.expire_days = Pop3TenantPolicy::kExpireNever;
+  options.policy.login_delay_seconds = 300;
+  options.implementation = "";
+  Fixture after(options);
+  after.Login();
+  after.driver.Feed("CAPA\r\n");
+  EXPECT_EQ(after.driver.TakeOutput(),
+            "+OK Capability list follows\r\nTOP\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\n"
+            "LOGIN-DELAY 300\r\nPIPELINING\r\nEXPIRE NEVER\r\nUIDL\r\nAUTH-RESP-CODE\r\nUTF8\r\n"
+            ".\r\n");
+  // A plain transport that can do TLS does not offer STLS after login.
+  Pop3SessionOptions loopback = TlsOptions();
+  loopback.peer_is_loopback = true;
+  Fixture in_transaction(loopback);
+  in_transaction.Login();
+  in_transaction.driver.Feed("CAPA\r\n");
+  EXPECT_THAT(in_transaction.driver.TakeOutput(), Not(HasSubstr("STLS")));
+}
+
+TEST(Pop3SessionTest, Utf8IsAcceptedBeforeAndAfterLogin) {
+  Fixture f;
+  EXPECT_FALSE(f.session().utf8_enabled());
+  f.driver.Feed("UTF8\r\n");
+  EXPECT_TRUE(f.session().utf8_enabled());
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK UTF8 enabled\r\n");
+  f.Login();
+  f.driver.Feed("utf8\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK UTF8 enabled\r\n");
+  EXPECT_TRUE(f.session().utf8_enabled());
+}
+
+// --- Deletions, RSET, QUIT, connection loss ---------------------------------------------------
+
+TEST(Pop3SessionTest, DeletedMessagesDisappearUntilRset) {
+  Fixture f;
+  f.Login();
+  f.driver.Feed(
+      "DELE 1\r\nDELE 3\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 3 1\r\nRSET\r\nSTAT\r\n"
+      "LIST 1\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK message 1 deleted\r\n+OK message 3 deleted\r\n+OK 1 200\r\n"
+            "+OK 1 message (200 octets)\r\n2 200\r\n.\r\n+OK\r\n2 u2\r\n.\r\n"
+            "-ERR message 1 already deleted\r\n-ERR message 3 already deleted\r\n"
+            "+OK maildrop has 3 messages (600 octets)\r\n+OK 3 600\r\n+OK 1 100\r\n");
+  EXPECT_FALSE(f.session().IsMarkedDeleted(MessageIndex(0)));
+  f.driver.Feed("DELE 2\r\n");
+  EXPECT_TRUE(f.session().IsMarkedDeleted(MessageIndex(1)));
+}
+
+TEST(Pop3SessionTest, QuitCommitsOnceAndAnswersAfterTheCommit) {
+  Fixture f;
+  f.Login();
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("DELE 1\r\nDELE 3\r\nQUIT\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK message 1 deleted\r\n+OK message 3 deleted\r\n");
+  EXPECT_EQ(f.driver.commits(), 1);
+  EXPECT_THAT(f.driver.last_commit(), ElementsAre(MessageIndex(0), MessageIndex(2)));
+  EXPECT_FALSE(f.driver.closed());
+  f.driver.AnswerPending();
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK pop.example POP3 server signing off (1 message left)\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.driver.commits(), 1);
+}
+
+TEST(Pop3SessionTest, FailedCommitAnswersSysTemp) {
+  Fixture f;
+  f.Login();
+  f.driver.set_commit_result(Pop3CommitResult::kTempFailure);
+  f.driver.Feed("DELE 2\r\nQUIT\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK message 2 deleted\r\n"
+            "-ERR [SYS/TEMP] Could not remove deleted messages, none were removed\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.driver.commits(), 1);
+}
+
+TEST(Pop3SessionTest, ConnectionLossCommitsNothing) {
+  for (bool quit_fed : {false, true}) {
+    Fixture f;
+    f.Login();
+    f.driver.set_auto_answer(false);
+    f.driver.set_auto_flush(false);
+    f.driver.Feed("DELE 1\r\nDELE 2\r\n");
+    // A QUIT whose commit action was never taken by the driver is forgotten too.
+    if (quit_fed) f.session().Feed("QUIT\r\n");
+    f.session().OnConnectionLost();
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.commits(), 0);
+    EXPECT_EQ(f.session().state(), Pop3State::kClosed);
+    f.driver.Feed("QUIT\r\n");
+    EXPECT_EQ(f.driver.commits(), 0);
+    EXPECT_FALSE(f.session().WantsInput());
+  }
+}
+
+TEST(Pop3SessionTest, ResultsArrivingAfterConnectionLossAreIgnored) {
+  Pop3SessionOptions options = PlainOptions();
+  options.tls_available = true;
+  Pop3Session session(options);
+  session.Feed("USER mrose\r\nPASS secret\r\n");
+  while (session.NextAction().kind != Pop3ActionKind::kNone) {
+  }
+  session.OnConnectionLost();
+  session.OnAuthResult({Pop3AuthResult::Code::kOk});
+  session.OnMaildropOpened({Pop3MaildropResult::Code::kOk, nullptr});
+  session.OnCommitResult(Pop3CommitResult::kOk);
+  session.OnTlsStarted();
+  session.OnOutputFlushed();
+  EXPECT_EQ(session.NextAction().kind, Pop3ActionKind::kNone);
+  EXPECT_EQ(session.state(), Pop3State::kClosed);
+}
+
+TEST(Pop3SessionTest, UnprintableAccountNamesAreNotEchoed) {
+  Fixture f;
+  f.driver.accounts()[std::string("a\x01") + "b"] = {.password = "p", .mailbox = &f.mailbox};
+  f.driver.Feed("AUTH PLAIN AGEBYgBw\r\n");  // "\0a\x01b\0p"
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK maildrop has 3 messages (600 octets)\r\n");
+}
+
+TEST(Pop3SessionTest, CountsCommands) {
+  Fixture f;
+  f.driver.Feed("CAPA\r\nNOOP\r\nUSER a\r\n");
+  EXPECT_EQ(f.session().counters().commands, 3u);
+  EXPECT_EQ(f.session().counters().bad_commands, 1u);
+}
+
+}  // namespace
+}  // namespace posthaste::pop3
