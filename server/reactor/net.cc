@@ -1,0 +1,242 @@
+#include "server/reactor/net.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/log.h"
+#include "base/strings.h"
+
+namespace posthaste::reactor {
+namespace {
+
+absl::Status ErrnoStatus(int err, std::string_view what) {
+  const std::string msg = absl::StrCat(AbslView(what), ": ", strerror(err));
+  switch (err) {
+    case EADDRINUSE:
+    case EADDRNOTAVAIL:
+      return absl::UnavailableError(msg);
+    case EACCES:
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOBUFS:
+      return absl::ResourceExhaustedError(msg);
+    case EINVAL:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+}  // namespace
+
+absl::Status SocketError(int32_t res, std::string_view what) {
+  const int err = -res;
+  const std::string msg = absl::StrCat(AbslView(what), ": ", strerror(err));
+  switch (err) {
+    case ECANCELED:
+      return absl::CancelledError(msg);
+    case EPIPE:
+    case ECONNRESET:
+    case ENOTCONN:
+    case ESHUTDOWN:
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+      return absl::UnavailableError(msg);
+    default:
+      return ErrnoStatus(err, what);
+  }
+}
+
+absl::StatusOr<int> CreateListener(const ListenerOptions& options) {
+  if (options.backlog < 1 || options.backlog > ListenerOptions::kBacklogMax) {
+    return absl::InvalidArgumentError("backlog out of range");
+  }
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  int family = AF_INET;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+  if (inet_pton(AF_INET, options.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(options.port);
+    addr_len = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, options.host.c_str(), &v6->sin6_addr) == 1) {
+    family = AF_INET6;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(options.port);
+    addr_len = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("not an IP address literal: ", options.host));
+  }
+  const int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus(errno, "socket");
+  const int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      (options.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
+    const int err = errno;
+    close(fd);
+    return ErrnoStatus(err, "setsockopt");
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+    const int err = errno;
+    close(fd);
+    return ErrnoStatus(err, absl::StrCat("bind ", options.host, ":", options.port));
+  }
+  if (listen(fd, options.backlog) != 0) {
+    const int err = errno;
+    close(fd);
+    return ErrnoStatus(err, "listen");
+  }
+  return fd;
+}
+
+void AbortSocket(int fd) {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  close(fd);
+}
+
+absl::StatusOr<uint16_t> LocalPort(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return ErrnoStatus(errno, "getsockname");
+  }
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  }
+  return absl::InvalidArgumentError("not an IP socket");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Acceptor::Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept)
+    : ring_(ring), listen_fd_(listen_fd), on_accept_(std::move(on_accept)) {
+  accept_.Bind<&Acceptor::OnAcceptDone>(this);
+  backoff_.Bind<&Acceptor::OnBackoff>(this);
+}
+
+void Acceptor::Start() {
+  stopping_ = false;
+  if (accept_.in_flight() || backoff_.armed()) return;
+  ring_.PrepMultishotAccept(&accept_, listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+void Acceptor::Stop() {
+  stopping_ = true;
+  ring_.timers().Cancel(&backoff_);
+  ring_.Cancel(&accept_);
+}
+
+void Acceptor::OnAcceptDone(int32_t res, uint32_t flags) {
+  const bool more = (flags & IORING_CQE_F_MORE) != 0;
+  if (res >= 0) {
+    ++stats_.accepted;
+    if (stopping_) {
+      close(res);  // raced with Stop(); nobody will own it
+    } else {
+      on_accept_(res);
+    }
+  } else if (res != -ECANCELED) {
+    ++stats_.errors;
+    LogEvent(LogLevel::kWarning, "accept failed", {{"error", strerror(-res)}});
+  }
+  if (more || stopping_) return;
+  // The kernel ended the multishot accept. Re-arm now, or after a pause if it ended on an
+  // error such as EMFILE (re-arming at once would spin on the same error).
+  ++stats_.rearms;
+  if (res < 0 && res != -ECANCELED) {
+    ring_.timers().Start(&backoff_, kErrorBackoffNs);
+  } else {
+    ring_.PrepMultishotAccept(&accept_, listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  }
+}
+
+void Acceptor::OnBackoff() {
+  if (!stopping_) Start();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Receiver::Receiver(Ring& ring, BufferRing& buffers, int fd,
+                   absl::AnyInvocable<void(uint16_t, std::span<const char>)> on_data,
+                   absl::AnyInvocable<void(absl::Status)> on_end)
+    : ring_(ring),
+      buffers_(buffers),
+      fd_(fd),
+      on_data_(std::move(on_data)),
+      on_end_(std::move(on_end)) {
+  recv_.Bind<&Receiver::OnRecvDone>(this);
+}
+
+Receiver::~Receiver() {
+  if (waiting_for_buffers_) buffers_.RemoveWaiter(waiter_id_);
+}
+
+void Receiver::Start() {
+  stopping_ = false;
+  if (active()) return;
+  Arm();
+}
+
+void Receiver::Arm() {
+  waiting_for_buffers_ = false;
+  ring_.PrepRecvMultishot(&recv_, fd_, buffers_.group_id());
+}
+
+void Receiver::Stop() {
+  stopping_ = true;
+  if (waiting_for_buffers_) {
+    buffers_.RemoveWaiter(waiter_id_);
+    waiting_for_buffers_ = false;
+    End(absl::CancelledError("receive stopped"));
+    return;
+  }
+  ring_.Cancel(&recv_);
+}
+
+void Receiver::End(absl::Status status) { on_end_(std::move(status)); }
+
+void Receiver::OnRecvDone(int32_t res, uint32_t flags) {
+  const bool more = (flags & IORING_CQE_F_MORE) != 0;
+  if (res > 0) {
+    PH_CHECK((flags & IORING_CQE_F_BUFFER) != 0);
+    const auto id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    std::span<const char> data = buffers_.Take(id, static_cast<uint32_t>(res));
+    on_data_(id, data);
+    if (more) return;
+    // The kernel ended the multishot receive without an error (e.g. the CQ filled up).
+    if (stopping_) {
+      End(absl::CancelledError("receive stopped"));
+    } else {
+      Arm();
+    }
+    return;
+  }
+  PH_DCHECK(!more);
+  if (res == 0) {
+    End(absl::OkStatus());
+  } else if (res == -ENOBUFS && !stopping_) {
+    // Every buffer is held by consumers: wait for a Release instead of retrying now.
+    ++enobufs_;
+    waiting_for_buffers_ = true;
+    waiter_id_ = buffers_.AddWaiter([this] { Arm(); });
+  } else {
+    End(SocketError(res, "recv"));
+  }
+}
+
+}  // namespace posthaste::reactor

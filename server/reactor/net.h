@@ -1,0 +1,123 @@
+// Listener sockets, multishot accept and multishot receive on a shard's ring.
+//
+// CreateListener binds a non-blocking TCP listener, with SO_REUSEPORT so every shard can own
+// one on the same port (the kernel spreads connections across them). Acceptor keeps one
+// multishot accept armed and re-arms it when the kernel ends it; accepted sockets are
+// non-blocking and close-on-exec. Receiver keeps one multishot receive armed on a connected
+// socket, selecting buffers from a BufferRing; each chunk is handed to the consumer with its
+// buffer id, which the consumer releases after parsing.
+//
+// Threading: Acceptor and Receiver belong to one ring thread. Ownership: they do not own the
+// socket fd; the owner closes it after the Acceptor/Receiver is idle (!active()).
+#ifndef POSTHASTE_SERVER_REACTOR_NET_H_
+#define POSTHASTE_SERVER_REACTOR_NET_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/reactor/buffer_ring.h"
+#include "server/reactor/completion.h"
+#include "server/reactor/ring.h"
+#include "server/reactor/timer.h"
+
+namespace posthaste::reactor {
+
+struct ListenerOptions {
+  static constexpr int kBacklogMax = 65535;
+  std::string host = "127.0.0.1";  // IPv4 or IPv6 literal
+  uint16_t port = 0;               // 0: the kernel picks (tests)
+  bool reuse_port = true;
+  int backlog = 1024;  // 1..kBacklogMax
+};
+
+// A bound, listening, non-blocking socket. InvalidArgument for a bad host; the errno mapped
+// otherwise (e.g. AlreadyExists-like "address in use" as Unavailable).
+absl::StatusOr<int> CreateListener(const ListenerOptions& options);
+// The port a bound socket got (for port 0).
+absl::StatusOr<uint16_t> LocalPort(int fd);
+
+// Closes a connection abortively (SO_LINGER 0: RST, queued data dropped at once). Used to give
+// up on a stalled peer; it also releases the pages a SEND_ZC still pins, so its notification
+// arrives. close(2) with linger 0 never blocks.
+void AbortSocket(int fd);
+
+// Maps a negative CQE result on a socket to a Status (peer gone -> Unavailable, cancel ->
+// Cancelled, ...). `what` names the operation.
+absl::Status SocketError(int32_t res, std::string_view what);
+
+struct AcceptorStats {
+  uint64_t accepted = 0;
+  uint64_t rearms = 0;
+  uint64_t errors = 0;
+};
+
+class Acceptor {
+ public:
+  // Back-off before re-arming after an accept error (EMFILE, ENFILE, ENOMEM).
+  static constexpr uint64_t kErrorBackoffNs = 100'000'000;
+
+  // on_accept receives each new connection's fd; it owns it from then on.
+  Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept);
+  ~Acceptor() = default;
+
+  void Start();
+  // Cancels the multishot accept; active() turns false once its last CQE arrived.
+  void Stop();
+  bool active() const { return accept_.in_flight() || backoff_.armed(); }
+  AcceptorStats& stats() { return stats_; }
+
+ private:
+  void OnAcceptDone(int32_t res, uint32_t flags);
+  void OnBackoff();
+
+  Ring& ring_;
+  int listen_fd_;
+  absl::AnyInvocable<void(int)> on_accept_;
+  Completion accept_;
+  Timer backoff_;
+  bool stopping_ = false;
+  AcceptorStats stats_;
+};
+
+class Receiver {
+ public:
+  // on_data: `data` lives in buffer `buffer_id` until the consumer calls
+  //   buffers.Release(buffer_id); the consumer must release every buffer it is given.
+  // on_end: the stream ended - OK for an orderly EOF, Cancelled after Stop(), or the error.
+  //   Called once, after which the Receiver is idle (it may be destroyed or restarted).
+  Receiver(Ring& ring, BufferRing& buffers, int fd,
+           absl::AnyInvocable<void(uint16_t buffer_id, std::span<const char> data)> on_data,
+           absl::AnyInvocable<void(absl::Status)> on_end);
+  ~Receiver();
+
+  void Start();
+  void Stop();
+  // A receive is armed, or it waits for buffers.
+  bool active() const { return recv_.in_flight() || waiting_for_buffers_; }
+  uint64_t enobufs() const { return enobufs_; }
+
+ private:
+  void Arm();
+  void OnRecvDone(int32_t res, uint32_t flags);
+  void End(absl::Status status);
+
+  Ring& ring_;
+  BufferRing& buffers_;
+  int fd_;
+  absl::AnyInvocable<void(uint16_t, std::span<const char>)> on_data_;
+  absl::AnyInvocable<void(absl::Status)> on_end_;
+  Completion recv_;
+  bool waiting_for_buffers_ = false;
+  BufferRing::WaiterId waiter_id_ = 0;
+  bool stopping_ = false;
+  uint64_t enobufs_ = 0;
+};
+
+}  // namespace posthaste::reactor
+
+#endif  // POSTHASTE_SERVER_REACTOR_NET_H_

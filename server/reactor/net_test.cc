@@ -1,0 +1,216 @@
+#include "server/reactor/net.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "server/reactor/buffer_ring.h"
+#include "server/reactor/send.h"
+#include "server/reactor/testing/loopback.h"
+
+namespace posthaste::reactor {
+namespace {
+
+// Echoes what it receives. A buffer goes back to the kernel only after its bytes were sent
+// (the consumer is done with them); in hold mode it keeps every buffer until told to let go.
+struct EchoConn {
+  Ring& ring;
+  BufferRing& buffers;
+  int fd;
+  SendStats send_stats;
+  Receiver receiver;
+  Sender sender;
+  std::deque<std::pair<uint16_t, std::span<const char>>> pending;
+  bool hold = false;
+  std::string received;
+  bool ended = false;
+  absl::Status end_status;
+
+  EchoConn(Ring& r, BufferRing& b, int f)
+      : ring(r),
+        buffers(b),
+        fd(f),
+        receiver(
+            r, b, f, [this](uint16_t id, std::span<const char> data) { OnData(id, data); },
+            [this](absl::Status s) {
+              ended = true;
+              end_status = std::move(s);
+            }),
+        sender(r, send_stats, [this](absl::Status s, uint64_t) { OnSent(std::move(s)); }) {}
+  ~EchoConn() { close(fd); }
+
+  void OnData(uint16_t id, std::span<const char> data) {
+    received.append(data.data(), data.size());
+    pending.emplace_back(id, data);
+    if (!hold) MaybeSend();
+  }
+  void MaybeSend() {
+    if (sender.busy() || pending.empty()) return;
+    sender.Send(fd, pending.front().second, /*zero_copy=*/false);
+  }
+  void OnSent(absl::Status s) {
+    ASSERT_TRUE(s.ok()) << s;
+    buffers.Release(pending.front().first);
+    pending.pop_front();
+    MaybeSend();
+  }
+  void LetGo() {
+    hold = false;
+    MaybeSend();
+  }
+  bool idle() const { return !receiver.active() && !sender.busy(); }
+};
+
+struct Server {
+  std::unique_ptr<Ring> ring = Ring::Create({}).value();
+  std::unique_ptr<BufferRing> buffers;
+  int listen_fd = -1;
+  uint16_t port = 0;
+  std::unique_ptr<Acceptor> acceptor;
+  std::vector<std::unique_ptr<EchoConn>> conns;
+  bool hold_new = false;
+
+  explicit Server(BufferRing::Options buffer_options) {
+    buffers = BufferRing::Create(*ring, buffer_options).value();
+    listen_fd = CreateListener({}).value();
+    port = LocalPort(listen_fd).value();
+    acceptor = std::make_unique<Acceptor>(*ring, listen_fd, [this](int fd) {
+      conns.push_back(std::make_unique<EchoConn>(*ring, *buffers, fd));
+      conns.back()->hold = hold_new;
+      conns.back()->receiver.Start();
+    });
+    acceptor->Start();
+  }
+  ~Server() {
+    acceptor->Stop();
+    testing::RunUntil(*ring, [&] {
+      if (acceptor->active()) return false;
+      for (auto& c : conns) {
+        if (!c->idle()) return false;
+      }
+      return true;
+    });
+    conns.clear();
+    acceptor.reset();
+    close(listen_fd);
+    buffers.reset();
+  }
+};
+
+TEST(NetTest, MultishotAcceptAndMultishotReceiveEcho) {
+  Server server({.group_id = 1, .buffer_count = 64, .buffer_bytes = 1024});
+  constexpr int kClients = 3;
+  std::atomic<int> clients_done{0};
+  std::vector<std::string> got(kClients), sent(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    sent[i] = testing::PatternBytes(200'000 + i * 1234, i + 1);
+    clients.emplace_back([&, i] {
+      const int fd = testing::ConnectLoopback(server.port);
+      ASSERT_GE(fd, 0);
+      std::thread writer([&] { testing::WriteAll(fd, sent[i]); });
+      got[i] = testing::ReadExactly(fd, sent[i].size());
+      writer.join();
+      close(fd);
+      clients_done.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(testing::RunUntil(*server.ring, [&] {
+    if (clients_done.load() < kClients) return false;
+    for (auto& c : server.conns) {
+      if (!c->ended) return false;
+    }
+    return true;
+  }));
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < kClients; ++i) EXPECT_TRUE(got[i] == sent[i]) << "client " << i;
+  ASSERT_EQ(server.conns.size(), static_cast<size_t>(kClients));
+  EXPECT_EQ(server.acceptor->stats().accepted, static_cast<uint64_t>(kClients));
+  for (auto& c : server.conns) EXPECT_TRUE(c->end_status.ok()) << c->end_status;  // EOF
+  EXPECT_EQ(server.buffers->in_use(), 0u);
+  // Far more chunks than one arm: the receive stayed armed (multishot).
+  EXPECT_GT(server.buffers->stats().buffers_taken, 100u);
+}
+
+TEST(NetTest, BufferExhaustionWaitsForReleaseThenRecovers) {
+  Server server({.group_id = 2, .buffer_count = 4, .buffer_bytes = 64});
+  server.hold_new = true;
+  const std::string payload = testing::PatternBytes(64 * 1024, 9);
+  std::atomic<bool> written{false};
+  std::thread client([&] {
+    const int fd = testing::ConnectLoopback(server.port);
+    ASSERT_GE(fd, 0);
+    testing::WriteAll(fd, payload);
+    written = true;
+    // Drain the echo so the server's sends complete, then hang up.
+    std::string echo = testing::ReadExactly(fd, payload.size());
+    EXPECT_TRUE(echo == payload);
+    close(fd);
+  });
+  // Holding every buffer: the kernel ends the receive with ENOBUFS and it waits (no spin).
+  ASSERT_TRUE(testing::RunUntil(*server.ring, [&] {
+    return !server.conns.empty() && server.conns[0]->receiver.enobufs() > 0;
+  }));
+  EchoConn& conn = *server.conns[0];
+  EXPECT_EQ(server.buffers->in_use(), 4u);
+  EXPECT_EQ(conn.received.size(), 4u * 64);
+  const uint64_t iterations = server.ring->stats().loop_iterations;
+  for (int i = 0; i < 20; ++i) server.ring->RunOnce(false);
+  // Nothing was re-armed while every buffer is held.
+  EXPECT_EQ(conn.receiver.enobufs(), 1u);
+  EXPECT_EQ(server.buffers->stats().waiters_rearmed, 0u);
+  EXPECT_GE(server.ring->stats().loop_iterations, iterations + 20);
+
+  conn.LetGo();
+  ASSERT_TRUE(testing::RunUntil(*server.ring, [&] { return conn.ended; }));
+  client.join();
+  EXPECT_TRUE(conn.received == payload);
+  EXPECT_GE(server.buffers->stats().exhausted, 1u);
+  EXPECT_GE(server.buffers->stats().waiters_rearmed, 1u);
+  EXPECT_EQ(server.buffers->in_use(), 0u);
+}
+
+TEST(NetTest, ReusePortListenersShareAPort) {
+  const int a = CreateListener({}).value();
+  const uint16_t port = LocalPort(a).value();
+  ListenerOptions second;
+  second.port = port;
+  auto b = CreateListener(second);
+  ASSERT_TRUE(b.ok()) << b.status();
+  second.reuse_port = false;
+  EXPECT_EQ(CreateListener(second).status().code(), absl::StatusCode::kUnavailable);
+  close(a);
+  close(*b);
+}
+
+TEST(NetTest, ListenerRejectsBadAddresses) {
+  ListenerOptions options;
+  options.host = "not-an-address";
+  EXPECT_EQ(CreateListener(options).status().code(), absl::StatusCode::kInvalidArgument);
+  options.host = "::1";
+  auto v6 = CreateListener(options);
+  if (v6.ok()) close(*v6);  // IPv6 may be absent in a container; only the parse matters
+}
+
+TEST(NetTest, StoppedAcceptorGoesIdle) {
+  auto ring = Ring::Create({}).value();
+  const int fd = CreateListener({}).value();
+  Acceptor acceptor(*ring, fd, [](int c) { close(c); });
+  acceptor.Start();
+  ring->RunOnce(false);
+  EXPECT_TRUE(acceptor.active());
+  acceptor.Stop();
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return !acceptor.active(); }));
+  EXPECT_EQ(ring->user_in_flight(), 0u);
+  close(fd);
+}
+
+}  // namespace
+}  // namespace posthaste::reactor

@@ -1,0 +1,159 @@
+// Sending on a connected socket: user memory (plain or zero-copy) and file byte ranges.
+//
+// Sender sends one caller-owned span at a time, resubmitting the rest after a partial send,
+// either as IORING_OP_SEND or IORING_OP_SEND_ZC. For SEND_ZC the memory stays pinned by the
+// kernel until the notification CQE (IORING_CQE_F_NOTIF); on_done runs only after it, so the
+// caller may reuse the memory as soon as on_done runs.
+//
+// FileStreamer streams a byte range {fd, offset, length} of a file to a socket by one of three
+// paths, never holding more than one bounded chunk in user memory:
+//   kSplice  file -> pipe -> socket with IORING_OP_SPLICE, sequenced; a full socket gives
+//            -EAGAIN (sockets are non-blocking), answered with a POLLOUT poll, not a retry loop;
+//   kSendZc  IORING_OP_SEND_ZC straight from an mmap of the range (page cache, no copy);
+//   kCopy    IORING_OP_READ into a bounded buffer, then IORING_OP_SEND, repeated.
+// Exactly one operation is in flight per streamer, so a slow reader stalls the stream and
+// memory does not grow. Peer disconnects (EPIPE, ECONNRESET) end it with Unavailable.
+//
+// Threading: one ring thread. Ownership: the caller keeps the socket and file fds open and the
+// Sender's span alive until on_done; a Sender/FileStreamer must be idle (!busy()) when
+// destroyed. Cancel() ends an operation early with Cancelled (on_done still runs once).
+#ifndef POSTHASTE_SERVER_REACTOR_SEND_H_
+#define POSTHASTE_SERVER_REACTOR_SEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "server/reactor/completion.h"
+#include "server/reactor/ring.h"
+
+namespace posthaste::reactor {
+
+enum class SendPath { kSplice, kSendZc, kCopy };
+std::string_view SendPathName(SendPath path);
+
+// Counted by the path submitted (on loopback the kernel copies every zero-copy send anyway;
+// zc_notifs_copied says how often it reported that).
+struct SendStats {
+  uint64_t plain_bytes = 0;        // Sender, plain send
+  uint64_t zc_bytes = 0;           // Sender and streamer, SEND_ZC
+  uint64_t splice_bytes = 0;       // streamer, spliced into the socket
+  uint64_t copy_bytes = 0;         // streamer, read + send
+  uint64_t partial_sends = 0;      // resubmissions after a short send or splice
+  uint64_t socket_full_waits = 0;  // -EAGAIN answered by a POLLOUT wait
+  uint64_t zc_notifs = 0;
+  uint64_t zc_notifs_copied = 0;  // notifications reporting the kernel copied after all
+  uint64_t streams_ok = 0;
+  uint64_t streams_failed = 0;
+};
+
+// on_done(status, bytes): bytes is how many bytes the socket accepted.
+using SendDoneFn = absl::AnyInvocable<void(absl::Status status, uint64_t bytes)>;
+
+class Sender {
+ public:
+  Sender(Ring& ring, SendStats& stats, SendDoneFn on_done);
+  ~Sender() = default;
+
+  // Sends all of `data` on `fd`. REQUIRES: !busy(); data outlives on_done.
+  void Send(int fd, std::span<const char> data, bool zero_copy);
+  // Cancels the send in flight; on_done(Cancelled) follows (for zero-copy, after the
+  // notification: abort the socket to get it from a stalled peer, as for FileStreamer).
+  void Cancel();
+  bool busy() const { return op_.in_flight() || active_; }
+
+ private:
+  void Submit();
+  void OnSendDone(int32_t res, uint32_t flags);
+  void Finish(absl::Status status);
+
+  Ring& ring_;
+  SendStats& stats_;
+  SendDoneFn on_done_;
+  Completion op_;
+  int fd_ = -1;
+  std::span<const char> data_;
+  uint64_t sent_ = 0;
+  bool zero_copy_ = false;
+  bool active_ = false;
+  bool cancelled_ = false;
+  bool poll_first_ = false;
+  int32_t zc_result_ = 0;  // the SEND_ZC result held until its notification arrives
+};
+
+struct FileRange {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+class FileStreamer {
+ public:
+  static constexpr uint32_t kChunkBytesMax = 16u << 20;
+
+  struct Options {
+    uint32_t pipe_bytes = 1u << 20;           // F_SETPIPE_SZ request (best effort)
+    uint32_t copy_buffer_bytes = 256u << 10;  // kCopy's bounded buffer
+    uint32_t zc_chunk_bytes = 4u << 20;       // largest single SEND_ZC submission
+  };
+
+  FileStreamer(Ring& ring, SendStats& stats, const Options& options, SendDoneFn on_done);
+  ~FileStreamer();
+
+  // Starts streaming `range` to `socket_fd`. On an immediate failure (bad options, mmap or
+  // pipe creation failed) returns the error and on_done is not called; otherwise on_done runs
+  // exactly once. REQUIRES: !busy().
+  absl::Status Start(int socket_fd, const FileRange& range, SendPath path);
+  // Stops submitting and cancels the operation in flight; on_done(Cancelled) follows. For
+  // kSendZc it follows only once the kernel drops its page references, i.e. when the peer
+  // reads or the socket is closed: a caller giving up on a stalled peer aborts the socket
+  // (AbortSocket) after Cancel(), and frees the streamer after on_done.
+  void Cancel();
+  bool busy() const { return op_.in_flight() || active_; }
+
+ private:
+  enum class Step { kIdle, kSpliceIn, kSpliceOut, kWaitWritable, kRead, kSend, kSendZc };
+
+  absl::Status EnsurePipe();
+  void ClosePipe();
+  void Next();
+  void SpliceIn();
+  void SpliceOut();
+  void OnOpDone(int32_t res, uint32_t flags);
+  void Finish(absl::Status status);
+
+  Ring& ring_;
+  SendStats& stats_;
+  Options options_;
+  SendDoneFn on_done_;
+  Completion op_;
+  Step step_ = Step::kIdle;
+  SendPath path_ = SendPath::kSplice;
+  bool active_ = false;
+  bool cancelled_ = false;
+  int socket_fd_ = -1;
+  FileRange range_;
+  uint64_t done_ = 0;       // bytes the socket accepted
+  uint64_t read_done_ = 0;  // bytes taken from the file (splice in / read)
+  // kSplice
+  int pipe_read_ = -1;
+  int pipe_write_ = -1;
+  uint32_t pipe_capacity_ = 0;
+  uint32_t in_pipe_ = 0;
+  // kCopy
+  std::unique_ptr<char[]> buffer_;
+  uint32_t buffer_len_ = 0;
+  uint32_t buffer_sent_ = 0;
+  // kSendZc
+  void* map_ = nullptr;
+  size_t map_len_ = 0;
+  const char* map_data_ = nullptr;
+  int32_t zc_result_ = 0;
+};
+
+}  // namespace posthaste::reactor
+
+#endif  // POSTHASTE_SERVER_REACTOR_SEND_H_
