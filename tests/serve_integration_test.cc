@@ -392,7 +392,7 @@ TEST_F(ServeTest, FailedAuthenticationIsDelayedAndCacheServesRepeatLogins) {
 
 TEST_F(ServeTest, PerIpLimitAnswersSysTempAndCloses) {
   AddUser("ip@example.test", "pw", 1);
-  StartServer({"--shards=2", "--max_connections_per_ip=2"});
+  StartServer({"--shards=2", "--max_connections_per_ip=2", "--trusted_networks="});
   RawClient a, b, c;
   Open(a);
   Open(b);
@@ -423,7 +423,7 @@ TEST_F(ServeTest, TrustedNetworksAreExemptFromPerIpLimit) {
 
 TEST_F(ServeTest, PerUserIpLimitAnswersSysTempAndCloses) {
   AddUser("uip@example.test", "pw", 1);
-  StartServer({"--shards=2", "--max_connections_per_user_ip=1"});
+  StartServer({"--shards=2", "--max_connections_per_user_ip=1", "--trusted_networks="});
   RawClient a, b;
   Login(a, "uip@example.test", "pw");
   Open(b);
