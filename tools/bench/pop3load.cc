@@ -1137,7 +1137,10 @@ int Main(int argc, char** argv) {
     const double cpu_s = after->cpu_seconds - before->cpu_seconds;
     json.Field("cpu_s", cpu_s);
     json.Field("cpu_utilisation", seconds > 0 ? cpu_s / seconds : 0);
-    if (sessions > 0) json.Field("cpu_ms_per_session", cpu_s * 1e3 / static_cast<double>(sessions));
+    if (sessions > 0) {
+      json.Field("cpu_ms_per_session", cpu_s * 1e3 / static_cast<double>(sessions));
+      if (cpu_s > 0) json.Field("sessions_per_cpu_s", static_cast<double>(sessions) / cpu_s);
+    }
     if (body_bytes > 0) {
       json.Field("cpu_s_per_gb", cpu_s / (static_cast<double>(body_bytes) / 1e9));
     }
