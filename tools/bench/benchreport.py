@@ -158,7 +158,7 @@ def write_chart(summary, out_dir, servers):
     script = f"""
 set terminal png size 1000,450 font ',10'
 set output '{png}'
-set multiplot layout 1,2 title 'POP3 on one server core (loopback; load generator on another core)'
+set multiplot layout 1,2 title 'POP3 server on one core, load generator on another (loopback)'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
@@ -166,10 +166,10 @@ set boxwidth 0.8
 set grid ytics
 {"set logscale y" if len(servers) > 1 else "set yrange [0:*]"}
 set key top left
-set title 'Scenario 1: sessions per second{" (log scale)" if len(servers) > 1 else ""} (login, STAT, UIDL, RETR 10 x 20 KiB, QUIT)'
+set title 'Scenario 1: sessions/s{" (log scale)" if len(servers) > 1 else ""}'
 set ylabel 'sessions/s'
 plot '{sessions_dat}' using 2:xtic(1) notitle lc rgb '#4472c4'
-set title 'Scenario 3: server memory per idle session (PSS, all processes)'
+set title 'Scenario 3: server PSS per idle session{" (log scale)" if len(servers) > 1 else ""}'
 set ylabel 'KiB per session'
 set xlabel 'idle sessions held'
 plot {idle_plot}
