@@ -23,6 +23,7 @@ METRICS = {
         ("sessions per server core-second", ("server_usage", "sessions_per_cpu_s"), "1/CPU-s",
          True),
         ("server CPU utilisation", ("server_usage", "cpu_utilisation"), "cores", None),
+        ("load generator CPU utilisation", ("client_cpu_utilisation",), "cores", None),
         ("session latency p50", ("session_latency_ms", "p50"), "ms", False),
         ("session latency p99", ("session_latency_ms", "p99"), "ms", False),
         ("command latency p99", ("command_latency_us", "all", "p99"), "us", False),
@@ -31,6 +32,8 @@ METRICS = {
     "bulk": [
         ("RETR throughput", ("mb_per_s",), "MB/s", True),
         ("server CPU per GB", ("server_usage", "cpu_s_per_gb"), "CPU-s/GB", False),
+        ("server CPU utilisation", ("server_usage", "cpu_utilisation"), "cores", None),
+        ("load generator CPU utilisation", ("client_cpu_utilisation",), "cores", None),
         ("RETR latency p99 (1 MiB)", ("command_latency_us", "RETR", "p99"), "us", False),
         ("errors", ("errors", "total"), "", False),
     ],

@@ -1022,6 +1022,8 @@ int Main(int argc, char** argv) {
   int64_t t0 = start;
   int64_t t1 = start;
   double time_to_all_logged_in_s = -1;
+  double client_cpu_t0 = 0;  // the load generator's own CPU over the measured interval
+  double client_cpu_t1 = 0;
   int64_t held = 0;
   if (idle) {
     shared.measuring.store(true);
@@ -1055,11 +1057,13 @@ int Main(int argc, char** argv) {
   } else {
     SleepUntil(start + static_cast<int64_t>(warmup_s * 1e9));
     before = read_usage(false);
+    client_cpu_t0 = ProcessCpuSeconds();
     t0 = NowNs();
     shared.measuring.store(true);
     SleepUntil(t0 + static_cast<int64_t>(duration_s * 1e9));
     shared.measuring.store(false);
     t1 = NowNs();
+    client_cpu_t1 = ProcessCpuSeconds();
     after = read_usage(false);
     held = open_now();
   }
@@ -1130,6 +1134,10 @@ int Main(int argc, char** argv) {
   json.IntField("connections_open_max", open_max);
   if (idle) json.Field("time_to_all_logged_in_s", time_to_all_logged_in_s);
   json.Field("client_cpu_s", client_cpu_s);
+  if (!idle && seconds > 0) {
+    // Near 1 x --threads, the load generator (not the server) limits the rate.
+    json.Field("client_cpu_utilisation", (client_cpu_t1 - client_cpu_t0) / seconds);
+  }
   json.Key("server_usage");
   if (before.has_value() && after.has_value()) {
     json.Open();
