@@ -365,7 +365,10 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   if (::stat(index_dir.c_str(), &st) != 0 && !options.create_if_missing) {
     return absl::NotFoundError(absl::StrCat("data directory ", dir, " holds no store"));
   }
-  if (::mkdir(segment_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+  if (::mkdir(segment_dir.c_str(), 0700) == 0) {
+    // The new directory's entry must be durable before segment files in it can be indexed.
+    PH_RETURN_IF_ERROR(internal::SyncDirectory(dir));
+  } else if (errno != EEXIST) {
     return internal::ErrnoStatus(errno, absl::StrCat("mkdir ", segment_dir));
   }
 

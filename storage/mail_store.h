@@ -4,7 +4,7 @@
 //   DIR/posthaste.lock      an flock(2)ed lock file with the owner's pid (one process at a time)
 //   DIR/index/              one RocksDB database: tenants, accounts, packed per-mailbox
 //                           indexes, per-account counters, imported-UIDL tables, segment stats
-//   DIR/segments/NNNNNNNNNNNN.seg
+//   DIR/segments/<16 hex digits>.seg
 //                           append-only segment files holding message bodies in POP3 wire form
 //                           (CRLF line endings, dot-stuffed, no ".\r\n" terminator)
 //
@@ -229,7 +229,9 @@ class MailStore {
   // UIDL), NotFound (no such account), FailedPrecondition (account disabled),
   // ResourceExhausted ("message of N octets exceeds the maximum message size of M octets", or
   // "mailbox quota exceeded: ... messages" / "... octets"), AlreadyExists (imported UIDL already
-  // used in this account), Internal/DataLoss on I/O failure (nothing acknowledged).
+  // used in this account), Unavailable (disk full, out of fds: temporary) or Internal/DataLoss
+  // on other I/O failures (nothing acknowledged). Delivery to a disabled account is refused so
+  // the sender learns it instead of mail piling up unread.
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
                                         const DeliverOptions& options = {});
 
@@ -243,8 +245,9 @@ class MailStore {
 
   // An immutable snapshot of the mailbox: messages in arrival order. Deliveries made after it
   // was taken are not in it; message indexes never shift for its life. NotFound when the
-  // account does not exist. Cost: a few RocksDB reads plus one parse (no per-message
-  // allocation).
+  // account does not exist; DataLoss when a segment it needs is missing; Unavailable in the
+  // unlikely case that compaction moved its messages five times while it was reading. Cost: one
+  // RocksDB range scan plus one parse (no per-message allocation).
   absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address);
 
   // Reads the stored bytes of message `index` (0-based) of `snapshot` (pread; tests and CLI).
