@@ -1,6 +1,8 @@
 #include "server/cli.h"
 
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <istream>
@@ -80,8 +82,34 @@ absl::Status UnknownUser(std::string_view address) {
   return absl::NotFoundError(absl::StrCat("unknown user ", AbslView(address)));
 }
 
-// Reads the first line of `in` (without its LF or CRLF) as a password.
-absl::StatusOr<std::string> ReadPassword(std::istream& in) {
+// Turns terminal echo off on fd 0 for its lifetime (password prompts).
+class EchoOff {
+ public:
+  EchoOff() {
+    if (tcgetattr(0, &saved_) == 0) {
+      termios quiet = saved_;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      active_ = tcsetattr(0, TCSAFLUSH, &quiet) == 0;
+    }
+  }
+  ~EchoOff() {
+    if (active_) tcsetattr(0, TCSAFLUSH, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Reads the first line of stdin (without its LF or CRLF) as a password; on a terminal,
+// prompts without echo.
+absl::StatusOr<std::string> ReadPassword(const CliStreams& io) {
+  std::optional<EchoOff> echo_off;
+  if (io.in_is_terminal) {
+    *io.err << "Password: " << std::flush;
+    echo_off.emplace();
+  }
+  std::istream& in = *io.in;
   std::string line;
   char c;
   while (in.get(c) && c != '\n') {
@@ -91,6 +119,7 @@ absl::StatusOr<std::string> ReadPassword(std::istream& in) {
           absl::StrCat("password longer than ", auth::kPasswordBytesMax, " bytes"));
     }
   }
+  if (io.in_is_terminal) *io.err << "\n" << std::flush;
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (line.empty()) {
     return absl::InvalidArgumentError("empty password (give the password as one line on stdin)");
@@ -128,7 +157,7 @@ void ShowProgress(const CliStreams& io, std::string_view text, bool final_report
 
 absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(*io.in));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/true));
   absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
@@ -152,7 +181,7 @@ absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
 
 absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(*io.in));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
   absl::Status set = store->SetPasswordHash(address, hash);
@@ -324,9 +353,10 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_
 }
 
 bool WantsHelp(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "help") return true;
   for (const std::string& arg : args) {
     if (arg == "--") return false;
-    if (arg == "--help" || arg == "-h" || arg == "help") return true;
+    if (arg == "--help" || arg == "-h") return true;
   }
   return false;
 }

@@ -35,6 +35,9 @@ struct CliStreams {
   std::ostream* err;
   // Progress is redrawn in place on a terminal and printed as lines otherwise.
   bool err_is_terminal = false;
+  // When `in` is file descriptor 0 and a terminal, passwords are prompted for on `err` with
+  // echo turned off.
+  bool in_is_terminal = false;
 };
 
 // Runs one command. `args` excludes the program name (argv[1..]).

