@@ -6,12 +6,19 @@ PH_BUILD_PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ clang-14 libclang-rt-14-dev clang-format
   liburing-dev android-libboringssl-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
+  libcivetweb-dev
   libcrypt-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 
 # Real clients and peers used by integration tests.
 PH_TEST_PACKAGES=(
   python3 curl perl openssl fetchmail getmail6 swaks procps iproute2
+)
+
+# The benchmark (tools/bench/compare): the server compared against, password hashing for its
+# passwd-file, the chart, CPU pinning.
+PH_BENCH_PACKAGES=(
+  dovecot-pop3d whois gnuplot-nox python3 util-linux procps
 )
 
 ph_install_packages() {
