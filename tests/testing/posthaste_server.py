@@ -155,6 +155,7 @@ class PosthasteServer:
     while not self._listening.wait(0.05):
       if self._proc.poll() is not None:
         self._reader.join(5)
+        self._proc.stderr.close()
         code = self._proc.returncode
         self._proc = None
         raise ServerError("posthaste serve exited with %d before listening:\n%s" %
@@ -207,6 +208,7 @@ class PosthasteServer:
       raise ServerError("posthaste serve did not exit within %.0f s of SIGTERM:\n%s" %
                         (STOP_TIMEOUT_S, self.stderr_text()))
     self._reader.join(10)
+    proc.stderr.close()
     self._proc = None
     self.pop3_port = self.metrics_port = None
     if proc.returncode != 0:
@@ -231,6 +233,9 @@ class PosthasteServer:
         proc.wait(10)
       except subprocess.TimeoutExpired:
         pass
+    if self._reader is not None:
+      self._reader.join(5)
+    proc.stderr.close()
 
   def __enter__(self):
     if self._proc is None:
