@@ -49,6 +49,13 @@ class PoplibTest(unittest.TestCase):
     pop.pass_(PASSWORD)
     return pop
 
+  def test_health_and_metrics_endpoints(self):
+    self.assertEqual(self.server.http_get("/healthz")[0], 200)
+    self.assertEqual(self.server.http_get("/readyz")[0], 200)
+    names = {name for name, _, _ in self.server.metrics()}
+    self.assertIn(SEND_PATH_METRIC, names)
+    self.assertTrue(all(name.startswith("posthaste_") for name in names), sorted(names))
+
   def test_greeting(self):
     pop = self.connect()
     self.assertTrue(pop.getwelcome().startswith(b"+OK"), pop.getwelcome())
