@@ -208,8 +208,8 @@ class PoplibTest(unittest.TestCase):
     pop.quit()
 
 
-# Filled in from the server's /metrics (see serve branch): body bytes by send path.
-SEND_PATH_METRIC = "posthaste_send_body_bytes_total"
+# The server's counter of message body bytes by the send path it submitted (server/admin_http.cc).
+SEND_PATH_METRIC = "posthaste_pop3_body_bytes_total"
 SEND_PATH_LABEL = "path"
 ZERO_COPY_PATHS = ("splice", "send_zc")
 
