@@ -17,6 +17,7 @@
 #include "base/strings.h"
 #include "server/auth/password_hash.h"
 #include "server/maildir_import.h"
+#include "server/serve.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -340,12 +341,18 @@ std::string CliUsage() {
     absl::StrAppend(&usage, "  ", line, AbslView(command.summary), "\n");
   }
   absl::StrAppend(&usage,
+                  "  posthaste serve --data_dir=DIR [--pop3_listen=HOST:PORT] "
+                  "[--metrics_listen=HOST:PORT] [--shards=N] ...   run the POP3 server "
+                  "(serve --help lists every flag)\n"
                   "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
                   "2 usage.\n");
   return usage;
 }
 
 int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+  if (!args.empty() && args[0] == "serve") {
+    return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err);
+  }
   const Command* match = nullptr;
   for (const Command& command : Commands()) {
     if (args.size() < command.words.size()) continue;

@@ -1,0 +1,70 @@
+// MaildropRegistry: who holds each maildrop, kept by the user's owner shard.
+//
+// Every user has one owner shard (OwnerShard: a hash of the normalised address). Connections
+// on any shard ask the owner, by Inbox message, to lock the user's maildrop when the session
+// opens it and to unlock it when the connection ends. The registry also counts open,
+// authenticated connections per (user, client IP) for the per-user-and-IP limit.
+//
+// Acquire() answers at once (granted, in use, over the user+IP limit) or, under the takeover
+// policy, kAskHolder: the owner then asks the holder's shard to end the holder if it has been
+// idle long enough, and calls FinishTakeover() with the answer. While that question is out,
+// other requests for the user are answered kInUse.
+//
+// Threading: one registry per shard, touched only on that shard's thread (no locks).
+#ifndef POSTHASTE_SERVER_MAILDROP_REGISTRY_H_
+#define POSTHASTE_SERVER_MAILDROP_REGISTRY_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "server/pop3/session.h"
+
+namespace posthaste::server {
+
+// A connection, named across shards.
+struct ConnectionRef {
+  uint32_t shard = 0;
+  uint64_t id = 0;
+  bool operator==(const ConnectionRef&) const = default;
+};
+
+// The shard that keeps `address`'s registry entry.
+uint32_t OwnerShard(std::string_view address, uint32_t shards);
+
+class MaildropRegistry {
+ public:
+  enum class Outcome : uint8_t { kGranted, kInUse, kAskHolder, kTooManyForUserIp };
+
+  // `count_user_ip`: this connection is not yet counted for (user, ip); count it (refused with
+  // kTooManyForUserIp when user_ip_limit > 0 and the count is already at the limit).
+  // On kAskHolder, *holder names the current holder.
+  Outcome Acquire(std::string_view user, std::string_view ip, bool count_user_ip,
+                  uint32_t user_ip_limit, pop3::InUsePolicy policy, ConnectionRef requester,
+                  ConnectionRef* holder);
+  // The holder's shard answered a kAskHolder: `released` when it ended the holder. Returns
+  // true when the requester now holds the maildrop.
+  bool FinishTakeover(std::string_view user, ConnectionRef requester, bool released);
+  // The connection ended (or gave the maildrop up): unlocks if it holds the maildrop, and
+  // uncounts it for (user, ip) when `counted`.
+  void Release(std::string_view user, std::string_view ip, bool counted, ConnectionRef conn);
+
+  size_t users() const { return entries_.size(); }
+  std::optional<ConnectionRef> HolderForTest(std::string_view user) const;
+
+ private:
+  struct Entry {
+    std::optional<ConnectionRef> holder;
+    bool takeover_pending = false;
+    absl::flat_hash_map<std::string, uint32_t> ip_counts;
+  };
+  void MaybeErase(std::string_view user);
+
+  absl::flat_hash_map<std::string, Entry> entries_;
+};
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_MAILDROP_REGISTRY_H_

@@ -1,0 +1,792 @@
+#include "server/pop3_connection.h"
+
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "base/log.h"
+#include "server/pop3_server.h"
+#include "server/tcp_progress.h"
+
+namespace posthaste::server {
+namespace {
+
+using pop3::Pop3ActionKind;
+using reactor::MonotonicNowNs;
+
+constexpr uint64_t kNsPerSecond = 1'000'000'000;
+constexpr std::string_view kTerminator = ".\r\n";
+// TOP: bytes read per pread while counting body lines (off the reactor).
+constexpr size_t kTopScanChunkBytes = 64 * 1024;
+
+// The stored length TOP sends: the header block plus the first `lines` body lines. Blocking
+// (pread); runs on the offload pool.
+absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t lines) {
+  if (lines == 0 || ref.header_length >= ref.length) return ref.header_length;
+  std::vector<char> buf(kTopScanChunkBytes);
+  uint64_t pos = ref.header_length;
+  uint64_t seen = 0;
+  while (pos < ref.length) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), ref.length - pos));
+    const ssize_t n = pread(ref.fd, buf.data(), want, static_cast<off_t>(ref.offset + pos));
+    if (n <= 0) return absl::DataLossError("segment ended inside a message");
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n' && ++seen == lines) return pos + static_cast<uint64_t>(i) + 1;
+    }
+    pos += static_cast<uint64_t>(n);
+  }
+  return ref.length;
+}
+
+pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer) {
+  pop3::Pop3SessionOptions o;
+  o.hostname = server.options.hostname;
+  o.policy.plaintext_requires_tls = server.options.plaintext_requires_tls;
+  o.policy.loopback_exempt_from_tls = true;
+  o.policy.in_use = server.options.in_use_policy;
+  o.peer_is_loopback = peer.loopback;
+  o.auth_failure_delay_ms = server.options.auth_failure_delay_ms;
+  return o;
+}
+
+}  // namespace
+
+Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer)
+    : ctx_(ctx),
+      id_(id),
+      fd_(fd),
+      peer_(std::move(peer)),
+      session_(std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_))),
+      receiver_(
+          ctx.shard->ring(), *ctx.buffers, fd,
+          [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
+          [this](absl::Status status) { OnReceiveEnd(std::move(status)); }),
+      sender_(ctx.shard->ring(), ctx.stats.send, [this](absl::Status status, uint64_t bytes) {
+        OnSendDone(std::move(status), bytes);
+      }) {
+  timer_.Bind<&Pop3Connection::OnTimer>(this);
+  delay_timer_.Bind<&Pop3Connection::OnDelayOver>(this);
+  connected_ns_ = last_input_ns_ = MonotonicNowNs();
+}
+
+Pop3Connection::~Pop3Connection() {
+  PH_CHECK(!receiver_.active() && !sender_.busy() && !(streamer_ && streamer_->busy()));
+  if (!fd_closed_) close(fd_);
+}
+
+ConnectionRef Pop3Connection::ref() const { return ConnectionRef{ctx_.index, id_}; }
+
+void Pop3Connection::Start() {
+  const ServeOptions& options = ctx_.server->options;
+  ArmTimer();
+  if (peer_.trusted || options.max_connections_per_ip == 0) {
+    OnAdmitted(true);
+    return;
+  }
+  // The per-IP count lives on the IP's owner shard.
+  const uint32_t owner = OwnerShard(peer_.ip, static_cast<uint32_t>(ctx_.server->shards.size()));
+  const uint32_t limit = options.max_connections_per_ip;
+  admission_pending_ = true;
+  ShardContext* home = &ctx_;
+  const bool posted = ctx_.RunOn(owner, [home, owner, id = id_, ip = peer_.ip, limit] {
+    ShardContext& o = home->Peer(owner);
+    uint32_t& count = o.ip_counts[ip];
+    const bool ok = count < limit;
+    if (ok) {
+      ++count;
+    } else if (count == 0) {
+      o.ip_counts.erase(ip);
+    }
+    o.RunOn(home->index, [home, owner, id, ip, ok] {
+      Pop3Connection* conn = home->Find(id);
+      if (conn != nullptr) {
+        conn->OnAdmitted(ok);
+      } else if (ok) {  // gone meanwhile: give the slot back
+        home->RunOn(owner, [home, owner, ip] {
+          ShardContext& o = home->Peer(owner);
+          auto it = o.ip_counts.find(ip);
+          if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
+        });
+      }
+    });
+  });
+  if (!posted) {
+    ++ctx_.stats.post_rejected;
+    admission_pending_ = false;
+    Reject("-ERR [SYS/TEMP] Server busy, try again later\r\n");
+  }
+}
+
+void Pop3Connection::OnAdmitted(bool ok) {
+  admission_pending_ = false;
+  if (closing_) return;
+  if (!ok) {
+    ++ctx_.stats.limit_per_ip;
+    Reject("-ERR [SYS/TEMP] Too many connections from your address\r\n");
+    return;
+  }
+  ip_counted_ = !(peer_.trusted || ctx_.server->options.max_connections_per_ip == 0);
+  admitted_ = true;
+  receiver_.Start();
+  Drive();
+}
+
+void Pop3Connection::Reject(std::string_view reply) {
+  PH_CHECK(!admitted_);
+  Enqueue(reply);
+  close_after_flush_ = true;
+  Drive();
+}
+
+bool Pop3Connection::IdleInTransactionFor(uint64_t idle_ns) const {
+  return !closing_ && session_->state() == pop3::Pop3State::kTransaction &&
+         !session_->AwaitingResult() && out_.empty() && !SendBusy() &&
+         MonotonicNowNs() - last_input_ns_ >= idle_ns;
+}
+
+bool Pop3Connection::SendBusy() const {
+  return sender_.busy() || stream_active_ || (streamer_ && streamer_->busy());
+}
+
+// ---- The action loop ----
+
+void Pop3Connection::Drive() {
+  if (closing_) {
+    MaybeFinish();
+    return;
+  }
+  for (;;) {
+    while (admitted_ && !closing_ && !delay_timer_.armed()) {
+      pop3::Pop3Action action = session_->NextAction();
+      if (action.kind == Pop3ActionKind::kNone) break;
+      Handle(action);
+    }
+    if (closing_) return;
+    Flush();
+    if (closing_) return;
+    if (admitted_ && out_.empty() && !SendBusy() && taken_unflushed_ && !delay_timer_.armed()) {
+      taken_unflushed_ = false;
+      session_->OnOutputFlushed();
+      continue;
+    }
+    break;
+  }
+  if (recv_paused_ && admitted_ && session_->WantsInput() && !receiver_.active() && !peer_eof_) {
+    recv_paused_ = false;
+    receiver_.Start();
+  }
+  const bool idle_output = out_.empty() && !SendBusy();
+  if (close_after_flush_ && idle_output) {
+    BeginClose(/*abort=*/false);
+    return;
+  }
+  if (peer_eof_ && idle_output && !session_->AwaitingResult() && !delay_timer_.armed() &&
+      !lock_request_pending_) {
+    // Everything the peer sent has been answered; it is gone.
+    BeginClose(/*abort=*/false);
+  }
+}
+
+void Pop3Connection::Handle(const pop3::Pop3Action& action) {
+  switch (action.kind) {
+    case Pop3ActionKind::kNone:
+      break;
+    case Pop3ActionKind::kWrite:
+      Enqueue(action.bytes);
+      taken_unflushed_ = true;
+      break;
+    case Pop3ActionKind::kStreamMessage: {
+      OutItem item;
+      item.stream = true;
+      item.message = action.message;
+      item.top_body_lines = action.top_body_lines;
+      out_.push_back(std::move(item));
+      taken_unflushed_ = true;
+      break;
+    }
+    case Pop3ActionKind::kAuthenticate:
+      StartAuthenticate(action.credentials);
+      break;
+    case Pop3ActionKind::kOpenMaildrop:
+      StartOpenMaildrop(action.user);
+      break;
+    case Pop3ActionKind::kCommit:
+      StartCommit(action.deletions);
+      break;
+    case Pop3ActionKind::kStartTls:
+      // Never offered (tls_available is false until the TLS engine exists).
+      LogEvent(LogLevel::kWarning, "session asked for TLS on a plain listener");
+      BeginClose(/*abort=*/true);
+      break;
+    case Pop3ActionKind::kDelay:
+      ctx_.shard->ring().timers().Start(&delay_timer_, uint64_t{action.delay_ms} * 1'000'000);
+      break;
+    case Pop3ActionKind::kClose:
+      close_after_flush_ = true;
+      break;
+  }
+}
+
+void Pop3Connection::OnDelayOver() { Drive(); }
+
+// ---- Authentication ----
+
+void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials) {
+  const bool supported = credentials.mechanism != pop3::AuthMechanism::kApop &&
+                         (credentials.authzid.empty() || credentials.authzid == credentials.user);
+  if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
+    ++ctx_.stats.auth_failures;
+    session_->OnAuthResult({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
+    return;
+  }
+  ShardContext* home = &ctx_;
+  AuthService* auth = ctx_.server->auth;
+  bool accepted = ctx_.shard->Offload(
+      [home, auth, id = id_, user = std::string(credentials.user),
+       secret = std::string(credentials.secret)]() mutable -> reactor::OffloadPool::Reply {
+        AuthVerdict verdict = auth->Verify(user, secret);
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return [home, id, verdict = std::move(verdict)] {
+          if (Pop3Connection* conn = home->Find(id)) conn->OnAuthVerdict(verdict);
+        };
+      });
+  if (!accepted) {
+    ++ctx_.stats.offload_rejected;
+    session_->OnAuthResult({pop3::Pop3AuthResult::Code::kTempFailure, {}});
+  }
+}
+
+void Pop3Connection::OnAuthVerdict(const AuthVerdict& verdict) {
+  if (closing_) return;
+  pop3::Pop3AuthResult result;
+  switch (verdict.code) {
+    case AuthVerdict::Code::kOk:
+      ++ctx_.stats.sessions_authenticated;
+      if (verdict.cache_hit) ++ctx_.stats.auth_cache_hits;
+      result.code = pop3::Pop3AuthResult::Code::kOk;
+      result.user = verdict.address;
+      break;
+    case AuthVerdict::Code::kBadCredentials:
+      ++ctx_.stats.auth_failures;
+      result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
+      break;
+    case AuthVerdict::Code::kTempFailure:
+      result.code = pop3::Pop3AuthResult::Code::kTempFailure;
+      break;
+  }
+  session_->OnAuthResult(result);
+  Drive();
+}
+
+// ---- Maildrop: lock at the owner shard, then open off the reactor ----
+
+void Pop3Connection::StartOpenMaildrop(std::string_view user) {
+  const ServeOptions& options = ctx_.server->options;
+  if (!lock_user_.empty() && lock_user_ != user) {
+    ReleaseRegistrations();  // authenticated again as someone else
+  }
+  const bool count = !user_ip_counted_;
+  lock_user_ = std::string(user);
+  user_ip_counted_ = true;
+  lock_request_pending_ = true;
+  const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
+  const uint32_t owner = OwnerShard(lock_user_, shards);
+  const uint32_t limit = peer_.trusted ? 0 : options.max_connections_per_user_ip;
+  ShardContext* home = &ctx_;
+  const ConnectionRef me = ref();
+  const uint64_t idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond;
+  const pop3::InUsePolicy policy = options.in_use_policy;
+
+  // Runs on the requester's shard with the final outcome.
+  auto reply = [home, owner, me, user = lock_user_,
+                ip = peer_.ip](MaildropRegistry::Outcome outcome) {
+    home->Peer(owner).RunOn(me.shard, [home, owner, me, user, ip, outcome] {
+      if (Pop3Connection* conn = home->Find(me.id)) {
+        conn->OnLockResult(outcome);
+        return;
+      }
+      // The requester has gone: undo what the owner recorded for it.
+      const bool counted = outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
+      home->RunOn(owner, [home, owner, me, user, ip, counted] {
+        home->Peer(owner).registry.Release(user, ip, counted, me);
+      });
+    });
+  };
+
+  const bool posted = ctx_.RunOn(owner, [home, owner, me, user = lock_user_, ip = peer_.ip, count,
+                                         limit, policy, idle_ns, reply]() mutable {
+    ShardContext& o = home->Peer(owner);
+    ConnectionRef holder;
+    MaildropRegistry::Outcome outcome =
+        o.registry.Acquire(user, ip, count, limit, policy, me, &holder);
+    if (outcome != MaildropRegistry::Outcome::kAskHolder) {
+      reply(outcome);
+      return;
+    }
+    // Takeover: the holder's shard ends the holder if it has been idle long enough.
+    bool asked = o.RunOn(holder.shard, [home, owner, holder, me, user, idle_ns, reply] {
+      ShardContext& h = home->Peer(holder.shard);
+      Pop3Connection* held = h.Find(holder.id);
+      bool released = held == nullptr;
+      if (held != nullptr && held->IdleInTransactionFor(idle_ns)) {
+        ++h.stats.takeovers;
+        LogEvent(LogLevel::kInfo, "maildrop taken over",
+                 {{"user", user}, {"idle_s", std::to_string(idle_ns / kNsPerSecond)}});
+        held->Abort();
+        released = true;
+      }
+      h.RunOn(owner, [home, owner, me, user, released, reply] {
+        const bool granted = home->Peer(owner).registry.FinishTakeover(user, me, released);
+        reply(granted ? MaildropRegistry::Outcome::kGranted : MaildropRegistry::Outcome::kInUse);
+      });
+    });
+    if (!asked) {
+      o.registry.FinishTakeover(user, me, /*released=*/false);
+      reply(MaildropRegistry::Outcome::kInUse);
+    }
+  });
+  if (!posted) {
+    ++ctx_.stats.post_rejected;
+    lock_request_pending_ = false;
+    user_ip_counted_ = !count;
+    if (count) lock_user_.clear();
+    session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kTempFailure, nullptr});
+  }
+}
+
+void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
+  lock_request_pending_ = false;
+  if (closing_) {
+    // Closed while the request was out: give back what the owner recorded for it.
+    const uint32_t owner =
+        OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
+    ShardContext* home = &ctx_;
+    const bool counted = outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
+    ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, counted, me = ref()] {
+      home->Peer(owner).registry.Release(user, ip, counted, me);
+    });
+    lock_user_.clear();
+    return;
+  }
+  switch (outcome) {
+    case MaildropRegistry::Outcome::kGranted:
+      break;
+    case MaildropRegistry::Outcome::kInUse:
+      ++ctx_.stats.in_use_refusals;
+      session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kInUse, nullptr});
+      Drive();
+      return;
+    case MaildropRegistry::Outcome::kTooManyForUserIp:
+      ++ctx_.stats.limit_per_user_ip;
+      user_ip_counted_ = false;
+      session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kTempFailure, nullptr});
+      close_after_flush_ = true;  // a limit: answered [SYS/TEMP], then closed
+      Drive();
+      return;
+    case MaildropRegistry::Outcome::kAskHolder:
+      PH_BUG(true, "kAskHolder is never a final outcome");
+      return;
+  }
+  ShardContext* home = &ctx_;
+  storage::MailStore* store = ctx_.server->store;
+  const bool accepted = ctx_.shard->Offload(
+      [home, store, id = id_, user = lock_user_]() -> reactor::OffloadPool::Reply {
+        absl::StatusOr<OpenMaildrop> result;
+        auto stored = store->OpenMailbox(user);
+        if (stored.ok()) {
+          result = AdaptSnapshot(*std::move(stored));
+        } else {
+          result = stored.status();
+        }
+        return [home, id, result = std::move(result)]() mutable {
+          if (Pop3Connection* conn = home->Find(id)) conn->OnMaildropLoaded(std::move(result));
+          // A connection gone meanwhile released its lock when it closed.
+        };
+      });
+  if (!accepted) {
+    ++ctx_.stats.offload_rejected;
+    OnMaildropLoaded(absl::UnavailableError("offload queue full"));
+  }
+}
+
+void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
+  if (closing_) return;
+  if (!maildrop.ok()) {
+    LogEvent(LogLevel::kWarning, "opening maildrop failed",
+             {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
+    // Give the lock back but stay counted for (user, ip) while the connection lasts.
+    const uint32_t owner =
+        OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
+    ShardContext* home = &ctx_;
+    ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, me = ref()] {
+      home->Peer(owner).registry.Release(user, ip, /*counted=*/false, me);
+    });
+    session_->OnMaildropOpened({absl::IsNotFound(maildrop.status())
+                                    ? pop3::Pop3MaildropResult::Code::kPermFailure
+                                    : pop3::Pop3MaildropResult::Code::kTempFailure,
+                                nullptr});
+    Drive();
+    return;
+  }
+  ++ctx_.stats.maildrops_opened;
+  maildrop_ = *std::move(maildrop);
+  session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_.view});
+  last_input_ns_ = MonotonicNowNs();
+  ArmTimer();  // now TRANSACTION: the idle timeout applies
+  Drive();
+}
+
+// ---- Commit ----
+
+void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) {
+  std::vector<size_t> indexes;
+  indexes.reserve(deletions.size());
+  for (pop3::MessageIndex i : deletions) {
+    indexes.push_back(static_cast<size_t>(maildrop_.view->ref(i)));
+  }
+  ShardContext* home = &ctx_;
+  storage::MailStore* store = ctx_.server->store;
+  const bool accepted =
+      ctx_.shard->Offload([home, store, id = id_, stored = maildrop_.stored,
+                           indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
+        absl::Status status = absl::OkStatus();
+        if (!indexes.empty()) status = store->CommitDeletions(*stored, indexes).status();
+        return [home, id, status] {
+          if (Pop3Connection* conn = home->Find(id)) conn->OnCommitDone(status);
+        };
+      });
+  if (!accepted) {
+    ++ctx_.stats.offload_rejected;
+    session_->OnCommitResult(pop3::Pop3CommitResult::kTempFailure);
+  }
+}
+
+void Pop3Connection::OnCommitDone(absl::Status status) {
+  if (status.ok()) {
+    ++ctx_.stats.commits_ok;
+  } else {
+    ++ctx_.stats.commits_failed;
+    LogEvent(LogLevel::kWarning, "commit failed",
+             {{"user", lock_user_}, {"error", status.ToString()}});
+  }
+  if (closing_) return;
+  session_->OnCommitResult(status.ok() ? pop3::Pop3CommitResult::kOk
+                                       : pop3::Pop3CommitResult::kTempFailure);
+  Drive();
+}
+
+// ---- Output ----
+
+void Pop3Connection::Enqueue(std::string_view bytes) {
+  if (!out_.empty() && !out_.back().stream) {
+    out_.back().bytes.append(bytes);
+    return;
+  }
+  OutItem item;
+  item.bytes = std::string(bytes);
+  out_.push_back(std::move(item));
+}
+
+void Pop3Connection::Flush() {
+  if (closing_ || SendBusy() || out_.empty() || delay_timer_.armed()) return;
+  OutItem& front = out_.front();
+  if (!front.stream) {
+    inflight_ = std::move(front.bytes);
+    out_.pop_front();
+    sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
+                 /*zero_copy=*/false);
+  } else {
+    stream_active_ = true;
+    const uint64_t index = maildrop_.view->ref(front.message);
+    const storage::MessageRef ref = maildrop_.stored->Ref(index);
+    if (!front.top_body_lines.has_value()) {
+      StartStream(ref.length);
+    } else {
+      ShardContext* home = &ctx_;
+      const bool accepted =
+          ctx_.shard->Offload([home, id = id_, stored = maildrop_.stored, ref,
+                               lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
+            absl::StatusOr<uint64_t> length = TopLength(ref, lines);
+            return [home, id, length] {
+              if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
+            };
+          });
+      if (!accepted) {
+        ++ctx_.stats.offload_rejected;
+        stream_active_ = false;
+        BeginClose(/*abort=*/true);
+        return;
+      }
+    }
+  }
+  // A send began: the stall timeout applies until the output queue is idle again.
+  last_send_progress_ns_ = MonotonicNowNs();
+  ArmTimer();
+}
+
+void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
+  if (closing_) {
+    stream_active_ = false;
+    MaybeFinish();
+    return;
+  }
+  if (!length.ok()) {
+    LogEvent(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
+    stream_active_ = false;
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  StartStream(*length);
+}
+
+void Pop3Connection::StartStream(uint64_t length) {
+  const OutItem item = std::move(out_.front());
+  out_.pop_front();
+  const uint64_t index = maildrop_.view->ref(item.message);
+  const storage::MessageRef ref = maildrop_.stored->Ref(index);
+  // The terminator goes out with whatever replies follow.
+  if (!out_.empty() && !out_.front().stream) {
+    out_.front().bytes.insert(0, kTerminator);
+  } else {
+    OutItem term;
+    term.bytes = std::string(kTerminator);
+    out_.push_front(std::move(term));
+  }
+  if (length == 0) {
+    stream_active_ = false;
+    Drive();
+    return;
+  }
+  const ServeOptions& options = ctx_.server->options;
+  reactor::SendPath path = reactor::SendPath::kSplice;
+  switch (options.send_path) {
+    case SendPathChoice::kAuto:
+      path = length >= options.send_zc_min_bytes ? reactor::SendPath::kSendZc
+                                                 : reactor::SendPath::kSplice;
+      break;
+    case SendPathChoice::kSplice:
+      path = reactor::SendPath::kSplice;
+      break;
+    case SendPathChoice::kSendZc:
+      path = reactor::SendPath::kSendZc;
+      break;
+    case SendPathChoice::kCopy:
+      path = reactor::SendPath::kCopy;
+      break;
+  }
+  if (streamer_ == nullptr) {
+    streamer_ = std::make_unique<reactor::FileStreamer>(
+        ctx_.shard->ring(), ctx_.stats.send, reactor::FileStreamer::Options{},
+        [this](absl::Status status, uint64_t bytes) { OnStreamDone(std::move(status), bytes); });
+  }
+  absl::Status started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, path);
+  if (!started.ok() && path != reactor::SendPath::kCopy) {
+    // e.g. no pipe or mapping available (fd or memory limits): the copying path still works.
+    started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, reactor::SendPath::kCopy);
+  }
+  if (!started.ok()) {
+    LogEvent(LogLevel::kError, "stream failed to start", {{"error", started.ToString()}});
+    stream_active_ = false;
+    BeginClose(/*abort=*/true);
+  }
+}
+
+void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
+  stream_active_ = false;
+  if (closing_) {
+    MaybeFinish();
+    return;
+  }
+  if (!status.ok()) {  // the peer went away mid-transfer
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  Drive();
+}
+
+void Pop3Connection::OnSendDone(absl::Status status, uint64_t bytes) {
+  inflight_.clear();
+  if (closing_) {
+    MaybeFinish();
+    return;
+  }
+  if (!status.ok()) {
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  Drive();
+}
+
+// ---- Input ----
+
+void Pop3Connection::OnData(uint16_t buffer_id, std::span<const char> data) {
+  if (!closing_) {
+    last_input_ns_ = MonotonicNowNs();
+    session_->Feed(std::string_view(data.data(), data.size()));
+  }
+  ctx_.buffers->Release(buffer_id);
+  if (closing_) return;
+  if (!session_->WantsInput() && !recv_paused_) {
+    recv_paused_ = true;
+    receiver_.Stop();
+  }
+  Drive();
+}
+
+void Pop3Connection::OnReceiveEnd(absl::Status status) {
+  if (closing_) {
+    MaybeFinish();
+    return;
+  }
+  if (recv_paused_ && absl::IsCancelled(status)) {
+    Drive();  // resumes once the session wants input again
+    return;
+  }
+  if (status.ok()) {
+    peer_eof_ = true;  // answer what was already received, then close
+    Drive();
+    return;
+  }
+  BeginClose(/*abort=*/true);
+}
+
+// ---- Timeouts ----
+
+void Pop3Connection::ArmTimer() {
+  const ServeOptions& options = ctx_.server->options;
+  uint64_t deadline;
+  if (session_->state() == pop3::Pop3State::kAuthorization) {
+    deadline = connected_ns_ + uint64_t{options.auth_timeout_s} * kNsPerSecond;
+  } else {
+    deadline = last_input_ns_ + uint64_t{options.idle_timeout_s} * kNsPerSecond;
+  }
+  if (SendBusy()) {
+    deadline = std::min(
+        deadline, last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond);
+  }
+  ctx_.shard->ring().timers().StartAt(&timer_, deadline);
+}
+
+void Pop3Connection::OnTimer() {
+  if (closing_) return;
+  const ServeOptions& options = ctx_.server->options;
+  const uint64_t now = MonotonicNowNs();
+  const bool sending = SendBusy();
+  if (sending) {
+    const std::optional<uint64_t> acked = TcpBytesAcked(fd_);
+    if (acked.has_value() && *acked != last_bytes_acked_) {
+      last_bytes_acked_ = *acked;
+      last_send_progress_ns_ = now;
+    } else if (now >=
+               last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond) {
+      ++ctx_.stats.timeouts_send_stall;
+      LogEvent(LogLevel::kInfo, "send stalled, closing", {{"peer", peer_.ip}});
+      BeginClose(/*abort=*/true);
+      return;
+    }
+  }
+  const pop3::Pop3State state = session_->state();
+  if (state == pop3::Pop3State::kAuthorization && !lock_request_pending_ &&
+      !session_->AwaitingResult() &&
+      now >= connected_ns_ + uint64_t{options.auth_timeout_s} * kNsPerSecond) {
+    ++ctx_.stats.timeouts_auth;
+    TimeOut("-ERR Disconnected: no login in time\r\n");
+    return;
+  }
+  if (state == pop3::Pop3State::kTransaction && !sending && !session_->AwaitingResult() &&
+      now >= last_input_ns_ + uint64_t{options.idle_timeout_s} * kNsPerSecond) {
+    ++ctx_.stats.timeouts_idle;
+    TimeOut("-ERR Disconnected for inactivity\r\n");
+    return;
+  }
+  ArmTimer();
+  if (timer_.deadline_ns() <= now) {
+    ctx_.shard->ring().timers().Start(&timer_, kNsPerSecond);  // waiting on a result
+  }
+}
+
+void Pop3Connection::TimeOut(std::string_view reply) {
+  if (SendBusy()) {  // the peer is not reading either
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  // Nothing is committed: the session is told the connection is gone.
+  session_->OnConnectionLost();
+  out_.clear();
+  Enqueue(reply);
+  close_after_flush_ = true;
+  admitted_ = false;  // take no further session actions
+  Drive();
+}
+
+// ---- Closing ----
+
+void Pop3Connection::Abort() { BeginClose(/*abort=*/true); }
+
+void Pop3Connection::BeginClose(bool abort) {
+  if (closing_) return;
+  closing_ = true;
+  ctx_.shard->ring().timers().Cancel(&timer_);
+  ctx_.shard->ring().timers().Cancel(&delay_timer_);
+  if (session_->state() != pop3::Pop3State::kClosed) session_->OnConnectionLost();
+  const bool sending = sender_.busy() || (streamer_ && streamer_->busy());
+  if (receiver_.active()) receiver_.Stop();
+  if (sender_.busy()) sender_.Cancel();
+  if (streamer_ && streamer_->busy()) streamer_->Cancel();
+  if (abort || sending) {
+    // RST: drops queued data at once and releases pages a SEND_ZC still pins.
+    reactor::AbortSocket(fd_);
+    fd_closed_ = true;
+  } else {
+    shutdown(fd_, SHUT_WR);
+  }
+  ReleaseRegistrations();
+  MaybeFinish();
+}
+
+void Pop3Connection::ReleaseRegistrations() {
+  const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
+  ShardContext* home = &ctx_;
+  if (!lock_user_.empty() && !lock_request_pending_) {
+    // (A pending request is undone by its reply, which finds this connection gone.)
+    const uint32_t owner = OwnerShard(lock_user_, shards);
+    if (!ctx_.RunOn(owner,
+                    [home, owner, user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
+                     me = ref()] { home->Peer(owner).registry.Release(user, ip, counted, me); })) {
+      ++ctx_.stats.post_rejected;
+    }
+    lock_user_.clear();
+    user_ip_counted_ = false;
+  }
+  if (ip_counted_ && closing_) {
+    const uint32_t owner = OwnerShard(peer_.ip, shards);
+    if (!ctx_.RunOn(owner, [home, owner, ip = peer_.ip] {
+          ShardContext& o = home->Peer(owner);
+          auto it = o.ip_counts.find(ip);
+          if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
+        })) {
+      ++ctx_.stats.post_rejected;
+    }
+    ip_counted_ = false;
+  }
+}
+
+void Pop3Connection::MaybeFinish() {
+  if (!closing_ || finished_) return;
+  if (receiver_.active() || sender_.busy() || stream_active_ || (streamer_ && streamer_->busy())) {
+    return;
+  }
+  finished_ = true;
+  if (!fd_closed_) {
+    close(fd_);
+    fd_closed_ = true;
+  }
+  ctx_.Destroy(id_);
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,155 @@
+// Pop3Connection: the connection driver. It owns one Pop3Session and turns its actions into
+// io_uring operations on its shard's ring:
+//   input   a multishot receive into the shard's provided buffer ring; each chunk is fed to
+//           the session and its buffer released at once (paused while !WantsInput());
+//   kWrite  copied into an ordered output queue, sent by one Sender (plain send);
+//   kStreamMessage  a FileStreamer over the store's {fd, offset, length}: splice or SEND_ZC
+//           (by size, see ServeOptions::send_zc_min_bytes) - the body never passes through
+//           user memory; for TOP the end offset is found off the reactor; then ".\r\n";
+//   kAuthenticate / kOpenMaildrop / kCommit  run on the offload pool (AuthService,
+//           MailStore::OpenMailbox, CommitDeletions) and come back as messages; the maildrop
+//           lock is asked of the user's owner shard first (MaildropRegistry);
+//   kDelay  a ring timer; kClose  flush, then close.
+// Only one send or stream is in flight at a time, so a slow reader holds back the session
+// (the socket's send buffer is the back-pressure) and memory stays bounded.
+// Timeouts run on one ring timer per connection: AUTHORIZATION (since connect), TRANSACTION
+// idle (since the last input), and a send stall (no byte acknowledged by the peer, read from
+// TCP_INFO, for send_stall_timeout_s).
+//
+// The TLS engine will sit between the socket operations and the session (Feed/outgoing
+// bytes); the LMTP session would be a second driver beside this one sharing the shard.
+//
+// Threading: everything on the owning shard's thread. Cross-shard and offloaded results name
+// the connection by id and find it through ShardContext::Find, so a result for a connection
+// that has gone is dropped (and any lock it was granted is released).
+// Ownership: owned by ShardContext::connections; it owns its socket fd. It is destroyed only
+// after every ring operation on it has completed (Finished()).
+#ifndef POSTHASTE_SERVER_POP3_CONNECTION_H_
+#define POSTHASTE_SERVER_POP3_CONNECTION_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "server/auth_service.h"
+#include "server/maildrop_registry.h"
+#include "server/pop3/session.h"
+#include "server/reactor/net.h"
+#include "server/reactor/send.h"
+#include "server/reactor/timer.h"
+#include "server/storage_adapter.h"
+
+namespace posthaste::server {
+
+struct ShardContext;
+
+struct PeerInfo {
+  std::string ip;  // text form, the key of the per-IP limits
+  uint8_t addr16[16] = {};
+  bool loopback = false;
+  bool trusted = false;  // in --trusted_networks: exempt from per-IP limits
+};
+
+class Pop3Connection {
+ public:
+  Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer);
+  ~Pop3Connection();
+  Pop3Connection(const Pop3Connection&) = delete;
+  Pop3Connection& operator=(const Pop3Connection&) = delete;
+
+  uint64_t id() const { return id_; }
+  ConnectionRef ref() const;
+
+  // Checks the per-IP limit (owner shard), then greets and starts receiving.
+  void Start();
+  // Sends `reply` (a full "-ERR ...\r\n" line), then closes. Before Start only.
+  void Reject(std::string_view reply);
+  // Ends the connection now without committing (drain timeout, shutdown, takeover).
+  void Abort();
+  // Takeover check: in TRANSACTION, nothing pending or being sent, no input for `idle_ns`.
+  bool IdleInTransactionFor(uint64_t idle_ns) const;
+
+  // Results coming back to this shard.
+  void OnAdmitted(bool ok);
+  void OnAuthVerdict(const AuthVerdict& verdict);
+  void OnLockResult(MaildropRegistry::Outcome outcome);
+  void OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop);
+  void OnCommitDone(absl::Status status);
+  void OnTopLength(absl::StatusOr<uint64_t> length);
+
+ private:
+  struct OutItem {
+    bool stream = false;
+    std::string bytes;  // !stream
+    pop3::MessageIndex message;
+    std::optional<uint64_t> top_body_lines;
+  };
+
+  void Drive();
+  void Handle(const pop3::Pop3Action& action);
+  void StartAuthenticate(const pop3::Pop3Credentials& credentials);
+  void StartOpenMaildrop(std::string_view user);
+  void StartCommit(std::span<const pop3::MessageIndex> deletions);
+  void Enqueue(std::string_view bytes);
+  void Flush();
+  void StartStream(uint64_t length);
+  bool SendBusy() const;
+
+  void OnData(uint16_t buffer_id, std::span<const char> data);
+  void OnReceiveEnd(absl::Status status);
+  void OnSendDone(absl::Status status, uint64_t bytes);
+  void OnStreamDone(absl::Status status, uint64_t bytes);
+  void OnTimer();
+  void OnDelayOver();
+  void ArmTimer();
+  void TimeOut(std::string_view reply);
+
+  void BeginClose(bool abort);
+  void MaybeFinish();
+  void ReleaseRegistrations();
+
+  ShardContext& ctx_;
+  const uint64_t id_;
+  int fd_;
+  const PeerInfo peer_;
+  std::unique_ptr<pop3::Pop3Session> session_;
+  reactor::Receiver receiver_;
+  reactor::Sender sender_;
+  std::unique_ptr<reactor::FileStreamer> streamer_;
+  reactor::Timer timer_;
+  reactor::Timer delay_timer_;
+
+  std::deque<OutItem> out_;
+  std::string inflight_;          // the bytes the Sender is sending
+  bool stream_active_ = false;    // streamer running, or a TOP length being computed
+  bool taken_unflushed_ = false;  // session output taken since the last OnOutputFlushed
+
+  bool admitted_ = false;
+  bool admission_pending_ = false;
+  bool ip_counted_ = false;
+  bool recv_paused_ = false;
+  bool peer_eof_ = false;
+  bool close_after_flush_ = false;
+  bool closing_ = false;
+  bool fd_closed_ = false;
+  bool finished_ = false;
+
+  // Maildrop lock: requested for lock_user_ at the owner shard.
+  std::string lock_user_;
+  bool lock_request_pending_ = false;
+  bool user_ip_counted_ = false;
+  OpenMaildrop maildrop_;
+
+  uint64_t connected_ns_ = 0;
+  uint64_t last_input_ns_ = 0;
+  uint64_t last_send_progress_ns_ = 0;
+  uint64_t last_bytes_acked_ = 0;
+};
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_POP3_CONNECTION_H_

@@ -1,0 +1,136 @@
+#include "server/pop3_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "server/pop3_connection.h"
+
+namespace posthaste::server {
+namespace {
+
+PeerInfo PeerOf(int fd, const ServeOptions& options) {
+  PeerInfo peer;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return peer;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+    peer.addr16[10] = 0xff;
+    peer.addr16[11] = 0xff;
+    std::memcpy(peer.addr16 + 12, &sin->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    std::memcpy(peer.addr16, &sin6->sin6_addr, 16);
+    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+      inet_ntop(AF_INET, peer.addr16 + 12, text, sizeof(text));
+    } else {
+      inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+    }
+  }
+  peer.ip = text;
+  static const uint8_t kV6Loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  const bool v4_mapped =
+      peer.addr16[10] == 0xff && peer.addr16[11] == 0xff &&
+      std::all_of(peer.addr16, peer.addr16 + 10, [](uint8_t b) { return b == 0; });
+  peer.loopback =
+      (v4_mapped && peer.addr16[12] == 127) || std::memcmp(peer.addr16, kV6Loopback, 16) == 0;
+  for (const Cidr& cidr : options.trusted_networks) {
+    if (CidrContains(cidr, peer.addr16)) peer.trusted = true;
+  }
+  return peer;
+}
+
+}  // namespace
+
+bool ShardContext::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
+  if (target == index) {
+    shard->ring().Defer(std::move(fn));
+    return true;
+  }
+  reactor::Inbox::Closure closure = std::move(fn);
+  if (shard->PostTo(target, closure)) return true;
+  ++stats.post_rejected;
+  return false;
+}
+
+void ShardContext::StartListening() {
+  reactor::Ring& ring = shard->ring();
+  auto buffer_ring = reactor::BufferRing::Create(
+      ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
+  PH_CHECK(buffer_ring.ok());
+  buffers = *std::move(buffer_ring);
+  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd); });
+  acceptor->Start();
+  accepting = true;
+  shard->OnStop([this] {
+    StopAccepting();
+    CloseAll();
+  });
+  shard->OnDrained([this] {
+    connections.clear();
+    acceptor.reset();
+    buffers.reset();
+    published_open.store(0, std::memory_order_relaxed);
+  });
+}
+
+void ShardContext::StopAccepting() {
+  if (!accepting) return;
+  accepting = false;
+  acceptor->Stop();
+  // With SO_REUSEPORT, connections queued on this listener would otherwise wait forever.
+  close(listen_fd);
+  listen_fd = -1;
+}
+
+void ShardContext::CloseAll() {
+  for (auto& [id, conn] : connections) conn->Abort();
+}
+
+Pop3Connection* ShardContext::Find(uint64_t id) {
+  auto it = connections.find(id);
+  return it == connections.end() ? nullptr : it->second.get();
+}
+
+void ShardContext::Destroy(uint64_t id) {
+  shard->ring().Defer([this, id] {
+    if (connections.erase(id) > 0) {
+      ++stats.connections_closed;
+      stats.connections_open = connections.size();
+      published_open.store(connections.size(), std::memory_order_relaxed);
+    }
+  });
+}
+
+void ShardContext::OnAccept(int fd) {
+  if (!accepting) {
+    close(fd);
+    return;
+  }
+  ++stats.connections_accepted;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  const uint64_t id = next_connection_id++;
+  auto owned = std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options));
+  Pop3Connection* conn = owned.get();
+  connections.emplace(id, std::move(owned));
+  stats.connections_open = connections.size();
+  published_open.store(connections.size(), std::memory_order_relaxed);
+  if (connections.size() > server->options.max_connections_per_shard) {
+    ++stats.limit_per_shard;
+    conn->Reject("-ERR [SYS/TEMP] Server at capacity, try again later\r\n");
+    return;
+  }
+  conn->Start();
+}
+
+}  // namespace posthaste::server

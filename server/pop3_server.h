@@ -1,0 +1,112 @@
+// Pop3Server: the POP3 service on a Reactor. Per shard (ShardContext): a SO_REUSEPORT
+// listener with a multishot accept, a provided buffer ring for multishot receives, the
+// connections of that shard, its stats, its part of the maildrop registry (users whose
+// OwnerShard is this shard) and its part of the per-client-IP connection counts (IPs whose
+// owner is this shard). Shards talk only by Inbox messages (RunOn).
+//
+// Threading: ServerContext is built before the shards start and is read-only afterwards,
+// except `draining` (set once by the main thread) and each ShardContext's `published_open`
+// (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
+// shard (admin HTTP). A
+// ShardContext's other members are touched only on its shard's thread.
+// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listener fd,
+// acceptor, buffer ring and connections, which it frees in its shard's OnDrained hook.
+#ifndef POSTHASTE_SERVER_POP3_SERVER_H_
+#define POSTHASTE_SERVER_POP3_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "server/auth_service.h"
+#include "server/maildrop_registry.h"
+#include "server/reactor/buffer_ring.h"
+#include "server/reactor/net.h"
+#include "server/reactor/send.h"
+#include "server/reactor/shard.h"
+#include "server/serve_options.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+
+class Pop3Connection;
+
+// Per-shard counters, written only by the shard's thread (plain integers).
+struct ShardStats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_open = 0;  // gauge
+  uint64_t connections_closed = 0;
+  uint64_t sessions_authenticated = 0;
+  uint64_t auth_failures = 0;
+  uint64_t auth_cache_hits = 0;
+  uint64_t maildrops_opened = 0;
+  uint64_t commits_ok = 0;
+  uint64_t commits_failed = 0;
+  uint64_t in_use_refusals = 0;
+  uint64_t takeovers = 0;  // holders this shard closed for a newcomer
+  uint64_t limit_per_shard = 0;
+  uint64_t limit_per_ip = 0;
+  uint64_t limit_per_user_ip = 0;
+  uint64_t timeouts_auth = 0;
+  uint64_t timeouts_idle = 0;
+  uint64_t timeouts_send_stall = 0;
+  uint64_t offload_rejected = 0;
+  uint64_t post_rejected = 0;
+  uint64_t commands = 0;
+  uint64_t lines_too_long = 0;
+  reactor::SendStats send;
+};
+
+struct ShardContext;
+
+struct ServerContext {
+  ServeOptions options;
+  storage::MailStore* store = nullptr;
+  AuthService* auth = nullptr;
+  reactor::Reactor* reactor = nullptr;
+  uint16_t pop3_port = 0;
+  std::vector<std::unique_ptr<ShardContext>> shards;
+  std::atomic<bool> draining{false};
+};
+
+struct ShardContext {
+  ServerContext* server = nullptr;
+  reactor::Shard* shard = nullptr;
+  uint32_t index = 0;
+  int listen_fd = -1;
+  std::unique_ptr<reactor::BufferRing> buffers;
+  std::unique_ptr<reactor::Acceptor> acceptor;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
+  uint64_t next_connection_id = 1;
+  ShardStats stats;
+  MaildropRegistry registry;                             // users owned by this shard
+  absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
+  bool accepting = false;
+
+  // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
+  // on accept and close; other threads only load it.
+  std::atomic<uint64_t> published_open{0};
+
+  // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
+  // False when the target's inbox refused it (full or closed); `fn` is then dropped.
+  bool RunOn(uint32_t target, absl::AnyInvocable<void()> fn);
+  ShardContext& Peer(uint32_t target) { return *server->shards[target]; }
+
+  // Shard thread.
+  void StartListening();
+  void StopAccepting();
+  void CloseAll();
+  Pop3Connection* Find(uint64_t id);
+  void Destroy(uint64_t id);  // deferred delete of a finished connection
+
+ private:
+  void OnAccept(int fd);
+};
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_POP3_SERVER_H_

@@ -1,0 +1,196 @@
+#include "server/serve.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <ostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/strings.h"
+#include "server/admin_http.h"
+#include "server/auth_service.h"
+#include "server/pop3_connection.h"
+#include "server/pop3_server.h"
+#include "server/reactor/net.h"
+#include "server/reactor/shard.h"
+#include "server/serve_options.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+uint32_t AllowedCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 1;
+  const int n = CPU_COUNT(&set);
+  return n > 0 ? static_cast<uint32_t>(n) : 1;
+}
+
+// Each connection needs a socket (and a pipe while splicing): use the whole hard limit.
+void RaiseFileLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::string HostPortText(const std::string& host, uint16_t port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+uint64_t OpenConnections(ServerContext& ctx) {
+  uint64_t n = 0;
+  for (auto& sc : ctx.shards) n += sc->published_open.load(std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace
+
+int RunServe(const std::vector<std::string>& args, std::ostream& err) {
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      err << "usage: " << ServeUsage() << "\n";
+      return kExitUsage;
+    }
+  }
+  absl::StatusOr<ServeOptions> parsed = ParseServeOptions(args);
+  if (!parsed.ok()) {
+    err << "posthaste: serve: " << parsed.status().message() << "\n"
+        << "usage: " << ServeUsage() << "\n";
+    return kExitUsage;
+  }
+  ServerContext ctx;
+  ctx.options = *std::move(parsed);
+  ServeOptions& options = ctx.options;
+  SetLogFormat(options.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
+  if (options.hostname.empty()) {
+    char name[256] = {};
+    gethostname(name, sizeof(name) - 1);
+    options.hostname = name[0] != '\0' ? name : "localhost";
+  }
+  if (options.shards == 0) options.shards = AllowedCpus();
+  if (options.offload_threads == 0) options.offload_threads = std::max<uint32_t>(2, options.shards);
+  RaiseFileLimit();
+
+  // Signals are taken by sigwait on this thread; every thread started below inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  storage::StoreOptions store_options;
+  store_options.data_dir = options.data_dir;
+  store_options.create_if_missing = true;
+  auto store = storage::MailStore::Open(store_options);
+  if (!store.ok()) {
+    err << "posthaste: serve: " << store.status().message() << "\n";
+    return kExitFailure;
+  }
+  ctx.store = store->get();
+  AuthService auth(ctx.store, {.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
+  ctx.auth = &auth;
+
+  // Listeners: the first decides the port (0: the kernel picks), the others share it.
+  for (uint32_t i = 0; i < options.shards; ++i) {
+    auto fd = reactor::CreateListener({.host = options.pop3_listen.host,
+                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port});
+    if (!fd.ok()) {
+      err << "posthaste: serve: cannot listen on "
+          << HostPortText(options.pop3_listen.host, options.pop3_listen.port) << ": "
+          << fd.status().message() << "\n";
+      for (auto& sc : ctx.shards) close(sc->listen_fd);
+      return kExitFailure;
+    }
+    if (i == 0) {
+      auto port = reactor::LocalPort(*fd);
+      if (!port.ok()) {
+        err << "posthaste: serve: " << port.status().message() << "\n";
+        close(*fd);
+        return kExitFailure;
+      }
+      ctx.pop3_port = *port;
+    }
+    auto sc = std::make_unique<ShardContext>();
+    sc->server = &ctx;
+    sc->index = i;
+    sc->listen_fd = *fd;
+    ctx.shards.push_back(std::move(sc));
+  }
+
+  reactor::ReactorOptions reactor_options;
+  reactor_options.shards = options.shards;
+  reactor_options.offload.threads = options.offload_threads;
+  auto reactor = reactor::Reactor::Create(reactor_options);
+  if (!reactor.ok()) {
+    err << "posthaste: serve: " << reactor.status().message() << "\n";
+    for (auto& sc : ctx.shards) close(sc->listen_fd);
+    return kExitFailure;
+  }
+  ctx.reactor = reactor->get();
+  std::string ring_mode;
+  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode](reactor::Shard& shard) {
+    ShardContext& sc = *ctx.shards[shard.index()];
+    sc.shard = &shard;
+    if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
+    sc.StartListening();
+  });
+  if (!started.ok()) {
+    err << "posthaste: serve: " << started.message() << "\n";
+    return kExitFailure;
+  }
+
+  auto admin = AdminHttp::Start(&ctx);
+  if (!admin.ok()) {
+    err << "posthaste: serve: " << admin.status().message() << "\n";
+    ctx.reactor->Stop();
+    ctx.reactor->Wait();
+    return kExitFailure;
+  }
+  LogEvent(LogLevel::kInfo, "listening",
+           {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
+            {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
+            {"shards", std::to_string(options.shards)},
+            {"ring", ring_mode},
+            {"data_dir", options.data_dir}});
+
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0) {
+  }
+  ctx.draining.store(true);
+  LogEvent(LogLevel::kInfo, "draining",
+           {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+            {"open_connections", std::to_string(OpenConnections(ctx))},
+            {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
+  for (auto& sc : ctx.shards) {
+    ShardContext* shard_ctx = sc.get();
+    ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
+  }
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
+  while (OpenConnections(ctx) > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const uint64_t left = OpenConnections(ctx);
+  ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
+  ctx.reactor->Wait();
+  admin->reset();
+  LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
+  return kExitOk;
+}
+
+}  // namespace posthaste::server

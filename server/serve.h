@@ -1,0 +1,27 @@
+// `posthaste serve`: runs the POP3 server until SIGTERM/SIGINT.
+//
+// Start-up: parse flags (serve_options.h), open the store, bind one SO_REUSEPORT listener per
+// shard (the first on the requested port, possibly 0, the others on the port it got), start
+// one reactor thread per shard (server/reactor Shard) with its acceptor, then the HTTP
+// endpoint, then log one line "listening pop3=HOST:PORT metrics=HOST:PORT shards=N ring=MODE".
+// SIGTERM/SIGINT: /readyz turns 503, every shard stops accepting and closes its listener,
+// sessions may finish for up to --drain_timeout_s, then the rest are closed without
+// committing, and the process exits 0.
+//
+// Threading: RunServe blocks the calling (main) thread, which only waits for signals.
+#ifndef POSTHASTE_SERVER_SERVE_H_
+#define POSTHASTE_SERVER_SERVE_H_
+
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+namespace posthaste::server {
+
+// `args` are the arguments after "serve". Returns the exit status (0 after a clean drain,
+// 1 on a start-up failure, 2 on a usage error).
+int RunServe(const std::vector<std::string>& args, std::ostream& err);
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_SERVE_H_

@@ -1,0 +1,256 @@
+#include "server/serve_options.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/strings.h"
+
+namespace posthaste::server {
+namespace {
+
+absl::StatusOr<uint64_t> ParseUint(std::string_view flag, std::string_view text, uint64_t max) {
+  uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", AbslView(flag), ": expected an integer 0..", max, ", got \"", AbslView(text), "\""));
+  }
+  return value;
+}
+
+absl::StatusOr<bool> ParseBool(std::string_view flag, std::string_view text) {
+  if (text == "true" || text == "1" || text == "yes") return true;
+  if (text == "false" || text == "0" || text == "no") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", AbslView(flag), ": expected true or false, got \"", AbslView(text), "\""));
+}
+
+}  // namespace
+
+absl::StatusOr<Cidr> ParseCidr(std::string_view text) {
+  Cidr cidr;
+  std::string_view addr = text;
+  std::optional<uint32_t> bits;
+  if (size_t slash = text.find('/'); slash != std::string_view::npos) {
+    addr = text.substr(0, slash);
+    uint64_t b = 0;
+    std::string_view bt = text.substr(slash + 1);
+    auto [end, ec] = std::from_chars(bt.data(), bt.data() + bt.size(), b);
+    if (ec != std::errc() || end != bt.data() + bt.size() || b > 128) {
+      return absl::InvalidArgumentError(absl::StrCat("bad network \"", AbslView(text), "\""));
+    }
+    bits = static_cast<uint32_t>(b);
+  }
+  std::string a(addr);
+  in_addr v4;
+  if (inet_pton(AF_INET, a.c_str(), &v4) == 1) {
+    if (bits.has_value() && *bits > 32) {
+      return absl::InvalidArgumentError(absl::StrCat("bad network \"", AbslView(text), "\""));
+    }
+    cidr.addr[10] = 0xff;
+    cidr.addr[11] = 0xff;
+    std::memcpy(cidr.addr + 12, &v4, 4);
+    cidr.prefix_bits = 96 + bits.value_or(32);
+    return cidr;
+  }
+  if (inet_pton(AF_INET6, a.c_str(), cidr.addr) == 1) {
+    cidr.prefix_bits = bits.value_or(128);
+    return cidr;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("bad network \"", AbslView(text), "\""));
+}
+
+bool CidrContains(const Cidr& cidr, const uint8_t* addr16) {
+  uint32_t bits = cidr.prefix_bits;
+  for (int i = 0; i < 16 && bits > 0; ++i) {
+    const uint32_t take = bits >= 8 ? 8 : bits;
+    const uint8_t mask = static_cast<uint8_t>(0xff << (8 - take));
+    if ((cidr.addr[i] & mask) != (addr16[i] & mask)) return false;
+    bits -= take;
+  }
+  return true;
+}
+
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
+  HostPort hp;
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected HOST:PORT, got \"", AbslView(text), "\""));
+  }
+  std::string_view host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  hp.host = std::string(host);
+  uint64_t port = 0;
+  std::string_view pt = text.substr(colon + 1);
+  auto [end, ec] = std::from_chars(pt.data(), pt.data() + pt.size(), port);
+  if (pt.empty() || ec != std::errc() || end != pt.data() + pt.size() || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in \"", AbslView(text), "\""));
+  }
+  hp.port = static_cast<uint16_t>(port);
+  return hp;
+}
+
+std::string ServeUsage() {
+  return "posthaste serve --data_dir=DIR [--pop3_listen=0.0.0.0:110] "
+         "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--auth_timeout_s=60] "
+         "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_timeout_s=10] "
+         "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
+         "[--max_connections_per_user_ip=10] [--trusted_networks=CIDR,...] "
+         "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
+         "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
+         "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
+         "[--send_zc_min_bytes=1048576] [--offload_threads=N] [--log_format=text|json] "
+         "[--hostname=NAME]";
+}
+
+absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
+  ServeOptions o;
+  using Setter = std::function<absl::Status(std::string_view)>;
+  auto u32 = [](std::string_view name, uint32_t* field, uint64_t max = UINT32_MAX) -> Setter {
+    return [name, field, max](std::string_view v) -> absl::Status {
+      auto n = ParseUint(name, v, max);
+      if (!n.ok()) return n.status();
+      *field = static_cast<uint32_t>(*n);
+      return absl::OkStatus();
+    };
+  };
+  const std::map<std::string, Setter, std::less<>> setters = {
+      {"data_dir",
+       [&](std::string_view v) {
+         o.data_dir = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"pop3_listen",
+       [&](std::string_view v) -> absl::Status {
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--pop3_listen: ", hp.status().message()));
+         o.pop3_listen = *hp;
+         return absl::OkStatus();
+       }},
+      {"metrics_listen",
+       [&](std::string_view v) -> absl::Status {
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--metrics_listen: ", hp.status().message()));
+         o.metrics_listen = *hp;
+         return absl::OkStatus();
+       }},
+      {"shards", u32("shards", &o.shards, 1024)},
+      {"auth_timeout_s", u32("auth_timeout_s", &o.auth_timeout_s, 86400)},
+      {"idle_timeout_s", u32("idle_timeout_s", &o.idle_timeout_s, 86400)},
+      {"send_stall_timeout_s", u32("send_stall_timeout_s", &o.send_stall_timeout_s, 86400)},
+      {"drain_timeout_s", u32("drain_timeout_s", &o.drain_timeout_s, 86400)},
+      {"max_connections_per_shard",
+       u32("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
+      {"max_connections_per_ip", u32("max_connections_per_ip", &o.max_connections_per_ip)},
+      {"max_connections_per_user_ip",
+       u32("max_connections_per_user_ip", &o.max_connections_per_user_ip)},
+      {"trusted_networks",
+       [&](std::string_view v) -> absl::Status {
+         o.trusted_networks.clear();
+         for (absl::string_view part : absl::StrSplit(AbslView(v), ',', absl::SkipEmpty())) {
+           auto cidr = ParseCidr(StdView(part));
+           if (!cidr.ok())
+             return absl::InvalidArgumentError(
+                 absl::StrCat("--trusted_networks: ", cidr.status().message()));
+           o.trusted_networks.push_back(*cidr);
+         }
+         return absl::OkStatus();
+       }},
+      {"in_use_policy",
+       [&](std::string_view v) -> absl::Status {
+         if (v == "takeover") {
+           o.in_use_policy = pop3::InUsePolicy::kTakeover;
+         } else if (v == "refuse") {
+           o.in_use_policy = pop3::InUsePolicy::kRefuse;
+         } else {
+           return absl::InvalidArgumentError("--in_use_policy: expected takeover or refuse");
+         }
+         return absl::OkStatus();
+       }},
+      {"takeover_idle_s", u32("takeover_idle_s", &o.takeover_idle_s, 86400)},
+      {"plaintext_requires_tls",
+       [&](std::string_view v) -> absl::Status {
+         auto b = ParseBool("plaintext_requires_tls", v);
+         if (!b.ok()) return b.status();
+         o.plaintext_requires_tls = *b;
+         return absl::OkStatus();
+       }},
+      {"auth_failure_delay_ms", u32("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
+      {"auth_cache_ttl_s", u32("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
+      {"send_path",
+       [&](std::string_view v) -> absl::Status {
+         if (v == "auto") {
+           o.send_path = SendPathChoice::kAuto;
+         } else if (v == "splice") {
+           o.send_path = SendPathChoice::kSplice;
+         } else if (v == "send_zc") {
+           o.send_path = SendPathChoice::kSendZc;
+         } else if (v == "copy") {
+           o.send_path = SendPathChoice::kCopy;
+         } else {
+           return absl::InvalidArgumentError("--send_path: expected auto, splice, send_zc or copy");
+         }
+         return absl::OkStatus();
+       }},
+      {"send_zc_min_bytes",
+       [&](std::string_view v) -> absl::Status {
+         auto n = ParseUint("send_zc_min_bytes", v, UINT64_MAX);
+         if (!n.ok()) return n.status();
+         o.send_zc_min_bytes = *n;
+         return absl::OkStatus();
+       }},
+      {"offload_threads", u32("offload_threads", &o.offload_threads, 256)},
+      {"log_format",
+       [&](std::string_view v) -> absl::Status {
+         if (v != "text" && v != "json") {
+           return absl::InvalidArgumentError("--log_format: expected text or json");
+         }
+         o.log_format = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"hostname",
+       [&](std::string_view v) {
+         o.hostname = std::string(v);
+         return absl::OkStatus();
+       }},
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg.size() < 3 || arg.substr(0, 2) != "--") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected argument \"", AbslView(arg), "\""));
+    }
+    arg.remove_prefix(2);
+    std::string_view name = arg.substr(0, arg.find('='));
+    auto it = setters.find(name);
+    if (it == setters.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
+    }
+    std::string value;
+    if (name.size() < arg.size()) {
+      value = std::string(arg.substr(name.size() + 1));
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " needs a value"));
+    }
+    if (absl::Status s = it->second(value); !s.ok()) return s;
+  }
+  if (o.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  return o;
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,66 @@
+// ServeOptions: the settings of `posthaste serve`, parsed from its flags (ParseServeOptions).
+//
+// Threading: a plain value; after start-up it is read-only and shared by every shard.
+#ifndef POSTHASTE_SERVER_SERVE_OPTIONS_H_
+#define POSTHASTE_SERVER_SERVE_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/pop3/session.h"
+
+namespace posthaste::server {
+
+// An IPv4 or IPv6 network in CIDR form; IPv4 is kept as an IPv4-mapped IPv6 prefix.
+struct Cidr {
+  uint8_t addr[16] = {};
+  uint32_t prefix_bits = 0;  // of the 128-bit form
+};
+absl::StatusOr<Cidr> ParseCidr(std::string_view text);
+// `addr16`: a 16-byte IPv6 (or IPv4-mapped) address.
+bool CidrContains(const Cidr& cidr, const uint8_t* addr16);
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+// "HOST:PORT" or "[V6]:PORT"; port 0 allowed (the kernel picks).
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text);
+
+enum class SendPathChoice : uint8_t { kAuto, kSplice, kSendZc, kCopy };
+
+struct ServeOptions {
+  std::string data_dir;
+  HostPort pop3_listen{"0.0.0.0", 110};
+  HostPort metrics_listen{"0.0.0.0", 9110};
+  uint32_t shards = 0;  // 0: the CPUs the process may use (sched_getaffinity)
+  uint32_t auth_timeout_s = 60;
+  uint32_t idle_timeout_s = 600;        // TRANSACTION idle (RFC 1939: at least 10 minutes)
+  uint32_t send_stall_timeout_s = 120;  // no byte acknowledged by the peer for this long
+  uint32_t drain_timeout_s = 10;
+  uint32_t max_connections_per_shard = 50'000;
+  uint32_t max_connections_per_ip = 256;  // 0: unlimited
+  uint32_t max_connections_per_user_ip = 10;
+  std::vector<Cidr> trusted_networks;  // exempt from the per-IP and per-user+IP limits
+  pop3::InUsePolicy in_use_policy = pop3::InUsePolicy::kTakeover;
+  uint32_t takeover_idle_s = 30;
+  bool plaintext_requires_tls = true;  // loopback peers are exempt
+  uint32_t auth_failure_delay_ms = 2000;
+  uint32_t auth_cache_ttl_s = 60;
+  SendPathChoice send_path = SendPathChoice::kAuto;
+  uint64_t send_zc_min_bytes = 1u << 20;  // kAuto: SEND_ZC from this size, splice below
+  uint32_t offload_threads = 0;           // 0: max(2, shards)
+  std::string log_format = "text";
+  std::string hostname;  // greeting/sign-off; default gethostname()
+};
+
+// Parses `args` (flags after "serve"). InvalidArgument naming the bad flag.
+absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args);
+std::string ServeUsage();
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_SERVE_OPTIONS_H_

@@ -1,0 +1,186 @@
+// Unit tests of the serve building blocks that need no network: flag parsing, CIDR matching,
+// the maildrop registry's lock/takeover/limit rules, the verification cache, and the storage
+// adapter.
+#include <cstdlib>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "server/auth/password_hash.h"
+#include "server/auth_service.h"
+#include "server/maildrop_registry.h"
+#include "server/serve_options.h"
+#include "server/storage_adapter.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+namespace {
+
+using Outcome = MaildropRegistry::Outcome;
+
+TEST(ServeOptionsTest, DefaultsAndFlags) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->pop3_listen.host, "0.0.0.0");
+  EXPECT_EQ(o->pop3_listen.port, 110);
+  EXPECT_EQ(o->metrics_listen.port, 9110);
+  EXPECT_EQ(o->max_connections_per_user_ip, 10u);
+  EXPECT_EQ(o->auth_timeout_s, 60u);
+  EXPECT_EQ(o->idle_timeout_s, 600u);
+  EXPECT_TRUE(o->plaintext_requires_tls);
+  EXPECT_EQ(o->in_use_policy, pop3::InUsePolicy::kTakeover);
+
+  o = ParseServeOptions({"--data_dir", "/x", "--pop3_listen=127.0.0.1:0",
+                         "--metrics_listen=[::1]:9", "--shards=3", "--in_use_policy=refuse",
+                         "--trusted_networks=10.0.0.0/8,::1", "--plaintext_requires_tls=false"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->pop3_listen.port, 0);
+  EXPECT_EQ(o->metrics_listen.host, "::1");
+  EXPECT_EQ(o->shards, 3u);
+  EXPECT_EQ(o->in_use_policy, pop3::InUsePolicy::kRefuse);
+  EXPECT_EQ(o->trusted_networks.size(), 2u);
+  EXPECT_FALSE(o->plaintext_requires_tls);
+
+  EXPECT_FALSE(ParseServeOptions({}).ok());  // --data_dir is required
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--bogus=1"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3_listen=1.2.3.4"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3_listen=h:70000"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--shards=x"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--in_use_policy=steal"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
+}
+
+TEST(CidrTest, MatchesV4AndV6) {
+  auto net = ParseCidr("192.168.0.0/16");
+  ASSERT_TRUE(net.ok());
+  uint8_t a[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 7, 9};
+  EXPECT_TRUE(CidrContains(*net, a));
+  a[13] = 169;
+  EXPECT_FALSE(CidrContains(*net, a));
+  auto v6 = ParseCidr("2001:db8::/32");
+  ASSERT_TRUE(v6.ok());
+  uint8_t b[16] = {0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 1};
+  EXPECT_TRUE(CidrContains(*v6, b));
+  b[3] = 0xb9;
+  EXPECT_FALSE(CidrContains(*v6, b));
+  EXPECT_FALSE(ParseCidr("nonsense").ok());
+}
+
+TEST(MaildropRegistryTest, RefuseGrantsOneHolderAtATime) {
+  MaildropRegistry r;
+  ConnectionRef a{0, 1}, b{1, 2}, holder;
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, 10, pop3::InUsePolicy::kRefuse, a, &holder),
+            Outcome::kGranted);
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, 10, pop3::InUsePolicy::kRefuse, b, &holder),
+            Outcome::kInUse);
+  r.Release("u@d", "1.1.1.1", true, a);
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", false, 10, pop3::InUsePolicy::kRefuse, b, &holder),
+            Outcome::kGranted);
+  r.Release("u@d", "1.1.1.1", true, b);
+  EXPECT_EQ(r.users(), 0u);
+}
+
+TEST(MaildropRegistryTest, TakeoverAsksTheHolderOnce) {
+  MaildropRegistry r;
+  ConnectionRef a{0, 1}, b{1, 2}, c{1, 3}, holder;
+  const auto kTake = pop3::InUsePolicy::kTakeover;
+  ASSERT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, a, &holder), Outcome::kGranted);
+  ASSERT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, b, &holder), Outcome::kAskHolder);
+  EXPECT_EQ(holder, a);
+  // While the question is out, others are told it is in use.
+  EXPECT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, c, &holder), Outcome::kInUse);
+  // The holder was busy: b is refused and a keeps it.
+  EXPECT_FALSE(r.FinishTakeover("u@d", b, /*released=*/false));
+  EXPECT_EQ(r.HolderForTest("u@d"), a);
+  // Asked again, the holder was idle and was ended: b holds it; a's late release is ignored.
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, 0, kTake, b, &holder), Outcome::kAskHolder);
+  EXPECT_TRUE(r.FinishTakeover("u@d", b, /*released=*/true));
+  r.Release("u@d", "ip", true, a);
+  EXPECT_EQ(r.HolderForTest("u@d"), b);
+}
+
+TEST(MaildropRegistryTest, UserIpLimitCountsConnections) {
+  MaildropRegistry r;
+  ConnectionRef holder;
+  const auto kRefuse = pop3::InUsePolicy::kRefuse;
+  for (uint64_t i = 1; i <= 2; ++i) {
+    EXPECT_NE(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, i}, &holder),
+              Outcome::kTooManyForUserIp);
+  }
+  EXPECT_EQ(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, 3}, &holder), Outcome::kTooManyForUserIp);
+  EXPECT_NE(r.Acquire("u@d", "other-ip", true, 2, kRefuse, {0, 4}, &holder),
+            Outcome::kTooManyForUserIp);
+  r.Release("u@d", "ip", true, {0, 2});
+  EXPECT_NE(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, 5}, &holder), Outcome::kTooManyForUserIp);
+}
+
+TEST(OwnerShardTest, StableAndInRange) {
+  EXPECT_EQ(OwnerShard("a@b", 1), 0u);
+  EXPECT_EQ(OwnerShard("a@b", 7), OwnerShard("a@b", 7));
+  EXPECT_LT(OwnerShard("someone@example.test", 4), 4u);
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    dir_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/serve_unit_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+  }
+  std::string dir_;
+  std::unique_ptr<storage::MailStore> store_;
+};
+
+TEST_F(StoreTest, VerificationCacheHitsAndDropsOnPasswordChange) {
+  ASSERT_TRUE(store_->CreateAccount("ann@example.test", *auth::HashPassword("s3cret")).ok());
+  AuthService auth(store_.get(), {});
+  AuthVerdict v = auth.Verify("ann@EXAMPLE.test", "s3cret");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_EQ(v.address, "ann@example.test");
+  EXPECT_FALSE(v.cache_hit);
+  v = auth.Verify("ann@example.test", "s3cret");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_TRUE(v.cache_hit);
+  // A wrong password is never answered from the cache.
+  EXPECT_EQ(auth.Verify("ann@example.test", "wrong").code, AuthVerdict::Code::kBadCredentials);
+  // A password change invalidates the cached verification of the old one.
+  ASSERT_TRUE(store_->SetPasswordHash("ann@example.test", *auth::HashPassword("new")).ok());
+  EXPECT_EQ(auth.Verify("ann@example.test", "s3cret").code, AuthVerdict::Code::kBadCredentials);
+  v = auth.Verify("ann@example.test", "new");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_FALSE(v.cache_hit);
+  // Disabled accounts fail even with the right (cached) password.
+  ASSERT_TRUE(store_->SetDisabled("ann@example.test", true).ok());
+  EXPECT_EQ(auth.Verify("ann@example.test", "new").code, AuthVerdict::Code::kBadCredentials);
+  EXPECT_EQ(auth.Verify("nobody@example.test", "x").code, AuthVerdict::Code::kBadCredentials);
+  EXPECT_EQ(auth.Verify("not an address", "x").code, AuthVerdict::Code::kBadCredentials);
+}
+
+TEST_F(StoreTest, CacheDisabledWithZeroTtl) {
+  ASSERT_TRUE(store_->CreateAccount("bob@example.test", *auth::HashPassword("pw")).ok());
+  AuthService auth(store_.get(), {.cache_ttl = absl::ZeroDuration()});
+  EXPECT_EQ(auth.Verify("bob@example.test", "pw").code, AuthVerdict::Code::kOk);
+  EXPECT_FALSE(auth.Verify("bob@example.test", "pw").cache_hit);
+}
+
+TEST_F(StoreTest, AdapterKeepsSizesUidlsAndRefs) {
+  ASSERT_TRUE(store_->CreateAccount("cy@example.test", "{PLAIN}x").ok());
+  auto d1 = store_->Deliver("cy@example.test", "Subject: a\n\nbody\n.dot\n");
+  auto d2 = store_->Deliver("cy@example.test", "Subject: b\r\n\r\nx\r\n", {.uidl = "kept-1"});
+  ASSERT_TRUE(d1.ok() && d2.ok());
+  auto stored = store_->OpenMailbox("cy@example.test");
+  ASSERT_TRUE(stored.ok());
+  auto adapted = AdaptSnapshot(*stored);
+  ASSERT_TRUE(adapted.ok()) << adapted.status();
+  ASSERT_EQ(adapted->view->count(), 2u);
+  EXPECT_EQ(adapted->view->size_octets(pop3::MessageIndex(0)), d1->pop3_size);
+  EXPECT_EQ(adapted->view->uidl(pop3::MessageIndex(0)), d1->uidl);
+  EXPECT_EQ(adapted->view->uidl(pop3::MessageIndex(1)), "kept-1");
+  EXPECT_EQ(adapted->view->ref(pop3::MessageIndex(1)), 1u);
+  EXPECT_EQ(adapted->view->total_octets(), d1->pop3_size + d2->pop3_size);
+}
+
+}  // namespace
+}  // namespace posthaste::server
