@@ -3,15 +3,17 @@
 Shows: `curl pop3://HOST:PORT/` lists the maildrop (LIST), `curl pop3://HOST:PORT/N` retrieves
 each message byte-exact (curl undoes the dot-stuffing; a 10 MiB message included), `curl -X UIDL`
 returns the UIDLs `deliver` printed, curl's default SASL login and an explicit AUTH=PLAIN and
-AUTH=LOGIN work, a DELE through curl is committed, and a wrong password fails the transfer.
+AUTH=LOGIN work, several
+messages over one reused connection arrive intact, a DELE through curl is committed, and a wrong password fails the transfer.
 """
 
+import os
 import shutil
 import subprocess
 import unittest
 
 from tests.testing import messages
-from tests.testing.posthaste_server import PosthasteServer, wire_form
+from tests.testing.posthaste_server import PosthasteServer, make_temp_dir, wire_form
 
 USER = "carl@example.test"
 PASSWORD = "curl password"
@@ -65,6 +67,27 @@ class CurlTest(unittest.TestCase):
         out = self.curl("/%d" % number).stdout
         self.assertEqual(len(out), len(wire_form(raw)))
         self.assertTrue(out == wire_form(raw), "RETR %d (%s) differs" % (number, name))
+
+  def test_several_messages_over_one_connection(self):
+    # curl reuses the connection for URLs of the same server: RETR 1, RETR 2, ... in one
+    # session, each body read to its terminator before the next command.
+    outdir = make_temp_dir("curl-")
+    options = []
+    for number in range(1, len(self.mail) + 1):
+      options += ["--output", os.path.join(outdir, str(number))]
+    urls = ["pop3://127.0.0.1:%d/%d" % (self.server.pop3_port, number)
+            for number in range(1, len(self.mail) + 1)]
+    result = subprocess.run(
+        [curl_binary(), "--silent", "--show-error", "--max-time", str(CURL_TIMEOUT_S),
+         "--user", "%s:%s" % (USER, PASSWORD), "--write-out", "%{num_connects}\\n", *options,
+         *urls], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=CURL_TIMEOUT_S + 10,
+        check=False)
+    self.assertEqual(result.returncode, 0, result.stderr)
+    # num_connects per transfer: 1 for the first, 0 for every reused connection.
+    self.assertEqual(result.stdout.split(), [b"1"] + [b"0"] * (len(self.mail) - 1))
+    for number, (name, raw) in enumerate(self.mail, start=1):
+      with open(os.path.join(outdir, str(number)), "rb") as f:
+        self.assertTrue(f.read() == wire_form(raw), "message %d (%s) differs" % (number, name))
 
   def test_uidl(self):
     out = self.curl("/", "--request", "UIDL").stdout

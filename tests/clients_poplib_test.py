@@ -4,11 +4,13 @@ Shows: login with USER/PASS (a password with spaces), CAPA, STAT, LIST, UIDL (th
 `deliver` printed), RETR of every message byte-exact (dot-stuffed lines, NUL and 8-bit bytes,
 bare LF, no final newline, a 10 MiB message), TOP, NOOP, RSET, DELE+QUIT seen by the next
 session, DELE then a dropped connection deletes nothing, a wrong password answered -ERR [AUTH],
-and that the 10 MiB RETR on a plain connection was sent by a zero-copy path (server metrics).
+that the 10 MiB RETR on a plain connection was sent by a zero-copy path (server metrics),
+concurrent sessions over two shards, and SIGTERM draining open sessions.
 """
 
 import poplib
 import socket
+import threading
 import time
 import unittest
 
@@ -17,6 +19,8 @@ from tests.testing.posthaste_server import PosthasteServer, metric_sum, wire_for
 
 PASSWORD = "correct horse battery staple"  # spaces: PASS takes the rest of the line
 TIMEOUT_S = 60
+PARALLEL_USERS = 6
+PARALLEL_ROUNDS = 3
 
 
 class PoplibTest(unittest.TestCase):
@@ -34,6 +38,12 @@ class PoplibTest(unittest.TestCase):
       cls.server.add_user(user + "@example.test", PASSWORD)
       for _, raw in cls.mail[:3]:
         cls.server.deliver(user + "@example.test", raw)
+    # Users for concurrent sessions (spread over both shards).
+    cls.parallel_mail = messages.everyday_messages() + [messages.big_message(size=1 << 20)]
+    for i in range(PARALLEL_USERS):
+      cls.server.add_user("par%d@example.test" % i, PASSWORD)
+      for _, raw in cls.parallel_mail:
+        cls.server.deliver("par%d@example.test" % i, raw)
     cls.server.start()
 
   @classmethod
@@ -206,6 +216,70 @@ class PoplibTest(unittest.TestCase):
         time.sleep(0.2)
     self.assertEqual(pop.stat()[0], 3)
     pop.quit()
+
+  def test_concurrent_sessions(self):
+    # PARALLEL_USERS clients at once, each retrieving its whole maildrop PARALLEL_ROUNDS times.
+    errors = []
+    want = [wire_lines(raw) for _, raw in self.parallel_mail]
+
+    def client(user):
+      try:
+        for _ in range(PARALLEL_ROUNDS):
+          pop = self.login(user)
+          count, _ = pop.stat()
+          if count != len(want):
+            errors.append("%s: STAT says %d messages" % (user, count))
+          for number in range(1, count + 1):
+            if pop.retr(number)[1] != want[number - 1]:
+              errors.append("%s: RETR %d differs" % (user, number))
+          pop.quit()
+      except Exception as error:  # reported below, with the user
+        errors.append("%s: %r" % (user, error))
+
+    threads = [threading.Thread(target=client, args=("par%d" % i,))
+               for i in range(PARALLEL_USERS)]
+    for thread in threads:
+      thread.start()
+    for thread in threads:
+      thread.join(300)
+    self.assertFalse(any(thread.is_alive() for thread in threads), "a client hung")
+    self.assertEqual(errors, [])
+
+
+class DrainTest(unittest.TestCase):
+  """SIGTERM with sessions open: a session that QUITs during the drain commits; one that stays
+  idle is closed at the drain timeout without committing; /readyz says 503 meanwhile."""
+
+  def test_sigterm_drains(self):
+    server = PosthasteServer(extra_args=["--drain_timeout_s=3"])
+    mail = messages.everyday_messages()[:3]
+    for user in ("quitter", "idler"):
+      server.add_user(user + "@example.test", PASSWORD)
+      for _, raw in mail:
+        server.deliver(user + "@example.test", raw)
+    with server:
+      sessions = {}
+      for user in ("quitter", "idler"):
+        pop = poplib.POP3("127.0.0.1", server.pop3_port, timeout=TIMEOUT_S)
+        pop.user(user + "@example.test")
+        pop.pass_(PASSWORD)
+        self.assertTrue(pop.dele(1).startswith(b"+OK"))
+        sessions[user] = pop
+      server.terminate()
+      deadline = time.monotonic() + 10
+      while server.http_get("/readyz")[0] != 503:
+        self.assertLess(time.monotonic(), deadline, "/readyz never said 503 while draining")
+        time.sleep(0.05)
+      self.assertEqual(server.http_get("/healthz")[0], 200)
+      # A session open at SIGTERM may still finish: its QUIT commits.
+      self.assertTrue(sessions["quitter"].quit().startswith(b"+OK"))
+      server.wait_exit()
+      # The idle one was closed at the drain timeout.
+      with self.assertRaises((poplib.error_proto, OSError, EOFError)):
+        sessions["idler"].noop()
+      sessions["idler"].close()
+    self.assertEqual(server.mailbox_stats("quitter@example.test")[0], len(mail) - 1)
+    self.assertEqual(server.mailbox_stats("idler@example.test")[0], len(mail))
 
 
 # The server's counter of message body bytes by the send path it submitted (server/admin_http.cc).

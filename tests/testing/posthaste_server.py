@@ -198,15 +198,26 @@ class PosthasteServer:
     """
     if self._proc is None:
       return
+    self.terminate()
+    self.wait_exit()
+
+  def terminate(self):
+    """Sends SIGTERM (the server starts draining) without waiting; then call wait_exit()."""
+    if self._proc is not None and self._proc.poll() is None:
+      self._proc.send_signal(signal.SIGTERM)
+
+  def wait_exit(self, timeout_s=None):
+    """Waits for the server to exit; requires exit status 0 and no sanitizer report."""
     proc = self._proc
-    if proc.poll() is None:
-      proc.send_signal(signal.SIGTERM)
+    if proc is None:
+      return
+    timeout_s = STOP_TIMEOUT_S if timeout_s is None else timeout_s
     try:
-      proc.wait(STOP_TIMEOUT_S)
+      proc.wait(timeout_s)
     except subprocess.TimeoutExpired:
       self._kill()
       raise ServerError("posthaste serve did not exit within %.0f s of SIGTERM:\n%s" %
-                        (STOP_TIMEOUT_S, self.stderr_text()))
+                        (timeout_s, self.stderr_text()))
     self._reader.join(10)
     proc.stderr.close()
     self._proc = None
