@@ -160,12 +160,32 @@ class PoplibTest(unittest.TestCase):
     self.assertTrue(pop.noop().startswith(b"+OK"))
     pop.quit()
 
-  def test_wrong_password(self):
-    pop = self.connect()
-    pop.user("alice@example.test")
-    with self.assertRaises(poplib.error_proto) as caught:
-      pop.pass_("wrong password")
-    self.assertIn(b"[AUTH]", caught.exception.args[0])
+  def test_wrong_password_and_unknown_user_look_the_same(self):
+    answers = []
+    for user, password in (("alice@example.test", "wrong password"),
+                           ("nobody@example.test", PASSWORD)):
+      pop = self.connect()
+      self.assertTrue(pop.user(user).startswith(b"+OK"))  # no user enumeration
+      with self.assertRaises(poplib.error_proto) as caught:
+        pop.pass_(password)
+      self.assertIn(b"[AUTH]", caught.exception.args[0])
+      answers.append(caught.exception.args[0])
+      pop.quit()
+    self.assertEqual(answers[0], answers[1])
+
+  def test_login_domain_is_case_insensitive(self):
+    pop = poplib.POP3("127.0.0.1", self.server.pop3_port, timeout=TIMEOUT_S)
+    pop.user("alice@Example.TEST")
+    pop.pass_(PASSWORD)
+    self.assertEqual(pop.stat()[0], len(self.mail))
+    pop.quit()
+
+  def test_utf8_and_no_stls_without_tls(self):
+    pop = self.login()
+    self.assertIn("UTF8", pop.capa())
+    self.assertNotIn("STLS", pop.capa())  # no TLS configured: STLS is not offered
+    self.assertTrue(pop.utf8().startswith(b"+OK"))  # RFC 6856; Outlook sends it after login
+    self.assertEqual(pop.stat()[0], len(self.mail))
     pop.quit()
 
   def test_dele_then_quit_is_seen_by_the_next_session(self):
