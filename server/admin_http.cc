@@ -75,6 +75,8 @@ void Add(ShardStats& sum, const ShardStats& s) {
   PH_SUM(timeouts_auth);
   PH_SUM(timeouts_idle);
   PH_SUM(timeouts_send_stall);
+  PH_SUM(commands);
+  PH_SUM(lines_too_long);
   PH_SUM(offload_rejected);
   PH_SUM(post_rejected);
   PH_SUM(send.plain_bytes);
@@ -210,6 +212,10 @@ std::string AdminHttp::MetricsText(ServerContext* ctx) {
   metric("posthaste_pop3_zc_notifications_copied_total", "counter",
          "SEND_ZC notifications reporting the kernel copied anyway (always on loopback).",
          s.send.zc_notifs_copied);
+  metric("posthaste_pop3_commands_total", "counter", "Command lines of closed sessions.",
+         s.commands);
+  metric("posthaste_pop3_command_line_too_long_total", "counter",
+         "Command lines over 255 octets (closed sessions).", s.lines_too_long);
   metric("posthaste_offload_rejected_total", "counter", "Jobs refused by a full offload queue.",
          s.offload_rejected);
   metric("posthaste_inbox_rejected_total", "counter", "Cross-shard messages refused (full).",

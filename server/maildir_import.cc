@@ -24,6 +24,9 @@ namespace {
 // A message file larger than this is refused before reading (the store's own limit is far
 // lower; this only bounds memory).
 constexpr uint64_t kMessageFileBytesMax = uint64_t{2} << 30;
+// One DeliverBatch holds at most this many messages / raw bytes (all in memory at once).
+constexpr size_t kImportBatchMessagesMax = 256;
+constexpr uint64_t kImportBatchBytesMax = uint64_t{32} << 20;
 
 absl::Status ErrnoStatus(int err, std::string_view what) {
   std::string message = absl::StrCat(AbslView(what), ": ", std::strerror(err));
@@ -385,39 +388,70 @@ absl::StatusOr<ImportResult> ImportMaildir(
   }
 
   ImportProgress report{result.skipped, result.total};
-  uint64_t since_report = 0;
-  auto tick = [&](bool final_report) {
-    ++report.done;
-    if (progress && (++since_report >= progress_every || final_report)) {
-      since_report = 0;
+  uint64_t next_report = report.done + progress_every;
+  auto advance = [&](uint64_t files) {
+    report.done += files;
+    if (progress && (report.done >= next_report || report.done == report.total)) {
+      next_report = report.done + progress_every;
       progress(report);
     }
   };
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const PlannedFile& planned = plan[i];
-    auto fail = [&](const absl::Status& status) {
-      return absl::Status(status.code(),
-                          absl::StrCat(planned.file->path, ": ", status.message(),
-                                       " (after importing ", result.imported, " of ", plan.size(),
-                                       " messages; run the import again to resume)"));
-    };
-    absl::StatusOr<std::string> raw = ReadSmallFile(planned.file->path, kMessageFileBytesMax);
-    if (!raw.ok()) return fail(raw.status());
-    storage::DeliverOptions options;
-    options.uidl = planned.uidl;
-    options.arrival_time = absl::FromUnixSeconds(planned.file->mtime_unix_seconds);
-    absl::StatusOr<storage::DeliverResult> delivered =
-        store.Deliver(account->address, *raw, options);
-    if (absl::IsAlreadyExists(delivered.status())) {
-      ++result.skipped;  // the UIDL belonged to a message deleted earlier
-    } else if (!delivered.ok()) {
-      return fail(delivered.status());
-    } else {
-      ++result.imported;
-      result.octets += delivered->pop3_size;
-      if (planned.from_dovecot) ++result.uidls_from_dovecot;
+  auto count_delivered = [&](const PlannedFile& planned, const storage::DeliverResult& r) {
+    ++result.imported;
+    result.octets += r.pop3_size;
+    if (planned.from_dovecot) ++result.uidls_from_dovecot;
+  };
+  auto fail = [&](const std::string& path, const absl::Status& status) {
+    return absl::Status(
+        status.code(),
+        absl::StrCat(path, ": ", status.message(), " (after importing ", result.imported, " of ",
+                     plan.size(), " messages; run the import again to resume)"));
+  };
+  // Batches keep Maildir order and share one index sync and segment syncs among many
+  // messages; a batch is all or nothing.
+  size_t next = 0;
+  while (next < plan.size()) {
+    std::vector<std::string> raws;
+    std::vector<storage::DeliveryItem> items;
+    uint64_t batch_bytes = 0;
+    const size_t first = next;
+    while (next < plan.size() && raws.size() < kImportBatchMessagesMax &&
+           (raws.empty() || batch_bytes + plan[next].file->file_bytes <= kImportBatchBytesMax)) {
+      absl::StatusOr<std::string> raw = ReadSmallFile(plan[next].file->path, kMessageFileBytesMax);
+      if (!raw.ok()) return fail(plan[next].file->path, raw.status());
+      batch_bytes += raw->size();
+      raws.push_back(std::move(*raw));
+      ++next;
     }
-    tick(i + 1 == plan.size());
+    for (size_t i = first; i < next; ++i) {
+      storage::DeliverOptions options;
+      options.uidl = plan[i].uidl;
+      options.arrival_time = absl::FromUnixSeconds(plan[i].file->mtime_unix_seconds);
+      items.push_back(storage::DeliveryItem{raws[i - first], std::move(options)});
+    }
+    absl::StatusOr<std::vector<storage::DeliverResult>> delivered =
+        store.DeliverBatch(account->address, items);
+    if (delivered.ok()) {
+      for (size_t i = first; i < next; ++i) count_delivered(plan[i], (*delivered)[i - first]);
+    } else if (absl::IsAlreadyExists(delivered.status())) {
+      // Some UIDL belonged to a message deleted earlier (never reused): nothing of the batch
+      // was stored, so deliver it one by one and skip those.
+      for (size_t i = first; i < next; ++i) {
+        absl::StatusOr<storage::DeliverResult> one =
+            store.Deliver(account->address, items[i - first].raw_message, items[i - first].options);
+        if (absl::IsAlreadyExists(one.status())) {
+          ++result.skipped;
+        } else if (!one.ok()) {
+          return fail(plan[i].file->path, one.status());
+        } else {
+          count_delivered(plan[i], *one);
+        }
+      }
+    } else {
+      return fail(absl::StrCat(plan[first].file->path, " (batch of ", next - first, ")"),
+                  delivered.status());
+    }
+    advance(next - first);
   }
   if (plan.empty() && progress) progress(report);
   return result;

@@ -95,7 +95,9 @@ struct ImportResult {
 // `progress` (optional) is called every `progress_every` files and after the last one.
 // Errors: NotFound (no such account / not a Maildir), InvalidArgument (bad dovecot-uidlist),
 // ResourceExhausted (size or quota), PermissionDenied/Internal (unreadable files), and store
-// errors; after a failure during delivery, messages delivered so far stay (and are skipped by
+// errors. Messages go to the store in all-or-nothing batches (DeliverBatch: up to 256
+// messages or 32 MiB, sharing syncs) in Maildir order; after a failure during delivery,
+// batches delivered so far stay (and are skipped by
 // a re-run), and the error says how many.
 absl::StatusOr<ImportResult> ImportMaildir(
     storage::MailStore& store, std::string_view address, const std::string& dir,

@@ -227,6 +227,26 @@ TEST_F(ImportMaildirTest, RerunSkipsEverythingAlreadyImported) {
   EXPECT_THAT(Uidls(), ElementsAre("1276528600.M5P5.kurkku", "1276528700.M6P6.kurkku"));
 }
 
+TEST_F(ImportMaildirTest, LargeImportsGoInOrderedBatchesWithProgress) {
+  std::string dir = MakeMaildir();
+  // Names whose timestamps sort differently as text and as numbers.
+  std::vector<std::string> expected;
+  for (int i = 0; i < 600; ++i) {
+    const std::string name = absl::StrCat(900 + i * 7, ".M", i, ".host");
+    WriteFile(absl::StrCat(dir, i % 2 ? "/cur/" : "/new/", name, i % 2 ? ":2,S" : ""),
+              absl::StrCat("Subject: ", i, "\n\nbody\n"));
+    expected.push_back(name);
+  }
+  absl::StatusOr<ImportResult> result = ImportMaildir(
+      *store_, kUser, dir, [this](const ImportProgress& p) { progress_.push_back(p); }, 100);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->imported, 600u);
+  EXPECT_EQ(Uidls(), expected);
+  std::vector<uint64_t> done;
+  for (const ImportProgress& p : progress_) done.push_back(p.done);
+  EXPECT_THAT(done, ElementsAre(256, 512, 600));  // one report per batch of 256, and the end
+}
+
 TEST_F(ImportMaildirTest, QuotaIsCheckedBeforeAnythingIsDelivered) {
   ASSERT_TRUE(store_->SetQuota(kUser, storage::AccountQuota{2, 0}).ok());
   std::string dir = MakeMaildir();

@@ -493,7 +493,8 @@ void Pop3Connection::Enqueue(std::string_view bytes) {
 }
 
 void Pop3Connection::Flush() {
-  if (closing_ || SendBusy() || out_.empty() || delay_timer_.armed()) return;
+  // (Output taken before a kDelay still goes out; actions after it are not taken yet.)
+  if (closing_ || SendBusy() || out_.empty()) return;
   OutItem& front = out_.front();
   if (!front.stream) {
     inflight_ = std::move(front.bytes);
@@ -782,6 +783,8 @@ void Pop3Connection::MaybeFinish() {
     return;
   }
   finished_ = true;
+  ctx_.stats.commands += session_->counters().commands;
+  ctx_.stats.lines_too_long += session_->counters().command_line_too_long;
   if (!fd_closed_) {
     close(fd_);
     fd_closed_ = true;

@@ -104,7 +104,7 @@ std::string ServeUsage() {
          "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--auth_timeout_s=60] "
          "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_timeout_s=10] "
          "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
-         "[--max_connections_per_user_ip=10] [--trusted_networks=CIDR,...] "
+         "[--max_connections_per_user_ip=10] [--trusted_networks=127.0.0.0/8,::1] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
@@ -114,6 +114,7 @@ std::string ServeUsage() {
 
 absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
   ServeOptions o;
+  o.trusted_networks = {*ParseCidr("127.0.0.0/8"), *ParseCidr("::1")};
   using Setter = std::function<absl::Status(std::string_view)>;
   auto u32 = [](std::string_view name, uint32_t* field, uint64_t max = UINT32_MAX) -> Setter {
     return [name, field, max](std::string_view v) -> absl::Status {

@@ -44,7 +44,10 @@ struct ServeOptions {
   uint32_t max_connections_per_shard = 50'000;
   uint32_t max_connections_per_ip = 256;  // 0: unlimited
   uint32_t max_connections_per_user_ip = 10;
-  std::vector<Cidr> trusted_networks;  // exempt from the per-IP and per-user+IP limits
+  // Exempt from the per-IP and per-user+IP limits. Default: loopback (a webmail or an nginx
+  // mail proxy on the same host brings many users from one address); --trusted_networks=
+  // (empty) trusts nothing.
+  std::vector<Cidr> trusted_networks;
   pop3::InUsePolicy in_use_policy = pop3::InUsePolicy::kTakeover;
   uint32_t takeover_idle_s = 30;
   bool plaintext_requires_tls = true;  // loopback peers are exempt

@@ -28,6 +28,11 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_EQ(o->idle_timeout_s, 600u);
   EXPECT_TRUE(o->plaintext_requires_tls);
   EXPECT_EQ(o->in_use_policy, pop3::InUsePolicy::kTakeover);
+  ASSERT_EQ(o->trusted_networks.size(), 2u);  // loopback
+  const uint8_t loopback4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 2};
+  EXPECT_TRUE(CidrContains(o->trusted_networks[0], loopback4));
+  EXPECT_TRUE(
+      ParseServeOptions({"--data_dir=/x", "--trusted_networks="})->trusted_networks.empty());
 
   o = ParseServeOptions({"--data_dir", "/x", "--pop3_listen=127.0.0.1:0",
                          "--metrics_listen=[::1]:9", "--shards=3", "--in_use_policy=refuse",

@@ -5,8 +5,9 @@
 //   compaction_mu    one Compact() at a time
 //   meta_mu          account creation/deletion, id allocation
 //   mailbox_mu[inc]  changes to existing index entries of one mailbox (deletions, compaction
-//                    moves, account deletion); deliveries only add entries and do not take it
-//   retire_mu        shared while a reader turns index entries into open segments; exclusive
+//                    moves, account deletion); deliveries only add entries and do not take it.
+//                    Only compaction holds several stripes, taken in ascending order.
+//   retire_mu        shared while Check() reads everything; exclusive
 //                    while compaction forgets a segment
 //   AccountState::mu in-memory account state: counters, reservations, sequence numbers
 //   cache_mu / tenant_mu / SegmentSet::mu_   leaf locks
@@ -31,6 +32,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/log.h"
@@ -148,6 +150,7 @@ struct MailStore::Impl {
 
   std::atomic<uint64_t> deliveries{0};
   std::atomic<uint64_t> deletions{0};
+  std::function<void()> after_index_read_for_test;  // set before concurrent use
 
   ~Impl() {
     segments.reset();
@@ -206,8 +209,9 @@ struct MailStore::Impl {
       return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
     }
     std::lock_guard<std::mutex> lock(tenant_mu);
-    tenants[std::string(domain)] = record;
-    return std::optional<TenantRecord>(record);
+    // A concurrent SetTenantLimits may have cached a newer record meanwhile: keep that one.
+    auto [it, inserted] = tenants.emplace(std::string(domain), record);
+    return std::optional<TenantRecord>(it->second);
   }
 
   TenantRecord DefaultTenant() const {
@@ -287,10 +291,11 @@ struct MailStore::Impl {
 
   // ---- snapshots ----
   absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address_in);
+  absl::StatusOr<bool> ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected);
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
-  absl::StatusOr<DeliverResult> Deliver(std::string_view address_in, std::string_view raw,
-                                        const DeliverOptions& options);
+  absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address_in,
+                                                          const std::vector<DeliveryItem>& items);
   absl::Status DeleteAccount(std::string_view address_in);
   absl::StatusOr<CompactionResult> Compact(
       const std::function<void(const CompactionProgress&)>& progress);
@@ -368,6 +373,9 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   db_options.create_if_missing = true;
   db_options.merge_operator = internal::NewStoreMergeOperator();
   db_options.max_background_jobs = 2;
+  // Folds a chunk's operands once 16 pile up in the memtable, so reading a mailbox that was
+  // just bulk-delivered never merges more than that per chunk.
+  db_options.max_successive_merges = 16;
   db_options.keep_log_file_num = 4;
   db_options.max_manifest_file_size = 64 << 20;
   rocksdb::BlockBasedTableOptions table;
@@ -666,25 +674,51 @@ absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
 absl::StatusOr<DeliverResult> MailStore::Deliver(std::string_view address,
                                                  std::string_view raw_message,
                                                  const DeliverOptions& options) {
-  return impl_->Deliver(address, raw_message, options);
+  PH_ASSIGN_OR_RETURN(std::vector<DeliverResult> results,
+                      impl_->DeliverBatch(address, {DeliveryItem{raw_message, options}}));
+  return std::move(results[0]);
 }
 
-absl::StatusOr<DeliverResult> MailStore::Impl::Deliver(std::string_view address_in,
-                                                       std::string_view raw,
-                                                       const DeliverOptions& deliver_options) {
+absl::StatusOr<std::vector<DeliverResult>> MailStore::DeliverBatch(
+    std::string_view address, const std::vector<DeliveryItem>& items) {
+  return impl_->DeliverBatch(address, items);
+}
+
+absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
+    std::string_view address_in, const std::vector<DeliveryItem>& items) {
   PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
-  const bool imported = deliver_options.uidl.has_value();
-  if (imported) PH_RETURN_IF_ERROR(ValidateUidl(*deliver_options.uidl));
+  if (items.empty()) return std::vector<DeliverResult>();
+  // Errors about one message of a batch say which one.
+  auto which = [&](size_t i, const absl::Status& status) {
+    if (items.size() == 1) return status;
+    return absl::Status(status.code(), absl::StrCat("message ", i + 1, " of ", items.size(), ": ",
+                                                    status.message()));
+  };
+  std::set<std::string_view> batch_uidls;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].options.uidl.has_value()) continue;
+    const std::string& uidl = *items[i].options.uidl;
+    absl::Status valid = ValidateUidl(uidl);
+    if (!valid.ok()) return which(i, valid);
+    if (!batch_uidls.insert(uidl).second) {
+      return which(
+          i, absl::AlreadyExistsError(absl::StrCat("UIDL ", uidl, " appears twice in the batch")));
+    }
+  }
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
   PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant_found, LoadTenant(DomainOf(address)));
   const TenantRecord tenant = tenant_found.value_or(DefaultTenant());
   const uint64_t max_bytes =
       tenant.max_message_bytes != 0 ? tenant.max_message_bytes : options.max_message_bytes;
+  auto too_big = [&](uint64_t size) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "message of ", size, " octets exceeds the maximum message size of ", max_bytes, " octets"));
+  };
   // The POP3 size is never smaller than the raw size, so huge input is refused before copying.
-  if (raw.size() > max_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("message of ", raw.size(),
-                                                     " octets exceeds the maximum message size of ",
-                                                     max_bytes, " octets"));
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].raw_message.size() > max_bytes) {
+      return which(i, too_big(items[i].raw_message.size()));
+    }
   }
   {
     std::lock_guard<std::mutex> lock(state->mu);
@@ -693,16 +727,18 @@ absl::StatusOr<DeliverResult> MailStore::Impl::Deliver(std::string_view address_
       return absl::FailedPreconditionError(absl::StrCat("account ", address, " is disabled"));
     }
   }
-  NormalizedMessage message = NormalizeForStorage(raw);
-  if (message.pop3_size > max_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat("message of ", message.pop3_size,
-                                                     " octets exceeds the maximum message size of ",
-                                                     max_bytes, " octets"));
+  std::vector<NormalizedMessage> messages;
+  messages.reserve(items.size());
+  uint64_t batch_octets = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    messages.push_back(NormalizeForStorage(items[i].raw_message));
+    if (messages.back().pop3_size > max_bytes) return which(i, too_big(messages.back().pop3_size));
+    batch_octets += messages.back().pop3_size;
   }
-  const uint32_t crc = Crc32c(message.stored);
+  const uint64_t batch_messages = items.size();
 
-  // Reserve: quota, sequence number, UIDL.
-  uint64_t seq;
+  // Reserve: quota, sequence numbers, UIDLs.
+  uint64_t first_seq;
   uint64_t incarnation;
   {
     std::lock_guard<std::mutex> lock(state->mu);
@@ -715,100 +751,113 @@ absl::StatusOr<DeliverResult> MailStore::Impl::Deliver(std::string_view address_
         state->record.quota_messages != 0 ? state->record.quota_messages : tenant.quota_messages;
     const uint64_t quota_octets =
         state->record.quota_octets != 0 ? state->record.quota_octets : tenant.quota_octets;
-    const uint64_t messages = state->committed.messages + state->reserved_messages;
-    const uint64_t octets = state->committed.octets + state->reserved_octets;
-    if (quota_messages != 0 && messages + 1 > quota_messages) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("mailbox quota exceeded: ", address, " holds ", messages,
-                       " messages, the limit is ", quota_messages, " messages"));
+    const uint64_t held_messages = state->committed.messages + state->reserved_messages;
+    const uint64_t held_octets = state->committed.octets + state->reserved_octets;
+    if (quota_messages != 0 && held_messages + batch_messages > quota_messages) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "mailbox quota exceeded: ", address, " holds ", held_messages, " messages, adding ",
+          batch_messages, " would pass the limit of ", quota_messages, " messages"));
     }
-    if (quota_octets != 0 && octets + message.pop3_size > quota_octets) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("mailbox quota exceeded: ", address, " holds ", octets, " octets, adding ",
-                       message.pop3_size, " would pass the limit of ", quota_octets, " octets"));
+    if (quota_octets != 0 && held_octets + batch_octets > quota_octets) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "mailbox quota exceeded: ", address, " holds ", held_octets, " octets, adding ",
+          batch_octets, " would pass the limit of ", quota_octets, " octets"));
     }
-    if (imported) {
-      const std::string& uidl = *deliver_options.uidl;
-      if (uidl.rfind(GeneratedUidlPrefix(incarnation), 0) == 0 ||
-          state->pending_uidls.count(uidl) != 0) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("UIDL ", uidl, " is already used in ", address));
+    const std::string generated_prefix = GeneratedUidlPrefix(incarnation);
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!items[i].options.uidl.has_value()) continue;
+      const std::string& uidl = *items[i].options.uidl;
+      if (uidl.rfind(generated_prefix, 0) == 0 || state->pending_uidls.count(uidl) != 0) {
+        return which(i, absl::AlreadyExistsError(
+                            absl::StrCat("UIDL ", uidl, " is already used in ", address)));
       }
       std::string value;
       rocksdb::Status s =
           db->Get(rocksdb::ReadOptions(), ToSlice(internal::UidlKey(incarnation, uidl)), &value);
       if (s.ok()) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("UIDL ", uidl, " is already used in ", address));
+        return which(i, absl::AlreadyExistsError(
+                            absl::StrCat("UIDL ", uidl, " is already used in ", address)));
       }
       if (!s.IsNotFound()) return IndexError(s, "read UIDL table");
-      state->pending_uidls.insert(uidl);
     }
-    seq = state->next_seq++;
-    state->reserved_messages += 1;
-    state->reserved_octets += message.pop3_size;
+    for (std::string_view uidl : batch_uidls) state->pending_uidls.emplace(uidl);
+    first_seq = state->next_seq;
+    state->next_seq += batch_messages;
+    state->reserved_messages += batch_messages;
+    state->reserved_octets += batch_octets;
     state->inflight += 1;
   }
   auto finish = [&](bool committed) {
     std::lock_guard<std::mutex> lock(state->mu);
-    state->reserved_messages -= 1;
-    state->reserved_octets -= message.pop3_size;
+    state->reserved_messages -= batch_messages;
+    state->reserved_octets -= batch_octets;
     if (committed) {
-      state->committed.messages += 1;
-      state->committed.octets += message.pop3_size;
+      state->committed.messages += batch_messages;
+      state->committed.octets += batch_octets;
     }
-    if (imported) state->pending_uidls.erase(*deliver_options.uidl);
+    for (std::string_view uidl : batch_uidls) state->pending_uidls.erase(std::string(uidl));
     if (--state->inflight == 0) state->cv.notify_all();
   };
 
-  absl::StatusOr<AppendResult> appended = segments->AppendDurable(message.stored);
+  std::vector<std::string_view> stored;
+  stored.reserve(messages.size());
+  for (const NormalizedMessage& m : messages) stored.push_back(m.stored);
+  absl::StatusOr<std::vector<AppendResult>> appended = segments->AppendDurable(stored);
   if (!appended.ok()) {
     finish(false);
     return appended.status();
   }
-  DeliverResult result;
-  result.uidl =
-      imported ? *deliver_options.uidl : absl::StrCat(GeneratedUidlPrefix(incarnation), Hex(seq));
-  result.pop3_size = message.pop3_size;
-  result.stored_bytes = message.stored.size();
 
-  IndexRecord record;
-  record.seq = seq;
-  record.segment = appended->segment->id();
-  record.offset = appended->offset;
-  record.stored_length = static_cast<uint32_t>(message.stored.size());
-  record.pop3_size = static_cast<uint32_t>(message.pop3_size);
-  record.header_length = static_cast<uint32_t>(message.header_length);
-  record.crc32c = crc;
-  record.arrival_unix_seconds =
-      absl::ToUnixSeconds(deliver_options.arrival_time.value_or(absl::Now()));
-  record.uidl = result.uidl;
-
+  const std::string generated_prefix = GeneratedUidlPrefix(incarnation);
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  std::vector<DeliverResult> results(items.size());
   rocksdb::WriteBatch batch;
-  batch.Merge(ToSlice(internal::ChunkKey(incarnation, seq)),
-              ToSlice(internal::AppendOperand(record)));
+  std::map<uint64_t, SegmentStats> segment_deltas;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const uint64_t seq = first_seq + i;
+    const NormalizedMessage& m = messages[i];
+    const DeliverOptions& o = items[i].options;
+    DeliverResult& result = results[i];
+    result.uidl = o.uidl.has_value() ? *o.uidl : absl::StrCat(generated_prefix, Hex(seq));
+    result.pop3_size = m.pop3_size;
+    result.stored_bytes = m.stored.size();
+    IndexRecord record;
+    record.seq = seq;
+    record.segment = (*appended)[i].segment->id();
+    record.offset = (*appended)[i].offset;
+    record.stored_length = static_cast<uint32_t>(m.stored.size());
+    record.pop3_size = static_cast<uint32_t>(m.pop3_size);
+    record.header_length = static_cast<uint32_t>(m.header_length);
+    record.crc32c = Crc32c(m.stored);
+    record.arrival_unix_seconds =
+        o.arrival_time.has_value() ? absl::ToUnixSeconds(*o.arrival_time) : now;
+    record.uidl = result.uidl;
+    batch.Merge(ToSlice(internal::ChunkKey(incarnation, seq)),
+                ToSlice(internal::AppendOperand(record)));
+    segment_deltas[record.segment].live_bytes += record.stored_length;
+    segment_deltas[record.segment].live_messages += 1;
+    if (o.uidl.has_value()) {
+      std::string seq_value;
+      internal::PutLE64(&seq_value, seq);
+      batch.Put(ToSlice(internal::UidlKey(incarnation, result.uidl)), ToSlice(seq_value));
+    }
+  }
   CounterValue counter_delta;
-  counter_delta.messages = 1;
-  counter_delta.octets = static_cast<int64_t>(message.pop3_size);
-  counter_delta.next_seq = seq + 1;
+  counter_delta.messages = static_cast<int64_t>(batch_messages);
+  counter_delta.octets = static_cast<int64_t>(batch_octets);
+  counter_delta.next_seq = first_seq + batch_messages;
   batch.Merge(ToSlice(internal::CounterKey(incarnation)),
               ToSlice(internal::EncodeCounter(counter_delta)));
-  SegmentStats segment_delta;
-  segment_delta.live_bytes = static_cast<int64_t>(message.stored.size());
-  segment_delta.live_messages = 1;
-  batch.Merge(ToSlice(internal::SegmentKey(record.segment)),
-              ToSlice(internal::EncodeSegmentStats(segment_delta)));
-  if (imported) {
-    std::string seq_value;
-    internal::PutLE64(&seq_value, seq);
-    batch.Put(ToSlice(internal::UidlKey(incarnation, result.uidl)), ToSlice(seq_value));
+  for (const auto& [segment, delta] : segment_deltas) {
+    batch.Merge(ToSlice(internal::SegmentKey(segment)),
+                ToSlice(internal::EncodeSegmentStats(delta)));
   }
   rocksdb::Status s = db->Write(sync_write, &batch);
-  appended->segment->pending_appends.fetch_sub(1);
+  for (const AppendResult& a : *appended) a.segment->pending_appends.fetch_sub(1);
   finish(s.ok());
-  if (!s.ok()) return IndexError(s, "write index entry");
-  deliveries.fetch_add(1, std::memory_order_relaxed);
-  return result;
+  if (!s.ok()) return IndexError(s, "write index entries");
+  deliveries.fetch_add(batch_messages, std::memory_order_relaxed);
+  return results;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -832,18 +881,38 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
     expected = state->committed.messages + state->reserved_messages;
   }
   snapshot->address_ = std::move(address);
+  // Compaction may retire a segment between our reading an entry that names it and opening
+  // the file; it repoints (durably) before it retires, so reading the index again finds the new
+  // place. No lock is shared with compaction on this path.
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    absl::StatusOr<bool> complete = ReadMailboxIndex(snapshot.get(), expected);
+    if (!complete.ok()) return complete.status();
+    if (*complete) break;
+    if (attempt == kAttempts) {
+      return absl::UnavailableError(
+          absl::StrCat("mailbox ", snapshot->address_, " kept moving under compaction; try again"));
+    }
+  }
+  return std::shared_ptr<const MailboxSnapshot>(std::move(snapshot));
+}
+
+// Fills `snapshot` (incarnation and address set) from the index. Returns false when a segment
+// named by the index was retired meanwhile (the caller reads again).
+absl::StatusOr<bool> MailStore::Impl::ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected) {
+  snapshot->entries_.clear();
+  snapshot->uidl_arena_.clear();
+  snapshot->segments_.clear();
+  snapshot->segment_ids_.clear();
   snapshot->entries_.reserve(expected);
   snapshot->uidl_arena_.reserve(expected * 24);
-
-  // Held until the segments are resolved, so compaction cannot retire a segment between
-  // reading an entry that names it and opening it.
-  std::shared_lock<std::shared_mutex> retire_guard(retire_mu);
   const std::string prefix = internal::ChunkPrefix(snapshot->incarnation_);
   const std::string upper = internal::ChunkPrefix(snapshot->incarnation_ + 1);
   rocksdb::Slice upper_slice = ToSlice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+  absl::flat_hash_map<uint64_t, uint32_t> slots;
   uint64_t last_segment = 0;
   uint32_t last_slot = 0;
   bool have_last = false;
@@ -872,10 +941,10 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
       e.uidl_length = static_cast<uint32_t>(uidl_len);
       snapshot->uidl_arena_.append(p + internal::kRecordFixedBytes, uidl_len);
       if (!have_last || segment != last_segment) {
-        auto& ids = snapshot->segment_ids_;
-        auto found = std::find(ids.begin(), ids.end(), segment);
-        last_slot = static_cast<uint32_t>(found - ids.begin());
-        if (found == ids.end()) ids.push_back(segment);
+        auto [slot, inserted] =
+            slots.try_emplace(segment, static_cast<uint32_t>(snapshot->segment_ids_.size()));
+        if (inserted) snapshot->segment_ids_.push_back(segment);
+        last_slot = slot->second;
         last_segment = segment;
         have_last = true;
       }
@@ -886,17 +955,19 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
   }
   if (!it->status().ok()) return IndexError(it->status(), "read mailbox index");
   snapshot->total_octets_ = total;
+  if (after_index_read_for_test) after_index_read_for_test();
   snapshot->segments_.reserve(snapshot->segment_ids_.size());
   for (uint64_t id : snapshot->segment_ids_) {
     absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
     if (!segment.ok()) {
+      if (segments->Retired(id)) return false;
       return absl::DataLossError(absl::StrCat("mailbox ", snapshot->address_, ": segment ",
                                               SegmentSet::FileName(id),
                                               " is unavailable: ", segment.status().message()));
     }
     snapshot->segments_.push_back(*std::move(segment));
   }
-  return std::shared_ptr<const MailboxSnapshot>(std::move(snapshot));
+  return true;
 }
 
 MessageRef MailboxSnapshot::Ref(size_t index) const {
@@ -1015,6 +1086,7 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     uint64_t file_bytes = 0;
   };
   std::map<uint64_t, Victim> victims;
+  std::map<uint64_t, Victim> small;
   {
     rocksdb::ReadOptions ro;
     const std::string upper(1, internal::kSegmentPrefix + 1);
@@ -1044,10 +1116,15 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
           size == 0 ? 0.0 : static_cast<double>(std::max<int64_t>(stats.live_bytes, 0)) / size;
       if (stats.live_messages <= 0 || ratio < options.compaction_live_ratio) {
         victims[id] = Victim{*std::move(segment), size};
+      } else if (size < options.segment_roll_bytes / 8) {
+        small[id] = Victim{*std::move(segment), size};
       }
     }
     if (!it->status().ok()) return IndexError(it->status(), "scan segment stats");
   }
+  // Every restart and every compaction leaves one partly filled segment behind; merge such
+  // small segments (two or more) so their number, and the fds they hold, stay bounded.
+  if (small.size() >= 2) victims.merge(small);
   CompactionProgress status;
   status.segments_total = victims.size();
   if (victims.empty()) return result;
@@ -1088,8 +1165,10 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
   std::string buffer;
   for (auto& [victim_id, victim] : victims) {
     std::vector<Live>& messages = live[victim_id];
-    std::sort(messages.begin(), messages.end(),
-              [](const Live& a, const Live& b) { return a.offset < b.offset; });
+    // Copy mailbox by mailbox, in arrival order: later reads of a mailbox touch few segments.
+    std::sort(messages.begin(), messages.end(), [](const Live& a, const Live& b) {
+      return a.incarnation != b.incarnation ? a.incarnation < b.incarnation : a.seq < b.seq;
+    });
     struct Moved {
       Live from;
       uint64_t new_segment;
@@ -1115,44 +1194,59 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     }
     for (const auto& segment : touched) PH_RETURN_IF_ERROR(segment->SyncWritten());
 
-    // Repoint, one mailbox at a time, under the mailbox lock so deletions cannot interleave.
+    // Repoint under the mailbox locks so deletions cannot interleave: up to kRepointGroup
+    // mailboxes per synced batch (a segment may hold messages of thousands of mailboxes), their
+    // lock stripes taken in ascending order (only compaction ever holds more than one).
     std::map<uint64_t, std::vector<const Moved*>> by_mailbox;
     for (const Moved& m : moved) by_mailbox[m.from.incarnation].push_back(&m);
-    for (const auto& [incarnation, list] : by_mailbox) {
-      std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
-      std::map<std::string, std::vector<internal::RecordMove>> moves_by_chunk;
-      for (const Moved* m : list) {
-        moves_by_chunk[internal::ChunkKey(incarnation, m->from.seq)].push_back(internal::RecordMove{
-            m->from.seq, victim_id, m->from.offset, m->new_segment, m->new_offset});
+    constexpr size_t kRepointGroup = 512;
+    for (auto group_begin = by_mailbox.begin(); group_begin != by_mailbox.end();) {
+      auto group_end = group_begin;
+      std::set<size_t> stripes;
+      for (size_t n = 0; group_end != by_mailbox.end() && n < kRepointGroup; ++group_end, ++n) {
+        stripes.insert(group_end->first % kMailboxLockStripes);
       }
+      std::vector<std::unique_lock<std::mutex>> locks;
+      locks.reserve(stripes.size());
+      for (size_t stripe : stripes) locks.emplace_back(mailbox_mu[stripe]);
       rocksdb::WriteBatch batch;
       std::map<uint64_t, SegmentStats> deltas;
-      for (auto& [key, moves] : moves_by_chunk) {
-        std::string value;
-        rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
-        if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
-        std::vector<IndexRecord> records;
-        if (!internal::DecodeRecords(value, &records)) {
-          return absl::DataLossError("undecodable index chunk");
+      for (auto entry = group_begin; entry != group_end; ++entry) {
+        const uint64_t incarnation = entry->first;
+        std::map<std::string, std::vector<internal::RecordMove>> moves_by_chunk;
+        for (const Moved* m : entry->second) {
+          moves_by_chunk[internal::ChunkKey(incarnation, m->from.seq)].push_back(
+              internal::RecordMove{m->from.seq, victim_id, m->from.offset, m->new_segment,
+                                   m->new_offset});
         }
-        std::vector<internal::RecordMove> still_there;
-        for (const internal::RecordMove& mv : moves) {
-          for (const IndexRecord& r : records) {
-            if (r.seq == mv.seq && r.segment == mv.old_segment && r.offset == mv.old_offset) {
-              still_there.push_back(mv);
-              deltas[mv.old_segment].live_bytes -= r.stored_length;
-              deltas[mv.old_segment].live_messages -= 1;
-              deltas[mv.new_segment].live_bytes += r.stored_length;
-              deltas[mv.new_segment].live_messages += 1;
-              break;
+        for (auto& [key, moves] : moves_by_chunk) {
+          std::string value;
+          rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+          if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
+          std::vector<IndexRecord> records;
+          if (!internal::DecodeRecords(value, &records)) {
+            return absl::DataLossError("undecodable index chunk");
+          }
+          std::vector<internal::RecordMove> still_there;
+          for (const internal::RecordMove& mv : moves) {
+            for (const IndexRecord& r : records) {
+              if (r.seq == mv.seq && r.segment == mv.old_segment && r.offset == mv.old_offset) {
+                still_there.push_back(mv);
+                deltas[mv.old_segment].live_bytes -= r.stored_length;
+                deltas[mv.old_segment].live_messages -= 1;
+                deltas[mv.new_segment].live_bytes += r.stored_length;
+                deltas[mv.new_segment].live_messages += 1;
+                break;
+              }
             }
           }
-        }
-        if (!still_there.empty()) {
-          batch.Merge(ToSlice(key), ToSlice(internal::MoveOperand(still_there)));
-          result.messages_moved += still_there.size();
+          if (!still_there.empty()) {
+            batch.Merge(ToSlice(key), ToSlice(internal::MoveOperand(still_there)));
+            result.messages_moved += still_there.size();
+          }
         }
       }
+      group_begin = group_end;
       if (batch.Count() == 0) continue;
       for (const auto& [segment, delta] : deltas) {
         batch.Merge(ToSlice(internal::SegmentKey(segment)),
@@ -1194,6 +1288,20 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
 
 // ------------------------------------------------------------------------------------------
 // Check
+
+void MailStore::SetAfterIndexReadHookForTest(std::function<void()> hook) {
+  impl_->after_index_read_for_test = std::move(hook);
+}
+
+absl::Status MailStore::CompactIndex() {
+  rocksdb::Status s = impl_->db->Flush(rocksdb::FlushOptions());
+  if (!s.ok()) return IndexError(s, "flush");
+  rocksdb::CompactRangeOptions options;
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  s = impl_->db->CompactRange(options, nullptr, nullptr);
+  if (!s.ok()) return IndexError(s, "compact");
+  return absl::OkStatus();
+}
 
 absl::StatusOr<CheckReport> MailStore::Check() { return impl_->Check(); }
 

@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "storage/message_format.h"  // NormalizeForStorage, NormalizeAddress, ValidateUidl
 
 namespace posthaste::storage {
 
@@ -47,8 +48,6 @@ class Segment;  // storage/segment.h
 
 inline constexpr uint64_t kDefaultMaxMessageBytes = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
-inline constexpr size_t kMaxUidlLength = 70;                       // RFC 1939 section 7
-inline constexpr size_t kMaxAddressLength = 254;                   // RFC 5321 path limit
 inline constexpr size_t kMaxPasswordHashLength = 1024;
 // Upper bound for any configured maximum message size (stored lengths are 32-bit).
 inline constexpr uint64_t kMaxConfigurableMessageBytes = 1ull << 30;
@@ -116,6 +115,11 @@ struct DeliverOptions {
   std::optional<std::string> uidl;
   // Defaults to now.
   std::optional<absl::Time> arrival_time;
+};
+
+struct DeliveryItem {
+  std::string_view raw_message;  // must stay valid during the DeliverBatch call
+  DeliverOptions options;
 };
 
 struct DeliverResult {
@@ -229,6 +233,14 @@ class MailStore {
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
                                         const DeliverOptions& options = {});
 
+  // Delivers several messages to one account all or nothing: either every message is stored
+  // and indexed (one synced index batch; segment syncs shared), or none is. Each item is
+  // normalised and checked as in Deliver; the quota check covers the whole batch; an imported
+  // UIDL may not appear twice in it. Errors about one item name it ("message 3 of 10: ...").
+  // Results are in item order. Meant for imports: bound the batch (memory holds every message).
+  absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address,
+                                                          const std::vector<DeliveryItem>& items);
+
   // An immutable snapshot of the mailbox: messages in arrival order. Deliveries made after it
   // was taken are not in it; message indexes never shift for its life. NotFound when the
   // account does not exist. Cost: a few RocksDB reads plus one parse (no per-message
@@ -262,7 +274,17 @@ class MailStore {
   // the problems found (an error Status only when the check itself could not run).
   absl::StatusOr<CheckReport> Check();
 
+  // Flushes the index memtable and compacts the whole index, folding pending merge operands
+  // into packed values (what RocksDB does on its own over time). Useful after bulk imports;
+  // never needed for correctness.
+  absl::Status CompactIndex();
+
   StoreCounters Counters() const;
+
+  // Runs `hook` inside OpenMailbox after the index is read and before its segments are opened
+  // (tests use it to make compaction retire a segment at that moment). Not thread-safe: set it
+  // before concurrent use.
+  void SetAfterIndexReadHookForTest(std::function<void()> hook);
   const StoreOptions& options() const;
 
   struct Impl;
@@ -322,27 +344,6 @@ class MailboxSnapshot {
   std::vector<std::shared_ptr<const internal::Segment>> segments_;
   std::vector<uint64_t> segment_ids_;  // parallel to segments_
 };
-
-// ---- Message form, validation (pure functions; thread-safe) ----
-
-struct NormalizedMessage {
-  std::string stored;          // CRLF endings, dot-stuffed, ends in CRLF, no terminator
-  uint64_t pop3_size = 0;      // octets with CRLF endings before dot-stuffing
-  uint64_t header_length = 0;  // stored bytes through the blank line ending the headers
-};
-
-// Bare LF and bare CR become CRLF; a final CRLF is added if missing; lines starting with '.'
-// get a second '.'. NUL, 8-bit bytes and long lines pass through unchanged.
-NormalizedMessage NormalizeForStorage(std::string_view raw);
-
-// Returns local@domain with the domain lowercased (the local part keeps its case). Rejects,
-// with InvalidArgument: no or several '@', an empty part, characters outside printable ASCII
-// or among ` "(),:;<>[\]`, a domain that is not dot-separated LDH labels, over 254 octets.
-absl::StatusOr<std::string> NormalizeAddress(std::string_view address);
-absl::StatusOr<std::string> NormalizeDomain(std::string_view domain);
-
-// OK when 1-70 characters, each in 0x21-0x7E; InvalidArgument otherwise.
-absl::Status ValidateUidl(std::string_view uidl);
 
 }  // namespace posthaste::storage
 

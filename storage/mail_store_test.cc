@@ -29,6 +29,8 @@ std::string NewDataDir() {
   return dir;
 }
 
+absl::string_view AbslViewForTest(std::string_view s) { return {s.data(), s.size()}; }
+
 std::vector<std::string> SegmentFiles(const std::string& data_dir) {
   std::vector<std::string> out;
   DIR* d = ::opendir((data_dir + "/segments").c_str());
@@ -241,6 +243,45 @@ TEST_F(MailStoreTest, ArrivalTimeIsKept) {
   MustDeliver("u@x.org", "a\r\n", options);
   auto snap = MustOpen("u@x.org");
   EXPECT_EQ(snap->arrival_time(0), absl::FromUnixSeconds(1234567890));
+}
+
+TEST_F(MailStoreTest, DeliverBatchIsAllOrNothing) {
+  Create("u@x.org");
+  const std::string a = "Subject: a\r\n\r\nA\r\n", b = "Subject: b\n\nB", c = "c";
+  DeliverOptions keep;
+  keep.uidl = "imported-1";
+  auto ok = store_->DeliverBatch("u@x.org", {{a, {}}, {b, keep}, {c, {}}});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_EQ(ok->size(), 3u);
+  EXPECT_EQ((*ok)[1].uidl, "imported-1");
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->size(), 3u);
+  EXPECT_EQ(*store_->ReadMessage(*snap, 1), "Subject: b\r\n\r\nB\r\n");
+  EXPECT_EQ(snap->uidl(2), (*ok)[2].uidl);
+
+  auto expect_nothing_changed = [&](const absl::StatusOr<std::vector<DeliverResult>>& r,
+                                    absl::StatusCode code, std::string_view text) {
+    EXPECT_EQ(r.status().code(), code) << r.status();
+    EXPECT_NE(r.status().message().find(AbslViewForTest(text)), absl::string_view::npos)
+        << r.status();
+    EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 3u);
+    EXPECT_EQ(MustOpen("u@x.org")->size(), 3u);
+  };
+  const std::string huge(options_.max_message_bytes + 1, 'x');
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, {}}, {huge, {}}, {c, {}}}),
+                         absl::StatusCode::kResourceExhausted, "message 2 of 3");
+  DeliverOptions fresh;
+  fresh.uidl = "fresh";
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, fresh}, {b, fresh}}),
+                         absl::StatusCode::kAlreadyExists, "twice");
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, fresh}, {b, keep}}),
+                         absl::StatusCode::kAlreadyExists, "message 2 of 2");
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{4, 0}).ok());
+  expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, {}}, {b, {}}}),
+                         absl::StatusCode::kResourceExhausted, "quota");
+  // "fresh" was never stored, so it is still free.
+  ASSERT_TRUE(store_->DeliverBatch("u@x.org", {{a, fresh}}).ok());
+  ExpectCheckClean();
 }
 
 // ---- UIDLs ----
@@ -479,6 +520,69 @@ TEST_F(MailStoreTest, ConcurrentDeliveriesShareSegmentSyncs) {
   ExpectCheckClean();
 }
 
+TEST_F(MailStoreTest, ConcurrentOverlappingDeletionsCountEachMessageOnce) {
+  Create("u@x.org");
+  for (int i = 0; i < 200; ++i) MustDeliver("u@x.org", absl::StrCat("m", i, "\r\n"));
+  constexpr int kSessions = 8;
+  std::vector<std::shared_ptr<const MailboxSnapshot>> snaps;
+  for (int t = 0; t < kSessions; ++t) snaps.push_back(MustOpen("u@x.org"));
+  std::atomic<uint64_t> deleted{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kSessions; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<size_t> mine;  // every session deletes the even messages, plus its own residue
+      for (size_t i = 0; i < 200; ++i) {
+        if (i % 2 == 0 || i % kSessions == static_cast<size_t>(t)) mine.push_back(i);
+      }
+      auto r = store_->CommitDeletions(*snaps[t], mine);
+      if (!r.ok()) {
+        errors.fetch_add(1);
+        return;
+      }
+      deleted.fetch_add(r->deleted);
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(errors.load(), 0);
+  // Even messages (100) and the odd ones whose residue belongs to some session (all 100).
+  EXPECT_EQ(deleted.load(), 200u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 0u);
+  EXPECT_EQ(store_->GetMailboxStats("u@x.org")->octets, 0u);
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, DeleteAccountWhileDeliveriesAreInFlight) {
+  Create("u@x.org");
+  std::atomic<int> delivered{0};
+  std::atomic<int> attempts{0};
+  std::atomic<int> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 30; ++i) {
+        auto r = store_->Deliver("u@x.org", "in flight\r\n");
+        attempts.fetch_add(1);
+        if (r.ok()) {
+          delivered.fetch_add(1);
+        } else if (r.status().code() != absl::StatusCode::kNotFound) {
+          unexpected.fetch_add(1);
+        }
+      }
+    });
+  }
+  // Bounded: ends when 20 deliveries are in, or when every attempt is over.
+  while (delivered.load() < 20 && attempts.load() < 8 * 30) std::this_thread::yield();
+  ASSERT_TRUE(store_->DeleteAccount("u@x.org").ok());
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(store_->GetAccount("u@x.org").status().code(), absl::StatusCode::kNotFound);
+  // Nothing of the old incarnation is left behind (Check reports orphaned rows).
+  ExpectCheckClean();
+  Create("u@x.org");
+  EXPECT_EQ(MustOpen("u@x.org")->size(), 0u);
+}
+
 // ---- compaction ----
 
 TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
@@ -592,6 +696,64 @@ TEST_F(MailStoreTest, CompactionRunsConcurrentlyWithDeliveriesAndDeletions) {
   EXPECT_GT(compactions, 0);
   ExpectCheckClean();
   Reopen();
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, OpenMailboxReadsAgainWhenCompactionRetiresASegmentMidway) {
+  options_.segment_roll_bytes = 4096;
+  Reopen();
+  Create("u@x.org");
+  Create("v@x.org");
+  for (int i = 0; i < 100; ++i) {
+    MustDeliver("u@x.org", absl::StrCat("keep ", i, "\r\n"));
+    MustDeliver("v@x.org", absl::StrCat("drop ", i, " ", std::string(200, 'd'), "\r\n"));
+  }
+  auto v = MustOpen("v@x.org");
+  std::vector<size_t> all(v->size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  ASSERT_TRUE(store_->CommitDeletions(*v, all).ok());
+  int reads = 0;
+  uint64_t rewritten = 0;
+  store_->SetAfterIndexReadHookForTest([&] {
+    if (++reads == 1) {
+      auto r = store_->Compact();
+      ASSERT_TRUE(r.ok()) << r.status();
+      rewritten = r->segments_rewritten;
+    }
+  });
+  auto u = MustOpen("u@x.org");
+  store_->SetAfterIndexReadHookForTest(nullptr);
+  EXPECT_GT(rewritten, 0u);
+  EXPECT_EQ(reads, 2) << "the index should have been read again after the retirement";
+  ASSERT_EQ(u->size(), 100u);
+  for (size_t i = 0; i < 100; ++i) {
+    EXPECT_EQ(*store_->ReadMessage(*u, i), absl::StrCat("keep ", i, "\r\n"));
+  }
+  ExpectCheckClean();
+}
+
+TEST_F(MailStoreTest, CompactionMergesSmallSegmentsLeftByRestarts) {
+  options_.segment_roll_bytes = 64 * 1024;
+  Reopen();
+  Create("u@x.org");
+  for (int i = 0; i < 6; ++i) {
+    MustDeliver("u@x.org", absl::StrCat("restart ", i, "\r\n"));
+    Reopen();  // each run of the store starts a new delivery segment
+  }
+  ASSERT_EQ(SegmentFiles(options_.data_dir).size(), 6u);
+  auto result = store_->Compact();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->segments_rewritten, 6u);
+  EXPECT_EQ(SegmentFiles(options_.data_dir).size(), 1u);
+  auto snap = MustOpen("u@x.org");
+  ASSERT_EQ(snap->size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(*store_->ReadMessage(*snap, i), absl::StrCat("restart ", i, "\r\n"));
+  }
+  // One small segment alone is left as it is.
+  auto again = store_->Compact();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->segments_rewritten, 0u);
   ExpectCheckClean();
 }
 

@@ -1,4 +1,6 @@
 // Message normalisation and address/UIDL validation (declared in mail_store.h). Pure functions.
+#include "storage/message_format.h"
+
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -6,7 +8,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "storage/mail_store.h"
 
 namespace posthaste::storage {
 namespace {

@@ -1,7 +1,8 @@
+#include "storage/message_format.h"
+
 #include <string>
 
 #include "gtest/gtest.h"
-#include "storage/mail_store.h"
 
 namespace posthaste::storage {
 namespace {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace posthaste::storage::internal {
@@ -148,35 +149,51 @@ absl::StatusOr<std::shared_ptr<Segment>> SegmentSet::CreateLocked() {
 }
 
 absl::StatusOr<AppendResult> SegmentSet::AppendDurable(std::string_view bytes) {
-  AppendResult result;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const bool full =
-        active_ != nullptr && active_size_ > 0 && active_size_ + bytes.size() > roll_bytes_;
-    if (active_ == nullptr || full || active_->failed()) {
-      auto created = CreateLocked();
-      if (!created.ok()) return created.status();
-      active_ = *std::move(created);
-      active_size_ = 0;
-    }
-    result.segment = active_;
-    result.offset = active_size_;
-    active_size_ += bytes.size();
-    result.segment->pending_appends.fetch_add(1);
-  }
-  absl::Status status = result.segment->WriteAt(result.offset, bytes);
-  if (!status.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    // Start afresh: the failed range stays unreferenced garbage that compaction reclaims.
-    if (active_ == result.segment) active_ = nullptr;
-  } else {
-    status = result.segment->SyncWritten();
-  }
-  if (!status.ok()) {
-    result.segment->pending_appends.fetch_sub(1);
+  PH_ASSIGN_OR_RETURN(std::vector<AppendResult> results,
+                      AppendDurable(std::vector<std::string_view>{bytes}));
+  return std::move(results[0]);
+}
+
+absl::StatusOr<std::vector<AppendResult>> SegmentSet::AppendDurable(
+    const std::vector<std::string_view>& items) {
+  std::vector<AppendResult> results;
+  results.reserve(items.size());
+  auto fail = [&](const absl::Status& status) {
+    for (const AppendResult& r : results) r.segment->pending_appends.fetch_sub(1);
     return status;
+  };
+  for (std::string_view bytes : items) {
+    AppendResult result;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const bool full =
+          active_ != nullptr && active_size_ > 0 && active_size_ + bytes.size() > roll_bytes_;
+      if (active_ == nullptr || full || active_->failed()) {
+        auto created = CreateLocked();
+        if (!created.ok()) return fail(created.status());
+        active_ = *std::move(created);
+        active_size_ = 0;
+      }
+      result.segment = active_;
+      result.offset = active_size_;
+      active_size_ += bytes.size();
+      result.segment->pending_appends.fetch_add(1);
+    }
+    results.push_back(result);
+    absl::Status written = result.segment->WriteAt(result.offset, bytes);
+    if (!written.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      // Start afresh: the failed range stays unreferenced garbage that compaction reclaims.
+      if (active_ == result.segment) active_ = nullptr;
+      return fail(written);
+    }
   }
-  return result;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (i > 0 && results[i].segment == results[i - 1].segment) continue;
+    absl::Status synced = results[i].segment->SyncWritten();
+    if (!synced.ok()) return fail(synced);
+  }
+  return results;
 }
 
 absl::StatusOr<std::shared_ptr<Segment>> SegmentSet::CreateSegment() {
@@ -188,12 +205,20 @@ absl::StatusOr<std::shared_ptr<Segment>> SegmentSet::Get(uint64_t id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = open_.find(id);
   if (it != open_.end()) return it->second;
+  if (retired_.count(id) != 0) {
+    return absl::NotFoundError(absl::StrCat("segment ", FileName(id), " was retired"));
+  }
   std::string path = absl::StrCat(dir_, "/", FileName(id));
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open segment ", path));
   auto segment = std::make_shared<Segment>(id, fd, std::move(path), sync_counter_);
   open_[id] = segment;
   return segment;
+}
+
+bool SegmentSet::Retired(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return retired_.count(id) != 0;
 }
 
 bool SegmentSet::Busy(uint64_t id) {
@@ -208,6 +233,7 @@ absl::Status SegmentSet::Retire(uint64_t id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     open_.erase(id);
+    retired_.insert(id);
     if (active_ != nullptr && active_->id() == id) active_ = nullptr;
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,10 @@ class SegmentSet {
   // pending_appends count on the segment and must decrement it once the index entry is written
   // (or has failed).
   absl::StatusOr<AppendResult> AppendDurable(std::string_view bytes);
+  // The same for several byte strings (one result each, in order), syncing each segment they
+  // landed in once. All or nothing: on error no pending count is left behind.
+  absl::StatusOr<std::vector<AppendResult>> AppendDurable(
+      const std::vector<std::string_view>& items);
 
   // A new empty segment, registered but never used for deliveries (compaction output). Its
   // directory entry is durable on return.
@@ -91,6 +96,9 @@ class SegmentSet {
 
   // The segment with `id`, opened on first use. NotFound when the file does not exist.
   absl::StatusOr<std::shared_ptr<Segment>> Get(uint64_t id);
+
+  // True once Retire(id) has begun; Get(id) is then NotFound.
+  bool Retired(uint64_t id);
 
   // True while `id` is the active delivery segment or has pending appends.
   bool Busy(uint64_t id);
@@ -113,6 +121,7 @@ class SegmentSet {
   std::map<uint64_t, std::shared_ptr<Segment>> open_;  // guarded by mu_
   std::shared_ptr<Segment> active_;                    // guarded by mu_
   uint64_t active_size_ = 0;                           // guarded by mu_
+  std::set<uint64_t> retired_;                         // guarded by mu_
 };
 
 absl::Status ErrnoStatus(int err, std::string_view what);

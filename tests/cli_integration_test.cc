@@ -1,11 +1,13 @@
 // Runs the real bazel-bin/server/posthaste binary: every subcommand's output, and every kind of
 // bad input exits non-zero with one line on stderr and leaves `user list` unchanged.
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -197,6 +199,29 @@ TEST_F(PosthasteBinaryTest, ImportMaildirKeepsDovecotUidlsAndReimportSkips) {
   EXPECT_THAT(uidls, ElementsAre("000000016553f100", "000000026553f100", "7f000001-legacy"));
   EXPECT_EQ((*snapshot)->arrival_time(2), absl::FromUnixSeconds(1700000003));
   EXPECT_EQ(*(*store)->ReadMessage(**snapshot, 1), "Subject: 2\r\n\r\ntwo\r\n");
+}
+
+TEST_F(PosthasteBinaryTest, CheckReportsIndexEntriesPointingOutsideASegment) {
+  Ok({"user", "add", DataDir(), "a@example.test"}, "pw\n");
+  Ok({"deliver", DataDir(), "a@example.test"}, "Subject: x\n\n" + std::string(5000, 'x') + "\n");
+  EXPECT_THAT(Ok({"check", DataDir()}).out, StartsWith("ok: 1 accounts, 1 messages"));
+  // Cut every segment file short: the index now points past their ends.
+  const std::string segments = dir_ + "/segments";
+  std::unique_ptr<DIR, int (*)(DIR*)> d(opendir(segments.c_str()), closedir);
+  ASSERT_NE(d, nullptr);
+  int truncated = 0;
+  while (dirent* entry = readdir(d.get())) {
+    if (entry->d_name[0] == '.') continue;
+    ASSERT_EQ(truncate((segments + "/" + entry->d_name).c_str(), 100), 0);
+    ++truncated;
+  }
+  ASSERT_GT(truncated, 0);
+  ProcessResult check = Posthaste({"check", DataDir()});
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_GE(Lines(check.out), 1u);  // one line per problem
+  EXPECT_THAT(check.out, HasSubstr("a@example.test"));
+  EXPECT_EQ(Lines(check.err), 1u) << check.err;
+  EXPECT_THAT(check.err, MatchesRegex("posthaste: check: [0-9]+ problems found .*\n"));
 }
 
 TEST_F(PosthasteBinaryTest, HeldDataDirectoryIsReportedInOneLine) {

@@ -1,6 +1,7 @@
 // The crash test's victim: delivers and deletes messages in a loop (and now and then compacts)
 // until it is killed, reporting on stdout each operation the store ACKNOWLEDGED:
 //   D <account> <uidl> <seed>            Deliver returned OK
+//   R                                    the store is open; work starts
 //   P <account> <uidl> [<uidl> ...]      about to call CommitDeletions for these messages
 //   X <account> <uidl> [<uidl> ...]      CommitDeletions returned OK for these messages
 // Each report is one write(2) under a mutex, written only after the call returned, so the
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   posthaste::storage::MailStore& store = **opened;
+  Report("R\n");
 
   std::atomic<uint64_t> counter{0};
   auto deliverer = [&](int thread) {

@@ -39,9 +39,11 @@ inline std::string CrashMessage(uint64_t seed) {
       case 1:
         message += "bare lf\n";
         break;
-      case 2:
-        message += std::string("nul\0byte and \xe9\xff 8-bit\r\n", 27);
+      case 2: {
+        static constexpr char kBinary[] = "nul\0byte and \xe9\xff 8-bit\r\n";
+        message.append(kBinary, sizeof(kBinary) - 1);
         break;
+      }
       case 3:
         message += std::string(1000 + rng() % 500, 'L') + "\r\n";
         break;

@@ -32,7 +32,10 @@ constexpr char ToUpperAscii(char c) {
 constexpr uint32_t PackVerb(std::string_view verb) {
   if (verb.empty() || verb.size() > 4) return 0;
   uint32_t packed = 0;
-  for (char c : verb) packed = (packed << 8) | static_cast<uint8_t>(ToUpperAscii(c));
+  for (char c : verb) {
+    if (c == '\0') return 0;  // else "\0TOP" would pack like "TOP"
+    packed = (packed << 8) | static_cast<uint8_t>(ToUpperAscii(c));
+  }
   return packed;
 }
 

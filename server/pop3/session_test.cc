@@ -212,6 +212,13 @@ TEST(Pop3SessionTest, KeywordsAreCaseInsensitiveAndExtraSpacesAndBareLfAreTolera
   }
 }
 
+TEST(Pop3SessionTest, NulBytesNeverFormAKeyword) {
+  Fixture f;
+  f.Login();
+  f.driver.Feed(std::string("\0TOP 1 0\r\nST\0T\r\n", 16));
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Unknown command\r\n-ERR Unknown command\r\n");
+}
+
 TEST(Pop3SessionTest, PasswordKeepsItsSpaces) {
   Fixture f;
   f.driver.accounts()["mrose"].password = "correct horse  battery ";

@@ -58,7 +58,7 @@ bool Inbox::closed() {
 }
 
 void Inbox::Wake() {
-  if (Ring* current = Ring::Current(); current != nullptr && current != ring_) {
+  if (Ring* current = Ring::Current(); current != nullptr) {
     current->PrepWakeEventfd(efd_);  // submitted with the poster's next loop iteration
     return;
   }

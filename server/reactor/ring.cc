@@ -92,12 +92,10 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
   ring->timer_wakeup_.Bind<&Ring::OnTimerWakeup>(ring.get());
   MarkInternal(&ring->timer_wakeup_);
   ring->busy_since_ns_ = MonotonicNowNs();
-  if (tls_current_ring == nullptr) tls_current_ring = ring.get();
   return ring;
 }
 
 Ring::~Ring() {
-  if (tls_current_ring == this) tls_current_ring = nullptr;
   // Freeing with operations in flight would leave the kernel pointing at freed Completions.
   // The shard runner drains first; a timer wakeup is the only thing we may still cancel.
   if (timer_wakeup_.in_flight()) {
@@ -251,6 +249,10 @@ void Ring::Dispatch(uint64_t user_data, int32_t res, uint32_t flags) {
 }
 
 int Ring::RunOnce(bool may_block) {
+  // Code running inside this iteration (callbacks, timers, deferred closures) may route
+  // cross-shard wake-ups through this ring: they are submitted with the next iteration.
+  Ring* const outer = tls_current_ring;
+  tls_current_ring = this;
   ++stats_.loop_iterations;
   ArmTimerWakeup();
   uint64_t now = MonotonicNowNs();
@@ -293,6 +295,7 @@ int Ring::RunOnce(bool may_block) {
     }
     deferred_running_.clear();
   }
+  tls_current_ring = outer;
   return static_cast<int>(n);
 }
 

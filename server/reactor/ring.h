@@ -72,7 +72,8 @@ class Ring {
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 
-  // The ring running on this thread, or null (used to route wake-ups through the ring).
+  // The ring whose RunOnce is executing on this thread, or null (wake-ups posted from inside
+  // a loop iteration go through that ring instead of a write(2)).
   static Ring* Current();
 
   SetupMode setup_mode() const { return mode_; }

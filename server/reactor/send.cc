@@ -80,6 +80,14 @@ void Sender::OnSendDone(int32_t res, uint32_t flags) {
       if (flags & IORING_CQE_F_MORE) return;  // memory pinned until the notification
     }
   }
+  if (zero_copy_ && (res == -ENOMEM || res == -ENOBUFS) && !cancelled_) {
+    // The kernel refused to pin more pages (limits shared by the whole user): finish this
+    // send by copying instead of failing it.
+    ++stats_.zc_fallbacks;
+    zero_copy_ = false;
+    Submit();
+    return;
+  }
   if (res > 0) {
     sent_ += static_cast<uint64_t>(res);
     (zero_copy_ ? stats_.zc_bytes : stats_.plain_bytes) += static_cast<uint64_t>(res);
@@ -122,7 +130,20 @@ void Sender::Finish(absl::Status status) {
 FileStreamer::FileStreamer(Ring& ring, SendStats& stats, const Options& options, SendDoneFn on_done)
     : ring_(ring), stats_(stats), options_(options), on_done_(std::move(on_done)) {
   op_.Bind<&FileStreamer::OnOpDone>(this);
+  for (ZcSlot& slot : zc_slots_) {
+    slot.owner = this;
+    slot.op.Bind<&ZcSlot::OnDone>(&slot);
+  }
 }
+
+bool FileStreamer::ZcBusy() const {
+  for (const ZcSlot& slot : zc_slots_) {
+    if (slot.op.in_flight()) return true;
+  }
+  return false;
+}
+
+bool FileStreamer::busy() const { return active_ || op_.in_flight() || ZcBusy(); }
 
 FileStreamer::~FileStreamer() {
   PH_CHECK(!busy());
@@ -197,6 +218,9 @@ absl::Status FileStreamer::Start(int socket_fd, const FileRange& range, SendPath
   read_done_ = 0;
   in_pipe_ = 0;
   buffer_len_ = buffer_sent_ = 0;
+  zc_sending_ = false;
+  zc_fallback_next_ = false;
+  zc_error_ = absl::OkStatus();
   cancelled_ = false;
   active_ = true;
   Next();
@@ -207,15 +231,15 @@ void FileStreamer::Cancel() {
   if (!active_) return;
   cancelled_ = true;
   ring_.Cancel(&op_);
+  for (ZcSlot& slot : zc_slots_) ring_.Cancel(&slot.op);
 }
 
 void FileStreamer::Next() {
-  if (cancelled_) {
-    Finish(absl::CancelledError("stream cancelled"));
-    return;
-  }
-  if (done_ == range_.length) {
-    Finish(absl::OkStatus());
+  if (cancelled_ || done_ == range_.length || !zc_error_.ok()) {
+    if (ZcBusy()) return;  // the last notification calls Next() again
+    Finish(cancelled_        ? absl::CancelledError("stream cancelled")
+           : !zc_error_.ok() ? zc_error_
+                             : absl::OkStatus());
     return;
   }
   switch (path_) {
@@ -240,9 +264,22 @@ void FileStreamer::Next() {
       return;
     case SendPath::kSendZc: {
       step_ = Step::kSendZc;
-      const uint64_t len = std::min<uint64_t>(options_.zc_chunk_bytes, range_.length - done_);
-      ring_.PrepSendZc(&op_, socket_fd_, map_data_ + done_, len);
-      return;
+      if (zc_sending_) return;  // its result CQE calls Next()
+      for (ZcSlot& slot : zc_slots_) {
+        if (slot.op.in_flight()) continue;
+        slot.len = static_cast<uint32_t>(
+            std::min<uint64_t>(options_.zc_chunk_bytes, range_.length - done_));
+        slot.zero_copy = !zc_fallback_next_;
+        zc_fallback_next_ = false;
+        if (slot.zero_copy) {
+          ring_.PrepSendZc(&slot.op, socket_fd_, map_data_ + done_, slot.len);
+        } else {
+          ring_.PrepSend(&slot.op, socket_fd_, map_data_ + done_, slot.len, false);
+        }
+        zc_sending_ = true;
+        return;
+      }
+      return;  // every slot waits for its notification; the first to arrive calls Next()
     }
   }
 }
@@ -261,17 +298,36 @@ void FileStreamer::SpliceOut() {
   ring_.PrepSplice(&op_, pipe_read_, -1, socket_fd_, -1, in_pipe_, flags);
 }
 
-void FileStreamer::OnOpDone(int32_t res, uint32_t flags) {
-  if (step_ == Step::kSendZc) {
-    if (flags & IORING_CQE_F_NOTIF) {
-      ++stats_.zc_notifs;
-      if (static_cast<uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) ++stats_.zc_notifs_copied;
-      res = zc_result_;
-    } else {
-      zc_result_ = res;
-      if (flags & IORING_CQE_F_MORE) return;  // pages pinned until the notification
-    }
+void FileStreamer::OnZcDone(ZcSlot& slot, int32_t res, uint32_t flags) {
+  if (flags & IORING_CQE_F_NOTIF) {
+    // The kernel dropped its references to this chunk's pages.
+    ++stats_.zc_notifs;
+    if (static_cast<uint32_t>(res) & IORING_NOTIF_USAGE_ZC_COPIED) ++stats_.zc_notifs_copied;
+    Next();
+    return;
   }
+  // The send's result; its notification (if F_MORE) follows on the same slot.
+  zc_sending_ = false;
+  if (slot.zero_copy && (res == -ENOMEM || res == -ENOBUFS)) {
+    // Pinning refused (locked-memory or optmem limits, shared by the whole user): send this
+    // chunk by copying rather than failing the stream; later chunks try zero-copy again.
+    ++stats_.zc_fallbacks;
+    zc_fallback_next_ = true;
+    Next();
+    return;
+  }
+  if (res > 0) {
+    done_ += static_cast<uint64_t>(res);
+    (slot.zero_copy ? stats_.zc_bytes : stats_.zc_fallback_bytes) += static_cast<uint64_t>(res);
+    if (static_cast<uint32_t>(res) < slot.len) ++stats_.partial_sends;
+  } else if (zc_error_.ok() && !cancelled_) {
+    zc_error_ =
+        res == 0 ? absl::UnavailableError("send made no progress") : SocketError(res, "send_zc");
+  }
+  Next();
+}
+
+void FileStreamer::OnOpDone(int32_t res, uint32_t flags) {
   if (cancelled_) {
     Finish(absl::CancelledError("stream cancelled"));
     return;
@@ -327,21 +383,19 @@ void FileStreamer::OnOpDone(int32_t res, uint32_t flags) {
         Next();
       }
       return;
-    case Step::kSend:
     case Step::kSendZc:
+      PH_BUG(true, "SEND_ZC completions go to their slots");
+      return;
+    case Step::kSend:
       if (res <= 0) {
         Finish(res == 0 ? absl::UnavailableError("send made no progress")
                         : SocketError(res, "send"));
         return;
       }
       done_ += static_cast<uint64_t>(res);
-      if (step_ == Step::kSend) {
-        buffer_sent_ += static_cast<uint32_t>(res);
-        stats_.copy_bytes += static_cast<uint64_t>(res);
-        if (buffer_sent_ < buffer_len_) ++stats_.partial_sends;
-      } else {
-        stats_.zc_bytes += static_cast<uint64_t>(res);
-      }
+      buffer_sent_ += static_cast<uint32_t>(res);
+      stats_.copy_bytes += static_cast<uint64_t>(res);
+      if (buffer_sent_ < buffer_len_) ++stats_.partial_sends;
       Next();
       return;
   }

@@ -9,10 +9,13 @@
 // paths, never holding more than one bounded chunk in user memory:
 //   kSplice  file -> pipe -> socket with IORING_OP_SPLICE, sequenced; a full socket gives
 //            -EAGAIN (sockets are non-blocking), answered with a POLLOUT poll, not a retry loop;
-//   kSendZc  IORING_OP_SEND_ZC straight from an mmap of the range (page cache, no copy);
+//   kSendZc  IORING_OP_SEND_ZC straight from an mmap of the range (page cache, no copy); the
+//            next chunk goes out as soon as the previous send's result is in, while earlier
+//            chunks still wait for their notifications (at most kZcSlots chunks pinned);
 //   kCopy    IORING_OP_READ into a bounded buffer, then IORING_OP_SEND, repeated.
-// Exactly one operation is in flight per streamer, so a slow reader stalls the stream and
-// memory does not grow. Peer disconnects (EPIPE, ECONNRESET) end it with Unavailable.
+// One send is outstanding at a time (SEND_ZC may also have up to kZcSlots-1 notifications
+// pending), so a slow reader stalls the stream and memory does not grow. Peer disconnects (EPIPE,
+// ECONNRESET) end it with Unavailable.
 //
 // Threading: one ring thread. Ownership: the caller keeps the socket and file fds open and the
 // Sender's span alive until on_done; a Sender/FileStreamer must be idle (!busy()) when
@@ -45,7 +48,9 @@ struct SendStats {
   uint64_t partial_sends = 0;      // resubmissions after a short send or splice
   uint64_t socket_full_waits = 0;  // -EAGAIN answered by a POLLOUT wait
   uint64_t zc_notifs = 0;
-  uint64_t zc_notifs_copied = 0;  // notifications reporting the kernel copied after all
+  uint64_t zc_notifs_copied = 0;   // notifications reporting the kernel copied after all
+  uint64_t zc_fallbacks = 0;       // SEND_ZC refused (ENOMEM/ENOBUFS: pinned-page limits);
+  uint64_t zc_fallback_bytes = 0;  //   that chunk went out as a plain (copying) send instead
   uint64_t streams_ok = 0;
   uint64_t streams_failed = 0;
 };
@@ -93,6 +98,8 @@ struct FileRange {
 class FileStreamer {
  public:
   static constexpr uint32_t kChunkBytesMax = 16u << 20;
+  // SEND_ZC submissions whose notification may be outstanding at once.
+  static constexpr int kZcSlots = 4;
 
   struct Options {
     uint32_t pipe_bytes = 1u << 20;           // F_SETPIPE_SZ request (best effort)
@@ -112,10 +119,21 @@ class FileStreamer {
   // reads or the socket is closed: a caller giving up on a stalled peer aborts the socket
   // (AbortSocket) after Cancel(), and frees the streamer after on_done.
   void Cancel();
-  bool busy() const { return op_.in_flight() || active_; }
+  bool busy() const;
 
  private:
   enum class Step { kIdle, kSpliceIn, kSpliceOut, kWaitWritable, kRead, kSend, kSendZc };
+
+  // One SEND_ZC submission: in flight from submit until its notification.
+  struct ZcSlot {
+    FileStreamer* owner = nullptr;
+    Completion op;
+    uint32_t len = 0;
+    bool zero_copy = true;
+    void OnDone(int32_t res, uint32_t flags) { owner->OnZcDone(*this, res, flags); }
+  };
+  void OnZcDone(ZcSlot& slot, int32_t res, uint32_t flags);
+  bool ZcBusy() const;
 
   absl::Status EnsurePipe();
   void ClosePipe();
@@ -151,7 +169,10 @@ class FileStreamer {
   void* map_ = nullptr;
   size_t map_len_ = 0;
   const char* map_data_ = nullptr;
-  int32_t zc_result_ = 0;
+  ZcSlot zc_slots_[kZcSlots];
+  bool zc_sending_ = false;        // a submission's result CQE is outstanding
+  bool zc_fallback_next_ = false;  // the kernel refused to pin: copy the next chunk
+  absl::Status zc_error_;
 };
 
 }  // namespace posthaste::reactor

@@ -100,10 +100,15 @@ TEST(SenderTest, ZeroCopySendCompletesOnlyAfterTheNotification) {
   reader.join();
   ASSERT_TRUE(done.status->ok()) << *done.status;
   EXPECT_TRUE(got == data);
-  EXPECT_EQ(stats.zc_bytes, data.size());
+  EXPECT_EQ(stats.zc_bytes + stats.plain_bytes, data.size());
+  if (stats.zc_fallbacks == 0) {
+    EXPECT_EQ(stats.zc_bytes, data.size());
+  }
   // Every submission's notification had arrived before on_done: the memory was free to reuse.
   EXPECT_GE(notifs_seen_at_done, 1u);
-  EXPECT_EQ(notifs_seen_at_done, stats.partial_sends + 1);
+  if (stats.zc_fallbacks == 0) {
+    EXPECT_EQ(notifs_seen_at_done, stats.partial_sends + 1);
+  }
   // On loopback the kernel copies zero-copy sends and says so in the notification.
   EXPECT_EQ(stats.zc_notifs_copied, stats.zc_notifs);
   EXPECT_EQ(ring->user_in_flight(), 0u);
@@ -157,7 +162,7 @@ uint64_t BytesByPath(const SendStats& s, SendPath path) {
     case SendPath::kSplice:
       return s.splice_bytes;
     case SendPath::kSendZc:
-      return s.zc_bytes;
+      return s.zc_bytes + s.zc_fallback_bytes;  // fallback only if the kernel refused to pin
     case SendPath::kCopy:
       return s.copy_bytes;
   }
@@ -215,8 +220,13 @@ TEST_P(StreamerTest, SlowReaderStallsTheStreamWithOneOperationInFlight) {
   reader.join();
   ASSERT_TRUE(done.status->ok()) << *done.status;
   EXPECT_TRUE(got == file_data_->substr(777, length));
-  // Back-pressure: one operation at a time, whatever the reader's pace; nothing queues up.
-  EXPECT_EQ(max_in_flight, 1u);
+  // Back-pressure: one send at a time whatever the reader's pace (SEND_ZC: plus chunks whose
+  // notification is pending, bounded by kZcSlots); nothing queues up.
+  if (GetParam() == SendPath::kSendZc) {
+    EXPECT_LE(max_in_flight, static_cast<uint64_t>(FileStreamer::kZcSlots));
+  } else {
+    EXPECT_EQ(max_in_flight, 1u);
+  }
   if (GetParam() == SendPath::kSplice) {
     EXPECT_GT(stats_.socket_full_waits, 0u);  // -EAGAIN answered by a POLLOUT wait
   }

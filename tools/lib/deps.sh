@@ -15,6 +15,12 @@ PH_TEST_PACKAGES=(
   python3 curl perl openssl fetchmail getmail6 swaks procps iproute2
 )
 
+# The benchmark (tools/bench/compare): the server compared against, password hashing for its
+# passwd-file, the chart, CPU pinning.
+PH_BENCH_PACKAGES=(
+  dovecot-pop3d whois gnuplot-nox python3 util-linux procps
+)
+
 ph_install_packages() {
   local missing=()
   local pkg

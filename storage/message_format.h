@@ -1,0 +1,44 @@
+// The stored form of a message and the validation of addresses and UIDLs: pure functions with
+// no I/O, shared by MailStore and by anything that needs the same rules (CLI, LMTP).
+// Thread-safe.
+#ifndef POSTHASTE_STORAGE_MESSAGE_FORMAT_H_
+#define POSTHASTE_STORAGE_MESSAGE_FORMAT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace posthaste::storage {
+
+inline constexpr size_t kMaxUidlLength = 70;      // RFC 1939 section 7
+inline constexpr size_t kMaxAddressLength = 254;  // RFC 5321 path limit
+
+struct NormalizedMessage {
+  std::string stored;          // CRLF endings, dot-stuffed, ends in CRLF, no terminator
+  uint64_t pop3_size = 0;      // octets with CRLF endings before dot-stuffing
+  uint64_t header_length = 0;  // stored bytes through the blank line ending the headers
+};
+
+// Bare LF and bare CR become CRLF; a final CRLF is added if missing (an empty message becomes
+// one empty line); lines starting with '.' get a second '.'. NUL, 8-bit bytes and long lines
+// pass through unchanged. header_length covers the stored bytes through the first empty line,
+// or all of them when there is none.
+NormalizedMessage NormalizeForStorage(std::string_view raw);
+
+// Returns local@domain with the domain lowercased (the local part keeps its case). Rejects,
+// with InvalidArgument: no or several '@', an empty part, characters outside printable ASCII
+// or among ` "(),:;<>[\]`, a misplaced '.', a domain that is not dot-separated LDH labels,
+// over 254 octets (local part over 64).
+absl::StatusOr<std::string> NormalizeAddress(std::string_view address);
+absl::StatusOr<std::string> NormalizeDomain(std::string_view domain);
+
+// OK when 1-70 characters, each in 0x21-0x7E; InvalidArgument otherwise.
+absl::Status ValidateUidl(std::string_view uidl);
+
+}  // namespace posthaste::storage
+
+#endif  // POSTHASTE_STORAGE_MESSAGE_FORMAT_H_

@@ -1,0 +1,61 @@
+// Fuzzes the stored-form conversion (bytes from MTAs and imported files) and the address and
+// UIDL validators, checking the invariants RETR, TOP, LIST and Check() rely on.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "storage/message_format.h"
+
+namespace {
+
+void Require(bool condition) {
+  if (!condition) std::abort();
+}
+
+// Removes the dot-stuffing: the CRLF form whose length is the POP3 size.
+std::string Unstuff(std::string_view stored) {
+  std::string out;
+  bool line_start = true;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    if (line_start && stored[i] == '.') {
+      Require(i + 1 < stored.size() && stored[i + 1] == '.');
+      ++i;
+    }
+    out.push_back(stored[i]);
+    line_start = stored[i] == '\n';
+  }
+  return out;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace posthaste::storage;
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+
+  const NormalizedMessage m = NormalizeForStorage(input);
+  const std::string& s = m.stored;
+  Require(s.size() >= 2 && s.compare(s.size() - 2, 2, "\r\n") == 0);
+  Require(("\r\n" + s).find("\r\n.\r\n") == std::string::npos);  // never the terminator
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r') Require(i + 1 < s.size() && s[i + 1] == '\n');
+    if (s[i] == '\n') Require(i > 0 && s[i - 1] == '\r');
+  }
+  Require(m.header_length <= s.size());
+  const std::string unstuffed = Unstuff(s);
+  Require(unstuffed.size() == m.pop3_size);
+  Require(m.pop3_size >= size);
+  // Normalising the CRLF form again changes nothing.
+  Require(NormalizeForStorage(unstuffed).stored == s);
+
+  auto address = NormalizeAddress(input);
+  if (address.ok()) {
+    auto again = NormalizeAddress(*address);
+    Require(again.ok() && *again == *address);
+    Require(address->size() <= kMaxAddressLength);
+  }
+  const bool uidl_ok = ValidateUidl(input).ok();
+  Require(!uidl_ok || (size >= 1 && size <= kMaxUidlLength));
+  return 0;
+}

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Turns tools/bench/compare's raw.jsonl (one pop3load JSON object per run) into
+results.json (medians of every metric, per server and scenario, plus ratios),
+results.md (the table) and results.png (gnuplot chart: sessions/s and KiB per idle session).
+
+Ratios are posthaste / Dovecot of the same metric; for costs (CPU, memory, latency) lower is
+better, for rates higher is better. Medians are over the repeats of a run.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+# (label, path into a pop3load result, unit, higher_is_better)
+METRICS = {
+    "sessions": [
+        ("sessions/s", ("sessions_per_s",), "1/s", True),
+        ("server CPU per session", ("server_usage", "cpu_ms_per_session"), "ms", False),
+        ("sessions per server core-second", ("server_usage", "sessions_per_cpu_s"), "1/CPU-s",
+         True),
+        ("server CPU utilisation", ("server_usage", "cpu_utilisation"), "cores", None),
+        ("load generator CPU utilisation", ("client_cpu_utilisation",), "cores", None),
+        ("session latency p50", ("session_latency_ms", "p50"), "ms", False),
+        ("session latency p99", ("session_latency_ms", "p99"), "ms", False),
+        ("command latency p99", ("command_latency_us", "all", "p99"), "us", False),
+        ("errors", ("errors", "total"), "", False),
+    ],
+    "bulk": [
+        ("RETR throughput", ("mb_per_s",), "MB/s", True),
+        ("server CPU per GB", ("server_usage", "cpu_s_per_gb"), "CPU-s/GB", False),
+        ("server CPU utilisation", ("server_usage", "cpu_utilisation"), "cores", None),
+        ("load generator CPU utilisation", ("client_cpu_utilisation",), "cores", None),
+        ("RETR latency p99 (1 MiB)", ("command_latency_us", "RETR", "p99"), "us", False),
+        ("errors", ("errors", "total"), "", False),
+    ],
+    "bigmailbox": [
+        ("server CPU per session", ("server_usage", "cpu_ms_per_session"), "ms", False),
+        ("sessions/s", ("sessions_per_s",), "1/s", True),
+        ("session latency p50", ("session_latency_ms", "p50"), "ms", False),
+        ("UIDL latency p50", ("command_latency_us", "UIDL", "p50"), "us", False),
+        ("errors", ("errors", "total"), "", False),
+    ],
+    "latency": [
+        ("offered rate (80% of peak)", ("rate_target",), "sessions/s", None),
+        ("achieved sessions/s", ("sessions_per_s",), "1/s", None),
+        ("command latency p50", ("command_latency_us", "all", "p50"), "us", False),
+        ("command latency p99", ("command_latency_us", "all", "p99"), "us", False),
+        ("command latency p999", ("command_latency_us", "all", "p999"), "us", False),
+        ("errors", ("errors", "total"), "", False),
+    ],
+    "idle": [
+        ("PSS per idle session", ("server_usage", "pss_kib_per_session"), "KiB", False),
+        ("sessions held", ("connections_held",), "", True),
+        ("server processes with sessions", ("server_usage", "processes"), "", None),
+        ("time to log all in", ("time_to_all_logged_in_s",), "s", False),
+        ("errors", ("errors", "total"), "", False),
+    ],
+}
+BASELINE = [
+    ("loopback TCP, 1 MiB writes", ("mb_per_s",), "MB/s", True),
+    ("sender CPU per GB", ("sender_cpu_s_per_gb",), "CPU-s/GB", False),
+]
+
+# Dovecot 2.3.19 figures quoted in the benchmark issue, and posthaste's targets.
+ISSUE_REFERENCE = {
+    ("sessions", "server CPU per session"): ("6.8 ms", "<= 0.34 ms"),
+    ("sessions", "sessions per server core-second"): ("146", ">= 20x Dovecot"),
+    ("bulk", "server CPU per GB"): ("2.2 CPU-s/GB", "<= 0.3 CPU-s/GB, >= 80% of loopback"),
+    ("idle", "PSS per idle session"): ("523 KiB", "<= 8 KiB"),
+    ("bigmailbox", "server CPU per session"): ("~250 ms", "<= 2 ms"),
+    ("latency", "command latency p99"): ("", "< 1000 us"),
+}
+
+
+def dig(obj, path):
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def scenario_of(variant):
+    return "idle" if variant.startswith("idle-") else variant
+
+
+def fmt(value):
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def summarise(runs):
+    """{server: {variant: {label: {median, values, unit}}}}"""
+    grouped = {}
+    for run in runs:
+        grouped.setdefault(run["server"], {}).setdefault(run["variant"], []).append(run)
+    out = {}
+    for server, variants in grouped.items():
+        for variant, items in variants.items():
+            metrics = BASELINE if variant == "baseline" else METRICS[scenario_of(variant)]
+            summary = {}
+            for label, path, unit, _ in metrics:
+                values = [dig(r, path) for r in items]
+                values = [v for v in values if isinstance(v, (int, float)) and v >= 0]
+                summary[label] = {
+                    "median": statistics.median(values) if values else None,
+                    "values": values,
+                    "unit": unit,
+                }
+            out.setdefault(server, {})[variant] = summary
+    return out
+
+
+def variants_in_order(summary):
+    order = ["sessions", "bulk", "bigmailbox", "latency"]
+    idle = set()
+    for per_server in summary.values():
+        idle.update(v for v in per_server if v.startswith("idle-"))
+    return order + sorted(idle, key=lambda v: int(v.split("-")[1]))
+
+
+def write_chart(summary, out_dir, servers):
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        print("benchreport: gnuplot not found; no chart", file=sys.stderr)
+        return None
+    idle_variants = [v for v in variants_in_order(summary) if v.startswith("idle-")]
+    sessions_dat = os.path.join(out_dir, "chart_sessions.dat")
+    idle_dat = os.path.join(out_dir, "chart_idle.dat")
+    with open(sessions_dat, "w") as f:
+        f.write("server sessions_per_s\n")
+        for server in servers:
+            m = summary.get(server, {}).get("sessions", {}).get("sessions/s", {}).get("median")
+            f.write(f"{server} {m if m is not None else 0}\n")
+    with open(idle_dat, "w") as f:
+        f.write("sessions " + " ".join(servers) + "\n")
+        for v in idle_variants:
+            row = [v.split("-")[1]]
+            for server in servers:
+                m = summary.get(server, {}).get(v, {}).get("PSS per idle session", {}).get("median")
+                row.append(str(m if m is not None else 0))
+            f.write(" ".join(row) + "\n")
+    png = os.path.join(out_dir, "results.png")
+    idle_plot = ", ".join(
+        f"'{idle_dat}' using {i + 2}:xtic(1) title '{s}'" for i, s in enumerate(servers))
+    script = f"""
+set terminal png size 1000,450 font ',10'
+set output '{png}'
+set multiplot layout 1,2 title 'POP3 server on one core, load generator on another (loopback)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.8
+set grid ytics
+{"set logscale y" if len(servers) > 1 else "set yrange [0:*]"}
+set key top left
+set title 'Scenario 1: sessions/s{" (log scale)" if len(servers) > 1 else ""}'
+set ylabel 'sessions/s'
+plot '{sessions_dat}' using 2:xtic(1) notitle lc rgb '#4472c4'
+set title 'Scenario 3: server PSS per idle session{" (log scale)" if len(servers) > 1 else ""}'
+set ylabel 'KiB per session'
+set xlabel 'idle sessions held'
+plot {idle_plot}
+unset multiplot
+"""
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return png
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--raw", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--machine", default="")
+    p.add_argument("--command", default="")
+    p.add_argument("--note", default="")
+    p.add_argument("--dovecot_version", default="")
+    p.add_argument("--posthaste_missing", action="store_true")
+    args = p.parse_args()
+
+    runs = [json.loads(line) for line in open(args.raw) if line.strip()]
+    summary = summarise(runs)
+    servers = [s for s in ("dovecot", "posthaste") if s in summary]
+    repeats = max((r["rep"] for r in runs), default=0)
+
+    ratios = {}
+    if "dovecot" in summary and "posthaste" in summary:
+        for variant, metrics in summary["posthaste"].items():
+            for label, value in metrics.items():
+                base = summary["dovecot"].get(variant, {}).get(label, {}).get("median")
+                mine = value["median"]
+                if base and mine is not None:
+                    ratios.setdefault(variant, {})[label] = mine / base
+
+    result = {
+        "machine": args.machine,
+        "command": args.command,
+        "note": args.note,
+        "dovecot_version": args.dovecot_version,
+        "posthaste": "not benchmarked: its binary has no 'serve' subcommand yet"
+        if args.posthaste_missing else "benchmarked",
+        "repeats": repeats,
+        "medians": summary,
+        "ratios_posthaste_over_dovecot": ratios,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(result, f, indent=2)
+
+    baseline = summary.get("loopback", {}).get("baseline", {})
+    lines = [
+        "# POP3 benchmark: posthaste and Dovecot",
+        "",
+        f"- Command: `{args.command}`",
+        f"- Machine: {args.machine}",
+        f"- Dovecot: {args.dovecot_version}",
+        f"- {args.note}",
+        f"- Medians of {repeats} repeat(s); ratio = posthaste / Dovecot.",
+    ]
+    if args.posthaste_missing:
+        lines.append("- posthaste was **not** benchmarked: its binary has no `serve` subcommand yet.")
+    lines += [
+        "",
+        "| scenario | metric | unit | Dovecot | posthaste | ratio | issue: Dovecot / posthaste target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant in variants_in_order(summary):
+        scenario = scenario_of(variant)
+        for label, _, unit, _ in METRICS[scenario]:
+            d = summary.get("dovecot", {}).get(variant, {}).get(label, {}).get("median")
+            ph = summary.get("posthaste", {}).get(variant, {}).get(label, {}).get("median")
+            if d is None and ph is None:
+                continue
+            ratio = ratios.get(variant, {}).get(label)
+            ref = ISSUE_REFERENCE.get((scenario, label), ("", ""))
+            lines.append(
+                f"| {variant} | {label} | {unit} | {fmt(d)} | {fmt(ph)} | "
+                f"{fmt(ratio) if ratio is not None else ''} | {' / '.join(x for x in ref if x)} |")
+        if variant == "bulk" and baseline:
+            for label, _, unit, _ in BASELINE:
+                lines.append(f"| bulk | {label} (raw baseline) | {unit} | "
+                             f"{fmt(baseline[label]['median'])} | | | |")
+    png = write_chart(summary, args.out, servers)
+    if png:
+        lines += ["", "![sessions/s and memory per idle session](results.png)"]
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
