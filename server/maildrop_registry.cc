@@ -1,5 +1,7 @@
 #include "server/maildrop_registry.h"
 
+#include <algorithm>
+
 #include "absl/hash/hash.h"
 #include "base/strings.h"
 
@@ -23,13 +25,18 @@ MaildropRegistry::Outcome MaildropRegistry::Acquire(std::string_view user, std::
                                                     ConnectionRef* holder) {
   Entry& entry = entries_[AbslView(user)];
   if (count_user_ip) {
-    uint32_t& count = entry.ip_counts[AbslView(ip)];
+    auto it = std::find_if(entry.ip_counts.begin(), entry.ip_counts.end(),
+                           [&](const auto& p) { return p.first == ip; });
+    const uint32_t count = it == entry.ip_counts.end() ? 0 : it->second;
     if (user_ip_limit > 0 && count >= user_ip_limit) {
-      if (count == 0) entry.ip_counts.erase(AbslView(ip));
       MaybeErase(user);
       return Outcome::kTooManyForUserIp;
     }
-    ++count;
+    if (it == entry.ip_counts.end()) {
+      entry.ip_counts.emplace_back(std::string(ip), 1);
+    } else {
+      ++it->second;
+    }
   }
   if (!entry.holder.has_value() || *entry.holder == requester) {
     entry.holder = requester;
@@ -61,7 +68,8 @@ void MaildropRegistry::Release(std::string_view user, std::string_view ip, bool 
   Entry& entry = it->second;
   if (entry.holder.has_value() && *entry.holder == conn) entry.holder.reset();
   if (counted) {
-    auto c = entry.ip_counts.find(AbslView(ip));
+    auto c = std::find_if(entry.ip_counts.begin(), entry.ip_counts.end(),
+                          [&](const auto& p) { return p.first == ip; });
     if (c != entry.ip_counts.end() && --c->second == 0) entry.ip_counts.erase(c);
   }
   MaybeErase(user);

@@ -18,6 +18,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "server/pop3/session.h"
@@ -58,7 +60,8 @@ class MaildropRegistry {
   struct Entry {
     std::optional<ConnectionRef> holder;
     bool takeover_pending = false;
-    absl::flat_hash_map<std::string, uint32_t> ip_counts;
+    // Connections per client IP; usually one IP, so a small vector, not a hash map.
+    std::vector<std::pair<std::string, uint32_t>> ip_counts;
   };
   void MaybeErase(std::string_view user);
 

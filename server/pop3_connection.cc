@@ -290,9 +290,10 @@ void Pop3Connection::StartOpenMaildrop(std::string_view user) {
   if (!lock_user_.empty() && lock_user_ != user) {
     ReleaseRegistrations();  // authenticated again as someone else
   }
-  const bool count = !user_ip_counted_;
+  // Trusted peers (a proxy bringing many users) are not counted at all.
+  const bool count = !user_ip_counted_ && !peer_.trusted && options.max_connections_per_user_ip > 0;
   lock_user_ = std::string(user);
-  user_ip_counted_ = true;
+  if (count) user_ip_counted_ = true;
   lock_request_pending_ = true;
   const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
   const uint32_t owner = OwnerShard(lock_user_, shards);
@@ -303,15 +304,16 @@ void Pop3Connection::StartOpenMaildrop(std::string_view user) {
   const pop3::InUsePolicy policy = options.in_use_policy;
 
   // Runs on the requester's shard with the final outcome.
-  auto reply = [home, owner, me, user = lock_user_,
-                ip = peer_.ip](MaildropRegistry::Outcome outcome) {
-    home->Peer(owner).RunOn(me.shard, [home, owner, me, user, ip, outcome] {
+  const bool was_counted = user_ip_counted_;
+  auto reply = [home, owner, me, user = lock_user_, ip = peer_.ip,
+                was_counted](MaildropRegistry::Outcome outcome) {
+    home->Peer(owner).RunOn(me.shard, [home, owner, me, user, ip, outcome, was_counted] {
       if (Pop3Connection* conn = home->Find(me.id)) {
         conn->OnLockResult(outcome);
         return;
       }
       // The requester has gone: undo what the owner recorded for it.
-      const bool counted = outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
+      const bool counted = was_counted && outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
       home->RunOn(owner, [home, owner, me, user, ip, counted] {
         home->Peer(owner).registry.Release(user, ip, counted, me);
       });
@@ -353,8 +355,8 @@ void Pop3Connection::StartOpenMaildrop(std::string_view user) {
   if (!posted) {
     ++ctx_.stats.post_rejected;
     lock_request_pending_ = false;
-    user_ip_counted_ = !count;
-    if (count) lock_user_.clear();
+    if (count) user_ip_counted_ = false;
+    if (!user_ip_counted_) lock_user_.clear();  // else kept: the count is released at close
     session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kTempFailure, nullptr});
   }
 }
@@ -366,7 +368,8 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
     const uint32_t owner =
         OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
     ShardContext* home = &ctx_;
-    const bool counted = outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
+    const bool counted =
+        user_ip_counted_ && outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
     ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, counted, me = ref()] {
       home->Peer(owner).registry.Release(user, ip, counted, me);
     });
@@ -451,22 +454,34 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
   }
   ShardContext* home = &ctx_;
   storage::MailStore* store = ctx_.server->store;
-  const bool accepted =
-      ctx_.shard->Offload([home, store, id = id_, stored = maildrop_.stored,
-                           indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
+  // The maildrop stays locked until the commit is durable, even if the connection goes first
+  // (then this reply releases it), so no other session opens a snapshot mid-commit.
+  const uint32_t owner = OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
+  const bool accepted = ctx_.shard->Offload(
+      [home, store, owner, me = ref(), user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
+       stored = maildrop_.stored, indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
         absl::Status status = absl::OkStatus();
         if (!indexes.empty()) status = store->CommitDeletions(*stored, indexes).status();
-        return [home, id, status] {
-          if (Pop3Connection* conn = home->Find(id)) conn->OnCommitDone(status);
+        return [home, owner, me, user, ip, counted, status] {
+          if (Pop3Connection* conn = home->Find(me.id)) {
+            conn->OnCommitDone(status);
+            return;
+          }
+          home->RunOn(owner, [home, owner, me, user, ip, counted] {
+            home->Peer(owner).registry.Release(user, ip, counted, me);
+          });
         };
       });
   if (!accepted) {
     ++ctx_.stats.offload_rejected;
     session_->OnCommitResult(pop3::Pop3CommitResult::kTempFailure);
+    return;
   }
+  commit_in_flight_ = true;
 }
 
 void Pop3Connection::OnCommitDone(absl::Status status) {
+  commit_in_flight_ = false;
   if (status.ok()) {
     ++ctx_.stats.commits_ok;
   } else {
@@ -474,7 +489,10 @@ void Pop3Connection::OnCommitDone(absl::Status status) {
     LogEvent(LogLevel::kWarning, "commit failed",
              {{"user", lock_user_}, {"error", status.ToString()}});
   }
-  if (closing_) return;
+  if (closing_) {
+    ReleaseRegistrations();  // the lock was held back for the commit
+    return;
+  }
   session_->OnCommitResult(status.ok() ? pop3::Pop3CommitResult::kOk
                                        : pop3::Pop3CommitResult::kTempFailure);
   Drive();
@@ -498,7 +516,7 @@ void Pop3Connection::Flush() {
   OutItem& front = out_.front();
   if (!front.stream) {
     inflight_ = std::move(front.bytes);
-    out_.pop_front();
+    out_.erase(out_.begin());
     sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
                  /*zero_copy=*/false);
   } else {
@@ -547,7 +565,7 @@ void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
 
 void Pop3Connection::StartStream(uint64_t length) {
   const OutItem item = std::move(out_.front());
-  out_.pop_front();
+  out_.erase(out_.begin());
   const uint64_t index = maildrop_.view->ref(item.message);
   const storage::MessageRef ref = maildrop_.stored->Ref(index);
   // The terminator goes out with whatever replies follow.
@@ -556,7 +574,7 @@ void Pop3Connection::StartStream(uint64_t length) {
   } else {
     OutItem term;
     term.bytes = std::string(kTerminator);
-    out_.push_front(std::move(term));
+    out_.insert(out_.begin(), std::move(term));
   }
   if (length == 0) {
     stream_active_ = false;
@@ -753,8 +771,9 @@ void Pop3Connection::BeginClose(bool abort) {
 void Pop3Connection::ReleaseRegistrations() {
   const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
   ShardContext* home = &ctx_;
-  if (!lock_user_.empty() && !lock_request_pending_) {
-    // (A pending request is undone by its reply, which finds this connection gone.)
+  if (!lock_user_.empty() && !lock_request_pending_ && !commit_in_flight_) {
+    // (A pending lock request is undone by its reply, and a commit in flight releases the
+    // lock when it is done, whether or not this connection is still there.)
     const uint32_t owner = OwnerShard(lock_user_, shards);
     if (!ctx_.RunOn(owner,
                     [home, owner, user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,

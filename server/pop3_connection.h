@@ -28,11 +28,11 @@
 #define POSTHASTE_SERVER_POP3_CONNECTION_H_
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/auth_service.h"
@@ -123,7 +123,8 @@ class Pop3Connection {
   reactor::Timer timer_;
   reactor::Timer delay_timer_;
 
-  std::deque<OutItem> out_;
+  // Usually 0-3 items; a vector (unlike std::deque) allocates nothing while empty.
+  std::vector<OutItem> out_;
   std::string inflight_;          // the bytes the Sender is sending
   bool stream_active_ = false;    // streamer running, or a TOP length being computed
   bool taken_unflushed_ = false;  // session output taken since the last OnOutputFlushed
@@ -142,6 +143,7 @@ class Pop3Connection {
   std::string lock_user_;
   bool lock_request_pending_ = false;
   bool user_ip_counted_ = false;
+  bool commit_in_flight_ = false;  // QUIT's commit runs; the lock is released after it
   OpenMaildrop maildrop_;
 
   uint64_t connected_ns_ = 0;

@@ -29,6 +29,12 @@ std::string_view SendPathName(SendPath path) {
   return "unknown";
 }
 
+SendPath ChooseSendPath(uint64_t length, const SendPathPolicy& policy) {
+  if (policy.use_send_zc && length >= policy.send_zc_min_bytes) return SendPath::kSendZc;
+  if (length >= policy.splice_min_bytes) return SendPath::kSplice;
+  return SendPath::kCopy;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 Sender::Sender(Ring& ring, SendStats& stats, SendDoneFn on_done)

@@ -95,6 +95,18 @@ struct FileRange {
   uint64_t length = 0;
 };
 
+// Which path to stream a body of `length` bytes by. Defaults come from send_path_benchmark on
+// loopback (docs/ARCHITECTURE.md, "Reactor"): a copying send wins below 64 KiB; from 64 KiB
+// splice matches or beats it and takes several times less reactor-thread CPU per MiB. SEND_ZC
+// is off by default: on loopback the kernel copies it anyway and it measured slowest; enable
+// it for large bodies after measuring on a real NIC.
+struct SendPathPolicy {
+  uint64_t splice_min_bytes = 64u << 10;
+  bool use_send_zc = false;
+  uint64_t send_zc_min_bytes = 1u << 20;
+};
+SendPath ChooseSendPath(uint64_t length, const SendPathPolicy& policy = {});
+
 class FileStreamer {
  public:
   static constexpr uint32_t kChunkBytesMax = 16u << 20;

@@ -115,7 +115,7 @@ void BM_StreamFileRange(benchmark::State& state) {
 void PathsAndSizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"path", "bytes"});
   for (int path : {0, 1, 2}) {
-    for (int64_t size : {4 << 10, 64 << 10, 1 << 20, 10 << 20}) b->Args({path, size});
+    for (int64_t size : {4 << 10, 64 << 10, 256 << 10, 1 << 20, 10 << 20}) b->Args({path, size});
   }
 }
 

@@ -130,6 +130,17 @@ TEST(SenderTest, PeerResetFailsTheSend) {
   EXPECT_LT(done.bytes, data.size());
 }
 
+TEST(SendPathPolicyTest, PicksByMeasuredThresholds) {
+  EXPECT_EQ(ChooseSendPath(1), SendPath::kCopy);
+  EXPECT_EQ(ChooseSendPath(64 * 1024 - 1), SendPath::kCopy);
+  EXPECT_EQ(ChooseSendPath(64 * 1024), SendPath::kSplice);
+  EXPECT_EQ(ChooseSendPath(100 * kMiB), SendPath::kSplice);
+  SendPathPolicy zc;
+  zc.use_send_zc = true;
+  EXPECT_EQ(ChooseSendPath(kMiB - 1, zc), SendPath::kSplice);
+  EXPECT_EQ(ChooseSendPath(kMiB, zc), SendPath::kSendZc);
+}
+
 // --- FileStreamer ---------------------------------------------------------------------------
 
 class StreamerTest : public ::testing::TestWithParam<SendPath> {
