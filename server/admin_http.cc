@@ -83,6 +83,8 @@ void Add(ShardStats& sum, const ShardStats& s) {
   PH_SUM(send.zc_bytes);
   PH_SUM(send.splice_bytes);
   PH_SUM(send.copy_bytes);
+  PH_SUM(send.zc_fallback_bytes);
+  PH_SUM(send.zc_fallbacks);
   PH_SUM(send.partial_sends);
   PH_SUM(send.socket_full_waits);
   PH_SUM(send.zc_notifs);
@@ -204,6 +206,9 @@ std::string AdminHttp::MetricsText(ServerContext* ctx) {
          "{path=\"splice\"}");
   sample("posthaste_pop3_body_bytes_total", "{path=\"send_zc\"}", s.send.zc_bytes);
   sample("posthaste_pop3_body_bytes_total", "{path=\"copy\"}", s.send.copy_bytes);
+  // SEND_ZC chunks the kernel refused to pin (locked-memory limits), sent by a plain send.
+  sample("posthaste_pop3_body_bytes_total", "{path=\"send_zc_refused_copy\"}",
+         s.send.zc_fallback_bytes);
   metric("posthaste_pop3_reply_bytes_total", "counter", "Reply bytes sent by plain send.",
          s.send.plain_bytes);
   metric("posthaste_pop3_streams_total", "counter", "Message streams.", s.send.streams_ok,

@@ -585,8 +585,9 @@ void Pop3Connection::StartStream(uint64_t length) {
   reactor::SendPath path = reactor::SendPath::kSplice;
   switch (options.send_path) {
     case SendPathChoice::kAuto:
-      path = length >= options.send_zc_min_bytes ? reactor::SendPath::kSendZc
-                                                 : reactor::SendPath::kSplice;
+      path = reactor::ChooseSendPath(length, {.splice_min_bytes = options.copy_below_bytes,
+                                              .use_send_zc = options.send_zc_min_bytes > 0,
+                                              .send_zc_min_bytes = options.send_zc_min_bytes});
       break;
     case SendPathChoice::kSplice:
       path = reactor::SendPath::kSplice;

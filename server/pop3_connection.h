@@ -4,7 +4,8 @@
 //           the session and its buffer released at once (paused while !WantsInput());
 //   kWrite  copied into an ordered output queue, sent by one Sender (plain send);
 //   kStreamMessage  a FileStreamer over the store's {fd, offset, length}: splice or SEND_ZC
-//           (by size, see ServeOptions::send_zc_min_bytes) - the body never passes through
+//           (by size, see ServeOptions::copy_below_bytes/send_zc_min_bytes) - by default
+//           splice for every size, so the body never passes through
 //           user memory; for TOP the end offset is found off the reactor; then ".\r\n";
 //   kAuthenticate / kOpenMaildrop / kCommit  run on the offload pool (AuthService,
 //           MailStore::OpenMailbox, CommitDeletions) and come back as messages; the maildrop

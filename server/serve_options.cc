@@ -108,7 +108,8 @@ std::string ServeUsage() {
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
-         "[--send_zc_min_bytes=1048576] [--offload_threads=N] [--log_format=text|json] "
+         "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] "
+         "[--log_format=text|json] "
          "[--hostname=NAME]";
 }
 
@@ -204,6 +205,13 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          } else {
            return absl::InvalidArgumentError("--send_path: expected auto, splice, send_zc or copy");
          }
+         return absl::OkStatus();
+       }},
+      {"copy_below_bytes",
+       [&](std::string_view v) -> absl::Status {
+         auto n = ParseUint("copy_below_bytes", v, UINT64_MAX);
+         if (!n.ok()) return n.status();
+         o.copy_below_bytes = *n;
          return absl::OkStatus();
        }},
       {"send_zc_min_bytes",

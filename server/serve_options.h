@@ -54,8 +54,14 @@ struct ServeOptions {
   uint32_t auth_failure_delay_ms = 2000;
   uint32_t auth_cache_ttl_s = 60;
   SendPathChoice send_path = SendPathChoice::kAuto;
-  uint64_t send_zc_min_bytes = 1u << 20;  // kAuto: SEND_ZC from this size, splice below
-  uint32_t offload_threads = 0;           // 0: max(2, shards)
+  // kAuto (reactor::ChooseSendPath): bodies below copy_below_bytes go by the copying path
+  // (read + send; 0 = never: bodies never pass through user memory by default), from
+  // send_zc_min_bytes by SEND_ZC (0 = never: on loopback SEND_ZC measured slowest, see the
+  // Reactor section of ARCHITECTURE.md; enable after measuring on the production NIC), the
+  // rest by splice.
+  uint64_t copy_below_bytes = 0;
+  uint64_t send_zc_min_bytes = 0;
+  uint32_t offload_threads = 0;  // 0: max(2, shards)
   std::string log_format = "text";
   std::string hostname;  // greeting/sign-off; default gethostname()
 };
