@@ -26,16 +26,33 @@ int64_t NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
+// The port of `key=HOST:PORT` in a log line.
 uint16_t PortAfter(const std::string& line, std::string_view key) {
-  size_t at = line.find(std::string(key) + "=127.0.0.1:");
+  size_t at = line.find(" " + std::string(key) + "=");
   if (at == std::string::npos) return 0;
-  return static_cast<uint16_t>(std::atoi(line.c_str() + at + key.size() + 11));
+  size_t end = line.find(' ', at + 1);
+  std::string value = line.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  size_t colon = value.rfind(':');
+  if (colon == std::string::npos) return 0;
+  return static_cast<uint16_t>(std::atoi(value.c_str() + colon + 1));
 }
 
 }  // namespace
 
 bool ServeProcess::Start(const std::string& data_dir, const std::vector<std::string>& extra_flags,
                          int timeout_ms) {
+  // Restartable: forget the previous (exited) process.
+  if (pid_ > 0 && running()) return false;
+  if (reader_.joinable()) reader_.join();
+  if (err_fd_ >= 0) close(err_fd_);
+  err_fd_ = -1;
+  pid_ = -1;
+  exited_ = false;
+  pop3_port_ = metrics_port_ = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    log_.clear();
+  }
   int err_pipe[2];
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return false;
   std::vector<std::string> argv = {RunfilePath("server/posthaste"), "serve",
@@ -130,14 +147,19 @@ std::optional<int> ServeProcess::Wait(int timeout_ms, int* signal_out) {
 
 RawClient::~RawClient() { Close(); }
 
-bool RawClient::Connect(uint16_t port) {
+bool RawClient::Connect(uint16_t port) { return ConnectTo("127.0.0.1", port); }
+
+bool RawClient::ConnectTo(const std::string& ipv4, uint16_t port) {
   Close();
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return false;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, ipv4.c_str(), &addr.sin_addr) != 1) {
+    Close();
+    return false;
+  }
   if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     Close();
     return false;

@@ -25,7 +25,8 @@ class ServeProcess {
  public:
   // Starts `posthaste serve --data_dir=DIR --pop3_listen=127.0.0.1:0
   // --metrics_listen=127.0.0.1:0 EXTRA...`. Returns false (with the log in log()) when it did
-  // not report listening within `timeout_ms`.
+  // not report listening within `timeout_ms`. May be called again once the previous server
+  // has exited.
   bool Start(const std::string& data_dir, const std::vector<std::string>& extra_flags,
              int timeout_ms = 20000);
   ~ServeProcess();
@@ -64,7 +65,8 @@ class RawClient {
   RawClient(const RawClient&) = delete;
   RawClient& operator=(const RawClient&) = delete;
 
-  bool Connect(uint16_t port);
+  bool Connect(uint16_t port);  // to 127.0.0.1
+  bool ConnectTo(const std::string& ipv4, uint16_t port);
   bool SendAll(std::string_view bytes);
   // One line including CRLF; empty on timeout or EOF.
   std::string ReadLine(int timeout_ms = 10000);

@@ -1,6 +1,9 @@
 // Raw-socket tests of `posthaste serve`: the real binary on 127.0.0.1 port 0 over a data
 // directory provisioned through MailStore before the server starts (the server then holds the
 // store's lock). Every wait is bounded; every server is stopped with SIGTERM and must exit 0.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -474,6 +477,54 @@ TEST_F(ServeTest, IdleTimeoutClosesIdleSessionsWithoutCommitting) {
   EXPECT_TRUE(c.WaitClosed(20000));
   StopServer();
   EXPECT_EQ(MessageCount("idle@example.test"), 1u);
+}
+
+// A local IPv4 address that is not loopback, or "" when the machine has none.
+std::string NonLoopbackAddress() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string found;
+  for (ifaddrs* i = list; i != nullptr && found.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+    found = text;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+TEST_F(ServeTest, PlaintextLoginNeedsTlsExceptOnLoopback) {
+  const std::string address = NonLoopbackAddress();
+  if (address.empty()) GTEST_SKIP() << "no non-loopback IPv4 address on this machine";
+  AddUser("tls@example.test", "pw", 1);
+  StartServer({"--shards=1", "--pop3_listen=0.0.0.0:0"});
+  RawClient remote;
+  ASSERT_TRUE(remote.ConnectTo(address, server_.pop3_port()));
+  ASSERT_TRUE(StartsWith(remote.ReadLine(), "+OK"));
+  ASSERT_TRUE(StartsWith(remote.Command("CAPA"), "+OK"));
+  const std::string capa = remote.ReadMultiline();
+  EXPECT_EQ(capa.find("USER\r\n"), std::string::npos) << capa;
+  EXPECT_TRUE(StartsWith(remote.Command("USER tls@example.test"), "-ERR")) << address;
+  EXPECT_TRUE(StartsWith(remote.Command("AUTH PLAIN AHRsc0BleGFtcGxlLnRlc3QAcHc="), "-ERR"));
+  // Loopback is exempt.
+  RawClient local;
+  Login(local, "tls@example.test", "pw");
+  EXPECT_TRUE(StartsWith(local.Command("QUIT"), "+OK"));
+  remote.Close();
+  StopServer();
+
+  // --plaintext_requires_tls=false lets remote plaintext logins in.
+  StartServer({"--shards=1", "--pop3_listen=0.0.0.0:0", "--plaintext_requires_tls=false"});
+  RawClient allowed;
+  ASSERT_TRUE(allowed.ConnectTo(address, server_.pop3_port()));
+  ASSERT_TRUE(StartsWith(allowed.ReadLine(), "+OK"));
+  EXPECT_TRUE(StartsWith(allowed.Command("USER tls@example.test"), "+OK"));
+  EXPECT_TRUE(StartsWith(allowed.Command("PASS pw"), "+OK"));
+  EXPECT_TRUE(StartsWith(allowed.Command("QUIT"), "+OK"));
+  StopServer();
 }
 
 TEST_F(ServeTest, BadFlagsExitWithUsage) {
