@@ -5,6 +5,8 @@
 #include <utility>
 
 namespace posthaste::lmtp {
+
+using protocol::LineFramer;
 namespace {
 
 constexpr uint8_t kInGreeted = 1;
@@ -312,14 +314,14 @@ LmtpSession::LmtpSession(LmtpSessionOptions options) : options_(std::move(option
 
 void LmtpSession::Feed(std::string_view bytes) {
   if (state_ == LmtpState::kClosed || close_queued_) return;
-  if (in_.size() - in_pos_ > options_.input_buffered_bytes_max) ++counters_.input_over_limit;
-  in_.append(bytes.data(), bytes.size());
+  if (input_.unparsed_bytes() > options_.input_buffered_bytes_max) ++counters_.input_over_limit;
+  input_.Append(bytes);
   Advance();
 }
 
 bool LmtpSession::WantsInput() const {
   return state_ != LmtpState::kClosed && !close_queued_ &&
-         in_.size() - in_pos_ < options_.input_buffered_bytes_max;
+         input_.unparsed_bytes() < options_.input_buffered_bytes_max;
 }
 
 bool LmtpSession::OutputBlocked() const {
@@ -343,9 +345,10 @@ void LmtpSession::Advance() {
     }
     std::string_view line;
     size_t raw_bytes = 0;
-    const LineStatus status = NextLine(&line, &raw_bytes);
-    if (status == LineStatus::kNeedMore) break;
-    if (status == LineStatus::kOverflow) {
+    const LineFramer::Status status =
+        input_.Next(options_.command_line_bytes_max, &line, &raw_bytes);
+    if (status == LineFramer::Status::kNeedMore) break;
+    if (status == LineFramer::Status::kOverflow) {
       ++counters_.commands;
       ++counters_.command_line_too_long;
       BadCommand("500", "5.5.2", "Line too long");
@@ -354,54 +357,7 @@ void LmtpSession::Advance() {
     HandleCommandLine(line, raw_bytes);
   }
   // Reclaim parsed input (line views handed to handlers are dead by now).
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = scan_pos_ = 0;
-  } else if (in_pos_ >= 4096 && in_pos_ * 2 >= in_.size()) {
-    in_.erase(0, in_pos_);
-    scan_pos_ -= in_pos_;
-    in_pos_ = 0;
-  }
-}
-
-// Frames the next command line. Accepts CRLF and bare LF. A line longer than
-// command_line_bytes_max is reported once as kOverflow and then discarded up to and including
-// its LF, so parsing resynchronises at the next line without buffering more than the limit.
-LmtpSession::LineStatus LmtpSession::NextLine(std::string_view* line, size_t* raw_bytes) {
-  const size_t limit = options_.command_line_bytes_max;
-  while (true) {
-    const char* base = in_.data();
-    const size_t end = in_.size();
-    const void* lf =
-        scan_pos_ < end ? std::memchr(base + scan_pos_, '\n', end - scan_pos_) : nullptr;
-    if (discarding_line_) {
-      if (lf == nullptr) {
-        in_pos_ = scan_pos_ = end;
-        return LineStatus::kNeedMore;
-      }
-      in_pos_ = scan_pos_ = static_cast<size_t>(static_cast<const char*>(lf) - base) + 1;
-      discarding_line_ = false;
-      continue;
-    }
-    if (lf == nullptr) {
-      if (end - in_pos_ >= limit) {
-        discarding_line_ = true;
-        in_pos_ = scan_pos_ = end;
-        return LineStatus::kOverflow;
-      }
-      scan_pos_ = end;
-      return LineStatus::kNeedMore;
-    }
-    const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
-    const size_t begin = in_pos_;
-    *raw_bytes = lf_pos + 1 - begin;
-    in_pos_ = scan_pos_ = lf_pos + 1;
-    if (*raw_bytes > limit) return LineStatus::kOverflow;
-    size_t content_end = lf_pos;
-    if (content_end > begin && base[content_end - 1] == '\r') --content_end;
-    *line = std::string_view(base + begin, content_end - begin);
-    return LineStatus::kLine;
-  }
+  input_.Compact();
 }
 
 void LmtpSession::BadCommand(std::string_view code, std::string_view enhanced,
@@ -452,9 +408,10 @@ void LmtpSession::HandleCommandLine(std::string_view line, size_t raw_bytes) {
 // buffering is bounded by one Feed; the message buffer is bounded by message_bytes_max (beyond
 // it the rest is counted and discarded). Returns true once the terminator was consumed.
 bool LmtpSession::ReadData() {
-  const char* base = in_.data();
-  const size_t end = in_.size();
-  size_t pos = in_pos_;
+  const std::string_view unparsed = input_.unparsed();
+  const char* base = unparsed.data();
+  const size_t end = unparsed.size();
+  size_t pos = 0;
   bool done = false;
   while (pos < end && !done) {
     const char c = base[pos];
@@ -521,7 +478,7 @@ bool LmtpSession::ReadData() {
       }
     }
   }
-  in_pos_ = scan_pos_ = pos;
+  input_.Consume(pos);
   return done;
 }
 
@@ -981,8 +938,7 @@ void LmtpSession::OnConnectionLost() {
   out_.clear();
   write_begin_ = 0;
   untaken_bytes_ = 0;
-  in_.clear();
-  in_pos_ = scan_pos_ = 0;
+  input_.Clear();
 }
 
 }  // namespace posthaste::lmtp

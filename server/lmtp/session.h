@@ -36,6 +36,8 @@
 #include <string_view>
 #include <vector>
 
+#include "server/protocol/line_framer.h"
+
 namespace posthaste::lmtp {
 
 enum class LmtpState : uint8_t {
@@ -201,7 +203,6 @@ class LmtpSession {
 
  private:
   enum class Awaiting : uint8_t { kNothing, kRecipient, kDelivery };
-  enum class LineStatus : uint8_t { kLine, kNeedMore, kOverflow };
   // Where the DATA reader is within a line (see ReadData()).
   enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kMid, kCr };
 
@@ -217,7 +218,6 @@ class LmtpSession {
 
   // Parsing.
   void Advance();
-  LineStatus NextLine(std::string_view* line, size_t* raw_bytes);
   void HandleCommandLine(std::string_view line, size_t raw_bytes);
   bool OutputBlocked() const;
   void BadCommand(std::string_view code, std::string_view enhanced, std::string_view text);
@@ -254,14 +254,10 @@ class LmtpSession {
   LmtpState state_ = LmtpState::kGreeted;
   Awaiting awaiting_ = Awaiting::kNothing;
   bool close_queued_ = false;
-  bool discarding_line_ = false;  // resynchronising after an overlong command line
   bool blocked_counted_ = false;
   uint32_t bad_commands_ = 0;
 
-  // Input: in_[in_pos_, end) is unparsed; scan_pos_ is where the search for LF resumes.
-  std::string in_;
-  size_t in_pos_ = 0;
-  size_t scan_pos_ = 0;
+  protocol::LineFramer input_;
 
   // Output: reply text accumulates in out_; out_[write_begin_, end) is not yet in a kWrite.
   std::string out_;

@@ -7,6 +7,8 @@
 #include "base/check.h"
 
 namespace posthaste::pop3 {
+
+using protocol::LineFramer;
 namespace {
 
 constexpr uint8_t kInAuthorization = 1;
@@ -258,14 +260,14 @@ void Pop3Session::Feed(std::string_view bytes) {
     counters_.stls_discarded_bytes += bytes.size();
     return;
   }
-  if (in_.size() - in_pos_ > options_.input_buffered_bytes_max) ++counters_.input_over_limit;
-  in_.append(bytes);
+  if (input_.unparsed_bytes() > options_.input_buffered_bytes_max) ++counters_.input_over_limit;
+  input_.Append(bytes);
   Advance();
 }
 
 bool Pop3Session::WantsInput() const {
   return state_ != Pop3State::kClosed && !close_queued_ &&
-         in_.size() - in_pos_ < options_.input_buffered_bytes_max;
+         input_.unparsed_bytes() < options_.input_buffered_bytes_max;
 }
 
 bool Pop3Session::OutputBlocked() const {
@@ -288,9 +290,12 @@ void Pop3Session::Advance() {
     }
     std::string_view line;
     size_t raw_bytes = 0;
-    const LineStatus status = NextLine(&line, &raw_bytes);
-    if (status == LineStatus::kNeedMore) break;
-    if (status == LineStatus::kOverflow) {
+    // The framer's limit is the largest line limit (SASL); command lines are checked against
+    // their own limit by HandleCommandLine.
+    const LineFramer::Status status = input_.Next(
+        std::max(options_.sasl_line_bytes_max, options_.command_line_bytes_max), &line, &raw_bytes);
+    if (status == LineFramer::Status::kNeedMore) break;
+    if (status == LineFramer::Status::kOverflow) {
       HandleOverflow();
       continue;
     }
@@ -301,55 +306,7 @@ void Pop3Session::Advance() {
     }
   }
   // Reclaim parsed input (line views handed to handlers are dead by now).
-  if (in_pos_ == in_.size()) {
-    in_.clear();
-    in_pos_ = scan_pos_ = 0;
-  } else if (in_pos_ >= 4096 && in_pos_ * 2 >= in_.size()) {
-    in_.erase(0, in_pos_);
-    scan_pos_ -= in_pos_;
-    in_pos_ = 0;
-  }
-}
-
-// Frames the next line. Accepts CRLF and bare LF. A line longer than the largest limit (the
-// SASL one; command lines are checked against their own limit by the caller) is reported once
-// as kOverflow and then discarded up to and including its LF, so parsing resynchronises at
-// the next line without buffering more than the limit.
-Pop3Session::LineStatus Pop3Session::NextLine(std::string_view* line, size_t* raw_bytes) {
-  const size_t limit = std::max(options_.sasl_line_bytes_max, options_.command_line_bytes_max);
-  while (true) {
-    const char* base = in_.data();
-    const size_t end = in_.size();
-    const void* lf =
-        scan_pos_ < end ? std::memchr(base + scan_pos_, '\n', end - scan_pos_) : nullptr;
-    if (discarding_line_) {
-      if (lf == nullptr) {
-        in_pos_ = scan_pos_ = end;
-        return LineStatus::kNeedMore;
-      }
-      in_pos_ = scan_pos_ = static_cast<size_t>(static_cast<const char*>(lf) - base) + 1;
-      discarding_line_ = false;
-      continue;
-    }
-    if (lf == nullptr) {
-      if (end - in_pos_ >= limit) {
-        discarding_line_ = true;
-        in_pos_ = scan_pos_ = end;
-        return LineStatus::kOverflow;
-      }
-      scan_pos_ = end;
-      return LineStatus::kNeedMore;
-    }
-    const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
-    const size_t begin = in_pos_;
-    *raw_bytes = lf_pos + 1 - begin;
-    in_pos_ = scan_pos_ = lf_pos + 1;
-    if (*raw_bytes > limit) return LineStatus::kOverflow;
-    size_t content_end = lf_pos;
-    if (content_end > begin && base[content_end - 1] == '\r') --content_end;
-    *line = std::string_view(base + begin, content_end - begin);
-    return LineStatus::kLine;
-  }
+  input_.Compact();
 }
 
 void Pop3Session::HandleOverflow() {
@@ -671,8 +628,7 @@ void Pop3Session::CmdStls(std::string_view args) {
   AppendLine("+OK Begin TLS negotiation");
   // Anything pipelined behind STLS was sent in plaintext: drop it (RFC 2595 section 4,
   // CVE-2011-0411).
-  counters_.stls_discarded_bytes += in_.size() - in_pos_;
-  in_pos_ = scan_pos_ = in_.size();
+  counters_.stls_discarded_bytes += input_.DiscardUnparsed();
   Push(QueuedAction{Pop3ActionKind::kStartTls});
   awaiting_ = Awaiting::kTls;
 }
@@ -1063,8 +1019,7 @@ void Pop3Session::OnConnectionLost() {
   out_.clear();
   write_begin_ = 0;
   untaken_bytes_ = 0;
-  in_.clear();
-  in_pos_ = scan_pos_ = 0;
+  input_.Clear();
 }
 
 }  // namespace posthaste::pop3

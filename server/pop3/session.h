@@ -38,6 +38,7 @@
 
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/message_number.h"
+#include "server/protocol/line_framer.h"
 
 namespace posthaste::pop3 {
 
@@ -208,7 +209,6 @@ class Pop3Session {
  private:
   enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls };
   enum class SaslStep : uint8_t { kNone, kPlainResponse, kLoginUser, kLoginPassword };
-  enum class LineStatus : uint8_t { kLine, kNeedMore, kOverflow };
   enum class ListingKind : uint8_t { kNone, kList, kUidl };
 
   struct QueuedAction {
@@ -226,7 +226,6 @@ class Pop3Session {
 
   // Parsing.
   void Advance();
-  LineStatus NextLine(std::string_view* line, size_t* raw_bytes);
   void HandleCommandLine(std::string_view line, size_t raw_bytes);
   void HandleSaslLine(std::string_view line);
   void HandleOverflow();
@@ -277,13 +276,9 @@ class Pop3Session {
   bool tls_active_;
   bool utf8_enabled_ = false;
   bool close_queued_ = false;
-  bool discarding_line_ = false;  // resynchronising after an overlong line
   bool blocked_counted_ = false;
 
-  // Input: in_[in_pos_, end) is unparsed; scan_pos_ is where the search for LF resumes.
-  std::string in_;
-  size_t in_pos_ = 0;
-  size_t scan_pos_ = 0;
+  protocol::LineFramer input_;
 
   // Output: reply text accumulates in out_; out_[write_begin_, end) is not yet in a kWrite.
   std::string out_;
