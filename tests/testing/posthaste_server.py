@@ -34,6 +34,7 @@ _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtim
 
 _LISTENING_POP3 = re.compile(r"\bpop3=127\.0\.0\.1:(\d+)")
 _LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
+_LISTENING_POP3S = re.compile(r"\bpop3s=127\.0\.0\.1:(\d+)")
 
 
 def posthaste_binary():
@@ -89,6 +90,7 @@ class PosthasteServer:
     self.shards = shards
     self.extra_args = list(extra_args)
     self.pop3_port = None
+    self.pop3s_port = None  # set when the server has a pop3s listener (TLS certificates given)
     self.metrics_port = None
     self._proc = None
     self._stderr_lines = []
@@ -173,6 +175,8 @@ class PosthasteServer:
                         "metrics=127.0.0.1:PORT: %r" % line)
     self.pop3_port = int(pop3.group(1))
     self.metrics_port = int(metrics.group(1))
+    pop3s = _LISTENING_POP3S.search(line)
+    self.pop3s_port = int(pop3s.group(1)) if pop3s else None
     return self
 
   def _read_stderr(self, proc):
@@ -221,7 +225,7 @@ class PosthasteServer:
     self._reader.join(10)
     proc.stderr.close()
     self._proc = None
-    self.pop3_port = self.metrics_port = None
+    self.pop3_port = self.pop3s_port = self.metrics_port = None
     if proc.returncode != 0:
       raise ServerError("posthaste serve exited with %d after SIGTERM (want 0):\n%s" %
                         (proc.returncode, self.stderr_text()))
