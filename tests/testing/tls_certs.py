@@ -38,14 +38,15 @@ class TestPki:
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     self._serial = 1
 
-  def issue(self, name, dns_names, common_name=None):
+  def issue(self, name, dns_names, common_name=None, ip_addresses=()):
     """Signs a server certificate; returns (cert_path, key_path) under the PKI directory."""
     key = os.path.join(self.directory, name + ".key")
     csr = os.path.join(self.directory, name + ".csr")
     crt = os.path.join(self.directory, name + ".crt")
     ext = os.path.join(self.directory, name + ".ext")
     with open(ext, "w") as f:
-      f.write("subjectAltName=%s\n" % ",".join("DNS:" + n for n in dns_names))
+      f.write("subjectAltName=%s\n" % ",".join(["DNS:" + n for n in dns_names] +
+                                                ["IP:" + a for a in ip_addresses]))
       f.write("extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
       f.write("basicConstraints=critical,CA:FALSE\n")
     _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
