@@ -210,6 +210,12 @@ class PosthasteServer:
     if self._proc is not None and self._proc.poll() is None:
       self._proc.send_signal(signal.SIGTERM)
 
+  def send_signal(self, sig):
+    """Sends `sig` (e.g. signal.SIGHUP) to the running server."""
+    if self._proc is None or self._proc.poll() is not None:
+      raise AssertionError("server not running")
+    self._proc.send_signal(sig)
+
   def wait_exit(self, timeout_s=None):
     """Waits for the server to exit; requires exit status 0 and no sanitizer report."""
     proc = self._proc
