@@ -151,6 +151,10 @@ void Pop3Connection::OnAdmitted(bool ok) {
 
 void Pop3Connection::Reject(std::string_view reply) {
   PH_CHECK(!admitted_);
+  if (tls_ != nullptr) {  // pop3s: no plaintext reply possible before a handshake; just close
+    BeginClose(/*abort=*/false);
+    return;
+  }
   Enqueue(reply);
   close_after_flush_ = true;
   Drive();
@@ -807,14 +811,9 @@ void Pop3Connection::TlsOnCiphertext(std::span<const char> data) {
     }
     bytes = bytes.subspan(*fed);
     if (tls_->HandshakeDone() && !tls_handshake_seen_) {
-      TlsOnHandshakeDone();
-      if (tls_ == nullptr) {  // handed to the kernel: what follows is plaintext
-        if (!bytes.empty()) {
-          session_->Feed(std::string_view(reinterpret_cast<const char*>(bytes.data()),
-                                          bytes.size()));
-        }
-        return;
-      }
+      // Records already received behind the handshake must be opened by the engine.
+      TlsOnHandshakeDone(/*input_pending=*/!bytes.empty());
+      if (tls_ == nullptr) return;  // handed to the kernel (nothing was left over)
     }
     // Decrypt everything the engine holds (it accepts more ciphertext once it has).
     size_t read_total = 0;
@@ -838,13 +837,17 @@ void Pop3Connection::TlsOnCiphertext(std::span<const char> data) {
   if (tls_ != nullptr && tls_->PeerClosed()) peer_eof_ = true;  // close_notify: like EOF
 }
 
-void Pop3Connection::TlsOnHandshakeDone() {
+void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
   tls_handshake_seen_ = true;
   if (!implicit_tls_) session_->OnTlsStarted();
   // Kernel TLS where the kernel has it (and the engine is quiescent), else the engine stays.
+  KtlsCapability capability = ctx_.server->ktls;
+  if (input_pending && capability.available) {
+    capability.available = false;
+    capability.reason = "not used: records arrived behind the handshake";
+  }
   std::string why;
-  const TlsDataPath path =
-      ChooseTlsDataPath(fd_, *tls_, ctx_.server->ktls, &ctx_.stats.tls_path, &why);
+  const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
   LogEvent(LogLevel::kDebug, "tls session",
            {{"peer", peer_.ip},
             {"version", std::string(tls_->version_name())},

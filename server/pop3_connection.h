@@ -124,7 +124,7 @@ class Pop3Connection {
   bool TlsHandshaking() const { return tls_ != nullptr && !tls_->HandshakeDone(); }
   bool OutputIdle() const;
   void TlsOnCiphertext(std::span<const char> data);
-  void TlsOnHandshakeDone();
+  void TlsOnHandshakeDone(bool input_pending);
   void TlsFlush();
   bool TlsStartStream(const storage::MessageRef& ref, uint64_t length);
   void TlsEndStream();
