@@ -196,6 +196,35 @@ class TlsClientsTest(unittest.TestCase):
     out = self.s_client(self.server.pop3s_port)
     self.assertIn("+OK POP3 server ready", out)
 
+  def test_plaintext_pipelined_behind_stls_is_dropped(self):
+    # CVE-2011-0411: commands sent in plaintext behind STLS must not run inside the TLS session.
+    with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
+      reader = raw.makefile("rb")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      raw.sendall(b"STLS\r\nUSER %s\r\nPASS %s\r\nSTAT\r\n" %
+                  (USER.encode(), PASSWORD.encode()))
+      self.assertTrue(reader.readline().startswith(b"+OK"))  # Begin TLS negotiation
+      tls = self.handshake_over(raw)
+      # Had USER/PASS run, STAT would answer +OK; the session over TLS is not logged in.
+      answer = self.tls_exchange(raw, tls, b"STAT\r\n")
+      self.assertTrue(answer.startswith(b"-ERR"), answer)
+
+  def tls_exchange(self, raw, tls, command):
+    """Sends `command` over the SSLObject from handshake_over and returns the first reply line."""
+    tls.write(command)
+    raw.sendall(tls._outgoing.read())
+    data = b""
+    deadline = time.monotonic() + TIMEOUT_S
+    while b"\r\n" not in data and time.monotonic() < deadline:
+      try:
+        data += tls.read(65536)
+      except ssl.SSLWantReadError:
+        chunk = raw.recv(65536)
+        if not chunk:
+          break
+        tls._incoming.write(chunk)
+    return data
+
   # --- errors close only their own connection ---
 
   def test_handshake_and_record_errors_close_only_that_connection(self):
@@ -235,6 +264,7 @@ class TlsClientsTest(unittest.TestCase):
     """A TLS client handshake over `raw` through memory BIOs; returns the SSLObject."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = self.context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    tls._incoming, tls._outgoing = incoming, outgoing  # for tls_exchange
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
       try:
