@@ -6,7 +6,8 @@ every client verifies the server's chain against that CA.
 Shows: Python's poplib.POP3_SSL and POP3.stls() (CAPA offers STLS before and not after, a
 second STLS is refused, every message byte-exact incl. 10 MiB over TLS), curl pop3s:// and
 pop3:// --ssl-reqd, `openssl s_client -starttls pop3` and plain s_client on the implicit port
-(chain verified); the RETR body was sealed by the userspace engine (body bytes counted under
+(chain verified); a TLS session ticket resumes on a second connection; commands pipelined in
+plaintext behind STLS do not run inside the TLS session (CVE-2011-0411); the RETR body was sealed by the userspace engine (body bytes counted under
 path="tls_userspace") and every session reports its data path: kernel TLS is missing on these
 machines, so the test requires the userspace fallback to be taken and counted (and kTLS if the
 server's start-up line says the kernel has it); a handshake of garbage and a record that does
@@ -143,6 +144,21 @@ class TlsClientsTest(unittest.TestCase):
       self.assertEqual(after["ktls"], before["ktls"])
       print("kernel TLS unavailable (%s): the session took the userspace fallback, "
             "counted as posthaste_tls_sessions_total{path=\"userspace\"}" % ready.group(1))
+
+  def test_session_ticket_resumes(self):
+    resumed_before = self.metric("posthaste_tls_handshakes_resumed_total")
+    ctx = self.context()
+    session = None
+    for attempt in range(2):
+      with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
+          self.assertTrue(tls.recv(512).startswith(b"+OK"))  # (TLS 1.3 tickets come with it)
+          self.assertEqual(tls.session_reused, attempt == 1)
+          session = tls.session
+          tls.sendall(b"QUIT\r\n")
+          tls.recv(512)
+    wait_for(lambda: self.metric("posthaste_tls_handshakes_resumed_total") > resumed_before,
+             what="the resumed handshake counter")
 
   # --- curl ---
 
