@@ -999,6 +999,10 @@ void Pop3Connection::BeginClose(bool abort) {
   if (receiver_.active()) receiver_.Stop();
   if (sender_.busy()) sender_.Cancel();
   if (streamer_ && streamer_->busy()) streamer_->Cancel();
+  if (tls_stream_active_) {  // sealing from the mapping has no operation of its own to finish
+    TlsEndStream();
+    stream_active_ = false;
+  }
   if (abort || sending) {
     // RST: drops queued data at once and releases pages a SEND_ZC still pins.
     reactor::AbortSocket(fd_);

@@ -241,6 +241,27 @@ class TlsClientsTest(unittest.TestCase):
         tls._incoming.write(chunk)
     return data
 
+  def test_disconnect_in_mid_retr_frees_the_connection(self):
+    pop = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
+                          timeout=TIMEOUT_S)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    pop.sock.sendall(b"RETR %d\r\n" % len(self.mail))  # the 10 MiB message
+    self.assertTrue(pop.sock.recv(65536))
+    raw = pop.sock
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    pop.file.close()  # (poplib's reader holds the socket open too)
+    raw.close()  # RST while the server is still sealing the body
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0,
+             what="the connection to be freed after a disconnect in mid-RETR")
+    # Nothing was committed and the maildrop opens again.
+    again = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
+                            timeout=TIMEOUT_S)
+    again.user(USER)
+    again.pass_(PASSWORD)
+    self.assertEqual(again.stat()[0], len(self.mail))
+    again.quit()
+
   # --- errors close only their own connection ---
 
   def test_handshake_and_record_errors_close_only_that_connection(self):
