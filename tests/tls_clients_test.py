@@ -13,7 +13,8 @@ machines, so the test requires the userspace fallback to be taken and counted (a
 server's start-up line says the kernel has it); a handshake of garbage and a record that does
 not decrypt each close only their own connection, with a log line and a counter, while a
 logged-in TLS session carries on; without a certificate STLS is not offered, there is no pop3s
-listener (said in the log) and curl --ssl-reqd fails; bad certificate flags are refused.
+listener (said in the log) and curl --ssl-reqd fails; bad certificate flags are refused; from a
+non-loopback address USER is refused before STLS (CAPA lists STLS, not USER) and works after.
 """
 
 import os
@@ -327,6 +328,50 @@ class TlsClientsTest(unittest.TestCase):
       if not data:
         return
     self.fail("the server did not close the connection")
+
+
+def non_loopback_address():
+  """A local IPv4 address that is not loopback, or None (from `ip -4 -o addr`)."""
+  try:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, timeout=10, check=False).stdout.decode()
+  except OSError:
+    return None
+  for match in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
+    if not match.group(1).startswith("127."):
+      return match.group(1)
+  return None
+
+
+class RemotePlaintextTest(unittest.TestCase):
+  """From a non-loopback address, plaintext logins need STLS first (the default policy)."""
+
+  def test_user_refused_before_stls_and_accepted_after(self):
+    address = non_loopback_address()
+    if address is None:
+      self.skipTest("no non-loopback IPv4 address on this machine")
+    pki = TestPki(make_temp_dir("pki-"))
+    cert, key = pki.issue("default", [DEFAULT_CN], ip_addresses=[address])
+    # The plain listener on that one address (not 0.0.0.0); pop3s stays on loopback.
+    server = PosthasteServer(extra_args=["--tls_cert=" + cert, "--tls_key=" + key,
+                                         "--pop3s_listen=127.0.0.1:0",
+                                         "--pop3_listen=%s:0" % address])
+    server.add_user(USER, PASSWORD)
+    server.deliver(USER, messages.everyday_messages()[0][1])
+    with server:
+      pop = poplib.POP3(address, server.pop3_port, timeout=TIMEOUT_S)
+      capa = pop.capa()
+      self.assertIn("STLS", capa)
+      self.assertNotIn("USER", capa)
+      with self.assertRaises(poplib.error_proto) as refused:
+        pop.user(USER)
+      self.assertIn(b"STLS", refused.exception.args[0])
+      pop.stls(context=ssl.create_default_context(cafile=pki.ca_cert))
+      self.assertIn("USER", pop.capa())
+      pop.user(USER)
+      pop.pass_(PASSWORD)
+      self.assertEqual(pop.stat()[0], 1)
+      pop.quit()
 
 
 class NoCertificateTest(unittest.TestCase):
