@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -44,6 +45,7 @@ struct Command {
   size_t min_positional;
   size_t max_positional;
   Handler run;
+  std::vector<std::string_view> flags = {};  // accepted besides --data_dir
 };
 
 // ---- helpers ----
@@ -153,6 +155,24 @@ void ShowProgress(const CliStreams& io, std::string_view text, bool final_report
   }
 }
 
+// A limit flag: a non-negative integer, 0 or "unlimited" meaning no limit.
+absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::string_view name) {
+  auto it = args.flags.find(name);
+  if (it == args.flags.end()) return std::optional<uint64_t>();
+  if (it->second == "unlimited") return std::optional<uint64_t>(0);
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(AbslView(it->second), &value)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name),
+                                                   ": expected a number or \"unlimited\", got \"",
+                                                   it->second, "\""));
+  }
+  return std::optional<uint64_t>(value);
+}
+
+std::string LimitText(uint64_t value) {
+  return value == 0 ? std::string("unlimited") : absl::StrCat(value);
+}
+
 // ---- subcommands ----
 
 absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
@@ -209,6 +229,98 @@ absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
     *io.out << account.address << "\t" << account.stats.messages << "\t" << account.stats.octets
             << "\n";
   }
+  return absl::OkStatus();
+}
+
+absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::StatusOr<storage::AccountUsage> usage = store->GetUsage(address);
+  if (absl::IsNotFound(usage.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(usage.status());
+  auto source = [](uint64_t own) { return own != 0 ? "" : " (tenant default)"; };
+  *io.out << "address\t" << usage->address << "\n"
+          << "state\t" << (usage->disabled ? "disabled" : "enabled") << "\n"
+          << "messages\t" << usage->stats.messages << "\n"
+          << "octets\t" << usage->stats.octets << "\n"
+          << "quota_messages\t" << LimitText(usage->effective_quota.messages)
+          << source(usage->quota.messages) << "\n"
+          << "quota_octets\t" << LimitText(usage->effective_quota.octets)
+          << source(usage->quota.octets) << "\n"
+          << "max_message_bytes\t" << usage->max_message_bytes << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserQuota(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "octets"));
+  if (!messages.has_value() && !octets.has_value()) {
+    return absl::InvalidArgumentError("give --messages=N and/or --octets=N (0: tenant default)");
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::StatusOr<storage::AccountInfo> account = store->GetAccount(address);
+  if (absl::IsNotFound(account.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(account.status());
+  storage::AccountQuota quota = account->quota;
+  if (messages.has_value()) quota.messages = *messages;
+  if (octets.has_value()) quota.octets = *octets;
+  absl::Status set = store->SetQuota(address, quota);
+  if (absl::IsNotFound(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << "quota of " << address << ": " << quota.messages << " messages, " << quota.octets
+          << " octets (0: tenant default)\n";
+  return absl::OkStatus();
+}
+
+absl::Status SetDisabled(const ParsedArgs& args, const CliStreams& io, bool disabled) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  absl::Status set = store->SetDisabled(address, disabled);
+  if (absl::IsNotFound(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << (disabled ? "disabled " : "enabled ") << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserDisable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, true);
+}
+
+absl::Status UserEnable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, false);
+}
+
+absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
+  absl::StatusOr<std::string> domain = storage::NormalizeDomain(args.positional[0]);
+  if (!domain.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
+                                                   "\": ", domain.status().message()));
+  }
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> max_bytes, LimitFlag(args, "max_message_bytes"));
+  const bool change = messages.has_value() || octets.has_value() || max_bytes.has_value();
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/change));
+  storage::TenantLimits limits;
+  absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(*domain);
+  if (tenant.ok()) {
+    limits = tenant->limits;
+  } else if (!absl::IsNotFound(tenant.status())) {
+    return tenant.status();
+  }
+  if (change) {
+    if (messages.has_value()) limits.quota_messages = *messages;
+    if (octets.has_value()) limits.quota_octets = *octets;
+    if (max_bytes.has_value()) limits.max_message_bytes = *max_bytes;
+    PH_RETURN_IF_ERROR(store->SetTenantLimits(*domain, limits));
+  }
+  *io.out << *domain << "\tquota_messages=" << LimitText(limits.quota_messages)
+          << "\tquota_octets=" << LimitText(limits.quota_octets) << "\tmax_message_bytes="
+          << (limits.max_message_bytes == 0
+                  ? absl::StrCat("default(", store->options().max_message_bytes, ")")
+                  : absl::StrCat(limits.max_message_bytes))
+          << "\n";
   return absl::OkStatus();
 }
 
@@ -278,6 +390,23 @@ const std::vector<Command>& Commands() {
        1,
        UserPasswd},
       {{"user", "list"}, "[DOMAIN]", "list accounts: address, messages, octets", 0, 1, UserList},
+      {{"user", "show"}, "ADDRESS", "usage, limits and state of an account", 1, 1, UserShow},
+      {{"user", "quota"},
+       "ADDRESS [--messages=N] [--octets=N]",
+       "set an account's quota (0: the tenant default)",
+       1,
+       1,
+       UserQuota,
+       {"messages", "octets"}},
+      {{"user", "disable"}, "ADDRESS", "refuse logins and deliveries", 1, 1, UserDisable},
+      {{"user", "enable"}, "ADDRESS", "undo user disable", 1, 1, UserEnable},
+      {{"tenant", "limits"},
+       "DOMAIN [--quota_messages=N] [--quota_octets=N] [--max_message_bytes=N]",
+       "show or set a domain's default quotas and size limit (0: none)",
+       1,
+       1,
+       TenantLimitsCommand,
+       {"quota_messages", "quota_octets", "max_message_bytes"}},
       {{"deliver"},
        "ADDRESS < message",
        "deliver one message from stdin; prints its UIDL",
@@ -314,8 +443,8 @@ std::string CommandUsage(const Command& command) {
 }
 
 // Parses flags and positional arguments after the subcommand words.
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start) {
-  static constexpr std::string_view kKnownFlags[] = {"data_dir"};
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start,
+                                     const Command& command) {
   ParsedArgs parsed;
   bool flags_done = false;
   for (size_t i = start; i < args.size(); ++i) {
@@ -333,7 +462,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_
     }
     arg.remove_prefix(2);
     std::string_view name = arg.substr(0, arg.find('='));
-    if (std::find(std::begin(kKnownFlags), std::end(kKnownFlags), name) == std::end(kKnownFlags)) {
+    if (name != "data_dir" &&
+        std::find(command.flags.begin(), command.flags.end(), name) == command.flags.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
     }
     std::string value;
@@ -404,7 +534,7 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
             << ")\n";
     return kExitUsage;
   };
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size());
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size(), *match);
   if (!parsed.ok()) return usage_error(StdView(parsed.status().message()));
   if (parsed->flags.count("data_dir") == 0) return usage_error("missing --data_dir");
   if (parsed->positional.size() < match->min_positional) {

@@ -15,6 +15,8 @@
 #include "base/strings.h"
 #include "server/admin_http.h"
 #include "server/auth_service.h"
+#include "server/lmtp_connection.h"
+#include "server/lmtp_server.h"
 #include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
@@ -132,6 +134,15 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     ctx.shards.push_back(std::move(sc));
   }
 
+  LmtpService lmtp;
+  if (options.lmtp_enabled) {
+    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+      err << "posthaste: serve: " << listening.message() << "\n";
+      for (auto& sc : ctx.shards) close(sc->listen_fd);
+      return kExitFailure;
+    }
+  }
+
   reactor::ReactorOptions reactor_options;
   reactor_options.shards = options.shards;
   reactor_options.offload.threads = options.offload_threads;
@@ -143,15 +154,17 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   if (!reactor.ok()) {
     err << "posthaste: serve: " << reactor.status().message() << "\n";
     for (auto& sc : ctx.shards) close(sc->listen_fd);
+    lmtp.CloseListeners();
     return kExitFailure;
   }
   ctx.reactor = reactor->get();
   std::string ring_mode;
-  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode](reactor::Shard& shard) {
+  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode, &lmtp](reactor::Shard& shard) {
     ShardContext& sc = *ctx.shards[shard.index()];
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";
@@ -168,6 +181,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
             {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
+            {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
+                                          : std::string("off")},
             {"shards", std::to_string(options.shards)},
             {"ring", ring_mode},
             {"data_dir", options.data_dir}});
@@ -178,18 +193,23 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   ctx.draining.store(true);
   LogEvent(LogLevel::kInfo, "draining",
            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-            {"open_connections", std::to_string(OpenConnections(ctx))},
+            {"open_connections", std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())},
             {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
   for (auto& sc : ctx.shards) {
     ShardContext* shard_ctx = sc.get();
     ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
   }
+  for (auto& ls : lmtp.shards) {
+    LmtpShard* lmtp_shard = ls.get();
+    ctx.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
-  while (OpenConnections(ctx) > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (OpenConnections(ctx) + lmtp.OpenConnections() > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const uint64_t left = OpenConnections(ctx);
+  const uint64_t left = OpenConnections(ctx) + lmtp.OpenConnections();
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
   admin->reset();

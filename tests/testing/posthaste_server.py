@@ -34,6 +34,7 @@ _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtim
 
 _LISTENING_POP3 = re.compile(r"\bpop3=127\.0\.0\.1:(\d+)")
 _LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
+_LISTENING_LMTP = re.compile(r"\blmtp=127\.0\.0\.1:(\d+)")
 
 
 def posthaste_binary():
@@ -90,6 +91,7 @@ class PosthasteServer:
     self.extra_args = list(extra_args)
     self.pop3_port = None
     self.metrics_port = None
+    self.lmtp_port = None
     self._proc = None
     self._stderr_lines = []
     self._stderr_lock = threading.Lock()
@@ -140,7 +142,8 @@ class PosthasteServer:
     argv = [
         self.binary, "serve", "--data_dir=" + self.data_dir,
         "--pop3_listen=127.0.0.1:%d" % pop3_port,
-        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--shards=%d" % self.shards,
+        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--lmtp_listen=127.0.0.1:0",
+        "--shards=%d" % self.shards,
         *self.extra_args
     ]
     self._listening.clear()
@@ -173,6 +176,8 @@ class PosthasteServer:
                         "metrics=127.0.0.1:PORT: %r" % line)
     self.pop3_port = int(pop3.group(1))
     self.metrics_port = int(metrics.group(1))
+    lmtp = _LISTENING_LMTP.search(line)
+    self.lmtp_port = int(lmtp.group(1)) if lmtp else None
     return self
 
   def _read_stderr(self, proc):
@@ -221,7 +226,7 @@ class PosthasteServer:
     self._reader.join(10)
     proc.stderr.close()
     self._proc = None
-    self.pop3_port = self.metrics_port = None
+    self.pop3_port = self.metrics_port = self.lmtp_port = None
     if proc.returncode != 0:
       raise ServerError("posthaste serve exited with %d after SIGTERM (want 0):\n%s" %
                         (proc.returncode, self.stderr_text()))
