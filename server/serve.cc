@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/admin_http.h"
+#include "server/admin_socket.h"
 #include "server/auth_service.h"
 #include "server/lmtp_connection.h"
 #include "server/lmtp_server.h"
@@ -61,7 +62,8 @@ uint64_t OpenConnections(ServerContext& ctx) {
 
 }  // namespace
 
-int RunServe(const std::vector<std::string>& args, std::ostream& err) {
+int RunServe(const std::vector<std::string>& args, std::ostream& err,
+             AdminCommandRunner admin_commands) {
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
       err << "usage: " << ServeUsage() << "\n";
@@ -132,6 +134,22 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     sc->index = i;
     sc->listen_fd = *fd;
     ctx.shards.push_back(std::move(sc));
+  }
+
+  // Online administration: the CLI's commands reach this store through DIR/admin.sock.
+  std::unique_ptr<AdminSocketServer> admin_socket;
+  if (admin_commands) {
+    storage::MailStore* admin_store = ctx.store;
+    auto started_socket = AdminSocketServer::Start(
+        options.data_dir, [admin_commands, admin_store](const AdminRequest& request) {
+          return admin_commands(request, *admin_store);
+        });
+    if (!started_socket.ok()) {
+      err << "posthaste: serve: " << started_socket.status().message() << "\n";
+      for (auto& sc : ctx.shards) close(sc->listen_fd);
+      return kExitFailure;
+    }
+    admin_socket = *std::move(started_socket);
   }
 
   LmtpService lmtp;
@@ -213,6 +231,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
   admin->reset();
+  admin_socket.reset();  // waits for admin commands still running
   LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
   return kExitOk;
 }
