@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "server/admin_api.h"
 #include "server/admin_http.h"
 #include "server/admin_socket.h"
 #include "server/auth_service.h"
@@ -196,11 +197,25 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     ctx.reactor->Wait();
     return kExitFailure;
   }
+  std::unique_ptr<AdminApi> admin_api;
+  if (!options.admin_listen.empty()) {
+    auto api = AdminApi::Start(options, ctx.store);
+    if (!api.ok()) {
+      err << "posthaste: serve: " << api.status().message() << "\n";
+      ctx.reactor->Stop();
+      ctx.reactor->Wait();
+      return kExitFailure;
+    }
+    admin_api = *std::move(api);
+  }
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
             {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
             {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
                                           : std::string("off")},
+            {"admin_api", admin_api ? HostPortText(ParseHostPort(options.admin_listen)->host,
+                                                   admin_api->port())
+                                    : std::string("off")},
             {"shards", std::to_string(options.shards)},
             {"ring", ring_mode},
             {"data_dir", options.data_dir}});
@@ -231,6 +246,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
   admin->reset();
+  admin_api.reset();
   admin_socket.reset();  // waits for admin commands still running
   LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
   return kExitOk;
