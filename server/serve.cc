@@ -13,8 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "server/admin_api.h"
 #include "server/admin_http.h"
+#include "server/admin_socket.h"
 #include "server/auth_service.h"
+#include "server/lmtp_connection.h"
+#include "server/lmtp_server.h"
 #include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
@@ -85,7 +89,8 @@ void ReloadCertificates(ServerContext& ctx, TlsContextSet& tls, std::string_view
 
 }  // namespace
 
-int RunServe(const std::vector<std::string>& args, std::ostream& err) {
+int RunServe(const std::vector<std::string>& args, std::ostream& err,
+             AdminCommandRunner admin_commands) {
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
       err << "usage: " << ServeUsage() << "\n";
@@ -206,6 +211,31 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     }
   }
 
+  // Online administration: the CLI's commands reach this store through DIR/admin.sock.
+  std::unique_ptr<AdminSocketServer> admin_socket;
+  if (admin_commands) {
+    storage::MailStore* admin_store = ctx.store;
+    auto started_socket = AdminSocketServer::Start(
+        options.data_dir, [admin_commands, admin_store](const AdminRequest& request) {
+          return admin_commands(request, *admin_store);
+        });
+    if (!started_socket.ok()) {
+      err << "posthaste: serve: " << started_socket.status().message() << "\n";
+      CloseListeners(ctx);
+      return kExitFailure;
+    }
+    admin_socket = *std::move(started_socket);
+  }
+
+  LmtpService lmtp;
+  if (options.lmtp_enabled) {
+    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+      err << "posthaste: serve: " << listening.message() << "\n";
+      CloseListeners(ctx);
+      return kExitFailure;
+    }
+  }
+
   reactor::ReactorOptions reactor_options;
   reactor_options.shards = options.shards;
   reactor_options.offload.threads = options.offload_threads;
@@ -217,15 +247,17 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   if (!reactor.ok()) {
     err << "posthaste: serve: " << reactor.status().message() << "\n";
     CloseListeners(ctx);
+    lmtp.CloseListeners();
     return kExitFailure;
   }
   ctx.reactor = reactor->get();
   std::string ring_mode;
-  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode](reactor::Shard& shard) {
+  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode, &lmtp](reactor::Shard& shard) {
     ShardContext& sc = *ctx.shards[shard.index()];
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";
@@ -239,6 +271,17 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     ctx.reactor->Wait();
     return kExitFailure;
   }
+  std::unique_ptr<AdminApi> admin_api;
+  if (!options.admin_listen.empty()) {
+    auto api = AdminApi::Start(options, ctx.store);
+    if (!api.ok()) {
+      err << "posthaste: serve: " << api.status().message() << "\n";
+      ctx.reactor->Stop();
+      ctx.reactor->Wait();
+      return kExitFailure;
+    }
+    admin_api = *std::move(api);
+  }
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
             {"pop3s", options.pop3s_enabled
@@ -246,6 +289,11 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
                           : std::string("off")},
             {"stls", ctx.tls != nullptr ? "on" : "off"},
             {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
+            {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
+                                          : std::string("off")},
+            {"admin_api", admin_api ? HostPortText(ParseHostPort(options.admin_listen)->host,
+                                                   admin_api->port())
+                                    : std::string("off")},
             {"shards", std::to_string(options.shards)},
             {"ring", ring_mode},
             {"data_dir", options.data_dir}});
@@ -280,21 +328,28 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   ctx.draining.store(true);
   LogEvent(LogLevel::kInfo, "draining",
            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-            {"open_connections", std::to_string(OpenConnections(ctx))},
+            {"open_connections", std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())},
             {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
   for (auto& sc : ctx.shards) {
     ShardContext* shard_ctx = sc.get();
     ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
   }
+  for (auto& ls : lmtp.shards) {
+    LmtpShard* lmtp_shard = ls.get();
+    ctx.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
-  while (OpenConnections(ctx) > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (OpenConnections(ctx) + lmtp.OpenConnections() > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const uint64_t left = OpenConnections(ctx);
+  const uint64_t left = OpenConnections(ctx) + lmtp.OpenConnections();
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
   admin->reset();
+  admin_api.reset();
+  admin_socket.reset();  // waits for admin commands still running
   LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
   return kExitOk;
 }

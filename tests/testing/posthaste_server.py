@@ -36,6 +36,7 @@ _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtim
 _LISTENING_POP3 = re.compile(r"\bpop3=(?:\[[^\]]*\]|[^\s:]+):(\d+)")
 _LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
 _LISTENING_POP3S = re.compile(r"\bpop3s=127\.0\.0\.1:(\d+)")
+_LISTENING_LMTP = re.compile(r"\blmtp=127\.0\.0\.1:(\d+)")
 
 
 def posthaste_binary():
@@ -93,6 +94,7 @@ class PosthasteServer:
     self.pop3_port = None
     self.pop3s_port = None  # set when the server has a pop3s listener (TLS certificates given)
     self.metrics_port = None
+    self.lmtp_port = None
     self._proc = None
     self._stderr_lines = []
     self._stderr_lock = threading.Lock()
@@ -143,7 +145,8 @@ class PosthasteServer:
     argv = [
         self.binary, "serve", "--data_dir=" + self.data_dir,
         "--pop3_listen=127.0.0.1:%d" % pop3_port,
-        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--shards=%d" % self.shards,
+        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--lmtp_listen=127.0.0.1:0",
+        "--shards=%d" % self.shards,
         *self.extra_args
     ]
     self._listening.clear()
@@ -178,6 +181,8 @@ class PosthasteServer:
     self.metrics_port = int(metrics.group(1))
     pop3s = _LISTENING_POP3S.search(line)
     self.pop3s_port = int(pop3s.group(1)) if pop3s else None
+    lmtp = _LISTENING_LMTP.search(line)
+    self.lmtp_port = int(lmtp.group(1)) if lmtp else None
     return self
 
   def _read_stderr(self, proc):
@@ -232,7 +237,7 @@ class PosthasteServer:
     self._reader.join(10)
     proc.stderr.close()
     self._proc = None
-    self.pop3_port = self.pop3s_port = self.metrics_port = None
+    self.pop3_port = self.pop3s_port = self.metrics_port = self.lmtp_port = None
     if proc.returncode != 0:
       raise ServerError("posthaste serve exited with %d after SIGTERM (want 0):\n%s" %
                         (proc.returncode, self.stderr_text()))
