@@ -965,9 +965,22 @@ void Pop3Connection::TlsEndStream() {
 void Pop3Connection::TlsFail(std::string_view stage) {
   if (tls_failed_) return;
   tls_failed_ = true;
-  LogEvent(
-      LogLevel::kInfo, "tls error, closing the connection",
-      {{"peer", peer_.ip}, {"stage", std::string(stage)}, {"error", tls_->status().ToString()}});
+  const uint64_t second = MonotonicNowNs() / kNsPerSecond;
+  if (second != ctx_.tls_error_log_second) {
+    ctx_.tls_error_log_second = second;
+    ctx_.tls_error_logs_this_second = 0;
+  }
+  if (ctx_.tls_error_logs_this_second < ShardContext::kTlsErrorLogsPerSecond) {
+    ++ctx_.tls_error_logs_this_second;
+    LogEvent(LogLevel::kInfo, "tls error, closing the connection",
+             {{"peer", peer_.ip},
+              {"stage", std::string(stage)},
+              {"error", tls_->status().ToString()},
+              {"earlier_lines_suppressed", std::to_string(ctx_.tls_error_logs_suppressed)}});
+    ctx_.tls_error_logs_suppressed = 0;
+  } else {
+    ++ctx_.tls_error_logs_suppressed;  // still counted in posthaste_tls_errors_total
+  }
   if (stream_active_) {  // a body or a TOP scan is under way: end at once
     BeginClose(/*abort=*/true);
     return;

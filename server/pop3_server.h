@@ -106,6 +106,12 @@ struct ShardContext {
   MaildropRegistry registry;                             // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   bool accepting = false;
+  // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
+  // of handshakes a second); the rest are counted and summarised in the next line logged.
+  static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
+  uint64_t tls_error_log_second = 0;
+  uint32_t tls_error_logs_this_second = 0;
+  uint64_t tls_error_logs_suppressed = 0;
 
   // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
   // on accept and close; other threads only load it.
