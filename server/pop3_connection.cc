@@ -212,8 +212,9 @@ void Pop3Connection::Drive() {
     BeginClose(/*abort=*/false);
     return;
   }
-  if (peer_eof_ && idle_output && !session_->AwaitingResult() && !delay_timer_.armed() &&
-      !lock_request_pending_) {
+  // (A peer gone in mid-handshake after STLS leaves the session awaiting TLS: close too.)
+  if (peer_eof_ && idle_output && (!session_->AwaitingResult() || TlsHandshaking()) &&
+      !delay_timer_.armed() && !lock_request_pending_) {
     // Everything the peer sent has been answered; it is gone.
     BeginClose(/*abort=*/false);
   }

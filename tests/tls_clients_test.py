@@ -213,6 +213,18 @@ class TlsClientsTest(unittest.TestCase):
     out = self.s_client(self.server.pop3s_port)
     self.assertIn("+OK POP3 server ready", out)
 
+  def test_peer_gone_after_stls_frees_the_connection(self):
+    # Closing after "+OK Begin TLS" without a handshake must not hold the connection until the
+    # 60 s login timeout.
+    with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
+      reader = raw.makefile("rb")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      raw.sendall(b"STLS\r\n")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      reader.close()
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+             what="the connection to close after the peer left in mid-STLS")
+
   def test_plaintext_pipelined_behind_stls_is_dropped(self):
     # CVE-2011-0411: commands sent in plaintext behind STLS must not run inside the TLS session.
     with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
