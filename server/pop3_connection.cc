@@ -212,9 +212,13 @@ void Pop3Connection::Drive() {
     BeginClose(/*abort=*/false);
     return;
   }
-  // (A peer gone in mid-handshake after STLS leaves the session awaiting TLS: close too.)
-  if (peer_eof_ && idle_output && (!session_->AwaitingResult() || TlsHandshaking()) &&
-      !delay_timer_.armed() && !lock_request_pending_) {
+  if (peer_eof_ && TlsHandshaking()) {
+    // Gone in mid-handshake (a port scan on pop3s, or after STLS): nothing can be answered.
+    BeginClose(/*abort=*/false);
+    return;
+  }
+  if (peer_eof_ && idle_output && !session_->AwaitingResult() && !delay_timer_.armed() &&
+      !lock_request_pending_) {
     // Everything the peer sent has been answered; it is gone.
     BeginClose(/*abort=*/false);
   }

@@ -213,7 +213,7 @@ class TlsClientsTest(unittest.TestCase):
     out = self.s_client(self.server.pop3s_port)
     self.assertIn("+OK POP3 server ready", out)
 
-  def test_peer_gone_after_stls_frees_the_connection(self):
+  def test_peer_gone_in_mid_handshake_frees_the_connection(self):
     # Closing after "+OK Begin TLS" without a handshake must not hold the connection until the
     # 60 s login timeout.
     with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
@@ -224,6 +224,12 @@ class TlsClientsTest(unittest.TestCase):
       reader.close()
     wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
              what="the connection to close after the peer left in mid-STLS")
+    # The same on the pop3s port, without a byte of TLS (what a port scan does).
+    with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S):
+      wait_for(lambda: self.metric("posthaste_pop3_connections") == 1, timeout_s=10,
+               what="the pop3s connection to be open")
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+             what="the connection to close after the peer left before its handshake")
 
   def test_plaintext_pipelined_behind_stls_is_dropped(self):
     # CVE-2011-0411: commands sent in plaintext behind STLS must not run inside the TLS session.
