@@ -67,15 +67,15 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
       id_(id),
       fd_(fd),
       peer_(std::move(peer)),
-      session_(std::make_unique<pop3::Pop3Session>(
-          SessionOptions(*ctx.server, peer_, implicit_tls))),
+      session_(
+          std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_, implicit_tls))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
           [this](absl::Status status) { OnReceiveEnd(std::move(status)); }),
-      sender_(ctx.shard->ring(), ctx.stats.send, [this](absl::Status status, uint64_t bytes) {
-        OnSendDone(std::move(status), bytes);
-      }),
+      sender_(
+          ctx.shard->ring(), ctx.stats.send,
+          [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
       implicit_tls_(implicit_tls) {
   if (implicit_tls_) {
     PH_CHECK(ctx.tls != nullptr);
@@ -848,17 +848,17 @@ void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
   }
   std::string why;
   const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
-  LogEvent(LogLevel::kDebug, "tls session",
-           {{"peer", peer_.ip},
-            {"version", std::string(tls_->version_name())},
-            {"cipher", std::string(tls_->cipher_name())},
-            {"sni", std::string(tls_->server_name())},
-            {"certificate", tls_->certificate_name().empty()
-                                ? std::string("default")
-                                : std::string(tls_->certificate_name())},
-            {"resumed", tls_->resumed() ? "true" : "false"},
-            {"path", std::string(TlsDataPathName(path))},
-            {"why", why}});
+  LogEvent(
+      LogLevel::kDebug, "tls session",
+      {{"peer", peer_.ip},
+       {"version", std::string(tls_->version_name())},
+       {"cipher", std::string(tls_->cipher_name())},
+       {"sni", std::string(tls_->server_name())},
+       {"certificate", tls_->certificate_name().empty() ? std::string("default")
+                                                        : std::string(tls_->certificate_name())},
+       {"resumed", tls_->resumed() ? "true" : "false"},
+       {"path", std::string(TlsDataPathName(path))},
+       {"why", why}});
   if (path == TlsDataPath::kKernelTls) {
     CountTlsSession(*tls_, &ctx_.stats.tls);
     tls_.reset();
@@ -965,10 +965,9 @@ void Pop3Connection::TlsEndStream() {
 void Pop3Connection::TlsFail(std::string_view stage) {
   if (tls_failed_) return;
   tls_failed_ = true;
-  LogEvent(LogLevel::kInfo, "tls error, closing the connection",
-           {{"peer", peer_.ip},
-            {"stage", std::string(stage)},
-            {"error", tls_->status().ToString()}});
+  LogEvent(
+      LogLevel::kInfo, "tls error, closing the connection",
+      {{"peer", peer_.ip}, {"stage", std::string(stage)}, {"error", tls_->status().ToString()}});
   if (stream_active_) {  // a body or a TOP scan is under way: end at once
     BeginClose(/*abort=*/true);
     return;
@@ -999,6 +998,10 @@ void Pop3Connection::BeginClose(bool abort) {
   if (receiver_.active()) receiver_.Stop();
   if (sender_.busy()) sender_.Cancel();
   if (streamer_ && streamer_->busy()) streamer_->Cancel();
+  if (tls_stream_active_) {  // sealing from the mapping has no operation of its own to finish
+    TlsEndStream();
+    stream_active_ = false;
+  }
   if (abort || sending) {
     // RST: drops queued data at once and releases pages a SEND_ZC still pins.
     reactor::AbortSocket(fd_);

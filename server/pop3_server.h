@@ -66,9 +66,9 @@ struct ShardStats {
   // path it took (kernel TLS or the userspace engine).
   TlsCounters tls;
   TlsPathCounters tls_path;
-  uint64_t tls_stls_started = 0;     // STLS commands that began a handshake
+  uint64_t tls_stls_started = 0;       // STLS commands that began a handshake
   uint64_t tls_implicit_accepted = 0;  // connections accepted on the pop3s listener
-  uint64_t tls_body_bytes = 0;  // RETR/TOP body bytes sealed by the engine from the mapping
+  uint64_t tls_body_bytes = 0;         // RETR/TOP body bytes sealed by the engine from the mapping
 };
 
 struct ShardContext;
