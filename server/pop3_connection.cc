@@ -560,8 +560,9 @@ void Pop3Connection::Flush() {
   if (!front.stream) {
     inflight_ = std::move(front.bytes);
     out_.erase(out_.begin());
+    // A reply line before a body shares its segment (MSG_MORE): fewer packets per RETR.
     sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
-                 /*zero_copy=*/false);
+                 /*zero_copy=*/false, /*more=*/!out_.empty() && out_.front().stream);
   } else {
     stream_active_ = true;
     const uint64_t index = maildrop_.view->ref(front.message);
@@ -655,10 +656,13 @@ void Pop3Connection::StartStream(uint64_t length) {
         ctx_.shard->ring(), ctx_.stats.send, reactor::FileStreamer::Options{},
         [this](absl::Status status, uint64_t bytes) { OnStreamDone(std::move(status), bytes); });
   }
-  absl::Status started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, path);
+  // The terminator follows at once: the body's last segment may wait for it (MSG_MORE).
+  absl::Status started =
+      streamer_->Start(fd_, {ref.fd, ref.offset, length}, path, /*more_follows=*/true);
   if (!started.ok() && path != reactor::SendPath::kCopy) {
     // e.g. no pipe or mapping available (fd or memory limits): the copying path still works.
-    started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, reactor::SendPath::kCopy);
+    started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, reactor::SendPath::kCopy,
+                               /*more_follows=*/true);
   }
   if (!started.ok()) {
     LogEvent(LogLevel::kError, "stream failed to start", {{"error", started.ToString()}});
