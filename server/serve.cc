@@ -184,7 +184,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   } else {
     LogEvent(LogLevel::kWarning,
              "tls off: no --tls_cert/--tls_key, so STLS is not offered and no pop3s listener "
-             "is opened; plaintext logins are refused except from loopback",
+             "is opened; plaintext logins are refused except from loopback and for tenants "
+             "with plaintext_auth=allow",
              {{"plaintext_requires_tls", options.plaintext_requires_tls ? "true" : "false"}});
   }
 
