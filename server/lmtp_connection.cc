@@ -135,6 +135,17 @@ void LmtpConnection::Drive() {
     receiver_.Start();
   }
   const bool idle_output = out_.empty() && !sender_.busy();
+  const lmtp::LmtpState state = session_->state();
+  if (draining_ && started_ && !close_after_flush_ && idle_output && !ResultPending() &&
+      (state == lmtp::LmtpState::kGreeted || state == lmtp::LmtpState::kReady)) {
+    // Between transactions: nothing is lost by leaving now (RFC 5321 3.8: 421 at shutdown).
+    session_->OnConnectionLost();
+    started_ = false;
+    close_after_flush_ = true;
+    Enqueue("421 4.3.2 " + ctx_.server->options.hostname + " Service shutting down\r\n");
+    Flush();
+    return;
+  }
   if (close_after_flush_ && idle_output) {
     BeginClose(/*abort=*/false);
     return;
@@ -339,6 +350,11 @@ void LmtpConnection::OnTimer() {
 // ---- Closing ----
 
 void LmtpConnection::Abort() { BeginClose(/*abort=*/true); }
+
+void LmtpConnection::Drain() {
+  draining_ = true;
+  Drive();
+}
 
 void LmtpConnection::BeginClose(bool abort) {
   if (closing_) return;

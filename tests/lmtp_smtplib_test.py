@@ -17,6 +17,7 @@ drive MAIL/RCPT/DATA themselves and read the remaining per-recipient replies wit
 import poplib
 import smtplib
 import socket
+import time
 import unittest
 
 from tests.testing.posthaste_server import PosthasteServer, wire_form
@@ -198,6 +199,36 @@ class LmtpSmtplibTest(unittest.TestCase):
       self.server.stop()
       self.server.extra_args = []
       self.server.start()
+
+
+class LmtpDrainTest(unittest.TestCase):
+
+  def test_sigterm_closes_idle_lmtp_connections_at_once(self):
+    server = PosthasteServer(shards=2, extra_args=["--drain_timeout_s=30"])
+    server.add_user("drain@example.test", PASSWORD)
+    server.start()
+    try:
+      clients = []
+      for _ in range(4):  # spread over both shards
+        client = smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=TIMEOUT_S)
+        client.ehlo("mta.test")
+        clients.append(client)
+      # One transaction completes first, so that connection is idle between messages.
+      clients[0].mail(SENDER)
+      clients[0].rcpt("drain@example.test")
+      clients[0].docmd("DATA")
+      clients[0].send(b"Subject: before stop\r\n\r\nx\r\n.\r\n")
+      self.assertEqual(clients[0].getreply()[0], 250)
+      started = time.monotonic()
+      server.terminate()
+      for client in clients:
+        code, text = client.getreply()
+        self.assertEqual((code, text[:5]), (421, b"4.3.2"))
+      server.wait_exit()
+      # Well inside --drain_timeout_s: the idle MTA connections did not hold the drain.
+      self.assertLess(time.monotonic() - started, 15)
+    finally:
+      server.stop()
 
 
 def _stuffed(message):
