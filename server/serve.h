@@ -7,8 +7,12 @@
 // SIGTERM/SIGINT: /readyz turns 503, every shard stops accepting and closes its listener,
 // sessions may finish for up to --drain_timeout_s, then the rest are closed without
 // committing, and the process exits 0.
+// TLS (with --tls_cert/--tls_key): STLS on the plain listener and implicit TLS on one pop3s
+// listener per shard; SIGHUP, or a change of the certificate files seen by the main thread's
+// check every --tls_reload_check_s, reloads the certificates (docs/ARCHITECTURE.md, "TLS").
 //
-// Threading: RunServe blocks the calling (main) thread, which only waits for signals.
+// Threading: RunServe blocks the calling (main) thread, which waits for signals and runs the
+// certificate checks and reloads (never a reactor thread).
 #ifndef POSTHASTE_SERVER_SERVE_H_
 #define POSTHASTE_SERVER_SERVE_H_
 

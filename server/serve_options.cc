@@ -112,7 +112,8 @@ std::string ServeUsage() {
          "[--log_format=text|json] [--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
          "[--admin_listen=HOST:PORT --admin_token_file=FILE] "
-         "[--hostname=NAME]";
+         "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
+         "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10]";
 }
 
 absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
@@ -274,6 +275,37 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          o.hostname = std::string(v);
          return absl::OkStatus();
        }},
+      {"tls_cert",
+       [&](std::string_view v) {
+         o.tls_cert = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"tls_key",
+       [&](std::string_view v) {
+         o.tls_key = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"tls_cert_dir",
+       [&](std::string_view v) {
+         o.tls_cert_dir = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"pop3s_listen",
+       [&](std::string_view v) -> absl::Status {
+         o.pop3s_listen_given = true;
+         if (v == "off" || v.empty()) {
+           o.pop3s_enabled = false;
+           return absl::OkStatus();
+         }
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--pop3s_listen: ", hp.status().message()));
+         o.pop3s_listen = *hp;
+         o.pop3s_enabled = true;
+         return absl::OkStatus();
+       }},
+      {"tls_reload_check_s", u32("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
   };
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
@@ -298,6 +330,18 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
     if (absl::Status s = it->second(value); !s.ok()) return s;
   }
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (!o.tls_cert_dir.empty() && o.tls_cert.empty()) {
+    // Clients without SNI (and names with no certificate) need a certificate too.
+    return absl::InvalidArgumentError(
+        "--tls_cert_dir needs --tls_cert and --tls_key (the default certificate)");
+  }
+  if (o.pop3s_listen_given && o.pop3s_enabled && o.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--pop3s_listen needs --tls_cert and --tls_key");
+  }
+  if (o.tls_cert.empty()) o.pop3s_enabled = false;
   if (!o.admin_listen.empty() && o.admin_token_file.empty()) {
     return absl::InvalidArgumentError("--admin_listen needs --admin_token_file");
   }

@@ -75,6 +75,19 @@ struct ServeOptions {
   std::string admin_token_file;
   std::string log_format = "text";
   std::string hostname;  // greeting/sign-off; default gethostname()
+
+  // TLS. With --tls_cert/--tls_key (the default certificate, also for clients without SNI)
+  // STLS is offered on pop3_listen and implicit TLS is served on pop3s_listen; without them
+  // neither (logged at start-up). --tls_cert_dir adds per-tenant certificates chosen by SNI.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_cert_dir;
+  HostPort pop3s_listen{"0.0.0.0", 995};
+  bool pop3s_enabled = true;        // --pop3s_listen=off turns implicit TLS off
+  bool pop3s_listen_given = false;  // set explicitly: an error without a certificate
+  // Certificate files are checked for changes (inode, mtime, size) this often; 0: SIGHUP only.
+  uint32_t tls_reload_check_s = 10;
+  bool tls_configured() const { return !tls_cert.empty(); }
 };
 
 // Parses `args` (flags after "serve"). InvalidArgument naming the bad flag.

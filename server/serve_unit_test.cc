@@ -55,6 +55,44 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
 }
 
+TEST(ServeOptionsTest, TlsFlags) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->tls_configured());
+  EXPECT_FALSE(o->pop3s_enabled);  // no certificate: no pop3s listener
+  EXPECT_EQ(o->tls_reload_check_s, 10u);
+
+  o = ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->tls_configured());
+  EXPECT_TRUE(o->pop3s_enabled);
+  EXPECT_EQ(o->pop3s_listen.host, "0.0.0.0");
+  EXPECT_EQ(o->pop3s_listen.port, 995);
+
+  o = ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem",
+                         "--tls_cert_dir=/d", "--pop3s_listen=127.0.0.1:0",
+                         "--tls_reload_check_s=0"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->pop3s_listen.port, 0);
+  EXPECT_EQ(o->tls_cert_dir, "/d");
+  EXPECT_EQ(o->tls_reload_check_s, 0u);
+
+  o = ParseServeOptions(
+      {"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem", "--pop3s_listen=off"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->pop3s_enabled);
+  EXPECT_TRUE(o->tls_configured());  // STLS still offered
+
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_key=/k.pem"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert_dir=/d"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=127.0.0.1:995"}).ok());
+  EXPECT_TRUE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=off"}).ok());
+  EXPECT_FALSE(
+      ParseServeOptions({"--data_dir=/x", "--tls_cert=/c", "--tls_key=/k", "--pop3s_listen=nohost"})
+          .ok());
+}
+
 TEST(ServeOptionsTest, LmtpAndAdminFlags) {
   auto o = ParseServeOptions({"--data_dir=/d"});
   ASSERT_TRUE(o.ok());
