@@ -32,8 +32,7 @@ lmtp::LmtpSessionOptions SessionOptions(const ServerContext& server) {
 }
 
 bool IsQuotaError(const absl::Status& status) {
-  return absl::IsResourceExhausted(status) &&
-         absl::StrContains(status.message(), "quota");
+  return absl::IsResourceExhausted(status) && absl::StrContains(status.message(), "quota");
 }
 
 }  // namespace
@@ -181,9 +180,9 @@ void LmtpConnection::StartCheck(std::string_view recipient, std::optional<uint64
   storage::MailStore* store = ctx_.server->store;
   const bool permanent = ctx_.server->options.lmtp_over_quota_permanent;
   check_pending_ = true;
-  const bool accepted = ctx_.shard->Offload(
-      [home, store, id = id_, address = std::string(recipient), declared_size,
-       permanent]() -> reactor::OffloadPool::Reply {
+  const bool accepted =
+      ctx_.shard->Offload([home, store, id = id_, address = std::string(recipient), declared_size,
+                           permanent]() -> reactor::OffloadPool::Reply {
         LmtpRecipientVerdict verdict =
             RecipientVerdict(store->GetUsage(address), declared_size, permanent);
         return [home, id, verdict = std::move(verdict)]() mutable {
@@ -215,9 +214,9 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
   const std::string_view message = delivery.message;
   for (size_t i = 0; i < delivery.recipients.size(); ++i) {
     ++copies_pending_;
-    const bool accepted = ctx_.shard->Offload(
-        [home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox, message,
-         permanent]() -> reactor::OffloadPool::Reply {
+    const bool accepted =
+        ctx_.shard->Offload([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
+                             message, permanent]() -> reactor::OffloadPool::Reply {
           absl::Status status = store->Deliver(mailbox, message).status();
           if (!status.ok() && !IsQuotaError(status)) {
             LogEvent(LogLevel::kWarning, "lmtp delivery failed",
