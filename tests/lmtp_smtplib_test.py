@@ -37,7 +37,7 @@ class LmtpSmtplibTest(unittest.TestCase):
   def setUpClass(cls):
     cls.server = PosthasteServer(shards=2)
     for user in ("alice", "bob", "carol", "dave", "erin", "full", "off", "multi1", "multi2",
-                 "pipe", "snap"):
+                 "pipe", "snap", "gone"):
       cls.server.add_user(user + "@example.test", PASSWORD)
     cls.server.add_user("someone@small.test", PASSWORD)
     # full@ holds one message and may hold one; off@ is disabled; small.test takes 100 octets.
@@ -169,6 +169,33 @@ class LmtpSmtplibTest(unittest.TestCase):
     self.assertEqual(codes, [b"250", b"250", b"550", b"354", b"250"] * 3 + [b"221"], replies)
     self.assertEqual(self.retr_all("pipe@example.test"),
                      [return_path("p@origin.test") + wire_form(raw)] * 3)
+
+  def test_message_over_the_tenant_limit_without_size_is_refused_after_data(self):
+    client = self.lmtp()
+    rcpt, data = self.transaction(client, ["someone@small.test", "erin@example.test"],
+                                  b"Subject: big\r\n\r\n" + b"y" * 200 + b"\r\n")
+    client.quit()
+    self.assertEqual([code for code, _ in rcpt], [250, 250])  # no SIZE= declared
+    self.assertEqual([(code, text[:5]) for code, text in data], [(552, b"5.3.4"),
+                                                                 (250, b"2.1.5")])
+    self.assertEqual(len(self.retr_all("erin@example.test")), 1)
+    self.assertEqual(len(self.retr_all("someone@small.test")), 0)
+
+  def test_client_gone_mid_delivery(self):
+    raw = b"Subject: gone\r\n\r\nthe MTA hung up\r\n"
+    s = socket.create_connection(("127.0.0.1", self.server.lmtp_port), TIMEOUT_S)
+    s.sendall(b"LHLO mta.test\r\nMAIL FROM:<g@origin.test>\r\n"
+              b"RCPT TO:<gone@example.test>\r\nDATA\r\n" + raw + b".\r\n")
+    s.close()  # gone with the greeting unread: the kernel resets the connection
+    # Depending on when the reset lands the server has read the message (the copy completes;
+    # the MTA, having no 250, would retry: LMTP's usual duplicate risk) or not (nothing is
+    # stored). Either way at most one intact copy, and the server carries on.
+    time.sleep(1)
+    client = self.lmtp()
+    self.assertEqual(client.noop()[0], 250)
+    client.quit()
+    stored = self.retr_all("gone@example.test")
+    self.assertIn(stored, ([], [return_path("g@origin.test") + wire_form(raw)]))
 
   def test_open_pop3_session_keeps_its_snapshot(self):
     user = "snap@example.test"
