@@ -43,6 +43,13 @@ void LmtpShard::StopAccepting() {
   acceptor->Stop();
   close(listen_fd);
   listen_fd = -1;
+  // MTAs keep LMTP connections open between messages: close those at once, the others when
+  // their transaction is answered, so a drain does not wait for the timeout.
+  std::vector<uint64_t> ids;
+  for (auto& [id, conn] : connections) ids.push_back(id);
+  for (uint64_t id : ids) {
+    if (LmtpConnection* conn = Find(id)) conn->Drain();
+  }
 }
 
 void LmtpShard::CloseAll() {
