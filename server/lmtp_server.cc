@@ -94,7 +94,8 @@ absl::Status LmtpService::Listen(ServerContext& server) {
   const ServeOptions& options = server.options;
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener(
-        {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port});
+        {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port,
+         .join_existing_group = i > 0});
     if (!fd.ok()) {
       CloseListeners();
       return absl::Status(fd.status().code(),
