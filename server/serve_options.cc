@@ -109,7 +109,7 @@ std::string ServeUsage() {
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] "
-         "[--log_format=text|json] "
+         "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
          "[--hostname=NAME]";
 }
 
@@ -228,6 +228,14 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
            return absl::InvalidArgumentError("--log_format: expected text or json");
          }
          o.log_format = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"metrics_max_tenants", u32("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
+      {"metrics_sessions",
+       [&](std::string_view v) -> absl::Status {
+         auto b = ParseBool("metrics_sessions", v);
+         if (!b.ok()) return b.status();
+         o.metrics_sessions = *b;
          return absl::OkStatus();
        }},
       {"hostname",

@@ -63,6 +63,12 @@ struct ServeOptions {
   uint64_t send_zc_min_bytes = 0;
   uint32_t offload_threads = 0;  // 0: max(2, shards)
   std::string log_format = "text";
+  // Tenants (domains, largest by accounts at start-up) with their own metric label; the rest
+  // share "other".
+  uint32_t metrics_max_tenants = 20;
+  // Per-session, per-tenant and per-command counting and command timing. Off only to measure
+  // what it costs (the connection and byte counters stay).
+  bool metrics_sessions = true;
   std::string hostname;  // greeting/sign-off; default gethostname()
 };
 
