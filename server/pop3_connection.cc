@@ -43,8 +43,10 @@ absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t line
   return ref.length;
 }
 
-pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer) {
+pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer,
+                                        pop3::Pop3CommandObserver* observer) {
   pop3::Pop3SessionOptions o;
+  o.command_observer = observer;
   o.hostname = server.options.hostname;
   o.policy.plaintext_requires_tls = server.options.plaintext_requires_tls;
   o.policy.loopback_exempt_from_tls = true;
@@ -61,7 +63,10 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
       id_(id),
       fd_(fd),
       peer_(std::move(peer)),
-      session_(std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_))),
+      recorder_(ctx.metrics, *ctx.server->tenant_labels, ctx.server->options.metrics_sessions,
+                ctx.index, id, peer_.ip),
+      session_(std::make_unique<pop3::Pop3Session>(
+          SessionOptions(*ctx.server, peer_, recorder_.observer()))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
@@ -138,6 +143,7 @@ void Pop3Connection::OnAdmitted(bool ok) {
 
 void Pop3Connection::Reject(std::string_view reply) {
   PH_CHECK(!admitted_);
+  recorder_.SetOutcome(metrics::SessionOutcome::kRefused);
   Enqueue(reply);
   close_after_flush_ = true;
   Drive();
@@ -206,6 +212,7 @@ void Pop3Connection::Handle(const pop3::Pop3Action& action) {
       item.message = action.message;
       item.top_body_lines = action.top_body_lines;
       out_.push_back(std::move(item));
+      recorder_.Streamed(action.top_body_lines.has_value());
       taken_unflushed_ = true;
       break;
     }
@@ -237,10 +244,12 @@ void Pop3Connection::OnDelayOver() { Drive(); }
 // ---- Authentication ----
 
 void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials) {
+  recorder_.AuthStarted(credentials);
   const bool supported = credentials.mechanism != pop3::AuthMechanism::kApop &&
                          (credentials.authzid.empty() || credentials.authzid == credentials.user);
   if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
     ++ctx_.stats.auth_failures;
+    recorder_.AuthFinished(metrics::AuthResult::kFailed);
     session_->OnAuthResult({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
     return;
   }
@@ -257,6 +266,7 @@ void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials)
       });
   if (!accepted) {
     ++ctx_.stats.offload_rejected;
+    recorder_.AuthFinished(metrics::AuthResult::kTempFailure);
     session_->OnAuthResult({pop3::Pop3AuthResult::Code::kTempFailure, {}});
   }
 }
@@ -268,14 +278,17 @@ void Pop3Connection::OnAuthVerdict(const AuthVerdict& verdict) {
     case AuthVerdict::Code::kOk:
       ++ctx_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++ctx_.stats.auth_cache_hits;
+      recorder_.AuthFinished(metrics::AuthResult::kOk);
       result.code = pop3::Pop3AuthResult::Code::kOk;
       result.user = verdict.address;
       break;
     case AuthVerdict::Code::kBadCredentials:
       ++ctx_.stats.auth_failures;
+      recorder_.AuthFinished(metrics::AuthResult::kFailed);
       result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
       break;
     case AuthVerdict::Code::kTempFailure:
+      recorder_.AuthFinished(metrics::AuthResult::kTempFailure);
       result.code = pop3::Pop3AuthResult::Code::kTempFailure;
       break;
   }
@@ -420,8 +433,11 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
 void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
   if (closing_) return;
   if (!maildrop.ok()) {
-    LogEvent(LogLevel::kWarning, "opening maildrop failed",
-             {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
+    if (!absl::IsNotFound(maildrop.status())) {
+      ctx_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
+    }
+    recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
+                  {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
     // Give the lock back but stay counted for (user, ip) while the connection lasts.
     const uint32_t owner =
         OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
@@ -437,6 +453,7 @@ void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
     return;
   }
   ++ctx_.stats.maildrops_opened;
+  recorder_.LoggedIn(lock_user_);
   maildrop_ = *std::move(maildrop);
   session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_.view});
   last_input_ns_ = MonotonicNowNs();
@@ -452,6 +469,7 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
   for (pop3::MessageIndex i : deletions) {
     indexes.push_back(static_cast<size_t>(maildrop_.view->ref(i)));
   }
+  recorder_.CommitStarted(indexes.size());
   ShardContext* home = &ctx_;
   storage::MailStore* store = ctx_.server->store;
   // The maildrop stays locked until the commit is durable, even if the connection goes first
@@ -482,12 +500,14 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
 
 void Pop3Connection::OnCommitDone(absl::Status status) {
   commit_in_flight_ = false;
+  recorder_.CommitFinished(status.ok());
   if (status.ok()) {
     ++ctx_.stats.commits_ok;
   } else {
     ++ctx_.stats.commits_failed;
-    LogEvent(LogLevel::kWarning, "commit failed",
-             {{"user", lock_user_}, {"error", status.ToString()}});
+    ctx_.metrics.CountStoreError(metrics::StoreOperation::kCommit);
+    recorder_.Log(LogLevel::kWarning, "commit failed",
+                  {{"user", lock_user_}, {"error", status.ToString()}});
   }
   if (closing_) {
     ReleaseRegistrations();  // the lock was held back for the commit
@@ -555,7 +575,8 @@ void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
     return;
   }
   if (!length.ok()) {
-    LogEvent(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
+    ctx_.metrics.CountStoreError(metrics::StoreOperation::kTopScan);
+    recorder_.Log(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
     stream_active_ = false;
     BeginClose(/*abort=*/true);
     return;
@@ -618,6 +639,7 @@ void Pop3Connection::StartStream(uint64_t length) {
 
 void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
   stream_active_ = false;
+  recorder_.MessageBytesSent(bytes);
   if (closing_) {
     MaybeFinish();
     return;
@@ -631,6 +653,7 @@ void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
 
 void Pop3Connection::OnSendDone(absl::Status status, uint64_t bytes) {
   inflight_.clear();
+  recorder_.ReplyBytesSent(bytes);
   if (closing_) {
     MaybeFinish();
     return;
@@ -705,7 +728,8 @@ void Pop3Connection::OnTimer() {
     } else if (now >=
                last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond) {
       ++ctx_.stats.timeouts_send_stall;
-      LogEvent(LogLevel::kInfo, "send stalled, closing", {{"peer", peer_.ip}});
+      recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
+      recorder_.Log(LogLevel::kInfo, "send stalled, closing");
       BeginClose(/*abort=*/true);
       return;
     }
@@ -731,6 +755,7 @@ void Pop3Connection::OnTimer() {
 }
 
 void Pop3Connection::TimeOut(std::string_view reply) {
+  recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
   if (SendBusy()) {  // the peer is not reading either
     BeginClose(/*abort=*/true);
     return;
@@ -746,7 +771,10 @@ void Pop3Connection::TimeOut(std::string_view reply) {
 
 // ---- Closing ----
 
-void Pop3Connection::Abort() { BeginClose(/*abort=*/true); }
+void Pop3Connection::Abort() {
+  recorder_.SetOutcome(metrics::SessionOutcome::kAborted);
+  BeginClose(/*abort=*/true);
+}
 
 void Pop3Connection::BeginClose(bool abort) {
   if (closing_) return;
@@ -805,6 +833,7 @@ void Pop3Connection::MaybeFinish() {
   finished_ = true;
   ctx_.stats.commands += session_->counters().commands;
   ctx_.stats.lines_too_long += session_->counters().command_line_too_long;
+  recorder_.Finish(session_->counters().commands);
   if (!fd_closed_) {
     close(fd_);
     fd_closed_ = true;
