@@ -32,8 +32,9 @@ CLI_TIMEOUT_S = 120
 # Lines in the server's stderr that mean a sanitizer found a bug: the test fails on them.
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-_LISTENING_POP3 = re.compile(r"\bpop3=127\.0\.0\.1:(\d+)")
-_LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
+# Text (pop3=HOST:PORT) or JSON ("pop3":"HOST:PORT", --log_format=json) listening lines.
+_LISTENING_POP3 = re.compile(r'\bpop3(?:=|":")127\.0\.0\.1:(\d+)')
+_LISTENING_METRICS = re.compile(r'\bmetrics(?:=|":")127\.0\.0\.1:(\d+)')
 
 
 def posthaste_binary():
@@ -180,7 +181,7 @@ class PosthasteServer:
       line = raw.decode("utf-8", "replace")
       with self._stderr_lock:
         self._stderr_lines.append(line)
-      if not self._listening.is_set() and "listening" in line and "pop3=" in line:
+      if not self._listening.is_set() and "listening" in line and _LISTENING_POP3.search(line):
         self._listening_line = line
         self._listening.set()
 
