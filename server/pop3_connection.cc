@@ -122,6 +122,7 @@ void Pop3Connection::Start() {
   });
   if (!posted) {
     ++ctx_.stats.post_rejected;
+    ctx_.metrics.CountRefused(metrics::RefuseReason::kBusy);
     admission_pending_ = false;
     Reject("-ERR [SYS/TEMP] Server busy, try again later\r\n");
   }
