@@ -129,6 +129,12 @@ std::string_view TlsVersionLabel(TlsVersion version) {
   return "?";
 }
 
+TlsVersion TlsVersionFromName(std::string_view name) {
+  if (name == "TLSv1.3") return TlsVersion::kTls13;
+  if (name == "TLSv1.2") return TlsVersion::kTls12;
+  return TlsVersion::kOther;
+}
+
 std::string_view TlsOutcomeLabel(TlsOutcome outcome) {
   switch (outcome) {
     case TlsOutcome::kOk:

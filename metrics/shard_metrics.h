@@ -104,6 +104,9 @@ std::string_view RefuseReasonLabel(RefuseReason reason);
 
 enum class TlsVersion : uint8_t { kTls12, kTls13, kOther, kCount };
 std::string_view TlsVersionLabel(TlsVersion version);
+// "TLSv1.2" / "TLSv1.3" (as BoringSSL names them); anything else, or a handshake that failed
+// before a version was agreed, is kOther.
+TlsVersion TlsVersionFromName(std::string_view name);
 enum class TlsOutcome : uint8_t { kOk, kResumed, kFailed, kCount };
 std::string_view TlsOutcomeLabel(TlsOutcome outcome);
 
@@ -182,6 +185,7 @@ struct ReactorMetrics {
   X(body_send_zc_bytes, "posthaste_pop3_body_bytes_total", "path=send_zc", "")                    \
   X(body_copy_bytes, "posthaste_pop3_body_bytes_total", "path=copy", "")                          \
   X(body_zc_refused_bytes, "posthaste_pop3_body_bytes_total", "path=send_zc_refused_copy", "")    \
+  X(body_tls_bytes, "posthaste_pop3_body_bytes_total", "path=tls_userspace", "")                  \
   X(retrieved_zero_copy_bytes, "posthaste_pop3_retrieved_bytes_total", "path=zero_copy",          \
     "RETR and TOP body bytes: zero_copy (splice, SEND_ZC) or copied through user memory.")        \
   X(retrieved_copied_bytes, "posthaste_pop3_retrieved_bytes_total", "path=copied", "")            \
@@ -192,6 +196,25 @@ struct ReactorMetrics {
     "SEND_ZC notifications reporting the kernel copied anyway (always on loopback).")             \
   X(lines_too_long, "posthaste_pop3_command_line_too_long_total", "",                             \
     "Command lines over the line limit.")                                                         \
+  X(tls_sessions_ktls, "posthaste_tls_sessions_total", "path=ktls",                               \
+    "TLS sessions past the handshake by data path (kernel TLS or the userspace engine).")         \
+  X(tls_sessions_userspace, "posthaste_tls_sessions_total", "path=userspace", "")                 \
+  X(tls_ktls_errors, "posthaste_tls_ktls_errors_total", "",                                       \
+    "Sessions where kernel TLS was available but enabling it failed.")                            \
+  X(tls_implicit_accepted, "posthaste_tls_connections_total", "mode=implicit",                    \
+    "TLS connections started, by how.")                                                           \
+  X(tls_stls_started, "posthaste_tls_connections_total", "mode=stls", "")                         \
+  X(tls_handshake_errors, "posthaste_tls_errors_total", "kind=handshake",                         \
+    "TLS connections closed by an error, by kind (closed sessions).")                             \
+  X(tls_record_errors, "posthaste_tls_errors_total", "kind=record", "")                           \
+  X(tls_certificate_errors, "posthaste_tls_errors_total", "kind=certificate", "")                 \
+  X(tls_limit_errors, "posthaste_tls_errors_total", "kind=limit", "")                             \
+  X(tls_internal_errors, "posthaste_tls_errors_total", "kind=internal", "")                       \
+  X(tls_plaintext_bytes, "posthaste_tls_plaintext_bytes_total", "",                               \
+    "Plaintext bytes sealed by the userspace TLS engine (closed sessions).")                      \
+  X(tls_reloads_ok, "posthaste_tls_reloads_total", "result=ok",                                   \
+    "Certificate reloads, by result (process-wide; carried by shard 0).")                         \
+  X(tls_reloads_failed, "posthaste_tls_reloads_total", "result=failed", "")                       \
   X(offload_rejected, "posthaste_offload_rejected_total", "",                                     \
     "Jobs refused by a full offload queue.")                                                      \
   X(post_rejected, "posthaste_inbox_rejected_total", "",                                          \

@@ -115,12 +115,29 @@ metrics::ShardMetrics CopyShardMetrics(ShardContext& sc) {
   m.body_send_zc_bytes = s.send.zc_bytes;
   m.body_copy_bytes = s.send.copy_bytes;
   m.body_zc_refused_bytes = s.send.zc_fallback_bytes;
+  m.body_tls_bytes = s.tls_body_bytes;
   m.retrieved_zero_copy_bytes = s.send.splice_bytes + s.send.zc_bytes;
-  m.retrieved_copied_bytes = s.send.copy_bytes + s.send.zc_fallback_bytes;
+  // The userspace TLS engine seals from the mapped segment: the bytes pass through user memory.
+  m.retrieved_copied_bytes = s.send.copy_bytes + s.send.zc_fallback_bytes + s.tls_body_bytes;
   m.reply_bytes = s.send.plain_bytes;
   m.streams_ok = s.send.streams_ok;
   m.streams_failed = s.send.streams_failed;
   m.zc_notifs_copied = s.send.zc_notifs_copied;
+  m.tls_sessions_ktls = s.tls_path.kernel_tls_sessions;
+  m.tls_sessions_userspace = s.tls_path.userspace_sessions;
+  m.tls_ktls_errors = s.tls_path.kernel_tls_errors;
+  m.tls_implicit_accepted = s.tls_implicit_accepted;
+  m.tls_stls_started = s.tls_stls_started;
+  m.tls_handshake_errors = s.tls.handshake_errors;
+  m.tls_record_errors = s.tls.record_errors;
+  m.tls_certificate_errors = s.tls.certificate_errors;
+  m.tls_limit_errors = s.tls.limit_errors;
+  m.tls_internal_errors = s.tls.internal_errors;
+  m.tls_plaintext_bytes = s.tls.plaintext_bytes_encrypted;
+  if (sc.index == 0 && sc.server != nullptr) {  // process-wide figures, counted once
+    m.tls_reloads_ok = sc.server->tls_reloads_ok.load();
+    m.tls_reloads_failed = sc.server->tls_reloads_failed.load();
+  }
   if (sc.shard != nullptr) {
     const reactor::RingStats& r = sc.shard->ring().stats();
     m.reactor.loop_iterations = r.loop_iterations;

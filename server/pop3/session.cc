@@ -11,6 +11,48 @@ namespace posthaste::pop3 {
 using protocol::LineFramer;
 namespace {
 
+constexpr size_t kDecimalBytesMax = 20;  // UINT64_MAX
+// "N SIZE\r\n" or "N UIDL\r\n".
+constexpr size_t kListingLineBytesMax =
+    kDecimalBytesMax + 1 + std::max(kDecimalBytesMax, MailboxSnapshot::kUidlBytesMax) + 2;
+constexpr size_t kListingBatchBytes = 4096;
+
+// Writes `value` in decimal at `dst`; returns the end.
+char* WriteDecimal(char* dst, uint64_t value) {
+  size_t digits = 1;
+  for (uint64_t rest = value; rest >= 10; rest /= 10) ++digits;
+  char* const end = dst + digits;
+  char* p = end;
+  do {
+    *--p = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  return end;
+}
+
+// Writes a short string (a UIDL) at `dst` by fixed-size moves; returns the end.
+char* WriteShort(char* dst, std::string_view text) {
+  const char* src = text.data();
+  size_t n = text.size();
+  char* out = dst + n;
+  while (n >= 16) {
+    std::memcpy(dst, src, 16);
+    dst += 16;
+    src += 16;
+    n -= 16;
+  }
+  if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+  return out;
+}
+
 constexpr uint8_t kInAuthorization = 1;
 constexpr uint8_t kInTransaction = 2;
 
@@ -850,8 +892,14 @@ void Pop3Session::CmdUidl(std::string_view args) {
 void Pop3Session::ContinueListing() {
   const MailboxSnapshot& snapshot = *snapshot_;
   const uint32_t count = snapshot.count();
+  // Lines are formatted into a local batch that is appended whole: appending line by line
+  // (a library memmove of a few dozen bytes each) was most of a 10,000-message UIDL or LIST.
+  // The output bound counts the batch, so the listing stops where it did line by line.
+  char batch[kListingBatchBytes];
+  size_t used = 0;
   while (listing_next_ < count) {
-    if (OutputBlocked()) {
+    if (untaken_bytes_ + used + taken_unflushed_bytes_ > options_.output_queued_bytes_max) {
+      Append(std::string_view(batch, used));
       if (!blocked_counted_) {
         ++counters_.output_blocked;
         blocked_counted_ = true;
@@ -860,15 +908,22 @@ void Pop3Session::ContinueListing() {
     }
     const MessageIndex index(listing_next_++);
     if (deleted_[index.value()]) continue;
-    AppendNumber(MessageNumber::FromIndex(index).value());
-    Append(" ");
-    if (listing_ == ListingKind::kList) {
-      AppendNumber(snapshot.size_octets(index));
-    } else {
-      Append(snapshot.uidl(index));
+    if (used + kListingLineBytesMax > sizeof(batch)) {
+      Append(std::string_view(batch, used));
+      used = 0;
     }
-    Append("\r\n");
+    char* p = WriteDecimal(batch + used, MessageNumber::FromIndex(index).value());
+    *p++ = ' ';
+    if (listing_ == ListingKind::kList) {
+      p = WriteDecimal(p, snapshot.size_octets(index));
+    } else {
+      p = WriteShort(p, snapshot.uidl(index));
+    }
+    *p++ = '\r';
+    *p++ = '\n';
+    used = static_cast<size_t>(p - batch);
   }
+  Append(std::string_view(batch, used));
   Append(".\r\n");
   listing_ = ListingKind::kNone;
 }
@@ -941,14 +996,8 @@ void Pop3Session::Append(std::string_view text) {
 }
 
 void Pop3Session::AppendNumber(uint64_t value) {
-  char buffer[20];
-  char* end = buffer + sizeof(buffer);
-  char* p = end;
-  do {
-    *--p = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  Append(std::string_view(p, static_cast<size_t>(end - p)));
+  char buffer[kDecimalBytesMax];
+  Append(std::string_view(buffer, static_cast<size_t>(WriteDecimal(buffer, value) - buffer)));
 }
 
 void Pop3Session::AppendLine(std::string_view text) {

@@ -90,14 +90,20 @@ def cmd_maildirs(args):
     users = []
     seed = 0
     for spec in args.spec:
-        prefix, count, messages, size = spec.split(":")
+        fields = spec.split(":")
+        prefix, count, messages, size = fields[:4]
         count, messages, size = int(count), int(messages), int(size)
+        # Optional 5th field: only the first N users get a home and Maildir (the rest are
+        # accounts for posthaste alone, e.g. 100,000 idle users where Dovecot holds fewer).
+        with_home = int(fields[4]) if len(fields) > 4 else count
         for i in range(1, count + 1):
             seed += 1
             address = f"{prefix}{i}@{DOMAIN}"
             home = os.path.join(root, "home", address)
             maildir = os.path.join(home, "Maildir")
-            if messages > 0:
+            if i > with_home:
+                pass
+            elif messages > 0:
                 write_maildir(maildir, address, messages, size, seed)
             else:
                 for sub in ("cur", "new", "tmp"):
@@ -124,7 +130,7 @@ def main():
     m.add_argument("--root", required=True)
     m.add_argument("--hash", required=True, help="passwd-file hash, e.g. {SHA512-CRYPT}$6$...")
     m.add_argument("--spec", action="append", required=True,
-                   help="PREFIX:USERS:MESSAGES:BYTES (repeatable)")
+                   help="PREFIX:USERS:MESSAGES:BYTES[:USERS_WITH_MAILDIR] (repeatable)")
     args = parser.parse_args()
     if args.command == "maildirs":
         cmd_maildirs(args)

@@ -31,6 +31,7 @@ METRICS = {
     ],
     "bulk": [
         ("RETR throughput", ("mb_per_s",), "MB/s", True),
+        ("% of the loopback baseline run just before", ("pct_of_loopback_baseline",), "%", True),
         ("server CPU per GB", ("server_usage", "cpu_s_per_gb"), "CPU-s/GB", False),
         ("server CPU utilisation", ("server_usage", "cpu_utilisation"), "cores", None),
         ("load generator CPU utilisation", ("client_cpu_utilisation",), "cores", None),
@@ -134,52 +135,80 @@ def variants_in_order(summary):
     return order + sorted(idle, key=lambda v: int(v.split("-")[1]))
 
 
-def write_chart(summary, out_dir, servers):
-    gnuplot = shutil.which("gnuplot")
-    if gnuplot is None:
-        print("benchreport: gnuplot not found; no chart", file=sys.stderr)
-        return None
-    idle_variants = [v for v in variants_in_order(summary) if v.startswith("idle-")]
-    sessions_dat = os.path.join(out_dir, "chart_sessions.dat")
-    idle_dat = os.path.join(out_dir, "chart_idle.dat")
-    with open(sessions_dat, "w") as f:
-        f.write("server sessions_per_s\n")
-        for server in servers:
-            m = summary.get(server, {}).get("sessions", {}).get("sessions/s", {}).get("median")
-            f.write(f"{server} {m if m is not None else 0}\n")
-    with open(idle_dat, "w") as f:
-        f.write("sessions " + " ".join(servers) + "\n")
-        for v in idle_variants:
-            row = [v.split("-")[1]]
-            for server in servers:
-                m = summary.get(server, {}).get(v, {}).get("PSS per idle session", {}).get("median")
-                row.append(str(m if m is not None else 0))
-            f.write(" ".join(row) + "\n")
+def write_chart(results_json, out_dir):
     png = os.path.join(out_dir, "results.png")
-    idle_plot = ", ".join(
-        f"'{idle_dat}' using {i + 2}:xtic(1) title '{s}'" for i, s in enumerate(servers))
-    script = f"""
-set terminal png size 1000,450 font ',10'
-set output '{png}'
-set multiplot layout 1,2 title 'POP3 server on one core, load generator on another (loopback)'
-set style data histograms
-set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.8
-set grid ytics
-{"set logscale y" if len(servers) > 1 else "set yrange [0:*]"}
-set key top left
-set title 'Scenario 1: sessions/s{" (log scale)" if len(servers) > 1 else ""}'
-set ylabel 'sessions/s'
-plot '{sessions_dat}' using 2:xtic(1) notitle lc rgb '#4472c4'
-set title 'Scenario 3: server PSS per idle session{" (log scale)" if len(servers) > 1 else ""}'
-set ylabel 'KiB per session'
-set xlabel 'idle sessions held'
-plot {idle_plot}
-unset multiplot
-"""
-    subprocess.run([gnuplot], input=script, text=True, check=True)
+    chart = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchchart.py")
+    try:
+        subprocess.run([sys.executable, chart, results_json, png], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"benchreport: no chart: {e}", file=sys.stderr)
+        return None
     return png
+
+
+def med(summary, server, variant, label):
+    return (summary.get(server, {}).get(variant, {}).get(label) or {}).get("median")
+
+
+def verdict(ok):
+    if ok is None:
+        return "n/a"
+    return "**met**" if ok else "**missed**"
+
+
+def target_rows(summary, idle_variants, note_idle):
+    """The issue's targets: one row per target, Dovecot and posthaste medians side by side."""
+    rows = []
+
+    def ratio(p, d):
+        return f"{p / d:.3g}" if p and d else ""
+
+    d = med(summary, "dovecot", "sessions", "server CPU per session")
+    p = med(summary, "posthaste", "sessions", "server CPU per session")
+    rows.append(("1 sessions", "server CPU per session (ms)", d, p, ratio(p, d), "<= 0.34 ms",
+                 verdict(p <= 0.34 if p is not None else None)))
+    d = med(summary, "dovecot", "sessions", "sessions per server core-second")
+    p = med(summary, "posthaste", "sessions", "sessions per server core-second")
+    rows.append(("1 sessions", "sessions per server core-second", d, p, ratio(p, d),
+                 ">= 20x Dovecot", verdict(p >= 20 * d if p and d else None)))
+    d = med(summary, "dovecot", "sessions", "sessions/s")
+    p = med(summary, "posthaste", "sessions", "sessions/s")
+    rows.append(("1 sessions", "sessions/s (as run, shared machine)", d, p, ratio(p, d), "", ""))
+    base = med(summary, "loopback", "baseline", "loopback TCP, 1 MiB writes")
+    d = med(summary, "dovecot", "bulk", "RETR throughput")
+    p = med(summary, "posthaste", "bulk", "RETR throughput")
+    rows.append(("2 bulk", f"RETR MB/s (raw loopback baseline: median {fmt(base)} MB/s)", d, p,
+                 ratio(p, d), "", ""))
+    label = "% of the loopback baseline run just before"
+    d = med(summary, "dovecot", "bulk", label)
+    p = med(summary, "posthaste", "bulk", label)
+    rows.append(("2 bulk", "% of the raw loopback baseline (run just before)", d, p, "",
+                 ">= 80%", verdict(p >= 80 if p is not None else None)))
+    d = med(summary, "dovecot", "bulk", "server CPU per GB")
+    p = med(summary, "posthaste", "bulk", "server CPU per GB")
+    rows.append(("2 bulk", "server CPU-s per GB", d, p, ratio(p, d), "<= 0.3",
+                 verdict(p <= 0.3 if p is not None else None)))
+    for v in idle_variants:
+        d = med(summary, "dovecot", v, "PSS per idle session")
+        p = med(summary, "posthaste", v, "PSS per idle session")
+        rows.append(("3 idle", f"KiB PSS per idle session, {int(v.split('-')[1]):,} sessions",
+                     d, p, ratio(p, d), "<= 8 KiB", verdict(p <= 8 if p is not None else None)))
+    held = [(int(v.split("-")[1]), med(summary, "posthaste", v, "sessions held"))
+            for v in idle_variants]
+    held = [(n, h) for n, h in held if h is not None]
+    if held:
+        n, h = max(held)
+        rows.append(("3 idle", "most idle sessions held by posthaste", None, h, "",
+                     ">= 100,000", verdict(h >= 100000) + (f" ({note_idle})" if note_idle else "")))
+    d = med(summary, "dovecot", "bigmailbox", "server CPU per session")
+    p = med(summary, "posthaste", "bigmailbox", "server CPU per session")
+    rows.append(("4 big mailbox", "server CPU per session, 10,000 messages (ms)", d, p,
+                 ratio(p, d), "<= 2 ms", verdict(p <= 2 if p is not None else None)))
+    d = med(summary, "dovecot", "latency", "command latency p99")
+    p = med(summary, "posthaste", "latency", "command latency p99")
+    rows.append(("5 latency", "command latency p99 at 80% of peak (us)", d, p, ratio(p, d),
+                 "< 1000 us", verdict(p < 1000 if p is not None else None)))
+    return rows
 
 
 def main():
@@ -191,6 +220,8 @@ def main():
     p.add_argument("--note", default="")
     p.add_argument("--dovecot_version", default="")
     p.add_argument("--posthaste_missing", action="store_true")
+    p.add_argument("--idle_note", default="", help="why the idle count was capped, if it was")
+    p.add_argument("--elapsed_s", type=float, default=None)
     args = p.parse_args()
 
     runs = [json.loads(line) for line in open(args.raw) if line.strip()]
@@ -217,9 +248,12 @@ def main():
         "repeats": repeats,
         "medians": summary,
         "ratios_posthaste_over_dovecot": ratios,
+        "idle_note": args.idle_note,
+        "elapsed_s": args.elapsed_s,
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    results_json = os.path.join(args.out, "results.json")
+    with open(results_json, "w") as f:
         json.dump(result, f, indent=2)
 
     baseline = summary.get("loopback", {}).get("baseline", {})
@@ -232,9 +266,21 @@ def main():
         f"- {args.note}",
         f"- Medians of {repeats} repeat(s); ratio = posthaste / Dovecot.",
     ]
+    if args.elapsed_s is not None:
+        lines.append(f"- Whole run (builds cached): {args.elapsed_s / 60:.1f} minutes.")
+    if args.idle_note:
+        lines.append(f"- Idle: {args.idle_note}.")
     if args.posthaste_missing:
         lines.append("- posthaste was **not** benchmarked: its binary has no `serve` subcommand yet.")
+    idle_variants = [v for v in variants_in_order(summary) if v.startswith("idle-")]
+    lines += ["", "### Targets", "",
+              "| scenario | measure | Dovecot | posthaste | posthaste / Dovecot | target | |",
+              "|---|---|---|---|---|---|---|"]
+    for row in target_rows(summary, idle_variants, args.idle_note):
+        lines.append("| " + " | ".join(x if isinstance(x, str) else fmt(x) for x in row) + " |")
     lines += [
+        "",
+        "### Every metric",
         "",
         "| scenario | metric | unit | Dovecot | posthaste | ratio | issue: Dovecot / posthaste target |",
         "|---|---|---|---|---|---|---|",
@@ -255,7 +301,7 @@ def main():
             for label, _, unit, _ in BASELINE:
                 lines.append(f"| bulk | {label} (raw baseline) | {unit} | "
                              f"{fmt(baseline[label]['median'])} | | | |")
-    png = write_chart(summary, args.out, servers)
+    png = write_chart(results_json, args.out)
     if png:
         lines += ["", "![sessions/s and memory per idle session](results.png)"]
     with open(os.path.join(args.out, "results.md"), "w") as f:
