@@ -125,12 +125,19 @@ class TlsClientsTest(unittest.TestCase):
 
   def test_data_path_is_counted_and_kernel_tls_fallback_reported(self):
     before = {p: self.metric("posthaste_tls_sessions_total", path=p) for p in ("ktls", "userspace")}
+    handshakes_before = self.metric("posthaste_tls_handshakes_total", outcome="ok")
     pop = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
                           timeout=TIMEOUT_S)
+    version = pop.sock.version()
     pop.user(USER)
     pop.pass_(PASSWORD)
     pop.stat()
     pop.quit()
+    # The handshake is counted by version and outcome (a fresh context: no ticket to resume).
+    self.assertEqual(self.metric("posthaste_tls_handshakes_total", outcome="ok") -
+                     handshakes_before, 1)
+    self.assertGreaterEqual(self.metric("posthaste_tls_handshakes_total", version=version,
+                                        outcome="ok"), 1)
     after = {p: self.metric("posthaste_tls_sessions_total", path=p) for p in ("ktls", "userspace")}
     ready = re.search(r'"tls ready".*kernel_tls="((?:[^"\\]|\\.)*)"', self.server.stderr_text())
     self.assertIsNotNone(ready, "no `tls ready` line with the kernel TLS probe result")
@@ -212,6 +219,8 @@ class TlsClientsTest(unittest.TestCase):
       self.assert_closed_by_server(raw)
     wait_for(lambda: self.metric("posthaste_tls_errors_total", kind="handshake") >
              handshake_before, what="the handshake error counter")
+    self.assertGreaterEqual(self.metric("posthaste_tls_handshakes_total", version="other",
+                                        outcome="failed"), 1)
 
     # A finished handshake, then a record that does not decrypt.
     with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S) as raw:
