@@ -77,9 +77,9 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
           [this](absl::Status status) { OnReceiveEnd(std::move(status)); }),
-      sender_(ctx.shard->ring(), ctx.stats.send, [this](absl::Status status, uint64_t bytes) {
-        OnSendDone(std::move(status), bytes);
-      }),
+      sender_(
+          ctx.shard->ring(), ctx.stats.send,
+          [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
       implicit_tls_(implicit_tls) {
   if (implicit_tls_) {
     PH_CHECK(ctx.tls != nullptr);
@@ -215,6 +215,11 @@ void Pop3Connection::Drive() {
       Flush();
       if (!OutputIdle()) return;
     }
+    BeginClose(/*abort=*/false);
+    return;
+  }
+  if (peer_eof_ && TlsHandshaking()) {
+    // Gone in mid-handshake (a port scan on pop3s, or after STLS): nothing can be answered.
     BeginClose(/*abort=*/false);
     return;
   }
@@ -575,8 +580,9 @@ void Pop3Connection::Flush() {
   if (!front.stream) {
     inflight_ = std::move(front.bytes);
     out_.erase(out_.begin());
+    // A reply line before a body shares its segment (MSG_MORE): fewer packets per RETR.
     sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
-                 /*zero_copy=*/false);
+                 /*zero_copy=*/false, /*more=*/!out_.empty() && out_.front().stream);
   } else {
     stream_active_ = true;
     const uint64_t index = maildrop_.view->ref(front.message);
@@ -671,10 +677,13 @@ void Pop3Connection::StartStream(uint64_t length) {
         ctx_.shard->ring(), ctx_.stats.send, reactor::FileStreamer::Options{},
         [this](absl::Status status, uint64_t bytes) { OnStreamDone(std::move(status), bytes); });
   }
-  absl::Status started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, path);
+  // The terminator follows at once: the body's last segment may wait for it (MSG_MORE).
+  absl::Status started =
+      streamer_->Start(fd_, {ref.fd, ref.offset, length}, path, /*more_follows=*/true);
   if (!started.ok() && path != reactor::SendPath::kCopy) {
     // e.g. no pipe or mapping available (fd or memory limits): the copying path still works.
-    started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, reactor::SendPath::kCopy);
+    started = streamer_->Start(fd_, {ref.fd, ref.offset, length}, reactor::SendPath::kCopy,
+                               /*more_follows=*/true);
   }
   if (!started.ok()) {
     LogEvent(LogLevel::kError, "stream failed to start", {{"error", started.ToString()}});
@@ -876,17 +885,17 @@ void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
                                  tls_->resumed() ? metrics::TlsOutcome::kResumed
                                                  : metrics::TlsOutcome::kOk);
   const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
-  LogEvent(LogLevel::kDebug, "tls session",
-           {{"peer", peer_.ip},
-            {"version", std::string(tls_->version_name())},
-            {"cipher", std::string(tls_->cipher_name())},
-            {"sni", std::string(tls_->server_name())},
-            {"certificate", tls_->certificate_name().empty()
-                                ? std::string("default")
-                                : std::string(tls_->certificate_name())},
-            {"resumed", tls_->resumed() ? "true" : "false"},
-            {"path", std::string(TlsDataPathName(path))},
-            {"why", why}});
+  LogEvent(
+      LogLevel::kDebug, "tls session",
+      {{"peer", peer_.ip},
+       {"version", std::string(tls_->version_name())},
+       {"cipher", std::string(tls_->cipher_name())},
+       {"sni", std::string(tls_->server_name())},
+       {"certificate", tls_->certificate_name().empty() ? std::string("default")
+                                                        : std::string(tls_->certificate_name())},
+       {"resumed", tls_->resumed() ? "true" : "false"},
+       {"path", std::string(TlsDataPathName(path))},
+       {"why", why}});
   if (path == TlsDataPath::kKernelTls) {
     CountTlsSession(*tls_, &ctx_.stats.tls);
     tls_.reset();
@@ -996,10 +1005,22 @@ void Pop3Connection::TlsFail(std::string_view stage) {
   if (!tls_handshake_seen_) {
     ctx_.metrics.CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
   }
-  LogEvent(LogLevel::kInfo, "tls error, closing the connection",
-           {{"peer", peer_.ip},
-            {"stage", std::string(stage)},
-            {"error", tls_->status().ToString()}});
+  const uint64_t second = MonotonicNowNs() / kNsPerSecond;
+  if (second != ctx_.tls_error_log_second) {
+    ctx_.tls_error_log_second = second;
+    ctx_.tls_error_logs_this_second = 0;
+  }
+  if (ctx_.tls_error_logs_this_second < ShardContext::kTlsErrorLogsPerSecond) {
+    ++ctx_.tls_error_logs_this_second;
+    LogEvent(LogLevel::kInfo, "tls error, closing the connection",
+             {{"peer", peer_.ip},
+              {"stage", std::string(stage)},
+              {"error", tls_->status().ToString()},
+              {"earlier_lines_suppressed", std::to_string(ctx_.tls_error_logs_suppressed)}});
+    ctx_.tls_error_logs_suppressed = 0;
+  } else {
+    ++ctx_.tls_error_logs_suppressed;  // still counted in posthaste_tls_errors_total
+  }
   if (stream_active_) {  // a body or a TOP scan is under way: end at once
     BeginClose(/*abort=*/true);
     return;
@@ -1033,6 +1054,10 @@ void Pop3Connection::BeginClose(bool abort) {
   if (receiver_.active()) receiver_.Stop();
   if (sender_.busy()) sender_.Cancel();
   if (streamer_ && streamer_->busy()) streamer_->Cancel();
+  if (tls_stream_active_) {  // sealing from the mapping has no operation of its own to finish
+    TlsEndStream();
+    stream_active_ = false;
+  }
   if (abort || sending) {
     // RST: drops queued data at once and releases pages a SEND_ZC still pins.
     reactor::AbortSocket(fd_);

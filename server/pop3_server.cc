@@ -68,8 +68,8 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd,
-                                                 [this](int fd) { OnAccept(fd, false); });
+  acceptor =
+      std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd, false); });
   acceptor->Start();
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
   if (pop3s_listen_fd >= 0) {
@@ -135,8 +135,8 @@ void ShardContext::OnAccept(int fd, bool implicit_tls) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   const uint64_t id = next_connection_id++;
-  auto owned = std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options),
-                                                 implicit_tls);
+  auto owned =
+      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls);
   Pop3Connection* conn = owned.get();
   connections.emplace(id, std::move(owned));
   stats.connections_open = connections.size();

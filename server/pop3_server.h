@@ -67,9 +67,9 @@ struct ShardStats {
   // path it took (kernel TLS or the userspace engine).
   TlsCounters tls;
   TlsPathCounters tls_path;
-  uint64_t tls_stls_started = 0;     // STLS commands that began a handshake
+  uint64_t tls_stls_started = 0;       // STLS commands that began a handshake
   uint64_t tls_implicit_accepted = 0;  // connections accepted on the pop3s listener
-  uint64_t tls_body_bytes = 0;  // RETR/TOP body bytes sealed by the engine from the mapping
+  uint64_t tls_body_bytes = 0;         // RETR/TOP body bytes sealed by the engine from the mapping
 };
 
 struct ShardContext;
@@ -111,6 +111,12 @@ struct ShardContext {
   MaildropRegistry registry;      // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   bool accepting = false;
+  // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
+  // of handshakes a second); the rest are counted and summarised in the next line logged.
+  static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
+  uint64_t tls_error_log_second = 0;
+  uint32_t tls_error_logs_this_second = 0;
+  uint64_t tls_error_logs_suppressed = 0;
 
   // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
   // on accept and close; other threads only load it.

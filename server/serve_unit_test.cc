@@ -77,8 +77,8 @@ TEST(ServeOptionsTest, TlsFlags) {
   EXPECT_EQ(o->tls_cert_dir, "/d");
   EXPECT_EQ(o->tls_reload_check_s, 0u);
 
-  o = ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem",
-                         "--pop3s_listen=off"});
+  o = ParseServeOptions(
+      {"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem", "--pop3s_listen=off"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_FALSE(o->pop3s_enabled);
   EXPECT_TRUE(o->tls_configured());  // STLS still offered
@@ -88,9 +88,9 @@ TEST(ServeOptionsTest, TlsFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert_dir=/d"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=127.0.0.1:995"}).ok());
   EXPECT_TRUE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=off"}).ok());
-  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert=/c", "--tls_key=/k",
-                                  "--pop3s_listen=nohost"})
-                   .ok());
+  EXPECT_FALSE(
+      ParseServeOptions({"--data_dir=/x", "--tls_cert=/c", "--tls_key=/k", "--pop3s_listen=nohost"})
+          .ok());
 }
 
 TEST(ServeOptionsTest, LmtpAndAdminFlags) {

@@ -6,13 +6,15 @@ every client verifies the server's chain against that CA.
 Shows: Python's poplib.POP3_SSL and POP3.stls() (CAPA offers STLS before and not after, a
 second STLS is refused, every message byte-exact incl. 10 MiB over TLS), curl pop3s:// and
 pop3:// --ssl-reqd, `openssl s_client -starttls pop3` and plain s_client on the implicit port
-(chain verified); the RETR body was sealed by the userspace engine (body bytes counted under
+(chain verified); a TLS session ticket resumes on a second connection; commands pipelined in
+plaintext behind STLS do not run inside the TLS session (CVE-2011-0411); the RETR body was sealed by the userspace engine (body bytes counted under
 path="tls_userspace") and every session reports its data path: kernel TLS is missing on these
 machines, so the test requires the userspace fallback to be taken and counted (and kTLS if the
 server's start-up line says the kernel has it); a handshake of garbage and a record that does
 not decrypt each close only their own connection, with a log line and a counter, while a
 logged-in TLS session carries on; without a certificate STLS is not offered, there is no pop3s
-listener (said in the log) and curl --ssl-reqd fails; bad certificate flags are refused.
+listener (said in the log) and curl --ssl-reqd fails; bad certificate flags are refused; from a
+non-loopback address USER is refused before STLS (CAPA lists STLS, not USER) and works after.
 """
 
 import os
@@ -151,6 +153,21 @@ class TlsClientsTest(unittest.TestCase):
       print("kernel TLS unavailable (%s): the session took the userspace fallback, "
             "counted as posthaste_tls_sessions_total{path=\"userspace\"}" % ready.group(1))
 
+  def test_session_ticket_resumes(self):
+    resumed_before = self.metric("posthaste_tls_handshakes_resumed_total")
+    ctx = self.context()
+    session = None
+    for attempt in range(2):
+      with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls:
+          self.assertTrue(tls.recv(512).startswith(b"+OK"))  # (TLS 1.3 tickets come with it)
+          self.assertEqual(tls.session_reused, attempt == 1)
+          session = tls.session
+          tls.sendall(b"QUIT\r\n")
+          tls.recv(512)
+    wait_for(lambda: self.metric("posthaste_tls_handshakes_resumed_total") > resumed_before,
+             what="the resumed handshake counter")
+
   # --- curl ---
 
   def curl(self, url, *options, check=True):
@@ -203,6 +220,74 @@ class TlsClientsTest(unittest.TestCase):
     out = self.s_client(self.server.pop3s_port)
     self.assertIn("+OK POP3 server ready", out)
 
+  def test_peer_gone_in_mid_handshake_frees_the_connection(self):
+    # Closing after "+OK Begin TLS" without a handshake must not hold the connection until the
+    # 60 s login timeout.
+    with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
+      reader = raw.makefile("rb")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      raw.sendall(b"STLS\r\n")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      reader.close()
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+             what="the connection to close after the peer left in mid-STLS")
+    # The same on the pop3s port, without a byte of TLS (what a port scan does).
+    with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S):
+      wait_for(lambda: self.metric("posthaste_pop3_connections") == 1, timeout_s=10,
+               what="the pop3s connection to be open")
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+             what="the connection to close after the peer left before its handshake")
+
+  def test_plaintext_pipelined_behind_stls_is_dropped(self):
+    # CVE-2011-0411: commands sent in plaintext behind STLS must not run inside the TLS session.
+    with socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S) as raw:
+      reader = raw.makefile("rb")
+      self.assertTrue(reader.readline().startswith(b"+OK"))
+      raw.sendall(b"STLS\r\nUSER %s\r\nPASS %s\r\nSTAT\r\n" %
+                  (USER.encode(), PASSWORD.encode()))
+      self.assertTrue(reader.readline().startswith(b"+OK"))  # Begin TLS negotiation
+      tls = self.handshake_over(raw)
+      # Had USER/PASS run, STAT would answer +OK; the session over TLS is not logged in.
+      answer = self.tls_exchange(raw, tls, b"STAT\r\n")
+      self.assertTrue(answer.startswith(b"-ERR"), answer)
+
+  def tls_exchange(self, raw, tls, command):
+    """Sends `command` over the SSLObject from handshake_over and returns the first reply line."""
+    tls.write(command)
+    raw.sendall(tls._outgoing.read())
+    data = b""
+    deadline = time.monotonic() + TIMEOUT_S
+    while b"\r\n" not in data and time.monotonic() < deadline:
+      try:
+        data += tls.read(65536)
+      except ssl.SSLWantReadError:
+        chunk = raw.recv(65536)
+        if not chunk:
+          break
+        tls._incoming.write(chunk)
+    return data
+
+  def test_disconnect_in_mid_retr_frees_the_connection(self):
+    pop = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
+                          timeout=TIMEOUT_S)
+    pop.user(USER)
+    pop.pass_(PASSWORD)
+    pop.sock.sendall(b"RETR %d\r\n" % len(self.mail))  # the 10 MiB message
+    self.assertTrue(pop.sock.recv(65536))
+    raw = pop.sock
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    pop.file.close()  # (poplib's reader holds the socket open too)
+    raw.close()  # RST while the server is still sealing the body
+    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0,
+             what="the connection to be freed after a disconnect in mid-RETR")
+    # Nothing was committed and the maildrop opens again.
+    again = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
+                            timeout=TIMEOUT_S)
+    again.user(USER)
+    again.pass_(PASSWORD)
+    self.assertEqual(again.stat()[0], len(self.mail))
+    again.quit()
+
   # --- errors close only their own connection ---
 
   def test_handshake_and_record_errors_close_only_that_connection(self):
@@ -244,6 +329,7 @@ class TlsClientsTest(unittest.TestCase):
     """A TLS client handshake over `raw` through memory BIOs; returns the SSLObject."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = self.context().wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    tls._incoming, tls._outgoing = incoming, outgoing  # for tls_exchange
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
       try:
@@ -269,6 +355,50 @@ class TlsClientsTest(unittest.TestCase):
       if not data:
         return
     self.fail("the server did not close the connection")
+
+
+def non_loopback_address():
+  """A local IPv4 address that is not loopback, or None (from `ip -4 -o addr`)."""
+  try:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, timeout=10, check=False).stdout.decode()
+  except OSError:
+    return None
+  for match in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
+    if not match.group(1).startswith("127."):
+      return match.group(1)
+  return None
+
+
+class RemotePlaintextTest(unittest.TestCase):
+  """From a non-loopback address, plaintext logins need STLS first (the default policy)."""
+
+  def test_user_refused_before_stls_and_accepted_after(self):
+    address = non_loopback_address()
+    if address is None:
+      self.skipTest("no non-loopback IPv4 address on this machine")
+    pki = TestPki(make_temp_dir("pki-"))
+    cert, key = pki.issue("default", [DEFAULT_CN], ip_addresses=[address])
+    # The plain listener on that one address (not 0.0.0.0); pop3s stays on loopback.
+    server = PosthasteServer(extra_args=["--tls_cert=" + cert, "--tls_key=" + key,
+                                         "--pop3s_listen=127.0.0.1:0",
+                                         "--pop3_listen=%s:0" % address])
+    server.add_user(USER, PASSWORD)
+    server.deliver(USER, messages.everyday_messages()[0][1])
+    with server:
+      pop = poplib.POP3(address, server.pop3_port, timeout=TIMEOUT_S)
+      capa = pop.capa()
+      self.assertIn("STLS", capa)
+      self.assertNotIn("USER", capa)
+      with self.assertRaises(poplib.error_proto) as refused:
+        pop.user(USER)
+      self.assertIn(b"STLS", refused.exception.args[0])
+      pop.stls(context=ssl.create_default_context(cafile=pki.ca_cert))
+      self.assertIn("USER", pop.capa())
+      pop.user(USER)
+      pop.pass_(PASSWORD)
+      self.assertEqual(pop.stat()[0], 1)
+      pop.quit()
 
 
 class NoCertificateTest(unittest.TestCase):

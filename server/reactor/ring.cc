@@ -151,9 +151,10 @@ void Ring::PrepRecvMultishot(Completion* c, int fd, uint16_t buffer_group) {
   Arm(sqe, c);
 }
 
-void Ring::PrepSend(Completion* c, int fd, const void* data, size_t len, bool poll_first) {
+void Ring::PrepSend(Completion* c, int fd, const void* data, size_t len, bool poll_first,
+                    bool more) {
   io_uring_sqe* sqe = GetSqe();
-  io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL);
+  io_uring_prep_send(sqe, fd, data, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
   if (poll_first) sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
   Arm(sqe, c);
 }

@@ -105,7 +105,9 @@ class Ring {
 
   void PrepMultishotAccept(Completion* c, int listen_fd, int accept_flags);
   void PrepRecvMultishot(Completion* c, int fd, uint16_t buffer_group);
-  void PrepSend(Completion* c, int fd, const void* data, size_t len, bool poll_first);
+  // more: MSG_MORE, the caller sends more right after (TCP holds a partial segment for it).
+  void PrepSend(Completion* c, int fd, const void* data, size_t len, bool poll_first,
+                bool more = false);
   void PrepSendZc(Completion* c, int fd, const void* data, size_t len);
   void PrepRead(Completion* c, int fd, void* data, size_t len, uint64_t offset);
   void PrepSplice(Completion* c, int fd_in, int64_t off_in, int fd_out, int64_t off_out,

@@ -42,12 +42,13 @@ Sender::Sender(Ring& ring, SendStats& stats, SendDoneFn on_done)
   op_.Bind<&Sender::OnSendDone>(this);
 }
 
-void Sender::Send(int fd, std::span<const char> data, bool zero_copy) {
+void Sender::Send(int fd, std::span<const char> data, bool zero_copy, bool more) {
   PH_CHECK(!busy());
   fd_ = fd;
   data_ = data;
   sent_ = 0;
   zero_copy_ = zero_copy;
+  more_ = more;
   active_ = true;
   cancelled_ = false;
   poll_first_ = false;
@@ -64,7 +65,7 @@ void Sender::Submit() {
   if (zero_copy_) {
     ring_.PrepSendZc(&op_, fd_, p, len);
   } else {
-    ring_.PrepSend(&op_, fd_, p, len, poll_first_);
+    ring_.PrepSend(&op_, fd_, p, len, poll_first_, more_);
   }
 }
 
@@ -179,7 +180,8 @@ void FileStreamer::ClosePipe() {
   in_pipe_ = 0;
 }
 
-absl::Status FileStreamer::Start(int socket_fd, const FileRange& range, SendPath path) {
+absl::Status FileStreamer::Start(int socket_fd, const FileRange& range, SendPath path,
+                                 bool more_follows) {
   PH_CHECK(!busy());
   if (options_.pipe_bytes == 0 || options_.pipe_bytes > kChunkBytesMax ||
       options_.copy_buffer_bytes == 0 || options_.copy_buffer_bytes > kChunkBytesMax ||
@@ -218,6 +220,7 @@ absl::Status FileStreamer::Start(int socket_fd, const FileRange& range, SendPath
       break;
   }
   socket_fd_ = socket_fd;
+  more_follows_ = more_follows;
   range_ = range;
   path_ = path;
   done_ = 0;
@@ -260,7 +263,7 @@ void FileStreamer::Next() {
       if (buffer_sent_ < buffer_len_) {
         step_ = Step::kSend;
         ring_.PrepSend(&op_, socket_fd_, buffer_.get() + buffer_sent_, buffer_len_ - buffer_sent_,
-                       false);
+                       false, more_follows_ || read_done_ < range_.length);
       } else {
         step_ = Step::kRead;
         const uint64_t len =
@@ -300,7 +303,8 @@ void FileStreamer::SpliceIn() {
 void FileStreamer::SpliceOut() {
   step_ = Step::kSpliceOut;
   // SPLICE_F_MORE tells TCP more of the body follows (fewer small segments).
-  const uint32_t flags = SPLICE_F_MOVE | (read_done_ < range_.length ? SPLICE_F_MORE : 0);
+  const uint32_t flags =
+      SPLICE_F_MOVE | (more_follows_ || read_done_ < range_.length ? SPLICE_F_MORE : 0);
   ring_.PrepSplice(&op_, pipe_read_, -1, socket_fd_, -1, in_pipe_, flags);
 }
 

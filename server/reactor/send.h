@@ -63,8 +63,10 @@ class Sender {
   Sender(Ring& ring, SendStats& stats, SendDoneFn on_done);
   ~Sender() = default;
 
-  // Sends all of `data` on `fd`. REQUIRES: !busy(); data outlives on_done.
-  void Send(int fd, std::span<const char> data, bool zero_copy);
+  // Sends all of `data` on `fd`. REQUIRES: !busy(); data outlives on_done. `more`: the caller
+  // sends more right after this (MSG_MORE: the bytes may wait to share a TCP segment with it,
+  // e.g. a reply line with the body that follows). Ignored for zero-copy sends.
+  void Send(int fd, std::span<const char> data, bool zero_copy, bool more = false);
   // Cancels the send in flight; on_done(Cancelled) follows (for zero-copy, after the
   // notification: abort the socket to get it from a stalled peer, as for FileStreamer).
   void Cancel();
@@ -83,6 +85,7 @@ class Sender {
   std::span<const char> data_;
   uint64_t sent_ = 0;
   bool zero_copy_ = false;
+  bool more_ = false;
   bool active_ = false;
   bool cancelled_ = false;
   bool poll_first_ = false;
@@ -125,7 +128,10 @@ class FileStreamer {
   // Starts streaming `range` to `socket_fd`. On an immediate failure (bad options, mmap or
   // pipe creation failed) returns the error and on_done is not called; otherwise on_done runs
   // exactly once. REQUIRES: !busy().
-  absl::Status Start(int socket_fd, const FileRange& range, SendPath path);
+  // more_follows: the caller sends more right after the range (the last bytes go with
+  // MSG_MORE / SPLICE_F_MORE, so they can share a segment with what follows).
+  absl::Status Start(int socket_fd, const FileRange& range, SendPath path,
+                     bool more_follows = false);
   // Stops submitting and cancels the operation in flight; on_done(Cancelled) follows. For
   // kSendZc it follows only once the kernel drops its page references, i.e. when the peer
   // reads or the socket is closed: a caller giving up on a stalled peer aborts the socket
@@ -164,6 +170,7 @@ class FileStreamer {
   SendPath path_ = SendPath::kSplice;
   bool active_ = false;
   bool cancelled_ = false;
+  bool more_follows_ = false;
   int socket_fd_ = -1;
   FileRange range_;
   uint64_t done_ = 0;       // bytes the socket accepted

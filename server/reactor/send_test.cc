@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +82,41 @@ TEST(SenderTest, PartialSendsToASlowReaderAreResubmitted) {
   EXPECT_TRUE(got == data);
   EXPECT_GT(stats.partial_sends, 0u);
   EXPECT_EQ(stats.plain_bytes, data.size());
+}
+
+// Whether `fd` has bytes to read within `ms` milliseconds.
+bool ReadableWithin(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, ms) == 1;
+}
+
+// `more` (MSG_MORE) keeps a short reply in the socket until the next send, even with
+// TCP_NODELAY (as POP3 connections set it), so a reply line and the body after it share a
+// segment; a send without it goes out at once.
+TEST(SenderTest, MoreHoldsAShortSendForTheNextOne) {
+  auto ring = Ring::Create({}).value();
+  Pair pair;
+  const int one = 1;
+  ASSERT_EQ(setsockopt(pair.server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+  SendStats stats;
+  Done done;
+  Sender sender(*ring, stats, done.Fn());
+  const std::string first = "+OK 5 octets\r\n";
+  sender.Send(pair.server, first, /*zero_copy=*/false, /*more=*/true);
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return done.calls == 1; }));
+  EXPECT_FALSE(ReadableWithin(pair.client, 100)) << "MSG_MORE bytes were sent on their own";
+  const std::string second = "hello\r\n.\r\n";
+  sender.Send(pair.server, second, /*zero_copy=*/false);
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return done.calls == 2; }));
+  ASSERT_TRUE(ReadableWithin(pair.client, 5000));
+  shutdown(pair.server, SHUT_WR);
+  EXPECT_EQ(testing::ReadAll(pair.client, 1000), first + second);
+  // Control: without `more` the bytes leave at once.
+  Pair other;
+  ASSERT_EQ(setsockopt(other.server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+  sender.Send(other.server, first, /*zero_copy=*/false);
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return done.calls == 3; }));
+  EXPECT_TRUE(ReadableWithin(other.client, 5000));
 }
 
 TEST(SenderTest, ZeroCopySendCompletesOnlyAfterTheNotification) {
@@ -212,6 +249,28 @@ TEST_P(StreamerTest, StreamsRangesByteExact) {
   EXPECT_EQ(BytesByPath(stats_, GetParam()), total);
   EXPECT_EQ(stats_.streams_ok, std::size(cases));
   EXPECT_EQ(ring_->user_in_flight(), 0u);
+}
+
+// With more_follows the body's last bytes may wait for the caller's next send; everything
+// still arrives, in order, once that send is made.
+TEST_P(StreamerTest, MoreFollowsKeepsTheBodyInOrderWithTheNextSend) {
+  Pair pair;
+  const int one = 1;
+  ASSERT_EQ(setsockopt(pair.server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+  Done done;
+  FileStreamer streamer(*ring_, stats_, FileStreamer::Options{}, done.Fn());
+  ASSERT_TRUE(streamer.Start(pair.server, {file_fd_, 10, 20000}, GetParam(),
+                             /*more_follows=*/true)
+                  .ok());
+  ASSERT_TRUE(testing::RunUntil(*ring_, [&] { return done.calls > 0; }));
+  ASSERT_TRUE(done.status->ok()) << *done.status;
+  Done sent;
+  Sender sender(*ring_, stats_, sent.Fn());
+  const std::string terminator = ".\r\n";
+  sender.Send(pair.server, terminator, /*zero_copy=*/false);
+  ASSERT_TRUE(testing::RunUntil(*ring_, [&] { return sent.calls > 0; }));
+  shutdown(pair.server, SHUT_WR);
+  EXPECT_TRUE(testing::ReadAll(pair.client, 30000) == file_data_->substr(10, 20000) + terminator);
 }
 
 TEST_P(StreamerTest, SlowReaderStallsTheStreamWithOneOperationInFlight) {

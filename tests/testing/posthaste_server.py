@@ -32,8 +32,9 @@ CLI_TIMEOUT_S = 120
 # Lines in the server's stderr that mean a sanitizer found a bug: the test fails on them.
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-# Text (pop3=HOST:PORT) or JSON ("pop3":"HOST:PORT", --log_format=json) listening lines.
-_LISTENING_POP3 = re.compile(r'\bpop3(?:=|":")127\.0\.0\.1:(\d+)')
+# Text (pop3=HOST:PORT) or JSON ("pop3":"HOST:PORT", --log_format=json) listening lines; pop3
+# may be bound elsewhere than loopback by extra_args (e.g. a non-loopback address).
+_LISTENING_POP3 = re.compile(r'\bpop3(?:=|":")(?:\[[^\]]*\]|[^\s:"]+):(\d+)')
 _LISTENING_METRICS = re.compile(r'\bmetrics(?:=|":")127\.0\.0\.1:(\d+)')
 _LISTENING_POP3S = re.compile(r'\bpop3s(?:=|":")127\.0\.0\.1:(\d+)')
 _LISTENING_LMTP = re.compile(r'\blmtp(?:=|":")127\.0\.0\.1:(\d+)')
