@@ -154,7 +154,7 @@ class TlsClientsTest(unittest.TestCase):
             "counted as posthaste_tls_sessions_total{path=\"userspace\"}" % ready.group(1))
 
   def test_session_ticket_resumes(self):
-    resumed_before = self.metric("posthaste_tls_handshakes_resumed_total")
+    resumed_before = self.metric("posthaste_tls_handshakes_total", outcome="resumed")
     ctx = self.context()
     session = None
     for attempt in range(2):
@@ -165,8 +165,8 @@ class TlsClientsTest(unittest.TestCase):
           session = tls.session
           tls.sendall(b"QUIT\r\n")
           tls.recv(512)
-    wait_for(lambda: self.metric("posthaste_tls_handshakes_resumed_total") > resumed_before,
-             what="the resumed handshake counter")
+    wait_for(lambda: self.metric("posthaste_tls_handshakes_total", outcome="resumed") >
+             resumed_before, what="the resumed handshake counter")
 
   # --- curl ---
 
@@ -229,13 +229,13 @@ class TlsClientsTest(unittest.TestCase):
       raw.sendall(b"STLS\r\n")
       self.assertTrue(reader.readline().startswith(b"+OK"))
       reader.close()
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0, timeout_s=10,
              what="the connection to close after the peer left in mid-STLS")
     # The same on the pop3s port, without a byte of TLS (what a port scan does).
     with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S):
-      wait_for(lambda: self.metric("posthaste_pop3_connections") == 1, timeout_s=10,
+      wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 1, timeout_s=10,
                what="the pop3s connection to be open")
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0, timeout_s=10,
              what="the connection to close after the peer left before its handshake")
 
   def test_plaintext_pipelined_behind_stls_is_dropped(self):
@@ -278,7 +278,7 @@ class TlsClientsTest(unittest.TestCase):
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     pop.file.close()  # (poplib's reader holds the socket open too)
     raw.close()  # RST while the server is still sealing the body
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0,
              what="the connection to be freed after a disconnect in mid-RETR")
     # Nothing was committed and the maildrop opens again.
     again = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
