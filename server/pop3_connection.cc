@@ -46,8 +46,7 @@ absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t line
 }
 
 pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer,
-                                        bool implicit_tls,
-                                        pop3::Pop3CommandObserver* observer) {
+                                        bool implicit_tls, pop3::Pop3CommandObserver* observer) {
   pop3::Pop3SessionOptions o;
   o.command_observer = observer;
   o.tls_available = server.tls != nullptr && !implicit_tls;
@@ -881,9 +880,9 @@ void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
     capability.reason = "not used: records arrived behind the handshake";
   }
   std::string why;
-  ctx_.metrics.CountTlsHandshake(metrics::TlsVersionFromName(tls_->version_name()),
-                                 tls_->resumed() ? metrics::TlsOutcome::kResumed
-                                                 : metrics::TlsOutcome::kOk);
+  ctx_.metrics.CountTlsHandshake(
+      metrics::TlsVersionFromName(tls_->version_name()),
+      tls_->resumed() ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
   const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
   LogEvent(
       LogLevel::kDebug, "tls session",
