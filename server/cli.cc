@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <istream>
-#include <sstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -66,8 +66,7 @@ std::string OneLine(std::string_view text) {
 }
 
 // The store the command works on: the running server's (online), or opened here.
-absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args,
-                                                              bool create) {
+absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args, bool create) {
   if (args.online_store != nullptr) {
     return std::shared_ptr<storage::MailStore>(args.online_store, [](storage::MailStore*) {});
   }
@@ -176,9 +175,8 @@ absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::s
   if (it->second == "unlimited") return std::optional<uint64_t>(0);
   uint64_t value = 0;
   if (!absl::SimpleAtoi(AbslView(it->second), &value)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name),
-                                                   ": expected a number or \"unlimited\", got \"",
-                                                   it->second, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", AbslView(name), ": expected a number or \"unlimited\", got \"", it->second, "\""));
   }
   return std::optional<uint64_t>(value);
 }
@@ -308,8 +306,8 @@ absl::Status UserEnable(const ParsedArgs& args, const CliStreams& io) {
 absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
   absl::StatusOr<std::string> domain = storage::NormalizeDomain(args.positional[0]);
   if (!domain.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
-                                                   "\": ", domain.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed domain \"", args.positional[0], "\": ", domain.status().message()));
   }
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));

@@ -202,8 +202,7 @@ TEST_F(CliTest, QuotaDisableAndTenantLimits) {
             "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=1000\n");
   CliRun quota = RunWith({"user", "quota", flag_, "a@example.test", "--octets=30"});
   ASSERT_EQ(quota.status, kExitOk) << quota.err;
-  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status,
-            kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status, kExitOk);
   CliRun show = RunWith({"user", "show", flag_, "a@example.test"});
   ASSERT_EQ(show.status, kExitOk) << show.err;
   EXPECT_EQ(show.out,

@@ -181,7 +181,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   // Listeners: the first decides the port (0: the kernel picks), the others share it.
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener({.host = options.pop3_listen.host,
-                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port});
+                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port,
+                                       .join_existing_group = i > 0});
     if (!fd.ok()) {
       err << "posthaste: serve: cannot listen on "
           << HostPortText(options.pop3_listen.host, options.pop3_listen.port) << ": "
@@ -207,7 +208,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     if (options.pop3s_enabled) {
       auto tls_fd = reactor::CreateListener(
           {.host = options.pop3s_listen.host,
-           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port});
+           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port,
+           .join_existing_group = i > 0});
       if (!tls_fd.ok()) {
         err << "posthaste: serve: cannot listen on "
             << HostPortText(options.pop3s_listen.host, options.pop3s_listen.port) << ": "

@@ -736,8 +736,8 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   const TenantRecord tenant = tenant_found.value_or(impl_->DefaultTenant());
   AccountUsage usage;
   usage.address = address;
-  usage.max_message_bytes = tenant.max_message_bytes != 0 ? tenant.max_message_bytes
-                                                          : impl_->options.max_message_bytes;
+  usage.max_message_bytes =
+      tenant.max_message_bytes != 0 ? tenant.max_message_bytes : impl_->options.max_message_bytes;
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
   usage.disabled = state->record.disabled;

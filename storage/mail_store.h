@@ -111,8 +111,8 @@ struct AccountUsage {
   bool disabled = false;
   MailboxStats stats;
   MailboxStats reserved;
-  AccountQuota quota;             // as set on the account (0 = tenant default)
-  AccountQuota effective_quota;   // what deliveries are checked against (0 = unlimited)
+  AccountQuota quota;              // as set on the account (0 = tenant default)
+  AccountQuota effective_quota;    // what deliveries are checked against (0 = unlimited)
   uint64_t max_message_bytes = 0;  // effective (tenant, else store-wide)
 
   // Whether one more message of `size` octets (POP3 size) would pass the quota.

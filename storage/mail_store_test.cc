@@ -313,8 +313,7 @@ TEST_F(MailStoreTest, UsageReportsEffectiveLimitsAndExactCounters) {
   EXPECT_EQ(usage->effective_quota.messages, 1u);
   EXPECT_EQ(usage->effective_quota.octets, 100u);
   EXPECT_TRUE(usage->WouldExceedQuota(0));  // messages
-  EXPECT_EQ(store_->Deliver("u@x.org", "x").status().code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->Deliver("u@x.org", "x").status().code(), absl::StatusCode::kResourceExhausted);
 
   ASSERT_TRUE(store_->SetDisabled("u@x.org", true).ok());
   EXPECT_TRUE(store_->GetUsage("u@x.org")->disabled);
