@@ -92,7 +92,7 @@ void SetMinLogLevel(LogLevel level) { min_level.store(level); }
 void SetLogFdForTest(int fd) { log_fd.store(fd < 0 ? STDERR_FILENO : fd); }
 
 std::string FormatLogLine(LogLevel level, std::string_view message,
-                          std::initializer_list<LogField> fields, LogFormat format) {
+                          std::span<const LogField> fields, LogFormat format) {
   std::string line;
   if (format == LogFormat::kJson) {
     line.append("{\"ts\":");
@@ -120,7 +120,7 @@ std::string FormatLogLine(LogLevel level, std::string_view message,
   return line;
 }
 
-void LogEvent(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+void LogEvent(LogLevel level, std::string_view message, std::span<const LogField> fields) {
   if (level < min_level.load(std::memory_order_relaxed)) return;
   std::string line = FormatLogLine(level, message, fields, log_format.load());
   // One write per line; a short write to a pipe/terminal is not retried (logging is best effort).

@@ -1,5 +1,6 @@
-// Structured logging: one line per event, as text (`level message key=value ...`) or as one
-// JSON object (`--log_format=json`). Each event is written with a single write(2) to stderr so
+// Structured logging: one line per event, as text (`ts level message key=value ...`) or as one
+// JSON object per line (`--log_format=json`: {"ts","level","msg", then each field as a
+// string}). Each event is written with a single write(2) to stderr so
 // lines from different threads never interleave. Thread-safe.
 //
 // Never pass a password, a token or a message body as a field.
@@ -7,6 +8,7 @@
 #define POSTHASTE_BASE_LOG_H_
 
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -28,10 +30,18 @@ void SetLogFdForTest(int fd);
 
 // Formats an event without writing it (also used by tests).
 std::string FormatLogLine(LogLevel level, std::string_view message,
-                          std::initializer_list<LogField> fields, LogFormat format);
+                          std::span<const LogField> fields, LogFormat format);
+inline std::string FormatLogLine(LogLevel level, std::string_view message,
+                                 std::initializer_list<LogField> fields, LogFormat format) {
+  return FormatLogLine(level, message, std::span<const LogField>(fields.begin(), fields.size()),
+                       format);
+}
 
-void LogEvent(LogLevel level, std::string_view message,
-              std::initializer_list<LogField> fields = {});
+void LogEvent(LogLevel level, std::string_view message, std::span<const LogField> fields);
+inline void LogEvent(LogLevel level, std::string_view message,
+                     std::initializer_list<LogField> fields = {}) {
+  LogEvent(level, message, std::span<const LogField>(fields.begin(), fields.size()));
+}
 
 }  // namespace posthaste
 

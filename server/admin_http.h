@@ -1,21 +1,26 @@
-// AdminHttp: the operations endpoint on --metrics_listen, served by civetweb on its own
-// threads (never a reactor thread).
+// AdminHttp: the operations endpoint on --metrics_listen, served by prometheus-cpp's Exposer
+// (civetweb, on its own 2 threads, never a reactor thread).
+//   GET /metrics  Prometheus text from one metrics::Exporter (a prometheus::Collectable): at
+//                 each scrape every shard copies its metric block on its own thread (a closure
+//                 posted to its Inbox; up to 1 s wait, a shard that does not answer shows its
+//                 previous copy), so shards count with plain integers and nothing is read
+//                 racily; store figures come from MailStore::Stats() (cached for 5 s).
 //   GET /healthz  200 while the process runs
-//   GET /readyz   200 while listeners and store are up and not draining; 503 while draining
-//   GET /metrics  Prometheus text: per-shard stats summed (posthaste_* names, unit suffixes)
-// /metrics asks each shard for a copy of its stats by posting a closure to its Inbox and
-// waiting (bounded) for the replies, so no shard writes a shared atomic for metrics.
+//   GET /readyz   200 while serving; 503 while draining
+// The Exposer has no hook for other paths, so /healthz and /readyz are answered from civetweb's
+// begin_request callback (looked up by the listening port) before the Exposer's handlers run.
 //
-// Threading: Start/Stop from the main thread; handlers on civetweb's threads.
-// Ownership: the ServerContext must outlive Stop().
+// Threading: Start/destructor from the main thread; everything else on civetweb's threads.
+// Ownership: the ServerContext (and its store) must outlive the AdminHttp.
 #ifndef POSTHASTE_SERVER_ADMIN_HTTP_H_
 #define POSTHASTE_SERVER_ADMIN_HTTP_H_
 
 #include <cstdint>
 #include <memory>
-#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "metrics/shard_metrics.h"
 #include "server/pop3_server.h"
 
 namespace posthaste::server {
@@ -27,17 +32,17 @@ class AdminHttp {
   ~AdminHttp();
   uint16_t port() const { return port_; }
 
-  // Sums every shard's stats (posts to each shard; waits up to 2 s per scrape).
-  static ShardStats CollectStats(ServerContext* ctx, uint32_t* shards_answered);
-  static std::string MetricsText(ServerContext* ctx);
-
   struct Impl;
 
  private:
   AdminHttp() = default;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;
   uint16_t port_ = 0;
 };
+
+// Copies shard `sc`'s metrics, with the reactor's and the legacy ShardStats counters folded in.
+// REQUIRES: on sc's shard thread.
+metrics::ShardMetrics CopyShardMetrics(ShardContext& sc);
 
 }  // namespace posthaste::server
 

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/lmtp_server.h"
+#include "server/session_recorder.h"
 
 namespace posthaste::server {
 namespace {
@@ -241,6 +242,7 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
 
 void LmtpConnection::OnCopyStored(size_t index, LmtpDeliveryResult result) {
   PH_CHECK(copies_pending_ > 0 && index < results_.size());
+  ctx_.server->shards[ctx_.index]->metrics.CountLmtpDelivery(LmtpResultLabelOf(result.code));
   if (result.code == LmtpDeliveryResult::Code::kDelivered) {
     ++ctx_.stats.copies_delivered;
   } else {

@@ -46,9 +46,11 @@ absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t line
 }
 
 pop3::Pop3SessionOptions SessionOptions(const ShardContext& shard, const PeerInfo& peer,
-                                        bool implicit_tls) {
+                                        bool implicit_tls,
+                                        pop3::Pop3CommandObserver* observer) {
   const ServerContext& server = *shard.server;
   pop3::Pop3SessionOptions o;
+  o.command_observer = observer;
   o.tls_available = server.tls != nullptr && !implicit_tls;
   o.tls_active = implicit_tls;
   o.hostname = server.options.hostname;
@@ -69,7 +71,10 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
       id_(id),
       fd_(fd),
       peer_(std::move(peer)),
-      session_(std::make_unique<pop3::Pop3Session>(SessionOptions(ctx, peer_, implicit_tls))),
+      recorder_(ctx.metrics, *ctx.server->tenant_labels, ctx.server->options.metrics_sessions,
+                ctx.index, id, peer_.ip),
+      session_(std::make_unique<pop3::Pop3Session>(
+          SessionOptions(ctx, peer_, implicit_tls, recorder_.observer()))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
@@ -131,6 +136,7 @@ void Pop3Connection::Start() {
   });
   if (!posted) {
     ++ctx_.stats.post_rejected;
+    ctx_.metrics.CountRefused(metrics::RefuseReason::kBusy);
     admission_pending_ = false;
     Reject("-ERR [SYS/TEMP] Server busy, try again later\r\n");
   }
@@ -152,6 +158,7 @@ void Pop3Connection::OnAdmitted(bool ok) {
 
 void Pop3Connection::Reject(std::string_view reply) {
   PH_CHECK(!admitted_);
+  recorder_.SetOutcome(metrics::SessionOutcome::kRefused);
   if (tls_ != nullptr) {  // pop3s: no plaintext reply possible before a handshake; just close
     BeginClose(/*abort=*/false);
     return;
@@ -239,6 +246,7 @@ void Pop3Connection::Handle(const pop3::Pop3Action& action) {
       item.message = action.message;
       item.top_body_lines = action.top_body_lines;
       out_.push_back(std::move(item));
+      recorder_.Streamed(action.top_body_lines.has_value());
       taken_unflushed_ = true;
       break;
     }
@@ -276,10 +284,12 @@ void Pop3Connection::OnDelayOver() { Drive(); }
 // ---- Authentication ----
 
 void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials) {
+  recorder_.AuthStarted(credentials);
   const bool supported = credentials.mechanism != pop3::AuthMechanism::kApop &&
                          (credentials.authzid.empty() || credentials.authzid == credentials.user);
   if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
     ++ctx_.stats.auth_failures;
+    recorder_.AuthFinished(metrics::AuthResult::kFailed);
     session_->OnAuthResult({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
     return;
   }
@@ -296,6 +306,7 @@ void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials)
       });
   if (!accepted) {
     ++ctx_.stats.offload_rejected;
+    recorder_.AuthFinished(metrics::AuthResult::kTempFailure);
     session_->OnAuthResult({pop3::Pop3AuthResult::Code::kTempFailure, {}});
   }
 }
@@ -307,14 +318,17 @@ void Pop3Connection::OnAuthVerdict(const AuthVerdict& verdict) {
     case AuthVerdict::Code::kOk:
       ++ctx_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++ctx_.stats.auth_cache_hits;
+      recorder_.AuthFinished(metrics::AuthResult::kOk);
       result.code = pop3::Pop3AuthResult::Code::kOk;
       result.user = verdict.address;
       break;
     case AuthVerdict::Code::kBadCredentials:
       ++ctx_.stats.auth_failures;
+      recorder_.AuthFinished(metrics::AuthResult::kFailed);
       result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
       break;
     case AuthVerdict::Code::kTempFailure:
+      recorder_.AuthFinished(metrics::AuthResult::kTempFailure);
       result.code = pop3::Pop3AuthResult::Code::kTempFailure;
       break;
   }
@@ -459,8 +473,11 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
 void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
   if (closing_) return;
   if (!maildrop.ok()) {
-    LogEvent(LogLevel::kWarning, "opening maildrop failed",
-             {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
+    if (!absl::IsNotFound(maildrop.status())) {
+      ctx_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
+    }
+    recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
+                  {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
     // Give the lock back but stay counted for (user, ip) while the connection lasts.
     const uint32_t owner =
         OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
@@ -476,6 +493,7 @@ void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
     return;
   }
   ++ctx_.stats.maildrops_opened;
+  recorder_.LoggedIn(lock_user_);
   maildrop_ = *std::move(maildrop);
   session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_.view});
   last_input_ns_ = MonotonicNowNs();
@@ -491,6 +509,7 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
   for (pop3::MessageIndex i : deletions) {
     indexes.push_back(static_cast<size_t>(maildrop_.view->ref(i)));
   }
+  recorder_.CommitStarted(indexes.size());
   ShardContext* home = &ctx_;
   storage::MailStore* store = ctx_.server->store;
   // The maildrop stays locked until the commit is durable, even if the connection goes first
@@ -521,12 +540,14 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
 
 void Pop3Connection::OnCommitDone(absl::Status status) {
   commit_in_flight_ = false;
+  recorder_.CommitFinished(status.ok());
   if (status.ok()) {
     ++ctx_.stats.commits_ok;
   } else {
     ++ctx_.stats.commits_failed;
-    LogEvent(LogLevel::kWarning, "commit failed",
-             {{"user", lock_user_}, {"error", status.ToString()}});
+    ctx_.metrics.CountStoreError(metrics::StoreOperation::kCommit);
+    recorder_.Log(LogLevel::kWarning, "commit failed",
+                  {{"user", lock_user_}, {"error", status.ToString()}});
   }
   if (closing_) {
     ReleaseRegistrations();  // the lock was held back for the commit
@@ -600,7 +621,8 @@ void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
     return;
   }
   if (!length.ok()) {
-    LogEvent(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
+    ctx_.metrics.CountStoreError(metrics::StoreOperation::kTopScan);
+    recorder_.Log(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
     stream_active_ = false;
     BeginClose(/*abort=*/true);
     return;
@@ -674,6 +696,7 @@ void Pop3Connection::StartStream(uint64_t length) {
 
 void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
   stream_active_ = false;
+  recorder_.MessageBytesSent(bytes);
   if (closing_) {
     MaybeFinish();
     return;
@@ -687,6 +710,7 @@ void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
 
 void Pop3Connection::OnSendDone(absl::Status status, uint64_t bytes) {
   inflight_.clear();
+  recorder_.ReplyBytesSent(bytes);
   if (closing_) {
     MaybeFinish();
     return;
@@ -765,7 +789,8 @@ void Pop3Connection::OnTimer() {
     } else if (now >=
                last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond) {
       ++ctx_.stats.timeouts_send_stall;
-      LogEvent(LogLevel::kInfo, "send stalled, closing", {{"peer", peer_.ip}});
+      recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
+      recorder_.Log(LogLevel::kInfo, "send stalled, closing");
       BeginClose(/*abort=*/true);
       return;
     }
@@ -796,6 +821,7 @@ void Pop3Connection::OnTimer() {
 }
 
 void Pop3Connection::TimeOut(std::string_view reply) {
+  recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
   if (SendBusy() || tls_failed_) {  // the peer is not reading either
     BeginClose(/*abort=*/true);
     return;
@@ -857,6 +883,9 @@ void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
     capability.reason = "not used: records arrived behind the handshake";
   }
   std::string why;
+  ctx_.metrics.CountTlsHandshake(
+      metrics::TlsVersionFromName(tls_->version_name()),
+      tls_->resumed() ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
   const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
   LogEvent(
       LogLevel::kDebug, "tls session",
@@ -975,6 +1004,9 @@ void Pop3Connection::TlsEndStream() {
 void Pop3Connection::TlsFail(std::string_view stage) {
   if (tls_failed_) return;
   tls_failed_ = true;
+  if (!tls_handshake_seen_) {
+    ctx_.metrics.CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
+  }
   const uint64_t second = MonotonicNowNs() / kNsPerSecond;
   if (second != ctx_.tls_error_log_second) {
     ctx_.tls_error_log_second = second;
@@ -1009,7 +1041,10 @@ void Pop3Connection::TlsFail(std::string_view stage) {
 
 // ---- Closing ----
 
-void Pop3Connection::Abort() { BeginClose(/*abort=*/true); }
+void Pop3Connection::Abort() {
+  recorder_.SetOutcome(metrics::SessionOutcome::kAborted);
+  BeginClose(/*abort=*/true);
+}
 
 void Pop3Connection::BeginClose(bool abort) {
   if (closing_) return;
@@ -1074,6 +1109,7 @@ void Pop3Connection::MaybeFinish() {
   if (tls_ != nullptr) CountTlsSession(*tls_, &ctx_.stats.tls);
   ctx_.stats.commands += session_->counters().commands;
   ctx_.stats.lines_too_long += session_->counters().command_line_too_long;
+  recorder_.Finish(session_->counters().commands);
   if (!fd_closed_) {
     close(fd_);
     fd_closed_ = true;

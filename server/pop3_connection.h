@@ -50,6 +50,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/timer.h"
+#include "server/session_recorder.h"
 #include "server/storage_adapter.h"
 #include "tls/tls_engine.h"
 
@@ -138,6 +139,7 @@ class Pop3Connection {
   const uint64_t id_;
   int fd_;
   const PeerInfo peer_;
+  SessionRecorder recorder_;  // metrics and the summary log line; before session_ (observer)
   std::unique_ptr<pop3::Pop3Session> session_;
   reactor::Receiver receiver_;
   reactor::Sender sender_;

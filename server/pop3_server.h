@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "metrics/shard_metrics.h"
 #include "server/auth_service.h"
 #include "server/maildrop_registry.h"
 #include "server/reactor/buffer_ring.h"
@@ -91,6 +92,9 @@ struct ServerContext {
   std::atomic<uint64_t> tls_reloads_failed{0};
   std::vector<std::unique_ptr<ShardContext>> shards;
   std::atomic<bool> draining{false};
+  // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
+  std::shared_ptr<const metrics::TenantLabels> tenant_labels =
+      std::make_shared<metrics::TenantLabels>();
 };
 
 struct ShardContext {
@@ -108,7 +112,8 @@ struct ShardContext {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
   uint64_t next_connection_id = 1;
   ShardStats stats;
-  MaildropRegistry registry;                             // users owned by this shard
+  metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
+  MaildropRegistry registry;      // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   bool accepting = false;
   // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/strings.h"
@@ -160,6 +161,21 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     return kExitFailure;
   }
   ctx.tenant_policies = &tenant_policies;
+  // Metric labels for the largest tenants by accounts (fixed for this run; the rest: "other").
+  if (options.metrics_max_tenants > 0) {
+    auto accounts = ctx.store->ListAccounts();
+    if (accounts.ok()) {
+      absl::flat_hash_map<std::string, uint64_t> per_domain;
+      for (const storage::AccountSummary& a : *accounts) {
+        ++per_domain[a.address.substr(a.address.rfind('@') + 1)];
+      }
+      ctx.tenant_labels = std::make_shared<metrics::TenantLabels>(
+          metrics::TenantLabels::Largest(per_domain, options.metrics_max_tenants));
+    } else {
+      LogEvent(LogLevel::kWarning, "listing tenants for metric labels failed",
+               {{"error", accounts.status().ToString()}});
+    }
+  }
   AuthService auth(ctx.store, {.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
   ctx.auth = &auth;
 
@@ -214,6 +230,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     sc->server = &ctx;
     sc->index = i;
     sc->listen_fd = *fd;
+    sc->metrics = metrics::ShardMetrics(ctx.tenant_labels->size());
     ctx.shards.push_back(std::move(sc));
     if (options.pop3s_enabled) {
       auto tls_fd = reactor::CreateListener(

@@ -109,7 +109,8 @@ std::string ServeUsage() {
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] "
-         "[--log_format=text|json] [--lmtp_listen=127.0.0.1:24|off] "
+         "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
+         "[--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
          "[--admin_listen=HOST:PORT --admin_token_file=FILE] "
          "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
@@ -268,6 +269,14 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
            return absl::InvalidArgumentError("--log_format: expected text or json");
          }
          o.log_format = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"metrics_max_tenants", u32("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
+      {"metrics_sessions",
+       [&](std::string_view v) -> absl::Status {
+         auto b = ParseBool("metrics_sessions", v);
+         if (!b.ok()) return b.status();
+         o.metrics_sessions = *b;
          return absl::OkStatus();
        }},
       {"hostname",

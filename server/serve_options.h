@@ -74,6 +74,12 @@ struct ServeOptions {
   std::string admin_listen;
   std::string admin_token_file;
   std::string log_format = "text";
+  // Tenants (domains, largest by accounts at start-up) with their own metric label; the rest
+  // share "other".
+  uint32_t metrics_max_tenants = 20;
+  // Per-session, per-tenant and per-command counting and command timing. Off only to measure
+  // what it costs (the connection and byte counters stay).
+  bool metrics_sessions = true;
   std::string hostname;  // greeting/sign-off; default gethostname()
 
   // TLS. With --tls_cert/--tls_key (the default certificate, also for clients without SNI)

@@ -42,6 +42,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "storage/crc32c.h"
@@ -173,6 +174,9 @@ struct MailStore::Impl {
 
   std::atomic<uint64_t> deliveries{0};
   std::atomic<uint64_t> deletions{0};
+  std::atomic<uint64_t> compactions{0};
+  std::atomic<uint64_t> compacted_segments{0};
+  std::shared_ptr<rocksdb::Statistics> statistics;  // tickers only (no histograms or timers)
   std::function<void()> after_index_read_for_test;  // set before concurrent use
 
   ~Impl() {
@@ -428,6 +432,11 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   table.block_cache = rocksdb::NewLRUCache(options.index_cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   db_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Tickers for metrics (block cache hits, write stalls); no timers or histograms, so the
+  // cost is a few relaxed counter increments per operation.
+  impl->statistics = rocksdb::CreateDBStatistics();
+  impl->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
+  db_options.statistics = impl->statistics;
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, index_dir, &raw_db);
   if (!s.ok()) return IndexError(s, absl::StrCat("open ", index_dir));
@@ -491,6 +500,71 @@ StoreCounters MailStore::Counters() const {
   c.deletions = impl_->deletions.load();
   c.segment_syncs = impl_->segments->sync_count();
   return c;
+}
+
+absl::StatusOr<StoreStats> MailStore::Stats() {
+  StoreStats out;
+  out.counters = Counters();
+  out.compactions = impl_->compactions.load();
+  out.compacted_segments = impl_->compacted_segments.load();
+  rocksdb::ReadOptions ro;
+  std::unique_ptr<const rocksdb::Snapshot, std::function<void(const rocksdb::Snapshot*)>> snap(
+      impl_->db->GetSnapshot(),
+      [this](const rocksdb::Snapshot* p) { impl_->db->ReleaseSnapshot(p); });
+  ro.snapshot = snap.get();
+  // One scan per table, bounded by the next prefix byte.
+  auto scan =
+      [&](char prefix,
+          const std::function<absl::Status(std::string_view key, std::string_view value)>& fn)
+      -> absl::Status {
+    const std::string lower(1, prefix);
+    const std::string upper(1, static_cast<char>(prefix + 1));
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    rocksdb::ReadOptions scan_ro = ro;
+    scan_ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(scan_ro));
+    for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) {
+      PH_RETURN_IF_ERROR(fn(View(it->key()), View(it->value())));
+    }
+    if (!it->status().ok()) return IndexError(it->status(), "store stats");
+    return absl::OkStatus();
+  };
+  PH_RETURN_IF_ERROR(scan(internal::kAccountPrefix, [&](std::string_view, std::string_view) {
+    ++out.accounts;
+    return absl::OkStatus();
+  }));
+  PH_RETURN_IF_ERROR(scan(internal::kCounterPrefix, [&](std::string_view, std::string_view v) {
+    CounterValue c;
+    if (internal::DecodeCounter(v, &c)) {
+      out.messages += static_cast<uint64_t>(std::max<int64_t>(c.messages, 0));
+      out.octets += static_cast<uint64_t>(std::max<int64_t>(c.octets, 0));
+    }
+    return absl::OkStatus();
+  }));
+  const std::string segment_dir = impl_->segments->dir();
+  PH_RETURN_IF_ERROR(scan(internal::kSegmentPrefix, [&](std::string_view k, std::string_view v) {
+    internal::SegmentStats stats;
+    if (k.size() < 9 || !internal::DecodeSegmentStats(v, &stats)) return absl::OkStatus();
+    ++out.segments;
+    out.live_bytes += static_cast<uint64_t>(std::max<int64_t>(stats.live_bytes, 0));
+    struct stat st;
+    const std::string path =
+        absl::StrCat(segment_dir, "/", SegmentSet::FileName(internal::KeyId(k)));
+    if (::stat(path.c_str(), &st) == 0) out.segment_file_bytes += static_cast<uint64_t>(st.st_size);
+    return absl::OkStatus();
+  }));
+  out.dead_bytes =
+      out.segment_file_bytes > out.live_bytes ? out.segment_file_bytes - out.live_bytes : 0;
+  if (impl_->statistics != nullptr) {
+    out.block_cache_hits = impl_->statistics->getTickerCount(rocksdb::BLOCK_CACHE_HIT);
+    out.block_cache_misses = impl_->statistics->getTickerCount(rocksdb::BLOCK_CACHE_MISS);
+    out.write_stall_micros = impl_->statistics->getTickerCount(rocksdb::STALL_MICROS);
+  }
+  uint64_t stopped = 0;
+  if (impl_->db->GetIntProperty("rocksdb.is-write-stopped", &stopped)) {
+    out.write_stopped = stopped != 0;
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1422,6 +1496,10 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     victim.segment.reset();
     status.segments_done += 1;
     if (progress) progress(status);
+  }
+  if (result.segments_rewritten > 0) {
+    compactions.fetch_add(1);
+    compacted_segments.fetch_add(result.segments_rewritten);
   }
   return result;
 }

@@ -217,6 +217,25 @@ struct StoreCounters {
   uint64_t deletions = 0;      // messages removed by CommitDeletions
 };
 
+// Whole-store figures for monitoring (plain values; the server turns them into metrics).
+struct StoreStats {
+  uint64_t accounts = 0;
+  uint64_t messages = 0;            // sum of the accounts' counters
+  uint64_t octets = 0;              // POP3 octets, likewise
+  uint64_t segments = 0;            // segment files with index entries
+  uint64_t segment_file_bytes = 0;  // their sizes on disk
+  uint64_t live_bytes = 0;          // stored bytes of messages still indexed
+  uint64_t dead_bytes = 0;          // segment_file_bytes - live_bytes (compaction reclaims it)
+  uint64_t compactions = 0;         // Compact() runs that rewrote at least one segment
+  uint64_t compacted_segments = 0;  // segments rewritten and removed by compaction
+  StoreCounters counters;
+  // RocksDB statistics (tickers) and properties.
+  uint64_t block_cache_hits = 0;
+  uint64_t block_cache_misses = 0;
+  uint64_t write_stall_micros = 0;
+  bool write_stopped = false;
+};
+
 class MailStore {
  public:
   // Opens (creating when allowed) the store in options.data_dir and takes an exclusive flock on
@@ -327,6 +346,11 @@ class MailStore {
   absl::Status CompactIndex();
 
   StoreCounters Counters() const;
+
+  // Store-wide figures. Scans the account, counter and segment rows of the index (O(accounts +
+  // segments), no message records) and stats each segment file: meant for a scrape every few
+  // seconds, off the reactor. Thread-safe.
+  absl::StatusOr<StoreStats> Stats();
 
   // Runs `hook` inside OpenMailbox after the index is read and before its segments are opened
   // (tests use it to make compaction retire a segment at that moment). Not thread-safe: set it

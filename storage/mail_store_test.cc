@@ -942,5 +942,56 @@ TEST_F(MailStoreTest, UnreferencedSegmentsFromACrashAreRemovedOnOpen) {
   ExpectCheckClean();
 }
 
+
+// ---- store stats (for metrics) ----
+
+TEST_F(MailStoreTest, StatsFollowDeliveriesDeletionsAndCompaction) {
+  options_.segment_roll_bytes = 4096;
+  Reopen();
+  Create("a@x.org");
+  Create("b@y.org");
+  auto empty = store_->Stats();
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->accounts, 2u);
+  EXPECT_EQ(empty->messages, 0u);
+  for (int i = 0; i < 20; ++i) MustDeliver("a@x.org", std::string(1000, 'm') + "\r\n");
+  MustDeliver("b@y.org", "Subject: hi\r\n\r\nbody\r\n");
+  auto full = store_->Stats();
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->messages, 21u);
+  EXPECT_EQ(full->octets, 20u * 1002 + 21);
+  EXPECT_GE(full->segments, 2u);
+  EXPECT_EQ(full->live_bytes, full->segment_file_bytes);
+  EXPECT_EQ(full->dead_bytes, 0u);
+  EXPECT_EQ(full->counters.deliveries, 21u);
+
+  auto snap = MustOpen("a@x.org");
+  std::vector<size_t> all(snap->size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  ASSERT_TRUE(store_->CommitDeletions(*snap, all).ok());
+  auto deleted = store_->Stats();
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(deleted->messages, 1u);
+  EXPECT_GT(deleted->dead_bytes, 0u);
+  EXPECT_EQ(deleted->compactions, 0u);
+
+  snap.reset();
+  Reopen();  // the delivery segment closes, so compaction may take it
+  auto compacted = store_->Compact();
+  ASSERT_TRUE(compacted.ok()) << compacted.status();
+  ASSERT_GT(compacted->segments_rewritten, 0u);
+  auto after = store_->Stats();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->compactions, 1u);
+  EXPECT_EQ(after->compacted_segments, compacted->segments_rewritten);
+  EXPECT_LT(after->dead_bytes, deleted->dead_bytes);
+  // The index was read through the block cache: RocksDB's tickers are on.
+  MustOpen("b@y.org");
+  auto cached = store_->Stats();
+  ASSERT_TRUE(cached.ok());
+  EXPECT_GT(cached->block_cache_hits + cached->block_cache_misses, 0u);
+  EXPECT_FALSE(cached->write_stopped);
+}
+
 }  // namespace
 }  // namespace posthaste::storage

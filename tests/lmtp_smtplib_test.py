@@ -20,7 +20,7 @@ import socket
 import time
 import unittest
 
-from tests.testing.posthaste_server import PosthasteServer, wire_form
+from tests.testing.posthaste_server import PosthasteServer, metric_sum, wire_form
 
 PASSWORD = "lmtp test password"
 TIMEOUT_S = 60
@@ -98,9 +98,14 @@ class LmtpSmtplibTest(unittest.TestCase):
   def test_delivery_is_byte_exact_over_pop3(self):
     raw = (b"From: a@origin.test\r\nTo: alice@example.test\r\nSubject: exact\r\n\r\n"
            b"line one\r\n.starts with a dot\r\n..two dots\r\nbare lf\n\xe9 8-bit\r\nlast\r\n")
+    delivered_before = metric_sum(self.server.metrics(), "posthaste_lmtp_deliveries_total",
+                                  result="delivered")
     client = self.lmtp()
     rcpt, data = self.transaction(client, ["alice@example.test"], raw)
     client.quit()
+    # Counted per stored copy on /metrics (before the reply, on the connection's shard).
+    self.assertEqual(metric_sum(self.server.metrics(), "posthaste_lmtp_deliveries_total",
+                                result="delivered") - delivered_before, 1)
     self.assertEqual(rcpt, [(250, b"2.1.5 OK")])
     self.assertEqual(len(data), 1)
     self.assertEqual(data[0][0], 250)

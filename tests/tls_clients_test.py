@@ -127,12 +127,19 @@ class TlsClientsTest(unittest.TestCase):
 
   def test_data_path_is_counted_and_kernel_tls_fallback_reported(self):
     before = {p: self.metric("posthaste_tls_sessions_total", path=p) for p in ("ktls", "userspace")}
+    handshakes_before = self.metric("posthaste_tls_handshakes_total", outcome="ok")
     pop = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
                           timeout=TIMEOUT_S)
+    version = pop.sock.version()
     pop.user(USER)
     pop.pass_(PASSWORD)
     pop.stat()
     pop.quit()
+    # The handshake is counted by version and outcome (a fresh context: no ticket to resume).
+    self.assertEqual(self.metric("posthaste_tls_handshakes_total", outcome="ok") -
+                     handshakes_before, 1)
+    self.assertGreaterEqual(self.metric("posthaste_tls_handshakes_total", version=version,
+                                        outcome="ok"), 1)
     after = {p: self.metric("posthaste_tls_sessions_total", path=p) for p in ("ktls", "userspace")}
     ready = re.search(r'"tls ready".*kernel_tls="((?:[^"\\]|\\.)*)"', self.server.stderr_text())
     self.assertIsNotNone(ready, "no `tls ready` line with the kernel TLS probe result")
@@ -147,7 +154,7 @@ class TlsClientsTest(unittest.TestCase):
             "counted as posthaste_tls_sessions_total{path=\"userspace\"}" % ready.group(1))
 
   def test_session_ticket_resumes(self):
-    resumed_before = self.metric("posthaste_tls_handshakes_resumed_total")
+    resumed_before = self.metric("posthaste_tls_handshakes_total", outcome="resumed")
     ctx = self.context()
     session = None
     for attempt in range(2):
@@ -158,8 +165,8 @@ class TlsClientsTest(unittest.TestCase):
           session = tls.session
           tls.sendall(b"QUIT\r\n")
           tls.recv(512)
-    wait_for(lambda: self.metric("posthaste_tls_handshakes_resumed_total") > resumed_before,
-             what="the resumed handshake counter")
+    wait_for(lambda: self.metric("posthaste_tls_handshakes_total", outcome="resumed") >
+             resumed_before, what="the resumed handshake counter")
 
   # --- curl ---
 
@@ -222,13 +229,13 @@ class TlsClientsTest(unittest.TestCase):
       raw.sendall(b"STLS\r\n")
       self.assertTrue(reader.readline().startswith(b"+OK"))
       reader.close()
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0, timeout_s=10,
              what="the connection to close after the peer left in mid-STLS")
     # The same on the pop3s port, without a byte of TLS (what a port scan does).
     with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S):
-      wait_for(lambda: self.metric("posthaste_pop3_connections") == 1, timeout_s=10,
+      wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 1, timeout_s=10,
                what="the pop3s connection to be open")
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0, timeout_s=10,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0, timeout_s=10,
              what="the connection to close after the peer left before its handshake")
 
   def test_plaintext_pipelined_behind_stls_is_dropped(self):
@@ -271,7 +278,7 @@ class TlsClientsTest(unittest.TestCase):
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     pop.file.close()  # (poplib's reader holds the socket open too)
     raw.close()  # RST while the server is still sealing the body
-    wait_for(lambda: self.metric("posthaste_pop3_connections") == 0,
+    wait_for(lambda: self.metric("posthaste_pop3_connections_open") == 0,
              what="the connection to be freed after a disconnect in mid-RETR")
     # Nothing was committed and the maildrop opens again.
     again = poplib.POP3_SSL("127.0.0.1", self.server.pop3s_port, context=self.context(),
@@ -297,6 +304,8 @@ class TlsClientsTest(unittest.TestCase):
       self.assert_closed_by_server(raw)
     wait_for(lambda: self.metric("posthaste_tls_errors_total", kind="handshake") >
              handshake_before, what="the handshake error counter")
+    self.assertGreaterEqual(self.metric("posthaste_tls_handshakes_total", version="other",
+                                        outcome="failed"), 1)
 
     # A finished handshake, then a record that does not decrypt.
     with socket.create_connection(("127.0.0.1", self.server.pop3s_port), TIMEOUT_S) as raw:

@@ -60,6 +60,23 @@ class FuzzTenantLookup : public TenantPlaintextAuthLookup {
   bool AnyAllowed() const override { return true; }
 };
 
+// Pop3CommandObserver invariants: commands begin and end in pairs, never nested, and every
+// slow action (auth, maildrop, commit, TLS) belongs to an open command.
+class ObserverCheck : public Pop3CommandObserver {
+ public:
+  void OnCommandBegin(Pop3Command command) override {
+    PH_CHECK(!open);
+    open = true;
+    current = command;
+  }
+  void OnCommandEnd(Pop3Command command, bool ok) override {
+    PH_CHECK(open && command == current);
+    open = false;
+  }
+  bool open = false;
+  Pop3Command current = Pop3Command::kUnknown;
+};
+
 class Harness {
  public:
   explicit Harness(Input* input) : input_(input) {
@@ -90,6 +107,7 @@ class Harness {
       PH_CHECK(builder.Add(size, "uid-" + std::to_string(i), i).ok());
     }
     snapshot_ = std::move(builder).Build();
+    options_.command_observer = &observer_;
     session_ = std::make_unique<Pop3Session>(options_);
     Drain();
   }
@@ -161,6 +179,7 @@ class Harness {
       case 7:
         if (control / 8 == 31) {
           session_->OnConnectionLost();
+          observer_.open = false;  // an unfinished command is dropped, not ended
           const Pop3Action after = session_->NextAction();
           PH_CHECK(after.kind == Pop3ActionKind::kNone);
           phase_ = Phase::kClosed;
@@ -222,6 +241,7 @@ class Harness {
         break;
       }
       case Pop3ActionKind::kAuthenticate:
+        PH_CHECK(observer_.open);
         PH_CHECK(phase_ == Phase::kAuthorization);
         if (action.credentials.mechanism == AuthMechanism::kApop) {
           PH_CHECK(options_.policy.apop_allowed && !options_.apop_timestamp.empty());
@@ -234,11 +254,13 @@ class Harness {
         pending_ = Pending::kAuth;
         break;
       case Pop3ActionKind::kOpenMaildrop:
+        PH_CHECK(observer_.open);
         PH_CHECK(phase_ == Phase::kAuthorization && auth_ok_);
         auth_ok_ = false;
         pending_ = Pending::kMaildrop;
         break;
       case Pop3ActionKind::kCommit: {
+        PH_CHECK(observer_.open && observer_.current == Pop3Command::kQuit);
         PH_CHECK(phase_ == Phase::kTransaction);
         PH_CHECK(commits_ == 0);
         ++commits_;
@@ -259,6 +281,7 @@ class Harness {
         break;
       }
       case Pop3ActionKind::kStartTls:
+        PH_CHECK(observer_.open);
         PH_CHECK(phase_ == Phase::kAuthorization);
         PH_CHECK(options_.tls_available && !tls_);
         pending_ = Pending::kTls;
@@ -370,6 +393,7 @@ class Harness {
 
   FuzzTenantLookup tenant_lookup_;
   Input* input_;
+  ObserverCheck observer_;
   Pop3SessionOptions options_;
   std::shared_ptr<const MailboxSnapshot> snapshot_;
   std::unique_ptr<Pop3Session> session_;

@@ -254,7 +254,7 @@ struct Pop3Session::Command {
   void (Pop3Session::*handler)(std::string_view args);
 };
 
-const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb) {
+const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size_t* index) {
   static constexpr Command kCommands[] = {
       {PackVerb("USER"), kInAuthorization, false, &Pop3Session::CmdUser},
       {PackVerb("PASS"), kInAuthorization, true, &Pop3Session::CmdPass},
@@ -276,7 +276,10 @@ const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb) {
   const uint32_t packed = PackVerb(verb);
   if (packed == 0) return nullptr;
   for (const Command& command : kCommands) {
-    if (command.packed_verb == packed) return &command;
+    if (command.packed_verb == packed) {
+      if (index != nullptr) *index = static_cast<size_t>(&command - kCommands);
+      return &command;
+    }
   }
   return nullptr;
 }
@@ -318,6 +321,7 @@ bool Pop3Session::OutputBlocked() const {
 
 void Pop3Session::Advance() {
   while (state_ != Pop3State::kClosed && !close_queued_ && awaiting_ == Awaiting::kNothing) {
+    MaybeEndCommand();
     if (listing_ != ListingKind::kNone) {
       ContinueListing();
       if (listing_ != ListingKind::kNone) break;
@@ -347,8 +351,26 @@ void Pop3Session::Advance() {
       HandleCommandLine(line, raw_bytes);
     }
   }
+  MaybeEndCommand();
   // Reclaim parsed input (line views handed to handlers are dead by now).
   input_.Compact();
+}
+
+void Pop3Session::BeginCommand(Pop3Command command) {
+  if (options_.command_observer == nullptr) return;
+  open_command_ = command;
+  command_open_ = true;
+  command_status_ = -1;
+  options_.command_observer->OnCommandBegin(command);
+}
+
+void Pop3Session::MaybeEndCommand() {
+  if (!command_open_ || command_status_ < 0 || awaiting_ != Awaiting::kNothing ||
+      sasl_step_ != SaslStep::kNone) {
+    return;
+  }
+  command_open_ = false;
+  options_.command_observer->OnCommandEnd(open_command_, command_status_ == 1);
 }
 
 void Pop3Session::HandleOverflow() {
@@ -361,6 +383,7 @@ void Pop3Session::HandleOverflow() {
   }
   ++counters_.commands;
   ++counters_.command_line_too_long;
+  BeginCommand(Pop3Command::kUnknown);
   BadCommand("-ERR Line too long");
 }
 
@@ -386,7 +409,9 @@ void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
   // PASS takes everything after the one separating space: a password may contain spaces.
   const std::string_view raw_args =
       verb_end < rest.size() ? rest.substr(verb_end + 1) : std::string_view();
-  const Command* command = FindCommand(verb);
+  size_t command_index = static_cast<size_t>(Pop3Command::kUnknown);
+  const Command* command = FindCommand(verb, &command_index);
+  BeginCommand(static_cast<Pop3Command>(command_index));
   // RFC 2449 section 4 limits command lines to 255 octets; AUTH lines may carry a SASL
   // initial response (RFC 5034 section 4) and get the SASL limit instead.
   const bool is_auth = command != nullptr && command->handler == &Pop3Session::CmdAuth;
@@ -817,6 +842,7 @@ void Pop3Session::OnCommitResult(Pop3CommitResult result) {
     AppendLine("-ERR [SYS/TEMP] Could not remove deleted messages, none were removed");
   }
   QueueClose();
+  MaybeEndCommand();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,6 +1031,12 @@ void Pop3Session::CmdRset(std::string_view args) {
 // Output and actions
 
 void Pop3Session::Append(std::string_view text) {
+  // The first status line after a command began decides its result ("+ " SASL continuations
+  // do not count).
+  if (command_open_ && command_status_ < 0) {
+    if (text.starts_with("+OK")) command_status_ = 1;
+    if (text.starts_with("-ERR")) command_status_ = 0;
+  }
   out_.append(text);
   untaken_bytes_ += text.size();
 }
@@ -1102,6 +1134,7 @@ void Pop3Session::OnOutputFlushed() {
 }
 
 void Pop3Session::OnConnectionLost() {
+  command_open_ = false;  // an unfinished command is not reported
   // Nothing is committed: deletions marked in TRANSACTION are forgotten (RFC 1939 section 6).
   state_ = Pop3State::kClosed;
   close_queued_ = true;

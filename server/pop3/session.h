@@ -93,6 +93,40 @@ struct Pop3TenantPolicy {
   InUsePolicy in_use = InUsePolicy::kTakeover;
 };
 
+// The commands of the command table, in its order, then anything else (unknown verbs, lines
+// that are too long or empty). For the driver's per-command metrics.
+enum class Pop3Command : uint8_t {
+  kUser,
+  kPass,
+  kApop,
+  kAuth,
+  kStls,
+  kStat,
+  kList,
+  kRetr,
+  kDele,
+  kNoop,
+  kRset,
+  kTop,
+  kUidl,
+  kCapa,
+  kUtf8,
+  kQuit,
+  kUnknown
+};
+
+// Told when a command line starts being handled and when its status line (+OK / -ERR) has
+// been produced and nothing is pending for it any more (auth, maildrop, commit or TLS result;
+// SASL exchanges included). Called synchronously from Feed()/On*() on the session's thread.
+class Pop3CommandObserver {
+ public:
+  virtual void OnCommandBegin(Pop3Command command) = 0;
+  virtual void OnCommandEnd(Pop3Command command, bool ok) = 0;
+
+ protected:
+  ~Pop3CommandObserver() = default;
+};
+
 struct Pop3SessionOptions {
   // Used in the sign-off reply: "+OK <hostname> POP3 server signing off".
   std::string hostname = "localhost";
@@ -108,6 +142,8 @@ struct Pop3SessionOptions {
   bool tls_available = false;  // the transport can start TLS (STLS)
   bool tls_active = false;     // the connection is already TLS (port 995)
   bool peer_is_loopback = false;
+  // Optional; must outlive the session.
+  Pop3CommandObserver* command_observer = nullptr;
 
   // Limits (STYLE.md 14); each has a counter in Pop3SessionCounters.
   size_t command_line_bytes_max = 255;          // RFC 2449 section 4, including CRLF
@@ -245,7 +281,8 @@ class Pop3Session {
   };
 
   struct Command;
-  static const Command* FindCommand(std::string_view verb);
+  // `index`, when given, receives the row number (the Pop3Command).
+  static const Command* FindCommand(std::string_view verb, size_t* index = nullptr);
 
   // Parsing.
   void Advance();
@@ -254,6 +291,8 @@ class Pop3Session {
   void HandleOverflow();
   bool OutputBlocked() const;
   void BadCommand(std::string_view reply);
+  void BeginCommand(Pop3Command command);
+  void MaybeEndCommand();
 
   // Command handlers; `args` has surrounding spaces trimmed except for PASS.
   void CmdUser(std::string_view args);
@@ -336,6 +375,11 @@ class Pop3Session {
   uint32_t listing_next_ = 0;
 
   Pop3SessionCounters counters_;
+
+  // The command being handled, for options_.command_observer.
+  Pop3Command open_command_ = Pop3Command::kUnknown;
+  bool command_open_ = false;
+  int8_t command_status_ = -1;  // -1: no status line yet; 1: +OK; 0: -ERR
 };
 
 }  // namespace posthaste::pop3

@@ -32,11 +32,12 @@ CLI_TIMEOUT_S = 120
 # Lines in the server's stderr that mean a sanitizer found a bug: the test fails on them.
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-# (pop3 may be bound elsewhere than loopback by extra_args, e.g. a non-loopback address.)
-_LISTENING_POP3 = re.compile(r"\bpop3=(?:\[[^\]]*\]|[^\s:]+):(\d+)")
-_LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
-_LISTENING_POP3S = re.compile(r"\bpop3s=127\.0\.0\.1:(\d+)")
-_LISTENING_LMTP = re.compile(r"\blmtp=127\.0\.0\.1:(\d+)")
+# Text (pop3=HOST:PORT) or JSON ("pop3":"HOST:PORT", --log_format=json) listening lines; pop3
+# may be bound elsewhere than loopback by extra_args (e.g. a non-loopback address).
+_LISTENING_POP3 = re.compile(r'\bpop3(?:=|":")(?:\[[^\]]*\]|[^\s:"]+):(\d+)')
+_LISTENING_METRICS = re.compile(r'\bmetrics(?:=|":")127\.0\.0\.1:(\d+)')
+_LISTENING_POP3S = re.compile(r'\bpop3s(?:=|":")127\.0\.0\.1:(\d+)')
+_LISTENING_LMTP = re.compile(r'\blmtp(?:=|":")127\.0\.0\.1:(\d+)')
 
 
 def posthaste_binary():
@@ -190,7 +191,7 @@ class PosthasteServer:
       line = raw.decode("utf-8", "replace")
       with self._stderr_lock:
         self._stderr_lines.append(line)
-      if not self._listening.is_set() and "listening" in line and "pop3=" in line:
+      if not self._listening.is_set() and "listening" in line and _LISTENING_POP3.search(line):
         self._listening_line = line
         self._listening.set()
 

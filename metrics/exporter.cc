@@ -1,0 +1,254 @@
+#include "metrics/exporter.h"
+
+#include <string_view>
+#include <utility>
+
+#include "prometheus/text_serializer.h"
+
+namespace posthaste::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+using Labels = std::vector<ClientMetric::Label>;
+
+class FamilyList {
+ public:
+  MetricFamily& Family(std::string_view name, std::string_view help, MetricType type) {
+    if (families_.empty() || families_.back().name != name) {
+      families_.push_back(MetricFamily{std::string(name), std::string(help), type, {}});
+    }
+    return families_.back();
+  }
+  void Counter(std::string_view name, std::string_view help, Labels labels, double value) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.counter.value = value;
+    Family(name, help, MetricType::Counter).metric.push_back(std::move(m));
+  }
+  void Gauge(std::string_view name, std::string_view help, Labels labels, double value) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.gauge.value = value;
+    Family(name, help, MetricType::Gauge).metric.push_back(std::move(m));
+  }
+  void Histogram(std::string_view name, std::string_view help, Labels labels,
+                 const LatencyHistogram& h) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < kLatencyBucketsSeconds.size(); ++i) {
+      cumulative += h.buckets[i];
+      m.histogram.bucket.push_back({cumulative, kLatencyBucketsSeconds[i]});
+    }
+    // The count is the sum of the buckets, so +Inf always equals _count.
+    m.histogram.sample_count = cumulative + h.buckets.back();
+    m.histogram.sample_sum = static_cast<double>(h.sum_ns) / 1e9;
+    Family(name, help, MetricType::Histogram).metric.push_back(std::move(m));
+  }
+  std::vector<MetricFamily> Take() { return std::move(families_); }
+
+ private:
+  std::vector<MetricFamily> families_;
+};
+
+Labels OneLabel(std::string_view key_value) {
+  if (key_value.empty()) return {};
+  const size_t eq = key_value.find('=');
+  return {{std::string(key_value.substr(0, eq)), std::string(key_value.substr(eq + 1))}};
+}
+
+Labels L(std::string_view k, std::string_view v) { return {{std::string(k), std::string(v)}}; }
+Labels L(std::string_view k1, std::string_view v1, std::string_view k2, std::string_view v2) {
+  return {{std::string(k1), std::string(v1)}, {std::string(k2), std::string(v2)}};
+}
+
+}  // namespace
+
+Exporter::Exporter(std::shared_ptr<const TenantLabels> tenants, ExporterSources sources)
+    : tenants_(std::move(tenants)), sources_(std::move(sources)) {}
+
+std::vector<MetricFamily> Exporter::Collect() const {
+  std::vector<ShardMetrics> shards;
+  const uint32_t answered = sources_.shards ? sources_.shards(&shards) : 0;
+  StoreMetrics store;
+  if (sources_.store) store = sources_.store();
+  const bool ready = sources_.ready ? sources_.ready() : true;
+  return Families(*tenants_, shards, answered, sources_.store ? &store : nullptr, ready);
+}
+
+std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
+                                             const std::vector<ShardMetrics>& shards,
+                                             uint32_t shards_answered, const StoreMetrics* store,
+                                             bool ready) {
+  ShardMetrics sum(tenants.size());
+  for (const ShardMetrics& s : shards) sum.Add(s);
+  FamilyList out;
+
+  out.Gauge("posthaste_ready", "1 when serving, 0 while draining.", {}, ready ? 1 : 0);
+  out.Gauge("posthaste_shards", "Reactor shards.", {}, static_cast<double>(shards.size()));
+  out.Gauge("posthaste_shards_answering",
+            "Shards that copied their metrics for this scrape (the others show their last copy).",
+            {}, shards_answered);
+
+  // Scalar counters, one family per run of rows with the same name.
+  std::string_view help;
+#define PH_EXPORT_FIELD(field, name, label, help_text)                             \
+  help = std::string_view(help_text).empty() ? help : std::string_view(help_text); \
+  out.Counter(name, help, OneLabel(label), static_cast<double>(sum.field));
+  PH_SHARD_COUNTERS(PH_EXPORT_FIELD)
+#undef PH_EXPORT_FIELD
+
+  for (size_t i = 0; i < shards.size(); ++i) {
+    out.Gauge("posthaste_pop3_connections_open", "POP3 connections open, by shard.",
+              L("shard", std::to_string(i)), static_cast<double>(shards[i].connections_open));
+  }
+  for (size_t r = 0; r < static_cast<size_t>(RefuseReason::kCount); ++r) {
+    out.Counter("posthaste_pop3_connections_refused_total",
+                "POP3 connections refused before the greeting, by reason.",
+                L("reason", RefuseReasonLabel(static_cast<RefuseReason>(r))),
+                static_cast<double>(sum.connections_refused[r]));
+  }
+  for (size_t t = 0; t < tenants.size(); ++t) {
+    for (size_t o = 0; o < static_cast<size_t>(SessionOutcome::kCount); ++o) {
+      out.Counter("posthaste_pop3_sessions_total",
+                  "POP3 sessions ended, by tenant (largest tenants; the rest are \"other\", "
+                  "\"none\" before a login) and outcome.",
+                  L("tenant", tenants.label(static_cast<uint16_t>(t)), "outcome",
+                    SessionOutcomeLabel(static_cast<SessionOutcome>(o))),
+                  static_cast<double>(sum.sessions[t][o]));
+    }
+  }
+  for (size_t t = 0; t < tenants.size(); ++t) {
+    for (size_t m = 0; m < static_cast<size_t>(AuthMechanismLabel::kCount); ++m) {
+      for (size_t r = 0; r < static_cast<size_t>(AuthResult::kCount); ++r) {
+        Labels labels = L("tenant", tenants.label(static_cast<uint16_t>(t)), "mechanism",
+                          AuthMechanismName(static_cast<AuthMechanismLabel>(m)));
+        labels.push_back({"result", std::string(AuthResultLabel(static_cast<AuthResult>(r)))});
+        out.Counter("posthaste_pop3_authentications_total",
+                    "POP3 login attempts by tenant, mechanism and result.", std::move(labels),
+                    static_cast<double>(sum.authentications[t][m][r]));
+      }
+    }
+  }
+  for (size_t c = 0; c < kCommandCount; ++c) {
+    for (size_t r = 0; r < static_cast<size_t>(CommandResult::kCount); ++r) {
+      out.Counter("posthaste_pop3_commands_total", "POP3 commands by verb and reply status.",
+                  L("command", CommandLabel(static_cast<Command>(c)), "result",
+                    CommandResultLabel(static_cast<CommandResult>(r))),
+                  static_cast<double>(sum.commands[c][r]));
+    }
+  }
+  for (size_t c = 0; c < kCommandCount; ++c) {
+    out.Histogram("posthaste_pop3_command_duration_seconds",
+                  "Time from a command being parsed to its status line (includes password "
+                  "verification, maildrop open and commit; excludes sending the reply).",
+                  L("command", CommandLabel(static_cast<Command>(c))), sum.command_latency[c]);
+  }
+  for (size_t v = 0; v < static_cast<size_t>(TlsVersion::kCount); ++v) {
+    for (size_t o = 0; o < static_cast<size_t>(TlsOutcome::kCount); ++o) {
+      out.Counter("posthaste_tls_handshakes_total", "TLS handshakes by version and outcome.",
+                  L("version", TlsVersionLabel(static_cast<TlsVersion>(v)), "outcome",
+                    TlsOutcomeLabel(static_cast<TlsOutcome>(o))),
+                  static_cast<double>(sum.tls_handshakes[v][o]));
+    }
+  }
+  for (size_t r = 0; r < static_cast<size_t>(LmtpResult::kCount); ++r) {
+    out.Counter("posthaste_lmtp_deliveries_total", "LMTP deliveries (per recipient) by result.",
+                L("result", LmtpResultLabel(static_cast<LmtpResult>(r))),
+                static_cast<double>(sum.lmtp_deliveries[r]));
+  }
+  for (size_t o = 0; o < static_cast<size_t>(StoreOperation::kCount); ++o) {
+    out.Counter("posthaste_store_errors_total",
+                "Store operations that failed while serving, by operation.",
+                L("operation", StoreOperationLabel(static_cast<StoreOperation>(o))),
+                static_cast<double>(sum.store_errors[o]));
+  }
+
+  // Reactor, per shard.
+  struct ReactorRow {
+    std::string_view name;
+    std::string_view help;
+    uint64_t ReactorMetrics::*field;
+  };
+  static constexpr ReactorRow kReactorRows[] = {
+      {"posthaste_reactor_loop_iterations_total", "Reactor loop iterations.",
+       &ReactorMetrics::loop_iterations},
+      {"posthaste_reactor_sqes_prepared_total", "Submission queue entries prepared.",
+       &ReactorMetrics::sqes_prepared},
+      {"posthaste_reactor_submissions_total", "Submission queue entries the kernel accepted.",
+       &ReactorMetrics::submissions},
+      {"posthaste_reactor_completions_total", "Completion queue entries reaped.",
+       &ReactorMetrics::completions},
+      {"posthaste_reactor_cq_overflows_total", "Completions that overflowed the ring's CQ.",
+       &ReactorMetrics::cq_overflows},
+      {"posthaste_reactor_sq_full_retries_total", "Times the submission queue was full.",
+       &ReactorMetrics::sq_full_retries},
+  };
+  for (const ReactorRow& row : kReactorRows) {
+    for (size_t i = 0; i < shards.size(); ++i) {
+      out.Counter(row.name, row.help, L("shard", std::to_string(i)),
+                  static_cast<double>(shards[i].reactor.*row.field));
+    }
+  }
+  for (size_t i = 0; i < shards.size(); ++i) {
+    out.Counter("posthaste_reactor_busy_seconds_total",
+                "Time the shard spent outside its blocking wait; its rate is the busy ratio.",
+                L("shard", std::to_string(i)),
+                static_cast<double>(shards[i].reactor.busy_ns) / 1e9);
+  }
+
+  if (store != nullptr) {
+    out.Gauge("posthaste_store_up", "1 when the store's figures could be read this scrape.", {},
+              store->valid ? 1 : 0);
+    if (store->valid) {
+      out.Gauge("posthaste_store_accounts", "Accounts in the store.", {},
+                static_cast<double>(store->accounts));
+      out.Gauge("posthaste_store_messages", "Messages in the store.", {},
+                static_cast<double>(store->messages));
+      out.Gauge("posthaste_store_message_bytes", "POP3 octets of the stored messages.", {},
+                static_cast<double>(store->octets));
+      out.Gauge("posthaste_store_segments", "Segment files.", {},
+                static_cast<double>(store->segments));
+      out.Gauge("posthaste_store_segment_bytes", "Bytes in segment files.", {},
+                static_cast<double>(store->segment_file_bytes));
+      out.Gauge("posthaste_store_live_bytes", "Segment bytes of messages still in a mailbox.", {},
+                static_cast<double>(store->live_bytes));
+      out.Gauge("posthaste_store_dead_bytes",
+                "Segment bytes of deleted messages (reclaimed by compaction).", {},
+                static_cast<double>(store->dead_bytes));
+      out.Counter("posthaste_store_compactions_total", "Compaction runs that rewrote segments.", {},
+                  static_cast<double>(store->compactions));
+      out.Counter("posthaste_store_compacted_segments_total", "Segments rewritten by compaction.",
+                  {}, static_cast<double>(store->compacted_segments));
+      out.Counter("posthaste_store_deliveries_total", "Acknowledged deliveries.", {},
+                  static_cast<double>(store->deliveries));
+      out.Counter("posthaste_store_deletions_total", "Messages removed by commits.", {},
+                  static_cast<double>(store->deletions));
+      out.Counter("posthaste_store_block_cache_hits_total", "RocksDB block cache hits.", {},
+                  static_cast<double>(store->block_cache_hits));
+      out.Counter("posthaste_store_block_cache_misses_total", "RocksDB block cache misses.", {},
+                  static_cast<double>(store->block_cache_misses));
+      const uint64_t lookups = store->block_cache_hits + store->block_cache_misses;
+      out.Gauge("posthaste_store_block_cache_hit_ratio",
+                "RocksDB block cache hits / lookups since start (0 before any lookup).", {},
+                lookups == 0
+                    ? 0.0
+                    : static_cast<double>(store->block_cache_hits) / static_cast<double>(lookups));
+      out.Counter("posthaste_store_write_stall_seconds_total",
+                  "Time RocksDB delayed or stopped writes (write stalls).", {},
+                  static_cast<double>(store->write_stall_micros) / 1e6);
+      out.Gauge("posthaste_store_write_stopped", "1 while RocksDB stops writes.", {},
+                static_cast<double>(store->write_stopped));
+    }
+  }
+  return out.Take();
+}
+
+std::string SerializeText(const std::vector<prometheus::MetricFamily>& families) {
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace posthaste::metrics

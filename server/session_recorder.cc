@@ -1,0 +1,119 @@
+#include "server/session_recorder.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/reactor/timer.h"
+
+namespace posthaste::server {
+namespace {
+
+metrics::AuthMechanismLabel MechanismOf(pop3::AuthMechanism mechanism) {
+  switch (mechanism) {
+    case pop3::AuthMechanism::kUserPass:
+      return metrics::AuthMechanismLabel::kUser;
+    case pop3::AuthMechanism::kApop:
+      return metrics::AuthMechanismLabel::kApop;
+    case pop3::AuthMechanism::kSaslPlain:
+      return metrics::AuthMechanismLabel::kPlain;
+    case pop3::AuthMechanism::kSaslLogin:
+      return metrics::AuthMechanismLabel::kLogin;
+  }
+  return metrics::AuthMechanismLabel::kUser;
+}
+
+static_assert(static_cast<size_t>(pop3::Pop3Command::kUnknown) ==
+                  static_cast<size_t>(metrics::Command::kUnknown),
+              "pop3::Pop3Command and metrics::Command must list the commands in the same order");
+
+}  // namespace
+
+metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code) {
+  using Code = lmtp::LmtpDeliveryResult::Code;
+  switch (code) {
+    case Code::kDelivered:
+      return metrics::LmtpResult::kDelivered;
+    case Code::kOverQuotaTemp:
+    case Code::kOverQuotaPerm:
+      return metrics::LmtpResult::kOverQuota;
+    case Code::kTempFailure:
+      return metrics::LmtpResult::kTempFailure;
+    case Code::kPermFailure:
+    case Code::kTooBig:
+      return metrics::LmtpResult::kPermFailure;
+  }
+  return metrics::LmtpResult::kTempFailure;
+}
+
+SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
+                                 const metrics::TenantLabels& tenants, bool counting,
+                                 uint32_t shard, uint64_t connection_id, std::string client_ip)
+    : metrics_(metrics),
+      tenants_(tenants),
+      counting_(counting),
+      session_id_(absl::StrCat(shard, "-", connection_id)),
+      client_ip_(std::move(client_ip)),
+      started_ns_(reactor::MonotonicNowNs()) {}
+
+void SessionRecorder::AuthStarted(const pop3::Pop3Credentials& credentials) {
+  auth_mechanism_ = MechanismOf(credentials.mechanism);
+  auth_tenant_slot_ =
+      counting_ ? tenants_.SlotOfAddress(credentials.user) : metrics::TenantLabels::kOther;
+}
+
+void SessionRecorder::AuthFinished(metrics::AuthResult result) {
+  if (counting_) metrics_.CountAuth(auth_tenant_slot_, auth_mechanism_, result);
+}
+
+void SessionRecorder::LoggedIn(std::string_view account) {
+  user_ = std::string(account);
+  const size_t at = user_.rfind('@');
+  tenant_ = at == std::string::npos ? std::string() : user_.substr(at + 1);
+  if (counting_) tenant_slot_ = tenants_.SlotOfAddress(account);
+}
+
+void SessionRecorder::OnCommandBegin(pop3::Pop3Command command) {
+  command_started_ns_ = reactor::MonotonicNowNs();
+}
+
+void SessionRecorder::OnCommandEnd(pop3::Pop3Command command, bool ok) {
+  metrics_.CountCommand(static_cast<metrics::Command>(command),
+                        ok ? metrics::CommandResult::kOk : metrics::CommandResult::kErr,
+                        reactor::MonotonicNowNs() - command_started_ns_);
+  if (command == pop3::Pop3Command::kQuit) {
+    if (!ok) {
+      SetOutcome(metrics::SessionOutcome::kCommitFailed);
+    } else {
+      SetOutcome(user_.empty() ? metrics::SessionOutcome::kQuit : metrics::SessionOutcome::kLogout);
+    }
+  }
+}
+
+void SessionRecorder::Log(LogLevel level, std::string_view message,
+                          std::initializer_list<LogField> fields) {
+  std::vector<LogField> all = {
+      {"session", session_id_}, {"client", client_ip_}, {"tenant", tenant_}};
+  all.insert(all.end(), fields.begin(), fields.end());
+  LogEvent(level, message, std::span<const LogField>(all));
+}
+
+void SessionRecorder::Finish(uint64_t commands) {
+  if (finished_) return;
+  finished_ = true;
+  if (counting_) metrics_.CountSession(tenant_slot_, outcome_);
+  const uint64_t duration_ms = (reactor::MonotonicNowNs() - started_ns_) / 1'000'000;
+  Log(LogLevel::kInfo, "session end",
+      {{"user", user_},
+       {"outcome", std::string(metrics::SessionOutcomeLabel(outcome_))},
+       {"commands", std::to_string(commands)},
+       {"retrieved", std::to_string(retrieved_)},
+       {"top", std::to_string(top_)},
+       {"deleted", std::to_string(deleted_)},
+       {"message_bytes", std::to_string(message_bytes_)},
+       {"bytes_out", std::to_string(message_bytes_ + reply_bytes_)},
+       {"uidls_changed", deleted_ > 0 ? "true" : "false"},
+       {"duration_ms", std::to_string(duration_ms)}});
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,78 @@
+// What per-session metrics cost on the reactor thread, measured without the network: one
+// POP3 session's worth of SessionRecorder calls (login, STAT, UIDL, 10 x RETR, QUIT: 14
+// commands, each timed) with counting on and off (--metrics_sessions), the summary log line
+// written to /dev/null in both; and one scrape's worth of work for the exporter (sum two shard
+// copies, build the families, serialise).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "metrics/exporter.h"
+#include "server/session_recorder.h"
+
+namespace posthaste::server {
+namespace {
+
+void BM_Session(benchmark::State& state) {
+  const bool counting = state.range(0) != 0;
+  const int devnull = open("/dev/null", O_WRONLY);
+  SetLogFdForTest(devnull);
+  metrics::TenantLabels tenants({"bench.test", "a.test", "b.test"});
+  metrics::ShardMetrics block(tenants.size());
+  pop3::Pop3Credentials credentials;
+  credentials.user = "user1@bench.test";
+  uint64_t id = 0;
+  for (auto _ : state) {
+    SessionRecorder recorder(block, tenants, counting, 0, ++id, "127.0.0.1");
+    pop3::Pop3CommandObserver* observer = recorder.observer();
+    auto command = [&](pop3::Pop3Command c) {
+      if (observer == nullptr) return;
+      observer->OnCommandBegin(c);
+      observer->OnCommandEnd(c, true);
+    };
+    command(pop3::Pop3Command::kUser);
+    recorder.AuthStarted(credentials);
+    recorder.AuthFinished(metrics::AuthResult::kOk);
+    recorder.LoggedIn("user1@bench.test");
+    command(pop3::Pop3Command::kPass);
+    command(pop3::Pop3Command::kStat);
+    command(pop3::Pop3Command::kUidl);
+    for (int i = 0; i < 10; ++i) {
+      recorder.Streamed(false);
+      command(pop3::Pop3Command::kRetr);
+      recorder.MessageBytesSent(20480);
+      recorder.ReplyBytesSent(20);
+    }
+    recorder.CommitStarted(0);
+    recorder.CommitFinished(true);
+    command(pop3::Pop3Command::kQuit);
+    recorder.Finish(14);
+  }
+  SetLogFdForTest(-1);
+  close(devnull);
+  benchmark::DoNotOptimize(block);
+}
+BENCHMARK(BM_Session)->Arg(0)->Arg(1)->ArgName("counting");
+
+void BM_Scrape(benchmark::State& state) {
+  std::vector<std::string> names;
+  for (int64_t i = 0; i < state.range(0); ++i) names.push_back("t" + std::to_string(i) + ".test");
+  const auto tenants = std::make_shared<metrics::TenantLabels>(std::move(names));
+  std::vector<metrics::ShardMetrics> shards(2, metrics::ShardMetrics(tenants->size()));
+  metrics::StoreMetrics store;
+  store.valid = true;
+  size_t bytes = 0;
+  for (auto _ : state) {
+    std::vector<metrics::ShardMetrics> copies = shards;  // what the shards hand over
+    auto families = metrics::Exporter::Families(*tenants, copies, 2, &store, true);
+    bytes = metrics::SerializeText(families).size();
+  }
+  state.counters["text_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_Scrape)->Arg(0)->Arg(20)->ArgName("tenants");
+
+}  // namespace
+}  // namespace posthaste::server
