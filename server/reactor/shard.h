@@ -12,9 +12,9 @@
 // Stop (Reactor::Stop, any thread) raises a flag and writes the shard's eventfd. The shard
 // then: (1) runs its OnStop hooks, which cancel their operations and close their sockets;
 // (2) keeps looping until no caller operation is in flight and every offloaded job (either
-// pool) has come back; (3) closes its inbox, removes its timer timeout and waits for the kernel to return
-// every remaining CQE; (4) runs its OnDrained hooks; only then frees the ring. So nothing is freed
-// while the kernel may still write to it.
+// pool) has come back; (3) closes its inbox, removes its timer timeout and waits for the kernel to
+// return every remaining CQE; (4) runs its OnDrained hooks; only then frees the ring. So nothing is
+// freed while the kernel may still write to it.
 //
 // Threading: Shard methods marked "shard thread" only on that shard's thread; PostTo and the
 // Reactor's methods from any thread. Ownership: the Reactor owns shards, inboxes, threads and

@@ -158,10 +158,10 @@ TEST(ReactorTest, OffloadRoundTripComesBackToTheShard) {
 // blocked jobs of both pools. With one shared pool the CPU job queues behind the I/O jobs.
 TEST(ReactorTest, BlockedIoJobsDoNotDelayCpuJobsAndStopWaitsForBothPools) {
   constexpr int kThreads = 2;
-  auto reactor = Reactor::Create({.shards = 1,
-                                  .offload = {.threads = kThreads},
-                                  .offload_io = {.threads = kThreads}})
-                     .value();
+  auto reactor =
+      Reactor::Create(
+          {.shards = 1, .offload = {.threads = kThreads}, .offload_io = {.threads = kThreads}})
+          .value();
   Latch io_release, cpu_release, cpu_done;
   std::atomic<int> io_started{0}, io_replied{0};
   std::atomic<bool> held_cpu_started{false}, held_cpu_replied{false};
