@@ -182,8 +182,8 @@ void LmtpConnection::StartCheck(std::string_view recipient, std::optional<uint64
   const bool permanent = ctx_.server->options.lmtp_over_quota_permanent;
   check_pending_ = true;
   const bool accepted =
-      ctx_.shard->Offload([home, store, id = id_, address = std::string(recipient), declared_size,
-                           permanent]() -> reactor::OffloadPool::Reply {
+      ctx_.shard->OffloadIo([home, store, id = id_, address = std::string(recipient), declared_size,
+                             permanent]() -> reactor::OffloadPool::Reply {
         LmtpRecipientVerdict verdict =
             RecipientVerdict(store->GetUsage(address), declared_size, permanent);
         return [home, id, verdict = std::move(verdict)]() mutable {
@@ -216,8 +216,8 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
   for (size_t i = 0; i < delivery.recipients.size(); ++i) {
     ++copies_pending_;
     const bool accepted =
-        ctx_.shard->Offload([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
-                             message, permanent]() -> reactor::OffloadPool::Reply {
+        ctx_.shard->OffloadIo([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
+                               message, permanent]() -> reactor::OffloadPool::Reply {
           absl::Status status = store->Deliver(mailbox, message).status();
           if (!status.ok() && !IsQuotaError(status)) {
             LogEvent(LogLevel::kWarning, "lmtp delivery failed",

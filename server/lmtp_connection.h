@@ -1,5 +1,5 @@
 // LmtpConnection: the LMTP connection driver. It owns one lmtp::LmtpSession and turns its
-// actions into io_uring operations on its shard's ring and jobs on the offload pool:
+// actions into io_uring operations on its shard's ring and jobs on the I/O offload pool:
 //   input            multishot receive into the shard's LMTP buffer ring, fed to the session
 //                    (paused while !WantsInput());
 //   kWrite           appended to one output string, sent by one Sender at a time;
@@ -60,7 +60,7 @@ class LmtpConnection {
   // SIGTERM drain: closes with 421 as soon as no transaction is open (at once when idle).
   void Drain();
 
-  // Results coming back from the offload pool.
+  // Results coming back from the I/O offload pool.
   void OnRecipientChecked(lmtp::LmtpRecipientVerdict verdict);
   void OnCopyStored(size_t index, lmtp::LmtpDeliveryResult result);
 

@@ -1,7 +1,7 @@
 // LmtpShard: the LMTP service on one reactor shard, beside the POP3 one (pop3_server.h): a
 // SO_REUSEPORT listener with a multishot accept, its own provided buffer ring (group 1) and the
 // LMTP connections of that shard. LMTP needs no cross-shard state: recipients are checked and
-// messages stored on the offload pool, and the store serialises per account.
+// messages stored on the I/O offload pool, and the store serialises per account.
 //
 // Threading: built by the main thread before the reactor starts; afterwards every member except
 // `published_open` is touched only on its shard's thread (stats are plain integers).

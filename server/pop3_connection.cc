@@ -27,7 +27,7 @@ constexpr std::string_view kTerminator = ".\r\n";
 constexpr size_t kTopScanChunkBytes = 64 * 1024;
 
 // The stored length TOP sends: the header block plus the first `lines` body lines. Blocking
-// (pread); runs on the offload pool.
+// (pread); runs on the I/O offload pool.
 absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t lines) {
   if (lines == 0 || ref.header_length >= ref.length) return ref.header_length;
   std::vector<char> buf(kTopScanChunkBytes);
@@ -450,7 +450,7 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
   }
   ShardContext* home = &ctx_;
   storage::MailStore* store = ctx_.server->store;
-  const bool accepted = ctx_.shard->Offload(
+  const bool accepted = ctx_.shard->OffloadIo(
       [home, store, id = id_, user = lock_user_]() -> reactor::OffloadPool::Reply {
         absl::StatusOr<OpenMaildrop> result;
         auto stored = store->OpenMailbox(user);
@@ -515,7 +515,7 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
   // The maildrop stays locked until the commit is durable, even if the connection goes first
   // (then this reply releases it), so no other session opens a snapshot mid-commit.
   const uint32_t owner = OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
-  const bool accepted = ctx_.shard->Offload(
+  const bool accepted = ctx_.shard->OffloadIo(
       [home, store, owner, me = ref(), user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
        stored = maildrop_.stored, indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
         absl::Status status = absl::OkStatus();
@@ -594,8 +594,8 @@ void Pop3Connection::Flush() {
     } else {
       ShardContext* home = &ctx_;
       const bool accepted =
-          ctx_.shard->Offload([home, id = id_, stored = maildrop_.stored, ref,
-                               lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
+          ctx_.shard->OffloadIo([home, id = id_, stored = maildrop_.stored, ref,
+                                 lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
             absl::StatusOr<uint64_t> length = TopLength(ref, lines);
             return [home, id, length] {
               if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
@@ -934,8 +934,8 @@ void Pop3Connection::TlsFlush() {
       if (front.top_body_lines.has_value()) {
         ShardContext* home = &ctx_;
         const bool accepted =
-            ctx_.shard->Offload([home, id = id_, stored = maildrop_.stored, ref,
-                                 lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
+            ctx_.shard->OffloadIo([home, id = id_, stored = maildrop_.stored, ref,
+                                   lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
               absl::StatusOr<uint64_t> length = TopLength(ref, lines);
               return [home, id, length] {
                 if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);

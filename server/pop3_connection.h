@@ -7,8 +7,9 @@
 //           (by size, see ServeOptions::copy_below_bytes/send_zc_min_bytes) - by default
 //           splice for every size, so the body never passes through
 //           user memory; for TOP the end offset is found off the reactor; then ".\r\n";
-//   kAuthenticate / kOpenMaildrop / kCommit  run on the offload pool (AuthService,
-//           MailStore::OpenMailbox, CommitDeletions) and come back as messages; the maildrop
+//   kAuthenticate / kOpenMaildrop / kCommit  run off the reactor, AuthService (hashing) on
+//           the CPU offload pool, MailStore::OpenMailbox and CommitDeletions (disk, fdatasync)
+//           on the I/O pool, and come back as messages; the maildrop
 //           lock is asked of the user's owner shard first (MaildropRegistry);
 //   kDelay  a ring timer; kClose  flush, then close.
 // Only one send or stream is in flight at a time, so a slow reader holds back the session

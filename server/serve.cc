@@ -289,9 +289,11 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   reactor::ReactorOptions reactor_options;
   reactor_options.shards = options.shards;
   reactor_options.offload.threads = options.offload_threads;
+  reactor_options.offload_io.threads = options.io_threads;
   // Bursts of logins (10,000 sessions connecting at once) queue work and cross-shard
-  // messages; both queues stay bounded and count refusals.
+  // messages; the queues stay bounded and count refusals.
   reactor_options.offload.queue_capacity = 65536;
+  reactor_options.offload_io.queue_capacity = 65536;
   reactor_options.inbox_capacity = 16384;
   auto reactor = reactor::Reactor::Create(reactor_options);
   if (!reactor.ok()) {

@@ -108,7 +108,7 @@ std::string ServeUsage() {
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
-         "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] "
+         "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
          "[--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
@@ -226,6 +226,14 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          return absl::OkStatus();
        }},
       {"offload_threads", u32("offload_threads", &o.offload_threads, 256)},
+      {"io_threads",
+       [&](std::string_view v) -> absl::Status {
+         auto n = ParseUint("io_threads", v, 256);
+         if (!n.ok()) return n.status();
+         if (*n == 0) return absl::InvalidArgumentError("--io_threads must be in [1, 256]");
+         o.io_threads = static_cast<uint32_t>(*n);
+         return absl::OkStatus();
+       }},
       {"lmtp_listen",
        [&](std::string_view v) -> absl::Status {
          if (v == "off") {

@@ -61,7 +61,13 @@ struct ServeOptions {
   // rest by splice.
   uint64_t copy_below_bytes = 0;
   uint64_t send_zc_min_bytes = 0;
-  uint32_t offload_threads = 0;  // 0: max(2, shards)
+  uint32_t offload_threads = 0;  // CPU pool (password hashing); 0: max(2, shards)
+  // I/O pool: store calls that wait on the disk (LMTP checks and deliveries, maildrop opens,
+  // TOP reads, QUIT commits). Its threads mostly sleep in fdatasync, and every one waiting can
+  // join the store's next group commit, so it is sized for concurrent callers, not CPUs: 32
+  // covers a default Postfix's 20 LMTP connections per destination plus POP3 commits
+  // (docs/BENCHMARKS.md "LMTP deliveries").
+  uint32_t io_threads = 32;
   // LMTP (server/lmtp_server.h): "off" for lmtp_listen disables it. Over-quota recipients are
   // refused with 452 4.2.2 (temporary: the MTA retries, the user may make room) unless
   // lmtp_over_quota_permanent (552 5.2.2: bounce at once).

@@ -55,6 +55,19 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
 }
 
+TEST(ServeOptionsTest, OffloadPoolSizes) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->offload_threads, 0u);  // CPU pool: sized from the shards at startup
+  EXPECT_EQ(o->io_threads, 32u);
+  o = ParseServeOptions({"--data_dir=/x", "--offload_threads=3", "--io_threads=64"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->offload_threads, 3u);
+  EXPECT_EQ(o->io_threads, 64u);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--io_threads=0"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--io_threads=257"}).ok());
+}
+
 TEST(ServeOptionsTest, TlsFlags) {
   auto o = ParseServeOptions({"--data_dir=/x"});
   ASSERT_TRUE(o.ok()) << o.status();

@@ -34,6 +34,14 @@ bool Shard::PostTo(uint32_t target, Inbox::Closure& closure) {
 }
 
 bool Shard::Offload(OffloadPool::Work work) {
+  return SubmitCounted(reactor_.offload(), std::move(work));
+}
+
+bool Shard::OffloadIo(OffloadPool::Work work) {
+  return SubmitCounted(reactor_.offload_io(), std::move(work));
+}
+
+bool Shard::SubmitCounted(OffloadPool& pool, OffloadPool::Work work) {
   OffloadPool::Work job = [this, w = std::move(work)]() mutable -> OffloadPool::Reply {
     OffloadPool::Reply reply = w();
     return [this, r = std::move(reply)]() mutable {
@@ -41,7 +49,7 @@ bool Shard::Offload(OffloadPool::Work work) {
       if (r) r();
     };
   };
-  if (!reactor_.offload().Submit(inbox_.get(), job)) return false;
+  if (!pool.Submit(inbox_.get(), job)) return false;
   ++pending_offloads_;
   return true;
 }
@@ -107,6 +115,9 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const ReactorOptions& o
   auto pool = OffloadPool::Create(options.offload);
   if (!pool.ok()) return pool.status();
   reactor->offload_ = std::move(pool).value();
+  auto io_pool = OffloadPool::Create(options.offload_io);
+  if (!io_pool.ok()) return io_pool.status();
+  reactor->offload_io_ = std::move(io_pool).value();
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto inbox = Inbox::Create(options.inbox_capacity);
     if (!inbox.ok()) return inbox.status();
@@ -119,7 +130,9 @@ absl::StatusOr<std::unique_ptr<Reactor>> Reactor::Create(const ReactorOptions& o
 Reactor::~Reactor() {
   Stop();
   Wait();
-  offload_.reset();  // joins workers; every shard already collected its replies
+  // Joins workers; every shard already collected its replies.
+  offload_.reset();
+  offload_io_.reset();
 }
 
 void Reactor::ReportStarted(absl::Status status) {

@@ -1,5 +1,8 @@
 // Reactor and Shard: N reactor threads, one per core, each with its own Ring and Inbox, plus
-// one shared OffloadPool for blocking work.
+// two shared OffloadPools for work a shard must not do itself: a CPU pool (password hashing;
+// about one thread per core) and an I/O pool (store calls that mostly sleep in pread or in the
+// store's group-commit fdatasync; many threads, so many callers share one sync). Separate pools
+// keep jobs stuck behind a slow disk from delaying logins, and vice versa.
 //
 // Each shard thread pins itself to one CPU of the process's allowed set (pthread_setaffinity_np;
 // a refusal, as in a container with a restricted cpuset, is logged and tolerated), creates its
@@ -8,14 +11,14 @@
 //
 // Stop (Reactor::Stop, any thread) raises a flag and writes the shard's eventfd. The shard
 // then: (1) runs its OnStop hooks, which cancel their operations and close their sockets;
-// (2) keeps looping until no caller operation is in flight and every offloaded job has come
-// back; (3) closes its inbox, removes its timer timeout and waits for the kernel to return
-// every remaining CQE; (4) runs its OnDrained hooks; only then frees the ring. So nothing is freed
-// while the kernel may still write to it.
+// (2) keeps looping until no caller operation is in flight and every offloaded job (either
+// pool) has come back; (3) closes its inbox, removes its timer timeout and waits for the kernel to
+// return every remaining CQE; (4) runs its OnDrained hooks; only then frees the ring. So nothing is
+// freed while the kernel may still write to it.
 //
 // Threading: Shard methods marked "shard thread" only on that shard's thread; PostTo and the
 // Reactor's methods from any thread. Ownership: the Reactor owns shards, inboxes, threads and
-// the pool; the Ring is created and destroyed on its shard's thread.
+// the pools; the Ring is created and destroyed on its shard's thread.
 #ifndef POSTHASTE_SERVER_REACTOR_SHARD_H_
 #define POSTHASTE_SERVER_REACTOR_SHARD_H_
 
@@ -46,7 +49,8 @@ struct ReactorOptions {
   bool pin_threads = true;
   Ring::Options ring;
   uint32_t inbox_capacity = 4096;
-  OffloadPool::Options offload;
+  OffloadPool::Options offload;     // CPU-bound jobs (Shard::Offload)
+  OffloadPool::Options offload_io;  // blocking-I/O jobs (Shard::OffloadIo)
 };
 
 class Shard {
@@ -66,10 +70,14 @@ class Shard {
   bool PostTo(uint32_t target, Inbox::Closure& closure);
   bool PostTo(uint32_t target, Inbox::Closure&& closure) { return PostTo(target, closure); }
 
-  // Shard thread: runs `work` on the offload pool; its returned closure runs back on this
-  // shard. False (and `work` destroyed) when the pool's queue is full. Stop waits for every
-  // accepted job to come back.
+  // Shard thread: runs CPU-bound `work` (password hashing) on the CPU offload pool; its
+  // returned closure runs back on this shard. False (and `work` destroyed) when the pool's
+  // queue is full. Stop waits for every accepted job to come back.
   bool Offload(OffloadPool::Work work);
+  // Shard thread: as Offload, on the I/O pool: for work that mostly waits on the disk (store
+  // reads, deliveries and commits that wait for fdatasync).
+  bool OffloadIo(OffloadPool::Work work);
+  // Jobs accepted by either pool whose reply has not run yet.
   uint64_t pending_offloads() const { return pending_offloads_; }
 
   // Shard thread: runs `hook` when stop begins (cancel operations, close listeners).
@@ -87,6 +95,7 @@ class Shard {
   Shard(Reactor& reactor, uint32_t index, std::unique_ptr<Inbox> inbox)
       : reactor_(reactor), index_(index), inbox_(std::move(inbox)) {}
   void Run(std::function<void(Shard&)> on_start, int cpu);
+  bool SubmitCounted(OffloadPool& pool, OffloadPool::Work work);
 
   Reactor& reactor_;
   const uint32_t index_;
@@ -120,6 +129,7 @@ class Reactor {
   uint32_t shard_count() const { return static_cast<uint32_t>(shards_.size()); }
   Shard& shard(uint32_t i) { return *shards_[i]; }
   OffloadPool& offload() { return *offload_; }
+  OffloadPool& offload_io() { return *offload_io_; }
 
  private:
   friend class Shard;
@@ -129,6 +139,7 @@ class Reactor {
   const ReactorOptions options_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<OffloadPool> offload_;
+  std::unique_ptr<OffloadPool> offload_io_;
   std::vector<std::thread> threads_;
 
   std::mutex start_mu_;

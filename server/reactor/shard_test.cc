@@ -153,6 +153,67 @@ TEST(ReactorTest, OffloadRoundTripComesBackToTheShard) {
   EXPECT_EQ(reactor->offload().stats().completed.load(), 1u);
 }
 
+// I/O jobs that block (a disk stuck in fdatasync) fill every thread of the I/O pool and as many
+// as the CPU pool has; a password-hash-like CPU job must still run. Then stop must wait for the
+// blocked jobs of both pools. With one shared pool the CPU job queues behind the I/O jobs.
+TEST(ReactorTest, BlockedIoJobsDoNotDelayCpuJobsAndStopWaitsForBothPools) {
+  constexpr int kThreads = 2;
+  auto reactor =
+      Reactor::Create(
+          {.shards = 1, .offload = {.threads = kThreads}, .offload_io = {.threads = kThreads}})
+          .value();
+  Latch io_release, cpu_release, cpu_done;
+  std::atomic<int> io_started{0}, io_replied{0};
+  std::atomic<bool> held_cpu_started{false}, held_cpu_replied{false};
+  ASSERT_TRUE(reactor
+                  ->Start([&](Shard& s) {
+                    for (int i = 0; i < kThreads; ++i) {
+                      ASSERT_TRUE(s.OffloadIo([&]() -> OffloadPool::Reply {
+                        ++io_started;
+                        EXPECT_TRUE(io_release.WaitFor(60000));
+                        return [&] { ++io_replied; };
+                      }));
+                    }
+                  })
+                  .ok());
+  for (int i = 0; i < 10000 && io_started.load() < kThreads; ++i) usleep(1000);
+  ASSERT_EQ(io_started.load(), kThreads);
+
+  // A CPU job submitted while every I/O job is blocked comes back.
+  ASSERT_TRUE(reactor->shard(0).inbox().Post([&] {
+    Shard& s = reactor->shard(0);
+    ASSERT_TRUE(s.Offload([&]() -> OffloadPool::Reply { return [&] { cpu_done.Open(); }; }));
+    // A second CPU job that is still running when stop begins.
+    ASSERT_TRUE(s.Offload([&]() -> OffloadPool::Reply {
+      held_cpu_started = true;
+      EXPECT_TRUE(cpu_release.WaitFor(60000));
+      return [&] { held_cpu_replied = true; };
+    }));
+  }));
+  EXPECT_TRUE(cpu_done.WaitFor(10000)) << "the CPU job waited behind blocked I/O jobs";
+  for (int i = 0; i < 10000 && !held_cpu_started.load(); ++i) usleep(1000);
+
+  // Stop drains both pools: Wait returns only after the blocked jobs of each came back.
+  reactor->Stop();
+  std::atomic<bool> stopped{false};
+  std::thread waiter([&] {
+    reactor->Wait();
+    stopped = true;
+  });
+  usleep(100000);
+  EXPECT_FALSE(stopped.load()) << "stop did not wait for the I/O pool";
+  io_release.Open();
+  for (int i = 0; i < 10000 && io_replied.load() < kThreads; ++i) usleep(1000);
+  EXPECT_EQ(io_replied.load(), kThreads);
+  usleep(100000);
+  EXPECT_FALSE(stopped.load()) << "stop did not wait for the CPU pool";
+  cpu_release.Open();
+  waiter.join();
+  EXPECT_TRUE(held_cpu_replied.load());
+  EXPECT_EQ(reactor->offload_io().stats().completed.load(), static_cast<uint64_t>(kThreads));
+  EXPECT_EQ(reactor->offload().stats().completed.load(), 2u);
+}
+
 // A shard full of in-flight work when Stop arrives: an armed multishot accept, a connection
 // with a receive armed, a stream stalled on a reader that never reads, a pending timer and an
 // offloaded job still running. Stop must wait for all of it, then free; ASan checks the rest.
