@@ -91,6 +91,21 @@ void Add(ShardStats& sum, const ShardStats& s) {
   PH_SUM(send.zc_notifs_copied);
   PH_SUM(send.streams_ok);
   PH_SUM(send.streams_failed);
+  PH_SUM(tls.sessions);
+  PH_SUM(tls.handshakes_completed);
+  PH_SUM(tls.handshakes_resumed);
+  PH_SUM(tls.handshake_errors);
+  PH_SUM(tls.record_errors);
+  PH_SUM(tls.certificate_errors);
+  PH_SUM(tls.limit_errors);
+  PH_SUM(tls.internal_errors);
+  PH_SUM(tls.plaintext_bytes_encrypted);
+  PH_SUM(tls_path.kernel_tls_sessions);
+  PH_SUM(tls_path.userspace_sessions);
+  PH_SUM(tls_path.kernel_tls_errors);
+  PH_SUM(tls_stls_started);
+  PH_SUM(tls_implicit_accepted);
+  PH_SUM(tls_body_bytes);
 #undef PH_SUM
 }
 
@@ -209,6 +224,8 @@ std::string AdminHttp::MetricsText(ServerContext* ctx) {
   // SEND_ZC chunks the kernel refused to pin (locked-memory limits), sent by a plain send.
   sample("posthaste_pop3_body_bytes_total", "{path=\"send_zc_refused_copy\"}",
          s.send.zc_fallback_bytes);
+  // Sealed by the userspace TLS engine straight from the mapped segment.
+  sample("posthaste_pop3_body_bytes_total", "{path=\"tls_userspace\"}", s.tls_body_bytes);
   metric("posthaste_pop3_reply_bytes_total", "counter", "Reply bytes sent by plain send.",
          s.send.plain_bytes);
   metric("posthaste_pop3_streams_total", "counter", "Message streams.", s.send.streams_ok,
@@ -221,6 +238,34 @@ std::string AdminHttp::MetricsText(ServerContext* ctx) {
          s.commands);
   metric("posthaste_pop3_command_line_too_long_total", "counter",
          "Command lines over 255 octets (closed sessions).", s.lines_too_long);
+  // TLS (server/pop3_connection.cc, tls/): per-session data path, outcomes, reloads.
+  metric("posthaste_tls_sessions_total", "counter",
+         "TLS sessions past the handshake by data path (kernel TLS or the userspace engine).",
+         s.tls_path.kernel_tls_sessions, "{path=\"ktls\"}");
+  sample("posthaste_tls_sessions_total", "{path=\"userspace\"}", s.tls_path.userspace_sessions);
+  metric("posthaste_tls_ktls_errors_total", "counter",
+         "Sessions where kernel TLS was available but enabling it failed.",
+         s.tls_path.kernel_tls_errors);
+  metric("posthaste_tls_connections_total", "counter", "TLS connections started, by how.",
+         s.tls_implicit_accepted, "{mode=\"implicit\"}");
+  sample("posthaste_tls_connections_total", "{mode=\"stls\"}", s.tls_stls_started);
+  metric("posthaste_tls_handshakes_total", "counter", "TLS handshakes completed (closed sessions).",
+         s.tls.handshakes_completed);
+  metric("posthaste_tls_handshakes_resumed_total", "counter",
+         "TLS handshakes that resumed a session ticket (closed sessions).",
+         s.tls.handshakes_resumed);
+  metric("posthaste_tls_errors_total", "counter", "TLS connections closed by an error, by kind.",
+         s.tls.handshake_errors, "{kind=\"handshake\"}");
+  sample("posthaste_tls_errors_total", "{kind=\"record\"}", s.tls.record_errors);
+  sample("posthaste_tls_errors_total", "{kind=\"certificate\"}", s.tls.certificate_errors);
+  sample("posthaste_tls_errors_total", "{kind=\"limit\"}", s.tls.limit_errors);
+  sample("posthaste_tls_errors_total", "{kind=\"internal\"}", s.tls.internal_errors);
+  metric("posthaste_tls_plaintext_bytes_total", "counter",
+         "Plaintext bytes sealed by the userspace TLS engine (closed sessions).",
+         s.tls.plaintext_bytes_encrypted);
+  metric("posthaste_tls_reloads_total", "counter", "Certificate reloads, by result.",
+         ctx->tls_reloads_ok.load(), "{result=\"ok\"}");
+  sample("posthaste_tls_reloads_total", "{result=\"failed\"}", ctx->tls_reloads_failed.load());
   metric("posthaste_offload_rejected_total", "counter", "Jobs refused by a full offload queue.",
          s.offload_rejected);
   metric("posthaste_inbox_rejected_total", "counter", "Cross-shard messages refused (full).",

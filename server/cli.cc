@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <istream>
+#include <sstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,9 +15,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "server/admin_socket.h"
 #include "server/auth/password_hash.h"
 #include "server/maildir_import.h"
 #include "server/serve.h"
@@ -31,6 +34,8 @@ constexpr size_t kDeliverInputBytesMax = size_t{1} << 30;
 struct ParsedArgs {
   std::map<std::string, std::string, std::less<>> flags;
   std::vector<std::string> positional;
+  // Set when the command arrived on a running server's admin socket: its open store.
+  storage::MailStore* online_store = nullptr;
 
   const std::string& data_dir() const { return flags.at("data_dir"); }
 };
@@ -44,6 +49,11 @@ struct Command {
   size_t min_positional;
   size_t max_positional;
   Handler run;
+  std::vector<std::string_view> flags = {};  // accepted besides --data_dir
+  // What the command reads from stdin (forwarded to a running server by the client).
+  enum class Stdin { kNone, kPasswordLine, kAll } stdin_use = Stdin::kNone;
+  // Needs the store to itself: refused while the server runs.
+  bool offline_only = false;
 };
 
 // ---- helpers ----
@@ -55,8 +65,13 @@ std::string OneLine(std::string_view text) {
   return out;
 }
 
-absl::StatusOr<std::unique_ptr<storage::MailStore>> OpenStore(const std::string& data_dir,
+// The store the command works on: the running server's (online), or opened here.
+absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args,
                                                               bool create) {
+  if (args.online_store != nullptr) {
+    return std::shared_ptr<storage::MailStore>(args.online_store, [](storage::MailStore*) {});
+  }
+  const std::string& data_dir = args.data_dir();
   if (!create) {
     struct stat st;
     if (stat(data_dir.c_str(), &st) != 0) {
@@ -66,7 +81,8 @@ absl::StatusOr<std::unique_ptr<storage::MailStore>> OpenStore(const std::string&
   storage::StoreOptions options;
   options.data_dir = data_dir;
   options.create_if_missing = create;
-  return storage::MailStore::Open(options);
+  PH_ASSIGN_OR_RETURN(std::unique_ptr<storage::MailStore> store, storage::MailStore::Open(options));
+  return std::shared_ptr<storage::MailStore>(std::move(store));
 }
 
 absl::StatusOr<std::string> Address(std::string_view raw) {
@@ -153,13 +169,31 @@ void ShowProgress(const CliStreams& io, std::string_view text, bool final_report
   }
 }
 
+// A limit flag: a non-negative integer, 0 or "unlimited" meaning no limit.
+absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::string_view name) {
+  auto it = args.flags.find(name);
+  if (it == args.flags.end()) return std::optional<uint64_t>();
+  if (it->second == "unlimited") return std::optional<uint64_t>(0);
+  uint64_t value = 0;
+  if (!absl::SimpleAtoi(AbslView(it->second), &value)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name),
+                                                   ": expected a number or \"unlimited\", got \"",
+                                                   it->second, "\""));
+  }
+  return std::optional<uint64_t>(value);
+}
+
+std::string LimitText(uint64_t value) {
+  return value == 0 ? std::string("unlimited") : absl::StrCat(value);
+}
+
 // ---- subcommands ----
 
 absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/true));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
   absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
   if (absl::IsAlreadyExists(created.status())) {
     return absl::AlreadyExistsError(absl::StrCat("account ", address, " already exists"));
@@ -171,7 +205,7 @@ absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
 
 absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status deleted = store->DeleteAccount(address);
   if (absl::IsNotFound(deleted)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(deleted);
@@ -183,7 +217,7 @@ absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status set = store->SetPasswordHash(address, hash);
   if (absl::IsNotFound(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
@@ -201,7 +235,7 @@ absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
     }
     domain = *normalized;
   }
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   std::optional<std::string_view> filter;
   if (domain.has_value()) filter = *domain;
   PH_ASSIGN_OR_RETURN(std::vector<storage::AccountSummary> accounts, store->ListAccounts(filter));
@@ -212,10 +246,102 @@ absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
   return absl::OkStatus();
 }
 
+absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::StatusOr<storage::AccountUsage> usage = store->GetUsage(address);
+  if (absl::IsNotFound(usage.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(usage.status());
+  auto source = [](uint64_t own) { return own != 0 ? "" : " (tenant default)"; };
+  *io.out << "address\t" << usage->address << "\n"
+          << "state\t" << (usage->disabled ? "disabled" : "enabled") << "\n"
+          << "messages\t" << usage->stats.messages << "\n"
+          << "octets\t" << usage->stats.octets << "\n"
+          << "quota_messages\t" << LimitText(usage->effective_quota.messages)
+          << source(usage->quota.messages) << "\n"
+          << "quota_octets\t" << LimitText(usage->effective_quota.octets)
+          << source(usage->quota.octets) << "\n"
+          << "max_message_bytes\t" << usage->max_message_bytes << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserQuota(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "octets"));
+  if (!messages.has_value() && !octets.has_value()) {
+    return absl::InvalidArgumentError("give --messages=N and/or --octets=N (0: tenant default)");
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::StatusOr<storage::AccountInfo> account = store->GetAccount(address);
+  if (absl::IsNotFound(account.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(account.status());
+  storage::AccountQuota quota = account->quota;
+  if (messages.has_value()) quota.messages = *messages;
+  if (octets.has_value()) quota.octets = *octets;
+  absl::Status set = store->SetQuota(address, quota);
+  if (absl::IsNotFound(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << "quota of " << address << ": " << quota.messages << " messages, " << quota.octets
+          << " octets (0: tenant default)\n";
+  return absl::OkStatus();
+}
+
+absl::Status SetDisabled(const ParsedArgs& args, const CliStreams& io, bool disabled) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::Status set = store->SetDisabled(address, disabled);
+  if (absl::IsNotFound(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << (disabled ? "disabled " : "enabled ") << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserDisable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, true);
+}
+
+absl::Status UserEnable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, false);
+}
+
+absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
+  absl::StatusOr<std::string> domain = storage::NormalizeDomain(args.positional[0]);
+  if (!domain.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
+                                                   "\": ", domain.status().message()));
+  }
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> max_bytes, LimitFlag(args, "max_message_bytes"));
+  const bool change = messages.has_value() || octets.has_value() || max_bytes.has_value();
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
+  storage::TenantLimits limits;
+  absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(*domain);
+  if (tenant.ok()) {
+    limits = tenant->limits;
+  } else if (!absl::IsNotFound(tenant.status())) {
+    return tenant.status();
+  }
+  if (change) {
+    if (messages.has_value()) limits.quota_messages = *messages;
+    if (octets.has_value()) limits.quota_octets = *octets;
+    if (max_bytes.has_value()) limits.max_message_bytes = *max_bytes;
+    PH_RETURN_IF_ERROR(store->SetTenantLimits(*domain, limits));
+  }
+  *io.out << *domain << "\tquota_messages=" << LimitText(limits.quota_messages)
+          << "\tquota_octets=" << LimitText(limits.quota_octets) << "\tmax_message_bytes="
+          << (limits.max_message_bytes == 0
+                  ? absl::StrCat("default(", store->options().max_message_bytes, ")")
+                  : absl::StrCat(limits.max_message_bytes))
+          << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status Deliver(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(std::string message, ReadAll(*io.in, kDeliverInputBytesMax));
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::StatusOr<storage::DeliverResult> delivered = store->Deliver(address, message);
   if (absl::IsNotFound(delivered.status())) return UnknownUser(address);
   PH_RETURN_IF_ERROR(delivered.status());
@@ -226,7 +352,7 @@ absl::Status Deliver(const ParsedArgs& args, const CliStreams& io) {
 absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   const std::string& maildir = args.positional[1];
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   auto progress = [&io](const ImportProgress& p) {
     ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
                  p.done == p.total);
@@ -239,7 +365,7 @@ absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) 
 }
 
 absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   PH_ASSIGN_OR_RETURN(storage::CheckReport report, store->Check());
   for (const std::string& problem : report.problems) *io.out << OneLine(problem) << "\n";
   const std::string counts = absl::StrCat(report.accounts, " accounts, ", report.messages,
@@ -253,7 +379,7 @@ absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
 }
 
 absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args.data_dir(), /*create=*/false));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   auto progress = [&io](const storage::CompactionProgress& p) {
     ShowProgress(io,
                  absl::StrCat("posthaste: compact: ", p.segments_done, "/", p.segments_total,
@@ -269,28 +395,64 @@ absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
 
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
-      {{"user", "add"}, "ADDRESS", "add an account; password: one line on stdin", 1, 1, UserAdd},
+      {{"user", "add"},
+       "ADDRESS",
+       "add an account; password: one line on stdin",
+       1,
+       1,
+       UserAdd,
+       {},
+       Command::Stdin::kPasswordLine},
       {{"user", "del"}, "ADDRESS", "delete an account and its messages", 1, 1, UserDel},
       {{"user", "passwd"},
        "ADDRESS",
        "set a password; password: one line on stdin",
        1,
        1,
-       UserPasswd},
+       UserPasswd,
+       {},
+       Command::Stdin::kPasswordLine},
       {{"user", "list"}, "[DOMAIN]", "list accounts: address, messages, octets", 0, 1, UserList},
+      {{"user", "show"}, "ADDRESS", "usage, limits and state of an account", 1, 1, UserShow},
+      {{"user", "quota"},
+       "ADDRESS [--messages=N] [--octets=N]",
+       "set an account's quota (0: the tenant default)",
+       1,
+       1,
+       UserQuota,
+       {"messages", "octets"}},
+      {{"user", "disable"}, "ADDRESS", "refuse logins and deliveries", 1, 1, UserDisable},
+      {{"user", "enable"}, "ADDRESS", "undo user disable", 1, 1, UserEnable},
+      {{"tenant", "limits"},
+       "DOMAIN [--quota_messages=N] [--quota_octets=N] [--max_message_bytes=N]",
+       "show or set a domain's default quotas and size limit (0: none)",
+       1,
+       1,
+       TenantLimitsCommand,
+       {"quota_messages", "quota_octets", "max_message_bytes"}},
       {{"deliver"},
        "ADDRESS < message",
        "deliver one message from stdin; prints its UIDL",
        1,
        1,
-       Deliver},
+       Deliver,
+       {},
+       Command::Stdin::kAll},
       {{"import", "maildir"},
        "ADDRESS MAILDIR",
        "import a Maildir, keeping dovecot-uidlist UIDLs",
        2,
        2,
        ImportMaildirCommand},
-      {{"check"}, "", "verify the index against the segments", 0, 0, Check},
+      {{"check"},
+       "",
+       "verify the index against the segments (server stopped)",
+       0,
+       0,
+       Check,
+       {},
+       Command::Stdin::kNone,
+       /*offline_only=*/true},
       {{"compact"}, "", "reclaim the space of deleted messages", 0, 0, Compact},
   };
   return *commands;
@@ -314,8 +476,8 @@ std::string CommandUsage(const Command& command) {
 }
 
 // Parses flags and positional arguments after the subcommand words.
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start) {
-  static constexpr std::string_view kKnownFlags[] = {"data_dir"};
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start,
+                                     const Command& command) {
   ParsedArgs parsed;
   bool flags_done = false;
   for (size_t i = start; i < args.size(); ++i) {
@@ -333,7 +495,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_
     }
     arg.remove_prefix(2);
     std::string_view name = arg.substr(0, arg.find('='));
-    if (std::find(std::begin(kKnownFlags), std::end(kKnownFlags), name) == std::end(kKnownFlags)) {
+    if (name != "data_dir" &&
+        std::find(command.flags.begin(), command.flags.end(), name) == command.flags.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
     }
     std::string value;
@@ -379,10 +542,71 @@ std::string CliUsage() {
   return usage;
 }
 
-int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
-  if (!args.empty() && args[0] == "serve") {
-    return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err);
+namespace {
+
+// Sends the parsed command to the running server on `fd` (its admin socket) with what it
+// reads from stdin, and prints the server's output. Same forms, same output, same status.
+int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const CliStreams& io) {
+  const std::string name = CommandName(command);
+  auto fail = [&](const absl::Status& status) {
+    *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
+    return kExitFailure;
+  };
+  AdminRequest request;
+  for (std::string_view word : command.words) request.args.emplace_back(word);
+  for (const auto& [flag, value] : parsed.flags) {
+    request.args.push_back(absl::StrCat("--", flag, "=", value));
   }
+  request.args.push_back("--");
+  for (size_t i = 0; i < parsed.positional.size(); ++i) {
+    std::string arg = parsed.positional[i];
+    // The server resolves paths from its own working directory: send absolute ones.
+    if (command.words.size() == 2 && command.words[0] == "import" && i == 1 && !arg.empty() &&
+        arg[0] != '/') {
+      char cwd[4096];
+      if (getcwd(cwd, sizeof(cwd)) != nullptr) arg = absl::StrCat(cwd, "/", arg);
+    }
+    request.args.push_back(std::move(arg));
+  }
+  switch (command.stdin_use) {
+    case Command::Stdin::kNone:
+      break;
+    case Command::Stdin::kPasswordLine: {
+      if (!parsed.positional.empty()) {
+        if (absl::StatusOr<std::string> a = Address(parsed.positional[0]); !a.ok()) {
+          close(fd);
+          return fail(a.status());
+        }
+      }
+      absl::StatusOr<std::string> password = ReadPassword(io);
+      if (!password.ok()) {
+        close(fd);
+        return fail(password.status());
+      }
+      request.stdin_bytes = *password + "\n";
+      break;
+    }
+    case Command::Stdin::kAll: {
+      absl::StatusOr<std::string> all = ReadAll(*io.in, kDeliverInputBytesMax);
+      if (!all.ok()) {
+        close(fd);
+        return fail(all.status());
+      }
+      request.stdin_bytes = *std::move(all);
+      break;
+    }
+  }
+  absl::StatusOr<AdminResponse> response = ExchangeAdminCommand(fd, request);
+  if (!response.ok()) return fail(response.status());
+  *io.out << response->out << std::flush;
+  *io.err << response->err << std::flush;
+  return response->exit_status;
+}
+
+// Runs `args` (a non-serve command). `online_store`: the command came through the admin
+// socket of the server owning that store; otherwise a running server is looked for first.
+int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
+               storage::MailStore* online_store) {
   const Command* match = nullptr;
   for (const Command& command : Commands()) {
     if (args.size() < command.words.size()) continue;
@@ -404,7 +628,7 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
             << ")\n";
     return kExitUsage;
   };
-  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size());
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size(), *match);
   if (!parsed.ok()) return usage_error(StdView(parsed.status().message()));
   if (parsed->flags.count("data_dir") == 0) return usage_error("missing --data_dir");
   if (parsed->positional.size() < match->min_positional) {
@@ -414,6 +638,29 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
     return usage_error(
         absl::StrCat("unexpected argument \"", parsed->positional[match->max_positional], "\""));
   }
+  if (online_store == nullptr) {
+    // A running server holds the data directory: hand it the command.
+    absl::StatusOr<std::optional<int>> admin = ConnectAdminSocket(parsed->data_dir());
+    if (!admin.ok()) {
+      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin.status().message()))
+              << "\n";
+      return kExitFailure;
+    }
+    if (admin->has_value() && !match->offline_only) {
+      return RunOnline(*match, *parsed, **admin, io);
+    }
+    if (admin->has_value()) {
+      close(**admin);
+      *io.err << "posthaste: " << name << ": the server is running on " << parsed->data_dir()
+              << " and this command needs the data directory to itself: stop the server first\n";
+      return kExitFailure;
+    }
+  } else if (match->offline_only) {
+    *io.err << "posthaste: " << name << ": needs the data directory to itself: stop the server "
+            << "first\n";
+    return kExitFailure;
+  }
+  parsed->online_store = online_store;
   absl::Status status = match->run(*parsed, io);
   io.out->flush();
   if (!status.ok()) {
@@ -421,6 +668,31 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
     return kExitFailure;
   }
   return kExitOk;
+}
+
+}  // namespace
+
+AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store) {
+  AdminResponse response;
+  if (!request.args.empty() && request.args[0] == "serve") {
+    response.exit_status = kExitUsage;
+    response.err = "posthaste: serve: the server is already running\n";
+    return response;
+  }
+  std::istringstream in(request.stdin_bytes);
+  std::ostringstream out, err;
+  response.exit_status = RunCommand(request.args, CliStreams{&in, &out, &err}, &store);
+  response.out = out.str();
+  response.err = err.str();
+  return response;
+}
+
+int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+  if (!args.empty() && args[0] == "serve") {
+    return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err,
+                    RunAdminCommand);
+  }
+  return RunCommand(args, io, /*online_store=*/nullptr);
 }
 
 }  // namespace posthaste::server

@@ -11,8 +11,10 @@
 //
 // Flags are accepted as `--flag=value` and `--flag value`, anywhere after the subcommand.
 // Exit status: 0 success, 1 failure (one line "posthaste: ..." on stderr, nothing changed),
-// 2 usage error. While another process holds the data directory, commands fail with the
-// store's one-line "in use" message.
+// 2 usage error. While `posthaste serve` runs on the data directory, the commands (except
+// check) are sent to it through DIR/admin.sock (admin_socket.h) and run there, with the same
+// forms, output and exit status; another process holding the directory without a socket makes
+// them fail with the store's one-line "in use" message.
 //
 // Threading: RunCli runs on the calling thread and blocks (disk I/O, password hashing); it
 // is for the posthaste binary and tests, never a reactor thread. The streams must outlive it.
@@ -22,6 +24,9 @@
 #include <iosfwd>
 #include <string>
 #include <vector>
+
+#include "server/admin_protocol.h"
+#include "storage/mail_store.h"
 
 namespace posthaste::server {
 
@@ -42,6 +47,11 @@ struct CliStreams {
 
 // Runs one command. `args` excludes the program name (argv[1..]).
 int RunCli(const std::vector<std::string>& args, const CliStreams& io);
+
+// Runs a command that arrived on the running server's admin socket against its open `store`:
+// the same table, parsing, output and exit status as RunCli, with stdin from the request.
+// Commands that need the store to themselves (check) are refused. Thread-safe (MailStore is).
+AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store);
 
 // The usage text printed for --help and unknown subcommands.
 std::string CliUsage();

@@ -193,6 +193,37 @@ TEST_F(CliTest, DeliverOverSizeAndOverQuotaChangeNothing) {
   EXPECT_EQ(ListAll(), before);
 }
 
+TEST_F(CliTest, QuotaDisableAndTenantLimits) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun tenant = RunWith({"tenant", "limits", flag_, "EXAMPLE.test", "--quota_messages=5",
+                           "--max_message_bytes", "1000"});
+  ASSERT_EQ(tenant.status, kExitOk) << tenant.err;
+  EXPECT_EQ(tenant.out,
+            "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=1000\n");
+  CliRun quota = RunWith({"user", "quota", flag_, "a@example.test", "--octets=30"});
+  ASSERT_EQ(quota.status, kExitOk) << quota.err;
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status,
+            kExitOk);
+  CliRun show = RunWith({"user", "show", flag_, "a@example.test"});
+  ASSERT_EQ(show.status, kExitOk) << show.err;
+  EXPECT_EQ(show.out,
+            "address\ta@example.test\nstate\tenabled\nmessages\t1\noctets\t21\n"
+            "quota_messages\t5 (tenant default)\nquota_octets\t30\nmax_message_bytes\t1000\n");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n"),
+                       kExitFailure, "quota");
+  ASSERT_EQ(RunWith({"user", "disable", flag_, "a@example.test"}).out, "disabled a@example.test\n");
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              HasSubstr("state\tdisabled\n"));
+  ASSERT_EQ(RunWith({"user", "enable", flag_, "a@example.test"}).status, kExitOk);
+  ExpectOneLineFailure(RunWith({"user", "quota", flag_, "a@example.test"}), kExitFailure,
+                       "--messages");
+  ExpectOneLineFailure(RunWith({"user", "quota", flag_, "a@example.test", "--messages=x"}),
+                       kExitFailure, "expected a number");
+  ExpectOneLineFailure(RunWith({"user", "show", flag_, "b@example.test"}), kExitFailure,
+                       "unknown user");
+  EXPECT_EQ(RunWith({"user", "show", flag_, "a@example.test", "--octets=1"}).status, kExitUsage);
+}
+
 TEST_F(CliTest, CheckAndCompact) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "base/log.h"
 #include "server/pop3_server.h"
 #include "server/tcp_progress.h"
+#include "tls/ktls.h"
 
 namespace posthaste::server {
 namespace {
@@ -43,8 +45,11 @@ absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t line
   return ref.length;
 }
 
-pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer) {
+pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer,
+                                        bool implicit_tls) {
   pop3::Pop3SessionOptions o;
+  o.tls_available = server.tls != nullptr && !implicit_tls;
+  o.tls_active = implicit_tls;
   o.hostname = server.options.hostname;
   o.policy.plaintext_requires_tls = server.options.plaintext_requires_tls;
   o.policy.loopback_exempt_from_tls = true;
@@ -56,19 +61,26 @@ pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerI
 
 }  // namespace
 
-Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer)
+Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer,
+                               bool implicit_tls)
     : ctx_(ctx),
       id_(id),
       fd_(fd),
       peer_(std::move(peer)),
-      session_(std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_))),
+      session_(
+          std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_, implicit_tls))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
           [this](absl::Status status) { OnReceiveEnd(std::move(status)); }),
-      sender_(ctx.shard->ring(), ctx.stats.send, [this](absl::Status status, uint64_t bytes) {
-        OnSendDone(std::move(status), bytes);
-      }) {
+      sender_(
+          ctx.shard->ring(), ctx.stats.send,
+          [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
+      implicit_tls_(implicit_tls) {
+  if (implicit_tls_) {
+    PH_CHECK(ctx.tls != nullptr);
+    tls_ = ctx.tls->NewEngine();
+  }
   timer_.Bind<&Pop3Connection::OnTimer>(this);
   delay_timer_.Bind<&Pop3Connection::OnDelayOver>(this);
   connected_ns_ = last_input_ns_ = MonotonicNowNs();
@@ -76,6 +88,7 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
 
 Pop3Connection::~Pop3Connection() {
   PH_CHECK(!receiver_.active() && !sender_.busy() && !(streamer_ && streamer_->busy()));
+  TlsEndStream();
   if (!fd_closed_) close(fd_);
 }
 
@@ -138,6 +151,10 @@ void Pop3Connection::OnAdmitted(bool ok) {
 
 void Pop3Connection::Reject(std::string_view reply) {
   PH_CHECK(!admitted_);
+  if (tls_ != nullptr) {  // pop3s: no plaintext reply possible before a handshake; just close
+    BeginClose(/*abort=*/false);
+    return;
+  }
   Enqueue(reply);
   close_after_flush_ = true;
   Drive();
@@ -151,6 +168,10 @@ bool Pop3Connection::IdleInTransactionFor(uint64_t idle_ns) const {
 
 bool Pop3Connection::SendBusy() const {
   return sender_.busy() || stream_active_ || (streamer_ && streamer_->busy());
+}
+
+bool Pop3Connection::OutputIdle() const {
+  return out_.empty() && !SendBusy() && (tls_ == nullptr || tls_->PendingCiphertextBytes() == 0);
 }
 
 // ---- The action loop ----
@@ -169,7 +190,7 @@ void Pop3Connection::Drive() {
     if (closing_) return;
     Flush();
     if (closing_) return;
-    if (admitted_ && out_.empty() && !SendBusy() && taken_unflushed_ && !delay_timer_.armed()) {
+    if (admitted_ && OutputIdle() && taken_unflushed_ && !delay_timer_.armed()) {
       taken_unflushed_ = false;
       session_->OnOutputFlushed();
       continue;
@@ -180,8 +201,19 @@ void Pop3Connection::Drive() {
     recv_paused_ = false;
     receiver_.Start();
   }
-  const bool idle_output = out_.empty() && !SendBusy();
+  const bool idle_output = OutputIdle();
   if (close_after_flush_ && idle_output) {
+    if (TlsEngineActive() && !tls_failed_ && tls_->HandshakeDone() && !tls_close_notify_) {
+      tls_close_notify_ = true;  // close_notify first, then the TCP close
+      (void)tls_->Close();
+      Flush();
+      if (!OutputIdle()) return;
+    }
+    BeginClose(/*abort=*/false);
+    return;
+  }
+  if (peer_eof_ && TlsHandshaking()) {
+    // Gone in mid-handshake (a port scan on pop3s, or after STLS): nothing can be answered.
     BeginClose(/*abort=*/false);
     return;
   }
@@ -219,9 +251,15 @@ void Pop3Connection::Handle(const pop3::Pop3Action& action) {
       StartCommit(action.deletions);
       break;
     case Pop3ActionKind::kStartTls:
-      // Never offered (tls_available is false until the TLS engine exists).
-      LogEvent(LogLevel::kWarning, "session asked for TLS on a plain listener");
-      BeginClose(/*abort=*/true);
+      if (ctx_.tls == nullptr || tls_ != nullptr) {  // STLS is only offered when configured
+        LogEvent(LogLevel::kWarning, "session asked for TLS that is not available");
+        BeginClose(/*abort=*/true);
+        break;
+      }
+      // The "+OK" (still queued) goes out in plaintext; the engine takes the peer's next bytes.
+      ++ctx_.stats.tls_stls_started;
+      tls_ = ctx_.tls->NewEngine();
+      tls_plain_flush_ = true;
       break;
     case Pop3ActionKind::kDelay:
       ctx_.shard->ring().timers().Start(&delay_timer_, uint64_t{action.delay_ms} * 1'000'000);
@@ -511,6 +549,11 @@ void Pop3Connection::Enqueue(std::string_view bytes) {
 }
 
 void Pop3Connection::Flush() {
+  if (tls_plain_flush_ && out_.empty() && !SendBusy()) tls_plain_flush_ = false;
+  if (TlsEngineActive()) {
+    TlsFlush();
+    return;
+  }
   // (Output taken before a kDelay still goes out; actions after it are not taken yet.)
   if (closing_ || SendBusy() || out_.empty()) return;
   OutItem& front = out_.front();
@@ -562,6 +605,7 @@ void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
     return;
   }
   StartStream(*length);
+  if (TlsEngineActive()) Drive();  // the engine path seals from TlsFlush
 }
 
 void Pop3Connection::StartStream(uint64_t length) {
@@ -579,7 +623,14 @@ void Pop3Connection::StartStream(uint64_t length) {
   }
   if (length == 0) {
     stream_active_ = false;
-    Drive();
+    if (!TlsEngineActive()) Drive();  // (TlsFlush, the caller, carries on by itself)
+    return;
+  }
+  if (TlsEngineActive()) {
+    if (!TlsStartStream(ref, length)) {
+      stream_active_ = false;
+      BeginClose(/*abort=*/true);
+    }
     return;
   }
   const ServeOptions& options = ctx_.server->options;
@@ -651,7 +702,11 @@ void Pop3Connection::OnSendDone(absl::Status status, uint64_t bytes) {
 void Pop3Connection::OnData(uint16_t buffer_id, std::span<const char> data) {
   if (!closing_) {
     last_input_ns_ = MonotonicNowNs();
-    session_->Feed(std::string_view(data.data(), data.size()));
+    if (tls_ != nullptr) {
+      TlsOnCiphertext(data);  // also during STLS's plaintext flush: these are the peer's records
+    } else {
+      session_->Feed(std::string_view(data.data(), data.size()));
+    }
   }
   ctx_.buffers->Release(buffer_id);
   if (closing_) return;
@@ -715,6 +770,11 @@ void Pop3Connection::OnTimer() {
     }
   }
   const pop3::Pop3State state = session_->state();
+  if (TlsHandshaking() && now >= connected_ns_ + uint64_t{options.auth_timeout_s} * kNsPerSecond) {
+    ++ctx_.stats.timeouts_auth;  // a TLS handshake that never finishes
+    BeginClose(/*abort=*/true);
+    return;
+  }
   if (state == pop3::Pop3State::kAuthorization && !lock_request_pending_ &&
       !session_->AwaitingResult() &&
       now >= connected_ns_ + uint64_t{options.auth_timeout_s} * kNsPerSecond) {
@@ -735,7 +795,7 @@ void Pop3Connection::OnTimer() {
 }
 
 void Pop3Connection::TimeOut(std::string_view reply) {
-  if (SendBusy()) {  // the peer is not reading either
+  if (SendBusy() || tls_failed_) {  // the peer is not reading either
     BeginClose(/*abort=*/true);
     return;
   }
@@ -746,6 +806,204 @@ void Pop3Connection::TimeOut(std::string_view reply) {
   close_after_flush_ = true;
   admitted_ = false;  // take no further session actions
   Drive();
+}
+
+// ---- TLS ----
+
+void Pop3Connection::TlsOnCiphertext(std::span<const char> data) {
+  auto bytes = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+  while (!bytes.empty() && !tls_failed_) {
+    absl::StatusOr<size_t> fed = tls_->FeedCiphertext(bytes);
+    if (!fed.ok()) {
+      TlsFail(tls_->HandshakeDone() ? "record" : "handshake");
+      return;
+    }
+    bytes = bytes.subspan(*fed);
+    if (tls_->HandshakeDone() && !tls_handshake_seen_) {
+      // Records already received behind the handshake must be opened by the engine.
+      TlsOnHandshakeDone(/*input_pending=*/!bytes.empty());
+      if (tls_ == nullptr) return;  // handed to the kernel (nothing was left over)
+    }
+    // Decrypt everything the engine holds (it accepts more ciphertext once it has).
+    size_t read_total = 0;
+    for (;;) {
+      tls_plain_.clear();
+      absl::StatusOr<size_t> n = tls_->ReadPlaintext(&tls_plain_);
+      if (!n.ok()) {
+        TlsFail("record");
+        return;
+      }
+      if (*n == 0) break;
+      read_total += *n;
+      session_->Feed(tls_plain_);
+    }
+    if (*fed == 0 && read_total == 0 && !bytes.empty()) {
+      // Nothing moved: the engine's input bound held a partial record larger than TLS allows.
+      TlsFail("record");
+      return;
+    }
+  }
+  if (tls_ != nullptr && tls_->PeerClosed()) peer_eof_ = true;  // close_notify: like EOF
+}
+
+void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
+  tls_handshake_seen_ = true;
+  if (!implicit_tls_) session_->OnTlsStarted();
+  // Kernel TLS where the kernel has it (and the engine is quiescent), else the engine stays.
+  KtlsCapability capability = ctx_.server->ktls;
+  if (input_pending && capability.available) {
+    capability.available = false;
+    capability.reason = "not used: records arrived behind the handshake";
+  }
+  std::string why;
+  const TlsDataPath path = ChooseTlsDataPath(fd_, *tls_, capability, &ctx_.stats.tls_path, &why);
+  LogEvent(
+      LogLevel::kDebug, "tls session",
+      {{"peer", peer_.ip},
+       {"version", std::string(tls_->version_name())},
+       {"cipher", std::string(tls_->cipher_name())},
+       {"sni", std::string(tls_->server_name())},
+       {"certificate", tls_->certificate_name().empty() ? std::string("default")
+                                                        : std::string(tls_->certificate_name())},
+       {"resumed", tls_->resumed() ? "true" : "false"},
+       {"path", std::string(TlsDataPathName(path))},
+       {"why", why}});
+  if (path == TlsDataPath::kKernelTls) {
+    CountTlsSession(*tls_, &ctx_.stats.tls);
+    tls_.reset();
+    tls_kernel_ = true;
+  }
+}
+
+void Pop3Connection::TlsFlush() {
+  if (closing_ || sender_.busy()) return;
+  while (!tls_failed_ && tls_->HandshakeDone() &&
+         tls_->PendingCiphertextBytes() < TlsEngine::kCiphertextOutMax) {
+    if (tls_stream_active_) {
+      TlsBodyStream& st = tls_stream_;
+      absl::StatusOr<size_t> n = tls_->EncryptFrom(
+          std::span<const uint8_t>(st.data + st.done, static_cast<size_t>(st.length - st.done)));
+      if (!n.ok()) {
+        TlsFail("record");
+        return;
+      }
+      st.done += *n;
+      ctx_.stats.tls_body_bytes += *n;
+      if (st.done < st.length) break;  // the output bound: send first
+      ++ctx_.stats.send.streams_ok;
+      TlsEndStream();
+      stream_active_ = false;
+      continue;
+    }
+    if (stream_active_ || out_.empty()) break;  // (a TOP length is being computed)
+    OutItem& front = out_.front();
+    if (front.stream) {
+      stream_active_ = true;
+      const uint64_t index = maildrop_.view->ref(front.message);
+      const storage::MessageRef ref = maildrop_.stored->Ref(index);
+      if (front.top_body_lines.has_value()) {
+        ShardContext* home = &ctx_;
+        const bool accepted =
+            ctx_.shard->Offload([home, id = id_, stored = maildrop_.stored, ref,
+                                 lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
+              absl::StatusOr<uint64_t> length = TopLength(ref, lines);
+              return [home, id, length] {
+                if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
+              };
+            });
+        if (!accepted) {
+          ++ctx_.stats.offload_rejected;
+          stream_active_ = false;
+          BeginClose(/*abort=*/true);
+          return;
+        }
+        break;
+      }
+      StartStream(ref.length);
+      if (closing_) return;
+      continue;
+    }
+    absl::StatusOr<size_t> n = tls_->WritePlaintext(front.bytes);
+    if (!n.ok()) {
+      TlsFail("record");
+      return;
+    }
+    if (*n < front.bytes.size()) {
+      front.bytes.erase(0, *n);
+      break;
+    }
+    out_.erase(out_.begin());
+  }
+  if (tls_->PendingCiphertextBytes() == 0) return;
+  tls_->SwapCiphertext(&inflight_);
+  sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
+               /*zero_copy=*/false);
+  last_send_progress_ns_ = MonotonicNowNs();
+  ArmTimer();
+}
+
+bool Pop3Connection::TlsStartStream(const storage::MessageRef& ref, uint64_t length) {
+  // The stored bytes are sealed from the page cache through this mapping: no plaintext copy.
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t aligned = ref.offset & ~(page - 1);
+  const size_t map_len = static_cast<size_t>(length + (ref.offset - aligned));
+  void* map = mmap(nullptr, map_len, PROT_READ, MAP_SHARED, ref.fd, static_cast<off_t>(aligned));
+  if (map == MAP_FAILED) {
+    ++ctx_.stats.send.streams_failed;
+    LogEvent(LogLevel::kError, "tls: cannot map the message",
+             {{"peer", peer_.ip}, {"error", strerror(errno)}});
+    return false;
+  }
+  madvise(map, map_len, MADV_SEQUENTIAL);
+  tls_stream_.map = map;
+  tls_stream_.map_len = map_len;
+  tls_stream_.data = static_cast<const uint8_t*>(map) + (ref.offset - aligned);
+  tls_stream_.length = length;
+  tls_stream_.done = 0;
+  tls_stream_active_ = true;
+  return true;
+}
+
+void Pop3Connection::TlsEndStream() {
+  if (!tls_stream_active_) return;
+  munmap(tls_stream_.map, tls_stream_.map_len);
+  tls_stream_ = TlsBodyStream{};
+  tls_stream_active_ = false;
+}
+
+void Pop3Connection::TlsFail(std::string_view stage) {
+  if (tls_failed_) return;
+  tls_failed_ = true;
+  const uint64_t second = MonotonicNowNs() / kNsPerSecond;
+  if (second != ctx_.tls_error_log_second) {
+    ctx_.tls_error_log_second = second;
+    ctx_.tls_error_logs_this_second = 0;
+  }
+  if (ctx_.tls_error_logs_this_second < ShardContext::kTlsErrorLogsPerSecond) {
+    ++ctx_.tls_error_logs_this_second;
+    LogEvent(LogLevel::kInfo, "tls error, closing the connection",
+             {{"peer", peer_.ip},
+              {"stage", std::string(stage)},
+              {"error", tls_->status().ToString()},
+              {"earlier_lines_suppressed", std::to_string(ctx_.tls_error_logs_suppressed)}});
+    ctx_.tls_error_logs_suppressed = 0;
+  } else {
+    ++ctx_.tls_error_logs_suppressed;  // still counted in posthaste_tls_errors_total
+  }
+  if (stream_active_) {  // a body or a TOP scan is under way: end at once
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  // Commit nothing; send the alert the engine queued, then close.
+  if (session_->state() != pop3::Pop3State::kClosed) session_->OnConnectionLost();
+  admitted_ = false;
+  out_.clear();
+  close_after_flush_ = true;
+  if (!sender_.busy() && tls_->PendingCiphertextBytes() > 0) {
+    tls_->SwapCiphertext(&inflight_);
+    sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
+                 /*zero_copy=*/false);
+  }
 }
 
 // ---- Closing ----
@@ -762,6 +1020,10 @@ void Pop3Connection::BeginClose(bool abort) {
   if (receiver_.active()) receiver_.Stop();
   if (sender_.busy()) sender_.Cancel();
   if (streamer_ && streamer_->busy()) streamer_->Cancel();
+  if (tls_stream_active_) {  // sealing from the mapping has no operation of its own to finish
+    TlsEndStream();
+    stream_active_ = false;
+  }
   if (abort || sending) {
     // RST: drops queued data at once and releases pages a SEND_ZC still pins.
     reactor::AbortSocket(fd_);
@@ -807,6 +1069,8 @@ void Pop3Connection::MaybeFinish() {
     return;
   }
   finished_ = true;
+  TlsEndStream();
+  if (tls_ != nullptr) CountTlsSession(*tls_, &ctx_.stats.tls);
   ctx_.stats.commands += session_->counters().commands;
   ctx_.stats.lines_too_long += session_->counters().command_line_too_long;
   if (!fd_closed_) {

@@ -17,8 +17,16 @@
 // idle (since the last input), and a send stall (no byte acknowledged by the peer, read from
 // TCP_INFO, for send_stall_timeout_s).
 //
-// The TLS engine will sit between the socket operations and the session (Feed/outgoing
-// bytes); the LMTP session would be a second driver beside this one sharing the shard.
+// TLS (implicit on the pop3s listener, or after STLS): a TlsEngine sits between the socket
+// operations and the session. Received ciphertext goes into the engine and its plaintext to
+// Feed(); replies are sealed by the engine and the ciphertext sent by the same Sender; a
+// RETR/TOP body is mapped (mmap of the stored range) and sealed straight from that memory in
+// record-sized pieces, at most TlsEngine::kCiphertextOutMax ahead of the socket, so no
+// plaintext copy is made. After the handshake the keys go to the kernel when it has kTLS
+// (then the connection runs as a plain one, splice and all); otherwise the engine stays.
+// A handshake, record or certificate error closes this connection only (alert, log, counter).
+// STLS: replies taken before the kStartTls action still go out in plaintext; ciphertext that
+// arrives meanwhile already goes to the engine.
 //
 // Threading: everything on the owning shard's thread. Cross-shard and offloaded results name
 // the connection by id and find it through ShardContext::Find, so a result for a connection
@@ -43,6 +51,7 @@
 #include "server/reactor/send.h"
 #include "server/reactor/timer.h"
 #include "server/storage_adapter.h"
+#include "tls/tls_engine.h"
 
 namespace posthaste::server {
 
@@ -57,7 +66,8 @@ struct PeerInfo {
 
 class Pop3Connection {
  public:
-  Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer);
+  // `implicit_tls`: accepted on the pop3s listener (TLS from the first byte).
+  Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo peer, bool implicit_tls);
   ~Pop3Connection();
   Pop3Connection(const Pop3Connection&) = delete;
   Pop3Connection& operator=(const Pop3Connection&) = delete;
@@ -109,6 +119,17 @@ class Pop3Connection {
   void ArmTimer();
   void TimeOut(std::string_view reply);
 
+  // TLS.
+  bool TlsEngineActive() const { return tls_ != nullptr && !tls_plain_flush_; }
+  bool TlsHandshaking() const { return tls_ != nullptr && !tls_->HandshakeDone(); }
+  bool OutputIdle() const;
+  void TlsOnCiphertext(std::span<const char> data);
+  void TlsOnHandshakeDone(bool input_pending);
+  void TlsFlush();
+  bool TlsStartStream(const storage::MessageRef& ref, uint64_t length);
+  void TlsEndStream();
+  void TlsFail(std::string_view stage);
+
   void BeginClose(bool abort);
   void MaybeFinish();
   void ReleaseRegistrations();
@@ -146,6 +167,26 @@ class Pop3Connection {
   bool user_ip_counted_ = false;
   bool commit_in_flight_ = false;  // QUIT's commit runs; the lock is released after it
   OpenMaildrop maildrop_;
+
+  // TLS: null on a plain connection (and after a kernel TLS hand-off, then tls_kernel_).
+  std::unique_ptr<TlsEngine> tls_;
+  const bool implicit_tls_;
+  bool tls_plain_flush_ = false;  // STLS: earlier replies still go out in plaintext
+  bool tls_handshake_seen_ = false;
+  bool tls_kernel_ = false;
+  bool tls_failed_ = false;
+  bool tls_close_notify_ = false;
+  std::string tls_plain_;  // plaintext just read from the engine, fed to the session
+  // The body being sealed from its mapping (stream_active_ is true while it lasts).
+  struct TlsBodyStream {
+    void* map = nullptr;
+    size_t map_len = 0;
+    const uint8_t* data = nullptr;
+    uint64_t length = 0;
+    uint64_t done = 0;
+  };
+  TlsBodyStream tls_stream_;
+  bool tls_stream_active_ = false;
 
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;

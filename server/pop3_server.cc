@@ -68,8 +68,15 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd); });
+  acceptor =
+      std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd, false); });
   acceptor->Start();
+  if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
+  if (pop3s_listen_fd >= 0) {
+    pop3s_acceptor = std::make_unique<reactor::Acceptor>(ring, pop3s_listen_fd,
+                                                         [this](int fd) { OnAccept(fd, true); });
+    pop3s_acceptor->Start();
+  }
   accepting = true;
   shard->OnStop([this] {
     StopAccepting();
@@ -78,6 +85,8 @@ void ShardContext::StartListening() {
   shard->OnDrained([this] {
     connections.clear();
     acceptor.reset();
+    pop3s_acceptor.reset();
+    tls.reset();
     buffers.reset();
     published_open.store(0, std::memory_order_relaxed);
   });
@@ -90,6 +99,11 @@ void ShardContext::StopAccepting() {
   // With SO_REUSEPORT, connections queued on this listener would otherwise wait forever.
   close(listen_fd);
   listen_fd = -1;
+  if (pop3s_acceptor != nullptr) {
+    pop3s_acceptor->Stop();
+    close(pop3s_listen_fd);
+    pop3s_listen_fd = -1;
+  }
 }
 
 void ShardContext::CloseAll() {
@@ -111,16 +125,18 @@ void ShardContext::Destroy(uint64_t id) {
   });
 }
 
-void ShardContext::OnAccept(int fd) {
+void ShardContext::OnAccept(int fd, bool implicit_tls) {
   if (!accepting) {
     close(fd);
     return;
   }
   ++stats.connections_accepted;
+  if (implicit_tls) ++stats.tls_implicit_accepted;
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   const uint64_t id = next_connection_id++;
-  auto owned = std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options));
+  auto owned =
+      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls);
   Pop3Connection* conn = owned.get();
   connections.emplace(id, std::move(owned));
   stats.connections_open = connections.size();

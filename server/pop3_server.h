@@ -30,6 +30,9 @@
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
 #include "storage/mail_store.h"
+#include "tls/ktls.h"
+#include "tls/tls_context.h"
+#include "tls/tls_engine.h"
 
 namespace posthaste::server {
 
@@ -59,6 +62,13 @@ struct ShardStats {
   uint64_t commands = 0;
   uint64_t lines_too_long = 0;
   reactor::SendStats send;
+  // TLS (server/tls_* and tls/): outcomes of finished TLS sessions, and per session which data
+  // path it took (kernel TLS or the userspace engine).
+  TlsCounters tls;
+  TlsPathCounters tls_path;
+  uint64_t tls_stls_started = 0;       // STLS commands that began a handshake
+  uint64_t tls_implicit_accepted = 0;  // connections accepted on the pop3s listener
+  uint64_t tls_body_bytes = 0;         // RETR/TOP body bytes sealed by the engine from the mapping
 };
 
 struct ShardContext;
@@ -69,6 +79,13 @@ struct ServerContext {
   AuthService* auth = nullptr;
   reactor::Reactor* reactor = nullptr;
   uint16_t pop3_port = 0;
+  uint16_t pop3s_port = 0;  // 0: no implicit-TLS listener
+  // Null when no certificate is configured (then no STLS and no pop3s listener).
+  TlsContextSet* tls = nullptr;
+  KtlsCapability ktls;  // probed once at start-up
+  // Certificate reloads (main thread writes; the HTTP thread reads).
+  std::atomic<uint64_t> tls_reloads_ok{0};
+  std::atomic<uint64_t> tls_reloads_failed{0};
   std::vector<std::unique_ptr<ShardContext>> shards;
   std::atomic<bool> draining{false};
 };
@@ -78,14 +95,23 @@ struct ShardContext {
   reactor::Shard* shard = nullptr;
   uint32_t index = 0;
   int listen_fd = -1;
+  int pop3s_listen_fd = -1;  // implicit TLS; -1 when off
   std::unique_ptr<reactor::BufferRing> buffers;
   std::unique_ptr<reactor::Acceptor> acceptor;
+  std::unique_ptr<reactor::Acceptor> pop3s_acceptor;
+  std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
   uint64_t next_connection_id = 1;
   ShardStats stats;
   MaildropRegistry registry;                             // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   bool accepting = false;
+  // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
+  // of handshakes a second); the rest are counted and summarised in the next line logged.
+  static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
+  uint64_t tls_error_log_second = 0;
+  uint32_t tls_error_logs_this_second = 0;
+  uint64_t tls_error_logs_suppressed = 0;
 
   // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
   // on accept and close; other threads only load it.
@@ -104,7 +130,7 @@ struct ShardContext {
   void Destroy(uint64_t id);  // deferred delete of a finished connection
 
  private:
-  void OnAccept(int fd);
+  void OnAccept(int fd, bool implicit_tls);
 };
 
 }  // namespace posthaste::server

@@ -13,14 +13,20 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "server/admin_api.h"
 #include "server/admin_http.h"
+#include "server/admin_socket.h"
 #include "server/auth_service.h"
+#include "server/lmtp_connection.h"
+#include "server/lmtp_server.h"
 #include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
 #include "storage/mail_store.h"
+#include "tls/ktls.h"
+#include "tls/tls_context.h"
 
 namespace posthaste::server {
 namespace {
@@ -57,9 +63,34 @@ uint64_t OpenConnections(ServerContext& ctx) {
   return n;
 }
 
+// Closes every listener made so far (start-up failed).
+void CloseListeners(ServerContext& ctx) {
+  for (auto& sc : ctx.shards) {
+    if (sc->listen_fd >= 0) close(sc->listen_fd);
+    if (sc->pop3s_listen_fd >= 0) close(sc->pop3s_listen_fd);
+  }
+}
+
+// Reloads the certificates (SIGHUP or changed files) and says what happened. Sessions keep the
+// snapshot they started with; a broken file keeps the previous certificate (TlsContextSet).
+void ReloadCertificates(ServerContext& ctx, TlsContextSet& tls, std::string_view trigger) {
+  TlsReloadReport report;
+  absl::Status status = tls.Reload(&report);
+  (status.ok() ? ctx.tls_reloads_ok : ctx.tls_reloads_failed).fetch_add(1);
+  LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "tls certificates reloaded",
+           {{"trigger", std::string(trigger)},
+            {"loaded", std::to_string(report.loaded)},
+            {"unchanged", std::to_string(report.unchanged)},
+            {"kept_old", std::to_string(report.kept_old)},
+            {"removed", std::to_string(report.removed)},
+            {"skipped", std::to_string(report.skipped)},
+            {"error", status.ok() ? std::string() : std::string(status.message())}});
+}
+
 }  // namespace
 
-int RunServe(const std::vector<std::string>& args, std::ostream& err) {
+int RunServe(const std::vector<std::string>& args, std::ostream& err,
+             AdminCommandRunner admin_commands) {
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
       err << "usage: " << ServeUsage() << "\n";
@@ -90,6 +121,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);  // reloads certificates
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -105,6 +137,31 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   AuthService auth(ctx.store, {.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
   ctx.auth = &auth;
 
+  // TLS: STLS and the pop3s listener only with a certificate.
+  std::unique_ptr<TlsContextSet> tls;
+  if (options.tls_configured()) {
+    auto created = TlsContextSet::Create({.cert_path = options.tls_cert,
+                                          .key_path = options.tls_key,
+                                          .cert_dir = options.tls_cert_dir});
+    if (!created.ok()) {
+      err << "posthaste: serve: tls: " << created.status().message() << "\n";
+      return kExitFailure;
+    }
+    tls = *std::move(created);
+    ctx.tls = tls.get();
+    ctx.ktls = ProbeKernelTls();
+    LogEvent(LogLevel::kInfo, "tls ready",
+             {{"certificates", std::to_string(tls->Current()->by_name.size() + 1)},
+              {"cert_dir", options.tls_cert_dir},
+              {"kernel_tls", ctx.ktls.reason},
+              {"data_path", ctx.ktls.available ? "kernel" : "userspace"}});
+  } else {
+    LogEvent(LogLevel::kWarning,
+             "tls off: no --tls_cert/--tls_key, so STLS is not offered and no pop3s listener "
+             "is opened; plaintext logins are refused except from loopback",
+             {{"plaintext_requires_tls", options.plaintext_requires_tls ? "true" : "false"}});
+  }
+
   // Listeners: the first decides the port (0: the kernel picks), the others share it.
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener({.host = options.pop3_listen.host,
@@ -113,7 +170,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
       err << "posthaste: serve: cannot listen on "
           << HostPortText(options.pop3_listen.host, options.pop3_listen.port) << ": "
           << fd.status().message() << "\n";
-      for (auto& sc : ctx.shards) close(sc->listen_fd);
+      CloseListeners(ctx);
       return kExitFailure;
     }
     if (i == 0) {
@@ -130,6 +187,53 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     sc->index = i;
     sc->listen_fd = *fd;
     ctx.shards.push_back(std::move(sc));
+    if (options.pop3s_enabled) {
+      auto tls_fd = reactor::CreateListener(
+          {.host = options.pop3s_listen.host,
+           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port});
+      if (!tls_fd.ok()) {
+        err << "posthaste: serve: cannot listen on "
+            << HostPortText(options.pop3s_listen.host, options.pop3s_listen.port) << ": "
+            << tls_fd.status().message() << "\n";
+        CloseListeners(ctx);
+        return kExitFailure;
+      }
+      ctx.shards.back()->pop3s_listen_fd = *tls_fd;
+      if (i == 0) {
+        auto port = reactor::LocalPort(*tls_fd);
+        if (!port.ok()) {
+          err << "posthaste: serve: " << port.status().message() << "\n";
+          CloseListeners(ctx);
+          return kExitFailure;
+        }
+        ctx.pop3s_port = *port;
+      }
+    }
+  }
+
+  // Online administration: the CLI's commands reach this store through DIR/admin.sock.
+  std::unique_ptr<AdminSocketServer> admin_socket;
+  if (admin_commands) {
+    storage::MailStore* admin_store = ctx.store;
+    auto started_socket = AdminSocketServer::Start(
+        options.data_dir, [admin_commands, admin_store](const AdminRequest& request) {
+          return admin_commands(request, *admin_store);
+        });
+    if (!started_socket.ok()) {
+      err << "posthaste: serve: " << started_socket.status().message() << "\n";
+      CloseListeners(ctx);
+      return kExitFailure;
+    }
+    admin_socket = *std::move(started_socket);
+  }
+
+  LmtpService lmtp;
+  if (options.lmtp_enabled) {
+    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+      err << "posthaste: serve: " << listening.message() << "\n";
+      CloseListeners(ctx);
+      return kExitFailure;
+    }
   }
 
   reactor::ReactorOptions reactor_options;
@@ -142,16 +246,18 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
   auto reactor = reactor::Reactor::Create(reactor_options);
   if (!reactor.ok()) {
     err << "posthaste: serve: " << reactor.status().message() << "\n";
-    for (auto& sc : ctx.shards) close(sc->listen_fd);
+    CloseListeners(ctx);
+    lmtp.CloseListeners();
     return kExitFailure;
   }
   ctx.reactor = reactor->get();
   std::string ring_mode;
-  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode](reactor::Shard& shard) {
+  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode, &lmtp](reactor::Shard& shard) {
     ShardContext& sc = *ctx.shards[shard.index()];
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";
@@ -165,34 +271,85 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err) {
     ctx.reactor->Wait();
     return kExitFailure;
   }
+  std::unique_ptr<AdminApi> admin_api;
+  if (!options.admin_listen.empty()) {
+    auto api = AdminApi::Start(options, ctx.store);
+    if (!api.ok()) {
+      err << "posthaste: serve: " << api.status().message() << "\n";
+      ctx.reactor->Stop();
+      ctx.reactor->Wait();
+      return kExitFailure;
+    }
+    admin_api = *std::move(api);
+  }
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
+            {"pop3s", options.pop3s_enabled
+                          ? HostPortText(options.pop3s_listen.host, ctx.pop3s_port)
+                          : std::string("off")},
+            {"stls", ctx.tls != nullptr ? "on" : "off"},
             {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
+            {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
+                                          : std::string("off")},
+            {"admin_api", admin_api ? HostPortText(ParseHostPort(options.admin_listen)->host,
+                                                   admin_api->port())
+                                    : std::string("off")},
             {"shards", std::to_string(options.shards)},
             {"ring", ring_mode},
             {"data_dir", options.data_dir}});
 
+  // The main thread waits for signals; with TLS it also checks the certificate files (a
+  // Kubernetes Secret update swaps the `..data` symlink: new inodes) and rotates ticket keys.
   int sig = 0;
-  while (sigwait(&signals, &sig) != 0) {
+  uint64_t waited_s = 0;
+  for (;;) {
+    timespec tick{1, 0};
+    siginfo_t info;
+    sig = sigtimedwait(&signals, &info, &tick);
+    if (sig == SIGHUP) {
+      if (tls != nullptr) {
+        ReloadCertificates(ctx, *tls, "SIGHUP");
+      } else {
+        LogEvent(LogLevel::kInfo, "SIGHUP: no certificates configured, nothing to reload");
+      }
+      continue;
+    }
+    if (sig == SIGTERM || sig == SIGINT) break;
+    if (tls == nullptr) continue;
+    ++waited_s;
+    if (options.tls_reload_check_s > 0 && waited_s % options.tls_reload_check_s == 0 &&
+        tls->NeedsReload()) {
+      ReloadCertificates(ctx, *tls, "files changed");
+    }
+    if (tls->MaybeRotateTicketKeys(absl::Now())) {
+      LogEvent(LogLevel::kInfo, "tls ticket keys rotated");
+    }
   }
   ctx.draining.store(true);
   LogEvent(LogLevel::kInfo, "draining",
            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-            {"open_connections", std::to_string(OpenConnections(ctx))},
+            {"open_connections", std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())},
             {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
   for (auto& sc : ctx.shards) {
     ShardContext* shard_ctx = sc.get();
     ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
   }
+  for (auto& ls : lmtp.shards) {
+    LmtpShard* lmtp_shard = ls.get();
+    ctx.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
+  }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
-  while (OpenConnections(ctx) > 0 && std::chrono::steady_clock::now() < deadline) {
+  while (OpenConnections(ctx) + lmtp.OpenConnections() > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const uint64_t left = OpenConnections(ctx);
+  const uint64_t left = OpenConnections(ctx) + lmtp.OpenConnections();
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
   admin->reset();
+  admin_api.reset();
+  admin_socket.reset();  // waits for admin commands still running
   LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
   return kExitOk;
 }

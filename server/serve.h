@@ -7,20 +7,33 @@
 // SIGTERM/SIGINT: /readyz turns 503, every shard stops accepting and closes its listener,
 // sessions may finish for up to --drain_timeout_s, then the rest are closed without
 // committing, and the process exits 0.
+// TLS (with --tls_cert/--tls_key): STLS on the plain listener and implicit TLS on one pop3s
+// listener per shard; SIGHUP, or a change of the certificate files seen by the main thread's
+// check every --tls_reload_check_s, reloads the certificates (docs/ARCHITECTURE.md, "TLS").
 //
-// Threading: RunServe blocks the calling (main) thread, which only waits for signals.
+// Threading: RunServe blocks the calling (main) thread, which waits for signals and runs the
+// certificate checks and reloads (never a reactor thread).
 #ifndef POSTHASTE_SERVER_SERVE_H_
 #define POSTHASTE_SERVER_SERVE_H_
 
+#include <functional>
 #include <iosfwd>
 #include <string>
 #include <vector>
+
+#include "server/admin_protocol.h"
+#include "storage/mail_store.h"
 
 namespace posthaste::server {
 
 // `args` are the arguments after "serve". Returns the exit status (0 after a clean drain,
 // 1 on a start-up failure, 2 on a usage error).
-int RunServe(const std::vector<std::string>& args, std::ostream& err);
+// `admin_commands` runs CLI commands that arrive on the admin socket (DIR/admin.sock) against
+// the open store, on admin threads (cli.h's RunAdminCommand); null: no admin socket.
+using AdminCommandRunner =
+    std::function<AdminResponse(const AdminRequest& request, storage::MailStore& store)>;
+int RunServe(const std::vector<std::string>& args, std::ostream& err,
+             AdminCommandRunner admin_commands = nullptr);
 
 }  // namespace posthaste::server
 

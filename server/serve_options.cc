@@ -109,8 +109,11 @@ std::string ServeUsage() {
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] "
-         "[--log_format=text|json] "
-         "[--hostname=NAME]";
+         "[--log_format=text|json] [--lmtp_listen=127.0.0.1:24|off] "
+         "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
+         "[--admin_listen=HOST:PORT --admin_token_file=FILE] "
+         "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
+         "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10]";
 }
 
 absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
@@ -222,6 +225,43 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          return absl::OkStatus();
        }},
       {"offload_threads", u32("offload_threads", &o.offload_threads, 256)},
+      {"lmtp_listen",
+       [&](std::string_view v) -> absl::Status {
+         if (v == "off") {
+           o.lmtp_enabled = false;
+           return absl::OkStatus();
+         }
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--lmtp_listen: ", hp.status().message()));
+         o.lmtp_enabled = true;
+         o.lmtp_listen = *hp;
+         return absl::OkStatus();
+       }},
+      {"lmtp_over_quota",
+       [&](std::string_view v) -> absl::Status {
+         if (v != "temporary" && v != "permanent") {
+           return absl::InvalidArgumentError("--lmtp_over_quota: expected temporary or permanent");
+         }
+         o.lmtp_over_quota_permanent = v == "permanent";
+         return absl::OkStatus();
+       }},
+      {"lmtp_idle_timeout_s", u32("lmtp_idle_timeout_s", &o.lmtp_idle_timeout_s, 86400)},
+      {"admin_listen",
+       [&](std::string_view v) -> absl::Status {
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--admin_listen: ", hp.status().message()));
+         o.admin_listen = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"admin_token_file",
+       [&](std::string_view v) {
+         o.admin_token_file = std::string(v);
+         return absl::OkStatus();
+       }},
       {"log_format",
        [&](std::string_view v) -> absl::Status {
          if (v != "text" && v != "json") {
@@ -235,6 +275,37 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          o.hostname = std::string(v);
          return absl::OkStatus();
        }},
+      {"tls_cert",
+       [&](std::string_view v) {
+         o.tls_cert = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"tls_key",
+       [&](std::string_view v) {
+         o.tls_key = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"tls_cert_dir",
+       [&](std::string_view v) {
+         o.tls_cert_dir = std::string(v);
+         return absl::OkStatus();
+       }},
+      {"pop3s_listen",
+       [&](std::string_view v) -> absl::Status {
+         o.pop3s_listen_given = true;
+         if (v == "off" || v.empty()) {
+           o.pop3s_enabled = false;
+           return absl::OkStatus();
+         }
+         auto hp = ParseHostPort(v);
+         if (!hp.ok())
+           return absl::InvalidArgumentError(
+               absl::StrCat("--pop3s_listen: ", hp.status().message()));
+         o.pop3s_listen = *hp;
+         o.pop3s_enabled = true;
+         return absl::OkStatus();
+       }},
+      {"tls_reload_check_s", u32("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
   };
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
@@ -259,6 +330,21 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
     if (absl::Status s = it->second(value); !s.ok()) return s;
   }
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
+  if (o.tls_cert.empty() != o.tls_key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (!o.tls_cert_dir.empty() && o.tls_cert.empty()) {
+    // Clients without SNI (and names with no certificate) need a certificate too.
+    return absl::InvalidArgumentError(
+        "--tls_cert_dir needs --tls_cert and --tls_key (the default certificate)");
+  }
+  if (o.pop3s_listen_given && o.pop3s_enabled && o.tls_cert.empty()) {
+    return absl::InvalidArgumentError("--pop3s_listen needs --tls_cert and --tls_key");
+  }
+  if (o.tls_cert.empty()) o.pop3s_enabled = false;
+  if (!o.admin_listen.empty() && o.admin_token_file.empty()) {
+    return absl::InvalidArgumentError("--admin_listen needs --admin_token_file");
+  }
   return o;
 }
 

@@ -62,8 +62,32 @@ struct ServeOptions {
   uint64_t copy_below_bytes = 0;
   uint64_t send_zc_min_bytes = 0;
   uint32_t offload_threads = 0;  // 0: max(2, shards)
+  // LMTP (server/lmtp_server.h): "off" for lmtp_listen disables it. Over-quota recipients are
+  // refused with 452 4.2.2 (temporary: the MTA retries, the user may make room) unless
+  // lmtp_over_quota_permanent (552 5.2.2: bounce at once).
+  bool lmtp_enabled = true;
+  HostPort lmtp_listen{"127.0.0.1", 24};
+  bool lmtp_over_quota_permanent = false;
+  uint32_t lmtp_idle_timeout_s = 300;  // RFC 5321 4.5.3.2.7: at least 5 minutes
+  // JSON HTTP admin API (server/admin_api.h): off unless admin_listen is set; then
+  // admin_token_file (the bearer token, one line) is required.
+  std::string admin_listen;
+  std::string admin_token_file;
   std::string log_format = "text";
   std::string hostname;  // greeting/sign-off; default gethostname()
+
+  // TLS. With --tls_cert/--tls_key (the default certificate, also for clients without SNI)
+  // STLS is offered on pop3_listen and implicit TLS is served on pop3s_listen; without them
+  // neither (logged at start-up). --tls_cert_dir adds per-tenant certificates chosen by SNI.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_cert_dir;
+  HostPort pop3s_listen{"0.0.0.0", 995};
+  bool pop3s_enabled = true;        // --pop3s_listen=off turns implicit TLS off
+  bool pop3s_listen_given = false;  // set explicitly: an error without a certificate
+  // Certificate files are checked for changes (inode, mtime, size) this often; 0: SIGHUP only.
+  uint32_t tls_reload_check_s = 10;
+  bool tls_configured() const { return !tls_cert.empty(); }
 };
 
 // Parses `args` (flags after "serve"). InvalidArgument naming the bad flag.

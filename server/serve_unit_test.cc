@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
 #include "server/auth_service.h"
+#include "server/lmtp_connection.h"
 #include "server/maildrop_registry.h"
 #include "server/serve_options.h"
 #include "server/storage_adapter.h"
@@ -52,6 +53,64 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--shards=x"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--in_use_policy=steal"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
+}
+
+TEST(ServeOptionsTest, TlsFlags) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->tls_configured());
+  EXPECT_FALSE(o->pop3s_enabled);  // no certificate: no pop3s listener
+  EXPECT_EQ(o->tls_reload_check_s, 10u);
+
+  o = ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->tls_configured());
+  EXPECT_TRUE(o->pop3s_enabled);
+  EXPECT_EQ(o->pop3s_listen.host, "0.0.0.0");
+  EXPECT_EQ(o->pop3s_listen.port, 995);
+
+  o = ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem",
+                         "--tls_cert_dir=/d", "--pop3s_listen=127.0.0.1:0",
+                         "--tls_reload_check_s=0"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->pop3s_listen.port, 0);
+  EXPECT_EQ(o->tls_cert_dir, "/d");
+  EXPECT_EQ(o->tls_reload_check_s, 0u);
+
+  o = ParseServeOptions(
+      {"--data_dir=/x", "--tls_cert=/c.pem", "--tls_key=/k.pem", "--pop3s_listen=off"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->pop3s_enabled);
+  EXPECT_TRUE(o->tls_configured());  // STLS still offered
+
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert=/c.pem"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_key=/k.pem"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--tls_cert_dir=/d"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=127.0.0.1:995"}).ok());
+  EXPECT_TRUE(ParseServeOptions({"--data_dir=/x", "--pop3s_listen=off"}).ok());
+  EXPECT_FALSE(
+      ParseServeOptions({"--data_dir=/x", "--tls_cert=/c", "--tls_key=/k", "--pop3s_listen=nohost"})
+          .ok());
+}
+
+TEST(ServeOptionsTest, LmtpAndAdminFlags) {
+  auto o = ParseServeOptions({"--data_dir=/d"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->lmtp_enabled);
+  EXPECT_EQ(o->lmtp_listen.host, "127.0.0.1");
+  EXPECT_EQ(o->lmtp_listen.port, 24);
+  EXPECT_FALSE(o->lmtp_over_quota_permanent);
+  EXPECT_TRUE(o->admin_listen.empty());
+  o = ParseServeOptions({"--data_dir=/d", "--lmtp_listen=off", "--lmtp_over_quota=permanent",
+                         "--admin_listen=127.0.0.1:0", "--admin_token_file=/t"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->lmtp_enabled);
+  EXPECT_TRUE(o->lmtp_over_quota_permanent);
+  EXPECT_EQ(o->admin_listen, "127.0.0.1:0");
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/d", "--lmtp_over_quota=maybe"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/d", "--lmtp_listen=nope"}).ok());
+  // The admin API never runs without a token.
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/d", "--admin_listen=127.0.0.1:0"}).ok());
 }
 
 TEST(CidrTest, MatchesV4AndV6) {
@@ -185,6 +244,57 @@ TEST_F(StoreTest, AdapterKeepsSizesUidlsAndRefs) {
   EXPECT_EQ(adapted->view->uidl(pop3::MessageIndex(1)), "kept-1");
   EXPECT_EQ(adapted->view->ref(pop3::MessageIndex(1)), 1u);
   EXPECT_EQ(adapted->view->total_octets(), d1->pop3_size + d2->pop3_size);
+}
+
+}  // namespace
+}  // namespace posthaste::server
+
+namespace posthaste::server {
+namespace {
+
+using lmtp::LmtpDeliveryResult;
+using lmtp::LmtpRecipientVerdict;
+
+TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
+  using Code = LmtpRecipientVerdict::Code;
+  EXPECT_EQ(RecipientVerdict(absl::NotFoundError("x"), std::nullopt, false).code, Code::kUnknown);
+  EXPECT_EQ(RecipientVerdict(absl::InvalidArgumentError("x"), std::nullopt, false).code,
+            Code::kUnknown);
+  EXPECT_EQ(RecipientVerdict(absl::InternalError("x"), std::nullopt, false).code,
+            Code::kTempFailure);
+  storage::AccountUsage usage;
+  usage.address = "u@x.org";
+  usage.max_message_bytes = 1000;
+  usage.effective_quota = {2, 500};
+  usage.stats = {1, 400};
+  LmtpRecipientVerdict ok = RecipientVerdict(usage, 100, false);
+  EXPECT_EQ(ok.code, Code::kAccepted);
+  EXPECT_EQ(ok.mailbox, "u@x.org");
+  EXPECT_EQ(RecipientVerdict(usage, 1001, false).code, Code::kTooBig);
+  EXPECT_EQ(RecipientVerdict(usage, 101, false).code, Code::kOverQuotaTemp);
+  EXPECT_EQ(RecipientVerdict(usage, 101, true).code, Code::kOverQuotaPerm);
+  usage.reserved = {1, 0};  // a delivery in flight takes the last message slot
+  EXPECT_EQ(RecipientVerdict(usage, std::nullopt, false).code, Code::kOverQuotaTemp);
+  usage.disabled = true;
+  EXPECT_EQ(RecipientVerdict(usage, std::nullopt, false).code, Code::kDisabled);
+}
+
+TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
+  using Code = LmtpDeliveryResult::Code;
+  EXPECT_EQ(DeliveryOutcome(absl::OkStatus(), false).code, Code::kDelivered);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), false)
+                .code,
+            Code::kOverQuotaTemp);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), true)
+                .code,
+            Code::kOverQuotaPerm);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("message of 9 octets exceeds ..."), false)
+                .code,
+            Code::kTooBig);
+  EXPECT_EQ(DeliveryOutcome(absl::NotFoundError("gone"), false).code, Code::kPermFailure);
+  EXPECT_EQ(DeliveryOutcome(absl::FailedPreconditionError("disabled"), false).code,
+            Code::kPermFailure);
+  EXPECT_EQ(DeliveryOutcome(absl::UnavailableError("disk full"), false).code, Code::kTempFailure);
 }
 
 }  // namespace

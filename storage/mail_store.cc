@@ -646,6 +646,38 @@ absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view address
   return state->committed;
 }
 
+bool AccountUsage::WouldExceedQuota(uint64_t size) const {
+  const uint64_t messages = stats.messages + reserved.messages;
+  const uint64_t octets = stats.octets + reserved.octets;
+  if (effective_quota.messages != 0 && messages + 1 > effective_quota.messages) return true;
+  if (effective_quota.octets != 0 && octets + size > effective_quota.octets) return true;
+  return false;
+}
+
+absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
+  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant_found,
+                      impl_->LoadTenant(DomainOf(address)));
+  const TenantRecord tenant = tenant_found.value_or(impl_->DefaultTenant());
+  AccountUsage usage;
+  usage.address = address;
+  usage.max_message_bytes = tenant.max_message_bytes != 0 ? tenant.max_message_bytes
+                                                          : impl_->options.max_message_bytes;
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  usage.disabled = state->record.disabled;
+  usage.stats = state->committed;
+  usage.reserved = {state->reserved_messages, state->reserved_octets};
+  usage.quota = {state->record.quota_messages, state->record.quota_octets};
+  // The same rule as the delivery path's reservation.
+  usage.effective_quota.messages =
+      state->record.quota_messages != 0 ? state->record.quota_messages : tenant.quota_messages;
+  usage.effective_quota.octets =
+      state->record.quota_octets != 0 ? state->record.quota_octets : tenant.quota_octets;
+  return usage;
+}
+
 absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
     std::optional<std::string_view> domain_in) {
   std::string prefix(1, internal::kAccountPrefix);

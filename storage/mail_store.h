@@ -103,6 +103,22 @@ struct MailboxStats {
   uint64_t octets = 0;
 };
 
+// An account's usage against its effective limits (account quota, else the tenant default;
+// 0 = unlimited), for admission checks (LMTP RCPT) and administration. `stats` counts committed
+// messages; `reserved` counts deliveries in flight (they count against the quota too).
+struct AccountUsage {
+  std::string address;
+  bool disabled = false;
+  MailboxStats stats;
+  MailboxStats reserved;
+  AccountQuota quota;             // as set on the account (0 = tenant default)
+  AccountQuota effective_quota;   // what deliveries are checked against (0 = unlimited)
+  uint64_t max_message_bytes = 0;  // effective (tenant, else store-wide)
+
+  // Whether one more message of `size` octets (POP3 size) would pass the quota.
+  bool WouldExceedQuota(uint64_t size) const;
+};
+
 struct AccountSummary {
   std::string address;
   bool disabled = false;
@@ -222,6 +238,9 @@ class MailStore {
       std::optional<std::string_view> domain = std::nullopt);
   // The account's counters: O(1), no scan. NotFound when absent.
   absl::StatusOr<MailboxStats> GetMailboxStats(std::string_view address);
+  // Counters, deliveries in flight and effective limits, read together under the account's
+  // lock (no scan). NotFound when absent.
+  absl::StatusOr<AccountUsage> GetUsage(std::string_view address);
 
   // ---- Messages ----
   // Normalises `raw_message` (see NormalizeForStorage) and stores it durably. Returns only after

@@ -284,6 +284,44 @@ TEST_F(MailStoreTest, DeliverBatchIsAllOrNothing) {
   ExpectCheckClean();
 }
 
+TEST_F(MailStoreTest, UsageReportsEffectiveLimitsAndExactCounters) {
+  Create("u@x.org");
+  auto usage = store_->GetUsage("u@X.org");
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ(usage->address, "u@x.org");
+  EXPECT_EQ(usage->effective_quota.messages, 0u);
+  EXPECT_EQ(usage->max_message_bytes, options_.max_message_bytes);
+  EXPECT_FALSE(usage->WouldExceedQuota(1u << 30));  // unlimited
+
+  // Tenant defaults apply until the account sets its own.
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{2, 100, 60}).ok());
+  MustDeliver("u@x.org", "Subject: a\r\n\r\nbody\r\n");  // 20 octets
+  usage = store_->GetUsage("u@x.org");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->stats.messages, 1u);
+  EXPECT_EQ(usage->stats.octets, 20u);
+  EXPECT_EQ(usage->effective_quota.messages, 2u);
+  EXPECT_EQ(usage->effective_quota.octets, 100u);
+  EXPECT_EQ(usage->quota.messages, 0u);
+  EXPECT_EQ(usage->max_message_bytes, 60u);
+  EXPECT_FALSE(usage->WouldExceedQuota(80));
+  EXPECT_TRUE(usage->WouldExceedQuota(81));  // octets
+
+  ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{1, 0}).ok());
+  usage = store_->GetUsage("u@x.org");
+  ASSERT_TRUE(usage.ok());
+  EXPECT_EQ(usage->effective_quota.messages, 1u);
+  EXPECT_EQ(usage->effective_quota.octets, 100u);
+  EXPECT_TRUE(usage->WouldExceedQuota(0));  // messages
+  EXPECT_EQ(store_->Deliver("u@x.org", "x").status().code(),
+            absl::StatusCode::kResourceExhausted);
+
+  ASSERT_TRUE(store_->SetDisabled("u@x.org", true).ok());
+  EXPECT_TRUE(store_->GetUsage("u@x.org")->disabled);
+  EXPECT_EQ(store_->GetUsage("nobody@x.org").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetUsage("no at sign").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // ---- UIDLs ----
 
 TEST_F(MailStoreTest, GeneratedUidlsAreUniqueValidAndNeverReused) {

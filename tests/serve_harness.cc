@@ -57,7 +57,7 @@ bool ServeProcess::Start(const std::string& data_dir, const std::vector<std::str
   if (pipe2(err_pipe, O_CLOEXEC) != 0) return false;
   std::vector<std::string> argv = {RunfilePath("server/posthaste"), "serve",
                                    "--data_dir=" + data_dir, "--pop3_listen=127.0.0.1:0",
-                                   "--metrics_listen=127.0.0.1:0"};
+                                   "--metrics_listen=127.0.0.1:0", "--lmtp_listen=127.0.0.1:0"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   pid_ = fork();
   if (pid_ == 0) {

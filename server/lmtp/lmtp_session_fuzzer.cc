@@ -166,7 +166,7 @@ class Harness {
     accepted_before_call_ = session_->accepted_rcpt_count();
     if (pending == Pending::kCheck) {
       LmtpRecipientVerdict verdict;
-      verdict.code = static_cast<LmtpRecipientVerdict::Code>(choice % 6);
+      verdict.code = static_cast<LmtpRecipientVerdict::Code>(choice % 7);
       if (choice & 0x10) verdict.mailbox = "shared@y.example";  // duplicates
       if (choice & 0x20) verdict.text = (choice & 0x40) ? "bad\r\ntext" : "custom text";
       if (verdict.code == LmtpRecipientVerdict::Code::kAccepted) ++accepted_before_call_;
@@ -180,7 +180,7 @@ class Harness {
       for (size_t i = 0; i < count; ++i) {
         const uint8_t c = (i == 0) ? choice : static_cast<uint8_t>(choice * 31 + i * 7);
         LmtpDeliveryResult result;
-        result.code = (c & 1) ? static_cast<LmtpDeliveryResult::Code>((c >> 1) % 5)
+        result.code = (c & 1) ? static_cast<LmtpDeliveryResult::Code>((c >> 1) % 6)
                               : LmtpDeliveryResult::Code::kDelivered;
         if (c & 0x20) result.text = "stored";
         if (result.code == LmtpDeliveryResult::Code::kDelivered) {

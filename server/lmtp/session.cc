@@ -781,6 +781,10 @@ void LmtpSession::OnRecipientChecked(LmtpRecipientVerdict verdict) {
     case LmtpRecipientVerdict::Code::kTempFailure:
       ReplyForRecipient(pending_slot, "451", "4.3.0", "Temporary internal error", verdict.text);
       break;
+    case LmtpRecipientVerdict::Code::kTooBig:
+      ReplyForRecipient(pending_slot, "552", "5.3.4", "Message too big for this mailbox",
+                        verdict.text);
+      break;
   }
   pending_rcpt_.clear();
   Advance();
@@ -818,6 +822,9 @@ void LmtpSession::OnDeliveryDone(std::span<const LmtpDeliveryResult> results) {
         break;
       case LmtpDeliveryResult::Code::kPermFailure:
         ReplyForRecipient(slot, "554", "5.3.0", "Delivery failed", result.text);
+        break;
+      case LmtpDeliveryResult::Code::kTooBig:
+        ReplyForRecipient(slot, "552", "5.3.4", "Message too big for this mailbox", result.text);
         break;
     }
   }

@@ -110,6 +110,7 @@ struct LmtpRecipientVerdict {
     kOverQuotaTemp,  // 452 4.2.2 (quota configured as a temporary condition)
     kOverQuotaPerm,  // 552 5.2.2
     kTempFailure,    // 451 4.3.0
+    kTooBig,         // 552 5.3.4 (the declared SIZE exceeds this mailbox's message size limit)
   };
   Code code = Code::kTempFailure;
   // kAccepted: the canonical mailbox the message goes to (e.g. "user@domain" lower-cased).
@@ -129,6 +130,7 @@ struct LmtpDeliveryResult {
     kOverQuotaPerm,  // 552 5.2.2
     kTempFailure,    // 451 4.3.0
     kPermFailure,    // 554 5.3.0
+    kTooBig,         // 552 5.3.4 (over this mailbox's message size limit)
   };
   Code code = Code::kTempFailure;
   std::string text;  // optional replacement reply text, as in LmtpRecipientVerdict

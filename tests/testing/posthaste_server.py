@@ -32,8 +32,11 @@ CLI_TIMEOUT_S = 120
 # Lines in the server's stderr that mean a sanitizer found a bug: the test fails on them.
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
-_LISTENING_POP3 = re.compile(r"\bpop3=127\.0\.0\.1:(\d+)")
+# (pop3 may be bound elsewhere than loopback by extra_args, e.g. a non-loopback address.)
+_LISTENING_POP3 = re.compile(r"\bpop3=(?:\[[^\]]*\]|[^\s:]+):(\d+)")
 _LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
+_LISTENING_POP3S = re.compile(r"\bpop3s=127\.0\.0\.1:(\d+)")
+_LISTENING_LMTP = re.compile(r"\blmtp=127\.0\.0\.1:(\d+)")
 
 
 def posthaste_binary():
@@ -89,7 +92,9 @@ class PosthasteServer:
     self.shards = shards
     self.extra_args = list(extra_args)
     self.pop3_port = None
+    self.pop3s_port = None  # set when the server has a pop3s listener (TLS certificates given)
     self.metrics_port = None
+    self.lmtp_port = None
     self._proc = None
     self._stderr_lines = []
     self._stderr_lock = threading.Lock()
@@ -140,7 +145,8 @@ class PosthasteServer:
     argv = [
         self.binary, "serve", "--data_dir=" + self.data_dir,
         "--pop3_listen=127.0.0.1:%d" % pop3_port,
-        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--shards=%d" % self.shards,
+        "--metrics_listen=127.0.0.1:%d" % metrics_port, "--lmtp_listen=127.0.0.1:0",
+        "--shards=%d" % self.shards,
         *self.extra_args
     ]
     self._listening.clear()
@@ -173,6 +179,10 @@ class PosthasteServer:
                         "metrics=127.0.0.1:PORT: %r" % line)
     self.pop3_port = int(pop3.group(1))
     self.metrics_port = int(metrics.group(1))
+    pop3s = _LISTENING_POP3S.search(line)
+    self.pop3s_port = int(pop3s.group(1)) if pop3s else None
+    lmtp = _LISTENING_LMTP.search(line)
+    self.lmtp_port = int(lmtp.group(1)) if lmtp else None
     return self
 
   def _read_stderr(self, proc):
@@ -206,6 +216,12 @@ class PosthasteServer:
     if self._proc is not None and self._proc.poll() is None:
       self._proc.send_signal(signal.SIGTERM)
 
+  def send_signal(self, sig):
+    """Sends `sig` (e.g. signal.SIGHUP) to the running server."""
+    if self._proc is None or self._proc.poll() is not None:
+      raise AssertionError("server not running")
+    self._proc.send_signal(sig)
+
   def wait_exit(self, timeout_s=None):
     """Waits for the server to exit; requires exit status 0 and no sanitizer report."""
     proc = self._proc
@@ -221,7 +237,7 @@ class PosthasteServer:
     self._reader.join(10)
     proc.stderr.close()
     self._proc = None
-    self.pop3_port = self.metrics_port = None
+    self.pop3_port = self.pop3s_port = self.metrics_port = self.lmtp_port = None
     if proc.returncode != 0:
       raise ServerError("posthaste serve exited with %d after SIGTERM (want 0):\n%s" %
                         (proc.returncode, self.stderr_text()))

@@ -12,7 +12,8 @@ PH_BUILD_PACKAGES=(
 
 # Real clients and peers used by integration tests.
 PH_TEST_PACKAGES=(
-  python3 curl perl openssl fetchmail getmail6 swaks procps iproute2
+  python3 curl perl openssl fetchmail getmail6 swaks procps iproute2 postfix
+  libio-socket-ssl-perl testssl.sh
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its

@@ -1,0 +1,373 @@
+#include "server/admin_api.h"
+
+#include <CivetServer.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <exception>
+#include <fstream>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/strings.h"
+#include "server/auth/password_hash.h"
+#include "server/json_body.h"
+
+namespace posthaste::server {
+namespace {
+
+constexpr std::string_view kPrefix = "/api/v1/accounts";
+constexpr size_t kTokenBytesMin = 16;
+
+void Reply(mg_connection* conn, int code, std::string_view reason, std::string_view body,
+           std::string_view extra_headers = "") {
+  mg_printf(conn,
+            "HTTP/1.1 %d %.*s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+            "Cache-Control: no-store\r\n%.*sConnection: close\r\n\r\n",
+            code, static_cast<int>(reason.size()), reason.data(), body.size(),
+            static_cast<int>(extra_headers.size()), extra_headers.data());
+  mg_write(conn, body.data(), body.size());
+}
+
+bool ReplyError(mg_connection* conn, int code, std::string_view reason, std::string_view message,
+                std::string_view extra_headers = "") {
+  Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"),
+        extra_headers);
+  return true;
+}
+
+// Maps a store error to its HTTP status.
+bool ReplyStatus(mg_connection* conn, const absl::Status& status) {
+  const std::string message(StdView(status.message()));
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return ReplyError(conn, 404, "Not Found", message);
+    case absl::StatusCode::kAlreadyExists:
+      return ReplyError(conn, 409, "Conflict", message);
+    case absl::StatusCode::kInvalidArgument:
+      return ReplyError(conn, 400, "Bad Request", message);
+    default:
+      return ReplyError(conn, 500, "Internal Server Error", message);
+  }
+}
+
+std::string UsageJson(const storage::AccountUsage& u) {
+  return absl::StrCat(
+      "{\"address\":", JsonString(u.address), ",\"disabled\":", u.disabled ? "true" : "false",
+      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
+      ",\"quota_messages\":", u.quota.messages, ",\"quota_octets\":", u.quota.octets,
+      ",\"effective_quota_messages\":", u.effective_quota.messages,
+      ",\"effective_quota_octets\":", u.effective_quota.octets,
+      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
+}
+
+// Reads the body (bounded); nullopt after replying 413/400.
+std::optional<std::string> ReadBody(mg_connection* conn) {
+  const mg_request_info* info = mg_get_request_info(conn);
+  if (info->content_length > static_cast<long long>(kJsonBodyBytesMax)) {
+    ReplyError(conn, 413, "Payload Too Large",
+               absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
+    return std::nullopt;
+  }
+  std::string body;
+  char chunk[8192];
+  for (;;) {
+    const int n = mg_read(conn, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    body.append(chunk, static_cast<size_t>(n));
+    if (body.size() > kJsonBodyBytesMax) {
+      ReplyError(conn, 413, "Payload Too Large",
+                 absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
+      return std::nullopt;
+    }
+  }
+  return body;
+}
+
+// Field accessors: absent is fine; a wrong type is a 400 message.
+absl::StatusOr<std::optional<std::string>> StringField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
+    return std::optional<std::string>();
+  }
+  if (it->second.type != JsonScalar::Type::kString) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a string"));
+  }
+  return std::optional<std::string>(it->second.string);
+}
+
+absl::StatusOr<std::optional<uint64_t>> IntegerField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
+    return std::optional<uint64_t>();
+  }
+  if (it->second.type != JsonScalar::Type::kInteger) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", AbslView(n), "\" must be a non-negative integer"));
+  }
+  return std::optional<uint64_t>(it->second.integer);
+}
+
+absl::StatusOr<std::optional<bool>> BoolField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) return std::optional<bool>();
+  if (it->second.type != JsonScalar::Type::kBool) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a boolean"));
+  }
+  return std::optional<bool>(it->second.boolean);
+}
+
+absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [name, value] : o) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown member \"", name, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+class AccountsHandler : public CivetHandler {
+ public:
+  AccountsHandler(storage::MailStore* store, std::string token)
+      : store_(store), token_(std::move(token)) {}
+
+  bool handleGet(CivetServer*, mg_connection* conn) override { return Handle(conn, "GET"); }
+  bool handlePost(CivetServer*, mg_connection* conn) override { return Handle(conn, "POST"); }
+  bool handlePatch(CivetServer*, mg_connection* conn) override { return Handle(conn, "PATCH"); }
+  bool handleDelete(CivetServer*, mg_connection* conn) override { return Handle(conn, "DELETE"); }
+  bool handlePut(CivetServer*, mg_connection* conn) override { return Handle(conn, "PUT"); }
+
+ private:
+  bool Handle(mg_connection* conn, std::string_view method) {
+    const char* authorization = mg_get_header(conn, "Authorization");
+    if (authorization == nullptr || !BearerTokenMatches(authorization, token_)) {
+      return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
+                        "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
+    }
+    const mg_request_info* info = mg_get_request_info(conn);
+    std::string_view uri = info->local_uri != nullptr ? info->local_uri : "";
+    if (!absl::StartsWith(AbslView(uri), AbslView(kPrefix))) {
+      return ReplyError(conn, 404, "Not Found", "no such resource");
+    }
+    uri.remove_prefix(kPrefix.size());
+    if (uri.empty() || uri == "/") {
+      if (method == "GET") return List(conn, info);
+      if (method == "POST") return Create(conn);
+      return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST",
+                        "Allow: GET, POST\r\n");
+    }
+    if (uri.front() != '/' || uri.find('/', 1) != std::string_view::npos) {
+      return ReplyError(conn, 404, "Not Found", "no such resource");
+    }
+    const std::string address(uri.substr(1));
+    if (method == "GET") return Show(conn, address);
+    if (method == "PATCH") return Update(conn, address);
+    if (method == "DELETE") return Delete(conn, address);
+    return ReplyError(conn, 405, "Method Not Allowed", "use GET, PATCH or DELETE",
+                      "Allow: GET, PATCH, DELETE\r\n");
+  }
+
+  bool List(mg_connection* conn, const mg_request_info* info) {
+    std::optional<std::string> domain;
+    if (info->query_string != nullptr) {
+      char value[256];
+      const int n = mg_get_var(info->query_string, strlen(info->query_string), "domain", value,
+                               sizeof(value));
+      if (n >= 0) domain = std::string(value, static_cast<size_t>(n));
+    }
+    std::optional<std::string_view> filter;
+    if (domain.has_value()) filter = *domain;
+    auto accounts = store_->ListAccounts(filter);
+    if (!accounts.ok()) return ReplyStatus(conn, accounts.status());
+    std::string body = "{\"accounts\":[";
+    for (size_t i = 0; i < accounts->size(); ++i) {
+      const storage::AccountSummary& a = (*accounts)[i];
+      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.address),
+                      ",\"disabled\":", a.disabled ? "true" : "false",
+                      ",\"messages\":", a.stats.messages, ",\"octets\":", a.stats.octets, "}");
+    }
+    body += "]}\n";
+    Reply(conn, 200, "OK", body);
+    return true;
+  }
+
+  bool Show(mg_connection* conn, const std::string& address) {
+    auto usage = store_->GetUsage(address);
+    if (!usage.ok()) return ReplyStatus(conn, usage.status());
+    Reply(conn, 200, "OK", UsageJson(*usage));
+    return true;
+  }
+
+  absl::StatusOr<JsonObject> Body(mg_connection* conn, bool* replied) {
+    std::optional<std::string> body = ReadBody(conn);
+    if (!body.has_value()) {
+      *replied = true;
+      return absl::InvalidArgumentError("body");
+    }
+    return ParseJsonObject(*body);
+  }
+
+  bool Create(mg_connection* conn) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed =
+        OnlyFields(*body, {"address", "password", "quota_messages", "quota_octets"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto address = StringField(*body, "address");
+    auto password = StringField(*body, "password");
+    auto quota_messages = IntegerField(*body, "quota_messages");
+    auto quota_octets = IntegerField(*body, "quota_octets");
+    for (const absl::Status& s : {address.status(), password.status(), quota_messages.status(),
+                                  quota_octets.status()}) {
+      if (!s.ok()) return ReplyStatus(conn, s);
+    }
+    if (!address->has_value() || !password->has_value()) {
+      return ReplyError(conn, 400, "Bad Request", "\"address\" and \"password\" are required");
+    }
+    auto hash = auth::HashPassword(**password);
+    if (!hash.ok()) return ReplyError(conn, 400, "Bad Request", StdView(hash.status().message()));
+    auto created = store_->CreateAccount(**address, *hash);
+    if (!created.ok()) return ReplyStatus(conn, created.status());
+    if (quota_messages->has_value() || quota_octets->has_value()) {
+      absl::Status set = store_->SetQuota(
+          created->address, {quota_messages->value_or(0), quota_octets->value_or(0)});
+      if (!set.ok()) return ReplyStatus(conn, set);
+    }
+    auto usage = store_->GetUsage(created->address);
+    if (!usage.ok()) return ReplyStatus(conn, usage.status());
+    Reply(conn, 201, "Created", UsageJson(*usage));
+    return true;
+  }
+
+  bool Update(mg_connection* conn, const std::string& address) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed =
+        OnlyFields(*body, {"password", "disabled", "quota_messages", "quota_octets"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto password = StringField(*body, "password");
+    auto disabled = BoolField(*body, "disabled");
+    auto quota_messages = IntegerField(*body, "quota_messages");
+    auto quota_octets = IntegerField(*body, "quota_octets");
+    for (const absl::Status& s : {password.status(), disabled.status(), quota_messages.status(),
+                                  quota_octets.status()}) {
+      if (!s.ok()) return ReplyStatus(conn, s);
+    }
+    // Everything is validated (and the password hashed) before anything changes.
+    auto account = store_->GetAccount(address);
+    if (!account.ok()) return ReplyStatus(conn, account.status());
+    std::optional<std::string> hash;
+    if (password->has_value()) {
+      auto hashed = auth::HashPassword(**password);
+      if (!hashed.ok()) {
+        return ReplyError(conn, 400, "Bad Request", StdView(hashed.status().message()));
+      }
+      hash = *std::move(hashed);
+    }
+    if (hash.has_value()) {
+      if (absl::Status s = store_->SetPasswordHash(address, *hash); !s.ok()) {
+        return ReplyStatus(conn, s);
+      }
+    }
+    if (disabled->has_value()) {
+      if (absl::Status s = store_->SetDisabled(address, **disabled); !s.ok()) {
+        return ReplyStatus(conn, s);
+      }
+    }
+    if (quota_messages->has_value() || quota_octets->has_value()) {
+      storage::AccountQuota quota = account->quota;
+      if (quota_messages->has_value()) quota.messages = **quota_messages;
+      if (quota_octets->has_value()) quota.octets = **quota_octets;
+      if (absl::Status s = store_->SetQuota(address, quota); !s.ok()) return ReplyStatus(conn, s);
+    }
+    return Show(conn, address);
+  }
+
+  bool Delete(mg_connection* conn, const std::string& address) {
+    absl::Status deleted = store_->DeleteAccount(address);
+    if (!deleted.ok()) return ReplyStatus(conn, deleted);
+    mg_printf(conn, "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n"
+                    "Connection: close\r\n\r\n");
+    return true;
+  }
+
+  storage::MailStore* const store_;
+  const std::string token_;
+};
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read --admin_token_file ", path));
+  std::string token;
+  std::getline(in, token);
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  if (token.size() < kTokenBytesMin) {
+    return absl::InvalidArgumentError(absl::StrCat("the token in ", path, " is shorter than ",
+                                                   kTokenBytesMin, " bytes"));
+  }
+  return token;
+}
+
+}  // namespace
+
+bool BearerTokenMatches(std::string_view header, std::string_view token) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() < kScheme.size() ||
+      !absl::EqualsIgnoreCase(AbslView(header.substr(0, kScheme.size())), AbslView(kScheme))) {
+    return false;
+  }
+  std::string_view given = header.substr(kScheme.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  while (!given.empty() && given.back() == ' ') given.remove_suffix(1);
+  // Digests first: equal lengths, so neither the contents nor the length leak through timing.
+  uint8_t a[SHA256_DIGEST_LENGTH];
+  uint8_t b[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const uint8_t*>(given.data()), given.size(), a);
+  SHA256(reinterpret_cast<const uint8_t*>(token.data()), token.size(), b);
+  return CRYPTO_memcmp(a, b, sizeof(a)) == 0 && !token.empty();
+}
+
+struct AdminApi::Impl {
+  std::unique_ptr<AccountsHandler> handler;
+  std::unique_ptr<CivetServer> server;  // destroyed first: stops the threads using `handler`
+  ~Impl() { server.reset(); }
+};
+
+AdminApi::~AdminApi() = default;
+
+absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
+                                                          storage::MailStore* store) {
+  auto token = ReadToken(options.admin_token_file);
+  if (!token.ok()) return token.status();
+  auto listen = ParseHostPort(options.admin_listen);
+  if (!listen.ok()) return listen.status();
+  const std::string host =
+      listen->host.find(':') != std::string::npos ? "[" + listen->host + "]" : listen->host;
+  auto api = std::unique_ptr<AdminApi>(new AdminApi());
+  api->impl_ = std::make_unique<Impl>();
+  api->impl_->handler = std::make_unique<AccountsHandler>(store, *std::move(token));
+  std::vector<std::string> civet_options = {
+      "listening_ports", absl::StrCat(host, ":", listen->port), "num_threads", "2"};
+  try {
+    api->impl_->server = std::make_unique<CivetServer>(civet_options);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot serve the admin API on ", host, ":",
+                                               listen->port, ": ", e.what()));
+  }
+  api->impl_->server->addHandler(std::string(kPrefix), api->impl_->handler.get());
+  std::vector<int> ports = api->impl_->server->getListeningPorts();
+  if (ports.empty() || ports[0] <= 0) {
+    return absl::InternalError("admin API server reports no listening port");
+  }
+  api->port_ = static_cast<uint16_t>(ports[0]);
+  return api;
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,127 @@
+#include "server/lmtp_server.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "server/lmtp_connection.h"
+
+namespace posthaste::server {
+
+// LMTP buffers: group 1 (POP3 uses group 0 on the same ring). Commands are short and DATA is
+// consumed as it arrives, so a few large buffers suffice.
+constexpr uint16_t kLmtpBufferGroup = 1;
+
+void LmtpShard::StartListening(reactor::Shard& on) {
+  shard = &on;
+  reactor::Ring& ring = shard->ring();
+  auto buffer_ring = reactor::BufferRing::Create(
+      ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
+  PH_CHECK(buffer_ring.ok());
+  buffers = *std::move(buffer_ring);
+  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd); });
+  acceptor->Start();
+  accepting = true;
+  shard->OnStop([this] {
+    StopAccepting();
+    CloseAll();
+  });
+  shard->OnDrained([this] {
+    connections.clear();
+    acceptor.reset();
+    buffers.reset();
+    published_open.store(0, std::memory_order_relaxed);
+  });
+}
+
+void LmtpShard::StopAccepting() {
+  if (!accepting) return;
+  accepting = false;
+  acceptor->Stop();
+  close(listen_fd);
+  listen_fd = -1;
+}
+
+void LmtpShard::CloseAll() {
+  for (auto& [id, conn] : connections) conn->Abort();
+}
+
+LmtpConnection* LmtpShard::Find(uint64_t id) {
+  auto it = connections.find(id);
+  return it == connections.end() ? nullptr : it->second.get();
+}
+
+void LmtpShard::Destroy(uint64_t id) {
+  shard->ring().Defer([this, id] {
+    if (connections.erase(id) > 0) {
+      ++stats.connections_closed;
+      published_open.store(connections.size(), std::memory_order_relaxed);
+    }
+  });
+}
+
+void LmtpShard::OnAccept(int fd) {
+  if (!accepting) {
+    close(fd);
+    return;
+  }
+  ++stats.connections_accepted;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  const uint64_t id = next_connection_id++;
+  auto owned = std::make_unique<LmtpConnection>(*this, id, fd);
+  LmtpConnection* conn = owned.get();
+  connections.emplace(id, std::move(owned));
+  published_open.store(connections.size(), std::memory_order_relaxed);
+  if (connections.size() > server->options.max_connections_per_shard) {
+    conn->Reject("421 4.3.2 Server at capacity, try again later\r\n");
+    return;
+  }
+  conn->Start();
+}
+
+absl::Status LmtpService::Listen(ServerContext& server) {
+  const ServeOptions& options = server.options;
+  for (uint32_t i = 0; i < options.shards; ++i) {
+    auto fd = reactor::CreateListener(
+        {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port});
+    if (!fd.ok()) {
+      CloseListeners();
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("cannot listen for LMTP on ", options.lmtp_listen.host, ":",
+                                       options.lmtp_listen.port, ": ", fd.status().message()));
+    }
+    if (i == 0) {
+      auto local = reactor::LocalPort(*fd);
+      if (!local.ok()) {
+        close(*fd);
+        return local.status();
+      }
+      port = *local;
+    }
+    auto shard = std::make_unique<LmtpShard>();
+    shard->server = &server;
+    shard->index = i;
+    shard->listen_fd = *fd;
+    shards.push_back(std::move(shard));
+  }
+  return absl::OkStatus();
+}
+
+void LmtpService::CloseListeners() {
+  for (auto& shard : shards) {
+    if (shard->listen_fd >= 0) close(shard->listen_fd);
+    shard->listen_fd = -1;
+  }
+}
+
+uint64_t LmtpService::OpenConnections() const {
+  uint64_t n = 0;
+  for (const auto& shard : shards) n += shard->published_open.load(std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,82 @@
+// LmtpShard: the LMTP service on one reactor shard, beside the POP3 one (pop3_server.h): a
+// SO_REUSEPORT listener with a multishot accept, its own provided buffer ring (group 1) and the
+// LMTP connections of that shard. LMTP needs no cross-shard state: recipients are checked and
+// messages stored on the offload pool, and the store serialises per account.
+//
+// Threading: built by the main thread before the reactor starts; afterwards every member except
+// `published_open` is touched only on its shard's thread (stats are plain integers).
+// Ownership: LmtpService owns the LmtpShards; each owns its listener fd, acceptor, buffer ring
+// and connections, freed in its shard's OnDrained hook.
+#ifndef POSTHASTE_SERVER_LMTP_SERVER_H_
+#define POSTHASTE_SERVER_LMTP_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "server/pop3_server.h"
+#include "server/reactor/buffer_ring.h"
+#include "server/reactor/net.h"
+#include "server/reactor/send.h"
+#include "server/reactor/shard.h"
+
+namespace posthaste::server {
+
+class LmtpConnection;
+
+// Per-shard LMTP counters, written only by the shard's thread.
+struct LmtpStats {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_closed = 0;
+  uint64_t recipients_checked = 0;
+  uint64_t recipients_refused = 0;
+  uint64_t messages_received = 0;
+  uint64_t copies_delivered = 0;  // durable copies acknowledged with 250
+  uint64_t copies_failed = 0;
+  uint64_t timeouts_idle = 0;
+  uint64_t offload_rejected = 0;
+  reactor::SendStats send;
+};
+
+struct LmtpShard {
+  ServerContext* server = nullptr;
+  reactor::Shard* shard = nullptr;
+  uint32_t index = 0;
+  int listen_fd = -1;
+  std::unique_ptr<reactor::BufferRing> buffers;
+  std::unique_ptr<reactor::Acceptor> acceptor;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<LmtpConnection>> connections;
+  uint64_t next_connection_id = 1;
+  LmtpStats stats;
+  bool accepting = false;
+  // Open connections for the main thread's drain wait (stored by this shard only).
+  std::atomic<uint64_t> published_open{0};
+
+  // Shard thread.
+  void StartListening(reactor::Shard& on);
+  void StopAccepting();
+  void CloseAll();
+  LmtpConnection* Find(uint64_t id);
+  void Destroy(uint64_t id);  // deferred delete of a finished connection
+
+ private:
+  void OnAccept(int fd);
+};
+
+// The LMTP listeners of all shards (the first decides the port when 0 is asked for).
+struct LmtpService {
+  uint16_t port = 0;
+  std::vector<std::unique_ptr<LmtpShard>> shards;
+
+  // Main thread, before the reactor starts: one listener per shard on options.lmtp_listen.
+  absl::Status Listen(ServerContext& server);
+  void CloseListeners();  // start-up failed
+  uint64_t OpenConnections() const;
+};
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_LMTP_SERVER_H_
