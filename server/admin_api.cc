@@ -34,8 +34,7 @@ void Reply(mg_connection* conn, int code, std::string_view reason, std::string_v
 
 bool ReplyError(mg_connection* conn, int code, std::string_view reason, std::string_view message,
                 std::string_view extra_headers = "") {
-  Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"),
-        extra_headers);
+  Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"), extra_headers);
   return true;
 }
 
@@ -156,8 +155,7 @@ class AccountsHandler : public CivetHandler {
     if (uri.empty() || uri == "/") {
       if (method == "GET") return List(conn, info);
       if (method == "POST") return Create(conn);
-      return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST",
-                        "Allow: GET, POST\r\n");
+      return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
     }
     if (uri.front() != '/' || uri.find('/', 1) != std::string_view::npos) {
       return ReplyError(conn, 404, "Not Found", "no such resource");
@@ -222,8 +220,8 @@ class AccountsHandler : public CivetHandler {
     auto password = StringField(*body, "password");
     auto quota_messages = IntegerField(*body, "quota_messages");
     auto quota_octets = IntegerField(*body, "quota_octets");
-    for (const absl::Status& s : {address.status(), password.status(), quota_messages.status(),
-                                  quota_octets.status()}) {
+    for (const absl::Status& s :
+         {address.status(), password.status(), quota_messages.status(), quota_octets.status()}) {
       if (!s.ok()) return ReplyStatus(conn, s);
     }
     if (!address->has_value() || !password->has_value()) {
@@ -234,8 +232,8 @@ class AccountsHandler : public CivetHandler {
     auto created = store_->CreateAccount(**address, *hash);
     if (!created.ok()) return ReplyStatus(conn, created.status());
     if (quota_messages->has_value() || quota_octets->has_value()) {
-      absl::Status set = store_->SetQuota(
-          created->address, {quota_messages->value_or(0), quota_octets->value_or(0)});
+      absl::Status set = store_->SetQuota(created->address,
+                                          {quota_messages->value_or(0), quota_octets->value_or(0)});
       if (!set.ok()) return ReplyStatus(conn, set);
     }
     auto usage = store_->GetUsage(created->address);
@@ -256,8 +254,8 @@ class AccountsHandler : public CivetHandler {
     auto disabled = BoolField(*body, "disabled");
     auto quota_messages = IntegerField(*body, "quota_messages");
     auto quota_octets = IntegerField(*body, "quota_octets");
-    for (const absl::Status& s : {password.status(), disabled.status(), quota_messages.status(),
-                                  quota_octets.status()}) {
+    for (const absl::Status& s :
+         {password.status(), disabled.status(), quota_messages.status(), quota_octets.status()}) {
       if (!s.ok()) return ReplyStatus(conn, s);
     }
     // Everything is validated (and the password hashed) before anything changes.
@@ -293,8 +291,9 @@ class AccountsHandler : public CivetHandler {
   bool Delete(mg_connection* conn, const std::string& address) {
     absl::Status deleted = store_->DeleteAccount(address);
     if (!deleted.ok()) return ReplyStatus(conn, deleted);
-    mg_printf(conn, "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n"
-                    "Connection: close\r\n\r\n");
+    mg_printf(conn,
+              "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n"
+              "Connection: close\r\n\r\n");
     return true;
   }
 
@@ -309,8 +308,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::getline(in, token);
   if (!token.empty() && token.back() == '\r') token.pop_back();
   if (token.size() < kTokenBytesMin) {
-    return absl::InvalidArgumentError(absl::StrCat("the token in ", path, " is shorter than ",
-                                                   kTokenBytesMin, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the token in ", path, " is shorter than ", kTokenBytesMin, " bytes"));
   }
   return token;
 }
@@ -358,8 +357,8 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   try {
     api->impl_->server = std::make_unique<CivetServer>(civet_options);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve the admin API on ", host, ":",
-                                               listen->port, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve the admin API on ", host, ":", listen->port, ": ", e.what()));
   }
   api->impl_->server->addHandler(std::string(kPrefix), api->impl_->handler.get());
   std::vector<int> ports = api->impl_->server->getListeningPorts();

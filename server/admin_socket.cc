@@ -76,14 +76,14 @@ absl::StatusOr<std::unique_ptr<AdminSocketServer>> AdminSocketServer::Start(
   const std::string path = SocketPath(data_dir);
   SocketAddress addr(data_dir);
   if (!addr.valid()) {
-    return absl::InternalError(absl::StrCat("admin socket: cannot open ", data_dir, ": ",
-                                            strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("admin socket: cannot open ", data_dir, ": ", strerror(errno)));
   }
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("admin socket: ", strerror(errno)));
   unlink(path.c_str());  // stale: the caller holds the data directory's lock
-  if (bind(fd, addr.get(), addr.size()) != 0 ||
-      chmod(path.c_str(), 0600) != 0 || listen(fd, 16) != 0) {
+  if (bind(fd, addr.get(), addr.size()) != 0 || chmod(path.c_str(), 0600) != 0 ||
+      listen(fd, 16) != 0) {
     const int e = errno;
     close(fd);
     unlink(path.c_str());
@@ -163,9 +163,9 @@ void AdminSocketServer::AcceptLoop() {
     }
     std::lock_guard<std::mutex> lock(mu_);
     if (workers_.size() >= static_cast<size_t>(kAdminConcurrentMax)) {
-      WriteAll(fd, EncodeAdminResponse(
-                       {1, "", "posthaste: the server is busy with other admin commands; "
-                               "try again\n"}));
+      WriteAll(fd, EncodeAdminResponse({1, "",
+                                        "posthaste: the server is busy with other admin commands; "
+                                        "try again\n"}));
       close(fd);
       continue;
     }
@@ -190,7 +190,8 @@ void AdminSocketServer::Serve(Worker* worker) {
     buffer.append(chunk, static_cast<size_t>(n));
     auto decoded = DecodeAdminRequest(buffer);
     if (!decoded.ok()) {
-      response = AdminResponse{2, "", absl::StrCat("posthaste: ", decoded.status().message(), "\n")};
+      response =
+          AdminResponse{2, "", absl::StrCat("posthaste: ", decoded.status().message(), "\n")};
       break;
     }
     if (decoded->has_value()) {

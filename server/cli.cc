@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <istream>
-#include <sstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -66,8 +66,7 @@ std::string OneLine(std::string_view text) {
 }
 
 // The store the command works on: the running server's (online), or opened here.
-absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args,
-                                                              bool create) {
+absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args, bool create) {
   if (args.online_store != nullptr) {
     return std::shared_ptr<storage::MailStore>(args.online_store, [](storage::MailStore*) {});
   }
@@ -176,9 +175,8 @@ absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::s
   if (it->second == "unlimited") return std::optional<uint64_t>(0);
   uint64_t value = 0;
   if (!absl::SimpleAtoi(AbslView(it->second), &value)) {
-    return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name),
-                                                   ": expected a number or \"unlimited\", got \"",
-                                                   it->second, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", AbslView(name), ": expected a number or \"unlimited\", got \"", it->second, "\""));
   }
   return std::optional<uint64_t>(value);
 }
@@ -262,6 +260,13 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
           << "quota_octets\t" << LimitText(usage->effective_quota.octets)
           << source(usage->quota.octets) << "\n"
           << "max_message_bytes\t" << usage->max_message_bytes << "\n";
+  absl::StatusOr<storage::TenantInfo> tenant =
+      store->GetTenant(address.substr(address.rfind('@') + 1));
+  if (!tenant.ok() && !absl::IsNotFound(tenant.status())) return tenant.status();
+  *io.out << "plaintext_auth\t"
+          << storage::PlaintextAuthName(tenant.ok() ? tenant->policy.plaintext_auth
+                                                    : storage::PlaintextAuth::kDefault)
+          << " (tenant)\n";
   return absl::OkStatus();
 }
 
@@ -308,8 +313,8 @@ absl::Status UserEnable(const ParsedArgs& args, const CliStreams& io) {
 absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
   absl::StatusOr<std::string> domain = storage::NormalizeDomain(args.positional[0]);
   if (!domain.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
-                                                   "\": ", domain.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed domain \"", args.positional[0], "\": ", domain.status().message()));
   }
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));
@@ -335,6 +340,58 @@ absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
                   ? absl::StrCat("default(", store->options().max_message_bytes, ")")
                   : absl::StrCat(limits.max_message_bytes))
           << "\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Domain(std::string_view raw) {
+  absl::StatusOr<std::string> domain = storage::NormalizeDomain(raw);
+  if (!domain.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed domain \"", AbslView(raw), "\": ", domain.status().message()));
+  }
+  return domain;
+}
+
+absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string domain, Domain(args.positional[0]));
+  std::optional<storage::PlaintextAuth> plaintext_auth;
+  if (auto it = args.flags.find("plaintext_auth"); it != args.flags.end()) {
+    plaintext_auth = storage::ParsePlaintextAuth(it->second);
+    if (!plaintext_auth.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--plaintext_auth: expected default, allow or require_tls, got \"", it->second, "\""));
+    }
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/plaintext_auth.has_value()));
+  storage::TenantPolicy policy;
+  absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
+  if (tenant.ok()) {
+    policy = tenant->policy;
+  } else if (!absl::IsNotFound(tenant.status())) {
+    return tenant.status();
+  }
+  if (plaintext_auth.has_value()) {
+    policy.plaintext_auth = *plaintext_auth;
+    // A running server re-reads tenant policies before this command's answer goes back.
+    PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));
+  }
+  *io.out << domain << "\tplaintext_auth=" << storage::PlaintextAuthName(policy.plaintext_auth)
+          << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status TenantList(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  PH_ASSIGN_OR_RETURN(std::vector<storage::TenantInfo> tenants, store->ListTenants());
+  for (const storage::TenantInfo& tenant : tenants) {
+    *io.out << tenant.domain << "\tquota_messages=" << LimitText(tenant.limits.quota_messages)
+            << "\tquota_octets=" << LimitText(tenant.limits.quota_octets) << "\tmax_message_bytes="
+            << (tenant.limits.max_message_bytes == 0
+                    ? std::string("default")
+                    : absl::StrCat(tenant.limits.max_message_bytes))
+            << "\tplaintext_auth=" << storage::PlaintextAuthName(tenant.policy.plaintext_auth)
+            << "\n";
+  }
   return absl::OkStatus();
 }
 
@@ -430,6 +487,14 @@ const std::vector<Command>& Commands() {
        1,
        TenantLimitsCommand,
        {"quota_messages", "quota_octets", "max_message_bytes"}},
+      {{"tenant", "policy"},
+       "DOMAIN [--plaintext_auth=default|allow|require_tls]",
+       "show or set whether logins without TLS are allowed for a domain",
+       1,
+       1,
+       TenantPolicyCommand,
+       {"plaintext_auth"}},
+      {{"tenant", "list"}, "", "list domains: limits and plaintext_auth", 0, 0, TenantList},
       {{"deliver"},
        "ADDRESS < message",
        "deliver one message from stdin; prints its UIDL",

@@ -202,13 +202,13 @@ TEST_F(CliTest, QuotaDisableAndTenantLimits) {
             "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=1000\n");
   CliRun quota = RunWith({"user", "quota", flag_, "a@example.test", "--octets=30"});
   ASSERT_EQ(quota.status, kExitOk) << quota.err;
-  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status,
-            kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status, kExitOk);
   CliRun show = RunWith({"user", "show", flag_, "a@example.test"});
   ASSERT_EQ(show.status, kExitOk) << show.err;
   EXPECT_EQ(show.out,
             "address\ta@example.test\nstate\tenabled\nmessages\t1\noctets\t21\n"
-            "quota_messages\t5 (tenant default)\nquota_octets\t30\nmax_message_bytes\t1000\n");
+            "quota_messages\t5 (tenant default)\nquota_octets\t30\nmax_message_bytes\t1000\n"
+            "plaintext_auth\tdefault (tenant)\n");
   ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n"),
                        kExitFailure, "quota");
   ASSERT_EQ(RunWith({"user", "disable", flag_, "a@example.test"}).out, "disabled a@example.test\n");
@@ -222,6 +222,42 @@ TEST_F(CliTest, QuotaDisableAndTenantLimits) {
   ExpectOneLineFailure(RunWith({"user", "show", flag_, "b@example.test"}), kExitFailure,
                        "unknown user");
   EXPECT_EQ(RunWith({"user", "show", flag_, "a@example.test", "--octets=1"}).status, kExitUsage);
+}
+
+TEST_F(CliTest, TenantPolicyShowSetAndList) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun show = RunWith({"tenant", "policy", flag_, "example.test"});
+  ASSERT_EQ(show.status, kExitOk) << show.err;
+  EXPECT_EQ(show.out, "example.test\tplaintext_auth=default\n");
+  CliRun set = RunWith({"tenant", "policy", flag_, "EXAMPLE.test", "--plaintext_auth=allow"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out, "example.test\tplaintext_auth=allow\n");
+  // A tenant without accounts yet can be given a policy; its limits stay the defaults.
+  set = RunWith({"tenant", "policy", flag_, "strict.test", "--plaintext_auth", "require_tls"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  // Limits and policy are independent settings of one record.
+  ASSERT_EQ(RunWith({"tenant", "limits", flag_, "example.test", "--quota_messages=5"}).status,
+            kExitOk);
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test"}).out,
+            "example.test\tplaintext_auth=allow\n");
+  EXPECT_EQ(RunWith({"tenant", "list", flag_}).out,
+            "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=default"
+            "\tplaintext_auth=allow\n"
+            "strict.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=default\tplaintext_auth=require_tls\n");
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              HasSubstr("plaintext_auth\tallow (tenant)\n"));
+  ExpectOneLineFailure(
+      RunWith({"tenant", "policy", flag_, "example.test", "--plaintext_auth=maybe"}), kExitFailure,
+      "expected default, allow or require_tls");
+  ExpectOneLineFailure(RunWith({"tenant", "policy", flag_, "bad domain"}), kExitFailure,
+                       "malformed domain");
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--quota_messages=1"}).status,
+            kExitUsage);
+  ASSERT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--plaintext_auth=default"}).status,
+            kExitOk);
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test"}).out,
+            "example.test\tplaintext_auth=default\n");
 }
 
 TEST_F(CliTest, CheckAndCompact) {

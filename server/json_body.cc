@@ -108,8 +108,7 @@ class Parser {
       ++pos_;
     }
     if (pos_ - start > 1 && text_[start] == '0') return Error("leading zero");
-    if (pos_ < text_.size() &&
-        (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E')) {
+    if (pos_ < text_.size() && (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E')) {
       return Error("only integers are accepted");
     }
     *out = value;
@@ -215,9 +214,7 @@ class Parser {
 
 }  // namespace
 
-absl::StatusOr<JsonObject> ParseJsonObject(std::string_view text) {
-  return Parser(text).Object();
-}
+absl::StatusOr<JsonObject> ParseJsonObject(std::string_view text) { return Parser(text).Object(); }
 
 std::string JsonString(std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";

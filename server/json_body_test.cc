@@ -23,11 +23,27 @@ TEST(JsonBodyTest, FlatObjectsOfScalars) {
 }
 
 TEST(JsonBodyTest, RefusesWhatTheApiDoesNotTake) {
-  for (const char* bad :
-       {"", "[]", "{", "{\"a\":}", "{\"a\":1,}", "{\"a\":1} x", "{\"a\":{}}", "{\"a\":[1]}",
-        "{\"a\":-1}", "{\"a\":1.5}", "{\"a\":1e3}", "{\"a\":01}", "{\"a\":1,\"a\":2}",
-        "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\x01\"}", "{\"a\":\"\\x\"}",
-        "{\"a\":18446744073709551616}", "{\"a\":tru}", "{a:1}", "{\"a\":\"open"}) {
+  for (const char* bad : {"",
+                          "[]",
+                          "{",
+                          "{\"a\":}",
+                          "{\"a\":1,}",
+                          "{\"a\":1} x",
+                          "{\"a\":{}}",
+                          "{\"a\":[1]}",
+                          "{\"a\":-1}",
+                          "{\"a\":1.5}",
+                          "{\"a\":1e3}",
+                          "{\"a\":01}",
+                          "{\"a\":1,\"a\":2}",
+                          "{\"a\":\"\\ud800\"}",
+                          "{\"a\":\"\\udc00\"}",
+                          "{\"a\":\"\x01\"}",
+                          "{\"a\":\"\\x\"}",
+                          "{\"a\":18446744073709551616}",
+                          "{\"a\":tru}",
+                          "{a:1}",
+                          "{\"a\":\"open"}) {
     EXPECT_FALSE(ParseJsonObject(bad).ok()) << bad;
   }
   EXPECT_FALSE(ParseJsonObject(std::string(kJsonBodyBytesMax + 1, ' ')).ok());

@@ -32,8 +32,7 @@ lmtp::LmtpSessionOptions SessionOptions(const ServerContext& server) {
 }
 
 bool IsQuotaError(const absl::Status& status) {
-  return absl::IsResourceExhausted(status) &&
-         absl::StrContains(status.message(), "quota");
+  return absl::IsResourceExhausted(status) && absl::StrContains(status.message(), "quota");
 }
 
 }  // namespace
@@ -135,6 +134,17 @@ void LmtpConnection::Drive() {
     receiver_.Start();
   }
   const bool idle_output = out_.empty() && !sender_.busy();
+  const lmtp::LmtpState state = session_->state();
+  if (draining_ && started_ && !close_after_flush_ && idle_output && !ResultPending() &&
+      (state == lmtp::LmtpState::kGreeted || state == lmtp::LmtpState::kReady)) {
+    // Between transactions: nothing is lost by leaving now (RFC 5321 3.8: 421 at shutdown).
+    session_->OnConnectionLost();
+    started_ = false;
+    close_after_flush_ = true;
+    Enqueue("421 4.3.2 " + ctx_.server->options.hostname + " Service shutting down\r\n");
+    Flush();
+    return;
+  }
   if (close_after_flush_ && idle_output) {
     BeginClose(/*abort=*/false);
     return;
@@ -170,9 +180,9 @@ void LmtpConnection::StartCheck(std::string_view recipient, std::optional<uint64
   storage::MailStore* store = ctx_.server->store;
   const bool permanent = ctx_.server->options.lmtp_over_quota_permanent;
   check_pending_ = true;
-  const bool accepted = ctx_.shard->Offload(
-      [home, store, id = id_, address = std::string(recipient), declared_size,
-       permanent]() -> reactor::OffloadPool::Reply {
+  const bool accepted =
+      ctx_.shard->Offload([home, store, id = id_, address = std::string(recipient), declared_size,
+                           permanent]() -> reactor::OffloadPool::Reply {
         LmtpRecipientVerdict verdict =
             RecipientVerdict(store->GetUsage(address), declared_size, permanent);
         return [home, id, verdict = std::move(verdict)]() mutable {
@@ -204,9 +214,9 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
   const std::string_view message = delivery.message;
   for (size_t i = 0; i < delivery.recipients.size(); ++i) {
     ++copies_pending_;
-    const bool accepted = ctx_.shard->Offload(
-        [home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox, message,
-         permanent]() -> reactor::OffloadPool::Reply {
+    const bool accepted =
+        ctx_.shard->Offload([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
+                             message, permanent]() -> reactor::OffloadPool::Reply {
           absl::Status status = store->Deliver(mailbox, message).status();
           if (!status.ok() && !IsQuotaError(status)) {
             LogEvent(LogLevel::kWarning, "lmtp delivery failed",
@@ -339,6 +349,11 @@ void LmtpConnection::OnTimer() {
 // ---- Closing ----
 
 void LmtpConnection::Abort() { BeginClose(/*abort=*/true); }
+
+void LmtpConnection::Drain() {
+  draining_ = true;
+  Drive();
+}
 
 void LmtpConnection::BeginClose(bool abort) {
   if (closing_) return;

@@ -57,6 +57,8 @@ class LmtpConnection {
   void Reject(std::string_view reply);
   // Ends the connection now (shutdown). Copies in flight still complete.
   void Abort();
+  // SIGTERM drain: closes with 421 as soon as no transaction is open (at once when idle).
+  void Drain();
 
   // Results coming back from the offload pool.
   void OnRecipientChecked(lmtp::LmtpRecipientVerdict verdict);
@@ -101,6 +103,7 @@ class LmtpConnection {
   bool peer_eof_ = false;
   bool close_after_flush_ = false;
   bool closing_ = false;
+  bool draining_ = false;
   bool fd_closed_ = false;
   bool finished_ = false;
   uint64_t last_input_ns_ = 0;

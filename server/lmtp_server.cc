@@ -43,6 +43,13 @@ void LmtpShard::StopAccepting() {
   acceptor->Stop();
   close(listen_fd);
   listen_fd = -1;
+  // MTAs keep LMTP connections open between messages: close those at once, the others when
+  // their transaction is answered, so a drain does not wait for the timeout.
+  std::vector<uint64_t> ids;
+  for (auto& [id, conn] : connections) ids.push_back(id);
+  for (uint64_t id : ids) {
+    if (LmtpConnection* conn = Find(id)) conn->Drain();
+  }
 }
 
 void LmtpShard::CloseAll() {
@@ -87,7 +94,8 @@ absl::Status LmtpService::Listen(ServerContext& server) {
   const ServeOptions& options = server.options;
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener(
-        {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port});
+        {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port,
+         .join_existing_group = i > 0});
     if (!fd.ok()) {
       CloseListeners();
       return absl::Status(fd.status().code(),

@@ -45,14 +45,16 @@ absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t line
   return ref.length;
 }
 
-pop3::Pop3SessionOptions SessionOptions(const ServerContext& server, const PeerInfo& peer,
+pop3::Pop3SessionOptions SessionOptions(const ShardContext& shard, const PeerInfo& peer,
                                         bool implicit_tls) {
+  const ServerContext& server = *shard.server;
   pop3::Pop3SessionOptions o;
   o.tls_available = server.tls != nullptr && !implicit_tls;
   o.tls_active = implicit_tls;
   o.hostname = server.options.hostname;
   o.policy.plaintext_requires_tls = server.options.plaintext_requires_tls;
   o.policy.loopback_exempt_from_tls = true;
+  o.policy.tenant_plaintext_auth = shard.tenant_policies.get();  // outlives the connection
   o.policy.in_use = server.options.in_use_policy;
   o.peer_is_loopback = peer.loopback;
   o.auth_failure_delay_ms = server.options.auth_failure_delay_ms;
@@ -67,8 +69,7 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
       id_(id),
       fd_(fd),
       peer_(std::move(peer)),
-      session_(
-          std::make_unique<pop3::Pop3Session>(SessionOptions(*ctx.server, peer_, implicit_tls))),
+      session_(std::make_unique<pop3::Pop3Session>(SessionOptions(ctx, peer_, implicit_tls))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },

@@ -72,6 +72,9 @@ void ShardContext::StartListening() {
       std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd, false); });
   acceptor->Start();
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
+  if (server->tenant_policies != nullptr) {
+    tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
+  }
   if (pop3s_listen_fd >= 0) {
     pop3s_acceptor = std::make_unique<reactor::Acceptor>(ring, pop3s_listen_fd,
                                                          [this](int fd) { OnAccept(fd, true); });
@@ -87,6 +90,7 @@ void ShardContext::StartListening() {
     acceptor.reset();
     pop3s_acceptor.reset();
     tls.reset();
+    tenant_policies.reset();
     buffers.reset();
     published_open.store(0, std::memory_order_relaxed);
   });

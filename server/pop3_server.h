@@ -29,6 +29,7 @@
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
+#include "server/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
 #include "tls/tls_context.h"
@@ -83,6 +84,8 @@ struct ServerContext {
   // Null when no certificate is configured (then no STLS and no pop3s listener).
   TlsContextSet* tls = nullptr;
   KtlsCapability ktls;  // probed once at start-up
+  // Per-tenant plaintext-login overrides (loaded at start, refreshed on tenant changes).
+  TenantPolicyTable* tenant_policies = nullptr;
   // Certificate reloads (main thread writes; the HTTP thread reads).
   std::atomic<uint64_t> tls_reloads_ok{0};
   std::atomic<uint64_t> tls_reloads_failed{0};
@@ -100,6 +103,8 @@ struct ShardContext {
   std::unique_ptr<reactor::Acceptor> acceptor;
   std::unique_ptr<reactor::Acceptor> pop3s_acceptor;
   std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
+  // Null when the server has no TenantPolicyTable.
+  std::unique_ptr<ShardTenantPolicies> tenant_policies;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
   uint64_t next_connection_id = 1;
   ShardStats stats;

@@ -24,6 +24,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
+#include "server/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
 #include "tls/tls_context.h"
@@ -87,6 +88,25 @@ void ReloadCertificates(ServerContext& ctx, TlsContextSet& tls, std::string_view
             {"error", status.ok() ? std::string() : std::string(status.message())}});
 }
 
+// Re-reads the tenant overrides when a tenant changed (admin socket, admin API); logs the
+// result. A failed read keeps the previous overrides.
+void RefreshTenantPolicies(TenantPolicyTable& table, storage::MailStore& store,
+                           std::string_view trigger) {
+  absl::StatusOr<bool> refreshed = table.RefreshIfChanged(store);
+  if (!refreshed.ok()) {
+    LogEvent(LogLevel::kWarning, "tenant policies not reloaded, keeping the previous ones",
+             {{"trigger", std::string(trigger)},
+              {"error", std::string(refreshed.status().message())}});
+    return;
+  }
+  if (!*refreshed) return;
+  const auto snapshot = table.Current();
+  LogEvent(LogLevel::kInfo, "tenant policies loaded",
+           {{"trigger", std::string(trigger)},
+            {"plaintext_allow", std::to_string(snapshot->allowed)},
+            {"plaintext_require_tls", std::to_string(snapshot->require_tls)}});
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
@@ -134,6 +154,12 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     return kExitFailure;
   }
   ctx.store = store->get();
+  TenantPolicyTable tenant_policies;
+  if (absl::Status loaded = tenant_policies.Load(*ctx.store); !loaded.ok()) {
+    err << "posthaste: serve: tenant policies: " << loaded.message() << "\n";
+    return kExitFailure;
+  }
+  ctx.tenant_policies = &tenant_policies;
   AuthService auth(ctx.store, {.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
   ctx.auth = &auth;
 
@@ -158,14 +184,16 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   } else {
     LogEvent(LogLevel::kWarning,
              "tls off: no --tls_cert/--tls_key, so STLS is not offered and no pop3s listener "
-             "is opened; plaintext logins are refused except from loopback",
+             "is opened; plaintext logins are refused except from loopback and for tenants "
+             "with plaintext_auth=allow",
              {{"plaintext_requires_tls", options.plaintext_requires_tls ? "true" : "false"}});
   }
 
   // Listeners: the first decides the port (0: the kernel picks), the others share it.
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener({.host = options.pop3_listen.host,
-                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port});
+                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port,
+                                       .join_existing_group = i > 0});
     if (!fd.ok()) {
       err << "posthaste: serve: cannot listen on "
           << HostPortText(options.pop3_listen.host, options.pop3_listen.port) << ": "
@@ -190,7 +218,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     if (options.pop3s_enabled) {
       auto tls_fd = reactor::CreateListener(
           {.host = options.pop3s_listen.host,
-           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port});
+           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port,
+           .join_existing_group = i > 0});
       if (!tls_fd.ok()) {
         err << "posthaste: serve: cannot listen on "
             << HostPortText(options.pop3s_listen.host, options.pop3s_listen.port) << ": "
@@ -215,9 +244,13 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   std::unique_ptr<AdminSocketServer> admin_socket;
   if (admin_commands) {
     storage::MailStore* admin_store = ctx.store;
+    TenantPolicyTable* policies = &tenant_policies;
     auto started_socket = AdminSocketServer::Start(
-        options.data_dir, [admin_commands, admin_store](const AdminRequest& request) {
-          return admin_commands(request, *admin_store);
+        options.data_dir, [admin_commands, admin_store, policies](const AdminRequest& request) {
+          AdminResponse response = admin_commands(request, *admin_store);
+          // Before the answer: once the CLI returns, new logins see the change.
+          RefreshTenantPolicies(*policies, *admin_store, "admin socket");
+          return response;
         });
     if (!started_socket.ok()) {
       err << "posthaste: serve: " << started_socket.status().message() << "\n";
@@ -315,6 +348,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
       continue;
     }
     if (sig == SIGTERM || sig == SIGINT) break;
+    RefreshTenantPolicies(tenant_policies, *ctx.store, "periodic check");
     if (tls == nullptr) continue;
     ++waited_s;
     if (options.tls_reload_check_s > 0 && waited_s % options.tls_reload_check_s == 0 &&

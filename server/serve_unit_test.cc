@@ -282,15 +282,14 @@ TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
 TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
   using Code = LmtpDeliveryResult::Code;
   EXPECT_EQ(DeliveryOutcome(absl::OkStatus(), false).code, Code::kDelivered);
-  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), false)
-                .code,
-            Code::kOverQuotaTemp);
-  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), true)
-                .code,
+  EXPECT_EQ(
+      DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), false).code,
+      Code::kOverQuotaTemp);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), true).code,
             Code::kOverQuotaPerm);
-  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("message of 9 octets exceeds ..."), false)
-                .code,
-            Code::kTooBig);
+  EXPECT_EQ(
+      DeliveryOutcome(absl::ResourceExhaustedError("message of 9 octets exceeds ..."), false).code,
+      Code::kTooBig);
   EXPECT_EQ(DeliveryOutcome(absl::NotFoundError("gone"), false).code, Code::kPermFailure);
   EXPECT_EQ(DeliveryOutcome(absl::FailedPreconditionError("disabled"), false).code,
             Code::kPermFailure);

@@ -12,6 +12,8 @@ constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
 constexpr uint8_t kTenantVersion = 1;
+constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
+constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
 constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -319,19 +321,27 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
-  std::string out(1, static_cast<char>(kTenantVersion));
+  const bool with_policy = r.plaintext_auth != 0;
+  std::string out(1, static_cast<char>(with_policy ? kTenantVersionWithPolicy : kTenantVersion));
   PutLE64(&out, r.quota_messages);
   PutLE64(&out, r.quota_octets);
   PutLE64(&out, r.max_message_bytes);
+  if (with_policy) out.push_back(static_cast<char>(r.plaintext_auth));
   return out;
 }
 
 bool DecodeTenant(std::string_view in, TenantRecord* r) {
-  if (in.size() != 25 || static_cast<uint8_t>(in[0]) != kTenantVersion) return false;
+  if (in.empty()) return false;
+  const uint8_t version = static_cast<uint8_t>(in[0]);
+  if (!(version == kTenantVersion && in.size() == 25) &&
+      !(version == kTenantVersionWithPolicy && in.size() == 26)) {
+    return false;
+  }
   r->quota_messages = GetLE64(in.data() + 1);
   r->quota_octets = GetLE64(in.data() + 9);
   r->max_message_bytes = GetLE64(in.data() + 17);
-  return true;
+  r->plaintext_auth = version == kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
+  return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }
 
 std::shared_ptr<rocksdb::MergeOperator> NewStoreMergeOperator() {

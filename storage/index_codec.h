@@ -158,6 +158,10 @@ struct TenantRecord {
   uint64_t quota_messages = 0;
   uint64_t quota_octets = 0;
   uint64_t max_message_bytes = 0;
+  // PlaintextAuth (mail_store.h) as its integer; 0 = default. Version 1 records (no such byte)
+  // decode as 0; a record whose value is 0 is still written as version 1, so a store without
+  // tenant overrides stays readable by binaries that predate the field.
+  uint8_t plaintext_auth = 0;
 };
 std::string EncodeTenant(const TenantRecord& r);
 bool DecodeTenant(std::string_view in, TenantRecord* r);

@@ -169,6 +169,8 @@ struct MailStore::Impl {
   std::mutex tenant_mu;
   std::map<std::string, TenantRecord, std::less<>> tenants;  // by tenant_mu
 
+  std::atomic<uint64_t> tenant_generation{0};  // bumped after each tenant write
+
   std::atomic<uint64_t> deliveries{0};
   std::atomic<uint64_t> deletions{0};
   std::function<void()> after_index_read_for_test;  // set before concurrent use
@@ -240,6 +242,26 @@ struct MailStore::Impl {
     r.quota_messages = options.default_quota_messages;
     r.quota_octets = options.default_quota_octets;
     return r;
+  }
+
+  // Read-modify-write of one tenant record (the store's defaults when absent), serialised with
+  // the other tenant and account writers by meta_mu, so setting limits keeps the policy and
+  // the other way round.
+  template <typename Change>
+  absl::Status UpdateTenant(const std::string& domain, Change change) {
+    std::lock_guard<std::mutex> meta(meta_mu);
+    PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> found, LoadTenant(domain));
+    TenantRecord record = found.value_or(DefaultTenant());
+    change(&record);
+    rocksdb::Status s = db->Put(sync_write, ToSlice(internal::TenantKey(domain)),
+                                ToSlice(internal::EncodeTenant(record)));
+    if (!s.ok()) return IndexError(s, "write tenant");
+    {
+      std::lock_guard<std::mutex> lock(tenant_mu);
+      tenants[domain] = record;
+    }
+    tenant_generation.fetch_add(1, std::memory_order_acq_rel);
+    return absl::OkStatus();
   }
 
   // ---- account cache ----
@@ -474,16 +496,45 @@ StoreCounters MailStore::Counters() const {
 // ------------------------------------------------------------------------------------------
 // Tenants and accounts
 
+std::string_view PlaintextAuthName(PlaintextAuth value) {
+  switch (value) {
+    case PlaintextAuth::kDefault:
+      return "default";
+    case PlaintextAuth::kAllow:
+      return "allow";
+    case PlaintextAuth::kRequireTls:
+      return "require_tls";
+  }
+  return "default";
+}
+
+std::optional<PlaintextAuth> ParsePlaintextAuth(std::string_view name) {
+  for (PlaintextAuth value :
+       {PlaintextAuth::kDefault, PlaintextAuth::kAllow, PlaintextAuth::kRequireTls}) {
+    if (name == PlaintextAuthName(value)) return value;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
+  TenantInfo info;
+  info.domain = std::string(domain);
+  info.limits.quota_messages = record.quota_messages;
+  info.limits.quota_octets = record.quota_octets;
+  info.limits.max_message_bytes = record.max_message_bytes;
+  info.policy.plaintext_auth = static_cast<PlaintextAuth>(record.plaintext_auth);  // decoded: valid
+  return info;
+}
+
+}  // namespace
+
 absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view domain_in) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
   PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> record, impl_->LoadTenant(domain));
   if (!record.has_value()) return absl::NotFoundError(absl::StrCat("no such tenant: ", domain));
-  TenantInfo info;
-  info.domain = domain;
-  info.limits.quota_messages = record->quota_messages;
-  info.limits.quota_octets = record->quota_octets;
-  info.limits.max_message_bytes = record->max_message_bytes;
-  return info;
+  return TenantInfoOf(domain, *record);
 }
 
 absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const TenantLimits& limits) {
@@ -492,17 +543,42 @@ absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const Tenant
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes may be at most ", kMaxConfigurableMessageBytes));
   }
-  TenantRecord record;
-  record.quota_messages = limits.quota_messages;
-  record.quota_octets = limits.quota_octets;
-  record.max_message_bytes = limits.max_message_bytes;
-  std::lock_guard<std::mutex> meta(impl_->meta_mu);
-  rocksdb::Status s = impl_->db->Put(impl_->sync_write, ToSlice(internal::TenantKey(domain)),
-                                     ToSlice(internal::EncodeTenant(record)));
-  if (!s.ok()) return IndexError(s, "write tenant");
-  std::lock_guard<std::mutex> lock(impl_->tenant_mu);
-  impl_->tenants[domain] = record;
-  return absl::OkStatus();
+  return impl_->UpdateTenant(domain, [&limits](TenantRecord* record) {
+    record->quota_messages = limits.quota_messages;
+    record->quota_octets = limits.quota_octets;
+    record->max_message_bytes = limits.max_message_bytes;
+  });
+}
+
+absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const TenantPolicy& policy) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  return impl_->UpdateTenant(domain, [&policy](TenantRecord* record) {
+    record->plaintext_auth = static_cast<uint8_t>(policy.plaintext_auth);
+  });
+}
+
+absl::StatusOr<std::vector<TenantInfo>> MailStore::ListTenants() {
+  const std::string prefix(1, internal::kTenantPrefix);
+  const std::string upper(1, static_cast<char>(internal::kTenantPrefix + 1));
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::vector<TenantInfo> out;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    const std::string_view domain = View(it->key()).substr(1);
+    TenantRecord record;
+    if (!internal::DecodeTenant(View(it->value()), &record)) {
+      return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
+    }
+    out.push_back(TenantInfoOf(domain, record));
+  }
+  if (!it->status().ok()) return IndexError(it->status(), "list tenants");
+  return out;
+}
+
+uint64_t MailStore::tenant_generation() const {
+  return impl_->tenant_generation.load(std::memory_order_acquire);
 }
 
 absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in,
@@ -662,8 +738,8 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   const TenantRecord tenant = tenant_found.value_or(impl_->DefaultTenant());
   AccountUsage usage;
   usage.address = address;
-  usage.max_message_bytes = tenant.max_message_bytes != 0 ? tenant.max_message_bytes
-                                                          : impl_->options.max_message_bytes;
+  usage.max_message_bytes =
+      tenant.max_message_bytes != 0 ? tenant.max_message_bytes : impl_->options.max_message_bytes;
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
   usage.disabled = state->record.disabled;

@@ -77,9 +77,25 @@ struct TenantLimits {
   uint64_t max_message_bytes = 0;
 };
 
+// Whether USER/PASS, AUTH PLAIN and AUTH LOGIN may run before TLS for a tenant's users.
+// kDefault follows the server's --plaintext_requires_tls rule; kAllow permits plaintext logins
+// from any address; kRequireTls refuses them without TLS even where the server-wide rule would
+// allow them (loopback, or --plaintext_requires_tls=false). Stored as its integer value.
+enum class PlaintextAuth : uint8_t { kDefault = 0, kAllow = 1, kRequireTls = 2 };
+// "default", "allow", "require_tls".
+std::string_view PlaintextAuthName(PlaintextAuth value);
+// The inverse of PlaintextAuthName; nullopt for anything else.
+std::optional<PlaintextAuth> ParsePlaintextAuth(std::string_view name);
+
+// Per-tenant policies (besides limits). Default-constructed: everything follows the server.
+struct TenantPolicy {
+  PlaintextAuth plaintext_auth = PlaintextAuth::kDefault;
+};
+
 struct TenantInfo {
   std::string domain;
   TenantLimits limits;
+  TenantPolicy policy;
 };
 
 // Per-account quota. 0 = use the tenant default (which itself may be 0 = unlimited).
@@ -111,8 +127,8 @@ struct AccountUsage {
   bool disabled = false;
   MailboxStats stats;
   MailboxStats reserved;
-  AccountQuota quota;             // as set on the account (0 = tenant default)
-  AccountQuota effective_quota;   // what deliveries are checked against (0 = unlimited)
+  AccountQuota quota;              // as set on the account (0 = tenant default)
+  AccountQuota effective_quota;    // what deliveries are checked against (0 = unlimited)
   uint64_t max_message_bytes = 0;  // effective (tenant, else store-wide)
 
   // Whether one more message of `size` octets (POP3 size) would pass the quota.
@@ -219,7 +235,16 @@ class MailStore {
   // NotFound until the tenant's first account exists.
   absl::StatusOr<TenantInfo> GetTenant(std::string_view domain);
   // Creates the tenant when absent. InvalidArgument for a malformed domain.
+  // Keeps the tenant's policy.
   absl::Status SetTenantLimits(std::string_view domain, const TenantLimits& limits);
+  // Creates the tenant when absent (with the store's default limits). Keeps the limits.
+  // InvalidArgument for a malformed domain.
+  absl::Status SetTenantPolicy(std::string_view domain, const TenantPolicy& policy);
+  // Every tenant, sorted by domain (a scan of the tenant records).
+  absl::StatusOr<std::vector<TenantInfo>> ListTenants();
+  // Bumped (release) after every tenant change made through this MailStore; cheap to poll, so a
+  // caller can re-read tenants only when it moved.
+  uint64_t tenant_generation() const;
 
   // ---- Accounts ----
   // `address` is local@domain; InvalidArgument when malformed (see NormalizeAddress).

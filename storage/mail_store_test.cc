@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "rocksdb/db.h"
 
 namespace posthaste::storage {
 namespace {
@@ -313,8 +314,7 @@ TEST_F(MailStoreTest, UsageReportsEffectiveLimitsAndExactCounters) {
   EXPECT_EQ(usage->effective_quota.messages, 1u);
   EXPECT_EQ(usage->effective_quota.octets, 100u);
   EXPECT_TRUE(usage->WouldExceedQuota(0));  // messages
-  EXPECT_EQ(store_->Deliver("u@x.org", "x").status().code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(store_->Deliver("u@x.org", "x").status().code(), absl::StatusCode::kResourceExhausted);
 
   ASSERT_TRUE(store_->SetDisabled("u@x.org", true).ok());
   EXPECT_TRUE(store_->GetUsage("u@x.org")->disabled);
@@ -419,6 +419,84 @@ TEST_F(MailStoreTest, TenantDefaultsApplyUnlessTheAccountOverrides) {
   auto tenant = store_->GetTenant("x.org");
   ASSERT_TRUE(tenant.ok());
   EXPECT_EQ(tenant->limits.quota_messages, 1u);
+}
+
+TEST_F(MailStoreTest, TenantPolicyRoundTripsAndKeepsLimits) {
+  Create("u@x.org");
+  auto before = store_->GetTenant("x.org");
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->policy.plaintext_auth, PlaintextAuth::kDefault);
+  const uint64_t generation = store_->tenant_generation();
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{7, 0, 0}).ok());
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", TenantPolicy{PlaintextAuth::kAllow}).ok());
+  ASSERT_TRUE(store_->SetTenantPolicy("Other.ORG", TenantPolicy{PlaintextAuth::kRequireTls}).ok());
+  EXPECT_EQ(store_->tenant_generation(), generation + 3);
+  // Setting limits keeps the policy, and the other way round.
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{8, 0, 0}).ok());
+  Reopen();
+  auto x = store_->GetTenant("x.org");
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->policy.plaintext_auth, PlaintextAuth::kAllow);
+  EXPECT_EQ(x->limits.quota_messages, 8u);
+  auto tenants = store_->ListTenants();
+  ASSERT_TRUE(tenants.ok()) << tenants.status();
+  ASSERT_EQ(tenants->size(), 2u);
+  EXPECT_EQ((*tenants)[0].domain, "other.org");
+  EXPECT_EQ((*tenants)[0].policy.plaintext_auth, PlaintextAuth::kRequireTls);
+  EXPECT_EQ((*tenants)[1].domain, "x.org");
+  EXPECT_EQ((*tenants)[1].policy.plaintext_auth, PlaintextAuth::kAllow);
+  EXPECT_EQ((*tenants)[1].limits.quota_messages, 8u);
+  // Back to default.
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", TenantPolicy{}).ok());
+  Reopen();
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.plaintext_auth, PlaintextAuth::kDefault);
+  EXPECT_EQ(store_->GetTenant("x.org")->limits.quota_messages, 8u);
+}
+
+TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
+  store_.reset();
+  // A version 1 tenant record as older binaries wrote it: version byte, then quota_messages,
+  // quota_octets and max_message_bytes as little-endian 64-bit integers.
+  std::string v1(1, '\x01');
+  for (uint64_t v : {uint64_t{3}, uint64_t{4000}, uint64_t{5000}}) {
+    for (int i = 0; i < 8; ++i) v1.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options db_options;
+    ASSERT_TRUE(rocksdb::DB::Open(db_options, options_.data_dir + "/index", &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "Told.example", v1).ok());
+    // A record with an out-of-range policy byte is reported, not misread.
+    std::string bad = v1;
+    bad[0] = '\x02';
+    bad.push_back('\x09');
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "Tbad.example", bad).ok());
+    ASSERT_TRUE(db->Close().ok());
+  }
+  Reopen();
+  auto old = store_->GetTenant("old.example");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->policy.plaintext_auth, PlaintextAuth::kDefault);
+  EXPECT_EQ(old->limits.quota_messages, 3u);
+  EXPECT_EQ(old->limits.quota_octets, 4000u);
+  EXPECT_EQ(old->limits.max_message_bytes, 5000u);
+  EXPECT_EQ(store_->GetTenant("bad.example").status().code(), absl::StatusCode::kDataLoss);
+  // Updating the policy of an old record keeps its limits.
+  ASSERT_TRUE(store_->SetTenantPolicy("old.example", TenantPolicy{PlaintextAuth::kAllow}).ok());
+  Reopen();
+  old = store_->GetTenant("old.example");
+  EXPECT_EQ(old->policy.plaintext_auth, PlaintextAuth::kAllow);
+  EXPECT_EQ(old->limits.quota_octets, 4000u);
+}
+
+TEST(PlaintextAuthTest, NamesRoundTrip) {
+  for (PlaintextAuth v :
+       {PlaintextAuth::kDefault, PlaintextAuth::kAllow, PlaintextAuth::kRequireTls}) {
+    EXPECT_EQ(ParsePlaintextAuth(PlaintextAuthName(v)), v);
+  }
+  EXPECT_EQ(ParsePlaintextAuth("ALLOW"), std::nullopt);
+  EXPECT_EQ(ParsePlaintextAuth(""), std::nullopt);
 }
 
 TEST_F(MailStoreTest, StoreDefaultsAreCopiedIntoNewTenants) {

@@ -166,6 +166,31 @@ TEST_F(PosthasteBinaryTest, BadInputExitsNonZeroWithOneLineAndChangesNothing) {
   EXPECT_NE(stat(absent.c_str(), &st), 0);
 }
 
+TEST_F(PosthasteBinaryTest, TenantPolicyIsStoredWithTheTenant) {
+  Ok({"user", "add", DataDir(), "a@example.test"}, "pw\n");
+  EXPECT_EQ(Ok({"tenant", "policy", DataDir(), "example.test"}).out,
+            "example.test\tplaintext_auth=default\n");
+  EXPECT_EQ(Ok({"tenant", "policy", DataDir(), "example.test", "--plaintext_auth=allow"}).out,
+            "example.test\tplaintext_auth=allow\n");
+  Ok({"tenant", "limits", DataDir(), "example.test", "--quota_messages=3"});
+  EXPECT_THAT(Ok({"user", "show", DataDir(), "a@example.test"}).out,
+              HasSubstr("plaintext_auth\tallow (tenant)\n"));
+  EXPECT_EQ(Ok({"tenant", "list", DataDir()}).out,
+            "example.test\tquota_messages=3\tquota_octets=unlimited\tmax_message_bytes=default"
+            "\tplaintext_auth=allow\n");
+  ExpectRefused({"tenant", "policy", DataDir(), "example.test", "--plaintext_auth=yes"}, "",
+                "expected default, allow or require_tls");
+  ExpectRefused({"tenant", "policy", DataDir(), "example.test", "--plaintext"}, "",
+                "unknown flag", 2);
+  // What the CLI wrote is what the store reads.
+  auto store = storage::MailStore::Open({.data_dir = dir_});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto tenant = (*store)->GetTenant("example.test");
+  ASSERT_TRUE(tenant.ok());
+  EXPECT_EQ(tenant->policy.plaintext_auth, storage::PlaintextAuth::kAllow);
+  EXPECT_EQ(tenant->limits.quota_messages, 3u);
+}
+
 TEST_F(PosthasteBinaryTest, ImportMaildirKeepsDovecotUidlsAndReimportSkips) {
   Ok({"user", "add", DataDir(), "m@example.test"}, "pw\n");
   const std::string maildir = MakeTempDir("maildir");

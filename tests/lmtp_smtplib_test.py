@@ -17,6 +17,7 @@ drive MAIL/RCPT/DATA themselves and read the remaining per-recipient replies wit
 import poplib
 import smtplib
 import socket
+import time
 import unittest
 
 from tests.testing.posthaste_server import PosthasteServer, wire_form
@@ -36,7 +37,7 @@ class LmtpSmtplibTest(unittest.TestCase):
   def setUpClass(cls):
     cls.server = PosthasteServer(shards=2)
     for user in ("alice", "bob", "carol", "dave", "erin", "full", "off", "multi1", "multi2",
-                 "pipe", "snap"):
+                 "pipe", "snap", "gone"):
       cls.server.add_user(user + "@example.test", PASSWORD)
     cls.server.add_user("someone@small.test", PASSWORD)
     # full@ holds one message and may hold one; off@ is disabled; small.test takes 100 octets.
@@ -169,6 +170,33 @@ class LmtpSmtplibTest(unittest.TestCase):
     self.assertEqual(self.retr_all("pipe@example.test"),
                      [return_path("p@origin.test") + wire_form(raw)] * 3)
 
+  def test_message_over_the_tenant_limit_without_size_is_refused_after_data(self):
+    client = self.lmtp()
+    rcpt, data = self.transaction(client, ["someone@small.test", "erin@example.test"],
+                                  b"Subject: big\r\n\r\n" + b"y" * 200 + b"\r\n")
+    client.quit()
+    self.assertEqual([code for code, _ in rcpt], [250, 250])  # no SIZE= declared
+    self.assertEqual([(code, text[:5]) for code, text in data], [(552, b"5.3.4"),
+                                                                 (250, b"2.1.5")])
+    self.assertEqual(len(self.retr_all("erin@example.test")), 1)
+    self.assertEqual(len(self.retr_all("someone@small.test")), 0)
+
+  def test_client_gone_mid_delivery(self):
+    raw = b"Subject: gone\r\n\r\nthe MTA hung up\r\n"
+    s = socket.create_connection(("127.0.0.1", self.server.lmtp_port), TIMEOUT_S)
+    s.sendall(b"LHLO mta.test\r\nMAIL FROM:<g@origin.test>\r\n"
+              b"RCPT TO:<gone@example.test>\r\nDATA\r\n" + raw + b".\r\n")
+    s.close()  # gone with the greeting unread: the kernel resets the connection
+    # Depending on when the reset lands the server has read the message (the copy completes;
+    # the MTA, having no 250, would retry: LMTP's usual duplicate risk) or not (nothing is
+    # stored). Either way at most one intact copy, and the server carries on.
+    time.sleep(1)
+    client = self.lmtp()
+    self.assertEqual(client.noop()[0], 250)
+    client.quit()
+    stored = self.retr_all("gone@example.test")
+    self.assertIn(stored, ([], [return_path("g@origin.test") + wire_form(raw)]))
+
   def test_open_pop3_session_keeps_its_snapshot(self):
     user = "snap@example.test"
     client = self.lmtp()
@@ -198,6 +226,36 @@ class LmtpSmtplibTest(unittest.TestCase):
       self.server.stop()
       self.server.extra_args = []
       self.server.start()
+
+
+class LmtpDrainTest(unittest.TestCase):
+
+  def test_sigterm_closes_idle_lmtp_connections_at_once(self):
+    server = PosthasteServer(shards=2, extra_args=["--drain_timeout_s=30"])
+    server.add_user("drain@example.test", PASSWORD)
+    server.start()
+    try:
+      clients = []
+      for _ in range(4):  # spread over both shards
+        client = smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=TIMEOUT_S)
+        client.ehlo("mta.test")
+        clients.append(client)
+      # One transaction completes first, so that connection is idle between messages.
+      clients[0].mail(SENDER)
+      clients[0].rcpt("drain@example.test")
+      clients[0].docmd("DATA")
+      clients[0].send(b"Subject: before stop\r\n\r\nx\r\n.\r\n")
+      self.assertEqual(clients[0].getreply()[0], 250)
+      started = time.monotonic()
+      server.terminate()
+      for client in clients:
+        code, text = client.getreply()
+        self.assertEqual((code, text[:5]), (421, b"4.3.2"))
+      server.wait_exit()
+      # Well inside --drain_timeout_s: the idle MTA connections did not hold the drain.
+      self.assertLess(time.monotonic() - started, 15)
+    finally:
+      server.stop()
 
 
 def _stuffed(message):

@@ -49,6 +49,17 @@ enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls };
 
 constexpr size_t kLongestReplyBytes = 1024;  // CAPA, a listing line, a sign-off
 
+// Tenant overrides: domain "a" allows plaintext, domain "s" requires TLS.
+class FuzzTenantLookup : public TenantPlaintextAuthLookup {
+ public:
+  TenantPlaintextAuth ForDomain(std::string_view domain) const override {
+    if (domain == "a") return TenantPlaintextAuth::kAllow;
+    if (domain == "s") return TenantPlaintextAuth::kRequireTls;
+    return TenantPlaintextAuth::kDefault;
+  }
+  bool AnyAllowed() const override { return true; }
+};
+
 class Harness {
  public:
   explicit Harness(Input* input) : input_(input) {
@@ -60,6 +71,7 @@ class Harness {
     options_.policy.plaintext_requires_tls = flags & 16;
     options_.peer_is_loopback = flags & 32;
     options_.policy.expire_days = (flags & 64) ? std::optional<uint32_t>(7) : std::nullopt;
+    if (flags & 128) options_.policy.tenant_plaintext_auth = &tenant_lookup_;
     const uint8_t limits = input_->Byte();
     options_.output_queued_bytes_max = (limits & 1) ? (limits >> 1) : 64 * 1024;
     options_.bad_commands_max = 1 + (limits % 30);
@@ -99,6 +111,27 @@ class Harness {
   }
 
  private:
+  // The rule the session must follow, restated: TLS, else the tenant's override, else the
+  // server-wide rule (loopback exempt when configured).
+  bool PlaintextAllowedFor(std::string_view user) const {
+    if (tls_) return true;
+    const bool global = !options_.policy.plaintext_requires_tls ||
+                        (options_.peer_is_loopback && options_.policy.loopback_exempt_from_tls);
+    const size_t at = user.rfind('@');
+    if (options_.policy.tenant_plaintext_auth == nullptr || at == std::string_view::npos) {
+      return global;
+    }
+    switch (tenant_lookup_.ForDomain(user.substr(at + 1))) {
+      case TenantPlaintextAuth::kAllow:
+        return true;
+      case TenantPlaintextAuth::kRequireTls:
+        return false;
+      case TenantPlaintextAuth::kDefault:
+        break;
+    }
+    return global;
+  }
+
   void Step() {
     const uint8_t control = input_->Byte();
     switch (control % 8) {
@@ -195,8 +228,7 @@ class Harness {
           PH_CHECK(action.credentials.apop_timestamp == options_.apop_timestamp);
           PH_CHECK(action.credentials.secret.size() == 32);
         } else {
-          PH_CHECK(!options_.policy.plaintext_requires_tls || tls_ ||
-                   (options_.peer_is_loopback && options_.policy.loopback_exempt_from_tls));
+          PH_CHECK(PlaintextAllowedFor(action.credentials.user));
         }
         auth_user_.assign(action.credentials.user);
         pending_ = Pending::kAuth;
@@ -336,6 +368,7 @@ class Harness {
     Drain();
   }
 
+  FuzzTenantLookup tenant_lookup_;
   Input* input_;
   Pop3SessionOptions options_;
   std::shared_ptr<const MailboxSnapshot> snapshot_;

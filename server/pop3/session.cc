@@ -415,17 +415,46 @@ bool Pop3Session::PlaintextAllowed() const {
          (options_.peer_is_loopback && policy.loopback_exempt_from_tls);
 }
 
+bool Pop3Session::TenantsMayAllowPlaintext() const {
+  const TenantPlaintextAuthLookup* lookup = options_.policy.tenant_plaintext_auth;
+  return lookup != nullptr && lookup->AnyAllowed();
+}
+
+bool Pop3Session::PlaintextAllowedFor(std::string_view user) const {
+  if (tls_active_) return true;
+  const TenantPlaintextAuthLookup* lookup = options_.policy.tenant_plaintext_auth;
+  const size_t at = user.rfind('@');
+  if (lookup == nullptr || at == std::string_view::npos) return PlaintextAllowed();
+  switch (lookup->ForDomain(user.substr(at + 1))) {
+    case TenantPlaintextAuth::kAllow:
+      return true;
+    case TenantPlaintextAuth::kRequireTls:
+      return false;
+    case TenantPlaintextAuth::kDefault:
+      break;
+  }
+  return PlaintextAllowed();
+}
+
 bool Pop3Session::ApopOffered() const {
   return options_.policy.apop_allowed && !options_.apop_timestamp.empty();
 }
 
 void Pop3Session::CmdUser(std::string_view args) {
-  if (!PlaintextAllowed()) {
+  if (!PlaintextAllowed() && !TenantsMayAllowPlaintext()) {
     AppendLine(kPlaintextRefused);
     return;
   }
   if (args.empty()) {
     BadCommand("-ERR Missing user name");
+    return;
+  }
+  // Refused here, before the client sends the password (RFC 2595 section 2.2).
+  user_refused_plaintext_ = !PlaintextAllowedFor(args);
+  if (user_refused_plaintext_) {
+    have_user_ = false;
+    user_arg_.clear();
+    AppendLine(kPlaintextRefused);
     return;
   }
   // Any name is accepted here: whether it exists is only learnt (and never told) at PASS.
@@ -435,7 +464,8 @@ void Pop3Session::CmdUser(std::string_view args) {
 }
 
 void Pop3Session::CmdPass(std::string_view args) {
-  if (!PlaintextAllowed()) {
+  // An accepted USER passed its tenant's check; otherwise answer as that USER was answered.
+  if (!have_user_ && (!PlaintextAllowed() || user_refused_plaintext_)) {
     AppendLine(kPlaintextRefused);
     return;
   }
@@ -496,11 +526,16 @@ void Pop3Session::CmdAuth(std::string_view args) {
     AppendLine("-ERR Unsupported authentication mechanism");
     return;
   }
-  if (!PlaintextAllowed()) {
+  const std::string_view initial_response = NextToken(&rest);
+  // Where the server-wide rule refuses, a tenant that allows plaintext may still log in: the
+  // user name is checked once it arrives (AUTH LOGIN's first step, or an AUTH PLAIN initial
+  // response, which already carries the password). AUTH PLAIN without one is refused here, so
+  // the server never asks for a password it might refuse.
+  if (!PlaintextAllowed() && (!TenantsMayAllowPlaintext() ||
+                              (first == SaslStep::kPlainResponse && initial_response.empty()))) {
     AppendLine(kPlaintextRefused);
     return;
   }
-  const std::string_view initial_response = NextToken(&rest);
   if (!rest.empty()) {
     BadCommand("-ERR Syntax: AUTH mechanism [initial-response]");
     return;
@@ -549,11 +584,21 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
       auth_user_.assign(decoded, first_nul + 1, second_nul - first_nul - 1);
       auth_secret_.assign(decoded, second_nul + 1);
       Wipe(&decoded);
+      if (!PlaintextAllowedFor(auth_user_)) {
+        WipeCredentials();
+        AppendLine(kPlaintextRefused);
+        return;
+      }
       StartAuthentication(AuthMechanism::kSaslPlain);
       return;
     }
     case SaslStep::kLoginUser:
       auth_user_ = std::move(decoded);
+      if (!PlaintextAllowedFor(auth_user_)) {  // before the password is asked for
+        WipeCredentials();
+        AppendLine(kPlaintextRefused);
+        return;
+      }
       sasl_step_ = SaslStep::kLoginPassword;
       AppendLine("+ UGFzc3dvcmQ6");  // "Password:"
       return;
@@ -682,6 +727,7 @@ void Pop3Session::OnTlsStarted() {
   tls_active_ = true;
   // RFC 2595 section 4: forget what the client said before the handshake.
   have_user_ = false;
+  user_refused_plaintext_ = false;
   user_arg_.clear();
   utf8_enabled_ = false;
   Advance();

@@ -54,6 +54,27 @@ std::string_view Pop3StateName(Pop3State state);
 // the driver's job; the session only reports [IN-USE] when the driver says the maildrop is busy.
 enum class InUsePolicy : uint8_t { kRefuse, kTakeover };
 
+// A tenant's override of the plaintext rule below (set with `posthaste tenant policy`).
+enum class TenantPlaintextAuth : uint8_t {
+  kDefault,     // follow plaintext_requires_tls / loopback_exempt_from_tls
+  kAllow,       // plaintext logins allowed without TLS, from any address
+  kRequireTls,  // refused without TLS, even from loopback or when the server-wide rule allows
+};
+
+// The driver's synchronous, non-blocking answer to "which setting has this tenant?", asked on
+// the session's thread once per USER, AUTH LOGIN user name or AUTH PLAIN response, before any
+// password is asked for. Implementations read an immutable snapshot (no locks, no I/O).
+// Not owned by the session; must outlive it.
+class TenantPlaintextAuthLookup {
+ public:
+  virtual ~TenantPlaintextAuthLookup() = default;
+  // `domain`: the part after the last '@' of the name the client gave, as given (any case).
+  virtual TenantPlaintextAuth ForDomain(std::string_view domain) const = 0;
+  // Whether some tenant has kAllow. When none has, requests the server-wide rule refuses are
+  // refused at the command, before the client sends even a user name (as without tenants).
+  virtual bool AnyAllowed() const = 0;
+};
+
 struct Pop3TenantPolicy {
   // APOP needs a plaintext-equivalent secret on the server, so it is off unless a tenant opts in.
   bool apop_allowed = false;
@@ -61,6 +82,8 @@ struct Pop3TenantPolicy {
   bool plaintext_requires_tls = true;
   // ... except from a loopback peer (webmail on the same host) when this is set.
   bool loopback_exempt_from_tls = true;
+  // Per-tenant overrides of the two rules above; null: every tenant follows them.
+  const TenantPlaintextAuthLookup* tenant_plaintext_auth = nullptr;
   // RFC 2449 EXPIRE capability: days the server keeps retrieved mail; kExpireNever advertises
   // "EXPIRE NEVER"; unset advertises nothing.
   static constexpr uint32_t kExpireNever = UINT32_MAX;
@@ -251,7 +274,10 @@ class Pop3Session {
   void CmdQuit(std::string_view args);
 
   // Helpers.
-  bool PlaintextAllowed() const;
+  bool PlaintextAllowed() const;  // by the server-wide rule
+  // For the tenant of user name `user` (which may override the server-wide rule).
+  bool PlaintextAllowedFor(std::string_view user) const;
+  bool TenantsMayAllowPlaintext() const;
   bool ApopOffered() const;
   // Parses one message number argument; on failure writes the -ERR and returns nullopt.
   std::optional<MessageIndex> ParseLiveMessage(std::string_view arg, std::string_view missing);
@@ -295,6 +321,7 @@ class Pop3Session {
   std::string auth_secret_;
   std::string user_arg_;  // from USER, until PASS
   bool have_user_ = false;
+  bool user_refused_plaintext_ = false;  // the last USER was refused for its tenant's policy
   uint32_t auth_failures_ = 0;
   uint32_t bad_commands_ = 0;
 

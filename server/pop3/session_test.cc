@@ -689,6 +689,178 @@ TEST(Pop3SessionTest, LoopbackMayBeExemptFromTls) {
   EXPECT_THAT(strict.driver.TakeOutput(), HasSubstr("-ERR [AUTH] Plaintext"));
 }
 
+// --- Per-tenant plaintext policy -------------------------------------------------------------
+
+// Tenants by domain; anything else is kDefault. Counts lookups (one per user name checked).
+class FakeTenantLookup : public TenantPlaintextAuthLookup {
+ public:
+  TenantPlaintextAuth ForDomain(std::string_view domain) const override {
+    ++lookups;
+    if (domain == "allow.test") return TenantPlaintextAuth::kAllow;
+    if (domain == "strict.test") return TenantPlaintextAuth::kRequireTls;
+    return TenantPlaintextAuth::kDefault;
+  }
+  bool AnyAllowed() const override { return any_allowed; }
+  bool any_allowed = true;
+  mutable int lookups = 0;
+};
+
+constexpr char kRefused[] =
+    "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections, use STLS\r\n";
+
+struct TenantPlaintextCase {
+  const char* domain;  // allow.test, default.test or strict.test
+  bool global_requires_tls;
+  bool tls;
+  bool loopback;
+  bool allowed;  // expected
+};
+
+std::vector<TenantPlaintextCase> TenantPlaintextTable() {
+  std::vector<TenantPlaintextCase> cases;
+  for (const char* domain : {"allow.test", "default.test", "strict.test"}) {
+    for (bool global : {true, false}) {
+      for (bool tls : {false, true}) {
+        for (bool loopback : {false, true}) {
+          const std::string_view d = domain;
+          bool allowed = tls;
+          if (d == "allow.test") allowed = true;
+          if (d == "default.test") allowed = tls || !global || loopback;
+          cases.push_back({domain, global, tls, loopback, allowed});
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+Pop3SessionOptions TenantOptions(const TenantPlaintextCase& c, const FakeTenantLookup* lookup) {
+  Pop3SessionOptions options;
+  options.hostname = "pop.example";
+  options.tls_available = !c.tls;
+  options.tls_active = c.tls;
+  options.peer_is_loopback = c.loopback;
+  options.policy.plaintext_requires_tls = c.global_requires_tls;
+  options.policy.tenant_plaintext_auth = lookup;
+  return options;
+}
+
+std::string CaseName(const TenantPlaintextCase& c) {
+  return std::string(c.domain) + (c.global_requires_tls ? " global=require" : " global=allow") +
+         (c.tls ? " tls" : " plain") + (c.loopback ? " loopback" : " remote");
+}
+
+TEST(Pop3SessionTest, TenantPlaintextPolicyDecidesUserPass) {
+  for (const TenantPlaintextCase& c : TenantPlaintextTable()) {
+    SCOPED_TRACE(CaseName(c));
+    FakeTenantLookup lookup;
+    Fixture f(TenantOptions(c, &lookup));
+    const std::string user = std::string("u@") + c.domain;
+    f.driver.accounts()[user] = {.password = "pw", .mailbox = &f.mailbox};
+    // USER alone: the verdict comes before the client sends its password.
+    f.driver.Feed("USER " + user + "\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), c.allowed ? "+OK\r\n" : kRefused);
+    f.driver.Feed("PASS pw\r\n");
+    if (c.allowed) {
+      EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+    } else {
+      EXPECT_EQ(f.driver.TakeOutput(), kRefused);
+      EXPECT_EQ(f.session().state(), Pop3State::kAuthorization);
+      EXPECT_TRUE(f.driver.events().empty());  // nothing was authenticated
+      EXPECT_EQ(f.session().counters().bad_commands, 0u);
+    }
+  }
+}
+
+TEST(Pop3SessionTest, TenantPlaintextPolicyDecidesSaslLoginBeforeThePassword) {
+  for (const TenantPlaintextCase& c : TenantPlaintextTable()) {
+    SCOPED_TRACE(CaseName(c));
+    FakeTenantLookup lookup;
+    Fixture f(TenantOptions(c, &lookup));
+    const std::string user = std::string("u@") + c.domain;
+    f.driver.accounts()[user] = {.password = "pw", .mailbox = &f.mailbox};
+    f.driver.Feed("AUTH LOGIN\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), "+ VXNlcm5hbWU6\r\n");  // the tenant is not known yet
+    const std::string user_b64 = std::string(c.domain) == "allow.test"     ? "dUBhbGxvdy50ZXN0"
+                                 : std::string(c.domain) == "default.test" ? "dUBkZWZhdWx0LnRlc3Q="
+                                                                           : "dUBzdHJpY3QudGVzdA==";
+    f.driver.Feed(user_b64 + "\r\n");
+    if (!c.allowed) {
+      EXPECT_EQ(f.driver.TakeOutput(), kRefused);  // no "Password:" prompt
+      EXPECT_TRUE(f.driver.events().empty());
+      continue;
+    }
+    EXPECT_EQ(f.driver.TakeOutput(), "+ UGFzc3dvcmQ6\r\n");
+    f.driver.Feed("cHc=\r\n");  // "pw"
+    EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+  }
+}
+
+TEST(Pop3SessionTest, TenantPlaintextPolicyDecidesSaslPlain) {
+  for (const TenantPlaintextCase& c : TenantPlaintextTable()) {
+    SCOPED_TRACE(CaseName(c));
+    FakeTenantLookup lookup;
+    Fixture f(TenantOptions(c, &lookup));
+    const std::string user = std::string("u@") + c.domain;
+    f.driver.accounts()[user] = {.password = "pw", .mailbox = &f.mailbox};
+    // "\0u@<domain>\0pw" as an initial response.
+    const std::string ir = std::string(c.domain) == "allow.test"     ? "AHVAYWxsb3cudGVzdABwdw=="
+                           : std::string(c.domain) == "default.test" ? "AHVAZGVmYXVsdC50ZXN0AHB3"
+                                                                     : "AHVAc3RyaWN0LnRlc3QAcHc=";
+    f.driver.Feed("AUTH PLAIN " + ir + "\r\n");
+    if (c.allowed) {
+      EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+    } else {
+      EXPECT_EQ(f.driver.TakeOutput(), kRefused);
+      EXPECT_TRUE(f.driver.events().empty());
+    }
+    // Without an initial response, AUTH PLAIN would ask for the password before the tenant is
+    // known: refused wherever the server-wide rule refuses.
+    if (f.session().state() != Pop3State::kAuthorization) continue;
+    f.driver.Feed("AUTH PLAIN\r\n");
+    const bool global_allows = c.tls || !c.global_requires_tls || c.loopback;
+    EXPECT_EQ(f.driver.TakeOutput(), global_allows ? "+ \r\n" : kRefused);
+  }
+}
+
+TEST(Pop3SessionTest, TenantPlaintextPolicyLeavesCapaToTheServerWideRule) {
+  TenantPlaintextCase c{"allow.test", true, false, false, true};
+  FakeTenantLookup lookup;
+  Fixture f(TenantOptions(c, &lookup));
+  f.driver.Feed("CAPA\r\n");
+  const std::string capa = f.driver.TakeOutput();
+  EXPECT_THAT(capa, Not(HasSubstr("USER\r\n")));
+  EXPECT_THAT(capa, Not(HasSubstr("SASL")));
+  EXPECT_THAT(capa, HasSubstr("STLS\r\n"));
+  EXPECT_EQ(lookup.lookups, 0);
+}
+
+TEST(Pop3SessionTest, WithoutAllowedTenantsRefusalsComeAtTheCommandAsBefore) {
+  TenantPlaintextCase c{"allow.test", true, false, false, false};
+  FakeTenantLookup lookup;
+  lookup.any_allowed = false;  // e.g. only require_tls overrides exist
+  Fixture f(TenantOptions(c, &lookup));
+  f.driver.Feed("AUTH LOGIN\r\nUSER \r\nUSER u@default.test\r\nPASS pw\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), std::string(kRefused) + kRefused + kRefused + kRefused);
+  EXPECT_EQ(lookup.lookups, 0);
+}
+
+TEST(Pop3SessionTest, TenantPlaintextPolicyAfterStlsAndNamesWithoutDomain) {
+  TenantPlaintextCase c{"strict.test", false, false, true, false};
+  FakeTenantLookup lookup;
+  Fixture f(TenantOptions(c, &lookup));
+  f.driver.accounts()["u@strict.test"] = {.password = "pw", .mailbox = &f.mailbox};
+  // A name without a domain follows the server-wide rule (here: allowed).
+  f.driver.Feed("USER mrose\r\nUSER u@strict.test\r\nPASS pw\r\nSTLS\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            std::string("+OK\r\n") + kRefused + kRefused + "+OK Begin TLS negotiation\r\n");
+  // After STLS the refusal is forgotten and the tenant may log in.
+  f.driver.Feed("PASS pw\r\nUSER u@strict.test\r\nPASS pw\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "-ERR No user name given, send USER first\r\n+OK\r\n"
+            "+OK u@strict.test's maildrop has 3 messages (600 octets)\r\n");
+}
+
 TEST(Pop3SessionTest, CapaDependsOnTlsLoginAndPolicy) {
   // Before TLS, plaintext refused: no USER, no SASL, but STLS.
   Fixture before(TlsOptions());

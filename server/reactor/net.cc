@@ -80,9 +80,22 @@ absl::StatusOr<int> CreateListener(const ListenerOptions& options) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat("not an IP address literal: ", options.host));
   }
+  const int one = 1;
+  if (options.reuse_port && !options.join_existing_group && options.port != 0) {
+    // A socket without SO_REUSEPORT cannot bind where anyone listens: the port is free of
+    // other processes' listeners (SO_REUSEADDR still lets TIME_WAIT leftovers pass).
+    const int probe = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0) return ErrnoStatus(errno, "socket");
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    const int rc = bind(probe, reinterpret_cast<sockaddr*>(&addr), addr_len);
+    const int err = errno;
+    close(probe);
+    if (rc != 0) {
+      return ErrnoStatus(err, absl::StrCat("bind ", options.host, ":", options.port));
+    }
+  }
   const int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus(errno, "socket");
-  const int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
       (options.reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)) {
     const int err = errno;

@@ -32,6 +32,11 @@ struct ListenerOptions {
   std::string host = "127.0.0.1";  // IPv4 or IPv6 literal
   uint16_t port = 0;               // 0: the kernel picks (tests)
   bool reuse_port = true;
+  // SO_REUSEPORT lets any socket of the same user join the port, so a second server started by
+  // mistake on the same address would silently take a share of the connections. The first
+  // listener of a group therefore checks that nobody listens there yet; the shards' further
+  // listeners set this to join the group the first one made.
+  bool join_existing_group = false;
   int backlog = 1024;  // 1..kBacklogMax
 };
 

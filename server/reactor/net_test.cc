@@ -182,12 +182,27 @@ TEST(NetTest, ReusePortListenersShareAPort) {
   const uint16_t port = LocalPort(a).value();
   ListenerOptions second;
   second.port = port;
+  second.join_existing_group = true;
   auto b = CreateListener(second);
   ASSERT_TRUE(b.ok()) << b.status();
   second.reuse_port = false;
   EXPECT_EQ(CreateListener(second).status().code(), absl::StatusCode::kUnavailable);
   close(a);
   close(*b);
+}
+
+TEST(NetTest, NewReusePortGroupRefusesAPortSomeoneListensOn) {
+  // Another server (same user) already listens with SO_REUSEPORT: starting a second one on the
+  // same address must fail instead of splitting the connections between them.
+  const int other = CreateListener({}).value();
+  ListenerOptions mine;
+  mine.port = LocalPort(other).value();
+  auto refused = CreateListener(mine);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  close(other);
+  auto now_free = CreateListener(mine);
+  ASSERT_TRUE(now_free.ok()) << now_free.status();
+  close(*now_free);
 }
 
 TEST(NetTest, ListenerRejectsBadAddresses) {

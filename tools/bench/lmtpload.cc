@@ -232,10 +232,11 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return latencies.empty() ? 0.0 : latencies[static_cast<size_t>(p * (latencies.size() - 1))];
   };
-  printf("connections=%d recipients=%d message_bytes=%zu deliveries_per_s=%.1f copies_per_s=%.1f "
-         "p50_ms=%.2f p99_ms=%.2f failures=%llu\n",
-         o.connections, o.recipients, o.message_bytes, deliveries / o.duration_s,
-         deliveries * o.recipients / o.duration_s, pct(0.5), pct(0.99),
-         static_cast<unsigned long long>(failures));
+  printf(
+      "connections=%d recipients=%d message_bytes=%zu deliveries_per_s=%.1f copies_per_s=%.1f "
+      "p50_ms=%.2f p99_ms=%.2f failures=%llu\n",
+      o.connections, o.recipients, o.message_bytes, deliveries / o.duration_s,
+      deliveries * o.recipients / o.duration_s, pct(0.5), pct(0.99),
+      static_cast<unsigned long long>(failures));
   return failures == 0 ? 0 : 1;
 }

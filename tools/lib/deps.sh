@@ -19,7 +19,7 @@ PH_TEST_PACKAGES=(
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
 # passwd-file, the chart, CPU pinning.
 PH_BENCH_PACKAGES=(
-  dovecot-pop3d whois gnuplot-nox python3 util-linux procps
+  dovecot-pop3d dovecot-lmtpd whois gnuplot-nox python3 util-linux procps
 )
 
 ph_install_packages() {

@@ -1,0 +1,86 @@
+#include "server/tenant_policies.h"
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+
+namespace posthaste::server {
+
+pop3::TenantPlaintextAuth ToSessionSetting(storage::PlaintextAuth value) {
+  switch (value) {
+    case storage::PlaintextAuth::kAllow:
+      return pop3::TenantPlaintextAuth::kAllow;
+    case storage::PlaintextAuth::kRequireTls:
+      return pop3::TenantPlaintextAuth::kRequireTls;
+    case storage::PlaintextAuth::kDefault:
+      break;
+  }
+  return pop3::TenantPlaintextAuth::kDefault;
+}
+
+TenantPolicyTable::TenantPolicyTable() : current_(std::make_shared<const TenantPolicySnapshot>()) {}
+
+absl::Status TenantPolicyTable::Load(storage::MailStore& store) {
+  std::lock_guard<std::mutex> lock(load_mu_);
+  // Read the counter before the scan: a change racing the scan moves it past what is
+  // recorded here, so the next RefreshIfChanged loads again.
+  const uint64_t store_generation = store.tenant_generation();
+  PH_ASSIGN_OR_RETURN(std::vector<storage::TenantInfo> tenants, store.ListTenants());
+  auto snapshot = std::make_shared<TenantPolicySnapshot>();
+  for (const storage::TenantInfo& tenant : tenants) {
+    const pop3::TenantPlaintextAuth setting = ToSessionSetting(tenant.policy.plaintext_auth);
+    if (setting == pop3::TenantPlaintextAuth::kDefault) continue;
+    snapshot->plaintext_auth.emplace(tenant.domain, setting);  // stored lower-case
+    if (setting == pop3::TenantPlaintextAuth::kAllow) {
+      ++snapshot->allowed;
+    } else {
+      ++snapshot->require_tls;
+    }
+  }
+  snapshot->any_allowed = snapshot->allowed > 0;
+  current_.store(std::move(snapshot), std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  store_generation_ = store_generation;
+  loaded_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> TenantPolicyTable::RefreshIfChanged(storage::MailStore& store) {
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (loaded_ && store.tenant_generation() == store_generation_) return false;
+  }
+  PH_RETURN_IF_ERROR(Load(store));
+  return true;
+}
+
+std::shared_ptr<const TenantPolicySnapshot> TenantPolicyTable::Current() const {
+  return current_.load(std::memory_order_acquire);
+}
+
+ShardTenantPolicies::ShardTenantPolicies(const TenantPolicyTable& table) : table_(table) {}
+
+const TenantPolicySnapshot& ShardTenantPolicies::Fresh() const {
+  const uint64_t generation = table_.generation();
+  if (snapshot_ == nullptr || generation != generation_) {
+    // Counter first: a publication racing this sees a newer counter next time, never older.
+    snapshot_ = table_.Current();
+    generation_ = generation;
+  }
+  return *snapshot_;
+}
+
+pop3::TenantPlaintextAuth ShardTenantPolicies::ForDomain(std::string_view domain) const {
+  const TenantPolicySnapshot& snapshot = Fresh();
+  if (snapshot.plaintext_auth.empty()) return pop3::TenantPlaintextAuth::kDefault;
+  std::string lower(domain);
+  absl::AsciiStrToLower(&lower);
+  auto it = snapshot.plaintext_auth.find(lower);
+  return it == snapshot.plaintext_auth.end() ? pop3::TenantPlaintextAuth::kDefault : it->second;
+}
+
+bool ShardTenantPolicies::AnyAllowed() const { return Fresh().any_allowed; }
+
+}  // namespace posthaste::server

@@ -1,0 +1,84 @@
+// TenantPolicyTable: the per-tenant plaintext-login overrides (`posthaste tenant policy DOMAIN
+// --plaintext_auth=...`) as an immutable snapshot that POP3 sessions consult at USER time, and
+// ShardTenantPolicies, one reactor shard's lock-free view of it.
+//
+// Only tenants whose setting is not `default` have entries, so a server without overrides keeps
+// an empty map and a USER costs one relaxed-order counter load.
+//
+// Threading: TenantPolicyTable::Load and RefreshIfChanged read the store (blocking I/O): call
+// them from the main thread or an admin thread, never a reactor thread; they are serialised by
+// an internal mutex that the session path never takes. Publication is an
+// std::atomic<std::shared_ptr> store plus a generation counter, as in tls/tls_context.h: a
+// ShardTenantPolicies re-reads the shared pointer only when the generation moved, so the
+// per-USER path touches nothing shared but that counter. Not thread-safe: one
+// ShardTenantPolicies per shard, used on that shard's thread only; the table must outlive it.
+#ifndef POSTHASTE_SERVER_TENANT_POLICIES_H_
+#define POSTHASTE_SERVER_TENANT_POLICIES_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/pop3/session.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+
+struct TenantPolicySnapshot {
+  // Lower-case domain -> its override (never kDefault).
+  absl::flat_hash_map<std::string, pop3::TenantPlaintextAuth> plaintext_auth;
+  bool any_allowed = false;
+  size_t allowed = 0;      // tenants with kAllow
+  size_t require_tls = 0;  // tenants with kRequireTls
+};
+
+class TenantPolicyTable {
+ public:
+  // Starts with an empty snapshot (every tenant `default`).
+  TenantPolicyTable();
+
+  // Reads every tenant from `store` and publishes the overrides. On error (an undecodable
+  // tenant record) the previous snapshot stays.
+  absl::Status Load(storage::MailStore& store);
+  // Load, but only when store.tenant_generation() moved since the last successful load (cheap
+  // to call every second or after each admin command). True when it loaded.
+  absl::StatusOr<bool> RefreshIfChanged(storage::MailStore& store);
+
+  std::shared_ptr<const TenantPolicySnapshot> Current() const;
+  // Bumped after each publication.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+ private:
+  std::mutex load_mu_;             // serialises loads; never taken on the session path
+  bool loaded_ = false;            // by load_mu_
+  uint64_t store_generation_ = 0;  // by load_mu_: the store's counter at the last load
+  std::atomic<std::shared_ptr<const TenantPolicySnapshot>> current_;
+  std::atomic<uint64_t> generation_{0};
+};
+
+// The lookup a shard's POP3 sessions get (Pop3TenantPolicy::tenant_plaintext_auth).
+class ShardTenantPolicies : public pop3::TenantPlaintextAuthLookup {
+ public:
+  explicit ShardTenantPolicies(const TenantPolicyTable& table);
+  pop3::TenantPlaintextAuth ForDomain(std::string_view domain) const override;
+  bool AnyAllowed() const override;
+
+ private:
+  const TenantPolicySnapshot& Fresh() const;
+  const TenantPolicyTable& table_;
+  mutable uint64_t generation_ = 0;
+  mutable std::shared_ptr<const TenantPolicySnapshot> snapshot_;
+};
+
+// storage's setting as the session's.
+pop3::TenantPlaintextAuth ToSessionSetting(storage::PlaintextAuth value);
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_TENANT_POLICIES_H_

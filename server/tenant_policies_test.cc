@@ -1,0 +1,76 @@
+// TenantPolicyTable against a real store: loads overrides only, refreshes when (and only when)
+// a tenant changed, and each shard view follows publications.
+#include "server/tenant_policies.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace posthaste::server {
+namespace {
+
+using pop3::TenantPlaintextAuth;
+using storage::PlaintextAuth;
+using storage::TenantPolicy;
+
+std::unique_ptr<storage::MailStore> NewStore() {
+  static std::atomic<int> counter{0};
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  storage::StoreOptions options;
+  options.data_dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/tenant-policies-", getpid(),
+                                  "-", counter.fetch_add(1));
+  auto store = storage::MailStore::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+TEST(TenantPolicyTableTest, LoadsOnlyOverridesAndFollowsChanges) {
+  auto store = NewStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->SetTenantPolicy("allow.test", TenantPolicy{PlaintextAuth::kAllow}).ok());
+  ASSERT_TRUE(
+      store->SetTenantPolicy("strict.test", TenantPolicy{PlaintextAuth::kRequireTls}).ok());
+  ASSERT_TRUE(store->SetTenantLimits("plain.test", storage::TenantLimits{}).ok());
+
+  TenantPolicyTable table;
+  ShardTenantPolicies shard(table);
+  EXPECT_FALSE(shard.AnyAllowed());  // nothing loaded yet: everything default
+  EXPECT_EQ(shard.ForDomain("allow.test"), TenantPlaintextAuth::kDefault);
+
+  ASSERT_TRUE(table.Load(*store).ok());
+  EXPECT_EQ(table.Current()->plaintext_auth.size(), 2u);  // plain.test has no entry
+  EXPECT_TRUE(shard.AnyAllowed());
+  EXPECT_EQ(shard.ForDomain("allow.test"), TenantPlaintextAuth::kAllow);
+  EXPECT_EQ(shard.ForDomain("Allow.TEST"), TenantPlaintextAuth::kAllow);
+  EXPECT_EQ(shard.ForDomain("strict.test"), TenantPlaintextAuth::kRequireTls);
+  EXPECT_EQ(shard.ForDomain("plain.test"), TenantPlaintextAuth::kDefault);
+  EXPECT_EQ(shard.ForDomain("unknown.test"), TenantPlaintextAuth::kDefault);
+
+  // Nothing changed: no reload.
+  const uint64_t generation = table.generation();
+  auto refreshed = table.RefreshIfChanged(*store);
+  ASSERT_TRUE(refreshed.ok());
+  EXPECT_FALSE(*refreshed);
+  EXPECT_EQ(table.generation(), generation);
+
+  ASSERT_TRUE(store->SetTenantPolicy("allow.test", TenantPolicy{PlaintextAuth::kDefault}).ok());
+  ASSERT_TRUE(store->SetTenantPolicy("plain.test", TenantPolicy{PlaintextAuth::kAllow}).ok());
+  refreshed = table.RefreshIfChanged(*store);
+  ASSERT_TRUE(refreshed.ok());
+  EXPECT_TRUE(*refreshed);
+  EXPECT_EQ(shard.ForDomain("allow.test"), TenantPlaintextAuth::kDefault);
+  EXPECT_EQ(shard.ForDomain("plain.test"), TenantPlaintextAuth::kAllow);
+
+  ASSERT_TRUE(store->SetTenantPolicy("plain.test", TenantPolicy{}).ok());
+  ASSERT_TRUE(table.RefreshIfChanged(*store).ok());
+  EXPECT_FALSE(shard.AnyAllowed());
+  EXPECT_EQ(table.Current()->require_tls, 1u);
+}
+
+}  // namespace
+}  // namespace posthaste::server
