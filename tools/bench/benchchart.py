@@ -10,6 +10,7 @@ one to two orders of magnitude. Needs gnuplot (Debian gnuplot-nox).
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -38,14 +39,12 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         rates = os.path.join(tmp, "rates.dat")
         with open(rates, "w") as f:
-            f.write("measure " + " ".join(servers) + "\n")
             for title, label in (("sessions/s", "sessions/s"),
                                  ("sessions/core-s", "sessions per server core-second")):
                 row = [median(results, s, "sessions", label) for s in servers]
                 f.write(f'"{title}" ' + " ".join(str(v) if v else "NaN" for v in row) + "\n")
         idle = os.path.join(tmp, "idle.dat")
         with open(idle, "w") as f:
-            f.write("sessions " + " ".join(servers) + "\n")
             for n in idle_counts:
                 row = [median(results, s, f"idle-{n}", "PSS per idle session") for s in servers]
                 f.write(f'"{n:,}" ' + " ".join(str(v) if v else "NaN" for v in row) + "\n")
@@ -55,7 +54,20 @@ def main():
             for i, s in enumerate(servers):
                 parts.append(f"'{path}' using {i + 2}:xtic(1) title '{s}' "
                              f"lc rgb '{COLOURS[s]}'")
+            # the value above each bar (clustered histogram: bar i of a cluster at x + offset)
+            width = 1.0 / (len(servers) + 1)
+            for i, s in enumerate(servers):
+                offset = (i - (len(servers) - 1) / 2) * width
+                parts.append(f"'{path}' using ($0 + {offset}):{i + 2}:(${i + 2} >= 100 ? sprintf('%.0f', ${i + 2}) : sprintf('%.3g', ${i + 2}))"
+                             f" with labels offset 0,0.7 notitle")
             return ", ".join(parts)
+
+        def yrange(path):
+            values = [float(x) for line in open(path) for x in line.split()[1:] if x != "NaN"]
+            if not values:
+                return "[1:10]"
+            low = 10 ** math.floor(math.log10(max(min(values), 1e-3)))
+            return f"[{low}:{max(values) * 8}]"
 
         repeats = results.get("repeats", "?")
         script = f"""
@@ -71,10 +83,14 @@ set logscale y
 set key top left
 set title 'Scenario 1: login, STAT, UIDL, RETR x10 (20 KiB), QUIT'
 set ylabel 'sessions (log scale)'
+set xrange [-0.6:1.6]
+set yrange {yrange(rates)}
 plot {plot(rates)}
 set title 'Scenario 3: server PSS per idle logged-in session'
 set ylabel 'KiB per session (log scale)'
 set xlabel 'idle sessions held (a missing bar: not run at that count)'
+set xrange [-0.6:{len(idle_counts) - 0.4}]
+set yrange {yrange(idle)}
 plot {plot(idle)}
 unset multiplot
 """
