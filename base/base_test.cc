@@ -1,8 +1,10 @@
+#include <cstring>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "base/check.h"
 #include "base/log.h"
+#include "base/short_copy.h"
 #include "base/status_macros.h"
 #include "gtest/gtest.h"
 
@@ -23,6 +25,18 @@ absl::StatusOr<int> Quarter(int x) {
 absl::Status CheckEven(int x) {
   PH_RETURN_IF_ERROR(Half(x).status());
   return absl::OkStatus();
+}
+
+TEST(CopyShortTest, CopiesEveryLengthExactlyAndNothingMore) {
+  char src[80];
+  for (size_t i = 0; i < sizeof(src); ++i) src[i] = static_cast<char>('A' + i % 50);
+  for (size_t n = 0; n <= 72; ++n) {
+    char dst[80];
+    std::memset(dst, '#', sizeof(dst));
+    CopyShort(dst, src, n);
+    EXPECT_EQ(std::string(dst, n), std::string(src, n)) << n;
+    for (size_t i = n; i < sizeof(dst); ++i) ASSERT_EQ(dst[i], '#') << n << " wrote past the end";
+  }
 }
 
 TEST(StatusMacrosTest, PropagatesErrorsAndValues) {

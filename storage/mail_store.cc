@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/short_copy.h"
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -61,26 +62,6 @@ using internal::SegmentStats;
 using internal::TenantRecord;
 
 namespace {
-
-// Copies n bytes (a UIDL: at most a few dozen) with fixed-size moves, which the compiler turns
-// into plain loads and stores; dst and src must not overlap.
-inline void CopyShort(char* dst, const char* src, size_t n) {
-  while (n >= 16) {
-    std::memcpy(dst, src, 16);
-    dst += 16;
-    src += 16;
-    n -= 16;
-  }
-  if (n >= 8) {
-    std::memcpy(dst, src, 8);
-    std::memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4);
-    std::memcpy(dst + n - 4, src + n - 4, 4);
-  } else {
-    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-}
 
 constexpr size_t kMailboxLockStripes = 64;
 constexpr size_t kAccountCacheSweepMin = 4096;

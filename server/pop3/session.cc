@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/check.h"
+#include "base/short_copy.h"
 
 namespace posthaste::pop3 {
 
@@ -30,27 +31,10 @@ char* WriteDecimal(char* dst, uint64_t value) {
   return end;
 }
 
-// Writes a short string (a UIDL) at `dst` by fixed-size moves; returns the end.
+// Writes a short string (a UIDL) at `dst`; returns the end.
 char* WriteShort(char* dst, std::string_view text) {
-  const char* src = text.data();
-  size_t n = text.size();
-  char* out = dst + n;
-  while (n >= 16) {
-    std::memcpy(dst, src, 16);
-    dst += 16;
-    src += 16;
-    n -= 16;
-  }
-  if (n >= 8) {
-    std::memcpy(dst, src, 8);
-    std::memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4);
-    std::memcpy(dst + n - 4, src + n - 4, 4);
-  } else {
-    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-  return out;
+  CopyShort(dst, text.data(), text.size());
+  return dst + text.size();
 }
 
 constexpr uint8_t kInAuthorization = 1;
