@@ -591,27 +591,31 @@ void Pop3Connection::Flush() {
     const storage::MessageRef ref = maildrop_.stored->Ref(index);
     if (!front.top_body_lines.has_value()) {
       StartStream(ref.length);
-    } else {
-      ShardContext* home = &ctx_;
-      const bool accepted =
-          ctx_.shard->OffloadIo([home, id = id_, stored = maildrop_.stored, ref,
-                                 lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
-            absl::StatusOr<uint64_t> length = TopLength(ref, lines);
-            return [home, id, length] {
-              if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
-            };
-          });
-      if (!accepted) {
-        ++ctx_.stats.offload_rejected;
-        stream_active_ = false;
-        BeginClose(/*abort=*/true);
-        return;
-      }
+    } else if (!StartTopLength(ref, *front.top_body_lines)) {
+      return;
     }
   }
   // A send began: the stall timeout applies until the output queue is idle again.
   last_send_progress_ns_ = MonotonicNowNs();
   ArmTimer();
+}
+
+bool Pop3Connection::StartTopLength(const storage::MessageRef& ref, uint64_t body_lines) {
+  // Finding where TOP's body lines end reads the message: on the I/O pool, not the reactor.
+  ShardContext* home = &ctx_;
+  const bool accepted = ctx_.shard->OffloadIo(
+      [home, id = id_, stored = maildrop_.stored, ref, body_lines]() -> reactor::OffloadPool::Reply {
+        absl::StatusOr<uint64_t> length = TopLength(ref, body_lines);
+        return [home, id, length] {
+          if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
+        };
+      });
+  if (!accepted) {
+    ++ctx_.stats.offload_rejected;
+    stream_active_ = false;
+    BeginClose(/*abort=*/true);
+  }
+  return accepted;
 }
 
 void Pop3Connection::OnTopLength(absl::StatusOr<uint64_t> length) {
@@ -932,21 +936,7 @@ void Pop3Connection::TlsFlush() {
       const uint64_t index = maildrop_.view->ref(front.message);
       const storage::MessageRef ref = maildrop_.stored->Ref(index);
       if (front.top_body_lines.has_value()) {
-        ShardContext* home = &ctx_;
-        const bool accepted =
-            ctx_.shard->OffloadIo([home, id = id_, stored = maildrop_.stored, ref,
-                                   lines = *front.top_body_lines]() -> reactor::OffloadPool::Reply {
-              absl::StatusOr<uint64_t> length = TopLength(ref, lines);
-              return [home, id, length] {
-                if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
-              };
-            });
-        if (!accepted) {
-          ++ctx_.stats.offload_rejected;
-          stream_active_ = false;
-          BeginClose(/*abort=*/true);
-          return;
-        }
+        if (!StartTopLength(ref, *front.top_body_lines)) return;
         break;
       }
       StartStream(ref.length);

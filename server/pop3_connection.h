@@ -92,6 +92,8 @@ class Pop3Connection {
   void OnLockResult(MaildropRegistry::Outcome outcome);
   void OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop);
   void OnCommitDone(absl::Status status);
+  // Computes TOP's byte length off the reactor; false (connection closing) if the pool refused.
+  bool StartTopLength(const storage::MessageRef& ref, uint64_t body_lines);
   void OnTopLength(absl::StatusOr<uint64_t> length);
 
  private:
