@@ -27,6 +27,8 @@ static_assert(static_cast<size_t>(pop3::Pop3Command::kUnknown) ==
                   static_cast<size_t>(metrics::Command::kUnknown),
               "pop3::Pop3Command and metrics::Command must list the commands in the same order");
 
+constexpr size_t kLoggedNameBytesMax = 256;  // a longer login name is cut in the log
+
 }  // namespace
 
 metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code) {
@@ -58,12 +60,18 @@ SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
 
 void SessionRecorder::AuthStarted(const pop3::Pop3Credentials& credentials) {
   auth_mechanism_ = MechanismOf(credentials.mechanism);
+  // Bounded: the name is the client's text.
+  attempted_user_.assign(credentials.user.substr(0, kLoggedNameBytesMax));
   auth_tenant_slot_ =
       counting_ ? tenants_.SlotOfAddress(credentials.user) : metrics::TenantLabels::kOther;
 }
 
 void SessionRecorder::AuthFinished(metrics::AuthResult result) {
   if (counting_) metrics_.CountAuth(auth_tenant_slot_, auth_mechanism_, result);
+  if (result != metrics::AuthResult::kOk) {
+    ++auth_failures_;
+    failed_user_ = attempted_user_;
+  }
 }
 
 void SessionRecorder::LoggedIn(std::string_view account) {
@@ -113,6 +121,8 @@ void SessionRecorder::Finish(uint64_t commands) {
        {"message_bytes", std::to_string(message_bytes_)},
        {"bytes_out", std::to_string(message_bytes_ + reply_bytes_)},
        {"uidls_changed", deleted_ > 0 ? "true" : "false"},
+       {"auth_failures", std::to_string(auth_failures_)},
+       {"failed_user", failed_user_},
        {"duration_ms", std::to_string(duration_ms)}});
 }
 

@@ -73,6 +73,10 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   const uint64_t started_ns_;
 
   std::string user_;    // the account once logged in
+  // The name of the last failed login (never the secret), for fail2ban-style log watchers.
+  std::string failed_user_;
+  std::string attempted_user_;
+  uint32_t auth_failures_ = 0;
   std::string tenant_;  // its domain
   uint16_t tenant_slot_ = metrics::TenantLabels::kNone;
   uint16_t auth_tenant_slot_ = metrics::TenantLabels::kNone;

@@ -189,6 +189,11 @@ class MetricsTest(unittest.TestCase):
     self.assertEqual(alice["uidls_changed"], "true")
     self.assertGreaterEqual(int(alice["message_bytes"]), self.retr_bytes)
     self.assertGreater(int(alice["bytes_out"]), int(alice["message_bytes"]))
+    # The wrong password: a session without a login that names the account tried, not the secret.
+    failed = [e for e in ends if e["failed_user"] == "alice@big.test"]
+    self.assertEqual(len(failed), 1, ends)
+    self.assertEqual((failed[0]["user"], failed[0]["auth_failures"]), ("", "1"))
+    self.assertEqual(alice["auth_failures"], "0")
     carol = [e for e in ends if e["user"] == "carol@small.test"][0]
     self.assertEqual((carol["retrieved"], carol["deleted"], carol["uidls_changed"]),
                      ("0", "0", "false"))
