@@ -30,10 +30,9 @@ void LmtpShard::StartListening(reactor::Shard& on) {
     CloseAll();
   });
   shard->OnDrained([this] {
-    connections.clear();
+    connections.Clear();
     acceptor.reset();
     buffers.reset();
-    published_open.store(0, std::memory_order_relaxed);
   });
 }
 
@@ -45,28 +44,18 @@ void LmtpShard::StopAccepting() {
   listen_fd = -1;
   // MTAs keep LMTP connections open between messages: close those at once, the others when
   // their transaction is answered, so a drain does not wait for the timeout.
-  std::vector<uint64_t> ids;
-  for (auto& [id, conn] : connections) ids.push_back(id);
-  for (uint64_t id : ids) {
+  for (uint64_t id : connections.Ids()) {
     if (LmtpConnection* conn = Find(id)) conn->Drain();
   }
 }
 
-void LmtpShard::CloseAll() {
-  for (auto& [id, conn] : connections) conn->Abort();
-}
+void LmtpShard::CloseAll() { connections.AbortAll(); }
 
-LmtpConnection* LmtpShard::Find(uint64_t id) {
-  auto it = connections.find(id);
-  return it == connections.end() ? nullptr : it->second.get();
-}
+LmtpConnection* LmtpShard::Find(uint64_t id) { return connections.Find(id); }
 
 void LmtpShard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
-    if (connections.erase(id) > 0) {
-      ++stats.connections_closed;
-      published_open.store(connections.size(), std::memory_order_relaxed);
-    }
+    if (connections.Erase(id)) ++stats.connections_closed;
   });
 }
 
@@ -78,11 +67,8 @@ void LmtpShard::OnAccept(int fd) {
   ++stats.connections_accepted;
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  const uint64_t id = next_connection_id++;
-  auto owned = std::make_unique<LmtpConnection>(*this, id, fd);
-  LmtpConnection* conn = owned.get();
-  connections.emplace(id, std::move(owned));
-  published_open.store(connections.size(), std::memory_order_relaxed);
+  const uint64_t id = connections.NextId();
+  LmtpConnection* conn = connections.Add(id, std::make_unique<LmtpConnection>(*this, id, fd));
   if (connections.size() > server->options.max_connections_per_shard) {
     conn->Reject("421 4.3.2 Server at capacity, try again later\r\n");
     return;
@@ -128,7 +114,7 @@ void LmtpService::CloseListeners() {
 
 uint64_t LmtpService::OpenConnections() const {
   uint64_t n = 0;
-  for (const auto& shard : shards) n += shard->published_open.load(std::memory_order_relaxed);
+  for (const auto& shard : shards) n += shard->connections.PublishedOpen();
   return n;
 }
 

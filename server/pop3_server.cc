@@ -86,13 +86,12 @@ void ShardContext::StartListening() {
     CloseAll();
   });
   shard->OnDrained([this] {
-    connections.clear();
+    connections.Clear();
     acceptor.reset();
     pop3s_acceptor.reset();
     tls.reset();
     tenant_policies.reset();
     buffers.reset();
-    published_open.store(0, std::memory_order_relaxed);
   });
 }
 
@@ -110,21 +109,15 @@ void ShardContext::StopAccepting() {
   }
 }
 
-void ShardContext::CloseAll() {
-  for (auto& [id, conn] : connections) conn->Abort();
-}
+void ShardContext::CloseAll() { connections.AbortAll(); }
 
-Pop3Connection* ShardContext::Find(uint64_t id) {
-  auto it = connections.find(id);
-  return it == connections.end() ? nullptr : it->second.get();
-}
+Pop3Connection* ShardContext::Find(uint64_t id) { return connections.Find(id); }
 
 void ShardContext::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
-    if (connections.erase(id) > 0) {
+    if (connections.Erase(id)) {
       ++stats.connections_closed;
       stats.connections_open = connections.size();
-      published_open.store(connections.size(), std::memory_order_relaxed);
     }
   });
 }
@@ -138,13 +131,11 @@ void ShardContext::OnAccept(int fd, bool implicit_tls) {
   if (implicit_tls) ++stats.tls_implicit_accepted;
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  const uint64_t id = next_connection_id++;
-  auto owned =
-      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls);
-  Pop3Connection* conn = owned.get();
-  connections.emplace(id, std::move(owned));
+  const uint64_t id = connections.NextId();
+  Pop3Connection* conn = connections.Add(
+      id,
+      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls));
   stats.connections_open = connections.size();
-  published_open.store(connections.size(), std::memory_order_relaxed);
   if (connections.size() > server->options.max_connections_per_shard) {
     ++stats.limit_per_shard;
     conn->Reject("-ERR [SYS/TEMP] Server at capacity, try again later\r\n");

@@ -5,8 +5,8 @@
 // owner is this shard). Shards talk only by Inbox messages (RunOn).
 //
 // Threading: ServerContext is built before the shards start and is read-only afterwards,
-// except `draining` (set once by the main thread) and each ShardContext's `published_open`
-// (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
+// except `draining` (set once by the main thread) and each ShardContext's
+// `connections.PublishedOpen()` (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
 // shard (admin HTTP). A
 // ShardContext's other members are touched only on its shard's thread.
 // Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listener fd,
@@ -30,6 +30,7 @@
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
+#include "server/shard_connections.h"
 #include "server/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -109,8 +110,8 @@ struct ShardContext {
   std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
-  uint64_t next_connection_id = 1;
+  // Open connections; PublishedOpen() serves the main thread's drain wait.
+  ShardConnections<Pop3Connection> connections;
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
@@ -122,10 +123,6 @@ struct ShardContext {
   uint64_t tls_error_log_second = 0;
   uint32_t tls_error_logs_this_second = 0;
   uint64_t tls_error_logs_suppressed = 0;
-
-  // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
-  // on accept and close; other threads only load it.
-  std::atomic<uint64_t> published_open{0};
 
   // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
   // False when the target's inbox refused it (full or closed); `fn` is then dropped.

@@ -61,7 +61,7 @@ std::string HostPortText(const std::string& host, uint16_t port) {
 
 uint64_t OpenConnections(ServerContext& ctx) {
   uint64_t n = 0;
-  for (auto& sc : ctx.shards) n += sc->published_open.load(std::memory_order_relaxed);
+  for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
 }
 
