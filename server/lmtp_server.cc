@@ -22,26 +22,21 @@ void LmtpShard::StartListening(reactor::Shard& on) {
       ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd); });
-  acceptor->Start();
-  accepting = true;
+  listener.Start(ring, [this](int fd) { OnAccept(fd); });
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();
   });
   shard->OnDrained([this] {
     connections.Clear();
-    acceptor.reset();
+    listener.Release();
     buffers.reset();
   });
 }
 
 void LmtpShard::StopAccepting() {
-  if (!accepting) return;
-  accepting = false;
-  acceptor->Stop();
-  close(listen_fd);
-  listen_fd = -1;
+  if (!listener.accepting()) return;
+  listener.Stop();
   // MTAs keep LMTP connections open between messages: close those at once, the others when
   // their transaction is answered, so a drain does not wait for the timeout.
   for (uint64_t id : connections.Ids()) {
@@ -60,13 +55,7 @@ void LmtpShard::Destroy(uint64_t id) {
 }
 
 void LmtpShard::OnAccept(int fd) {
-  if (!accepting) {
-    close(fd);
-    return;
-  }
   ++stats.connections_accepted;
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   const uint64_t id = connections.NextId();
   LmtpConnection* conn = connections.Add(id, std::make_unique<LmtpConnection>(*this, id, fd));
   if (connections.size() > server->options.max_connections_per_shard) {
@@ -99,7 +88,7 @@ absl::Status LmtpService::Listen(ServerContext& server) {
     auto shard = std::make_unique<LmtpShard>();
     shard->server = &server;
     shard->index = i;
-    shard->listen_fd = *fd;
+    shard->listener.set_fd(*fd);
     shards.push_back(std::move(shard));
   }
   return absl::OkStatus();
@@ -107,8 +96,7 @@ absl::Status LmtpService::Listen(ServerContext& server) {
 
 void LmtpService::CloseListeners() {
   for (auto& shard : shards) {
-    if (shard->listen_fd >= 0) close(shard->listen_fd);
-    shard->listen_fd = -1;
+    shard->listener.Close();
   }
 }
 

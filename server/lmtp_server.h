@@ -5,7 +5,7 @@
 //
 // Threading: built by the main thread before the reactor starts; afterwards every member except
 // `connections.PublishedOpen()` is touched only on its shard's thread (stats are plain integers).
-// Ownership: LmtpService owns the LmtpShards; each owns its listener fd, acceptor, buffer ring
+// Ownership: LmtpService owns the LmtpShards; each owns its listener, buffer ring
 // and connections, freed in its shard's OnDrained hook.
 #ifndef POSTHASTE_SERVER_LMTP_SERVER_H_
 #define POSTHASTE_SERVER_LMTP_SERVER_H_
@@ -21,6 +21,7 @@
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/shard_connections.h"
+#include "server/shard_listener.h"
 
 namespace posthaste::server {
 
@@ -44,12 +45,10 @@ struct LmtpShard {
   ServerContext* server = nullptr;
   reactor::Shard* shard = nullptr;
   uint32_t index = 0;
-  int listen_fd = -1;
+  ShardListener listener;
   std::unique_ptr<reactor::BufferRing> buffers;
-  std::unique_ptr<reactor::Acceptor> acceptor;
   ShardConnections<LmtpConnection> connections;
   LmtpStats stats;
-  bool accepting = false;
 
   // Shard thread.
   void StartListening(reactor::Shard& on);

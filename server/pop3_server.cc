@@ -68,27 +68,20 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor =
-      std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd, false); });
-  acceptor->Start();
+  listener.Start(ring, [this](int fd) { OnAccept(fd, false); });
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
-  if (pop3s_listen_fd >= 0) {
-    pop3s_acceptor = std::make_unique<reactor::Acceptor>(ring, pop3s_listen_fd,
-                                                         [this](int fd) { OnAccept(fd, true); });
-    pop3s_acceptor->Start();
-  }
-  accepting = true;
+  pop3s_listener.Start(ring, [this](int fd) { OnAccept(fd, true); });
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();
   });
   shard->OnDrained([this] {
     connections.Clear();
-    acceptor.reset();
-    pop3s_acceptor.reset();
+    listener.Release();
+    pop3s_listener.Release();
     tls.reset();
     tenant_policies.reset();
     buffers.reset();
@@ -96,17 +89,8 @@ void ShardContext::StartListening() {
 }
 
 void ShardContext::StopAccepting() {
-  if (!accepting) return;
-  accepting = false;
-  acceptor->Stop();
-  // With SO_REUSEPORT, connections queued on this listener would otherwise wait forever.
-  close(listen_fd);
-  listen_fd = -1;
-  if (pop3s_acceptor != nullptr) {
-    pop3s_acceptor->Stop();
-    close(pop3s_listen_fd);
-    pop3s_listen_fd = -1;
-  }
+  listener.Stop();
+  pop3s_listener.Stop();
 }
 
 void ShardContext::CloseAll() { connections.AbortAll(); }
@@ -123,14 +107,8 @@ void ShardContext::Destroy(uint64_t id) {
 }
 
 void ShardContext::OnAccept(int fd, bool implicit_tls) {
-  if (!accepting) {
-    close(fd);
-    return;
-  }
   ++stats.connections_accepted;
   if (implicit_tls) ++stats.tls_implicit_accepted;
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   const uint64_t id = connections.NextId();
   Pop3Connection* conn = connections.Add(
       id,

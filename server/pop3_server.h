@@ -9,8 +9,8 @@
 // `connections.PublishedOpen()` (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
 // shard (admin HTTP). A
 // ShardContext's other members are touched only on its shard's thread.
-// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listener fd,
-// acceptor, buffer ring and connections, which it frees in its shard's OnDrained hook.
+// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listeners,
+// buffer ring and connections, which it frees in its shard's OnDrained hook.
 #ifndef POSTHASTE_SERVER_POP3_SERVER_H_
 #define POSTHASTE_SERVER_POP3_SERVER_H_
 
@@ -31,6 +31,7 @@
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
 #include "server/shard_connections.h"
+#include "server/shard_listener.h"
 #include "server/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -102,11 +103,9 @@ struct ShardContext {
   ServerContext* server = nullptr;
   reactor::Shard* shard = nullptr;
   uint32_t index = 0;
-  int listen_fd = -1;
-  int pop3s_listen_fd = -1;  // implicit TLS; -1 when off
+  ShardListener listener;
+  ShardListener pop3s_listener;  // implicit TLS; no fd when off
   std::unique_ptr<reactor::BufferRing> buffers;
-  std::unique_ptr<reactor::Acceptor> acceptor;
-  std::unique_ptr<reactor::Acceptor> pop3s_acceptor;
   std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
@@ -116,7 +115,6 @@ struct ShardContext {
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
-  bool accepting = false;
   // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
   // of handshakes a second); the rest are counted and summarised in the next line logged.
   static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
