@@ -22,67 +22,42 @@ void LmtpShard::StartListening(reactor::Shard& on) {
       ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor = std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd); });
-  acceptor->Start();
-  accepting = true;
+  listener.Start(ring, [this](int fd) { OnAccept(fd); });
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();
   });
   shard->OnDrained([this] {
-    connections.clear();
-    acceptor.reset();
+    connections.Clear();
+    listener.Release();
     buffers.reset();
-    published_open.store(0, std::memory_order_relaxed);
   });
 }
 
 void LmtpShard::StopAccepting() {
-  if (!accepting) return;
-  accepting = false;
-  acceptor->Stop();
-  close(listen_fd);
-  listen_fd = -1;
+  if (!listener.accepting()) return;
+  listener.Stop();
   // MTAs keep LMTP connections open between messages: close those at once, the others when
   // their transaction is answered, so a drain does not wait for the timeout.
-  std::vector<uint64_t> ids;
-  for (auto& [id, conn] : connections) ids.push_back(id);
-  for (uint64_t id : ids) {
+  for (uint64_t id : connections.Ids()) {
     if (LmtpConnection* conn = Find(id)) conn->Drain();
   }
 }
 
-void LmtpShard::CloseAll() {
-  for (auto& [id, conn] : connections) conn->Abort();
-}
+void LmtpShard::CloseAll() { connections.AbortAll(); }
 
-LmtpConnection* LmtpShard::Find(uint64_t id) {
-  auto it = connections.find(id);
-  return it == connections.end() ? nullptr : it->second.get();
-}
+LmtpConnection* LmtpShard::Find(uint64_t id) { return connections.Find(id); }
 
 void LmtpShard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
-    if (connections.erase(id) > 0) {
-      ++stats.connections_closed;
-      published_open.store(connections.size(), std::memory_order_relaxed);
-    }
+    if (connections.Erase(id)) ++stats.connections_closed;
   });
 }
 
 void LmtpShard::OnAccept(int fd) {
-  if (!accepting) {
-    close(fd);
-    return;
-  }
   ++stats.connections_accepted;
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  const uint64_t id = next_connection_id++;
-  auto owned = std::make_unique<LmtpConnection>(*this, id, fd);
-  LmtpConnection* conn = owned.get();
-  connections.emplace(id, std::move(owned));
-  published_open.store(connections.size(), std::memory_order_relaxed);
+  const uint64_t id = connections.NextId();
+  LmtpConnection* conn = connections.Add(id, std::make_unique<LmtpConnection>(*this, id, fd));
   if (connections.size() > server->options.max_connections_per_shard) {
     conn->Reject("421 4.3.2 Server at capacity, try again later\r\n");
     return;
@@ -113,7 +88,7 @@ absl::Status LmtpService::Listen(ServerContext& server) {
     auto shard = std::make_unique<LmtpShard>();
     shard->server = &server;
     shard->index = i;
-    shard->listen_fd = *fd;
+    shard->listener.set_fd(*fd);
     shards.push_back(std::move(shard));
   }
   return absl::OkStatus();
@@ -121,14 +96,13 @@ absl::Status LmtpService::Listen(ServerContext& server) {
 
 void LmtpService::CloseListeners() {
   for (auto& shard : shards) {
-    if (shard->listen_fd >= 0) close(shard->listen_fd);
-    shard->listen_fd = -1;
+    shard->listener.Close();
   }
 }
 
 uint64_t LmtpService::OpenConnections() const {
   uint64_t n = 0;
-  for (const auto& shard : shards) n += shard->published_open.load(std::memory_order_relaxed);
+  for (const auto& shard : shards) n += shard->connections.PublishedOpen();
   return n;
 }
 

@@ -4,24 +4,24 @@
 // messages stored on the I/O offload pool, and the store serialises per account.
 //
 // Threading: built by the main thread before the reactor starts; afterwards every member except
-// `published_open` is touched only on its shard's thread (stats are plain integers).
-// Ownership: LmtpService owns the LmtpShards; each owns its listener fd, acceptor, buffer ring
+// `connections.PublishedOpen()` is touched only on its shard's thread (stats are plain integers).
+// Ownership: LmtpService owns the LmtpShards; each owns its listener, buffer ring
 // and connections, freed in its shard's OnDrained hook.
 #ifndef POSTHASTE_SERVER_LMTP_SERVER_H_
 #define POSTHASTE_SERVER_LMTP_SERVER_H_
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "server/pop3_server.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
+#include "server/shard_connections.h"
+#include "server/shard_listener.h"
 
 namespace posthaste::server {
 
@@ -45,15 +45,10 @@ struct LmtpShard {
   ServerContext* server = nullptr;
   reactor::Shard* shard = nullptr;
   uint32_t index = 0;
-  int listen_fd = -1;
+  ShardListener listener;
   std::unique_ptr<reactor::BufferRing> buffers;
-  std::unique_ptr<reactor::Acceptor> acceptor;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<LmtpConnection>> connections;
-  uint64_t next_connection_id = 1;
+  ShardConnections<LmtpConnection> connections;
   LmtpStats stats;
-  bool accepting = false;
-  // Open connections for the main thread's drain wait (stored by this shard only).
-  std::atomic<uint64_t> published_open{0};
 
   // Shard thread.
   void StartListening(reactor::Shard& on);

@@ -68,83 +68,52 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
-  acceptor =
-      std::make_unique<reactor::Acceptor>(ring, listen_fd, [this](int fd) { OnAccept(fd, false); });
-  acceptor->Start();
+  listener.Start(ring, [this](int fd) { OnAccept(fd, false); });
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
-  if (pop3s_listen_fd >= 0) {
-    pop3s_acceptor = std::make_unique<reactor::Acceptor>(ring, pop3s_listen_fd,
-                                                         [this](int fd) { OnAccept(fd, true); });
-    pop3s_acceptor->Start();
-  }
-  accepting = true;
+  pop3s_listener.Start(ring, [this](int fd) { OnAccept(fd, true); });
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();
   });
   shard->OnDrained([this] {
-    connections.clear();
-    acceptor.reset();
-    pop3s_acceptor.reset();
+    connections.Clear();
+    listener.Release();
+    pop3s_listener.Release();
     tls.reset();
     tenant_policies.reset();
     buffers.reset();
-    published_open.store(0, std::memory_order_relaxed);
   });
 }
 
 void ShardContext::StopAccepting() {
-  if (!accepting) return;
-  accepting = false;
-  acceptor->Stop();
-  // With SO_REUSEPORT, connections queued on this listener would otherwise wait forever.
-  close(listen_fd);
-  listen_fd = -1;
-  if (pop3s_acceptor != nullptr) {
-    pop3s_acceptor->Stop();
-    close(pop3s_listen_fd);
-    pop3s_listen_fd = -1;
-  }
+  listener.Stop();
+  pop3s_listener.Stop();
 }
 
-void ShardContext::CloseAll() {
-  for (auto& [id, conn] : connections) conn->Abort();
-}
+void ShardContext::CloseAll() { connections.AbortAll(); }
 
-Pop3Connection* ShardContext::Find(uint64_t id) {
-  auto it = connections.find(id);
-  return it == connections.end() ? nullptr : it->second.get();
-}
+Pop3Connection* ShardContext::Find(uint64_t id) { return connections.Find(id); }
 
 void ShardContext::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
-    if (connections.erase(id) > 0) {
+    if (connections.Erase(id)) {
       ++stats.connections_closed;
       stats.connections_open = connections.size();
-      published_open.store(connections.size(), std::memory_order_relaxed);
     }
   });
 }
 
 void ShardContext::OnAccept(int fd, bool implicit_tls) {
-  if (!accepting) {
-    close(fd);
-    return;
-  }
   ++stats.connections_accepted;
   if (implicit_tls) ++stats.tls_implicit_accepted;
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  const uint64_t id = next_connection_id++;
-  auto owned =
-      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls);
-  Pop3Connection* conn = owned.get();
-  connections.emplace(id, std::move(owned));
+  const uint64_t id = connections.NextId();
+  Pop3Connection* conn = connections.Add(
+      id,
+      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls));
   stats.connections_open = connections.size();
-  published_open.store(connections.size(), std::memory_order_relaxed);
   if (connections.size() > server->options.max_connections_per_shard) {
     ++stats.limit_per_shard;
     conn->Reject("-ERR [SYS/TEMP] Server at capacity, try again later\r\n");

@@ -5,12 +5,12 @@
 // owner is this shard). Shards talk only by Inbox messages (RunOn).
 //
 // Threading: ServerContext is built before the shards start and is read-only afterwards,
-// except `draining` (set once by the main thread) and each ShardContext's `published_open`
-// (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
+// except `draining` (set once by the main thread) and each ShardContext's
+// `connections.PublishedOpen()` (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
 // shard (admin HTTP). A
 // ShardContext's other members are touched only on its shard's thread.
-// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listener fd,
-// acceptor, buffer ring and connections, which it frees in its shard's OnDrained hook.
+// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listeners,
+// buffer ring and connections, which it frees in its shard's OnDrained hook.
 #ifndef POSTHASTE_SERVER_POP3_SERVER_H_
 #define POSTHASTE_SERVER_POP3_SERVER_H_
 
@@ -30,6 +30,8 @@
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
+#include "server/shard_connections.h"
+#include "server/shard_listener.h"
 #include "server/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -101,31 +103,24 @@ struct ShardContext {
   ServerContext* server = nullptr;
   reactor::Shard* shard = nullptr;
   uint32_t index = 0;
-  int listen_fd = -1;
-  int pop3s_listen_fd = -1;  // implicit TLS; -1 when off
+  ShardListener listener;
+  ShardListener pop3s_listener;  // implicit TLS; no fd when off
   std::unique_ptr<reactor::BufferRing> buffers;
-  std::unique_ptr<reactor::Acceptor> acceptor;
-  std::unique_ptr<reactor::Acceptor> pop3s_acceptor;
   std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Pop3Connection>> connections;
-  uint64_t next_connection_id = 1;
+  // Open connections; PublishedOpen() serves the main thread's drain wait.
+  ShardConnections<Pop3Connection> connections;
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
-  bool accepting = false;
   // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
   // of handshakes a second); the rest are counted and summarised in the next line logged.
   static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
   uint64_t tls_error_log_second = 0;
   uint32_t tls_error_logs_this_second = 0;
   uint64_t tls_error_logs_suppressed = 0;
-
-  // Open connections, for the main thread's drain wait: stored (relaxed) by this shard only,
-  // on accept and close; other threads only load it.
-  std::atomic<uint64_t> published_open{0};
 
   // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
   // False when the target's inbox refused it (full or closed); `fn` is then dropped.

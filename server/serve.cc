@@ -61,15 +61,15 @@ std::string HostPortText(const std::string& host, uint16_t port) {
 
 uint64_t OpenConnections(ServerContext& ctx) {
   uint64_t n = 0;
-  for (auto& sc : ctx.shards) n += sc->published_open.load(std::memory_order_relaxed);
+  for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
 }
 
 // Closes every listener made so far (start-up failed).
 void CloseListeners(ServerContext& ctx) {
   for (auto& sc : ctx.shards) {
-    if (sc->listen_fd >= 0) close(sc->listen_fd);
-    if (sc->pop3s_listen_fd >= 0) close(sc->pop3s_listen_fd);
+    sc->listener.Close();
+    sc->pop3s_listener.Close();
   }
 }
 
@@ -229,7 +229,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     auto sc = std::make_unique<ShardContext>();
     sc->server = &ctx;
     sc->index = i;
-    sc->listen_fd = *fd;
+    sc->listener.set_fd(*fd);
     sc->metrics = metrics::ShardMetrics(ctx.tenant_labels->size());
     ctx.shards.push_back(std::move(sc));
     if (options.pop3s_enabled) {
@@ -244,7 +244,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
         CloseListeners(ctx);
         return kExitFailure;
       }
-      ctx.shards.back()->pop3s_listen_fd = *tls_fd;
+      ctx.shards.back()->pop3s_listener.set_fd(*tls_fd);
       if (i == 0) {
         auto port = reactor::LocalPort(*tls_fd);
         if (!port.ok()) {
