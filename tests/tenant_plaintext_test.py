@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import unittest
 
-from tests.testing.posthaste_server import PosthasteServer, make_temp_dir
+from tests.testing.posthaste_server import PosthasteServer, make_temp_dir, non_loopback_address
 from tests.testing.tls_certs import TestPki
 
 ALPHA = "ann@alpha.test"  # tenant set to allow before start
@@ -25,19 +25,6 @@ BETA = "bob@beta.test"  # tenant left at default
 PASSWORD = "plain secret"
 TIMEOUT_S = 60
 REFUSED = b"-ERR [AUTH] Plaintext authentication disallowed on non-secure connections"
-
-
-def non_loopback_address():
-  """A local IPv4 address that is not loopback, or None (from `ip -4 -o addr`)."""
-  try:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, timeout=10, check=False).stdout.decode()
-  except OSError:
-    return None
-  for match in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
-    if not match.group(1).startswith("127."):
-      return match.group(1)
-  return None
 
 
 class TenantPlaintextTest(unittest.TestCase):

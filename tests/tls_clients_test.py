@@ -28,25 +28,14 @@ import unittest
 
 from tests.testing import messages
 from tests.testing.posthaste_server import (PosthasteServer, make_temp_dir, metric_sum,
-                                            posthaste_binary, wire_form, wire_lines)
+                                            non_loopback_address, posthaste_binary, wait_for,
+                                            wire_form, wire_lines)
 from tests.testing.tls_certs import TestPki, peer_subject_cn
 
 USER = "tina@example.test"
 PASSWORD = "tls secret"
 TIMEOUT_S = 60
 DEFAULT_CN = "mail.default.test"
-
-
-def wait_for(predicate, timeout_s=20, what="condition"):
-  """Polls `predicate` (bounded) until it returns a true value; returns that value."""
-  deadline = time.monotonic() + timeout_s
-  while True:
-    value = predicate()
-    if value:
-      return value
-    if time.monotonic() > deadline:
-      raise AssertionError("timed out waiting for " + what)
-    time.sleep(0.05)
 
 
 class TlsClientsTest(unittest.TestCase):
@@ -355,19 +344,6 @@ class TlsClientsTest(unittest.TestCase):
       if not data:
         return
     self.fail("the server did not close the connection")
-
-
-def non_loopback_address():
-  """A local IPv4 address that is not loopback, or None (from `ip -4 -o addr`)."""
-  try:
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, timeout=10, check=False).stdout.decode()
-  except OSError:
-    return None
-  for match in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
-    if not match.group(1).startswith("127."):
-      return match.group(1)
-  return None
 
 
 class RemotePlaintextTest(unittest.TestCase):

@@ -23,7 +23,7 @@ import unittest
 
 from tests.testing import messages
 from tests.testing.posthaste_server import (PosthasteServer, make_temp_dir, metric_sum,
-                                            wire_lines)
+                                            wait_for, wire_lines)
 from tests.testing.tls_certs import TestPki, peer_dns_names, peer_subject_cn
 
 USER = "sni@example.test"
@@ -34,15 +34,9 @@ TENANT_B_WILDCARD = "*.tenant-b.test"
 TENANT_B_HOST = "pop.tenant-b.test"
 
 
-def wait_for(predicate, timeout_s=30, what="condition"):
-  deadline = time.monotonic() + timeout_s
-  while True:
-    value = predicate()
-    if value:
-      return value
-    if time.monotonic() > deadline:
-      raise AssertionError("timed out waiting for " + what)
-    time.sleep(0.1)
+def wait_for_reload(predicate, what="condition"):
+  """Bounded wait for a certificate reload (polled each second; 30 s for a loaded machine)."""
+  return wait_for(predicate, timeout_s=30, what=what, poll_s=0.1)
 
 
 class SecretDir:
@@ -162,7 +156,7 @@ class SniReloadTest(unittest.TestCase):
       # The Secret is updated: tenant A gets a new certificate (..data swapped).
       self.set_tenant("mail.tenant-a.test", [TENANT_A], "tenant-a v2")
       self.secret.publish(self.files)
-      wait_for(lambda: self.connect_tls(server, TENANT_A)[0] == "tenant-a v2",
+      wait_for_reload(lambda: self.connect_tls(server, TENANT_A)[0] == "tenant-a v2",
                what="new connections to see tenant A's new certificate")
       log = server.stderr_text()
       self.assertIn('"tls certificates reloaded" trigger="files changed"', log)
@@ -179,7 +173,7 @@ class SniReloadTest(unittest.TestCase):
                                  result="failed")
       self.files["_.tenant-b.test.crt"] = b"-----BEGIN CERTIFICATE-----\nnot base64\n"
       self.secret.publish(self.files)
-      wait_for(lambda: metric_sum(server.metrics(), "posthaste_tls_reloads_total",
+      wait_for_reload(lambda: metric_sum(server.metrics(), "posthaste_tls_reloads_total",
                                   result="failed") > failed_before,
                what="a failed reload")
       self.assertIn("tls: new certificate is broken, keeping the old one", server.stderr_text())
@@ -200,7 +194,7 @@ class SniReloadTest(unittest.TestCase):
       time.sleep(1.5)
       self.assertEqual(self.connect_tls(server, None)[0], "default v1")  # not yet
       server.send_signal(signal.SIGHUP)
-      wait_for(lambda: self.connect_tls(server, None)[0] == "default v2",
+      wait_for_reload(lambda: self.connect_tls(server, None)[0] == "default v2",
                what="the default certificate to change after SIGHUP")
       self.assertIn('"tls certificates reloaded" trigger=SIGHUP', server.stderr_text())
       self.assertGreaterEqual(

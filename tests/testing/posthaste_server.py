@@ -80,6 +80,31 @@ def wire_lines(raw):
   return wire_form(raw).split(b"\r\n")[:-1]
 
 
+def wait_for(predicate, timeout_s=20, what="condition", poll_s=0.05):
+  """Polls `predicate` (bounded) until it returns a true value; returns that value."""
+  deadline = time.monotonic() + timeout_s
+  while True:
+    value = predicate()
+    if value:
+      return value
+    if time.monotonic() > deadline:
+      raise AssertionError("timed out waiting for " + what)
+    time.sleep(poll_s)
+
+
+def non_loopback_address():
+  """A local IPv4 address that is not loopback, or None (from `ip -4 -o addr`)."""
+  try:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, timeout=10, check=False).stdout.decode()
+  except OSError:
+    return None
+  for match in re.finditer(r"\binet (\d+\.\d+\.\d+\.\d+)/", out):
+    if not match.group(1).startswith("127."):
+      return match.group(1)
+  return None
+
+
 class ServerError(AssertionError):
   """The server did not start, did not stop cleanly, or reported a sanitizer error."""
 
