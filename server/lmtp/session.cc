@@ -354,6 +354,21 @@ void LmtpSession::Advance() {
       BadCommand("500", "5.5.2", "Line too long");
       continue;
     }
+    if (status == LineFramer::Status::kBareLineFeed) {
+      // Only CRLF ends a command (RFC 5321 section 2.3.8). A peer that ends one with a bare LF
+      // may be trying to make us and an MTA in front of us disagree about where commands and
+      // messages end (SMTP smuggling): answer once and close, as Postfix's
+      // smtpd_forbid_bare_newline=reject does.
+      ++counters_.commands;
+      ++counters_.bare_line_feed_closes;
+      ++counters_.bad_commands;
+      Append("500 ");
+      if (options_.enhanced_status_codes) Append("5.5.2 ");
+      Append(options_.hostname);
+      Append(" Bare LF received, lines must end with CRLF; closing connection\r\n");
+      QueueClose();
+      break;
+    }
     HandleCommandLine(line, raw_bytes);
   }
   // Reclaim parsed input (line views handed to handlers are dead by now).
@@ -378,6 +393,13 @@ void LmtpSession::BadCommand(std::string_view code, std::string_view enhanced,
 
 void LmtpSession::HandleCommandLine(std::string_view line, size_t raw_bytes) {
   ++counters_.commands;
+  for (char c : line) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) {  // a bare CR, NUL or other control octet
+      BadCommand("500", "5.5.2", "Syntax error, control character in command");
+      return;
+    }
+  }
   std::string_view rest = line;
   while (!rest.empty() && IsSpace(rest.front())) rest.remove_prefix(1);
   size_t verb_end = 0;
@@ -401,12 +423,17 @@ void LmtpSession::HandleCommandLine(std::string_view line, size_t raw_bytes) {
   (this->*command->handler)(args);
 }
 
-// Reads message bytes after 354 (RFC 5321 section 4.5.2): removes one leading dot from each
-// line that has one, turns bare LF line ends into CRLF (lenient: some local MTAs and scripts
-// send bare LF), keeps any other CR as it is, and stops after the line consisting of a single
-// dot (".\r\n", or ".\n"). Consumes all available input that belongs to the message, so input
-// buffering is bounded by one Feed; the message buffer is bounded by message_bytes_max (beyond
-// it the rest is counted and discarded). Returns true once the terminator was consumed.
+// Reads message bytes after 354 (RFC 5321 section 4.5.2). Framing first, content second:
+//   - Only CRLF ends a line, and only a line that is a single dot, begun after a CRLF (or at
+//     the start of the data), ends the message: <CRLF>.<CRLF>. A dot between bare LFs or bare
+//     CRs is content, never a boundary, so nothing after it can run as a command.
+//   - One leading dot is removed from each such line that has one (unstuffing).
+//   - Content: a bare LF becomes CRLF, but the line after it did not start after a CRLF on
+//     the wire, so it is not unstuffed. A bare CR is kept; storage turns it into CRLF with the
+//     rest of its normalisation (StoredMessage), so stored messages have CRLF line ends only.
+// Consumes all available input that belongs to the message, so input buffering is bounded by
+// one Feed; the message buffer is bounded by message_bytes_max (beyond it the rest is counted
+// and discarded). Returns true once the terminator was consumed.
 bool LmtpSession::ReadData() {
   const std::string_view unparsed = input_.unparsed();
   const char* base = unparsed.data();
@@ -425,10 +452,7 @@ bool LmtpSession::ReadData() {
         }
         break;
       case DataPos::kDot:
-        if (c == '\n') {
-          ++pos;
-          done = true;
-        } else if (c == '\r') {
+        if (c == '\r') {
           ++pos;
           data_pos_ = DataPos::kDotCr;
         } else {
@@ -440,7 +464,7 @@ bool LmtpSession::ReadData() {
           ++pos;
           done = true;
         } else {
-          AppendMessage("\r", 1);  // ".\r" then more: the line starts with a bare CR
+          AppendMessage("\r", 1);  // ".\r" then more: stuffing, then a bare CR
           data_pos_ = DataPos::kMid;
         }
         break;
@@ -467,13 +491,13 @@ bool LmtpSession::ReadData() {
           pos = end;
           break;
         }
+        // In kMid the byte before `pos` is never a CR, so only this run can hold the LF's CR.
         const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
-        size_t content_end = lf_pos;
-        if (content_end > pos && base[content_end - 1] == '\r') --content_end;
-        AppendMessage(base + pos, content_end - pos);
+        const bool crlf = lf_pos > pos && base[lf_pos - 1] == '\r';
+        AppendMessage(base + pos, (crlf ? lf_pos - 1 : lf_pos) - pos);
         AppendMessage("\r\n", 2);
         pos = lf_pos + 1;
-        data_pos_ = DataPos::kLineStart;
+        if (crlf) data_pos_ = DataPos::kLineStart;  // a bare LF: the line goes on
         break;
       }
     }

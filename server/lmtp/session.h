@@ -85,6 +85,7 @@ struct LmtpSessionOptions {
 struct LmtpSessionCounters {
   uint64_t commands = 0;                  // command lines handled (any verdict)
   uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
+  uint64_t bare_line_feed_closes = 0;     // a command line ended in a bare LF: 500, close
   uint64_t bad_commands = 0;              // 500/501/502/503/555 replies
   uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
   uint64_t transactions = 0;              // MAIL FROM accepted
@@ -147,7 +148,8 @@ struct LmtpDelivery {
   std::string_view reverse_path;  // MAIL FROM path without brackets; "" for <>
   BodyType body = BodyType::kUnspecified;
   std::span<const LmtpRecipient> recipients;  // distinct mailboxes, in first-RCPT order
-  // The message: dot-unstuffed, every line ending in CRLF (bare LF normalised), preceded by
+  // The message: dot-unstuffed, every LF preceded by a CR (a bare LF becomes CRLF as content;
+  // only <CRLF>.<CRLF> ended it; a bare CR is left for storage to normalise), preceded by
   // the Return-Path header when options.add_return_path. Storage adds its own wire form
   // (dot-stuffing for POP3) and must hand RETR back these bytes.
   std::string_view message;

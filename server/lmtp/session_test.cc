@@ -433,17 +433,101 @@ TEST(LmtpSession, DotUnstuffingKeepsALineOfJustADot) {
   }
 }
 
-TEST(LmtpSession, BareLineFeedsAreAcceptedAndNormalised) {
+TEST(LmtpSession, BareLineFeedsBecomeCrlfAndBareCrsStayNeitherIsABoundary) {
   for (size_t fragment : kFragmentSizes) {
     SCOPED_TRACE(fragment);
     Fixture f;
     f.driver.Feed(
-        "LHLO c\nMAIL FROM:<chris@bar.com>\nRCPT TO:<pat@foo.edu>\nDATA\n"
-        "a\nb\r\nbare\rcr\r\n..\n.\n",
+        "LHLO c\r\nMAIL FROM:<chris@bar.com>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n"
+        "a\nb\r\nbare\rcr\r\n..\n.\r\n.\r\n",
         fragment);
+    // "..\n.\r\n" is one CRLF-line: its stuffing dot is removed and its bare LF normalised;
+    // only the final ".\r\n", after a CRLF, ends the message.
+    ASSERT_EQ(f.driver.stored().count("pat@foo.edu"), 1u);
     EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0),
-              kReturnPath + "a\r\nb\r\nbare\rcr\r\n.\r\n");
+              kReturnPath + "a\r\nb\r\nbare\rcr\r\n.\r\n.\r\n");
+    EXPECT_FALSE(f.driver.closed());
   }
+}
+
+// SMTP smuggling (2023): an end-of-data that only a lenient server honours, followed by a
+// second transaction. Only <CRLF>.<CRLF> may end DATA: every variant below must arrive at pat
+// as content, and the "smuggled" MAIL/RCPT/DATA must never run.
+TEST(LmtpSession, SmuggledEndOfDataNeverEndsTheMessage) {
+  using namespace std::string_literals;  // the variants hold NULs
+  const std::string kFakeEnds[] = {
+      "\n.\n"s,         "\n.\r\n"s,   "\r\n.\n"s,   "\r.\r\n"s,    "\r\n.\r"s,
+      "\r\n\x00.\r\n"s, "\r.\r"s,     "\n.\r"s,     "\r\n .\r\n"s, "\r\n.\x00\r\n"s,
+      "\n\n.\n\n"s,     "\r\r.\r\r"s, "\n\r.\r\n"s,
+  };
+  for (const std::string& fake_end : kFakeEnds) {
+    for (size_t fragment : kFragmentSizes) {
+      SCOPED_TRACE(::testing::PrintToString(fake_end) + " fragment " + std::to_string(fragment));
+      Fixture f;
+      const std::string smuggled =
+          "MAIL FROM:<ceo@bank.test>\r\nRCPT TO:<green@foo.edu>\r\nDATA\r\n"
+          "Subject: SMUGGLED\r\n\r\nevil\r\n";
+      f.driver.Feed(
+          "LHLO c\r\nMAIL FROM:<chris@bar.com>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n"
+          "Subject: outer\r\n\r\nhello" +
+              fake_end + smuggled + ".\r\n",
+          fragment);
+      EXPECT_EQ(f.driver.stored().count("green@foo.edu"), 0u);
+      ASSERT_EQ(f.driver.stored().count("pat@foo.edu"), 1u);
+      ASSERT_EQ(f.driver.stored().at("pat@foo.edu").size(), 1u);
+      const std::string& stored = f.driver.stored().at("pat@foo.edu").at(0);
+      EXPECT_THAT(stored, HasSubstr("MAIL FROM:<ceo@bank.test>\r\n"));
+      EXPECT_THAT(stored, HasSubstr("evil\r\n"));
+      // Every LF has its CR (bare CRs are left for storage to normalise).
+      for (size_t i = 0; i < stored.size(); ++i) {
+        if (stored[i] == '\n') {
+          ASSERT_TRUE(i > 0 && stored[i - 1] == '\r') << i;
+        }
+      }
+      EXPECT_EQ(f.driver.session().counters().transactions, 1u);
+      EXPECT_EQ(f.driver.session().counters().messages_received, 1u);
+    }
+  }
+}
+
+TEST(LmtpSession, CommandLineEndingInBareLfIsRefusedAndClosed) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f;
+    f.driver.Feed("LHLO c\r\nMAIL FROM:<chris@bar.com>\nRCPT TO:<pat@foo.edu>\r\n", fragment);
+    EXPECT_THAT(f.driver.output(),
+                HasSubstr("500 5.5.2 lmtp.example Bare LF received, lines must end with CRLF; "
+                          "closing connection\r\n"));
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_EQ(f.driver.session().counters().transactions, 0u);
+    EXPECT_EQ(f.driver.session().counters().recipients_checked, 0u);
+    EXPECT_EQ(f.driver.session().counters().bare_line_feed_closes, 1u);
+  }
+}
+
+TEST(LmtpSession, ControlCharacterInCommandIsASyntaxError) {
+  Fixture f;
+  f.driver.Feed("LHLO c\r\n");
+  f.driver.TakeOutput();
+  using namespace std::string_literals;
+  f.driver.Feed("NOOP\rRSET\r\nMAIL FROM:<a@b.c>\x00\r\nNOOP\r\n"s);
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "500 5.5.2 Syntax error, control character in command\r\n"
+            "500 5.5.2 Syntax error, control character in command\r\n" +
+                kOk);
+  EXPECT_EQ(f.driver.session().counters().transactions, 0u);
+}
+
+TEST(LmtpSession, OverlongCommandWithBareLfInsideIsOneLine) {
+  // A CRLF-only splitter in front of us sees one over-long line; so do we.
+  Fixture f;
+  f.driver.Feed("LHLO c\r\n");
+  f.driver.TakeOutput();
+  f.driver.Feed(std::string(600, 'x') + "\nMAIL FROM:<ceo@bank.test>\n" + std::string(10, 'y') +
+                "\r\nNOOP\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "500 5.5.2 Line too long\r\n" + kOk);
+  EXPECT_EQ(f.driver.session().counters().transactions, 0u);
+  EXPECT_FALSE(f.driver.closed());
 }
 
 TEST(LmtpSession, OversizeMessageIsDiscardedAndRefusedForEachRecipient) {

@@ -77,12 +77,6 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 
 bool IsSpace(char c) { return c == ' ' || c == '\t'; }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsSpace(s.back())) s.remove_suffix(1);
-  return s;
-}
-
 // Splits off the first space-separated token; tolerates runs of spaces between tokens.
 std::string_view NextToken(std::string_view* rest) {
   std::string_view s = *rest;
@@ -104,15 +98,44 @@ bool AllDigits(std::string_view s) {
   return true;
 }
 
-// Decimal digits to a value, saturating at UINT64_MAX. REQUIRES: AllDigits(s).
-uint64_t SaturatingParse(std::string_view s) {
-  uint64_t value = 0;
+// A POP3 number: one or more digits whose value fits in 64 bits. False for anything else
+// (signs, spaces, too many digits).
+bool ParseNumber(std::string_view s, uint64_t* value) {
+  if (!AllDigits(s)) return false;
+  uint64_t v = 0;
   for (char c : s) {
     const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (value > (UINT64_MAX - digit) / 10) return UINT64_MAX;
-    value = value * 10 + digit;
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
   }
-  return value;
+  *value = v;
+  return true;
+}
+
+// RFC 1939 section 3: keywords and arguments are printable and separated by single spaces.
+// A control octet (tab, bare CR, NUL, DEL...) anywhere in a line makes it a syntax error.
+bool HasControlOctet(std::string_view line) {
+  for (char c : line) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return true;
+  }
+  return false;
+}
+
+// Counts the arguments of `args` (the text after the keyword's single space). False when two
+// arguments are separated by more than one space, or the text starts or ends with a space.
+bool CountArguments(std::string_view args, size_t* count) {
+  *count = 0;
+  if (args.empty()) return true;
+  size_t begin = 0;
+  while (true) {
+    const size_t space = args.find(' ', begin);
+    const size_t end = space == std::string_view::npos ? args.size() : space;
+    if (end == begin) return false;  // an empty argument
+    ++*count;
+    if (space == std::string_view::npos) return true;
+    begin = space + 1;
+  }
 }
 
 int Base64Value(char c) {
@@ -231,31 +254,52 @@ std::string_view Pop3ActionKindName(Pop3ActionKind kind) {
 
 // The command table: every verb, the states it is valid in, and its handler. The state check
 // happens in one place, HandleCommandLine().
+// `syntax` is the reply to a line with the wrong number of arguments; PASS takes the rest of
+// the line, spaces included, as its one argument (RFC 1939 section 7).
 struct Pop3Session::Command {
   uint32_t packed_verb;
   uint8_t states;
-  bool raw_args;  // PASS: the rest of the line, spaces included
+  bool raw_args;
+  uint8_t min_args;
+  uint8_t max_args;
+  std::string_view syntax;
   void (Pop3Session::*handler)(std::string_view args);
 };
 
 const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size_t* index) {
   static constexpr Command kCommands[] = {
-      {PackVerb("USER"), kInAuthorization, false, &Pop3Session::CmdUser},
-      {PackVerb("PASS"), kInAuthorization, true, &Pop3Session::CmdPass},
-      {PackVerb("APOP"), kInAuthorization, false, &Pop3Session::CmdApop},
-      {PackVerb("AUTH"), kInAuthorization, false, &Pop3Session::CmdAuth},
-      {PackVerb("STLS"), kInAuthorization, false, &Pop3Session::CmdStls},
-      {PackVerb("STAT"), kInTransaction, false, &Pop3Session::CmdStat},
-      {PackVerb("LIST"), kInTransaction, false, &Pop3Session::CmdList},
-      {PackVerb("RETR"), kInTransaction, false, &Pop3Session::CmdRetr},
-      {PackVerb("DELE"), kInTransaction, false, &Pop3Session::CmdDele},
-      {PackVerb("NOOP"), kInTransaction, false, &Pop3Session::CmdNoop},
-      {PackVerb("RSET"), kInTransaction, false, &Pop3Session::CmdRset},
-      {PackVerb("TOP"), kInTransaction, false, &Pop3Session::CmdTop},
-      {PackVerb("UIDL"), kInTransaction, false, &Pop3Session::CmdUidl},
-      {PackVerb("CAPA"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdCapa},
-      {PackVerb("UTF8"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdUtf8},
-      {PackVerb("QUIT"), kInAuthorization | kInTransaction, false, &Pop3Session::CmdQuit},
+      {PackVerb("USER"), kInAuthorization, false, 1, 1, "-ERR Syntax: USER name",
+       &Pop3Session::CmdUser},
+      {PackVerb("PASS"), kInAuthorization, true, 1, 1, "-ERR Syntax: PASS password",
+       &Pop3Session::CmdPass},
+      {PackVerb("APOP"), kInAuthorization, false, 2, 2, "-ERR Syntax: APOP name digest",
+       &Pop3Session::CmdApop},
+      {PackVerb("AUTH"), kInAuthorization, false, 0, 2,
+       "-ERR Syntax: AUTH mechanism [initial-response]", &Pop3Session::CmdAuth},
+      {PackVerb("STLS"), kInAuthorization, false, 0, 0, "-ERR Syntax: STLS takes no arguments",
+       &Pop3Session::CmdStls},
+      {PackVerb("STAT"), kInTransaction, false, 0, 0, "-ERR Syntax: STAT takes no arguments",
+       &Pop3Session::CmdStat},
+      {PackVerb("LIST"), kInTransaction, false, 0, 1, "-ERR Syntax: LIST [msg]",
+       &Pop3Session::CmdList},
+      {PackVerb("RETR"), kInTransaction, false, 1, 1, "-ERR Syntax: RETR msg",
+       &Pop3Session::CmdRetr},
+      {PackVerb("DELE"), kInTransaction, false, 1, 1, "-ERR Syntax: DELE msg",
+       &Pop3Session::CmdDele},
+      {PackVerb("NOOP"), kInTransaction, false, 0, 0, "-ERR Syntax: NOOP takes no arguments",
+       &Pop3Session::CmdNoop},
+      {PackVerb("RSET"), kInTransaction, false, 0, 0, "-ERR Syntax: RSET takes no arguments",
+       &Pop3Session::CmdRset},
+      {PackVerb("TOP"), kInTransaction, false, 2, 2, "-ERR Syntax: TOP msg lines",
+       &Pop3Session::CmdTop},
+      {PackVerb("UIDL"), kInTransaction, false, 0, 1, "-ERR Syntax: UIDL [msg]",
+       &Pop3Session::CmdUidl},
+      {PackVerb("CAPA"), kInAuthorization | kInTransaction, false, 0, 0,
+       "-ERR Syntax: CAPA takes no arguments", &Pop3Session::CmdCapa},
+      {PackVerb("UTF8"), kInAuthorization | kInTransaction, false, 0, 0,
+       "-ERR Syntax: UTF8 takes no arguments", &Pop3Session::CmdUtf8},
+      {PackVerb("QUIT"), kInAuthorization | kInTransaction, false, 0, 0,
+       "-ERR Syntax: QUIT takes no arguments", &Pop3Session::CmdQuit},
   };
   const uint32_t packed = PackVerb(verb);
   if (packed == 0) return nullptr;
@@ -329,6 +373,20 @@ void Pop3Session::Advance() {
       HandleOverflow();
       continue;
     }
+    if (status == LineFramer::Status::kBareLineFeed) {
+      // Only CRLF ends a line (RFC 1939 section 3). Reading on after a bare LF could make us
+      // and a proxy in front of us disagree about where commands end: answer once and close.
+      ++counters_.commands;
+      ++counters_.bad_commands;
+      ++counters_.bare_line_feed_closes;
+      if (sasl_step_ != SaslStep::kNone) {
+        sasl_step_ = SaslStep::kNone;
+        WipeCredentials();
+      }
+      AppendLine("-ERR Lines must end with CRLF, closing connection");
+      QueueClose();
+      break;
+    }
     if (sasl_step_ != SaslStep::kNone) {
       HandleSaslLine(line);
     } else {
@@ -383,16 +441,15 @@ void Pop3Session::BadCommand(std::string_view reply) {
   AppendLine(reply);
 }
 
+// One grammar for every command (RFC 1939 section 3): KEYWORD, then arguments each preceded
+// by exactly one space; printable octets only; the arity from the command table. Handlers get
+// arguments already checked, so they never see tabs, runs of spaces or control octets.
 void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
   ++counters_.commands;
-  std::string_view rest = line;
-  while (!rest.empty() && IsSpace(rest.front())) rest.remove_prefix(1);
-  size_t verb_end = 0;
-  while (verb_end < rest.size() && rest[verb_end] != ' ') ++verb_end;
-  const std::string_view verb = rest.substr(0, verb_end);
-  // PASS takes everything after the one separating space: a password may contain spaces.
-  const std::string_view raw_args =
-      verb_end < rest.size() ? rest.substr(verb_end + 1) : std::string_view();
+  const size_t verb_end = std::min(line.find(' '), line.size());
+  const std::string_view verb = line.substr(0, verb_end);
+  const bool has_args = verb_end < line.size();
+  const std::string_view args = has_args ? line.substr(verb_end + 1) : std::string_view();
   size_t command_index = static_cast<size_t>(Pop3Command::kUnknown);
   const Command* command = FindCommand(verb, &command_index);
   BeginCommand(static_cast<Pop3Command>(command_index));
@@ -404,15 +461,30 @@ void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
     BadCommand("-ERR Line too long");
     return;
   }
+  if (HasControlOctet(line)) {
+    BadCommand("-ERR Syntax error: control character in command");
+    return;
+  }
   if (command == nullptr) {
-    BadCommand(verb.empty() ? "-ERR Empty command" : "-ERR Unknown command");
+    BadCommand(line.empty() ? "-ERR Empty command" : "-ERR Unknown command");
     return;
   }
   if ((command->states & StateBit(state_)) == 0) {
     BadCommand("-ERR Command not valid in this state");
     return;
   }
-  (this->*command->handler)(command->raw_args ? raw_args : Trim(raw_args));
+  size_t arg_count = 0;
+  if (command->raw_args) {
+    arg_count = args.empty() ? 0 : 1;
+  } else if (!CountArguments(args, &arg_count) || (has_args && arg_count == 0)) {
+    BadCommand("-ERR Syntax error: arguments are separated by a single space");
+    return;
+  }
+  if (arg_count < command->min_args || arg_count > command->max_args) {
+    BadCommand(command->syntax);
+    return;
+  }
+  (this->*command->handler)(args);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -838,11 +910,11 @@ bool Pop3Session::IsMarkedDeleted(MessageIndex index) const {
 
 std::optional<MessageIndex> Pop3Session::ParseLiveMessage(std::string_view arg,
                                                           std::string_view missing) {
-  if (!AllDigits(arg)) {
+  uint64_t number = 0;
+  if (!ParseNumber(arg, &number)) {
     BadCommand("-ERR Invalid message number");
     return std::nullopt;
   }
-  const uint64_t number = SaturatingParse(arg);
   const uint32_t count = snapshot_->count();
   if (number == 0 || number > count) {
     if (missing.empty()) {
@@ -975,8 +1047,9 @@ void Pop3Session::CmdTop(std::string_view args) {
   std::string_view rest = args;
   const std::string_view number = NextToken(&rest);
   const std::string_view lines = NextToken(&rest);
-  if (!AllDigits(lines) || !rest.empty()) {
-    BadCommand("-ERR Syntax: TOP msg lines");
+  uint64_t line_count = 0;
+  if (!ParseNumber(lines, &line_count)) {
+    BadCommand("-ERR Invalid number of lines");
     return;
   }
   const std::optional<MessageIndex> index = ParseLiveMessage(number, "-ERR no such message");
@@ -984,7 +1057,7 @@ void Pop3Session::CmdTop(std::string_view args) {
   AppendLine("+OK");
   QueuedAction stream{Pop3ActionKind::kStreamMessage};
   stream.message = *index;
-  stream.top_body_lines = SaturatingParse(lines);
+  stream.top_body_lines = line_count;
   // An upper bound: TOP sends at most the whole message.
   stream.weight = snapshot_->size_octets(*index);
   Push(stream);

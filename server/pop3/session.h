@@ -161,6 +161,7 @@ struct Pop3SessionCounters {
   uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
   uint64_t sasl_line_too_long = 0;        // limit: sasl_line_bytes_max
   uint64_t bad_commands = 0;              // unknown, wrong state or bad syntax
+  uint64_t bare_line_feed_closes = 0;     // a line ended in a bare LF: -ERR and close
   uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
   uint64_t auth_failures = 0;
   uint64_t auth_failure_limit_closes = 0;  // limit: auth_failures_max

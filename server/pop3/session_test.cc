@@ -124,8 +124,33 @@ std::vector<CommandCase> CommandTable() {
        "+OK 100 octets\r\n" + m.Render(MessageIndex(0), {}),
        {"stream 0"}},
       {Start::kTransaction, "RETR 2\r\n", "-ERR message 2 already deleted\r\n", {}},
-      {Start::kTransaction, "RETR 99999999999999999999\r\n", "-ERR no such message\r\n", {}},
-      {Start::kTransaction, "RETR\r\n", "-ERR Invalid message number\r\n", {}},
+      {Start::kTransaction, "RETR 99999999999999999999\r\n", "-ERR Invalid message number\r\n", {}},
+      {Start::kTransaction, "RETR 18446744073709551615\r\n", "-ERR no such message\r\n", {}},
+      {Start::kTransaction,
+       "RETR 1\t\r\n",
+       "-ERR Syntax error: control character in command\r\n",
+       {}},
+      {Start::kTransaction,
+       "RETR  1\r\n",
+       "-ERR Syntax error: arguments are separated by a single space\r\n",
+       {}},
+      {Start::kTransaction,
+       "RETR 1 \r\n",
+       "-ERR Syntax error: arguments are separated by a single space\r\n",
+       {}},
+      {Start::kTransaction, "RETR 1 2\r\n", "-ERR Syntax: RETR msg\r\n", {}},
+      {Start::kTransaction, "RETR +1\r\n", "-ERR Invalid message number\r\n", {}},
+      {Start::kTransaction,
+       "NOOP\t\r\n",
+       "-ERR Syntax error: control character in command\r\n",
+       {}},
+      {Start::kTransaction, "STAT \xc3\xa9\r\n", "-ERR Syntax: STAT takes no arguments\r\n", {}},
+      {Start::kTransaction,
+       "TOP 1 99999999999999999999999\r\n",
+       "-ERR Invalid number of lines\r\n",
+       {}},
+      {Start::kTransaction, "TOP 1\r\n", "-ERR Syntax: TOP msg lines\r\n", {}},
+      {Start::kTransaction, "RETR\r\n", "-ERR Syntax: RETR msg\r\n", {}},
       {Start::kTransaction, "DELE 3\r\n", "+OK message 3 deleted\r\n", {}},
       {Start::kTransaction, "DELE 2\r\n", "-ERR message 2 already deleted\r\n", {}},
       {Start::kTransaction, "NOOP\r\n", "+OK\r\n", {}},
@@ -134,7 +159,7 @@ std::vector<CommandCase> CommandTable() {
       {Start::kTransaction, "TOP 1 2\r\n", "+OK\r\n" + m.Render(MessageIndex(0), 2), {"top 0 2"}},
       {Start::kTransaction, "TOP 2 1\r\n", "-ERR message 2 already deleted\r\n", {}},
       {Start::kTransaction, "TOP 1\r\n", "-ERR Syntax: TOP msg lines\r\n", {}},
-      {Start::kTransaction, "TOP 1 -1\r\n", "-ERR Syntax: TOP msg lines\r\n", {}},
+      {Start::kTransaction, "TOP 1 -1\r\n", "-ERR Invalid number of lines\r\n", {}},
       {Start::kTransaction, "UIDL\r\n", "+OK\r\n1 u1\r\n3 u3\r\n.\r\n", {}},
       {Start::kTransaction, "UIDL 3\r\n", "+OK 3 u3\r\n", {}},
       {Start::kTransaction, "UIDL 2\r\n", "-ERR message 2 already deleted\r\n", {}},
@@ -202,21 +227,49 @@ TEST(Pop3SessionTest, EveryCommandInEveryStateAtEveryFragmentSize) {
 
 // --- Line handling -----------------------------------------------------------------------
 
-TEST(Pop3SessionTest, KeywordsAreCaseInsensitiveAndExtraSpacesAndBareLfAreTolerated) {
+TEST(Pop3SessionTest, KeywordsAreCaseInsensitiveAndArgumentsTakeOneSpace) {
   for (size_t fragment : kFragmentSizes) {
     Fixture f;
     f.Login();
-    f.driver.Feed("stat\nUidl  1 \r\n  LIST 3\r\ntop 1   0\r\nNoOp\r\n", fragment);
-    EXPECT_EQ(f.driver.TakeOutput(), "+OK 3 600\r\n+OK 1 u1\r\n+OK 3 300\r\n+OK\r\n" +
+    f.driver.Feed("stat\r\nUidl  1\r\n  LIST 3\r\nlist 3\r\ntop 1   0\r\ntop 1 0\r\nNoOp\r\n",
+                  fragment);
+    const std::string spacing = "-ERR Syntax error: arguments are separated by a single space\r\n";
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK 3 600\r\n" + spacing + "-ERR Unknown command\r\n" +
+                                         "+OK 3 300\r\n" + spacing + "+OK\r\n" +
                                          f.mailbox.Render(MessageIndex(0), 0) + "+OK\r\n");
   }
+}
+
+TEST(Pop3SessionTest, BareLineFeedIsRefusedAndCloses) {
+  for (size_t fragment : kFragmentSizes) {
+    Fixture f;
+    f.Login();
+    f.driver.Feed("STAT\r\nDELE 1\nQUIT\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "+OK 3 600\r\n-ERR Lines must end with CRLF, closing connection\r\n");
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_EQ(f.driver.commits(), 0);  // neither DELE nor QUIT ran
+    EXPECT_EQ(f.session().counters().bare_line_feed_closes, 1u);
+  }
+}
+
+TEST(Pop3SessionTest, BareLineFeedDuringSaslIsRefusedAndCloses) {
+  Fixture f;
+  f.driver.Feed("AUTH PLAIN\r\n");
+  f.driver.TakeOutput();
+  f.driver.Feed("AG1yb3NlAHNlY3JldA==\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Lines must end with CRLF, closing connection\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.session().state(), Pop3State::kClosed);
 }
 
 TEST(Pop3SessionTest, NulBytesNeverFormAKeyword) {
   Fixture f;
   f.Login();
   f.driver.Feed(std::string("\0TOP 1 0\r\nST\0T\r\n", 16));
-  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Unknown command\r\n-ERR Unknown command\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "-ERR Syntax error: control character in command\r\n"
+            "-ERR Syntax error: control character in command\r\n");
 }
 
 TEST(Pop3SessionTest, PasswordKeepsItsSpaces) {
@@ -232,11 +285,11 @@ TEST(Pop3SessionTest, OverlongCommandLineIsRefusedAndParsingResynchronises) {
     Fixture f;
     f.Login();
     // 255 octets including CRLF is the RFC 2449 maximum and is accepted.
-    const std::string max_line = "NOOP " + std::string(255 - 7, 'a') + "\r\n";
+    const std::string max_line = "UIDL " + std::string(255 - 8, '0') + "1\r\n";
     ASSERT_EQ(max_line.size(), 255u);
-    const std::string long_line = "NOOP " + std::string(300, 'a') + "\r\n";
+    const std::string long_line = "UIDL " + std::string(300, '0') + "1\r\n";
     f.driver.Feed(max_line + long_line + "STAT\r\n", fragment);
-    EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n-ERR Line too long\r\n+OK 3 600\r\n");
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK 1 u1\r\n-ERR Line too long\r\n+OK 3 600\r\n");
     EXPECT_EQ(f.session().counters().command_line_too_long, 1u);
     EXPECT_EQ(f.session().counters().bad_commands, 1u);
   }
@@ -596,7 +649,7 @@ TEST(Pop3SessionTest, Apop) {
   driver.Feed("APOP mrose 00000000000000000000000000000000\r\n");
   EXPECT_EQ(driver.TakeOutput(), "-ERR [AUTH] Authentication failed\r\n");
   // Upper-case hex is normalised; the timestamp travels with the credentials.
-  driver.Feed("APOP  mrose  0123456789ABCDEF0123456789ABCDEF\r\n");
+  driver.Feed("APOP mrose 0123456789ABCDEF0123456789ABCDEF\r\n");
   EXPECT_EQ(driver.TakeOutput(), "+OK mrose's maildrop has 3 messages (600 octets)\r\n");
   EXPECT_EQ(driver.last_secret(), "0123456789abcdef0123456789abcdef");
 
@@ -840,7 +893,7 @@ TEST(Pop3SessionTest, WithoutAllowedTenantsRefusalsComeAtTheCommandAsBefore) {
   FakeTenantLookup lookup;
   lookup.any_allowed = false;  // e.g. only require_tls overrides exist
   Fixture f(TenantOptions(c, &lookup));
-  f.driver.Feed("AUTH LOGIN\r\nUSER \r\nUSER u@default.test\r\nPASS pw\r\n");
+  f.driver.Feed("AUTH LOGIN\r\nUSER x\r\nUSER u@default.test\r\nPASS pw\r\n");
   EXPECT_EQ(f.driver.TakeOutput(), std::string(kRefused) + kRefused + kRefused + kRefused);
   EXPECT_EQ(lookup.lookups, 0);
 }

@@ -13,17 +13,26 @@ LineFramer::Status LineFramer::Next(size_t line_bytes_max, std::string_view* lin
         scan_pos_ < end ? std::memchr(base + scan_pos_, '\n', end - scan_pos_) : nullptr;
     if (discarding_line_) {
       if (lf == nullptr) {
-        in_pos_ = scan_pos_ = end;
+        // Keep a final CR: it may be the first half of the CRLF that ends the discarded line.
+        in_pos_ = (end > in_pos_ && base[end - 1] == '\r') ? end - 1 : end;
+        scan_pos_ = end;
         return Status::kNeedMore;
       }
-      in_pos_ = scan_pos_ = static_cast<size_t>(static_cast<const char*>(lf) - base) + 1;
-      discarding_line_ = false;
+      const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
+      scan_pos_ = lf_pos + 1;
+      if (lf_pos > in_pos_ && base[lf_pos - 1] == '\r') {
+        in_pos_ = scan_pos_;
+        discarding_line_ = false;
+      } else {
+        in_pos_ = scan_pos_;  // a bare LF inside the discarded line: not a line end
+      }
       continue;
     }
     if (lf == nullptr) {
       if (end - in_pos_ >= line_bytes_max) {
         discarding_line_ = true;
-        in_pos_ = scan_pos_ = end;
+        in_pos_ = (base[end - 1] == '\r') ? end - 1 : end;
+        scan_pos_ = end;
         return Status::kOverflow;
       }
       scan_pos_ = end;
@@ -31,13 +40,16 @@ LineFramer::Status LineFramer::Next(size_t line_bytes_max, std::string_view* lin
     }
     const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
     const size_t begin = in_pos_;
+    const bool crlf = lf_pos > begin && base[lf_pos - 1] == '\r';
     *raw_bytes = lf_pos + 1 - begin;
     in_pos_ = scan_pos_ = lf_pos + 1;
-    if (*raw_bytes > line_bytes_max) return Status::kOverflow;
-    size_t content_end = lf_pos;
-    if (content_end > begin && base[content_end - 1] == '\r') --content_end;
-    *line = std::string_view(base + begin, content_end - begin);
-    return Status::kLine;
+    if (*raw_bytes > line_bytes_max) {
+      // The line goes on past a bare LF: discard up to its CRLF.
+      if (!crlf) discarding_line_ = true;
+      return Status::kOverflow;
+    }
+    *line = std::string_view(base + begin, (crlf ? lf_pos - 1 : lf_pos) - begin);
+    return crlf ? Status::kLine : Status::kBareLineFeed;
   }
 }
 

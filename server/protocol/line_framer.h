@@ -1,8 +1,12 @@
 // LineFramer: the input buffer and line framing shared by the sans-I/O protocol sessions
 // (POP3, LMTP). Bytes are appended as they arrive; Next() hands out one line at a time without
-// copying, accepting CRLF and bare LF. A line longer than the caller's limit is reported once as
-// kOverflow and then discarded up to and including its LF, so parsing resynchronises at the
-// next line while never buffering more than the limit (nginx's mail parser does the same).
+// copying. Only CRLF ends a line: a line whose first LF has no CR before it is reported as
+// kBareLineFeed (the sessions refuse it and close, so a peer and a proxy in front of us can
+// never disagree about where a command ends: the SMTP-smuggling class). A bare CR is left in
+// the line's content for the session to refuse. A line longer than the caller's limit is
+// reported once as kOverflow and then discarded up to and including the next CRLF, so parsing
+// resynchronises at the next line while never buffering more than the limit (nginx's mail
+// parser does the same).
 //
 // Threading: none; owned by one session. A line view returned by Next() or the view returned
 // by unparsed() stays valid until the next Append(), Compact() or Clear().
@@ -18,14 +22,15 @@ namespace posthaste::protocol {
 
 class LineFramer {
  public:
-  enum class Status : uint8_t { kLine, kNeedMore, kOverflow };
+  enum class Status : uint8_t { kLine, kNeedMore, kOverflow, kBareLineFeed };
 
   void Append(std::string_view bytes) { in_.append(bytes.data(), bytes.size()); }
 
-  // Frames the next line. On kLine, `*line` is its content without the line ending and
-  // `*raw_bytes` the octets it occupied including the ending. kOverflow is returned once per
-  // over-long line (longer than `line_bytes_max` including its ending); kNeedMore when no
-  // complete line is buffered.
+  // Frames the next line. On kLine, `*line` is its content without the CRLF and `*raw_bytes`
+  // the octets it occupied including the CRLF. On kBareLineFeed, the same for a line that ended
+  // in a bare LF (consumed; what follows is not framed reliably, so callers close). kOverflow
+  // is returned once per over-long line (longer than `line_bytes_max` including its ending,
+  // counted up to its first LF); kNeedMore when no complete line is buffered.
   Status Next(size_t line_bytes_max, std::string_view* line, size_t* raw_bytes);
 
   // Bytes received but not yet framed or consumed.
@@ -50,7 +55,7 @@ class LineFramer {
   std::string in_;
   size_t in_pos_ = 0;
   size_t scan_pos_ = 0;
-  bool discarding_line_ = false;  // resynchronising after an over-long line
+  bool discarding_line_ = false;  // resynchronising after an over-long line (until a CRLF)
 };
 
 }  // namespace posthaste::protocol

@@ -9,7 +9,8 @@ namespace posthaste::protocol {
 namespace {
 
 // Feeds `input` in pieces of `fragment` bytes, framing after each piece as a session does, and
-// returns the lines seen, with "<overflow>" for each over-long line.
+// returns the lines seen, with "<overflow>" for each over-long line and "<bare-lf>" before a
+// line that ended in a bare LF.
 std::vector<std::string> FrameAll(std::string_view input, size_t fragment, size_t limit) {
   LineFramer framer;
   std::vector<std::string> lines;
@@ -20,7 +21,13 @@ std::vector<std::string> FrameAll(std::string_view input, size_t fragment, size_
       size_t raw_bytes = 0;
       const LineFramer::Status status = framer.Next(limit, &line, &raw_bytes);
       if (status == LineFramer::Status::kNeedMore) break;
-      lines.push_back(status == LineFramer::Status::kOverflow ? "<overflow>" : std::string(line));
+      if (status == LineFramer::Status::kOverflow) {
+        lines.push_back("<overflow>");
+      } else if (status == LineFramer::Status::kBareLineFeed) {
+        lines.push_back("<bare-lf>" + std::string(line));
+      } else {
+        lines.push_back(std::string(line));
+      }
     }
     framer.Compact();
   }
@@ -29,13 +36,26 @@ std::vector<std::string> FrameAll(std::string_view input, size_t fragment, size_
 
 constexpr size_t kFragmentSizes[] = {100000, 1000, 100, 10, 5, 2, 1};
 
-TEST(LineFramerTest, CrlfAndBareLfAtEveryFragmentSize) {
+TEST(LineFramerTest, OnlyCrlfEndsALineAtEveryFragmentSize) {
   const std::string input = "USER a\r\nPASS b c\nNOOP\r\n\r\nQUIT\r\npartial";
   for (size_t fragment : kFragmentSizes) {
     EXPECT_EQ(FrameAll(input, fragment, 255),
-              (std::vector<std::string>{"USER a", "PASS b c", "NOOP", "", "QUIT"}))
+              (std::vector<std::string>{"USER a", "<bare-lf>PASS b c", "NOOP", "", "QUIT"}))
         << "fragment " << fragment;
   }
+}
+
+TEST(LineFramerTest, BareCrStaysInTheLine) {
+  for (size_t fragment : kFragmentSizes) {
+    EXPECT_EQ(FrameAll("NOOP\rQUIT\r\n\r\r\n", fragment, 255),
+              (std::vector<std::string>{"NOOP\rQUIT", "\r"}))
+        << "fragment " << fragment;
+  }
+}
+
+TEST(LineFramerTest, LoneLfIsABareLineFeed) {
+  EXPECT_EQ(FrameAll("\n.\nMAIL\r\n", 100, 255),
+            (std::vector<std::string>{"<bare-lf>", "<bare-lf>.", "MAIL"}));
 }
 
 TEST(LineFramerTest, OverlongLineReportedOnceThenResynchronised) {
@@ -43,6 +63,32 @@ TEST(LineFramerTest, OverlongLineReportedOnceThenResynchronised) {
   for (size_t fragment : kFragmentSizes) {
     EXPECT_EQ(FrameAll(input, fragment, 255),
               (std::vector<std::string>{"NOOP", "<overflow>", "STAT"}))
+        << "fragment " << fragment;
+  }
+}
+
+TEST(LineFramerTest, OverlongLineResynchronisesOnlyAtCrlf) {
+  // A bare LF inside the discarded part, and one just past the limit, are not line ends: a
+  // CRLF-only splitter in front of us sees one line, and so must we.
+  const std::string input =
+      std::string(300, 'x') + "\nMAIL FROM:<x>\n" + std::string(300, 'y') + "\r\nSTAT\r\n";
+  for (size_t fragment : kFragmentSizes) {
+    EXPECT_EQ(FrameAll(input, fragment, 255), (std::vector<std::string>{"<overflow>", "STAT"}))
+        << "fragment " << fragment;
+  }
+  const std::string lf_past_limit = std::string(10, 'x') + "\nQUIT\r\nNOOP\r\n";
+  for (size_t fragment : kFragmentSizes) {
+    EXPECT_EQ(FrameAll(lf_past_limit, fragment, 8),
+              (std::vector<std::string>{"<overflow>", "NOOP"}))
+        << "fragment " << fragment;
+  }
+}
+
+TEST(LineFramerTest, OverlongLineEndingInCrlfSplitAcrossPieces) {
+  // The discarded line's CR arrives in one piece and its LF in the next.
+  const std::string input = std::string(20, 'x') + "\r\nOK\r\n";
+  for (size_t fragment : kFragmentSizes) {
+    EXPECT_EQ(FrameAll(input, fragment, 8), (std::vector<std::string>{"<overflow>", "OK"}))
         << "fragment " << fragment;
   }
 }
@@ -70,13 +116,13 @@ TEST(LineFramerTest, ConsumeAndDiscardUnparsed) {
 
 TEST(LineFramerTest, CompactKeepsUnparsedBytes) {
   LineFramer framer;
-  framer.Append(std::string(5000, 'a') + "\nrest");
+  framer.Append(std::string(5000, 'a') + "\r\nrest");
   std::string_view line;
   size_t raw_bytes = 0;
   ASSERT_EQ(framer.Next(10000, &line, &raw_bytes), LineFramer::Status::kLine);
   framer.Compact();
   EXPECT_EQ(framer.unparsed(), "rest");
-  framer.Append("\n");
+  framer.Append("\r\n");
   ASSERT_EQ(framer.Next(10000, &line, &raw_bytes), LineFramer::Status::kLine);
   EXPECT_EQ(line, "rest");
 }
