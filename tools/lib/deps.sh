@@ -36,7 +36,22 @@ ph_install_packages() {
   echo "installing: ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  # A busy package manager (unattended-upgrades, another build) holds dpkg's lock: apt waits
+  # for it up to 5 minutes, and a failed attempt is retried once.
+  local apt_opts=(-o DPkg::Lock::Timeout=300 -y -qq --no-install-recommends)
+  local attempt log
+  log=$(mktemp /tmp/posthaste-apt.XXXXXX)
+  for attempt in 1 2; do
+    if $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >"$log" 2>&1 &&
+       DEBIAN_FRONTEND=noninteractive $sudo apt-get install "${apt_opts[@]}" "${missing[@]}" \
+         >>"$log" 2>&1; then
+      rm -f "$log"
+      return 0
+    fi
+    echo "apt-get failed (attempt $attempt of 2); its last lines:" >&2
+    tail -5 "$log" >&2
+    [ "$attempt" -eq 1 ] && sleep 10
+  done
+  echo "could not install: ${missing[*]} (full apt output: $log)" >&2
+  return 1
 }
