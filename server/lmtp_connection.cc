@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -81,9 +82,10 @@ LmtpConnection::LmtpConnection(LmtpShard& ctx, uint64_t id, int fd)
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
           [this](absl::Status status) { OnReceiveEnd(std::move(status)); }),
-      sender_(ctx.shard->ring(), ctx.stats.send, [this](absl::Status status, uint64_t bytes) {
-        OnSendDone(std::move(status), bytes);
-      }) {
+      sender_(
+          ctx.shard->ring(), ctx.stats.send,
+          [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
+      send_stall_(uint64_t{ctx.server->options.send_stall_timeout_s} * kNsPerSecond) {
   timer_.Bind<&LmtpConnection::OnTimer>(this);
   last_input_ns_ = MonotonicNowNs();
 }
@@ -267,6 +269,12 @@ void LmtpConnection::Flush() {
   out_.clear();
   sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
                /*zero_copy=*/false);
+  if (!send_stall_.active()) {
+    const std::optional<TcpSendProgress> progress = ReadTcpSendProgress(fd_);
+    send_stall_.Start(MonotonicNowNs(),
+                      progress.has_value() ? std::optional(progress->bytes_acked) : std::nullopt);
+    ArmTimer();
+  }
 }
 
 void LmtpConnection::OnSendDone(absl::Status status, uint64_t /*bytes*/) {
@@ -315,21 +323,39 @@ void LmtpConnection::OnReceiveEnd(absl::Status status) {
   BeginClose(/*abort=*/true);
 }
 
-// ---- Idle timeout ----
+// ---- Timeouts ----
 
 void LmtpConnection::ArmTimer() {
-  ctx_.shard->ring().timers().StartAt(
-      &timer_, last_input_ns_ + uint64_t{ctx_.server->options.lmtp_idle_timeout_s} * kNsPerSecond);
+  uint64_t deadline =
+      last_input_ns_ + uint64_t{ctx_.server->options.lmtp_idle_timeout_s} * kNsPerSecond;
+  if (send_stall_.active()) deadline = std::min(deadline, send_stall_.next_sample_ns());
+  ctx_.shard->ring().timers().StartAt(&timer_, deadline);
 }
 
 void LmtpConnection::OnTimer() {
   if (closing_) return;
   const uint64_t now = MonotonicNowNs();
+  if (send_stall_.active()) {
+    const std::optional<TcpSendProgress> progress = ReadTcpSendProgress(fd_);
+    if (!sender_.busy() && !(progress.has_value() && progress->bytes_outstanding)) {
+      send_stall_.Stop();  // the peer has every reply
+    } else if (send_stall_.Sample(now, progress.has_value() ? std::optional(progress->bytes_acked)
+                                                            : std::nullopt)) {
+      ++ctx_.stats.timeouts_send_stall;
+      LogEvent(
+          LogLevel::kInfo, "lmtp send stalled, closing",
+          {{"stalled_ms", std::to_string((now - send_stall_.last_progress_ns()) / 1'000'000)}});
+      BeginClose(/*abort=*/true);
+      return;
+    }
+  }
   const uint64_t deadline =
       last_input_ns_ + uint64_t{ctx_.server->options.lmtp_idle_timeout_s} * kNsPerSecond;
   if (now < deadline || ResultPending()) {
-    if (now >= deadline) {
-      ctx_.shard->ring().timers().Start(&timer_, kNsPerSecond);  // waiting on the store
+    if (now >= deadline) {  // waiting on the store
+      uint64_t next = now + kNsPerSecond;
+      if (send_stall_.active()) next = std::min(next, send_stall_.next_sample_ns());
+      ctx_.shard->ring().timers().StartAt(&timer_, next);
     } else {
       ArmTimer();
     }
@@ -346,6 +372,7 @@ void LmtpConnection::OnTimer() {
   close_after_flush_ = true;
   started_ = false;  // take no further session actions
   Drive();
+  if (!closing_) ArmTimer();  // the 421 itself may wait on the peer
 }
 
 // ---- Closing ----

@@ -12,7 +12,9 @@
 //                    shared by the store's group commit. The session's replies go out only when
 //                    every copy has come back, each 250 meaning that copy is durable;
 //   kClose           flush, then close.
-// An idle timer (--lmtp_idle_timeout_s since the last input) answers 421 and closes.
+// An idle timer (--lmtp_idle_timeout_s since the last input) answers 421 and closes; a peer
+// that takes none of our replies for --send_stall_timeout_s (SendStallWatch, as for POP3) is
+// aborted.
 //
 // Threading: everything on the owning shard's thread. Offloaded results find the connection by
 // id (LmtpShard::Find). A connection with a check or a copy in flight is never destroyed (the
@@ -32,6 +34,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/timer.h"
+#include "server/tcp_progress.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -89,6 +92,7 @@ class LmtpConnection {
   reactor::Receiver receiver_;
   reactor::Sender sender_;
   reactor::Timer timer_;
+  SendStallWatch send_stall_;
 
   std::string out_;       // replies not yet handed to the Sender
   std::string inflight_;  // the bytes the Sender is sending

@@ -37,6 +37,7 @@ struct LmtpStats {
   uint64_t copies_delivered = 0;  // durable copies acknowledged with 250
   uint64_t copies_failed = 0;
   uint64_t timeouts_idle = 0;
+  uint64_t timeouts_send_stall = 0;
   uint64_t offload_rejected = 0;
   reactor::SendStats send;
 };

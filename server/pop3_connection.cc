@@ -12,7 +12,6 @@
 
 #include "base/log.h"
 #include "server/pop3_server.h"
-#include "server/tcp_progress.h"
 #include "tls/ktls.h"
 
 namespace posthaste::server {
@@ -82,7 +81,8 @@ Pop3Connection::Pop3Connection(ShardContext& ctx, uint64_t id, int fd, PeerInfo 
       sender_(
           ctx.shard->ring(), ctx.stats.send,
           [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
-      implicit_tls_(implicit_tls) {
+      implicit_tls_(implicit_tls),
+      send_stall_(uint64_t{ctx.server->options.send_stall_timeout_s} * kNsPerSecond) {
   if (implicit_tls_) {
     PH_CHECK(ctx.tls != nullptr);
     tls_ = ctx.tls->NewEngine();
@@ -176,6 +176,19 @@ bool Pop3Connection::IdleInTransactionFor(uint64_t idle_ns) const {
 
 bool Pop3Connection::SendBusy() const {
   return sender_.busy() || stream_active_ || (streamer_ && streamer_->busy());
+}
+
+bool Pop3Connection::SocketSendBusy() const {
+  return sender_.busy() || (streamer_ && streamer_->busy());
+}
+
+void Pop3Connection::WatchSendStall() {
+  // Already watching: the clock runs from the peer's last acknowledgement, not from this send.
+  if (send_stall_.active() || closing_) return;
+  const std::optional<TcpSendProgress> progress = ReadTcpSendProgress(fd_);
+  send_stall_.Start(MonotonicNowNs(),
+                    progress.has_value() ? std::optional(progress->bytes_acked) : std::nullopt);
+  ArmTimer();
 }
 
 bool Pop3Connection::OutputIdle() const {
@@ -585,6 +598,7 @@ void Pop3Connection::Flush() {
     // A reply line before a body shares its segment (MSG_MORE): fewer packets per RETR.
     sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
                  /*zero_copy=*/false, /*more=*/!out_.empty() && out_.front().stream);
+    WatchSendStall();
   } else {
     stream_active_ = true;
     const uint64_t index = maildrop_.view->ref(front.message);
@@ -595,9 +609,6 @@ void Pop3Connection::Flush() {
       return;
     }
   }
-  // A send began: the stall timeout applies until the output queue is idle again.
-  last_send_progress_ns_ = MonotonicNowNs();
-  ArmTimer();
 }
 
 bool Pop3Connection::StartTopLength(const storage::MessageRef& ref, uint64_t body_lines) {
@@ -695,7 +706,9 @@ void Pop3Connection::StartStream(uint64_t length) {
     LogEvent(LogLevel::kError, "stream failed to start", {{"error", started.ToString()}});
     stream_active_ = false;
     BeginClose(/*abort=*/true);
+    return;
   }
+  WatchSendStall();
 }
 
 void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
@@ -773,10 +786,7 @@ void Pop3Connection::ArmTimer() {
   } else {
     deadline = last_input_ns_ + uint64_t{options.idle_timeout_s} * kNsPerSecond;
   }
-  if (SendBusy()) {
-    deadline = std::min(
-        deadline, last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond);
-  }
+  if (send_stall_.active()) deadline = std::min(deadline, send_stall_.next_sample_ns());
   ctx_.shard->ring().timers().StartAt(&timer_, deadline);
 }
 
@@ -785,16 +795,18 @@ void Pop3Connection::OnTimer() {
   const ServeOptions& options = ctx_.server->options;
   const uint64_t now = MonotonicNowNs();
   const bool sending = SendBusy();
-  if (sending) {
-    const std::optional<uint64_t> acked = TcpBytesAcked(fd_);
-    if (acked.has_value() && *acked != last_bytes_acked_) {
-      last_bytes_acked_ = *acked;
-      last_send_progress_ns_ = now;
-    } else if (now >=
-               last_send_progress_ns_ + uint64_t{options.send_stall_timeout_s} * kNsPerSecond) {
+  if (send_stall_.active()) {
+    const std::optional<TcpSendProgress> progress = ReadTcpSendProgress(fd_);
+    const bool kernel_holds_bytes = progress.has_value() && progress->bytes_outstanding;
+    if (!SocketSendBusy() && !kernel_holds_bytes) {
+      send_stall_.Stop();  // the peer has everything we sent
+    } else if (send_stall_.Sample(now, progress.has_value() ? std::optional(progress->bytes_acked)
+                                                            : std::nullopt)) {
       ++ctx_.stats.timeouts_send_stall;
       recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
-      recorder_.Log(LogLevel::kInfo, "send stalled, closing");
+      recorder_.Log(LogLevel::kInfo, "send stalled, closing",
+                    {{"stalled_ms", std::to_string((now - send_stall_.last_progress_ns()) /
+                                                   1'000'000)}});
       BeginClose(/*abort=*/true);
       return;
     }
@@ -837,6 +849,7 @@ void Pop3Connection::TimeOut(std::string_view reply) {
   close_after_flush_ = true;
   admitted_ = false;  // take no further session actions
   Drive();
+  if (!closing_) ArmTimer();  // the reply itself may wait on the peer (the stall watch)
 }
 
 // ---- TLS ----
@@ -958,8 +971,7 @@ void Pop3Connection::TlsFlush() {
   tls_->SwapCiphertext(&inflight_);
   sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
                /*zero_copy=*/false);
-  last_send_progress_ns_ = MonotonicNowNs();
-  ArmTimer();
+  WatchSendStall();
 }
 
 bool Pop3Connection::TlsStartStream(const storage::MessageRef& ref, uint64_t length) {
@@ -1026,6 +1038,7 @@ void Pop3Connection::TlsFail(std::string_view stage) {
     tls_->SwapCiphertext(&inflight_);
     sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
                  /*zero_copy=*/false);
+    WatchSendStall();
   }
 }
 

@@ -15,8 +15,9 @@
 // Only one send or stream is in flight at a time, so a slow reader holds back the session
 // (the socket's send buffer is the back-pressure) and memory stays bounded.
 // Timeouts run on one ring timer per connection: AUTHORIZATION (since connect), TRANSACTION
-// idle (since the last input), and a send stall (no byte acknowledged by the peer, read from
-// TCP_INFO, for send_stall_timeout_s).
+// idle (since the last input), and a send stall (SendStallWatch: from the first send until
+// the kernel holds nothing unacknowledged, the socket's TCP_INFO is sampled at a bounded
+// interval; no byte acknowledged by the peer for send_stall_timeout_s aborts the connection).
 //
 // TLS (implicit on the pop3s listener, or after STLS): a TlsEngine sits between the socket
 // operations and the session. Received ciphertext goes into the engine and its plaintext to
@@ -53,6 +54,7 @@
 #include "server/reactor/timer.h"
 #include "server/session_recorder.h"
 #include "server/storage_adapter.h"
+#include "server/tcp_progress.h"
 #include "tls/tls_engine.h"
 
 namespace posthaste::server {
@@ -113,6 +115,8 @@ class Pop3Connection {
   void Flush();
   void StartStream(uint64_t length);
   bool SendBusy() const;
+  bool SocketSendBusy() const;
+  void WatchSendStall();
 
   void OnData(uint16_t buffer_id, std::span<const char> data);
   void OnReceiveEnd(absl::Status status);
@@ -195,8 +199,7 @@ class Pop3Connection {
 
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;
-  uint64_t last_send_progress_ns_ = 0;
-  uint64_t last_bytes_acked_ = 0;
+  SendStallWatch send_stall_;
 };
 
 }  // namespace posthaste::server
