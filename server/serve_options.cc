@@ -129,6 +129,18 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
       return absl::OkStatus();
     };
   };
+  // A deadline of 0 would mean "never" to some checks and "at once" to others: refused.
+  auto deadline_s = [](std::string_view name, uint32_t* field) -> Setter {
+    return [name, field](std::string_view v) -> absl::Status {
+      auto n = ParseUint(name, v, 86400);
+      if (!n.ok()) return n.status();
+      if (*n == 0)
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", std::string(name), " must be at least 1"));
+      *field = static_cast<uint32_t>(*n);
+      return absl::OkStatus();
+    };
+  };
   const std::map<std::string, Setter, std::less<>> setters = {
       {"data_dir",
        [&](std::string_view v) {
@@ -154,9 +166,9 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          return absl::OkStatus();
        }},
       {"shards", u32("shards", &o.shards, 1024)},
-      {"auth_timeout_s", u32("auth_timeout_s", &o.auth_timeout_s, 86400)},
-      {"idle_timeout_s", u32("idle_timeout_s", &o.idle_timeout_s, 86400)},
-      {"send_stall_timeout_s", u32("send_stall_timeout_s", &o.send_stall_timeout_s, 86400)},
+      {"auth_timeout_s", deadline_s("auth_timeout_s", &o.auth_timeout_s)},
+      {"idle_timeout_s", deadline_s("idle_timeout_s", &o.idle_timeout_s)},
+      {"send_stall_timeout_s", deadline_s("send_stall_timeout_s", &o.send_stall_timeout_s)},
       {"drain_timeout_s", u32("drain_timeout_s", &o.drain_timeout_s, 86400)},
       {"max_connections_per_shard",
        u32("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
@@ -256,7 +268,7 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          o.lmtp_over_quota_permanent = v == "permanent";
          return absl::OkStatus();
        }},
-      {"lmtp_idle_timeout_s", u32("lmtp_idle_timeout_s", &o.lmtp_idle_timeout_s, 86400)},
+      {"lmtp_idle_timeout_s", deadline_s("lmtp_idle_timeout_s", &o.lmtp_idle_timeout_s)},
       {"admin_listen",
        [&](std::string_view v) -> absl::Status {
          auto hp = ParseHostPort(v);

@@ -52,6 +52,12 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pop3_listen=h:70000"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--shards=x"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--in_use_policy=steal"}).ok());
+  // Every deadline is at least a second: 0 would turn a deadline off (or fire it at once).
+  for (const char* flag : {"--auth_timeout_s=0", "--idle_timeout_s=0", "--send_stall_timeout_s=0",
+                           "--lmtp_idle_timeout_s=0"}) {
+    EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", flag}).ok()) << flag;
+  }
+  EXPECT_TRUE(ParseServeOptions({"--data_dir=/x", "--send_stall_timeout_s=1"}).ok());
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
 }
 
