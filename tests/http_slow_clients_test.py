@@ -49,9 +49,10 @@ def connect_from(source, port):
 class SlowClient:
   """One attacking connection: when it was opened, what it received, when it was closed."""
 
-  def __init__(self, listener, source, port, head):
+  def __init__(self, test, listener, source, port, head):
     self.listener = listener
     self.sock = connect_from(source, port)
+    test.addCleanup(self.sock.close)
     self.opened_at = time.monotonic()
     self.sock.sendall(head)
     self.sock.setblocking(False)
@@ -148,10 +149,12 @@ class HttpSlowClientsTest(unittest.TestCase):
     clients = []
     for listener, port in (("metrics", self.server.metrics_port), ("admin_api", self.admin_port)):
       for i in range(SLOW_CLIENTS):
-        clients.append(SlowClient(listener, ATTACKER_ADDRESSES[i % len(ATTACKER_ADDRESSES)],
-                                  port, STALLED_HEAD))
-    tricklers = [SlowClient("metrics", "127.0.0.6", self.server.metrics_port, TRICKLED_HEAD[:1]),
-                 SlowClient("admin_api", "127.0.0.6", self.admin_port, TRICKLED_HEAD[:1])]
+        source = ATTACKER_ADDRESSES[i % len(ATTACKER_ADDRESSES)]
+        clients.append(SlowClient(self, listener, source, port, STALLED_HEAD))
+    tricklers = [
+        SlowClient(self, "metrics", "127.0.0.6", self.server.metrics_port, TRICKLED_HEAD[:1]),
+        SlowClient(self, "admin_api", "127.0.0.6", self.admin_port, TRICKLED_HEAD[:1])
+    ]
     clients += tricklers
     watcher = Watcher(clients)
     watcher.start()
@@ -213,7 +216,7 @@ class HttpSlowClientsTest(unittest.TestCase):
     extra = 4
     held = []
     for port in (self.server.metrics_port, self.admin_port):
-      clients = [SlowClient("", "127.0.0.9", port, STALLED_HEAD)
+      clients = [SlowClient(self, "", "127.0.0.9", port, STALLED_HEAD)
                  for _ in range(PER_IP_LIMIT + extra)]
       held.append(clients)
     try:
