@@ -1,10 +1,8 @@
 #include "server/admin_api.h"
 
-#include <CivetServer.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 
-#include <exception>
 #include <fstream>
 #include <optional>
 #include <vector>
@@ -13,7 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
+#include "server/admin_http.h"
 #include "server/auth/password_hash.h"
+#include "server/http/http_server.h"
 #include "server/json_body.h"
 
 namespace posthaste::server {
@@ -22,24 +22,50 @@ namespace {
 constexpr std::string_view kPrefix = "/api/v1/accounts";
 constexpr size_t kTokenBytesMin = 16;
 
-void Reply(mg_connection* conn, int code, std::string_view reason, std::string_view body,
-           std::string_view extra_headers = "") {
-  mg_printf(conn,
-            "HTTP/1.1 %d %.*s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\n%.*sConnection: close\r\n\r\n",
-            code, static_cast<int>(reason.size()), reason.data(), body.size(),
-            static_cast<int>(extra_headers.size()), extra_headers.data());
-  mg_write(conn, body.data(), body.size());
+// Password hashing is CPU-bound and store writes wait on the disk: a few at once, the rest
+// queue (bounded; 503 beyond).
+constexpr uint32_t kWorkers = 4;
+constexpr uint32_t kWorkerQueueMax = 32;
+
+// One request and the reply being built for it: what the handlers below read and write. The
+// HTTP listener's worker passes the request in and sends `response`.
+struct AdminExchange {
+  const http::HttpRequest& request;
+  http::HttpResponse response;
+};
+
+// "Name: value\r\n..." (as the handlers write them) as header fields.
+std::vector<http::HttpHeader> HeaderFields(std::string_view lines) {
+  std::vector<http::HttpHeader> fields;
+  while (!lines.empty()) {
+    const size_t end = lines.find("\r\n");
+    const std::string_view line = lines.substr(0, end);
+    lines = end == std::string_view::npos ? std::string_view() : lines.substr(end + 2);
+    const size_t colon = line.find(": ");
+    if (colon == std::string_view::npos) continue;
+    fields.push_back({std::string(line.substr(0, colon)), std::string(line.substr(colon + 2))});
+  }
+  return fields;
 }
 
-bool ReplyError(mg_connection* conn, int code, std::string_view reason, std::string_view message,
+// `reason` is the standard phrase of `code` (the listener writes that one); kept so that each
+// call reads like the status line it makes.
+void Reply(AdminExchange* conn, int code, std::string_view reason, std::string_view body,
+           std::string_view extra_headers = "") {
+  conn->response.status = code;
+  conn->response.content_type = "application/json";
+  conn->response.body = std::string(body);
+  conn->response.headers = HeaderFields(extra_headers);
+}
+
+bool ReplyError(AdminExchange* conn, int code, std::string_view reason, std::string_view message,
                 std::string_view extra_headers = "") {
   Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"), extra_headers);
   return true;
 }
 
 // Maps a store error to its HTTP status.
-bool ReplyStatus(mg_connection* conn, const absl::Status& status) {
+bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
   const std::string message(StdView(status.message()));
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
@@ -63,27 +89,21 @@ std::string UsageJson(const storage::AccountUsage& u) {
       ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
 }
 
-// Reads the body (bounded); nullopt after replying 413/400.
-std::optional<std::string> ReadBody(mg_connection* conn) {
-  const mg_request_info* info = mg_get_request_info(conn);
-  if (info->content_length > static_cast<long long>(kJsonBodyBytesMax)) {
+// The body (bounded); nullopt after replying 413. The listener already refuses a
+// Content-Length over kJsonBodyBytesMax with 413 before any handler runs.
+std::optional<std::string> ReadBody(AdminExchange* conn) {
+  if (conn->request.body.size() > kJsonBodyBytesMax) {
     ReplyError(conn, 413, "Payload Too Large",
                absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
     return std::nullopt;
   }
-  std::string body;
-  char chunk[8192];
-  for (;;) {
-    const int n = mg_read(conn, chunk, sizeof(chunk));
-    if (n <= 0) break;
-    body.append(chunk, static_cast<size_t>(n));
-    if (body.size() > kJsonBodyBytesMax) {
-      ReplyError(conn, 413, "Payload Too Large",
-                 absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
-      return std::nullopt;
-    }
-  }
-  return body;
+  return conn->request.body;
+}
+
+// The request path as the handlers match it: percent-decoded once, as civetweb's local_uri
+// was. The listener only lets well-formed %-escapes through, so decoding does not fail.
+std::string DecodedRequestPath(std::string_view raw_path) {
+  return http::PercentDecode(raw_path, /*plus_is_space=*/false).value_or(std::string(raw_path));
 }
 
 // Field accessors: absent is fine; a wrong type is a 400 message.
@@ -128,32 +148,33 @@ absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_v
   return absl::OkStatus();
 }
 
-class AccountsHandler : public CivetHandler {
+class AccountsHandler {
  public:
   AccountsHandler(storage::MailStore* store, std::string token)
       : store_(store), token_(std::move(token)) {}
 
-  bool handleGet(CivetServer*, mg_connection* conn) override { return Handle(conn, "GET"); }
-  bool handlePost(CivetServer*, mg_connection* conn) override { return Handle(conn, "POST"); }
-  bool handlePatch(CivetServer*, mg_connection* conn) override { return Handle(conn, "PATCH"); }
-  bool handleDelete(CivetServer*, mg_connection* conn) override { return Handle(conn, "DELETE"); }
-  bool handlePut(CivetServer*, mg_connection* conn) override { return Handle(conn, "PUT"); }
+  // Every request on the admin listener, on one of its workers (thread-safe: the store is).
+  http::HttpResponse Serve(const http::HttpRequest& request) {
+    AdminExchange exchange{request, {}};
+    Handle(&exchange, request.method);
+    return std::move(exchange.response);
+  }
 
  private:
-  bool Handle(mg_connection* conn, std::string_view method) {
-    const char* authorization = mg_get_header(conn, "Authorization");
-    if (authorization == nullptr || !BearerTokenMatches(authorization, token_)) {
+  bool Handle(AdminExchange* conn, std::string_view method) {
+    const std::string* authorization = conn->request.FindHeader("Authorization");
+    if (authorization == nullptr || !BearerTokenMatches(*authorization, token_)) {
       return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
                         "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
     }
-    const mg_request_info* info = mg_get_request_info(conn);
-    std::string_view uri = info->local_uri != nullptr ? info->local_uri : "";
+    const std::string local_uri = DecodedRequestPath(conn->request.path());
+    std::string_view uri = local_uri;
     if (!absl::StartsWith(AbslView(uri), AbslView(kPrefix))) {
       return ReplyError(conn, 404, "Not Found", "no such resource");
     }
     uri.remove_prefix(kPrefix.size());
     if (uri.empty() || uri == "/") {
-      if (method == "GET") return List(conn, info);
+      if (method == "GET") return List(conn);
       if (method == "POST") return Create(conn);
       return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
     }
@@ -168,14 +189,8 @@ class AccountsHandler : public CivetHandler {
                       "Allow: GET, PATCH, DELETE\r\n");
   }
 
-  bool List(mg_connection* conn, const mg_request_info* info) {
-    std::optional<std::string> domain;
-    if (info->query_string != nullptr) {
-      char value[256];
-      const int n = mg_get_var(info->query_string, strlen(info->query_string), "domain", value,
-                               sizeof(value));
-      if (n >= 0) domain = std::string(value, static_cast<size_t>(n));
-    }
+  bool List(AdminExchange* conn) {
+    const std::optional<std::string> domain = http::QueryParameter(conn->request.query(), "domain");
     std::optional<std::string_view> filter;
     if (domain.has_value()) filter = *domain;
     auto accounts = store_->ListAccounts(filter);
@@ -192,14 +207,14 @@ class AccountsHandler : public CivetHandler {
     return true;
   }
 
-  bool Show(mg_connection* conn, const std::string& address) {
+  bool Show(AdminExchange* conn, const std::string& address) {
     auto usage = store_->GetUsage(address);
     if (!usage.ok()) return ReplyStatus(conn, usage.status());
     Reply(conn, 200, "OK", UsageJson(*usage));
     return true;
   }
 
-  absl::StatusOr<JsonObject> Body(mg_connection* conn, bool* replied) {
+  absl::StatusOr<JsonObject> Body(AdminExchange* conn, bool* replied) {
     std::optional<std::string> body = ReadBody(conn);
     if (!body.has_value()) {
       *replied = true;
@@ -208,7 +223,7 @@ class AccountsHandler : public CivetHandler {
     return ParseJsonObject(*body);
   }
 
-  bool Create(mg_connection* conn) {
+  bool Create(AdminExchange* conn) {
     bool replied = false;
     absl::StatusOr<JsonObject> body = Body(conn, &replied);
     if (replied) return true;
@@ -242,7 +257,7 @@ class AccountsHandler : public CivetHandler {
     return true;
   }
 
-  bool Update(mg_connection* conn, const std::string& address) {
+  bool Update(AdminExchange* conn, const std::string& address) {
     bool replied = false;
     absl::StatusOr<JsonObject> body = Body(conn, &replied);
     if (replied) return true;
@@ -288,12 +303,10 @@ class AccountsHandler : public CivetHandler {
     return Show(conn, address);
   }
 
-  bool Delete(mg_connection* conn, const std::string& address) {
+  bool Delete(AdminExchange* conn, const std::string& address) {
     absl::Status deleted = store_->DeleteAccount(address);
     if (!deleted.ok()) return ReplyStatus(conn, deleted);
-    mg_printf(conn,
-              "HTTP/1.1 204 No Content\r\nCache-Control: no-store\r\n"
-              "Connection: close\r\n\r\n");
+    conn->response.status = 204;
     return true;
   }
 
@@ -335,11 +348,13 @@ bool BearerTokenMatches(std::string_view header, std::string_view token) {
 
 struct AdminApi::Impl {
   std::unique_ptr<AccountsHandler> handler;
-  std::unique_ptr<CivetServer> server;  // destroyed first: stops the threads using `handler`
+  std::unique_ptr<http::HttpServer> server;  // destroyed first: stops the threads using `handler`
   ~Impl() { server.reset(); }
 };
 
 AdminApi::~AdminApi() = default;
+
+const http::HttpServerStats& AdminApi::http_stats() const { return impl_->server->stats(); }
 
 absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
                                                           storage::MailStore* store) {
@@ -347,25 +362,28 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   if (!token.ok()) return token.status();
   auto listen = ParseHostPort(options.admin_listen);
   if (!listen.ok()) return listen.status();
-  const std::string host =
-      listen->host.find(':') != std::string::npos ? "[" + listen->host + "]" : listen->host;
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
   api->impl_->handler = std::make_unique<AccountsHandler>(store, *std::move(token));
-  std::vector<std::string> civet_options = {
-      "listening_ports", absl::StrCat(host, ":", listen->port), "num_threads", "2"};
-  try {
-    api->impl_->server = std::make_unique<CivetServer>(civet_options);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve the admin API on ", host, ":", listen->port, ": ", e.what()));
-  }
-  api->impl_->server->addHandler(std::string(kPrefix), api->impl_->handler.get());
-  std::vector<int> ports = api->impl_->server->getListeningPorts();
-  if (ports.empty() || ports[0] <= 0) {
-    return absl::InternalError("admin API server reports no listening port");
-  }
-  api->port_ = static_cast<uint16_t>(ports[0]);
+  AccountsHandler* handler = api->impl_->handler.get();
+  http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
+  http_options.workers = kWorkers;
+  http_options.worker_queue_max = kWorkerQueueMax;
+  http_options.limits.body_bytes_max = kJsonBodyBytesMax;
+  // The listener's own answers (400, 408, 413, 503, ...) are JSON like the handlers' errors.
+  http_options.error_response = [](int status, std::string_view message) {
+    http::HttpResponse r;
+    r.status = status;
+    r.content_type = "application/json";
+    r.body = absl::StrCat("{\"error\":", JsonString(message), "}\n");
+    return r;
+  };
+  http_options.routes = {{"/", /*prefix=*/true, http::RunOn::kWorker,
+                          [handler](const http::HttpRequest& r) { return handler->Serve(r); }}};
+  auto server = http::HttpServer::Start(std::move(http_options));
+  if (!server.ok()) return server.status();  // names the listener, address and error
+  api->impl_->server = *std::move(server);
+  api->port_ = api->impl_->server->port();
   return api;
 }
 

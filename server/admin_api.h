@@ -1,8 +1,8 @@
 // AdminApi: the JSON HTTP admin API for hosting control panels, off unless --admin_listen is
-// given, on its own civetweb listener and threads (never a reactor thread; separate from the
-// metrics endpoint). Every request needs "Authorization: Bearer <token>", the token being the
-// first line of --admin_token_file (at least 16 bytes), compared in constant time (SHA-256 of
-// both, CRYPTO_memcmp).
+// given, on its own HTTP listener (server/http/http_server.h: an event-loop thread and four
+// workers; never a reactor thread; separate from the metrics endpoint). Every request needs
+// "Authorization: Bearer <token>", the token being the first line of --admin_token_file (at least
+// 16 bytes), compared in constant time (SHA-256 of both, CRYPTO_memcmp).
 //
 //   GET    /api/v1/accounts[?domain=D]   {"accounts":[{address,disabled,messages,octets}]}
 //   POST   /api/v1/accounts              {"address","password"[,"quota_messages","quota_octets"]}
@@ -14,10 +14,11 @@
 //                                         "quota_octets"} -> 200 and the account
 //   DELETE /api/v1/accounts/ADDRESS      204
 // Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON or fields),
-// 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists), 413 (body over 64 KiB).
+// 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists), 413 (body over 64 KiB);
+// the listener's own refusals (400, 408, 413, 414, 431, 501, 503, ...) carry the same JSON.
 //
-// Threading: Start/destructor on the main thread; handlers on civetweb's threads, calling the
-// thread-safe MailStore (and password hashing) directly.
+// Threading: Start/destructor on the main thread; handlers on the listener's workers, calling
+// the thread-safe MailStore (and password hashing) directly.
 #ifndef POSTHASTE_SERVER_ADMIN_API_H_
 #define POSTHASTE_SERVER_ADMIN_API_H_
 
@@ -26,6 +27,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/http/http_server.h"
 #include "server/serve_options.h"
 #include "storage/mail_store.h"
 
@@ -38,6 +40,8 @@ class AdminApi {
                                                          storage::MailStore* store);
   ~AdminApi();
   uint16_t port() const { return port_; }
+  // The listener's counters (exported on /metrics by AdminHttp); live as long as this.
+  const http::HttpServerStats& http_stats() const;
 
   struct Impl;
 

@@ -1,63 +1,109 @@
 #include "server/admin_http.h"
 
-#include <CivetServer.h>
-#include <civetweb.h>
-
 #include <chrono>
 #include <condition_variable>
-#include <exception>
-#include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "metrics/exporter.h"
-#include "prometheus/exposer.h"
+#include "server/http/http_server.h"
 
 namespace posthaste::server {
 namespace {
 
 constexpr auto kScrapeWait = std::chrono::seconds(1);
 constexpr auto kStoreStatsMaxAge = std::chrono::seconds(5);
+// A scrape waits on every shard (up to kScrapeWait) and may read the store: two at once cover
+// Prometheus plus a person with curl; more queue (bounded) or get 503.
+constexpr uint32_t kMetricsWorkers = 2;
+constexpr uint32_t kMetricsQueueMax = 8;
+// Nothing on this listener takes a body.
+constexpr uint64_t kMetricsBodyBytesMax = 4096;
+constexpr std::string_view kPrometheusTextType = "text/plain; version=0.0.4; charset=utf-8";
 
-// Listening port -> server, for the begin_request callback (civetweb gives it no pointer of
-// ours: the Exposer owns the CivetServer).
-std::mutex health_mu;
-std::map<int, ServerContext*>& HealthRegistry() {
-  static auto* registry = new std::map<int, ServerContext*>();
-  return *registry;
+http::HttpResponse TextReply(int status, std::string body) {
+  http::HttpResponse r;
+  r.status = status;
+  r.content_type = "text/plain";
+  r.body = std::move(body);
+  return r;
 }
 
-void Reply(mg_connection* conn, int code, const char* reason, const char* body) {
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-            code, reason, strlen(body), body);
+// Probes and scrapes read; anything else gets 405.
+bool IsRead(const http::HttpRequest& request) {
+  return request.method == "GET" || request.method == "HEAD";
 }
 
-// Answers /healthz and /readyz; everything else goes on to the Exposer (return 0).
-int BeginRequest(mg_connection* conn) {
-  const mg_request_info* info = mg_get_request_info(conn);
-  if (info == nullptr || info->local_uri == nullptr) return 0;
-  const std::string_view uri = info->local_uri;
-  if (uri != "/healthz" && uri != "/readyz") return 0;
-  bool draining = false;
-  {
-    std::lock_guard<std::mutex> lock(health_mu);
-    auto it = HealthRegistry().find(info->server_port);
-    if (it == HealthRegistry().end()) return 0;
-    draining = it->second->draining.load();
+http::HttpResponse MethodNotAllowed() {
+  http::HttpResponse r = TextReply(405, "use GET\n");
+  r.headers.push_back({"Allow", "GET, HEAD"});
+  return r;
+}
+
+// posthaste_http_* families: one sample per listener (and reason or status code).
+std::vector<prometheus::MetricFamily> HttpFamilies(
+    const std::vector<std::pair<std::string, const http::HttpServerStats*>>& listeners) {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  using prometheus::MetricType;
+  MetricFamily accepted{"posthaste_http_connections_accepted_total",
+                        "HTTP connections accepted, by listener",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily open{"posthaste_http_connections_open",
+                    "HTTP connections open, by listener",
+                    MetricType::Gauge,
+                    {}};
+  MetricFamily refused{"posthaste_http_connections_refused_total",
+                       "HTTP connections refused (503 and close) or evicted to make room, by "
+                       "listener and reason",
+                       MetricType::Counter,
+                       {}};
+  MetricFamily timeouts{"posthaste_http_timeouts_total",
+                        "HTTP requests cut off by a deadline, by listener and phase",
+                        MetricType::Counter,
+                        {}};
+  MetricFamily responses{"posthaste_http_responses_total",
+                         "HTTP responses, by listener and status code",
+                         MetricType::Counter,
+                         {}};
+  auto counter = [](MetricFamily& family, std::vector<ClientMetric::Label> labels, uint64_t value) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    m.counter.value = static_cast<double>(value);
+    family.metric.push_back(std::move(m));
+  };
+  for (const auto& [name, stats] : listeners) {
+    counter(accepted, {{"listener", name}}, stats->connections_accepted.load());
+    ClientMetric gauge;
+    gauge.label = {{"listener", name}};
+    gauge.gauge.value = static_cast<double>(stats->connections_open.load());
+    open.metric.push_back(std::move(gauge));
+    counter(refused, {{"listener", name}, {"reason", "per_ip"}}, stats->refused_per_ip.load());
+    counter(refused, {{"listener", name}, {"reason", "full"}}, stats->refused_full.load());
+    counter(refused, {{"listener", name}, {"reason", "evicted"}}, stats->evicted.load());
+    counter(refused, {{"listener", name}, {"reason", "worker_queue_full"}},
+            stats->worker_queue_full.load());
+    counter(timeouts, {{"listener", name}, {"phase", "header"}}, stats->header_timeouts.load());
+    counter(timeouts, {{"listener", name}, {"phase", "body"}}, stats->body_timeouts.load());
+    counter(timeouts, {{"listener", name}, {"phase", "write"}}, stats->write_timeouts.load());
+    for (size_t i = 0; i <= http::kCountedStatuses.size(); ++i) {
+      const uint64_t value = stats->responses[i].load();
+      if (value == 0) continue;
+      counter(
+          responses,
+          {{"listener", name},
+           {"code", i < http::kCountedStatuses.size() ? std::to_string(http::kCountedStatuses[i])
+                                                      : std::string("other")}},
+          value);
+    }
   }
-  if (uri == "/healthz") {
-    Reply(conn, 200, "OK", "ok\n");
-  } else if (draining) {
-    Reply(conn, 503, "Service Unavailable", "draining\n");
-  } else {
-    Reply(conn, 200, "OK", "ready\n");
-  }
-  return 200;  // handled (civetweb logs the status code)
+  return {std::move(accepted), std::move(open), std::move(refused), std::move(timeouts),
+          std::move(responses)};
 }
 
 metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
@@ -153,9 +199,12 @@ metrics::ShardMetrics CopyShardMetrics(ShardContext& sc) {
 
 struct AdminHttp::Impl {
   ServerContext* ctx = nullptr;
-  std::unique_ptr<prometheus::Exposer> exposer;
-  std::shared_ptr<metrics::Exporter> exporter;
-  int port = 0;
+  std::unique_ptr<metrics::Exporter> exporter;
+  std::unique_ptr<http::HttpServer> server;  // reset first: its threads call into the rest
+
+  std::mutex listeners_mu;
+  // by listeners_mu: the HTTP listeners whose counters /metrics exports
+  std::vector<std::pair<std::string, const http::HttpServerStats*>> listeners;
 
   std::mutex mu;
   std::vector<metrics::ShardMetrics> last;  // by mu: each shard's latest copy
@@ -216,55 +265,88 @@ struct AdminHttp::Impl {
     store_read_at = now;
     return store_cached;
   }
+
+  http::HttpResponse Health(const http::HttpRequest& request) const {
+    if (!IsRead(request)) return MethodNotAllowed();
+    return TextReply(200, "ok\n");
+  }
+
+  http::HttpResponse Ready(const http::HttpRequest& request) const {
+    if (!IsRead(request)) return MethodNotAllowed();
+    if (ctx->draining.load()) return TextReply(503, "draining\n");
+    return TextReply(200, "ready\n");
+  }
+
+  // On a worker: waits for the shards' copies (bounded), then serialises.
+  http::HttpResponse Scrape(const http::HttpRequest& request) {
+    if (!IsRead(request)) return MethodNotAllowed();
+    std::vector<prometheus::MetricFamily> families = exporter->Collect();
+    {
+      std::lock_guard<std::mutex> lock(listeners_mu);
+      for (prometheus::MetricFamily& f : HttpFamilies(listeners)) families.push_back(std::move(f));
+    }
+    http::HttpResponse r;
+    r.content_type = std::string(kPrometheusTextType);
+    r.body = metrics::SerializeText(families);
+    return r;
+  }
 };
+
+http::HttpServerOptions HttpListenerOptions(const ServeOptions& options, std::string name,
+                                            const HostPort& listen) {
+  http::HttpServerOptions o;
+  o.name = std::move(name);
+  o.host = listen.host;
+  o.port = listen.port;
+  o.header_timeout_ms = options.http_header_timeout_ms;
+  o.body_timeout_ms = options.http_body_timeout_ms;
+  o.connections_max = options.http_connections_max;
+  o.connections_per_ip_max = options.http_connections_per_ip;
+  return o;
+}
 
 absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(ServerContext* ctx) {
   auto admin = std::unique_ptr<AdminHttp>(new AdminHttp());
-  auto impl = std::make_shared<Impl>();
+  admin->impl_ = std::make_unique<Impl>();
+  Impl* impl = admin->impl_.get();
   impl->ctx = ctx;
-  const HostPort& listen = ctx->options.metrics_listen;
-  const std::string host =
-      listen.host.find(':') != std::string::npos ? "[" + listen.host + "]" : listen.host;
-  CivetCallbacks callbacks;
-  callbacks.begin_request = BeginRequest;
-  try {
-    impl->exposer = std::make_unique<prometheus::Exposer>(
-        std::vector<std::string>{"listening_ports", absl::StrCat(host, ":", listen.port),
-                                 "num_threads", "2"},
-        &callbacks);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve HTTP on ", host, ":", listen.port, ": ", e.what()));
-  }
-  std::vector<int> ports = impl->exposer->GetListeningPorts();
-  if (ports.empty() || ports[0] <= 0) {
-    return absl::InternalError("HTTP server reports no listening port");
-  }
-  impl->port = ports[0];
-  Impl* raw = impl.get();
-  impl->exporter = std::make_shared<metrics::Exporter>(
+  impl->exporter = std::make_unique<metrics::Exporter>(
       ctx->tenant_labels,
       metrics::ExporterSources{
-          .shards = [raw](std::vector<metrics::ShardMetrics>* out) { return raw->CopyShards(out); },
-          .store = [raw] { return raw->StoreFigures(); },
-          .ready = [raw] { return !raw->ctx->draining.load(); }});
-  impl->exposer->RegisterCollectable(impl->exporter);
-  {
-    std::lock_guard<std::mutex> lock(health_mu);
-    HealthRegistry()[impl->port] = ctx;
-  }
-  admin->port_ = static_cast<uint16_t>(impl->port);
-  admin->impl_ = std::move(impl);
+          .shards =
+              [impl](std::vector<metrics::ShardMetrics>* out) { return impl->CopyShards(out); },
+          .store = [impl] { return impl->StoreFigures(); },
+          .ready = [impl] { return !impl->ctx->draining.load(); }});
+  http::HttpServerOptions options =
+      HttpListenerOptions(ctx->options, "metrics", ctx->options.metrics_listen);
+  options.workers = kMetricsWorkers;
+  options.worker_queue_max = kMetricsQueueMax;
+  options.limits.body_bytes_max = kMetricsBodyBytesMax;
+  // Probes are answered by the event loop itself: never queued behind a scrape.
+  options.routes = {
+      {"/healthz", false, http::RunOn::kEventLoop,
+       [impl](const http::HttpRequest& r) { return impl->Health(r); }},
+      {"/readyz", false, http::RunOn::kEventLoop,
+       [impl](const http::HttpRequest& r) { return impl->Ready(r); }},
+      {"/metrics", false, http::RunOn::kWorker,
+       [impl](const http::HttpRequest& r) { return impl->Scrape(r); }},
+  };
+  auto server = http::HttpServer::Start(std::move(options));
+  if (!server.ok()) return server.status();
+  impl->server = *std::move(server);
+  admin->port_ = impl->server->port();
+  admin->AddListenerStats("metrics", &impl->server->stats());
   return admin;
+}
+
+void AdminHttp::AddListenerStats(std::string listener, const http::HttpServerStats* stats) {
+  std::lock_guard<std::mutex> lock(impl_->listeners_mu);
+  impl_->listeners.emplace_back(std::move(listener), stats);
 }
 
 AdminHttp::~AdminHttp() {
   if (impl_ == nullptr) return;
-  {
-    std::lock_guard<std::mutex> lock(health_mu);
-    HealthRegistry().erase(impl_->port);
-  }
-  impl_->exposer.reset();  // stops civetweb: no scrape runs after this
+  impl_->server.reset();  // joins the listener's threads: no scrape runs after this
 }
 
 }  // namespace posthaste::server

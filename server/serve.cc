@@ -333,6 +333,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
       return kExitFailure;
     }
     admin_api = *std::move(api);
+    (*admin)->AddListenerStats("admin_api", &admin_api->http_stats());
   }
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},

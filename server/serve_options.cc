@@ -31,6 +31,19 @@ absl::StatusOr<bool> ParseBool(std::string_view flag, std::string_view text) {
       absl::StrCat("--", AbslView(flag), ": expected true or false, got \"", AbslView(text), "\""));
 }
 
+// A value in [1, max] (a zero deadline or limit would refuse everything).
+absl::Status PositiveU32(std::string_view flag, std::string_view text, uint64_t max,
+                         uint32_t* field) {
+  auto n = ParseUint(flag, text, max);
+  if (!n.ok()) return n.status();
+  if (*n == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", AbslView(flag), " must be in [1, ", max, "]"));
+  }
+  *field = static_cast<uint32_t>(*n);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Cidr> ParseCidr(std::string_view text) {
@@ -113,6 +126,8 @@ std::string ServeUsage() {
          "[--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
          "[--admin_listen=HOST:PORT --admin_token_file=FILE] "
+         "[--http_header_timeout_ms=5000] [--http_body_timeout_ms=10000] "
+         "[--http_connections_max=256] [--http_connections_per_ip=16] "
          "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
          "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10]";
 }
@@ -278,6 +293,19 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          o.admin_listen = std::string(v);
          return absl::OkStatus();
        }},
+      {"http_header_timeout_ms",
+       [&](std::string_view v) -> absl::Status {
+         return PositiveU32("http_header_timeout_ms", v, 3'600'000, &o.http_header_timeout_ms);
+       }},
+      {"http_body_timeout_ms",
+       [&](std::string_view v) -> absl::Status {
+         return PositiveU32("http_body_timeout_ms", v, 3'600'000, &o.http_body_timeout_ms);
+       }},
+      {"http_connections_max",
+       [&](std::string_view v) -> absl::Status {
+         return PositiveU32("http_connections_max", v, 100'000, &o.http_connections_max);
+       }},
+      {"http_connections_per_ip", u32("http_connections_per_ip", &o.http_connections_per_ip)},
       {"admin_token_file",
        [&](std::string_view v) {
          o.admin_token_file = std::string(v);

@@ -79,6 +79,14 @@ struct ServeOptions {
   // admin_token_file (the bearer token, one line) is required.
   std::string admin_listen;
   std::string admin_token_file;
+  // Both HTTP listeners (metrics and admin API; server/http/http_server.h): the request head
+  // must arrive within http_header_timeout_ms of the connection (408, however it trickles), the
+  // body within http_body_timeout_ms of the head; at most http_connections_max connections
+  // per listener and http_connections_per_ip from one client address (0: no per-IP limit).
+  uint32_t http_header_timeout_ms = 5'000;
+  uint32_t http_body_timeout_ms = 10'000;
+  uint32_t http_connections_max = 256;
+  uint32_t http_connections_per_ip = 16;
   std::string log_format = "text";
   // Tenants (domains, largest by accounts at start-up) with their own metric label; the rest
   // share "other".

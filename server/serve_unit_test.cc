@@ -132,6 +132,29 @@ TEST(ServeOptionsTest, LmtpAndAdminFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/d", "--admin_listen=127.0.0.1:0"}).ok());
 }
 
+TEST(ServeOptionsTest, HttpListenerFlags) {
+  auto o = ParseServeOptions({"--data_dir=/d"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->http_header_timeout_ms, 5000u);
+  EXPECT_EQ(o->http_body_timeout_ms, 10000u);
+  EXPECT_EQ(o->http_connections_max, 256u);
+  EXPECT_EQ(o->http_connections_per_ip, 16u);
+  o = ParseServeOptions({"--data_dir=/d", "--http_header_timeout_ms=1500",
+                         "--http_body_timeout_ms=2500", "--http_connections_max=40",
+                         "--http_connections_per_ip=0"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->http_header_timeout_ms, 1500u);
+  EXPECT_EQ(o->http_body_timeout_ms, 2500u);
+  EXPECT_EQ(o->http_connections_max, 40u);
+  EXPECT_EQ(o->http_connections_per_ip, 0u);
+  for (const char* bad :
+       {"--http_header_timeout_ms=0", "--http_body_timeout_ms=0", "--http_connections_max=0",
+        "--http_header_timeout_ms=x", "--http_connections_max=100001"}) {
+    EXPECT_FALSE(ParseServeOptions({"--data_dir=/d", bad}).ok()) << bad;
+  }
+  EXPECT_NE(ServeUsage().find("--http_header_timeout_ms=5000"), std::string::npos);
+}
+
 TEST(CidrTest, MatchesV4AndV6) {
   auto net = ParseCidr("192.168.0.0/16");
   ASSERT_TRUE(net.ok());

@@ -6,7 +6,6 @@ PH_BUILD_PACKAGES=(
   bazel-bootstrap bazel-rules-java bazel-platforms
   g++ clang-14 libclang-rt-14-dev clang-format
   liburing-dev android-libboringssl-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
-  libcivetweb-dev
   libcrypt-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
 )
 
