@@ -21,6 +21,12 @@ PH_BENCH_PACKAGES=(
   dovecot-pop3d dovecot-lmtpd whois gnuplot-nox python3 util-linux procps
 )
 
+# Deployment tests (deploy/*/test): container image, chart, systemd unit, Debian package.
+PH_DEPLOY_PACKAGES=(
+  podman buildah runc skopeo umoci mmdebstrap uidmap fuse-overlayfs slirp4netns
+  systemd dpkg-dev fakeroot lintian nodejs npm unzip jq
+)
+
 ph_install_packages() {
   local missing=()
   local pkg
