@@ -24,8 +24,14 @@ PH_BENCH_PACKAGES=(
 # Deployment tests (deploy/*/test): container image, chart, systemd unit, Debian package.
 PH_DEPLOY_PACKAGES=(
   podman buildah runc skopeo umoci mmdebstrap uidmap fuse-overlayfs slirp4netns
-  systemd dpkg-dev fakeroot lintian nodejs npm unzip jq
+  systemd dpkg-dev fakeroot lintian unzip jq
 )
+# Node.js and npm (chart validation) come with this machine kind (NodeSource's nodejs, which
+# conflicts with Debian's npm package): Debian's are installed only when `npm` is missing.
+ph_require_npm() {
+  command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 && return 0
+  ph_install_packages nodejs npm
+}
 
 ph_install_packages() {
   local missing=()
