@@ -25,6 +25,7 @@ PH_BENCH_PACKAGES=(
 PH_DEPLOY_PACKAGES=(
   podman buildah runc skopeo umoci mmdebstrap uidmap fuse-overlayfs slirp4netns
   systemd dpkg-dev fakeroot lintian unzip jq
+  debhelper  # deploy/debian/build (dh_installsystemd, dh_installsysusers, dh_shlibdeps)
 )
 # Node.js and npm (chart validation) come with this machine kind (NodeSource's nodejs, which
 # conflicts with Debian's npm package): Debian's are installed only when `npm` is missing.
