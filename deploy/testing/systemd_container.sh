@@ -17,7 +17,8 @@
 # --runroot): runc (crun refuses this host's hybrid cgroup layout) and open-file/process limits
 # the host allows; /etc is never touched. Outer seccomp is unconfined so that the unit's own
 # SystemCallFilter is the one under test (podman's default profile blocks io_uring), and
-# CAP_SYS_ADMIN lets systemd build the unit's mount namespaces as it would on a host.
+# CAP_SYS_ADMIN lets systemd build the unit's namespaces as it would on a host (without it,
+# systemd skips ProtectSystem=, PrivateTmp= and the like, logging "... ignoring").
 
 SC_SUITE=bookworm
 SC_MIRRORS=(
@@ -155,6 +156,12 @@ sc_start() {
 # Runs a command inside the container (stdin passed through).
 sc_exec() {
   sc_podman exec -i "$sc_name" "$@"
+}
+
+# Runs a command inside the container with every capability (e.g. CAP_SYS_PTRACE to enter the
+# namespaces of a service running as another user).
+sc_exec_privileged() {
+  sc_podman exec --privileged "$sc_name" "$@"
 }
 
 # Polls CMD... inside the container until it succeeds, for at most SECONDS.
