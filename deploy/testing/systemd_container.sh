@@ -57,12 +57,14 @@ default_ulimits = ["nofile=20000:20000", "nproc=8192:8192"]
 runtime = "runc"
 EOF
   trap sc_cleanup EXIT
-  trap 'exit 130' INT TERM
+  trap 'exit 130' INT TERM HUP
 }
 
 sc_cleanup() {
   local rc=$?
   set +e  # clean up as much as possible
+  # A reader that went away (`test | grep -m1 FAIL`) must not kill the cleanup with SIGPIPE.
+  trap '' PIPE
   if [ -n "$sc_work" ]; then
     if [ -n "$sc_name" ] && sc_podman container exists "$sc_name" 2>/dev/null; then
       if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
