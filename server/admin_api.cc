@@ -54,13 +54,14 @@ bool ReplyStatus(mg_connection* conn, const absl::Status& status) {
 }
 
 std::string UsageJson(const storage::AccountUsage& u) {
-  return absl::StrCat(
-      "{\"address\":", JsonString(u.address), ",\"disabled\":", u.disabled ? "true" : "false",
-      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
-      ",\"quota_messages\":", u.quota.messages, ",\"quota_octets\":", u.quota.octets,
-      ",\"effective_quota_messages\":", u.effective_quota.messages,
-      ",\"effective_quota_octets\":", u.effective_quota.octets,
-      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
+  return absl::StrCat("{\"address\":", JsonString(u.display_address),
+                      ",\"disabled\":", u.disabled ? "true" : "false",
+                      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
+                      ",\"quota_messages\":", u.quota.messages,
+                      ",\"quota_octets\":", u.quota.octets,
+                      ",\"effective_quota_messages\":", u.effective_quota.messages,
+                      ",\"effective_quota_octets\":", u.effective_quota.octets,
+                      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
 }
 
 // Reads the body (bounded); nullopt after replying 413/400.
@@ -183,7 +184,7 @@ class AccountsHandler : public CivetHandler {
     std::string body = "{\"accounts\":[";
     for (size_t i = 0; i < accounts->size(); ++i) {
       const storage::AccountSummary& a = (*accounts)[i];
-      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.address),
+      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.display_address),
                       ",\"disabled\":", a.disabled ? "true" : "false",
                       ",\"messages\":", a.stats.messages, ",\"octets\":", a.stats.octets, "}");
     }
