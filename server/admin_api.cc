@@ -13,13 +13,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
+#include "server/admin_path.h"
 #include "server/auth/password_hash.h"
 #include "server/json_body.h"
 
 namespace posthaste::server {
 namespace {
 
-constexpr std::string_view kPrefix = "/api/v1/accounts";
 constexpr size_t kTokenBytesMin = 16;
 
 void Reply(mg_connection* conn, int code, std::string_view reason, std::string_view body,
@@ -147,21 +147,19 @@ class AccountsHandler : public CivetHandler {
       return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
                         "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
     }
+    // civetweb runs with decode_url=no, so request_uri is the target as sent (only the '?' was
+    // cut off): ParseAdminPath decodes it exactly once, and refuses rather than resolves.
     const mg_request_info* info = mg_get_request_info(conn);
-    std::string_view uri = info->local_uri != nullptr ? info->local_uri : "";
-    if (!absl::StartsWith(AbslView(uri), AbslView(kPrefix))) {
-      return ReplyError(conn, 404, "Not Found", "no such resource");
-    }
-    uri.remove_prefix(kPrefix.size());
-    if (uri.empty() || uri == "/") {
-      if (method == "GET") return List(conn, info);
+    std::string target = info->request_uri != nullptr ? info->request_uri : "";
+    if (info->query_string != nullptr) absl::StrAppend(&target, "?", info->query_string);
+    absl::StatusOr<AdminPath> path = ParseAdminPath(target);
+    if (!path.ok()) return ReplyStatus(conn, path.status());
+    if (path->resource == AdminPath::Resource::kAccounts) {
+      if (method == "GET") return List(conn, path->domain);
       if (method == "POST") return Create(conn);
       return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
     }
-    if (uri.front() != '/' || uri.find('/', 1) != std::string_view::npos) {
-      return ReplyError(conn, 404, "Not Found", "no such resource");
-    }
-    const std::string address(uri.substr(1));
+    const std::string& address = path->address;
     if (method == "GET") return Show(conn, address);
     if (method == "PATCH") return Update(conn, address);
     if (method == "DELETE") return Delete(conn, address);
@@ -169,14 +167,7 @@ class AccountsHandler : public CivetHandler {
                       "Allow: GET, PATCH, DELETE\r\n");
   }
 
-  bool List(mg_connection* conn, const mg_request_info* info) {
-    std::optional<std::string> domain;
-    if (info->query_string != nullptr) {
-      char value[256];
-      const int n = mg_get_var(info->query_string, strlen(info->query_string), "domain", value,
-                               sizeof(value));
-      if (n >= 0) domain = std::string(value, static_cast<size_t>(n));
-    }
+  bool List(mg_connection* conn, const std::optional<std::string>& domain) {
     std::optional<std::string_view> filter;
     if (domain.has_value()) filter = *domain;
     auto accounts = store_->ListAccounts(filter);
@@ -353,15 +344,20 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
   api->impl_->handler = std::make_unique<AccountsHandler>(store, *std::move(token));
+  // decode_url=no: the handler parses the raw target itself (ParseAdminPath).
   std::vector<std::string> civet_options = {
-      "listening_ports", absl::StrCat(host, ":", listen->port), "num_threads", "2"};
+      "listening_ports", absl::StrCat(host, ":", listen->port),
+      "num_threads",     "2",
+      "decode_url",      "no"};
   try {
     api->impl_->server = std::make_unique<CivetServer>(civet_options);
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve the admin API on ", host, ":", listen->port, ": ", e.what()));
   }
-  api->impl_->server->addHandler(std::string(kPrefix), api->impl_->handler.get());
+  // Every path comes to the handler, so a target that civetweb would clean into another path
+  // ("/api/v1/accounts/../x") still gets the API's 400.
+  api->impl_->server->addHandler("/", api->impl_->handler.get());
   std::vector<int> ports = api->impl_->server->getListeningPorts();
   if (ports.empty() || ports[0] <= 0) {
     return absl::InternalError("admin API server reports no listening port");
