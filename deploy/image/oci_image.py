@@ -244,7 +244,7 @@ def main():
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "digest": manifest_digest,
             "size": len(manifest_bytes),
-            "annotations": {"org.opencontainers.image.ref.name": s["tag"]},
+            "annotations": {"org.opencontainers.image.ref.name": s["ref_name"]},
         }],
     }
     with open(os.path.join(args.layout, "index.json"), "wb") as f:
