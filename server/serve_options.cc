@@ -115,7 +115,8 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
 std::string ServeUsage() {
   return "posthaste serve --data_dir=DIR [--pop3_listen=0.0.0.0:110] "
          "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--auth_timeout_s=60] "
-         "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_timeout_s=10] "
+         "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_delay_s=0] "
+         "[--drain_timeout_s=10] "
          "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
          "[--max_connections_per_user_ip=10] [--trusted_networks=127.0.0.0/8,::1] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
@@ -185,6 +186,7 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
       {"idle_timeout_s", deadline_s("idle_timeout_s", &o.idle_timeout_s)},
       {"send_stall_timeout_s", deadline_s("send_stall_timeout_s", &o.send_stall_timeout_s)},
       {"drain_timeout_s", u32("drain_timeout_s", &o.drain_timeout_s, 86400)},
+      {"drain_delay_s", u32("drain_delay_s", &o.drain_delay_s, 3600)},
       {"max_connections_per_shard",
        u32("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
       {"max_connections_per_ip", u32("max_connections_per_ip", &o.max_connections_per_ip)},

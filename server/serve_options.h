@@ -41,6 +41,10 @@ struct ServeOptions {
   uint32_t idle_timeout_s = 600;        // TRANSACTION idle (RFC 1939: at least 10 minutes)
   uint32_t send_stall_timeout_s = 120;  // no byte acknowledged by the peer for this long
   uint32_t drain_timeout_s = 10;
+  // SIGTERM turns /readyz 503 at once but keeps the listeners accepting for this long before
+  // the drain starts, so that a load balancer (a Kubernetes Service's endpoints) stops sending
+  // new connections before they would be refused. 0: the drain starts at once.
+  uint32_t drain_delay_s = 0;
   uint32_t max_connections_per_shard = 50'000;
   uint32_t max_connections_per_ip = 256;  // 0: unlimited
   uint32_t max_connections_per_user_ip = 10;
