@@ -312,6 +312,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   reactor::ReactorOptions reactor_options;
   reactor_options.shards = options.shards;
+  reactor_options.pin_threads = options.pin_shards;
   reactor_options.offload.threads = options.offload_threads;
   reactor_options.offload_io.threads = options.io_threads;
   // Bursts of logins (10,000 sessions connecting at once) queue work and cross-shard

@@ -114,7 +114,7 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
 
 std::string ServeUsage() {
   return "posthaste serve --data_dir=DIR [--pop3_listen=0.0.0.0:110] "
-         "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--auth_timeout_s=60] "
+         "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--pin_shards=true] [--auth_timeout_s=60] "
          "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_delay_s=0] "
          "[--drain_timeout_s=10] "
          "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
@@ -182,6 +182,13 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          return absl::OkStatus();
        }},
       {"shards", u32("shards", &o.shards, 1024)},
+      {"pin_shards",
+       [&](std::string_view v) -> absl::Status {
+         auto b = ParseBool("pin_shards", v);
+         if (!b.ok()) return b.status();
+         o.pin_shards = *b;
+         return absl::OkStatus();
+       }},
       {"auth_timeout_s", deadline_s("auth_timeout_s", &o.auth_timeout_s)},
       {"idle_timeout_s", deadline_s("idle_timeout_s", &o.idle_timeout_s)},
       {"send_stall_timeout_s", deadline_s("send_stall_timeout_s", &o.send_stall_timeout_s)},

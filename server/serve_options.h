@@ -37,6 +37,10 @@ struct ServeOptions {
   HostPort pop3_listen{"0.0.0.0", 110};
   HostPort metrics_listen{"0.0.0.0", 9110};
   uint32_t shards = 0;  // 0: the CPUs the process may use (sched_getaffinity)
+  // Each shard thread pins itself to one CPU of the allowed set. Right where that set is the
+  // process's own (taskset, a Kubernetes pod with exclusive CPUs from the static CPU manager);
+  // wrong in a shared CPU pool, where every process would pin to the same first CPUs.
+  bool pin_shards = true;
   uint32_t auth_timeout_s = 60;
   uint32_t idle_timeout_s = 600;        // TRANSACTION idle (RFC 1939: at least 10 minutes)
   uint32_t send_stall_timeout_s = 120;  // no byte acknowledged by the peer for this long

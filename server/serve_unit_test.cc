@@ -72,6 +72,12 @@ TEST(ServeOptionsTest, DrainDelay) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--drain_delay_s=-1"}).ok());
 }
 
+TEST(ServeOptionsTest, PinShards) {
+  EXPECT_TRUE(ParseServeOptions({"--data_dir=/x"})->pin_shards);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pin_shards=false"})->pin_shards);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pin_shards=sometimes"}).ok());
+}
+
 TEST(ServeOptionsTest, OffloadPoolSizes) {
   auto o = ParseServeOptions({"--data_dir=/x"});
   ASSERT_TRUE(o.ok()) << o.status();
