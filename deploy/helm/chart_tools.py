@@ -6,6 +6,13 @@
   chart_tools.py sources RENDER.yaml ALERTS.yml DASHBOARD.json
       The render's PrometheusRule spec must be ALERTS.yml (parsed, equal) and its dashboard
       ConfigMap must hold DASHBOARD.json byte for byte: the chart copies, it never edits.
+  chart_tools.py restricted NAME=RENDER.yaml...
+      The StatefulSet's pod meets the "restricted" Pod Security Standard (non-root, no
+      privilege escalation, every capability dropped, RuntimeDefault or Localhost seccomp, no
+      host namespaces, ports or paths) and the chart's own rules: a read-only root filesystem
+      and no service account token.
+  chart_tools.py spo-profile SECCOMP.json --namespace=NS [--name=posthaste] [--arch=amd64]
+      The seccomp profile as a Security Profiles Operator SeccompProfile (see spo_profile()).
   chart_tools.py rules RENDER.yaml OUT.yml
       The PrometheusRule's spec as a Prometheus rule file, for `promtool check rules`.
   chart_tools.py pod RENDER.yaml OUT.yaml --image=REF --volume=NAME=DIR... [--host-ip=127.0.0.1]
@@ -70,10 +77,139 @@ def cmd_sources(args):
         (args.alerts, sum(len(g.get("rules", [])) for g in alerts["groups"]), args.dashboard))
 
 
+def restricted_violations(statefulset):
+  """What in the StatefulSet's pod breaks Kubernetes' "restricted" Pod Security Standard, or
+  the chart's own stricter rules (read-only root, no service account token); [] when nothing."""
+  spec = statefulset["spec"]["template"]["spec"]
+  pod_sc = spec.get("securityContext", {})
+  problems = []
+  for field in ("hostNetwork", "hostPID", "hostIPC"):
+    if spec.get(field):
+      problems.append("pod: %s" % field)
+  if spec.get("automountServiceAccountToken") is not False:
+    problems.append("pod: the service account token is mounted")
+  for volume in spec.get("volumes", []):
+    if "hostPath" in volume:
+      problems.append("volume %s: hostPath" % volume["name"])
+  containers = spec.get("containers", []) + spec.get("initContainers", [])
+  for c in containers:
+    sc = c.get("securityContext", {})
+    where = "container %s" % c["name"]
+    if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+      problems.append(where + ": runAsNonRoot is not true")
+    if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+      problems.append(where + ": runAsUser 0")
+    if sc.get("privileged"):
+      problems.append(where + ": privileged")
+    if sc.get("allowPrivilegeEscalation") is not False:
+      problems.append(where + ": allowPrivilegeEscalation is not false")
+    caps = sc.get("capabilities", {})
+    if "ALL" not in caps.get("drop", []):
+      problems.append(where + ": capabilities.drop lacks ALL")
+    if caps.get("add"):
+      problems.append(where + ": adds capabilities %s" % caps["add"])
+    if sc.get("readOnlyRootFilesystem") is not True:
+      problems.append(where + ": the root filesystem is writable")
+    seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+    if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+      problems.append(where + ": seccompProfile %s" % seccomp.get("type"))
+    for port in c.get("ports", []):
+      if port.get("hostPort"):
+        problems.append(where + ": hostPort %d" % port["hostPort"])
+  return problems
+
+
+def cmd_restricted(args):
+  for item in args.renders:
+    name, _, path = item.partition("=")
+    problems = restricted_violations(only(load_render(path), "StatefulSet"))
+    if problems:
+      sys.exit("%s: not restricted: %s" % (name, "; ".join(problems)))
+    print("%s: the pod meets the restricted Pod Security Standard, read-only root, no token" %
+          name)
+
+
 def cmd_rules(args):
   rule = only(load_render(args.render), "PrometheusRule")
   with open(args.out, "w") as f:
     yaml.safe_dump(rule["spec"], f, sort_keys=False)
+
+
+SPO_ACTIONS = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+               "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
+               "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"}
+SPO_OPERATORS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
+                 "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
+# Go's architecture names (what a profile's includes.arches lists) for the node architectures
+# Kubernetes runs on.
+GO_ARCHES = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64"}
+
+
+def spo_profile(profile, name, namespace, arch):
+  """deploy/image/seccomp.json (the runtime's format) as a Security Profiles Operator
+  SeccompProfile (security-profiles-operator.x-k8s.io/v1beta1) for one node architecture and a
+  container without capabilities (the chart drops them all). That API has no includes/excludes,
+  so they are resolved here: a rule that needs a capability is left out, one that applies
+  without it is kept, a rule for other architectures is left out. It has no defaultErrnoRet
+  either: unlisted system calls then fail with EPERM instead of ENOSYS (every call posthaste and
+  glibc 2.36 make is listed)."""
+  native = GO_ARCHES[arch]
+  architectures = []
+  for entry in profile.get("archMap", []):
+    if entry["architecture"] == native:
+      architectures = [native] + entry.get("subArchitectures", [])
+  syscalls = []
+  for rule in profile["syscalls"]:
+    includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
+    unknown = (set(includes) | set(excludes)) - {"caps", "arches"}
+    if unknown:
+      sys.exit("seccomp rule %s: cannot resolve %s" % (rule["names"], sorted(unknown)))
+    if includes.get("caps"):
+      continue  # needs a capability the container does not have
+    if includes.get("arches") and arch not in includes["arches"]:
+      continue
+    if excludes.get("arches") and arch in excludes["arches"]:
+      continue
+    out = {"names": rule["names"], "action": rule["action"]}
+    if rule.get("errnoRet") is not None:
+      out["errnoRet"] = str(rule["errnoRet"])
+    if rule.get("args"):
+      out["args"] = []
+      for a in rule["args"]:
+        arg = {"index": a["index"]}
+        arg.update({k: a[k] for k in ("value", "valueTwo") if a.get(k)})  # 0: omitted, the same
+        arg["op"] = a["op"]
+        out["args"].append(arg)
+    syscalls.append(out)
+  return {
+      "apiVersion": "security-profiles-operator.x-k8s.io/v1beta1",
+      "kind": "SeccompProfile",
+      "metadata": {"name": name, "namespace": namespace},
+      "spec": {"defaultAction": profile["defaultAction"], "architectures": architectures,
+               "syscalls": syscalls},
+  }
+
+
+def cmd_spo_profile(args):
+  with open(args.profile) as f:
+    profile = json.load(f)
+  cr = spo_profile(profile, args.name, args.namespace, args.arch)
+  allowed = {n for r in cr["spec"]["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and
+             not r.get("args") for n in r["names"]}
+  missing = {"io_uring_setup", "io_uring_enter", "io_uring_register"} - allowed
+  if missing:
+    sys.exit("%s does not allow %s" % (args.profile, sorted(missing)))
+  # What the operator's CRD accepts (enums and limits of its v1beta1 schema).
+  for rule in cr["spec"]["syscalls"]:
+    if rule["action"] not in SPO_ACTIONS or len(rule.get("args", [])) > 6 or any(
+        a["op"] not in SPO_OPERATORS for a in rule.get("args", [])):
+      sys.exit("rule %s: not expressible as a SeccompProfile" % rule["names"])
+  print("# The seccomp profile %s for the Security Profiles Operator (%s nodes, no\n"
+        "# capabilities); generated by deploy/helm/chart_tools.py spo-profile. The operator\n"
+        "# writes it to each node; the chart then needs\n"
+        "#   --set seccompProfile.localhostProfile=operator/%s/%s.json" %
+        (args.profile, args.arch, args.namespace, args.name))
+  yaml.safe_dump(cr, sys.stdout, sort_keys=False)
 
 
 def free_port(host):
@@ -155,6 +291,15 @@ def main():
   p.add_argument("alerts")
   p.add_argument("dashboard")
   p.set_defaults(run=cmd_sources)
+  p = sub.add_parser("restricted")
+  p.add_argument("renders", nargs="+")
+  p.set_defaults(run=cmd_restricted)
+  p = sub.add_parser("spo-profile")
+  p.add_argument("profile")
+  p.add_argument("--namespace", required=True)
+  p.add_argument("--name", default="posthaste")
+  p.add_argument("--arch", choices=sorted(GO_ARCHES), default="amd64")
+  p.set_defaults(run=cmd_spo_profile)
   p = sub.add_parser("rules")
   p.add_argument("render")
   p.add_argument("out")
