@@ -26,6 +26,8 @@ PH_DEPLOY_PACKAGES=(
   podman buildah runc skopeo umoci mmdebstrap uidmap fuse-overlayfs slirp4netns
   systemd dpkg-dev fakeroot lintian unzip jq
 )
+# deploy/helm/test: podman kube play's pause container (catatonit) and its manifest tools.
+PH_DEPLOY_PACKAGES+=(catatonit python3-yaml)
 # Node.js and npm (chart validation) come with this machine kind (NodeSource's nodejs, which
 # conflicts with Debian's npm package): Debian's are installed only when `npm` is missing.
 ph_require_npm() {
