@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
 #include "server/admin_http.h"
+#include "server/admin_path.h"
 #include "server/auth/password_hash.h"
 #include "server/http/http_server.h"
 #include "server/json_body.h"
@@ -19,7 +20,6 @@
 namespace posthaste::server {
 namespace {
 
-constexpr std::string_view kPrefix = "/api/v1/accounts";
 constexpr size_t kTokenBytesMin = 16;
 
 // Password hashing is CPU-bound and store writes wait on the disk: a few at once, the rest
@@ -80,13 +80,14 @@ bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
 }
 
 std::string UsageJson(const storage::AccountUsage& u) {
-  return absl::StrCat(
-      "{\"address\":", JsonString(u.address), ",\"disabled\":", u.disabled ? "true" : "false",
-      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
-      ",\"quota_messages\":", u.quota.messages, ",\"quota_octets\":", u.quota.octets,
-      ",\"effective_quota_messages\":", u.effective_quota.messages,
-      ",\"effective_quota_octets\":", u.effective_quota.octets,
-      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
+  return absl::StrCat("{\"address\":", JsonString(u.display_address),
+                      ",\"disabled\":", u.disabled ? "true" : "false",
+                      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
+                      ",\"quota_messages\":", u.quota.messages,
+                      ",\"quota_octets\":", u.quota.octets,
+                      ",\"effective_quota_messages\":", u.effective_quota.messages,
+                      ",\"effective_quota_octets\":", u.effective_quota.octets,
+                      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
 }
 
 // The body (bounded); nullopt after replying 413. The listener already refuses a
@@ -98,12 +99,6 @@ std::optional<std::string> ReadBody(AdminExchange* conn) {
     return std::nullopt;
   }
   return conn->request.body;
-}
-
-// The request path as the handlers match it: percent-decoded once, as civetweb's local_uri
-// was. The listener only lets well-formed %-escapes through, so decoding does not fail.
-std::string DecodedRequestPath(std::string_view raw_path) {
-  return http::PercentDecode(raw_path, /*plus_is_space=*/false).value_or(std::string(raw_path));
 }
 
 // Field accessors: absent is fine; a wrong type is a 400 message.
@@ -167,21 +162,16 @@ class AccountsHandler {
       return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
                         "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
     }
-    const std::string local_uri = DecodedRequestPath(conn->request.path());
-    std::string_view uri = local_uri;
-    if (!absl::StartsWith(AbslView(uri), AbslView(kPrefix))) {
-      return ReplyError(conn, 404, "Not Found", "no such resource");
-    }
-    uri.remove_prefix(kPrefix.size());
-    if (uri.empty() || uri == "/") {
-      if (method == "GET") return List(conn);
+    // The target exactly as sent, still percent-encoded: ParseAdminPath decodes it exactly
+    // once, and refuses rather than resolves.
+    absl::StatusOr<AdminPath> path = ParseAdminPath(conn->request.target);
+    if (!path.ok()) return ReplyStatus(conn, path.status());
+    if (path->resource == AdminPath::Resource::kAccounts) {
+      if (method == "GET") return List(conn, path->domain);
       if (method == "POST") return Create(conn);
       return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
     }
-    if (uri.front() != '/' || uri.find('/', 1) != std::string_view::npos) {
-      return ReplyError(conn, 404, "Not Found", "no such resource");
-    }
-    const std::string address(uri.substr(1));
+    const std::string& address = path->address;
     if (method == "GET") return Show(conn, address);
     if (method == "PATCH") return Update(conn, address);
     if (method == "DELETE") return Delete(conn, address);
@@ -189,8 +179,7 @@ class AccountsHandler {
                       "Allow: GET, PATCH, DELETE\r\n");
   }
 
-  bool List(AdminExchange* conn) {
-    const std::optional<std::string> domain = http::QueryParameter(conn->request.query(), "domain");
+  bool List(AdminExchange* conn, const std::optional<std::string>& domain) {
     std::optional<std::string_view> filter;
     if (domain.has_value()) filter = *domain;
     auto accounts = store_->ListAccounts(filter);
@@ -198,7 +187,7 @@ class AccountsHandler {
     std::string body = "{\"accounts\":[";
     for (size_t i = 0; i < accounts->size(); ++i) {
       const storage::AccountSummary& a = (*accounts)[i];
-      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.address),
+      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.display_address),
                       ",\"disabled\":", a.disabled ? "true" : "false",
                       ",\"messages\":", a.stats.messages, ",\"octets\":", a.stats.octets, "}");
     }
@@ -378,6 +367,8 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
     r.body = absl::StrCat("{\"error\":", JsonString(message), "}\n");
     return r;
   };
+  // Every path comes to the handler, so a target that would clean into another path
+  // ("/api/v1/accounts/../x") still gets the API's 400.
   http_options.routes = {{"/", /*prefix=*/true, http::RunOn::kWorker,
                           [handler](const http::HttpRequest& r) { return handler->Serve(r); }}};
   auto server = http::HttpServer::Start(std::move(http_options));

@@ -13,7 +13,12 @@
 //   PATCH  /api/v1/accounts/ADDRESS      any of {"password","disabled","quota_messages",
 //                                         "quota_octets"} -> 200 and the account
 //   DELETE /api/v1/accounts/ADDRESS      204
-// Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON or fields),
+// ADDRESS in any case reaches the one account (the store compares addresses case-insensitively);
+// "address" in answers is the spelling given at creation. The request target is decoded once,
+// strictly, by ParseAdminPath (server/admin_path.h): NUL, dot segments, empty segments, '/'
+// inside ADDRESS, control characters and anything that is not an address get 400, never
+// another account.
+// Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON, fields or path),
 // 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists), 413 (body over 64 KiB);
 // the listener's own refusals (400, 408, 413, 414, 431, 501, 503, ...) carry the same JSON.
 //

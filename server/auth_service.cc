@@ -45,12 +45,12 @@ AuthService::Stripe& AuthService::StripeFor(std::string_view key) {
 
 AuthVerdict AuthService::Verify(std::string_view user, std::string_view password) {
   AuthVerdict verdict;
-  absl::StatusOr<std::string> address = storage::NormalizeAddress(user);
-  absl::StatusOr<storage::AccountInfo> account =
-      address.ok() ? store_->GetAccount(*address)
-                   : absl::StatusOr<storage::AccountInfo>(address.status());
+  // The store finds the account whatever the case of `user`; from here on the account's
+  // identity (account->address, its canonical address) is the key, so every spelling shares one
+  // cache entry and one maildrop lock.
+  absl::StatusOr<storage::AccountInfo> account = store_->GetAccount(user);
   if (!account.ok()) {
-    if (address.ok() && !absl::IsNotFound(account.status())) {
+    if (!absl::IsNotFound(account.status()) && !absl::IsInvalidArgument(account.status())) {
       LogEvent(LogLevel::kWarning, "account lookup failed",
                {{"error", account.status().ToString()}});
       verdict.code = AuthVerdict::Code::kTempFailure;
@@ -68,7 +68,7 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
   const bool use_cache = options_.cache_ttl > absl::ZeroDuration();
   std::string key;
   if (use_cache) {
-    key = CacheKey(*address, password);
+    key = CacheKey(account->address, password);
     Stripe& stripe = StripeFor(key);
     std::lock_guard<std::mutex> lock(stripe.mu);
     auto it = stripe.entries.find(key);

@@ -2,9 +2,10 @@
 //
 // Verify() looks the account up (MailStore::GetAccount), refuses disabled accounts, and checks
 // the password with //server/auth's VerifyPassword (yescrypt costs about 20 ms of CPU). A
-// successful verification is cached for `cache_ttl`, keyed by the normalised address and an
-// HMAC-SHA256 of the presented password under a random per-process key (the cache never holds
-// a password or an unkeyed digest of one). Each entry remembers the stored hash string it was
+// successful verification is cached for `cache_ttl`, keyed by the account's canonical address
+// (every case of the user name shares the entry) and an HMAC-SHA256 of the presented password
+// under a random per-process key (the cache never holds a password or an unkeyed digest of
+// one). Each entry remembers the stored hash string it was
 // verified against, so a password change invalidates it on the next use (as Dovecot's auth
 // cache does). Unknown users are checked against a dummy hash so their answer costs the same.
 //
@@ -36,7 +37,7 @@ struct AuthServiceOptions {
 struct AuthVerdict {
   enum class Code : uint8_t { kOk, kBadCredentials, kTempFailure };
   Code code = Code::kBadCredentials;
-  std::string address;  // kOk: the normalised account address
+  std::string address;  // kOk: the account's identity (AccountInfo::address, canonical)
   bool cache_hit = false;
 };
 

@@ -84,13 +84,15 @@ absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& 
   return std::shared_ptr<storage::MailStore>(std::move(store));
 }
 
+// The address as typed (domain lowercased), validated. The store finds the account whatever
+// the case; messages echo the operator's spelling.
 absl::StatusOr<std::string> Address(std::string_view raw) {
-  absl::StatusOr<std::string> address = storage::NormalizeAddress(raw);
+  absl::StatusOr<storage::ParsedAddress> address = storage::ParseAddress(raw);
   if (!address.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed address \"", AbslView(raw), "\": ", address.status().message()));
   }
-  return address;
+  return std::move(address->display);
 }
 
 absl::Status UnknownUser(std::string_view address) {
@@ -193,11 +195,9 @@ absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
   absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
-  if (absl::IsAlreadyExists(created.status())) {
-    return absl::AlreadyExistsError(absl::StrCat("account ", address, " already exists"));
-  }
+  // AlreadyExists names the existing account's spelling when it differs.
   PH_RETURN_IF_ERROR(created.status());
-  *io.out << "added " << created->address << "\n";
+  *io.out << "added " << created->display_address << "\n";
   return absl::OkStatus();
 }
 
@@ -238,8 +238,8 @@ absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
   if (domain.has_value()) filter = *domain;
   PH_ASSIGN_OR_RETURN(std::vector<storage::AccountSummary> accounts, store->ListAccounts(filter));
   for (const storage::AccountSummary& account : accounts) {
-    *io.out << account.address << "\t" << account.stats.messages << "\t" << account.stats.octets
-            << "\n";
+    *io.out << account.display_address << "\t" << account.stats.messages << "\t"
+            << account.stats.octets << "\n";
   }
   return absl::OkStatus();
 }
@@ -251,7 +251,7 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
   if (absl::IsNotFound(usage.status())) return UnknownUser(address);
   PH_RETURN_IF_ERROR(usage.status());
   auto source = [](uint64_t own) { return own != 0 ? "" : " (tenant default)"; };
-  *io.out << "address\t" << usage->address << "\n"
+  *io.out << "address\t" << usage->display_address << "\n"
           << "state\t" << (usage->disabled ? "disabled" : "enabled") << "\n"
           << "messages\t" << usage->stats.messages << "\n"
           << "octets\t" << usage->stats.octets << "\n"

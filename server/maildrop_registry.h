@@ -1,6 +1,7 @@
 // MaildropRegistry: who holds each maildrop, kept by the user's owner shard.
 //
-// Every user has one owner shard (OwnerShard: a hash of the normalised address). Connections
+// Every user has one owner shard (OwnerShard: a hash of the account's canonical address, as
+// AuthVerdict::address gives it, so every spelling of a user meets one entry). Connections
 // on any shard ask the owner, by Inbox message, to lock the user's maildrop when the session
 // opens it and to unlock it when the connection ends. The registry also counts open,
 // authenticated connections per (user, client IP) for the per-user-and-IP limit.

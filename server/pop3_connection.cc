@@ -12,10 +12,20 @@
 
 #include "base/log.h"
 #include "server/pop3_server.h"
+#include "storage/message_format.h"
 #include "tls/ktls.h"
 
 namespace posthaste::server {
 namespace {
+
+// Whether a SASL authorization identity names the authenticating user: the same address in
+// any case (storage::CanonicalAddress), or the same bytes when it is no address.
+bool SameAccountName(std::string_view authzid, std::string_view user) {
+  if (authzid == user) return true;
+  absl::StatusOr<std::string> a = storage::CanonicalAddress(authzid);
+  absl::StatusOr<std::string> b = storage::CanonicalAddress(user);
+  return a.ok() && b.ok() && *a == *b;
+}
 
 using pop3::Pop3ActionKind;
 using reactor::MonotonicNowNs;
@@ -298,8 +308,9 @@ void Pop3Connection::OnDelayOver() { Drive(); }
 
 void Pop3Connection::StartAuthenticate(const pop3::Pop3Credentials& credentials) {
   recorder_.AuthStarted(credentials);
-  const bool supported = credentials.mechanism != pop3::AuthMechanism::kApop &&
-                         (credentials.authzid.empty() || credentials.authzid == credentials.user);
+  const bool supported =
+      credentials.mechanism != pop3::AuthMechanism::kApop &&
+      (credentials.authzid.empty() || SameAccountName(credentials.authzid, credentials.user));
   if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
     ++ctx_.stats.auth_failures;
     recorder_.AuthFinished(metrics::AuthResult::kFailed);

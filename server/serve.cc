@@ -108,6 +108,30 @@ void RefreshTenantPolicies(TenantPolicyTable& table, storage::MailStore& store,
             {"plaintext_require_tls", std::to_string(snapshot->require_tls)}});
 }
 
+// The drain delay (--drain_delay_s): /readyz already answers 503 while the listeners keep
+// accepting, so load balancers take this server out of rotation before its listeners close. A
+// second SIGTERM/SIGINT ends the delay early; SIGHUP still reloads the certificates.
+void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ServerContext& ctx,
+                    TlsContextSet* tls) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(delay_s);
+  for (;;) {
+    const int64_t left_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(end - std::chrono::steady_clock::now())
+            .count();
+    if (left_ns <= 0) return;
+    timespec wait{static_cast<time_t>(left_ns / 1'000'000'000),
+                  static_cast<long>(left_ns % 1'000'000'000)};
+    siginfo_t info;
+    const int sig = sigtimedwait(&signals, &info, &wait);
+    if (sig == SIGTERM || sig == SIGINT) {
+      LogEvent(LogLevel::kInfo, "drain delay cut short by a second signal",
+               {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      return;
+    }
+    if (sig == SIGHUP && tls != nullptr) ReloadCertificates(ctx, *tls, "SIGHUP");
+  }
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
@@ -288,6 +312,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   reactor::ReactorOptions reactor_options;
   reactor_options.shards = options.shards;
+  reactor_options.pin_threads = options.pin_shards;
   reactor_options.offload.threads = options.offload_threads;
   reactor_options.offload_io.threads = options.io_threads;
   // Bursts of logins (10,000 sessions connecting at once) queue work and cross-shard
@@ -383,7 +408,14 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   LogEvent(LogLevel::kInfo, "draining",
            {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
             {"open_connections", std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())},
+            {"drain_delay_s", std::to_string(options.drain_delay_s)},
             {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
+  if (options.drain_delay_s > 0) {
+    WaitDrainDelay(signals, options.drain_delay_s, ctx, tls.get());
+    LogEvent(LogLevel::kInfo, "drain delay over, closing listeners",
+             {{"open_connections",
+               std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())}});
+  }
   for (auto& sc : ctx.shards) {
     ShardContext* shard_ctx = sc.get();
     ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });

@@ -4,9 +4,10 @@
 // shard (the first on the requested port, possibly 0, the others on the port it got), start
 // one reactor thread per shard (server/reactor Shard) with its acceptor, then the HTTP
 // endpoint, then log one line "listening pop3=HOST:PORT metrics=HOST:PORT shards=N ring=MODE".
-// SIGTERM/SIGINT: /readyz turns 503, every shard stops accepting and closes its listener,
-// sessions may finish for up to --drain_timeout_s, then the rest are closed without
-// committing, and the process exits 0.
+// SIGTERM/SIGINT: /readyz turns 503; after --drain_delay_s (0 by default; listeners keep
+// accepting meanwhile, so a load balancer can stop sending first) every shard stops accepting
+// and closes its listener, sessions may finish for up to --drain_timeout_s, then the rest are
+// closed without committing, and the process exits 0.
 // TLS (with --tls_cert/--tls_key): STLS on the plain listener and implicit TLS on one pop3s
 // listener per shard; SIGHUP, or a change of the certificate files seen by the main thread's
 // check every --tls_reload_check_s, reloads the certificates (docs/ARCHITECTURE.md, "TLS").

@@ -114,8 +114,9 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
 
 std::string ServeUsage() {
   return "posthaste serve --data_dir=DIR [--pop3_listen=0.0.0.0:110] "
-         "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--auth_timeout_s=60] "
-         "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_timeout_s=10] "
+         "[--metrics_listen=0.0.0.0:9110] [--shards=N] [--pin_shards=true] [--auth_timeout_s=60] "
+         "[--idle_timeout_s=600] [--send_stall_timeout_s=120] [--drain_delay_s=0] "
+         "[--drain_timeout_s=10] "
          "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
          "[--max_connections_per_user_ip=10] [--trusted_networks=127.0.0.0/8,::1] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
@@ -181,10 +182,18 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
          return absl::OkStatus();
        }},
       {"shards", u32("shards", &o.shards, 1024)},
+      {"pin_shards",
+       [&](std::string_view v) -> absl::Status {
+         auto b = ParseBool("pin_shards", v);
+         if (!b.ok()) return b.status();
+         o.pin_shards = *b;
+         return absl::OkStatus();
+       }},
       {"auth_timeout_s", deadline_s("auth_timeout_s", &o.auth_timeout_s)},
       {"idle_timeout_s", deadline_s("idle_timeout_s", &o.idle_timeout_s)},
       {"send_stall_timeout_s", deadline_s("send_stall_timeout_s", &o.send_stall_timeout_s)},
       {"drain_timeout_s", u32("drain_timeout_s", &o.drain_timeout_s, 86400)},
+      {"drain_delay_s", u32("drain_delay_s", &o.drain_delay_s, 3600)},
       {"max_connections_per_shard",
        u32("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
       {"max_connections_per_ip", u32("max_connections_per_ip", &o.max_connections_per_ip)},

@@ -37,10 +37,18 @@ struct ServeOptions {
   HostPort pop3_listen{"0.0.0.0", 110};
   HostPort metrics_listen{"0.0.0.0", 9110};
   uint32_t shards = 0;  // 0: the CPUs the process may use (sched_getaffinity)
+  // Each shard thread pins itself to one CPU of the allowed set. Right where that set is the
+  // process's own (taskset, a Kubernetes pod with exclusive CPUs from the static CPU manager);
+  // wrong in a shared CPU pool, where every process would pin to the same first CPUs.
+  bool pin_shards = true;
   uint32_t auth_timeout_s = 60;
   uint32_t idle_timeout_s = 600;        // TRANSACTION idle (RFC 1939: at least 10 minutes)
   uint32_t send_stall_timeout_s = 120;  // no byte acknowledged by the peer for this long
   uint32_t drain_timeout_s = 10;
+  // SIGTERM turns /readyz 503 at once but keeps the listeners accepting for this long before
+  // the drain starts, so that a load balancer (a Kubernetes Service's endpoints) stops sending
+  // new connections before they would be refused. 0: the drain starts at once.
+  uint32_t drain_delay_s = 0;
   uint32_t max_connections_per_shard = 50'000;
   uint32_t max_connections_per_ip = 256;  // 0: unlimited
   uint32_t max_connections_per_user_ip = 10;

@@ -61,6 +61,23 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
 }
 
+TEST(ServeOptionsTest, DrainDelay) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->drain_delay_s, 0u);  // off unless asked for (the Helm chart sets it)
+  o = ParseServeOptions({"--data_dir=/x", "--drain_delay_s=15"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->drain_delay_s, 15u);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--drain_delay_s=3601"}).ok());
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--drain_delay_s=-1"}).ok());
+}
+
+TEST(ServeOptionsTest, PinShards) {
+  EXPECT_TRUE(ParseServeOptions({"--data_dir=/x"})->pin_shards);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pin_shards=false"})->pin_shards);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--pin_shards=sometimes"}).ok());
+}
+
 TEST(ServeOptionsTest, OffloadPoolSizes) {
   auto o = ParseServeOptions({"--data_dir=/x"});
   ASSERT_TRUE(o.ok()) << o.status();

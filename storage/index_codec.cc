@@ -11,6 +11,7 @@ constexpr char kOpAppend = 'a';
 constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
+constexpr uint8_t kAccountVersionWithDisplay = 2;  // + display local part (u8 length, bytes)
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
@@ -294,7 +295,9 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 }
 
 std::string EncodeAccount(const AccountRecord& r) {
-  std::string out(1, static_cast<char>(kAccountVersion));
+  const bool with_display = !r.display_local.empty();
+  std::string out(1,
+                  static_cast<char>(with_display ? kAccountVersionWithDisplay : kAccountVersion));
   PutLE64(&out, r.incarnation);
   out.push_back(r.disabled ? 1 : 0);
   PutLE64(&out, r.quota_messages);
@@ -302,12 +305,18 @@ std::string EncodeAccount(const AccountRecord& r) {
   PutLE64(&out, static_cast<uint64_t>(r.created_unix_seconds));
   PutLE32(&out, static_cast<uint32_t>(r.password_hash.size()));
   out.append(r.password_hash);
+  if (with_display) {
+    out.push_back(static_cast<char>(static_cast<uint8_t>(r.display_local.size())));
+    out.append(r.display_local);
+  }
   return out;
 }
 
 bool DecodeAccount(std::string_view in, AccountRecord* r) {
   constexpr size_t kFixed = 1 + 8 + 1 + 8 + 8 + 8 + 4;
-  if (in.size() < kFixed || static_cast<uint8_t>(in[0]) != kAccountVersion) return false;
+  if (in.size() < kFixed) return false;
+  const uint8_t version = static_cast<uint8_t>(in[0]);
+  if (version != kAccountVersion && version != kAccountVersionWithDisplay) return false;
   const char* p = in.data() + 1;
   r->incarnation = GetLE64(p);
   r->disabled = p[8] != 0;
@@ -315,8 +324,16 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   r->quota_octets = GetLE64(p + 17);
   r->created_unix_seconds = static_cast<int64_t>(GetLE64(p + 25));
   const uint32_t hash_len = GetLE32(p + 33);
-  if (in.size() != kFixed + hash_len) return false;
-  r->password_hash.assign(in.substr(kFixed));
+  if (in.size() - kFixed < hash_len) return false;
+  r->password_hash.assign(in.substr(kFixed, hash_len));
+  std::string_view rest = in.substr(kFixed + hash_len);
+  r->display_local.clear();
+  if (version == kAccountVersion) return rest.empty();
+  if (rest.empty()) return false;
+  const size_t display_len = static_cast<uint8_t>(rest[0]);
+  rest.remove_prefix(1);
+  if (display_len == 0 || rest.size() != display_len) return false;
+  r->display_local.assign(rest);
   return true;
 }
 

@@ -5,7 +5,9 @@
 //   "M" name                         store metadata (u64 values): store id, next incarnation,
 //                                    next segment id
 //   "T" domain                       TenantRecord
-//   "A" domain '\0' local            AccountRecord (sorted by domain, so one domain is a range)
+//   "A" domain '\0' local            AccountRecord (sorted by domain, so one domain is a range);
+//                                    the address in its canonical (lowercase) form, except
+//                                    legacy keys kept by MigrateAccountKeys (account_keys.h)
 //   "C" incarnation(BE64)            CounterValue: messages, octets, next sequence number (merge)
 //   "I" incarnation(BE64) chunk(BE32) packed IndexRecords of sequence numbers
 //                                    [chunk << kChunkShift, (chunk + 1) << kChunkShift) (merge)
@@ -44,6 +46,11 @@ inline constexpr int kChunkShift = 7;
 inline constexpr std::string_view kMetaStoreId = "Mstore_id";
 inline constexpr std::string_view kMetaNextIncarnation = "Mnext_incarnation";
 inline constexpr std::string_view kMetaNextSegment = "Mnext_segment";
+// The store's schema version (u64); absent in stores written before versioning (version 1:
+// account keys in the case the user gave). See account_keys.h.
+inline constexpr std::string_view kMetaSchemaVersion = "Mschema_version";
+// Number of legacy account keys left in place because they collide (u64); absent when none.
+inline constexpr std::string_view kMetaCaseCollisions = "Mcase_collisions";
 
 // ---- fixed-width integers ----
 inline void PutBE64(std::string* out, uint64_t v) {
@@ -150,6 +157,10 @@ struct AccountRecord {
   uint64_t quota_messages = 0;
   uint64_t quota_octets = 0;
   int64_t created_unix_seconds = 0;
+  // The local part as the user gave it, when it differs from the key's (canonical, lowercase)
+  // local part; empty otherwise. Version 1 records (no such field) are written when it is
+  // empty, so a store whose users gave lowercase addresses keeps records older binaries read.
+  std::string display_local;
 };
 std::string EncodeAccount(const AccountRecord& r);
 bool DecodeAccount(std::string_view in, AccountRecord* r);

@@ -10,7 +10,7 @@
 //   retire_mu        shared while Check() reads everything; exclusive
 //                    while compaction forgets a segment
 //   AccountState::mu in-memory account state: counters, reservations, sequence numbers
-//   cache_mu / tenant_mu / SegmentSet::mu_   leaf locks
+//   cache_mu / tenant_mu / legacy_mu / SegmentSet::mu_   leaf locks
 #include "storage/mail_store.h"
 
 #include <fcntl.h>
@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "base/short_copy.h"
 #include "base/log.h"
 #include "base/status_macros.h"
@@ -46,6 +47,7 @@
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
+#include "storage/account_keys.h"
 #include "storage/crc32c.h"
 #include "storage/index_codec.h"
 #include "storage/segment.h"
@@ -113,9 +115,20 @@ struct AccountState {
   std::set<std::string, std::less<>> pending_uidls;  // guarded by mu: imports in flight
 };
 
+std::string_view DomainOf(std::string_view address) {
+  return address.substr(address.rfind('@') + 1);
+}
+
+// The address as created: the record's display local part, else the key's.
+std::string DisplayAddress(std::string_view key_address, const AccountRecord& r) {
+  if (r.display_local.empty()) return std::string(key_address);
+  return absl::StrCat(r.display_local, "@", AbslView(DomainOf(key_address)));
+}
+
 AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   AccountInfo info;
   info.address = address;
+  info.display_address = DisplayAddress(address, r);
   info.incarnation = r.incarnation;
   info.password_hash = r.password_hash;
   info.disabled = r.disabled;
@@ -123,10 +136,6 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   info.quota.octets = r.quota_octets;
   info.created_time = absl::FromUnixSeconds(r.created_unix_seconds);
   return info;
-}
-
-std::string_view DomainOf(std::string_view address) {
-  return address.substr(address.rfind('@') + 1);
 }
 
 }  // namespace
@@ -152,6 +161,11 @@ struct MailStore::Impl {
   std::map<std::string, TenantRecord, std::less<>> tenants;  // by tenant_mu
 
   std::atomic<uint64_t> tenant_generation{0};  // bumped after each tenant write
+
+  // Accounts kept under legacy (pre-canonical) keys because they collide; see
+  // storage/account_keys.h. Filled at open; shrinks as such accounts are deleted.
+  std::mutex legacy_mu;
+  internal::LegacyAccountKeys legacy_keys;  // by legacy_mu
 
   std::atomic<uint64_t> deliveries{0};
   std::atomic<uint64_t> deletions{0};
@@ -249,7 +263,54 @@ struct MailStore::Impl {
     return absl::OkStatus();
   }
 
+  // ---- addresses ----
+  // The identity (key address) of the account `given` names, in any case: its canonical
+  // address, except for accounts kept under legacy keys (storage/account_keys.h), which are
+  // reached by their exact old spelling, or by any spelling once the only one left of their
+  // group. InvalidArgument when malformed. Does not say whether the account exists.
+  absl::StatusOr<std::string> KeyAddress(std::string_view given) {
+    PH_ASSIGN_OR_RETURN(ParsedAddress parsed, ParseAddress(given));
+    std::string sole_legacy;
+    {
+      std::lock_guard<std::mutex> lock(legacy_mu);
+      if (legacy_keys.empty()) return std::move(parsed.canonical);
+      auto it = legacy_keys.find(parsed.canonical);
+      if (it == legacy_keys.end()) return std::move(parsed.canonical);
+      for (const std::string& key_address : it->second) {
+        if (key_address == parsed.display) return key_address;
+      }
+      if (it->second.size() != 1) return std::move(parsed.canonical);
+      sole_legacy = it->second[0];
+    }
+    std::string value;
+    rocksdb::Status s =
+        db->Get(rocksdb::ReadOptions(), ToSlice(internal::AccountKey(parsed.canonical)), &value);
+    if (s.IsNotFound()) return sole_legacy;
+    if (!s.ok()) return IndexError(s, "read account");
+    return std::move(parsed.canonical);
+  }
+
+  // Key addresses of legacy accounts sharing `canonical` (usually none).
+  std::vector<std::string> LegacyKeysOf(const std::string& canonical) {
+    std::lock_guard<std::mutex> lock(legacy_mu);
+    auto it = legacy_keys.find(canonical);
+    return it == legacy_keys.end() ? std::vector<std::string>() : it->second;
+  }
+
+  // The account at `key_address` was deleted: drop it from the legacy keys if it was one.
+  void ForgetLegacyKey(const std::string& key_address) {
+    absl::StatusOr<std::string> canonical = CanonicalAddress(key_address);
+    if (!canonical.ok() || *canonical == key_address) return;
+    std::lock_guard<std::mutex> lock(legacy_mu);
+    auto it = legacy_keys.find(*canonical);
+    if (it == legacy_keys.end()) return;
+    std::vector<std::string>& keys = it->second;
+    keys.erase(std::remove(keys.begin(), keys.end(), key_address), keys.end());
+    if (keys.empty()) legacy_keys.erase(it);
+  }
+
   // ---- account cache ----
+  // `address` is a key address (KeyAddress).
   absl::StatusOr<std::shared_ptr<AccountState>> Account(const std::string& address) {
     std::lock_guard<std::mutex> lock(cache_mu);
     auto it = accounts.find(address);
@@ -304,7 +365,7 @@ struct MailStore::Impl {
   // Applies `change` to the account record and stores it durably.
   absl::Status UpdateAccount(std::string_view address_in,
                              const std::function<absl::Status(AccountRecord*)>& change) {
-    PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+    PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
     PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
     std::lock_guard<std::mutex> lock(state->mu);
     if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
@@ -437,6 +498,11 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
     if (!s.ok()) return IndexError(s, "write store id");
   }
   impl->store_id = absl::StrFormat("%08x", static_cast<uint32_t>(*store_id));
+
+  // Account keys from before case-insensitive addresses become canonical (once).
+  PH_ASSIGN_OR_RETURN(internal::AccountKeyMigration migration,
+                      internal::MigrateAccountKeys(impl->db.get()));
+  impl->legacy_keys = std::move(migration.legacy);
 
   // Segment files that no index entry can name (no "S" key) are left over from a crash between
   // creating a segment and indexing into it: remove them.
@@ -638,7 +704,8 @@ uint64_t MailStore::tenant_generation() const {
 
 absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in,
                                                      std::string_view password_hash) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(ParsedAddress parsed, ParseAddress(address_in));
+  const std::string& address = parsed.canonical;
   if (password_hash.size() > kMaxPasswordHashLength) {
     return absl::InvalidArgumentError("password hash too long");
   }
@@ -647,15 +714,29 @@ absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in
   const std::string key = internal::AccountKey(address);
   std::string value;
   rocksdb::Status st = s.db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
-  if (st.ok())
-    return absl::AlreadyExistsError(absl::StrCat("account ", address, " already exists"));
+  if (st.ok()) {
+    AccountRecord existing;
+    const std::string as =
+        internal::DecodeAccount(value, &existing) ? DisplayAddress(address, existing) : address;
+    return absl::AlreadyExistsError(
+        absl::StrCat("account ", parsed.display, " already exists",
+                     as == parsed.display ? "" : absl::StrCat(" (as ", as, ")")));
+  }
   if (!st.IsNotFound()) return IndexError(st, "read account");
+  // Accounts that differ only in case, kept apart by the migration, block the address too.
+  if (std::vector<std::string> legacy = s.LegacyKeysOf(address); !legacy.empty()) {
+    return absl::AlreadyExistsError(absl::StrCat("account ", parsed.display, " already exists (as ",
+                                                 absl::StrJoin(legacy, ", "), ")"));
+  }
 
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> next, s.GetMeta(internal::kMetaNextIncarnation));
   AccountRecord record;
   record.incarnation = next.value_or(1);
   record.password_hash = std::string(password_hash);
   record.created_unix_seconds = absl::ToUnixSeconds(absl::Now());
+  if (parsed.display != parsed.canonical) {
+    record.display_local = parsed.display.substr(0, parsed.display.rfind('@'));
+  }
 
   rocksdb::WriteBatch batch;
   batch.Put(ToSlice(internal::kMetaNextIncarnation),
@@ -682,7 +763,7 @@ absl::Status MailStore::DeleteAccount(std::string_view address_in) {
 }
 
 absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
   std::lock_guard<std::mutex> meta(meta_mu);
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
   uint64_t incarnation;
@@ -733,6 +814,7 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
   rocksdb::Status st = db->Write(sync_write, &batch);
   if (!st.ok()) return undo(IndexError(st, "delete account"));
   ForgetAccount(address);
+  ForgetLegacyKey(address);
   return absl::OkStatus();
 }
 
@@ -762,7 +844,7 @@ absl::Status MailStore::SetQuota(std::string_view address, const AccountQuota& q
 }
 
 absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view address_in) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
@@ -770,7 +852,7 @@ absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view address_in) {
 }
 
 absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view address_in) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
@@ -786,7 +868,7 @@ bool AccountUsage::WouldExceedQuota(uint64_t size) const {
 }
 
 absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant_found,
                       impl_->LoadTenant(DomainOf(address)));
@@ -797,6 +879,7 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
       tenant.max_message_bytes != 0 ? tenant.max_message_bytes : impl_->options.max_message_bytes;
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  usage.display_address = DisplayAddress(address, state->record);
   usage.disabled = state->record.disabled;
   usage.stats = state->committed;
   usage.reserved = {state->reserved_messages, state->reserved_octets};
@@ -838,6 +921,7 @@ absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
     }
     AccountSummary summary;
     summary.address = internal::AddressFromAccountKey(View(it->key()));
+    summary.display_address = DisplayAddress(summary.address, record);
     summary.disabled = record.disabled;
     std::string value;
     rocksdb::Status s =
@@ -873,7 +957,7 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::DeliverBatch(
 
 absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     std::string_view address_in, const std::vector<DeliveryItem>& items) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
   if (items.empty()) return std::vector<DeliverResult>();
   // Errors about one message of a batch say which one.
   auto which = [&](size_t i, const absl::Status& status) {
@@ -1057,7 +1141,7 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::OpenMailbox(
 
 absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMailbox(
     std::string_view address_in) {
-  PH_ASSIGN_OR_RETURN(std::string address, NormalizeAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
   auto snapshot = std::make_shared<MailboxSnapshot>();
   size_t expected = 0;
@@ -1532,6 +1616,7 @@ absl::StatusOr<CheckReport> MailStore::Impl::Check() {
   };
 
   std::unordered_map<uint64_t, std::string> address_of;
+  std::map<std::string, std::vector<std::string>> keys_by_canonical;
   PH_RETURN_IF_ERROR(
       scan(internal::kAccountPrefix, [&](std::string_view key, std::string_view value) {
         const std::string address = internal::AddressFromAccountKey(key);
@@ -1542,6 +1627,11 @@ absl::StatusOr<CheckReport> MailStore::Impl::Check() {
           return;
         }
         report.accounts += 1;
+        if (absl::StatusOr<std::string> canonical = CanonicalAddress(address); canonical.ok()) {
+          keys_by_canonical[*canonical].push_back(address);
+        } else {
+          report.problems.push_back(absl::StrCat("account key ", address, " is not an address"));
+        }
         if (!address_of.emplace(record.incarnation, address).second) {
           report.problems.push_back(absl::StrCat("accounts ", address, " and ",
                                                  address_of[record.incarnation],
@@ -1552,6 +1642,18 @@ absl::StatusOr<CheckReport> MailStore::Impl::Check() {
           report.problems.push_back(absl::StrCat(address, ": tenant record missing"));
         }
       }));
+  // Left apart by the migration to case-insensitive addresses (storage/account_keys.h).
+  for (auto& [canonical, keys] : keys_by_canonical) {
+    if (keys.size() < 2) continue;
+    std::sort(keys.begin(), keys.end());
+    report.problems.push_back(
+        absl::StrCat("accounts ", absl::StrJoin(keys, " and "), " differ only in case (",
+                     keys.size(), " mailboxes, not merged; each is reached by its exact spelling",
+                     std::find(keys.begin(), keys.end(), canonical) != keys.end()
+                         ? absl::StrCat(", any other spelling reaches ", canonical)
+                         : "",
+                     "): move the mail and delete all but one"));
+  }
   auto name = [&](uint64_t incarnation) {
     auto it = address_of.find(incarnation);
     return it != address_of.end() ? it->second : absl::StrCat("incarnation ", incarnation);

@@ -38,7 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "storage/message_format.h"  // NormalizeForStorage, NormalizeAddress, ValidateUidl
+#include "storage/message_format.h"  // NormalizeForStorage, ParseAddress, ValidateUidl
 
 namespace posthaste::storage {
 
@@ -104,10 +104,17 @@ struct AccountQuota {
   uint64_t octets = 0;
 };
 
+// Addresses: every method taking an address accepts any case of it and reaches the one account
+// whose canonical form (CanonicalAddress) it has. Results carry two forms: `address`, the
+// account's identity (its canonical address; for an account kept under a legacy key because it
+// collides with another one that differs only in case, see storage/account_keys.h, the address
+// as it was created), to be used as a key (locks, caches, registries); and `display_address`,
+// the case the user gave at creation (domain lowercased), for output.
 struct AccountInfo {
-  std::string address;        // normalised local@domain (domain lowercased)
-  uint64_t incarnation = 0;   // unique per account creation, never reused; part of UIDLs
-  std::string password_hash;  // opaque to storage (hashing lives in server/auth)
+  std::string address;          // identity: canonical local@domain (see above)
+  std::string display_address;  // as created (domain lowercased)
+  uint64_t incarnation = 0;     // unique per account creation, never reused; part of UIDLs
+  std::string password_hash;    // opaque to storage (hashing lives in server/auth)
   bool disabled = false;
   AccountQuota quota;
   absl::Time created_time;
@@ -123,7 +130,8 @@ struct MailboxStats {
 // 0 = unlimited), for admission checks (LMTP RCPT) and administration. `stats` counts committed
 // messages; `reserved` counts deliveries in flight (they count against the quota too).
 struct AccountUsage {
-  std::string address;
+  std::string address;          // identity (see AccountInfo)
+  std::string display_address;  // as created
   bool disabled = false;
   MailboxStats stats;
   MailboxStats reserved;
@@ -136,7 +144,8 @@ struct AccountUsage {
 };
 
 struct AccountSummary {
-  std::string address;
+  std::string address;          // identity (see AccountInfo)
+  std::string display_address;  // as created
   bool disabled = false;
   MailboxStats stats;
 };
@@ -241,8 +250,10 @@ class MailStore {
   // Opens (creating when allowed) the store in options.data_dir and takes an exclusive flock on
   // DIR/posthaste.lock. Errors: Unavailable "data directory DIR is in use by another process
   // (pid N)" while another process (or another MailStore in this one) holds it; InvalidArgument
-  // for bad options; NotFound when absent and !create_if_missing; Internal/DataLoss for I/O or
-  // index errors.
+  // for bad options; NotFound when absent and !create_if_missing; FailedPrecondition when the
+  // store was written by a newer posthaste (schema version); Internal/DataLoss for I/O or index
+  // errors. A store from before case-insensitive addresses is migrated first, once
+  // (storage/account_keys.h).
   static absl::StatusOr<std::unique_ptr<MailStore>> Open(const StoreOptions& options);
 
   // Closes the index and releases the lock. Outstanding snapshots stay readable.
@@ -266,8 +277,10 @@ class MailStore {
   uint64_t tenant_generation() const;
 
   // ---- Accounts ----
-  // `address` is local@domain; InvalidArgument when malformed (see NormalizeAddress).
-  // AlreadyExists when present. Creates the tenant record on first use.
+  // `address` is local@domain; InvalidArgument when malformed (see ParseAddress).
+  // AlreadyExists when an account with the same canonical address exists, in whatever case it
+  // was created. Keeps the given case as the display address. Creates the tenant record on
+  // first use.
   absl::StatusOr<AccountInfo> CreateAccount(std::string_view address,
                                             std::string_view password_hash);
   // Removes the account, its messages and its UIDL table. NotFound when absent. A later
@@ -277,7 +290,7 @@ class MailStore {
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);
-  // All accounts (of `domain` only, when given), sorted by domain, then local part.
+  // All accounts (of `domain` only, when given), sorted by domain, then canonical local part.
   absl::StatusOr<std::vector<AccountSummary>> ListAccounts(
       std::optional<std::string_view> domain = std::nullopt);
   // The account's counters: O(1), no scan. NotFound when absent.
@@ -336,7 +349,8 @@ class MailStore {
 
   // Verifies every index entry against the segments (segment exists, entry within the file,
   // header_length <= length, stored bytes end in CRLF and match their checksum), counters
-  // against the sum of entries, UIDL uniqueness per account, and segment accounting. Returns
+  // against the sum of entries, UIDL uniqueness per account, and segment accounting, and
+  // names accounts that differ only in case (left apart by the migration). Returns
   // the problems found (an error Status only when the check itself could not run).
   absl::StatusOr<CheckReport> Check();
 

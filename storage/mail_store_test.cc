@@ -115,7 +115,8 @@ TEST_F(MailStoreTest, MissingStoreWithoutCreateIsNotFound) {
 TEST_F(MailStoreTest, AccountLifecycle) {
   auto created = store_->CreateAccount("Alice@Example.COM", "hash1");
   ASSERT_TRUE(created.ok()) << created.status();
-  EXPECT_EQ(created->address, "Alice@example.com");
+  EXPECT_EQ(created->address, "alice@example.com");  // identity: canonical
+  EXPECT_EQ(created->display_address, "Alice@example.com");
   EXPECT_GT(created->incarnation, 0u);
   EXPECT_EQ(store_->CreateAccount("Alice@example.com", "h").status().code(),
             absl::StatusCode::kAlreadyExists);

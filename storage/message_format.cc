@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -113,7 +114,7 @@ absl::StatusOr<std::string> NormalizeDomain(std::string_view domain) {
   return out;
 }
 
-absl::StatusOr<std::string> NormalizeAddress(std::string_view address) {
+absl::StatusOr<ParsedAddress> ParseAddress(std::string_view address) {
   if (address.size() > kMaxAddressLength) {
     return absl::InvalidArgumentError("address longer than 254 octets");
   }
@@ -139,12 +140,24 @@ absl::StatusOr<std::string> NormalizeAddress(std::string_view address) {
   }
   auto domain = NormalizeDomain(address.substr(at + 1));
   if (!domain.ok()) return domain.status();
-  std::string out;
-  out.reserve(address.size());
-  out.append(local);
-  out.push_back('@');
-  out.append(*domain);
+  ParsedAddress out;
+  out.display.reserve(address.size());
+  out.display.append(local);
+  out.display.push_back('@');
+  out.display.append(*domain);
+  // The local part is printable ASCII (checked above), so ASCII folding is all there is.
+  out.canonical = out.display;
+  for (size_t i = 0; i < at; ++i) {
+    const char c = out.canonical[i];
+    if (c >= 'A' && c <= 'Z') out.canonical[i] = static_cast<char>(c - 'A' + 'a');
+  }
   return out;
+}
+
+absl::StatusOr<std::string> CanonicalAddress(std::string_view address) {
+  absl::StatusOr<ParsedAddress> parsed = ParseAddress(address);
+  if (!parsed.ok()) return parsed.status();
+  return std::move(parsed->canonical);
 }
 
 absl::Status ValidateUidl(std::string_view uidl) {

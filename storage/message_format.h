@@ -29,11 +29,25 @@ struct NormalizedMessage {
 // or all of them when there is none.
 NormalizedMessage NormalizeForStorage(std::string_view raw);
 
-// Returns local@domain with the domain lowercased (the local part keeps its case). Rejects,
-// with InvalidArgument: no or several '@', an empty part, characters outside printable ASCII
-// or among ` "(),:;<>[\]`, a misplaced '.', a domain that is not dot-separated LDH labels,
-// over 254 octets (local part over 64).
-absl::StatusOr<std::string> NormalizeAddress(std::string_view address);
+// A valid address in its two forms. Addresses are compared case-insensitively (ASCII folding
+// of both parts; a valid local part is printable ASCII, so there is nothing else to fold):
+//   canonical  local@domain, both parts lowercased. Two addresses name the same account exactly
+//              when their canonical forms are equal; the store keys accounts by it.
+//   display    local@domain as given, with only the domain lowercased: the case the user chose,
+//              kept for output (user list, the admin API).
+struct ParsedAddress {
+  std::string canonical;
+  std::string display;
+};
+
+// Validates `address` and returns both forms. Rejects, with InvalidArgument: no or several
+// '@', an empty part, characters outside printable ASCII or among ` "(),:;<>[\]`, a misplaced
+// '.', a domain that is not dot-separated LDH labels, over 254 octets (local part over 64).
+absl::StatusOr<ParsedAddress> ParseAddress(std::string_view address);
+// ParseAddress(address)->canonical: the one canonicalisation rule for addresses.
+absl::StatusOr<std::string> CanonicalAddress(std::string_view address);
+// The domain lowercased; InvalidArgument unless dot-separated LDH labels of at most 63 octets,
+// 253 in all.
 absl::StatusOr<std::string> NormalizeDomain(std::string_view domain);
 
 // OK when 1-70 characters, each in 0x21-0x7E; InvalidArgument otherwise.

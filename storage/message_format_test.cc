@@ -108,8 +108,21 @@ TEST(NormalizeTest, DotStuffedCrlfNeverContainsTerminator) {
   EXPECT_EQ(("\r\n" + m.stored).find("\r\n.\r\n"), std::string::npos);
 }
 
-TEST(AddressTest, LowercasesDomainOnly) {
-  EXPECT_EQ(*NormalizeAddress("John.Doe@Example.COM"), "John.Doe@example.com");
+TEST(AddressTest, DisplayKeepsTheLocalPartsCaseCanonicalFoldsBoth) {
+  auto parsed = ParseAddress("John.Doe@Example.COM");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->display, "John.Doe@example.com");
+  EXPECT_EQ(parsed->canonical, "john.doe@example.com");
+  EXPECT_EQ(*CanonicalAddress("John.Doe@Example.COM"), "john.doe@example.com");
+}
+
+TEST(AddressTest, CaseVariantsShareOneCanonicalForm) {
+  for (const char* variant : {"alice@t.test", "ALICE@T.TEST", "Alice@t.Test", "aLiCe@T.test"}) {
+    EXPECT_EQ(*CanonicalAddress(variant), "alice@t.test") << variant;
+  }
+  // Only ASCII letters fold: other printable characters are kept as they are.
+  EXPECT_EQ(*CanonicalAddress("O'Neil+Tag_X{1}@X.IO"), "o'neil+tag_x{1}@x.io");
+  EXPECT_NE(*CanonicalAddress("a-b@x.io"), *CanonicalAddress("a_b@x.io"));
 }
 
 TEST(AddressTest, RejectsMalformed) {
@@ -117,16 +130,16 @@ TEST(AddressTest, RejectsMalformed) {
        {"", "nodomain", "@example.com", "user@", "a@b@c", "us er@x.com", "user@exa mple.com",
         "user@-x.com", "user@x-.com", "user@x..com", "user@.x.com", "user@x.com.", "u<s>@x.com",
         ".user@x.com", "us..er@x.com", "user@x_y.com", "user\x01@x.com"}) {
-    auto r = NormalizeAddress(bad);
+    auto r = ParseAddress(bad);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
-  EXPECT_FALSE(NormalizeAddress(std::string(65, 'a') + "@x.com").ok());
-  EXPECT_FALSE(NormalizeAddress("a@" + std::string(64, 'b') + ".com").ok());
+  EXPECT_FALSE(ParseAddress(std::string(65, 'a') + "@x.com").ok());
+  EXPECT_FALSE(ParseAddress("a@" + std::string(64, 'b') + ".com").ok());
 }
 
 TEST(AddressTest, AcceptsCommonForms) {
   for (const char* good : {"a@b", "first.last+tag@sub.example.org", "x_y-z@a1.b2", "o'neil@x.io"}) {
-    EXPECT_TRUE(NormalizeAddress(good).ok()) << good;
+    EXPECT_TRUE(ParseAddress(good).ok()) << good;
   }
 }
 

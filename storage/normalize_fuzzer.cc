@@ -49,11 +49,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Normalising the CRLF form again changes nothing.
   Require(NormalizeForStorage(unstuffed).stored == s);
 
-  auto address = NormalizeAddress(input);
+  auto address = ParseAddress(input);
   if (address.ok()) {
-    auto again = NormalizeAddress(*address);
-    Require(again.ok() && *again == *address);
-    Require(address->size() <= kMaxAddressLength);
+    // Both forms are valid addresses with the same canonical form; canonicalising is
+    // idempotent and changes nothing but the case of letters.
+    for (const std::string& form : {address->display, address->canonical}) {
+      auto again = ParseAddress(form);
+      Require(again.ok() && again->canonical == address->canonical);
+    }
+    Require(ParseAddress(address->display)->display == address->display);
+    Require(address->canonical.size() == address->display.size());
+    Require(address->display.size() <= kMaxAddressLength);
+    for (size_t i = 0; i < address->display.size(); ++i) {
+      const char d = address->display[i];
+      const char c = address->canonical[i];
+      Require(c == d || (d >= 'A' && d <= 'Z' && c == d - 'A' + 'a'));
+      Require(!(c >= 'A' && c <= 'Z'));
+    }
   }
   const bool uidl_ok = ValidateUidl(input).ok();
   Require(!uidl_ok || (size >= 1 && size <= kMaxUidlLength));

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <utility>
 
@@ -41,7 +42,37 @@ uint32_t SetupFlags(SetupMode mode) {
   return 0;
 }
 
+// The host's kernel.io_uring_disabled (0 allowed, 1 only for its group, 2 nobody), or -1.
+int ReadIoUringDisabledSysctl() {
+  std::ifstream in("/proc/sys/kernel/io_uring_disabled");
+  int value = -1;
+  if (!(in >> value)) return -1;
+  return value;
+}
+
 }  // namespace
+
+std::string IoUringSetupErrorMessage(int setup_errno, int io_uring_disabled) {
+  const std::string failed =
+      absl::StrCat("io_uring is unavailable (io_uring_setup: ", strerror(setup_errno), ")");
+  if (setup_errno != ENOSYS && setup_errno != EPERM) return failed;
+  // The sysctl makes io_uring_setup fail with EPERM; a seccomp profile with ENOSYS (podman)
+  // or EPERM (Docker), so EPERM with the sysctl set points at the sysctl.
+  if (setup_errno == EPERM && io_uring_disabled > 0) {
+    return absl::StrCat(failed, ": the host's sysctl kernel.io_uring_disabled is ",
+                        io_uring_disabled,
+                        "; posthaste needs io_uring: set it to 0 on the host (or, when it is 1, "
+                        "run posthaste in the group kernel.io_uring_group); see docs/DEPLOY.md");
+  }
+  return absl::StrCat(
+      failed,
+      ": posthaste needs io_uring, and the likely cause is a seccomp profile that blocks it, as "
+      "the default profiles of podman, Docker 25+ and containerd 2.0+ do. Run posthaste with "
+      "its own profile, deploy/image/seccomp.json in the source tree (podman or docker: "
+      "--security-opt seccomp=seccomp.json; Kubernetes: securityContext.seccompProfile of type "
+      "Localhost, the file installed on every node); see docs/DEPLOY.md. A kernel without "
+      "io_uring, or the host's sysctl kernel.io_uring_disabled, fails the same way.");
+}
 
 std::string_view SetupModeName(SetupMode mode) {
   switch (mode) {
@@ -84,7 +115,7 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
     if (rc != -EINVAL) break;  // only "flag unknown" is worth a weaker retry
   }
   if (rc != 0) {
-    return absl::UnavailableError(absl::StrCat("io_uring_queue_init: ", strerror(-rc)));
+    return absl::UnavailableError(IoUringSetupErrorMessage(-rc, ReadIoUringDisabledSysctl()));
   }
   ring->initialised_ = true;
   ring->cqe_ptrs_.resize(options.cqe_batch);

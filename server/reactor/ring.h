@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -50,6 +51,13 @@ struct RingStats {
 enum class SetupMode { kDeferTaskrun, kCoopTaskrun, kPlain };
 std::string_view SetupModeName(SetupMode mode);
 
+// The message Ring::Create returns when io_uring_setup fails with `setup_errno` (positive).
+// ENOSYS and EPERM get the likely cause and the remedy: a seccomp profile that denies io_uring
+// (the default of podman, Docker 25+ and containerd 2.0+; posthaste ships
+// deploy/image/seccomp.json), or the host's sysctl kernel.io_uring_disabled, whose value is
+// `io_uring_disabled` (-1: unknown, e.g. no such file on kernels before 6.6). Pure; for tests.
+std::string IoUringSetupErrorMessage(int setup_errno, int io_uring_disabled);
+
 class Ring {
  public:
   // Named limits of the ring's options.
@@ -65,8 +73,8 @@ class Ring {
     SetupMode best_mode = SetupMode::kDeferTaskrun;
   };
 
-  // Creates a ring on the calling thread. InvalidArgument for bad options; Unavailable (or
-  // the kernel's errno mapped) when io_uring cannot be set up at all.
+  // Creates a ring on the calling thread. InvalidArgument for bad options; Unavailable when
+  // io_uring cannot be set up at all, with IoUringSetupErrorMessage's text.
   static absl::StatusOr<std::unique_ptr<Ring>> Create(const Options& options);
   ~Ring();
   Ring(const Ring&) = delete;

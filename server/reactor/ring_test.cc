@@ -1,8 +1,18 @@
 #include "server/reactor/ring.h"
 
 #include <liburing.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <iostream>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -143,6 +153,61 @@ TEST(RingDeathTest, DestroyingAnInFlightCompletionAborts) {
         owner.reset();
       },
       "in_flight");
+}
+
+TEST(IoUringSetupErrorMessageTest, DeniedSetupNamesSeccompAndTheShippedProfile) {
+  for (int setup_errno : {ENOSYS, EPERM}) {
+    for (int sysctl : {-1, 0}) {
+      const std::string message = IoUringSetupErrorMessage(setup_errno, sysctl);
+      EXPECT_NE(message.find(strerror(setup_errno)), std::string::npos) << message;
+      EXPECT_NE(message.find("seccomp profile"), std::string::npos) << message;
+      EXPECT_NE(message.find("deploy/image/seccomp.json"), std::string::npos) << message;
+      EXPECT_NE(message.find("Localhost"), std::string::npos) << message;
+    }
+  }
+}
+
+TEST(IoUringSetupErrorMessageTest, EpermWithTheSysctlSetNamesTheSysctl) {
+  const std::string message = IoUringSetupErrorMessage(EPERM, 2);
+  EXPECT_NE(message.find("kernel.io_uring_disabled is 2"), std::string::npos) << message;
+  EXPECT_EQ(message.find("seccomp"), std::string::npos) << message;
+  // ENOSYS is seccomp's answer (podman), never the sysctl's: the seccomp advice stays.
+  EXPECT_NE(IoUringSetupErrorMessage(ENOSYS, 2).find("seccomp profile"), std::string::npos);
+}
+
+TEST(IoUringSetupErrorMessageTest, OtherErrorsAreReportedPlainly) {
+  const std::string message = IoUringSetupErrorMessage(ENOMEM, 0);
+  EXPECT_NE(message.find(strerror(ENOMEM)), std::string::npos) << message;
+  EXPECT_EQ(message.find("seccomp"), std::string::npos) << message;
+}
+
+// Makes io_uring_setup fail with ENOSYS for this process, as podman's default profile does.
+void DenyIoUringSetupWithSeccomp() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    std::cerr << "cannot install the seccomp filter: " << strerror(errno) << "\n";
+    _exit(2);
+  }
+}
+
+// The real path: a seccomp filter in a child process, then Ring::Create.
+TEST(RingDeathTest, SetupDeniedBySeccompSaysSoAndNamesTheProfile) {
+  EXPECT_EXIT(
+      {
+        DenyIoUringSetupWithSeccomp();
+        auto ring = Ring::Create({});
+        std::cerr << ring.status().message() << "\n";
+        _exit(ring.status().code() == absl::StatusCode::kUnavailable ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0),
+      "Function not implemented.*seccomp profile.*deploy/image/seccomp.json");
 }
 
 }  // namespace

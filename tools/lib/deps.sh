@@ -27,6 +27,8 @@ PH_DEPLOY_PACKAGES=(
   systemd dpkg-dev fakeroot lintian unzip jq
   debhelper  # deploy/debian/build (dh_installsystemd, dh_installsysusers, dh_shlibdeps)
 )
+# deploy/helm/test: podman kube play's pause container (catatonit) and its manifest tools.
+PH_DEPLOY_PACKAGES+=(catatonit python3-yaml)
 # Node.js and npm (chart validation) come with this machine kind (NodeSource's nodejs, which
 # conflicts with Debian's npm package): Debian's are installed only when `npm` is missing.
 ph_require_npm() {

@@ -1,0 +1,319 @@
+#!/usr/bin/python3
+"""Helpers of deploy/helm/test for the chart's rendered manifests (helm template output).
+
+  chart_tools.py objects OUT.json NAME=RENDER.yaml...
+      Every object of the renders as a JSON array of {source, object}, for validate/validate.js.
+  chart_tools.py sources RENDER.yaml ALERTS.yml DASHBOARD.json
+      The render's PrometheusRule spec must be ALERTS.yml (parsed, equal) and its dashboard
+      ConfigMap must hold DASHBOARD.json byte for byte: the chart copies, it never edits.
+  chart_tools.py restricted NAME=RENDER.yaml...
+      The StatefulSet's pod meets the "restricted" Pod Security Standard (non-root, no
+      privilege escalation, every capability dropped, RuntimeDefault or Localhost seccomp, no
+      host namespaces, ports or paths) and the chart's own rules: a read-only root filesystem
+      and no service account token.
+  chart_tools.py spo-profile SECCOMP.json --namespace=NS [--name=posthaste] [--arch=amd64]
+      The seccomp profile as a Security Profiles Operator SeccompProfile (see spo_profile()).
+  chart_tools.py rules RENDER.yaml OUT.yml
+      The PrometheusRule's spec as a Prometheus rule file, for `promtool check rules`.
+  chart_tools.py pod RENDER.yaml OUT.yaml --image=REF --volume=NAME=DIR... [--host-ip=127.0.0.1]
+      The Pod of the rendered StatefulSet's template, for `podman kube play` (see pod_from()).
+      Prints {"ports": {port name: host port}} as JSON: each container port is published on a
+      free port of --host-ip.
+
+Runs on Debian's /usr/bin/python3 with python3-yaml. Exit status 1 with a message on a mismatch.
+"""
+
+import argparse
+import copy
+import json
+import socket
+import sys
+
+import yaml
+
+
+def load_render(path):
+  with open(path) as f:
+    return [doc for doc in yaml.safe_load_all(f) if doc]
+
+
+def only(objects, kind):
+  found = [o for o in objects if o.get("kind") == kind]
+  if len(found) != 1:
+    sys.exit("expected one %s in the render, found %d" % (kind, len(found)))
+  return found[0]
+
+
+def cmd_objects(args):
+  entries = []
+  for item in args.renders:
+    name, _, path = item.partition("=")
+    entries.extend({"source": name, "object": o} for o in load_render(path))
+  with open(args.out, "w") as f:
+    json.dump(entries, f)
+
+
+def cmd_sources(args):
+  objects = load_render(args.render)
+  rule = only(objects, "PrometheusRule")
+  with open(args.alerts) as f:
+    alerts = yaml.safe_load(f)
+  if rule["spec"] != alerts:
+    sys.exit("the rendered PrometheusRule's spec differs from %s" % args.alerts)
+  dashboards = [o for o in objects
+                if o.get("kind") == "ConfigMap" and "posthaste.json" in o.get("data", {})]
+  if len(dashboards) != 1:
+    sys.exit("expected one dashboard ConfigMap in the render, found %d" % len(dashboards))
+  with open(args.dashboard) as f:
+    dashboard = f.read()
+  # `|-` in the template drops the file's final newline.
+  if dashboards[0]["data"]["posthaste.json"] != dashboard.rstrip("\n"):
+    sys.exit("the rendered dashboard ConfigMap differs from %s" % args.dashboard)
+  json.loads(dashboards[0]["data"]["posthaste.json"])
+  labels = dashboards[0]["metadata"].get("labels", {})
+  if labels.get("grafana_dashboard") != "1":
+    sys.exit("the dashboard ConfigMap lacks the sidecar label grafana_dashboard: \"1\"")
+  print("PrometheusRule = %s (%d rules), dashboard ConfigMap = %s" %
+        (args.alerts, sum(len(g.get("rules", [])) for g in alerts["groups"]), args.dashboard))
+
+
+def restricted_violations(statefulset):
+  """What in the StatefulSet's pod breaks Kubernetes' "restricted" Pod Security Standard, or
+  the chart's own stricter rules (read-only root, no service account token); [] when nothing."""
+  spec = statefulset["spec"]["template"]["spec"]
+  pod_sc = spec.get("securityContext", {})
+  problems = []
+  for field in ("hostNetwork", "hostPID", "hostIPC"):
+    if spec.get(field):
+      problems.append("pod: %s" % field)
+  if spec.get("automountServiceAccountToken") is not False:
+    problems.append("pod: the service account token is mounted")
+  for volume in spec.get("volumes", []):
+    if "hostPath" in volume:
+      problems.append("volume %s: hostPath" % volume["name"])
+  containers = spec.get("containers", []) + spec.get("initContainers", [])
+  for c in containers:
+    sc = c.get("securityContext", {})
+    where = "container %s" % c["name"]
+    if not sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")):
+      problems.append(where + ": runAsNonRoot is not true")
+    if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+      problems.append(where + ": runAsUser 0")
+    if sc.get("privileged"):
+      problems.append(where + ": privileged")
+    if sc.get("allowPrivilegeEscalation") is not False:
+      problems.append(where + ": allowPrivilegeEscalation is not false")
+    caps = sc.get("capabilities", {})
+    if "ALL" not in caps.get("drop", []):
+      problems.append(where + ": capabilities.drop lacks ALL")
+    if caps.get("add"):
+      problems.append(where + ": adds capabilities %s" % caps["add"])
+    if sc.get("readOnlyRootFilesystem") is not True:
+      problems.append(where + ": the root filesystem is writable")
+    seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
+    if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+      problems.append(where + ": seccompProfile %s" % seccomp.get("type"))
+    for port in c.get("ports", []):
+      if port.get("hostPort"):
+        problems.append(where + ": hostPort %d" % port["hostPort"])
+  return problems
+
+
+def cmd_restricted(args):
+  for item in args.renders:
+    name, _, path = item.partition("=")
+    problems = restricted_violations(only(load_render(path), "StatefulSet"))
+    if problems:
+      sys.exit("%s: not restricted: %s" % (name, "; ".join(problems)))
+    print("%s: the pod meets the restricted Pod Security Standard, read-only root, no token" %
+          name)
+
+
+def cmd_rules(args):
+  rule = only(load_render(args.render), "PrometheusRule")
+  with open(args.out, "w") as f:
+    yaml.safe_dump(rule["spec"], f, sort_keys=False)
+
+
+SPO_ACTIONS = {"SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
+               "SCMP_ACT_TRAP", "SCMP_ACT_ERRNO", "SCMP_ACT_TRACE", "SCMP_ACT_ALLOW",
+               "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY"}
+SPO_OPERATORS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
+                 "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
+# Go's architecture names (what a profile's includes.arches lists) for the node architectures
+# Kubernetes runs on.
+GO_ARCHES = {"amd64": "SCMP_ARCH_X86_64", "arm64": "SCMP_ARCH_AARCH64"}
+
+
+def spo_profile(profile, name, namespace, arch):
+  """deploy/image/seccomp.json (the runtime's format) as a Security Profiles Operator
+  SeccompProfile (security-profiles-operator.x-k8s.io/v1beta1) for one node architecture and a
+  container without capabilities (the chart drops them all). That API has no includes/excludes,
+  so they are resolved here: a rule that needs a capability is left out, one that applies
+  without it is kept, a rule for other architectures is left out. It has no defaultErrnoRet
+  either: unlisted system calls then fail with EPERM instead of ENOSYS (every call posthaste and
+  glibc 2.36 make is listed)."""
+  native = GO_ARCHES[arch]
+  architectures = []
+  for entry in profile.get("archMap", []):
+    if entry["architecture"] == native:
+      architectures = [native] + entry.get("subArchitectures", [])
+  syscalls = []
+  for rule in profile["syscalls"]:
+    includes, excludes = rule.get("includes") or {}, rule.get("excludes") or {}
+    unknown = (set(includes) | set(excludes)) - {"caps", "arches"}
+    if unknown:
+      sys.exit("seccomp rule %s: cannot resolve %s" % (rule["names"], sorted(unknown)))
+    if includes.get("caps"):
+      continue  # needs a capability the container does not have
+    if includes.get("arches") and arch not in includes["arches"]:
+      continue
+    if excludes.get("arches") and arch in excludes["arches"]:
+      continue
+    out = {"names": rule["names"], "action": rule["action"]}
+    if rule.get("errnoRet") is not None:
+      out["errnoRet"] = str(rule["errnoRet"])
+    if rule.get("args"):
+      out["args"] = []
+      for a in rule["args"]:
+        arg = {"index": a["index"]}
+        arg.update({k: a[k] for k in ("value", "valueTwo") if a.get(k)})  # 0: omitted, the same
+        arg["op"] = a["op"]
+        out["args"].append(arg)
+    syscalls.append(out)
+  return {
+      "apiVersion": "security-profiles-operator.x-k8s.io/v1beta1",
+      "kind": "SeccompProfile",
+      "metadata": {"name": name, "namespace": namespace},
+      "spec": {"defaultAction": profile["defaultAction"], "architectures": architectures,
+               "syscalls": syscalls},
+  }
+
+
+def cmd_spo_profile(args):
+  with open(args.profile) as f:
+    profile = json.load(f)
+  cr = spo_profile(profile, args.name, args.namespace, args.arch)
+  allowed = {n for r in cr["spec"]["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" and
+             not r.get("args") for n in r["names"]}
+  missing = {"io_uring_setup", "io_uring_enter", "io_uring_register"} - allowed
+  if missing:
+    sys.exit("%s does not allow %s" % (args.profile, sorted(missing)))
+  # What the operator's CRD accepts (enums and limits of its v1beta1 schema).
+  for rule in cr["spec"]["syscalls"]:
+    if rule["action"] not in SPO_ACTIONS or len(rule.get("args", [])) > 6 or any(
+        a["op"] not in SPO_OPERATORS for a in rule.get("args", [])):
+      sys.exit("rule %s: not expressible as a SeccompProfile" % rule["names"])
+  print("# The seccomp profile %s for the Security Profiles Operator (%s nodes, no\n"
+        "# capabilities); generated by deploy/helm/chart_tools.py spo-profile. The operator\n"
+        "# writes it to each node; the chart then needs\n"
+        "#   --set seccompProfile.localhostProfile=operator/%s/%s.json" %
+        (args.profile, args.arch, args.namespace, args.name))
+  yaml.safe_dump(cr, sys.stdout, sort_keys=False)
+
+
+def free_port(host):
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.bind((host, 0))
+    return s.getsockname()[1]
+
+
+def pod_from(statefulset, image, volumes, host_ip):
+  """The StatefulSet's pod template as the Pod `<name>-0`, changed only where a single host
+  without Kubernetes needs it:
+    - each volumeClaimTemplate, and each Secret volume, becomes a hostPath of `volumes`
+      (NAME=DIR), prepared by the caller (podman has no PersistentVolumeClaims here, and its
+      Secret volumes take podman secrets, not a Secret's files);
+    - the image is the locally built one;
+    - each container port is published on a free port of host_ip (hostPort/hostIP);
+    - the Localhost seccomp profile of securityContext.seccompProfile is also given as the
+      annotation seccomp.security.alpha.kubernetes.io/pod, which is what podman 4.3 reads (it
+      ignores the field): "localhost/" + the profile's file name, to be found in the directory
+      given to `podman kube play --seccomp-profile-root` (podman 4.3 mishandles a profile
+      path with a directory in it);
+    - the probes are dropped: podman turns an httpGet probe into a curl command run inside
+      the container, which has no shell and no curl; the caller probes from the host instead.
+  Everything else (args, security context, resources, grace period) is the chart's."""
+  template = copy.deepcopy(statefulset["spec"]["template"])
+  spec = template["spec"]
+  name = statefulset["metadata"]["name"] + "-0"
+  metadata = {"name": name, "labels": template["metadata"].get("labels", {}),
+              "annotations": dict(template["metadata"].get("annotations", {}))}
+  seccomp = spec.get("securityContext", {}).get("seccompProfile", {})
+  if seccomp.get("type") == "Localhost":
+    metadata["annotations"]["seccomp.security.alpha.kubernetes.io/pod"] = (
+        "localhost/" + seccomp["localhostProfile"].rsplit("/", 1)[-1])
+  spec["hostname"] = name
+  claimed = [t["metadata"]["name"] for t in statefulset["spec"].get("volumeClaimTemplates", [])]
+  swapped = []
+  for claim in claimed:
+    swapped.append({"name": claim})
+  for volume in spec.get("volumes", []):
+    if "secret" in volume:
+      swapped.append({"name": volume["name"]})
+    else:
+      sys.exit("volume %s: only PVCs and Secrets are expected" % volume["name"])
+  for volume in swapped:
+    if volume["name"] not in volumes:
+      sys.exit("no --volume=%s=DIR given" % volume["name"])
+    volume["hostPath"] = {"path": volumes[volume["name"]], "type": "Directory"}
+  spec["volumes"] = swapped
+  ports = {}
+  for container in spec["containers"]:
+    container["image"] = image
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+      container.pop(probe, None)
+    for port in container.get("ports", []):
+      port["hostIP"] = host_ip
+      port["hostPort"] = free_port(host_ip)
+      ports[port["name"]] = port["hostPort"]
+  return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}, ports
+
+
+def cmd_pod(args):
+  statefulset = only(load_render(args.render), "StatefulSet")
+  volumes = dict(v.split("=", 1) for v in args.volume)
+  pod, ports = pod_from(statefulset, args.image, volumes, args.host_ip)
+  with open(args.out, "w") as f:
+    yaml.safe_dump(pod, f, sort_keys=False)
+  print(json.dumps({"pod": pod["metadata"]["name"], "ports": ports}))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  sub = parser.add_subparsers(dest="command", required=True)
+  p = sub.add_parser("objects")
+  p.add_argument("out")
+  p.add_argument("renders", nargs="+")
+  p.set_defaults(run=cmd_objects)
+  p = sub.add_parser("sources")
+  p.add_argument("render")
+  p.add_argument("alerts")
+  p.add_argument("dashboard")
+  p.set_defaults(run=cmd_sources)
+  p = sub.add_parser("restricted")
+  p.add_argument("renders", nargs="+")
+  p.set_defaults(run=cmd_restricted)
+  p = sub.add_parser("spo-profile")
+  p.add_argument("profile")
+  p.add_argument("--namespace", required=True)
+  p.add_argument("--name", default="posthaste")
+  p.add_argument("--arch", choices=sorted(GO_ARCHES), default="amd64")
+  p.set_defaults(run=cmd_spo_profile)
+  p = sub.add_parser("rules")
+  p.add_argument("render")
+  p.add_argument("out")
+  p.set_defaults(run=cmd_rules)
+  p = sub.add_parser("pod")
+  p.add_argument("render")
+  p.add_argument("out")
+  p.add_argument("--image", required=True)
+  p.add_argument("--volume", action="append", default=[])
+  p.add_argument("--host-ip", default="127.0.0.1")
+  p.set_defaults(run=cmd_pod)
+  args = parser.parse_args()
+  args.run(args)
+
+
+if __name__ == "__main__":
+  main()
