@@ -1,4 +1,6 @@
+#include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -6,6 +8,7 @@
 #include "base/log.h"
 #include "base/short_copy.h"
 #include "base/status_macros.h"
+#include "base/strings.h"
 #include "gtest/gtest.h"
 
 namespace posthaste {
@@ -25,6 +28,39 @@ absl::StatusOr<int> Quarter(int x) {
 absl::Status CheckEven(int x) {
   PH_RETURN_IF_ERROR(Half(x).status());
   return absl::OkStatus();
+}
+
+TEST(ParseDecimalTest, AcceptsDigitsUpToUint64Max) {
+  EXPECT_EQ(ParseDecimalU64("0"), std::optional<uint64_t>(0));
+  EXPECT_EQ(ParseDecimalU64("007"), std::optional<uint64_t>(7));
+  EXPECT_EQ(ParseDecimalU64("1234567890"), std::optional<uint64_t>(1234567890));
+  EXPECT_EQ(ParseDecimalU64("18446744073709551615"), std::optional<uint64_t>(UINT64_MAX));
+  EXPECT_EQ(ParseDecimalU64("00000000000000000000018446744073709551615"),
+            std::optional<uint64_t>(UINT64_MAX));
+}
+
+TEST(ParseDecimalTest, RefusesOverflowAndAnythingButDigits) {
+  for (const char* bad : {"", "18446744073709551616", "99999999999999999999", "-1", "+1", " 1",
+                          "1 ", "1a", "0x10", "1_000", "1.0", "1e3", "\xd9\xa1"}) {
+    EXPECT_EQ(ParseDecimalU64(bad), std::nullopt) << bad;
+  }
+  EXPECT_EQ(ParseDecimalU64(std::string_view("1\0", 2)), std::nullopt);
+}
+
+TEST(ParseDecimalTest, AtMostRefusesValuesAboveTheBound) {
+  EXPECT_EQ(ParseDecimalAtMost("65535", 65535), std::optional<uint64_t>(65535));
+  EXPECT_EQ(ParseDecimalAtMost("65536", 65535), std::nullopt);
+  EXPECT_EQ(ParseDecimalAtMost("0", 0), std::optional<uint64_t>(0));
+  EXPECT_EQ(ParseDecimalAtMost("4294967295", UINT32_MAX), std::optional<uint64_t>(UINT32_MAX));
+  EXPECT_EQ(ParseDecimalAtMost("4294967296", UINT32_MAX), std::nullopt);
+  EXPECT_EQ(ParseDecimalAtMost("x", UINT64_MAX), std::nullopt);
+}
+
+TEST(ParseDecimalTest, IsDecimalDigits) {
+  EXPECT_TRUE(IsDecimalDigits("0123456789"));
+  EXPECT_FALSE(IsDecimalDigits(""));
+  EXPECT_FALSE(IsDecimalDigits("12/"));
+  EXPECT_FALSE(IsDecimalDigits(":12"));
 }
 
 TEST(CopyShortTest, CopiesEveryLengthExactlyAndNothingMore) {

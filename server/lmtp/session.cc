@@ -4,6 +4,8 @@
 #include <cstring>
 #include <utility>
 
+#include "base/strings.h"
+
 namespace posthaste::lmtp {
 
 using protocol::LineFramer;
@@ -72,19 +74,6 @@ bool IsHigh(char c) { return static_cast<unsigned char>(c) >= 0x80; }
 bool IsAtext(char c) {
   if (IsAlpha(c) || IsDigit(c) || IsHigh(c)) return true;
   return std::strchr("!#$%&'*+-/=?^_`{|}~", c) != nullptr && c != '\0';
-}
-
-// Decimal digits to a value, saturating at UINT64_MAX. False unless 1-20 digits.
-bool ParseDecimal(std::string_view s, uint64_t* value) {
-  if (s.empty() || s.size() > 20) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (!IsDigit(c)) return false;
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    v = v > (UINT64_MAX - digit) / 10 ? UINT64_MAX : v * 10 + digit;
-  }
-  *value = v;
-  return true;
 }
 
 // RFC 5321 section 4.1.2 Domain (dot-separated labels of letters, digits and hyphens) or
@@ -598,12 +587,13 @@ void LmtpSession::CmdMail(std::string_view args) {
       return;
     }
     if (EqualsIgnoreCase(key, "SIZE")) {
-      uint64_t declared = 0;
-      if (size.has_value() || !ParseDecimal(value, &declared)) {
+      // 1-20 digits. A value past UINT64_MAX saturates on purpose: it is simply "too large",
+      // refused with the size reply rather than as a syntax error.
+      if (size.has_value() || value.size() > 20 || !IsDecimalDigits(value)) {
         BadCommand("501", "5.5.4", "Bad SIZE parameter");
         return;
       }
-      size = declared;
+      size = ParseDecimalU64(value).value_or(UINT64_MAX);
     } else if (EqualsIgnoreCase(key, "BODY")) {
       if (body != BodyType::kUnspecified) {
         BadCommand("501", "5.5.4", "Duplicate BODY parameter");

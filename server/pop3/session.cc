@@ -6,6 +6,7 @@
 
 #include "base/check.h"
 #include "base/short_copy.h"
+#include "base/strings.h"
 
 namespace posthaste::pop3 {
 
@@ -88,28 +89,6 @@ std::string_view NextToken(std::string_view* rest) {
   while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
   *rest = s;
   return token;
-}
-
-bool AllDigits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
-// A POP3 number: one or more digits whose value fits in 64 bits. False for anything else
-// (signs, spaces, too many digits).
-bool ParseNumber(std::string_view s, uint64_t* value) {
-  if (!AllDigits(s)) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    const uint64_t digit = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - digit) / 10) return false;
-    v = v * 10 + digit;
-  }
-  *value = v;
-  return true;
 }
 
 // RFC 1939 section 3: keywords and arguments are printable and separated by single spaces.
@@ -910,11 +889,13 @@ bool Pop3Session::IsMarkedDeleted(MessageIndex index) const {
 
 std::optional<MessageIndex> Pop3Session::ParseLiveMessage(std::string_view arg,
                                                           std::string_view missing) {
-  uint64_t number = 0;
-  if (!ParseNumber(arg, &number)) {
+  // RFC 1939 numbers: digits only, and a value that fits in 64 bits.
+  const std::optional<uint64_t> parsed = ParseDecimalU64(arg);
+  if (!parsed.has_value()) {
     BadCommand("-ERR Invalid message number");
     return std::nullopt;
   }
+  const uint64_t number = *parsed;
   const uint32_t count = snapshot_->count();
   if (number == 0 || number > count) {
     if (missing.empty()) {
@@ -1047,8 +1028,8 @@ void Pop3Session::CmdTop(std::string_view args) {
   std::string_view rest = args;
   const std::string_view number = NextToken(&rest);
   const std::string_view lines = NextToken(&rest);
-  uint64_t line_count = 0;
-  if (!ParseNumber(lines, &line_count)) {
+  const std::optional<uint64_t> line_count = ParseDecimalU64(lines);
+  if (!line_count.has_value()) {
     BadCommand("-ERR Invalid number of lines");
     return;
   }
@@ -1057,7 +1038,7 @@ void Pop3Session::CmdTop(std::string_view args) {
   AppendLine("+OK");
   QueuedAction stream{Pop3ActionKind::kStreamMessage};
   stream.message = *index;
-  stream.top_body_lines = line_count;
+  stream.top_body_lines = *line_count;
   // An upper bound: TOP sends at most the whole message.
   stream.weight = snapshot_->size_octets(*index);
   Push(stream);
