@@ -175,12 +175,12 @@ absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::s
   auto it = args.flags.find(name);
   if (it == args.flags.end()) return std::optional<uint64_t>();
   if (it->second == "unlimited") return std::optional<uint64_t>(0);
-  uint64_t value = 0;
-  if (!absl::SimpleAtoi(AbslView(it->second), &value)) {
+  const std::optional<uint64_t> value = ParseDecimalU64(it->second);
+  if (!value.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--", AbslView(name), ": expected a number or \"unlimited\", got \"", it->second, "\""));
   }
-  return std::optional<uint64_t>(value);
+  return value;
 }
 
 std::string LimitText(uint64_t value) {

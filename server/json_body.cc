@@ -1,6 +1,9 @@
 #include "server/json_body.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 
 namespace posthaste::server {
 namespace {
@@ -99,19 +102,16 @@ class Parser {
   }
 
   absl::Status Integer(uint64_t* out) {
+    // Value() calls this on a digit, so the run below is never empty.
     const size_t start = pos_;
-    uint64_t value = 0;
-    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
-      const uint64_t digit = static_cast<uint64_t>(text_[pos_] - '0');
-      if (value > (UINT64_MAX - digit) / 10) return Error("number too large");
-      value = value * 10 + digit;
-      ++pos_;
-    }
+    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') ++pos_;
+    const std::optional<uint64_t> value = ParseDecimalU64(text_.substr(start, pos_ - start));
+    if (!value.has_value()) return Error("number too large");
     if (pos_ - start > 1 && text_[start] == '0') return Error("leading zero");
     if (pos_ < text_.size() && (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E')) {
       return Error("only integers are accepted");
     }
-    *out = value;
+    *out = *value;
     return absl::OkStatus();
   }
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -42,15 +43,12 @@ absl::Status ErrnoStatus(int err, std::string_view what) {
   }
 }
 
+// Up to 10 decimal digits (ParseDecimalAtMost); false on none, too many, or past UINT32_MAX.
 bool ParseUint32(std::string_view digits, uint32_t* out) {
-  if (digits.empty() || digits.size() > 10) return false;
-  uint64_t value = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (value > UINT32_MAX) return false;
-  *out = static_cast<uint32_t>(value);
+  if (digits.size() > 10) return false;
+  const std::optional<uint64_t> value = ParseDecimalAtMost(digits, UINT32_MAX);
+  if (!value.has_value()) return false;
+  *out = static_cast<uint32_t>(*value);
   return true;
 }
 
@@ -136,12 +134,12 @@ absl::StatusOr<bool> ListSubdir(const std::string& dir, const char* sub,
 }
 
 uint64_t LeadingTimestamp(std::string_view name) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < name.size() && i < 19; ++i) {
-    if (name[i] < '0' || name[i] > '9') break;
-    value = value * 10 + static_cast<uint64_t>(name[i] - '0');
+  // The leading digits, at most 19 (which always fit in 64 bits); 0 when there are none.
+  size_t digits = 0;
+  while (digits < name.size() && digits < 19 && name[digits] >= '0' && name[digits] <= '9') {
+    ++digits;
   }
-  return value;
+  return ParseDecimalU64(name.substr(0, digits)).value_or(0);
 }
 
 // Planned work for one file.

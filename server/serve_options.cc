@@ -2,10 +2,10 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -15,13 +15,12 @@ namespace posthaste::server {
 namespace {
 
 absl::StatusOr<uint64_t> ParseUint(std::string_view flag, std::string_view text, uint64_t max) {
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value > max) {
+  const std::optional<uint64_t> value = ParseDecimalAtMost(text, max);
+  if (!value.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--", AbslView(flag), ": expected an integer 0..", max, ", got \"", AbslView(text), "\""));
   }
-  return value;
+  return *value;
 }
 
 absl::StatusOr<bool> ParseBool(std::string_view flag, std::string_view text) {
@@ -52,13 +51,11 @@ absl::StatusOr<Cidr> ParseCidr(std::string_view text) {
   std::optional<uint32_t> bits;
   if (size_t slash = text.find('/'); slash != std::string_view::npos) {
     addr = text.substr(0, slash);
-    uint64_t b = 0;
-    std::string_view bt = text.substr(slash + 1);
-    auto [end, ec] = std::from_chars(bt.data(), bt.data() + bt.size(), b);
-    if (ec != std::errc() || end != bt.data() + bt.size() || b > 128) {
+    const std::optional<uint64_t> b = ParseDecimalAtMost(text.substr(slash + 1), 128);
+    if (!b.has_value()) {
       return absl::InvalidArgumentError(absl::StrCat("bad network \"", AbslView(text), "\""));
     }
-    bits = static_cast<uint32_t>(b);
+    bits = static_cast<uint32_t>(*b);
   }
   std::string a(addr);
   in_addr v4;
@@ -102,13 +99,11 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
     host = host.substr(1, host.size() - 2);
   }
   hp.host = std::string(host);
-  uint64_t port = 0;
-  std::string_view pt = text.substr(colon + 1);
-  auto [end, ec] = std::from_chars(pt.data(), pt.data() + pt.size(), port);
-  if (pt.empty() || ec != std::errc() || end != pt.data() + pt.size() || port > 65535) {
+  const std::optional<uint64_t> port = ParseDecimalAtMost(text.substr(colon + 1), 65535);
+  if (!port.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("bad port in \"", AbslView(text), "\""));
   }
-  hp.port = static_cast<uint16_t>(port);
+  hp.port = static_cast<uint16_t>(*port);
   return hp;
 }
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -129,16 +130,12 @@ absl::Status ParseYescrypt(std::string_view s, ParsedStoredHash* out) {
   return absl::OkStatus();
 }
 
-// Parses up to 10 decimal digits; false on none, too many, or overflow past UINT32_MAX.
+// Up to 10 decimal digits (ParseDecimalAtMost); false on none, too many, or past UINT32_MAX.
 bool ParseDecimal(std::string_view digits, uint32_t* out) {
-  if (digits.empty() || digits.size() > 10) return false;
-  uint64_t value = 0;
-  for (char c : digits) {
-    if (c < '0' || c > '9') return false;
-    value = value * 10 + static_cast<uint64_t>(c - '0');
-  }
-  if (value > UINT32_MAX) return false;
-  *out = static_cast<uint32_t>(value);
+  if (digits.size() > 10) return false;
+  const std::optional<uint64_t> value = ParseDecimalAtMost(digits, UINT32_MAX);
+  if (!value.has_value()) return false;
+  *out = static_cast<uint32_t>(*value);
   return true;
 }
 

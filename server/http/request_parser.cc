@@ -1,7 +1,7 @@
 #include "server/http/request_parser.h"
 
 #include <algorithm>
-#include <charconv>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -164,12 +164,10 @@ RequestParser::Result RequestParser::ParseField(std::string_view line, bool* hos
   if (absl::EqualsIgnoreCase(abseil_name, "content-length")) {
     if (*length_seen) return Fail(400, "more than one Content-Length");
     *length_seen = true;
-    uint64_t length = 0;
-    auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
-    if (value.empty() || value.size() > kContentLengthDigitsMax || ec != std::errc() ||
-        end != value.data() + value.size()) {
-      return Fail(400, "malformed Content-Length");
-    }
+    const std::optional<uint64_t> parsed =
+        value.size() > kContentLengthDigitsMax ? std::nullopt : ParseDecimalU64(value);
+    if (!parsed.has_value()) return Fail(400, "malformed Content-Length");
+    const uint64_t length = *parsed;
     if (length > limits_.body_bytes_max) {
       return Fail(413, absl::StrCat("body over ", limits_.body_bytes_max, " bytes"));
     }
