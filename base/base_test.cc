@@ -9,6 +9,7 @@
 #include "base/short_copy.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "base/uidl.h"
 #include "gtest/gtest.h"
 
 namespace posthaste {
@@ -61,6 +62,30 @@ TEST(ParseDecimalTest, IsDecimalDigits) {
   EXPECT_FALSE(IsDecimalDigits(""));
   EXPECT_FALSE(IsDecimalDigits("12/"));
   EXPECT_FALSE(IsDecimalDigits(":12"));
+}
+
+// IsValidUidl checks eight bytes at a time: every byte value at every position (in the words
+// and in the tail) must give the byte-by-byte answer.
+TEST(UidlTest, CheckAgreesWithTheByteRuleAtEveryPosition) {
+  for (size_t length : {1u, 7u, 8u, 9u, 17u, 70u}) {
+    for (size_t pos = 0; pos < length; ++pos) {
+      for (int value = 0; value < 256; ++value) {
+        std::string uidl(length, 'A');
+        uidl[pos] = static_cast<char>(value);
+        const bool expected = value >= 0x21 && value <= 0x7e;
+        ASSERT_EQ(IsValidUidl(uidl), expected)
+            << "length " << length << " position " << pos << " byte " << value;
+      }
+    }
+  }
+}
+
+TEST(UidlTest, LengthIsOneToSeventyOctets) {
+  EXPECT_FALSE(IsValidUidl(""));
+  EXPECT_TRUE(IsValidUidl("a"));
+  EXPECT_TRUE(IsValidUidl(std::string(kUidlBytesMax, '~')));
+  EXPECT_FALSE(IsValidUidl(std::string(kUidlBytesMax + 1, 'a')));
+  EXPECT_TRUE(IsUidlCharacters(""));
 }
 
 TEST(CopyShortTest, CopiesEveryLengthExactlyAndNothingMore) {

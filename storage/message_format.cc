@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/uidl.h"
 
 namespace posthaste::storage {
 namespace {
@@ -161,15 +162,12 @@ absl::StatusOr<std::string> CanonicalAddress(std::string_view address) {
 }
 
 absl::Status ValidateUidl(std::string_view uidl) {
-  if (uidl.empty() || uidl.size() > kMaxUidlLength) {
+  if (uidl.empty() || uidl.size() > kUidlBytesMax) {
     return absl::InvalidArgumentError(
         absl::StrCat("UIDL must be 1-70 characters long (got ", uidl.size(), ")"));
   }
-  for (char c : uidl) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x21 || u > 0x7e) {
-      return absl::InvalidArgumentError("UIDL characters must be in 0x21-0x7E");
-    }
+  if (!IsUidlCharacters(uidl)) {
+    return absl::InvalidArgumentError("UIDL characters must be in 0x21-0x7E");
   }
   return absl::OkStatus();
 }

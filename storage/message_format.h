@@ -11,10 +11,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/uidl.h"  // kUidlBytesMax, IsValidUidl: the one UIDL rule
 
 namespace posthaste::storage {
 
-inline constexpr size_t kMaxUidlLength = 70;      // RFC 1939 section 7
 inline constexpr size_t kMaxAddressLength = 254;  // RFC 5321 path limit
 
 struct NormalizedMessage {

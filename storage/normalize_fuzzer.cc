@@ -68,6 +68,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   const bool uidl_ok = ValidateUidl(input).ok();
-  Require(!uidl_ok || (size >= 1 && size <= kMaxUidlLength));
+  Require(!uidl_ok || (size >= 1 && size <= posthaste::kUidlBytesMax));
   return 0;
 }

@@ -4,29 +4,9 @@
 #include <cstring>
 #include <utility>
 
-namespace posthaste::pop3 {
+#include "base/uidl.h"
 
-bool MailboxSnapshot::IsValidUidl(std::string_view uidl) {
-  if (uidl.empty() || uidl.size() > kUidlBytesMax) return false;
-  // Eight bytes at a time (opening a big maildrop checks every UIDL): a byte below 0x21 or
-  // above 0x7E sets its high bit in one of the two words (the "has less / has more than n"
-  // tests of Bit Twiddling Hacks).
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighBits = 0x8080808080808080ULL;
-  size_t i = 0;
-  for (; i + 8 <= uidl.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, uidl.data() + i, 8);
-    const uint64_t below = (w - kOnes * 0x21) & ~w & kHighBits;
-    const uint64_t above = ((w + kOnes * (127 - 0x7e)) | w) & kHighBits;
-    if ((below | above) != 0) return false;
-  }
-  for (; i < uidl.size(); ++i) {
-    const char c = uidl[i];
-    if (c < 0x21 || c > 0x7e) return false;
-  }
-  return true;
-}
+namespace posthaste::pop3 {
 
 void MailboxSnapshot::Builder::Reserve(uint32_t messages, size_t uidl_bytes) {
   sizes_.reserve(messages);
@@ -37,7 +17,7 @@ void MailboxSnapshot::Builder::Reserve(uint32_t messages, size_t uidl_bytes) {
 
 absl::Status MailboxSnapshot::Builder::Add(uint64_t size_octets, std::string_view uidl,
                                            uint64_t ref) {
-  if (!IsValidUidl(uidl)) {
+  if (!IsValidUidl(uidl)) {  // base/uidl.h
     return absl::InvalidArgumentError("UIDL must be 1-70 octets in 0x21..0x7E");
   }
   if (sizes_.size() >= kMessagesMax) {

@@ -17,14 +17,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "base/uidl.h"  // IsValidUidl, which Builder::Add applies
 #include "server/pop3/message_number.h"
 
 namespace posthaste::pop3 {
 
 class MailboxSnapshot {
  public:
-  // RFC 1939 section 7: a unique-id is 1 to 70 characters in the range 0x21 to 0x7E.
-  static constexpr size_t kUidlBytesMax = 70;
   // A bound on messages per maildrop; Builder::Add refuses more (STYLE.md 14).
   static constexpr uint32_t kMessagesMax = 10'000'000;
 
@@ -43,8 +42,6 @@ class MailboxSnapshot {
     std::vector<uint32_t> uidl_ends_;
     std::string uidls_;
   };
-
-  static bool IsValidUidl(std::string_view uidl);
 
   uint32_t count() const { return static_cast<uint32_t>(sizes_.size()); }
   uint64_t total_octets() const { return total_octets_; }

@@ -28,22 +28,6 @@ TEST(MailboxSnapshotTest, RefusesUidlsThatWouldBreakTheListing) {
   EXPECT_EQ(std::move(builder).Build()->count(), 1u);
 }
 
-// IsValidUidl checks eight bytes at a time: every byte value at every position (in the words
-// and in the tail) must give the byte-by-byte answer.
-TEST(MailboxSnapshotTest, UidlCheckAgreesWithTheByteRuleAtEveryPosition) {
-  for (size_t length : {1u, 7u, 8u, 9u, 17u, 70u}) {
-    for (size_t pos = 0; pos < length; ++pos) {
-      for (int value = 0; value < 256; ++value) {
-        std::string uidl(length, 'A');
-        uidl[pos] = static_cast<char>(value);
-        const bool expected = value >= 0x21 && value <= 0x7e;
-        ASSERT_EQ(MailboxSnapshot::IsValidUidl(uidl), expected)
-            << "length " << length << " position " << pos << " byte " << value;
-      }
-    }
-  }
-}
-
 TEST(MessageNumberTest, ConvertsBetweenWireNumbersAndIndexes) {
   EXPECT_EQ(MessageNumber(1).ToIndex(), MessageIndex(0));
   EXPECT_EQ(MessageNumber::FromIndex(MessageIndex(41)).value(), 42u);

@@ -7,6 +7,7 @@
 #include "base/check.h"
 #include "base/short_copy.h"
 #include "base/strings.h"
+#include "base/uidl.h"
 
 namespace posthaste::pop3 {
 
@@ -16,7 +17,7 @@ namespace {
 constexpr size_t kDecimalBytesMax = 20;  // UINT64_MAX
 // "N SIZE\r\n" or "N UIDL\r\n".
 constexpr size_t kListingLineBytesMax =
-    kDecimalBytesMax + 1 + std::max(kDecimalBytesMax, MailboxSnapshot::kUidlBytesMax) + 2;
+    kDecimalBytesMax + 1 + std::max(kDecimalBytesMax, kUidlBytesMax) + 2;
 constexpr size_t kListingBatchBytes = 4096;
 
 // Writes `value` in decimal at `dst`; returns the end.
