@@ -87,7 +87,7 @@ std::string UsageJson(const storage::AccountUsage& u) {
                       ",\"quota_octets\":", u.quota.octets,
                       ",\"effective_quota_messages\":", u.effective_quota.messages,
                       ",\"effective_quota_octets\":", u.effective_quota.octets,
-                      ",\"max_message_bytes\":", u.max_message_bytes, "}\n");
+                      ",\"max_message_bytes\":", u.message_bytes_max, "}\n");
 }
 
 // The body (bounded); nullopt after replying 413. The listener already refuses a

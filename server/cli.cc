@@ -259,7 +259,7 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
           << source(usage->quota.messages) << "\n"
           << "quota_octets\t" << LimitText(usage->effective_quota.octets)
           << source(usage->quota.octets) << "\n"
-          << "max_message_bytes\t" << usage->max_message_bytes << "\n";
+          << "max_message_bytes\t" << usage->message_bytes_max << "\n";
   absl::StatusOr<storage::TenantInfo> tenant =
       store->GetTenant(address.substr(address.rfind('@') + 1));
   if (!tenant.ok() && !absl::IsNotFound(tenant.status())) return tenant.status();
@@ -318,7 +318,14 @@ absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
   }
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));
-  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> max_bytes, LimitFlag(args, "max_message_bytes"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> max_bytes, LimitFlag(args, "message_bytes_max"));
+  // --max_message_bytes is the flag's earlier name, still accepted (scripts use it).
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> old_name, LimitFlag(args, "max_message_bytes"));
+  if (max_bytes.has_value() && old_name.has_value()) {
+    return absl::InvalidArgumentError(
+        "--max_message_bytes is the old name of --message_bytes_max: give only one");
+  }
+  if (!max_bytes.has_value()) max_bytes = old_name;
   const bool change = messages.has_value() || octets.has_value() || max_bytes.has_value();
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
   storage::TenantLimits limits;
@@ -331,14 +338,14 @@ absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
   if (change) {
     if (messages.has_value()) limits.quota_messages = *messages;
     if (octets.has_value()) limits.quota_octets = *octets;
-    if (max_bytes.has_value()) limits.max_message_bytes = *max_bytes;
+    if (max_bytes.has_value()) limits.message_bytes_max = *max_bytes;
     PH_RETURN_IF_ERROR(store->SetTenantLimits(*domain, limits));
   }
   *io.out << *domain << "\tquota_messages=" << LimitText(limits.quota_messages)
           << "\tquota_octets=" << LimitText(limits.quota_octets) << "\tmax_message_bytes="
-          << (limits.max_message_bytes == 0
-                  ? absl::StrCat("default(", store->options().max_message_bytes, ")")
-                  : absl::StrCat(limits.max_message_bytes))
+          << (limits.message_bytes_max == 0
+                  ? absl::StrCat("default(", store->options().message_bytes_max, ")")
+                  : absl::StrCat(limits.message_bytes_max))
           << "\n";
   return absl::OkStatus();
 }
@@ -386,9 +393,9 @@ absl::Status TenantList(const ParsedArgs& args, const CliStreams& io) {
   for (const storage::TenantInfo& tenant : tenants) {
     *io.out << tenant.domain << "\tquota_messages=" << LimitText(tenant.limits.quota_messages)
             << "\tquota_octets=" << LimitText(tenant.limits.quota_octets) << "\tmax_message_bytes="
-            << (tenant.limits.max_message_bytes == 0
+            << (tenant.limits.message_bytes_max == 0
                     ? std::string("default")
-                    : absl::StrCat(tenant.limits.max_message_bytes))
+                    : absl::StrCat(tenant.limits.message_bytes_max))
             << "\tplaintext_auth=" << storage::PlaintextAuthName(tenant.policy.plaintext_auth)
             << "\n";
   }
@@ -481,12 +488,12 @@ const std::vector<Command>& Commands() {
       {{"user", "disable"}, "ADDRESS", "refuse logins and deliveries", 1, 1, UserDisable},
       {{"user", "enable"}, "ADDRESS", "undo user disable", 1, 1, UserEnable},
       {{"tenant", "limits"},
-       "DOMAIN [--quota_messages=N] [--quota_octets=N] [--max_message_bytes=N]",
+       "DOMAIN [--quota_messages=N] [--quota_octets=N] [--message_bytes_max=N]",
        "show or set a domain's default quotas and size limit (0: none)",
        1,
        1,
        TenantLimitsCommand,
-       {"quota_messages", "quota_octets", "max_message_bytes"}},
+       {"quota_messages", "quota_octets", "message_bytes_max", "max_message_bytes"}},
       {{"tenant", "policy"},
        "DOMAIN [--plaintext_auth=default|allow|require_tls]",
        "show or set whether logins without TLS are allowed for a domain",

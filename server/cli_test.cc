@@ -193,6 +193,23 @@ TEST_F(CliTest, DeliverOverSizeAndOverQuotaChangeNothing) {
   EXPECT_EQ(ListAll(), before);
 }
 
+// --message_bytes_max is the limit's name; --max_message_bytes, its earlier name, still works.
+TEST_F(CliTest, TenantLimitsTakesTheSizeLimitUnderEitherName) {
+  CliRun set = RunWith({"tenant", "limits", flag_, "example.test", "--message_bytes_max=2000"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out,
+            "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=2000\n");
+  CliRun old_name = RunWith({"tenant", "limits", flag_, "example.test", "--max_message_bytes=3000"});
+  ASSERT_EQ(old_name.status, kExitOk) << old_name.err;
+  EXPECT_EQ(old_name.out,
+            "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=3000\n");
+  ExpectOneLineFailure(RunWith({"tenant", "limits", flag_, "example.test",
+                                "--message_bytes_max=1", "--max_message_bytes=2"}),
+                       kExitFailure, "give only one");
+}
+
 TEST_F(CliTest, QuotaDisableAndTenantLimits) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   CliRun tenant = RunWith({"tenant", "limits", flag_, "EXAMPLE.test", "--quota_messages=5",

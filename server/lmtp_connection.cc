@@ -28,8 +28,8 @@ lmtp::LmtpSessionOptions SessionOptions(const ServerContext& server) {
   o.hostname = server.options.hostname;
   // The session's limit bounds memory; each tenant's (usually smaller) limit is applied per
   // recipient by the store. Stored sizes are 32-bit.
-  o.message_bytes_max = std::min<uint64_t>(server.store->options().max_message_bytes,
-                                           storage::kMaxConfigurableMessageBytes);
+  o.message_bytes_max = std::min<uint64_t>(server.store->options().message_bytes_max,
+                                           storage::kMessageBytesMaxConfigurable);
   return o;
 }
 
@@ -51,7 +51,7 @@ LmtpRecipientVerdict RecipientVerdict(const absl::StatusOr<storage::AccountUsage
     return {Code::kTempFailure, "", ""};
   }
   if (usage->disabled) return {Code::kDisabled, "", ""};
-  if (declared_size.has_value() && *declared_size > usage->max_message_bytes) {
+  if (declared_size.has_value() && *declared_size > usage->message_bytes_max) {
     return {Code::kTooBig, "", ""};
   }
   if (usage->WouldExceedQuota(declared_size.value_or(0))) {

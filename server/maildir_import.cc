@@ -331,9 +331,9 @@ absl::StatusOr<ImportResult> ImportMaildir(
   // messages, a quota the whole import does not fit. The POP3 size of a file of n bytes lies
   // in [n, 2n + 2] (line endings only grow), so most files need no reading here.
   PH_ASSIGN_OR_RETURN(storage::TenantInfo tenant, store.GetTenant(domain));
-  const uint64_t max_message_bytes = tenant.limits.max_message_bytes != 0
-                                         ? tenant.limits.max_message_bytes
-                                         : store.options().max_message_bytes;
+  const uint64_t message_bytes_max = tenant.limits.message_bytes_max != 0
+                                         ? tenant.limits.message_bytes_max
+                                         : store.options().message_bytes_max;
   const uint64_t quota_messages =
       account->quota.messages != 0 ? account->quota.messages : tenant.limits.quota_messages;
   const uint64_t quota_octets =
@@ -348,14 +348,14 @@ absl::StatusOr<ImportResult> ImportMaildir(
     if (file.file_bytes > kMessageFileBytesMax) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "message ", file.path, " of ", file.file_bytes,
-          " octets exceeds the maximum message size of ", max_message_bytes, " octets"));
+          " octets exceeds the maximum message size of ", message_bytes_max, " octets"));
     }
-    if (2 * file.file_bytes + 2 > max_message_bytes) {
+    if (2 * file.file_bytes + 2 > message_bytes_max) {
       PH_ASSIGN_OR_RETURN(planned.pop3_size, ExactPop3Size(file));
-      if (planned.pop3_size > max_message_bytes) {
+      if (planned.pop3_size > message_bytes_max) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "message ", file.path, " of ", planned.pop3_size,
-            " octets exceeds the maximum message size of ", max_message_bytes, " octets"));
+            " octets exceeds the maximum message size of ", message_bytes_max, " octets"));
       }
     }
     low_total += planned.pop3_size != 0 ? planned.pop3_size : file.file_bytes;

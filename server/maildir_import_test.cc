@@ -268,7 +268,7 @@ TEST_F(ImportMaildirTest, QuotaIsCheckedBeforeAnythingIsDelivered) {
 
 TEST_F(ImportMaildirTest, OversizedMessageRefusedBeforeAnythingIsDelivered) {
   storage::StoreOptions options;
-  options.max_message_bytes = 100;
+  options.message_bytes_max = 100;
   OpenStore(options);
   std::string dir = MakeMaildir();
   WriteFile(dir + "/new/1000.M1.host", "Subject: small\n\nok\n");

@@ -323,7 +323,7 @@ TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
             Code::kTempFailure);
   storage::AccountUsage usage;
   usage.address = "u@x.org";
-  usage.max_message_bytes = 1000;
+  usage.message_bytes_max = 1000;
   usage.effective_quota = {2, 500};
   usage.stats = {1, 400};
   LmtpRecipientVerdict ok = RecipientVerdict(usage, 100, false);

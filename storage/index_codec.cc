@@ -342,7 +342,7 @@ std::string EncodeTenant(const TenantRecord& r) {
   std::string out(1, static_cast<char>(with_policy ? kTenantVersionWithPolicy : kTenantVersion));
   PutLE64(&out, r.quota_messages);
   PutLE64(&out, r.quota_octets);
-  PutLE64(&out, r.max_message_bytes);
+  PutLE64(&out, r.message_bytes_max);
   if (with_policy) out.push_back(static_cast<char>(r.plaintext_auth));
   return out;
 }
@@ -356,7 +356,7 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
   }
   r->quota_messages = GetLE64(in.data() + 1);
   r->quota_octets = GetLE64(in.data() + 9);
-  r->max_message_bytes = GetLE64(in.data() + 17);
+  r->message_bytes_max = GetLE64(in.data() + 17);
   r->plaintext_auth = version == kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
   return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }

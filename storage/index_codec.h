@@ -168,7 +168,7 @@ bool DecodeAccount(std::string_view in, AccountRecord* r);
 struct TenantRecord {
   uint64_t quota_messages = 0;
   uint64_t quota_octets = 0;
-  uint64_t max_message_bytes = 0;
+  uint64_t message_bytes_max = 0;
   // PlaintextAuth (mail_store.h) as its integer; 0 = default. Version 1 records (no such byte)
   // decode as 0; a record whose value is 0 is still written as version 1, so a store without
   // tenant overrides stays readable by binaries that predate the field.

@@ -396,9 +396,9 @@ struct MailStore::Impl {
 
 absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& options) {
   if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is empty");
-  if (options.max_message_bytes == 0 || options.max_message_bytes > kMaxConfigurableMessageBytes) {
+  if (options.message_bytes_max == 0 || options.message_bytes_max > kMessageBytesMaxConfigurable) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes must be 1..", kMaxConfigurableMessageBytes));
+        absl::StrCat("message_bytes_max must be 1..", kMessageBytesMaxConfigurable));
   }
   if (options.segment_roll_bytes < 4096) {
     return absl::InvalidArgumentError("segment_roll_bytes must be at least 4096");
@@ -644,7 +644,7 @@ TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
   info.domain = std::string(domain);
   info.limits.quota_messages = record.quota_messages;
   info.limits.quota_octets = record.quota_octets;
-  info.limits.max_message_bytes = record.max_message_bytes;
+  info.limits.message_bytes_max = record.message_bytes_max;
   info.policy.plaintext_auth = static_cast<PlaintextAuth>(record.plaintext_auth);  // decoded: valid
   return info;
 }
@@ -660,14 +660,14 @@ absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view domain_in) {
 
 absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const TenantLimits& limits) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
-  if (limits.max_message_bytes > kMaxConfigurableMessageBytes) {
+  if (limits.message_bytes_max > kMessageBytesMaxConfigurable) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_message_bytes may be at most ", kMaxConfigurableMessageBytes));
+        absl::StrCat("message_bytes_max may be at most ", kMessageBytesMaxConfigurable));
   }
   return impl_->UpdateTenant(domain, [&limits](TenantRecord* record) {
     record->quota_messages = limits.quota_messages;
     record->quota_octets = limits.quota_octets;
-    record->max_message_bytes = limits.max_message_bytes;
+    record->message_bytes_max = limits.message_bytes_max;
   });
 }
 
@@ -875,8 +875,8 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   const TenantRecord tenant = tenant_found.value_or(impl_->DefaultTenant());
   AccountUsage usage;
   usage.address = address;
-  usage.max_message_bytes =
-      tenant.max_message_bytes != 0 ? tenant.max_message_bytes : impl_->options.max_message_bytes;
+  usage.message_bytes_max =
+      tenant.message_bytes_max != 0 ? tenant.message_bytes_max : impl_->options.message_bytes_max;
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
   usage.display_address = DisplayAddress(address, state->record);
@@ -980,7 +980,7 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> tenant_found, LoadTenant(DomainOf(address)));
   const TenantRecord tenant = tenant_found.value_or(DefaultTenant());
   const uint64_t max_bytes =
-      tenant.max_message_bytes != 0 ? tenant.max_message_bytes : options.max_message_bytes;
+      tenant.message_bytes_max != 0 ? tenant.message_bytes_max : options.message_bytes_max;
   auto too_big = [&](uint64_t size) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "message of ", size, " octets exceeds the maximum message size of ", max_bytes, " octets"));

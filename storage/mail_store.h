@@ -46,18 +46,18 @@ namespace internal {
 class Segment;  // storage/segment.h
 }  // namespace internal
 
-inline constexpr uint64_t kDefaultMaxMessageBytes = 50ull << 20;   // 50 MiB
+inline constexpr uint64_t kMessageBytesMaxDefault = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
 inline constexpr size_t kMaxPasswordHashLength = 1024;
 // Upper bound for any configured maximum message size (stored lengths are 32-bit).
-inline constexpr uint64_t kMaxConfigurableMessageBytes = 1ull << 30;
+inline constexpr uint64_t kMessageBytesMaxConfigurable = 1ull << 30;
 
 struct StoreOptions {
   std::string data_dir;
   // Creates DIR and its contents when absent. When false, a missing store is NotFound.
   bool create_if_missing = true;
   // Store-wide maximum POP3 size of one message; tenants may lower (or raise) it.
-  uint64_t max_message_bytes = kDefaultMaxMessageBytes;
+  uint64_t message_bytes_max = kMessageBytesMaxDefault;
   // Limits copied into a tenant record when its first account is created. 0 = unlimited.
   uint64_t default_quota_messages = 0;
   uint64_t default_quota_octets = 0;
@@ -69,12 +69,12 @@ struct StoreOptions {
   size_t index_cache_bytes = 64ull << 20;
 };
 
-// Per-tenant (per-domain) settings. 0 = unlimited, or for max_message_bytes: the store-wide
-// StoreOptions::max_message_bytes.
+// Per-tenant (per-domain) settings. 0 = unlimited, or for message_bytes_max: the store-wide
+// StoreOptions::message_bytes_max.
 struct TenantLimits {
   uint64_t quota_messages = 0;  // default per-account message quota
   uint64_t quota_octets = 0;    // default per-account octet quota (POP3 sizes)
-  uint64_t max_message_bytes = 0;
+  uint64_t message_bytes_max = 0;
 };
 
 // Whether USER/PASS, AUTH PLAIN and AUTH LOGIN may run before TLS for a tenant's users.
@@ -137,7 +137,7 @@ struct AccountUsage {
   MailboxStats reserved;
   AccountQuota quota;              // as set on the account (0 = tenant default)
   AccountQuota effective_quota;    // what deliveries are checked against (0 = unlimited)
-  uint64_t max_message_bytes = 0;  // effective (tenant, else store-wide)
+  uint64_t message_bytes_max = 0;  // effective (tenant, else store-wide)
 
   // Whether one more message of `size` octets (POP3 size) would pass the quota.
   bool WouldExceedQuota(uint64_t size) const;

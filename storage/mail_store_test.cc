@@ -269,7 +269,7 @@ TEST_F(MailStoreTest, DeliverBatchIsAllOrNothing) {
     EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 3u);
     EXPECT_EQ(MustOpen("u@x.org")->size(), 3u);
   };
-  const std::string huge(options_.max_message_bytes + 1, 'x');
+  const std::string huge(options_.message_bytes_max + 1, 'x');
   expect_nothing_changed(store_->DeliverBatch("u@x.org", {{a, {}}, {huge, {}}, {c, {}}}),
                          absl::StatusCode::kResourceExhausted, "message 2 of 3");
   DeliverOptions fresh;
@@ -292,7 +292,7 @@ TEST_F(MailStoreTest, UsageReportsEffectiveLimitsAndExactCounters) {
   ASSERT_TRUE(usage.ok()) << usage.status();
   EXPECT_EQ(usage->address, "u@x.org");
   EXPECT_EQ(usage->effective_quota.messages, 0u);
-  EXPECT_EQ(usage->max_message_bytes, options_.max_message_bytes);
+  EXPECT_EQ(usage->message_bytes_max, options_.message_bytes_max);
   EXPECT_FALSE(usage->WouldExceedQuota(1u << 30));  // unlimited
 
   // Tenant defaults apply until the account sets its own.
@@ -305,7 +305,7 @@ TEST_F(MailStoreTest, UsageReportsEffectiveLimitsAndExactCounters) {
   EXPECT_EQ(usage->effective_quota.messages, 2u);
   EXPECT_EQ(usage->effective_quota.octets, 100u);
   EXPECT_EQ(usage->quota.messages, 0u);
-  EXPECT_EQ(usage->max_message_bytes, 60u);
+  EXPECT_EQ(usage->message_bytes_max, 60u);
   EXPECT_FALSE(usage->WouldExceedQuota(80));
   EXPECT_TRUE(usage->WouldExceedQuota(81));  // octets
 
@@ -457,7 +457,7 @@ TEST_F(MailStoreTest, TenantPolicyRoundTripsAndKeepsLimits) {
 TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
   store_.reset();
   // A version 1 tenant record as older binaries wrote it: version byte, then quota_messages,
-  // quota_octets and max_message_bytes as little-endian 64-bit integers.
+  // quota_octets and message_bytes_max as little-endian 64-bit integers.
   std::string v1(1, '\x01');
   for (uint64_t v : {uint64_t{3}, uint64_t{4000}, uint64_t{5000}}) {
     for (int i = 0; i < 8; ++i) v1.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -481,7 +481,7 @@ TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
   EXPECT_EQ(old->policy.plaintext_auth, PlaintextAuth::kDefault);
   EXPECT_EQ(old->limits.quota_messages, 3u);
   EXPECT_EQ(old->limits.quota_octets, 4000u);
-  EXPECT_EQ(old->limits.max_message_bytes, 5000u);
+  EXPECT_EQ(old->limits.message_bytes_max, 5000u);
   EXPECT_EQ(store_->GetTenant("bad.example").status().code(), absl::StatusCode::kDataLoss);
   // Updating the policy of an old record keeps its limits.
   ASSERT_TRUE(store_->SetTenantPolicy("old.example", TenantPolicy{PlaintextAuth::kAllow}).ok());
@@ -510,7 +510,7 @@ TEST_F(MailStoreTest, StoreDefaultsAreCopiedIntoNewTenants) {
 }
 
 TEST_F(MailStoreTest, MaximumMessageSize) {
-  options_.max_message_bytes = 100;
+  options_.message_bytes_max = 100;
   Reopen();
   Create("u@x.org");
   MustDeliver("u@x.org", std::string(98, 'a') + "\r\n");  // exactly 100
