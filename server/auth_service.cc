@@ -74,7 +74,6 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
     auto it = stripe.entries.find(key);
     if (it != stripe.entries.end()) {
       if (it->second.expires > absl::Now() && it->second.stored_hash == account->password_hash) {
-        ++stripe.hits;
         verdict.code = AuthVerdict::Code::kOk;
         verdict.address = account->address;
         verdict.cache_hit = true;
@@ -82,7 +81,6 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
       }
       stripe.entries.erase(it);  // expired, or the password changed since
     }
-    ++stripe.misses;
   }
 
   absl::StatusOr<bool> match = auth::VerifyPassword(password, account->password_hash);
@@ -105,24 +103,6 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
   verdict.code = AuthVerdict::Code::kOk;
   verdict.address = account->address;
   return verdict;
-}
-
-uint64_t AuthService::cache_hits() const {
-  uint64_t n = 0;
-  for (const Stripe& s : stripes_) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    n += s.hits;
-  }
-  return n;
-}
-
-uint64_t AuthService::cache_misses() const {
-  uint64_t n = 0;
-  for (const Stripe& s : stripes_) {
-    std::lock_guard<std::mutex> lock(s.mu);
-    n += s.misses;
-  }
-  return n;
 }
 
 }  // namespace posthaste::server

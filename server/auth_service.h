@@ -48,9 +48,6 @@ class AuthService {
   // `user` as given by the client; `password` the presented secret. Blocking.
   AuthVerdict Verify(std::string_view user, std::string_view password);
 
-  uint64_t cache_hits() const;
-  uint64_t cache_misses() const;
-
  private:
   static constexpr size_t kStripes = 16;
   struct Entry {
@@ -60,8 +57,6 @@ class AuthService {
   struct Stripe {
     mutable std::mutex mu;
     absl::flat_hash_map<std::string, Entry> entries;  // key: address NUL hmac(password)
-    uint64_t hits = 0;
-    uint64_t misses = 0;
   };
 
   std::string CacheKey(std::string_view address, std::string_view password) const;

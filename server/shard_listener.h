@@ -23,7 +23,6 @@ class ShardListener {
   ShardListener& operator=(const ShardListener&) = delete;
 
   void set_fd(int fd) { fd_ = fd; }
-  bool has_fd() const { return fd_ >= 0; }
 
   // Starts accepting; `on_accept` then owns each new connection's fd. No-op without an fd.
   void Start(reactor::Ring& ring, absl::AnyInvocable<void(int fd)> on_accept);

@@ -165,8 +165,6 @@ void TlsEngine::Fail(TlsErrorKind kind, std::string_view what, int ssl_error) {
   }
 }
 
-absl::Status TlsEngine::CheckUsable() const { return status_; }
-
 void TlsEngine::DriveHandshake() {
   if (handshake_done_ || !status_.ok()) return;
   ERR_clear_error();

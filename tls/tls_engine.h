@@ -149,7 +149,6 @@ class TlsEngine {
  private:
   void DriveHandshake();
   void Fail(TlsErrorKind kind, std::string_view what, int ssl_error);
-  absl::Status CheckUsable() const;
 
   std::shared_ptr<const TlsSnapshot> snapshot_;
   bssl::UniquePtr<SSL> ssl_;

@@ -59,7 +59,6 @@ class RequestParser {
   const std::string& error_reason() const { return error_reason_; }
 
   // Bytes of head received so far (kNeedMore).
-  size_t buffered_bytes() const { return buffer_.size(); }
 
  private:
   Result Fail(int status, std::string reason);

@@ -216,40 +216,6 @@ constexpr std::string_view kSizeExceeded = "Message size exceeds fixed maximum m
 
 }  // namespace
 
-std::string_view LmtpStateName(LmtpState state) {
-  switch (state) {
-    case LmtpState::kGreeted:
-      return "GREETED";
-    case LmtpState::kReady:
-      return "READY";
-    case LmtpState::kTransaction:
-      return "TRANSACTION";
-    case LmtpState::kData:
-      return "DATA";
-    case LmtpState::kDelivering:
-      return "DELIVERING";
-    case LmtpState::kClosed:
-      return "CLOSED";
-  }
-  return "?";
-}
-
-std::string_view LmtpActionKindName(LmtpActionKind kind) {
-  switch (kind) {
-    case LmtpActionKind::kNone:
-      return "none";
-    case LmtpActionKind::kWrite:
-      return "write";
-    case LmtpActionKind::kCheckRecipient:
-      return "check-recipient";
-    case LmtpActionKind::kDeliver:
-      return "deliver";
-    case LmtpActionKind::kClose:
-      return "close";
-  }
-  return "?";
-}
-
 // The command table: every verb, the states it is valid in, the 503 text when it is not, and
 // its handler. The state check happens in one place, HandleCommandLine().
 struct LmtpSession::Command {

@@ -48,7 +48,6 @@ enum class LmtpState : uint8_t {
   kDelivering,   // message read, waiting for OnDeliveryDone
   kClosed,
 };
-std::string_view LmtpStateName(LmtpState state);
 
 // RFC 1652 BODY parameter of MAIL FROM.
 enum class BodyType : uint8_t { kUnspecified, k7Bit, k8BitMime };
@@ -162,7 +161,6 @@ enum class LmtpActionKind : uint8_t {
   kDeliver,         // store `delivery`; answer OnDeliveryDone()
   kClose,           // flush what was taken so far, then close the connection
 };
-std::string_view LmtpActionKindName(LmtpActionKind kind);
 
 struct LmtpAction {
   LmtpActionKind kind = LmtpActionKind::kNone;

@@ -180,20 +180,6 @@ constexpr std::string_view kPlaintextRefused =
 
 }  // namespace
 
-std::string_view Pop3StateName(Pop3State state) {
-  switch (state) {
-    case Pop3State::kAuthorization:
-      return "AUTHORIZATION";
-    case Pop3State::kTransaction:
-      return "TRANSACTION";
-    case Pop3State::kUpdate:
-      return "UPDATE";
-    case Pop3State::kClosed:
-      return "CLOSED";
-  }
-  return "?";
-}
-
 std::string_view AuthMechanismName(AuthMechanism mechanism) {
   switch (mechanism) {
     case AuthMechanism::kUserPass:

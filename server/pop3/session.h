@@ -48,7 +48,6 @@ enum class Pop3State : uint8_t {
   kUpdate,  // QUIT received in TRANSACTION; waiting for the commit result
   kClosed,
 };
-std::string_view Pop3StateName(Pop3State state);
 
 // What the driver does when the maildrop is locked by another session. The takeover itself is
 // the driver's job; the session only reports [IN-USE] when the driver says the maildrop is busy.
@@ -322,7 +321,6 @@ class Pop3Session {
   // Parses one message number argument; on failure writes the -ERR and returns nullopt.
   std::optional<MessageIndex> ParseLiveMessage(std::string_view arg, std::string_view missing);
   void StartAuthentication(AuthMechanism mechanism);
-  void FinishSasl();
   void ContinueListing();
   void AppendMaildropSummary();
   void WipeCredentials();

@@ -64,7 +64,6 @@ class Inbox {
   void Start(Ring& ring, absl::AnyInvocable<void()> on_wake);
   // Owner: cancels the read, refuses new posts, destroys anything still queued.
   void Close();
-  bool read_armed() const { return read_.in_flight(); }
   // Owner: runs every queued closure now (also done on each wake-up).
   void Drain();
 

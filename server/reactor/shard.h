@@ -78,7 +78,6 @@ class Shard {
   // reads, deliveries and commits that wait for fdatasync).
   bool OffloadIo(OffloadPool::Work work);
   // Jobs accepted by either pool whose reply has not run yet.
-  uint64_t pending_offloads() const { return pending_offloads_; }
 
   // Shard thread: runs `hook` when stop begins (cancel operations, close listeners).
   void OnStop(absl::AnyInvocable<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
