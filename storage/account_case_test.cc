@@ -114,7 +114,7 @@ class AccountCaseTest : public ::testing::Test {
     EXPECT_TRUE(snap.ok()) << address << ": " << snap.status();
     if (!snap.ok()) return out;
     for (size_t i = 0; i < (*snap)->size(); ++i) {
-      auto bytes = store_->ReadMessage(**snap, i);
+      auto bytes = store_->ReadMessageForTest(**snap, i);
       EXPECT_TRUE(bytes.ok()) << bytes.status();
       out.emplace_back(std::string((*snap)->uidl(i)), bytes.ok() ? *bytes : "");
     }

@@ -189,7 +189,7 @@ TEST(CrashTest, AcknowledgedWorkSurvivesSigkillAtRandomMoments) {
       auto it = present.find(uidl);
       if (it == present.end() && maybe_deleted.count(uidl) != 0) continue;
       ASSERT_NE(it, present.end()) << "acknowledged delivery lost: " << uidl;
-      auto bytes = (*store)->ReadMessage(**snap, it->second);
+      auto bytes = (*store)->ReadMessageForTest(**snap, it->second);
       ASSERT_TRUE(bytes.ok()) << bytes.status();
       ASSERT_EQ(*bytes, NormalizeForStorage(MessageFor(i)).stored) << uidl;
     }

@@ -1254,11 +1254,11 @@ MessageRef MailboxSnapshot::Ref(size_t index) const {
   return MessageRef{segments_[e.segment_slot]->fd(), e.offset, e.stored_length, e.header_length};
 }
 
-PinnedMessage MailboxSnapshot::Pin(size_t index) const {
+PinnedMessage MailboxSnapshot::PinForTest(size_t index) const {
   return PinnedMessage{Ref(index), segments_[entries_[index].segment_slot]};
 }
 
-absl::StatusOr<std::string> MailStore::ReadMessage(const MailboxSnapshot& snapshot, size_t index) {
+absl::StatusOr<std::string> MailStore::ReadMessageForTest(const MailboxSnapshot& snapshot, size_t index) {
   if (index >= snapshot.size()) {
     return absl::OutOfRangeError(absl::StrCat("no message at index ", index));
   }

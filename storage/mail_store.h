@@ -326,9 +326,9 @@ class MailStore {
   // RocksDB range scan plus one parse (no per-message allocation).
   absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address);
 
-  // Reads the stored bytes of message `index` (0-based) of `snapshot` (pread; tests and CLI).
+  // Reads the stored bytes of message `index` (0-based) of `snapshot` (pread; tests only).
   // OutOfRange for a bad index; DataLoss when the segment is shorter than the index says.
-  absl::StatusOr<std::string> ReadMessage(const MailboxSnapshot& snapshot, size_t index);
+  absl::StatusOr<std::string> ReadMessageForTest(const MailboxSnapshot& snapshot, size_t index);
 
   // Deletes the messages at `indexes` (0-based, into `snapshot`) atomically: one synced RocksDB
   // batch, all or nothing; counters updated. Messages already removed (by a concurrent session)
@@ -413,7 +413,7 @@ class MailboxSnapshot {
   // Valid while this snapshot is alive.
   MessageRef Ref(size_t index) const;
   // Valid for as long as the returned object is alive.
-  PinnedMessage Pin(size_t index) const;
+  PinnedMessage PinForTest(size_t index) const;
 
   // Internal (used by MailStore).
   const SnapshotEntry& entry(size_t index) const { return entries_[index]; }

@@ -205,7 +205,7 @@ TEST_F(MailStoreTest, StoredBytesAreNormalisedDotStuffedAndByteExact) {
     uint64_t total = 0;
     for (size_t i = 0; i < raws.size(); ++i) {
       const NormalizedMessage expected = NormalizeForStorage(raws[i]);
-      auto bytes = store_->ReadMessage(*snap, i);
+      auto bytes = store_->ReadMessageForTest(*snap, i);
       ASSERT_TRUE(bytes.ok()) << bytes.status();
       EXPECT_EQ(*bytes, expected.stored) << i;
       EXPECT_EQ(snap->pop3_size(i), expected.pop3_size) << i;
@@ -227,12 +227,12 @@ TEST_F(MailStoreTest, StoredBytesAreNormalisedDotStuffedAndByteExact) {
   check();
   // The second message: dots stuffed, CRLF endings, final CRLF added.
   auto snap = MustOpen("u@x.org");
-  EXPECT_EQ(*store_->ReadMessage(*snap, 1),
+  EXPECT_EQ(*store_->ReadMessageForTest(*snap, 1),
             "Subject: bare lf\r\n\r\n..starts with dot\r\n...two dots\r\n..\r\nend\r\n");
   EXPECT_EQ(snap->Ref(1).header_length, 20u);
   // Without a blank line, the header is the whole message (TOP n 0 sends it all).
   EXPECT_EQ(snap->Ref(5).header_length, snap->Ref(5).length);
-  EXPECT_EQ(store_->ReadMessage(*snap, 99).status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(store_->ReadMessageForTest(*snap, 99).status().code(), absl::StatusCode::kOutOfRange);
   Reopen();
   check();
   ExpectCheckClean();
@@ -258,7 +258,7 @@ TEST_F(MailStoreTest, DeliverBatchIsAllOrNothing) {
   EXPECT_EQ((*ok)[1].uidl, "imported-1");
   auto snap = MustOpen("u@x.org");
   ASSERT_EQ(snap->size(), 3u);
-  EXPECT_EQ(*store_->ReadMessage(*snap, 1), "Subject: b\r\n\r\nB\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*snap, 1), "Subject: b\r\n\r\nB\r\n");
   EXPECT_EQ(snap->uidl(2), (*ok)[2].uidl);
 
   auto expect_nothing_changed = [&](const absl::StatusOr<std::vector<DeliverResult>>& r,
@@ -537,10 +537,10 @@ TEST_F(MailStoreTest, SnapshotIsIsolatedFromLaterDeliveries) {
   MustDeliver("u@x.org", "three\r\n");
   ASSERT_EQ(snap->size(), 2u);
   EXPECT_EQ(snap->total_octets(), 10u);
-  EXPECT_EQ(*store_->ReadMessage(*snap, 1), "two\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*snap, 1), "two\r\n");
   auto later = MustOpen("u@x.org");
   ASSERT_EQ(later->size(), 3u);
-  EXPECT_EQ(*store_->ReadMessage(*later, 2), "three\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*later, 2), "three\r\n");
 }
 
 TEST_F(MailStoreTest, CommitDeletionsIsAtomicAndCountsOnce) {
@@ -565,12 +565,12 @@ TEST_F(MailStoreTest, CommitDeletionsIsAtomicAndCountsOnce) {
   EXPECT_EQ(second->already_gone, 2u);
   EXPECT_EQ(second->stats_after.messages, 2u);
   // Old snapshots still read their messages (the bytes are still in the segment).
-  EXPECT_EQ(*store_->ReadMessage(*a, 1), "m1\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*a, 1), "m1\r\n");
   Reopen();
   auto now = MustOpen("u@x.org");
   ASSERT_EQ(now->size(), 2u);
-  EXPECT_EQ(*store_->ReadMessage(*now, 0), "m2\r\n");
-  EXPECT_EQ(*store_->ReadMessage(*now, 1), "m4\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*now, 0), "m2\r\n");
+  EXPECT_EQ(*store_->ReadMessageForTest(*now, 1), "m4\r\n");
   EXPECT_EQ(store_->GetMailboxStats("u@x.org")->messages, 2u);
   EXPECT_EQ(store_->GetMailboxStats("u@x.org")->octets, 8u);
   ExpectCheckClean();
@@ -722,7 +722,7 @@ TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
   }
   ASSERT_TRUE(store_->CommitDeletions(*old_snapshot, doomed).ok());
   // A pinned message outlives even the snapshot.
-  PinnedMessage pinned = old_snapshot->Pin(0);
+  PinnedMessage pinned = old_snapshot->PinForTest(0);
 
   std::vector<CompactionProgress> progress;
   auto result = store_->Compact([&](const CompactionProgress& p) { progress.push_back(p); });
@@ -739,7 +739,7 @@ TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
   EXPECT_NE(::stat(files_before.front().c_str(), &st), 0) << "first segment still on disk";
   // ...but the old snapshot reads correct bytes from its open fds, deleted messages included.
   for (size_t i = 0; i < 200; ++i) {
-    auto bytes = store_->ReadMessage(*old_snapshot, i);
+    auto bytes = store_->ReadMessageForTest(*old_snapshot, i);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     EXPECT_EQ(*bytes, bodies[i]) << i;
   }
@@ -753,18 +753,18 @@ TEST_F(MailStoreTest, CompactionReclaimsSpaceWhileOldSnapshotsKeepReading) {
   // A new snapshot reads the survivors from the new segments, with the same UIDLs.
   auto fresh = MustOpen("u@x.org");
   ASSERT_EQ(fresh->size(), 50u);
-  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessageForTest(*fresh, i), bodies[i * 4]);
   ExpectCheckClean();
   Reopen();
   fresh = MustOpen("u@x.org");
   ASSERT_EQ(fresh->size(), 50u);
-  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessageForTest(*fresh, i), bodies[i * 4]);
   ExpectCheckClean();
   // After the restart the former delivery segment is closed and gets compacted too; then
   // nothing is left to do.
   ASSERT_TRUE(store_->Compact().ok());
   fresh = MustOpen("u@x.org");
-  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessage(*fresh, i), bodies[i * 4]);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(*store_->ReadMessageForTest(*fresh, i), bodies[i * 4]);
   auto again = store_->Compact();
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->segments_rewritten, 0u);
@@ -797,7 +797,7 @@ TEST_F(MailStoreTest, CompactionRunsConcurrentlyWithDeliveriesAndDeletions) {
       for (size_t i = 0; i < (*snap)->size(); i += 3) doomed.push_back(i);
       if (!store_->CommitDeletions(**snap, doomed).ok()) errors.fetch_add(1);
       for (size_t i = 0; i < (*snap)->size(); ++i) {
-        if (!store_->ReadMessage(**snap, i).ok()) errors.fetch_add(1);
+        if (!store_->ReadMessageForTest(**snap, i).ok()) errors.fetch_add(1);
       }
     }
   });
@@ -844,7 +844,7 @@ TEST_F(MailStoreTest, OpenMailboxReadsAgainWhenCompactionRetiresASegmentMidway) 
   EXPECT_EQ(reads, 2) << "the index should have been read again after the retirement";
   ASSERT_EQ(u->size(), 100u);
   for (size_t i = 0; i < 100; ++i) {
-    EXPECT_EQ(*store_->ReadMessage(*u, i), absl::StrCat("keep ", i, "\r\n"));
+    EXPECT_EQ(*store_->ReadMessageForTest(*u, i), absl::StrCat("keep ", i, "\r\n"));
   }
   ExpectCheckClean();
 }
@@ -865,7 +865,7 @@ TEST_F(MailStoreTest, CompactionMergesSmallSegmentsLeftByRestarts) {
   auto snap = MustOpen("u@x.org");
   ASSERT_EQ(snap->size(), 6u);
   for (size_t i = 0; i < 6; ++i) {
-    EXPECT_EQ(*store_->ReadMessage(*snap, i), absl::StrCat("restart ", i, "\r\n"));
+    EXPECT_EQ(*store_->ReadMessageForTest(*snap, i), absl::StrCat("restart ", i, "\r\n"));
   }
   // One small segment alone is left as it is.
   auto again = store_->Compact();
@@ -892,7 +892,7 @@ TEST_F(MailStoreTest, CheckDetectsATruncatedSegment) {
   EXPECT_NE(report->problems[0].find("points outside segment"), std::string::npos)
       << report->problems[0];
   auto snap = MustOpen("u@x.org");
-  EXPECT_EQ(store_->ReadMessage(*snap, 1).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store_->ReadMessageForTest(*snap, 1).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST_F(MailStoreTest, CheckDetectsCorruptedBytes) {

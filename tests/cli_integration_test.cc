@@ -117,7 +117,7 @@ TEST_F(PosthasteBinaryTest, EverySubcommandSucceeds) {
   EXPECT_TRUE(*auth::VerifyPassword("changed", account->password_hash));
   auto snapshot = (*store)->OpenMailbox("demo@example.test");
   ASSERT_TRUE(snapshot.ok());
-  EXPECT_EQ(*(*store)->ReadMessage(**snapshot, 0), "Subject: hello\r\n\r\n..dotted\r\nbody\r\n");
+  EXPECT_EQ(*(*store)->ReadMessageForTest(**snapshot, 0), "Subject: hello\r\n\r\n..dotted\r\nbody\r\n");
 }
 
 TEST_F(PosthasteBinaryTest, BadInputExitsNonZeroWithOneLineAndChangesNothing) {
@@ -223,7 +223,7 @@ TEST_F(PosthasteBinaryTest, ImportMaildirKeepsDovecotUidlsAndReimportSkips) {
   for (size_t i = 0; i < (*snapshot)->size(); ++i) uidls.emplace_back((*snapshot)->uidl(i));
   EXPECT_THAT(uidls, ElementsAre("000000016553f100", "000000026553f100", "7f000001-legacy"));
   EXPECT_EQ((*snapshot)->arrival_time(2), absl::FromUnixSeconds(1700000003));
-  EXPECT_EQ(*(*store)->ReadMessage(**snapshot, 1), "Subject: 2\r\n\r\ntwo\r\n");
+  EXPECT_EQ(*(*store)->ReadMessageForTest(**snapshot, 1), "Subject: 2\r\n\r\ntwo\r\n");
 }
 
 TEST_F(PosthasteBinaryTest, CheckReportsIndexEntriesPointingOutsideASegment) {

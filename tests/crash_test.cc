@@ -186,7 +186,7 @@ void Verify(const std::string& dir, const std::vector<std::string>& accounts, Mo
       ASSERT_TRUE(present.insert(key).second) << "duplicate UIDL in mailbox: " << key.second;
       ASSERT_EQ(model->deleted.count(key), 0u)
           << "acknowledged deletion reappeared: " << accounts[a] << " " << key.second;
-      auto stored = store.ReadMessage(**snapshot, i);
+      auto stored = store.ReadMessageForTest(**snapshot, i);
       ASSERT_TRUE(stored.ok()) << key.second << ": " << stored.status();
       std::optional<uint64_t> seed = testing::CrashSeedOf(*stored);
       ASSERT_TRUE(seed.has_value()) << "message without its seed header: " << key.second;

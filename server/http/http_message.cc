@@ -156,7 +156,7 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
   return out;
 }
 
-std::optional<std::string> QueryParameter(std::string_view query, std::string_view name) {
+std::optional<std::string> QueryParameterForTest(std::string_view query, std::string_view name) {
   while (!query.empty()) {
     const size_t amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);

@@ -64,7 +64,7 @@ std::optional<std::string> PercentDecode(std::string_view text, bool plus_is_spa
 
 // The decoded value of the first `name=value` pair in `query` ("a=1&b=2"); a bare `name` gives
 // "". nullopt when absent or badly encoded.
-std::optional<std::string> QueryParameter(std::string_view query, std::string_view name);
+std::optional<std::string> QueryParameterForTest(std::string_view query, std::string_view name);
 
 // True for the characters of an RFC 9110 token (tchar).
 bool IsTokenChar(char c);

@@ -229,13 +229,13 @@ TEST(HttpMessageTest, PercentDecode) {
   EXPECT_EQ(PercentDecode("", false), "");
 }
 
-TEST(HttpMessageTest, QueryParameter) {
-  EXPECT_EQ(QueryParameter("domain=example.test", "domain"), "example.test");
-  EXPECT_EQ(QueryParameter("a=1&domain=ex%41mple+x&domain=2", "domain"), "exAmple x");
-  EXPECT_EQ(QueryParameter("domain", "domain"), "");
-  EXPECT_EQ(QueryParameter("domains=x&d=y", "domain"), std::nullopt);
-  EXPECT_EQ(QueryParameter("", "domain"), std::nullopt);
-  EXPECT_EQ(QueryParameter("domain=%zz", "domain"), std::nullopt);
+TEST(HttpMessageTest, QueryParameterForTest) {
+  EXPECT_EQ(QueryParameterForTest("domain=example.test", "domain"), "example.test");
+  EXPECT_EQ(QueryParameterForTest("a=1&domain=ex%41mple+x&domain=2", "domain"), "exAmple x");
+  EXPECT_EQ(QueryParameterForTest("domain", "domain"), "");
+  EXPECT_EQ(QueryParameterForTest("domains=x&d=y", "domain"), std::nullopt);
+  EXPECT_EQ(QueryParameterForTest("", "domain"), std::nullopt);
+  EXPECT_EQ(QueryParameterForTest("domain=%zz", "domain"), std::nullopt);
 }
 
 TEST(HttpMessageTest, SerializeResponse) {

@@ -123,7 +123,7 @@ class Harness {
     }
     if (phase_ == Phase::kTransaction && session_->state() == Pop3State::kTransaction) {
       for (uint32_t i = 0; i < snapshot_->count(); ++i) {
-        PH_CHECK(session_->IsMarkedDeleted(MessageIndex(i)) == (deleted_.count(i) == 1));
+        PH_CHECK(session_->IsMarkedDeletedForTest(MessageIndex(i)) == (deleted_.count(i) == 1));
       }
     }
   }

@@ -194,7 +194,7 @@ std::string_view AuthMechanismName(AuthMechanism mechanism) {
   return "?";
 }
 
-std::string_view Pop3ActionKindName(Pop3ActionKind kind) {
+std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind) {
   switch (kind) {
     case Pop3ActionKind::kNone:
       return "none";
@@ -870,7 +870,7 @@ void Pop3Session::OnCommitResult(Pop3CommitResult result) {
 // ---------------------------------------------------------------------------------------------
 // TRANSACTION
 
-bool Pop3Session::IsMarkedDeleted(MessageIndex index) const {
+bool Pop3Session::IsMarkedDeletedForTest(MessageIndex index) const {
   return index.value() < deleted_.size() && deleted_[index.value()] != 0;
 }
 

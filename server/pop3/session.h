@@ -214,7 +214,7 @@ enum class Pop3ActionKind : uint8_t {
   kDelay,          // do nothing further for delay_ms
   kClose,          // flush what was taken so far, then close the connection
 };
-std::string_view Pop3ActionKindName(Pop3ActionKind kind);
+std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind);
 
 struct Pop3Action {
   Pop3ActionKind kind = Pop3ActionKind::kNone;
@@ -261,7 +261,7 @@ class Pop3Session {
   std::string_view user() const { return account_; }
   // The snapshot in TRANSACTION/UPDATE; null before.
   const MailboxSnapshot* snapshot() const { return snapshot_.get(); }
-  bool IsMarkedDeleted(MessageIndex index) const;
+  bool IsMarkedDeletedForTest(MessageIndex index) const;
   // True while a result (auth, maildrop, commit, TLS) is pending.
   bool AwaitingResult() const { return awaiting_ != Awaiting::kNothing; }
 

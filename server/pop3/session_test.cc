@@ -448,7 +448,7 @@ TEST(Pop3SessionTest, FailedAuthenticationIsDelayedAndLimited) {
   std::vector<std::string> order;
   auto drain = [&] {
     for (Pop3Action a = s.NextAction(); a.kind != Pop3ActionKind::kNone; a = s.NextAction()) {
-      order.push_back(std::string(Pop3ActionKindName(a.kind)) +
+      order.push_back(std::string(Pop3ActionKindNameForTest(a.kind)) +
                       (a.kind == Pop3ActionKind::kWrite   ? ":" + std::string(a.bytes)
                        : a.kind == Pop3ActionKind::kDelay ? ":" + std::to_string(a.delay_ms)
                                                           : ""));
@@ -973,9 +973,9 @@ TEST(Pop3SessionTest, DeletedMessagesDisappearUntilRset) {
             "+OK 1 message (200 octets)\r\n2 200\r\n.\r\n+OK\r\n2 u2\r\n.\r\n"
             "-ERR message 1 already deleted\r\n-ERR message 3 already deleted\r\n"
             "+OK maildrop has 3 messages (600 octets)\r\n+OK 3 600\r\n+OK 1 100\r\n");
-  EXPECT_FALSE(f.session().IsMarkedDeleted(MessageIndex(0)));
+  EXPECT_FALSE(f.session().IsMarkedDeletedForTest(MessageIndex(0)));
   f.driver.Feed("DELE 2\r\n");
-  EXPECT_TRUE(f.session().IsMarkedDeleted(MessageIndex(1)));
+  EXPECT_TRUE(f.session().IsMarkedDeletedForTest(MessageIndex(1)));
 }
 
 TEST(Pop3SessionTest, QuitCommitsOnceAndAnswersAfterTheCommit) {
