@@ -9,6 +9,7 @@
 //   - RETR / TOP: the message index streamed (and TOP's line count);
 //   - DELE of a deleted or out-of-range message is -ERR; RSET undeletes everything;
 //   - QUIT: the kCommit action names exactly the deleted set; then the sign-off and close.
+//   - after each batch: the session's bad-command counter and IsMarkedDeleted() agree too.
 // Argument grammar (RFC 1939 section 3, as the session reads it): a case-insensitive keyword,
 // then arguments each after exactly one space, printable octets only, at most 255 octets with
 // CRLF (RFC 2449 section 4), numbers are digits that fit in 64 bits. Syntax errors count
@@ -545,6 +546,13 @@ class Harness {
       ExpectAgreement(events_.empty(), "output beyond what the model expects", bytes);
       ExpectAgreement(session_->counters().bad_commands == model_->bad_commands(),
                       "bad-command count", bytes);
+      if (session_->state() == Pop3State::kTransaction) {
+        for (uint32_t i = 0; i < model_->messages().size(); ++i) {
+          ExpectAgreement(
+              session_->IsMarkedDeleted(MessageIndex(i)) == model_->messages()[i].deleted,
+              "IsMarkedDeleted", bytes);
+        }
+      }
     }
     if (!model_->closed()) {
       // Every run ends with QUIT so the committed set is always checked.
