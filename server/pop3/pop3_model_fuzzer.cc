@@ -9,7 +9,7 @@
 //   - RETR / TOP: the message index streamed (and TOP's line count);
 //   - DELE of a deleted or out-of-range message is -ERR; RSET undeletes everything;
 //   - QUIT: the kCommit action names exactly the deleted set; then the sign-off and close.
-//   - after each batch: the session's bad-command counter and IsMarkedDeleted() agree too.
+//   - after each batch: the session's bad-command counter and IsMarkedDeletedForTest() agree too.
 // Argument grammar (RFC 1939 section 3, as the session reads it): a case-insensitive keyword,
 // then arguments each after exactly one space, printable octets only, at most 255 octets with
 // CRLF (RFC 2449 section 4), numbers are digits that fit in 64 bits. Syntax errors count
@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "base/uidl.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
 
@@ -549,7 +550,7 @@ class Harness {
       if (session_->state() == Pop3State::kTransaction) {
         for (uint32_t i = 0; i < model_->messages().size(); ++i) {
           ExpectAgreement(
-              session_->IsMarkedDeleted(MessageIndex(i)) == model_->messages()[i].deleted,
+              session_->IsMarkedDeletedForTest(MessageIndex(i)) == model_->messages()[i].deleted,
               "IsMarkedDeleted", bytes);
         }
       }
@@ -579,7 +580,7 @@ class Harness {
         uidl.assign(1 + style % 70, '!');
         break;
       case 2:
-        uidl.assign(MailboxSnapshot::kUidlBytesMax, '~');
+        uidl.assign(kUidlBytesMax, '~');
         break;
       default:
         uidl.assign(1, '.');
