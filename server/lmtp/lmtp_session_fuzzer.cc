@@ -25,28 +25,13 @@
 #include <vector>
 
 #include "base/check.h"
+#include "tools/build/fuzz_input.h"
 #include "server/lmtp/session.h"
 
 namespace posthaste::lmtp {
 namespace {
 
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return pos_ >= size_; }
-  uint8_t Byte() { return pos_ < size_ ? data_[pos_++] : 0; }
-  std::string_view Bytes(size_t n) {
-    n = std::min(n, size_ - std::min(pos_, size_));
-    std::string_view out(reinterpret_cast<const char*>(data_ + pos_), n);
-    pos_ += n;
-    return out;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+using Input = ::posthaste::testing::FuzzInput;
 
 constexpr const char* kCanned[] = {
     "LHLO fuzz.example\r\n",

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "tools/build/fuzz_input.h"
 #include "base/uidl.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
@@ -43,23 +44,7 @@
 namespace posthaste::pop3 {
 namespace {
 
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return pos_ >= size_; }
-  uint8_t Byte() { return pos_ < size_ ? data_[pos_++] : 0; }
-  std::string_view Bytes(size_t n) {
-    n = std::min(n, size_ - pos_);
-    std::string_view out(reinterpret_cast<const char*>(data_ + pos_), n);
-    pos_ += n;
-    return out;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+using Input = ::posthaste::testing::FuzzInput;
 
 constexpr uint32_t kMessagesMax = 50;
 constexpr size_t kCommandLineBytesMax = 255;  // RFC 2449 section 4, CRLF included

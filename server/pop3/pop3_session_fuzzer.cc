@@ -20,29 +20,14 @@
 #include <vector>
 
 #include "base/check.h"
+#include "tools/build/fuzz_input.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
 
 namespace posthaste::pop3 {
 namespace {
 
-class Input {
- public:
-  Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  bool empty() const { return pos_ >= size_; }
-  uint8_t Byte() { return pos_ < size_ ? data_[pos_++] : 0; }
-  std::string_view Bytes(size_t n) {
-    n = std::min(n, size_ - pos_);
-    std::string_view out(reinterpret_cast<const char*>(data_ + pos_), n);
-    pos_ += n;
-    return out;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+using Input = ::posthaste::testing::FuzzInput;
 
 enum class Phase { kAuthorization, kTransaction, kCommitted, kClosed };
 enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls };
