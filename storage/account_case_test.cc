@@ -18,18 +18,12 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/mail_store.h"
+#include "storage/testing/store_test_base.h"
 
 namespace posthaste::storage {
 namespace {
 
 using std::string_literals::operator""s;
-
-std::string NewDataDir() {
-  static std::atomic<int> counter{0};
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/case-store-", ::getpid(), "-",
-                      counter.fetch_add(1));
-}
 
 std::string AccountKey(const std::string& domain, const std::string& local) {
   return "A"s + domain + '\0' + local;
@@ -80,31 +74,12 @@ class RawIndex {
   std::unique_ptr<rocksdb::DB> db_;
 };
 
-class AccountCaseTest : public ::testing::Test {
+class AccountCaseTest : public testing::StoreTestBase {
  protected:
-  void SetUp() override {
-    options_.data_dir = NewDataDir();
-    Reopen();
-  }
-
-  void Reopen() {
-    store_.reset();
-    auto store = MailStore::Open(options_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-  }
-
   AccountInfo MustCreate(const std::string& address) {
     auto created = store_->CreateAccount(address, "{PLAIN}x");
     EXPECT_TRUE(created.ok()) << created.status();
     return created.ok() ? *created : AccountInfo{};
-  }
-
-  std::string MustDeliver(const std::string& address, const std::string& raw,
-                          const DeliverOptions& options = {}) {
-    auto r = store_->Deliver(address, raw, options);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? r->uidl : "";
   }
 
   // UIDL and stored bytes of every message, in order.
@@ -160,9 +135,6 @@ class AccountCaseTest : public ::testing::Test {
       raw.Rekey(AccountKey(domain, from), AccountKey(domain, to));
     raw.Delete("Mschema_version");
   }
-
-  StoreOptions options_;
-  std::unique_ptr<MailStore> store_;
 };
 
 TEST_F(AccountCaseTest, CaseVariantsReachOneAccount) {

@@ -16,19 +16,14 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "storage/testing/store_test_base.h"
 
 namespace posthaste::storage {
 namespace {
 
 using std::string_literals::operator""s;
 
-std::string NewDataDir() {
-  static std::atomic<int> counter{0};
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string dir =
-      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/store-", ::getpid(), "-", counter.fetch_add(1));
-  return dir;
-}
+using testing::NewDataDirForTest;
 
 absl::string_view AbslViewForTest(std::string_view s) { return {s.data(), s.size()}; }
 
@@ -47,36 +42,11 @@ std::vector<std::string> SegmentFiles(const std::string& data_dir) {
   return out;
 }
 
-class MailStoreTest : public ::testing::Test {
+class MailStoreTest : public testing::StoreTestBase {
  protected:
-  void SetUp() override {
-    options_.data_dir = NewDataDir();
-    Reopen();
-  }
-
-  void Reopen() {
-    store_.reset();
-    auto store = MailStore::Open(options_);
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-  }
-
   void Create(const std::string& address) {
     auto created = store_->CreateAccount(address, "{PLAIN}x");
     ASSERT_TRUE(created.ok()) << created.status();
-  }
-
-  DeliverResult MustDeliver(const std::string& address, const std::string& raw,
-                            const DeliverOptions& options = {}) {
-    auto r = store_->Deliver(address, raw, options);
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : DeliverResult{};
-  }
-
-  std::shared_ptr<const MailboxSnapshot> MustOpen(const std::string& address) {
-    auto snap = store_->OpenMailbox(address);
-    EXPECT_TRUE(snap.ok()) << snap.status();
-    return snap.ok() ? *snap : nullptr;
   }
 
   void ExpectCheckClean() {
@@ -84,9 +54,6 @@ class MailStoreTest : public ::testing::Test {
     ASSERT_TRUE(report.ok()) << report.status();
     for (const auto& p : report->problems) ADD_FAILURE() << p;
   }
-
-  StoreOptions options_;
-  std::unique_ptr<MailStore> store_;
 };
 
 // ---- data directory lock ----
@@ -105,7 +72,7 @@ TEST_F(MailStoreTest, SecondOpenOfTheDataDirectoryFailsWithOneClearLine) {
 
 TEST_F(MailStoreTest, MissingStoreWithoutCreateIsNotFound) {
   StoreOptions options;
-  options.data_dir = NewDataDir();
+  options.data_dir = NewDataDirForTest();
   options.create_if_missing = false;
   EXPECT_EQ(MailStore::Open(options).status().code(), absl::StatusCode::kNotFound);
 }
@@ -942,7 +909,6 @@ TEST_F(MailStoreTest, UnreferencedSegmentsFromACrashAreRemovedOnOpen) {
   EXPECT_EQ(SegmentFiles(options_.data_dir).size(), 1u);
   ExpectCheckClean();
 }
-
 
 // ---- store stats (for metrics) ----
 
