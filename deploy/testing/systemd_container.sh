@@ -48,7 +48,7 @@ sc_podman() {
 }
 
 sc_init() {
-  sc_work=$(mktemp -d /var/tmp/posthaste-sc.XXXXXX)
+  sc_work=$(mktemp -d -p /var/tmp --suffix=.posthaste-sc)
   sc_name="posthaste-sc-$$"
   cat >"$sc_work/containers.conf" <<'EOF'
 [containers]
@@ -115,7 +115,7 @@ sc_rootfs() {
   find "$SC_CACHE_DIR" -mindepth 1 -maxdepth 1 -type d -mtime +"$SC_ROOTFS_MAX_AGE_DAYS" \
     -exec rm -rf {} +
   local tmp
-  tmp=$(mktemp -d "$SC_CACHE_DIR/build.XXXXXX")
+  tmp=$(mktemp -d -p "$SC_CACHE_DIR" --suffix=.build)
   sc_log "building the rootfs ($packages) into $dir"
   if ! mmdebstrap --variant=minbase --include="${packages// /,}" "$SC_SUITE" "$tmp/rootfs" \
       "${SC_MIRRORS[@]}" >"$tmp/mmdebstrap.log" 2>&1; then

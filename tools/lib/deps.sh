@@ -54,7 +54,7 @@ ph_install_packages() {
   # for it up to 5 minutes, and a failed attempt is retried once.
   local apt_opts=(-o DPkg::Lock::Timeout=300 -y -qq --no-install-recommends)
   local attempt log
-  log=$(mktemp /tmp/posthaste-apt.XXXXXX)
+  log=$(mktemp -p /tmp --suffix=.posthaste-apt)
   for attempt in 1 2; do
     if $sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >"$log" 2>&1 &&
        DEBIAN_FRONTEND=noninteractive $sudo apt-get install "${apt_opts[@]}" "${missing[@]}" \
