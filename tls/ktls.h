@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/counter_fields.h"
 #include "tls/tls_engine.h"
 
 namespace posthaste {
@@ -39,10 +40,13 @@ absl::Status EnableKernelTls(int fd, const TlsEngine& engine);
 
 enum class TlsDataPath { kKernelTls, kUserspace };
 
+// X(member, what it counts).
+#define PH_TLS_PATH_COUNTERS(X)                                      \
+  X(kernel_tls_sessions, "sessions whose records the kernel writes") \
+  X(userspace_sessions, "sessions whose records TlsEngine seals")    \
+  X(kernel_tls_errors, "kTLS was available but enabling it failed")
 struct TlsPathCounters {
-  uint64_t kernel_tls_sessions = 0;  // Records written by the kernel.
-  uint64_t userspace_sessions = 0;   // Records sealed by TlsEngine.
-  uint64_t kernel_tls_errors = 0;    // kTLS was available but enabling it failed.
+  PH_TLS_PATH_COUNTERS(PH_COUNTER_MEMBER)
 };
 
 // Enables kTLS on `fd` when `capability` says the kernel has it and the engine's cipher allows

@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/counter_fields.h"
 #include "tls/tls_context.h"
 
 namespace posthaste {
@@ -167,16 +168,19 @@ class TlsEngine {
 
 // Per-shard tallies of finished sessions (plain integers: one shard, one writer; summed at
 // scrape time). Kernel/userspace path counts live in TlsPathCounters (ktls.h).
+// X(member, what it counts).
+#define PH_TLS_COUNTERS(X)                                           \
+  X(sessions, "engines counted (one per connection that began TLS)") \
+  X(handshakes_completed, "of which the handshake finished")         \
+  X(handshakes_resumed, "of which the session was resumed")          \
+  X(handshake_errors, "ended by TlsErrorKind::kHandshake")           \
+  X(record_errors, "ended by TlsErrorKind::kRecord")                 \
+  X(certificate_errors, "ended by TlsErrorKind::kCertificate")       \
+  X(limit_errors, "ended by TlsErrorKind::kLimit")                   \
+  X(internal_errors, "ended by TlsErrorKind::kInternal")             \
+  X(plaintext_bytes_encrypted, "plaintext bytes the engine sealed")
 struct TlsCounters {
-  uint64_t sessions = 0;
-  uint64_t handshakes_completed = 0;
-  uint64_t handshakes_resumed = 0;
-  uint64_t handshake_errors = 0;
-  uint64_t record_errors = 0;
-  uint64_t certificate_errors = 0;
-  uint64_t limit_errors = 0;
-  uint64_t internal_errors = 0;
-  uint64_t plaintext_bytes_encrypted = 0;
+  PH_TLS_COUNTERS(PH_COUNTER_MEMBER)
 };
 
 // Adds one session's outcome to *counters. Call once per engine, when the connection ends.

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/counter_fields.h"
 #include "server/http/http_message.h"
 #include "server/http/request_parser.h"
 
@@ -85,16 +86,19 @@ struct HttpServerOptions {
 inline constexpr std::array<int, 18> kCountedStatuses = {
     200, 201, 204, 400, 401, 404, 405, 408, 409, 411, 413, 414, 417, 431, 500, 501, 503, 505};
 
+// X(member, what it counts); the server exports them per listener (server/counters.h).
+#define PH_HTTP_SERVER_STATS(X)                                           \
+  X(connections_accepted, "connections accepted")                         \
+  X(connections_open, "connections open (goes down as they close)")       \
+  X(refused_per_ip, "503 + close: over connections_per_ip_max")           \
+  X(refused_full, "503 + close: full, nobody to evict")                   \
+  X(evicted, "closed to make room (slowest head first)")                  \
+  X(header_timeouts, "408: the head did not arrive by header_timeout_ms") \
+  X(body_timeouts, "408: the body did not arrive by body_timeout_ms")     \
+  X(write_timeouts, "aborted: the response was not taken in time")        \
+  X(worker_queue_full, "503: every worker busy and the queue full")
 struct HttpServerStats {
-  std::atomic<uint64_t> connections_accepted{0};
-  std::atomic<uint64_t> connections_open{0};
-  std::atomic<uint64_t> refused_per_ip{0};     // 503 + close: over connections_per_ip_max
-  std::atomic<uint64_t> refused_full{0};       // 503 + close: full, nobody to evict
-  std::atomic<uint64_t> evicted{0};            // closed to make room (slowest head first)
-  std::atomic<uint64_t> header_timeouts{0};    // 408
-  std::atomic<uint64_t> body_timeouts{0};      // 408
-  std::atomic<uint64_t> write_timeouts{0};     // aborted
-  std::atomic<uint64_t> worker_queue_full{0};  // 503
+  PH_HTTP_SERVER_STATS(PH_ATOMIC_COUNTER_MEMBER)
   std::array<std::atomic<uint64_t>, kCountedStatuses.size() + 1> responses{};  // by status
   static size_t StatusSlot(int status);
 };

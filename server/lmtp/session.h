@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/counter_fields.h"
 #include "server/protocol/line_framer.h"
 
 namespace posthaste::lmtp {
@@ -80,26 +81,31 @@ struct LmtpSessionOptions {
   size_t input_buffered_bytes_max = 64 * 1024;       // WantsInput() turns false beyond this
 };
 
-// Plain counters, read by the driver (metrics come later). Each counts events in this session.
+// Plain counters, read by the driver, which adds them to its shard's block when the session
+// ends (server/counters.h exports them). Each counts events in this session.
+// X(member, what it counts).
+#define PH_LMTP_SESSION_COUNTERS(X)                                           \
+  X(commands, "command lines handled (any verdict)")                          \
+  X(command_line_too_long, "limit: command_line_bytes_max")                   \
+  X(bare_line_feed_closes, "a command line ended in a bare LF: 500, close")   \
+  X(bad_commands, "500/501/502/503/555 replies")                              \
+  X(bad_command_limit_closes, "limit: bad_commands_max")                      \
+  X(transactions, "MAIL FROM accepted")                                       \
+  X(recipients_checked, "kCheckRecipient actions")                            \
+  X(recipients_accepted, "RCPT TO answered 250")                              \
+  X(recipients_over_limit, "limit: recipients_max (452 4.5.3)")               \
+  X(declared_size_too_large, "MAIL SIZE= over message_bytes_max (552 5.3.4)") \
+  X(messages_received, "DATA completed (terminator seen)")                    \
+  X(messages_too_large, "limit: message_bytes_max (discarded, 552 5.3.4)")    \
+  X(message_bytes_received, "unstuffed octets of received messages")          \
+  X(deliveries, "kDeliver actions")                                           \
+  X(recipients_delivered, "kDelivered results")                               \
+  X(output_blocked, "limit: output_queued_bytes_max (pauses)")                \
+  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)")
 struct LmtpSessionCounters {
-  uint64_t commands = 0;                  // command lines handled (any verdict)
-  uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
-  uint64_t bare_line_feed_closes = 0;     // a command line ended in a bare LF: 500, close
-  uint64_t bad_commands = 0;              // 500/501/502/503/555 replies
-  uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
-  uint64_t transactions = 0;              // MAIL FROM accepted
-  uint64_t recipients_checked = 0;        // kCheckRecipient actions
-  uint64_t recipients_accepted = 0;
-  uint64_t recipients_over_limit = 0;    // limit: recipients_max (452 4.5.3)
-  uint64_t declared_size_too_large = 0;  // MAIL SIZE= over message_bytes_max (552 5.3.4)
-  uint64_t messages_received = 0;        // DATA completed (terminator seen)
-  uint64_t messages_too_large = 0;       // limit: message_bytes_max (discarded, 552 5.3.4)
-  uint64_t message_bytes_received = 0;   // unstuffed octets of received messages
-  uint64_t deliveries = 0;               // kDeliver actions
-  uint64_t recipients_delivered = 0;     // kDelivered results
-  uint64_t output_blocked = 0;           // limit: output_queued_bytes_max (pauses)
-  uint64_t input_over_limit = 0;         // limit: input_buffered_bytes_max (Feed past it)
+  PH_LMTP_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
+PH_COUNTER_BLOCK_SUM(LmtpSessionCounters, PH_LMTP_SESSION_COUNTERS)
 
 // The driver's verdict on one RCPT TO (OnRecipientChecked).
 struct LmtpRecipientVerdict {

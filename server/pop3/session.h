@@ -36,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/counter_fields.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/message_number.h"
 #include "server/protocol/line_framer.h"
@@ -154,20 +155,25 @@ struct Pop3SessionOptions {
   size_t input_buffered_bytes_max = 64 * 1024;  // WantsInput() turns false beyond this
 };
 
-// Plain counters, read by the driver (metrics come later). Each counts events in this session.
+// Plain counters, read by the driver, which adds them to its shard's block when the session
+// ends (server/counters.h exports them). Each counts events in this session.
+// X(member, what it counts).
+#define PH_POP3_SESSION_COUNTERS(X)                                     \
+  X(commands, "command lines handled (any verdict)")                    \
+  X(command_line_too_long, "limit: command_line_bytes_max")             \
+  X(sasl_line_too_long, "limit: sasl_line_bytes_max")                   \
+  X(bad_commands, "unknown, wrong state or bad syntax")                 \
+  X(bare_line_feed_closes, "a line ended in a bare LF: -ERR and close") \
+  X(bad_command_limit_closes, "limit: bad_commands_max")                \
+  X(auth_failures, "logins refused with -ERR [AUTH]")                   \
+  X(auth_failure_limit_closes, "limit: auth_failures_max")              \
+  X(output_blocked, "limit: output_queued_bytes_max (pauses)")          \
+  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)") \
+  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")
 struct Pop3SessionCounters {
-  uint64_t commands = 0;                  // command lines handled (any verdict)
-  uint64_t command_line_too_long = 0;     // limit: command_line_bytes_max
-  uint64_t sasl_line_too_long = 0;        // limit: sasl_line_bytes_max
-  uint64_t bad_commands = 0;              // unknown, wrong state or bad syntax
-  uint64_t bare_line_feed_closes = 0;     // a line ended in a bare LF: -ERR and close
-  uint64_t bad_command_limit_closes = 0;  // limit: bad_commands_max
-  uint64_t auth_failures = 0;
-  uint64_t auth_failure_limit_closes = 0;  // limit: auth_failures_max
-  uint64_t output_blocked = 0;             // limit: output_queued_bytes_max (pauses)
-  uint64_t input_over_limit = 0;           // limit: input_buffered_bytes_max (Feed past it)
-  uint64_t stls_discarded_bytes = 0;       // plaintext dropped behind/during STLS
+  PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
+PH_COUNTER_BLOCK_SUM(Pop3SessionCounters, PH_POP3_SESSION_COUNTERS)
 
 enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin };
 std::string_view AuthMechanismName(AuthMechanism mechanism);

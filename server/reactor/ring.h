@@ -29,6 +29,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "base/counter_fields.h"
 #include "server/reactor/completion.h"
 #include "server/reactor/timer.h"
 #include "server/reactor/uring_compat.h"
@@ -36,16 +37,19 @@
 namespace posthaste::reactor {
 
 // Per-shard loop counters; plain integers, written only by the ring's thread.
+// X(member, what it counts); the server exports them per shard (server/counters.h).
+#define PH_RING_STATS(X)                                                    \
+  X(loop_iterations, "loop iterations")                                     \
+  X(sqes_prepared, "SQEs prepared")                                         \
+  X(submissions, "SQEs the kernel accepted")                                \
+  X(completions, "CQEs reaped")                                             \
+  X(cq_overflows, "kernel's overflow count (CQEs that did not fit the CQ)") \
+  X(sq_full_retries, "times the SQ was full and we submitted to make room") \
+  X(busy_ns, "time outside the blocking wait")                              \
+  X(timers_fired, "timers run")                                             \
+  X(deferred_run, "deferred closures run")
 struct RingStats {
-  uint64_t loop_iterations = 0;
-  uint64_t sqes_prepared = 0;
-  uint64_t submissions = 0;      // SQEs the kernel accepted
-  uint64_t completions = 0;      // CQEs reaped
-  uint64_t cq_overflows = 0;     // kernel's overflow count (CQEs that did not fit the CQ)
-  uint64_t sq_full_retries = 0;  // times the SQ was full and we submitted to make room
-  uint64_t busy_ns = 0;          // time outside the blocking wait
-  uint64_t timers_fired = 0;
-  uint64_t deferred_run = 0;
+  PH_RING_STATS(PH_COUNTER_MEMBER)
 };
 
 enum class SetupMode { kDeferTaskrun, kCoopTaskrun, kPlain };

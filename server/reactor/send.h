@@ -30,6 +30,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
+#include "base/counter_fields.h"
 #include "server/reactor/completion.h"
 #include "server/reactor/ring.h"
 
@@ -39,20 +40,23 @@ enum class SendPath { kSplice, kSendZc, kCopy };
 std::string_view SendPathName(SendPath path);
 
 // Counted by the path submitted (on loopback the kernel copies every zero-copy send anyway;
-// zc_notifs_copied says how often it reported that).
+// zc_notifs_copied says how often it reported that). X(member, what it counts); the server
+// exports the block per service (server/counters.h).
+#define PH_SEND_STATS(X)                                                                \
+  X(plain_bytes, "Sender, plain send")                                                  \
+  X(zc_bytes, "Sender and streamer, SEND_ZC")                                           \
+  X(splice_bytes, "streamer, spliced into the socket")                                  \
+  X(copy_bytes, "streamer, read + send")                                                \
+  X(partial_sends, "resubmissions after a short send or splice")                        \
+  X(socket_full_waits, "-EAGAIN answered by a POLLOUT wait")                            \
+  X(zc_notifs, "SEND_ZC notifications")                                                 \
+  X(zc_notifs_copied, "notifications reporting the kernel copied after all")            \
+  X(zc_fallbacks, "SEND_ZC refused (ENOMEM/ENOBUFS: pinned-page limits)")               \
+  X(zc_fallback_bytes, "bytes of refused SEND_ZC chunks, sent by plain (copying) send") \
+  X(streams_ok, "file streams finished")                                                \
+  X(streams_failed, "file streams ended by an error")
 struct SendStats {
-  uint64_t plain_bytes = 0;        // Sender, plain send
-  uint64_t zc_bytes = 0;           // Sender and streamer, SEND_ZC
-  uint64_t splice_bytes = 0;       // streamer, spliced into the socket
-  uint64_t copy_bytes = 0;         // streamer, read + send
-  uint64_t partial_sends = 0;      // resubmissions after a short send or splice
-  uint64_t socket_full_waits = 0;  // -EAGAIN answered by a POLLOUT wait
-  uint64_t zc_notifs = 0;
-  uint64_t zc_notifs_copied = 0;   // notifications reporting the kernel copied after all
-  uint64_t zc_fallbacks = 0;       // SEND_ZC refused (ENOMEM/ENOBUFS: pinned-page limits);
-  uint64_t zc_fallback_bytes = 0;  //   that chunk went out as a plain (copying) send instead
-  uint64_t streams_ok = 0;
-  uint64_t streams_failed = 0;
+  PH_SEND_STATS(PH_COUNTER_MEMBER)
 };
 
 // on_done(status, bytes): bytes is how many bytes the socket accepted.
