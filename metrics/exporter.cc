@@ -3,6 +3,8 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "base/check.h"
 #include "prometheus/text_serializer.h"
 
 namespace posthaste::metrics {
@@ -14,13 +16,31 @@ using prometheus::MetricType;
 
 using Labels = std::vector<ClientMetric::Label>;
 
+// Families in the order first seen; a name always maps to the same family, so every family's
+// samples come out together whatever order they are added in.
 class FamilyList {
  public:
   MetricFamily& Family(std::string_view name, std::string_view help, MetricType type) {
-    if (families_.empty() || families_.back().name != name) {
-      families_.push_back(MetricFamily{std::string(name), std::string(help), type, {}});
+    auto [it, inserted] = index_.try_emplace(std::string(name), families_.size());
+    if (inserted) families_.push_back(MetricFamily{std::string(name), std::string(help), type, {}});
+    MetricFamily& family = families_[it->second];
+    if (family.help.empty()) family.help = std::string(help);
+    return family;
+  }
+  // Adds `value` to the sample of family `name` with exactly `labels` (made at 0 if new).
+  void AddTo(std::string_view name, std::string_view help, MetricType type, Labels labels,
+             double value) {
+    MetricFamily& family = Family(name, help, type);
+    for (ClientMetric& m : family.metric) {
+      if (m.label == labels) {
+        (type == MetricType::Gauge ? m.gauge.value : m.counter.value) += value;
+        return;
+      }
     }
-    return families_.back();
+    ClientMetric m;
+    m.label = std::move(labels);
+    (type == MetricType::Gauge ? m.gauge.value : m.counter.value) = value;
+    family.metric.push_back(std::move(m));
   }
   void Counter(std::string_view name, std::string_view help, Labels labels, double value) {
     ClientMetric m;
@@ -52,12 +72,41 @@ class FamilyList {
 
  private:
   std::vector<MetricFamily> families_;
+  absl::flat_hash_map<std::string, size_t> index_;
 };
 
-Labels OneLabel(std::string_view key_value) {
-  if (key_value.empty()) return {};
-  const size_t eq = key_value.find('=');
-  return {{std::string(key_value.substr(0, eq)), std::string(key_value.substr(eq + 1))}};
+// One block copy's rows into `out`. `shard`: the copy's shard, or -1 for a process-wide block.
+void ExportBlock(const CounterBlockCopy& copy, int64_t shard, FamilyList& out) {
+  if (copy.table() == nullptr) return;  // a shard that has not answered yet
+  for (const CounterRow& row : copy.table()->rows) {
+    Labels labels;
+    for (auto& [key, value] : ParseCounterLabels(row.labels)) {
+      labels.push_back({std::move(key), std::move(value)});
+    }
+    for (const auto& [key, value] : copy.labels()) labels.push_back({key, value});
+    const double value = static_cast<double>(copy.value(row));
+    switch (row.kind) {
+      case CounterKind::kCounter:
+        out.AddTo(row.name, row.help, MetricType::Counter, std::move(labels), value);
+        break;
+      case CounterKind::kGauge:
+        out.AddTo(row.name, row.help, MetricType::Gauge, std::move(labels), value);
+        break;
+      case CounterKind::kCounterPerShard:
+      case CounterKind::kGaugePerShard:
+      case CounterKind::kNanosAsSecondsPerShard: {
+        PH_DCHECK(shard >= 0);
+        if (shard >= 0) labels.push_back({"shard", std::to_string(shard)});
+        if (row.kind == CounterKind::kGaugePerShard) {
+          out.AddTo(row.name, row.help, MetricType::Gauge, std::move(labels), value);
+        } else {
+          out.AddTo(row.name, row.help, MetricType::Counter, std::move(labels),
+                    row.kind == CounterKind::kNanosAsSecondsPerShard ? value / 1e9 : value);
+        }
+        break;
+      }
+    }
+  }
 }
 
 Labels L(std::string_view k, std::string_view v) { return {{std::string(k), std::string(v)}}; }
@@ -71,20 +120,23 @@ Exporter::Exporter(std::shared_ptr<const TenantLabels> tenants, ExporterSources 
     : tenants_(std::move(tenants)), sources_(std::move(sources)) {}
 
 std::vector<MetricFamily> Exporter::Collect() const {
-  std::vector<ShardMetrics> shards;
+  std::vector<ShardCopy> shards;
   const uint32_t answered = sources_.shards ? sources_.shards(&shards) : 0;
+  std::vector<CounterBlockCopy> process;
+  if (sources_.process) process = sources_.process();
   StoreMetrics store;
   if (sources_.store) store = sources_.store();
   const bool ready = sources_.ready ? sources_.ready() : true;
-  return Families(*tenants_, shards, answered, sources_.store ? &store : nullptr, ready);
+  return Families(*tenants_, shards, answered, process, sources_.store ? &store : nullptr, ready);
 }
 
 std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
-                                             const std::vector<ShardMetrics>& shards,
-                                             uint32_t shards_answered, const StoreMetrics* store,
-                                             bool ready) {
+                                             const std::vector<ShardCopy>& shards,
+                                             uint32_t shards_answered,
+                                             const std::vector<CounterBlockCopy>& process,
+                                             const StoreMetrics* store, bool ready) {
   ShardMetrics sum(tenants.size());
-  for (const ShardMetrics& s : shards) sum.Add(s);
+  for (const ShardCopy& s : shards) sum.Add(s.metrics);
   FamilyList out;
 
   out.Gauge("posthaste_ready", "1 when serving, 0 while draining.", {}, ready ? 1 : 0);
@@ -93,23 +145,23 @@ std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
             "Shards that copied their metrics for this scrape (the others show their last copy).",
             {}, shards_answered);
 
-  // Scalar counters, one family per run of rows with the same name.
-  std::string_view help;
-#define PH_EXPORT_FIELD(field, name, label, help_text)                             \
-  help = std::string_view(help_text).empty() ? help : std::string_view(help_text); \
-  out.Counter(name, help, OneLabel(label), static_cast<double>(sum.field));
-  PH_SHARD_COUNTERS(PH_EXPORT_FIELD)
-#undef PH_EXPORT_FIELD
+  out.Counter("posthaste_bugs_total",
+              "Broken invariants logged and recovered from (PH_BUG); should stay 0.", {},
+              static_cast<double>(BugCount()));
 
+  // Counter blocks, through their tables.
   for (size_t i = 0; i < shards.size(); ++i) {
-    out.Gauge("posthaste_pop3_connections_open", "POP3 connections open, by shard.",
-              L("shard", std::to_string(i)), static_cast<double>(shards[i].connections_open));
+    for (const CounterBlockCopy& block : shards[i].blocks) {
+      ExportBlock(block, static_cast<int64_t>(i), out);
+    }
   }
+  for (const CounterBlockCopy& block : process) ExportBlock(block, -1, out);
+
   for (size_t r = 0; r < static_cast<size_t>(RefuseReason::kCount); ++r) {
-    out.Counter("posthaste_pop3_connections_refused_total",
-                "POP3 connections refused before the greeting, by reason.",
-                L("reason", RefuseReasonLabel(static_cast<RefuseReason>(r))),
-                static_cast<double>(sum.connections_refused[r]));
+    out.AddTo("posthaste_pop3_connections_refused_total",
+              "POP3 connections refused before the greeting, by reason.", MetricType::Counter,
+              L("reason", RefuseReasonLabel(static_cast<RefuseReason>(r))),
+              static_cast<double>(sum.connections_refused[r]));
   }
   for (size_t t = 0; t < tenants.size(); ++t) {
     for (size_t o = 0; o < static_cast<size_t>(SessionOutcome::kCount); ++o) {
@@ -165,39 +217,6 @@ std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
                 "Store operations that failed while serving, by operation.",
                 L("operation", StoreOperationLabel(static_cast<StoreOperation>(o))),
                 static_cast<double>(sum.store_errors[o]));
-  }
-
-  // Reactor, per shard.
-  struct ReactorRow {
-    std::string_view name;
-    std::string_view help;
-    uint64_t ReactorMetrics::*field;
-  };
-  static constexpr ReactorRow kReactorRows[] = {
-      {"posthaste_reactor_loop_iterations_total", "Reactor loop iterations.",
-       &ReactorMetrics::loop_iterations},
-      {"posthaste_reactor_sqes_prepared_total", "Submission queue entries prepared.",
-       &ReactorMetrics::sqes_prepared},
-      {"posthaste_reactor_submissions_total", "Submission queue entries the kernel accepted.",
-       &ReactorMetrics::submissions},
-      {"posthaste_reactor_completions_total", "Completion queue entries reaped.",
-       &ReactorMetrics::completions},
-      {"posthaste_reactor_cq_overflows_total", "Completions that overflowed the ring's CQ.",
-       &ReactorMetrics::cq_overflows},
-      {"posthaste_reactor_sq_full_retries_total", "Times the submission queue was full.",
-       &ReactorMetrics::sq_full_retries},
-  };
-  for (const ReactorRow& row : kReactorRows) {
-    for (size_t i = 0; i < shards.size(); ++i) {
-      out.Counter(row.name, row.help, L("shard", std::to_string(i)),
-                  static_cast<double>(shards[i].reactor.*row.field));
-    }
-  }
-  for (size_t i = 0; i < shards.size(); ++i) {
-    out.Counter("posthaste_reactor_busy_seconds_total",
-                "Time the shard spent outside its blocking wait; its rate is the busy ratio.",
-                L("shard", std::to_string(i)),
-                static_cast<double>(shards[i].reactor.busy_ns) / 1e9);
   }
 
   if (store != nullptr) {

@@ -1,13 +1,129 @@
+#include <atomic>
+#include <cstddef>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/counter_fields.h"
 #include "gtest/gtest.h"
+#include "metrics/counter_table.h"
 #include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
 
 namespace posthaste::metrics {
 namespace {
+
+using prometheus::MetricFamily;
+
+// A small block shaped like the server's: own counters, a nested block, a per-shard gauge, a
+// nanosecond counter and a second row for one member.
+#define PH_TEST_INNER_COUNTERS(X) \
+  X(splice_bytes, "spliced")      \
+  X(copy_bytes, "copied")
+struct TestInner {
+  PH_TEST_INNER_COUNTERS(PH_COUNTER_MEMBER)
+};
+
+#define PH_TEST_COUNTERS(X)                                                                       \
+  X(accepted, kCounter, "posthaste_test_connections_accepted_total", "", "Connections accepted.") \
+  X(open, kGaugePerShard, "posthaste_test_connections_open", "", "Open, by shard.")               \
+  X(limit_per_ip, kCounter, "posthaste_test_limit_rejections_total", "limit=per_ip",              \
+    "Refused by a limit.")                                                                        \
+  X(limit_per_shard, kCounter, "posthaste_test_limit_rejections_total", "limit=per_shard", "")    \
+  X(busy_ns, kNanosAsSecondsPerShard, "posthaste_test_busy_seconds_total", "", "Busy time.")
+#define PH_TEST_MORE_ROWS(X)                                                                       \
+  X(inner.splice_bytes, kCounter, "posthaste_test_body_bytes_total", "path=splice", "Body bytes.") \
+  X(inner.copy_bytes, kCounter, "posthaste_test_body_bytes_total", "path=copy", "")                \
+  X(inner.splice_bytes, kCounter, "posthaste_test_moved_bytes_total", "", "Every path summed.")    \
+  X(inner.copy_bytes, kCounter, "posthaste_test_moved_bytes_total", "", "")                        \
+  X(limit_per_ip, kCounter, "posthaste_test_refused_total", "reason=per_ip,proto=test",            \
+    "Second name of a limit.")
+struct TestBlock {
+  PH_TEST_COUNTERS(PH_COUNTER_MEMBER)
+  TestInner inner;
+};
+#define PH_TEST_ROW(...) PH_COUNTER_ROW(TestBlock, __VA_ARGS__)
+constexpr CounterRow kTestRows[] = {PH_TEST_COUNTERS(PH_TEST_ROW) PH_TEST_MORE_ROWS(PH_TEST_ROW)};
+const CounterTable kTestTable = PH_COUNTER_TABLE(TestBlock, kTestRows);
+
+struct TestProcess {
+  std::atomic<uint64_t> reloads{0};
+};
+#define PH_TEST_PROCESS_ROW(...) PH_COUNTER_ROW(TestProcess, __VA_ARGS__)
+constexpr CounterRow kProcessRows[] = {PH_TEST_PROCESS_ROW(
+    reloads, kCounter, "posthaste_test_reloads_total", "", "Reloads (process-wide).")};
+const CounterTable kProcessTable = PH_COUNTER_TABLE(TestProcess, kProcessRows);
+
+std::string Text(const std::vector<ShardCopy>& shards,
+                 const std::vector<CounterBlockCopy>& process = {}) {
+  TenantLabels tenants;
+  return SerializeText(Exporter::Families(tenants, shards, static_cast<uint32_t>(shards.size()),
+                                          process, nullptr, true));
+}
+
+bool Has(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
+
+TEST(CounterTable, TheTestTableFollowsTheRules) {
+  EXPECT_TRUE(ValidateCounterTable(kTestTable).ok()) << ValidateCounterTable(kTestTable);
+  EXPECT_TRUE(ValidateCounterTable(kProcessTable).ok());
+  EXPECT_EQ(kTestRows[5].member, "inner.splice_bytes");
+  EXPECT_EQ(kTestRows[5].offset, offsetof(TestBlock, inner) + offsetof(TestInner, splice_bytes));
+}
+
+TEST(CounterTable, ValidateRejectsRowsThatBreakTheNamingRules) {
+  auto bad = [](CounterRow row) {
+    const CounterRow rows[] = {row};
+    return ValidateCounterTable(CounterTable{"Bad", sizeof(TestBlock), rows});
+  };
+  const size_t at = offsetof(TestBlock, accepted);
+  EXPECT_TRUE(bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "", "h", at}).ok());
+  EXPECT_FALSE(bad({"accepted", CounterKind::kCounter, "x_total", "", "h", at}).ok());
+  EXPECT_FALSE(bad({"accepted", CounterKind::kCounter, "posthaste_x", "", "h", at}).ok());
+  EXPECT_FALSE(
+      bad({"accepted", CounterKind::kGaugePerShard, "posthaste_x_total", "", "h", at}).ok());
+  EXPECT_FALSE(
+      bad({"accepted", CounterKind::kNanosAsSecondsPerShard, "posthaste_x_total", "", "h", at})
+          .ok());
+  EXPECT_FALSE(bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "k", "h", at}).ok());
+  EXPECT_FALSE(
+      bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "shard=1", "h", at}).ok());
+  EXPECT_FALSE(bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "", "", at}).ok());
+  EXPECT_FALSE(bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "", "h", 3}).ok());
+  EXPECT_FALSE(
+      bad({"accepted", CounterKind::kCounter, "posthaste_x_total", "", "h", sizeof(TestBlock)})
+          .ok());
+}
+
+TEST(CounterTable, EveryRowAppearsOnTheScrapeWithItsLabels) {
+  // Shard 0 has the block at zero, shard 1 has every member set: each row yields a sample.
+  std::vector<ShardCopy> shards(2);
+  TestBlock zero, set;
+  set.accepted = set.open = set.limit_per_ip = set.limit_per_shard = set.busy_ns = 1;
+  set.inner.splice_bytes = set.inner.copy_bytes = 1;
+  shards[0].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, zero)));
+  shards[1].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, set)));
+  const std::vector<MetricFamily> families =
+      Exporter::Families(TenantLabels(), shards, 2, {}, nullptr, true);
+  for (const CounterRow& row : kTestTable.rows) {
+    const MetricFamily* family = nullptr;
+    for (const auto& f : families) {
+      if (f.name == row.name) family = &f;
+    }
+    ASSERT_NE(family, nullptr) << row.member;
+    EXPECT_FALSE(family->help.empty()) << row.name;
+    bool found = false;
+    for (const auto& m : family->metric) {
+      size_t matched = 0;
+      for (const auto& [key, value] : ParseCounterLabels(row.labels)) {
+        for (const auto& l : m.label) matched += l.name == key && l.value == value;
+      }
+      if (matched == ParseCounterLabels(row.labels).size()) found = true;
+    }
+    EXPECT_TRUE(found) << row.member << " " << row.name << "{" << row.labels << "}";
+  }
+}
 
 TEST(LatencyHistogram, BucketsByUpperBound) {
   LatencyHistogram h;
@@ -42,22 +158,20 @@ TEST(TenantLabels, LargestGetTheirOwnLabelTheRestShareOther) {
 TEST(ShardMetrics, AddSumsEveryPart) {
   TenantLabels tenants({"a.test"});
   ShardMetrics one(tenants.size()), two(tenants.size());
-  one.connections_accepted = 3;
-  two.connections_accepted = 4;
+  one.CountRefused(RefuseReason::kBusy);
+  two.CountRefused(RefuseReason::kBusy);
   one.CountSession(2, SessionOutcome::kLogout);
   two.CountSession(2, SessionOutcome::kLogout);
   one.CountAuth(2, AuthMechanismLabel::kUser, AuthResult::kFailed);
   two.CountCommand(Command::kRetr, CommandResult::kOk, 1'000);
-  two.reactor.busy_ns = 7;
   ShardMetrics sum(tenants.size());
   sum.Add(one);
   sum.Add(two);
-  EXPECT_EQ(sum.connections_accepted, 7u);
+  EXPECT_EQ(sum.connections_refused[static_cast<size_t>(RefuseReason::kBusy)], 2u);
   EXPECT_EQ(sum.sessions[2][static_cast<size_t>(SessionOutcome::kLogout)], 2u);
   EXPECT_EQ(sum.authentications[2][0][static_cast<size_t>(AuthResult::kFailed)], 1u);
   EXPECT_EQ(sum.commands[static_cast<size_t>(Command::kRetr)][0], 1u);
   EXPECT_EQ(sum.command_latency[static_cast<size_t>(Command::kRetr)].count(), 1u);
-  EXPECT_EQ(sum.reactor.busy_ns, 7u);
 }
 
 const prometheus::MetricFamily* FindFamily(const std::vector<prometheus::MetricFamily>& families,
@@ -68,18 +182,68 @@ const prometheus::MetricFamily* FindFamily(const std::vector<prometheus::MetricF
   return nullptr;
 }
 
-TEST(Exporter, SumsShardsAtScrapeAndKeepsShardLabelsForTheReactor) {
+TEST(Exporter, SumsBlocksKeepsShardLabelsAndAddsRowsNamingOneSeries) {
+  std::vector<ShardCopy> shards(2);
+  TestBlock one, two;
+  one.accepted = 3;
+  two.accepted = 4;
+  one.open = 5;
+  two.open = 6;
+  one.busy_ns = 1'500'000'000;
+  one.limit_per_ip = 2;
+  two.limit_per_shard = 1;
+  one.inner.splice_bytes = 100;
+  two.inner.copy_bytes = 20;
+  shards[0].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, one)));
+  shards[1].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, two)));
+  TestProcess process;
+  process.reloads = 9;
+  const std::string text = Text(shards, {CounterBlockCopy::OfAtomics(kProcessTable, process)});
+  EXPECT_TRUE(Has(text, "posthaste_test_connections_accepted_total 7")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_connections_open{shard=\"0\"} 5")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_connections_open{shard=\"1\"} 6")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_busy_seconds_total{shard=\"0\"} 1.5")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_limit_rejections_total{limit=\"per_ip\"} 2")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_limit_rejections_total{limit=\"per_shard\"} 1"));
+  EXPECT_TRUE(Has(text, "posthaste_test_body_bytes_total{path=\"splice\"} 100")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_body_bytes_total{path=\"copy\"} 20")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_moved_bytes_total 120")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_refused_total{reason=\"per_ip\",proto=\"test\"} 2"));
+  EXPECT_TRUE(Has(text, "posthaste_test_reloads_total 9")) << text;
+  // One HELP/TYPE per family, its samples together.
+  size_t pos = 0, helps = 0;
+  while ((pos = text.find("# HELP posthaste_test_body_bytes_total ", pos)) != std::string::npos) {
+    ++helps;
+    ++pos;
+  }
+  EXPECT_EQ(helps, 1u);
+}
+
+TEST(Exporter, ARefusalCountedInABlockMovesItsSeries) {
+  TestBlock block;
+  const auto scrape = [&] {
+    std::vector<ShardCopy> shards(1);
+    shards[0].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, block)));
+    return Text(shards);
+  };
+  EXPECT_TRUE(Has(scrape(), "posthaste_test_limit_rejections_total{limit=\"per_ip\"} 0"));
+  ++block.limit_per_ip;  // what a shard does when the limit refuses a connection
+  const std::string text = scrape();
+  EXPECT_TRUE(Has(text, "posthaste_test_limit_rejections_total{limit=\"per_ip\"} 1")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_test_refused_total{reason=\"per_ip\",proto=\"test\"} 1"));
+}
+
+TEST(Exporter, SumsShardsAtScrape) {
   auto tenants = std::make_shared<TenantLabels>(std::vector<std::string>{"a.test"});
-  std::vector<ShardMetrics> copies(2, ShardMetrics(tenants->size()));
-  copies[0].commands[static_cast<size_t>(Command::kStat)][0] = 5;
-  copies[1].commands[static_cast<size_t>(Command::kStat)][0] = 6;
-  copies[0].reactor.loop_iterations = 10;
-  copies[1].reactor.loop_iterations = 20;
-  copies[1].CountSession(tenants->SlotOf("a.test"), SessionOutcome::kTimeout);
-  copies[0].CountCommand(Command::kPass, CommandResult::kOk, 2'000'000);
+  std::vector<ShardCopy> copies(2, ShardCopy{ShardMetrics(tenants->size()), {}});
+  copies[0].metrics.commands[static_cast<size_t>(Command::kStat)][0] = 5;
+  copies[1].metrics.commands[static_cast<size_t>(Command::kStat)][0] = 6;
+  copies[1].metrics.CountSession(tenants->SlotOf("a.test"), SessionOutcome::kTimeout);
+  copies[0].metrics.CountCommand(Command::kPass, CommandResult::kOk, 2'000'000);
+  copies[1].metrics.CountRefused(RefuseReason::kBusy);
   int calls = 0;
   Exporter exporter(tenants, {.shards =
-                                  [&](std::vector<ShardMetrics>* out) {
+                                  [&](std::vector<ShardCopy>* out) {
                                     ++calls;
                                     *out = copies;
                                     return 2u;
@@ -100,10 +264,8 @@ TEST(Exporter, SumsShardsAtScrapeAndKeepsShardLabelsForTheReactor) {
   EXPECT_NE(text.find("posthaste_pop3_commands_total{command=\"STAT\",result=\"ok\"} 11\n"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("posthaste_reactor_loop_iterations_total{shard=\"0\"} 10\n"),
-            std::string::npos);
-  EXPECT_NE(text.find("posthaste_reactor_loop_iterations_total{shard=\"1\"} 20\n"),
-            std::string::npos);
+  EXPECT_TRUE(Has(text, "posthaste_pop3_connections_refused_total{reason=\"busy\"} 1"));
+  EXPECT_TRUE(Has(text, "posthaste_bugs_total 0")) << text;
   EXPECT_NE(text.find("posthaste_pop3_sessions_total{tenant=\"a.test\",outcome=\"timeout\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("posthaste_store_messages 42\n"), std::string::npos);

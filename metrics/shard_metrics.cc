@@ -101,12 +101,6 @@ std::string_view SessionOutcomeLabel(SessionOutcome outcome) {
 
 std::string_view RefuseReasonLabel(RefuseReason reason) {
   switch (reason) {
-    case RefuseReason::kPerShard:
-      return "per_shard";
-    case RefuseReason::kPerIp:
-      return "per_ip";
-    case RefuseReason::kPerUserIp:
-      return "per_user_ip";
     case RefuseReason::kBusy:
       return "busy";
     case RefuseReason::kCount:
@@ -222,10 +216,6 @@ ShardMetrics::ShardMetrics(size_t tenant_slots)
       authentications(std::max<size_t>(tenant_slots, 2)) {}
 
 void ShardMetrics::Add(const ShardMetrics& o) {
-#define PH_ADD_FIELD(field, name, label, help) field += o.field;
-  PH_SHARD_COUNTERS(PH_ADD_FIELD)
-#undef PH_ADD_FIELD
-  connections_open += o.connections_open;
   for (size_t i = 0; i < connections_refused.size(); ++i) {
     connections_refused[i] += o.connections_refused[i];
   }
@@ -249,13 +239,6 @@ void ShardMetrics::Add(const ShardMetrics& o) {
   }
   for (size_t i = 0; i < lmtp_deliveries.size(); ++i) lmtp_deliveries[i] += o.lmtp_deliveries[i];
   for (size_t i = 0; i < store_errors.size(); ++i) store_errors[i] += o.store_errors[i];
-  reactor.loop_iterations += o.reactor.loop_iterations;
-  reactor.sqes_prepared += o.reactor.sqes_prepared;
-  reactor.submissions += o.reactor.submissions;
-  reactor.completions += o.reactor.completions;
-  reactor.cq_overflows += o.reactor.cq_overflows;
-  reactor.sq_full_retries += o.reactor.sq_full_retries;
-  reactor.busy_ns += o.reactor.busy_ns;
 }
 
 }  // namespace posthaste::metrics

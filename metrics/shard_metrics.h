@@ -1,12 +1,14 @@
-// Per-shard metrics: the counters, gauges and histograms one reactor shard keeps, declared once
-// (STYLE.md practice 7). No prometheus-cpp here: //metrics:exporter turns a set of shard copies
-// into Prometheus families at scrape time.
+// Per-shard metrics with labels: sessions by tenant and outcome, logins, commands and their
+// latency histograms, TLS handshakes, LMTP deliveries, store errors (STYLE.md practice 7). The
+// scalar counters live in the services' counter blocks (plain structs declared as X-macro
+// tables, exported through metrics/counter_table.h). No prometheus-cpp here: //metrics:exporter
+// turns a set of shard copies into Prometheus families at scrape time.
 //
 // Threading: a ShardMetrics is written only by its shard's thread, with plain integers (no
 // atomics, no locks on the hot path). Nobody else reads it in place: at scrape time the
-// exporter asks each shard (through the server's inbox, see ShardSnapshotSource in
-// exporter.h) to copy its block on its own thread, so there are no torn or racy reads. The
-// copy is a few KiB of memcpy per shard per scrape.
+// exporter asks each shard (through the server's inbox, see ExporterSources in exporter.h) to
+// copy its block on its own thread, so there are no torn or racy reads. The copy is a few KiB
+// of memcpy per shard per scrape.
 //
 // Tenant labels are bounded (TenantLabels): the largest tenants get a slot each, the rest share
 // "other".
@@ -99,7 +101,9 @@ enum class SessionOutcome : uint8_t {
 };
 std::string_view SessionOutcomeLabel(SessionOutcome outcome);
 
-enum class RefuseReason : uint8_t { kPerShard, kPerIp, kPerUserIp, kBusy, kCount };
+// Connections refused before the greeting that no limit counter covers: the limits' own
+// counters (ShardStats limit_per_*) feed the other reasons of the same family.
+enum class RefuseReason : uint8_t { kBusy, kCount };
 std::string_view RefuseReasonLabel(RefuseReason reason);
 
 enum class TlsVersion : uint8_t { kTls12, kTls13, kOther, kCount };
@@ -146,89 +150,11 @@ class TenantLabels {
 
 // ---- The per-shard block ----
 
-// Counters copied from the reactor's per-ring statistics at snapshot time.
-struct ReactorMetrics {
-  uint64_t loop_iterations = 0;
-  uint64_t sqes_prepared = 0;
-  uint64_t submissions = 0;
-  uint64_t completions = 0;
-  uint64_t cq_overflows = 0;
-  uint64_t sq_full_retries = 0;
-  uint64_t busy_ns = 0;
-};
-
-// Scalar counters: X(field, metric name, label (k=v or empty), help). Rows with the same metric
-// name form one family; keep them adjacent.
-#define PH_SHARD_COUNTERS(X)                                                                      \
-  X(connections_accepted, "posthaste_pop3_connections_accepted_total", "",                        \
-    "POP3 connections accepted.")                                                                 \
-  X(sessions_authenticated, "posthaste_pop3_sessions_authenticated_total", "",                    \
-    "Successful logins (maildrop opened or not).")                                                \
-  X(auth_failures, "posthaste_pop3_auth_failures_total", "", "Failed logins.")                    \
-  X(auth_cache_hits, "posthaste_pop3_auth_cache_hits_total", "",                                  \
-    "Logins verified from the password verification cache.")                                      \
-  X(maildrops_opened, "posthaste_pop3_maildrops_opened_total", "", "Maildrops opened.")           \
-  X(commits_ok, "posthaste_pop3_commits_total", "result=ok", "QUIT commits.")                     \
-  X(commits_failed, "posthaste_pop3_commits_total", "result=failed", "")                          \
-  X(in_use_refusals, "posthaste_pop3_in_use_refusals_total", "", "Logins refused with [IN-USE].") \
-  X(takeovers, "posthaste_pop3_takeovers_total", "", "Idle sessions ended for a newcomer.")       \
-  X(limit_per_shard, "posthaste_pop3_limit_rejections_total", "limit=per_shard",                  \
-    "Connections refused by a limit.")                                                            \
-  X(limit_per_ip, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")                    \
-  X(limit_per_user_ip, "posthaste_pop3_limit_rejections_total", "limit=per_user_ip", "")          \
-  X(timeouts_auth, "posthaste_pop3_timeouts_total", "timeout=authorization",                      \
-    "Connections closed by a timeout.")                                                           \
-  X(timeouts_idle, "posthaste_pop3_timeouts_total", "timeout=idle", "")                           \
-  X(timeouts_send_stall, "posthaste_pop3_timeouts_total", "timeout=send_stall", "")               \
-  X(body_splice_bytes, "posthaste_pop3_body_bytes_total", "path=splice",                          \
-    "Message body bytes (RETR/TOP) by the send path submitted.")                                  \
-  X(body_send_zc_bytes, "posthaste_pop3_body_bytes_total", "path=send_zc", "")                    \
-  X(body_copy_bytes, "posthaste_pop3_body_bytes_total", "path=copy", "")                          \
-  X(body_zc_refused_bytes, "posthaste_pop3_body_bytes_total", "path=send_zc_refused_copy", "")    \
-  X(body_tls_bytes, "posthaste_pop3_body_bytes_total", "path=tls_userspace", "")                  \
-  X(retrieved_zero_copy_bytes, "posthaste_pop3_retrieved_bytes_total", "path=zero_copy",          \
-    "RETR and TOP body bytes: zero_copy (splice, SEND_ZC) or copied through user memory.")        \
-  X(retrieved_copied_bytes, "posthaste_pop3_retrieved_bytes_total", "path=copied", "")            \
-  X(reply_bytes, "posthaste_pop3_reply_bytes_total", "", "Reply bytes sent by plain send.")       \
-  X(streams_ok, "posthaste_pop3_streams_total", "result=ok", "Message streams.")                  \
-  X(streams_failed, "posthaste_pop3_streams_total", "result=failed", "")                          \
-  X(zc_notifs_copied, "posthaste_pop3_zc_notifications_copied_total", "",                         \
-    "SEND_ZC notifications reporting the kernel copied anyway (always on loopback).")             \
-  X(lines_too_long, "posthaste_pop3_command_line_too_long_total", "",                             \
-    "Command lines over the line limit.")                                                         \
-  X(tls_sessions_ktls, "posthaste_tls_sessions_total", "path=ktls",                               \
-    "TLS sessions past the handshake by data path (kernel TLS or the userspace engine).")         \
-  X(tls_sessions_userspace, "posthaste_tls_sessions_total", "path=userspace", "")                 \
-  X(tls_ktls_errors, "posthaste_tls_ktls_errors_total", "",                                       \
-    "Sessions where kernel TLS was available but enabling it failed.")                            \
-  X(tls_implicit_accepted, "posthaste_tls_connections_total", "mode=implicit",                    \
-    "TLS connections started, by how.")                                                           \
-  X(tls_stls_started, "posthaste_tls_connections_total", "mode=stls", "")                         \
-  X(tls_handshake_errors, "posthaste_tls_errors_total", "kind=handshake",                         \
-    "TLS connections closed by an error, by kind (closed sessions).")                             \
-  X(tls_record_errors, "posthaste_tls_errors_total", "kind=record", "")                           \
-  X(tls_certificate_errors, "posthaste_tls_errors_total", "kind=certificate", "")                 \
-  X(tls_limit_errors, "posthaste_tls_errors_total", "kind=limit", "")                             \
-  X(tls_internal_errors, "posthaste_tls_errors_total", "kind=internal", "")                       \
-  X(tls_plaintext_bytes, "posthaste_tls_plaintext_bytes_total", "",                               \
-    "Plaintext bytes sealed by the userspace TLS engine (closed sessions).")                      \
-  X(tls_reloads_ok, "posthaste_tls_reloads_total", "result=ok",                                   \
-    "Certificate reloads, by result (process-wide; carried by shard 0).")                         \
-  X(tls_reloads_failed, "posthaste_tls_reloads_total", "result=failed", "")                       \
-  X(offload_rejected, "posthaste_offload_rejected_total", "",                                     \
-    "Jobs refused by a full offload queue.")                                                      \
-  X(post_rejected, "posthaste_inbox_rejected_total", "",                                          \
-    "Cross-shard messages refused (full inbox).")
-
 struct ShardMetrics {
   // `tenant_slots`: TenantLabels::size().
   explicit ShardMetrics(size_t tenant_slots = 2);
 
-#define PH_DECLARE_FIELD(field, name, label, help) uint64_t field = 0;
-  PH_SHARD_COUNTERS(PH_DECLARE_FIELD)
-#undef PH_DECLARE_FIELD
-
-  uint64_t connections_open = 0;  // gauge
+  // Refusals counted here rather than in a service's counter block (see RefuseReason).
   std::array<uint64_t, static_cast<size_t>(RefuseReason::kCount)> connections_refused{};
 
   // [tenant slot][outcome]
@@ -247,8 +173,6 @@ struct ShardMetrics {
       tls_handshakes{};
   std::array<uint64_t, static_cast<size_t>(LmtpResult::kCount)> lmtp_deliveries{};
   std::array<uint64_t, static_cast<size_t>(StoreOperation::kCount)> store_errors{};
-
-  ReactorMetrics reactor;
 
   // Hot-path helpers (shard thread only).
   void CountSession(uint16_t tenant, SessionOutcome outcome) {

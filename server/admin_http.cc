@@ -44,66 +44,28 @@ http::HttpResponse MethodNotAllowed() {
   return r;
 }
 
-// posthaste_http_* families: one sample per listener (and reason or status code).
-std::vector<prometheus::MetricFamily> HttpFamilies(
+// posthaste_http_responses_total: by listener and status code (codes seen so far). The other
+// posthaste_http_* families come from the listeners' counter blocks (HttpListenerCounterTable).
+prometheus::MetricFamily HttpResponseFamily(
     const std::vector<std::pair<std::string, const http::HttpServerStats*>>& listeners) {
-  using prometheus::ClientMetric;
-  using prometheus::MetricFamily;
-  using prometheus::MetricType;
-  MetricFamily accepted{"posthaste_http_connections_accepted_total",
-                        "HTTP connections accepted, by listener",
-                        MetricType::Counter,
-                        {}};
-  MetricFamily open{"posthaste_http_connections_open",
-                    "HTTP connections open, by listener",
-                    MetricType::Gauge,
-                    {}};
-  MetricFamily refused{"posthaste_http_connections_refused_total",
-                       "HTTP connections refused (503 and close) or evicted to make room, by "
-                       "listener and reason",
-                       MetricType::Counter,
-                       {}};
-  MetricFamily timeouts{"posthaste_http_timeouts_total",
-                        "HTTP requests cut off by a deadline, by listener and phase",
-                        MetricType::Counter,
-                        {}};
-  MetricFamily responses{"posthaste_http_responses_total",
-                         "HTTP responses, by listener and status code",
-                         MetricType::Counter,
-                         {}};
-  auto counter = [](MetricFamily& family, std::vector<ClientMetric::Label> labels, uint64_t value) {
-    ClientMetric m;
-    m.label = std::move(labels);
-    m.counter.value = static_cast<double>(value);
-    family.metric.push_back(std::move(m));
-  };
+  prometheus::MetricFamily responses{"posthaste_http_responses_total",
+                                     "HTTP responses, by listener and status code",
+                                     prometheus::MetricType::Counter,
+                                     {}};
   for (const auto& [name, stats] : listeners) {
-    counter(accepted, {{"listener", name}}, stats->connections_accepted.load());
-    ClientMetric gauge;
-    gauge.label = {{"listener", name}};
-    gauge.gauge.value = static_cast<double>(stats->connections_open.load());
-    open.metric.push_back(std::move(gauge));
-    counter(refused, {{"listener", name}, {"reason", "per_ip"}}, stats->refused_per_ip.load());
-    counter(refused, {{"listener", name}, {"reason", "full"}}, stats->refused_full.load());
-    counter(refused, {{"listener", name}, {"reason", "evicted"}}, stats->evicted.load());
-    counter(refused, {{"listener", name}, {"reason", "worker_queue_full"}},
-            stats->worker_queue_full.load());
-    counter(timeouts, {{"listener", name}, {"phase", "header"}}, stats->header_timeouts.load());
-    counter(timeouts, {{"listener", name}, {"phase", "body"}}, stats->body_timeouts.load());
-    counter(timeouts, {{"listener", name}, {"phase", "write"}}, stats->write_timeouts.load());
     for (size_t i = 0; i <= http::kCountedStatuses.size(); ++i) {
       const uint64_t value = stats->responses[i].load();
       if (value == 0) continue;
-      counter(
-          responses,
-          {{"listener", name},
-           {"code", i < http::kCountedStatuses.size() ? std::to_string(http::kCountedStatuses[i])
-                                                      : std::string("other")}},
-          value);
+      prometheus::ClientMetric m;
+      m.label = {
+          {"listener", name},
+          {"code", i < http::kCountedStatuses.size() ? std::to_string(http::kCountedStatuses[i])
+                                                     : std::string("other")}};
+      m.counter.value = static_cast<double>(value);
+      responses.metric.push_back(std::move(m));
     }
   }
-  return {std::move(accepted), std::move(open), std::move(refused), std::move(timeouts),
-          std::move(responses)};
+  return responses;
 }
 
 metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
@@ -129,72 +91,13 @@ metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
 
 }  // namespace
 
-metrics::ShardMetrics CopyShardMetrics(ShardContext& sc) {
-  metrics::ShardMetrics m = sc.metrics;
-  const ShardStats& s = sc.stats;
-  m.connections_accepted = s.connections_accepted;
-  m.connections_open = s.connections_open;
-  m.sessions_authenticated = s.sessions_authenticated;
-  m.auth_failures = s.auth_failures;
-  m.auth_cache_hits = s.auth_cache_hits;
-  m.maildrops_opened = s.maildrops_opened;
-  m.commits_ok = s.commits_ok;
-  m.commits_failed = s.commits_failed;
-  m.in_use_refusals = s.in_use_refusals;
-  m.takeovers = s.takeovers;
-  m.limit_per_shard = s.limit_per_shard;
-  m.limit_per_ip = s.limit_per_ip;
-  m.limit_per_user_ip = s.limit_per_user_ip;
-  m.timeouts_auth = s.timeouts_auth;
-  m.timeouts_idle = s.timeouts_idle;
-  m.timeouts_send_stall = s.timeouts_send_stall;
-  m.offload_rejected = s.offload_rejected;
-  m.post_rejected = s.post_rejected;
-  m.lines_too_long = s.lines_too_long;
-  // Refusals before the greeting, by the limit that refused them.
-  using metrics::RefuseReason;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerShard)] = s.limit_per_shard;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerIp)] = s.limit_per_ip;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerUserIp)] = s.limit_per_user_ip;
-  // Body bytes by the send path submitted; RETR/TOP bytes split into zero-copy and copied.
-  m.body_splice_bytes = s.send.splice_bytes;
-  m.body_send_zc_bytes = s.send.zc_bytes;
-  m.body_copy_bytes = s.send.copy_bytes;
-  m.body_zc_refused_bytes = s.send.zc_fallback_bytes;
-  m.body_tls_bytes = s.tls_body_bytes;
-  m.retrieved_zero_copy_bytes = s.send.splice_bytes + s.send.zc_bytes;
-  // The userspace TLS engine seals from the mapped segment: the bytes pass through user memory.
-  m.retrieved_copied_bytes = s.send.copy_bytes + s.send.zc_fallback_bytes + s.tls_body_bytes;
-  m.reply_bytes = s.send.plain_bytes;
-  m.streams_ok = s.send.streams_ok;
-  m.streams_failed = s.send.streams_failed;
-  m.zc_notifs_copied = s.send.zc_notifs_copied;
-  m.tls_sessions_ktls = s.tls_path.kernel_tls_sessions;
-  m.tls_sessions_userspace = s.tls_path.userspace_sessions;
-  m.tls_ktls_errors = s.tls_path.kernel_tls_errors;
-  m.tls_implicit_accepted = s.tls_implicit_accepted;
-  m.tls_stls_started = s.tls_stls_started;
-  m.tls_handshake_errors = s.tls.handshake_errors;
-  m.tls_record_errors = s.tls.record_errors;
-  m.tls_certificate_errors = s.tls.certificate_errors;
-  m.tls_limit_errors = s.tls.limit_errors;
-  m.tls_internal_errors = s.tls.internal_errors;
-  m.tls_plaintext_bytes = s.tls.plaintext_bytes_encrypted;
-  if (sc.index == 0 && sc.server != nullptr) {  // process-wide figures, counted once
-    m.tls_reloads_ok = sc.server->tls_reloads_ok.load();
-    m.tls_reloads_failed = sc.server->tls_reloads_failed.load();
+metrics::ShardCopy CopyShardMetrics(ShardContext& sc) {
+  metrics::ShardCopy copy{.metrics = sc.metrics, .blocks = {}};
+  copy.blocks.reserve(sc.counter_blocks.size());
+  for (const metrics::CounterBlockRef& block : sc.counter_blocks) {
+    copy.blocks.push_back(metrics::CounterBlockCopy::Of(block));
   }
-  if (sc.shard != nullptr) {
-    const reactor::RingStats& r = sc.shard->ring().stats();
-    m.reactor.loop_iterations = r.loop_iterations;
-    m.reactor.sqes_prepared = r.sqes_prepared;
-    m.reactor.submissions = r.submissions;
-    m.reactor.completions = r.completions;
-    m.reactor.cq_overflows = r.cq_overflows;
-    m.reactor.sq_full_retries = r.sq_full_retries;
-    m.reactor.busy_ns = r.busy_ns;
-  }
-  return m;
+  return copy;
 }
 
 struct AdminHttp::Impl {
@@ -207,16 +110,16 @@ struct AdminHttp::Impl {
   std::vector<std::pair<std::string, const http::HttpServerStats*>> listeners;
 
   std::mutex mu;
-  std::vector<metrics::ShardMetrics> last;  // by mu: each shard's latest copy
+  std::vector<metrics::ShardCopy> last;  // by mu: each shard's latest copy
   std::chrono::steady_clock::time_point store_read_at;
   metrics::StoreMetrics store_cached;  // by mu
 
   // Asks every shard for a copy (on its thread) and waits up to kScrapeWait for the replies.
-  uint32_t CopyShards(std::vector<metrics::ShardMetrics>* out) {
+  uint32_t CopyShards(std::vector<metrics::ShardCopy>* out) {
     struct Gather {
       std::mutex mu;
       std::condition_variable cv;
-      std::vector<std::unique_ptr<metrics::ShardMetrics>> copies;
+      std::vector<std::unique_ptr<metrics::ShardCopy>> copies;
       uint32_t replies = 0;
     };
     auto gather = std::make_shared<Gather>();
@@ -225,7 +128,7 @@ struct AdminHttp::Impl {
     for (auto& sc : ctx->shards) {
       ShardContext* shard_ctx = sc.get();
       if (ctx->reactor->shard(shard_ctx->index).inbox().Post([gather, shard_ctx] {
-            auto copy = std::make_unique<metrics::ShardMetrics>(CopyShardMetrics(*shard_ctx));
+            auto copy = std::make_unique<metrics::ShardCopy>(CopyShardMetrics(*shard_ctx));
             std::lock_guard<std::mutex> lock(gather->mu);
             gather->copies[shard_ctx->index] = std::move(copy);
             ++gather->replies;
@@ -237,7 +140,8 @@ struct AdminHttp::Impl {
     uint32_t answered = 0;
     std::lock_guard<std::mutex> last_lock(mu);
     if (last.size() != ctx->shards.size()) {
-      last.assign(ctx->shards.size(), metrics::ShardMetrics(ctx->tenant_labels->size()));
+      last.assign(ctx->shards.size(),
+                  metrics::ShardCopy{metrics::ShardMetrics(ctx->tenant_labels->size()), {}});
     }
     {
       std::unique_lock<std::mutex> lock(gather->mu);
@@ -250,6 +154,18 @@ struct AdminHttp::Impl {
     }
     *out = last;
     return answered;
+  }
+
+  // The process-wide counters and each HTTP listener's (atomics: loaded here).
+  std::vector<metrics::CounterBlockCopy> ProcessBlocks() {
+    std::vector<metrics::CounterBlockCopy> blocks;
+    blocks.push_back(metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(), ctx->process));
+    std::lock_guard<std::mutex> lock(listeners_mu);
+    for (const auto& [name, stats] : listeners) {
+      blocks.push_back(metrics::CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), *stats)
+                           .WithLabel("listener", name));
+    }
+    return blocks;
   }
 
   metrics::StoreMetrics StoreFigures() {
@@ -283,7 +199,7 @@ struct AdminHttp::Impl {
     std::vector<prometheus::MetricFamily> families = exporter->Collect();
     {
       std::lock_guard<std::mutex> lock(listeners_mu);
-      for (prometheus::MetricFamily& f : HttpFamilies(listeners)) families.push_back(std::move(f));
+      families.push_back(HttpResponseFamily(listeners));
     }
     http::HttpResponse r;
     r.content_type = std::string(kPrometheusTextType);
@@ -313,8 +229,8 @@ absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(ServerContext* ctx) 
   impl->exporter = std::make_unique<metrics::Exporter>(
       ctx->tenant_labels,
       metrics::ExporterSources{
-          .shards =
-              [impl](std::vector<metrics::ShardMetrics>* out) { return impl->CopyShards(out); },
+          .shards = [impl](std::vector<metrics::ShardCopy>* out) { return impl->CopyShards(out); },
+          .process = [impl] { return impl->ProcessBlocks(); },
           .store = [impl] { return impl->StoreFigures(); },
           .ready = [impl] { return !impl->ctx->draining.load(); }});
   http::HttpServerOptions options =

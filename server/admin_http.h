@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
 #include "server/http/http_server.h"
 #include "server/pop3_server.h"
@@ -54,9 +55,9 @@ class AdminHttp {
 http::HttpServerOptions HttpListenerOptions(const ServeOptions& options, std::string name,
                                             const HostPort& listen);
 
-// Copies shard `sc`'s metrics, with the reactor's and the legacy ShardStats counters folded in.
+// Copies shard `sc`'s metrics and every counter block registered on it.
 // REQUIRES: on sc's shard thread.
-metrics::ShardMetrics CopyShardMetrics(ShardContext& sc);
+metrics::ShardCopy CopyShardMetrics(ShardContext& sc);
 
 }  // namespace posthaste::server
 

@@ -406,6 +406,7 @@ void LmtpConnection::MaybeFinish() {
   // Copies in flight read the session's message buffer: wait for them.
   if (receiver_.active() || sender_.busy() || ResultPending()) return;
   finished_ = true;
+  ctx_.stats.session += session_->counters();
   if (!fd_closed_) {
     close(fd_);
     fd_closed_ = true;

@@ -23,6 +23,9 @@ void LmtpShard::StartListening(reactor::Shard& on) {
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
   listener.Start(ring, [this](int fd) { OnAccept(fd); });
+  // Exported with the POP3 shard's blocks (same shard, same thread).
+  server->shards[index]->counter_blocks.push_back(
+      metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();
@@ -50,7 +53,10 @@ LmtpConnection* LmtpShard::Find(uint64_t id) { return connections.Find(id); }
 
 void LmtpShard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
-    if (connections.Erase(id)) ++stats.connections_closed;
+    if (connections.Erase(id)) {
+      ++stats.connections_closed;
+      stats.connections_open = connections.size();
+    }
   });
 }
 
@@ -58,7 +64,9 @@ void LmtpShard::OnAccept(int fd) {
   ++stats.connections_accepted;
   const uint64_t id = connections.NextId();
   LmtpConnection* conn = connections.Add(id, std::make_unique<LmtpConnection>(*this, id, fd));
+  stats.connections_open = connections.size();
   if (connections.size() > server->options.max_connections_per_shard) {
+    ++stats.limit_per_shard;
     conn->Reject("421 4.3.2 Server at capacity, try again later\r\n");
     return;
   }

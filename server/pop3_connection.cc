@@ -1121,8 +1121,7 @@ void Pop3Connection::MaybeFinish() {
   finished_ = true;
   TlsEndStream();
   if (tls_ != nullptr) CountTlsSession(*tls_, &ctx_.stats.tls);
-  ctx_.stats.commands += session_->counters().commands;
-  ctx_.stats.lines_too_long += session_->counters().command_line_too_long;
+  ctx_.stats.session += session_->counters();
   recorder_.Finish(session_->counters().commands);
   if (!fd_closed_) {
     close(fd_);

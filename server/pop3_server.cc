@@ -74,6 +74,8 @@ void ShardContext::StartListening() {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
   pop3s_listener.Start(ring, [this](int fd) { OnAccept(fd, true); });
+  counter_blocks.push_back(metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), stats));
+  counter_blocks.push_back(metrics::CounterBlockRef::Of(RingCounterTable(), ring.stats()));
   shard->OnStop([this] {
     StopAccepting();
     CloseAll();

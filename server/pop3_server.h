@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "metrics/shard_metrics.h"
 #include "server/auth_service.h"
+#include "server/counters.h"
 #include "server/maildrop_registry.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
@@ -42,39 +43,6 @@ namespace posthaste::server {
 
 class Pop3Connection;
 
-// Per-shard counters, written only by the shard's thread (plain integers).
-struct ShardStats {
-  uint64_t connections_accepted = 0;
-  uint64_t connections_open = 0;  // gauge
-  uint64_t connections_closed = 0;
-  uint64_t sessions_authenticated = 0;
-  uint64_t auth_failures = 0;
-  uint64_t auth_cache_hits = 0;
-  uint64_t maildrops_opened = 0;
-  uint64_t commits_ok = 0;
-  uint64_t commits_failed = 0;
-  uint64_t in_use_refusals = 0;
-  uint64_t takeovers = 0;  // holders this shard closed for a newcomer
-  uint64_t limit_per_shard = 0;
-  uint64_t limit_per_ip = 0;
-  uint64_t limit_per_user_ip = 0;
-  uint64_t timeouts_auth = 0;
-  uint64_t timeouts_idle = 0;
-  uint64_t timeouts_send_stall = 0;
-  uint64_t offload_rejected = 0;
-  uint64_t post_rejected = 0;
-  uint64_t commands = 0;
-  uint64_t lines_too_long = 0;
-  reactor::SendStats send;
-  // TLS (server/tls_* and tls/): outcomes of finished TLS sessions, and per session which data
-  // path it took (kernel TLS or the userspace engine).
-  TlsCounters tls;
-  TlsPathCounters tls_path;
-  uint64_t tls_stls_started = 0;       // STLS commands that began a handshake
-  uint64_t tls_implicit_accepted = 0;  // connections accepted on the pop3s listener
-  uint64_t tls_body_bytes = 0;         // RETR/TOP body bytes sealed by the engine from the mapping
-};
-
 struct ShardContext;
 
 struct ServerContext {
@@ -89,9 +57,8 @@ struct ServerContext {
   KtlsCapability ktls;  // probed once at start-up
   // Per-tenant plaintext-login overrides (loaded at start, refreshed on tenant changes).
   TenantPolicyTable* tenant_policies = nullptr;
-  // Certificate reloads (main thread writes; the HTTP thread reads).
-  std::atomic<uint64_t> tls_reloads_ok{0};
-  std::atomic<uint64_t> tls_reloads_failed{0};
+  // Process-wide counters, e.g. certificate reloads (main thread writes; the HTTP thread reads).
+  ProcessCounters process;
   std::vector<std::unique_ptr<ShardContext>> shards;
   std::atomic<bool> draining{false};
   // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
@@ -115,6 +82,10 @@ struct ShardContext {
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
+  // Every counter block on this shard, copied with `metrics` at scrape time: this shard's
+  // ShardStats and ring statistics, and the LMTP shard's LmtpStats when LMTP runs. Services
+  // register on this shard's thread when they start listening.
+  std::vector<metrics::CounterBlockRef> counter_blocks;
   // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
   // of handshakes a second); the rest are counted and summarised in the next line logged.
   static constexpr uint32_t kTlsErrorLogsPerSecond = 20;

@@ -78,7 +78,7 @@ void CloseListeners(ServerContext& ctx) {
 void ReloadCertificates(ServerContext& ctx, TlsContextSet& tls, std::string_view trigger) {
   TlsReloadReport report;
   absl::Status status = tls.Reload(&report);
-  (status.ok() ? ctx.tls_reloads_ok : ctx.tls_reloads_failed).fetch_add(1);
+  (status.ok() ? ctx.process.tls_reloads_ok : ctx.process.tls_reloads_failed).fetch_add(1);
   LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "tls certificates reloaded",
            {{"trigger", std::string(trigger)},
             {"loaded", std::to_string(report.loaded)},

@@ -61,13 +61,14 @@ void BM_Scrape(benchmark::State& state) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < state.range(0); ++i) names.push_back("t" + std::to_string(i) + ".test");
   const auto tenants = std::make_shared<metrics::TenantLabels>(std::move(names));
-  std::vector<metrics::ShardMetrics> shards(2, metrics::ShardMetrics(tenants->size()));
+  std::vector<metrics::ShardCopy> shards(
+      2, metrics::ShardCopy{metrics::ShardMetrics(tenants->size()), {}});
   metrics::StoreMetrics store;
   store.valid = true;
   size_t bytes = 0;
   for (auto _ : state) {
-    std::vector<metrics::ShardMetrics> copies = shards;  // what the shards hand over
-    auto families = metrics::Exporter::Families(*tenants, copies, 2, &store, true);
+    std::vector<metrics::ShardCopy> copies = shards;  // what the shards hand over
+    auto families = metrics::Exporter::Families(*tenants, copies, 2, {}, &store, true);
     bytes = metrics::SerializeText(families).size();
   }
   state.counters["text_bytes"] = static_cast<double>(bytes);

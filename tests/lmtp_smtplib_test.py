@@ -113,6 +113,8 @@ class LmtpSmtplibTest(unittest.TestCase):
     self.assertEqual(self.retr_all("alice@example.test"), [return_path(SENDER) + wire_form(raw)])
 
   def test_rcpt_verdicts(self):
+    refused_before = metric_sum(self.server.metrics(), "posthaste_lmtp_recipients_refused_total",
+                                reason="lookup")
     client = self.lmtp()
     client.mail(SENDER, ["SIZE=500"])
     self.assertEqual(client.rcpt("nobody@example.test")[0:1], (550,))
@@ -129,6 +131,9 @@ class LmtpSmtplibTest(unittest.TestCase):
     self.assertEqual((code, text[:5]), (250, b"2.1.5"))
     client.rset()
     client.quit()
+    # The five refused by the store lookup (not the malformed one, which the session refuses).
+    self.assertEqual(metric_sum(self.server.metrics(), "posthaste_lmtp_recipients_refused_total",
+                                reason="lookup") - refused_before, 5)
 
   def test_multi_recipient_with_unknown_and_over_quota(self):
     before_full = len(self.retr_all("full@example.test"))

@@ -128,6 +128,37 @@ class MetricsTest(unittest.TestCase):
     self.assertGreaterEqual(self.value("posthaste_pop3_retrieved_bytes_total", path="zero_copy"),
                             self.retr_bytes)
     self.assertEqual(self.value("posthaste_pop3_retrieved_bytes_total", path="copied"), 0)
+    # Sessions' own counters reach the shard when each session ends: carol's BOGUS.
+    self.assertEqual(self.value("posthaste_pop3_bad_commands_total"), 1)
+
+  def test_limit_counters_are_exported_with_their_labels(self):
+    # Refusals and limits of POP3, LMTP and the shards (server/shard_counters.h), at 0 or more.
+    expected = [
+        ("posthaste_pop3_limit_rejections_total", {"limit": "per_user_ip"}),
+        ("posthaste_pop3_connections_refused_total", {"reason": "per_shard"}),
+        ("posthaste_pop3_connections_refused_total", {"reason": "busy"}),
+        ("posthaste_pop3_timeouts_total", {"timeout": "authorization"}),
+        ("posthaste_pop3_protocol_closes_total", {"reason": "bad_commands_max"}),
+        ("posthaste_pop3_protocol_closes_total", {"reason": "auth_failures_max"}),
+        ("posthaste_pop3_sasl_line_too_long_total", {}),
+        ("posthaste_pop3_command_line_too_long_total", {}),
+        ("posthaste_lmtp_limit_rejections_total", {"limit": "per_shard"}),
+        ("posthaste_lmtp_timeouts_total", {"timeout": "idle"}),
+        ("posthaste_lmtp_timeouts_total", {"timeout": "send_stall"}),
+        ("posthaste_lmtp_recipients_refused_total", {"reason": "lookup"}),
+        ("posthaste_lmtp_recipients_refused_total", {"reason": "recipients_max"}),
+        ("posthaste_lmtp_messages_refused_total", {"reason": "message_bytes_max"}),
+        ("posthaste_lmtp_protocol_closes_total", {"reason": "bad_commands_max"}),
+        ("posthaste_lmtp_connections_open", {"shard": "1"}),
+        ("posthaste_offload_rejected_total", {}),
+        ("posthaste_inbox_rejected_total", {}),
+        ("posthaste_reactor_timers_fired_total", {"shard": "0"}),
+        ("posthaste_bugs_total", {}),
+    ]
+    for name, labels in expected:
+      self.assertTrue(
+          any(n == name and all(l.get(k) == v for k, v in labels.items())
+              for n, l, _ in self.samples), "%s%s is not on the scrape" % (name, labels))
 
   def test_store_and_reactor_families(self):
     self.assertEqual(self.value("posthaste_store_up"), 1)

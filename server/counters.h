@@ -1,0 +1,304 @@
+// The server's counter blocks and how /metrics names them, declared once (STYLE.md practice
+// 7): one X-macro row per counter, X(member, kind, metric name, labels, help) (kinds and rules in
+// metrics/counter_table.h). The rows make the members of ShardStats (POP3), LmtpStats and
+// ProcessCounters, and, with the *_MORE_ROWS lists, the tables the exporter walks. Counters of
+// nested blocks (the send paths, TLS, the sessions' own counters, the ring) are declared by
+// their packages (PH_SEND_STATS, PH_TLS_COUNTERS, PH_POP3_SESSION_COUNTERS, ...) and named here;
+// each of their members is exported by a row or listed in a *_NOT_EXPORTED list with the reason
+// (counters_test checks both, so a counter added without a row fails).
+//
+// Counting: `++stats.timeouts_idle` on the shard's thread, plain integers, no atomics. A
+// session's counters are added to its shard's block when the session ends
+// (`stats.session += session.counters()`).
+//
+// Threading: ShardStats and LmtpStats are written only by their shard's thread and copied on
+// it at scrape time (ShardContext::counter_blocks); ProcessCounters and HttpServerStats are
+// atomics (their threads write, the scraper loads them).
+#ifndef POSTHASTE_SERVER_COUNTERS_H_
+#define POSTHASTE_SERVER_COUNTERS_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "base/counter_fields.h"
+#include "metrics/counter_table.h"
+#include "server/http/http_server.h"
+#include "server/lmtp/session.h"
+#include "server/pop3/session.h"
+#include "server/reactor/ring.h"
+#include "server/reactor/send.h"
+#include "tls/ktls.h"
+#include "tls/tls_engine.h"
+
+namespace posthaste::server {
+
+// ---- POP3, per shard ----
+
+#define PH_POP3_SHARD_COUNTERS(X)                                                                  \
+  X(connections_accepted, kCounter, "posthaste_pop3_connections_accepted_total", "",               \
+    "POP3 connections accepted.")                                                                  \
+  X(connections_open, kGaugePerShard, "posthaste_pop3_connections_open", "",                       \
+    "POP3 connections open, by shard.")                                                            \
+  X(connections_closed, kCounter, "posthaste_pop3_connections_closed_total", "",                   \
+    "POP3 connections closed and freed.")                                                          \
+  X(sessions_authenticated, kCounter, "posthaste_pop3_sessions_authenticated_total", "",           \
+    "Successful logins (maildrop opened or not).")                                                 \
+  X(auth_failures, kCounter, "posthaste_pop3_auth_failures_total", "", "Failed logins.")           \
+  X(auth_cache_hits, kCounter, "posthaste_pop3_auth_cache_hits_total", "",                         \
+    "Logins verified from the password verification cache.")                                       \
+  X(maildrops_opened, kCounter, "posthaste_pop3_maildrops_opened_total", "", "Maildrops opened.")  \
+  X(commits_ok, kCounter, "posthaste_pop3_commits_total", "result=ok", "QUIT commits.")            \
+  X(commits_failed, kCounter, "posthaste_pop3_commits_total", "result=failed", "")                 \
+  X(in_use_refusals, kCounter, "posthaste_pop3_in_use_refusals_total", "",                         \
+    "Logins refused with [IN-USE].")                                                               \
+  X(takeovers, kCounter, "posthaste_pop3_takeovers_total", "",                                     \
+    "Idle sessions ended for a newcomer.")                                                         \
+  X(limit_per_shard, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_shard",         \
+    "Connections or logins refused by a limit.")                                                   \
+  X(limit_per_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")           \
+  X(limit_per_user_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_user_ip", "") \
+  X(timeouts_auth, kCounter, "posthaste_pop3_timeouts_total", "timeout=authorization",             \
+    "Connections closed by a timeout.")                                                            \
+  X(timeouts_idle, kCounter, "posthaste_pop3_timeouts_total", "timeout=idle", "")                  \
+  X(timeouts_send_stall, kCounter, "posthaste_pop3_timeouts_total", "timeout=send_stall", "")      \
+  X(offload_rejected, kCounter, "posthaste_offload_rejected_total", "",                            \
+    "Jobs refused by a full offload queue (POP3 and LMTP).")                                       \
+  X(post_rejected, kCounter, "posthaste_inbox_rejected_total", "",                                 \
+    "Cross-shard messages refused (full inbox).")                                                  \
+  X(tls_stls_started, kCounter, "posthaste_tls_connections_total", "mode=stls",                    \
+    "TLS connections started, by how.")                                                            \
+  X(tls_implicit_accepted, kCounter, "posthaste_tls_connections_total", "mode=implicit", "")       \
+  X(tls_body_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=tls_userspace",             \
+    "Message body bytes (RETR/TOP) by the send path submitted.")
+
+// Per-shard POP3 counters: the rows above, then the nested blocks.
+struct ShardStats {
+  PH_POP3_SHARD_COUNTERS(PH_COUNTER_MEMBER)
+  reactor::SendStats send;
+  // Outcomes of finished TLS sessions, and per session which data path it took.
+  TlsCounters tls;
+  TlsPathCounters tls_path;
+  pop3::Pop3SessionCounters session;  // ended sessions' own counters, summed
+};
+
+// Rows over ShardStats' nested blocks, and second series of a counter kept for dashboards.
+#define PH_POP3_SHARD_MORE_ROWS(X)                                                                 \
+  X(send.splice_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=splice", "")             \
+  X(send.zc_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=send_zc", "")                \
+  X(send.copy_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=copy", "")                 \
+  X(send.zc_fallback_bytes, kCounter, "posthaste_pop3_body_bytes_total",                           \
+    "path=send_zc_refused_copy", "")                                                               \
+  X(send.splice_bytes, kCounter, "posthaste_pop3_retrieved_bytes_total", "path=zero_copy",         \
+    "RETR and TOP body bytes: zero_copy (splice, SEND_ZC) or copied through user memory.")         \
+  X(send.zc_bytes, kCounter, "posthaste_pop3_retrieved_bytes_total", "path=zero_copy", "")         \
+  X(send.copy_bytes, kCounter, "posthaste_pop3_retrieved_bytes_total", "path=copied", "")          \
+  X(send.zc_fallback_bytes, kCounter, "posthaste_pop3_retrieved_bytes_total", "path=copied", "")   \
+  X(tls_body_bytes, kCounter, "posthaste_pop3_retrieved_bytes_total", "path=copied", "")           \
+  X(send.plain_bytes, kCounter, "posthaste_pop3_reply_bytes_total", "",                            \
+    "Reply bytes sent by plain send.")                                                             \
+  X(send.streams_ok, kCounter, "posthaste_pop3_streams_total", "result=ok", "Message streams.")    \
+  X(send.streams_failed, kCounter, "posthaste_pop3_streams_total", "result=failed", "")            \
+  X(send.partial_sends, kCounter, "posthaste_pop3_partial_sends_total", "",                        \
+    "Sends and splices resubmitted after the socket took part of them.")                           \
+  X(send.socket_full_waits, kCounter, "posthaste_pop3_socket_full_waits_total", "",                \
+    "Sends that found the socket buffer full and waited for it to drain.")                         \
+  X(send.zc_notifs, kCounter, "posthaste_pop3_zc_notifications_total", "",                         \
+    "SEND_ZC completion notifications.")                                                           \
+  X(send.zc_notifs_copied, kCounter, "posthaste_pop3_zc_notifications_copied_total", "",           \
+    "SEND_ZC notifications reporting the kernel copied anyway (always on loopback).")              \
+  X(send.zc_fallbacks, kCounter, "posthaste_pop3_zc_fallbacks_total", "",                          \
+    "SEND_ZC chunks the kernel refused (pinned-page limits), sent by copy instead.")               \
+  X(tls.sessions, kCounter, "posthaste_tls_sessions_closed_total", "",                             \
+    "TLS sessions ended (the connections that began TLS).")                                        \
+  X(tls.handshake_errors, kCounter, "posthaste_tls_errors_total", "kind=handshake",                \
+    "TLS connections closed by an error, by kind (closed sessions).")                              \
+  X(tls.record_errors, kCounter, "posthaste_tls_errors_total", "kind=record", "")                  \
+  X(tls.certificate_errors, kCounter, "posthaste_tls_errors_total", "kind=certificate", "")        \
+  X(tls.limit_errors, kCounter, "posthaste_tls_errors_total", "kind=limit", "")                    \
+  X(tls.internal_errors, kCounter, "posthaste_tls_errors_total", "kind=internal", "")              \
+  X(tls.plaintext_bytes_encrypted, kCounter, "posthaste_tls_plaintext_bytes_total", "",            \
+    "Plaintext bytes sealed by the userspace TLS engine (closed sessions).")                       \
+  X(tls_path.kernel_tls_sessions, kCounter, "posthaste_tls_sessions_total", "path=ktls",           \
+    "TLS sessions past the handshake by data path (kernel TLS or the userspace engine).")          \
+  X(tls_path.userspace_sessions, kCounter, "posthaste_tls_sessions_total", "path=userspace", "")   \
+  X(tls_path.kernel_tls_errors, kCounter, "posthaste_tls_ktls_errors_total", "",                   \
+    "Sessions where kernel TLS was available but enabling it failed.")                             \
+  X(session.commands, kCounter, "posthaste_pop3_command_lines_total", "",                          \
+    "Command lines handled by ended sessions, any verdict (by verb: "                              \
+    "posthaste_pop3_commands_total).")                                                             \
+  X(session.command_line_too_long, kCounter, "posthaste_pop3_command_line_too_long_total", "",     \
+    "Command lines over the line limit (ended sessions).")                                         \
+  X(session.sasl_line_too_long, kCounter, "posthaste_pop3_sasl_line_too_long_total", "",           \
+    "SASL responses over the SASL line limit (ended sessions).")                                   \
+  X(session.bad_commands, kCounter, "posthaste_pop3_bad_commands_total", "",                       \
+    "Commands refused as unknown, out of state or malformed (ended sessions).")                    \
+  X(session.bare_line_feed_closes, kCounter, "posthaste_pop3_protocol_closes_total",               \
+    "reason=bare_line_feed",                                                                       \
+    "Sessions the server closed for breaking a protocol rule or limit, by reason.")                \
+  X(session.bad_command_limit_closes, kCounter, "posthaste_pop3_protocol_closes_total",            \
+    "reason=bad_commands_max", "")                                                                 \
+  X(session.auth_failure_limit_closes, kCounter, "posthaste_pop3_protocol_closes_total",           \
+    "reason=auth_failures_max", "")                                                                \
+  X(session.output_blocked, kCounter, "posthaste_pop3_output_blocked_total", "",                   \
+    "Times a session stopped reading commands while its output queue was full.")                   \
+  X(session.input_over_limit, kCounter, "posthaste_pop3_input_over_limit_total", "",               \
+    "Input that reached a session past its input buffer limit (ended sessions).")                  \
+  X(session.stls_discarded_bytes, kCounter, "posthaste_pop3_stls_discarded_bytes_total", "",       \
+    "Plaintext bytes discarded behind or during STLS (ended sessions).")                           \
+  X(limit_per_shard, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_shard",     \
+    "POP3 connections refused before the greeting, by reason.")                                    \
+  X(limit_per_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_ip", "")       \
+  X(limit_per_user_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_user_ip", \
+    "")
+
+// Nested counters without a row of their own: X(member, why).
+#define PH_POP3_SHARD_NOT_EXPORTED(X)                                                     \
+  X(session.auth_failures, "the driver counts the same logins: auth_failures")            \
+  X(tls.handshakes_completed, "counted at the handshake: posthaste_tls_handshakes_total") \
+  X(tls.handshakes_resumed, "counted at the handshake: posthaste_tls_handshakes_total")
+
+// ---- LMTP, per shard ----
+
+#define PH_LMTP_SHARD_COUNTERS(X)                                                                \
+  X(connections_accepted, kCounter, "posthaste_lmtp_connections_accepted_total", "",             \
+    "LMTP connections accepted.")                                                                \
+  X(connections_open, kGaugePerShard, "posthaste_lmtp_connections_open", "",                     \
+    "LMTP connections open, by shard.")                                                          \
+  X(connections_closed, kCounter, "posthaste_lmtp_connections_closed_total", "",                 \
+    "LMTP connections closed and freed.")                                                        \
+  X(limit_per_shard, kCounter, "posthaste_lmtp_limit_rejections_total", "limit=per_shard",       \
+    "LMTP connections refused by a limit (421).")                                                \
+  X(recipients_checked, kCounter, "posthaste_lmtp_recipient_lookups_total", "",                  \
+    "RCPT TO addresses looked up in the store.")                                                 \
+  X(recipients_refused, kCounter, "posthaste_lmtp_recipients_refused_total", "reason=lookup",    \
+    "RCPT TO refused, by reason (lookup: unknown, disabled, over quota or store trouble).")      \
+  X(messages_received, kCounter, "posthaste_lmtp_delivery_attempts_total", "",                   \
+    "Messages handed to the store for their accepted recipients.")                               \
+  X(copies_delivered, kCounter, "posthaste_lmtp_copies_total", "result=delivered",               \
+    "Message copies stored or not, per recipient (by detail: posthaste_lmtp_deliveries_total).") \
+  X(copies_failed, kCounter, "posthaste_lmtp_copies_total", "result=failed", "")                 \
+  X(timeouts_idle, kCounter, "posthaste_lmtp_timeouts_total", "timeout=idle",                    \
+    "LMTP connections closed by a timeout.")                                                     \
+  X(timeouts_send_stall, kCounter, "posthaste_lmtp_timeouts_total", "timeout=send_stall", "")    \
+  X(offload_rejected, kCounter, "posthaste_offload_rejected_total", "",                          \
+    "Jobs refused by a full offload queue (POP3 and LMTP).")
+
+// Per-shard LMTP counters: the rows above, then the nested blocks.
+struct LmtpStats {
+  PH_LMTP_SHARD_COUNTERS(PH_COUNTER_MEMBER)
+  reactor::SendStats send;
+  lmtp::LmtpSessionCounters session;  // ended sessions' own counters, summed
+};
+
+#define PH_LMTP_SHARD_MORE_ROWS(X)                                                                \
+  X(send.plain_bytes, kCounter, "posthaste_lmtp_reply_bytes_total", "", "LMTP reply bytes sent.") \
+  X(send.partial_sends, kCounter, "posthaste_lmtp_partial_sends_total", "",                       \
+    "Sends resubmitted after the socket took part of them.")                                      \
+  X(send.socket_full_waits, kCounter, "posthaste_lmtp_socket_full_waits_total", "",               \
+    "Sends that found the socket buffer full and waited for it to drain.")                        \
+  X(session.commands, kCounter, "posthaste_lmtp_command_lines_total", "",                         \
+    "Command lines handled by ended sessions, any verdict.")                                      \
+  X(session.command_line_too_long, kCounter, "posthaste_lmtp_command_line_too_long_total", "",    \
+    "Command lines over the line limit (ended sessions).")                                        \
+  X(session.bad_commands, kCounter, "posthaste_lmtp_bad_commands_total", "",                      \
+    "Commands answered 500/501/502/503/555 (ended sessions).")                                    \
+  X(session.bare_line_feed_closes, kCounter, "posthaste_lmtp_protocol_closes_total",              \
+    "reason=bare_line_feed",                                                                      \
+    "Sessions the server closed for breaking a protocol rule or limit, by reason.")               \
+  X(session.bad_command_limit_closes, kCounter, "posthaste_lmtp_protocol_closes_total",           \
+    "reason=bad_commands_max", "")                                                                \
+  X(session.transactions, kCounter, "posthaste_lmtp_transactions_total", "",                      \
+    "MAIL FROM commands accepted (ended sessions).")                                              \
+  X(session.recipients_accepted, kCounter, "posthaste_lmtp_recipients_accepted_total", "",        \
+    "RCPT TO commands accepted (ended sessions).")                                                \
+  X(session.recipients_over_limit, kCounter, "posthaste_lmtp_recipients_refused_total",           \
+    "reason=recipients_max", "")                                                                  \
+  X(session.messages_received, kCounter, "posthaste_lmtp_messages_received_total", "",            \
+    "Messages whose DATA was read to its end, any size (ended sessions).")                        \
+  X(session.message_bytes_received, kCounter, "posthaste_lmtp_received_bytes_total", "",          \
+    "Message bytes received, after unstuffing (ended sessions).")                                 \
+  X(session.declared_size_too_large, kCounter, "posthaste_lmtp_messages_refused_total",           \
+    "reason=declared_size",                                                                       \
+    "Messages refused as too big: by MAIL SIZE= or once read (ended sessions).")                  \
+  X(session.messages_too_large, kCounter, "posthaste_lmtp_messages_refused_total",                \
+    "reason=message_bytes_max", "")                                                               \
+  X(session.output_blocked, kCounter, "posthaste_lmtp_output_blocked_total", "",                  \
+    "Times a session stopped reading commands while its output queue was full.")                  \
+  X(session.input_over_limit, kCounter, "posthaste_lmtp_input_over_limit_total", "",              \
+    "Input that reached a session past its input buffer limit (ended sessions).")
+
+#define PH_LMTP_SHARD_NOT_EXPORTED(X)                                                     \
+  X(send.zc_bytes, "LMTP replies go by plain send")                                       \
+  X(send.splice_bytes, "LMTP streams no files")                                           \
+  X(send.copy_bytes, "LMTP streams no files")                                             \
+  X(send.zc_notifs, "LMTP replies go by plain send")                                      \
+  X(send.zc_notifs_copied, "LMTP replies go by plain send")                               \
+  X(send.zc_fallbacks, "LMTP replies go by plain send")                                   \
+  X(send.zc_fallback_bytes, "LMTP replies go by plain send")                              \
+  X(send.streams_ok, "LMTP streams no files")                                             \
+  X(send.streams_failed, "LMTP streams no files")                                         \
+  X(session.recipients_checked, "the driver counts the same lookups: recipients_checked") \
+  X(session.deliveries, "the driver counts the same messages: messages_received")         \
+  X(session.recipients_delivered, "the driver counts the same copies: copies_delivered")
+
+// ---- The reactor's ring, per shard (reactor::RingStats) ----
+
+#define PH_RING_ROWS(X)                                                                        \
+  X(loop_iterations, kCounterPerShard, "posthaste_reactor_loop_iterations_total", "",          \
+    "Reactor loop iterations.")                                                                \
+  X(sqes_prepared, kCounterPerShard, "posthaste_reactor_sqes_prepared_total", "",              \
+    "Submission queue entries prepared.")                                                      \
+  X(submissions, kCounterPerShard, "posthaste_reactor_submissions_total", "",                  \
+    "Submission queue entries the kernel accepted.")                                           \
+  X(completions, kCounterPerShard, "posthaste_reactor_completions_total", "",                  \
+    "Completion queue entries reaped.")                                                        \
+  X(cq_overflows, kCounterPerShard, "posthaste_reactor_cq_overflows_total", "",                \
+    "Completions that overflowed the ring's CQ.")                                              \
+  X(sq_full_retries, kCounterPerShard, "posthaste_reactor_sq_full_retries_total", "",          \
+    "Times the submission queue was full.")                                                    \
+  X(busy_ns, kNanosAsSecondsPerShard, "posthaste_reactor_busy_seconds_total", "",              \
+    "Time the shard spent outside its blocking wait; its rate is the busy ratio.")             \
+  X(timers_fired, kCounterPerShard, "posthaste_reactor_timers_fired_total", "", "Timers run.") \
+  X(deferred_run, kCounterPerShard, "posthaste_reactor_deferred_runs_total", "",               \
+    "Closures deferred to the next loop iteration and run.")
+
+// ---- HTTP listeners (http::HttpServerStats), one block per listener, label listener ----
+
+#define PH_HTTP_LISTENER_ROWS(X)                                                                \
+  X(connections_accepted, kCounter, "posthaste_http_connections_accepted_total", "",            \
+    "HTTP connections accepted, by listener")                                                   \
+  X(connections_open, kGauge, "posthaste_http_connections_open", "",                            \
+    "HTTP connections open, by listener")                                                       \
+  X(refused_per_ip, kCounter, "posthaste_http_connections_refused_total", "reason=per_ip",      \
+    "HTTP connections refused (503 and close) or evicted to make room, by listener and reason") \
+  X(refused_full, kCounter, "posthaste_http_connections_refused_total", "reason=full", "")      \
+  X(evicted, kCounter, "posthaste_http_connections_refused_total", "reason=evicted", "")        \
+  X(worker_queue_full, kCounter, "posthaste_http_connections_refused_total",                    \
+    "reason=worker_queue_full", "")                                                             \
+  X(header_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=header",                 \
+    "HTTP requests cut off by a deadline, by listener and phase")                               \
+  X(body_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=body", "")                 \
+  X(write_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=write", "")
+
+// ---- Process-wide ----
+
+#define PH_PROCESS_COUNTERS(X)                                            \
+  X(tls_reloads_ok, kCounter, "posthaste_tls_reloads_total", "result=ok", \
+    "Certificate reloads, by result.")                                    \
+  X(tls_reloads_failed, kCounter, "posthaste_tls_reloads_total", "result=failed", "")
+
+// Counted by the main thread, read by the scraper.
+struct ProcessCounters {
+  PH_PROCESS_COUNTERS(PH_ATOMIC_COUNTER_MEMBER)
+};
+
+// The tables the exporter walks (ValidateCounterTable holds for each).
+const metrics::CounterTable& Pop3ShardCounterTable();
+const metrics::CounterTable& LmtpShardCounterTable();
+const metrics::CounterTable& RingCounterTable();
+const metrics::CounterTable& ProcessCounterTable();
+const metrics::CounterTable& HttpListenerCounterTable();
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_COUNTERS_H_

@@ -1,0 +1,211 @@
+// The server's counter tables (counters.h): each follows the naming rules, every counter of
+// every block is exported or listed as not exported with a reason, every row appears on the
+// scrape with its labels, and counting a refusal moves its series.
+#include "server/counters.h"
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "metrics/counter_table.h"
+#include "metrics/exporter.h"
+
+namespace posthaste::server {
+namespace {
+
+using metrics::CounterBlockCopy;
+using metrics::CounterBlockRef;
+using metrics::CounterKind;
+using metrics::CounterRow;
+using metrics::CounterTable;
+using prometheus::MetricFamily;
+
+std::vector<const CounterTable*> AllTables() {
+  return {&Pop3ShardCounterTable(), &LmtpShardCounterTable(), &RingCounterTable(),
+          &ProcessCounterTable(), &HttpListenerCounterTable()};
+}
+
+std::set<std::string> Members(const CounterTable& table) {
+  std::set<std::string> members;
+  for (const CounterRow& row : table.rows) members.insert(std::string(row.member));
+  return members;
+}
+
+#define PH_NAME_OF(member, ...) #member,
+#define PH_SEND_MEMBER(member, ...) "send." #member,
+#define PH_TLS_MEMBER(member, ...) "tls." #member,
+#define PH_TLS_PATH_MEMBER(member, ...) "tls_path." #member,
+#define PH_SESSION_MEMBER(member, ...) "session." #member,
+
+// Every member of a nested block has a row or a reason; a reason never names an exported or
+// unknown member.
+void ExpectEachExportedOrExcused(const CounterTable& table,
+                                 const std::vector<std::string>& nested_members,
+                                 const std::vector<std::string>& not_exported) {
+  const std::set<std::string> exported = Members(table);
+  const std::set<std::string> excused(not_exported.begin(), not_exported.end());
+  for (const std::string& member : nested_members) {
+    EXPECT_NE(exported.contains(member), excused.contains(member))
+        << table.block << "." << member
+        << ": export it (a row in the *_MORE_ROWS list) or say why not (*_NOT_EXPORTED)";
+  }
+  const std::set<std::string> known(nested_members.begin(), nested_members.end());
+  for (const std::string& member : not_exported) {
+    EXPECT_TRUE(known.contains(member)) << table.block << ": no nested member " << member;
+  }
+}
+
+TEST(ShardCounters, EveryTableFollowsTheNamingRules) {
+  for (const CounterTable* table : AllTables()) {
+    EXPECT_TRUE(metrics::ValidateCounterTable(*table).ok())
+        << metrics::ValidateCounterTable(*table);
+  }
+}
+
+TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
+  ExpectEachExportedOrExcused(
+      Pop3ShardCounterTable(),
+      {PH_SEND_STATS(PH_SEND_MEMBER) PH_TLS_COUNTERS(PH_TLS_MEMBER)
+           PH_TLS_PATH_COUNTERS(PH_TLS_PATH_MEMBER) PH_POP3_SESSION_COUNTERS(PH_SESSION_MEMBER)},
+      {PH_POP3_SHARD_NOT_EXPORTED(PH_NAME_OF)});
+  ExpectEachExportedOrExcused(
+      LmtpShardCounterTable(),
+      {PH_SEND_STATS(PH_SEND_MEMBER) PH_LMTP_SESSION_COUNTERS(PH_SESSION_MEMBER)},
+      {PH_LMTP_SHARD_NOT_EXPORTED(PH_NAME_OF)});
+  ExpectEachExportedOrExcused(RingCounterTable(), {PH_RING_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(HttpListenerCounterTable(), {PH_HTTP_SERVER_STATS(PH_NAME_OF)}, {});
+}
+
+TEST(ShardCounters, OneFamilyIsOneTypeAcrossTables) {
+  std::map<std::string, bool> gauge;
+  for (const CounterTable* table : AllTables()) {
+    for (const CounterRow& row : table->rows) {
+      const bool is_gauge = row.kind == CounterKind::kGaugePerShard;
+      auto [it, inserted] = gauge.emplace(std::string(row.name), is_gauge);
+      EXPECT_EQ(it->second, is_gauge) << row.name;
+    }
+  }
+}
+
+// A scrape of one shard running POP3 and LMTP, plus the process and HTTP listener blocks.
+struct Scrape {
+  ShardStats pop3;
+  LmtpStats lmtp;
+  reactor::RingStats ring;
+  ProcessCounters process;
+  http::HttpServerStats http;
+
+  std::vector<MetricFamily> Families() const {
+    std::vector<metrics::ShardCopy> shards(1);
+    shards[0].blocks = {CounterBlockCopy::Of(CounterBlockRef::Of(Pop3ShardCounterTable(), pop3)),
+                        CounterBlockCopy::Of(CounterBlockRef::Of(LmtpShardCounterTable(), lmtp)),
+                        CounterBlockCopy::Of(CounterBlockRef::Of(RingCounterTable(), ring))};
+    return metrics::Exporter::Families(
+        metrics::TenantLabels(), shards, 1,
+        {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
+         CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m")},
+        nullptr, true);
+  }
+  std::string Text() const { return metrics::SerializeText(Families()); }
+};
+
+bool HasLabels(const prometheus::ClientMetric& m,
+               const std::vector<std::pair<std::string, std::string>>& labels) {
+  for (const auto& [key, value] : labels) {
+    bool found = false;
+    for (const auto& l : m.label) found |= l.name == key && l.value == value;
+    if (!found) return false;
+  }
+  return true;
+}
+
+TEST(ShardCounters, EveryRowAppearsOnTheScrapeWithItsLabels) {
+  const Scrape scrape;
+  const std::vector<MetricFamily> families = scrape.Families();
+  for (const CounterTable* table : AllTables()) {
+    for (const CounterRow& row : table->rows) {
+      auto labels = metrics::ParseCounterLabels(row.labels);
+      if (table == &HttpListenerCounterTable()) {
+        labels.emplace_back("listener", "m");
+      } else if (row.kind != CounterKind::kCounter) {
+        labels.emplace_back("shard", "0");
+      }
+      bool found = false;
+      for (const MetricFamily& family : families) {
+        if (family.name != row.name) continue;
+        EXPECT_FALSE(family.help.empty()) << row.name;
+        for (const auto& m : family.metric) found |= HasLabels(m, labels);
+      }
+      EXPECT_TRUE(found) << table->block << "." << row.member << " -> " << row.name << "{"
+                         << row.labels << "} is not on the scrape";
+    }
+  }
+}
+
+bool Has(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
+
+TEST(ShardCounters, RefusalsMoveTheirExportedSeries) {
+  Scrape scrape;
+  const std::string before = scrape.Text();
+  EXPECT_TRUE(Has(before, "posthaste_pop3_limit_rejections_total{limit=\"per_ip\"} 0")) << before;
+  EXPECT_TRUE(Has(before, "posthaste_lmtp_limit_rejections_total{limit=\"per_shard\"} 0"));
+
+  // What the shards do when a limit refuses something.
+  ++scrape.pop3.limit_per_ip;
+  ++scrape.pop3.timeouts_send_stall;
+  ++scrape.lmtp.limit_per_shard;
+  ++scrape.lmtp.offload_rejected;
+  ++scrape.pop3.offload_rejected;
+  // Sessions' own limits, added to the shard's block when each session ends.
+  pop3::Pop3SessionCounters pop3_session;
+  pop3_session.bad_command_limit_closes = 1;
+  pop3_session.command_line_too_long = 2;
+  scrape.pop3.session += pop3_session;
+  scrape.pop3.session += pop3_session;
+  lmtp::LmtpSessionCounters lmtp_session;
+  lmtp_session.recipients_over_limit = 3;
+  lmtp_session.messages_too_large = 1;
+  scrape.lmtp.session += lmtp_session;
+  scrape.process.tls_reloads_failed.fetch_add(1);
+  scrape.http.refused_per_ip.fetch_add(1);
+  scrape.http.header_timeouts.fetch_add(2);
+
+  const std::string text = scrape.Text();
+  for (const char* line : {
+           "posthaste_pop3_limit_rejections_total{limit=\"per_ip\"} 1",
+           "posthaste_pop3_connections_refused_total{reason=\"per_ip\"} 1",
+           "posthaste_pop3_timeouts_total{timeout=\"send_stall\"} 1",
+           "posthaste_lmtp_limit_rejections_total{limit=\"per_shard\"} 1",
+           "posthaste_offload_rejected_total 2",  // POP3 and LMTP add up
+           "posthaste_pop3_protocol_closes_total{reason=\"bad_commands_max\"} 2",
+           "posthaste_pop3_command_line_too_long_total 4",
+           "posthaste_lmtp_recipients_refused_total{reason=\"recipients_max\"} 3",
+           "posthaste_lmtp_messages_refused_total{reason=\"message_bytes_max\"} 1",
+           "posthaste_tls_reloads_total{result=\"failed\"} 1",
+           "posthaste_http_connections_refused_total{reason=\"per_ip\",listener=\"m\"} 1",
+           "posthaste_http_timeouts_total{phase=\"header\",listener=\"m\"} 2",
+       }) {
+    EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
+  }
+}
+
+TEST(ShardCounters, RetrievedBytesAddUpTheSendPaths) {
+  Scrape scrape;
+  scrape.pop3.send.splice_bytes = 100;
+  scrape.pop3.send.zc_bytes = 20;
+  scrape.pop3.send.copy_bytes = 3;
+  scrape.pop3.send.zc_fallback_bytes = 4;
+  scrape.pop3.tls_body_bytes = 5;
+  const std::string text = scrape.Text();
+  EXPECT_TRUE(Has(text, "posthaste_pop3_retrieved_bytes_total{path=\"zero_copy\"} 120")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_pop3_retrieved_bytes_total{path=\"copied\"} 12")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_pop3_body_bytes_total{path=\"splice\"} 100")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_pop3_body_bytes_total{path=\"tls_userspace\"} 5")) << text;
+}
+
+}  // namespace
+}  // namespace posthaste::server
