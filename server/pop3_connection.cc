@@ -144,8 +144,7 @@ void Pop3Connection::Start() {
       }
     });
   });
-  if (!posted) {
-    ++ctx_.stats.post_rejected;
+  if (!posted) {  // RunOn counted the refused post
     ctx_.metrics.CountRefused(metrics::RefuseReason::kBusy);
     admission_pending_ = false;
     Reject("-ERR [SYS/TEMP] Server busy, try again later\r\n");
@@ -429,8 +428,7 @@ void Pop3Connection::StartOpenMaildrop(std::string_view user) {
       reply(MaildropRegistry::Outcome::kInUse);
     }
   });
-  if (!posted) {
-    ++ctx_.stats.post_rejected;
+  if (!posted) {  // RunOn counted the refused post
     lock_request_pending_ = false;
     if (count) user_ip_counted_ = false;
     if (!user_ip_counted_) lock_user_.clear();  // else kept: the count is released at close
@@ -1092,23 +1090,19 @@ void Pop3Connection::ReleaseRegistrations() {
     // (A pending lock request is undone by its reply, and a commit in flight releases the
     // lock when it is done, whether or not this connection is still there.)
     const uint32_t owner = OwnerShard(lock_user_, shards);
-    if (!ctx_.RunOn(owner,
-                    [home, owner, user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
-                     me = ref()] { home->Peer(owner).registry.Release(user, ip, counted, me); })) {
-      ++ctx_.stats.post_rejected;
-    }
+    // A refused post is counted by RunOn.
+    ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
+                       me = ref()] { home->Peer(owner).registry.Release(user, ip, counted, me); });
     lock_user_.clear();
     user_ip_counted_ = false;
   }
   if (ip_counted_ && closing_) {
     const uint32_t owner = OwnerShard(peer_.ip, shards);
-    if (!ctx_.RunOn(owner, [home, owner, ip = peer_.ip] {
-          ShardContext& o = home->Peer(owner);
-          auto it = o.ip_counts.find(ip);
-          if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
-        })) {
-      ++ctx_.stats.post_rejected;
-    }
+    ctx_.RunOn(owner, [home, owner, ip = peer_.ip] {  // a refused post is counted by RunOn
+      ShardContext& o = home->Peer(owner);
+      auto it = o.ip_counts.find(ip);
+      if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
+    });
     ip_counted_ = false;
   }
 }
