@@ -1,8 +1,8 @@
 // What per-session metrics cost on the reactor thread, measured without the network: one
 // POP3 session's worth of SessionRecorder calls (login, STAT, UIDL, 10 x RETR, QUIT: 14
 // commands, each timed) with counting on and off (--metrics_sessions), the summary log line
-// written to /dev/null in both; and one scrape's worth of work for the exporter (sum two shard
-// copies, build the families, serialise).
+// written to /dev/null in both; and one scrape's worth of work for the exporter (copy and sum
+// two shards' metrics and counter blocks, build the families, serialise).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 
 #include "benchmark/benchmark.h"
 #include "metrics/exporter.h"
+#include "server/counters.h"
 #include "server/session_recorder.h"
 
 namespace posthaste::server {
@@ -61,13 +62,25 @@ void BM_Scrape(benchmark::State& state) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < state.range(0); ++i) names.push_back("t" + std::to_string(i) + ".test");
   const auto tenants = std::make_shared<metrics::TenantLabels>(std::move(names));
-  std::vector<metrics::ShardCopy> shards(
-      2, metrics::ShardCopy{metrics::ShardMetrics(tenants->size()), {}});
+  const metrics::ShardMetrics shard_metrics(tenants->size());
+  const ShardStats pop3;
+  const LmtpStats lmtp;
+  const reactor::RingStats ring;
+  const std::vector<metrics::CounterBlockRef> blocks = {
+      metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), pop3),
+      metrics::CounterBlockRef::Of(LmtpShardCounterTable(), lmtp),
+      metrics::CounterBlockRef::Of(RingCounterTable(), ring)};
   metrics::StoreMetrics store;
   store.valid = true;
   size_t bytes = 0;
   for (auto _ : state) {
-    std::vector<metrics::ShardCopy> copies = shards;  // what the shards hand over
+    std::vector<metrics::ShardCopy> copies(2);  // what the shards hand over
+    for (metrics::ShardCopy& copy : copies) {
+      copy.metrics = shard_metrics;
+      for (const metrics::CounterBlockRef& block : blocks) {
+        copy.blocks.push_back(metrics::CounterBlockCopy::Of(block));
+      }
+    }
     auto families = metrics::Exporter::Families(*tenants, copies, 2, {}, &store, true);
     bytes = metrics::SerializeText(families).size();
   }
