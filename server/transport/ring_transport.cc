@@ -199,11 +199,14 @@ void RingTransport::RunDeferred() {
 }
 
 void RingTransport::Advance(bool may_finish) {
-  if (api_depth_ > 0) {  // a completion ran inside a Transport call: tell the client later
+  // A completion that ran inside a Transport call (or inside Advance itself, e.g. a receive
+  // stopped while it waited for buffers) tells the client later, from a deferred closure.
+  if (api_depth_ > 0 || advancing_) {
     RequestAdvance();
     return;
   }
   if (client_ == nullptr || state_ == State::kClosed) return;
+  advancing_ = true;
   ConsumeHeldInput();
   if (state_ == State::kHandshaking && engine_ != nullptr && engine_->HandshakeDone() &&
       TlsHandshakeSettled()) {
@@ -214,6 +217,7 @@ void RingTransport::Advance(bool may_finish) {
   ProgressClose();
   TellOutputDrained();
   SyncReceiver();
+  advancing_ = false;
   if (state_ == State::kEnding && !OperationsInFlight()) {
     if (may_finish) {
       Finish();  // `this` may be gone
@@ -223,27 +227,25 @@ void RingTransport::Advance(bool may_finish) {
   }
 }
 
-bool RingTransport::TellPeerFinished() {
-  if (!peer_eof_ || peer_finished_told_) return false;
+void RingTransport::TellPeerFinished() {
+  if (!peer_eof_ || peer_finished_told_) return;
   if (state_ == State::kHandshaking) {
     // Gone in mid-handshake (a port scan on pop3s, or after STLS): nothing can be answered.
     EndNow(CloseReason::kPeerReset);
-    return false;
+    return;
   }
-  if (state_ != State::kOpen || receive_paused_ || !held_input_.empty()) return false;
+  if (state_ != State::kOpen || receive_paused_ || !held_input_.empty()) return;
   peer_finished_told_ = true;
   client_->OnPeerFinished();
-  return true;
 }
 
-bool RingTransport::TellOutputDrained() {
+void RingTransport::TellOutputDrained() {
   if (!drain_owed_ || (state_ != State::kOpen && state_ != State::kHandshaking) ||
       !FlushedOutputIdle()) {
-    return false;
+    return;
   }
   drain_owed_ = false;
   client_->OnOutputDrained();
-  return true;
 }
 
 void RingTransport::ProgressClose() {

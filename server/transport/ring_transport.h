@@ -184,8 +184,8 @@ class RingTransport final : public Transport {
   void Advance(bool may_finish);
   void RequestAdvance();
   void RunDeferred();
-  bool TellPeerFinished();
-  bool TellOutputDrained();
+  void TellPeerFinished();
+  void TellOutputDrained();
   void ProgressClose();
   void Finish();
   bool OperationsInFlight() const;
@@ -246,6 +246,7 @@ class RingTransport final : public Transport {
   TransportTotals totals_;
   int api_depth_ = 0;
   bool advance_scheduled_ = false;  // a RunDeferred closure is queued on the ring
+  bool advancing_ = false;          // inside Advance
 
   // Input.
   reactor::Receiver receiver_;

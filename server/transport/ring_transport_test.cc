@@ -674,6 +674,33 @@ TEST(RingTransportTlsTest, StlsUpgradeKeepsTheOrderAndTakesEarlyCiphertext) {
   EXPECT_EQ(conn.client.events[3], "receive:CAPA\r\n");
 }
 
+// Under the engine a file is sealed from a mapping: a range the file does not hold is refused
+// before the mapping is touched (past the end of a file that would be SIGBUS).
+TEST(RingTransportTlsTest, FileRangeBeyondTheFileIsRefusedBeforeMapping) {
+  Shard shard(/*with_tls=*/true);
+  TempFile file("short body\r\n");
+  Connection conn(shard, /*implicit_tls=*/true);
+  conn.client.on_tls_started = [&] {
+    conn.client.Do([&](Transport& t) {
+      t.SendFile({file.fd, 0, 1 * kMiB});
+      t.Flush();
+    });
+  };
+  std::thread peer([&] {
+    TlsPeer tls(conn.peer_fd);
+    if (tls.Connect()) {
+      std::string ignored;
+      tls.ReadToCloseNotify(&ignored);
+    }
+  });
+  conn.Start();
+  EXPECT_TRUE(conn.RunUntilClosed());
+  peer.join();
+  EXPECT_EQ(*conn.client.closed, CloseReason::kResourceFailed);
+  EXPECT_EQ(shard.send_stats.streams_failed, 1u);
+  EXPECT_EQ(shard.tls_body_bytes, 0u);
+}
+
 // Bytes that are not TLS on the pop3s port: the handshake fails, the engine's alert (if any)
 // goes out, then FIN; kTlsFailed, counted.
 TEST(RingTransportTlsTest, HandshakeFailureSendsTheAlertThenCloses) {
