@@ -47,7 +47,7 @@ uint64_t CpuNs(clockid_t clock) {
 // A page-cached file of kFileBytes, unlinked at once (the fd keeps it).
 int BodyFile() {
   static const int fd = [] {
-    std::string path = "/tmp/posthaste_transport_bench_XXXXXX";
+    std::string path = "/tmp/posthaste_transport_bench_" + std::string(6, 'X');  // mkstemp
     const int f = mkstemp(path.data());
     if (f < 0) std::abort();
     unlink(path.c_str());
