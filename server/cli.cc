@@ -21,9 +21,9 @@
 #include "base/strings.h"
 #include "server/admin_socket.h"
 #include "server/auth/password_hash.h"
-#include "server/maildir_import.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
+#include "storage/migration/maildir_import.h"
 
 namespace posthaste::server {
 namespace {
@@ -417,11 +417,12 @@ absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) 
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   const std::string& maildir = args.positional[1];
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
-  auto progress = [&io](const ImportProgress& p) {
+  auto progress = [&io](const storage::migration::ImportProgress& p) {
     ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
                  p.done == p.total);
   };
-  PH_ASSIGN_OR_RETURN(ImportResult result, ImportMaildir(*store, address, maildir, progress));
+  PH_ASSIGN_OR_RETURN(storage::migration::ImportResult result,
+                      storage::migration::ImportMaildir(*store, address, maildir, progress));
   *io.out << "imported " << result.imported << " messages (" << result.octets << " octets) into "
           << address << "; skipped " << result.skipped << " already present; "
           << result.uidls_from_dovecot << " UIDLs kept from dovecot-uidlist\n";
