@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
-#include "server/admin_socket.h"
+#include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
@@ -625,7 +625,7 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
     *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
     return kExitFailure;
   };
-  AdminRequest request;
+  admin::AdminRequest request;
   for (std::string_view word : command.words) request.args.emplace_back(word);
   for (const auto& [flag, value] : parsed.flags) {
     request.args.push_back(absl::StrCat("--", flag, "=", value));
@@ -669,7 +669,7 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
       break;
     }
   }
-  absl::StatusOr<AdminResponse> response = ExchangeAdminCommand(fd, request);
+  absl::StatusOr<admin::AdminResponse> response = admin::ExchangeAdminCommand(fd, request);
   if (!response.ok()) return fail(response.status());
   *io.out << response->out << std::flush;
   *io.err << response->err << std::flush;
@@ -713,17 +713,17 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
   }
   if (online_store == nullptr) {
     // A running server holds the data directory: hand it the command.
-    absl::StatusOr<std::optional<int>> admin = ConnectAdminSocket(parsed->data_dir());
-    if (!admin.ok()) {
-      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin.status().message()))
+    absl::StatusOr<std::optional<int>> admin_fd = admin::ConnectAdminSocket(parsed->data_dir());
+    if (!admin_fd.ok()) {
+      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin_fd.status().message()))
               << "\n";
       return kExitFailure;
     }
-    if (admin->has_value() && !match->offline_only) {
-      return RunOnline(*match, *parsed, **admin, io);
+    if (admin_fd->has_value() && !match->offline_only) {
+      return RunOnline(*match, *parsed, **admin_fd, io);
     }
-    if (admin->has_value()) {
-      close(**admin);
+    if (admin_fd->has_value()) {
+      close(**admin_fd);
       *io.err << "posthaste: " << name << ": the server is running on " << parsed->data_dir()
               << " and this command needs the data directory to itself: stop the server first\n";
       return kExitFailure;
@@ -745,8 +745,9 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
 
 }  // namespace
 
-AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store) {
-  AdminResponse response;
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
+                                     storage::MailStore& store) {
+  admin::AdminResponse response;
   if (!request.args.empty() && request.args[0] == "serve") {
     response.exit_status = kExitUsage;
     response.err = "posthaste: serve: the server is already running\n";

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -51,7 +51,7 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io);
 // Runs a command that arrived on the running server's admin socket against its open `store`:
 // the same table, parsing, output and exit status as RunCli, with stdin from the request.
 // Commands that need the store to themselves (check) are refused. Thread-safe (MailStore is).
-AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store);
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store);
 
 // The usage text printed for --help and unknown subcommands.
 std::string CliUsage();
