@@ -1,4 +1,4 @@
-#include "server/cli.h"
+#include "server/cli/cli.h"
 
 #include <sys/stat.h>
 #include <termios.h>
@@ -25,7 +25,7 @@
 #include "storage/mail_store.h"
 #include "storage/migration/maildir_import.h"
 
-namespace posthaste::server {
+namespace posthaste::server::cli {
 namespace {
 
 // The largest message `deliver` reads from stdin; the store applies the real (smaller) limit.
@@ -769,4 +769,4 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   return RunCommand(args, io, /*online_store=*/nullptr);
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::cli

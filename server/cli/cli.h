@@ -18,8 +18,8 @@
 //
 // Threading: RunCli runs on the calling thread and blocks (disk I/O, password hashing); it
 // is for the posthaste binary and tests, never a reactor thread. The streams must outlive it.
-#ifndef POSTHASTE_SERVER_CLI_H_
-#define POSTHASTE_SERVER_CLI_H_
+#ifndef POSTHASTE_SERVER_CLI_CLI_H_
+#define POSTHASTE_SERVER_CLI_CLI_H_
 
 #include <iosfwd>
 #include <string>
@@ -28,7 +28,7 @@
 #include "server/admin/admin_protocol.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::server::cli {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
@@ -56,6 +56,6 @@ admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage
 // The usage text printed for --help and unknown subcommands.
 std::string CliUsage();
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::cli
 
-#endif  // POSTHASTE_SERVER_CLI_H_
+#endif  // POSTHASTE_SERVER_CLI_CLI_H_
