@@ -975,6 +975,19 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::DeliverBatch(
   return impl_->DeliverBatch(address, items);
 }
 
+namespace {
+
+// One message as it goes into a segment: normalised from text into `normalised`, or wire-form
+// input stored from the caller's buffer as it is (`in_place`).
+struct StoredForm {
+  std::string normalised;
+  bool in_place = false;
+  uint64_t pop3_size = 0;
+  uint64_t header_length = 0;
+};
+
+}  // namespace
+
 absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     std::string_view address_in, const std::vector<DeliveryItem>& items) {
   PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
@@ -1008,9 +1021,19 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
         absl::StrCat("message of ", size, " octets exceeds the maximum message size of ", max_bytes,
                      " octets"));
   };
-  // The POP3 size is never smaller than the raw size, so huge input is refused before copying.
+  // Wire-form input is checked in place (one pass, no copy). Text is normalised below, after
+  // the account checks; its POP3 size is never smaller than its raw size, so huge input is
+  // refused before copying.
+  std::vector<StoredForm> forms(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].raw_message.size() > max_bytes) {
+    if (items[i].options.input == MessageInput::kWireForm) {
+      absl::StatusOr<WireFormInfo> info = CheckWireForm(items[i].raw_message);
+      if (!info.ok()) return which(i, info.status());
+      if (info->pop3_size > max_bytes) return which(i, too_big(info->pop3_size));
+      forms[i].in_place = true;
+      forms[i].pop3_size = info->pop3_size;
+      forms[i].header_length = info->header_length;
+    } else if (items[i].raw_message.size() > max_bytes) {
       return which(i, too_big(items[i].raw_message.size()));
     }
   }
@@ -1022,14 +1045,21 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
                               absl::StrCat("account ", address, " is disabled"));
     }
   }
-  std::vector<NormalizedMessage> messages;
-  messages.reserve(items.size());
   uint64_t batch_octets = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    messages.push_back(NormalizeForStorage(items[i].raw_message));
-    if (messages.back().pop3_size > max_bytes) return which(i, too_big(messages.back().pop3_size));
-    batch_octets += messages.back().pop3_size;
+    StoredForm& form = forms[i];
+    if (!form.in_place) {
+      NormalizedMessage m = NormalizeForStorage(items[i].raw_message);
+      if (m.pop3_size > max_bytes) return which(i, too_big(m.pop3_size));
+      form.normalised = std::move(m.stored);
+      form.pop3_size = m.pop3_size;
+      form.header_length = m.header_length;
+    }
+    batch_octets += form.pop3_size;
   }
+  auto stored_bytes = [&](size_t i) {
+    return forms[i].in_place ? items[i].raw_message : std::string_view(forms[i].normalised);
+  };
   const uint64_t batch_messages = items.size();
 
   // Reserve: quota, sequence numbers, UIDLs.
@@ -1101,8 +1131,8 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   };
 
   std::vector<std::string_view> stored;
-  stored.reserve(messages.size());
-  for (const NormalizedMessage& m : messages) stored.push_back(m.stored);
+  stored.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) stored.push_back(stored_bytes(i));
   absl::StatusOr<std::vector<AppendResult>> appended = segments->AppendDurable(stored);
   if (!appended.ok()) {
     finish(false);
@@ -1116,20 +1146,21 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   std::map<uint64_t, SegmentStats> segment_deltas;
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t seq = first_seq + i;
-    const NormalizedMessage& m = messages[i];
+    const StoredForm& m = forms[i];
+    const std::string_view bytes = stored[i];
     const DeliverOptions& o = items[i].options;
     DeliverResult& result = results[i];
     result.uidl = o.uidl.has_value() ? *o.uidl : absl::StrCat(generated_prefix, Hex(seq));
     result.pop3_size = m.pop3_size;
-    result.stored_bytes = m.stored.size();
+    result.stored_bytes = bytes.size();
     IndexRecord record;
     record.seq = seq;
     record.segment = (*appended)[i].segment->id();
     record.offset = (*appended)[i].offset;
-    record.stored_length = static_cast<uint32_t>(m.stored.size());
+    record.stored_length = static_cast<uint32_t>(bytes.size());
     record.pop3_size = static_cast<uint32_t>(m.pop3_size);
     record.header_length = static_cast<uint32_t>(m.header_length);
-    record.crc32c = Crc32c(m.stored);
+    record.crc32c = Crc32c(bytes);
     record.arrival_unix_seconds =
         o.arrival_time.has_value() ? absl::ToUnixSeconds(*o.arrival_time) : now;
     record.uidl = result.uidl;

@@ -156,12 +156,23 @@ struct AccountSummary {
   MailboxStats stats;
 };
 
+// How the message given to Deliver is encoded.
+enum class MessageInput : uint8_t {
+  // RFC 5322 text with any line ends (CLI deliver, imports): normalised by NormalizeForStorage.
+  kText,
+  // Already the stored wire form (CRLF lines, dot-stuffed, ending in CRLF), as the LMTP session
+  // reads DATA: checked by CheckWireForm and stored as given, neither rewritten nor copied.
+  // Input that is not in wire form is refused with kNotWireForm.
+  kWireForm,
+};
+
 struct DeliverOptions {
   // A UIDL to keep (migration/import). Must be 1-70 chars in 0x21-0x7E and not used before in
   // this account (also not by a deleted message). Absent: storage generates one.
   std::optional<std::string> uidl;
   // Defaults to now.
   std::optional<absl::Time> arrival_time;
+  MessageInput input = MessageInput::kText;
 };
 
 struct DeliveryItem {
@@ -307,12 +318,14 @@ class MailStore {
   absl::StatusOr<AccountUsage> GetUsage(std::string_view address);
 
   // ---- Messages ----
-  // Normalises `raw_message` (see NormalizeForStorage) and stores it durably. Returns only after
+  // Normalises `raw_message` (see NormalizeForStorage; with options.input kWireForm: checks
+  // that it is already normal, see CheckWireForm) and stores it durably. Returns only after
   // the bytes and their index entry survive a crash. Errors: kInvalidAddress, kInvalidUidl,
   // kUnknownAccount, kDisabled, kMessageTooBig ("message of N octets exceeds the maximum message
   // size of M octets"), kOverQuota ("mailbox quota exceeded: ... messages" / "... octets"),
-  // kUidlInUse (imported UIDL already used in this account), kTemporary (disk full, out of
-  // fds) or kIo/kCorrupt on other I/O failures (nothing acknowledged). Delivery to a disabled
+  // kUidlInUse (imported UIDL already used in this account), kNotWireForm (wire-form input that
+  // is not), kTemporary (disk full, out of fds) or kIo/kCorrupt on other I/O failures (nothing
+  // acknowledged). Delivery to a disabled
   // account is refused so the sender learns it instead of mail piling up unread.
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
                                         const DeliverOptions& options = {});

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 #include "base/uidl.h"
 #include "storage/store_error.h"
 
@@ -93,6 +94,43 @@ NormalizedMessage NormalizeForStorage(std::string_view raw) {
   result.pop3_size = pop3_size;
   result.header_length = header_end == kNoHeaderEnd ? out.size() : header_end;
   return result;
+}
+
+absl::StatusOr<WireFormInfo> CheckWireForm(std::string_view wire) {
+  const char* data = wire.data();
+  const size_t n = wire.size();
+  if (n < 2 || wire[n - 2] != '\r' || wire[n - 1] != '\n') {
+    return StoreErrorStatus(StoreError::kNotWireForm,
+                            "message in wire form must end in CRLF (an empty one is one CRLF)");
+  }
+  auto bad_line = [](uint64_t line, std::string_view why) {
+    return StoreErrorStatus(
+        StoreError::kNotWireForm,
+        absl::StrCat("message not in wire form: line ", line, " ", AbslView(why)));
+  };
+  WireFormInfo info;
+  info.pop3_size = n;
+  size_t header_end = kNoHeaderEnd;
+  uint64_t line = 1;
+  for (size_t pos = 0; pos < n; ++line) {
+    // The message ends in CRLF, so every line has its LF.
+    const size_t lf = static_cast<size_t>(
+        static_cast<const char*>(std::memchr(data + pos, '\n', n - pos)) - data);
+    if (lf == pos || data[lf - 1] != '\r') return bad_line(line, "ends in a bare LF");
+    if (std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr) {
+      return bad_line(line, "holds a bare CR");
+    }
+    if (data[pos] == '.') {
+      // ".." starts the stored form of a line beginning with '.'; ".\r\n" would end RETR.
+      if (data[pos + 1] != '.') return bad_line(line, "begins with an unstuffed '.'");
+      --info.pop3_size;
+    } else if (lf == pos + 1 && header_end == kNoHeaderEnd) {
+      header_end = lf + 1;  // the empty line that ends the headers
+    }
+    pos = lf + 1;
+  }
+  info.header_length = header_end == kNoHeaderEnd ? n : header_end;
+  return info;
 }
 
 absl::StatusOr<std::string> NormalizeDomain(std::string_view domain) {
