@@ -230,7 +230,9 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
     const bool accepted =
         ctx_.shard->OffloadIo([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
                                message, permanent]() -> reactor::OffloadPool::Reply {
-          absl::Status status = store->Deliver(mailbox, message).status();
+          absl::Status status =
+              store->Deliver(mailbox, message, {.input = storage::MessageInput::kWireForm})
+                  .status();
           if (!status.ok() && !IsQuotaError(status)) {
             LogEvent(LogLevel::kWarning, "lmtp delivery failed",
                      {{"user", mailbox}, {"error", status.ToString()}});

@@ -3,10 +3,11 @@
 //
 // RunLmtpHandover() takes message bytes as an MTA would send them after DATA, feeds them with
 // the terminator to a real LmtpSession in pieces, and returns the message the session asked
-// to deliver together with the reference for it: DATA's framing as docs/ARCHITECTURE.md ("Line
-// framing") states it, written out plainly (the CRLF lines, one leading dot removed from each,
-// bare LFs turned into CRLF, bare CRs kept, Return-Path first): what the session handed storage
-// for it to normalise.
+// to deliver together with the reference for the path it replaced: DATA's framing as
+// docs/ARCHITECTURE.md ("Line framing") states it, written out plainly (the CRLF lines, one
+// leading dot removed from each, bare LFs turned into CRLF, bare CRs kept, Return-Path first),
+// which is what the session handed storage to normalise (NormalizeForStorage) until it handed
+// over wire form. The reference was checked equal to that session (the commit that added it).
 //
 // Test-only. Threading: none shared; call from any one thread.
 #ifndef POSTHASTE_TESTS_LMTP_HANDOVER_H_
@@ -19,7 +20,8 @@
 namespace posthaste::tests {
 
 struct LmtpHandover {
-  // The reference: the message unstuffed, bare CRs still in it.
+  // The reference: the message unstuffed, bare CRs still in it (the old path's input to
+  // storage).
   std::string unstuffed;
   // What the session's kDeliver action carried.
   std::string delivered;
