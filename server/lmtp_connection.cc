@@ -36,7 +36,7 @@ lmtp::LmtpSessionOptions SessionOptions(const ServerContext& server) {
 }
 
 bool IsQuotaError(const absl::Status& status) {
-  return absl::IsResourceExhausted(status) && absl::StrContains(status.message(), "quota");
+  return storage::ErrorOf(status) == storage::StoreError::kOverQuota;
 }
 
 }  // namespace
@@ -45,12 +45,15 @@ LmtpRecipientVerdict RecipientVerdict(const absl::StatusOr<storage::AccountUsage
                                       std::optional<uint64_t> declared_size,
                                       bool over_quota_permanent) {
   using Code = LmtpRecipientVerdict::Code;
+  using storage::StoreError;
   if (!usage.ok()) {
-    // A malformed address cannot name a mailbox here either.
-    if (absl::IsNotFound(usage.status()) || absl::IsInvalidArgument(usage.status())) {
-      return {Code::kUnknown, "", ""};
+    switch (storage::ErrorOf(usage)) {
+      case StoreError::kUnknownAccount:
+      case StoreError::kInvalidAddress:  // a malformed address cannot name a mailbox here either
+        return {Code::kUnknown, "", ""};
+      default:
+        return {Code::kTempFailure, "", ""};
     }
-    return {Code::kTempFailure, "", ""};
   }
   if (usage->disabled) return {Code::kDisabled, "", ""};
   if (declared_size.has_value() && *declared_size > usage->message_bytes_max) {
@@ -64,15 +67,22 @@ LmtpRecipientVerdict RecipientVerdict(const absl::StatusOr<storage::AccountUsage
 
 LmtpDeliveryResult DeliveryOutcome(const absl::Status& status, bool over_quota_permanent) {
   using Code = LmtpDeliveryResult::Code;
+  using storage::StoreError;
   if (status.ok()) return {Code::kDelivered, ""};
-  if (IsQuotaError(status)) {
-    return {over_quota_permanent ? Code::kOverQuotaPerm : Code::kOverQuotaTemp, ""};
+  switch (storage::ErrorOf(status)) {
+    case StoreError::kOverQuota:
+      return {over_quota_permanent ? Code::kOverQuotaPerm : Code::kOverQuotaTemp, ""};
+    case StoreError::kMessageTooBig:
+      return {Code::kTooBig, ""};
+    // Deleted or disabled between RCPT and the end of DATA.
+    case StoreError::kUnknownAccount:
+      return {Code::kPermFailure, "No such user here"};
+    case StoreError::kDisabled:
+      return {Code::kPermFailure, "Mailbox disabled"};
+    default:
+      // I/O trouble, and anything unexpected: the MTA keeps the message and retries.
+      return {Code::kTempFailure, ""};
   }
-  if (absl::IsResourceExhausted(status)) return {Code::kTooBig, ""};
-  // Deleted or disabled between RCPT and the end of DATA.
-  if (absl::IsNotFound(status)) return {Code::kPermFailure, "No such user here"};
-  if (absl::IsFailedPrecondition(status)) return {Code::kPermFailure, "Mailbox disabled"};
-  return {Code::kTempFailure, ""};
 }
 
 LmtpConnection::LmtpConnection(LmtpShard& ctx, uint64_t id, int fd)
@@ -222,7 +232,9 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
     const bool accepted =
         ctx_.shard->OffloadIo([home, store, id = id_, i, mailbox = delivery.recipients[i].mailbox,
                                message, permanent]() -> reactor::OffloadPool::Reply {
-          absl::Status status = store->Deliver(mailbox, message).status();
+          absl::Status status =
+              store->Deliver(mailbox, message, {.input = storage::MessageInput::kWireForm})
+                  .status();
           if (!status.ok() && !IsQuotaError(status)) {
             LogEvent(LogLevel::kWarning, "lmtp delivery failed",
                      {{"user", mailbox}, {"error", status.ToString()}});

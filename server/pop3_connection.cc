@@ -499,7 +499,9 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
 void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
   if (closing_) return;
   if (!maildrop.ok()) {
-    if (!absl::IsNotFound(maildrop.status())) {
+    const bool unknown_account =
+        storage::ErrorOf(maildrop.status()) == storage::StoreError::kUnknownAccount;
+    if (!unknown_account) {
       ctx_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
     }
     recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
@@ -511,9 +513,8 @@ void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
     ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, me = ref()] {
       home->Peer(owner).registry.Release(user, ip, /*counted=*/false, me);
     });
-    session_->OnMaildropOpened({absl::IsNotFound(maildrop.status())
-                                    ? pop3::Pop3MaildropResult::Code::kPermFailure
-                                    : pop3::Pop3MaildropResult::Code::kTempFailure,
+    session_->OnMaildropOpened({unknown_account ? pop3::Pop3MaildropResult::Code::kPermFailure
+                                                : pop3::Pop3MaildropResult::Code::kTempFailure,
                                 nullptr});
     Drive();
     return;

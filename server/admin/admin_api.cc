@@ -16,6 +16,7 @@
 #include "server/admin/json_body.h"
 #include "server/auth/password_hash.h"
 #include "server/http/http_server.h"
+#include "storage/store_error.h"
 
 namespace posthaste::server::admin {
 namespace {
@@ -64,9 +65,28 @@ bool ReplyError(AdminExchange* conn, int code, std::string_view reason, std::str
   return true;
 }
 
-// Maps a store error to its HTTP status.
+// Maps an error to its HTTP status: a store error by its kind (storage/store_error.h), an error
+// the API found in the request itself (target, body, fields) by its code.
 bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
   const std::string message(StdView(status.message()));
+  using storage::StoreError;
+  switch (storage::ErrorOf(status)) {
+    case StoreError::kNone:
+      break;
+    case StoreError::kUnknownAccount:
+    case StoreError::kUnknownTenant:
+      return ReplyError(conn, 404, "Not Found", message);
+    case StoreError::kAccountExists:
+    case StoreError::kUidlInUse:
+      return ReplyError(conn, 409, "Conflict", message);
+    case StoreError::kInvalidAddress:
+    case StoreError::kInvalidUidl:
+    case StoreError::kInvalidArgument:
+    case StoreError::kNotWireForm:
+      return ReplyError(conn, 400, "Bad Request", message);
+    default:
+      return ReplyError(conn, 500, "Internal Server Error", message);
+  }
   switch (status.code()) {
     case absl::StatusCode::kNotFound:
       return ReplyError(conn, 404, "Not Found", message);

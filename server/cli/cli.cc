@@ -24,6 +24,7 @@
 #include "server/serve.h"
 #include "storage/mail_store.h"
 #include "storage/migration/maildir_import.h"
+#include "storage/store_error.h"
 
 namespace posthaste::server::cli {
 namespace {
@@ -93,6 +94,14 @@ absl::StatusOr<std::string> Address(std::string_view raw) {
         absl::StrCat("malformed address \"", AbslView(raw), "\": ", address.status().message()));
   }
   return std::move(address->display);
+}
+
+// What the store said, by its error kind (storage/store_error.h).
+bool IsUnknownAccount(const absl::Status& status) {
+  return storage::ErrorOf(status) == storage::StoreError::kUnknownAccount;
+}
+bool IsUnknownTenant(const absl::Status& status) {
+  return storage::ErrorOf(status) == storage::StoreError::kUnknownTenant;
 }
 
 absl::Status UnknownUser(std::string_view address) {
@@ -205,7 +214,7 @@ absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status deleted = store->DeleteAccount(address);
-  if (absl::IsNotFound(deleted)) return UnknownUser(address);
+  if (IsUnknownAccount(deleted)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(deleted);
   *io.out << "deleted " << address << "\n";
   return absl::OkStatus();
@@ -217,7 +226,7 @@ absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status set = store->SetPasswordHash(address, hash);
-  if (absl::IsNotFound(set)) return UnknownUser(address);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << "password changed for " << address << "\n";
   return absl::OkStatus();
@@ -248,7 +257,7 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::StatusOr<storage::AccountUsage> usage = store->GetUsage(address);
-  if (absl::IsNotFound(usage.status())) return UnknownUser(address);
+  if (IsUnknownAccount(usage.status())) return UnknownUser(address);
   PH_RETURN_IF_ERROR(usage.status());
   auto source = [](uint64_t own) { return own != 0 ? "" : " (tenant default)"; };
   *io.out << "address\t" << usage->display_address << "\n"
@@ -262,7 +271,7 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
           << "max_message_bytes\t" << usage->message_bytes_max << "\n";
   absl::StatusOr<storage::TenantInfo> tenant =
       store->GetTenant(address.substr(address.rfind('@') + 1));
-  if (!tenant.ok() && !absl::IsNotFound(tenant.status())) return tenant.status();
+  if (!tenant.ok() && !IsUnknownTenant(tenant.status())) return tenant.status();
   *io.out << "plaintext_auth\t"
           << storage::PlaintextAuthName(tenant.ok() ? tenant->policy.plaintext_auth
                                                     : storage::PlaintextAuth::kDefault)
@@ -279,13 +288,13 @@ absl::Status UserQuota(const ParsedArgs& args, const CliStreams& io) {
   }
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::StatusOr<storage::AccountInfo> account = store->GetAccount(address);
-  if (absl::IsNotFound(account.status())) return UnknownUser(address);
+  if (IsUnknownAccount(account.status())) return UnknownUser(address);
   PH_RETURN_IF_ERROR(account.status());
   storage::AccountQuota quota = account->quota;
   if (messages.has_value()) quota.messages = *messages;
   if (octets.has_value()) quota.octets = *octets;
   absl::Status set = store->SetQuota(address, quota);
-  if (absl::IsNotFound(set)) return UnknownUser(address);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << "quota of " << address << ": " << quota.messages << " messages, " << quota.octets
           << " octets (0: tenant default)\n";
@@ -296,7 +305,7 @@ absl::Status SetDisabled(const ParsedArgs& args, const CliStreams& io, bool disa
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status set = store->SetDisabled(address, disabled);
-  if (absl::IsNotFound(set)) return UnknownUser(address);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << (disabled ? "disabled " : "enabled ") << address << "\n";
   return absl::OkStatus();
@@ -332,7 +341,7 @@ absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(*domain);
   if (tenant.ok()) {
     limits = tenant->limits;
-  } else if (!absl::IsNotFound(tenant.status())) {
+  } else if (!IsUnknownTenant(tenant.status())) {
     return tenant.status();
   }
   if (change) {
@@ -374,7 +383,7 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
   if (tenant.ok()) {
     policy = tenant->policy;
-  } else if (!absl::IsNotFound(tenant.status())) {
+  } else if (!IsUnknownTenant(tenant.status())) {
     return tenant.status();
   }
   if (plaintext_auth.has_value()) {
@@ -407,7 +416,7 @@ absl::Status Deliver(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string message, ReadAll(*io.in, kDeliverInputBytesMax));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::StatusOr<storage::DeliverResult> delivered = store->Deliver(address, message);
-  if (absl::IsNotFound(delivered.status())) return UnknownUser(address);
+  if (IsUnknownAccount(delivered.status())) return UnknownUser(address);
   PH_RETURN_IF_ERROR(delivered.status());
   *io.out << delivered->uidl << "\n";
   return absl::OkStatus();

@@ -8,8 +8,9 @@
 //     per-recipient codes; all 250 when every copy was delivered, none when none was, all 552
 //     when the message was over the size limit;
 //   - no deliver action without a preceding 354, and at most one per 354; its recipients are
-//     distinct, at most the accepted RCPTs, its message has CRLF line ends only and stays
-//     within the size limit;
+//     distinct, at most the accepted RCPTs, its message is in wire form (CRLF line ends only,
+//     lines beginning with '.' stuffed, ending in CRLF) and at most twice the size limit once
+//     unstuffed (tests/lmtp_wire_form_fuzzer checks the exact bytes and count);
 //   - nothing at all is emitted while a check or delivery result is pending, or after close;
 //   - reply bytes taken between flushes stay within the output limit plus one burst of replies.
 //
@@ -25,8 +26,8 @@
 #include <vector>
 
 #include "base/check.h"
-#include "tools/build/fuzz_input.h"
 #include "server/lmtp/session.h"
+#include "tools/build/fuzz_input.h"
 
 namespace posthaste::lmtp {
 namespace {
@@ -232,11 +233,17 @@ class Harness {
       PH_CHECK(m.substr(0, 14) == "Return-Path: <");
       header = m.find("\r\n") + 2;
     }
-    PH_CHECK(m.size() - header <= options_.message_bytes_max);
+    PH_CHECK(m.size() >= 2 && m.substr(m.size() - 2) == "\r\n");
+    uint64_t stuffing = 0;
     for (size_t i = 0; i < m.size(); ++i) {
       if (m[i] == '\n') PH_CHECK(i > 0 && m[i - 1] == '\r');
+      if (m[i] == '\r') PH_CHECK(i + 1 < m.size() && m[i + 1] == '\n');
+      if (m[i] == '.' && (i == 0 || m[i - 1] == '\n')) {
+        PH_CHECK(m[i + 1] == '.');
+        ++stuffing;
+      }
     }
-    PH_CHECK(m.size() == header || (m.size() >= 2 && m.substr(m.size() - 2) == "\r\n"));
+    PH_CHECK(m.size() - header - stuffing <= 2 * options_.message_bytes_max);
     deliver_recipients_ = delivery.recipients.size();
   }
 

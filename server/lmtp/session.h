@@ -72,12 +72,14 @@ struct LmtpSessionOptions {
   bool add_return_path = true;
 
   // Limits (docs/CONTRIBUTING.md, "Limits"); each has a counter in LmtpSessionCounters.
-  size_t command_line_bytes_max = 512;               // RFC 5321 4.5.3.1.4, incl. CRLF
-  uint32_t recipients_max = 100;                     // per transaction; RFC 5321 4.5.3.1.8
-  uint64_t message_bytes_max = 64ull * 1024 * 1024;  // after unstuffing, CRLF line ends
-  uint32_t bad_commands_max = 20;                    // then 421 and close
-  size_t output_queued_bytes_max = 64 * 1024;        // parse no input while more is queued
-  size_t input_buffered_bytes_max = 64 * 1024;       // WantsInput() turns false beyond this
+  size_t command_line_bytes_max = 512;  // RFC 5321 4.5.3.1.4, incl. CRLF
+  uint32_t recipients_max = 100;        // per transaction; RFC 5321 4.5.3.1.8
+  // Counted unstuffed, a bare LF as CRLF, a bare CR as one octet. The wire form delivered is
+  // at most twice as long (each bare CR becomes CRLF, each '.'-line gains a dot).
+  uint64_t message_bytes_max = 64ull * 1024 * 1024;
+  uint32_t bad_commands_max = 20;               // then 421 and close
+  size_t output_queued_bytes_max = 64 * 1024;   // parse no input while more is queued
+  size_t input_buffered_bytes_max = 64 * 1024;  // WantsInput() turns false beyond this
 };
 
 // Plain counters, read by the driver (metrics come later). Each counts events in this session.
@@ -94,7 +96,8 @@ struct LmtpSessionCounters {
   uint64_t declared_size_too_large = 0;  // MAIL SIZE= over message_bytes_max (552 5.3.4)
   uint64_t messages_received = 0;        // DATA completed (terminator seen)
   uint64_t messages_too_large = 0;       // limit: message_bytes_max (discarded, 552 5.3.4)
-  uint64_t message_bytes_received = 0;   // unstuffed octets of received messages
+  uint64_t message_bytes_received = 0;   // octets of received messages, as message_bytes_max
+                                         // counts them
   uint64_t deliveries = 0;               // kDeliver actions
   uint64_t recipients_delivered = 0;     // kDelivered results
   uint64_t output_blocked = 0;           // limit: output_queued_bytes_max (pauses)
@@ -147,10 +150,11 @@ struct LmtpDelivery {
   std::string_view reverse_path;  // MAIL FROM path without brackets; "" for <>
   BodyType body = BodyType::kUnspecified;
   std::span<const LmtpRecipient> recipients;  // distinct mailboxes, in first-RCPT order
-  // The message: dot-unstuffed, every LF preceded by a CR (a bare LF becomes CRLF as content;
-  // only <CRLF>.<CRLF> ended it; a bare CR is left for storage to normalise), preceded by
-  // the Return-Path header when options.add_return_path. Storage adds its own wire form
-  // (dot-stuffing for POP3) and must hand RETR back these bytes.
+  // The message in wire form, the form storage keeps and RETR sends (storage/message_format.h
+  // CheckWireForm; hand it over as MessageInput::kWireForm): CRLF line ends only (a bare LF or
+  // bare CR in the content became CRLF; only <CRLF>.<CRLF> ended it), every line beginning with
+  // '.' dot-stuffed, ending in CRLF (an empty message is one empty line), preceded by the
+  // Return-Path header when options.add_return_path. Storage checks it and stores it as it is.
   std::string_view message;
 };
 
@@ -205,8 +209,11 @@ class LmtpSession {
 
  private:
   enum class Awaiting : uint8_t { kNothing, kRecipient, kDelivery };
-  // Where the DATA reader is within a line (see ReadData()).
-  enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kMid, kCr };
+  // Where the DATA reader is within a line (see ReadData()): at the start of a line that began
+  // after a CRLF on the wire (or the data), after its leading dot, after ".\r", at the start of
+  // a line that began after a bare LF or CR or a dropped stuffing dot (kNewLine), inside a line,
+  // or after a CR that ended the previous chunk.
+  enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kNewLine, kMid, kCr };
 
   struct QueuedAction {
     LmtpActionKind kind;
@@ -225,7 +232,11 @@ class LmtpSession {
   void BadCommand(std::string_view code, std::string_view enhanced, std::string_view text);
   // Consumes message bytes; returns true once the terminator was read.
   bool ReadData();
-  void AppendMessage(const char* data, size_t size);
+  size_t ReadContent(const char* base, size_t pos, size_t end);
+  // Message bytes: content as it came (counted as it is), or wire bytes the reader writes
+  // (`counted`: octets of them the size limit counts).
+  void AppendContent(const char* data, size_t size);
+  void AppendWire(std::string_view bytes, size_t counted);
   void FinishData();
 
   // Command handlers; `args` is the text after the verb with surrounding spaces trimmed.
