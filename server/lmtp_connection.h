@@ -41,13 +41,6 @@ namespace posthaste::server {
 
 struct LmtpShard;
 
-// RCPT verdict from the store's view of the recipient (MailStore::GetUsage).
-lmtp::LmtpRecipientVerdict RecipientVerdict(const absl::StatusOr<storage::AccountUsage>& usage,
-                                            std::optional<uint64_t> declared_size,
-                                            bool over_quota_permanent);
-// Per-copy outcome from MailStore::Deliver's status.
-lmtp::LmtpDeliveryResult DeliveryOutcome(const absl::Status& status, bool over_quota_permanent);
-
 class LmtpConnection {
  public:
   LmtpConnection(LmtpShard& ctx, uint64_t id, int fd);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/lmtp_service/lmtp_counters.h"
 #include "server/pop3_server.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
@@ -26,21 +27,6 @@
 namespace posthaste::server {
 
 class LmtpConnection;
-
-// Per-shard LMTP counters, written only by the shard's thread.
-struct LmtpStats {
-  uint64_t connections_accepted = 0;
-  uint64_t connections_closed = 0;
-  uint64_t recipients_checked = 0;
-  uint64_t recipients_refused = 0;
-  uint64_t messages_received = 0;
-  uint64_t copies_delivered = 0;  // durable copies acknowledged with 250
-  uint64_t copies_failed = 0;
-  uint64_t timeouts_idle = 0;
-  uint64_t timeouts_send_stall = 0;
-  uint64_t offload_rejected = 0;
-  reactor::SendStats send;
-};
 
 struct LmtpShard {
   ServerContext* server = nullptr;
