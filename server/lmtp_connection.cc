@@ -24,13 +24,14 @@ using reactor::MonotonicNowNs;
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
 
-lmtp::LmtpSessionOptions SessionOptions(const ServerContext& server) {
+lmtp::LmtpSessionOptions SessionOptions(const ServeOptions& options,
+                                        const storage::MailStore& store) {
   lmtp::LmtpSessionOptions o;
-  o.hostname = server.options.hostname;
+  o.hostname = options.hostname;
   // The session's limit bounds memory; each tenant's (usually smaller) limit is applied per
   // recipient by the store. Stored sizes are 32-bit.
-  o.message_bytes_max = std::min<uint64_t>(server.store->options().message_bytes_max,
-                                           storage::kMessageBytesMaxConfigurable);
+  o.message_bytes_max =
+      std::min<uint64_t>(store.options().message_bytes_max, storage::kMessageBytesMaxConfigurable);
   return o;
 }
 
@@ -40,7 +41,7 @@ LmtpConnection::LmtpConnection(LmtpShard& ctx, uint64_t id, int fd)
     : ctx_(ctx),
       id_(id),
       fd_(fd),
-      session_(std::make_unique<lmtp::LmtpSession>(SessionOptions(*ctx.server))),
+      session_(std::make_unique<lmtp::LmtpSession>(SessionOptions(*ctx.options, *ctx.store))),
       receiver_(
           ctx.shard->ring(), *ctx.buffers, fd,
           [this](uint16_t buffer_id, std::span<const char> data) { OnData(buffer_id, data); },
@@ -48,7 +49,7 @@ LmtpConnection::LmtpConnection(LmtpShard& ctx, uint64_t id, int fd)
       sender_(
           ctx.shard->ring(), ctx.stats.send,
           [this](absl::Status status, uint64_t bytes) { OnSendDone(std::move(status), bytes); }),
-      send_stall_(uint64_t{ctx.server->options.send_stall_timeout_s} * kNsPerSecond) {
+      send_stall_(uint64_t{ctx.options->send_stall_timeout_s} * kNsPerSecond) {
   timer_.Bind<&LmtpConnection::OnTimer>(this);
   last_input_ns_ = MonotonicNowNs();
 }
@@ -107,7 +108,7 @@ void LmtpConnection::Drive() {
     session_->OnConnectionLost();
     started_ = false;
     close_after_flush_ = true;
-    Enqueue("421 4.3.2 " + ctx_.server->options.hostname + " Service shutting down\r\n");
+    Enqueue("421 4.3.2 " + ctx_.options->hostname + " Service shutting down\r\n");
     Flush();
     return;
   }
@@ -143,8 +144,8 @@ void LmtpConnection::Handle(const lmtp::LmtpAction& action) {
 void LmtpConnection::StartCheck(std::string_view recipient, std::optional<uint64_t> declared_size) {
   ++ctx_.stats.recipients_checked;
   LmtpShard* home = &ctx_;
-  storage::MailStore* store = ctx_.server->store;
-  const bool permanent = ctx_.server->options.lmtp_over_quota_permanent;
+  storage::MailStore* store = ctx_.store;
+  const bool permanent = ctx_.options->lmtp_over_quota_permanent;
   check_pending_ = true;
   const bool accepted =
       ctx_.shard->OffloadIo([home, store, id = id_, address = std::string(recipient), declared_size,
@@ -173,8 +174,8 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
   ++ctx_.stats.messages_received;
   results_.assign(delivery.recipients.size(), LmtpDeliveryResult{});
   LmtpShard* home = &ctx_;
-  storage::MailStore* store = ctx_.server->store;
-  const bool permanent = ctx_.server->options.lmtp_over_quota_permanent;
+  storage::MailStore* store = ctx_.store;
+  const bool permanent = ctx_.options->lmtp_over_quota_permanent;
   // `delivery.message` stays valid until OnDeliveryDone, which is called only after every
   // copy has come back (this connection is not destroyed before), so the jobs share it.
   const std::string_view message = delivery.message;
@@ -207,7 +208,7 @@ void LmtpConnection::StartDelivery(const lmtp::LmtpDelivery& delivery) {
 
 void LmtpConnection::OnCopyStored(size_t index, LmtpDeliveryResult result) {
   PH_CHECK(copies_pending_ > 0 && index < results_.size());
-  ctx_.server->shards[ctx_.index]->metrics.CountLmtpDelivery(LmtpResultLabelOf(result.code));
+  ctx_.metrics->CountLmtpDelivery(LmtpResultLabelOf(result.code));
   if (result.code == LmtpDeliveryResult::Code::kDelivered) {
     ++ctx_.stats.copies_delivered;
   } else {
@@ -289,8 +290,7 @@ void LmtpConnection::OnReceiveEnd(absl::Status status) {
 // ---- Timeouts ----
 
 void LmtpConnection::ArmTimer() {
-  uint64_t deadline =
-      last_input_ns_ + uint64_t{ctx_.server->options.lmtp_idle_timeout_s} * kNsPerSecond;
+  uint64_t deadline = last_input_ns_ + uint64_t{ctx_.options->lmtp_idle_timeout_s} * kNsPerSecond;
   if (send_stall_.active()) deadline = std::min(deadline, send_stall_.next_sample_ns());
   ctx_.shard->ring().timers().StartAt(&timer_, deadline);
 }
@@ -313,7 +313,7 @@ void LmtpConnection::OnTimer() {
     }
   }
   const uint64_t deadline =
-      last_input_ns_ + uint64_t{ctx_.server->options.lmtp_idle_timeout_s} * kNsPerSecond;
+      last_input_ns_ + uint64_t{ctx_.options->lmtp_idle_timeout_s} * kNsPerSecond;
   if (now < deadline || ResultPending()) {
     if (now >= deadline) {  // waiting on the store
       uint64_t next = now + kNsPerSecond;
@@ -331,7 +331,7 @@ void LmtpConnection::OnTimer() {
   }
   session_->OnConnectionLost();
   out_.clear();
-  Enqueue("421 4.4.2 " + ctx_.server->options.hostname + " Idle timeout, closing connection\r\n");
+  Enqueue("421 4.4.2 " + ctx_.options->hostname + " Idle timeout, closing connection\r\n");
   close_after_flush_ = true;
   started_ = false;  // take no further session actions
   Drive();

@@ -15,8 +15,9 @@ namespace posthaste::server {
 // consumed as it arrives, so a few large buffers suffice.
 constexpr uint16_t kLmtpBufferGroup = 1;
 
-void LmtpShard::StartListening(reactor::Shard& on) {
+void LmtpShard::StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics) {
   shard = &on;
+  metrics = &shard_metrics;
   reactor::Ring& ring = shard->ring();
   auto buffer_ring = reactor::BufferRing::Create(
       ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
@@ -58,15 +59,14 @@ void LmtpShard::OnAccept(int fd) {
   ++stats.connections_accepted;
   const uint64_t id = connections.NextId();
   LmtpConnection* conn = connections.Add(id, std::make_unique<LmtpConnection>(*this, id, fd));
-  if (connections.size() > server->options.max_connections_per_shard) {
+  if (connections.size() > options->max_connections_per_shard) {
     conn->Reject("421 4.3.2 Server at capacity, try again later\r\n");
     return;
   }
   conn->Start();
 }
 
-absl::Status LmtpService::Listen(ServerContext& server) {
-  const ServeOptions& options = server.options;
+absl::Status LmtpService::Listen(const ServeOptions& options, storage::MailStore& store) {
   for (uint32_t i = 0; i < options.shards; ++i) {
     auto fd = reactor::CreateListener(
         {.host = options.lmtp_listen.host, .port = i == 0 ? options.lmtp_listen.port : port,
@@ -86,7 +86,8 @@ absl::Status LmtpService::Listen(ServerContext& server) {
       port = *local;
     }
     auto shard = std::make_unique<LmtpShard>();
-    shard->server = &server;
+    shard->options = &options;
+    shard->store = &store;
     shard->index = i;
     shard->listener.set_fd(*fd);
     shards.push_back(std::move(shard));

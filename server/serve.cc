@@ -303,7 +303,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   LmtpService lmtp;
   if (options.lmtp_enabled) {
-    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+    if (absl::Status listening = lmtp.Listen(ctx.options, *ctx.store); !listening.ok()) {
       err << "posthaste: serve: " << listening.message() << "\n";
       CloseListeners(ctx);
       return kExitFailure;
@@ -334,7 +334,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
-    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard, sc.metrics);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";
