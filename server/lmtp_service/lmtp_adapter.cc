@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "base/check.h"
+#include "base/log.h"
 
 namespace posthaste::server {
 
@@ -197,7 +198,10 @@ void LmtpAdapter::OnDeadline() {
 }
 
 void LmtpAdapter::OnClosed(transport::CloseReason reason) {
-  if (reason == transport::CloseReason::kSendStalled) ++stats_.timeouts_send_stall;
+  if (reason == transport::CloseReason::kSendStalled) {
+    ++stats_.timeouts_send_stall;
+    LogEvent(LogLevel::kInfo, "lmtp send stalled, closing");
+  }
   if (session_.state() != lmtp::LmtpState::kClosed) session_.OnConnectionLost();
   phase_ = Phase::kClosed;
   MaybeFinish();
