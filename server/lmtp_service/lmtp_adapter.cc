@@ -153,9 +153,8 @@ void LmtpAdapter::AfterResult() {
     MaybeFinish();
     return;
   }
-  // The peer waited for this answer: its idle time starts now.
+  // The peer waited for this answer: its idle time starts now (the armed deadline finds out).
   last_input_ns_ = transport_->NowNs();
-  transport_->SetDeadline(last_input_ns_ + idle_timeout_ns_);
   Drive();
 }
 
@@ -180,10 +179,16 @@ void LmtpAdapter::OnOutputDrained() {
 }
 
 void LmtpAdapter::OnDeadline() {
-  // While the store works the peer is waiting on us: AfterResult sets the deadline again.
-  if (phase_ != Phase::kOpen || ResultPending()) return;
+  if (phase_ != Phase::kOpen) return;
+  const uint64_t now = transport_->NowNs();
+  if (ResultPending()) {  // the peer is waiting on the store, not idle: look again later
+    transport_->SetDeadline(now + idle_timeout_ns_);
+    return;
+  }
+  // Input and results only move last_input_ns_; the deadline catches up here, so a busy
+  // connection re-arms its timer once per idle period, not once per command.
   const uint64_t deadline = last_input_ns_ + idle_timeout_ns_;
-  if (transport_->NowNs() < deadline) {  // input came since the deadline was set
+  if (now < deadline) {
     transport_->SetDeadline(deadline);
     return;
   }
