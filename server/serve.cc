@@ -18,8 +18,7 @@
 #include "server/admin_http.h"
 #include "server/admin_socket.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
-#include "server/lmtp_server.h"
+#include "server/lmtp_service/lmtp_shard.h"
 #include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
@@ -63,6 +62,20 @@ uint64_t OpenConnections(ServerContext& ctx) {
   uint64_t n = 0;
   for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
+}
+
+LmtpServiceOptions LmtpOptionsOf(const ServeOptions& options) {
+  constexpr uint64_t kNsPerSecond = 1'000'000'000;
+  LmtpServiceOptions o;
+  o.listen_host = options.lmtp_listen.host;
+  o.listen_port = options.lmtp_listen.port;
+  o.shards = options.shards;
+  o.hostname = options.hostname;
+  o.idle_timeout_ns = uint64_t{options.lmtp_idle_timeout_s} * kNsPerSecond;
+  o.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
+  o.over_quota_permanent = options.lmtp_over_quota_permanent;
+  o.max_connections_per_shard = options.max_connections_per_shard;
+  return o;
 }
 
 // Closes every listener made so far (start-up failed).
@@ -303,7 +316,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   LmtpService lmtp;
   if (options.lmtp_enabled) {
-    if (absl::Status listening = lmtp.Listen(ctx.options, *ctx.store); !listening.ok()) {
+    if (absl::Status listening = lmtp.Listen(LmtpOptionsOf(ctx.options), *ctx.store); !listening.ok()) {
       err << "posthaste: serve: " << listening.message() << "\n";
       CloseListeners(ctx);
       return kExitFailure;
