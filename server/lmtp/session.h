@@ -16,7 +16,7 @@
 //   - Call OnOutputFlushed() when everything taken so far has left the send queue. Parsing
 //     pauses while more than options.output_queued_bytes_max bytes are taken and unflushed.
 //   - After kCheckRecipient or kDeliver the session parses no input until the matching On*()
-//     result arrives (pipelining safety, STYLE.md practice 3).
+//     result arrives (pipelining safety).
 //   - kDeliver: store `delivery.message` for each recipient, and answer OnDeliveryDone() with
 //     exactly one result per `delivery.recipients` entry, in that order. kDelivered means that
 //     copy is durable: the session then replies 250 for it (RFC 2033 section 4.2).
@@ -74,7 +74,7 @@ struct LmtpSessionOptions {
   // so one buffer serves all of them.
   bool add_return_path = true;
 
-  // Limits (STYLE.md 14); each has a counter in LmtpSessionCounters.
+  // Limits (docs/CONTRIBUTING.md, "Limits"); each has a counter in LmtpSessionCounters.
   size_t command_line_bytes_max = 512;               // RFC 5321 4.5.3.1.4, incl. CRLF
   uint32_t recipients_max = 100;                     // per transaction; RFC 5321 4.5.3.1.8
   uint64_t message_bytes_max = 64ull * 1024 * 1024;  // after unstuffing, CRLF line ends

@@ -1,4 +1,4 @@
-#include "server/admin_api.h"
+#include "server/admin/admin_api.h"
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -11,13 +11,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
-#include "server/admin_http.h"
-#include "server/admin_path.h"
+#include "server/admin/admin_http.h"
+#include "server/admin/admin_path.h"
+#include "server/admin/json_body.h"
 #include "server/auth/password_hash.h"
 #include "server/http/http_server.h"
-#include "server/json_body.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 constexpr size_t kTokenBytesMin = 16;
@@ -378,4 +378,4 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   return api;
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -5,11 +5,11 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/json_body.h"
+#include "server/admin/json_body.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using posthaste::server::JsonString;
-  using posthaste::server::ParseJsonObject;
+  using posthaste::server::admin::JsonString;
+  using posthaste::server::admin::ParseJsonObject;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   auto object = ParseJsonObject(text);
   if (object.ok()) {

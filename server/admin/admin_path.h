@@ -15,8 +15,8 @@
 // path naming nothing is NotFound (404).
 //
 // Pure function, no I/O, thread-safe; fuzzed by //server:admin_path_fuzzer.
-#ifndef POSTHASTE_SERVER_ADMIN_PATH_H_
-#define POSTHASTE_SERVER_ADMIN_PATH_H_
+#ifndef POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_
+#define POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +26,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 
 inline constexpr size_t kAdminTargetBytesMax = 2048;
 
@@ -42,6 +42,6 @@ struct AdminPath {
 
 absl::StatusOr<AdminPath> ParseAdminPath(std::string_view raw_target);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin
 
-#endif  // POSTHASTE_SERVER_ADMIN_PATH_H_
+#endif  // POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_

@@ -1,8 +1,8 @@
-#include "server/json_body.h"
+#include "server/admin/json_body.h"
 
 #include "gtest/gtest.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 using Type = JsonScalar::Type;
@@ -54,4 +54,4 @@ TEST(JsonBodyTest, JsonStringEscapes) {
 }
 
 }  // namespace
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

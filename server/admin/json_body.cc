@@ -1,11 +1,11 @@
-#include "server/json_body.h"
+#include "server/admin/json_body.h"
 
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 class Parser {
@@ -236,4 +236,4 @@ std::string JsonString(std::string_view text) {
   return out;
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -1,4 +1,4 @@
-#include "server/admin_socket.h"
+#include "server/admin/admin_socket.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 // A client that connects and then sends nothing does not hold a worker for long.
@@ -244,4 +244,4 @@ absl::StatusOr<AdminResponse> ExchangeAdminCommand(int fd, const AdminRequest& r
   return **std::move(decoded);
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -1,4 +1,4 @@
-#include "server/maildir_import.h"
+#include "storage/migration/maildir_import.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 
-namespace posthaste::server {
+namespace posthaste::storage::migration {
 namespace {
 
 // A message file larger than this is refused before reading (the store's own limit is far
@@ -455,4 +455,4 @@ absl::StatusOr<ImportResult> ImportMaildir(
   return result;
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::storage::migration

@@ -5,8 +5,8 @@
 //
 // Pure functions; thread-safe. Input is untrusted (network): fuzzed by
 // //server:json_body_fuzzer.
-#ifndef POSTHASTE_SERVER_JSON_BODY_H_
-#define POSTHASTE_SERVER_JSON_BODY_H_
+#ifndef POSTHASTE_SERVER_ADMIN_JSON_BODY_H_
+#define POSTHASTE_SERVER_ADMIN_JSON_BODY_H_
 
 #include <cstdint>
 #include <map>
@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 
 struct JsonScalar {
   enum class Type : uint8_t { kString, kInteger, kBool, kNull };
@@ -35,6 +35,6 @@ absl::StatusOr<JsonObject> ParseJsonObject(std::string_view text);
 // escaped as \u00XX, so the output is ASCII whatever the input).
 std::string JsonString(std::string_view text);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin
 
-#endif  // POSTHASTE_SERVER_JSON_BODY_H_
+#endif  // POSTHASTE_SERVER_ADMIN_JSON_BODY_H_

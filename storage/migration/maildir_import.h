@@ -13,8 +13,8 @@
 //
 // Threading: the pure functions are thread-safe. ImportMaildir runs on the calling thread and
 // blocks on disk I/O; it is meant for the CLI, never a reactor thread.
-#ifndef POSTHASTE_SERVER_MAILDIR_IMPORT_H_
-#define POSTHASTE_SERVER_MAILDIR_IMPORT_H_
+#ifndef POSTHASTE_STORAGE_MIGRATION_MAILDIR_IMPORT_H_
+#define POSTHASTE_STORAGE_MIGRATION_MAILDIR_IMPORT_H_
 
 #include <cstdint>
 #include <functional>
@@ -26,7 +26,7 @@
 #include "absl/status/statusor.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::storage::migration {
 
 // Limits on what an import reads.
 inline constexpr size_t kUidlistBytesMax = 256u << 20;  // dovecot-uidlist file
@@ -103,6 +103,6 @@ absl::StatusOr<ImportResult> ImportMaildir(
     storage::MailStore& store, std::string_view address, const std::string& dir,
     const std::function<void(const ImportProgress&)>& progress, uint64_t progress_every = 1000);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::storage::migration
 
-#endif  // POSTHASTE_SERVER_MAILDIR_IMPORT_H_
+#endif  // POSTHASTE_STORAGE_MIGRATION_MAILDIR_IMPORT_H_

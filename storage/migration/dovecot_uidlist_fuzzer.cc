@@ -4,18 +4,18 @@
 #include <cstdint>
 #include <string_view>
 
-#include "server/maildir_import.h"
+#include "storage/migration/maildir_import.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  auto parsed = posthaste::server::ParseDovecotUidlist(text);
+  auto parsed = posthaste::storage::migration::ParseDovecotUidlist(text);
   if (parsed.ok()) {
     for (const auto& [base, record] : parsed->records) {
       if (base.empty() || base.find(':') != std::string::npos || record.uid == 0) {
         __builtin_trap();
       }
-      (void)posthaste::server::DovecotDefaultUidl(record.uid, parsed->uid_validity);
-      (void)posthaste::server::FallbackUidl(base);
+      (void)posthaste::storage::migration::DovecotDefaultUidl(record.uid, parsed->uid_validity);
+      (void)posthaste::storage::migration::FallbackUidl(base);
     }
   }
   return 0;

@@ -15,7 +15,7 @@
 //   DELETE /api/v1/accounts/ADDRESS      204
 // ADDRESS in any case reaches the one account (the store compares addresses case-insensitively);
 // "address" in answers is the spelling given at creation. The request target is decoded once,
-// strictly, by ParseAdminPath (server/admin_path.h): NUL, dot segments, empty segments, '/'
+// strictly, by ParseAdminPath (server/admin/admin_path.h): NUL, dot segments, empty segments, '/'
 // inside ADDRESS, control characters and anything that is not an address get 400, never
 // another account.
 // Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON, fields or path),
@@ -24,8 +24,8 @@
 //
 // Threading: Start/destructor on the main thread; handlers on the listener's workers, calling
 // the thread-safe MailStore (and password hashing) directly.
-#ifndef POSTHASTE_SERVER_ADMIN_API_H_
-#define POSTHASTE_SERVER_ADMIN_API_H_
+#ifndef POSTHASTE_SERVER_ADMIN_ADMIN_API_H_
+#define POSTHASTE_SERVER_ADMIN_ADMIN_API_H_
 
 #include <cstdint>
 #include <memory>
@@ -36,7 +36,7 @@
 #include "server/serve_options.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 
 class AdminApi {
  public:
@@ -60,6 +60,6 @@ class AdminApi {
 // in the token's contents and length.
 bool BearerTokenMatches(std::string_view header, std::string_view token);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin
 
-#endif  // POSTHASTE_SERVER_ADMIN_API_H_
+#endif  // POSTHASTE_SERVER_ADMIN_ADMIN_API_H_

@@ -1,10 +1,10 @@
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 void PutU32(std::string* out, uint32_t v) {
@@ -146,4 +146,4 @@ absl::StatusOr<std::optional<AdminResponse>> DecodeAdminResponse(std::string_vie
   return Result(std::move(response));
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -1,4 +1,4 @@
-#include "server/admin_path.h"
+#include "server/admin/admin_path.h"
 
 #include <array>
 #include <utility>
@@ -9,7 +9,7 @@
 #include "base/strings.h"
 #include "storage/message_format.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 constexpr std::array<std::string_view, 3> kAccountsPath = {"api", "v1", "accounts"};
@@ -136,4 +136,4 @@ absl::StatusOr<AdminPath> ParseAdminPath(std::string_view target) {
   return out;
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -7,8 +7,8 @@
 // Threading: AdminSocketServer runs an accept thread plus one thread per request; `run` is
 // called on those threads concurrently and must be thread-safe (MailStore is). The destructor
 // stops accepting, unblocks waiting reads, waits for running commands and removes the socket.
-#ifndef POSTHASTE_SERVER_ADMIN_SOCKET_H_
-#define POSTHASTE_SERVER_ADMIN_SOCKET_H_
+#ifndef POSTHASTE_SERVER_ADMIN_ADMIN_SOCKET_H_
+#define POSTHASTE_SERVER_ADMIN_ADMIN_SOCKET_H_
 
 #include <atomic>
 #include <functional>
@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 
 inline constexpr int kAdminConcurrentMax = 8;
 
@@ -67,6 +67,6 @@ absl::StatusOr<std::optional<int>> ConnectAdminSocket(const std::string& data_di
 // Sends `request` on a connected fd (closed afterwards) and reads the server's response.
 absl::StatusOr<AdminResponse> ExchangeAdminCommand(int fd, const AdminRequest& request);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin
 
-#endif  // POSTHASTE_SERVER_ADMIN_SOCKET_H_
+#endif  // POSTHASTE_SERVER_ADMIN_ADMIN_SOCKET_H_

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "server/admin_path.h"
+#include "server/admin/admin_path.h"
 #include "storage/message_format.h"
 
 namespace {
@@ -39,12 +39,12 @@ std::string Encode(std::string_view s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using posthaste::server::AdminPath;
-  using posthaste::server::ParseAdminPath;
+  using posthaste::server::admin::AdminPath;
+  using posthaste::server::admin::ParseAdminPath;
   const std::string_view target(reinterpret_cast<const char*>(data), size);
   auto path = ParseAdminPath(target);
   if (!path.ok()) return 0;
-  Require(size <= posthaste::server::kAdminTargetBytesMax);
+  Require(size <= posthaste::server::admin::kAdminTargetBytesMax);
   for (unsigned char c : target) Require(c > 0x20 && c < 0x7f);
   const std::string_view path_part = target.substr(0, target.find('?'));
   Require(path_part.find("//") == std::string_view::npos);

@@ -1,7 +1,6 @@
-#include "server/admin_http.h"
+#include "server/admin/admin_http.h"
 
 #include <chrono>
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -12,13 +11,12 @@
 #include "metrics/exporter.h"
 #include "server/http/http_server.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
-constexpr auto kScrapeWait = std::chrono::seconds(1);
 constexpr auto kStoreStatsMaxAge = std::chrono::seconds(5);
-// A scrape waits on every shard (up to kScrapeWait) and may read the store: two at once cover
-// Prometheus plus a person with curl; more queue (bounded) or get 503.
+// A scrape waits on every shard (bounded by the shards source) and may read the store: two at once
+// cover Prometheus plus a person with curl; more queue (bounded) or get 503.
 constexpr uint32_t kMetricsWorkers = 2;
 constexpr uint32_t kMetricsQueueMax = 8;
 // Nothing on this listener takes a body.
@@ -129,76 +127,8 @@ metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
 
 }  // namespace
 
-metrics::ShardMetrics CopyShardMetrics(ShardContext& sc) {
-  metrics::ShardMetrics m = sc.metrics;
-  const ShardStats& s = sc.stats;
-  m.connections_accepted = s.connections_accepted;
-  m.connections_open = s.connections_open;
-  m.sessions_authenticated = s.sessions_authenticated;
-  m.auth_failures = s.auth_failures;
-  m.auth_cache_hits = s.auth_cache_hits;
-  m.maildrops_opened = s.maildrops_opened;
-  m.commits_ok = s.commits_ok;
-  m.commits_failed = s.commits_failed;
-  m.in_use_refusals = s.in_use_refusals;
-  m.takeovers = s.takeovers;
-  m.limit_per_shard = s.limit_per_shard;
-  m.limit_per_ip = s.limit_per_ip;
-  m.limit_per_user_ip = s.limit_per_user_ip;
-  m.timeouts_auth = s.timeouts_auth;
-  m.timeouts_idle = s.timeouts_idle;
-  m.timeouts_send_stall = s.timeouts_send_stall;
-  m.offload_rejected = s.offload_rejected;
-  m.post_rejected = s.post_rejected;
-  m.lines_too_long = s.lines_too_long;
-  // Refusals before the greeting, by the limit that refused them.
-  using metrics::RefuseReason;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerShard)] = s.limit_per_shard;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerIp)] = s.limit_per_ip;
-  m.connections_refused[static_cast<size_t>(RefuseReason::kPerUserIp)] = s.limit_per_user_ip;
-  // Body bytes by the send path submitted; RETR/TOP bytes split into zero-copy and copied.
-  m.body_splice_bytes = s.send.splice_bytes;
-  m.body_send_zc_bytes = s.send.zc_bytes;
-  m.body_copy_bytes = s.send.copy_bytes;
-  m.body_zc_refused_bytes = s.send.zc_fallback_bytes;
-  m.body_tls_bytes = s.tls_body_bytes;
-  m.retrieved_zero_copy_bytes = s.send.splice_bytes + s.send.zc_bytes;
-  // The userspace TLS engine seals from the mapped segment: the bytes pass through user memory.
-  m.retrieved_copied_bytes = s.send.copy_bytes + s.send.zc_fallback_bytes + s.tls_body_bytes;
-  m.reply_bytes = s.send.plain_bytes;
-  m.streams_ok = s.send.streams_ok;
-  m.streams_failed = s.send.streams_failed;
-  m.zc_notifs_copied = s.send.zc_notifs_copied;
-  m.tls_sessions_ktls = s.tls_path.kernel_tls_sessions;
-  m.tls_sessions_userspace = s.tls_path.userspace_sessions;
-  m.tls_ktls_errors = s.tls_path.kernel_tls_errors;
-  m.tls_implicit_accepted = s.tls_implicit_accepted;
-  m.tls_stls_started = s.tls_stls_started;
-  m.tls_handshake_errors = s.tls.handshake_errors;
-  m.tls_record_errors = s.tls.record_errors;
-  m.tls_certificate_errors = s.tls.certificate_errors;
-  m.tls_limit_errors = s.tls.limit_errors;
-  m.tls_internal_errors = s.tls.internal_errors;
-  m.tls_plaintext_bytes = s.tls.plaintext_bytes_encrypted;
-  if (sc.index == 0 && sc.server != nullptr) {  // process-wide figures, counted once
-    m.tls_reloads_ok = sc.server->tls_reloads_ok.load();
-    m.tls_reloads_failed = sc.server->tls_reloads_failed.load();
-  }
-  if (sc.shard != nullptr) {
-    const reactor::RingStats& r = sc.shard->ring().stats();
-    m.reactor.loop_iterations = r.loop_iterations;
-    m.reactor.sqes_prepared = r.sqes_prepared;
-    m.reactor.submissions = r.submissions;
-    m.reactor.completions = r.completions;
-    m.reactor.cq_overflows = r.cq_overflows;
-    m.reactor.sq_full_retries = r.sq_full_retries;
-    m.reactor.busy_ns = r.busy_ns;
-  }
-  return m;
-}
-
 struct AdminHttp::Impl {
-  ServerContext* ctx = nullptr;
+  AdminHttpSources sources;
   std::unique_ptr<metrics::Exporter> exporter;
   std::unique_ptr<http::HttpServer> server;  // reset first: its threads call into the rest
 
@@ -207,56 +137,14 @@ struct AdminHttp::Impl {
   std::vector<std::pair<std::string, const http::HttpServerStats*>> listeners;
 
   std::mutex mu;
-  std::vector<metrics::ShardMetrics> last;  // by mu: each shard's latest copy
   std::chrono::steady_clock::time_point store_read_at;
   metrics::StoreMetrics store_cached;  // by mu
-
-  // Asks every shard for a copy (on its thread) and waits up to kScrapeWait for the replies.
-  uint32_t CopyShards(std::vector<metrics::ShardMetrics>* out) {
-    struct Gather {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::vector<std::unique_ptr<metrics::ShardMetrics>> copies;
-      uint32_t replies = 0;
-    };
-    auto gather = std::make_shared<Gather>();
-    gather->copies.resize(ctx->shards.size());
-    uint32_t posted = 0;
-    for (auto& sc : ctx->shards) {
-      ShardContext* shard_ctx = sc.get();
-      if (ctx->reactor->shard(shard_ctx->index).inbox().Post([gather, shard_ctx] {
-            auto copy = std::make_unique<metrics::ShardMetrics>(CopyShardMetrics(*shard_ctx));
-            std::lock_guard<std::mutex> lock(gather->mu);
-            gather->copies[shard_ctx->index] = std::move(copy);
-            ++gather->replies;
-            gather->cv.notify_all();
-          })) {
-        ++posted;
-      }
-    }
-    uint32_t answered = 0;
-    std::lock_guard<std::mutex> last_lock(mu);
-    if (last.size() != ctx->shards.size()) {
-      last.assign(ctx->shards.size(), metrics::ShardMetrics(ctx->tenant_labels->size()));
-    }
-    {
-      std::unique_lock<std::mutex> lock(gather->mu);
-      gather->cv.wait_for(lock, kScrapeWait, [&] { return gather->replies == posted; });
-      for (size_t i = 0; i < gather->copies.size(); ++i) {
-        if (gather->copies[i] == nullptr) continue;
-        last[i] = std::move(*gather->copies[i]);
-        ++answered;
-      }
-    }
-    *out = last;
-    return answered;
-  }
 
   metrics::StoreMetrics StoreFigures() {
     std::lock_guard<std::mutex> lock(mu);
     const auto now = std::chrono::steady_clock::now();
     if (store_cached.valid && now - store_read_at < kStoreStatsMaxAge) return store_cached;
-    absl::StatusOr<storage::StoreStats> stats = ctx->store->Stats();
+    absl::StatusOr<storage::StoreStats> stats = sources.store->Stats();
     if (!stats.ok()) {
       LogEvent(LogLevel::kWarning, "store stats failed", {{"error", stats.status().ToString()}});
       return metrics::StoreMetrics{};
@@ -273,7 +161,7 @@ struct AdminHttp::Impl {
 
   http::HttpResponse Ready(const http::HttpRequest& request) const {
     if (!IsRead(request)) return MethodNotAllowed();
-    if (ctx->draining.load()) return TextReply(503, "draining\n");
+    if (sources.draining->load()) return TextReply(503, "draining\n");
     return TextReply(200, "ready\n");
   }
 
@@ -305,20 +193,23 @@ http::HttpServerOptions HttpListenerOptions(const ServeOptions& options, std::st
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(ServerContext* ctx) {
+absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(const ServeOptions& serve_options,
+                                                            AdminHttpSources sources) {
+  if (sources.tenant_labels == nullptr || !sources.shards || sources.store == nullptr ||
+      sources.draining == nullptr) {
+    return absl::InvalidArgumentError("AdminHttp: every source must be given");
+  }
   auto admin = std::unique_ptr<AdminHttp>(new AdminHttp());
   admin->impl_ = std::make_unique<Impl>();
   Impl* impl = admin->impl_.get();
-  impl->ctx = ctx;
+  impl->sources = std::move(sources);
   impl->exporter = std::make_unique<metrics::Exporter>(
-      ctx->tenant_labels,
-      metrics::ExporterSources{
-          .shards =
-              [impl](std::vector<metrics::ShardMetrics>* out) { return impl->CopyShards(out); },
-          .store = [impl] { return impl->StoreFigures(); },
-          .ready = [impl] { return !impl->ctx->draining.load(); }});
+      impl->sources.tenant_labels,
+      metrics::ExporterSources{.shards = impl->sources.shards,
+                               .store = [impl] { return impl->StoreFigures(); },
+                               .ready = [impl] { return !impl->sources.draining->load(); }});
   http::HttpServerOptions options =
-      HttpListenerOptions(ctx->options, "metrics", ctx->options.metrics_listen);
+      HttpListenerOptions(serve_options, "metrics", serve_options.metrics_listen);
   options.workers = kMetricsWorkers;
   options.worker_queue_max = kMetricsQueueMax;
   options.limits.body_bytes_max = kMetricsBodyBytesMax;
@@ -349,4 +240,4 @@ AdminHttp::~AdminHttp() {
   impl_->server.reset();  // joins the listener's threads: no scrape runs after this
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

@@ -1,4 +1,4 @@
-#include "server/maildir_import.h"
+#include "storage/migration/maildir_import.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::storage::migration {
 namespace {
 
 using ::testing::ElementsAre;
@@ -308,4 +308,4 @@ TEST_F(ImportMaildirTest, BadInputChangesNothing) {
 }
 
 }  // namespace
-}  // namespace posthaste::server
+}  // namespace posthaste::storage::migration

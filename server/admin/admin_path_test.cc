@@ -1,12 +1,12 @@
 // ParseAdminPath: good targets name their resource; every hostile spelling is refused with
 // InvalidArgument (400), never decoded twice or resolved into another account.
-#include "server/admin_path.h"
+#include "server/admin/admin_path.h"
 
 #include <string>
 
 #include "gtest/gtest.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 namespace {
 
 using std::string_literals::operator""s;
@@ -147,4 +147,4 @@ TEST(AdminPathTest, OtherResourcesAreNotFound) {
 }
 
 }  // namespace
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin

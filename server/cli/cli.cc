@@ -1,4 +1,4 @@
-#include "server/cli.h"
+#include "server/cli/cli.h"
 
 #include <sys/stat.h>
 #include <termios.h>
@@ -19,13 +19,13 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
-#include "server/admin_socket.h"
+#include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
-#include "server/maildir_import.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
+#include "storage/migration/maildir_import.h"
 
-namespace posthaste::server {
+namespace posthaste::server::cli {
 namespace {
 
 // The largest message `deliver` reads from stdin; the store applies the real (smaller) limit.
@@ -417,11 +417,12 @@ absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) 
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   const std::string& maildir = args.positional[1];
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
-  auto progress = [&io](const ImportProgress& p) {
+  auto progress = [&io](const storage::migration::ImportProgress& p) {
     ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
                  p.done == p.total);
   };
-  PH_ASSIGN_OR_RETURN(ImportResult result, ImportMaildir(*store, address, maildir, progress));
+  PH_ASSIGN_OR_RETURN(storage::migration::ImportResult result,
+                      storage::migration::ImportMaildir(*store, address, maildir, progress));
   *io.out << "imported " << result.imported << " messages (" << result.octets << " octets) into "
           << address << "; skipped " << result.skipped << " already present; "
           << result.uidls_from_dovecot << " UIDLs kept from dovecot-uidlist\n";
@@ -624,7 +625,7 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
     *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
     return kExitFailure;
   };
-  AdminRequest request;
+  admin::AdminRequest request;
   for (std::string_view word : command.words) request.args.emplace_back(word);
   for (const auto& [flag, value] : parsed.flags) {
     request.args.push_back(absl::StrCat("--", flag, "=", value));
@@ -668,7 +669,7 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
       break;
     }
   }
-  absl::StatusOr<AdminResponse> response = ExchangeAdminCommand(fd, request);
+  absl::StatusOr<admin::AdminResponse> response = admin::ExchangeAdminCommand(fd, request);
   if (!response.ok()) return fail(response.status());
   *io.out << response->out << std::flush;
   *io.err << response->err << std::flush;
@@ -712,17 +713,17 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
   }
   if (online_store == nullptr) {
     // A running server holds the data directory: hand it the command.
-    absl::StatusOr<std::optional<int>> admin = ConnectAdminSocket(parsed->data_dir());
-    if (!admin.ok()) {
-      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin.status().message()))
+    absl::StatusOr<std::optional<int>> admin_fd = admin::ConnectAdminSocket(parsed->data_dir());
+    if (!admin_fd.ok()) {
+      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin_fd.status().message()))
               << "\n";
       return kExitFailure;
     }
-    if (admin->has_value() && !match->offline_only) {
-      return RunOnline(*match, *parsed, **admin, io);
+    if (admin_fd->has_value() && !match->offline_only) {
+      return RunOnline(*match, *parsed, **admin_fd, io);
     }
-    if (admin->has_value()) {
-      close(**admin);
+    if (admin_fd->has_value()) {
+      close(**admin_fd);
       *io.err << "posthaste: " << name << ": the server is running on " << parsed->data_dir()
               << " and this command needs the data directory to itself: stop the server first\n";
       return kExitFailure;
@@ -744,8 +745,9 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
 
 }  // namespace
 
-AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store) {
-  AdminResponse response;
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
+                                     storage::MailStore& store) {
+  admin::AdminResponse response;
   if (!request.args.empty() && request.args[0] == "serve") {
     response.exit_status = kExitUsage;
     response.err = "posthaste: serve: the server is already running\n";
@@ -767,4 +769,4 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   return RunCommand(args, io, /*online_store=*/nullptr);
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::cli

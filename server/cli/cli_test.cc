@@ -1,4 +1,4 @@
-#include "server/cli.h"
+#include "server/cli/cli.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,7 +13,7 @@
 #include "server/auth/password_hash.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::server::cli {
 namespace {
 
 using ::testing::HasSubstr;
@@ -304,4 +304,4 @@ TEST_F(CliTest, HeldDataDirectoryIsReportedInOneLine) {
 }
 
 }  // namespace
-}  // namespace posthaste::server
+}  // namespace posthaste::server::cli

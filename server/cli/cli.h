@@ -18,17 +18,17 @@
 //
 // Threading: RunCli runs on the calling thread and blocks (disk I/O, password hashing); it
 // is for the posthaste binary and tests, never a reactor thread. The streams must outlive it.
-#ifndef POSTHASTE_SERVER_CLI_H_
-#define POSTHASTE_SERVER_CLI_H_
+#ifndef POSTHASTE_SERVER_CLI_CLI_H_
+#define POSTHASTE_SERVER_CLI_CLI_H_
 
 #include <iosfwd>
 #include <string>
 #include <vector>
 
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 #include "storage/mail_store.h"
 
-namespace posthaste::server {
+namespace posthaste::server::cli {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
@@ -51,11 +51,11 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io);
 // Runs a command that arrived on the running server's admin socket against its open `store`:
 // the same table, parsing, output and exit status as RunCli, with stdin from the request.
 // Commands that need the store to themselves (check) are refused. Thread-safe (MailStore is).
-AdminResponse RunAdminCommand(const AdminRequest& request, storage::MailStore& store);
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store);
 
 // The usage text printed for --help and unknown subcommands.
 std::string CliUsage();
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::cli
 
-#endif  // POSTHASTE_SERVER_CLI_H_
+#endif  // POSTHASTE_SERVER_CLI_CLI_H_

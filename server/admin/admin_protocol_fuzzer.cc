@@ -6,12 +6,12 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  using posthaste::server::DecodeAdminRequest;
-  using posthaste::server::DecodeAdminResponse;
-  using posthaste::server::EncodeAdminRequest;
+  using posthaste::server::admin::DecodeAdminRequest;
+  using posthaste::server::admin::DecodeAdminResponse;
+  using posthaste::server::admin::EncodeAdminRequest;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
   auto request = DecodeAdminRequest(bytes);
   if (request.ok() && request->has_value()) {

@@ -12,8 +12,8 @@
 // Decoders are incremental: given a prefix they answer "need more" (std::nullopt), and they
 // refuse (InvalidArgument) malformed or over-limit input at the first byte that shows it, before
 // buffering the rest. Pure functions of their input; thread-safe.
-#ifndef POSTHASTE_SERVER_ADMIN_PROTOCOL_H_
-#define POSTHASTE_SERVER_ADMIN_PROTOCOL_H_
+#ifndef POSTHASTE_SERVER_ADMIN_ADMIN_PROTOCOL_H_
+#define POSTHASTE_SERVER_ADMIN_ADMIN_PROTOCOL_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +24,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace posthaste::server {
+namespace posthaste::server::admin {
 
 inline constexpr std::string_view kAdminMagic = "PHADMIN1";
 inline constexpr uint32_t kAdminArgsMax = 64;
@@ -57,6 +57,6 @@ absl::StatusOr<std::optional<DecodedAdminRequest>> DecodeAdminRequest(std::strin
 // Like DecodeAdminRequest, for the response (read by the CLI).
 absl::StatusOr<std::optional<AdminResponse>> DecodeAdminResponse(std::string_view bytes);
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::admin
 
-#endif  // POSTHASTE_SERVER_ADMIN_PROTOCOL_H_
+#endif  // POSTHASTE_SERVER_ADMIN_ADMIN_PROTOCOL_H_
