@@ -18,8 +18,7 @@
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
-#include "server/lmtp_server.h"
+#include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
 #include "server/pop3_connection.h"
 #include "server/pop3_server.h"
@@ -64,6 +63,20 @@ uint64_t OpenConnections(ServerContext& ctx) {
   uint64_t n = 0;
   for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
+}
+
+LmtpServiceOptions LmtpOptionsOf(const ServeOptions& options) {
+  constexpr uint64_t kNsPerSecond = 1'000'000'000;
+  LmtpServiceOptions o;
+  o.listen_host = options.lmtp_listen.host;
+  o.listen_port = options.lmtp_listen.port;
+  o.shards = options.shards;
+  o.hostname = options.hostname;
+  o.idle_timeout_ns = uint64_t{options.lmtp_idle_timeout_s} * kNsPerSecond;
+  o.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
+  o.over_quota_permanent = options.lmtp_over_quota_permanent;
+  o.max_connections_per_shard = options.max_connections_per_shard;
+  return o;
 }
 
 // Closes every listener made so far (start-up failed).
@@ -305,7 +318,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   LmtpService lmtp;
   if (options.lmtp_enabled) {
-    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+    if (absl::Status listening = lmtp.Listen(LmtpOptionsOf(ctx.options), *ctx.store); !listening.ok()) {
       err << "posthaste: serve: " << listening.message() << "\n";
       CloseListeners(ctx);
       return kExitFailure;
@@ -336,7 +349,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
-    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard, sc.metrics);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";

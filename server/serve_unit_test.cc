@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
+#include "server/lmtp_service/store_verdicts.h"
 #include "server/maildrop_registry.h"
 #include "server/serve_options.h"
 #include "server/storage_adapter.h"

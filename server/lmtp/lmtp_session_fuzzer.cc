@@ -1,7 +1,7 @@
 // libFuzzer target for LmtpSession: arbitrary byte streams (raw, line-sized, or canned LMTP
 // commands) against a fake driver whose answers (recipient verdicts, delivery outcomes,
-// flushes, connection loss) are drawn from the same input. Invariants are checked with
-// PH_CHECK (abort = finding):
+// flushes, connection loss, a shutdown drain, an idle timeout) are drawn from the same input.
+// Invariants are checked with PH_CHECK (abort = finding):
 //   - replies are well-formed: whole CRLF lines "ddd text" or "ddd-text" with a 3-digit code,
 //     no stray CR or LF (no injection from client bytes), continuation lines share the code;
 //   - after "354", exactly one reply per accepted RCPT follows (RFC 2033 section 4.2), with
@@ -12,6 +12,7 @@
 //     lines beginning with '.' stuffed, ending in CRLF) and at most twice the size limit once
 //     unstuffed (tests/lmtp_wire_form_fuzzer checks the exact bytes and count);
 //   - nothing at all is emitted while a check or delivery result is pending, or after close;
+//   - after a shutdown drain, its 421 comes only between transactions;
 //   - reply bytes taken between flushes stay within the output limit plus one burst of replies.
 //
 // Input layout: bytes 0..2 configure the session; the rest is a sequence of steps, each a
@@ -124,6 +125,10 @@ class Harness {
           closed_ = true;
           session_->OnConnectionLost();
           Drain();
+        } else if (control / 8 == 1) {
+          Shutdown();
+        } else if (control / 8 == 2) {
+          IdleTimeout();
         } else {
           Feed(std::string(control, 'a') + "\r\n");  // long lines
         }
@@ -135,6 +140,27 @@ class Harness {
     if (lost_) return;
     accepted_before_call_ = session_->accepted_rcpt_count();
     session_->Feed(bytes);
+    Drain();
+  }
+
+  // SIGTERM drain: the 421 may come only between transactions (checked in CheckReplies).
+  void Shutdown() {
+    if (lost_) return;
+    shutdown_requested_ = true;
+    accepted_before_call_ = session_->accepted_rcpt_count();
+    session_->OnShutdown();
+    Drain();
+  }
+
+  // The driver's idle timeout, which never fires while a result is pending. It abandons any
+  // transaction: no per-recipient replies are owed any more.
+  void IdleTimeout() {
+    if (lost_ || pending_ != Pending::kNone) return;
+    expected_replies_ = 0;
+    replies_seen_ = 0;
+    data_open_ = false;
+    delivered_this_data_ = false;
+    session_->OnIdleTimeout();
     Drain();
   }
 
@@ -287,6 +313,7 @@ class Harness {
         }
         continue;
       }
+      if (code == "421" && shutdown_requested_) PH_CHECK(!data_open_);
       if (code == "354") {
         PH_CHECK(!data_open_);
         // RCPTs can only be accepted by OnRecipientChecked, so the count at the start of this
@@ -306,6 +333,7 @@ class Harness {
   Pending pending_ = Pending::kNone;
   bool closed_ = false;
   bool lost_ = false;
+  bool shutdown_requested_ = false;
   bool greeted_ = false;
   size_t taken_since_flush_ = 0;
   std::string continuation_code_;

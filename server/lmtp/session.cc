@@ -291,6 +291,10 @@ void LmtpSession::Advance() {
       FinishData();
       continue;
     }
+    if (shutdown_requested_ && (state_ == LmtpState::kGreeted || state_ == LmtpState::kReady)) {
+      CloseWith421("4.3.2", "Service shutting down");
+      break;
+    }
     if (OutputBlocked()) {
       if (!blocked_counted_) {
         ++counters_.output_blocked;
@@ -336,11 +340,7 @@ void LmtpSession::BadCommand(std::string_view code, std::string_view enhanced,
   ++bad_commands_;
   if (bad_commands_ >= options_.bad_commands_max) {
     ++counters_.bad_command_limit_closes;
-    Append("421 ");
-    if (options_.enhanced_status_codes) Append("4.7.0 ");
-    Append(options_.hostname);
-    Append(" Too many errors, closing connection\r\n");
-    QueueClose();
+    CloseWith421("4.7.0", "Too many errors, closing connection");
     return;
   }
   Reply(code, enhanced, text);
@@ -946,6 +946,41 @@ void LmtpSession::OnOutputFlushed() {
   taken_unflushed_bytes_ = 0;
   blocked_counted_ = false;
   Advance();
+}
+
+void LmtpSession::OnOverCapacity() {
+  // Nothing was taken yet, so the queued greeting is dropped unsent.
+  OnConnectionLost();
+  Append("421 ");
+  if (options_.enhanced_status_codes) Append("4.3.2 ");
+  Append("Server at capacity, try again later\r\n");
+  QueueClose();
+}
+
+void LmtpSession::OnShutdown() {
+  if (state_ == LmtpState::kClosed || shutdown_requested_) return;
+  shutdown_requested_ = true;
+  // Between transactions this answers now; otherwise when the transaction ends.
+  Advance();
+}
+
+void LmtpSession::OnIdleTimeout() {
+  if (state_ == LmtpState::kClosed) return;
+  OnConnectionLost();
+  CloseWith421("4.4.2", "Idle timeout, closing connection");
+}
+
+void LmtpSession::CloseWith421(std::string_view enhanced, std::string_view text) {
+  Append("421 ");
+  if (options_.enhanced_status_codes) {
+    Append(enhanced);
+    Append(" ");
+  }
+  Append(options_.hostname);
+  Append(" ");
+  Append(text);
+  Append("\r\n");
+  QueueClose();
 }
 
 void LmtpSession::OnConnectionLost() {

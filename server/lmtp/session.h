@@ -23,6 +23,9 @@
 //   - Stop reading from the socket while WantsInput() is false (input buffered beyond a limit).
 //   - OnConnectionLost(): the peer is gone; the session forgets everything and closes. Results
 //     arriving afterwards are ignored.
+//   - Connection-level events the driver notices (OnOverCapacity, OnShutdown, OnIdleTimeout)
+//     go to the session, which answers them with the reply text and a kClose like any other
+//     action: the driver writes no reply of its own.
 //
 // Threading: single-threaded; one session belongs to one reactor thread. Not thread-safe.
 #ifndef POSTHASTE_SERVER_LMTP_SESSION_H_
@@ -197,6 +200,19 @@ class LmtpSession {
   void OnOutputFlushed();
   void OnConnectionLost();
 
+  // The server is at its connection limit. REQUIRES: nothing taken yet. The greeting is
+  // replaced by "421 4.3.2 Server at capacity, try again later" and kClose.
+  void OnOverCapacity();
+  // The server is stopping (SIGTERM drain). Between transactions (kGreeted, kReady) the session
+  // answers "421 4.3.2 <hostname> Service shutting down" and kClose at once; in a transaction
+  // it does so as soon as the transaction ends (its replies go out first, RFC 5321 section
+  // 3.8). Input pipelined behind that point is not parsed. Repeated calls change nothing.
+  void OnShutdown();
+  // The driver's idle timeout passed with no input and no result pending. Forgets everything
+  // not yet taken and answers "421 4.4.2 <hostname> Idle timeout, closing connection" and
+  // kClose. Ignored once closed.
+  void OnIdleTimeout();
+
   LmtpState state() const { return state_; }
   const LmtpSessionCounters& counters() const { return counters_; }
   const LmtpSessionOptions& options() const { return options_; }
@@ -262,11 +278,14 @@ class LmtpSession {
   void Push(QueuedAction action);
   void SealWrite();
   void QueueClose();
+  // "421 <enhanced> <hostname> <text>" and kClose.
+  void CloseWith421(std::string_view enhanced, std::string_view text);
 
   const LmtpSessionOptions options_;
   LmtpState state_ = LmtpState::kGreeted;
   Awaiting awaiting_ = Awaiting::kNothing;
   bool close_queued_ = false;
+  bool shutdown_requested_ = false;  // OnShutdown(): 421 at the next transaction boundary
   bool blocked_counted_ = false;
   uint32_t bad_commands_ = 0;
 

@@ -795,6 +795,96 @@ TEST(LmtpSession, InputAfterQuitIsIgnored) {
   EXPECT_EQ(f.driver.session().state(), LmtpState::kClosed);
 }
 
+const std::string kShutdownReply = "421 4.3.2 lmtp.example Service shutting down\r\n";
+
+TEST(LmtpSession, ShutdownBetweenTransactionsAnswers421AndClosesAtOnce) {
+  for (const std::string& before : {std::string(), std::string("LHLO c\r\n")}) {
+    Fixture f;
+    f.driver.Feed(before);
+    f.driver.TakeOutput();
+    f.driver.session().OnShutdown();
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), kShutdownReply);
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_FALSE(f.driver.session().WantsInput());
+    f.driver.session().OnShutdown();  // a second SIGTERM changes nothing
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), "");
+  }
+}
+
+TEST(LmtpSession, ShutdownDuringDataAnswersTheTransactionFirstThen421) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f;
+    f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\nhalf", fragment);
+    f.driver.TakeOutput();
+    f.driver.session().OnShutdown();
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), "");
+    EXPECT_FALSE(f.driver.closed());
+    // The rest of the message, and a pipelined command the shutdown leaves unparsed.
+    f.driver.Feed(" done\r\n.\r\nNOOP\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "250 2.1.5 <pat@foo.edu> delivered\r\n" + kShutdownReply);
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_EQ(f.driver.stored().at("pat@foo.edu").size(), 1u);
+  }
+}
+
+TEST(LmtpSession, ShutdownDuringDeliveryWaitsForTheResult) {
+  Fixture f;
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\n");
+  f.driver.AnswerPending();
+  f.driver.Feed("DATA\r\nx\r\n.\r\n");
+  f.driver.TakeOutput();
+  ASSERT_TRUE(f.driver.pending());
+  f.driver.session().OnShutdown();
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+  f.driver.AnswerPending();
+  EXPECT_EQ(f.driver.TakeOutput(), "250 2.1.5 <pat@foo.edu> delivered\r\n" + kShutdownReply);
+  EXPECT_TRUE(f.driver.closed());
+}
+
+TEST(LmtpSession, ShutdownInATransactionWaitsForRset) {
+  Fixture f;
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\n");
+  f.driver.TakeOutput();
+  f.driver.session().OnShutdown();
+  f.driver.Pump();
+  EXPECT_FALSE(f.driver.closed());
+  f.driver.Feed("RCPT TO:<pat@foo.edu>\r\nRSET\r\nNOOP\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), kRcptOk + kOk + kShutdownReply);
+  EXPECT_TRUE(f.driver.closed());
+}
+
+TEST(LmtpSession, IdleTimeoutAnswers421AndCloses) {
+  Fixture f;
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\npartial");
+  f.driver.TakeOutput();
+  f.driver.session().OnIdleTimeout();
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "421 4.4.2 lmtp.example Idle timeout, closing connection\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.driver.session().state(), LmtpState::kClosed);
+  EXPECT_TRUE(f.driver.stored().empty());
+  f.driver.session().OnIdleTimeout();  // once closed, nothing more
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+}
+
+TEST(LmtpSession, OverCapacityReplacesTheGreeting) {
+  LmtpSession session(TestOptions());
+  session.OnOverCapacity();
+  LmtpAction write = session.NextAction();
+  ASSERT_EQ(write.kind, LmtpActionKind::kWrite);
+  EXPECT_EQ(write.bytes, "421 4.3.2 Server at capacity, try again later\r\n");
+  EXPECT_EQ(session.NextAction().kind, LmtpActionKind::kClose);
+  EXPECT_EQ(session.NextAction().kind, LmtpActionKind::kNone);
+  EXPECT_FALSE(session.WantsInput());
+}
+
 TEST(LmtpSession, Counters) {
   Fixture f;
   f.driver.Feed(
