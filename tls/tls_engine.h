@@ -79,8 +79,10 @@ class TlsEngine {
   static constexpr size_t kRecordPlaintextBytes = 16384;
   // The most a record adds to its plaintext (TLS 1.2 AES-GCM: header, explicit nonce, tag).
   static constexpr size_t kMaxRecordOverheadBytes = 29;
-  // A TlsSendBuffer's default capacity: 16 full records (256 KiB of plaintext) per send.
-  static constexpr size_t kSendBufferBytes = 16 * (kRecordPlaintextBytes + kMaxRecordOverheadBytes);
+  // A TlsSendBuffer's default capacity: 64 full records (1 MiB of plaintext) per send. Fewer,
+  // larger sends cost the server less per byte (tools/bench/tls_throughput: about a fifth less
+  // CPU per byte than 16 records per send on a busy machine, and no gain beyond 64).
+  static constexpr size_t kSendBufferBytes = 64 * (kRecordPlaintextBytes + kMaxRecordOverheadBytes);
   // TCP segment size assumed for the first record of a reply until SetPathSegmentBytes.
   static constexpr size_t kDefaultSegmentBytes = 1448;
   // SealInto does not start a record cut short by the end of the buffer below this size.
