@@ -229,6 +229,7 @@ class RingTransport final : public Transport {
   void DecideTlsDataPath(bool input_behind_handshake);
   void TellTlsStarted();
   void PumpTls();
+  void SealAndSend();  // after the handshake: seal queued output in place, send it
   bool StartTlsFileSeal(const FileRange& range);
   void EndTlsFileSeal();
   void QueueTlsCloseNotify();
@@ -276,6 +277,11 @@ class RingTransport final : public Transport {
   std::string tls_plaintext_;          // read from the engine, handed to OnReceive
   bool tls_input_parked_ = false;      // records fed while paused may hold plaintext
   TlsFileSeal tls_file_;
+  // Records sealed in place (TlsEngine::SealInto) and sent in one send; untouched while that
+  // send is in flight, released when output goes idle.
+  TlsSendBuffer tls_send_;
+  bool inflight_sealed_ = false;  // the Sender is sending tls_send_ (not inflight_)
+  bool tls_output_idle_ = true;   // nothing sealed since the last reply went out (BeginReply)
   bool tls_started_told_ = false;
   bool tls_close_notify_queued_ = false;
 };
