@@ -72,10 +72,10 @@ struct CounterTable {
 // rejects.
 std::vector<std::pair<std::string, std::string>> ParseCounterLabels(std::string_view labels);
 
-// Checks a table against the naming rules (STYLE.md practice 7): names start with posthaste_,
-// counters end in _total (seconds: _seconds_total), gauges do not; labels are well formed and
-// do not use `shard` (the exporter adds it); offsets are aligned and inside the block; every
-// family has a help text. InvalidArgument naming the row otherwise.
+// Checks a table against the naming rules (docs/CONTRIBUTING.md, "Counters"): names start with
+// posthaste_, counters end in _total (seconds: _seconds_total), gauges do not; labels are well
+// formed and do not use `shard` (the exporter adds it); offsets are aligned and inside the block;
+// every family has a help text. InvalidArgument naming the row otherwise.
 absl::Status ValidateCounterTable(const CounterTable& table);
 
 // A registered block: its table and where it lives. Ownership: the block outlives the ref.

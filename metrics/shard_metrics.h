@@ -1,8 +1,8 @@
 // Per-shard metrics with labels: sessions by tenant and outcome, logins, commands and their
-// latency histograms, TLS handshakes, LMTP deliveries, store errors (STYLE.md practice 7). The
-// scalar counters live in the services' counter blocks (plain structs declared as X-macro
-// tables, exported through metrics/counter_table.h). No prometheus-cpp here: //metrics:exporter
-// turns a set of shard copies into Prometheus families at scrape time.
+// latency histograms, TLS handshakes, LMTP deliveries, store errors (docs/CONTRIBUTING.md,
+// "Counters"). The scalar counters live in the services' counter blocks (plain structs declared as
+// X-macro tables, exported through metrics/counter_table.h). No prometheus-cpp here:
+// //metrics:exporter turns a set of shard copies into Prometheus families at scrape time.
 //
 // Threading: a ShardMetrics is written only by its shard's thread, with plain integers (no
 // atomics, no locks on the hot path). Nobody else reads it in place: at scrape time the

@@ -12,9 +12,6 @@ static_assert(sizeof(ShardStats) == (0 PH_POP3_SHARD_COUNTERS(PH_COUNT_ROW)) * s
                                         sizeof(reactor::SendStats) + sizeof(TlsCounters) +
                                         sizeof(TlsPathCounters) +
                                         sizeof(pop3::Pop3SessionCounters));
-static_assert(sizeof(LmtpStats) == (0 PH_LMTP_SHARD_COUNTERS(PH_COUNT_ROW)) * sizeof(uint64_t) +
-                                       sizeof(reactor::SendStats) +
-                                       sizeof(lmtp::LmtpSessionCounters));
 static_assert(sizeof(reactor::RingStats) == (0 PH_RING_ROWS(PH_COUNT_ROW)) * sizeof(uint64_t));
 #undef PH_COUNT_ROW
 
@@ -23,18 +20,9 @@ constexpr metrics::CounterRow kPop3Rows[] = {PH_POP3_SHARD_COUNTERS(PH_POP3_ROW)
                                                  PH_POP3_SHARD_MORE_ROWS(PH_POP3_ROW)};
 #undef PH_POP3_ROW
 
-#define PH_LMTP_ROW(...) PH_COUNTER_ROW(LmtpStats, __VA_ARGS__)
-constexpr metrics::CounterRow kLmtpRows[] = {PH_LMTP_SHARD_COUNTERS(PH_LMTP_ROW)
-                                                 PH_LMTP_SHARD_MORE_ROWS(PH_LMTP_ROW)};
-#undef PH_LMTP_ROW
-
 #define PH_RING_ROW(...) PH_COUNTER_ROW(reactor::RingStats, __VA_ARGS__)
 constexpr metrics::CounterRow kRingRows[] = {PH_RING_ROWS(PH_RING_ROW)};
 #undef PH_RING_ROW
-
-#define PH_HTTP_ROW(...) PH_COUNTER_ROW(http::HttpServerStats, __VA_ARGS__)
-constexpr metrics::CounterRow kHttpRows[] = {PH_HTTP_LISTENER_ROWS(PH_HTTP_ROW)};
-#undef PH_HTTP_ROW
 
 #define PH_PROCESS_ROW(...) PH_COUNTER_ROW(ProcessCounters, __VA_ARGS__)
 constexpr metrics::CounterRow kProcessRows[] = {PH_PROCESS_COUNTERS(PH_PROCESS_ROW)};
@@ -47,11 +35,6 @@ const metrics::CounterTable& Pop3ShardCounterTable() {
   return table;
 }
 
-const metrics::CounterTable& LmtpShardCounterTable() {
-  static const metrics::CounterTable table = PH_COUNTER_TABLE(LmtpStats, kLmtpRows);
-  return table;
-}
-
 const metrics::CounterTable& RingCounterTable() {
   static const metrics::CounterTable table = PH_COUNTER_TABLE(reactor::RingStats, kRingRows);
   return table;
@@ -59,11 +42,6 @@ const metrics::CounterTable& RingCounterTable() {
 
 const metrics::CounterTable& ProcessCounterTable() {
   static const metrics::CounterTable table = PH_COUNTER_TABLE(ProcessCounters, kProcessRows);
-  return table;
-}
-
-const metrics::CounterTable& HttpListenerCounterTable() {
-  static const metrics::CounterTable table = PH_COUNTER_TABLE(http::HttpServerStats, kHttpRows);
   return table;
 }
 

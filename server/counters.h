@@ -1,19 +1,22 @@
-// The server's counter blocks and how /metrics names them, declared once (STYLE.md practice
-// 7): one X-macro row per counter, X(member, kind, metric name, labels, help) (kinds and rules in
-// metrics/counter_table.h). The rows make the members of ShardStats (POP3), LmtpStats and
-// ProcessCounters, and, with the *_MORE_ROWS lists, the tables the exporter walks. Counters of
-// nested blocks (the send paths, TLS, the sessions' own counters, the ring) are declared by
-// their packages (PH_SEND_STATS, PH_TLS_COUNTERS, PH_POP3_SESSION_COUNTERS, ...) and named here;
-// each of their members is exported by a row or listed in a *_NOT_EXPORTED list with the reason
-// (counters_test checks both, so a counter added without a row fails).
+// The POP3 shard's, the ring's and the process's counter blocks and how /metrics names them,
+// declared once (docs/CONTRIBUTING.md, "Counters"): one X-macro row per counter,
+// X(member, kind, metric name, labels, help) (kinds and rules in metrics/counter_table.h). The
+// rows make the members of ShardStats (POP3) and ProcessCounters, and, with the *_MORE_ROWS
+// lists, the tables the exporter walks. Counters of nested blocks (the send paths, TLS, the
+// session's own counters, the ring) are declared by their packages (PH_SEND_STATS,
+// PH_TLS_COUNTERS, PH_POP3_SESSION_COUNTERS, ...) and named here; each of their members is
+// exported by a row or listed in a *_NOT_EXPORTED list with the reason (counters_test checks
+// both, so a counter added without a row fails). The other services declare theirs the same way
+// beside their code: LMTP in server/lmtp_service/lmtp_counters.h, the HTTP listeners in
+// server/admin/admin_http.cc.
 //
 // Counting: `++stats.timeouts_idle` on the shard's thread, plain integers, no atomics. A
 // session's counters are added to its shard's block when the session ends
 // (`stats.session += session.counters()`).
 //
-// Threading: ShardStats and LmtpStats are written only by their shard's thread and copied on
-// it at scrape time (ShardContext::counter_blocks); ProcessCounters and HttpServerStats are
-// atomics (their threads write, the scraper loads them).
+// Threading: ShardStats is written only by its shard's thread and copied on it at scrape time
+// (ShardContext::counter_blocks); ProcessCounters are atomics (the main thread writes, the
+// scraper loads them).
 #ifndef POSTHASTE_SERVER_COUNTERS_H_
 #define POSTHASTE_SERVER_COUNTERS_H_
 
@@ -22,8 +25,6 @@
 
 #include "base/counter_fields.h"
 #include "metrics/counter_table.h"
-#include "server/http/http_server.h"
-#include "server/lmtp/session.h"
 #include "server/pop3/session.h"
 #include "server/reactor/ring.h"
 #include "server/reactor/send.h"
@@ -157,90 +158,6 @@ struct ShardStats {
   X(tls.handshakes_completed, "counted at the handshake: posthaste_tls_handshakes_total") \
   X(tls.handshakes_resumed, "counted at the handshake: posthaste_tls_handshakes_total")
 
-// ---- LMTP, per shard ----
-
-#define PH_LMTP_SHARD_COUNTERS(X)                                                                \
-  X(connections_accepted, kCounter, "posthaste_lmtp_connections_accepted_total", "",             \
-    "LMTP connections accepted.")                                                                \
-  X(connections_open, kGaugePerShard, "posthaste_lmtp_connections_open", "",                     \
-    "LMTP connections open, by shard.")                                                          \
-  X(connections_closed, kCounter, "posthaste_lmtp_connections_closed_total", "",                 \
-    "LMTP connections closed and freed.")                                                        \
-  X(limit_per_shard, kCounter, "posthaste_lmtp_limit_rejections_total", "limit=per_shard",       \
-    "LMTP connections refused by a limit (421).")                                                \
-  X(recipients_checked, kCounter, "posthaste_lmtp_recipient_lookups_total", "",                  \
-    "RCPT TO addresses looked up in the store.")                                                 \
-  X(recipients_refused, kCounter, "posthaste_lmtp_recipients_refused_total", "reason=lookup",    \
-    "RCPT TO refused, by reason (lookup: unknown, disabled, over quota or store trouble).")      \
-  X(messages_received, kCounter, "posthaste_lmtp_delivery_attempts_total", "",                   \
-    "Messages handed to the store for their accepted recipients.")                               \
-  X(copies_delivered, kCounter, "posthaste_lmtp_copies_total", "result=delivered",               \
-    "Message copies stored or not, per recipient (by detail: posthaste_lmtp_deliveries_total).") \
-  X(copies_failed, kCounter, "posthaste_lmtp_copies_total", "result=failed", "")                 \
-  X(timeouts_idle, kCounter, "posthaste_lmtp_timeouts_total", "timeout=idle",                    \
-    "LMTP connections closed by a timeout.")                                                     \
-  X(timeouts_send_stall, kCounter, "posthaste_lmtp_timeouts_total", "timeout=send_stall", "")    \
-  X(offload_rejected, kCounter, "posthaste_offload_rejected_total", "",                          \
-    "Jobs refused by a full offload queue (POP3 and LMTP).")
-
-// Per-shard LMTP counters: the rows above, then the nested blocks.
-struct LmtpStats {
-  PH_LMTP_SHARD_COUNTERS(PH_COUNTER_MEMBER)
-  reactor::SendStats send;
-  lmtp::LmtpSessionCounters session;  // ended sessions' own counters, summed
-};
-
-#define PH_LMTP_SHARD_MORE_ROWS(X)                                                                \
-  X(send.plain_bytes, kCounter, "posthaste_lmtp_reply_bytes_total", "", "LMTP reply bytes sent.") \
-  X(send.partial_sends, kCounter, "posthaste_lmtp_partial_sends_total", "",                       \
-    "Sends resubmitted after the socket took part of them.")                                      \
-  X(send.socket_full_waits, kCounter, "posthaste_lmtp_socket_full_waits_total", "",               \
-    "Sends that found the socket buffer full and waited for it to drain.")                        \
-  X(session.commands, kCounter, "posthaste_lmtp_command_lines_total", "",                         \
-    "Command lines handled by ended sessions, any verdict.")                                      \
-  X(session.command_line_too_long, kCounter, "posthaste_lmtp_command_line_too_long_total", "",    \
-    "Command lines over the line limit (ended sessions).")                                        \
-  X(session.bad_commands, kCounter, "posthaste_lmtp_bad_commands_total", "",                      \
-    "Commands answered 500/501/502/503/555 (ended sessions).")                                    \
-  X(session.bare_line_feed_closes, kCounter, "posthaste_lmtp_protocol_closes_total",              \
-    "reason=bare_line_feed",                                                                      \
-    "Sessions the server closed for breaking a protocol rule or limit, by reason.")               \
-  X(session.bad_command_limit_closes, kCounter, "posthaste_lmtp_protocol_closes_total",           \
-    "reason=bad_commands_max", "")                                                                \
-  X(session.transactions, kCounter, "posthaste_lmtp_transactions_total", "",                      \
-    "MAIL FROM commands accepted (ended sessions).")                                              \
-  X(session.recipients_accepted, kCounter, "posthaste_lmtp_recipients_accepted_total", "",        \
-    "RCPT TO commands accepted (ended sessions).")                                                \
-  X(session.recipients_over_limit, kCounter, "posthaste_lmtp_recipients_refused_total",           \
-    "reason=recipients_max", "")                                                                  \
-  X(session.messages_received, kCounter, "posthaste_lmtp_messages_received_total", "",            \
-    "Messages whose DATA was read to its end, any size (ended sessions).")                        \
-  X(session.message_bytes_received, kCounter, "posthaste_lmtp_received_bytes_total", "",          \
-    "Message bytes received, after unstuffing (ended sessions).")                                 \
-  X(session.declared_size_too_large, kCounter, "posthaste_lmtp_messages_refused_total",           \
-    "reason=declared_size",                                                                       \
-    "Messages refused as too big: by MAIL SIZE= or once read (ended sessions).")                  \
-  X(session.messages_too_large, kCounter, "posthaste_lmtp_messages_refused_total",                \
-    "reason=message_bytes_max", "")                                                               \
-  X(session.output_blocked, kCounter, "posthaste_lmtp_output_blocked_total", "",                  \
-    "Times a session stopped reading commands while its output queue was full.")                  \
-  X(session.input_over_limit, kCounter, "posthaste_lmtp_input_over_limit_total", "",              \
-    "Input that reached a session past its input buffer limit (ended sessions).")
-
-#define PH_LMTP_SHARD_NOT_EXPORTED(X)                                                     \
-  X(send.zc_bytes, "LMTP replies go by plain send")                                       \
-  X(send.splice_bytes, "LMTP streams no files")                                           \
-  X(send.copy_bytes, "LMTP streams no files")                                             \
-  X(send.zc_notifs, "LMTP replies go by plain send")                                      \
-  X(send.zc_notifs_copied, "LMTP replies go by plain send")                               \
-  X(send.zc_fallbacks, "LMTP replies go by plain send")                                   \
-  X(send.zc_fallback_bytes, "LMTP replies go by plain send")                              \
-  X(send.streams_ok, "LMTP streams no files")                                             \
-  X(send.streams_failed, "LMTP streams no files")                                         \
-  X(session.recipients_checked, "the driver counts the same lookups: recipients_checked") \
-  X(session.deliveries, "the driver counts the same messages: messages_received")         \
-  X(session.recipients_delivered, "the driver counts the same copies: copies_delivered")
-
 // ---- The reactor's ring, per shard (reactor::RingStats) ----
 
 #define PH_RING_ROWS(X)                                                                        \
@@ -262,24 +179,6 @@ struct LmtpStats {
   X(deferred_run, kCounterPerShard, "posthaste_reactor_deferred_runs_total", "",               \
     "Closures deferred to the next loop iteration and run.")
 
-// ---- HTTP listeners (http::HttpServerStats), one block per listener, label listener ----
-
-#define PH_HTTP_LISTENER_ROWS(X)                                                                \
-  X(connections_accepted, kCounter, "posthaste_http_connections_accepted_total", "",            \
-    "HTTP connections accepted, by listener")                                                   \
-  X(connections_open, kGauge, "posthaste_http_connections_open", "",                            \
-    "HTTP connections open, by listener")                                                       \
-  X(refused_per_ip, kCounter, "posthaste_http_connections_refused_total", "reason=per_ip",      \
-    "HTTP connections refused (503 and close) or evicted to make room, by listener and reason") \
-  X(refused_full, kCounter, "posthaste_http_connections_refused_total", "reason=full", "")      \
-  X(evicted, kCounter, "posthaste_http_connections_refused_total", "reason=evicted", "")        \
-  X(worker_queue_full, kCounter, "posthaste_http_connections_refused_total",                    \
-    "reason=worker_queue_full", "")                                                             \
-  X(header_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=header",                 \
-    "HTTP requests cut off by a deadline, by listener and phase")                               \
-  X(body_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=body", "")                 \
-  X(write_timeouts, kCounter, "posthaste_http_timeouts_total", "phase=write", "")
-
 // ---- Process-wide ----
 
 #define PH_PROCESS_COUNTERS(X)                                            \
@@ -294,10 +193,8 @@ struct ProcessCounters {
 
 // The tables the exporter walks (ValidateCounterTable holds for each).
 const metrics::CounterTable& Pop3ShardCounterTable();
-const metrics::CounterTable& LmtpShardCounterTable();
 const metrics::CounterTable& RingCounterTable();
 const metrics::CounterTable& ProcessCounterTable();
-const metrics::CounterTable& HttpListenerCounterTable();
 
 }  // namespace posthaste::server
 

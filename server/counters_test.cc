@@ -1,6 +1,7 @@
-// The server's counter tables (counters.h): each follows the naming rules, every counter of
-// every block is exported or listed as not exported with a reason, every row appears on the
-// scrape with its labels, and counting a refusal moves its series.
+// The server's counter tables (counters.h, lmtp_service/lmtp_counters.h, and the HTTP
+// listeners' in admin/admin_http.cc): each follows the naming rules, every counter of every
+// block is exported or listed as not exported with a reason, every row appears on the scrape
+// with its labels, and counting a refusal moves its series.
 #include "server/counters.h"
 
 #include <map>
@@ -11,10 +12,13 @@
 #include "gtest/gtest.h"
 #include "metrics/counter_table.h"
 #include "metrics/exporter.h"
+#include "server/admin/admin_http.h"
+#include "server/lmtp_service/lmtp_counters.h"
 
 namespace posthaste::server {
 namespace {
 
+using admin::HttpListenerCounterTable;
 using metrics::CounterBlockCopy;
 using metrics::CounterBlockRef;
 using metrics::CounterKind;

@@ -1,6 +1,7 @@
 #include "server/pop3_connection.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -28,6 +29,8 @@ bool SameAccountName(std::string_view authzid, std::string_view user) {
 }
 
 using pop3::Pop3ActionKind;
+using transport::ReadTcpSendProgress;
+using transport::TcpSendProgress;
 using reactor::MonotonicNowNs;
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
@@ -495,7 +498,9 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
 void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
   if (closing_) return;
   if (!maildrop.ok()) {
-    if (!absl::IsNotFound(maildrop.status())) {
+    const bool unknown_account =
+        storage::ErrorOf(maildrop.status()) == storage::StoreError::kUnknownAccount;
+    if (!unknown_account) {
       ctx_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
     }
     recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
@@ -507,9 +512,8 @@ void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
     ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, me = ref()] {
       home->Peer(owner).registry.Release(user, ip, /*counted=*/false, me);
     });
-    session_->OnMaildropOpened({absl::IsNotFound(maildrop.status())
-                                    ? pop3::Pop3MaildropResult::Code::kPermFailure
-                                    : pop3::Pop3MaildropResult::Code::kTempFailure,
+    session_->OnMaildropOpened({unknown_account ? pop3::Pop3MaildropResult::Code::kPermFailure
+                                                : pop3::Pop3MaildropResult::Code::kTempFailure,
                                 nullptr});
     Drive();
     return;
@@ -736,6 +740,7 @@ void Pop3Connection::OnStreamDone(absl::Status status, uint64_t bytes) {
 
 void Pop3Connection::OnSendDone(absl::Status status, uint64_t bytes) {
   inflight_.clear();
+  tls_send_.Clear();
   recorder_.ReplyBytesSent(bytes);
   if (closing_) {
     MaybeFinish();
@@ -928,24 +933,42 @@ void Pop3Connection::TlsOnHandshakeDone(bool input_pending) {
     CountTlsSession(*tls_, &ctx_.stats.tls);
     tls_.reset();
     tls_kernel_ = true;
+    return;
+  }
+  // The first record of a reply fits one segment of this path.
+  int segment = 0;
+  socklen_t segment_len = sizeof(segment);
+  if (getsockopt(fd_, IPPROTO_TCP, TCP_MAXSEG, &segment, &segment_len) == 0 && segment > 0) {
+    tls_->SetPathSegmentBytes(static_cast<size_t>(segment));
   }
 }
 
 void Pop3Connection::TlsFlush() {
   if (closing_ || sender_.busy()) return;
-  while (!tls_failed_ && tls_->HandshakeDone() &&
-         tls_->PendingCiphertextBytes() < TlsEngine::kCiphertextOutMax) {
+  if (!tls_->HandshakeDone()) {  // handshake flights come out of the engine's own buffer
+    if (tls_->PendingCiphertextBytes() == 0) return;
+    tls_->SwapCiphertext(&inflight_);
+    sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
+                 /*zero_copy=*/false);
+    WatchSendStall();
+    return;
+  }
+  // Records are sealed in place into one send buffer, as many as it holds, and go out in one
+  // send (TlsEngine::SealInto).
+  tls_send_.Clear();
+  while (!tls_failed_) {
     if (tls_stream_active_) {
       TlsBodyStream& st = tls_stream_;
-      absl::StatusOr<size_t> n = tls_->EncryptFrom(
-          std::span<const uint8_t>(st.data + st.done, static_cast<size_t>(st.length - st.done)));
+      absl::StatusOr<size_t> n = tls_->SealInto(
+          std::span<const uint8_t>(st.data + st.done, static_cast<size_t>(st.length - st.done)),
+          &tls_send_);
       if (!n.ok()) {
         TlsFail("record");
         return;
       }
       st.done += *n;
       ctx_.stats.tls_body_bytes += *n;
-      if (st.done < st.length) break;  // the output bound: send first
+      if (st.done < st.length) break;  // the send buffer is full: send first
       ++ctx_.stats.send.streams_ok;
       TlsEndStream();
       stream_active_ = false;
@@ -965,7 +988,11 @@ void Pop3Connection::TlsFlush() {
       if (closing_) return;
       continue;
     }
-    absl::StatusOr<size_t> n = tls_->WritePlaintext(front.bytes);
+    if (tls_output_idle_) {  // a reply after a pause: small first records (TlsEngine::BeginReply)
+      tls_->BeginReply();
+      tls_output_idle_ = false;
+    }
+    absl::StatusOr<size_t> n = tls_->SealInto(front.bytes, &tls_send_);
     if (!n.ok()) {
       TlsFail("record");
       return;
@@ -976,10 +1003,20 @@ void Pop3Connection::TlsFlush() {
     }
     out_.erase(out_.begin());
   }
-  if (tls_->PendingCiphertextBytes() == 0) return;
-  tls_->SwapCiphertext(&inflight_);
-  sender_.Send(fd_, std::span<const char>(inflight_.data(), inflight_.size()),
-               /*zero_copy=*/false);
+  if (tls_failed_) return;
+  if (tls_->PendingCiphertextBytes() > 0) {  // close_notify, or a KeyUpdate the engine owes
+    absl::StatusOr<size_t> n = tls_->SealInto(std::span<const uint8_t>(), &tls_send_);
+    if (!n.ok()) {
+      TlsFail("record");
+      return;
+    }
+  }
+  if (tls_send_.empty()) {
+    tls_output_idle_ = true;
+    tls_send_.Release();  // an idle connection holds no send buffer
+    return;
+  }
+  sender_.Send(fd_, tls_send_.bytes(), /*zero_copy=*/false);
   WatchSendStall();
 }
 

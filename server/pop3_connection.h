@@ -21,10 +21,11 @@
 //
 // TLS (implicit on the pop3s listener, or after STLS): a TlsEngine sits between the socket
 // operations and the session. Received ciphertext goes into the engine and its plaintext to
-// Feed(); replies are sealed by the engine and the ciphertext sent by the same Sender; a
-// RETR/TOP body is mapped (mmap of the stored range) and sealed straight from that memory in
-// record-sized pieces, at most TlsEngine::kCiphertextOutMax ahead of the socket, so no
-// plaintext copy is made. After the handshake the keys go to the kernel when it has kTLS
+// Feed(); replies are sealed by the engine in place into one send buffer (TlsSendBuffer,
+// TlsEngine::SealInto) and sent by the same Sender, many records per send; a RETR/TOP body is
+// mapped (mmap of the stored range) and sealed straight from that memory into the send buffer,
+// at most one buffer (TlsEngine::kSendBufferBytes) ahead of the socket, so no plaintext copy
+// and no ciphertext copy is made. After the handshake the keys go to the kernel when it has kTLS
 // (then the connection runs as a plain one, splice and all); otherwise the engine stays.
 // A handshake, record or certificate error closes this connection only (alert, log, counter).
 // STLS: replies taken before the kStartTls action still go out in plaintext; ciphertext that
@@ -54,7 +55,7 @@
 #include "server/reactor/timer.h"
 #include "server/session_recorder.h"
 #include "server/storage_adapter.h"
-#include "server/tcp_progress.h"
+#include "server/transport/tcp_progress.h"
 #include "tls/tls_engine.h"
 
 namespace posthaste::server {
@@ -185,7 +186,9 @@ class Pop3Connection {
   bool tls_kernel_ = false;
   bool tls_failed_ = false;
   bool tls_close_notify_ = false;
-  std::string tls_plain_;  // plaintext just read from the engine, fed to the session
+  std::string tls_plain_;        // plaintext just read from the engine, fed to the session
+  TlsSendBuffer tls_send_;       // records sealed in place, the bytes the Sender is sending
+  bool tls_output_idle_ = true;  // nothing was sealed since the last reply went out
   // The body being sealed from its mapping (stream_active_ is true while it lasts).
   struct TlsBodyStream {
     void* map = nullptr;
@@ -199,7 +202,7 @@ class Pop3Connection {
 
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;
-  SendStallWatch send_stall_;
+  transport::SendStallWatch send_stall_;
 };
 
 }  // namespace posthaste::server

@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
+#include "server/lmtp_service/store_verdicts.h"
 #include "server/maildrop_registry.h"
 #include "server/serve_options.h"
 #include "server/storage_adapter.h"
@@ -172,6 +172,40 @@ TEST(ServeOptionsTest, HttpListenerFlags) {
   EXPECT_NE(ServeUsage().find("--http_header_timeout_ms=5000"), std::string::npos);
 }
 
+// Operators see these lines when a flag is wrong: each kind of flag names itself and says
+// what it expected.
+TEST(ServeOptionsTest, ErrorMessagesNameTheFlagAndWhatItExpects) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--shards=x", "--shards: expected an integer 0..1024, got \"x\""},
+      {"--pin_shards=maybe", "--pin_shards: expected true or false, got \"maybe\""},
+      {"--idle_timeout_s=0", "--idle_timeout_s must be at least 1"},
+      {"--io_threads=0", "--io_threads must be in [1, 256]"},
+      {"--http_connections_max=0", "--http_connections_max must be in [1, 100000]"},
+      {"--send_path=fast", "--send_path: expected auto, splice, send_zc or copy"},
+      {"--in_use_policy=steal", "--in_use_policy: expected takeover or refuse"},
+      {"--lmtp_over_quota=never", "--lmtp_over_quota: expected temporary or permanent"},
+      {"--log_format=xml", "--log_format: expected text or json"},
+      {"--pop3_listen=1.2.3.4", "--pop3_listen: expected HOST:PORT, got \"1.2.3.4\""},
+      {"--lmtp_listen=h:x", "--lmtp_listen: bad port in \"h:x\""},
+      {"--admin_listen=nope", "--admin_listen: expected HOST:PORT, got \"nope\""},
+      {"--trusted_networks=10.0.0.0/33", "--trusted_networks: bad network \"10.0.0.0/33\""},
+      {"--bogus=1", "unknown flag --bogus"},
+      {"--shards", "flag --shards needs a value"},
+  };
+  for (const auto& [flag, message] : cases) {
+    absl::StatusOr<ServeOptions> o = ParseServeOptions({"--data_dir=/x", flag});
+    ASSERT_FALSE(o.ok()) << flag;
+    EXPECT_EQ(o.status().message(), message) << flag;
+  }
+  // "off" turns a listener off; pop3s also accepts an empty value.
+  absl::StatusOr<ServeOptions> o = ParseServeOptions(
+      {"--data_dir=/x", "--lmtp_listen=off", "--tls_cert=c", "--tls_key=k", "--pop3s_listen="});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->lmtp_enabled);
+  EXPECT_FALSE(o->pop3s_enabled);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--lmtp_listen="}).ok());
+}
+
 TEST(CidrTest, MatchesV4AndV6) {
   auto net = ParseCidr("192.168.0.0/16");
   ASSERT_TRUE(net.ok());
@@ -316,10 +350,25 @@ using lmtp::LmtpRecipientVerdict;
 
 TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
   using Code = LmtpRecipientVerdict::Code;
-  EXPECT_EQ(RecipientVerdict(absl::NotFoundError("x"), std::nullopt, false).code, Code::kUnknown);
-  EXPECT_EQ(RecipientVerdict(absl::InvalidArgumentError("x"), std::nullopt, false).code,
-            Code::kUnknown);
-  EXPECT_EQ(RecipientVerdict(absl::InternalError("x"), std::nullopt, false).code,
+  using storage::StoreError;
+  using storage::StoreErrorStatus;
+  EXPECT_EQ(
+      RecipientVerdict(StoreErrorStatus(StoreError::kUnknownAccount, "x"), std::nullopt, false)
+          .code,
+      Code::kUnknown);
+  EXPECT_EQ(
+      RecipientVerdict(StoreErrorStatus(StoreError::kInvalidAddress, "x"), std::nullopt, false)
+          .code,
+      Code::kUnknown);
+  EXPECT_EQ(RecipientVerdict(StoreErrorStatus(StoreError::kIo, "x"), std::nullopt, false).code,
+            Code::kTempFailure);
+  // The kind decides, not the code: a file missing under the store is no unknown user.
+  EXPECT_EQ(
+      RecipientVerdict(storage::WithStoreError(absl::NotFoundError("open x"), StoreError::kIo),
+                       std::nullopt, false)
+          .code,
+      Code::kTempFailure);
+  EXPECT_EQ(RecipientVerdict(absl::NotFoundError("not from the store"), std::nullopt, false).code,
             Code::kTempFailure);
   storage::AccountUsage usage;
   usage.address = "u@x.org";
@@ -340,19 +389,42 @@ TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
 
 TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
   using Code = LmtpDeliveryResult::Code;
+  using storage::StoreError;
+  using storage::StoreErrorStatus;
   EXPECT_EQ(DeliveryOutcome(absl::OkStatus(), false).code, Code::kDelivered);
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kOverQuota, "mailbox quota exceeded: ..."),
+                            false)
+                .code,
+            Code::kOverQuotaTemp);
   EXPECT_EQ(
-      DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), false).code,
-      Code::kOverQuotaTemp);
-  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), true).code,
-            Code::kOverQuotaPerm);
+      DeliveryOutcome(StoreErrorStatus(StoreError::kOverQuota, "mailbox quota exceeded: ..."), true)
+          .code,
+      Code::kOverQuotaPerm);
   EXPECT_EQ(
-      DeliveryOutcome(absl::ResourceExhaustedError("message of 9 octets exceeds ..."), false).code,
+      DeliveryOutcome(
+          StoreErrorStatus(StoreError::kMessageTooBig, "message of 9 octets exceeds ..."), false)
+          .code,
       Code::kTooBig);
-  EXPECT_EQ(DeliveryOutcome(absl::NotFoundError("gone"), false).code, Code::kPermFailure);
-  EXPECT_EQ(DeliveryOutcome(absl::FailedPreconditionError("disabled"), false).code,
-            Code::kPermFailure);
-  EXPECT_EQ(DeliveryOutcome(absl::UnavailableError("disk full"), false).code, Code::kTempFailure);
+  const LmtpDeliveryResult gone =
+      DeliveryOutcome(StoreErrorStatus(StoreError::kUnknownAccount, "gone"), false);
+  EXPECT_EQ(gone.code, Code::kPermFailure);
+  EXPECT_EQ(gone.text, "No such user here");
+  const LmtpDeliveryResult disabled =
+      DeliveryOutcome(StoreErrorStatus(StoreError::kDisabled, "disabled"), false);
+  EXPECT_EQ(disabled.code, Code::kPermFailure);
+  EXPECT_EQ(disabled.text, "Mailbox disabled");
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kTemporary, "disk full"), false).code,
+            Code::kTempFailure);
+  // The kind decides, never the code or the words: these are all temporary.
+  EXPECT_EQ(
+      DeliveryOutcome(
+          storage::WithStoreError(absl::NotFoundError("create segment"), StoreError::kIo), false)
+          .code,
+      Code::kTempFailure);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("quota of the offload queue"), false).code,
+            Code::kTempFailure);
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kNotWireForm, "bare CR"), false).code,
+            Code::kTempFailure);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "benchmark/benchmark.h"
 #include "metrics/exporter.h"
 #include "server/counters.h"
+#include "server/lmtp_service/lmtp_counters.h"
 #include "server/session_recorder.h"
 
 namespace posthaste::server {

@@ -86,7 +86,7 @@ struct HttpServerOptions {
 inline constexpr std::array<int, 18> kCountedStatuses = {
     200, 201, 204, 400, 401, 404, 405, 408, 409, 411, 413, 414, 417, 431, 500, 501, 503, 505};
 
-// X(member, what it counts); the server exports them per listener (server/counters.h).
+// X(member, what it counts); the server exports them per listener (server/admin/admin_http.cc).
 #define PH_HTTP_SERVER_STATS(X)                                           \
   X(connections_accepted, "connections accepted")                         \
   X(connections_open, "connections open (goes down as they close)")       \
