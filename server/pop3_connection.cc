@@ -32,28 +32,6 @@ using reactor::MonotonicNowNs;
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
 constexpr std::string_view kTerminator = ".\r\n";
-// TOP: bytes read per pread while counting body lines (off the reactor).
-constexpr size_t kTopScanChunkBytes = 64 * 1024;
-
-// The stored length TOP sends: the header block plus the first `lines` body lines. Blocking
-// (pread); runs on the I/O offload pool.
-absl::StatusOr<uint64_t> TopLength(const storage::MessageRef& ref, uint64_t lines) {
-  if (lines == 0 || ref.header_length >= ref.length) return ref.header_length;
-  std::vector<char> buf(kTopScanChunkBytes);
-  uint64_t pos = ref.header_length;
-  uint64_t seen = 0;
-  while (pos < ref.length) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), ref.length - pos));
-    const ssize_t n = pread(ref.fd, buf.data(), want, static_cast<off_t>(ref.offset + pos));
-    if (n <= 0) return absl::DataLossError("segment ended inside a message");
-    for (ssize_t i = 0; i < n; ++i) {
-      if (buf[i] == '\n' && ++seen == lines) return pos + static_cast<uint64_t>(i) + 1;
-    }
-    pos += static_cast<uint64_t>(n);
-  }
-  return ref.length;
-}
-
 pop3::Pop3SessionOptions SessionOptions(const ShardContext& shard, const PeerInfo& peer,
                                         bool implicit_tls,
                                         pop3::Pop3CommandObserver* observer) {
@@ -148,7 +126,7 @@ void Pop3Connection::Start() {
     ++ctx_.stats.post_rejected;
     ctx_.metrics.CountRefused(metrics::RefuseReason::kBusy);
     admission_pending_ = false;
-    Reject("-ERR [SYS/TEMP] Server busy, try again later\r\n");
+    Reject(pop3::Pop3Refusal::kServerBusy);
   }
 }
 
@@ -157,7 +135,7 @@ void Pop3Connection::OnAdmitted(bool ok) {
   if (closing_) return;
   if (!ok) {
     ++ctx_.stats.limit_per_ip;
-    Reject("-ERR [SYS/TEMP] Too many connections from your address\r\n");
+    Reject(pop3::Pop3Refusal::kTooManyFromAddress);
     return;
   }
   ip_counted_ = !(peer_.trusted || ctx_.server->options.max_connections_per_ip == 0);
@@ -166,16 +144,24 @@ void Pop3Connection::OnAdmitted(bool ok) {
   Drive();
 }
 
-void Pop3Connection::Reject(std::string_view reply) {
+void Pop3Connection::Reject(pop3::Pop3Refusal refusal) {
   PH_CHECK(!admitted_);
   recorder_.SetOutcome(metrics::SessionOutcome::kRefused);
   if (tls_ != nullptr) {  // pop3s: no plaintext reply possible before a handshake; just close
     BeginClose(/*abort=*/false);
     return;
   }
-  Enqueue(reply);
-  close_after_flush_ = true;
+  session_->Refuse(refusal);
+  TakeFinalReply();
   Drive();
+}
+
+void Pop3Connection::TakeFinalReply() {
+  for (pop3::Pop3Action action = session_->NextAction(); action.kind != Pop3ActionKind::kNone;
+       action = session_->NextAction()) {
+    if (action.kind == Pop3ActionKind::kWrite) Enqueue(action.bytes);
+    if (action.kind == Pop3ActionKind::kClose) close_after_flush_ = true;
+  }
 }
 
 bool Pop3Connection::IdleInTransactionFor(uint64_t idle_ns) const {
@@ -616,18 +602,18 @@ void Pop3Connection::Flush() {
     const storage::MessageRef ref = maildrop_.stored->Ref(index);
     if (!front.top_body_lines.has_value()) {
       StartStream(ref.length);
-    } else if (!StartTopLength(ref, *front.top_body_lines)) {
+    } else if (!StartTopLength(index, *front.top_body_lines)) {
       return;
     }
   }
 }
 
-bool Pop3Connection::StartTopLength(const storage::MessageRef& ref, uint64_t body_lines) {
+bool Pop3Connection::StartTopLength(uint64_t index, uint64_t body_lines) {
   // Finding where TOP's body lines end reads the message: on the I/O pool, not the reactor.
   ShardContext* home = &ctx_;
   const bool accepted = ctx_.shard->OffloadIo(
-      [home, id = id_, stored = maildrop_.stored, ref, body_lines]() -> reactor::OffloadPool::Reply {
-        absl::StatusOr<uint64_t> length = TopLength(ref, body_lines);
+      [home, id = id_, stored = maildrop_.stored, index, body_lines]() -> reactor::OffloadPool::Reply {
+        absl::StatusOr<uint64_t> length = stored->TopLength(index, body_lines);
         return [home, id, length] {
           if (Pop3Connection* conn = home->Find(id)) conn->OnTopLength(length);
         };
@@ -832,13 +818,13 @@ void Pop3Connection::OnTimer() {
       !session_->AwaitingResult() &&
       now >= connected_ns_ + uint64_t{options.auth_timeout_s} * kNsPerSecond) {
     ++ctx_.stats.timeouts_auth;
-    TimeOut("-ERR Disconnected: no login in time\r\n");
+    TimeOut(pop3::Pop3Timeout::kLogin);
     return;
   }
   if (state == pop3::Pop3State::kTransaction && !sending && !session_->AwaitingResult() &&
       now >= last_input_ns_ + uint64_t{options.idle_timeout_s} * kNsPerSecond) {
     ++ctx_.stats.timeouts_idle;
-    TimeOut("-ERR Disconnected for inactivity\r\n");
+    TimeOut(pop3::Pop3Timeout::kIdle);
     return;
   }
   ArmTimer();
@@ -847,17 +833,16 @@ void Pop3Connection::OnTimer() {
   }
 }
 
-void Pop3Connection::TimeOut(std::string_view reply) {
+void Pop3Connection::TimeOut(pop3::Pop3Timeout timeout) {
   recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
   if (SendBusy() || tls_failed_) {  // the peer is not reading either
     BeginClose(/*abort=*/true);
     return;
   }
-  // Nothing is committed: the session is told the connection is gone.
-  session_->OnConnectionLost();
+  // Nothing is committed; the session forgets what it queued and answers the timeout.
+  session_->OnTimeout(timeout);
   out_.clear();
-  Enqueue(reply);
-  close_after_flush_ = true;
+  TakeFinalReply();
   admitted_ = false;  // take no further session actions
   Drive();
   if (!closing_) ArmTimer();  // the reply itself may wait on the peer (the stall watch)
@@ -960,7 +945,7 @@ void Pop3Connection::TlsFlush() {
       const uint64_t index = maildrop_.view->ref(front.message);
       const storage::MessageRef ref = maildrop_.stored->Ref(index);
       if (front.top_body_lines.has_value()) {
-        if (!StartTopLength(ref, *front.top_body_lines)) return;
+        if (!StartTopLength(index, *front.top_body_lines)) return;
         break;
       }
       StartStream(ref.length);

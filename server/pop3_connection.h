@@ -81,8 +81,8 @@ class Pop3Connection {
 
   // Checks the per-IP limit (owner shard), then greets and starts receiving.
   void Start();
-  // Sends `reply` (a full "-ERR ...\r\n" line), then closes. Before Start only.
-  void Reject(std::string_view reply);
+  // Sends the session's reply for `refusal`, then closes. Before Start only.
+  void Reject(pop3::Pop3Refusal refusal);
   // Ends the connection now without committing (drain timeout, shutdown, takeover).
   void Abort();
   // Takeover check: in TRANSACTION, nothing pending or being sent, no input for `idle_ns`.
@@ -95,7 +95,7 @@ class Pop3Connection {
   void OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop);
   void OnCommitDone(absl::Status status);
   // Computes TOP's byte length off the reactor; false (connection closing) if the pool refused.
-  bool StartTopLength(const storage::MessageRef& ref, uint64_t body_lines);
+  bool StartTopLength(uint64_t index, uint64_t body_lines);
   void OnTopLength(absl::StatusOr<uint64_t> length);
 
  private:
@@ -125,7 +125,9 @@ class Pop3Connection {
   void OnTimer();
   void OnDelayOver();
   void ArmTimer();
-  void TimeOut(std::string_view reply);
+  void TimeOut(pop3::Pop3Timeout timeout);
+  // Queues the session's last reply (after Refuse/OnTimeout) and marks close-after-flush.
+  void TakeFinalReply();
 
   // TLS.
   bool TlsEngineActive() const { return tls_ != nullptr && !tls_plain_flush_; }

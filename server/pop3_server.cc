@@ -116,7 +116,7 @@ void ShardContext::OnAccept(int fd, bool implicit_tls) {
   stats.connections_open = connections.size();
   if (connections.size() > server->options.max_connections_per_shard) {
     ++stats.limit_per_shard;
-    conn->Reject("-ERR [SYS/TEMP] Server at capacity, try again later\r\n");
+    conn->Reject(pop3::Pop3Refusal::kServerAtCapacity);
     return;
   }
   conn->Start();
