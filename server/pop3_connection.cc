@@ -450,8 +450,7 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
     case MaildropRegistry::Outcome::kTooManyForUserIp:
       ++ctx_.stats.limit_per_user_ip;
       user_ip_counted_ = false;
-      session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kTempFailure, nullptr});
-      close_after_flush_ = true;  // a limit: answered [SYS/TEMP], then closed
+      session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kLimitReached, nullptr});
       Drive();
       return;
     case MaildropRegistry::Outcome::kAskHolder:
