@@ -350,95 +350,30 @@ void Pop3Connection::OnAuthVerdict(const AuthVerdict& verdict) {
 
 void Pop3Connection::StartOpenMaildrop(std::string_view user) {
   const ServeOptions& options = ctx_.server->options;
-  if (!lock_user_.empty() && lock_user_ != user) {
-    ReleaseRegistrations();  // authenticated again as someone else
-  }
-  // Trusted peers (a proxy bringing many users) are not counted at all.
-  const bool count = !user_ip_counted_ && !peer_.trusted && options.max_connections_per_user_ip > 0;
+  MaildropLocks::Request request{
+      .user = std::string(user),
+      .ip = peer_.ip,
+      // Trusted peers (a proxy bringing many users) are not counted at all.
+      .user_ip_limit = peer_.trusted ? 0 : options.max_connections_per_user_ip,
+      .policy = options.in_use_policy,
+      .takeover_idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond};
   lock_user_ = std::string(user);
-  if (count) user_ip_counted_ = true;
   lock_request_pending_ = true;
-  const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
-  const uint32_t owner = OwnerShard(lock_user_, shards);
-  const uint32_t limit = peer_.trusted ? 0 : options.max_connections_per_user_ip;
   ShardContext* home = &ctx_;
-  const ConnectionRef me = ref();
-  const uint64_t idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond;
-  const pop3::InUsePolicy policy = options.in_use_policy;
-
-  // Runs on the requester's shard with the final outcome.
-  const bool was_counted = user_ip_counted_;
-  auto reply = [home, owner, me, user = lock_user_, ip = peer_.ip,
-                was_counted](MaildropRegistry::Outcome outcome) {
-    home->Peer(owner).RunOn(me.shard, [home, owner, me, user, ip, outcome, was_counted] {
-      if (Pop3Connection* conn = home->Find(me.id)) {
-        conn->OnLockResult(outcome);
-        return;
-      }
-      // The requester has gone: undo what the owner recorded for it.
-      const bool counted = was_counted && outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
-      home->RunOn(owner, [home, owner, me, user, ip, counted] {
-        home->Peer(owner).registry.Release(user, ip, counted, me);
+  const bool asked =
+      ctx_.locks->Acquire(id_, std::move(request), [home, id = id_](MaildropLocks::Outcome outcome) {
+        if (Pop3Connection* conn = home->Find(id)) conn->OnLockResult(outcome);
       });
-    });
-  };
-
-  const bool posted = ctx_.RunOn(owner, [home, owner, me, user = lock_user_, ip = peer_.ip, count,
-                                         limit, policy, idle_ns, reply]() mutable {
-    ShardContext& o = home->Peer(owner);
-    ConnectionRef holder;
-    MaildropRegistry::Outcome outcome =
-        o.registry.Acquire(user, ip, count, limit, policy, me, &holder);
-    if (outcome != MaildropRegistry::Outcome::kAskHolder) {
-      reply(outcome);
-      return;
-    }
-    // Takeover: the holder's shard ends the holder if it has been idle long enough.
-    bool asked = o.RunOn(holder.shard, [home, owner, holder, me, user, idle_ns, reply] {
-      ShardContext& h = home->Peer(holder.shard);
-      Pop3Connection* held = h.Find(holder.id);
-      bool released = held == nullptr;
-      if (held != nullptr && held->IdleInTransactionFor(idle_ns)) {
-        ++h.stats.takeovers;
-        LogEvent(LogLevel::kInfo, "maildrop taken over",
-                 {{"user", user}, {"idle_s", std::to_string(idle_ns / kNsPerSecond)}});
-        held->Abort();
-        released = true;
-      }
-      h.RunOn(owner, [home, owner, me, user, released, reply] {
-        const bool granted = home->Peer(owner).registry.FinishTakeover(user, me, released);
-        reply(granted ? MaildropRegistry::Outcome::kGranted : MaildropRegistry::Outcome::kInUse);
-      });
-    });
-    if (!asked) {
-      o.registry.FinishTakeover(user, me, /*released=*/false);
-      reply(MaildropRegistry::Outcome::kInUse);
-    }
-  });
-  if (!posted) {
+  if (!asked) {
     ++ctx_.stats.post_rejected;
     lock_request_pending_ = false;
-    if (count) user_ip_counted_ = false;
-    if (!user_ip_counted_) lock_user_.clear();  // else kept: the count is released at close
     session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kTempFailure, nullptr});
   }
 }
 
 void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
   lock_request_pending_ = false;
-  if (closing_) {
-    // Closed while the request was out: give back what the owner recorded for it.
-    const uint32_t owner =
-        OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
-    ShardContext* home = &ctx_;
-    const bool counted =
-        user_ip_counted_ && outcome != MaildropRegistry::Outcome::kTooManyForUserIp;
-    ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, counted, me = ref()] {
-      home->Peer(owner).registry.Release(user, ip, counted, me);
-    });
-    lock_user_.clear();
-    return;
-  }
+  if (closing_) return;  // (MaildropLocks gives back what a closed connection was granted)
   switch (outcome) {
     case MaildropRegistry::Outcome::kGranted:
       break;
@@ -449,7 +384,6 @@ void Pop3Connection::OnLockResult(MaildropRegistry::Outcome outcome) {
       return;
     case MaildropRegistry::Outcome::kTooManyForUserIp:
       ++ctx_.stats.limit_per_user_ip;
-      user_ip_counted_ = false;
       session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kLimitReached, nullptr});
       Drive();
       return;
@@ -488,12 +422,7 @@ void Pop3Connection::OnMaildropLoaded(absl::StatusOr<OpenMaildrop> maildrop) {
     recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
                   {{"user", lock_user_}, {"error", maildrop.status().ToString()}});
     // Give the lock back but stay counted for (user, ip) while the connection lasts.
-    const uint32_t owner =
-        OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
-    ShardContext* home = &ctx_;
-    ctx_.RunOn(owner, [home, owner, user = lock_user_, ip = peer_.ip, me = ref()] {
-      home->Peer(owner).registry.Release(user, ip, /*counted=*/false, me);
-    });
+    ctx_.locks->Unlock(id_);
     session_->OnMaildropOpened({absl::IsNotFound(maildrop.status())
                                     ? pop3::Pop3MaildropResult::Code::kPermFailure
                                     : pop3::Pop3MaildropResult::Code::kTempFailure,
@@ -523,20 +452,17 @@ void Pop3Connection::StartCommit(std::span<const pop3::MessageIndex> deletions) 
   storage::MailStore* store = ctx_.server->store;
   // The maildrop stays locked until the commit is durable, even if the connection goes first
   // (then this reply releases it), so no other session opens a snapshot mid-commit.
-  const uint32_t owner = OwnerShard(lock_user_, static_cast<uint32_t>(ctx_.server->shards.size()));
   const bool accepted = ctx_.shard->OffloadIo(
-      [home, store, owner, me = ref(), user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
-       stored = maildrop_.stored, indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
+      [home, store, id = id_, stored = maildrop_.stored,
+       indexes = std::move(indexes)]() -> reactor::OffloadPool::Reply {
         absl::Status status = absl::OkStatus();
         if (!indexes.empty()) status = store->CommitDeletions(*stored, indexes).status();
-        return [home, owner, me, user, ip, counted, status] {
-          if (Pop3Connection* conn = home->Find(me.id)) {
+        return [home, id, status] {
+          if (Pop3Connection* conn = home->Find(id)) {
             conn->OnCommitDone(status);
             return;
           }
-          home->RunOn(owner, [home, owner, me, user, ip, counted] {
-            home->Peer(owner).registry.Release(user, ip, counted, me);
-          });
+          home->locks->Release(id);
         };
       });
   if (!accepted) {
@@ -1072,17 +998,11 @@ void Pop3Connection::BeginClose(bool abort) {
 void Pop3Connection::ReleaseRegistrations() {
   const uint32_t shards = static_cast<uint32_t>(ctx_.server->shards.size());
   ShardContext* home = &ctx_;
-  if (!lock_user_.empty() && !lock_request_pending_ && !commit_in_flight_) {
-    // (A pending lock request is undone by its reply, and a commit in flight releases the
-    // lock when it is done, whether or not this connection is still there.)
-    const uint32_t owner = OwnerShard(lock_user_, shards);
-    if (!ctx_.RunOn(owner,
-                    [home, owner, user = lock_user_, ip = peer_.ip, counted = user_ip_counted_,
-                     me = ref()] { home->Peer(owner).registry.Release(user, ip, counted, me); })) {
-      ++ctx_.stats.post_rejected;
-    }
+  if (!lock_user_.empty() && !commit_in_flight_) {
+    // (A commit in flight releases the lock when it is done, whether or not this connection is
+    // still there; MaildropLocks undoes a request still out when its answer comes.)
+    ctx_.locks->Release(id_);
     lock_user_.clear();
-    user_ip_counted_ = false;
   }
   if (ip_counted_ && closing_) {
     const uint32_t owner = OwnerShard(peer_.ip, shards);

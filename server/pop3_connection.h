@@ -47,7 +47,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/auth_service.h"
-#include "server/maildrop_registry.h"
+#include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3/session.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
@@ -175,7 +175,6 @@ class Pop3Connection {
   // Maildrop lock: requested for lock_user_ at the owner shard.
   std::string lock_user_;
   bool lock_request_pending_ = false;
-  bool user_ip_counted_ = false;
   bool commit_in_flight_ = false;  // QUIT's commit runs; the lock is released after it
   OpenMaildrop maildrop_;
 

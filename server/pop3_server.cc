@@ -51,6 +51,31 @@ PeerInfo PeerOf(int fd, const ServeOptions& options) {
 
 }  // namespace
 
+uint32_t ServerMaildropShards::shard_count() const {
+  return static_cast<uint32_t>(server_.shards.size());
+}
+
+bool ServerMaildropShards::RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) {
+  return server_.shards[from]->RunOn(target, std::move(fn));
+}
+
+MaildropRegistry& ServerMaildropShards::RegistryOf(uint32_t shard) {
+  return server_.shards[shard]->registry;
+}
+
+bool ServerMaildropShards::EndIfIdle(ConnectionRef holder, std::string_view user,
+                                     uint64_t idle_ns) {
+  ShardContext& shard = *server_.shards[holder.shard];
+  Pop3Connection* held = shard.Find(holder.id);
+  if (held == nullptr) return true;
+  if (!held->IdleInTransactionFor(idle_ns)) return false;
+  ++shard.stats.takeovers;
+  LogEvent(LogLevel::kInfo, "maildrop taken over",
+           {{"user", std::string(user)}, {"idle_s", std::to_string(idle_ns / 1'000'000'000)}});
+  held->Abort();
+  return true;
+}
+
 bool ShardContext::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
   if (target == index) {
     shard->ring().Defer(std::move(fn));
@@ -68,6 +93,7 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
+  locks = std::make_unique<MaildropLocks>(server->maildrop_shards, index);
   listener.Start(ring, [this](int fd) { OnAccept(fd, false); });
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
   if (server->tenant_policies != nullptr) {
@@ -84,6 +110,7 @@ void ShardContext::StartListening() {
     pop3s_listener.Release();
     tls.reset();
     tenant_policies.reset();
+    locks.reset();
     buffers.reset();
   });
 }

@@ -24,7 +24,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "metrics/shard_metrics.h"
 #include "server/auth_service.h"
-#include "server/maildrop_registry.h"
+#include "server/pop3_service/maildrop_locks.h"
+#include "server/pop3_service/maildrop_registry.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
@@ -76,6 +77,21 @@ struct ShardStats {
 };
 
 struct ShardContext;
+struct ServerContext;
+
+// The serving shards as the maildrop lock protocol sees them (server/pop3_service/
+// maildrop_locks.h): their inboxes, registries and connections.
+class ServerMaildropShards final : public MaildropShards {
+ public:
+  explicit ServerMaildropShards(ServerContext& server) : server_(server) {}
+  uint32_t shard_count() const override;
+  bool RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) override;
+  MaildropRegistry& RegistryOf(uint32_t shard) override;
+  bool EndIfIdle(ConnectionRef holder, std::string_view user, uint64_t idle_ns) override;
+
+ private:
+  ServerContext& server_;
+};
 
 struct ServerContext {
   ServeOptions options;
@@ -94,6 +110,7 @@ struct ServerContext {
   std::atomic<uint64_t> tls_reloads_failed{0};
   std::vector<std::unique_ptr<ShardContext>> shards;
   std::atomic<bool> draining{false};
+  ServerMaildropShards maildrop_shards{*this};
   // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
   std::shared_ptr<const metrics::TenantLabels> tenant_labels =
       std::make_shared<metrics::TenantLabels>();
@@ -114,6 +131,7 @@ struct ShardContext {
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
+  std::unique_ptr<MaildropLocks> locks;  // this shard's connections' maildrop locks
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
   // of handshakes a second); the rest are counted and summarised in the next line logged.
