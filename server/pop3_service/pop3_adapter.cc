@@ -332,7 +332,6 @@ void Pop3Adapter::StartTls() {
     BeginClose(/*abort=*/true);
     return;
   }
-  end_.stls_started = true;
   handshaking_ = true;
   transport_->StartTls();  // the "+OK" queued before still goes out in plaintext
 }

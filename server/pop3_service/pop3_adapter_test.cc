@@ -172,7 +172,7 @@ TEST_F(Pop3AdapterTest, StlsAnswersInPlaintextThenRunsUnderTls) {
   EXPECT_TRUE(transport_->sent().back().under_tls);
   EXPECT_TRUE(adapter_->session().tls_active());
   Exchange("QUIT\r\n");
-  EXPECT_TRUE(FinishClose().stls_started);
+  EXPECT_EQ(FinishClose().reason, CloseReason::kClosed);
 }
 
 TEST_F(Pop3AdapterTest, ImplicitTlsIsNotReportedToTheSession) {

@@ -74,7 +74,6 @@ struct Pop3ConnectionEnd {
   Pop3EndCause cause = Pop3EndCause::kOther;
   uint64_t commands = 0;        // command lines the session handled
   uint64_t lines_too_long = 0;  // of them, over the command line limit
-  bool stls_started = false;    // an STLS began a handshake
 };
 
 class Pop3Backend {
