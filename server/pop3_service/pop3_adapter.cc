@@ -176,6 +176,9 @@ void Pop3Adapter::OnOutputDrained() {
 void Pop3Adapter::OnTlsStarted(const transport::TlsSessionInfo& info) {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
   handshaking_ = false;
+  options_.metrics->CountTlsHandshake(
+      metrics::TlsVersionFromName(info.version),
+      info.resumed ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
   if (!options_.implicit_tls) session_->OnTlsStarted();
   if (phase_ == Phase::kOpen) Drive();
 }
@@ -214,6 +217,9 @@ void Pop3Adapter::OnClosed(transport::CloseReason reason) {
   if (!ended) {  // the transport ended it (peer reset, send stall, TLS error)
     if (session_->state() != Pop3State::kClosed) session_->OnConnectionLost();
     backend_.Ended(id_);
+  }
+  if (reason == transport::CloseReason::kTlsFailed && handshaking_) {
+    options_.metrics->CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
   }
   if (reason == transport::CloseReason::kSendStalled) {
     end_.cause = Pop3EndCause::kSendStalled;

@@ -175,6 +175,18 @@ TEST_F(Pop3AdapterTest, StlsAnswersInPlaintextThenRunsUnderTls) {
   EXPECT_EQ(FinishClose().reason, CloseReason::kClosed);
 }
 
+TEST_F(Pop3AdapterTest, HandshakesAreCountedByOutcome) {
+  Start({.tls_available = true, .implicit_tls = true});
+  transport_->CompleteTlsHandshake({.version = "TLSv1.3", .resumed = true});
+  const auto tls13 = static_cast<size_t>(metrics::TlsVersion::kTls13);
+  EXPECT_EQ(metrics_.tls_handshakes[tls13][static_cast<size_t>(metrics::TlsOutcome::kResumed)], 1u);
+
+  Start({.tls_available = true, .implicit_tls = true});  // a second connection, failing
+  transport_->FailConnection(CloseReason::kTlsFailed);
+  const auto other = static_cast<size_t>(metrics::TlsVersion::kOther);
+  EXPECT_EQ(metrics_.tls_handshakes[other][static_cast<size_t>(metrics::TlsOutcome::kFailed)], 1u);
+}
+
 TEST_F(Pop3AdapterTest, ImplicitTlsIsNotReportedToTheSession) {
   Start({.tls_available = true, .implicit_tls = true});
   transport_->CompleteTlsHandshake();
