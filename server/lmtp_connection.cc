@@ -17,6 +17,8 @@ namespace posthaste::server {
 namespace {
 
 using lmtp::LmtpActionKind;
+using transport::ReadTcpSendProgress;
+using transport::TcpSendProgress;
 using lmtp::LmtpDeliveryResult;
 using lmtp::LmtpRecipientVerdict;
 using reactor::MonotonicNowNs;

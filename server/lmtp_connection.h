@@ -34,7 +34,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/timer.h"
-#include "server/tcp_progress.h"
+#include "server/transport/tcp_progress.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -92,7 +92,7 @@ class LmtpConnection {
   reactor::Receiver receiver_;
   reactor::Sender sender_;
   reactor::Timer timer_;
-  SendStallWatch send_stall_;
+  transport::SendStallWatch send_stall_;
 
   std::string out_;       // replies not yet handed to the Sender
   std::string inflight_;  // the bytes the Sender is sending

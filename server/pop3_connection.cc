@@ -28,6 +28,8 @@ bool SameAccountName(std::string_view authzid, std::string_view user) {
 }
 
 using pop3::Pop3ActionKind;
+using transport::ReadTcpSendProgress;
+using transport::TcpSendProgress;
 using reactor::MonotonicNowNs;
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;

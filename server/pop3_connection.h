@@ -54,7 +54,7 @@
 #include "server/reactor/timer.h"
 #include "server/session_recorder.h"
 #include "server/storage_adapter.h"
-#include "server/tcp_progress.h"
+#include "server/transport/tcp_progress.h"
 #include "tls/tls_engine.h"
 
 namespace posthaste::server {
@@ -200,7 +200,7 @@ class Pop3Connection {
 
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;
-  SendStallWatch send_stall_;
+  transport::SendStallWatch send_stall_;
 };
 
 }  // namespace posthaste::server

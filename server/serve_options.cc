@@ -6,6 +6,8 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -41,6 +43,180 @@ absl::Status PositiveU32(std::string_view flag, std::string_view text, uint64_t 
   }
   *field = static_cast<uint32_t>(*n);
   return absl::OkStatus();
+}
+
+using FlagSetter = std::function<absl::Status(std::string_view)>;
+
+FlagSetter StringFlag(std::string* field) {
+  return [field](std::string_view v) {
+    *field = std::string(v);
+    return absl::OkStatus();
+  };
+}
+
+FlagSetter BoolFlag(std::string_view name, bool* field) {
+  return [name, field](std::string_view v) -> absl::Status {
+    absl::StatusOr<bool> b = ParseBool(name, v);
+    if (!b.ok()) return b.status();
+    *field = *b;
+    return absl::OkStatus();
+  };
+}
+
+template <typename Int>
+FlagSetter IntFlag(std::string_view name, Int* field, uint64_t max) {
+  return [name, field, max](std::string_view v) -> absl::Status {
+    absl::StatusOr<uint64_t> n = ParseUint(name, v, max);
+    if (!n.ok()) return n.status();
+    *field = static_cast<Int>(*n);
+    return absl::OkStatus();
+  };
+}
+
+// A value in [1, max]: a zero deadline or limit would refuse everything.
+FlagSetter PositiveFlag(std::string_view name, uint32_t* field, uint64_t max) {
+  return [name, field, max](std::string_view v) { return PositiveU32(name, v, max, field); };
+}
+
+// A deadline of 0 would mean "never" to some checks and "at once" to others: refused.
+FlagSetter DeadlineFlag(std::string_view name, uint32_t* field) {
+  return [name, field](std::string_view v) -> absl::Status {
+    absl::StatusOr<uint64_t> n = ParseUint(name, v, 86400);
+    if (!n.ok()) return n.status();
+    if (*n == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name), " must be at least 1"));
+    }
+    *field = static_cast<uint32_t>(*n);
+    return absl::OkStatus();
+  };
+}
+
+FlagSetter HostPortFlag(std::string_view name, HostPort* field) {
+  return [name, field](std::string_view v) -> absl::Status {
+    absl::StatusOr<HostPort> hp = ParseHostPort(v);
+    if (!hp.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", AbslView(name), ": ", hp.status().message()));
+    }
+    *field = *hp;
+    return absl::OkStatus();
+  };
+}
+
+// One of a fixed set of words ("expected a, b or c" otherwise).
+template <typename T>
+FlagSetter ChoiceFlag(std::string_view name, T* field,
+                      std::vector<std::pair<std::string_view, T>> choices) {
+  return [name, field, choices = std::move(choices)](std::string_view v) -> absl::Status {
+    std::string expected;
+    for (size_t i = 0; i < choices.size(); ++i) {
+      if (choices[i].first == v) {
+        *field = choices[i].second;
+        return absl::OkStatus();
+      }
+      if (i > 0) absl::StrAppend(&expected, i + 1 == choices.size() ? " or " : ", ");
+      absl::StrAppend(&expected, AbslView(choices[i].first));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", AbslView(name), ": expected ", expected));
+  };
+}
+
+// HOST:PORT, or "off" (then *enabled is false).
+FlagSetter ListenFlag(std::string_view name, HostPort* field, bool* enabled,
+                      bool* given = nullptr) {
+  return [name, field, enabled, given](std::string_view v) -> absl::Status {
+    if (given != nullptr) *given = true;
+    if (v == "off" || (given != nullptr && v.empty())) {
+      *enabled = false;
+      return absl::OkStatus();
+    }
+    if (absl::Status s = HostPortFlag(name, field)(v); !s.ok()) return s;
+    *enabled = true;
+    return absl::OkStatus();
+  };
+}
+
+// The serve flags: each name with how its value is checked and where it goes.
+std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
+  std::map<std::string, FlagSetter, std::less<>> flags = {
+      {"data_dir", StringFlag(&o.data_dir)},
+      {"pop3_listen", HostPortFlag("pop3_listen", &o.pop3_listen)},
+      {"metrics_listen", HostPortFlag("metrics_listen", &o.metrics_listen)},
+      {"shards", IntFlag("shards", &o.shards, 1024)},
+      {"pin_shards", BoolFlag("pin_shards", &o.pin_shards)},
+      {"auth_timeout_s", DeadlineFlag("auth_timeout_s", &o.auth_timeout_s)},
+      {"idle_timeout_s", DeadlineFlag("idle_timeout_s", &o.idle_timeout_s)},
+      {"send_stall_timeout_s", DeadlineFlag("send_stall_timeout_s", &o.send_stall_timeout_s)},
+      {"drain_timeout_s", IntFlag("drain_timeout_s", &o.drain_timeout_s, 86400)},
+      {"drain_delay_s", IntFlag("drain_delay_s", &o.drain_delay_s, 3600)},
+      {"max_connections_per_shard",
+       IntFlag("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
+      {"max_connections_per_ip",
+       IntFlag("max_connections_per_ip", &o.max_connections_per_ip, UINT32_MAX)},
+      {"max_connections_per_user_ip",
+       IntFlag("max_connections_per_user_ip", &o.max_connections_per_user_ip, UINT32_MAX)},
+      {"in_use_policy", ChoiceFlag<pop3::InUsePolicy>(
+                            "in_use_policy", &o.in_use_policy,
+                            {{"takeover", pop3::InUsePolicy::kTakeover},
+                             {"refuse", pop3::InUsePolicy::kRefuse}})},
+      {"takeover_idle_s", IntFlag("takeover_idle_s", &o.takeover_idle_s, 86400)},
+      {"plaintext_requires_tls", BoolFlag("plaintext_requires_tls", &o.plaintext_requires_tls)},
+      {"auth_failure_delay_ms", IntFlag("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
+      {"auth_cache_ttl_s", IntFlag("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
+      {"send_path", ChoiceFlag<SendPathChoice>("send_path", &o.send_path,
+                                               {{"auto", SendPathChoice::kAuto},
+                                                {"splice", SendPathChoice::kSplice},
+                                                {"send_zc", SendPathChoice::kSendZc},
+                                                {"copy", SendPathChoice::kCopy}})},
+      {"copy_below_bytes", IntFlag("copy_below_bytes", &o.copy_below_bytes, UINT64_MAX)},
+      {"send_zc_min_bytes", IntFlag("send_zc_min_bytes", &o.send_zc_min_bytes, UINT64_MAX)},
+      {"offload_threads", IntFlag("offload_threads", &o.offload_threads, 256)},
+      {"io_threads", PositiveFlag("io_threads", &o.io_threads, 256)},
+      {"lmtp_listen", ListenFlag("lmtp_listen", &o.lmtp_listen, &o.lmtp_enabled)},
+      {"lmtp_over_quota", ChoiceFlag<bool>("lmtp_over_quota", &o.lmtp_over_quota_permanent,
+                                           {{"temporary", false}, {"permanent", true}})},
+      {"lmtp_idle_timeout_s", DeadlineFlag("lmtp_idle_timeout_s", &o.lmtp_idle_timeout_s)},
+      {"http_header_timeout_ms",
+       PositiveFlag("http_header_timeout_ms", &o.http_header_timeout_ms, 3'600'000)},
+      {"http_body_timeout_ms",
+       PositiveFlag("http_body_timeout_ms", &o.http_body_timeout_ms, 3'600'000)},
+      {"http_connections_max", PositiveFlag("http_connections_max", &o.http_connections_max, 100'000)},
+      {"http_connections_per_ip",
+       IntFlag("http_connections_per_ip", &o.http_connections_per_ip, UINT32_MAX)},
+      {"admin_token_file", StringFlag(&o.admin_token_file)},
+      {"log_format", ChoiceFlag<std::string>("log_format", &o.log_format,
+                                             {{"text", "text"}, {"json", "json"}})},
+      {"metrics_max_tenants", IntFlag("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
+      {"metrics_sessions", BoolFlag("metrics_sessions", &o.metrics_sessions)},
+      {"hostname", StringFlag(&o.hostname)},
+      {"tls_cert", StringFlag(&o.tls_cert)},
+      {"tls_key", StringFlag(&o.tls_key)},
+      {"tls_cert_dir", StringFlag(&o.tls_cert_dir)},
+      {"pop3s_listen",
+       ListenFlag("pop3s_listen", &o.pop3s_listen, &o.pop3s_enabled, &o.pop3s_listen_given)},
+      {"tls_reload_check_s", IntFlag("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
+  };
+  flags["trusted_networks"] = [&o](std::string_view v) -> absl::Status {
+    o.trusted_networks.clear();
+    for (absl::string_view part : absl::StrSplit(AbslView(v), ',', absl::SkipEmpty())) {
+      absl::StatusOr<Cidr> cidr = ParseCidr(StdView(part));
+      if (!cidr.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--trusted_networks: ", cidr.status().message()));
+      }
+      o.trusted_networks.push_back(*cidr);
+    }
+    return absl::OkStatus();
+  };
+  // Checked as HOST:PORT, kept as given (the admin API resolves it when it starts).
+  flags["admin_listen"] = [&o](std::string_view v) -> absl::Status {
+    HostPort checked;
+    if (absl::Status s = HostPortFlag("admin_listen", &checked)(v); !s.ok()) return s;
+    o.admin_listen = std::string(v);
+    return absl::OkStatus();
+  };
+  return flags;
 }
 
 }  // namespace
@@ -131,243 +307,7 @@ std::string ServeUsage() {
 absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
   ServeOptions o;
   o.trusted_networks = {*ParseCidr("127.0.0.0/8"), *ParseCidr("::1")};
-  using Setter = std::function<absl::Status(std::string_view)>;
-  auto u32 = [](std::string_view name, uint32_t* field, uint64_t max = UINT32_MAX) -> Setter {
-    return [name, field, max](std::string_view v) -> absl::Status {
-      auto n = ParseUint(name, v, max);
-      if (!n.ok()) return n.status();
-      *field = static_cast<uint32_t>(*n);
-      return absl::OkStatus();
-    };
-  };
-  // A deadline of 0 would mean "never" to some checks and "at once" to others: refused.
-  auto deadline_s = [](std::string_view name, uint32_t* field) -> Setter {
-    return [name, field](std::string_view v) -> absl::Status {
-      auto n = ParseUint(name, v, 86400);
-      if (!n.ok()) return n.status();
-      if (*n == 0)
-        return absl::InvalidArgumentError(
-            absl::StrCat("--", std::string(name), " must be at least 1"));
-      *field = static_cast<uint32_t>(*n);
-      return absl::OkStatus();
-    };
-  };
-  const std::map<std::string, Setter, std::less<>> setters = {
-      {"data_dir",
-       [&](std::string_view v) {
-         o.data_dir = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"pop3_listen",
-       [&](std::string_view v) -> absl::Status {
-         auto hp = ParseHostPort(v);
-         if (!hp.ok())
-           return absl::InvalidArgumentError(
-               absl::StrCat("--pop3_listen: ", hp.status().message()));
-         o.pop3_listen = *hp;
-         return absl::OkStatus();
-       }},
-      {"metrics_listen",
-       [&](std::string_view v) -> absl::Status {
-         auto hp = ParseHostPort(v);
-         if (!hp.ok())
-           return absl::InvalidArgumentError(
-               absl::StrCat("--metrics_listen: ", hp.status().message()));
-         o.metrics_listen = *hp;
-         return absl::OkStatus();
-       }},
-      {"shards", u32("shards", &o.shards, 1024)},
-      {"pin_shards",
-       [&](std::string_view v) -> absl::Status {
-         auto b = ParseBool("pin_shards", v);
-         if (!b.ok()) return b.status();
-         o.pin_shards = *b;
-         return absl::OkStatus();
-       }},
-      {"auth_timeout_s", deadline_s("auth_timeout_s", &o.auth_timeout_s)},
-      {"idle_timeout_s", deadline_s("idle_timeout_s", &o.idle_timeout_s)},
-      {"send_stall_timeout_s", deadline_s("send_stall_timeout_s", &o.send_stall_timeout_s)},
-      {"drain_timeout_s", u32("drain_timeout_s", &o.drain_timeout_s, 86400)},
-      {"drain_delay_s", u32("drain_delay_s", &o.drain_delay_s, 3600)},
-      {"max_connections_per_shard",
-       u32("max_connections_per_shard", &o.max_connections_per_shard, 10'000'000)},
-      {"max_connections_per_ip", u32("max_connections_per_ip", &o.max_connections_per_ip)},
-      {"max_connections_per_user_ip",
-       u32("max_connections_per_user_ip", &o.max_connections_per_user_ip)},
-      {"trusted_networks",
-       [&](std::string_view v) -> absl::Status {
-         o.trusted_networks.clear();
-         for (absl::string_view part : absl::StrSplit(AbslView(v), ',', absl::SkipEmpty())) {
-           auto cidr = ParseCidr(StdView(part));
-           if (!cidr.ok())
-             return absl::InvalidArgumentError(
-                 absl::StrCat("--trusted_networks: ", cidr.status().message()));
-           o.trusted_networks.push_back(*cidr);
-         }
-         return absl::OkStatus();
-       }},
-      {"in_use_policy",
-       [&](std::string_view v) -> absl::Status {
-         if (v == "takeover") {
-           o.in_use_policy = pop3::InUsePolicy::kTakeover;
-         } else if (v == "refuse") {
-           o.in_use_policy = pop3::InUsePolicy::kRefuse;
-         } else {
-           return absl::InvalidArgumentError("--in_use_policy: expected takeover or refuse");
-         }
-         return absl::OkStatus();
-       }},
-      {"takeover_idle_s", u32("takeover_idle_s", &o.takeover_idle_s, 86400)},
-      {"plaintext_requires_tls",
-       [&](std::string_view v) -> absl::Status {
-         auto b = ParseBool("plaintext_requires_tls", v);
-         if (!b.ok()) return b.status();
-         o.plaintext_requires_tls = *b;
-         return absl::OkStatus();
-       }},
-      {"auth_failure_delay_ms", u32("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
-      {"auth_cache_ttl_s", u32("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
-      {"send_path",
-       [&](std::string_view v) -> absl::Status {
-         if (v == "auto") {
-           o.send_path = SendPathChoice::kAuto;
-         } else if (v == "splice") {
-           o.send_path = SendPathChoice::kSplice;
-         } else if (v == "send_zc") {
-           o.send_path = SendPathChoice::kSendZc;
-         } else if (v == "copy") {
-           o.send_path = SendPathChoice::kCopy;
-         } else {
-           return absl::InvalidArgumentError("--send_path: expected auto, splice, send_zc or copy");
-         }
-         return absl::OkStatus();
-       }},
-      {"copy_below_bytes",
-       [&](std::string_view v) -> absl::Status {
-         auto n = ParseUint("copy_below_bytes", v, UINT64_MAX);
-         if (!n.ok()) return n.status();
-         o.copy_below_bytes = *n;
-         return absl::OkStatus();
-       }},
-      {"send_zc_min_bytes",
-       [&](std::string_view v) -> absl::Status {
-         auto n = ParseUint("send_zc_min_bytes", v, UINT64_MAX);
-         if (!n.ok()) return n.status();
-         o.send_zc_min_bytes = *n;
-         return absl::OkStatus();
-       }},
-      {"offload_threads", u32("offload_threads", &o.offload_threads, 256)},
-      {"io_threads",
-       [&](std::string_view v) -> absl::Status {
-         auto n = ParseUint("io_threads", v, 256);
-         if (!n.ok()) return n.status();
-         if (*n == 0) return absl::InvalidArgumentError("--io_threads must be in [1, 256]");
-         o.io_threads = static_cast<uint32_t>(*n);
-         return absl::OkStatus();
-       }},
-      {"lmtp_listen",
-       [&](std::string_view v) -> absl::Status {
-         if (v == "off") {
-           o.lmtp_enabled = false;
-           return absl::OkStatus();
-         }
-         auto hp = ParseHostPort(v);
-         if (!hp.ok())
-           return absl::InvalidArgumentError(
-               absl::StrCat("--lmtp_listen: ", hp.status().message()));
-         o.lmtp_enabled = true;
-         o.lmtp_listen = *hp;
-         return absl::OkStatus();
-       }},
-      {"lmtp_over_quota",
-       [&](std::string_view v) -> absl::Status {
-         if (v != "temporary" && v != "permanent") {
-           return absl::InvalidArgumentError("--lmtp_over_quota: expected temporary or permanent");
-         }
-         o.lmtp_over_quota_permanent = v == "permanent";
-         return absl::OkStatus();
-       }},
-      {"lmtp_idle_timeout_s", deadline_s("lmtp_idle_timeout_s", &o.lmtp_idle_timeout_s)},
-      {"admin_listen",
-       [&](std::string_view v) -> absl::Status {
-         auto hp = ParseHostPort(v);
-         if (!hp.ok())
-           return absl::InvalidArgumentError(
-               absl::StrCat("--admin_listen: ", hp.status().message()));
-         o.admin_listen = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"http_header_timeout_ms",
-       [&](std::string_view v) -> absl::Status {
-         return PositiveU32("http_header_timeout_ms", v, 3'600'000, &o.http_header_timeout_ms);
-       }},
-      {"http_body_timeout_ms",
-       [&](std::string_view v) -> absl::Status {
-         return PositiveU32("http_body_timeout_ms", v, 3'600'000, &o.http_body_timeout_ms);
-       }},
-      {"http_connections_max",
-       [&](std::string_view v) -> absl::Status {
-         return PositiveU32("http_connections_max", v, 100'000, &o.http_connections_max);
-       }},
-      {"http_connections_per_ip", u32("http_connections_per_ip", &o.http_connections_per_ip)},
-      {"admin_token_file",
-       [&](std::string_view v) {
-         o.admin_token_file = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"log_format",
-       [&](std::string_view v) -> absl::Status {
-         if (v != "text" && v != "json") {
-           return absl::InvalidArgumentError("--log_format: expected text or json");
-         }
-         o.log_format = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"metrics_max_tenants", u32("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
-      {"metrics_sessions",
-       [&](std::string_view v) -> absl::Status {
-         auto b = ParseBool("metrics_sessions", v);
-         if (!b.ok()) return b.status();
-         o.metrics_sessions = *b;
-         return absl::OkStatus();
-       }},
-      {"hostname",
-       [&](std::string_view v) {
-         o.hostname = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"tls_cert",
-       [&](std::string_view v) {
-         o.tls_cert = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"tls_key",
-       [&](std::string_view v) {
-         o.tls_key = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"tls_cert_dir",
-       [&](std::string_view v) {
-         o.tls_cert_dir = std::string(v);
-         return absl::OkStatus();
-       }},
-      {"pop3s_listen",
-       [&](std::string_view v) -> absl::Status {
-         o.pop3s_listen_given = true;
-         if (v == "off" || v.empty()) {
-           o.pop3s_enabled = false;
-           return absl::OkStatus();
-         }
-         auto hp = ParseHostPort(v);
-         if (!hp.ok())
-           return absl::InvalidArgumentError(
-               absl::StrCat("--pop3s_listen: ", hp.status().message()));
-         o.pop3s_listen = *hp;
-         o.pop3s_enabled = true;
-         return absl::OkStatus();
-       }},
-      {"tls_reload_check_s", u32("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
-  };
+  const std::map<std::string, FlagSetter, std::less<>> setters = ServeFlags(o);
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     if (arg.size() < 3 || arg.substr(0, 2) != "--") {

@@ -172,6 +172,40 @@ TEST(ServeOptionsTest, HttpListenerFlags) {
   EXPECT_NE(ServeUsage().find("--http_header_timeout_ms=5000"), std::string::npos);
 }
 
+// Operators see these lines when a flag is wrong: each kind of flag names itself and says
+// what it expected.
+TEST(ServeOptionsTest, ErrorMessagesNameTheFlagAndWhatItExpects) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"--shards=x", "--shards: expected an integer 0..1024, got \"x\""},
+      {"--pin_shards=maybe", "--pin_shards: expected true or false, got \"maybe\""},
+      {"--idle_timeout_s=0", "--idle_timeout_s must be at least 1"},
+      {"--io_threads=0", "--io_threads must be in [1, 256]"},
+      {"--http_connections_max=0", "--http_connections_max must be in [1, 100000]"},
+      {"--send_path=fast", "--send_path: expected auto, splice, send_zc or copy"},
+      {"--in_use_policy=steal", "--in_use_policy: expected takeover or refuse"},
+      {"--lmtp_over_quota=never", "--lmtp_over_quota: expected temporary or permanent"},
+      {"--log_format=xml", "--log_format: expected text or json"},
+      {"--pop3_listen=1.2.3.4", "--pop3_listen: expected HOST:PORT, got \"1.2.3.4\""},
+      {"--lmtp_listen=h:x", "--lmtp_listen: bad port in \"h:x\""},
+      {"--admin_listen=nope", "--admin_listen: expected HOST:PORT, got \"nope\""},
+      {"--trusted_networks=10.0.0.0/33", "--trusted_networks: bad network \"10.0.0.0/33\""},
+      {"--bogus=1", "unknown flag --bogus"},
+      {"--shards", "flag --shards needs a value"},
+  };
+  for (const auto& [flag, message] : cases) {
+    absl::StatusOr<ServeOptions> o = ParseServeOptions({"--data_dir=/x", flag});
+    ASSERT_FALSE(o.ok()) << flag;
+    EXPECT_EQ(o.status().message(), message) << flag;
+  }
+  // "off" turns a listener off; pop3s also accepts an empty value.
+  absl::StatusOr<ServeOptions> o = ParseServeOptions(
+      {"--data_dir=/x", "--lmtp_listen=off", "--tls_cert=c", "--tls_key=k", "--pop3s_listen="});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->lmtp_enabled);
+  EXPECT_FALSE(o->pop3s_enabled);
+  EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--lmtp_listen="}).ok());
+}
+
 TEST(CidrTest, MatchesV4AndV6) {
   auto net = ParseCidr("192.168.0.0/16");
   ASSERT_TRUE(net.ok());

@@ -1,4 +1,4 @@
-#include "server/tcp_progress.h"
+#include "server/transport/tcp_progress.h"
 
 #include <linux/tcp.h>
 #include <netinet/in.h>
@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-namespace posthaste::server {
+namespace posthaste::server::transport {
 namespace {
 
 constexpr uint64_t kSampleIntervalMinNs = 100'000'000;
@@ -51,4 +51,4 @@ uint64_t SendStallWatch::next_sample_ns() const {
   return std::min(last_sample_ns_ + interval_ns_, last_progress_ns_ + timeout_ns_);
 }
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::transport

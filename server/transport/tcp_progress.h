@@ -4,16 +4,17 @@
 //                        because <linux/tcp.h> (which has the fields) clashes with glibc's
 //                        <netinet/tcp.h>.
 //   SendStallWatch       the send-stall timeout of one connection (--send_stall_timeout_s),
-//                        used by Pop3Connection and LmtpConnection.
+//                        used by the connection layer (RingTransport; until the adapters
+//                        land, also Pop3Connection and LmtpConnection).
 // Threading: ReadTcpSendProgress on any thread (one non-blocking getsockopt); a SendStallWatch
 // belongs to its connection's thread.
-#ifndef POSTHASTE_SERVER_TCP_PROGRESS_H_
-#define POSTHASTE_SERVER_TCP_PROGRESS_H_
+#ifndef POSTHASTE_SERVER_TRANSPORT_TCP_PROGRESS_H_
+#define POSTHASTE_SERVER_TRANSPORT_TCP_PROGRESS_H_
 
 #include <cstdint>
 #include <optional>
 
-namespace posthaste::server {
+namespace posthaste::server::transport {
 
 struct TcpSendProgress {
   uint64_t bytes_acked = 0;        // bytes the peer has acknowledged since connect
@@ -72,6 +73,6 @@ class SendStallWatch {
   uint64_t last_sample_ns_ = 0;
 };
 
-}  // namespace posthaste::server
+}  // namespace posthaste::server::transport
 
-#endif  // POSTHASTE_SERVER_TCP_PROGRESS_H_
+#endif  // POSTHASTE_SERVER_TRANSPORT_TCP_PROGRESS_H_

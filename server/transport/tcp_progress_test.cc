@@ -1,4 +1,4 @@
-#include "server/tcp_progress.h"
+#include "server/transport/tcp_progress.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include "gtest/gtest.h"
 
-namespace posthaste::server {
+namespace posthaste::server::transport {
 namespace {
 
 constexpr uint64_t kMs = 1'000'000;
@@ -173,4 +173,4 @@ TEST(ReadTcpSendProgressTest, NotATcpSocket) {
 }
 
 }  // namespace
-}  // namespace posthaste::server
+}  // namespace posthaste::server::transport
