@@ -1,8 +1,10 @@
 // Pop3Server: the POP3 service on a Reactor. Per shard (ShardContext): a SO_REUSEPORT
 // listener with a multishot accept, a provided buffer ring for multishot receives, the
-// connections of that shard, its stats, its part of the maildrop registry (users whose
-// OwnerShard is this shard) and its part of the per-client-IP connection counts (IPs whose
-// owner is this shard). Shards talk only by Inbox messages (RunOn).
+// connections of that shard (each a Pop3Adapter over a RingTransport), what its transports
+// share (TransportEnv), the Pop3ShardBackend they ask for work off the connection, its stats,
+// its part of the maildrop registry (users whose OwnerShard is this shard) and its part of the
+// per-client-IP connection counts (IPs whose owner is this shard). Shards talk only by Inbox
+// messages (RunOn).
 //
 // Threading: ServerContext is built before the shards start and is read-only afterwards,
 // except `draining` (set once by the main thread) and each ShardContext's
@@ -32,8 +34,11 @@
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
 #include "server/shard_connections.h"
+#include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_shard_backend.h"
 #include "server/shard_listener.h"
 #include "server/tenant_policies.h"
+#include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
 #include "tls/tls_context.h"
@@ -41,7 +46,6 @@
 
 namespace posthaste::server {
 
-class Pop3Connection;
 
 // Per-shard counters, written only by the shard's thread (plain integers).
 struct ShardStats {
@@ -127,18 +131,17 @@ struct ShardContext {
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
   // Open connections; PublishedOpen() serves the main thread's drain wait.
-  ShardConnections<Pop3Connection> connections;
+  ShardConnections<pop3_service::Pop3Adapter> connections;
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
   std::unique_ptr<MaildropLocks> locks;  // this shard's connections' maildrop locks
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
-  // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
-  // of handshakes a second); the rest are counted and summarised in the next line logged.
-  static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
-  uint64_t tls_error_log_second = 0;
-  uint32_t tls_error_logs_this_second = 0;
-  uint64_t tls_error_logs_suppressed = 0;
+  // What this shard's transports share (ring, buffers, send path, TLS, counters).
+  transport::TransportEnv transport_env;
+  transport::TlsErrorLogLimiter tls_error_log;
+  // What this shard's POP3 connections ask for work off the connection.
+  std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
 
   // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
   // False when the target's inbox refused it (full or closed); `fn` is then dropped.
@@ -149,11 +152,14 @@ struct ShardContext {
   void StartListening();
   void StopAccepting();
   void CloseAll();
-  Pop3Connection* Find(uint64_t id);
+  pop3_service::Pop3Adapter* Find(uint64_t id);
   void Destroy(uint64_t id);  // deferred delete of a finished connection
 
  private:
   void OnAccept(int fd, bool implicit_tls);
+  void SetUpTransportEnv();
+  pop3_service::Pop3AdapterOptions AdapterOptions(const transport::PeerInfo& peer,
+                                                  bool implicit_tls);
 };
 
 }  // namespace posthaste::server

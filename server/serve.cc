@@ -20,7 +20,6 @@
 #include "server/auth_service.h"
 #include "server/lmtp_connection.h"
 #include "server/lmtp_server.h"
-#include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
