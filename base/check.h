@@ -1,4 +1,4 @@
-// Invariant checks, in three strengths (after Envoy's assert.h):
+// Invariant checks, in three strengths:
 //   PH_DCHECK(cond)      debug builds only: cheap insurance on hot paths.
 //   PH_CHECK(cond)       always: a broken invariant that makes going on unsafe aborts.
 //   PH_BUG(cond, what)   always evaluated: logs and counts, then the caller recovers.

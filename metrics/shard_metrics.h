@@ -1,6 +1,6 @@
 // Per-shard metrics: the counters, gauges and histograms one reactor shard keeps, declared once
-// (STYLE.md practice 7). No prometheus-cpp here: //metrics:exporter turns a set of shard copies
-// into Prometheus families at scrape time.
+// (docs/CONTRIBUTING.md, "Counters"). No prometheus-cpp here: //metrics:exporter turns a set of
+// shard copies into Prometheus families at scrape time.
 //
 // Threading: a ShardMetrics is written only by its shard's thread, with plain integers (no
 // atomics, no locks on the hot path). Nobody else reads it in place: at scrape time the

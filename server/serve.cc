@@ -14,12 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/strings.h"
-#include "server/admin_api.h"
-#include "server/admin_http.h"
-#include "server/admin_socket.h"
+#include "server/admin/admin_api.h"
+#include "server/admin/admin_http.h"
+#include "server/admin/admin_socket.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
-#include "server/lmtp_server.h"
+#include "server/lmtp_service/lmtp_shard.h"
+#include "server/metrics_gather.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
@@ -62,6 +62,20 @@ uint64_t OpenConnections(ServerContext& ctx) {
   uint64_t n = 0;
   for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
+}
+
+LmtpServiceOptions LmtpOptionsOf(const ServeOptions& options) {
+  constexpr uint64_t kNsPerSecond = 1'000'000'000;
+  LmtpServiceOptions o;
+  o.listen_host = options.lmtp_listen.host;
+  o.listen_port = options.lmtp_listen.port;
+  o.shards = options.shards;
+  o.hostname = options.hostname;
+  o.idle_timeout_ns = uint64_t{options.lmtp_idle_timeout_s} * kNsPerSecond;
+  o.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
+  o.over_quota_permanent = options.lmtp_over_quota_permanent;
+  o.max_connections_per_shard = options.max_connections_per_shard;
+  return o;
 }
 
 // Closes every listener made so far (start-up failed).
@@ -281,13 +295,14 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   }
 
   // Online administration: the CLI's commands reach this store through DIR/admin.sock.
-  std::unique_ptr<AdminSocketServer> admin_socket;
+  std::unique_ptr<admin::AdminSocketServer> admin_socket;
   if (admin_commands) {
     storage::MailStore* admin_store = ctx.store;
     TenantPolicyTable* policies = &tenant_policies;
-    auto started_socket = AdminSocketServer::Start(
-        options.data_dir, [admin_commands, admin_store, policies](const AdminRequest& request) {
-          AdminResponse response = admin_commands(request, *admin_store);
+    auto started_socket = admin::AdminSocketServer::Start(
+        options.data_dir,
+        [admin_commands, admin_store, policies](const admin::AdminRequest& request) {
+          admin::AdminResponse response = admin_commands(request, *admin_store);
           // Before the answer: once the CLI returns, new logins see the change.
           RefreshTenantPolicies(*policies, *admin_store, "admin socket");
           return response;
@@ -302,7 +317,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
 
   LmtpService lmtp;
   if (options.lmtp_enabled) {
-    if (absl::Status listening = lmtp.Listen(ctx); !listening.ok()) {
+    if (absl::Status listening = lmtp.Listen(LmtpOptionsOf(ctx.options), *ctx.store); !listening.ok()) {
       err << "posthaste: serve: " << listening.message() << "\n";
       CloseListeners(ctx);
       return kExitFailure;
@@ -333,23 +348,31 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
     sc.shard = &shard;
     if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
     sc.StartListening();
-    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard);
+    if (!lmtp.shards.empty()) lmtp.shards[shard.index()]->StartListening(shard, sc.metrics);
   });
   if (!started.ok()) {
     err << "posthaste: serve: " << started.message() << "\n";
     return kExitFailure;
   }
 
-  auto admin = AdminHttp::Start(&ctx);
-  if (!admin.ok()) {
-    err << "posthaste: serve: " << admin.status().message() << "\n";
+  ShardMetricsGather shard_metrics(ctx.reactor, ctx.tenant_labels->size(),
+                                   [&ctx](uint32_t i) { return CopyShardMetrics(*ctx.shards[i]); });
+  auto metrics_http = admin::AdminHttp::Start(
+      options,
+      {.tenant_labels = ctx.tenant_labels,
+       .shards = [&shard_metrics](
+                     std::vector<metrics::ShardMetrics>* out) { return shard_metrics.Copy(out); },
+       .store = ctx.store,
+       .draining = &ctx.draining});
+  if (!metrics_http.ok()) {
+    err << "posthaste: serve: " << metrics_http.status().message() << "\n";
     ctx.reactor->Stop();
     ctx.reactor->Wait();
     return kExitFailure;
   }
-  std::unique_ptr<AdminApi> admin_api;
+  std::unique_ptr<admin::AdminApi> admin_api;
   if (!options.admin_listen.empty()) {
-    auto api = AdminApi::Start(options, ctx.store);
+    auto api = admin::AdminApi::Start(options, ctx.store);
     if (!api.ok()) {
       err << "posthaste: serve: " << api.status().message() << "\n";
       ctx.reactor->Stop();
@@ -357,7 +380,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
       return kExitFailure;
     }
     admin_api = *std::move(api);
-    (*admin)->AddListenerStats("admin_api", &admin_api->http_stats());
+    (*metrics_http)->AddListenerStats("admin_api", &admin_api->http_stats());
   }
   LogEvent(LogLevel::kInfo, "listening",
            {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
@@ -365,7 +388,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
                           ? HostPortText(options.pop3s_listen.host, ctx.pop3s_port)
                           : std::string("off")},
             {"stls", ctx.tls != nullptr ? "on" : "off"},
-            {"metrics", HostPortText(options.metrics_listen.host, (*admin)->port())},
+            {"metrics", HostPortText(options.metrics_listen.host, (*metrics_http)->port())},
             {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
                                           : std::string("off")},
             {"admin_api", admin_api ? HostPortText(ParseHostPort(options.admin_listen)->host,
@@ -432,7 +455,7 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
   const uint64_t left = OpenConnections(ctx) + lmtp.OpenConnections();
   ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
   ctx.reactor->Wait();
-  admin->reset();
+  metrics_http->reset();
   admin_api.reset();
   admin_socket.reset();  // waits for admin commands still running
   LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "server/admin_protocol.h"
+#include "server/admin/admin_protocol.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -30,9 +30,9 @@ namespace posthaste::server {
 // `args` are the arguments after "serve". Returns the exit status (0 after a clean drain,
 // 1 on a start-up failure, 2 on a usage error).
 // `admin_commands` runs CLI commands that arrive on the admin socket (DIR/admin.sock) against
-// the open store, on admin threads (cli.h's RunAdminCommand); null: no admin socket.
-using AdminCommandRunner =
-    std::function<AdminResponse(const AdminRequest& request, storage::MailStore& store)>;
+// the open store, on admin threads (server/cli/cli.h's RunAdminCommand); null: no admin socket.
+using AdminCommandRunner = std::function<admin::AdminResponse(const admin::AdminRequest& request,
+                                                              storage::MailStore& store)>;
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
              AdminCommandRunner admin_commands = nullptr);
 

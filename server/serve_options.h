@@ -76,9 +76,9 @@ struct ServeOptions {
   // covers a default Postfix's 20 LMTP connections per destination plus POP3 commits
   // (docs/BENCHMARKS.md "LMTP deliveries").
   uint32_t io_threads = 32;
-  // LMTP (server/lmtp_server.h): "off" for lmtp_listen disables it. Over-quota recipients are
-  // refused with 452 4.2.2 (temporary: the MTA retries, the user may make room) unless
-  // lmtp_over_quota_permanent (552 5.2.2: bounce at once).
+  // LMTP (server/lmtp_service/lmtp_shard.h): "off" for lmtp_listen disables it. Over-quota
+  // recipients are refused with 452 4.2.2 (temporary: the MTA retries, the user may make room)
+  // unless lmtp_over_quota_permanent (552 5.2.2: bounce at once).
   bool lmtp_enabled = true;
   HostPort lmtp_listen{"127.0.0.1", 24};
   bool lmtp_over_quota_permanent = false;

@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
 #include "server/auth_service.h"
-#include "server/lmtp_connection.h"
+#include "server/lmtp_service/store_verdicts.h"
 #include "server/pop3_service/maildrop_registry.h"
 #include "server/serve_options.h"
 #include "server/storage_adapter.h"
@@ -350,10 +350,25 @@ using lmtp::LmtpRecipientVerdict;
 
 TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
   using Code = LmtpRecipientVerdict::Code;
-  EXPECT_EQ(RecipientVerdict(absl::NotFoundError("x"), std::nullopt, false).code, Code::kUnknown);
-  EXPECT_EQ(RecipientVerdict(absl::InvalidArgumentError("x"), std::nullopt, false).code,
-            Code::kUnknown);
-  EXPECT_EQ(RecipientVerdict(absl::InternalError("x"), std::nullopt, false).code,
+  using storage::StoreError;
+  using storage::StoreErrorStatus;
+  EXPECT_EQ(
+      RecipientVerdict(StoreErrorStatus(StoreError::kUnknownAccount, "x"), std::nullopt, false)
+          .code,
+      Code::kUnknown);
+  EXPECT_EQ(
+      RecipientVerdict(StoreErrorStatus(StoreError::kInvalidAddress, "x"), std::nullopt, false)
+          .code,
+      Code::kUnknown);
+  EXPECT_EQ(RecipientVerdict(StoreErrorStatus(StoreError::kIo, "x"), std::nullopt, false).code,
+            Code::kTempFailure);
+  // The kind decides, not the code: a file missing under the store is no unknown user.
+  EXPECT_EQ(
+      RecipientVerdict(storage::WithStoreError(absl::NotFoundError("open x"), StoreError::kIo),
+                       std::nullopt, false)
+          .code,
+      Code::kTempFailure);
+  EXPECT_EQ(RecipientVerdict(absl::NotFoundError("not from the store"), std::nullopt, false).code,
             Code::kTempFailure);
   storage::AccountUsage usage;
   usage.address = "u@x.org";
@@ -374,19 +389,42 @@ TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
 
 TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
   using Code = LmtpDeliveryResult::Code;
+  using storage::StoreError;
+  using storage::StoreErrorStatus;
   EXPECT_EQ(DeliveryOutcome(absl::OkStatus(), false).code, Code::kDelivered);
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kOverQuota, "mailbox quota exceeded: ..."),
+                            false)
+                .code,
+            Code::kOverQuotaTemp);
   EXPECT_EQ(
-      DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), false).code,
-      Code::kOverQuotaTemp);
-  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("mailbox quota exceeded: ..."), true).code,
-            Code::kOverQuotaPerm);
+      DeliveryOutcome(StoreErrorStatus(StoreError::kOverQuota, "mailbox quota exceeded: ..."), true)
+          .code,
+      Code::kOverQuotaPerm);
   EXPECT_EQ(
-      DeliveryOutcome(absl::ResourceExhaustedError("message of 9 octets exceeds ..."), false).code,
+      DeliveryOutcome(
+          StoreErrorStatus(StoreError::kMessageTooBig, "message of 9 octets exceeds ..."), false)
+          .code,
       Code::kTooBig);
-  EXPECT_EQ(DeliveryOutcome(absl::NotFoundError("gone"), false).code, Code::kPermFailure);
-  EXPECT_EQ(DeliveryOutcome(absl::FailedPreconditionError("disabled"), false).code,
-            Code::kPermFailure);
-  EXPECT_EQ(DeliveryOutcome(absl::UnavailableError("disk full"), false).code, Code::kTempFailure);
+  const LmtpDeliveryResult gone =
+      DeliveryOutcome(StoreErrorStatus(StoreError::kUnknownAccount, "gone"), false);
+  EXPECT_EQ(gone.code, Code::kPermFailure);
+  EXPECT_EQ(gone.text, "No such user here");
+  const LmtpDeliveryResult disabled =
+      DeliveryOutcome(StoreErrorStatus(StoreError::kDisabled, "disabled"), false);
+  EXPECT_EQ(disabled.code, Code::kPermFailure);
+  EXPECT_EQ(disabled.text, "Mailbox disabled");
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kTemporary, "disk full"), false).code,
+            Code::kTempFailure);
+  // The kind decides, never the code or the words: these are all temporary.
+  EXPECT_EQ(
+      DeliveryOutcome(
+          storage::WithStoreError(absl::NotFoundError("create segment"), StoreError::kIo), false)
+          .code,
+      Code::kTempFailure);
+  EXPECT_EQ(DeliveryOutcome(absl::ResourceExhaustedError("quota of the offload queue"), false).code,
+            Code::kTempFailure);
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kNotWireForm, "bare CR"), false).code,
+            Code::kTempFailure);
 }
 
 }  // namespace

@@ -39,23 +39,6 @@ uint64_t MonotonicNowNs() {
 
 }  // namespace
 
-metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code) {
-  using Code = lmtp::LmtpDeliveryResult::Code;
-  switch (code) {
-    case Code::kDelivered:
-      return metrics::LmtpResult::kDelivered;
-    case Code::kOverQuotaTemp:
-    case Code::kOverQuotaPerm:
-      return metrics::LmtpResult::kOverQuota;
-    case Code::kTempFailure:
-      return metrics::LmtpResult::kTempFailure;
-    case Code::kPermFailure:
-    case Code::kTooBig:
-      return metrics::LmtpResult::kPermFailure;
-  }
-  return metrics::LmtpResult::kTempFailure;
-}
-
 SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
                                  const metrics::TenantLabels& tenants, bool counting,
                                  uint32_t shard, uint64_t connection_id, std::string client_ip)

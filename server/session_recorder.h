@@ -16,13 +16,9 @@
 
 #include "base/log.h"
 #include "metrics/shard_metrics.h"
-#include "server/lmtp/session.h"
 #include "server/pop3/session.h"
 
 namespace posthaste::server {
-
-// The metric label of an LMTP per-recipient delivery result.
-metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code);
 
 class SessionRecorder final : public pop3::Pop3CommandObserver {
  public:

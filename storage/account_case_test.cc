@@ -357,6 +357,7 @@ TEST_F(AccountCaseTest, StoreFromANewerBinaryIsRefused) {
   }
   auto opened = MailStore::Open(options_);
   EXPECT_EQ(opened.status().code(), absl::StatusCode::kFailedPrecondition) << opened.status();
+  EXPECT_EQ(ErrorOf(opened), StoreError::kNewerSchema);
 }
 
 }  // namespace

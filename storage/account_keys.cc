@@ -13,6 +13,7 @@
 #include "rocksdb/write_batch.h"
 #include "storage/index_codec.h"
 #include "storage/message_format.h"
+#include "storage/store_error.h"
 
 namespace posthaste::storage::internal {
 namespace {
@@ -23,11 +24,11 @@ std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(
 absl::Status MigrationError(const rocksdb::Status& s, std::string_view what) {
   const std::string message =
       absl::StrCat("account key migration: ", AbslView(what), ": ", s.ToString());
-  if (s.IsCorruption()) return absl::DataLossError(message);
+  if (s.IsCorruption()) return StoreErrorStatus(StoreError::kCorrupt, message);
   if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsNoSpace()) {
-    return absl::UnavailableError(message);
+    return StoreErrorStatus(StoreError::kTemporary, message);
   }
-  return absl::InternalError(message);
+  return StoreErrorStatus(StoreError::kIo, message);
 }
 
 std::string MetaU64(uint64_t v) {
@@ -41,7 +42,9 @@ absl::StatusOr<std::optional<uint64_t>> ReadMetaU64(rocksdb::DB* db, std::string
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
   if (s.IsNotFound()) return std::optional<uint64_t>();
   if (!s.ok()) return MigrationError(s, key);
-  if (value.size() != 8) return absl::DataLossError(absl::StrCat("bad metadata ", AbslView(key)));
+  if (value.size() != 8) {
+    return StoreErrorStatus(StoreError::kCorrupt, absl::StrCat("bad metadata ", AbslView(key)));
+  }
   return std::optional<uint64_t>(GetLE64(value.data()));
 }
 
@@ -58,7 +61,8 @@ absl::StatusOr<AccountKeyMigration> MigrateAccountKeys(rocksdb::DB* db) {
   if (!version.ok()) return version.status();
   result.from_version = version->value_or(1);
   if (result.from_version > kSchemaVersion) {
-    return absl::FailedPreconditionError(
+    return StoreErrorStatus(
+        StoreError::kNewerSchema,
         absl::StrCat("the store's schema version is ", result.from_version,
                      "; this posthaste understands up to ", kSchemaVersion, ": use a newer one"));
   }

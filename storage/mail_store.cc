@@ -37,8 +37,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "base/short_copy.h"
 #include "base/log.h"
+#include "base/short_copy.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "rocksdb/db.h"
@@ -51,6 +51,7 @@
 #include "storage/crc32c.h"
 #include "storage/index_codec.h"
 #include "storage/segment.h"
+#include "storage/store_error.h"
 
 namespace posthaste::storage {
 
@@ -73,12 +74,25 @@ std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(
 
 absl::Status IndexError(const rocksdb::Status& s, std::string_view what) {
   std::string message = absl::StrCat("index ", AbslView(what), ": ", s.ToString());
-  if (s.IsCorruption()) return absl::DataLossError(message);
-  if (s.IsNotFound()) return absl::NotFoundError(message);
+  if (s.IsCorruption()) return StoreErrorStatus(StoreError::kCorrupt, message);
+  if (s.IsNotFound()) return WithStoreError(absl::NotFoundError(message), StoreError::kIo);
   if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsNoSpace()) {
-    return absl::UnavailableError(message);
+    return StoreErrorStatus(StoreError::kTemporary, message);
   }
-  return absl::InternalError(message);
+  return StoreErrorStatus(StoreError::kIo, message);
+}
+
+absl::Status UnknownAccount(std::string_view address) {
+  return StoreErrorStatus(StoreError::kUnknownAccount,
+                          absl::StrCat("no such account: ", AbslView(address)));
+}
+
+absl::Status Corrupt(std::string_view message) {
+  return StoreErrorStatus(StoreError::kCorrupt, message);
+}
+
+absl::Status InvalidArgument(std::string_view message) {
+  return StoreErrorStatus(StoreError::kInvalidArgument, message);
 }
 
 std::string Hex(uint64_t v) { return absl::StrFormat("%x", v); }
@@ -91,8 +105,7 @@ absl::Status PreadFull(int fd, char* buf, uint64_t length, uint64_t offset, std:
       return internal::ErrnoStatus(errno, absl::StrCat("read ", AbslView(what)));
     }
     if (n == 0) {
-      return absl::DataLossError(
-          absl::StrCat(AbslView(what), ": segment ends before the message does"));
+      return Corrupt(absl::StrCat(AbslView(what), ": segment ends before the message does"));
     }
     buf += n;
     length -= static_cast<uint64_t>(n);
@@ -193,7 +206,7 @@ struct MailStore::Impl {
     rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
     if (s.IsNotFound()) return std::optional<uint64_t>();
     if (!s.ok()) return IndexError(s, key);
-    if (value.size() != 8) return absl::DataLossError(absl::StrCat("bad metadata ", AbslView(key)));
+    if (value.size() != 8) return Corrupt(absl::StrCat("bad metadata ", AbslView(key)));
     return std::optional<uint64_t>(internal::GetLE64(value.data()));
   }
 
@@ -228,7 +241,7 @@ struct MailStore::Impl {
     if (!s.ok()) return IndexError(s, "read tenant");
     TenantRecord record;
     if (!internal::DecodeTenant(value, &record)) {
-      return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
+      return Corrupt(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
     }
     std::lock_guard<std::mutex> lock(tenant_mu);
     // A concurrent SetTenantLimits may have cached a newer record meanwhile: keep that one.
@@ -321,20 +334,20 @@ struct MailStore::Impl {
     rocksdb::Status s =
         db->Get(rocksdb::ReadOptions(), ToSlice(internal::AccountKey(address)), &value);
     if (s.IsNotFound()) {
-      return absl::NotFoundError(absl::StrCat("no such account: ", address));
+      return UnknownAccount(address);
     }
     if (!s.ok()) return IndexError(s, "read account");
     auto state = std::make_shared<AccountState>();
     state->address = address;
     if (!internal::DecodeAccount(value, &state->record)) {
-      return absl::DataLossError(absl::StrCat("undecodable account record for ", address));
+      return Corrupt(absl::StrCat("undecodable account record for ", address));
     }
     s = db->Get(rocksdb::ReadOptions(), ToSlice(internal::CounterKey(state->record.incarnation)),
                 &value);
     if (s.ok()) {
       CounterValue c;
       if (!internal::DecodeCounter(value, &c)) {
-        return absl::DataLossError(absl::StrCat("undecodable counters for ", address));
+        return Corrupt(absl::StrCat("undecodable counters for ", address));
       }
       state->committed.messages = static_cast<uint64_t>(std::max<int64_t>(c.messages, 0));
       state->committed.octets = static_cast<uint64_t>(std::max<int64_t>(c.octets, 0));
@@ -368,7 +381,7 @@ struct MailStore::Impl {
     PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
     PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
     std::lock_guard<std::mutex> lock(state->mu);
-    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->deleted) return UnknownAccount(address);
     AccountRecord record = state->record;
     PH_RETURN_IF_ERROR(change(&record));
     rocksdb::Status s = db->Put(sync_write, ToSlice(internal::AccountKey(address)),
@@ -395,16 +408,16 @@ struct MailStore::Impl {
 // Open
 
 absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& options) {
-  if (options.data_dir.empty()) return absl::InvalidArgumentError("data_dir is empty");
+  if (options.data_dir.empty()) return InvalidArgument("data_dir is empty");
   if (options.message_bytes_max == 0 || options.message_bytes_max > kMessageBytesMaxConfigurable) {
-    return absl::InvalidArgumentError(
+    return InvalidArgument(
         absl::StrCat("message_bytes_max must be 1..", kMessageBytesMaxConfigurable));
   }
   if (options.segment_roll_bytes < 4096) {
-    return absl::InvalidArgumentError("segment_roll_bytes must be at least 4096");
+    return InvalidArgument("segment_roll_bytes must be at least 4096");
   }
   if (!(options.compaction_live_ratio >= 0.0 && options.compaction_live_ratio <= 1.0)) {
-    return absl::InvalidArgumentError("compaction_live_ratio must be within [0, 1]");
+    return InvalidArgument("compaction_live_ratio must be within [0, 1]");
   }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
@@ -414,13 +427,14 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return internal::ErrnoStatus(errno, absl::StrCat("stat ", dir));
     if (!options.create_if_missing) {
-      return absl::NotFoundError(absl::StrCat("data directory ", dir, " does not exist"));
+      return StoreErrorStatus(StoreError::kNoStore,
+                              absl::StrCat("data directory ", dir, " does not exist"));
     }
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return internal::ErrnoStatus(errno, absl::StrCat("mkdir ", dir));
     }
   } else if (!S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("data directory ", dir, " is not a directory"));
+    return InvalidArgument(absl::StrCat("data directory ", dir, " is not a directory"));
   }
 
   // The lock: one process per data directory.
@@ -437,9 +451,10 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
     ssize_t n = ::pread(impl->lock_fd, buf, sizeof(buf) - 1, 0);
     std::string pid;
     for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) pid.push_back(buf[i]);
-    return absl::UnavailableError(absl::StrCat("data directory ", dir,
-                                               " is in use by another process (pid ",
-                                               pid.empty() ? "unknown" : pid, ")"));
+    return StoreErrorStatus(
+        StoreError::kStoreLocked,
+        absl::StrCat("data directory ", dir, " is in use by another process (pid ",
+                     pid.empty() ? "unknown" : pid, ")"));
   }
   {
     const std::string pid = absl::StrCat(::getpid(), "\n");
@@ -452,7 +467,8 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   const std::string segment_dir = absl::StrCat(dir, "/segments");
   const std::string index_dir = absl::StrCat(dir, "/index");
   if (::stat(index_dir.c_str(), &st) != 0 && !options.create_if_missing) {
-    return absl::NotFoundError(absl::StrCat("data directory ", dir, " holds no store"));
+    return StoreErrorStatus(StoreError::kNoStore,
+                            absl::StrCat("data directory ", dir, " holds no store"));
   }
   if (::mkdir(segment_dir.c_str(), 0700) == 0) {
     // The new directory's entry must be durable before segment files in it can be indexed.
@@ -654,14 +670,16 @@ TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
 absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view domain_in) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
   PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> record, impl_->LoadTenant(domain));
-  if (!record.has_value()) return absl::NotFoundError(absl::StrCat("no such tenant: ", domain));
+  if (!record.has_value()) {
+    return StoreErrorStatus(StoreError::kUnknownTenant, absl::StrCat("no such tenant: ", domain));
+  }
   return TenantInfoOf(domain, *record);
 }
 
 absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const TenantLimits& limits) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
   if (limits.message_bytes_max > kMessageBytesMaxConfigurable) {
-    return absl::InvalidArgumentError(
+    return InvalidArgument(
         absl::StrCat("message_bytes_max may be at most ", kMessageBytesMaxConfigurable));
   }
   return impl_->UpdateTenant(domain, [&limits](TenantRecord* record) {
@@ -690,7 +708,7 @@ absl::StatusOr<std::vector<TenantInfo>> MailStore::ListTenants() {
     const std::string_view domain = View(it->key()).substr(1);
     TenantRecord record;
     if (!internal::DecodeTenant(View(it->value()), &record)) {
-      return absl::DataLossError(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
+      return Corrupt(absl::StrCat("undecodable tenant record for ", AbslView(domain)));
     }
     out.push_back(TenantInfoOf(domain, record));
   }
@@ -707,7 +725,7 @@ absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in
   PH_ASSIGN_OR_RETURN(ParsedAddress parsed, ParseAddress(address_in));
   const std::string& address = parsed.canonical;
   if (password_hash.size() > kMaxPasswordHashLength) {
-    return absl::InvalidArgumentError("password hash too long");
+    return InvalidArgument("password hash too long");
   }
   Impl& s = *impl_;
   std::lock_guard<std::mutex> meta(s.meta_mu);
@@ -718,15 +736,17 @@ absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in
     AccountRecord existing;
     const std::string as =
         internal::DecodeAccount(value, &existing) ? DisplayAddress(address, existing) : address;
-    return absl::AlreadyExistsError(
+    return StoreErrorStatus(
+        StoreError::kAccountExists,
         absl::StrCat("account ", parsed.display, " already exists",
                      as == parsed.display ? "" : absl::StrCat(" (as ", as, ")")));
   }
   if (!st.IsNotFound()) return IndexError(st, "read account");
   // Accounts that differ only in case, kept apart by the migration, block the address too.
   if (std::vector<std::string> legacy = s.LegacyKeysOf(address); !legacy.empty()) {
-    return absl::AlreadyExistsError(absl::StrCat("account ", parsed.display, " already exists (as ",
-                                                 absl::StrJoin(legacy, ", "), ")"));
+    return StoreErrorStatus(StoreError::kAccountExists,
+                            absl::StrCat("account ", parsed.display, " already exists (as ",
+                                         absl::StrJoin(legacy, ", "), ")"));
   }
 
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> next, s.GetMeta(internal::kMetaNextIncarnation));
@@ -769,7 +789,7 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
   uint64_t incarnation;
   {
     std::unique_lock<std::mutex> lock(state->mu);
-    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->deleted) return UnknownAccount(address);
     state->deleted = true;  // new deliveries fail from here on
     state->cv.wait(lock, [&] { return state->inflight == 0; });
     incarnation = state->record.incarnation;
@@ -798,7 +818,7 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
       if (prefix_kind != "I") continue;
       std::vector<IndexRecord> records;
       if (!internal::DecodeRecords(View(it->value()), &records)) {
-        return undo(absl::DataLossError(absl::StrCat("undecodable index chunk of ", address)));
+        return undo(Corrupt(absl::StrCat("undecodable index chunk of ", address)));
       }
       for (const IndexRecord& r : records) {
         segment_deltas[r.segment].live_bytes -= r.stored_length;
@@ -820,7 +840,7 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
 
 absl::Status MailStore::SetPasswordHash(std::string_view address, std::string_view hash) {
   if (hash.size() > kMaxPasswordHashLength) {
-    return absl::InvalidArgumentError("password hash too long");
+    return InvalidArgument("password hash too long");
   }
   return impl_->UpdateAccount(address, [&](AccountRecord* r) {
     r->password_hash = std::string(hash);
@@ -847,7 +867,7 @@ absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view address_in) {
   PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   std::lock_guard<std::mutex> lock(state->mu);
-  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  if (state->deleted) return UnknownAccount(address);
   return ToInfo(address, state->record);
 }
 
@@ -855,7 +875,7 @@ absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view address
   PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   std::lock_guard<std::mutex> lock(state->mu);
-  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  if (state->deleted) return UnknownAccount(address);
   return state->committed;
 }
 
@@ -878,7 +898,7 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   usage.message_bytes_max =
       tenant.message_bytes_max != 0 ? tenant.message_bytes_max : impl_->options.message_bytes_max;
   std::lock_guard<std::mutex> lock(state->mu);
-  if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+  if (state->deleted) return UnknownAccount(address);
   usage.display_address = DisplayAddress(address, state->record);
   usage.disabled = state->record.disabled;
   usage.stats = state->committed;
@@ -916,8 +936,8 @@ absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
   for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
     AccountRecord record;
     if (!internal::DecodeAccount(View(it->value()), &record)) {
-      return absl::DataLossError(absl::StrCat("undecodable account record ",
-                                              internal::AddressFromAccountKey(View(it->key()))));
+      return Corrupt(absl::StrCat("undecodable account record ",
+                                  internal::AddressFromAccountKey(View(it->key()))));
     }
     AccountSummary summary;
     summary.address = internal::AddressFromAccountKey(View(it->key()));
@@ -955,6 +975,19 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::DeliverBatch(
   return impl_->DeliverBatch(address, items);
 }
 
+namespace {
+
+// One message as it goes into a segment: normalised from text into `normalised`, or wire-form
+// input stored from the caller's buffer as it is (`in_place`).
+struct StoredForm {
+  std::string normalised;
+  bool in_place = false;
+  uint64_t pop3_size = 0;
+  uint64_t header_length = 0;
+};
+
+}  // namespace
+
 absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     std::string_view address_in, const std::vector<DeliveryItem>& items) {
   PH_ASSIGN_OR_RETURN(std::string address, KeyAddress(address_in));
@@ -962,8 +995,9 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   // Errors about one message of a batch say which one.
   auto which = [&](size_t i, const absl::Status& status) {
     if (items.size() == 1) return status;
-    return absl::Status(status.code(), absl::StrCat("message ", i + 1, " of ", items.size(), ": ",
-                                                    status.message()));
+    absl::Status named(status.code(), absl::StrCat("message ", i + 1, " of ", items.size(), ": ",
+                                                   status.message()));
+    return WithStoreError(std::move(named), ErrorOf(status));
   };
   std::set<std::string_view> batch_uidls;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -972,8 +1006,8 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     absl::Status valid = ValidateUidl(uidl);
     if (!valid.ok()) return which(i, valid);
     if (!batch_uidls.insert(uidl).second) {
-      return which(
-          i, absl::AlreadyExistsError(absl::StrCat("UIDL ", uidl, " appears twice in the batch")));
+      return which(i, StoreErrorStatus(StoreError::kUidlInUse,
+                                       absl::StrCat("UIDL ", uidl, " appears twice in the batch")));
     }
   }
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(address));
@@ -982,30 +1016,50 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   const uint64_t max_bytes =
       tenant.message_bytes_max != 0 ? tenant.message_bytes_max : options.message_bytes_max;
   auto too_big = [&](uint64_t size) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "message of ", size, " octets exceeds the maximum message size of ", max_bytes, " octets"));
+    return StoreErrorStatus(
+        StoreError::kMessageTooBig,
+        absl::StrCat("message of ", size, " octets exceeds the maximum message size of ", max_bytes,
+                     " octets"));
   };
-  // The POP3 size is never smaller than the raw size, so huge input is refused before copying.
+  // Wire-form input is checked in place (one pass, no copy). Text is normalised below, after
+  // the account checks; its POP3 size is never smaller than its raw size, so huge input is
+  // refused before copying.
+  std::vector<StoredForm> forms(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].raw_message.size() > max_bytes) {
+    if (items[i].options.input == MessageInput::kWireForm) {
+      absl::StatusOr<WireFormInfo> info = CheckWireForm(items[i].raw_message);
+      if (!info.ok()) return which(i, info.status());
+      if (info->pop3_size > max_bytes) return which(i, too_big(info->pop3_size));
+      forms[i].in_place = true;
+      forms[i].pop3_size = info->pop3_size;
+      forms[i].header_length = info->header_length;
+    } else if (items[i].raw_message.size() > max_bytes) {
       return which(i, too_big(items[i].raw_message.size()));
     }
   }
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->deleted) return UnknownAccount(address);
     if (state->record.disabled) {
-      return absl::FailedPreconditionError(absl::StrCat("account ", address, " is disabled"));
+      return StoreErrorStatus(StoreError::kDisabled,
+                              absl::StrCat("account ", address, " is disabled"));
     }
   }
-  std::vector<NormalizedMessage> messages;
-  messages.reserve(items.size());
   uint64_t batch_octets = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    messages.push_back(NormalizeForStorage(items[i].raw_message));
-    if (messages.back().pop3_size > max_bytes) return which(i, too_big(messages.back().pop3_size));
-    batch_octets += messages.back().pop3_size;
+    StoredForm& form = forms[i];
+    if (!form.in_place) {
+      NormalizedMessage m = NormalizeForStorage(items[i].raw_message);
+      if (m.pop3_size > max_bytes) return which(i, too_big(m.pop3_size));
+      form.normalised = std::move(m.stored);
+      form.pop3_size = m.pop3_size;
+      form.header_length = m.header_length;
+    }
+    batch_octets += form.pop3_size;
   }
+  auto stored_bytes = [&](size_t i) {
+    return forms[i].in_place ? items[i].raw_message : std::string_view(forms[i].normalised);
+  };
   const uint64_t batch_messages = items.size();
 
   // Reserve: quota, sequence numbers, UIDLs.
@@ -1013,9 +1067,10 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   uint64_t incarnation;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->deleted) return UnknownAccount(address);
     if (state->record.disabled) {
-      return absl::FailedPreconditionError(absl::StrCat("account ", address, " is disabled"));
+      return StoreErrorStatus(StoreError::kDisabled,
+                              absl::StrCat("account ", address, " is disabled"));
     }
     incarnation = state->record.incarnation;
     const uint64_t quota_messages =
@@ -1025,29 +1080,34 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     const uint64_t held_messages = state->committed.messages + state->reserved_messages;
     const uint64_t held_octets = state->committed.octets + state->reserved_octets;
     if (quota_messages != 0 && held_messages + batch_messages > quota_messages) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "mailbox quota exceeded: ", address, " holds ", held_messages, " messages, adding ",
-          batch_messages, " would pass the limit of ", quota_messages, " messages"));
+      return StoreErrorStatus(
+          StoreError::kOverQuota,
+          absl::StrCat("mailbox quota exceeded: ", address, " holds ", held_messages,
+                       " messages, adding ", batch_messages, " would pass the limit of ",
+                       quota_messages, " messages"));
     }
     if (quota_octets != 0 && held_octets + batch_octets > quota_octets) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "mailbox quota exceeded: ", address, " holds ", held_octets, " octets, adding ",
-          batch_octets, " would pass the limit of ", quota_octets, " octets"));
+      return StoreErrorStatus(StoreError::kOverQuota,
+                              absl::StrCat("mailbox quota exceeded: ", address, " holds ",
+                                           held_octets, " octets, adding ", batch_octets,
+                                           " would pass the limit of ", quota_octets, " octets"));
     }
     const std::string generated_prefix = GeneratedUidlPrefix(incarnation);
     for (size_t i = 0; i < items.size(); ++i) {
       if (!items[i].options.uidl.has_value()) continue;
       const std::string& uidl = *items[i].options.uidl;
       if (uidl.rfind(generated_prefix, 0) == 0 || state->pending_uidls.count(uidl) != 0) {
-        return which(i, absl::AlreadyExistsError(
-                            absl::StrCat("UIDL ", uidl, " is already used in ", address)));
+        return which(
+            i, StoreErrorStatus(StoreError::kUidlInUse,
+                                absl::StrCat("UIDL ", uidl, " is already used in ", address)));
       }
       std::string value;
       rocksdb::Status s =
           db->Get(rocksdb::ReadOptions(), ToSlice(internal::UidlKey(incarnation, uidl)), &value);
       if (s.ok()) {
-        return which(i, absl::AlreadyExistsError(
-                            absl::StrCat("UIDL ", uidl, " is already used in ", address)));
+        return which(
+            i, StoreErrorStatus(StoreError::kUidlInUse,
+                                absl::StrCat("UIDL ", uidl, " is already used in ", address)));
       }
       if (!s.IsNotFound()) return IndexError(s, "read UIDL table");
     }
@@ -1071,8 +1131,8 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   };
 
   std::vector<std::string_view> stored;
-  stored.reserve(messages.size());
-  for (const NormalizedMessage& m : messages) stored.push_back(m.stored);
+  stored.reserve(items.size());
+  for (size_t i = 0; i < items.size(); ++i) stored.push_back(stored_bytes(i));
   absl::StatusOr<std::vector<AppendResult>> appended = segments->AppendDurable(stored);
   if (!appended.ok()) {
     finish(false);
@@ -1086,20 +1146,21 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
   std::map<uint64_t, SegmentStats> segment_deltas;
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t seq = first_seq + i;
-    const NormalizedMessage& m = messages[i];
+    const StoredForm& m = forms[i];
+    const std::string_view bytes = stored[i];
     const DeliverOptions& o = items[i].options;
     DeliverResult& result = results[i];
     result.uidl = o.uidl.has_value() ? *o.uidl : absl::StrCat(generated_prefix, Hex(seq));
     result.pop3_size = m.pop3_size;
-    result.stored_bytes = m.stored.size();
+    result.stored_bytes = bytes.size();
     IndexRecord record;
     record.seq = seq;
     record.segment = (*appended)[i].segment->id();
     record.offset = (*appended)[i].offset;
-    record.stored_length = static_cast<uint32_t>(m.stored.size());
+    record.stored_length = static_cast<uint32_t>(bytes.size());
     record.pop3_size = static_cast<uint32_t>(m.pop3_size);
     record.header_length = static_cast<uint32_t>(m.header_length);
-    record.crc32c = Crc32c(m.stored);
+    record.crc32c = Crc32c(bytes);
     record.arrival_unix_seconds =
         o.arrival_time.has_value() ? absl::ToUnixSeconds(*o.arrival_time) : now;
     record.uidl = result.uidl;
@@ -1147,7 +1208,7 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
   size_t expected = 0;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    if (state->deleted) return absl::NotFoundError(absl::StrCat("no such account: ", address));
+    if (state->deleted) return UnknownAccount(address);
     snapshot->incarnation_ = state->record.incarnation;
     expected = state->committed.messages + state->reserved_messages;
   }
@@ -1161,7 +1222,8 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
     if (!complete.ok()) return complete.status();
     if (*complete) break;
     if (attempt == kAttempts) {
-      return absl::UnavailableError(
+      return StoreErrorStatus(
+          StoreError::kTemporary,
           absl::StrCat("mailbox ", snapshot->address_, " kept moving under compaction; try again"));
     }
   }
@@ -1200,11 +1262,11 @@ absl::StatusOr<bool> MailStore::Impl::ReadMailboxIndex(MailboxSnapshot* snapshot
     arena.resize(arena_used + value.size());
     while (p < end) {
       if (static_cast<size_t>(end - p) < internal::kRecordFixedBytes) {
-        return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot->address_));
+        return Corrupt(absl::StrCat("undecodable index of ", snapshot->address_));
       }
       const size_t uidl_len = static_cast<uint8_t>(p[48]);
       if (static_cast<size_t>(end - p) < internal::kRecordFixedBytes + uidl_len) {
-        return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot->address_));
+        return Corrupt(absl::StrCat("undecodable index of ", snapshot->address_));
       }
       SnapshotEntry& e = snapshot->entries_.emplace_back();
       e.seq = internal::GetLE64(p);
@@ -1240,9 +1302,9 @@ absl::StatusOr<bool> MailStore::Impl::ReadMailboxIndex(MailboxSnapshot* snapshot
     absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
     if (!segment.ok()) {
       if (segments->Retired(id)) return false;
-      return absl::DataLossError(absl::StrCat("mailbox ", snapshot->address_, ": segment ",
-                                              SegmentSet::FileName(id),
-                                              " is unavailable: ", segment.status().message()));
+      return Corrupt(absl::StrCat("mailbox ", snapshot->address_, ": segment ",
+                                  SegmentSet::FileName(id),
+                                  " is unavailable: ", segment.status().message()));
     }
     snapshot->segments_.push_back(*std::move(segment));
   }
@@ -1277,9 +1339,11 @@ PinnedMessage MailboxSnapshot::PinForTest(size_t index) const {
   return PinnedMessage{Ref(index), segments_[entries_[index].segment_slot]};
 }
 
-absl::StatusOr<std::string> MailStore::ReadMessageForTest(const MailboxSnapshot& snapshot, size_t index) {
+absl::StatusOr<std::string> MailStore::ReadMessageForTest(const MailboxSnapshot& snapshot,
+                                                          size_t index) {
   if (index >= snapshot.size()) {
-    return absl::OutOfRangeError(absl::StrCat("no message at index ", index));
+    return StoreErrorStatus(StoreError::kNoSuchMessage,
+                            absl::StrCat("no message at index ", index));
   }
   const MessageRef ref = snapshot.Ref(index);
   std::string out(ref.length, '\0');
@@ -1301,7 +1365,8 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
   std::map<std::string, std::vector<uint64_t>> seqs_by_chunk;
   for (size_t index : indexes) {
     if (index >= snapshot.size()) {
-      return absl::OutOfRangeError(absl::StrCat("no message at index ", index));
+      return StoreErrorStatus(StoreError::kNoSuchMessage,
+                              absl::StrCat("no message at index ", index));
     }
     const uint64_t seq = snapshot.entry(index).seq;
     seqs_by_chunk[internal::ChunkKey(snapshot.incarnation(), seq)].push_back(seq);
@@ -1314,7 +1379,7 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
   {
     std::lock_guard<std::mutex> lock(state->mu);
     if (state->deleted || state->record.incarnation != incarnation) {
-      return absl::NotFoundError(gone);
+      return StoreErrorStatus(StoreError::kUnknownAccount, gone);
     }
   }
   DeletionResult result;
@@ -1330,7 +1395,7 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
     if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
     std::vector<IndexRecord> records;
     if (!internal::DecodeRecords(value, &records)) {
-      return absl::DataLossError(absl::StrCat("undecodable index of ", snapshot.address()));
+      return Corrupt(absl::StrCat("undecodable index of ", snapshot.address()));
     }
     std::vector<uint64_t> present;
     for (const IndexRecord& r : records) {
@@ -1395,7 +1460,7 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
       const uint64_t id = internal::KeyId(View(it->key()));
       SegmentStats stats;
       if (!internal::DecodeSegmentStats(View(it->value()), &stats)) {
-        return absl::DataLossError(absl::StrCat("undecodable stats of segment ", id));
+        return Corrupt(absl::StrCat("undecodable stats of segment ", id));
       }
       if (segments->Busy(id)) continue;
       absl::StatusOr<std::shared_ptr<Segment>> segment = segments->Get(id);
@@ -1445,7 +1510,7 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
     for (it->Seek(ToSlice(std::string(1, internal::kIndexPrefix))); it->Valid(); it->Next()) {
       records.clear();
       if (!internal::DecodeRecords(View(it->value()), &records)) {
-        return absl::DataLossError("undecodable index chunk");
+        return Corrupt("undecodable index chunk");
       }
       const uint64_t incarnation = internal::KeyId(View(it->key()));
       for (const IndexRecord& r : records) {
@@ -1523,7 +1588,7 @@ absl::StatusOr<CompactionResult> MailStore::Impl::Compact(
           if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
           std::vector<IndexRecord> records;
           if (!internal::DecodeRecords(value, &records)) {
-            return absl::DataLossError("undecodable index chunk");
+            return Corrupt("undecodable index chunk");
           }
           std::vector<internal::RecordMove> still_there;
           for (const internal::RecordMove& mv : moves) {

@@ -21,6 +21,11 @@
 // for the snapshot's life even if compaction replaces and unlinks those segments. A snapshot is
 // self-contained and may outlive the MailStore that produced it.
 //
+// Errors: every error Status a MailStore method returns carries a StoreError kind
+// (storage/store_error.h; ErrorOf(status)). Callers switch on the kind; the message is for
+// people. The kinds each method reports are named below; any method may also report kTemporary,
+// kCorrupt or kIo.
+//
 // Module rule: //storage depends only on //base, abseil and RocksDB, and never does network
 // I/O.
 #ifndef POSTHASTE_STORAGE_MAIL_STORE_H_
@@ -39,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "storage/message_format.h"  // NormalizeForStorage, ParseAddress, ValidateUidl
+#include "storage/store_error.h"     // StoreError, ErrorOf: the kind every error below carries
 
 namespace posthaste::storage {
 
@@ -54,7 +60,7 @@ inline constexpr uint64_t kMessageBytesMaxConfigurable = 1ull << 30;
 
 struct StoreOptions {
   std::string data_dir;
-  // Creates DIR and its contents when absent. When false, a missing store is NotFound.
+  // Creates DIR and its contents when absent. When false, a missing store is kNoStore.
   bool create_if_missing = true;
   // Store-wide maximum POP3 size of one message; tenants may lower (or raise) it.
   uint64_t message_bytes_max = kMessageBytesMaxDefault;
@@ -150,12 +156,23 @@ struct AccountSummary {
   MailboxStats stats;
 };
 
+// How the message given to Deliver is encoded.
+enum class MessageInput : uint8_t {
+  // RFC 5322 text with any line ends (CLI deliver, imports): normalised by NormalizeForStorage.
+  kText,
+  // Already the stored wire form (CRLF lines, dot-stuffed, ending in CRLF), as the LMTP session
+  // reads DATA: checked by CheckWireForm and stored as given, neither rewritten nor copied.
+  // Input that is not in wire form is refused with kNotWireForm.
+  kWireForm,
+};
+
 struct DeliverOptions {
   // A UIDL to keep (migration/import). Must be 1-70 chars in 0x21-0x7E and not used before in
   // this account (also not by a deleted message). Absent: storage generates one.
   std::optional<std::string> uidl;
   // Defaults to now.
   std::optional<absl::Time> arrival_time;
+  MessageInput input = MessageInput::kText;
 };
 
 struct DeliveryItem {
@@ -248,11 +265,11 @@ struct StoreStats {
 class MailStore {
  public:
   // Opens (creating when allowed) the store in options.data_dir and takes an exclusive flock on
-  // DIR/posthaste.lock. Errors: Unavailable "data directory DIR is in use by another process
-  // (pid N)" while another process (or another MailStore in this one) holds it; InvalidArgument
-  // for bad options; NotFound when absent and !create_if_missing; FailedPrecondition when the
-  // store was written by a newer posthaste (schema version); Internal/DataLoss for I/O or index
-  // errors. A store from before case-insensitive addresses is migrated first, once
+  // DIR/posthaste.lock. Errors: kStoreLocked "data directory DIR is in use by another process
+  // (pid N)" while another process (or another MailStore in this one) holds it;
+  // kInvalidArgument for bad options; kNoStore when absent and !create_if_missing;
+  // kNewerSchema when the store was written by a newer posthaste (schema version); kIo/kCorrupt
+  // for I/O or index errors. A store from before case-insensitive addresses is migrated first, once
   // (storage/account_keys.h).
   static absl::StatusOr<std::unique_ptr<MailStore>> Open(const StoreOptions& options);
 
@@ -262,13 +279,13 @@ class MailStore {
   MailStore& operator=(const MailStore&) = delete;
 
   // ---- Tenants ----
-  // NotFound until the tenant's first account exists.
+  // kUnknownTenant until the tenant's first account exists. Malformed domain: kInvalidAddress.
   absl::StatusOr<TenantInfo> GetTenant(std::string_view domain);
-  // Creates the tenant when absent. InvalidArgument for a malformed domain.
+  // Creates the tenant when absent. kInvalidAddress for a malformed domain.
   // Keeps the tenant's policy.
   absl::Status SetTenantLimits(std::string_view domain, const TenantLimits& limits);
   // Creates the tenant when absent (with the store's default limits). Keeps the limits.
-  // InvalidArgument for a malformed domain.
+  // kInvalidAddress for a malformed domain.
   absl::Status SetTenantPolicy(std::string_view domain, const TenantPolicy& policy);
   // Every tenant, sorted by domain (a scan of the tenant records).
   absl::StatusOr<std::vector<TenantInfo>> ListTenants();
@@ -277,13 +294,14 @@ class MailStore {
   uint64_t tenant_generation() const;
 
   // ---- Accounts ----
-  // `address` is local@domain; InvalidArgument when malformed (see ParseAddress).
-  // AlreadyExists when an account with the same canonical address exists, in whatever case it
-  // was created. Keeps the given case as the display address. Creates the tenant record on
-  // first use.
+  // Every method taking an address reports kInvalidAddress when it is malformed (see
+  // ParseAddress) and, but for CreateAccount, kUnknownAccount when no account has it.
+  // `address` is local@domain. kAccountExists when an account with the same canonical address
+  // exists, in whatever case it was created; kInvalidArgument for an over-long password hash.
+  // Keeps the given case as the display address. Creates the tenant record on first use.
   absl::StatusOr<AccountInfo> CreateAccount(std::string_view address,
                                             std::string_view password_hash);
-  // Removes the account, its messages and its UIDL table. NotFound when absent. A later
+  // Removes the account, its messages and its UIDL table. kUnknownAccount when absent. A later
   // CreateAccount of the same address gets a new incarnation, so UIDLs are never reused.
   absl::Status DeleteAccount(std::string_view address);
   absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash);
@@ -293,21 +311,22 @@ class MailStore {
   // All accounts (of `domain` only, when given), sorted by domain, then canonical local part.
   absl::StatusOr<std::vector<AccountSummary>> ListAccounts(
       std::optional<std::string_view> domain = std::nullopt);
-  // The account's counters: O(1), no scan. NotFound when absent.
+  // The account's counters: O(1), no scan. kUnknownAccount when absent.
   absl::StatusOr<MailboxStats> GetMailboxStats(std::string_view address);
   // Counters, deliveries in flight and effective limits, read together under the account's
-  // lock (no scan). NotFound when absent.
+  // lock (no scan). kUnknownAccount when absent.
   absl::StatusOr<AccountUsage> GetUsage(std::string_view address);
 
   // ---- Messages ----
-  // Normalises `raw_message` (see NormalizeForStorage) and stores it durably. Returns only after
-  // the bytes and their index entry survive a crash. Errors: InvalidArgument (bad address or
-  // UIDL), NotFound (no such account), FailedPrecondition (account disabled),
-  // ResourceExhausted ("message of N octets exceeds the maximum message size of M octets", or
-  // "mailbox quota exceeded: ... messages" / "... octets"), AlreadyExists (imported UIDL already
-  // used in this account), Unavailable (disk full, out of fds: temporary) or Internal/DataLoss
-  // on other I/O failures (nothing acknowledged). Delivery to a disabled account is refused so
-  // the sender learns it instead of mail piling up unread.
+  // Normalises `raw_message` (see NormalizeForStorage; with options.input kWireForm: checks
+  // that it is already normal, see CheckWireForm) and stores it durably. Returns only after
+  // the bytes and their index entry survive a crash. Errors: kInvalidAddress, kInvalidUidl,
+  // kUnknownAccount, kDisabled, kMessageTooBig ("message of N octets exceeds the maximum message
+  // size of M octets"), kOverQuota ("mailbox quota exceeded: ... messages" / "... octets"),
+  // kUidlInUse (imported UIDL already used in this account), kNotWireForm (wire-form input that
+  // is not), kTemporary (disk full, out of fds) or kIo/kCorrupt on other I/O failures (nothing
+  // acknowledged). Delivery to a disabled
+  // account is refused so the sender learns it instead of mail piling up unread.
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
                                         const DeliverOptions& options = {});
 
@@ -320,21 +339,21 @@ class MailStore {
                                                           const std::vector<DeliveryItem>& items);
 
   // An immutable snapshot of the mailbox: messages in arrival order. Deliveries made after it
-  // was taken are not in it; message indexes never shift for its life. NotFound when the
-  // account does not exist; DataLoss when a segment it needs is missing; Unavailable in the
+  // was taken are not in it; message indexes never shift for its life. kUnknownAccount when the
+  // account does not exist; kCorrupt when a segment it needs is missing; kTemporary in the
   // unlikely case that compaction moved its messages five times while it was reading. Cost: one
   // RocksDB range scan plus one parse (no per-message allocation).
   absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> OpenMailbox(std::string_view address);
 
   // Reads the stored bytes of message `index` (0-based) of `snapshot` (pread; tests only).
-  // OutOfRange for a bad index; DataLoss when the segment is shorter than the index says.
+  // kNoSuchMessage for a bad index; kCorrupt when the segment is shorter than the index says.
   absl::StatusOr<std::string> ReadMessageForTest(const MailboxSnapshot& snapshot, size_t index);
 
   // Deletes the messages at `indexes` (0-based, into `snapshot`) atomically: one synced RocksDB
   // batch, all or nothing; counters updated. Messages already removed (by a concurrent session)
   // are skipped and reported, never counted twice. Their UIDLs are never reused.
-  // OutOfRange for a bad index (nothing deleted); NotFound when the account was deleted (or
-  // re-created) since the snapshot was taken.
+  // kNoSuchMessage for a bad index (nothing deleted); kUnknownAccount when the account was
+  // deleted (or re-created) since the snapshot was taken.
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
 

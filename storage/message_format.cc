@@ -9,7 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/strings.h"
 #include "base/uidl.h"
+#include "storage/store_error.h"
 
 namespace posthaste::storage {
 namespace {
@@ -44,6 +46,14 @@ bool IsAddressSpecial(char c) {
     default:
       return false;
   }
+}
+
+absl::Status AddressError(std::string_view message) {
+  return StoreErrorStatus(StoreError::kInvalidAddress, message);
+}
+
+absl::Status UidlError(std::string_view message) {
+  return StoreErrorStatus(StoreError::kInvalidUidl, message);
 }
 
 }  // namespace
@@ -86,9 +96,46 @@ NormalizedMessage NormalizeForStorage(std::string_view raw) {
   return result;
 }
 
+absl::StatusOr<WireFormInfo> CheckWireForm(std::string_view wire) {
+  const char* data = wire.data();
+  const size_t n = wire.size();
+  if (n < 2 || wire[n - 2] != '\r' || wire[n - 1] != '\n') {
+    return StoreErrorStatus(StoreError::kNotWireForm,
+                            "message in wire form must end in CRLF (an empty one is one CRLF)");
+  }
+  auto bad_line = [](uint64_t line, std::string_view why) {
+    return StoreErrorStatus(
+        StoreError::kNotWireForm,
+        absl::StrCat("message not in wire form: line ", line, " ", AbslView(why)));
+  };
+  WireFormInfo info;
+  info.pop3_size = n;
+  size_t header_end = kNoHeaderEnd;
+  uint64_t line = 1;
+  for (size_t pos = 0; pos < n; ++line) {
+    // The message ends in CRLF, so every line has its LF.
+    const size_t lf = static_cast<size_t>(
+        static_cast<const char*>(std::memchr(data + pos, '\n', n - pos)) - data);
+    if (lf == pos || data[lf - 1] != '\r') return bad_line(line, "ends in a bare LF");
+    if (std::memchr(data + pos, '\r', lf - 1 - pos) != nullptr) {
+      return bad_line(line, "holds a bare CR");
+    }
+    if (data[pos] == '.') {
+      // ".." starts the stored form of a line beginning with '.'; ".\r\n" would end RETR.
+      if (data[pos + 1] != '.') return bad_line(line, "begins with an unstuffed '.'");
+      --info.pop3_size;
+    } else if (lf == pos + 1 && header_end == kNoHeaderEnd) {
+      header_end = lf + 1;  // the empty line that ends the headers
+    }
+    pos = lf + 1;
+  }
+  info.header_length = header_end == kNoHeaderEnd ? n : header_end;
+  return info;
+}
+
 absl::StatusOr<std::string> NormalizeDomain(std::string_view domain) {
-  if (domain.empty()) return absl::InvalidArgumentError("empty domain");
-  if (domain.size() > 253) return absl::InvalidArgumentError("domain longer than 253 octets");
+  if (domain.empty()) return AddressError("empty domain");
+  if (domain.size() > 253) return AddressError("domain longer than 253 octets");
   std::string out(domain);
   size_t label_len = 0;
   for (size_t i = 0; i < out.size(); ++i) {
@@ -97,47 +144,47 @@ absl::StatusOr<std::string> NormalizeDomain(std::string_view domain) {
     out[i] = c;
     if (c == '.') {
       if (label_len == 0 || out[i - 1] == '-') {
-        return absl::InvalidArgumentError("malformed domain (empty label or label ending in '-')");
+        return AddressError("malformed domain (empty label or label ending in '-')");
       }
       label_len = 0;
       continue;
     }
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) return absl::InvalidArgumentError("domain may contain only letters, digits, '-', '.'");
+    if (!ok) return AddressError("domain may contain only letters, digits, '-', '.'");
     if (c == '-' && label_len == 0) {
-      return absl::InvalidArgumentError("malformed domain (label starting with '-')");
+      return AddressError("malformed domain (label starting with '-')");
     }
-    if (++label_len > 63) return absl::InvalidArgumentError("domain label longer than 63 octets");
+    if (++label_len > 63) return AddressError("domain label longer than 63 octets");
   }
   if (label_len == 0 || out.back() == '-') {
-    return absl::InvalidArgumentError("malformed domain (empty label or label ending in '-')");
+    return AddressError("malformed domain (empty label or label ending in '-')");
   }
   return out;
 }
 
 absl::StatusOr<ParsedAddress> ParseAddress(std::string_view address) {
   if (address.size() > kMaxAddressLength) {
-    return absl::InvalidArgumentError("address longer than 254 octets");
+    return AddressError("address longer than 254 octets");
   }
   const size_t at = address.find('@');
   if (at == std::string_view::npos) {
-    return absl::InvalidArgumentError("address must be local@domain (no '@')");
+    return AddressError("address must be local@domain (no '@')");
   }
   if (address.find('@', at + 1) != std::string_view::npos) {
-    return absl::InvalidArgumentError("address must contain exactly one '@'");
+    return AddressError("address must contain exactly one '@'");
   }
   std::string_view local = address.substr(0, at);
-  if (local.empty()) return absl::InvalidArgumentError("address has an empty local part");
-  if (local.size() > 64) return absl::InvalidArgumentError("local part longer than 64 octets");
+  if (local.empty()) return AddressError("address has an empty local part");
+  if (local.size() > 64) return AddressError("local part longer than 64 octets");
   for (char c : local) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u > 0x7e || IsAddressSpecial(c)) {
-      return absl::InvalidArgumentError(
+      return AddressError(
           "local part may contain only printable ASCII without spaces or ()<>[]\\,;:\"@");
     }
   }
   if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) {
-    return absl::InvalidArgumentError("malformed local part (misplaced '.')");
+    return AddressError("malformed local part (misplaced '.')");
   }
   auto domain = NormalizeDomain(address.substr(at + 1));
   if (!domain.ok()) return domain.status();
@@ -163,11 +210,10 @@ absl::StatusOr<std::string> CanonicalAddress(std::string_view address) {
 
 absl::Status ValidateUidl(std::string_view uidl) {
   if (uidl.empty() || uidl.size() > kUidlBytesMax) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("UIDL must be 1-70 characters long (got ", uidl.size(), ")"));
+    return UidlError(absl::StrCat("UIDL must be 1-70 characters long (got ", uidl.size(), ")"));
   }
   if (!IsUidlCharacters(uidl)) {
-    return absl::InvalidArgumentError("UIDL characters must be in 0x21-0x7E");
+    return UidlError("UIDL characters must be in 0x21-0x7E");
   }
   return absl::OkStatus();
 }

@@ -29,6 +29,20 @@ struct NormalizedMessage {
 // or all of them when there is none.
 NormalizedMessage NormalizeForStorage(std::string_view raw);
 
+// What CheckWireForm learns about a message already in the stored form.
+struct WireFormInfo {
+  uint64_t pop3_size = 0;      // as NormalizedMessage::pop3_size
+  uint64_t header_length = 0;  // as NormalizedMessage::header_length
+};
+
+// Checks that `wire` is already in the stored form NormalizeForStorage produces: not empty,
+// CRLF line ends only (no bare CR, no bare LF), ending in CRLF, and every line that begins
+// with '.' stuffed (begins with ".."). Such bytes are exactly the fixed points of normalising:
+// NormalizeForStorage(wire with one leading dot removed from each such line).stored == wire,
+// with the POP3 size and header length returned here. Anything else is kNotWireForm
+// (storage/store_error.h) naming the first offending line. Reads `wire` once, copies nothing.
+absl::StatusOr<WireFormInfo> CheckWireForm(std::string_view wire);
+
 // A valid address in its two forms. Addresses are compared case-insensitively (ASCII folding
 // of both parts; a valid local part is printable ASCII, so there is nothing else to fold):
 //   canonical  local@domain, both parts lowercased. Two addresses name the same account exactly

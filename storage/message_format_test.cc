@@ -3,6 +3,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "storage/store_error.h"
 
 namespace posthaste::storage {
 namespace {
@@ -106,6 +107,64 @@ TEST(NormalizeTest, DotStuffedCrlfNeverContainsTerminator) {
   const std::string raw = "x\r\n.\r\n.\n.\r..\r\n";
   NormalizedMessage m = NormalizeForStorage(raw);
   EXPECT_EQ(("\r\n" + m.stored).find("\r\n.\r\n"), std::string::npos);
+}
+
+// Every stored form is wire form, with the POP3 size and header length normalising reported.
+TEST(WireFormTest, AcceptsEveryStoredFormWithItsSizes) {
+  const std::string inputs[] = {
+      "",
+      "Subject: hi\r\n\r\nbody\r\n",
+      "A: b\n\nline1\nline2\n",
+      "A: b\r\rx\ry\r\n",
+      "a\n\rb\r\n",
+      "Subject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\nend.\r\n.",
+      ".A: b\r\n\r\nx\r\n",
+      "x\r\n.\r\n.\n.\r..\r\n",
+      "A: b\nC: d\n",
+      "\r\n\r\n\r\n",
+      "Subject: caf\xc3\xa9\r\n\r\na\0b\xff\x80\r\n"s,
+  };
+  for (const std::string& input : inputs) {
+    SCOPED_TRACE(::testing::PrintToString(input));
+    const NormalizedMessage m = NormalizeForStorage(input);
+    const absl::StatusOr<WireFormInfo> info = CheckWireForm(m.stored);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->pop3_size, m.pop3_size);
+    EXPECT_EQ(info->header_length, m.header_length);
+  }
+}
+
+TEST(WireFormTest, RefusesWhatIsNotWireFormNamingTheLine) {
+  const struct {
+    std::string wire;
+    std::string why;
+  } kCases[] = {
+      {"", "must end in CRLF"},
+      {"no line end", "must end in CRLF"},
+      {"a\r\nb\n", "must end in CRLF"},
+      {"a\r", "must end in CRLF"},
+      {"a\nb\r\n", "line 1 ends in a bare LF"},
+      {"a\r\n\n\r\n", "line 2 ends in a bare LF"},
+      {"a\rb\r\n", "line 1 holds a bare CR"},
+      {"a\r\nb\r\r\n", "line 2 holds a bare CR"},
+      {".x\r\n", "line 1 begins with an unstuffed '.'"},
+      {"a\r\n.\r\nb\r\n", "line 2 begins with an unstuffed '.'"},
+  };
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(::testing::PrintToString(c.wire));
+    const absl::StatusOr<WireFormInfo> info = CheckWireForm(c.wire);
+    ASSERT_FALSE(info.ok());
+    EXPECT_EQ(ErrorOf(info), StoreError::kNotWireForm);
+    EXPECT_NE(info.status().message().find(c.why), absl::string_view::npos) << info.status();
+  }
+}
+
+TEST(WireFormTest, StuffingIsNotCountedAndTheFirstEmptyLineEndsTheHeaders) {
+  const absl::StatusOr<WireFormInfo> info = CheckWireForm("..A\r\n\r\n...\r\n\r\nz\r\n");
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->pop3_size, 17u - 2u);
+  EXPECT_EQ(info->header_length, 7u);
+  EXPECT_EQ(CheckWireForm("..\r\n")->header_length, 4u);  // no empty line: all of it
 }
 
 TEST(AddressTest, DisplayKeepsTheLocalPartsCaseCanonicalFoldsBoth) {

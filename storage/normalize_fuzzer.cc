@@ -1,5 +1,6 @@
-// Fuzzes the stored-form conversion (bytes from MTAs and imported files) and the address and
-// UIDL validators, checking the invariants RETR, TOP, LIST and Check() rely on.
+// Fuzzes the stored-form conversion (bytes from MTAs and imported files), the wire-form check
+// (CheckWireForm accepts exactly the stored forms) and the address and UIDL validators, checking
+// the invariants RETR, TOP, LIST and Check() rely on.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -48,6 +49,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Require(m.pop3_size >= size);
   // Normalising the CRLF form again changes nothing.
   Require(NormalizeForStorage(unstuffed).stored == s);
+  // The stored form is wire form, with the same sizes (what LMTP's wire-form delivery stores).
+  const auto stored_info = CheckWireForm(s);
+  Require(stored_info.ok() && stored_info->pop3_size == m.pop3_size &&
+          stored_info->header_length == m.header_length);
+  // Wire form is accepted only where it is the stored form of its own unstuffed text.
+  if (const auto info = CheckWireForm(input); info.ok()) {
+    const NormalizedMessage again = NormalizeForStorage(Unstuff(input));
+    Require(again.stored == input && again.pop3_size == info->pop3_size &&
+            again.header_length == info->header_length);
+  }
 
   auto address = ParseAddress(input);
   if (address.ok()) {

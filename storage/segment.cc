@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "storage/store_error.h"
 
 namespace posthaste::storage::internal {
 
@@ -20,18 +21,18 @@ absl::Status ErrnoStatus(int err, std::string_view what) {
   std::string message = absl::StrCat(AbslView(what), ": ", std::strerror(err));
   switch (err) {
     case ENOENT:
-      return absl::NotFoundError(message);
+      return WithStoreError(absl::NotFoundError(message), StoreError::kIo);
     case ENOSPC:
     case EDQUOT:
     case EMFILE:
     case ENFILE:
     case ENOMEM:
-      return absl::UnavailableError(message);
+      return StoreErrorStatus(StoreError::kTemporary, message);
     case EACCES:
     case EPERM:
-      return absl::PermissionDeniedError(message);
+      return WithStoreError(absl::PermissionDeniedError(message), StoreError::kIo);
     default:
-      return absl::InternalError(message);
+      return StoreErrorStatus(StoreError::kIo, message);
   }
 }
 
@@ -74,7 +75,8 @@ absl::Status Segment::SyncWritten() {
   const uint64_t my_ticket = ++write_tickets_;
   while (synced_tickets_ < my_ticket) {
     if (failed_)
-      return absl::InternalError(absl::StrCat("earlier fdatasync of ", path_, " failed"));
+      return StoreErrorStatus(StoreError::kIo,
+                              absl::StrCat("earlier fdatasync of ", path_, " failed"));
     if (syncing_) {
       sync_cv_.wait(lock);
       continue;
@@ -206,7 +208,9 @@ absl::StatusOr<std::shared_ptr<Segment>> SegmentSet::Get(uint64_t id) {
   auto it = open_.find(id);
   if (it != open_.end()) return it->second;
   if (retired_.count(id) != 0) {
-    return absl::NotFoundError(absl::StrCat("segment ", FileName(id), " was retired"));
+    return WithStoreError(
+        absl::NotFoundError(absl::StrCat("segment ", FileName(id), " was retired")),
+        StoreError::kTemporary);
   }
   std::string path = absl::StrCat(dir_, "/", FileName(id));
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

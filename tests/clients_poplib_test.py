@@ -321,7 +321,7 @@ class DrainTest(unittest.TestCase):
     self.assertEqual(server.mailbox_stats("idler@example.test")[0], len(mail))
 
 
-# The server's counter of message body bytes by the send path it submitted (server/admin_http.cc).
+# The server's counter of message body bytes by the send path it submitted (server/metrics_gather.cc).
 SEND_PATH_METRIC = "posthaste_pop3_body_bytes_total"
 SEND_PATH_LABEL = "path"
 ZERO_COPY_PATHS = ("splice", "send_zc")

@@ -8,7 +8,7 @@ accepted recipient, each 250 only for a stored copy; RCPT verdicts from the stor
 DATA with an unknown and an over-quota recipient stores only the good copy; one message to
 many recipients lands once in each mailbox (duplicates stored once); pipelined commands; a POP3
 session open during deliveries keeps its snapshot and the next session sees them; SIGTERM while
-LMTP sessions are idle.
+LMTP sessions are idle; an idle session gets 421 4.4.2 and is closed.
 
 smtplib.LMTP.sendmail() reads only one reply after DATA (it is SMTP's sendmail), so the tests
 drive MAIL/RCPT/DATA themselves and read the remaining per-recipient replies with getreply().
@@ -259,6 +259,36 @@ class LmtpDrainTest(unittest.TestCase):
       server.wait_exit()
       # Well inside --drain_timeout_s: the idle MTA connections did not hold the drain.
       self.assertLess(time.monotonic() - started, 15)
+    finally:
+      server.stop()
+
+
+class LmtpIdleTimeoutTest(unittest.TestCase):
+
+  def test_idle_connection_gets_421_then_eof_and_mail_in_flight_is_not_lost(self):
+    server = PosthasteServer(shards=1,
+                             extra_args=["--lmtp_idle_timeout_s=1", "--hostname=idle.test"])
+    server.add_user("idle@example.test", PASSWORD)
+    server.start()
+    try:
+      client = smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=TIMEOUT_S)
+      client.ehlo("mta.test")
+      client.mail(SENDER)
+      client.rcpt("idle@example.test")
+      client.docmd("DATA")
+      client.send(b"Subject: in time\r\n\r\nx\r\n.\r\n")
+      self.assertEqual(client.getreply()[0], 250)
+      started = time.monotonic()
+      code, text = client.getreply()  # nothing sent for longer than the timeout
+      self.assertEqual((code, text), (421, b"4.4.2 idle.test Idle timeout, closing connection"))
+      self.assertLess(time.monotonic() - started, 10)
+      self.assertEqual(client.sock.recv(1), b"")  # then the server closed
+      client.close()
+      pop = poplib.POP3("127.0.0.1", server.pop3_port, timeout=TIMEOUT_S)
+      pop.user("idle@example.test")
+      pop.pass_(PASSWORD)
+      self.assertEqual(pop.stat()[0], 1)
+      pop.quit()
     finally:
       server.stop()
 

@@ -184,6 +184,24 @@ INSTANTIATE_TEST_SUITE_P(
                               TLS_CIPHER_AES_GCM_256}),
     [](const auto& info) { return info.param.name; });
 
+// The engine seals its own records (and follows KeyUpdates itself), so the keys and sequence
+// number the kernel gets must be the engine's, not BoringSSL's stale ones.
+TEST_F(KtlsTest, ExportedKeysFollowTheEnginesKeyUpdate) {
+  Connect({});
+  ASSERT_EQ(SSL_key_update(client_->ssl(), SSL_KEY_UPDATE_REQUESTED), 1);
+  ASSERT_TRUE(client_->Write(*engine_, "NOOP\r\n").ok());
+  std::string commands;
+  ASSERT_TRUE(engine_->ReadPlaintext(&commands).ok());
+  ASSERT_EQ(commands, "NOOP\r\n");
+  ASSERT_EQ(client_->Read(*engine_), "");  // Takes the engine's answering KeyUpdate.
+  ASSERT_EQ(engine_->PendingCiphertextBytes(), 0u);
+  auto keys = engine_->ExportKernelTlsKeys();
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->tx.rec_seq, (std::array<uint8_t, 8>{}));  // A new key starts at 0.
+  ASSERT_TRUE(engine_->WritePlaintext("+OK updated\r\n").ok());
+  EXPECT_EQ(OpenRecord(*keys, keys->tx, engine_->TakeCiphertext()), "+OK updated\r\n");
+}
+
 // TLS 1.3 tickets must not wait for the first reply: keys may go to the kernel right after
 // the handshake, and tickets still unsent then would be lost (no resumption on kTLS sessions).
 TEST_F(KtlsTest, TicketsLeaveWithTheHandshakeSoKeysCanBeExportedAtOnce) {

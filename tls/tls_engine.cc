@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace posthaste {
@@ -71,18 +72,16 @@ std::string ErrorReason() {
   return reason;
 }
 
-// RFC 8446 7.1 HKDF-Expand-Label with an empty context.
-bool ExpandLabel(const EVP_MD* digest, bssl::Span<const uint8_t> secret, std::string_view label,
-                 uint8_t* out, size_t out_len) {
-  std::string info;
-  info.push_back(static_cast<char>(out_len >> 8));
-  info.push_back(static_cast<char>(out_len & 0xff));
-  std::string full_label = absl::StrCat("tls13 ", AbslView(label));
-  info.push_back(static_cast<char>(full_label.size()));
-  info += full_label;
-  info.push_back(0);
-  return HKDF_expand(out, out_len, digest, secret.data(), secret.size(),
-                     reinterpret_cast<const uint8_t*>(info.data()), info.size()) == 1;
+// True when a TLS 1.3 handshake record's content holds a KeyUpdate message (type 24): the
+// sender's write keys change after that record (RFC 8446 4.6.3).
+bool ContainsKeyUpdate(std::string_view content) {
+  size_t pos = 0;
+  while (pos + 4 <= content.size()) {
+    const auto* m = reinterpret_cast<const uint8_t*>(content.data() + pos);
+    if (m[0] == 24) return true;
+    pos += 4 + ((size_t{m[1]} << 16) | (size_t{m[2]} << 8) | m[3]);
+  }
+  return false;
 }
 
 std::array<uint8_t, 8> BigEndian64(uint64_t v) {
@@ -92,6 +91,15 @@ std::array<uint8_t, 8> BigEndian64(uint64_t v) {
     v >>= 8;
   }
   return out;
+}
+
+// The engine's own write state for kernel TLS: the sealer owns the sequence once it exists.
+void CopySealerKeys(const TlsRecordSealer& sealer, KernelTlsDirection* tx) {
+  OPENSSL_cleanse(tx->key.data(), tx->key.size());
+  tx->key = sealer.key();
+  tx->salt = sealer.kernel_salt();
+  tx->iv = sealer.kernel_iv();
+  tx->rec_seq = BigEndian64(sealer.sequence());
 }
 
 }  // namespace
@@ -130,8 +138,108 @@ int TlsEngine::BioRead(uint8_t* out, int len) {
 }
 
 int TlsEngine::BioWrite(const uint8_t* in, int len) {
-  out_.append(reinterpret_cast<const char*>(in), static_cast<size_t>(std::max(len, 0)));
+  if (sealer_ == nullptr) {
+    out_.append(reinterpret_cast<const char*>(in), static_cast<size_t>(std::max(len, 0)));
+    return len;
+  }
+  // BoringSSL sealed these with its own, stale, sequence numbers: never send them as they are.
+  library_out_.append(reinterpret_cast<const char*>(in), static_cast<size_t>(std::max(len, 0)));
+  ResealLibraryRecords();
   return len;
+}
+
+void TlsEngine::ResealLibraryRecords() {
+  size_t pos = 0;
+  std::string content;
+  while (status_.ok() && library_out_.size() - pos >= kTlsRecordHeaderBytes) {
+    const auto* header = reinterpret_cast<const uint8_t*>(library_out_.data() + pos);
+    const size_t record_len = kTlsRecordHeaderBytes + ((size_t{header[3]} << 8) | header[4]);
+    if (library_out_.size() - pos < record_len) break;  // The rest comes in the next write.
+    uint8_t type = 0;
+    const bool opened = sealer_->Open(std::span<const uint8_t>(header, record_len),
+                                      library_sequence_++, &type, &content);
+    pos += record_len;
+    if (!opened || content.size() > kTlsMaxPlaintextBytes) {
+      Fail(TlsErrorKind::kInternal, "cannot re-seal a record from the TLS library", 0);
+      break;
+    }
+    if (close_sent_) continue;  // Nothing may follow close_notify.
+    const bool key_update = sealer_->version() == TLS1_3_VERSION && type == kTlsContentHandshake &&
+                            ContainsKeyUpdate(content);
+    if (!AppendRecord(type,
+                      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(content.data()),
+                                               content.size()))) {
+      break;
+    }
+    if (key_update) {
+      // BoringSSL moved to the next write secret right after sealing this record; so do we.
+      if (!sealer_->RotateAfterKeyUpdate()) {
+        Fail(TlsErrorKind::kInternal, "tls key update failed", 0);
+        break;
+      }
+      library_sequence_ = 0;
+    }
+  }
+  library_out_.erase(0, pos);
+}
+
+bool TlsEngine::AppendRecord(uint8_t type, std::span<const uint8_t> content) {
+  const size_t old_size = out_.size();
+  out_.resize(old_size + content.size() + sealer_->overhead());
+  if (!sealer_->Seal(type, content, reinterpret_cast<uint8_t*>(out_.data() + old_size))) {
+    out_.resize(old_size);
+    Fail(TlsErrorKind::kInternal, "tls record sealing failed", 0);
+    return false;
+  }
+  return true;
+}
+
+void TlsEngine::FlushLibraryWrites() {
+  if (sealer_ == nullptr || close_sent_ || !status_.ok()) return;
+  // A zero-length write sends nothing of its own but flushes BoringSSL's pending handshake
+  // messages (the KeyUpdate it owes after the peer's) through the BIO, where they are re-sealed.
+  ERR_clear_error();
+  if (SSL_write(ssl_.get(), "", 0) < 0) ERR_clear_error();
+}
+
+void TlsEngine::StartSealing() {
+  absl::StatusOr<std::unique_ptr<TlsRecordSealer>> sealer = TlsRecordSealer::FromSsl(ssl_.get());
+  if (!sealer.ok()) {
+    // A cipher the sealer does not know keeps SSL_write (all of ours are known).
+    if (sealer.status().code() != absl::StatusCode::kUnimplemented) {
+      const absl::string_view message = sealer.status().message();
+      Fail(TlsErrorKind::kInternal, std::string_view(message.data(), message.size()), 0);
+    }
+    return;
+  }
+  sealer_ = *std::move(sealer);
+  library_sequence_ = sealer_->sequence();
+}
+
+void TlsEngine::BeginReply() {
+  reply_ramp_ = true;
+  reply_bytes_ = 0;
+}
+
+void TlsEngine::SetPathSegmentBytes(size_t bytes) {
+  segment_bytes_ = bytes == 0 ? kDefaultSegmentBytes : bytes;
+}
+
+size_t TlsEngine::NextRecordPlaintextBytes() const {
+  if (!reply_ramp_) return kRecordPlaintextBytes;
+  const size_t overhead = sealer_ != nullptr ? sealer_->overhead() : kMaxRecordOverheadBytes;
+  // The first record fills one segment (at least 512 bytes on an odd path); each next one may
+  // be as large as the reply so far, so sizes double up to the maximum.
+  const size_t first = segment_bytes_ > overhead + 512 ? segment_bytes_ - overhead : 512;
+  return std::min(std::max(first, reply_bytes_), kRecordPlaintextBytes);
+}
+
+void TlsEngine::CountSealed(size_t plaintext_bytes) {
+  plaintext_bytes_encrypted_ += plaintext_bytes;
+  if (reply_ramp_) {
+    reply_bytes_ += plaintext_bytes;
+    if (reply_bytes_ >= kRecordPlaintextBytes) reply_ramp_ = false;
+  }
 }
 
 void TlsEngine::OnCertificateSelected(const TlsCertEntry& entry, std::string_view server_name) {
@@ -176,6 +284,7 @@ void TlsEngine::DriveHandshake() {
     // kernel TLS hand-off before the first reply.
     ERR_clear_error();
     if (SSL_write(ssl_.get(), "", 0) < 0) ERR_clear_error();
+    StartSealing();
     return;
   }
   int error = SSL_get_error(ssl_.get(), rc);
@@ -231,6 +340,8 @@ absl::StatusOr<size_t> TlsEngine::ReadPlaintext(std::string* out, size_t max_byt
     Fail(TlsErrorKind::kRecord, "tls record rejected", error);
     return status_;
   }
+  FlushLibraryWrites();
+  if (!status_.ok()) return status_;
   return total;
 }
 
@@ -240,25 +351,103 @@ absl::StatusOr<size_t> TlsEngine::EncryptFrom(std::span<const uint8_t> plaintext
   if (close_sent_) return absl::FailedPreconditionError("tls close_notify already sent");
   size_t consumed = 0;
   while (consumed < plaintext.size() && out_.size() < kCiphertextOutMax) {
-    size_t piece = std::min(plaintext.size() - consumed, kRecordPlaintextBytes);
-    ERR_clear_error();
-    // SSL_write seals straight from the caller's memory into BoringSSL's record buffer.
-    int rc = SSL_write(ssl_.get(), plaintext.data() + consumed, static_cast<int>(piece));
-    if (rc <= 0) {
-      Fail(TlsErrorKind::kRecord, "tls write failed", SSL_get_error(ssl_.get(), rc));
-      return status_;
+    size_t piece = std::min(plaintext.size() - consumed, NextRecordPlaintextBytes());
+    if (sealer_ != nullptr) {
+      if (!AppendRecord(kTlsContentApplicationData, plaintext.subspan(consumed, piece))) {
+        return status_;
+      }
+    } else {
+      ERR_clear_error();
+      // SSL_write seals straight from the caller's memory into BoringSSL's record buffer.
+      int rc = SSL_write(ssl_.get(), plaintext.data() + consumed, static_cast<int>(piece));
+      if (rc <= 0) {
+        Fail(TlsErrorKind::kRecord, "tls write failed", SSL_get_error(ssl_.get(), rc));
+        return status_;
+      }
+      piece = static_cast<size_t>(rc);
     }
-    consumed += static_cast<size_t>(rc);
-    plaintext_bytes_encrypted_ += static_cast<uint64_t>(rc);
+    consumed += piece;
+    CountSealed(piece);
   }
   return consumed;
+}
+
+absl::StatusOr<TlsEngine::SealResult> TlsEngine::SealInto(std::span<const uint8_t> plaintext,
+                                                          std::span<uint8_t> out) {
+  if (!status_.ok()) return status_;
+  if (!handshake_done_) return absl::FailedPreconditionError("tls handshake not finished");
+  if (!plaintext.empty() && close_sent_) {
+    return absl::FailedPreconditionError("tls close_notify already sent");
+  }
+  SealResult result;
+  // Held ciphertext first: it was produced before this plaintext.
+  if (!out_.empty()) {
+    const size_t n = std::min(out_.size(), out.size());
+    std::memcpy(out.data(), out_.data(), n);
+    out_.erase(0, n);
+    result.ciphertext_bytes = n;
+    if (!out_.empty()) return result;
+  }
+  if (plaintext.empty()) return result;
+  while (result.plaintext_bytes < plaintext.size()) {
+    const size_t rest = plaintext.size() - result.plaintext_bytes;
+    const size_t room = out.size() - result.ciphertext_bytes;
+    const size_t limit = std::min(rest, NextRecordPlaintextBytes());
+    const size_t overhead =
+        sealer_ != nullptr ? sealer_->overhead() : SSL_max_seal_overhead(ssl_.get());
+    if (room <= overhead) break;
+    const size_t piece = std::min(limit, room - overhead);
+    // Full enough: a short record only where nothing else would go.
+    if (piece < limit && piece < kMinPartialRecordBytes && result.ciphertext_bytes > 0) break;
+    std::span<const uint8_t> in = plaintext.subspan(result.plaintext_bytes, piece);
+    uint8_t* dest = out.data() + result.ciphertext_bytes;
+    size_t written = piece + overhead;
+    if (sealer_ != nullptr) {
+      if (!sealer_->Seal(kTlsContentApplicationData, in, dest)) {
+        Fail(TlsErrorKind::kInternal, "tls record sealing failed", 0);
+        return status_;
+      }
+    } else {
+      // SSL_write: BoringSSL seals into its own buffer, the BIO appends it to out_.
+      ERR_clear_error();
+      int rc = SSL_write(ssl_.get(), in.data(), static_cast<int>(in.size()));
+      if (rc <= 0 || static_cast<size_t>(rc) != piece || out_.size() > room) {
+        Fail(TlsErrorKind::kRecord, "tls write failed", SSL_get_error(ssl_.get(), rc));
+        return status_;
+      }
+      written = out_.size();
+      std::memcpy(dest, out_.data(), written);
+      out_.clear();
+    }
+    result.plaintext_bytes += piece;
+    result.ciphertext_bytes += written;
+    CountSealed(piece);
+  }
+  return result;
+}
+
+absl::StatusOr<size_t> TlsEngine::SealInto(std::span<const uint8_t> plaintext,
+                                           TlsSendBuffer* buffer) {
+  if (buffer->capacity() == 0) buffer->Reserve(kSendBufferBytes);
+  PH_ASSIGN_OR_RETURN(SealResult result, SealInto(plaintext, buffer->free_space()));
+  buffer->Commit(result.ciphertext_bytes);
+  return result.plaintext_bytes;
 }
 
 absl::Status TlsEngine::Close() {
   if (!status_.ok()) return status_;
   if (close_sent_) return absl::OkStatus();
+  if (!handshake_done_) {
+    close_sent_ = true;
+    return absl::OkStatus();  // Nothing to protect; just drop.
+  }
+  if (sealer_ != nullptr) {
+    static constexpr uint8_t kCloseNotify[2] = {1, 0};  // Level warning, close_notify.
+    if (!AppendRecord(kTlsContentAlert, kCloseNotify)) return status_;
+    close_sent_ = true;
+    return absl::OkStatus();
+  }
   close_sent_ = true;
-  if (!handshake_done_) return absl::OkStatus();  // Nothing to protect; just drop.
   ERR_clear_error();
   int rc = SSL_shutdown(ssl_.get());
   if (rc < 0) {
@@ -296,7 +485,9 @@ bool TlsEngine::resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
 absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
   if (!status_.ok()) return status_;
   if (!handshake_done_) return absl::FailedPreconditionError("tls handshake not finished");
-  if (!out_.empty()) return absl::FailedPreconditionError("ciphertext still waiting to be sent");
+  if (!out_.empty() || !library_out_.empty()) {
+    return absl::FailedPreconditionError("ciphertext still waiting to be sent");
+  }
   if (in_.size() != in_offset_ || SSL_pending(ssl_.get()) > 0) {
     return absl::FailedPreconditionError("received data not yet read");
   }
@@ -318,7 +509,8 @@ absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
           absl::StrCat("kernel tls not offered for ", SSL_CIPHER_standard_name(cipher)));
   }
   keys.version = version();
-  keys.tx.rec_seq = BigEndian64(SSL_get_write_sequence(ssl_.get()));
+  keys.tx.rec_seq =
+      BigEndian64(sealer_ != nullptr ? sealer_->sequence() : SSL_get_write_sequence(ssl_.get()));
   keys.rx.rec_seq = BigEndian64(SSL_get_read_sequence(ssl_.get()));
   keys.tx.key.resize(key_len);
   keys.rx.key.resize(key_len);
@@ -331,8 +523,8 @@ absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
     if (digest == nullptr) return absl::InternalError("unknown PRF digest");
     auto derive = [&](bssl::Span<const uint8_t> secret, KernelTlsDirection* dir) {
       uint8_t iv[12];
-      if (!ExpandLabel(digest, secret, "key", dir->key.data(), dir->key.size()) ||
-          !ExpandLabel(digest, secret, "iv", iv, sizeof(iv))) {
+      if (!Tls13ExpandLabel(digest, secret, "key", dir->key.data(), dir->key.size()) ||
+          !Tls13ExpandLabel(digest, secret, "iv", iv, sizeof(iv))) {
         return false;
       }
       std::memcpy(dir->salt.data(), iv, 4);
@@ -343,6 +535,7 @@ absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
     if (!derive(write_secret, &keys.tx) || !derive(read_secret, &keys.rx)) {
       return absl::InternalError("HKDF-Expand-Label failed");
     }
+    if (sealer_ != nullptr) CopySealerKeys(*sealer_, &keys.tx);  // After a KeyUpdate too.
     return keys;
   }
   if (keys.version != TLS1_2_VERSION) {
@@ -364,7 +557,26 @@ absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
   // The explicit nonce continues from the sequence number, as BoringSSL itself does.
   keys.tx.iv = keys.tx.rec_seq;
   keys.rx.iv = keys.rx.rec_seq;
+  if (sealer_ != nullptr) CopySealerKeys(*sealer_, &keys.tx);
   return keys;
+}
+
+void TlsSendBuffer::Reserve(size_t capacity) {
+  PH_CHECK(size_ == 0);
+  if (capacity_ >= capacity) return;
+  data_.reset(new uint8_t[capacity]);  // Default-initialised: never zero-filled.
+  capacity_ = capacity;
+}
+
+void TlsSendBuffer::Release() {
+  PH_CHECK(size_ == 0);
+  data_.reset();
+  capacity_ = 0;
+}
+
+void TlsSendBuffer::Commit(size_t bytes) {
+  PH_CHECK(bytes <= capacity_ - size_);
+  size_ += bytes;
 }
 
 void CountTlsSession(const TlsEngine& engine, TlsCounters* counters) {

@@ -6,11 +6,15 @@
 //   mode 0: the data is raw ciphertext fed to a fresh server engine (ClientHello parser).
 //   mode 1: a real client's ClientHello (version and SNI drawn from the data) with bytes of
 //           the data XORed into it at positions the data chooses: near-valid handshakes.
-//   mode 2: a real handshake first, then the data as raw records (record layer, alerts).
-//   mode 3: a real handshake, then the client encrypts the data; the server must return it
-//           byte-exact whatever the fragmenting.
+//   mode 2: a real handshake first, then the data as raw records (record layer, alerts); the
+//           client then reads whatever the server sent back (an alert sealed by the engine).
+//   mode 3: a real handshake, then the client encrypts the data (TLS 1.3: after a KeyUpdate
+//           asking for the server's, when byte 1 says so); the server must return it
+//           byte-exact whatever the fragmenting, and its sealed answer must open at the client.
 // Invariants: no crash or sanitizer report; a failed engine has a non-OK status and an error
-// kind, and stays failed; output stays bounded; mode 3 round-trips exactly.
+// kind, and stays failed; output stays bounded; what the engine sends after the handshake
+// always opens at the client (an alert it reads is fine, a record it cannot open is not), and
+// re-sealing BoringSSL's own records never fails (no kInternal); mode 3 round-trips exactly.
 #include <sys/stat.h>
 
 #include <cstdint>
@@ -56,8 +60,10 @@ void CheckFailureShape(const TlsEngine& engine) {
   }
 }
 
-// Feeds `data` in fragments of `fragment` bytes, reading plaintext between them.
-std::string FeedFragmented(TlsEngine& engine, std::string_view data, size_t fragment) {
+// Feeds `data` in fragments of `fragment` bytes, reading plaintext between them. The
+// ciphertext the engine produces meanwhile is appended to *sent when given.
+std::string FeedFragmented(TlsEngine& engine, std::string_view data, size_t fragment,
+                           std::string* sent = nullptr) {
   std::string plaintext;
   int stalls = 0;
   while (!data.empty() && stalls < 4) {
@@ -71,7 +77,8 @@ std::string FeedFragmented(TlsEngine& engine, std::string_view data, size_t frag
     if (!read.ok()) break;
     stalls = (*accepted == 0 && *read == 0) ? stalls + 1 : 0;
     PH_CHECK(engine.PendingCiphertextBytes() < (1 << 20));
-    (void)engine.TakeCiphertext();
+    std::string taken = engine.TakeCiphertext();
+    if (sent != nullptr) *sent += taken;
   }
   if (engine.Failed()) {
     // Sticky.
@@ -118,10 +125,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       {.max_version = static_cast<uint16_t>((data[1] & 1) ? TLS1_2_VERSION : TLS1_3_VERSION)});
   if (!client.Handshake(*engine).ok()) std::abort();  // A real handshake must succeed.
   if (mode == 2) {
-    FeedFragmented(*engine, input, fragment);
+    std::string to_client;
+    FeedFragmented(*engine, input, fragment, &to_client);
+    PH_CHECK(engine->error_kind() != TlsErrorKind::kInternal);
+    to_client += engine->TakeCiphertext();
+    client.DecryptFromServer(to_client);
+    PH_CHECK(client.client_error().empty() ||
+             client.client_error().find("ALERT") != std::string::npos);
     return 0;
   }
   // Mode 3: exact round trip of client plaintext.
+  if ((data[1] & 2) && SSL_version(client.ssl()) == TLS1_3_VERSION) {
+    PH_CHECK(SSL_key_update(client.ssl(), SSL_KEY_UPDATE_REQUESTED) == 1);
+  }
   std::string sent(input);
   if (!sent.empty()) {
     PH_CHECK(SSL_write(client.ssl(), sent.data(), static_cast<int>(sent.size())) ==
@@ -130,8 +146,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   BIO* wbio = SSL_get_wbio(client.ssl());
   std::string wire(BIO_pending(wbio), '\0');
   BIO_read(wbio, wire.data(), static_cast<int>(wire.size()));
-  std::string got = FeedFragmented(*engine, wire, fragment);
+  std::string to_client;
+  std::string got = FeedFragmented(*engine, wire, fragment, &to_client);
   PH_CHECK(!engine->Failed());
   PH_CHECK(got == sent);
+  // The answer, sealed in place behind anything the engine owed (a KeyUpdate), opens exactly.
+  TlsSendBuffer buffer;
+  absl::StatusOr<size_t> sealed = engine->SealInto("+OK fuzz\r\n", &buffer);
+  PH_CHECK(sealed.ok() && *sealed == 10);
+  to_client.append(buffer.bytes().data(), buffer.size());
+  PH_CHECK(client.DecryptFromServer(to_client) == "+OK fuzz\r\n");
+  PH_CHECK(client.client_error().empty());
   return 0;
 }

@@ -375,6 +375,34 @@ TEST_F(HttpServerTest, StopsWithStalledClientsAndABusyWorker) {
   close(busy);
 }
 
+// Stopping must not wait for the event loop's next deadline: the destructor wakes the loop. Here
+// that deadline is a stalled client's 30 s header timeout, so a loop left asleep in epoll_wait
+// would hold the destructor (and `posthaste serve`'s shutdown) for 30 s.
+TEST_F(HttpServerTest, StopWakesTheLoopInsteadOfWaitingForItsNextDeadline) {
+  constexpr uint32_t kDeadlineMs = 30'000;
+  HttpServerOptions options;
+  options.header_timeout_ms = kDeadlineMs;
+  options.body_timeout_ms = kDeadlineMs;
+  options.write_timeout_ms = kDeadlineMs;
+  StartServer(std::move(options));
+  const int stalled = Connect(port_);
+  SendAll(stalled, "GET / HTTP/1.1\r\n");
+  // The loop has accepted it (its header deadline is armed) and gone back to sleep.
+  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(10);
+  while (server_->stats().connections_open.load() == 0 && Clock::now() < give_up) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  ASSERT_EQ(server_->stats().connections_open.load(), 1u);
+  std::this_thread::sleep_for(milliseconds(50));
+  const Clock::time_point start = Clock::now();
+  server_.reset();
+  const Clock::duration took = Clock::now() - start;
+  // A correctness bound (the wake-up happened), not a speed one.
+  EXPECT_LT(took, milliseconds(kDeadlineMs / 3));
+  EXPECT_EQ(ReadAll(stalled), "");
+  close(stalled);
+}
+
 TEST(HttpServerOptionsTest, BadOptionsAndBusyPort) {
   HttpServerOptions options;
   options.workers = 0;

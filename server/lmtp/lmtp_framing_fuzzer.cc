@@ -7,7 +7,8 @@
 //     that LF; an over-long line is one command, whatever bare LFs it holds;
 //   - data mode (after the session accepted DATA): the message ends exactly at the first
 //     <CRLF>.<CRLF> (or a ".\r\n" at its very start), never earlier, and the delivered bytes
-//     are the reference's: CRLF-lines dot-unstuffed, bare LFs turned into CRLF, bare CRs kept.
+//     are the reference's: CRLF-lines dot-unstuffed, bare LFs turned into CRLF, bare CRs kept,
+//     then written in wire form (bare CRs turned into CRLF, lines beginning with '.' stuffed).
 // So no byte sequence can end a message early or make message bytes run as commands.
 #include <algorithm>
 #include <cstddef>
@@ -46,7 +47,8 @@ constexpr std::string_view kTokens[] = {
     "\n.\r\n",
 };
 
-// The delivered form of message bytes the reference framed (before the terminator).
+// The message in message bytes the reference framed (before the terminator): unstuffed, bare
+// CRs kept. Its size is what the session's size limit counts.
 std::string ReferenceMessage(std::string_view content) {
   std::string out;
   while (!content.empty()) {
@@ -65,6 +67,26 @@ std::string ReferenceMessage(std::string_view content) {
     out += "\r\n";
   }
   return out;
+}
+
+// The wire form of a ReferenceMessage (whose every LF has its CR): a bare CR ends a line too,
+// each line beginning with '.' gets another, and an empty message is one empty line.
+std::string WireForm(std::string_view message) {
+  std::string out;
+  bool line_start = true;
+  for (size_t i = 0; i < message.size(); ++i) {
+    const char c = message[i];
+    if (line_start && c == '.') out.push_back('.');
+    line_start = false;
+    if (c == '\r') {
+      out += "\r\n";
+      if (i + 1 < message.size() && message[i + 1] == '\n') ++i;
+      line_start = true;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out.empty() ? std::string("\r\n") : out;
 }
 
 class Harness {
@@ -149,7 +171,7 @@ class Harness {
     const std::string expected = ReferenceMessage(std::string_view(stream_).substr(pos, dot - pos));
     if (expected.size() <= kMessageBytesMax) {
       PH_CHECK(deliveries_ == delivered + 1);
-      PH_CHECK(last_message_ == expected);
+      PH_CHECK(last_message_ == WireForm(expected));
     } else {
       PH_CHECK(deliveries_ == delivered);
     }

@@ -1,7 +1,8 @@
 // Message intake speed of LmtpSession: one transaction (MAIL, N RCPTs, DATA, a message of the
 // given size in 64 KiB reads, the terminator) per iteration, with the driver answering checks
 // and deliveries at once and only counting bytes: no I/O, no storage. Reports message bytes
-// per second (dot-unstuffing and CRLF checking included) and transactions per second.
+// per second (reading DATA into the wire form storage keeps included) and transactions per
+// second.
 //
 //   bazel run --config=opt //server/lmtp:lmtp_session_benchmark --
 //     --benchmark_repetitions=5 --benchmark_report_aggregates_only=true

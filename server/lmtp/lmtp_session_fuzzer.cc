@@ -1,16 +1,18 @@
 // libFuzzer target for LmtpSession: arbitrary byte streams (raw, line-sized, or canned LMTP
 // commands) against a fake driver whose answers (recipient verdicts, delivery outcomes,
-// flushes, connection loss) are drawn from the same input. Invariants are checked with
-// PH_CHECK (abort = finding):
+// flushes, connection loss, a shutdown drain, an idle timeout) are drawn from the same input.
+// Invariants are checked with PH_CHECK (abort = finding):
 //   - replies are well-formed: whole CRLF lines "ddd text" or "ddd-text" with a 3-digit code,
 //     no stray CR or LF (no injection from client bytes), continuation lines share the code;
 //   - after "354", exactly one reply per accepted RCPT follows (RFC 2033 section 4.2), with
 //     per-recipient codes; all 250 when every copy was delivered, none when none was, all 552
 //     when the message was over the size limit;
 //   - no deliver action without a preceding 354, and at most one per 354; its recipients are
-//     distinct, at most the accepted RCPTs, its message has CRLF line ends only and stays
-//     within the size limit;
+//     distinct, at most the accepted RCPTs, its message is in wire form (CRLF line ends only,
+//     lines beginning with '.' stuffed, ending in CRLF) and at most twice the size limit once
+//     unstuffed (tests/lmtp_wire_form_fuzzer checks the exact bytes and count);
 //   - nothing at all is emitted while a check or delivery result is pending, or after close;
+//   - after a shutdown drain, its 421 comes only between transactions;
 //   - reply bytes taken between flushes stay within the output limit plus one burst of replies.
 //
 // Input layout: bytes 0..2 configure the session; the rest is a sequence of steps, each a
@@ -25,8 +27,8 @@
 #include <vector>
 
 #include "base/check.h"
-#include "tools/build/fuzz_input.h"
 #include "server/lmtp/session.h"
+#include "tools/build/fuzz_input.h"
 
 namespace posthaste::lmtp {
 namespace {
@@ -123,6 +125,10 @@ class Harness {
           closed_ = true;
           session_->OnConnectionLost();
           Drain();
+        } else if (control / 8 == 1) {
+          Shutdown();
+        } else if (control / 8 == 2) {
+          IdleTimeout();
         } else {
           Feed(std::string(control, 'a') + "\r\n");  // long lines
         }
@@ -134,6 +140,27 @@ class Harness {
     if (lost_) return;
     accepted_before_call_ = session_->accepted_rcpt_count();
     session_->Feed(bytes);
+    Drain();
+  }
+
+  // SIGTERM drain: the 421 may come only between transactions (checked in CheckReplies).
+  void Shutdown() {
+    if (lost_) return;
+    shutdown_requested_ = true;
+    accepted_before_call_ = session_->accepted_rcpt_count();
+    session_->OnShutdown();
+    Drain();
+  }
+
+  // The driver's idle timeout, which never fires while a result is pending. It abandons any
+  // transaction: no per-recipient replies are owed any more.
+  void IdleTimeout() {
+    if (lost_ || pending_ != Pending::kNone) return;
+    expected_replies_ = 0;
+    replies_seen_ = 0;
+    data_open_ = false;
+    delivered_this_data_ = false;
+    session_->OnIdleTimeout();
     Drain();
   }
 
@@ -232,11 +259,17 @@ class Harness {
       PH_CHECK(m.substr(0, 14) == "Return-Path: <");
       header = m.find("\r\n") + 2;
     }
-    PH_CHECK(m.size() - header <= options_.message_bytes_max);
+    PH_CHECK(m.size() >= 2 && m.substr(m.size() - 2) == "\r\n");
+    uint64_t stuffing = 0;
     for (size_t i = 0; i < m.size(); ++i) {
       if (m[i] == '\n') PH_CHECK(i > 0 && m[i - 1] == '\r');
+      if (m[i] == '\r') PH_CHECK(i + 1 < m.size() && m[i + 1] == '\n');
+      if (m[i] == '.' && (i == 0 || m[i - 1] == '\n')) {
+        PH_CHECK(m[i + 1] == '.');
+        ++stuffing;
+      }
     }
-    PH_CHECK(m.size() == header || (m.size() >= 2 && m.substr(m.size() - 2) == "\r\n"));
+    PH_CHECK(m.size() - header - stuffing <= 2 * options_.message_bytes_max);
     deliver_recipients_ = delivery.recipients.size();
   }
 
@@ -280,6 +313,7 @@ class Harness {
         }
         continue;
       }
+      if (code == "421" && shutdown_requested_) PH_CHECK(!data_open_);
       if (code == "354") {
         PH_CHECK(!data_open_);
         // RCPTs can only be accepted by OnRecipientChecked, so the count at the start of this
@@ -299,6 +333,7 @@ class Harness {
   Pending pending_ = Pending::kNone;
   bool closed_ = false;
   bool lost_ = false;
+  bool shutdown_requested_ = false;
   bool greeted_ = false;
   size_t taken_since_flush_ = 0;
   std::string continuation_code_;

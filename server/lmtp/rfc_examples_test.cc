@@ -75,7 +75,7 @@ TEST(Rfc2033Example, Section42LineByLine) {
     EXPECT_EQ(driver.deliveries()[0].mailboxes,
               (std::vector<std::string>{"pat@foo.edu", "green@foo.edu"}));
     EXPECT_EQ(driver.stored().at("pat@foo.edu").at(0),
-              "Return-Path: <chris@bar.com>\r\nBlah blah blah...\r\n..etc. etc. etc.\r\n");
+              "Return-Path: <chris@bar.com>\r\nBlah blah blah...\r\n...etc. etc. etc.\r\n");
     EXPECT_EQ(driver.stored().count("green@foo.edu"), 0u);
   }
 }

@@ -291,6 +291,10 @@ void LmtpSession::Advance() {
       FinishData();
       continue;
     }
+    if (shutdown_requested_ && (state_ == LmtpState::kGreeted || state_ == LmtpState::kReady)) {
+      CloseWith421("4.3.2", "Service shutting down");
+      break;
+    }
     if (OutputBlocked()) {
       if (!blocked_counted_) {
         ++counters_.output_blocked;
@@ -336,11 +340,7 @@ void LmtpSession::BadCommand(std::string_view code, std::string_view enhanced,
   ++bad_commands_;
   if (bad_commands_ >= options_.bad_commands_max) {
     ++counters_.bad_command_limit_closes;
-    Append("421 ");
-    if (options_.enhanced_status_codes) Append("4.7.0 ");
-    Append(options_.hostname);
-    Append(" Too many errors, closing connection\r\n");
-    QueueClose();
+    CloseWith421("4.7.0", "Too many errors, closing connection");
     return;
   }
   Reply(code, enhanced, text);
@@ -378,17 +378,24 @@ void LmtpSession::HandleCommandLine(std::string_view line, size_t raw_bytes) {
   (this->*command->handler)(args);
 }
 
-// Reads message bytes after 354 (RFC 5321 section 4.5.2). Framing first, content second:
+// Reads message bytes after 354 (RFC 5321 section 4.5.2) into message_ in wire form: the form
+// storage keeps (storage/message_format.h: CRLF lines, each line beginning with '.' stuffed with
+// a second one), so storage checks it and stores it as it is. Framing first, content second:
 //   - Only CRLF ends a line, and only a line that is a single dot, begun after a CRLF (or at
 //     the start of the data), ends the message: <CRLF>.<CRLF>. A dot between bare LFs or bare
 //     CRs is content, never a boundary, so nothing after it can run as a command.
-//   - One leading dot is removed from each such line that has one (unstuffing).
-//   - Content: a bare LF becomes CRLF, but the line after it did not start after a CRLF on
-//     the wire, so it is not unstuffed. A bare CR is kept; storage turns it into CRLF with the
-//     rest of its normalisation (StoredMessage), so stored messages have CRLF line ends only.
+//   - The client's stuffing is read as RFC 5321 section 4.5.2 says: one leading dot is removed
+//     from each such line. Content lines beginning with '.' get it back: so a client's ".."
+//     line is kept as it came, and a lone stuffing dot before other text is dropped.
+//   - Content: a bare LF becomes CRLF, but the line after it did not start after a CRLF on the
+//     wire, so it is not unstuffed. A bare CR becomes CRLF too, as storage's normalisation of
+//     text does. The lines after either are stuffed when they begin with '.'.
+// The size limit counts the message unstuffed, a bare LF as CRLF and a bare CR as one octet
+// (the count it has always had: which messages get 552 does not depend on the wire form), so
+// the buffer holds at most twice the limit (a bare CR grows to CRLF, a '.'-line by a dot).
 // Consumes all available input that belongs to the message, so input buffering is bounded by
-// one Feed; the message buffer is bounded by message_bytes_max (beyond it the rest is counted
-// and discarded). Returns true once the terminator was consumed.
+// one Feed; beyond the size limit the rest is counted and discarded. Clean CRLF lines are
+// copied in runs. Returns true once the terminator was consumed.
 bool LmtpSession::ReadData() {
   const std::string_view unparsed = input_.unparsed();
   const char* base = unparsed.data();
@@ -411,7 +418,7 @@ bool LmtpSession::ReadData() {
           ++pos;
           data_pos_ = DataPos::kDotCr;
         } else {
-          data_pos_ = DataPos::kMid;  // the leading dot was stuffing: dropped
+          data_pos_ = DataPos::kNewLine;  // the leading dot was stuffing: dropped
         }
         break;
       case DataPos::kDotCr:
@@ -419,58 +426,88 @@ bool LmtpSession::ReadData() {
           ++pos;
           done = true;
         } else {
-          AppendMessage("\r", 1);  // ".\r" then more: stuffing, then a bare CR
-          data_pos_ = DataPos::kMid;
+          AppendWire("\r\n", 1);  // ".\r" then more: stuffing, then a bare CR
+          data_pos_ = DataPos::kNewLine;
         }
         break;
       case DataPos::kCr:
         // A CR ended the previous chunk.
         if (c == '\n') {
           ++pos;
-          AppendMessage("\r\n", 2);
+          AppendWire("\r\n", 2);
           data_pos_ = DataPos::kLineStart;
         } else {
-          AppendMessage("\r", 1);
-          data_pos_ = DataPos::kMid;
+          AppendWire("\r\n", 1);  // a bare CR
+          data_pos_ = DataPos::kNewLine;
         }
         break;
-      case DataPos::kMid: {
-        const void* lf = std::memchr(base + pos, '\n', end - pos);
-        if (lf == nullptr) {
-          size_t run_end = end;
-          if (base[run_end - 1] == '\r') {
-            --run_end;  // maybe half of a CRLF: decide with the next chunk
-            data_pos_ = DataPos::kCr;
-          }
-          AppendMessage(base + pos, run_end - pos);
-          pos = end;
-          break;
-        }
-        // In kMid the byte before `pos` is never a CR, so only this run can hold the LF's CR.
-        const size_t lf_pos = static_cast<size_t>(static_cast<const char*>(lf) - base);
-        const bool crlf = lf_pos > pos && base[lf_pos - 1] == '\r';
-        AppendMessage(base + pos, (crlf ? lf_pos - 1 : lf_pos) - pos);
-        AppendMessage("\r\n", 2);
-        pos = lf_pos + 1;
-        if (crlf) data_pos_ = DataPos::kLineStart;  // a bare LF: the line goes on
+      case DataPos::kNewLine:
+        if (c == '.') AppendWire(".", 0);  // stuffed; not part of the message's size
+        data_pos_ = DataPos::kMid;
         break;
-      }
+      case DataPos::kMid:
+        pos = ReadContent(base, pos, end);
+        break;
     }
   }
   input_.Consume(pos);
   return done;
 }
 
-void LmtpSession::AppendMessage(const char* data, size_t size) {
-  if (size == 0) return;
-  data_bytes_ += size;
+// In kMid at `pos`: copies content up to the next line break that needs a decision, handles that
+// break, sets data_pos_ and returns where reading goes on. Lines that end in CRLF and are followed
+// by a line not beginning with '.' are already in wire form: they are copied together.
+size_t LmtpSession::ReadContent(const char* base, size_t pos, size_t end) {
+  const size_t run_begin = pos;
+  for (;;) {
+    const void* lf = std::memchr(base + pos, '\n', end - pos);
+    const size_t lf_pos = lf ? static_cast<size_t>(static_cast<const char*>(lf) - base) : end;
+    // In kMid the byte before `pos` is never an undecided CR, so a CR that belongs to this LF
+    // is in this run.
+    const void* cr = std::memchr(base + pos, '\r', lf_pos - pos);
+    const size_t cr_pos = cr ? static_cast<size_t>(static_cast<const char*>(cr) - base) : end;
+    if (lf != nullptr && cr_pos + 1 == lf_pos) {  // a CRLF with no bare CR before it
+      pos = lf_pos + 1;
+      if (pos < end && base[pos] != '.') continue;  // the next line is plain content too
+      AppendContent(base + run_begin, pos - run_begin);
+      data_pos_ = DataPos::kLineStart;
+      return pos;
+    }
+    if (cr == nullptr) {
+      if (lf == nullptr) {  // no line break in what has arrived
+        AppendContent(base + run_begin, end - run_begin);
+        return end;
+      }
+      AppendContent(base + run_begin, lf_pos - run_begin);
+      AppendWire("\r\n", 2);  // a bare LF: the line goes on, but not as a wire line start
+      data_pos_ = DataPos::kNewLine;
+      return lf_pos + 1;
+    }
+    AppendContent(base + run_begin, cr_pos - run_begin);
+    if (cr_pos + 1 == end) {  // maybe half of a CRLF: decide with the next chunk
+      data_pos_ = DataPos::kCr;
+      return end;
+    }
+    AppendWire("\r\n", 1);  // a bare CR (a CRLF was handled above)
+    data_pos_ = DataPos::kNewLine;
+    return cr_pos + 1;
+  }
+}
+
+void LmtpSession::AppendWire(std::string_view bytes, size_t counted) {
+  if (bytes.empty()) return;
+  data_bytes_ += counted;
   if (data_oversize_) return;
   if (data_bytes_ > options_.message_bytes_max) {
     data_oversize_ = true;
     std::string().swap(message_);  // release what was buffered; the rest is discarded
     return;
   }
-  message_.append(data, size);
+  message_.append(bytes.data(), bytes.size());
+}
+
+void LmtpSession::AppendContent(const char* data, size_t size) {
+  AppendWire(std::string_view(data, size), size);
 }
 
 void LmtpSession::FinishData() {
@@ -486,6 +523,8 @@ void LmtpSession::FinishData() {
     state_ = LmtpState::kReady;
     return;
   }
+  // An empty message is stored as one empty line (as storage normalises empty text).
+  if (message_.empty()) message_.assign("\r\n");
   state_ = LmtpState::kDelivering;
   awaiting_ = Awaiting::kDelivery;
   ++counters_.deliveries;
@@ -907,6 +946,41 @@ void LmtpSession::OnOutputFlushed() {
   taken_unflushed_bytes_ = 0;
   blocked_counted_ = false;
   Advance();
+}
+
+void LmtpSession::OnOverCapacity() {
+  // Nothing was taken yet, so the queued greeting is dropped unsent.
+  OnConnectionLost();
+  Append("421 ");
+  if (options_.enhanced_status_codes) Append("4.3.2 ");
+  Append("Server at capacity, try again later\r\n");
+  QueueClose();
+}
+
+void LmtpSession::OnShutdown() {
+  if (state_ == LmtpState::kClosed || shutdown_requested_) return;
+  shutdown_requested_ = true;
+  // Between transactions this answers now; otherwise when the transaction ends.
+  Advance();
+}
+
+void LmtpSession::OnIdleTimeout() {
+  if (state_ == LmtpState::kClosed) return;
+  OnConnectionLost();
+  CloseWith421("4.4.2", "Idle timeout, closing connection");
+}
+
+void LmtpSession::CloseWith421(std::string_view enhanced, std::string_view text) {
+  Append("421 ");
+  if (options_.enhanced_status_codes) {
+    Append(enhanced);
+    Append(" ");
+  }
+  Append(options_.hostname);
+  Append(" ");
+  Append(text);
+  Append("\r\n");
+  QueueClose();
 }
 
 void LmtpSession::OnConnectionLost() {

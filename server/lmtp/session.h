@@ -16,13 +16,16 @@
 //   - Call OnOutputFlushed() when everything taken so far has left the send queue. Parsing
 //     pauses while more than options.output_queued_bytes_max bytes are taken and unflushed.
 //   - After kCheckRecipient or kDeliver the session parses no input until the matching On*()
-//     result arrives (pipelining safety, STYLE.md practice 3).
+//     result arrives (pipelining safety).
 //   - kDeliver: store `delivery.message` for each recipient, and answer OnDeliveryDone() with
 //     exactly one result per `delivery.recipients` entry, in that order. kDelivered means that
 //     copy is durable: the session then replies 250 for it (RFC 2033 section 4.2).
 //   - Stop reading from the socket while WantsInput() is false (input buffered beyond a limit).
 //   - OnConnectionLost(): the peer is gone; the session forgets everything and closes. Results
 //     arriving afterwards are ignored.
+//   - Connection-level events the driver notices (OnOverCapacity, OnShutdown, OnIdleTimeout)
+//     go to the session, which answers them with the reply text and a kClose like any other
+//     action: the driver writes no reply of its own.
 //
 // Threading: single-threaded; one session belongs to one reactor thread. Not thread-safe.
 #ifndef POSTHASTE_SERVER_LMTP_SESSION_H_
@@ -71,13 +74,15 @@ struct LmtpSessionOptions {
   // so one buffer serves all of them.
   bool add_return_path = true;
 
-  // Limits (STYLE.md 14); each has a counter in LmtpSessionCounters.
-  size_t command_line_bytes_max = 512;               // RFC 5321 4.5.3.1.4, incl. CRLF
-  uint32_t recipients_max = 100;                     // per transaction; RFC 5321 4.5.3.1.8
-  uint64_t message_bytes_max = 64ull * 1024 * 1024;  // after unstuffing, CRLF line ends
-  uint32_t bad_commands_max = 20;                    // then 421 and close
-  size_t output_queued_bytes_max = 64 * 1024;        // parse no input while more is queued
-  size_t input_buffered_bytes_max = 64 * 1024;       // WantsInput() turns false beyond this
+  // Limits (docs/CONTRIBUTING.md, "Limits"); each has a counter in LmtpSessionCounters.
+  size_t command_line_bytes_max = 512;  // RFC 5321 4.5.3.1.4, incl. CRLF
+  uint32_t recipients_max = 100;        // per transaction; RFC 5321 4.5.3.1.8
+  // Counted unstuffed, a bare LF as CRLF, a bare CR as one octet. The wire form delivered is
+  // at most twice as long (each bare CR becomes CRLF, each '.'-line gains a dot).
+  uint64_t message_bytes_max = 64ull * 1024 * 1024;
+  uint32_t bad_commands_max = 20;               // then 421 and close
+  size_t output_queued_bytes_max = 64 * 1024;   // parse no input while more is queued
+  size_t input_buffered_bytes_max = 64 * 1024;  // WantsInput() turns false beyond this
 };
 
 // Plain counters, read by the driver (metrics come later). Each counts events in this session.
@@ -94,7 +99,8 @@ struct LmtpSessionCounters {
   uint64_t declared_size_too_large = 0;  // MAIL SIZE= over message_bytes_max (552 5.3.4)
   uint64_t messages_received = 0;        // DATA completed (terminator seen)
   uint64_t messages_too_large = 0;       // limit: message_bytes_max (discarded, 552 5.3.4)
-  uint64_t message_bytes_received = 0;   // unstuffed octets of received messages
+  uint64_t message_bytes_received = 0;   // octets of received messages, as message_bytes_max
+                                         // counts them
   uint64_t deliveries = 0;               // kDeliver actions
   uint64_t recipients_delivered = 0;     // kDelivered results
   uint64_t output_blocked = 0;           // limit: output_queued_bytes_max (pauses)
@@ -147,10 +153,11 @@ struct LmtpDelivery {
   std::string_view reverse_path;  // MAIL FROM path without brackets; "" for <>
   BodyType body = BodyType::kUnspecified;
   std::span<const LmtpRecipient> recipients;  // distinct mailboxes, in first-RCPT order
-  // The message: dot-unstuffed, every LF preceded by a CR (a bare LF becomes CRLF as content;
-  // only <CRLF>.<CRLF> ended it; a bare CR is left for storage to normalise), preceded by
-  // the Return-Path header when options.add_return_path. Storage adds its own wire form
-  // (dot-stuffing for POP3) and must hand RETR back these bytes.
+  // The message in wire form, the form storage keeps and RETR sends (storage/message_format.h
+  // CheckWireForm; hand it over as MessageInput::kWireForm): CRLF line ends only (a bare LF or
+  // bare CR in the content became CRLF; only <CRLF>.<CRLF> ended it), every line beginning with
+  // '.' dot-stuffed, ending in CRLF (an empty message is one empty line), preceded by the
+  // Return-Path header when options.add_return_path. Storage checks it and stores it as it is.
   std::string_view message;
 };
 
@@ -193,6 +200,19 @@ class LmtpSession {
   void OnOutputFlushed();
   void OnConnectionLost();
 
+  // The server is at its connection limit. REQUIRES: nothing taken yet. The greeting is
+  // replaced by "421 4.3.2 Server at capacity, try again later" and kClose.
+  void OnOverCapacity();
+  // The server is stopping (SIGTERM drain). Between transactions (kGreeted, kReady) the session
+  // answers "421 4.3.2 <hostname> Service shutting down" and kClose at once; in a transaction
+  // it does so as soon as the transaction ends (its replies go out first, RFC 5321 section
+  // 3.8). Input pipelined behind that point is not parsed. Repeated calls change nothing.
+  void OnShutdown();
+  // The driver's idle timeout passed with no input and no result pending. Forgets everything
+  // not yet taken and answers "421 4.4.2 <hostname> Idle timeout, closing connection" and
+  // kClose. Ignored once closed.
+  void OnIdleTimeout();
+
   LmtpState state() const { return state_; }
   const LmtpSessionCounters& counters() const { return counters_; }
   const LmtpSessionOptions& options() const { return options_; }
@@ -205,8 +225,11 @@ class LmtpSession {
 
  private:
   enum class Awaiting : uint8_t { kNothing, kRecipient, kDelivery };
-  // Where the DATA reader is within a line (see ReadData()).
-  enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kMid, kCr };
+  // Where the DATA reader is within a line (see ReadData()): at the start of a line that began
+  // after a CRLF on the wire (or the data), after its leading dot, after ".\r", at the start of
+  // a line that began after a bare LF or CR or a dropped stuffing dot (kNewLine), inside a line,
+  // or after a CR that ended the previous chunk.
+  enum class DataPos : uint8_t { kLineStart, kDot, kDotCr, kNewLine, kMid, kCr };
 
   struct QueuedAction {
     LmtpActionKind kind;
@@ -225,7 +248,11 @@ class LmtpSession {
   void BadCommand(std::string_view code, std::string_view enhanced, std::string_view text);
   // Consumes message bytes; returns true once the terminator was read.
   bool ReadData();
-  void AppendMessage(const char* data, size_t size);
+  size_t ReadContent(const char* base, size_t pos, size_t end);
+  // Message bytes: content as it came (counted as it is), or wire bytes the reader writes
+  // (`counted`: octets of them the size limit counts).
+  void AppendContent(const char* data, size_t size);
+  void AppendWire(std::string_view bytes, size_t counted);
   void FinishData();
 
   // Command handlers; `args` is the text after the verb with surrounding spaces trimmed.
@@ -251,11 +278,14 @@ class LmtpSession {
   void Push(QueuedAction action);
   void SealWrite();
   void QueueClose();
+  // "421 <enhanced> <hostname> <text>" and kClose.
+  void CloseWith421(std::string_view enhanced, std::string_view text);
 
   const LmtpSessionOptions options_;
   LmtpState state_ = LmtpState::kGreeted;
   Awaiting awaiting_ = Awaiting::kNothing;
   bool close_queued_ = false;
+  bool shutdown_requested_ = false;  // OnShutdown(): 421 at the next transaction boundary
   bool blocked_counted_ = false;
   uint32_t bad_commands_ = 0;
 

@@ -265,7 +265,8 @@ std::vector<CommandCase> CommandTable() {
        "QUIT\r\n.\r\n",
        delivered,
        {Deliver("pat@foo.edu", kReturnPath + "QUIT\r\n")}},
-      {Start::kData, "..\r\n.\r\n", delivered, {Deliver("pat@foo.edu", kReturnPath + ".\r\n")}},
+      // Delivered in wire form: the stuffed line stays stuffed.
+      {Start::kData, "..\r\n.\r\n", delivered, {Deliver("pat@foo.edu", kReturnPath + "..\r\n")}},
       {Start::kData, ".\r\n", delivered, {Deliver("pat@foo.edu", kReturnPath)}},
       {Start::kData, "QUIT\r\nRSET\r\n", "", {}},
       {Start::kData,
@@ -429,7 +430,9 @@ TEST(LmtpSession, DuplicateRecipientsAreStoredOnceAndEachGetsAReply) {
                                                         "250 2.1.5 <green@foo.edu> delivered\r\n"));
 }
 
-TEST(LmtpSession, DotUnstuffingKeepsALineOfJustADot) {
+// The message is handed over in wire form: a client's stuffed lines stay as sent, a lone
+// stuffing dot before other text is dropped (RFC 5321 section 4.5.2).
+TEST(LmtpSession, StuffedLinesStayStuffedALoneStuffingDotIsDropped) {
   for (size_t fragment : kFragmentSizes) {
     SCOPED_TRACE(fragment);
     Fixture f;
@@ -438,11 +441,11 @@ TEST(LmtpSession, DotUnstuffingKeepsALineOfJustADot) {
         "Subject: dots\r\n\r\n..\r\n..leading\r\n...\r\nmid.dle.\r\n. x\r\n.\r\n",
         fragment);
     EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0),
-              kReturnPath + "Subject: dots\r\n\r\n.\r\n.leading\r\n..\r\nmid.dle.\r\n x\r\n");
+              kReturnPath + "Subject: dots\r\n\r\n..\r\n..leading\r\n...\r\nmid.dle.\r\n x\r\n");
   }
 }
 
-TEST(LmtpSession, BareLineFeedsBecomeCrlfAndBareCrsStayNeitherIsABoundary) {
+TEST(LmtpSession, BareLineFeedsAndBareCrsBecomeCrlfNeitherIsABoundary) {
   for (size_t fragment : kFragmentSizes) {
     SCOPED_TRACE(fragment);
     Fixture f;
@@ -450,11 +453,12 @@ TEST(LmtpSession, BareLineFeedsBecomeCrlfAndBareCrsStayNeitherIsABoundary) {
         "LHLO c\r\nMAIL FROM:<chris@bar.com>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n"
         "a\nb\r\nbare\rcr\r\n..\n.\r\n.\r\n",
         fragment);
-    // "..\n.\r\n" is one CRLF-line: its stuffing dot is removed and its bare LF normalised;
-    // only the final ".\r\n", after a CRLF, ends the message.
+    // "..\n.\r\n" is one CRLF-line: its stuffing dot is read and its bare LF normalised, and
+    // the two lines it holds, ".\r\n" twice as content, are stuffed in the wire form. Only the
+    // final ".\r\n", after a CRLF, ends the message.
     ASSERT_EQ(f.driver.stored().count("pat@foo.edu"), 1u);
     EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0),
-              kReturnPath + "a\r\nb\r\nbare\rcr\r\n.\r\n.\r\n");
+              kReturnPath + "a\r\nb\r\nbare\r\ncr\r\n..\r\n..\r\n");
     EXPECT_FALSE(f.driver.closed());
   }
 }
@@ -487,10 +491,13 @@ TEST(LmtpSession, SmuggledEndOfDataNeverEndsTheMessage) {
       const std::string& stored = f.driver.stored().at("pat@foo.edu").at(0);
       EXPECT_THAT(stored, HasSubstr("MAIL FROM:<ceo@bank.test>\r\n"));
       EXPECT_THAT(stored, HasSubstr("evil\r\n"));
-      // Every LF has its CR (bare CRs are left for storage to normalise).
+      // Wire form: every LF has its CR and every CR its LF.
       for (size_t i = 0; i < stored.size(); ++i) {
         if (stored[i] == '\n') {
           ASSERT_TRUE(i > 0 && stored[i - 1] == '\r') << i;
+        }
+        if (stored[i] == '\r') {
+          ASSERT_TRUE(i + 1 < stored.size() && stored[i + 1] == '\n') << i;
         }
       }
       EXPECT_EQ(f.driver.session().counters().transactions, 1u);
@@ -593,6 +600,43 @@ TEST(LmtpSession, MessageOfExactlyTheLimitIsAccepted) {
   f.driver.Feed("MAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n123456789\r\n.\r\n");
   EXPECT_THAT(f.driver.output(), HasSubstr("552 5.3.4"));
   EXPECT_EQ(f.driver.stored().at("pat@foo.edu").size(), 1u);
+}
+
+// The limit counts the message unstuffed with a bare CR as one octet, as it did when storage
+// turned bare CRs into CRLF: the wire form handed over may be longer than the limit.
+TEST(LmtpSession, SizeLimitCountsTheUnstuffedMessageNotTheWireForm) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    LmtpSessionOptions options = TestOptions();
+    options.message_bytes_max = 10;
+    options.add_return_path = false;
+    Fixture f(options);
+    f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n" +
+                      std::string(8, '\r') + "\r\n.\r\n",
+                  fragment);
+    f.driver.Feed("MAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n..abcdefg\r\n.\r\n",
+                  fragment);
+    f.driver.Feed("MAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n" + std::string(9, '\r') +
+                      "\r\n.\r\n",
+                  fragment);
+    ASSERT_EQ(f.driver.stored().at("pat@foo.edu").size(), 2u);
+    std::string empty_lines;  // 8 bare CRs and the CRLF
+    for (int i = 0; i < 9; ++i) empty_lines += "\r\n";
+    EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0), empty_lines);
+    EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(1), "..abcdefg\r\n");
+    EXPECT_THAT(f.driver.output(),
+                ::testing::EndsWith("552 5.3.4 " + std::string("Message size exceeds fixed maximum "
+                                                               "message size\r\n")));
+    EXPECT_EQ(f.driver.session().counters().message_bytes_received, 10u + 10u + 11u);
+  }
+}
+
+TEST(LmtpSession, EmptyMessageIsOneEmptyLine) {
+  LmtpSessionOptions options = TestOptions();
+  options.add_return_path = false;
+  Fixture f(options);
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\n.\r\n");
+  EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0), "\r\n");
 }
 
 TEST(LmtpSession, PipelinedMailRcptRcptDataInOneFeed) {
@@ -749,6 +793,96 @@ TEST(LmtpSession, InputAfterQuitIsIgnored) {
   f.driver.Feed("NOOP\r\n");
   EXPECT_EQ(f.driver.output(), kQuitReply);
   EXPECT_EQ(f.driver.session().state(), LmtpState::kClosed);
+}
+
+const std::string kShutdownReply = "421 4.3.2 lmtp.example Service shutting down\r\n";
+
+TEST(LmtpSession, ShutdownBetweenTransactionsAnswers421AndClosesAtOnce) {
+  for (const std::string& before : {std::string(), std::string("LHLO c\r\n")}) {
+    Fixture f;
+    f.driver.Feed(before);
+    f.driver.TakeOutput();
+    f.driver.session().OnShutdown();
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), kShutdownReply);
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_FALSE(f.driver.session().WantsInput());
+    f.driver.session().OnShutdown();  // a second SIGTERM changes nothing
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), "");
+  }
+}
+
+TEST(LmtpSession, ShutdownDuringDataAnswersTheTransactionFirstThen421) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f;
+    f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\nhalf", fragment);
+    f.driver.TakeOutput();
+    f.driver.session().OnShutdown();
+    f.driver.Pump();
+    EXPECT_EQ(f.driver.TakeOutput(), "");
+    EXPECT_FALSE(f.driver.closed());
+    // The rest of the message, and a pipelined command the shutdown leaves unparsed.
+    f.driver.Feed(" done\r\n.\r\nNOOP\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "250 2.1.5 <pat@foo.edu> delivered\r\n" + kShutdownReply);
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_EQ(f.driver.stored().at("pat@foo.edu").size(), 1u);
+  }
+}
+
+TEST(LmtpSession, ShutdownDuringDeliveryWaitsForTheResult) {
+  Fixture f;
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\n");
+  f.driver.AnswerPending();
+  f.driver.Feed("DATA\r\nx\r\n.\r\n");
+  f.driver.TakeOutput();
+  ASSERT_TRUE(f.driver.pending());
+  f.driver.session().OnShutdown();
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+  f.driver.AnswerPending();
+  EXPECT_EQ(f.driver.TakeOutput(), "250 2.1.5 <pat@foo.edu> delivered\r\n" + kShutdownReply);
+  EXPECT_TRUE(f.driver.closed());
+}
+
+TEST(LmtpSession, ShutdownInATransactionWaitsForRset) {
+  Fixture f;
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\n");
+  f.driver.TakeOutput();
+  f.driver.session().OnShutdown();
+  f.driver.Pump();
+  EXPECT_FALSE(f.driver.closed());
+  f.driver.Feed("RCPT TO:<pat@foo.edu>\r\nRSET\r\nNOOP\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), kRcptOk + kOk + kShutdownReply);
+  EXPECT_TRUE(f.driver.closed());
+}
+
+TEST(LmtpSession, IdleTimeoutAnswers421AndCloses) {
+  Fixture f;
+  f.driver.Feed("LHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<pat@foo.edu>\r\nDATA\r\npartial");
+  f.driver.TakeOutput();
+  f.driver.session().OnIdleTimeout();
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "421 4.4.2 lmtp.example Idle timeout, closing connection\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.driver.session().state(), LmtpState::kClosed);
+  EXPECT_TRUE(f.driver.stored().empty());
+  f.driver.session().OnIdleTimeout();  // once closed, nothing more
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+}
+
+TEST(LmtpSession, OverCapacityReplacesTheGreeting) {
+  LmtpSession session(TestOptions());
+  session.OnOverCapacity();
+  LmtpAction write = session.NextAction();
+  ASSERT_EQ(write.kind, LmtpActionKind::kWrite);
+  EXPECT_EQ(write.bytes, "421 4.3.2 Server at capacity, try again later\r\n");
+  EXPECT_EQ(session.NextAction().kind, LmtpActionKind::kClose);
+  EXPECT_EQ(session.NextAction().kind, LmtpActionKind::kNone);
+  EXPECT_FALSE(session.WantsInput());
 }
 
 TEST(LmtpSession, Counters) {

@@ -24,7 +24,7 @@ namespace posthaste::pop3 {
 
 class MailboxSnapshot {
  public:
-  // A bound on messages per maildrop; Builder::Add refuses more (STYLE.md 14).
+  // A bound on messages per maildrop; Builder::Add refuses more.
   static constexpr uint32_t kMessagesMax = 10'000'000;
 
   class Builder {

@@ -1,4 +1,5 @@
-// Distinct types for the two numbering schemes a POP3 session uses (STYLE.md 11):
+// Distinct types for the two numbering schemes a POP3 session uses (docs/CONTRIBUTING.md,
+// "Naming"):
 //   MessageNumber  1-based, as it appears on the wire ("RETR 3").
 //   MessageIndex   0-based, an index into a MailboxSnapshot.
 // Converting between them is explicit. Both are trivially copyable values; thread-compatible.

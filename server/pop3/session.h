@@ -12,8 +12,8 @@
 //     call of any Pop3Session method; copy them (e.g. into the send queue) before that.
 //   - Call OnOutputFlushed() when everything taken so far (writes and streams) has left the
 //     send queue. Parsing pauses while more than options.output_queued_bytes_max bytes of
-//     output are queued and unflushed (STYLE.md practice 3), and large LIST/UIDL listings are
-//     produced in pieces of about that size, so per-session output memory is bounded.
+//     output are queued and unflushed, and large LIST/UIDL listings are produced in pieces
+//     of about that size, so per-session output memory is bounded.
 //   - After kAuthenticate, kOpenMaildrop, kCommit or kStartTls the session parses no input until
 //     the matching On*() result arrives (pipelining safety). Bytes fed while a STLS handshake
 //     is pending are dropped (plaintext injection, CVE-2011-0411), as are bytes buffered behind
@@ -144,7 +144,7 @@ struct Pop3SessionOptions {
   // Optional; must outlive the session.
   Pop3CommandObserver* command_observer = nullptr;
 
-  // Limits (STYLE.md 14); each has a counter in Pop3SessionCounters.
+  // Limits (docs/CONTRIBUTING.md, "Limits"); each has a counter in Pop3SessionCounters.
   size_t command_line_bytes_max = 255;          // RFC 2449 section 4, including CRLF
   size_t sasl_line_bytes_max = 16 * 1024;       // SASL responses and AUTH initial responses
   uint32_t bad_commands_max = 20;               // then close

@@ -9,6 +9,7 @@
 #include "server/pop3_server.h"
 #include "server/pop3_service/pop3_adapter.h"
 #include "storage/message_format.h"
+#include "storage/store_error.h"
 
 namespace posthaste::server::pop3_service {
 namespace {
@@ -248,7 +249,8 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, absl::StatusOr<server::Open
   Pop3Adapter* adapter = Live(id);
   if (adapter == nullptr) return;  // it released its lock when it ended
   if (!loaded.ok()) {
-    const bool missing = absl::IsNotFound(loaded.status());
+    const bool missing =
+        storage::ErrorOf(loaded.status()) == storage::StoreError::kUnknownAccount;
     if (!missing) shard_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
     shard_.locks->Unlock(id);  // the lock goes back; the (user, IP) count stays while it lasts
     adapter->OnMaildropOpened({.code = missing ? pop3::Pop3MaildropResult::Code::kPermFailure

@@ -5,8 +5,7 @@
 // never disagree about where a command ends: the SMTP-smuggling class). A bare CR is left in
 // the line's content for the session to refuse. A line longer than the caller's limit is
 // reported once as kOverflow and then discarded up to and including the next CRLF, so parsing
-// resynchronises at the next line while never buffering more than the limit (nginx's mail
-// parser does the same).
+// resynchronises at the next line while never buffering more than the limit.
 //
 // Threading: none; owned by one session. A line view returned by Next() or the view returned
 // by unparsed() stays valid until the next Append(), Compact() or Clear().

@@ -1,0 +1,401 @@
+#include "server/admin/admin_api.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <fstream>
+#include <optional>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/strings.h"
+#include "server/admin/admin_http.h"
+#include "server/admin/admin_path.h"
+#include "server/admin/json_body.h"
+#include "server/auth/password_hash.h"
+#include "server/http/http_server.h"
+#include "storage/store_error.h"
+
+namespace posthaste::server::admin {
+namespace {
+
+constexpr size_t kTokenBytesMin = 16;
+
+// Password hashing is CPU-bound and store writes wait on the disk: a few at once, the rest
+// queue (bounded; 503 beyond).
+constexpr uint32_t kWorkers = 4;
+constexpr uint32_t kWorkerQueueMax = 32;
+
+// One request and the reply being built for it: what the handlers below read and write. The
+// HTTP listener's worker passes the request in and sends `response`.
+struct AdminExchange {
+  const http::HttpRequest& request;
+  http::HttpResponse response;
+};
+
+// "Name: value\r\n..." (as the handlers write them) as header fields.
+std::vector<http::HttpHeader> HeaderFields(std::string_view lines) {
+  std::vector<http::HttpHeader> fields;
+  while (!lines.empty()) {
+    const size_t end = lines.find("\r\n");
+    const std::string_view line = lines.substr(0, end);
+    lines = end == std::string_view::npos ? std::string_view() : lines.substr(end + 2);
+    const size_t colon = line.find(": ");
+    if (colon == std::string_view::npos) continue;
+    fields.push_back({std::string(line.substr(0, colon)), std::string(line.substr(colon + 2))});
+  }
+  return fields;
+}
+
+// `reason` is the standard phrase of `code` (the listener writes that one); kept so that each
+// call reads like the status line it makes.
+void Reply(AdminExchange* conn, int code, std::string_view reason, std::string_view body,
+           std::string_view extra_headers = "") {
+  conn->response.status = code;
+  conn->response.content_type = "application/json";
+  conn->response.body = std::string(body);
+  conn->response.headers = HeaderFields(extra_headers);
+}
+
+bool ReplyError(AdminExchange* conn, int code, std::string_view reason, std::string_view message,
+                std::string_view extra_headers = "") {
+  Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"), extra_headers);
+  return true;
+}
+
+// Maps an error to its HTTP status: a store error by its kind (storage/store_error.h), an error
+// the API found in the request itself (target, body, fields) by its code.
+bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
+  const std::string message(StdView(status.message()));
+  using storage::StoreError;
+  switch (storage::ErrorOf(status)) {
+    case StoreError::kNone:
+      break;
+    case StoreError::kUnknownAccount:
+    case StoreError::kUnknownTenant:
+      return ReplyError(conn, 404, "Not Found", message);
+    case StoreError::kAccountExists:
+    case StoreError::kUidlInUse:
+      return ReplyError(conn, 409, "Conflict", message);
+    case StoreError::kInvalidAddress:
+    case StoreError::kInvalidUidl:
+    case StoreError::kInvalidArgument:
+    case StoreError::kNotWireForm:
+      return ReplyError(conn, 400, "Bad Request", message);
+    default:
+      return ReplyError(conn, 500, "Internal Server Error", message);
+  }
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return ReplyError(conn, 404, "Not Found", message);
+    case absl::StatusCode::kAlreadyExists:
+      return ReplyError(conn, 409, "Conflict", message);
+    case absl::StatusCode::kInvalidArgument:
+      return ReplyError(conn, 400, "Bad Request", message);
+    default:
+      return ReplyError(conn, 500, "Internal Server Error", message);
+  }
+}
+
+std::string UsageJson(const storage::AccountUsage& u) {
+  return absl::StrCat("{\"address\":", JsonString(u.display_address),
+                      ",\"disabled\":", u.disabled ? "true" : "false",
+                      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
+                      ",\"quota_messages\":", u.quota.messages,
+                      ",\"quota_octets\":", u.quota.octets,
+                      ",\"effective_quota_messages\":", u.effective_quota.messages,
+                      ",\"effective_quota_octets\":", u.effective_quota.octets,
+                      ",\"max_message_bytes\":", u.message_bytes_max, "}\n");
+}
+
+// The body (bounded); nullopt after replying 413. The listener already refuses a
+// Content-Length over kJsonBodyBytesMax with 413 before any handler runs.
+std::optional<std::string> ReadBody(AdminExchange* conn) {
+  if (conn->request.body.size() > kJsonBodyBytesMax) {
+    ReplyError(conn, 413, "Payload Too Large",
+               absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
+    return std::nullopt;
+  }
+  return conn->request.body;
+}
+
+// Field accessors: absent is fine; a wrong type is a 400 message.
+absl::StatusOr<std::optional<std::string>> StringField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
+    return std::optional<std::string>();
+  }
+  if (it->second.type != JsonScalar::Type::kString) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a string"));
+  }
+  return std::optional<std::string>(it->second.string);
+}
+
+absl::StatusOr<std::optional<uint64_t>> IntegerField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
+    return std::optional<uint64_t>();
+  }
+  if (it->second.type != JsonScalar::Type::kInteger) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", AbslView(n), "\" must be a non-negative integer"));
+  }
+  return std::optional<uint64_t>(it->second.integer);
+}
+
+absl::StatusOr<std::optional<bool>> BoolField(const JsonObject& o, std::string_view n) {
+  auto it = o.find(n);
+  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) return std::optional<bool>();
+  if (it->second.type != JsonScalar::Type::kBool) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a boolean"));
+  }
+  return std::optional<bool>(it->second.boolean);
+}
+
+absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [name, value] : o) {
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown member \"", name, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
+class AccountsHandler {
+ public:
+  AccountsHandler(storage::MailStore* store, std::string token)
+      : store_(store), token_(std::move(token)) {}
+
+  // Every request on the admin listener, on one of its workers (thread-safe: the store is).
+  http::HttpResponse Serve(const http::HttpRequest& request) {
+    AdminExchange exchange{request, {}};
+    Handle(&exchange, request.method);
+    return std::move(exchange.response);
+  }
+
+ private:
+  bool Handle(AdminExchange* conn, std::string_view method) {
+    const std::string* authorization = conn->request.FindHeader("Authorization");
+    if (authorization == nullptr || !BearerTokenMatches(*authorization, token_)) {
+      return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
+                        "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
+    }
+    // The target exactly as sent, still percent-encoded: ParseAdminPath decodes it exactly
+    // once, and refuses rather than resolves.
+    absl::StatusOr<AdminPath> path = ParseAdminPath(conn->request.target);
+    if (!path.ok()) return ReplyStatus(conn, path.status());
+    if (path->resource == AdminPath::Resource::kAccounts) {
+      if (method == "GET") return List(conn, path->domain);
+      if (method == "POST") return Create(conn);
+      return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
+    }
+    const std::string& address = path->address;
+    if (method == "GET") return Show(conn, address);
+    if (method == "PATCH") return Update(conn, address);
+    if (method == "DELETE") return Delete(conn, address);
+    return ReplyError(conn, 405, "Method Not Allowed", "use GET, PATCH or DELETE",
+                      "Allow: GET, PATCH, DELETE\r\n");
+  }
+
+  bool List(AdminExchange* conn, const std::optional<std::string>& domain) {
+    std::optional<std::string_view> filter;
+    if (domain.has_value()) filter = *domain;
+    auto accounts = store_->ListAccounts(filter);
+    if (!accounts.ok()) return ReplyStatus(conn, accounts.status());
+    std::string body = "{\"accounts\":[";
+    for (size_t i = 0; i < accounts->size(); ++i) {
+      const storage::AccountSummary& a = (*accounts)[i];
+      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"address\":", JsonString(a.display_address),
+                      ",\"disabled\":", a.disabled ? "true" : "false",
+                      ",\"messages\":", a.stats.messages, ",\"octets\":", a.stats.octets, "}");
+    }
+    body += "]}\n";
+    Reply(conn, 200, "OK", body);
+    return true;
+  }
+
+  bool Show(AdminExchange* conn, const std::string& address) {
+    auto usage = store_->GetUsage(address);
+    if (!usage.ok()) return ReplyStatus(conn, usage.status());
+    Reply(conn, 200, "OK", UsageJson(*usage));
+    return true;
+  }
+
+  absl::StatusOr<JsonObject> Body(AdminExchange* conn, bool* replied) {
+    std::optional<std::string> body = ReadBody(conn);
+    if (!body.has_value()) {
+      *replied = true;
+      return absl::InvalidArgumentError("body");
+    }
+    return ParseJsonObject(*body);
+  }
+
+  bool Create(AdminExchange* conn) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed =
+        OnlyFields(*body, {"address", "password", "quota_messages", "quota_octets"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto address = StringField(*body, "address");
+    auto password = StringField(*body, "password");
+    auto quota_messages = IntegerField(*body, "quota_messages");
+    auto quota_octets = IntegerField(*body, "quota_octets");
+    for (const absl::Status& s :
+         {address.status(), password.status(), quota_messages.status(), quota_octets.status()}) {
+      if (!s.ok()) return ReplyStatus(conn, s);
+    }
+    if (!address->has_value() || !password->has_value()) {
+      return ReplyError(conn, 400, "Bad Request", "\"address\" and \"password\" are required");
+    }
+    auto hash = auth::HashPassword(**password);
+    if (!hash.ok()) return ReplyError(conn, 400, "Bad Request", StdView(hash.status().message()));
+    auto created = store_->CreateAccount(**address, *hash);
+    if (!created.ok()) return ReplyStatus(conn, created.status());
+    if (quota_messages->has_value() || quota_octets->has_value()) {
+      absl::Status set = store_->SetQuota(created->address,
+                                          {quota_messages->value_or(0), quota_octets->value_or(0)});
+      if (!set.ok()) return ReplyStatus(conn, set);
+    }
+    auto usage = store_->GetUsage(created->address);
+    if (!usage.ok()) return ReplyStatus(conn, usage.status());
+    Reply(conn, 201, "Created", UsageJson(*usage));
+    return true;
+  }
+
+  bool Update(AdminExchange* conn, const std::string& address) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed =
+        OnlyFields(*body, {"password", "disabled", "quota_messages", "quota_octets"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto password = StringField(*body, "password");
+    auto disabled = BoolField(*body, "disabled");
+    auto quota_messages = IntegerField(*body, "quota_messages");
+    auto quota_octets = IntegerField(*body, "quota_octets");
+    for (const absl::Status& s :
+         {password.status(), disabled.status(), quota_messages.status(), quota_octets.status()}) {
+      if (!s.ok()) return ReplyStatus(conn, s);
+    }
+    // Everything is validated (and the password hashed) before anything changes.
+    auto account = store_->GetAccount(address);
+    if (!account.ok()) return ReplyStatus(conn, account.status());
+    std::optional<std::string> hash;
+    if (password->has_value()) {
+      auto hashed = auth::HashPassword(**password);
+      if (!hashed.ok()) {
+        return ReplyError(conn, 400, "Bad Request", StdView(hashed.status().message()));
+      }
+      hash = *std::move(hashed);
+    }
+    if (hash.has_value()) {
+      if (absl::Status s = store_->SetPasswordHash(address, *hash); !s.ok()) {
+        return ReplyStatus(conn, s);
+      }
+    }
+    if (disabled->has_value()) {
+      if (absl::Status s = store_->SetDisabled(address, **disabled); !s.ok()) {
+        return ReplyStatus(conn, s);
+      }
+    }
+    if (quota_messages->has_value() || quota_octets->has_value()) {
+      storage::AccountQuota quota = account->quota;
+      if (quota_messages->has_value()) quota.messages = **quota_messages;
+      if (quota_octets->has_value()) quota.octets = **quota_octets;
+      if (absl::Status s = store_->SetQuota(address, quota); !s.ok()) return ReplyStatus(conn, s);
+    }
+    return Show(conn, address);
+  }
+
+  bool Delete(AdminExchange* conn, const std::string& address) {
+    absl::Status deleted = store_->DeleteAccount(address);
+    if (!deleted.ok()) return ReplyStatus(conn, deleted);
+    conn->response.status = 204;
+    return true;
+  }
+
+  storage::MailStore* const store_;
+  const std::string token_;
+};
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read --admin_token_file ", path));
+  std::string token;
+  std::getline(in, token);
+  if (!token.empty() && token.back() == '\r') token.pop_back();
+  if (token.size() < kTokenBytesMin) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the token in ", path, " is shorter than ", kTokenBytesMin, " bytes"));
+  }
+  return token;
+}
+
+}  // namespace
+
+bool BearerTokenMatches(std::string_view header, std::string_view token) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() < kScheme.size() ||
+      !absl::EqualsIgnoreCase(AbslView(header.substr(0, kScheme.size())), AbslView(kScheme))) {
+    return false;
+  }
+  std::string_view given = header.substr(kScheme.size());
+  while (!given.empty() && given.front() == ' ') given.remove_prefix(1);
+  while (!given.empty() && given.back() == ' ') given.remove_suffix(1);
+  // Digests first: equal lengths, so neither the contents nor the length leak through timing.
+  uint8_t a[SHA256_DIGEST_LENGTH];
+  uint8_t b[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const uint8_t*>(given.data()), given.size(), a);
+  SHA256(reinterpret_cast<const uint8_t*>(token.data()), token.size(), b);
+  return CRYPTO_memcmp(a, b, sizeof(a)) == 0 && !token.empty();
+}
+
+struct AdminApi::Impl {
+  std::unique_ptr<AccountsHandler> handler;
+  std::unique_ptr<http::HttpServer> server;  // destroyed first: stops the threads using `handler`
+  ~Impl() { server.reset(); }
+};
+
+AdminApi::~AdminApi() = default;
+
+const http::HttpServerStats& AdminApi::http_stats() const { return impl_->server->stats(); }
+
+absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
+                                                          storage::MailStore* store) {
+  auto token = ReadToken(options.admin_token_file);
+  if (!token.ok()) return token.status();
+  auto listen = ParseHostPort(options.admin_listen);
+  if (!listen.ok()) return listen.status();
+  auto api = std::unique_ptr<AdminApi>(new AdminApi());
+  api->impl_ = std::make_unique<Impl>();
+  api->impl_->handler = std::make_unique<AccountsHandler>(store, *std::move(token));
+  AccountsHandler* handler = api->impl_->handler.get();
+  http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
+  http_options.workers = kWorkers;
+  http_options.worker_queue_max = kWorkerQueueMax;
+  http_options.limits.body_bytes_max = kJsonBodyBytesMax;
+  // The listener's own answers (400, 408, 413, 503, ...) are JSON like the handlers' errors.
+  http_options.error_response = [](int status, std::string_view message) {
+    http::HttpResponse r;
+    r.status = status;
+    r.content_type = "application/json";
+    r.body = absl::StrCat("{\"error\":", JsonString(message), "}\n");
+    return r;
+  };
+  // Every path comes to the handler, so a target that would clean into another path
+  // ("/api/v1/accounts/../x") still gets the API's 400.
+  http_options.routes = {{"/", /*prefix=*/true, http::RunOn::kWorker,
+                          [handler](const http::HttpRequest& r) { return handler->Serve(r); }}};
+  auto server = http::HttpServer::Start(std::move(http_options));
+  if (!server.ok()) return server.status();  // names the listener, address and error
+  api->impl_->server = *std::move(server);
+  api->port_ = api->impl_->server->port();
+  return api;
+}
+
+}  // namespace posthaste::server::admin

@@ -1,0 +1,47 @@
+// ParseAdminPath: the request target of an HTTP admin API request, decoded once and strictly.
+//
+// Takes the raw request target exactly as it came on the request line (origin form: path and
+// optional query, nothing decoded or cleaned by the HTTP server), so percent-decoding happens
+// here and only here, once. Names one of:
+//   /api/v1/accounts[?domain=D]     the collection (D: a domain, decoded once)
+//   /api/v1/accounts/ADDRESS        one account (ADDRESS: decoded once; "%40" for '@' is fine)
+// Refused with InvalidArgument (the API answers 400 with a JSON error), never normalised into
+// another resource: a target not starting with '/'; raw bytes outside 0x21-0x7E, '\' or '#';
+// a '%' not followed by two hex digits; a decoded NUL, control character, byte >= 0x80, '\' or
+// '/' inside a segment (so "%2F" never splits one); any "." or ".." segment, raw or encoded
+// ("%2e%2e"); an empty segment ("//", or a trailing '/'); an account segment that is not a
+// valid address (storage::ParseAddress); a query on an account, or a query other than one
+// "domain" parameter with a valid domain; a target over kAdminTargetBytesMax. A well-formed
+// path naming nothing is NotFound (404).
+//
+// Pure function, no I/O, thread-safe; fuzzed by //server:admin_path_fuzzer.
+#ifndef POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_
+#define POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace posthaste::server::admin {
+
+inline constexpr size_t kAdminTargetBytesMax = 2048;
+
+struct AdminPath {
+  enum class Resource : uint8_t { kAccounts, kAccount };
+  Resource resource = Resource::kAccounts;
+  // kAccount: the address as the client spelled it (decoded; a valid address). The store
+  // finds the account whatever its case.
+  std::string address;
+  // kAccounts: the ?domain= filter, lowercased (storage::NormalizeDomain).
+  std::optional<std::string> domain;
+};
+
+absl::StatusOr<AdminPath> ParseAdminPath(std::string_view raw_target);
+
+}  // namespace posthaste::server::admin
+
+#endif  // POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_

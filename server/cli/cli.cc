@@ -1,0 +1,781 @@
+#include "server/cli/cli.h"
+
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <istream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "server/admin/admin_socket.h"
+#include "server/auth/password_hash.h"
+#include "server/serve.h"
+#include "storage/mail_store.h"
+#include "storage/migration/maildir_import.h"
+#include "storage/store_error.h"
+
+namespace posthaste::server::cli {
+namespace {
+
+// The largest message `deliver` reads from stdin; the store applies the real (smaller) limit.
+constexpr size_t kDeliverInputBytesMax = size_t{1} << 30;
+
+struct ParsedArgs {
+  std::map<std::string, std::string, std::less<>> flags;
+  std::vector<std::string> positional;
+  // Set when the command arrived on a running server's admin socket: its open store.
+  storage::MailStore* online_store = nullptr;
+
+  const std::string& data_dir() const { return flags.at("data_dir"); }
+};
+
+using Handler = absl::Status (*)(const ParsedArgs&, const CliStreams&);
+
+struct Command {
+  std::vector<std::string_view> words;
+  std::string_view positional_usage;  // after --data_dir=DIR
+  std::string_view summary;
+  size_t min_positional;
+  size_t max_positional;
+  Handler run;
+  std::vector<std::string_view> flags = {};  // accepted besides --data_dir
+  // What the command reads from stdin (forwarded to a running server by the client).
+  enum class Stdin { kNone, kPasswordLine, kAll } stdin_use = Stdin::kNone;
+  // Needs the store to itself: refused while the server runs.
+  bool offline_only = false;
+};
+
+// ---- helpers ----
+
+std::string OneLine(std::string_view text) {
+  std::string out(text);
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  std::replace(out.begin(), out.end(), '\r', ' ');
+  return out;
+}
+
+// The store the command works on: the running server's (online), or opened here.
+absl::StatusOr<std::shared_ptr<storage::MailStore>> OpenStore(const ParsedArgs& args, bool create) {
+  if (args.online_store != nullptr) {
+    return std::shared_ptr<storage::MailStore>(args.online_store, [](storage::MailStore*) {});
+  }
+  const std::string& data_dir = args.data_dir();
+  if (!create) {
+    struct stat st;
+    if (stat(data_dir.c_str(), &st) != 0) {
+      return absl::NotFoundError(absl::StrCat("no data directory at ", data_dir));
+    }
+  }
+  storage::StoreOptions options;
+  options.data_dir = data_dir;
+  options.create_if_missing = create;
+  PH_ASSIGN_OR_RETURN(std::unique_ptr<storage::MailStore> store, storage::MailStore::Open(options));
+  return std::shared_ptr<storage::MailStore>(std::move(store));
+}
+
+// The address as typed (domain lowercased), validated. The store finds the account whatever
+// the case; messages echo the operator's spelling.
+absl::StatusOr<std::string> Address(std::string_view raw) {
+  absl::StatusOr<storage::ParsedAddress> address = storage::ParseAddress(raw);
+  if (!address.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed address \"", AbslView(raw), "\": ", address.status().message()));
+  }
+  return std::move(address->display);
+}
+
+// What the store said, by its error kind (storage/store_error.h).
+bool IsUnknownAccount(const absl::Status& status) {
+  return storage::ErrorOf(status) == storage::StoreError::kUnknownAccount;
+}
+bool IsUnknownTenant(const absl::Status& status) {
+  return storage::ErrorOf(status) == storage::StoreError::kUnknownTenant;
+}
+
+absl::Status UnknownUser(std::string_view address) {
+  return absl::NotFoundError(absl::StrCat("unknown user ", AbslView(address)));
+}
+
+// Turns terminal echo off on fd 0 for its lifetime (password prompts).
+class EchoOff {
+ public:
+  EchoOff() {
+    if (tcgetattr(0, &saved_) == 0) {
+      termios quiet = saved_;
+      quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+      active_ = tcsetattr(0, TCSAFLUSH, &quiet) == 0;
+    }
+  }
+  ~EchoOff() {
+    if (active_) tcsetattr(0, TCSAFLUSH, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+// Reads the first line of stdin (without its LF or CRLF) as a password; on a terminal,
+// prompts without echo.
+absl::StatusOr<std::string> ReadPassword(const CliStreams& io) {
+  std::optional<EchoOff> echo_off;
+  if (io.in_is_terminal) {
+    *io.err << "Password: " << std::flush;
+    echo_off.emplace();
+  }
+  std::istream& in = *io.in;
+  std::string line;
+  char c;
+  while (in.get(c) && c != '\n') {
+    line.push_back(c);
+    if (line.size() > auth::kPasswordBytesMax + 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("password longer than ", auth::kPasswordBytesMax, " bytes"));
+    }
+  }
+  if (io.in_is_terminal) *io.err << "\n" << std::flush;
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) {
+    return absl::InvalidArgumentError("empty password (give the password as one line on stdin)");
+  }
+  if (line.size() > auth::kPasswordBytesMax) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("password longer than ", auth::kPasswordBytesMax, " bytes"));
+  }
+  return line;
+}
+
+absl::StatusOr<std::string> ReadAll(std::istream& in, size_t max_bytes) {
+  std::string data;
+  char buffer[1 << 16];
+  while (in.read(buffer, sizeof(buffer)) || in.gcount() > 0) {
+    data.append(buffer, static_cast<size_t>(in.gcount()));
+    if (data.size() > max_bytes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("message on stdin is larger than ", max_bytes, " octets"));
+    }
+  }
+  return data;
+}
+
+// Progress on stderr: redrawn in place on a terminal, one line per report otherwise.
+void ShowProgress(const CliStreams& io, std::string_view text, bool final_report) {
+  if (io.err_is_terminal) {
+    *io.err << "\r" << text << (final_report ? "\n" : "") << std::flush;
+  } else {
+    *io.err << text << "\n" << std::flush;
+  }
+}
+
+// A limit flag: a non-negative integer, 0 or "unlimited" meaning no limit.
+absl::StatusOr<std::optional<uint64_t>> LimitFlag(const ParsedArgs& args, std::string_view name) {
+  auto it = args.flags.find(name);
+  if (it == args.flags.end()) return std::optional<uint64_t>();
+  if (it->second == "unlimited") return std::optional<uint64_t>(0);
+  const std::optional<uint64_t> value = ParseDecimalU64(it->second);
+  if (!value.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", AbslView(name), ": expected a number or \"unlimited\", got \"", it->second, "\""));
+  }
+  return value;
+}
+
+std::string LimitText(uint64_t value) {
+  return value == 0 ? std::string("unlimited") : absl::StrCat(value);
+}
+
+// ---- subcommands ----
+
+absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
+  absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
+  // AlreadyExists names the existing account's spelling when it differs.
+  PH_RETURN_IF_ERROR(created.status());
+  *io.out << "added " << created->display_address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::Status deleted = store->DeleteAccount(address);
+  if (IsUnknownAccount(deleted)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(deleted);
+  *io.out << "deleted " << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::Status set = store->SetPasswordHash(address, hash);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << "password changed for " << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
+  std::optional<std::string> domain;
+  if (!args.positional.empty()) {
+    absl::StatusOr<std::string> normalized = storage::NormalizeDomain(args.positional[0]);
+    if (!normalized.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("malformed domain \"", args.positional[0],
+                                                     "\": ", normalized.status().message()));
+    }
+    domain = *normalized;
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  std::optional<std::string_view> filter;
+  if (domain.has_value()) filter = *domain;
+  PH_ASSIGN_OR_RETURN(std::vector<storage::AccountSummary> accounts, store->ListAccounts(filter));
+  for (const storage::AccountSummary& account : accounts) {
+    *io.out << account.display_address << "\t" << account.stats.messages << "\t"
+            << account.stats.octets << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::StatusOr<storage::AccountUsage> usage = store->GetUsage(address);
+  if (IsUnknownAccount(usage.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(usage.status());
+  auto source = [](uint64_t own) { return own != 0 ? "" : " (tenant default)"; };
+  *io.out << "address\t" << usage->display_address << "\n"
+          << "state\t" << (usage->disabled ? "disabled" : "enabled") << "\n"
+          << "messages\t" << usage->stats.messages << "\n"
+          << "octets\t" << usage->stats.octets << "\n"
+          << "quota_messages\t" << LimitText(usage->effective_quota.messages)
+          << source(usage->quota.messages) << "\n"
+          << "quota_octets\t" << LimitText(usage->effective_quota.octets)
+          << source(usage->quota.octets) << "\n"
+          << "max_message_bytes\t" << usage->message_bytes_max << "\n";
+  absl::StatusOr<storage::TenantInfo> tenant =
+      store->GetTenant(address.substr(address.rfind('@') + 1));
+  if (!tenant.ok() && !IsUnknownTenant(tenant.status())) return tenant.status();
+  *io.out << "plaintext_auth\t"
+          << storage::PlaintextAuthName(tenant.ok() ? tenant->policy.plaintext_auth
+                                                    : storage::PlaintextAuth::kDefault)
+          << " (tenant)\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserQuota(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "octets"));
+  if (!messages.has_value() && !octets.has_value()) {
+    return absl::InvalidArgumentError("give --messages=N and/or --octets=N (0: tenant default)");
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::StatusOr<storage::AccountInfo> account = store->GetAccount(address);
+  if (IsUnknownAccount(account.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(account.status());
+  storage::AccountQuota quota = account->quota;
+  if (messages.has_value()) quota.messages = *messages;
+  if (octets.has_value()) quota.octets = *octets;
+  absl::Status set = store->SetQuota(address, quota);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << "quota of " << address << ": " << quota.messages << " messages, " << quota.octets
+          << " octets (0: tenant default)\n";
+  return absl::OkStatus();
+}
+
+absl::Status SetDisabled(const ParsedArgs& args, const CliStreams& io, bool disabled) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::Status set = store->SetDisabled(address, disabled);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << (disabled ? "disabled " : "enabled ") << address << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status UserDisable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, true);
+}
+
+absl::Status UserEnable(const ParsedArgs& args, const CliStreams& io) {
+  return SetDisabled(args, io, false);
+}
+
+absl::Status TenantLimitsCommand(const ParsedArgs& args, const CliStreams& io) {
+  absl::StatusOr<std::string> domain = storage::NormalizeDomain(args.positional[0]);
+  if (!domain.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed domain \"", args.positional[0], "\": ", domain.status().message()));
+  }
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> messages, LimitFlag(args, "quota_messages"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, LimitFlag(args, "quota_octets"));
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> max_bytes, LimitFlag(args, "message_bytes_max"));
+  // --max_message_bytes is the flag's earlier name, still accepted (scripts use it).
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> old_name, LimitFlag(args, "max_message_bytes"));
+  if (max_bytes.has_value() && old_name.has_value()) {
+    return absl::InvalidArgumentError(
+        "--max_message_bytes is the old name of --message_bytes_max: give only one");
+  }
+  if (!max_bytes.has_value()) max_bytes = old_name;
+  const bool change = messages.has_value() || octets.has_value() || max_bytes.has_value();
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
+  storage::TenantLimits limits;
+  absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(*domain);
+  if (tenant.ok()) {
+    limits = tenant->limits;
+  } else if (!IsUnknownTenant(tenant.status())) {
+    return tenant.status();
+  }
+  if (change) {
+    if (messages.has_value()) limits.quota_messages = *messages;
+    if (octets.has_value()) limits.quota_octets = *octets;
+    if (max_bytes.has_value()) limits.message_bytes_max = *max_bytes;
+    PH_RETURN_IF_ERROR(store->SetTenantLimits(*domain, limits));
+  }
+  *io.out << *domain << "\tquota_messages=" << LimitText(limits.quota_messages)
+          << "\tquota_octets=" << LimitText(limits.quota_octets) << "\tmax_message_bytes="
+          << (limits.message_bytes_max == 0
+                  ? absl::StrCat("default(", store->options().message_bytes_max, ")")
+                  : absl::StrCat(limits.message_bytes_max))
+          << "\n";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Domain(std::string_view raw) {
+  absl::StatusOr<std::string> domain = storage::NormalizeDomain(raw);
+  if (!domain.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed domain \"", AbslView(raw), "\": ", domain.status().message()));
+  }
+  return domain;
+}
+
+absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string domain, Domain(args.positional[0]));
+  std::optional<storage::PlaintextAuth> plaintext_auth;
+  if (auto it = args.flags.find("plaintext_auth"); it != args.flags.end()) {
+    plaintext_auth = storage::ParsePlaintextAuth(it->second);
+    if (!plaintext_auth.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--plaintext_auth: expected default, allow or require_tls, got \"", it->second, "\""));
+    }
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/plaintext_auth.has_value()));
+  storage::TenantPolicy policy;
+  absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
+  if (tenant.ok()) {
+    policy = tenant->policy;
+  } else if (!IsUnknownTenant(tenant.status())) {
+    return tenant.status();
+  }
+  if (plaintext_auth.has_value()) {
+    policy.plaintext_auth = *plaintext_auth;
+    // A running server re-reads tenant policies before this command's answer goes back.
+    PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));
+  }
+  *io.out << domain << "\tplaintext_auth=" << storage::PlaintextAuthName(policy.plaintext_auth)
+          << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status TenantList(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  PH_ASSIGN_OR_RETURN(std::vector<storage::TenantInfo> tenants, store->ListTenants());
+  for (const storage::TenantInfo& tenant : tenants) {
+    *io.out << tenant.domain << "\tquota_messages=" << LimitText(tenant.limits.quota_messages)
+            << "\tquota_octets=" << LimitText(tenant.limits.quota_octets) << "\tmax_message_bytes="
+            << (tenant.limits.message_bytes_max == 0
+                    ? std::string("default")
+                    : absl::StrCat(tenant.limits.message_bytes_max))
+            << "\tplaintext_auth=" << storage::PlaintextAuthName(tenant.policy.plaintext_auth)
+            << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Deliver(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  PH_ASSIGN_OR_RETURN(std::string message, ReadAll(*io.in, kDeliverInputBytesMax));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::StatusOr<storage::DeliverResult> delivered = store->Deliver(address, message);
+  if (IsUnknownAccount(delivered.status())) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(delivered.status());
+  *io.out << delivered->uidl << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  const std::string& maildir = args.positional[1];
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  auto progress = [&io](const storage::migration::ImportProgress& p) {
+    ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
+                 p.done == p.total);
+  };
+  PH_ASSIGN_OR_RETURN(storage::migration::ImportResult result,
+                      storage::migration::ImportMaildir(*store, address, maildir, progress));
+  *io.out << "imported " << result.imported << " messages (" << result.octets << " octets) into "
+          << address << "; skipped " << result.skipped << " already present; "
+          << result.uidls_from_dovecot << " UIDLs kept from dovecot-uidlist\n";
+  return absl::OkStatus();
+}
+
+absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  PH_ASSIGN_OR_RETURN(storage::CheckReport report, store->Check());
+  for (const std::string& problem : report.problems) *io.out << OneLine(problem) << "\n";
+  const std::string counts = absl::StrCat(report.accounts, " accounts, ", report.messages,
+                                          " messages, ", report.segments, " segments");
+  if (!report.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(report.problems.size(), " problems found (", counts, ")"));
+  }
+  *io.out << "ok: " << counts << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  auto progress = [&io](const storage::CompactionProgress& p) {
+    ShowProgress(io,
+                 absl::StrCat("posthaste: compact: ", p.segments_done, "/", p.segments_total,
+                              " segments, ", p.bytes_reclaimed, " bytes reclaimed"),
+                 p.segments_done == p.segments_total);
+  };
+  PH_ASSIGN_OR_RETURN(storage::CompactionResult result, store->Compact(progress));
+  *io.out << "compacted " << result.segments_rewritten << " segments: moved "
+          << result.messages_moved << " messages (" << result.bytes_copied << " bytes), reclaimed "
+          << result.bytes_reclaimed << " bytes\n";
+  return absl::OkStatus();
+}
+
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {{"user", "add"},
+       "ADDRESS",
+       "add an account; password: one line on stdin",
+       1,
+       1,
+       UserAdd,
+       {},
+       Command::Stdin::kPasswordLine},
+      {{"user", "del"}, "ADDRESS", "delete an account and its messages", 1, 1, UserDel},
+      {{"user", "passwd"},
+       "ADDRESS",
+       "set a password; password: one line on stdin",
+       1,
+       1,
+       UserPasswd,
+       {},
+       Command::Stdin::kPasswordLine},
+      {{"user", "list"}, "[DOMAIN]", "list accounts: address, messages, octets", 0, 1, UserList},
+      {{"user", "show"}, "ADDRESS", "usage, limits and state of an account", 1, 1, UserShow},
+      {{"user", "quota"},
+       "ADDRESS [--messages=N] [--octets=N]",
+       "set an account's quota (0: the tenant default)",
+       1,
+       1,
+       UserQuota,
+       {"messages", "octets"}},
+      {{"user", "disable"}, "ADDRESS", "refuse logins and deliveries", 1, 1, UserDisable},
+      {{"user", "enable"}, "ADDRESS", "undo user disable", 1, 1, UserEnable},
+      {{"tenant", "limits"},
+       "DOMAIN [--quota_messages=N] [--quota_octets=N] [--message_bytes_max=N]",
+       "show or set a domain's default quotas and size limit (0: none)",
+       1,
+       1,
+       TenantLimitsCommand,
+       {"quota_messages", "quota_octets", "message_bytes_max", "max_message_bytes"}},
+      {{"tenant", "policy"},
+       "DOMAIN [--plaintext_auth=default|allow|require_tls]",
+       "show or set whether logins without TLS are allowed for a domain",
+       1,
+       1,
+       TenantPolicyCommand,
+       {"plaintext_auth"}},
+      {{"tenant", "list"}, "", "list domains: limits and plaintext_auth", 0, 0, TenantList},
+      {{"deliver"},
+       "ADDRESS < message",
+       "deliver one message from stdin; prints its UIDL",
+       1,
+       1,
+       Deliver,
+       {},
+       Command::Stdin::kAll},
+      {{"import", "maildir"},
+       "ADDRESS MAILDIR",
+       "import a Maildir, keeping dovecot-uidlist UIDLs",
+       2,
+       2,
+       ImportMaildirCommand},
+      {{"check"},
+       "",
+       "verify the index against the segments (server stopped)",
+       0,
+       0,
+       Check,
+       {},
+       Command::Stdin::kNone,
+       /*offline_only=*/true},
+      {{"compact"}, "", "reclaim the space of deleted messages", 0, 0, Compact},
+  };
+  return *commands;
+}
+
+std::string CommandName(const Command& command) {
+  std::string name;
+  for (std::string_view word : command.words) {
+    if (!name.empty()) name += " ";
+    name += std::string(word);
+  }
+  return name;
+}
+
+std::string CommandUsage(const Command& command) {
+  std::string usage = absl::StrCat("posthaste ", CommandName(command), " --data_dir=DIR");
+  if (!command.positional_usage.empty()) {
+    absl::StrAppend(&usage, " ", AbslView(command.positional_usage));
+  }
+  return usage;
+}
+
+// Parses flags and positional arguments after the subcommand words.
+absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_t start,
+                                     const Command& command) {
+  ParsedArgs parsed;
+  bool flags_done = false;
+  for (size_t i = start; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (flags_done || arg.size() < 2 || arg.substr(0, 2) != "--") {
+      if (!flags_done && arg.size() > 1 && arg[0] == '-') {
+        return absl::InvalidArgumentError(absl::StrCat("unknown option ", AbslView(arg)));
+      }
+      parsed.positional.emplace_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      flags_done = true;
+      continue;
+    }
+    arg.remove_prefix(2);
+    std::string_view name = arg.substr(0, arg.find('='));
+    if (name != "data_dir" &&
+        std::find(command.flags.begin(), command.flags.end(), name) == command.flags.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
+    }
+    std::string value;
+    if (name.size() < arg.size()) {
+      value = std::string(arg.substr(name.size() + 1));
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " needs a value"));
+    }
+    if (value.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " is empty"));
+    }
+    parsed.flags[std::string(name)] = std::move(value);
+  }
+  return parsed;
+}
+
+bool WantsHelp(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "help") return true;
+  for (const std::string& arg : args) {
+    if (arg == "--") return false;
+    if (arg == "--help" || arg == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string CliUsage() {
+  std::string usage = "usage:\n";
+  for (const Command& command : Commands()) {
+    std::string line = CommandUsage(command);
+    line.resize(std::max<size_t>(line.size() + 2, 62), ' ');
+    absl::StrAppend(&usage, "  ", line, AbslView(command.summary), "\n");
+  }
+  absl::StrAppend(&usage,
+                  "  posthaste serve --data_dir=DIR [--pop3_listen=HOST:PORT] "
+                  "[--metrics_listen=HOST:PORT] [--shards=N] ...   run the POP3 server "
+                  "(serve --help lists every flag)\n"
+                  "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
+                  "2 usage.\n");
+  return usage;
+}
+
+namespace {
+
+// Sends the parsed command to the running server on `fd` (its admin socket) with what it
+// reads from stdin, and prints the server's output. Same forms, same output, same status.
+int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const CliStreams& io) {
+  const std::string name = CommandName(command);
+  auto fail = [&](const absl::Status& status) {
+    *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
+    return kExitFailure;
+  };
+  admin::AdminRequest request;
+  for (std::string_view word : command.words) request.args.emplace_back(word);
+  for (const auto& [flag, value] : parsed.flags) {
+    request.args.push_back(absl::StrCat("--", flag, "=", value));
+  }
+  request.args.push_back("--");
+  for (size_t i = 0; i < parsed.positional.size(); ++i) {
+    std::string arg = parsed.positional[i];
+    // The server resolves paths from its own working directory: send absolute ones.
+    if (command.words.size() == 2 && command.words[0] == "import" && i == 1 && !arg.empty() &&
+        arg[0] != '/') {
+      char cwd[4096];
+      if (getcwd(cwd, sizeof(cwd)) != nullptr) arg = absl::StrCat(cwd, "/", arg);
+    }
+    request.args.push_back(std::move(arg));
+  }
+  switch (command.stdin_use) {
+    case Command::Stdin::kNone:
+      break;
+    case Command::Stdin::kPasswordLine: {
+      if (!parsed.positional.empty()) {
+        if (absl::StatusOr<std::string> a = Address(parsed.positional[0]); !a.ok()) {
+          close(fd);
+          return fail(a.status());
+        }
+      }
+      absl::StatusOr<std::string> password = ReadPassword(io);
+      if (!password.ok()) {
+        close(fd);
+        return fail(password.status());
+      }
+      request.stdin_bytes = *password + "\n";
+      break;
+    }
+    case Command::Stdin::kAll: {
+      absl::StatusOr<std::string> all = ReadAll(*io.in, kDeliverInputBytesMax);
+      if (!all.ok()) {
+        close(fd);
+        return fail(all.status());
+      }
+      request.stdin_bytes = *std::move(all);
+      break;
+    }
+  }
+  absl::StatusOr<admin::AdminResponse> response = admin::ExchangeAdminCommand(fd, request);
+  if (!response.ok()) return fail(response.status());
+  *io.out << response->out << std::flush;
+  *io.err << response->err << std::flush;
+  return response->exit_status;
+}
+
+// Runs `args` (a non-serve command). `online_store`: the command came through the admin
+// socket of the server owning that store; otherwise a running server is looked for first.
+int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
+               storage::MailStore* online_store) {
+  const Command* match = nullptr;
+  for (const Command& command : Commands()) {
+    if (args.size() < command.words.size()) continue;
+    if (std::equal(command.words.begin(), command.words.end(), args.begin())) {
+      match = &command;
+      break;
+    }
+  }
+  if (match == nullptr || WantsHelp(args)) {
+    if (match == nullptr && !args.empty() && !WantsHelp(args)) {
+      *io.err << "posthaste: unknown command \"" << OneLine(args[0]) << "\"\n";
+    }
+    *io.err << CliUsage();
+    return kExitUsage;
+  }
+  const std::string name = CommandName(*match);
+  auto usage_error = [&](std::string_view why) {
+    *io.err << "posthaste: " << name << ": " << OneLine(why) << " (usage: " << CommandUsage(*match)
+            << ")\n";
+    return kExitUsage;
+  };
+  absl::StatusOr<ParsedArgs> parsed = ParseArgs(args, match->words.size(), *match);
+  if (!parsed.ok()) return usage_error(StdView(parsed.status().message()));
+  if (parsed->flags.count("data_dir") == 0) return usage_error("missing --data_dir");
+  if (parsed->positional.size() < match->min_positional) {
+    return usage_error("missing arguments");
+  }
+  if (parsed->positional.size() > match->max_positional) {
+    return usage_error(
+        absl::StrCat("unexpected argument \"", parsed->positional[match->max_positional], "\""));
+  }
+  if (online_store == nullptr) {
+    // A running server holds the data directory: hand it the command.
+    absl::StatusOr<std::optional<int>> admin_fd = admin::ConnectAdminSocket(parsed->data_dir());
+    if (!admin_fd.ok()) {
+      *io.err << "posthaste: " << name << ": " << OneLine(StdView(admin_fd.status().message()))
+              << "\n";
+      return kExitFailure;
+    }
+    if (admin_fd->has_value() && !match->offline_only) {
+      return RunOnline(*match, *parsed, **admin_fd, io);
+    }
+    if (admin_fd->has_value()) {
+      close(**admin_fd);
+      *io.err << "posthaste: " << name << ": the server is running on " << parsed->data_dir()
+              << " and this command needs the data directory to itself: stop the server first\n";
+      return kExitFailure;
+    }
+  } else if (match->offline_only) {
+    *io.err << "posthaste: " << name << ": needs the data directory to itself: stop the server "
+            << "first\n";
+    return kExitFailure;
+  }
+  parsed->online_store = online_store;
+  absl::Status status = match->run(*parsed, io);
+  io.out->flush();
+  if (!status.ok()) {
+    *io.err << "posthaste: " << name << ": " << OneLine(StdView(status.message())) << "\n";
+    return kExitFailure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
+                                     storage::MailStore& store) {
+  admin::AdminResponse response;
+  if (!request.args.empty() && request.args[0] == "serve") {
+    response.exit_status = kExitUsage;
+    response.err = "posthaste: serve: the server is already running\n";
+    return response;
+  }
+  std::istringstream in(request.stdin_bytes);
+  std::ostringstream out, err;
+  response.exit_status = RunCommand(request.args, CliStreams{&in, &out, &err}, &store);
+  response.out = out.str();
+  response.err = err.str();
+  return response;
+}
+
+int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
+  if (!args.empty() && args[0] == "serve") {
+    return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err,
+                    RunAdminCommand);
+  }
+  return RunCommand(args, io, /*online_store=*/nullptr);
+}
+
+}  // namespace posthaste::server::cli

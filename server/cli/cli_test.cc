@@ -1,0 +1,307 @@
+#include "server/cli/cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/auth/password_hash.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CliRun {
+  int status;
+  std::string out;
+  std::string err;
+};
+
+CliRun RunWith(const std::vector<std::string>& args, const std::string& input = "") {
+  std::istringstream in(input);
+  std::ostringstream out, err;
+  int status = RunCli(args, CliStreams{&in, &out, &err, false});
+  return CliRun{status, out.str(), err.str()};
+}
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* base = std::getenv("TEST_TMPDIR");
+    dir_ = absl::StrCat(base != nullptr ? base : "/tmp", "/cli-", getpid(), "-", counter_++);
+    flag_ = "--data_dir=" + dir_;
+  }
+
+  // Asserts a failure with exactly one "posthaste: ..." line on stderr and nothing on stdout.
+  static void ExpectOneLineFailure(const CliRun& run, int status, std::string_view needle) {
+    EXPECT_EQ(run.status, status) << run.err;
+    EXPECT_EQ(Lines(run.err), 1u) << run.err;
+    EXPECT_THAT(run.err, StartsWith("posthaste: "));
+    EXPECT_THAT(run.err, HasSubstr(std::string(needle)));
+    EXPECT_EQ(run.out, "");
+  }
+
+  std::string ListAll() { return RunWith({"user", "list", flag_}).out; }
+
+  static int counter_;
+  std::string dir_;
+  std::string flag_;
+};
+int CliTest::counter_ = 0;
+
+TEST_F(CliTest, UsageAndUnknownCommands) {
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{}, {"--help"}, {"help"}, {"user", "add", "--help"}}) {
+    CliRun run = RunWith(args);
+    EXPECT_EQ(run.status, kExitUsage);
+    EXPECT_THAT(run.err, HasSubstr("posthaste import maildir --data_dir=DIR ADDRESS MAILDIR"));
+    EXPECT_EQ(run.out, "");
+  }
+  CliRun unknown = RunWith({"frobnicate"});
+  EXPECT_EQ(unknown.status, kExitUsage);
+  EXPECT_THAT(unknown.err, StartsWith("posthaste: unknown command \"frobnicate\"\n"));
+  EXPECT_EQ(RunWith({"user", "rename", flag_, "a@b.test"}).status, kExitUsage);
+  // "help" is a command word only in first position: here it is a domain.
+  CliRun domain = RunWith({"user", "list", flag_, "help"});
+  EXPECT_EQ(domain.status, kExitFailure);
+  EXPECT_THAT(domain.err, HasSubstr("no data directory"));
+}
+
+TEST_F(CliTest, ArgumentErrorsAreOneLineUsageErrors) {
+  ExpectOneLineFailure(RunWith({"user", "add", "a@example.test"}, "pw\n"), kExitUsage,
+                       "missing --data_dir");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_}, "pw\n"), kExitUsage, "missing arguments");
+  ExpectOneLineFailure(RunWith({"user", "del", flag_, "a@example.test", "extra"}), kExitUsage,
+                       "unexpected argument \"extra\"");
+  ExpectOneLineFailure(RunWith({"check", "--bogus=1", flag_}), kExitUsage, "unknown flag --bogus");
+  ExpectOneLineFailure(RunWith({"check", "-x", flag_}), kExitUsage, "unknown option -x");
+  ExpectOneLineFailure(RunWith({"check", "--data_dir"}), kExitUsage, "needs a value");
+  ExpectOneLineFailure(RunWith({"check", "--data_dir="}), kExitUsage, "is empty");
+  struct stat st;
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);  // nothing was created
+}
+
+TEST_F(CliTest, UserAddRefusesBadInputBeforeTouchingTheDisk) {
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "not-an-address"}, "pw\n"), kExitFailure,
+                       "malformed address \"not-an-address\"");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"}, "\n"), kExitFailure,
+                       "empty password");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"}, ""), kExitFailure,
+                       "empty password");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "a@example.test"},
+                               std::string(auth::kPasswordBytesMax + 1, 'p') + "\n"),
+                       kExitFailure, "password longer than");
+  struct stat st;
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);
+  // Commands other than `user add` never create a data directory.
+  ExpectOneLineFailure(RunWith({"user", "list", flag_}), kExitFailure, "no data directory");
+  EXPECT_NE(stat(dir_.c_str(), &st), 0);
+}
+
+TEST_F(CliTest, UserLifecycle) {
+  CliRun add = RunWith({"user", "add", flag_, "Alice@Example.TEST"}, "s3cret\r\nignored\n");
+  ASSERT_EQ(add.status, kExitOk) << add.err;
+  EXPECT_EQ(add.out, "added Alice@example.test\n");
+  EXPECT_EQ(add.err, "");
+  // --flag value form.
+  ASSERT_EQ(RunWith({"user", "add", "--data_dir", dir_, "bob@other.test"}, "pw").status, kExitOk);
+  EXPECT_EQ(ListAll(), "Alice@example.test\t0\t0\nbob@other.test\t0\t0\n");
+  EXPECT_EQ(RunWith({"user", "list", flag_, "OTHER.test"}).out, "bob@other.test\t0\t0\n");
+  EXPECT_EQ(RunWith({"user", "list", flag_, "none.test"}).out, "");
+  ExpectOneLineFailure(RunWith({"user", "list", flag_, "bad domain"}), kExitFailure,
+                       "malformed domain");
+
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto account = (*store)->GetAccount("Alice@example.test");
+    ASSERT_TRUE(account.ok());
+    EXPECT_THAT(account->password_hash, StartsWith("$y$"));
+    EXPECT_TRUE(*auth::VerifyPassword("s3cret", account->password_hash));
+  }
+
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "Alice@EXAMPLE.test"}, "x\n"), kExitFailure,
+                       "already exists");
+  ExpectOneLineFailure(RunWith({"user", "del", flag_, "carol@example.test"}), kExitFailure,
+                       "unknown user carol@example.test");
+  ExpectOneLineFailure(RunWith({"user", "passwd", flag_, "carol@example.test"}, "x\n"),
+                       kExitFailure, "unknown user");
+  ExpectOneLineFailure(RunWith({"user", "passwd", flag_, "Alice@example.test"}, "\n"), kExitFailure,
+                       "empty password");
+  EXPECT_EQ(ListAll(), before);
+
+  CliRun passwd = RunWith({"user", "passwd", flag_, "Alice@example.test"}, "n3w\n");
+  ASSERT_EQ(passwd.status, kExitOk) << passwd.err;
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok());
+    auto account = (*store)->GetAccount("Alice@example.test");
+    EXPECT_TRUE(*auth::VerifyPassword("n3w", account->password_hash));
+    EXPECT_FALSE(*auth::VerifyPassword("s3cret", account->password_hash));
+  }
+
+  CliRun del = RunWith({"user", "del", flag_, "bob@other.test"});
+  ASSERT_EQ(del.status, kExitOk) << del.err;
+  EXPECT_EQ(del.out, "deleted bob@other.test\n");
+  EXPECT_EQ(ListAll(), "Alice@example.test\t0\t0\n");
+}
+
+TEST_F(CliTest, DeliverPrintsTheUidlAndCountsShowInList) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun first = RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n");
+  ASSERT_EQ(first.status, kExitOk) << first.err;
+  EXPECT_EQ(Lines(first.out), 1u);
+  const std::string uidl = first.out.substr(0, first.out.size() - 1);
+  EXPECT_TRUE(storage::ValidateUidl(uidl).ok()) << uidl;
+  CliRun second = RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n");
+  ASSERT_EQ(second.status, kExitOk);
+  EXPECT_NE(second.out, first.out);
+  // "Subject: hi\r\n\r\nbody\r\n" = 21 octets, twice.
+  EXPECT_EQ(ListAll(), "a@example.test\t2\t42\n");
+
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "b@example.test"}, "x\n"), kExitFailure,
+                       "unknown user b@example.test");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "@example.test"}, "x\n"), kExitFailure,
+                       "malformed address");
+  EXPECT_EQ(ListAll(), before);
+}
+
+TEST_F(CliTest, DeliverOverSizeAndOverQuotaChangeNothing) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->SetQuota("a@example.test", {1, 0}).ok());
+  }
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
+  const std::string before = ListAll();
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, "y\n"), kExitFailure, "quota");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, std::string(51 << 20, 'x')),
+                       kExitFailure, "exceeds the maximum message size");
+  EXPECT_EQ(ListAll(), before);
+}
+
+// --message_bytes_max is the limit's name; --max_message_bytes, its earlier name, still works.
+TEST_F(CliTest, TenantLimitsTakesTheSizeLimitUnderEitherName) {
+  CliRun set = RunWith({"tenant", "limits", flag_, "example.test", "--message_bytes_max=2000"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out,
+            "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=2000\n");
+  CliRun old_name = RunWith({"tenant", "limits", flag_, "example.test", "--max_message_bytes=3000"});
+  ASSERT_EQ(old_name.status, kExitOk) << old_name.err;
+  EXPECT_EQ(old_name.out,
+            "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=3000\n");
+  ExpectOneLineFailure(RunWith({"tenant", "limits", flag_, "example.test",
+                                "--message_bytes_max=1", "--max_message_bytes=2"}),
+                       kExitFailure, "give only one");
+}
+
+TEST_F(CliTest, QuotaDisableAndTenantLimits) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun tenant = RunWith({"tenant", "limits", flag_, "EXAMPLE.test", "--quota_messages=5",
+                           "--max_message_bytes", "1000"});
+  ASSERT_EQ(tenant.status, kExitOk) << tenant.err;
+  EXPECT_EQ(tenant.out,
+            "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=1000\n");
+  CliRun quota = RunWith({"user", "quota", flag_, "a@example.test", "--octets=30"});
+  ASSERT_EQ(quota.status, kExitOk) << quota.err;
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n").status, kExitOk);
+  CliRun show = RunWith({"user", "show", flag_, "a@example.test"});
+  ASSERT_EQ(show.status, kExitOk) << show.err;
+  EXPECT_EQ(show.out,
+            "address\ta@example.test\nstate\tenabled\nmessages\t1\noctets\t21\n"
+            "quota_messages\t5 (tenant default)\nquota_octets\t30\nmax_message_bytes\t1000\n"
+            "plaintext_auth\tdefault (tenant)\n");
+  ExpectOneLineFailure(RunWith({"deliver", flag_, "a@example.test"}, "Subject: hi\n\nbody\n"),
+                       kExitFailure, "quota");
+  ASSERT_EQ(RunWith({"user", "disable", flag_, "a@example.test"}).out, "disabled a@example.test\n");
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              HasSubstr("state\tdisabled\n"));
+  ASSERT_EQ(RunWith({"user", "enable", flag_, "a@example.test"}).status, kExitOk);
+  ExpectOneLineFailure(RunWith({"user", "quota", flag_, "a@example.test"}), kExitFailure,
+                       "--messages");
+  ExpectOneLineFailure(RunWith({"user", "quota", flag_, "a@example.test", "--messages=x"}),
+                       kExitFailure, "expected a number");
+  ExpectOneLineFailure(RunWith({"user", "show", flag_, "b@example.test"}), kExitFailure,
+                       "unknown user");
+  EXPECT_EQ(RunWith({"user", "show", flag_, "a@example.test", "--octets=1"}).status, kExitUsage);
+}
+
+TEST_F(CliTest, TenantPolicyShowSetAndList) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun show = RunWith({"tenant", "policy", flag_, "example.test"});
+  ASSERT_EQ(show.status, kExitOk) << show.err;
+  EXPECT_EQ(show.out, "example.test\tplaintext_auth=default\n");
+  CliRun set = RunWith({"tenant", "policy", flag_, "EXAMPLE.test", "--plaintext_auth=allow"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out, "example.test\tplaintext_auth=allow\n");
+  // A tenant without accounts yet can be given a policy; its limits stay the defaults.
+  set = RunWith({"tenant", "policy", flag_, "strict.test", "--plaintext_auth", "require_tls"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  // Limits and policy are independent settings of one record.
+  ASSERT_EQ(RunWith({"tenant", "limits", flag_, "example.test", "--quota_messages=5"}).status,
+            kExitOk);
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test"}).out,
+            "example.test\tplaintext_auth=allow\n");
+  EXPECT_EQ(RunWith({"tenant", "list", flag_}).out,
+            "example.test\tquota_messages=5\tquota_octets=unlimited\tmax_message_bytes=default"
+            "\tplaintext_auth=allow\n"
+            "strict.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
+            "max_message_bytes=default\tplaintext_auth=require_tls\n");
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              HasSubstr("plaintext_auth\tallow (tenant)\n"));
+  ExpectOneLineFailure(
+      RunWith({"tenant", "policy", flag_, "example.test", "--plaintext_auth=maybe"}), kExitFailure,
+      "expected default, allow or require_tls");
+  ExpectOneLineFailure(RunWith({"tenant", "policy", flag_, "bad domain"}), kExitFailure,
+                       "malformed domain");
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--quota_messages=1"}).status,
+            kExitUsage);
+  ASSERT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--plaintext_auth=default"}).status,
+            kExitOk);
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test"}).out,
+            "example.test\tplaintext_auth=default\n");
+}
+
+TEST_F(CliTest, CheckAndCompact) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
+  CliRun check = RunWith({"check", flag_});
+  ASSERT_EQ(check.status, kExitOk) << check.err;
+  EXPECT_EQ(check.out, "ok: 1 accounts, 1 messages, 1 segments\n");
+  CliRun compact = RunWith({"compact", flag_});
+  ASSERT_EQ(compact.status, kExitOk) << compact.err;
+  EXPECT_THAT(compact.out, StartsWith("compacted "));
+}
+
+TEST_F(CliTest, HeldDataDirectoryIsReportedInOneLine) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  auto holder = storage::MailStore::Open({.data_dir = dir_});
+  ASSERT_TRUE(holder.ok()) << holder.status();
+  for (const auto& [args, input] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"user", "list", flag_}, ""},
+           {{"user", "add", flag_, "b@example.test"}, "pw\n"},
+           {{"deliver", flag_, "a@example.test"}, "x\n"},
+           {{"check", flag_}, ""}}) {
+    ExpectOneLineFailure(RunWith(args, input), kExitFailure, "in use");
+  }
+  holder->reset();
+  EXPECT_EQ(ListAll(), "a@example.test\t0\t0\n");
+}
+
+}  // namespace
+}  // namespace posthaste::server::cli

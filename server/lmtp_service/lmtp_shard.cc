@@ -1,0 +1,135 @@
+#include "server/lmtp_service/lmtp_shard.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "server/reactor/net.h"
+
+namespace posthaste::server {
+namespace {
+
+// LMTP buffers: group 1 (POP3 uses group 0 on the same ring). Commands are short and DATA is
+// consumed as it arrives, so a few large buffers suffice.
+constexpr uint16_t kLmtpBufferGroup = 1;
+LmtpAdapterOptions AdapterOptions(const LmtpServiceOptions& options,
+                                  const storage::MailStore& store) {
+  LmtpAdapterOptions o;
+  o.session.hostname = options.hostname;
+  // The session's limit bounds memory; each tenant's (usually smaller) limit is applied per
+  // recipient by the store. Stored sizes are 32-bit.
+  o.session.message_bytes_max =
+      std::min<uint64_t>(store.options().message_bytes_max, storage::kMessageBytesMaxConfigurable);
+  o.idle_timeout_ns = options.idle_timeout_ns;
+  return o;
+}
+
+}  // namespace
+
+void LmtpShard::StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics) {
+  shard = &on;
+  metrics = &shard_metrics;
+  reactor::Ring& ring = shard->ring();
+  auto buffer_ring = reactor::BufferRing::Create(
+      ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
+  PH_CHECK(buffer_ring.ok());
+  buffers = *std::move(buffer_ring);
+  backend = std::make_unique<StoreLmtpBackend>(on, *store, options->over_quota_permanent);
+  transport_env.ring = &ring;
+  transport_env.buffers = buffers.get();
+  transport_env.send_stats = &stats.send;
+  transport_env.send_stall_timeout_ns = options->send_stall_timeout_ns;
+  adapter_options = AdapterOptions(*options, *store);
+  listener.Start(ring, [this](int fd) { OnAccept(fd); });
+  shard->OnStop([this] {
+    StopAccepting();
+    CloseAll();
+  });
+  shard->OnDrained([this] {
+    connections.Clear();
+    listener.Release();
+    buffers.reset();
+    backend.reset();
+  });
+}
+
+void LmtpShard::StopAccepting() {
+  if (!listener.accepting()) return;
+  listener.Stop();
+  // MTAs keep LMTP connections open between messages: close those at once, the others when
+  // their transaction is answered, so a drain does not wait for the timeout.
+  for (uint64_t id : connections.Ids()) {
+    if (LmtpAdapter* conn = connections.Find(id)) conn->Drain();
+  }
+}
+
+void LmtpShard::CloseAll() { connections.AbortAll(); }
+
+void LmtpShard::Destroy(uint64_t id) {
+  shard->ring().Defer([this, id] {
+    if (connections.Erase(id)) ++stats.connections_closed;
+  });
+}
+
+void LmtpShard::OnAccept(int fd) {
+  ++stats.connections_accepted;
+  const uint64_t id = connections.NextId();
+  // LMTP keys nothing on the peer's address (MTAs connect from trusted hosts).
+  LmtpAdapter* conn = connections.Add(
+      id, std::make_unique<LmtpAdapter>(
+              adapter_options,
+              transport::MakeRingTransport(transport_env, fd, {}, /*implicit_tls=*/false), *backend,
+              stats, *metrics, [this, id] { Destroy(id); }));
+  if (connections.size() > options->max_connections_per_shard) {
+    conn->StartOverCapacity();
+    return;
+  }
+  conn->Start();
+}
+
+absl::Status LmtpService::Listen(LmtpServiceOptions service_options, storage::MailStore& store) {
+  options = std::move(service_options);
+  for (uint32_t i = 0; i < options.shards; ++i) {
+    auto fd = reactor::CreateListener({.host = options.listen_host,
+                                       .port = i == 0 ? options.listen_port : port,
+                                       .join_existing_group = i > 0});
+    if (!fd.ok()) {
+      CloseListeners();
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("cannot listen for LMTP on ", options.listen_host, ":",
+                                       options.listen_port, ": ", fd.status().message()));
+    }
+    if (i == 0) {
+      auto local = reactor::LocalPort(*fd);
+      if (!local.ok()) {
+        close(*fd);
+        return local.status();
+      }
+      port = *local;
+    }
+    auto shard = std::make_unique<LmtpShard>();
+    shard->options = &options;
+    shard->store = &store;
+    shard->index = i;
+    shard->listener.set_fd(*fd);
+    shards.push_back(std::move(shard));
+  }
+  return absl::OkStatus();
+}
+
+void LmtpService::CloseListeners() {
+  for (auto& shard : shards) {
+    shard->listener.Close();
+  }
+}
+
+uint64_t LmtpService::OpenConnections() const {
+  uint64_t n = 0;
+  for (const auto& shard : shards) n += shard->connections.PublishedOpen();
+  return n;
+}
+
+}  // namespace posthaste::server

@@ -1,0 +1,87 @@
+// LmtpShard: the LMTP service on one reactor shard, beside the POP3 one: a SO_REUSEPORT
+// listener with a multishot accept, its own provided buffer ring (group 1), the transport
+// environment and the store backend its connections share, and the LMTP connections of that
+// shard (an LmtpAdapter over a RingTransport each). LMTP needs no cross-shard state: recipients
+// are checked and messages stored on the I/O offload pool, and the store serialises per
+// account. It is given what it uses (LmtpServiceOptions, the store, its shard's metric block)
+// and knows nothing of POP3's per-shard state nor of the serve command's flags.
+//
+// Threading: built by the main thread before the reactor starts; afterwards every member except
+// `connections.PublishedOpen()` is touched only on its shard's thread (stats are plain integers).
+// Ownership: LmtpService owns the LmtpShards; each owns its listener, buffer ring, backend and
+// connections, freed in its shard's OnDrained hook.
+#ifndef POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_
+#define POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "metrics/shard_metrics.h"
+#include "server/lmtp_service/lmtp_adapter.h"
+#include "server/lmtp_service/lmtp_counters.h"
+#include "server/lmtp_service/store_backend.h"
+#include "server/reactor/buffer_ring.h"
+#include "server/reactor/shard.h"
+#include "server/shard_connections.h"
+#include "server/shard_listener.h"
+#include "server/transport/ring_transport.h"
+#include "storage/mail_store.h"
+
+namespace posthaste::server {
+
+// What `serve` tells the LMTP service (from its flags).
+struct LmtpServiceOptions {
+  std::string listen_host = "127.0.0.1";       // --lmtp_listen
+  uint16_t listen_port = 24;                   // 0: any free port
+  uint32_t shards = 1;                         // one listener and one LmtpShard per reactor shard
+  std::string hostname = "localhost";          // greeting, LHLO, 221 and 421 replies
+  uint64_t idle_timeout_ns = 300'000'000'000;  // --lmtp_idle_timeout_s
+  uint64_t send_stall_timeout_ns = 120'000'000'000;  // --send_stall_timeout_s
+  bool over_quota_permanent = false;                 // --lmtp_over_quota=permanent
+  uint64_t max_connections_per_shard = 50'000;       // beyond it: 421 4.3.2 and close
+};
+
+struct LmtpShard {
+  const LmtpServiceOptions* options = nullptr;
+  storage::MailStore* store = nullptr;
+  reactor::Shard* shard = nullptr;
+  // The shard's metric block (its lmtp_deliveries); given by StartListening.
+  metrics::ShardMetrics* metrics = nullptr;
+  uint32_t index = 0;
+  ShardListener listener;
+  std::unique_ptr<reactor::BufferRing> buffers;
+  std::unique_ptr<StoreLmtpBackend> backend;
+  transport::TransportEnv transport_env;
+  LmtpAdapterOptions adapter_options;
+  ShardConnections<LmtpAdapter> connections;
+  LmtpStats stats;
+
+  // Shard thread.
+  void StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics);
+  void StopAccepting();
+  void CloseAll();
+
+ private:
+  void OnAccept(int fd);
+  void Destroy(uint64_t id);  // deferred delete of a finished connection
+};
+
+// The LMTP listeners of all shards (the first decides the port when 0 is asked for).
+struct LmtpService {
+  LmtpServiceOptions options;
+  uint16_t port = 0;
+  std::vector<std::unique_ptr<LmtpShard>> shards;
+
+  // Main thread, before the reactor starts: one listener per shard on listen_host:listen_port.
+  // `store` outlives the service.
+  absl::Status Listen(LmtpServiceOptions service_options, storage::MailStore& store);
+  void CloseListeners();  // start-up failed
+  uint64_t OpenConnections() const;
+};
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_

@@ -1,0 +1,57 @@
+// Taking the shards' metrics for a /metrics scrape (server/admin/admin_http.h reads them through
+// AdminHttpSources::shards).
+//
+// Each shard copies its own metric block on its own thread (a closure posted to its inbox), so
+// shards count with plain integers and nothing is read racily. A scrape waits for the copies up
+// to a bound; a shard that does not answer in time shows its previous copy. A request that a
+// stopping shard destroys unrun ends the wait for it at once, so a scrape in flight at shutdown
+// never holds the metrics listener (and with it the process) for the whole bound.
+//
+// Threading: ShardMetricsGather::Copy from any thread but a shard's (the metrics listener's
+// workers), concurrently; CopyShardMetrics on the shard's own thread. Ownership: the Reactor
+// must outlive the ShardMetricsGather; `copy` is called only while the reactor runs.
+#ifndef POSTHASTE_SERVER_METRICS_GATHER_H_
+#define POSTHASTE_SERVER_METRICS_GATHER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "metrics/shard_metrics.h"
+#include "server/pop3_server.h"
+#include "server/reactor/shard.h"
+
+namespace posthaste::server {
+
+class ShardMetricsGather {
+ public:
+  static constexpr std::chrono::milliseconds kWait{1000};
+  // Runs on shard `index`'s thread and returns that shard's copy.
+  using CopyOnShard = std::function<metrics::ShardMetrics(uint32_t index)>;
+
+  ShardMetricsGather(reactor::Reactor* reactor, size_t tenant_slots, CopyOnShard copy,
+                     std::chrono::milliseconds wait = kWait);
+
+  // Asks every shard for a copy and waits until each has answered, was refused or dropped its
+  // request, or `wait` has passed. Fills `out` with one copy per shard (index = shard number;
+  // the previous copy for a shard that did not answer) and returns how many answered.
+  uint32_t Copy(std::vector<metrics::ShardMetrics>* out);
+
+ private:
+  reactor::Reactor* const reactor_;
+  const std::shared_ptr<const CopyOnShard> copy_;  // shared with requests that outlive a Copy
+  const std::chrono::milliseconds wait_;
+  std::mutex mu_;  // one Copy at a time updates last_
+  std::vector<metrics::ShardMetrics> last_;
+};
+
+// Copies shard `sc`'s metrics, with the reactor's and the legacy ShardStats counters folded in.
+// REQUIRES: on sc's shard thread.
+metrics::ShardMetrics CopyShardMetrics(ShardContext& sc);
+
+}  // namespace posthaste::server
+
+#endif  // POSTHASTE_SERVER_METRICS_GATHER_H_
