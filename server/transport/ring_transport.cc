@@ -463,7 +463,12 @@ bool RingTransport::OutputIdle() const { return !OutputPending(); }
 
 void RingTransport::OnSendDone(absl::Status status, uint64_t bytes) {
   if (!inflight_ciphertext_) totals_.reply_bytes_sent += bytes;
-  inflight_.clear();  // keeps its capacity: the engine's next output buffer
+  if (inflight_sealed_) {
+    inflight_sealed_ = false;
+    tls_send_.Clear();
+  } else {
+    inflight_.clear();  // keeps its capacity: the engine's next output buffer
+  }
   if (!status.ok() && state_ < State::kEnding) EndNow(CloseReason::kPeerReset);
   Advance(/*may_finish=*/false);
 }

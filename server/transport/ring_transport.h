@@ -15,9 +15,10 @@
 //             after StartTls() (what was queued before still goes out in plaintext; ciphertext
 //             that already arrived goes to the engine). After the handshake the keys go to the
 //             kernel when it has kTLS and nothing arrived behind the handshake (the connection
-//             then runs as a plain one, splice and all); otherwise the engine stays, and a file
-//             is mapped and sealed straight from the mapping, at most
-//             TlsEngine::kCiphertextOutMax ahead of the socket. A handshake or record error
+//             then runs as a plain one, splice and all); otherwise the engine stays: replies
+//             and files (mapped, sealed straight from the mapping) are sealed in place into one
+//             reused send buffer, up to 64 records per send (TlsEngine::SealInto), the first
+//             records of a reply sized to one TCP segment. A handshake or record error
 //             sends the engine's alert and ends the connection with kTlsFailed; the log lines
 //             for such errors are rate-limited per shard (TlsErrorLogLimiter);
 //   timers    one ring timer serves the protocol deadline (SetDeadline) and the send-stall watch
@@ -229,6 +230,7 @@ class RingTransport final : public Transport {
   void DecideTlsDataPath(bool input_behind_handshake);
   void TellTlsStarted();
   void PumpTls();
+  void SealAndSend();  // after the handshake: seal queued output in place, send it
   bool StartTlsFileSeal(const FileRange& range);
   void EndTlsFileSeal();
   void QueueTlsCloseNotify();
@@ -276,6 +278,11 @@ class RingTransport final : public Transport {
   std::string tls_plaintext_;          // read from the engine, handed to OnReceive
   bool tls_input_parked_ = false;      // records fed while paused may hold plaintext
   TlsFileSeal tls_file_;
+  // Records sealed in place (TlsEngine::SealInto) and sent in one send; untouched while that
+  // send is in flight, released when output goes idle.
+  TlsSendBuffer tls_send_;
+  bool inflight_sealed_ = false;  // the Sender is sending tls_send_ (not inflight_)
+  bool tls_output_idle_ = true;   // nothing sealed since the last reply went out (BeginReply)
   bool tls_started_told_ = false;
   bool tls_close_notify_queued_ = false;
 };

@@ -1,9 +1,13 @@
 // RingTransport's TLS: every call into the TlsEngine is in this file. Received ciphertext goes in
-// (ConsumeTlsInput), plaintext comes out to the client; queued bytes and mapped file ranges are
-// sealed into records (PumpTls) at most TlsEngine::kCiphertextOutMax ahead of the socket, and the
-// ciphertext goes out by the connection's one Sender. After the handshake the record layer may
+// (ConsumeTlsInput), plaintext comes out to the client; after the handshake queued bytes and
+// mapped file ranges are sealed in place into one send buffer, many records per send, and sent by
+// the connection's one Sender (SealAndSend); handshake flights, alerts and close_notify come out
+// of the engine's own buffer (PumpTls). After the handshake the record layer may
 // go to the kernel (DecideTlsDataPath); a failure sends the engine's alert, then FIN (FailTls).
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +140,13 @@ void RingTransport::DecideTlsDataPath(bool input_behind_handshake) {
   if (path == TlsDataPath::kKernelTls) {
     CountTlsSession(*engine_, env_.tls_counters);  // the engine's part ends here
     tls_mode_ = TlsMode::kKernel;
+  } else {
+    // The first record of a reply fits one segment of this path (TlsEngine::BeginReply).
+    int segment = 0;
+    socklen_t segment_len = sizeof(segment);
+    if (getsockopt(fd_, IPPROTO_TCP, TCP_MAXSEG, &segment, &segment_len) == 0 && segment > 0) {
+      engine_->SetPathSegmentBytes(static_cast<size_t>(segment));
+    }
   }
   if (state_ == State::kHandshaking) state_ = State::kOpen;
 }
@@ -160,10 +171,29 @@ void RingTransport::PumpTls() {
   // has sealed nothing beyond the handshake.
   const bool may_seal = (state_ == State::kOpen || state_ == State::kClosing) &&
                         engine_->HandshakeDone() && !engine_->Failed() && !tls_close_notify_queued_;
-  while (may_seal && engine_->PendingCiphertextBytes() < TlsEngine::kCiphertextOutMax) {
+  if (may_seal) {
+    SealAndSend();
+    return;
+  }
+  // Handshake flights, the alert after a failure and close_notify come out of the engine's own
+  // buffer.
+  if (engine_->PendingCiphertextBytes() == 0 || SocketSendBusy() || state_ >= State::kEnding) {
+    return;
+  }
+  engine_->SwapCiphertext(&inflight_);
+  SendBuffer(/*ciphertext=*/true, /*more=*/false);
+}
+
+void RingTransport::SealAndSend() {
+  // The send buffer is the Sender's until its send completes.
+  if (SocketSendBusy() || state_ >= State::kEnding) return;
+  tls_send_.Clear();
+  for (;;) {
     if (tls_file_.active()) {
-      absl::StatusOr<size_t> n = engine_->EncryptFrom(std::span<const uint8_t>(
-          tls_file_.data + tls_file_.done, static_cast<size_t>(tls_file_.length - tls_file_.done)));
+      absl::StatusOr<size_t> n = engine_->SealInto(
+          std::span<const uint8_t>(tls_file_.data + tls_file_.done,
+                                   static_cast<size_t>(tls_file_.length - tls_file_.done)),
+          &tls_send_);
       if (!n.ok()) {
         FailTls("record");
         return;
@@ -171,7 +201,7 @@ void RingTransport::PumpTls() {
       tls_file_.done += *n;
       totals_.file_bytes_sent += *n;
       *env_.tls_body_bytes += *n;
-      if (tls_file_.done < tls_file_.length) break;  // the output bound: send first
+      if (tls_file_.done < tls_file_.length) break;  // the send buffer is full: send first
       ++env_.send_stats->streams_ok;
       EndTlsFileSeal();
       continue;
@@ -187,7 +217,11 @@ void RingTransport::PumpTls() {
       }
       continue;
     }
-    absl::StatusOr<size_t> n = engine_->WritePlaintext(front.bytes);
+    if (tls_output_idle_) {  // a reply after a pause: small first records for latency
+      engine_->BeginReply();
+      tls_output_idle_ = false;
+    }
+    absl::StatusOr<size_t> n = engine_->SealInto(front.bytes, &tls_send_);
     if (!n.ok()) {
       FailTls("record");
       return;
@@ -199,11 +233,22 @@ void RingTransport::PumpTls() {
     }
     PopFront();
   }
-  if (engine_->PendingCiphertextBytes() == 0 || SocketSendBusy() || state_ >= State::kEnding) {
+  if (engine_->PendingCiphertextBytes() > 0) {  // a KeyUpdate answer the engine owes
+    absl::StatusOr<size_t> n = engine_->SealInto(std::span<const uint8_t>(), &tls_send_);
+    if (!n.ok()) {
+      FailTls("record");
+      return;
+    }
+  }
+  if (tls_send_.empty()) {
+    tls_output_idle_ = true;
+    tls_send_.Release();  // an idle connection holds no send buffer
     return;
   }
-  engine_->SwapCiphertext(&inflight_);
-  SendBuffer(/*ciphertext=*/true, /*more=*/false);
+  inflight_ciphertext_ = true;
+  inflight_sealed_ = true;
+  sender_.Send(fd_, tls_send_.bytes(), /*zero_copy=*/false);
+  WatchSendStall();
 }
 
 bool RingTransport::StartTlsFileSeal(const FileRange& range) {
