@@ -10,13 +10,14 @@
 #include <cstring>
 
 #include "base/log.h"
-#include "server/pop3_connection.h"
 
 namespace posthaste::server {
 namespace {
 
-PeerInfo PeerOf(int fd, const ServeOptions& options) {
-  PeerInfo peer;
+constexpr uint64_t kNsPerSecond = 1'000'000'000;
+
+transport::PeerInfo PeerOf(int fd, const ServeOptions& options) {
+  transport::PeerInfo peer;
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return peer;
@@ -51,6 +52,31 @@ PeerInfo PeerOf(int fd, const ServeOptions& options) {
 
 }  // namespace
 
+uint32_t ServerMaildropShards::shard_count() const {
+  return static_cast<uint32_t>(server_.shards.size());
+}
+
+bool ServerMaildropShards::RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) {
+  return server_.shards[from]->RunOn(target, std::move(fn));
+}
+
+MaildropRegistry& ServerMaildropShards::RegistryOf(uint32_t shard) {
+  return server_.shards[shard]->registry;
+}
+
+bool ServerMaildropShards::EndIfIdle(ConnectionRef holder, std::string_view user,
+                                     uint64_t idle_ns) {
+  ShardContext& shard = *server_.shards[holder.shard];
+  pop3_service::Pop3Adapter* held = shard.Find(holder.id);
+  if (held == nullptr) return true;
+  if (!held->IdleInTransactionFor(idle_ns)) return false;
+  ++shard.stats.takeovers;
+  LogEvent(LogLevel::kInfo, "maildrop taken over",
+           {{"user", std::string(user)}, {"idle_s", std::to_string(idle_ns / kNsPerSecond)}});
+  held->Abort();
+  return true;
+}
+
 bool ShardContext::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
   if (target == index) {
     shard->ring().Defer(std::move(fn));
@@ -68,8 +94,12 @@ void ShardContext::StartListening() {
       ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
   PH_CHECK(buffer_ring.ok());
   buffers = *std::move(buffer_ring);
+  locks = std::make_unique<MaildropLocks>(server->maildrop_shards, index);
+  pop3_backend = std::make_unique<pop3_service::Pop3ShardBackend>(
+      *this, [this](uint64_t id) { return connections.Find(id); });
   listener.Start(ring, [this](int fd) { OnAccept(fd, false); });
   if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
+  SetUpTransportEnv();
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
@@ -86,6 +116,8 @@ void ShardContext::StartListening() {
     pop3s_listener.Release();
     tls.reset();
     tenant_policies.reset();
+    pop3_backend.reset();
+    locks.reset();
     buffers.reset();
   });
 }
@@ -97,7 +129,7 @@ void ShardContext::StopAccepting() {
 
 void ShardContext::CloseAll() { connections.AbortAll(); }
 
-Pop3Connection* ShardContext::Find(uint64_t id) { return connections.Find(id); }
+pop3_service::Pop3Adapter* ShardContext::Find(uint64_t id) { return connections.Find(id); }
 
 void ShardContext::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
@@ -108,17 +140,76 @@ void ShardContext::Destroy(uint64_t id) {
   });
 }
 
+void ShardContext::SetUpTransportEnv() {
+  const ServeOptions& options = server->options;
+  transport::TransportEnv& env = transport_env;
+  env.ring = &shard->ring();
+  env.buffers = buffers.get();
+  env.send_stats = &stats.send;
+  switch (options.send_path) {
+    case SendPathChoice::kAuto:
+      env.send_path = std::nullopt;
+      break;
+    case SendPathChoice::kSplice:
+      env.send_path = reactor::SendPath::kSplice;
+      break;
+    case SendPathChoice::kSendZc:
+      env.send_path = reactor::SendPath::kSendZc;
+      break;
+    case SendPathChoice::kCopy:
+      env.send_path = reactor::SendPath::kCopy;
+      break;
+  }
+  env.send_path_policy = {.splice_min_bytes = options.copy_below_bytes,
+                          .use_send_zc = options.send_zc_min_bytes > 0,
+                          .send_zc_min_bytes = options.send_zc_min_bytes};
+  env.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
+  env.tls = tls.get();
+  env.ktls = server->ktls;
+  env.tls_counters = &stats.tls;
+  env.tls_path_counters = &stats.tls_path;
+  env.tls_body_bytes = &stats.tls_body_bytes;
+  env.tls_stls_started = &stats.tls_stls_started;
+  env.tls_error_log = &tls_error_log;
+}
+
+pop3_service::Pop3AdapterOptions ShardContext::AdapterOptions(const transport::PeerInfo& peer,
+                                                              bool implicit_tls) {
+  const ServeOptions& options = server->options;
+  pop3_service::Pop3AdapterOptions o;
+  o.session.tls_available = tls != nullptr && !implicit_tls;
+  o.session.tls_active = implicit_tls;
+  o.session.hostname = options.hostname;
+  o.session.policy.plaintext_requires_tls = options.plaintext_requires_tls;
+  o.session.policy.loopback_exempt_from_tls = true;
+  o.session.policy.tenant_plaintext_auth = tenant_policies.get();  // outlives the connection
+  o.session.policy.in_use = options.in_use_policy;
+  o.session.peer_is_loopback = peer.loopback;
+  o.session.auth_failure_delay_ms = options.auth_failure_delay_ms;
+  o.implicit_tls = implicit_tls;
+  o.auth_timeout_ns = uint64_t{options.auth_timeout_s} * kNsPerSecond;
+  o.idle_timeout_ns = uint64_t{options.idle_timeout_s} * kNsPerSecond;
+  o.metrics = &metrics;
+  o.tenant_labels = server->tenant_labels.get();
+  o.count_sessions = options.metrics_sessions;
+  o.shard = index;
+  return o;
+}
+
 void ShardContext::OnAccept(int fd, bool implicit_tls) {
   ++stats.connections_accepted;
   if (implicit_tls) ++stats.tls_implicit_accepted;
   const uint64_t id = connections.NextId();
-  Pop3Connection* conn = connections.Add(
-      id,
-      std::make_unique<Pop3Connection>(*this, id, fd, PeerOf(fd, server->options), implicit_tls));
+  transport::PeerInfo peer = PeerOf(fd, server->options);
+  pop3_service::Pop3AdapterOptions adapter_options = AdapterOptions(peer, implicit_tls);
+  pop3_service::Pop3Adapter* conn = connections.Add(
+      id, std::make_unique<pop3_service::Pop3Adapter>(
+              id, transport::MakeRingTransport(transport_env, fd, std::move(peer), implicit_tls),
+              *pop3_backend, std::move(adapter_options)));
   stats.connections_open = connections.size();
   if (connections.size() > server->options.max_connections_per_shard) {
     ++stats.limit_per_shard;
-    conn->Reject("-ERR [SYS/TEMP] Server at capacity, try again later\r\n");
+    conn->Refuse(pop3::Pop3Refusal::kServerAtCapacity);
     return;
   }
   conn->Start();

@@ -1,8 +1,10 @@
 // Pop3Server: the POP3 service on a Reactor. Per shard (ShardContext): a SO_REUSEPORT
 // listener with a multishot accept, a provided buffer ring for multishot receives, the
-// connections of that shard, its stats, its part of the maildrop registry (users whose
-// OwnerShard is this shard) and its part of the per-client-IP connection counts (IPs whose
-// owner is this shard). Shards talk only by Inbox messages (RunOn).
+// connections of that shard (each a Pop3Adapter over a RingTransport), what its transports
+// share (TransportEnv), the Pop3ShardBackend they ask for work off the connection, its stats,
+// its part of the maildrop registry (users whose OwnerShard is this shard) and its part of the
+// per-client-IP connection counts (IPs whose owner is this shard). Shards talk only by Inbox
+// messages (RunOn).
 //
 // Threading: ServerContext is built before the shards start and is read-only afterwards,
 // except `draining` (set once by the main thread) and each ShardContext's
@@ -25,7 +27,10 @@
 #include "metrics/shard_metrics.h"
 #include "server/auth_service.h"
 #include "server/counters.h"
-#include "server/maildrop_registry.h"
+#include "server/pop3_service/maildrop_locks.h"
+#include "server/pop3_service/maildrop_registry.h"
+#include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_shard_backend.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
@@ -34,6 +39,7 @@
 #include "server/shard_connections.h"
 #include "server/shard_listener.h"
 #include "server/tenant_policies.h"
+#include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
 #include "tls/tls_context.h"
@@ -41,9 +47,22 @@
 
 namespace posthaste::server {
 
-class Pop3Connection;
-
 struct ShardContext;
+struct ServerContext;
+
+// The serving shards as the maildrop lock protocol sees them (server/pop3_service/
+// maildrop_locks.h): their inboxes, registries and connections.
+class ServerMaildropShards final : public MaildropShards {
+ public:
+  explicit ServerMaildropShards(ServerContext& server) : server_(server) {}
+  uint32_t shard_count() const override;
+  bool RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) override;
+  MaildropRegistry& RegistryOf(uint32_t shard) override;
+  bool EndIfIdle(ConnectionRef holder, std::string_view user, uint64_t idle_ns) override;
+
+ private:
+  ServerContext& server_;
+};
 
 struct ServerContext {
   ServeOptions options;
@@ -61,6 +80,7 @@ struct ServerContext {
   ProcessCounters process;
   std::vector<std::unique_ptr<ShardContext>> shards;
   std::atomic<bool> draining{false};
+  ServerMaildropShards maildrop_shards{*this};
   // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
   std::shared_ptr<const metrics::TenantLabels> tenant_labels =
       std::make_shared<metrics::TenantLabels>();
@@ -77,21 +97,21 @@ struct ShardContext {
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
   // Open connections; PublishedOpen() serves the main thread's drain wait.
-  ShardConnections<Pop3Connection> connections;
+  ShardConnections<pop3_service::Pop3Adapter> connections;
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
+  std::unique_ptr<MaildropLocks> locks;                  // this shard's connections' maildrop locks
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   // Every counter block on this shard, copied with `metrics` at scrape time: this shard's
   // ShardStats and ring statistics, and the LMTP shard's LmtpStats when LMTP runs. Services
   // register on this shard's thread when they start listening.
   std::vector<metrics::CounterBlockRef> counter_blocks;
-  // TLS error log lines: at most kTlsErrorLogsPerSecond per shard (a scanner can fail thousands
-  // of handshakes a second); the rest are counted and summarised in the next line logged.
-  static constexpr uint32_t kTlsErrorLogsPerSecond = 20;
-  uint64_t tls_error_log_second = 0;
-  uint32_t tls_error_logs_this_second = 0;
-  uint64_t tls_error_logs_suppressed = 0;
+  // What this shard's transports share (ring, buffers, send path, TLS, counters).
+  transport::TransportEnv transport_env;
+  transport::TlsErrorLogLimiter tls_error_log;
+  // What this shard's POP3 connections ask for work off the connection.
+  std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
 
   // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
   // False when the target's inbox refused it (full or closed); `fn` is then dropped.
@@ -102,11 +122,14 @@ struct ShardContext {
   void StartListening();
   void StopAccepting();
   void CloseAll();
-  Pop3Connection* Find(uint64_t id);
+  pop3_service::Pop3Adapter* Find(uint64_t id);
   void Destroy(uint64_t id);  // deferred delete of a finished connection
 
  private:
   void OnAccept(int fd, bool implicit_tls);
+  void SetUpTransportEnv();
+  pop3_service::Pop3AdapterOptions AdapterOptions(const transport::PeerInfo& peer,
+                                                  bool implicit_tls);
 };
 
 }  // namespace posthaste::server

@@ -20,7 +20,6 @@
 #include "server/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
-#include "server/pop3_connection.h"
 #include "server/pop3_server.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"

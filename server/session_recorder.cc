@@ -1,10 +1,10 @@
 #include "server/session_recorder.h"
 
+#include <chrono>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/reactor/timer.h"
 
 namespace posthaste::server {
 namespace {
@@ -29,6 +29,14 @@ static_assert(static_cast<size_t>(pop3::Pop3Command::kUnknown) ==
 
 constexpr size_t kLoggedNameBytesMax = 256;  // a longer login name is cut in the log
 
+// The monotonic clock (CLOCK_MONOTONIC, as the reactor's timers), read here directly so that
+// the recorder, and the protocol adapters that own one, need no reactor.
+uint64_t MonotonicNowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
 }  // namespace
 
 SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
@@ -39,7 +47,7 @@ SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
       counting_(counting),
       session_id_(absl::StrCat(shard, "-", connection_id)),
       client_ip_(std::move(client_ip)),
-      started_ns_(reactor::MonotonicNowNs()) {}
+      started_ns_(MonotonicNowNs()) {}
 
 void SessionRecorder::AuthStarted(const pop3::Pop3Credentials& credentials) {
   auth_mechanism_ = MechanismOf(credentials.mechanism);
@@ -65,13 +73,13 @@ void SessionRecorder::LoggedIn(std::string_view account) {
 }
 
 void SessionRecorder::OnCommandBegin(pop3::Pop3Command command) {
-  command_started_ns_ = reactor::MonotonicNowNs();
+  command_started_ns_ = MonotonicNowNs();
 }
 
 void SessionRecorder::OnCommandEnd(pop3::Pop3Command command, bool ok) {
   metrics_.CountCommand(static_cast<metrics::Command>(command),
                         ok ? metrics::CommandResult::kOk : metrics::CommandResult::kErr,
-                        reactor::MonotonicNowNs() - command_started_ns_);
+                        MonotonicNowNs() - command_started_ns_);
   if (command == pop3::Pop3Command::kQuit) {
     if (!ok) {
       SetOutcome(metrics::SessionOutcome::kCommitFailed);
@@ -93,7 +101,7 @@ void SessionRecorder::Finish(uint64_t commands) {
   if (finished_) return;
   finished_ = true;
   if (counting_) metrics_.CountSession(tenant_slot_, outcome_);
-  const uint64_t duration_ms = (reactor::MonotonicNowNs() - started_ns_) / 1'000'000;
+  const uint64_t duration_ms = (MonotonicNowNs() - started_ns_) / 1'000'000;
   Log(LogLevel::kInfo, "session end",
       {{"user", user_},
        {"outcome", std::string(metrics::SessionOutcomeLabel(outcome_))},

@@ -1316,6 +1316,25 @@ MessageRef MailboxSnapshot::Ref(size_t index) const {
   return MessageRef{segments_[e.segment_slot]->fd(), e.offset, e.stored_length, e.header_length};
 }
 
+absl::StatusOr<uint64_t> MailboxSnapshot::TopLength(size_t index, uint64_t body_lines) const {
+  const MessageRef ref = Ref(index);
+  if (body_lines == 0 || ref.header_length >= ref.length) return ref.header_length;
+  constexpr size_t kScanChunkBytes = 64 * 1024;  // bytes read per pread while counting lines
+  std::vector<char> buf(static_cast<size_t>(std::min<uint64_t>(kScanChunkBytes, ref.length)));
+  uint64_t pos = ref.header_length;
+  uint64_t seen = 0;
+  while (pos < ref.length) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), ref.length - pos));
+    const ssize_t n = pread(ref.fd, buf.data(), want, static_cast<off_t>(ref.offset + pos));
+    if (n <= 0) return absl::DataLossError("segment ended inside a message");
+    for (ssize_t i = 0; i < n; ++i) {
+      if (buf[i] == '\n' && ++seen == body_lines) return pos + static_cast<uint64_t>(i) + 1;
+    }
+    pos += static_cast<uint64_t>(n);
+  }
+  return ref.length;
+}
+
 PinnedMessage MailboxSnapshot::PinForTest(size_t index) const {
   return PinnedMessage{Ref(index), segments_[entries_[index].segment_slot]};
 }

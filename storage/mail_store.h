@@ -431,6 +431,10 @@ class MailboxSnapshot {
   }
   // Valid while this snapshot is alive.
   MessageRef Ref(size_t index) const;
+  // The stored length POP3 TOP sends of message `index`: its header block, the blank line and
+  // the first `body_lines` lines of its body (all of it when it has fewer). Blocking: reads the
+  // segment (pread), so call it off a reactor thread. DataLoss when the segment ends early.
+  absl::StatusOr<uint64_t> TopLength(size_t index, uint64_t body_lines) const;
   // Valid for as long as the returned object is alive.
   PinnedMessage PinForTest(size_t index) const;
 

@@ -205,6 +205,24 @@ TEST_F(MailStoreTest, StoredBytesAreNormalisedDotStuffedAndByteExact) {
   ExpectCheckClean();
 }
 
+// TOP's length: header block plus the first N stored body lines, found by reading the segment.
+TEST_F(MailStoreTest, TopLengthCountsStoredBodyLines) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "Subject: t\r\n\r\none\r\n.two\r\nthree\r\n");
+  MustDeliver("u@x.org", "No-Body: true\r\n");
+  auto snap = MustOpen("u@x.org");
+  const std::string stored = *store_->ReadMessageForTest(*snap, 0);
+  ASSERT_EQ(stored, "Subject: t\r\n\r\none\r\n..two\r\nthree\r\n");
+  const uint64_t header = snap->Ref(0).header_length;
+  ASSERT_EQ(header, 14u);
+  EXPECT_EQ(*snap->TopLength(0, 0), header);
+  EXPECT_EQ(*snap->TopLength(0, 1), header + 5);
+  EXPECT_EQ(*snap->TopLength(0, 2), header + 5 + 7);
+  EXPECT_EQ(*snap->TopLength(0, 3), stored.size());
+  EXPECT_EQ(*snap->TopLength(0, 1000), stored.size());
+  EXPECT_EQ(*snap->TopLength(1, 5), snap->Ref(1).length);  // no body at all
+}
+
 TEST_F(MailStoreTest, ArrivalTimeIsKept) {
   Create("u@x.org");
   DeliverOptions options;

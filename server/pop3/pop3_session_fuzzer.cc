@@ -358,8 +358,9 @@ class Harness {
             result.code = Pop3MaildropResult::Code::kInUse;
             break;
           default:
-            result.code = (choice & 0x80) ? Pop3MaildropResult::Code::kTempFailure
-                                          : Pop3MaildropResult::Code::kPermFailure;
+            result.code = (choice & 0x80)   ? Pop3MaildropResult::Code::kTempFailure
+                          : (choice & 0x40) ? Pop3MaildropResult::Code::kLimitReached
+                                            : Pop3MaildropResult::Code::kPermFailure;
         }
         session_->OnMaildropOpened(std::move(result));
         break;

@@ -742,6 +742,13 @@ void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
       account_.clear();
       AppendLine("-ERR [SYS/TEMP] Maildrop temporarily unavailable, try again later");
       break;
+    case Pop3MaildropResult::Code::kLimitReached:
+      // A limit, not a failure to retry at once on this connection: answered, then closed.
+      account_.clear();
+      AppendLine("-ERR [SYS/TEMP] Maildrop temporarily unavailable, try again later");
+      QueueClose();
+      MaybeEndCommand();
+      return;
     case Pop3MaildropResult::Code::kPermFailure:
       account_.clear();
       AppendLine("-ERR [SYS/PERM] Maildrop unavailable");
@@ -1173,6 +1180,38 @@ void Pop3Session::OnConnectionLost() {
   write_begin_ = 0;
   untaken_bytes_ = 0;
   input_.Clear();
+}
+
+void Pop3Session::Refuse(Pop3Refusal refusal) {
+  switch (refusal) {
+    case Pop3Refusal::kServerAtCapacity:
+      EndWith("-ERR [SYS/TEMP] Server at capacity, try again later");
+      return;
+    case Pop3Refusal::kServerBusy:
+      EndWith("-ERR [SYS/TEMP] Server busy, try again later");
+      return;
+    case Pop3Refusal::kTooManyFromAddress:
+      EndWith("-ERR [SYS/TEMP] Too many connections from your address");
+      return;
+  }
+}
+
+void Pop3Session::OnTimeout(Pop3Timeout timeout) {
+  if (state_ == Pop3State::kClosed) return;
+  switch (timeout) {
+    case Pop3Timeout::kLogin:
+      EndWith("-ERR Disconnected: no login in time");
+      return;
+    case Pop3Timeout::kIdle:
+      EndWith("-ERR Disconnected for inactivity");
+      return;
+  }
+}
+
+void Pop3Session::EndWith(std::string_view line) {
+  OnConnectionLost();
+  AppendLine(line);
+  QueueClose();
 }
 
 }  // namespace posthaste::pop3

@@ -202,12 +202,31 @@ struct Pop3AuthResult {
 };
 
 struct Pop3MaildropResult {
-  enum class Code : uint8_t { kOk, kInUse, kTempFailure, kPermFailure };
+  enum class Code : uint8_t {
+    kOk,
+    kInUse,         // -ERR [IN-USE]
+    kTempFailure,   // -ERR [SYS/TEMP]
+    kPermFailure,   // -ERR [SYS/PERM]
+    kLimitReached,  // -ERR [SYS/TEMP], then close: too many sessions of this user from this IP
+  };
   Code code = Code::kTempFailure;
   std::shared_ptr<const MailboxSnapshot> snapshot;  // REQUIRED non-null on kOk
 };
 
 enum class Pop3CommitResult : uint8_t { kOk, kTempFailure };
+
+// Why the driver turns a connection away before the session has read anything.
+enum class Pop3Refusal : uint8_t {
+  kServerAtCapacity,    // the shard holds its maximum of connections
+  kServerBusy,          // the driver could not ask for admission (a full cross-shard queue)
+  kTooManyFromAddress,  // the per-client-IP connection limit
+};
+
+// Which of the driver's clocks ran out.
+enum class Pop3Timeout : uint8_t {
+  kLogin,  // no login within the AUTHORIZATION time limit
+  kIdle,   // no command within the TRANSACTION idle limit
+};
 
 enum class Pop3ActionKind : uint8_t {
   kNone,           // nothing to do until more input, a result, or OnOutputFlushed()
@@ -257,6 +276,12 @@ class Pop3Session {
   void OnTlsStarted();
   void OnOutputFlushed();
   void OnConnectionLost();
+  // The driver turns the connection away before any input (instead of the greeting): the
+  // next actions write the refusal and close. Nothing was read, so nothing is lost.
+  void Refuse(Pop3Refusal refusal);
+  // A driver's clock ran out: like OnConnectionLost (nothing is committed, queued output is
+  // forgotten), but the next actions write the reason and close. Ignored once closed.
+  void OnTimeout(Pop3Timeout timeout);
 
   Pop3State state() const { return state_; }
   const Pop3SessionCounters& counters() const { return counters_; }
@@ -338,6 +363,8 @@ class Pop3Session {
   void Push(QueuedAction action);
   void SealWrite();
   void QueueClose();
+  // Forgets everything queued and pending, then queues `line` and a close.
+  void EndWith(std::string_view line);
 
   const Pop3SessionOptions options_;
   Pop3State state_ = Pop3State::kAuthorization;

@@ -1055,5 +1055,62 @@ TEST(Pop3SessionTest, CountsCommands) {
   EXPECT_EQ(f.session().counters().bad_commands, 1u);
 }
 
+TEST(Pop3SessionTest, MaildropLimitAnswersSysTempThenCloses) {
+  Fixture f;
+  f.driver.accounts()["mrose"].maildrop_code = Pop3MaildropResult::Code::kLimitReached;
+  f.driver.Feed("USER mrose\r\nPASS secret\r\nSTAT\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK\r\n-ERR [SYS/TEMP] Maildrop temporarily unavailable, try again later\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.session().state(), Pop3State::kClosed);
+}
+
+// The driver's refusals replace the greeting: one reply line, then close.
+TEST(Pop3SessionTest, RefusalReplacesTheGreetingAndCloses) {
+  const std::pair<Pop3Refusal, std::string> cases[] = {
+      {Pop3Refusal::kServerAtCapacity, "-ERR [SYS/TEMP] Server at capacity, try again later\r\n"},
+      {Pop3Refusal::kServerBusy, "-ERR [SYS/TEMP] Server busy, try again later\r\n"},
+      {Pop3Refusal::kTooManyFromAddress,
+       "-ERR [SYS/TEMP] Too many connections from your address\r\n"},
+  };
+  for (const auto& [refusal, reply] : cases) {
+    Pop3Session session(PlainOptions());  // the greeting is queued, not yet taken
+    session.Refuse(refusal);
+    Pop3Action write = session.NextAction();
+    ASSERT_EQ(write.kind, Pop3ActionKind::kWrite);
+    EXPECT_EQ(write.bytes, reply);
+    EXPECT_EQ(session.NextAction().kind, Pop3ActionKind::kClose);
+    session.Feed("CAPA\r\n");
+    EXPECT_EQ(session.NextAction().kind, Pop3ActionKind::kNone);
+    EXPECT_EQ(session.state(), Pop3State::kClosed);
+  }
+}
+
+TEST(Pop3SessionTest, LoginTimeoutForgetsQueuedOutputAndCloses) {
+  Fixture f;
+  f.driver.set_auto_flush(false);
+  f.driver.Feed("USER mrose\r\n");
+  f.session().Feed("NOOP\r\n");  // answered by the session, not yet taken by the driver
+  f.session().OnTimeout(Pop3Timeout::kLogin);
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n-ERR Disconnected: no login in time\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  f.session().OnTimeout(Pop3Timeout::kLogin);  // closed: ignored
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+}
+
+TEST(Pop3SessionTest, IdleTimeoutCommitsNothing) {
+  Fixture f;
+  f.Login();
+  f.driver.Feed("DELE 1\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK message 1 deleted\r\n");
+  f.session().OnTimeout(Pop3Timeout::kIdle);
+  f.driver.Pump();
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Disconnected for inactivity\r\n");
+  EXPECT_TRUE(f.driver.closed());
+  EXPECT_EQ(f.driver.commits(), 0);
+}
+
 }  // namespace
 }  // namespace posthaste::pop3

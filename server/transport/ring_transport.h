@@ -15,9 +15,10 @@
 //             after StartTls() (what was queued before still goes out in plaintext; ciphertext
 //             that already arrived goes to the engine). After the handshake the keys go to the
 //             kernel when it has kTLS and nothing arrived behind the handshake (the connection
-//             then runs as a plain one, splice and all); otherwise the engine stays, and a file
-//             is mapped and sealed straight from the mapping, at most
-//             TlsEngine::kCiphertextOutMax ahead of the socket. A handshake or record error
+//             then runs as a plain one, splice and all); otherwise the engine stays: replies
+//             and files (mapped, sealed straight from the mapping) are sealed in place into one
+//             reused send buffer, up to 64 records per send (TlsEngine::SealInto), the first
+//             records of a reply sized to one TCP segment. A handshake or record error
 //             sends the engine's alert and ends the connection with kTlsFailed; the log lines
 //             for such errors are rate-limited per shard (TlsErrorLogLimiter);
 //   timers    one ring timer serves the protocol deadline (SetDeadline) and the send-stall watch

@@ -1,4 +1,4 @@
-#include "server/maildrop_registry.h"
+#include "server/pop3_service/maildrop_registry.h"
 
 #include <algorithm>
 

@@ -12,8 +12,8 @@
 // other requests for the user are answered kInUse.
 //
 // Threading: one registry per shard, touched only on that shard's thread (no locks).
-#ifndef POSTHASTE_SERVER_MAILDROP_REGISTRY_H_
-#define POSTHASTE_SERVER_MAILDROP_REGISTRY_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_MAILDROP_REGISTRY_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_MAILDROP_REGISTRY_H_
 
 #include <cstdint>
 #include <optional>
@@ -71,4 +71,4 @@ class MaildropRegistry {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_MAILDROP_REGISTRY_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_MAILDROP_REGISTRY_H_

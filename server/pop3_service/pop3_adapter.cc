@@ -1,0 +1,392 @@
+#include "server/pop3_service/pop3_adapter.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/check.h"
+#include "base/log.h"
+
+namespace posthaste::server::pop3_service {
+namespace {
+
+using pop3::Pop3ActionKind;
+using pop3::Pop3State;
+
+constexpr std::string_view kTerminator = ".\r\n";
+constexpr uint64_t kNsPerMs = 1'000'000;
+// While a clock has run out but a result or the peer's reading holds the timeout back.
+constexpr uint64_t kRecheckNs = 1'000'000'000;
+
+metrics::AuthResult AuthResultOf(pop3::Pop3AuthResult::Code code) {
+  switch (code) {
+    case pop3::Pop3AuthResult::Code::kOk:
+      return metrics::AuthResult::kOk;
+    case pop3::Pop3AuthResult::Code::kBadCredentials:
+    case pop3::Pop3AuthResult::Code::kLoginDelay:
+      return metrics::AuthResult::kFailed;
+    case pop3::Pop3AuthResult::Code::kTempFailure:
+      return metrics::AuthResult::kTempFailure;
+    case pop3::Pop3AuthResult::Code::kPermFailure:
+      return metrics::AuthResult::kPermFailure;
+  }
+  return metrics::AuthResult::kFailed;
+}
+
+pop3::Pop3SessionOptions WithObserver(pop3::Pop3SessionOptions options,
+                                      pop3::Pop3CommandObserver* observer) {
+  options.command_observer = observer;
+  return options;
+}
+
+}  // namespace
+
+Pop3Adapter::Pop3Adapter(uint64_t id, std::unique_ptr<transport::Transport> transport,
+                         Pop3Backend& backend, Pop3AdapterOptions options)
+    : id_(id),
+      transport_(std::move(transport)),
+      backend_(backend),
+      options_(std::move(options)),
+      recorder_(*options_.metrics, *options_.tenant_labels, options_.count_sessions, options_.shard,
+                id, transport_->peer().ip),
+      session_(std::make_unique<pop3::Pop3Session>(
+          WithObserver(options_.session, recorder_.observer()))),
+      handshaking_(options_.implicit_tls) {
+  connected_ns_ = last_input_ns_ = transport_->NowNs();
+}
+
+Pop3Adapter::~Pop3Adapter() = default;
+
+// ---- Entry points from the shard ----
+
+void Pop3Adapter::Start() {
+  transport_->Start(this);
+  ArmDeadline();
+  if (backend_.Admit(id_, transport_->peer())) OnAdmitted(std::nullopt);
+}
+
+void Pop3Adapter::Refuse(pop3::Pop3Refusal refusal) {
+  transport_->Start(this);
+  OnAdmitted(refusal);
+}
+
+void Pop3Adapter::Abort() {
+  recorder_.SetOutcome(metrics::SessionOutcome::kAborted);
+  BeginClose(/*abort=*/true);
+}
+
+bool Pop3Adapter::IdleInTransactionFor(uint64_t idle_ns) const {
+  return phase_ == Phase::kOpen && session_->state() == Pop3State::kTransaction &&
+         !session_->AwaitingResult() && hold_ == Hold::kNone && !transport_->OutputPending() &&
+         transport_->NowNs() - last_input_ns_ >= idle_ns;
+}
+
+// ---- Backend answers ----
+
+void Pop3Adapter::OnAdmitted(std::optional<pop3::Pop3Refusal> refusal) {
+  if (phase_ != Phase::kAdmitting) return;
+  if (refusal.has_value()) {
+    recorder_.SetOutcome(metrics::SessionOutcome::kRefused);
+    if (options_.implicit_tls) {  // no plaintext reply is possible before a handshake
+      BeginClose(/*abort=*/false);
+      return;
+    }
+    session_->Refuse(*refusal);
+  }
+  phase_ = Phase::kOpen;
+  Drive();
+}
+
+void Pop3Adapter::OnAuthenticated(const pop3::Pop3AuthResult& result) {
+  if (phase_ != Phase::kOpen) return;
+  recorder_.AuthFinished(AuthResultOf(result.code));
+  session_->OnAuthResult(result);
+  Drive();
+}
+
+void Pop3Adapter::OnMaildropOpened(Pop3MaildropOpened opened) {
+  if (phase_ != Phase::kOpen) return;
+  if (opened.code == pop3::Pop3MaildropResult::Code::kOk) {
+    PH_CHECK(opened.maildrop != nullptr);
+    maildrop_ = std::move(opened.maildrop);
+    recorder_.LoggedIn(session_->user());
+    session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_->view()});
+    last_input_ns_ = transport_->NowNs();  // TRANSACTION's idle clock starts now
+  } else {
+    if (!opened.error.ok()) {
+      recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
+                    {{"user", std::string(session_->user())}, {"error", opened.error.ToString()}});
+    }
+    session_->OnMaildropOpened({opened.code, nullptr});
+  }
+  Drive();
+}
+
+void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
+  if (phase_ != Phase::kOpen || hold_ != Hold::kTopLength) return;
+  hold_ = Hold::kNone;
+  if (!length.ok()) {
+    recorder_.Log(LogLevel::kError, "TOP failed", {{"error", length.status().ToString()}});
+    BeginClose(/*abort=*/true);  // the status line has gone out: no reply can follow
+    return;
+  }
+  top_range_.length = std::min(*length, top_range_.length);
+  if (top_range_.length > 0) transport_->SendFile(top_range_);
+  transport_->Send(kTerminator);
+  unflushed_ = true;
+  Drive();
+}
+
+void Pop3Adapter::OnCommitted(absl::Status status) {
+  if (phase_ != Phase::kOpen) return;
+  recorder_.CommitFinished(status.ok());
+  if (!status.ok()) {
+    recorder_.Log(LogLevel::kWarning, "commit failed",
+                  {{"user", std::string(session_->user())}, {"error", status.ToString()}});
+  }
+  session_->OnCommitResult(status.ok() ? pop3::Pop3CommitResult::kOk
+                                       : pop3::Pop3CommitResult::kTempFailure);
+  Drive();
+}
+
+// ---- Transport callbacks ----
+
+void Pop3Adapter::OnReceive(std::string_view bytes) {
+  if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
+  last_input_ns_ = transport_->NowNs();
+  session_->Feed(bytes);  // before admission it waits, parsed, behind the greeting
+  if (phase_ == Phase::kOpen) {
+    Drive();
+  } else if (!session_->WantsInput() && !receive_paused_) {
+    receive_paused_ = true;
+    transport_->PauseReceive();
+  }
+}
+
+void Pop3Adapter::OnPeerFinished() {
+  peer_finished_ = true;
+  if (phase_ == Phase::kOpen) Drive();
+}
+
+void Pop3Adapter::OnOutputDrained() {
+  if (phase_ == Phase::kOpen) Drive();
+}
+
+void Pop3Adapter::OnTlsStarted(const transport::TlsSessionInfo& info) {
+  if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
+  handshaking_ = false;
+  options_.metrics->CountTlsHandshake(
+      metrics::TlsVersionFromName(info.version),
+      info.resumed ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
+  if (!options_.implicit_tls) session_->OnTlsStarted();
+  if (phase_ == Phase::kOpen) Drive();
+}
+
+void Pop3Adapter::OnDeadline() {
+  deadline_ns_ = 0;
+  if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
+  const uint64_t now = transport_->NowNs();
+  if (hold_ == Hold::kDelay && now >= delay_until_ns_) hold_ = Hold::kNone;
+  const bool login_over = now >= connected_ns_ + options_.auth_timeout_ns;
+  if (handshaking_ && login_over) {  // a TLS handshake that never finishes
+    end_.cause = Pop3EndCause::kLoginTimeout;
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  const Pop3State state = session_->state();
+  if (state == Pop3State::kAuthorization && !session_->AwaitingResult() && login_over) {
+    TimeOut(pop3::Pop3Timeout::kLogin);
+    return;
+  }
+  if (state == Pop3State::kTransaction && !session_->AwaitingResult() && hold_ == Hold::kNone &&
+      !transport_->OutputPending() && now >= last_input_ns_ + options_.idle_timeout_ns) {
+    TimeOut(pop3::Pop3Timeout::kIdle);
+    return;
+  }
+  if (phase_ == Phase::kOpen) {
+    Drive();  // a delay may be over
+  } else {
+    ArmDeadline();
+  }
+}
+
+void Pop3Adapter::OnClosed(transport::CloseReason reason) {
+  const bool ended = phase_ == Phase::kClosing;
+  phase_ = Phase::kClosed;
+  if (!ended) {  // the transport ended it (peer reset, send stall, TLS error)
+    if (session_->state() != Pop3State::kClosed) session_->OnConnectionLost();
+    backend_.Ended(id_);
+  }
+  if (reason == transport::CloseReason::kTlsFailed && handshaking_) {
+    options_.metrics->CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
+  }
+  if (reason == transport::CloseReason::kSendStalled) {
+    end_.cause = Pop3EndCause::kSendStalled;
+    recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
+    recorder_.Log(LogLevel::kInfo, "send stalled, closing");
+  }
+  end_.reason = reason;
+  end_.session = session_->counters();
+  recorder_.ReplyBytesSent(transport_->totals().reply_bytes_sent);
+  recorder_.MessageBytesSent(transport_->totals().file_bytes_sent);
+  recorder_.Finish(end_.session.commands);
+  backend_.Finished(id_, end_);
+}
+
+// ---- The action loop ----
+
+void Pop3Adapter::Drive() {
+  PH_CHECK(!driving_);
+  driving_ = true;
+  TakeActions();
+  if (phase_ == Phase::kOpen) {
+    const bool want_input = session_->WantsInput() && !peer_finished_;
+    if (want_input == receive_paused_) {
+      receive_paused_ = !want_input;
+      if (want_input) {
+        transport_->ResumeReceive();
+      } else {
+        transport_->PauseReceive();
+      }
+    }
+    if (peer_finished_ && handshaking_) {
+      BeginClose(/*abort=*/false);  // gone in mid-handshake: nothing can be answered
+    } else if (peer_finished_ && hold_ == Hold::kNone && !session_->AwaitingResult() &&
+               !transport_->OutputPending()) {
+      BeginClose(/*abort=*/false);  // everything the peer sent has been answered
+    }
+  }
+  if (phase_ == Phase::kOpen) ArmDeadline();
+  driving_ = false;
+}
+
+void Pop3Adapter::TakeActions() {
+  for (;;) {
+    while (phase_ == Phase::kOpen && hold_ == Hold::kNone) {
+      const pop3::Pop3Action action = session_->NextAction();
+      if (action.kind == Pop3ActionKind::kNone) break;
+      Handle(action);
+    }
+    if (phase_ != Phase::kOpen) return;
+    if (unflushed_) {
+      unflushed_ = false;
+      transport_->Flush();  // once per batch: a reply line and the body after it travel together
+    }
+    if (hold_ != Hold::kNone || !taken_unflushed_ || transport_->OutputPending()) return;
+    taken_unflushed_ = false;
+    session_->OnOutputFlushed();  // may parse buffered commands and make more actions
+  }
+}
+
+void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
+  switch (action.kind) {
+    case Pop3ActionKind::kNone:
+      break;
+    case Pop3ActionKind::kWrite:
+      transport_->Send(action.bytes);
+      unflushed_ = taken_unflushed_ = true;
+      break;
+    case Pop3ActionKind::kStreamMessage:
+      StartStream(action);
+      break;
+    case Pop3ActionKind::kAuthenticate:
+      recorder_.AuthStarted(action.credentials);
+      backend_.Authenticate(id_, action.credentials);
+      break;
+    case Pop3ActionKind::kOpenMaildrop:
+      backend_.OpenMaildrop(id_, action.user);
+      break;
+    case Pop3ActionKind::kCommit:
+      recorder_.CommitStarted(action.deletions.size());
+      backend_.Commit(
+          id_, maildrop_,
+          std::vector<pop3::MessageIndex>(action.deletions.begin(), action.deletions.end()));
+      break;
+    case Pop3ActionKind::kStartTls:
+      StartTls();
+      break;
+    case Pop3ActionKind::kDelay:
+      hold_ = Hold::kDelay;
+      delay_until_ns_ = transport_->NowNs() + uint64_t{action.delay_ms} * kNsPerMs;
+      break;
+    case Pop3ActionKind::kClose:
+      BeginClose(/*abort=*/false);
+      break;
+  }
+}
+
+void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
+  recorder_.Streamed(action.top_body_lines.has_value());
+  taken_unflushed_ = true;
+  const transport::FileRange range = maildrop_->Locate(action.message);  // the only lookup
+  if (action.top_body_lines.has_value()) {
+    top_range_ = range;
+    hold_ = Hold::kTopLength;
+    backend_.FindTopLength(id_, maildrop_, action.message, *action.top_body_lines);
+    return;
+  }
+  if (range.length > 0) transport_->SendFile(range);
+  transport_->Send(kTerminator);
+  unflushed_ = true;
+}
+
+void Pop3Adapter::StartTls() {
+  if (!transport_->tls_available() || transport_->tls_active()) {
+    recorder_.Log(LogLevel::kWarning, "session asked for TLS that is not available");
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  handshaking_ = true;
+  transport_->StartTls();  // the "+OK" queued before still goes out in plaintext
+}
+
+// ---- Timeouts ----
+
+void Pop3Adapter::TimeOut(pop3::Pop3Timeout timeout) {
+  end_.cause = timeout == pop3::Pop3Timeout::kLogin ? Pop3EndCause::kLoginTimeout
+                                                    : Pop3EndCause::kIdleTimeout;
+  recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
+  if (transport_->OutputPending()) {  // the peer is not reading what it has either
+    BeginClose(/*abort=*/true);
+    return;
+  }
+  session_->OnTimeout(timeout);  // commits nothing; its last reply, then close
+  hold_ = Hold::kNone;
+  phase_ = Phase::kOpen;
+  Drive();
+}
+
+void Pop3Adapter::ArmDeadline() {
+  const bool authorizing = session_->state() == Pop3State::kAuthorization || handshaking_;
+  uint64_t deadline = authorizing ? connected_ns_ + options_.auth_timeout_ns
+                                  : last_input_ns_ + options_.idle_timeout_ns;
+  if (hold_ == Hold::kDelay) deadline = std::min(deadline, delay_until_ns_);
+  const uint64_t now = transport_->NowNs();
+  if (deadline <= now) deadline = now + kRecheckNs;  // a result or the peer holds it back
+  // A deadline already set earlier stays: it fires, and the next one is worked out then (so
+  // input, which moves the idle clock, does not reset a timer each time).
+  if (deadline_ns_ != 0 && deadline_ns_ <= deadline) return;
+  deadline_ns_ = deadline;
+  transport_->SetDeadline(deadline);
+}
+
+// ---- Closing ----
+
+void Pop3Adapter::BeginClose(bool abort) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosing;
+  if (session_->state() != Pop3State::kClosed) session_->OnConnectionLost();
+  backend_.Ended(id_);
+  if (deadline_ns_ != 0) {
+    deadline_ns_ = 0;
+    transport_->SetDeadline(0);
+  }
+  if (abort) {
+    transport_->Abort();
+  } else {
+    transport_->Close();
+  }
+}
+
+}  // namespace posthaste::server::pop3_service

@@ -1,0 +1,144 @@
+// Pop3Adapter: one POP3 connection, between a sans-I/O Pop3Session and a Transport. It carries
+// out the session's actions and holds no transport logic of its own:
+//   kWrite          Transport::Send
+//   kStreamMessage  the stored message's FileRange (looked up once) by SendFile, then ".\r\n";
+//                   for TOP the length comes from the backend first, and no later action is
+//                   taken until it has, so replies keep their order
+//   kStartTls       Transport::StartTls (the "+OK" queued before it goes out in plaintext)
+//   kDelay          no further action until the time has passed (the transport's deadline)
+//   kClose          Transport::Close (queued replies go out first)
+//   kAuthenticate, kOpenMaildrop, kCommit   the Pop3Backend, whose answers come back through
+//                   OnAuthenticated, OnMaildropOpened, OnCommitted
+// Actions are taken in batches and the transport is flushed once per batch. The session is
+// told its output is flushed when the transport has taken everything (OnOutputDrained).
+// Receiving pauses while the session wants no input (pipelining back-pressure).
+//
+// Clocks (one transport deadline): AUTHORIZATION, and a TLS handshake, may last
+// auth_timeout_ns from connect; TRANSACTION may be idle idle_timeout_ns since the last input.
+// A timeout is answered by the session (Pop3Session::OnTimeout) unless the peer is not even
+// reading what is queued, or a handshake is unfinished: then the connection is aborted.
+//
+// Threading: one shard thread. All entry points are callbacks (transport, backend answers,
+// the shard's Start/Refuse/Abort), none re-entered: Drive() runs only from them.
+// Ownership: the shard's connection table owns the adapter; the adapter owns its session and
+// its transport; the backend must outlive it. It is freed only after Pop3Backend::Finished.
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_ADAPTER_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_POP3_ADAPTER_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "metrics/shard_metrics.h"
+#include "server/pop3/session.h"
+#include "server/pop3_service/pop3_backend.h"
+#include "server/session_recorder.h"
+#include "server/transport/transport.h"
+
+namespace posthaste::server::pop3_service {
+
+struct Pop3AdapterOptions {
+  // The session's options; command_observer is set by the adapter (its SessionRecorder).
+  pop3::Pop3SessionOptions session;
+  bool implicit_tls = false;     // accepted on the pop3s listener
+  uint64_t auth_timeout_ns = 0;  // AUTHORIZATION (and a TLS handshake), from connect
+  uint64_t idle_timeout_ns = 0;  // TRANSACTION, from the last input
+  // Metrics: the shard's block and tenant labels (must outlive the adapter).
+  metrics::ShardMetrics* metrics = nullptr;
+  const metrics::TenantLabels* tenant_labels = nullptr;
+  bool count_sessions = true;  // --metrics_sessions
+  uint32_t shard = 0;          // for the session id in logs
+};
+
+class Pop3Adapter final : public transport::TransportClient {
+ public:
+  Pop3Adapter(uint64_t id, std::unique_ptr<transport::Transport> transport, Pop3Backend& backend,
+              Pop3AdapterOptions options);
+  ~Pop3Adapter() override;
+  Pop3Adapter(const Pop3Adapter&) = delete;
+  Pop3Adapter& operator=(const Pop3Adapter&) = delete;
+
+  uint64_t id() const { return id_; }
+
+  // Starts the transport and asks for admission; greets once admitted. Call one of Start and
+  // Refuse, once.
+  void Start();
+  // Starts the transport, sends the session's refusal and closes (pop3s: just closes, as no
+  // plaintext can be sent before a handshake).
+  void Refuse(pop3::Pop3Refusal refusal);
+  // Ends the connection now, committing nothing (shutdown, drain timeout, takeover).
+  void Abort();
+  // For a takeover: in TRANSACTION, nothing pending or being sent, no input for `idle_ns`.
+  bool IdleInTransactionFor(uint64_t idle_ns) const;
+
+  // Backend answers (see Pop3Backend). Ignored once the connection is closing.
+  void OnAdmitted(std::optional<pop3::Pop3Refusal> refusal);
+  void OnAuthenticated(const pop3::Pop3AuthResult& result);
+  void OnMaildropOpened(Pop3MaildropOpened opened);
+  void OnTopLength(absl::StatusOr<uint64_t> length);
+  void OnCommitted(absl::Status status);
+
+  // transport::TransportClient.
+  void OnReceive(std::string_view bytes) override;
+  void OnPeerFinished() override;
+  void OnOutputDrained() override;
+  void OnTlsStarted(const transport::TlsSessionInfo& info) override;
+  void OnDeadline() override;
+  void OnClosed(transport::CloseReason reason) override;
+
+  const pop3::Pop3Session& session() const { return *session_; }
+
+ private:
+  enum class Phase : uint8_t {
+    kAdmitting,  // waiting for admission; nothing sent, nothing read
+    kOpen,       // the session's actions are carried out
+    kClosing,    // Close/Abort asked; waiting for OnClosed
+    kClosed,     // OnClosed came: no more callbacks
+  };
+  // What holds back the next session action.
+  enum class Hold : uint8_t {
+    kNone,
+    kDelay,      // a kDelay runs until delay_until_ns_
+    kTopLength,  // a TOP body waits for its length from the backend
+  };
+
+  void Drive();
+  // Takes actions until none is left or one holds the rest back.
+  void TakeActions();
+  void Handle(const pop3::Pop3Action& action);
+  void StartStream(const pop3::Pop3Action& action);
+  void StartTls();
+  void TimeOut(pop3::Pop3Timeout timeout);
+  void ArmDeadline();
+  void BeginClose(bool abort);
+
+  const uint64_t id_;
+  std::unique_ptr<transport::Transport> transport_;
+  Pop3Backend& backend_;
+  const Pop3AdapterOptions options_;
+  SessionRecorder recorder_;  // before session_: the session's command observer
+  std::unique_ptr<pop3::Pop3Session> session_;
+  std::shared_ptr<const Pop3Maildrop> maildrop_;  // in TRANSACTION
+
+  Phase phase_ = Phase::kAdmitting;
+  Hold hold_ = Hold::kNone;
+  bool driving_ = false;          // inside Drive (asserts it is never re-entered)
+  bool unflushed_ = false;        // Send/SendFile since the last Flush
+  bool taken_unflushed_ = false;  // session output taken since the last OnOutputFlushed
+  bool receive_paused_ = false;
+  bool peer_finished_ = false;
+  bool handshaking_ = false;        // a TLS handshake (implicit or STLS) has not finished
+  transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
+  uint64_t delay_until_ns_ = 0;
+  uint64_t connected_ns_ = 0;
+  uint64_t last_input_ns_ = 0;
+  uint64_t deadline_ns_ = 0;  // what the transport's deadline is set to (0: none)
+  Pop3ConnectionEnd end_;
+};
+
+}  // namespace posthaste::server::pop3_service
+
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_POP3_ADAPTER_H_

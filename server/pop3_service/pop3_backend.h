@@ -1,0 +1,111 @@
+// Pop3Backend: everything a POP3 connection needs done away from its connection, asked for by
+// its Pop3Adapter: admission per client IP, verifying credentials, locking and opening the
+// maildrop, finding TOP's length, committing deletions, and giving back what the connection
+// held when it ends. Pop3Maildrop: an open maildrop as the adapter holds it.
+//
+// Implementations: Pop3ShardBackend (server/pop3_service/pop3_shard_backend.h: the offload
+// pools, the store and the maildrop locks of the owner shards) and, for the adapter's unit
+// tests, FakePop3Backend (server/pop3_service/testing/fake_pop3_backend.h).
+//
+// Contract: every request names its connection by id. Its answer comes later, on the
+// connection's shard thread, as a call of the Pop3Adapter registered under that id
+// (Pop3Adapter::OnAdmitted, OnAuthenticated, OnMaildropOpened, OnTopLength, OnCommitted), and
+// never from inside the request call. After Ended(id) no answer comes for that id, and what a
+// late answer would have granted (an IP slot, the maildrop lock) is given back by the backend.
+//
+// Threading: the connection's shard thread, except Pop3Maildrop's blocking operations, which
+// the backend runs on its I/O pool.
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_BACKEND_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_POP3_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/pop3/mailbox_snapshot.h"
+#include "server/pop3/message_number.h"
+#include "server/pop3/session.h"
+#include "server/transport/transport.h"
+
+namespace posthaste::server::pop3_service {
+
+// An open maildrop: the session's view of it and where its messages are stored. It keeps the
+// stored files open while it lives, so a FileRange from Locate() stays valid as long as the
+// Pop3Maildrop does. Shared between the adapter and the backend's offloaded work.
+class Pop3Maildrop {
+ public:
+  virtual ~Pop3Maildrop() = default;
+  // What the session sees (sizes and UIDLs). Never null.
+  virtual std::shared_ptr<const pop3::MailboxSnapshot> view() const = 0;
+  // The stored bytes of `message`, already in wire form (CRLF, dot-stuffed): what RETR sends
+  // before ".\r\n". Cheap; no I/O.
+  virtual transport::FileRange Locate(pop3::MessageIndex message) const = 0;
+
+  // Blocking (they read or write the store): only the backend calls them, off the reactor.
+  // The length TOP sends of `message`: its header block and first `body_lines` body lines.
+  virtual absl::StatusOr<uint64_t> TopLength(pop3::MessageIndex message,
+                                             uint64_t body_lines) const = 0;
+  // Removes `deletions` for good (durable when OK).
+  virtual absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const = 0;
+};
+
+// The answer to OpenMaildrop.
+struct Pop3MaildropOpened {
+  pop3::Pop3MaildropResult::Code code = pop3::Pop3MaildropResult::Code::kTempFailure;
+  std::shared_ptr<const Pop3Maildrop> maildrop;  // set on kOk
+  absl::Status error;  // why the store could not open it (for the session's log line)
+};
+
+// Why a connection ended, for the counters (told once, in Finished).
+enum class Pop3EndCause : uint8_t {
+  kOther,         // QUIT, peer gone, refusal, abort: counted elsewhere or not at all
+  kLoginTimeout,  // no login in time (also a TLS handshake that never finished)
+  kIdleTimeout,   // no command in TRANSACTION for the idle limit
+  kSendStalled,   // the transport cut a peer that stopped reading
+};
+
+struct Pop3ConnectionEnd {
+  transport::CloseReason reason = transport::CloseReason::kClosed;
+  Pop3EndCause cause = Pop3EndCause::kOther;
+  // The session's own counters (commands, limits hit, protocol closes), added to the shard's.
+  pop3::Pop3SessionCounters session;
+};
+
+class Pop3Backend {
+ public:
+  virtual ~Pop3Backend() = default;
+
+  // Admission under the per-client-IP connection limit. True: admitted at once (no answer
+  // follows). False: OnAdmitted follows (admitted, or the refusal to send).
+  virtual bool Admit(uint64_t id, const transport::PeerInfo& peer) = 0;
+  // Verifies `credentials` (views valid during this call only). Answer: OnAuthenticated.
+  virtual void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) = 0;
+  // Locks `user`'s maildrop at its owner shard (taking it over from an idle holder when the
+  // policy says so), counts the connection for (user, client IP), then opens the maildrop.
+  // A lock granted is held until Ended(id) (or until a commit in flight then is done).
+  // Answer: OnMaildropOpened.
+  virtual void OpenMaildrop(uint64_t id, std::string_view user) = 0;
+  // Finds the length TOP sends of `message`. Answer: OnTopLength.
+  virtual void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                             pop3::MessageIndex message, uint64_t body_lines) = 0;
+  // Removes `deletions` (ascending, possibly empty) for good. The maildrop stays locked until
+  // the commit is durable even if the connection ends first. Answer: OnCommitted.
+  virtual void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                      std::vector<pop3::MessageIndex> deletions) = 0;
+
+  // The connection is closing: no answer is wanted any more; give back its IP slot and its
+  // maildrop lock (at once, or when the request or commit still out comes back).
+  virtual void Ended(uint64_t id) = 0;
+  // The transport has closed (after Ended): count `end` and free the adapter, later (never
+  // from inside this call: the adapter is still running).
+  virtual void Finished(uint64_t id, const Pop3ConnectionEnd& end) = 0;
+};
+
+}  // namespace posthaste::server::pop3_service
+
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_POP3_BACKEND_H_

@@ -1,0 +1,358 @@
+#include "server/pop3_service/pop3_shard_backend.h"
+
+#include <openssl/crypto.h>
+
+#include <utility>
+
+#include "base/check.h"
+#include "base/log.h"
+#include "server/pop3_server.h"
+#include "server/pop3_service/pop3_adapter.h"
+#include "storage/message_format.h"
+#include "storage/store_error.h"
+
+namespace posthaste::server::pop3_service {
+namespace {
+
+constexpr uint64_t kNsPerSecond = 1'000'000'000;
+
+// Whether a SASL authorization identity names the authenticating user: the same address in
+// any case (storage::CanonicalAddress), or the same bytes when it is no address.
+bool SameAccountName(std::string_view authzid, std::string_view user) {
+  if (authzid == user) return true;
+  absl::StatusOr<std::string> a = storage::CanonicalAddress(authzid);
+  absl::StatusOr<std::string> b = storage::CanonicalAddress(user);
+  return a.ok() && b.ok() && *a == *b;
+}
+
+// An open maildrop of the store: the stored snapshot (which keeps the segment files open) and
+// the session's view of it; a message's ref in the view is its index in the stored snapshot.
+class StoreMaildrop final : public Pop3Maildrop {
+ public:
+  StoreMaildrop(storage::MailStore* store, server::OpenMaildrop opened)
+      : store_(store), opened_(std::move(opened)) {}
+
+  std::shared_ptr<const pop3::MailboxSnapshot> view() const override { return opened_.view; }
+  transport::FileRange Locate(pop3::MessageIndex message) const override {
+    const storage::MessageRef ref = opened_.stored->Ref(opened_.view->ref(message));
+    return {.fd = ref.fd, .offset = ref.offset, .length = ref.length};
+  }
+  absl::StatusOr<uint64_t> TopLength(pop3::MessageIndex message,
+                                     uint64_t body_lines) const override {
+    return opened_.stored->TopLength(opened_.view->ref(message), body_lines);
+  }
+  absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const override {
+    if (deletions.empty()) return absl::OkStatus();
+    std::vector<size_t> indexes;
+    indexes.reserve(deletions.size());
+    for (pop3::MessageIndex i : deletions) {
+      indexes.push_back(static_cast<size_t>(opened_.view->ref(i)));
+    }
+    return store_->CommitDeletions(*opened_.stored, indexes).status();
+  }
+
+ private:
+  storage::MailStore* const store_;
+  const server::OpenMaildrop opened_;
+};
+
+}  // namespace
+
+Pop3ShardBackend::Pop3ShardBackend(ShardContext& shard,
+                                   absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter)
+    : shard_(shard), find_adapter_(std::move(find_adapter)) {}
+
+Pop3Adapter* Pop3ShardBackend::Live(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) return nullptr;
+  return find_adapter_(id);
+}
+
+void Pop3ShardBackend::AnswerLater(uint64_t id, absl::AnyInvocable<void(Pop3Adapter&)> answer) {
+  Pop3ShardBackend* self = this;  // lives as long as its shard
+  shard_.RunOn(shard_.index, [self, id, answer = std::move(answer)]() mutable {
+    if (Pop3Adapter* adapter = self->Live(id)) answer(*adapter);
+  });
+}
+
+// ---- Admission: the per-IP count lives on the IP's owner shard ----
+
+bool Pop3ShardBackend::Admit(uint64_t id, const transport::PeerInfo& peer) {
+  Connection& connection = connections_[id];
+  connection.ip = peer.ip;
+  connection.trusted = peer.trusted;
+  const uint32_t limit = shard_.server->options.max_connections_per_ip;
+  if (peer.trusted || limit == 0) return true;
+  const uint32_t owner = OwnerShard(peer.ip, static_cast<uint32_t>(shard_.server->shards.size()));
+  ShardContext* home = &shard_;
+  Pop3ShardBackend* self = this;
+  const bool posted = shard_.RunOn(owner, [home, self, owner, id, ip = peer.ip, limit] {
+    ShardContext& o = home->Peer(owner);
+    uint32_t& count = o.ip_counts[ip];
+    const bool ok = count < limit;
+    if (ok) {
+      ++count;
+    } else if (count == 0) {
+      o.ip_counts.erase(ip);
+    }
+    o.RunOn(home->index, [self, id, ip, ok] { self->OnAdmission(id, ip, ok); });
+  });
+  if (!posted) {
+    shard_.metrics.CountRefused(metrics::RefuseReason::kBusy);
+    AnswerLater(id, [](Pop3Adapter& a) { a.OnAdmitted(pop3::Pop3Refusal::kServerBusy); });
+  }
+  return false;
+}
+
+void Pop3ShardBackend::OnAdmission(uint64_t id, const std::string& ip, bool ok) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) {
+    if (ok) GiveBackIpSlot(ip);  // gone meanwhile
+    return;
+  }
+  if (ok) {
+    it->second.ip_counted = true;
+  } else {
+    ++shard_.stats.limit_per_ip;
+  }
+  if (Pop3Adapter* adapter = find_adapter_(id)) {
+    adapter->OnAdmitted(ok ? std::nullopt : std::optional(pop3::Pop3Refusal::kTooManyFromAddress));
+  }
+}
+
+void Pop3ShardBackend::GiveBackIpSlot(const std::string& ip) {
+  const uint32_t owner = OwnerShard(ip, static_cast<uint32_t>(shard_.server->shards.size()));
+  ShardContext* home = &shard_;
+  shard_.RunOn(owner, [home, owner, ip] {
+    ShardContext& o = home->Peer(owner);
+    auto it = o.ip_counts.find(ip);
+    if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
+  });
+}
+
+// ---- Authentication: hashing on the CPU offload pool ----
+
+void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
+  const bool supported =
+      credentials.mechanism != pop3::AuthMechanism::kApop &&
+      (credentials.authzid.empty() || SameAccountName(credentials.authzid, credentials.user));
+  if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
+    ++shard_.stats.auth_failures;
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
+    });
+    return;
+  }
+  Pop3ShardBackend* self = this;
+  AuthService* auth = shard_.server->auth;
+  const bool accepted = shard_.shard->Offload(
+      [self, auth, id, user = std::string(credentials.user),
+       secret = std::string(credentials.secret)]() mutable -> reactor::OffloadPool::Reply {
+        AuthVerdict verdict = auth->Verify(user, secret);
+        OPENSSL_cleanse(secret.data(), secret.size());
+        return [self, id, verdict = std::move(verdict)] { self->OnAuthVerdict(id, verdict); };
+      });
+  if (!accepted) {
+    ++shard_.stats.offload_rejected;
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kTempFailure, {}});
+    });
+  }
+}
+
+void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;
+  pop3::Pop3AuthResult result;
+  switch (verdict.code) {
+    case AuthVerdict::Code::kOk:
+      ++shard_.stats.sessions_authenticated;
+      if (verdict.cache_hit) ++shard_.stats.auth_cache_hits;
+      result.code = pop3::Pop3AuthResult::Code::kOk;
+      result.user = verdict.address;
+      break;
+    case AuthVerdict::Code::kBadCredentials:
+      ++shard_.stats.auth_failures;
+      result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
+      break;
+    case AuthVerdict::Code::kTempFailure:
+      result.code = pop3::Pop3AuthResult::Code::kTempFailure;
+      break;
+  }
+  adapter->OnAuthenticated(result);
+}
+
+// ---- Maildrop: lock at the owner shard, then open on the I/O pool ----
+
+void Pop3ShardBackend::OpenMaildrop(uint64_t id, std::string_view user) {
+  const ServeOptions& options = shard_.server->options;
+  auto it = connections_.find(id);
+  const bool trusted = it != connections_.end() && it->second.trusted;
+  MaildropLocks::Request request{
+      .user = std::string(user),
+      .ip = it != connections_.end() ? it->second.ip : std::string(),
+      // Trusted peers (a proxy bringing many users) are not counted at all.
+      .user_ip_limit = trusted ? 0 : options.max_connections_per_user_ip,
+      .policy = options.in_use_policy,
+      .takeover_idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond};
+  Pop3ShardBackend* self = this;
+  const bool asked = shard_.locks->Acquire(
+      id, std::move(request), [self, id, user = std::string(user)](MaildropLocks::Outcome outcome) {
+        self->OnLockOutcome(id, user, outcome);
+      });
+  if (!asked) {  // RunOn counted the refused post
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kTempFailure});
+    });
+  }
+}
+
+void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
+                                     MaildropLocks::Outcome outcome) {
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;  // (MaildropLocks gives back what it was granted)
+  switch (outcome) {
+    case MaildropLocks::Outcome::kGranted:
+      break;
+    case MaildropLocks::Outcome::kInUse:
+      ++shard_.stats.in_use_refusals;
+      adapter->OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kInUse});
+      return;
+    case MaildropLocks::Outcome::kTooManyForUserIp:
+      ++shard_.stats.limit_per_user_ip;
+      adapter->OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kLimitReached});
+      return;
+    case MaildropLocks::Outcome::kAskHolder:
+      PH_BUG(true, "kAskHolder is never a final outcome");
+      return;
+  }
+  Pop3ShardBackend* self = this;
+  storage::MailStore* store = shard_.server->store;
+  const bool accepted =
+      shard_.shard->OffloadIo([self, store, id, user]() -> reactor::OffloadPool::Reply {
+        absl::StatusOr<std::shared_ptr<const storage::MailboxSnapshot>> stored =
+            store->OpenMailbox(user);
+        absl::StatusOr<server::OpenMaildrop> loaded =
+            stored.ok() ? AdaptSnapshot(*std::move(stored)) : stored.status();
+        return [self, id, loaded = std::move(loaded)]() mutable {
+          self->OnMaildropLoaded(id, std::move(loaded));
+        };
+      });
+  if (!accepted) {
+    ++shard_.stats.offload_rejected;
+    OnMaildropLoaded(id, absl::UnavailableError("offload queue full"));
+  }
+}
+
+void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded) {
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;  // it released its lock when it ended
+  if (!loaded.ok()) {
+    const bool missing = storage::ErrorOf(loaded.status()) == storage::StoreError::kUnknownAccount;
+    if (!missing) shard_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
+    shard_.locks->Unlock(id);  // the lock goes back; the (user, IP) count stays while it lasts
+    adapter->OnMaildropOpened({.code = missing ? pop3::Pop3MaildropResult::Code::kPermFailure
+                                               : pop3::Pop3MaildropResult::Code::kTempFailure,
+                               .error = loaded.status()});
+    return;
+  }
+  ++shard_.stats.maildrops_opened;
+  adapter->OnMaildropOpened(
+      {.code = pop3::Pop3MaildropResult::Code::kOk,
+       .maildrop = std::make_shared<StoreMaildrop>(shard_.server->store, *std::move(loaded))});
+}
+
+// ---- TOP's length and the commit, on the I/O pool ----
+
+void Pop3ShardBackend::FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                                     pop3::MessageIndex message, uint64_t body_lines) {
+  Pop3ShardBackend* self = this;
+  const bool accepted = shard_.shard->OffloadIo([self, id, maildrop = std::move(maildrop), message,
+                                                 body_lines]() -> reactor::OffloadPool::Reply {
+    absl::StatusOr<uint64_t> length = maildrop->TopLength(message, body_lines);
+    return [self, id, length] { self->OnTopLength(id, length); };
+  });
+  if (!accepted) {
+    ++shard_.stats.offload_rejected;
+    AnswerLater(
+        id, [](Pop3Adapter& a) { a.OnTopLength(absl::UnavailableError("offload queue full")); });
+  }
+}
+
+void Pop3ShardBackend::OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length) {
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;
+  if (!length.ok()) shard_.metrics.CountStoreError(metrics::StoreOperation::kTopScan);
+  adapter->OnTopLength(std::move(length));
+}
+
+void Pop3ShardBackend::Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                              std::vector<pop3::MessageIndex> deletions) {
+  Pop3ShardBackend* self = this;
+  const bool accepted =
+      shard_.shard->OffloadIo([self, id, maildrop = std::move(maildrop),
+                               deletions = std::move(deletions)]() -> reactor::OffloadPool::Reply {
+        absl::Status status = maildrop->CommitDeletions(deletions);
+        return [self, id, status] { self->OnCommitDone(id, status); };
+      });
+  if (!accepted) {
+    ++shard_.stats.offload_rejected;
+    AnswerLater(
+        id, [](Pop3Adapter& a) { a.OnCommitted(absl::UnavailableError("offload queue full")); });
+    return;
+  }
+  connections_[id].committing = true;
+}
+
+void Pop3ShardBackend::OnCommitDone(uint64_t id, absl::Status status) {
+  if (status.ok()) {
+    ++shard_.stats.commits_ok;
+  } else {
+    ++shard_.stats.commits_failed;
+    shard_.metrics.CountStoreError(metrics::StoreOperation::kCommit);
+  }
+  auto it = connections_.find(id);
+  if (it != connections_.end()) it->second.committing = false;
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) {  // ended while committing: the lock was held back for the commit
+    shard_.locks->Release(id);
+    return;
+  }
+  adapter->OnCommitted(std::move(status));
+}
+
+// ---- The end ----
+
+void Pop3ShardBackend::Ended(uint64_t id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) return;
+  Connection& connection = it->second;
+  connection.ended = true;
+  if (connection.ip_counted) {
+    GiveBackIpSlot(connection.ip);
+    connection.ip_counted = false;
+  }
+  if (!connection.committing) shard_.locks->Release(id);
+}
+
+void Pop3ShardBackend::Finished(uint64_t id, const Pop3ConnectionEnd& end) {
+  ShardStats& stats = shard_.stats;
+  switch (end.cause) {
+    case Pop3EndCause::kOther:
+      break;
+    case Pop3EndCause::kLoginTimeout:
+      ++stats.timeouts_auth;
+      break;
+    case Pop3EndCause::kIdleTimeout:
+      ++stats.timeouts_idle;
+      break;
+    case Pop3EndCause::kSendStalled:
+      ++stats.timeouts_send_stall;
+      break;
+  }
+  stats.session += end.session;
+  connections_.erase(id);  // a commit still out finds no record and releases the lock itself
+  shard_.Destroy(id);      // frees the adapter later, not inside its own callback
+}
+
+}  // namespace posthaste::server::pop3_service
