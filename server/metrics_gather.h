@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "metrics/shard_metrics.h"
-#include "server/pop3_server.h"
+#include "server/pop3_service/pop3_shard.h"
 #include "server/reactor/shard.h"
 
 namespace posthaste::server {

@@ -13,8 +13,8 @@
 // ShardContext's other members are touched only on its shard's thread.
 // Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listeners,
 // buffer ring and connections, which it frees in its shard's OnDrained hook.
-#ifndef POSTHASTE_SERVER_POP3_SERVER_H_
-#define POSTHASTE_SERVER_POP3_SERVER_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
 
 #include <atomic>
 #include <cstdint>
@@ -25,7 +25,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "metrics/shard_metrics.h"
-#include "server/auth_service.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/maildrop_registry.h"
 #include "server/reactor/buffer_ring.h"
@@ -33,11 +33,11 @@
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
-#include "server/shard_connections.h"
+#include "server/shard/shard_connections.h"
 #include "server/pop3_service/pop3_adapter.h"
 #include "server/pop3_service/pop3_shard_backend.h"
-#include "server/shard_listener.h"
-#include "server/tenant_policies.h"
+#include "server/shard/shard_listener.h"
+#include "server/pop3_service/tenant_policies.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -164,4 +164,4 @@ struct ShardContext {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_POP3_SERVER_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_

@@ -11,7 +11,7 @@
 
 #include "benchmark/benchmark.h"
 #include "metrics/exporter.h"
-#include "server/session_recorder.h"
+#include "server/pop3_service/session_recorder.h"
 
 namespace posthaste::server {
 namespace {
