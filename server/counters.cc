@@ -5,20 +5,11 @@
 namespace posthaste::server {
 namespace {
 
-// A block is its rows' members and its nested blocks, nothing else: a member added outside the
-// X-macro would have no row.
+// The block is its rows' members, nothing else: a member added outside the X-macro would have
+// no row.
 #define PH_COUNT_ROW(...) +1
-static_assert(sizeof(ShardStats) == (0 PH_POP3_SHARD_COUNTERS(PH_COUNT_ROW)) * sizeof(uint64_t) +
-                                        sizeof(reactor::SendStats) + sizeof(TlsCounters) +
-                                        sizeof(TlsPathCounters) +
-                                        sizeof(pop3::Pop3SessionCounters));
 static_assert(sizeof(reactor::RingStats) == (0 PH_RING_ROWS(PH_COUNT_ROW)) * sizeof(uint64_t));
 #undef PH_COUNT_ROW
-
-#define PH_POP3_ROW(...) PH_COUNTER_ROW(ShardStats, __VA_ARGS__)
-constexpr metrics::CounterRow kPop3Rows[] = {PH_POP3_SHARD_COUNTERS(PH_POP3_ROW)
-                                                 PH_POP3_SHARD_MORE_ROWS(PH_POP3_ROW)};
-#undef PH_POP3_ROW
 
 #define PH_RING_ROW(...) PH_COUNTER_ROW(reactor::RingStats, __VA_ARGS__)
 constexpr metrics::CounterRow kRingRows[] = {PH_RING_ROWS(PH_RING_ROW)};
@@ -29,11 +20,6 @@ constexpr metrics::CounterRow kProcessRows[] = {PH_PROCESS_COUNTERS(PH_PROCESS_R
 #undef PH_PROCESS_ROW
 
 }  // namespace
-
-const metrics::CounterTable& Pop3ShardCounterTable() {
-  static const metrics::CounterTable table = PH_COUNTER_TABLE(ShardStats, kPop3Rows);
-  return table;
-}
 
 const metrics::CounterTable& RingCounterTable() {
   static const metrics::CounterTable table = PH_COUNTER_TABLE(reactor::RingStats, kRingRows);

@@ -1,7 +1,7 @@
-// The server's counter tables (counters.h, lmtp_service/lmtp_counters.h, and the HTTP
-// listeners' in admin/admin_http.cc): each follows the naming rules, every counter of every
-// block is exported or listed as not exported with a reason, every row appears on the scrape
-// with its labels, and counting a refusal moves its series.
+// The server's counter tables (counters.h, pop3_service/pop3_counters.h,
+// lmtp_service/lmtp_counters.h, and the HTTP listeners' in admin/admin_http.cc): each follows the
+// naming rules, every counter of every block is exported or listed as not exported with a reason,
+// every row appears on the scrape with its labels, and counting a refusal moves its series.
 #include "server/counters.h"
 
 #include <map>
@@ -14,6 +14,7 @@
 #include "metrics/exporter.h"
 #include "server/admin/admin_http.h"
 #include "server/lmtp_service/lmtp_counters.h"
+#include "server/pop3_service/pop3_counters.h"
 
 namespace posthaste::server {
 namespace {

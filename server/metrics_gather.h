@@ -22,7 +22,7 @@
 
 #include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
-#include "server/pop3_server.h"
+#include "server/pop3_service/pop3_shard.h"
 #include "server/reactor/shard.h"
 
 namespace posthaste::server {

@@ -6,11 +6,11 @@
 
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
-#include "server/auth_service.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/store_verdicts.h"
 #include "server/pop3_service/maildrop_registry.h"
 #include "server/serve_options.h"
-#include "server/storage_adapter.h"
+#include "server/pop3_service/storage_adapter.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {

@@ -132,8 +132,8 @@ class MetricsTest(unittest.TestCase):
     self.assertEqual(self.value("posthaste_pop3_bad_commands_total"), 1)
 
   def test_limit_counters_are_exported_with_their_labels(self):
-    # Refusals and limits of POP3, LMTP and the shards (server/counters.h,
-    # server/lmtp_service/lmtp_counters.h), at 0 or more.
+    # Refusals and limits of POP3, LMTP and the shards (server/pop3_service/pop3_counters.h,
+    # server/lmtp_service/lmtp_counters.h, server/counters.h), at 0 or more.
     expected = [
         ("posthaste_pop3_limit_rejections_total", {"limit": "per_user_ip"}),
         ("posthaste_pop3_connections_refused_total", {"reason": "per_shard"}),

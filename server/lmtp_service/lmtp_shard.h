@@ -27,8 +27,8 @@
 #include "server/lmtp_service/store_backend.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/shard.h"
-#include "server/shard_connections.h"
-#include "server/shard_listener.h"
+#include "server/shard/shard_connections.h"
+#include "server/shard/shard_listener.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 

@@ -156,7 +156,7 @@ struct Pop3SessionOptions {
 };
 
 // Plain counters, read by the driver, which adds them to its shard's block when the session
-// ends (server/counters.h exports them). Each counts events in this session.
+// ends (server/pop3_service/pop3_counters.h exports them). Each counts events in this session.
 // X(member, what it counts).
 #define PH_POP3_SESSION_COUNTERS(X)                                     \
   X(commands, "command lines handled (any verdict)")                    \

@@ -35,7 +35,7 @@
 #include "metrics/shard_metrics.h"
 #include "server/pop3/session.h"
 #include "server/pop3_service/pop3_backend.h"
-#include "server/session_recorder.h"
+#include "server/pop3_service/session_recorder.h"
 #include "server/transport/transport.h"
 
 namespace posthaste::server::pop3_service {

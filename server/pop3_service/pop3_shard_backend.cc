@@ -6,7 +6,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
-#include "server/pop3_server.h"
+#include "server/pop3_service/pop3_shard.h"
 #include "server/pop3_service/pop3_adapter.h"
 #include "storage/message_format.h"
 #include "storage/store_error.h"

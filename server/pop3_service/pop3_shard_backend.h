@@ -28,10 +28,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "server/auth_service.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/pop3_backend.h"
-#include "server/storage_adapter.h"
+#include "server/pop3_service/storage_adapter.h"
 
 namespace posthaste::server {
 

@@ -41,7 +41,7 @@ std::string_view SendPathName(SendPath path);
 
 // Counted by the path submitted (on loopback the kernel copies every zero-copy send anyway;
 // zc_notifs_copied says how often it reported that). X(member, what it counts); each service
-// exports its block (server/counters.h, server/lmtp_service/lmtp_counters.h).
+// exports its block (server/pop3_service/pop3_counters.h, server/lmtp_service/lmtp_counters.h).
 #define PH_SEND_STATS(X)                                                                \
   X(plain_bytes, "Sender, plain send")                                                  \
   X(zc_bytes, "Sender and streamer, SEND_ZC")                                           \

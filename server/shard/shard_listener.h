@@ -5,8 +5,8 @@
 //
 // Threading: set_fd()/Close() on the main thread before the reactor starts; everything else on
 // the shard's thread. Not movable: the acceptor's callback points at this object.
-#ifndef POSTHASTE_SERVER_SHARD_LISTENER_H_
-#define POSTHASTE_SERVER_SHARD_LISTENER_H_
+#ifndef POSTHASTE_SERVER_SHARD_SHARD_LISTENER_H_
+#define POSTHASTE_SERVER_SHARD_SHARD_LISTENER_H_
 
 #include <memory>
 
@@ -46,4 +46,4 @@ class ShardListener {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_SHARD_LISTENER_H_
+#endif  // POSTHASTE_SERVER_SHARD_SHARD_LISTENER_H_

@@ -8,8 +8,8 @@
 // in an OpenMaildrop, which keeps the segment fds valid.
 //
 // Threading: pure functions; call from any thread (the driver calls it on the offload pool).
-#ifndef POSTHASTE_SERVER_STORAGE_ADAPTER_H_
-#define POSTHASTE_SERVER_STORAGE_ADAPTER_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_STORAGE_ADAPTER_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_STORAGE_ADAPTER_H_
 
 #include <memory>
 
@@ -30,4 +30,4 @@ absl::StatusOr<OpenMaildrop> AdaptSnapshot(std::shared_ptr<const storage::Mailbo
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_STORAGE_ADAPTER_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_STORAGE_ADAPTER_H_

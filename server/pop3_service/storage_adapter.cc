@@ -1,4 +1,4 @@
-#include "server/storage_adapter.h"
+#include "server/pop3_service/storage_adapter.h"
 
 #include <utility>
 

@@ -13,8 +13,8 @@
 // ShardContext's other members are touched only on its shard's thread.
 // Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listeners,
 // buffer ring and connections, which it frees in its shard's OnDrained hook.
-#ifndef POSTHASTE_SERVER_POP3_SERVER_H_
-#define POSTHASTE_SERVER_POP3_SERVER_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
 
 #include <atomic>
 #include <cstdint>
@@ -25,20 +25,21 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "metrics/shard_metrics.h"
-#include "server/auth_service.h"
 #include "server/counters.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/maildrop_registry.h"
-#include "server/pop3_service/pop3_adapter.h"
-#include "server/pop3_service/pop3_shard_backend.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
-#include "server/shard_connections.h"
-#include "server/shard_listener.h"
-#include "server/tenant_policies.h"
+#include "server/shard/shard_connections.h"
+#include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_counters.h"
+#include "server/pop3_service/pop3_shard_backend.h"
+#include "server/shard/shard_listener.h"
+#include "server/pop3_service/tenant_policies.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -101,7 +102,7 @@ struct ShardContext {
   ShardStats stats;
   metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
-  std::unique_ptr<MaildropLocks> locks;                  // this shard's connections' maildrop locks
+  std::unique_ptr<MaildropLocks> locks;  // this shard's connections' maildrop locks
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   // Every counter block on this shard, copied with `metrics` at scrape time: this shard's
   // ShardStats and ring statistics, and the LMTP shard's LmtpStats when LMTP runs. Services
@@ -134,4 +135,4 @@ struct ShardContext {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_POP3_SERVER_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_

@@ -1,4 +1,4 @@
-#include "server/auth_service.h"
+#include "server/pop3_service/auth_service.h"
 
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>

@@ -1,4 +1,4 @@
-#include "server/tenant_policies.h"
+#include "server/pop3_service/tenant_policies.h"
 
 #include <utility>
 

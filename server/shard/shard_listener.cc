@@ -1,4 +1,4 @@
-#include "server/shard_listener.h"
+#include "server/shard/shard_listener.h"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -5,8 +5,8 @@
 //
 // Threading: every member runs on the owning shard's thread except PublishedOpen(), which the
 // main thread loads while it waits for a drain.
-#ifndef POSTHASTE_SERVER_SHARD_CONNECTIONS_H_
-#define POSTHASTE_SERVER_SHARD_CONNECTIONS_H_
+#ifndef POSTHASTE_SERVER_SHARD_SHARD_CONNECTIONS_H_
+#define POSTHASTE_SERVER_SHARD_SHARD_CONNECTIONS_H_
 
 #include <atomic>
 #include <cstdint>
@@ -77,4 +77,4 @@ class ShardConnections {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_SHARD_CONNECTIONS_H_
+#endif  // POSTHASTE_SERVER_SHARD_SHARD_CONNECTIONS_H_

@@ -1,4 +1,4 @@
-#include "server/session_recorder.h"
+#include "server/pop3_service/session_recorder.h"
 
 #include <chrono>
 #include <utility>

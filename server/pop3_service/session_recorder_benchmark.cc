@@ -13,7 +13,8 @@
 #include "metrics/exporter.h"
 #include "server/counters.h"
 #include "server/lmtp_service/lmtp_counters.h"
-#include "server/session_recorder.h"
+#include "server/pop3_service/pop3_counters.h"
+#include "server/pop3_service/session_recorder.h"
 
 namespace posthaste::server {
 namespace {

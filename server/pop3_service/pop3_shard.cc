@@ -1,4 +1,4 @@
-#include "server/pop3_server.h"
+#include "server/pop3_service/pop3_shard.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,6 +1,6 @@
 // TenantPolicyTable against a real store: loads overrides only, refreshes when (and only when)
 // a tenant changed, and each shard view follows publications.
-#include "server/tenant_policies.h"
+#include "server/pop3_service/tenant_policies.h"
 
 #include <unistd.h>
 

@@ -12,8 +12,8 @@
 // ShardTenantPolicies re-reads the shared pointer only when the generation moved, so the
 // per-USER path touches nothing shared but that counter. Not thread-safe: one
 // ShardTenantPolicies per shard, used on that shard's thread only; the table must outlive it.
-#ifndef POSTHASTE_SERVER_TENANT_POLICIES_H_
-#define POSTHASTE_SERVER_TENANT_POLICIES_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_TENANT_POLICIES_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_TENANT_POLICIES_H_
 
 #include <atomic>
 #include <cstdint>
@@ -81,4 +81,4 @@ pop3::TenantPlaintextAuth ToSessionSetting(storage::PlaintextAuth value);
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_TENANT_POLICIES_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_TENANT_POLICIES_H_

@@ -6,8 +6,8 @@
 // changed, duration. Passwords, SASL responses and APOP digests never reach it.
 //
 // Threading: owned by one connection, used only on its shard's thread.
-#ifndef POSTHASTE_SERVER_SESSION_RECORDER_H_
-#define POSTHASTE_SERVER_SESSION_RECORDER_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_SESSION_RECORDER_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_SESSION_RECORDER_H_
 
 #include <cstdint>
 #include <initializer_list>
@@ -92,4 +92,4 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_SESSION_RECORDER_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_SESSION_RECORDER_H_

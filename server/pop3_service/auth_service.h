@@ -13,8 +13,8 @@
 // pool, never on a reactor thread. The cache is lock-striped (kStripes mutexes by key hash),
 // touched once per login, never on a reactor thread.
 // Ownership: the MailStore must outlive the AuthService.
-#ifndef POSTHASTE_SERVER_AUTH_SERVICE_H_
-#define POSTHASTE_SERVER_AUTH_SERVICE_H_
+#ifndef POSTHASTE_SERVER_POP3_SERVICE_AUTH_SERVICE_H_
+#define POSTHASTE_SERVER_POP3_SERVICE_AUTH_SERVICE_H_
 
 #include <array>
 #include <cstdint>
@@ -71,4 +71,4 @@ class AuthService {
 
 }  // namespace posthaste::server
 
-#endif  // POSTHASTE_SERVER_AUTH_SERVICE_H_
+#endif  // POSTHASTE_SERVER_POP3_SERVICE_AUTH_SERVICE_H_

@@ -1,0 +1,29 @@
+#include "server/pop3_service/pop3_counters.h"
+
+#include <cstddef>
+
+namespace posthaste::server {
+namespace {
+
+// The block is its rows' members and its nested blocks, nothing else: a member added outside
+// the X-macro would have no row.
+#define PH_COUNT_ROW(...) +1
+static_assert(sizeof(ShardStats) == (0 PH_POP3_SHARD_COUNTERS(PH_COUNT_ROW)) * sizeof(uint64_t) +
+                                        sizeof(reactor::SendStats) + sizeof(TlsCounters) +
+                                        sizeof(TlsPathCounters) +
+                                        sizeof(pop3::Pop3SessionCounters));
+#undef PH_COUNT_ROW
+
+#define PH_POP3_ROW(...) PH_COUNTER_ROW(ShardStats, __VA_ARGS__)
+constexpr metrics::CounterRow kPop3Rows[] = {PH_POP3_SHARD_COUNTERS(PH_POP3_ROW)
+                                                 PH_POP3_SHARD_MORE_ROWS(PH_POP3_ROW)};
+#undef PH_POP3_ROW
+
+}  // namespace
+
+const metrics::CounterTable& Pop3ShardCounterTable() {
+  static const metrics::CounterTable table = PH_COUNTER_TABLE(ShardStats, kPop3Rows);
+  return table;
+}
+
+}  // namespace posthaste::server
