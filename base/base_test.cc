@@ -127,5 +127,23 @@ TEST(LogTest, JsonEscapesAndTextQuotes) {
   EXPECT_NE(text.find("warning x k=\"two words\" n=5\n"), std::string::npos) << text;
 }
 
+TEST(FlagsTest, NameAndValueInOneArgumentOrTwo) {
+  const std::vector<std::string> args = {"--data_dir=/x", "--shards", "4", "--empty=", "--last"};
+  size_t i = 0;
+  EXPECT_EQ(FlagName(args[i]), "data_dir");
+  EXPECT_EQ(*FlagValue(args, &i), "/x");
+  EXPECT_EQ(i, 0u);
+  i = 1;
+  EXPECT_EQ(FlagName(args[i]), "shards");
+  EXPECT_EQ(*FlagValue(args, &i), "4");
+  EXPECT_EQ(i, 2u);  // the value was the next argument
+  i = 3;
+  EXPECT_EQ(*FlagValue(args, &i), "");
+  i = 4;
+  absl::StatusOr<std::string> missing = FlagValue(args, &i);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(), "flag --last needs a value");
+}
+
 }  // namespace
 }  // namespace posthaste

@@ -1,5 +1,7 @@
 #include "base/strings.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace posthaste {
 
 bool IsDecimalDigits(std::string_view text) {
@@ -25,6 +27,22 @@ std::optional<uint64_t> ParseDecimalAtMost(std::string_view text, uint64_t max) 
   std::optional<uint64_t> value = ParseDecimalU64(text);
   if (!value.has_value() || *value > max) return std::nullopt;
   return value;
+}
+
+std::string_view FlagName(std::string_view arg) {
+  if (arg.substr(0, 2) == "--") arg.remove_prefix(2);
+  return arg.substr(0, arg.find('='));
+}
+
+absl::StatusOr<std::string> FlagValue(const std::vector<std::string>& args, size_t* i) {
+  std::string_view arg = args[*i];
+  const std::string_view name = FlagName(arg);
+  if (const size_t equals = arg.find('='); equals != std::string_view::npos) {
+    return std::string(arg.substr(equals + 1));
+  }
+  if (*i + 1 < args.size()) return args[++*i];
+  return absl::InvalidArgumentError(
+      absl::StrCat("flag --", absl::string_view(name.data(), name.size()), " needs a value"));
 }
 
 }  // namespace posthaste

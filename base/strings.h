@@ -11,8 +11,11 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace posthaste {
@@ -30,6 +33,12 @@ std::optional<uint64_t> ParseDecimalU64(std::string_view text);
 
 // ParseDecimalU64, and nullopt also when the value is greater than `max`.
 std::optional<uint64_t> ParseDecimalAtMost(std::string_view text, uint64_t max);
+
+// Command-line flags as every posthaste command takes them: `--name=value` or `--name value`.
+// FlagName gives the name of args[i] (which starts with "--"); FlagValue its value, moving *i
+// past a value given as the next argument ("flag --name needs a value" when there is none).
+std::string_view FlagName(std::string_view arg);
+absl::StatusOr<std::string> FlagValue(const std::vector<std::string>& args, size_t* i);
 
 }  // namespace posthaste
 

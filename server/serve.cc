@@ -17,6 +17,7 @@
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
+#include "server/counters.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
@@ -145,6 +146,362 @@ void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ServerContext& ct
   }
 }
 
+// One `posthaste serve` run, in the order it happens: open the store, TLS and the listeners,
+// start the shards and the HTTP endpoints, wait for a stop signal, drain, stop. Members are
+// declared in the order they are built, so they are destroyed in reverse.
+class Server {
+ public:
+  Server(ServeOptions options, std::ostream& err, AdminCommandRunner admin_commands)
+      : err_(err), admin_commands_(std::move(admin_commands)) {
+    ctx_.options = std::move(options);
+  }
+
+  int Run() {
+    ApplyDefaults();
+    BlockSignals();
+    if (!OpenStore() || !StartTls() || !OpenPop3Listeners() || !StartAdminSocket() ||
+        !StartLmtp()) {
+      CloseListeners(ctx_);
+      lmtp_.CloseListeners();
+      return kExitFailure;
+    }
+    if (!StartReactor()) return kExitFailure;
+    if (!StartHttp()) {
+      ctx_.reactor->Stop();
+      ctx_.reactor->Wait();
+      return kExitFailure;
+    }
+    LogListening();
+    const int sig = WaitForStopSignal();
+    Drain(sig);
+    return kExitOk;
+  }
+
+ private:
+  bool Fail(absl::string_view what) {
+    err_ << "posthaste: serve: " << what << "\n";
+    return false;
+  }
+
+  void ApplyDefaults() {
+    ServeOptions& options = ctx_.options;
+    SetLogFormat(options.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
+    if (options.hostname.empty()) {
+      char name[256] = {};
+      gethostname(name, sizeof(name) - 1);
+      options.hostname = name[0] != '\0' ? name : "localhost";
+    }
+    if (options.shards == 0) options.shards = AllowedCpus();
+    if (options.offload_threads == 0) {
+      options.offload_threads = std::max<uint32_t>(2, options.shards);
+    }
+    RaiseFileLimit();
+  }
+
+  // Signals are taken by sigwait on this thread; every thread started later inherits the mask.
+  void BlockSignals() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGTERM);
+    sigaddset(&signals_, SIGINT);
+    sigaddset(&signals_, SIGHUP);  // reloads certificates
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+  }
+
+  bool OpenStore() {
+    const ServeOptions& options = ctx_.options;
+    storage::StoreOptions store_options;
+    store_options.data_dir = options.data_dir;
+    store_options.create_if_missing = true;
+    auto store = storage::MailStore::Open(store_options);
+    if (!store.ok()) return Fail(store.status().message());
+    store_ = *std::move(store);
+    ctx_.store = store_.get();
+    if (absl::Status loaded = tenant_policies_.Load(*ctx_.store); !loaded.ok()) {
+      return Fail(absl::StrCat("tenant policies: ", loaded.message()));
+    }
+    ctx_.tenant_policies = &tenant_policies_;
+    ChooseTenantLabels();
+    auth_ = std::make_unique<AuthService>(
+        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
+    ctx_.auth = auth_.get();
+    return true;
+  }
+
+  // Metric labels for the largest tenants by accounts (fixed for this run; the rest: "other").
+  void ChooseTenantLabels() {
+    if (ctx_.options.metrics_max_tenants == 0) return;
+    auto accounts = ctx_.store->ListAccounts();
+    if (!accounts.ok()) {
+      LogEvent(LogLevel::kWarning, "listing tenants for metric labels failed",
+               {{"error", accounts.status().ToString()}});
+      return;
+    }
+    absl::flat_hash_map<std::string, uint64_t> per_domain;
+    for (const storage::AccountSummary& a : *accounts) {
+      ++per_domain[a.address.substr(a.address.rfind('@') + 1)];
+    }
+    ctx_.tenant_labels = std::make_shared<metrics::TenantLabels>(
+        metrics::TenantLabels::Largest(per_domain, ctx_.options.metrics_max_tenants));
+  }
+
+  // STLS and the pop3s listener only with a certificate.
+  bool StartTls() {
+    const ServeOptions& options = ctx_.options;
+    if (!options.tls_configured()) {
+      LogEvent(LogLevel::kWarning,
+               "tls off: no --tls_cert/--tls_key, so STLS is not offered and no pop3s listener "
+               "is opened; plaintext logins are refused except from loopback and for tenants "
+               "with plaintext_auth=allow",
+               {{"plaintext_requires_tls", options.plaintext_requires_tls ? "true" : "false"}});
+      return true;
+    }
+    auto created = TlsContextSet::Create({.cert_path = options.tls_cert,
+                                          .key_path = options.tls_key,
+                                          .cert_dir = options.tls_cert_dir});
+    if (!created.ok()) return Fail(absl::StrCat("tls: ", created.status().message()));
+    tls_ = *std::move(created);
+    ctx_.tls = tls_.get();
+    ctx_.ktls = ProbeKernelTls();
+    LogEvent(LogLevel::kInfo, "tls ready",
+             {{"certificates", std::to_string(tls_->Current()->by_name.size() + 1)},
+              {"cert_dir", options.tls_cert_dir},
+              {"kernel_tls", ctx_.ktls.reason},
+              {"data_path", ctx_.ktls.available ? "kernel" : "userspace"}});
+    return true;
+  }
+
+  // One shard's share of a listening address: the first shard's decides the port (0: the
+  // kernel picks), the others join it.
+  bool OpenListener(uint32_t shard, const HostPort& address, uint16_t* port, int* fd_out) {
+    auto fd = reactor::CreateListener({.host = address.host,
+                                       .port = shard == 0 ? address.port : *port,
+                                       .join_existing_group = shard > 0});
+    if (!fd.ok()) {
+      return Fail(absl::StrCat("cannot listen on ", HostPortText(address.host, address.port),
+                               ": ", fd.status().message()));
+    }
+    if (shard == 0) {
+      auto local = reactor::LocalPort(*fd);
+      if (!local.ok()) {
+        close(*fd);
+        return Fail(local.status().message());
+      }
+      *port = *local;
+    }
+    *fd_out = *fd;
+    return true;
+  }
+
+  bool OpenPop3Listeners() {
+    const ServeOptions& options = ctx_.options;
+    for (uint32_t i = 0; i < options.shards; ++i) {
+      int fd = -1;
+      if (!OpenListener(i, options.pop3_listen, &ctx_.pop3_port, &fd)) return false;
+      auto sc = std::make_unique<ShardContext>();
+      sc->server = &ctx_;
+      sc->index = i;
+      sc->listener.set_fd(fd);
+      sc->metrics = metrics::ShardMetrics(ctx_.tenant_labels->size());
+      ctx_.shards.push_back(std::move(sc));
+      if (!options.pop3s_enabled) continue;
+      if (!OpenListener(i, options.pop3s_listen, &ctx_.pop3s_port, &fd)) return false;
+      ctx_.shards.back()->pop3s_listener.set_fd(fd);
+    }
+    return true;
+  }
+
+  // Online administration: the CLI's commands reach this store through DIR/admin.sock.
+  bool StartAdminSocket() {
+    if (!admin_commands_) return true;
+    storage::MailStore* store = ctx_.store;
+    TenantPolicyTable* policies = &tenant_policies_;
+    auto started = admin::AdminSocketServer::Start(
+        ctx_.options.data_dir,
+        [commands = admin_commands_, store, policies](const admin::AdminRequest& request) {
+          admin::AdminResponse response = commands(request, *store);
+          // Before the answer: once the CLI returns, new logins see the change.
+          RefreshTenantPolicies(*policies, *store, "admin socket");
+          return response;
+        });
+    if (!started.ok()) return Fail(started.status().message());
+    admin_socket_ = *std::move(started);
+    return true;
+  }
+
+  bool StartLmtp() {
+    if (!ctx_.options.lmtp_enabled) return true;
+    absl::Status listening = lmtp_.Listen(LmtpOptionsOf(ctx_.options), *ctx_.store);
+    return listening.ok() || Fail(listening.message());
+  }
+
+  bool StartReactor() {
+    const ServeOptions& options = ctx_.options;
+    reactor::ReactorOptions reactor_options;
+    reactor_options.shards = options.shards;
+    reactor_options.pin_threads = options.pin_shards;
+    reactor_options.offload.threads = options.offload_threads;
+    reactor_options.offload_io.threads = options.io_threads;
+    // Bursts of logins (10,000 sessions connecting at once) queue work and cross-shard
+    // messages; the queues stay bounded and count refusals.
+    reactor_options.offload.queue_capacity = 65536;
+    reactor_options.offload_io.queue_capacity = 65536;
+    reactor_options.inbox_capacity = 16384;
+    auto reactor = reactor::Reactor::Create(reactor_options);
+    if (!reactor.ok()) {
+      CloseListeners(ctx_);
+      lmtp_.CloseListeners();
+      return Fail(reactor.status().message());
+    }
+    reactor_ = *std::move(reactor);
+    ctx_.reactor = reactor_.get();
+    absl::Status started = ctx_.reactor->Start([this](reactor::Shard& shard) {
+      ShardContext& sc = *ctx_.shards[shard.index()];
+      sc.shard = &shard;
+      if (shard.index() == 0) ring_mode_ = std::string(shard.ring().setup_mode_name());
+      sc.StartListening();
+      if (!lmtp_.shards.empty()) {
+        lmtp_.shards[shard.index()]->StartListening(shard, sc.metrics, sc.counter_blocks);
+      }
+    });
+    return started.ok() || Fail(started.message());
+  }
+
+  // The metrics and health endpoint, and the admin API when asked for.
+  bool StartHttp() {
+    const ServeOptions& options = ctx_.options;
+    shard_metrics_ = std::make_unique<ShardMetricsGather>(
+        ctx_.reactor, ctx_.tenant_labels->size(),
+        [this](uint32_t i) { return CopyShardMetrics(*ctx_.shards[i]); });
+    auto metrics_http = admin::AdminHttp::Start(
+        options, {.tenant_labels = ctx_.tenant_labels,
+                  .shards = [gather = shard_metrics_.get()](
+                                std::vector<metrics::ShardCopy>* out) { return gather->Copy(out); },
+                  .process_counters =
+                      [this] {
+                        return std::vector<metrics::CounterBlockCopy>{
+                            metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(),
+                                                                 ctx_.process)};
+                      },
+                  .store = ctx_.store,
+                  .draining = &ctx_.draining});
+    if (!metrics_http.ok()) return Fail(metrics_http.status().message());
+    metrics_http_ = *std::move(metrics_http);
+    if (options.admin_listen.empty()) return true;
+    auto api = admin::AdminApi::Start(options, ctx_.store);
+    if (!api.ok()) return Fail(api.status().message());
+    admin_api_ = *std::move(api);
+    metrics_http_->AddListenerStats("admin_api", &admin_api_->http_stats());
+    return true;
+  }
+
+  // The one line the integration tests and operators read the ports from.
+  void LogListening() {
+    const ServeOptions& options = ctx_.options;
+    LogEvent(LogLevel::kInfo, "listening",
+             {{"pop3", HostPortText(options.pop3_listen.host, ctx_.pop3_port)},
+              {"pop3s", options.pop3s_enabled
+                            ? HostPortText(options.pop3s_listen.host, ctx_.pop3s_port)
+                            : std::string("off")},
+              {"stls", ctx_.tls != nullptr ? "on" : "off"},
+              {"metrics", HostPortText(options.metrics_listen.host, metrics_http_->port())},
+              {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp_.port)
+                                            : std::string("off")},
+              {"admin_api", admin_api_ ? HostPortText(ParseHostPort(options.admin_listen)->host,
+                                                      admin_api_->port())
+                                       : std::string("off")},
+              {"shards", std::to_string(options.shards)},
+              {"ring", ring_mode_},
+              {"data_dir", options.data_dir}});
+  }
+
+  // The main thread waits for signals; with TLS it also checks the certificate files (a
+  // Kubernetes Secret update swaps the `..data` symlink: new inodes) and rotates ticket keys.
+  // Returns SIGTERM or SIGINT.
+  int WaitForStopSignal() {
+    uint64_t waited_s = 0;
+    for (;;) {
+      timespec tick{1, 0};
+      siginfo_t info;
+      const int sig = sigtimedwait(&signals_, &info, &tick);
+      if (sig == SIGHUP) {
+        if (tls_ != nullptr) {
+          ReloadCertificates(ctx_, *tls_, "SIGHUP");
+        } else {
+          LogEvent(LogLevel::kInfo, "SIGHUP: no certificates configured, nothing to reload");
+        }
+        continue;
+      }
+      if (sig == SIGTERM || sig == SIGINT) return sig;
+      RefreshTenantPolicies(tenant_policies_, *ctx_.store, "periodic check");
+      if (tls_ == nullptr) continue;
+      ++waited_s;
+      const uint32_t check_s = ctx_.options.tls_reload_check_s;
+      if (check_s > 0 && waited_s % check_s == 0 && tls_->NeedsReload()) {
+        ReloadCertificates(ctx_, *tls_, "files changed");
+      }
+      if (tls_->MaybeRotateTicketKeys(absl::Now())) {
+        LogEvent(LogLevel::kInfo, "tls ticket keys rotated");
+      }
+    }
+  }
+
+  uint64_t OpenConnectionsNow() { return OpenConnections(ctx_) + lmtp_.OpenConnections(); }
+
+  // /readyz turns 503, the drain delay passes, the listeners close, sessions get up to
+  // --drain_timeout_s to finish, then the shards stop (what is left is closed without commit).
+  void Drain(int sig) {
+    const ServeOptions& options = ctx_.options;
+    ctx_.draining.store(true);
+    LogEvent(LogLevel::kInfo, "draining",
+             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+              {"open_connections", std::to_string(OpenConnectionsNow())},
+              {"drain_delay_s", std::to_string(options.drain_delay_s)},
+              {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
+    if (options.drain_delay_s > 0) {
+      WaitDrainDelay(signals_, options.drain_delay_s, ctx_, tls_.get());
+      LogEvent(LogLevel::kInfo, "drain delay over, closing listeners",
+               {{"open_connections", std::to_string(OpenConnectionsNow())}});
+    }
+    for (auto& sc : ctx_.shards) {
+      ShardContext* shard_ctx = sc.get();
+      ctx_.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
+    }
+    for (auto& ls : lmtp_.shards) {
+      LmtpShard* lmtp_shard = ls.get();
+      ctx_.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
+    }
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
+    while (OpenConnectionsNow() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const uint64_t left = OpenConnectionsNow();
+    ctx_.reactor->Stop();  // OnStop hooks close what is left, without committing
+    ctx_.reactor->Wait();
+    metrics_http_.reset();
+    admin_api_.reset();
+    admin_socket_.reset();  // waits for admin commands still running
+    LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
+  }
+
+  std::ostream& err_;
+  const AdminCommandRunner admin_commands_;
+  sigset_t signals_;
+  ServerContext ctx_;
+  std::unique_ptr<storage::MailStore> store_;
+  TenantPolicyTable tenant_policies_;
+  std::unique_ptr<AuthService> auth_;
+  std::unique_ptr<TlsContextSet> tls_;
+  std::unique_ptr<admin::AdminSocketServer> admin_socket_;
+  LmtpService lmtp_;
+  std::unique_ptr<reactor::Reactor> reactor_;
+  std::string ring_mode_;
+  std::unique_ptr<ShardMetricsGather> shard_metrics_;
+  std::unique_ptr<admin::AdminHttp> metrics_http_;
+  std::unique_ptr<admin::AdminApi> admin_api_;
+};
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
@@ -161,312 +518,8 @@ int RunServe(const std::vector<std::string>& args, std::ostream& err,
         << "usage: " << ServeUsage() << "\n";
     return kExitUsage;
   }
-  ServerContext ctx;
-  ctx.options = *std::move(parsed);
-  ServeOptions& options = ctx.options;
-  SetLogFormat(options.log_format == "json" ? LogFormat::kJson : LogFormat::kText);
-  if (options.hostname.empty()) {
-    char name[256] = {};
-    gethostname(name, sizeof(name) - 1);
-    options.hostname = name[0] != '\0' ? name : "localhost";
-  }
-  if (options.shards == 0) options.shards = AllowedCpus();
-  if (options.offload_threads == 0) options.offload_threads = std::max<uint32_t>(2, options.shards);
-  RaiseFileLimit();
-
-  // Signals are taken by sigwait on this thread; every thread started below inherits the mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);  // reloads certificates
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  storage::StoreOptions store_options;
-  store_options.data_dir = options.data_dir;
-  store_options.create_if_missing = true;
-  auto store = storage::MailStore::Open(store_options);
-  if (!store.ok()) {
-    err << "posthaste: serve: " << store.status().message() << "\n";
-    return kExitFailure;
-  }
-  ctx.store = store->get();
-  TenantPolicyTable tenant_policies;
-  if (absl::Status loaded = tenant_policies.Load(*ctx.store); !loaded.ok()) {
-    err << "posthaste: serve: tenant policies: " << loaded.message() << "\n";
-    return kExitFailure;
-  }
-  ctx.tenant_policies = &tenant_policies;
-  // Metric labels for the largest tenants by accounts (fixed for this run; the rest: "other").
-  if (options.metrics_max_tenants > 0) {
-    auto accounts = ctx.store->ListAccounts();
-    if (accounts.ok()) {
-      absl::flat_hash_map<std::string, uint64_t> per_domain;
-      for (const storage::AccountSummary& a : *accounts) {
-        ++per_domain[a.address.substr(a.address.rfind('@') + 1)];
-      }
-      ctx.tenant_labels = std::make_shared<metrics::TenantLabels>(
-          metrics::TenantLabels::Largest(per_domain, options.metrics_max_tenants));
-    } else {
-      LogEvent(LogLevel::kWarning, "listing tenants for metric labels failed",
-               {{"error", accounts.status().ToString()}});
-    }
-  }
-  AuthService auth(ctx.store, {.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
-  ctx.auth = &auth;
-
-  // TLS: STLS and the pop3s listener only with a certificate.
-  std::unique_ptr<TlsContextSet> tls;
-  if (options.tls_configured()) {
-    auto created = TlsContextSet::Create({.cert_path = options.tls_cert,
-                                          .key_path = options.tls_key,
-                                          .cert_dir = options.tls_cert_dir});
-    if (!created.ok()) {
-      err << "posthaste: serve: tls: " << created.status().message() << "\n";
-      return kExitFailure;
-    }
-    tls = *std::move(created);
-    ctx.tls = tls.get();
-    ctx.ktls = ProbeKernelTls();
-    LogEvent(LogLevel::kInfo, "tls ready",
-             {{"certificates", std::to_string(tls->Current()->by_name.size() + 1)},
-              {"cert_dir", options.tls_cert_dir},
-              {"kernel_tls", ctx.ktls.reason},
-              {"data_path", ctx.ktls.available ? "kernel" : "userspace"}});
-  } else {
-    LogEvent(LogLevel::kWarning,
-             "tls off: no --tls_cert/--tls_key, so STLS is not offered and no pop3s listener "
-             "is opened; plaintext logins are refused except from loopback and for tenants "
-             "with plaintext_auth=allow",
-             {{"plaintext_requires_tls", options.plaintext_requires_tls ? "true" : "false"}});
-  }
-
-  // Listeners: the first decides the port (0: the kernel picks), the others share it.
-  for (uint32_t i = 0; i < options.shards; ++i) {
-    auto fd = reactor::CreateListener({.host = options.pop3_listen.host,
-                                       .port = i == 0 ? options.pop3_listen.port : ctx.pop3_port,
-                                       .join_existing_group = i > 0});
-    if (!fd.ok()) {
-      err << "posthaste: serve: cannot listen on "
-          << HostPortText(options.pop3_listen.host, options.pop3_listen.port) << ": "
-          << fd.status().message() << "\n";
-      CloseListeners(ctx);
-      return kExitFailure;
-    }
-    if (i == 0) {
-      auto port = reactor::LocalPort(*fd);
-      if (!port.ok()) {
-        err << "posthaste: serve: " << port.status().message() << "\n";
-        close(*fd);
-        return kExitFailure;
-      }
-      ctx.pop3_port = *port;
-    }
-    auto sc = std::make_unique<ShardContext>();
-    sc->server = &ctx;
-    sc->index = i;
-    sc->listener.set_fd(*fd);
-    sc->metrics = metrics::ShardMetrics(ctx.tenant_labels->size());
-    ctx.shards.push_back(std::move(sc));
-    if (options.pop3s_enabled) {
-      auto tls_fd = reactor::CreateListener(
-          {.host = options.pop3s_listen.host,
-           .port = i == 0 ? options.pop3s_listen.port : ctx.pop3s_port,
-           .join_existing_group = i > 0});
-      if (!tls_fd.ok()) {
-        err << "posthaste: serve: cannot listen on "
-            << HostPortText(options.pop3s_listen.host, options.pop3s_listen.port) << ": "
-            << tls_fd.status().message() << "\n";
-        CloseListeners(ctx);
-        return kExitFailure;
-      }
-      ctx.shards.back()->pop3s_listener.set_fd(*tls_fd);
-      if (i == 0) {
-        auto port = reactor::LocalPort(*tls_fd);
-        if (!port.ok()) {
-          err << "posthaste: serve: " << port.status().message() << "\n";
-          CloseListeners(ctx);
-          return kExitFailure;
-        }
-        ctx.pop3s_port = *port;
-      }
-    }
-  }
-
-  // Online administration: the CLI's commands reach this store through DIR/admin.sock.
-  std::unique_ptr<admin::AdminSocketServer> admin_socket;
-  if (admin_commands) {
-    storage::MailStore* admin_store = ctx.store;
-    TenantPolicyTable* policies = &tenant_policies;
-    auto started_socket = admin::AdminSocketServer::Start(
-        options.data_dir,
-        [admin_commands, admin_store, policies](const admin::AdminRequest& request) {
-          admin::AdminResponse response = admin_commands(request, *admin_store);
-          // Before the answer: once the CLI returns, new logins see the change.
-          RefreshTenantPolicies(*policies, *admin_store, "admin socket");
-          return response;
-        });
-    if (!started_socket.ok()) {
-      err << "posthaste: serve: " << started_socket.status().message() << "\n";
-      CloseListeners(ctx);
-      return kExitFailure;
-    }
-    admin_socket = *std::move(started_socket);
-  }
-
-  LmtpService lmtp;
-  if (options.lmtp_enabled) {
-    if (absl::Status listening = lmtp.Listen(LmtpOptionsOf(ctx.options), *ctx.store); !listening.ok()) {
-      err << "posthaste: serve: " << listening.message() << "\n";
-      CloseListeners(ctx);
-      return kExitFailure;
-    }
-  }
-
-  reactor::ReactorOptions reactor_options;
-  reactor_options.shards = options.shards;
-  reactor_options.pin_threads = options.pin_shards;
-  reactor_options.offload.threads = options.offload_threads;
-  reactor_options.offload_io.threads = options.io_threads;
-  // Bursts of logins (10,000 sessions connecting at once) queue work and cross-shard
-  // messages; the queues stay bounded and count refusals.
-  reactor_options.offload.queue_capacity = 65536;
-  reactor_options.offload_io.queue_capacity = 65536;
-  reactor_options.inbox_capacity = 16384;
-  auto reactor = reactor::Reactor::Create(reactor_options);
-  if (!reactor.ok()) {
-    err << "posthaste: serve: " << reactor.status().message() << "\n";
-    CloseListeners(ctx);
-    lmtp.CloseListeners();
-    return kExitFailure;
-  }
-  ctx.reactor = reactor->get();
-  std::string ring_mode;
-  absl::Status started = ctx.reactor->Start([&ctx, &ring_mode, &lmtp](reactor::Shard& shard) {
-    ShardContext& sc = *ctx.shards[shard.index()];
-    sc.shard = &shard;
-    if (shard.index() == 0) ring_mode = std::string(shard.ring().setup_mode_name());
-    sc.StartListening();
-    if (!lmtp.shards.empty()) {
-      lmtp.shards[shard.index()]->StartListening(shard, sc.metrics, sc.counter_blocks);
-    }
-  });
-  if (!started.ok()) {
-    err << "posthaste: serve: " << started.message() << "\n";
-    return kExitFailure;
-  }
-
-  ShardMetricsGather shard_metrics(ctx.reactor, ctx.tenant_labels->size(),
-                                   [&ctx](uint32_t i) { return CopyShardMetrics(*ctx.shards[i]); });
-  auto metrics_http = admin::AdminHttp::Start(
-      options,
-      {.tenant_labels = ctx.tenant_labels,
-       .shards = [&shard_metrics](
-                     std::vector<metrics::ShardCopy>* out) { return shard_metrics.Copy(out); },
-       .process_counters =
-           [&ctx] {
-             return std::vector<metrics::CounterBlockCopy>{
-                 metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(), ctx.process)};
-           },
-       .store = ctx.store,
-       .draining = &ctx.draining});
-  if (!metrics_http.ok()) {
-    err << "posthaste: serve: " << metrics_http.status().message() << "\n";
-    ctx.reactor->Stop();
-    ctx.reactor->Wait();
-    return kExitFailure;
-  }
-  std::unique_ptr<admin::AdminApi> admin_api;
-  if (!options.admin_listen.empty()) {
-    auto api = admin::AdminApi::Start(options, ctx.store);
-    if (!api.ok()) {
-      err << "posthaste: serve: " << api.status().message() << "\n";
-      ctx.reactor->Stop();
-      ctx.reactor->Wait();
-      return kExitFailure;
-    }
-    admin_api = *std::move(api);
-    (*metrics_http)->AddListenerStats("admin_api", &admin_api->http_stats());
-  }
-  LogEvent(LogLevel::kInfo, "listening",
-           {{"pop3", HostPortText(options.pop3_listen.host, ctx.pop3_port)},
-            {"pop3s", options.pop3s_enabled
-                          ? HostPortText(options.pop3s_listen.host, ctx.pop3s_port)
-                          : std::string("off")},
-            {"stls", ctx.tls != nullptr ? "on" : "off"},
-            {"metrics", HostPortText(options.metrics_listen.host, (*metrics_http)->port())},
-            {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp.port)
-                                          : std::string("off")},
-            {"admin_api", admin_api ? HostPortText(ParseHostPort(options.admin_listen)->host,
-                                                   admin_api->port())
-                                    : std::string("off")},
-            {"shards", std::to_string(options.shards)},
-            {"ring", ring_mode},
-            {"data_dir", options.data_dir}});
-
-  // The main thread waits for signals; with TLS it also checks the certificate files (a
-  // Kubernetes Secret update swaps the `..data` symlink: new inodes) and rotates ticket keys.
-  int sig = 0;
-  uint64_t waited_s = 0;
-  for (;;) {
-    timespec tick{1, 0};
-    siginfo_t info;
-    sig = sigtimedwait(&signals, &info, &tick);
-    if (sig == SIGHUP) {
-      if (tls != nullptr) {
-        ReloadCertificates(ctx, *tls, "SIGHUP");
-      } else {
-        LogEvent(LogLevel::kInfo, "SIGHUP: no certificates configured, nothing to reload");
-      }
-      continue;
-    }
-    if (sig == SIGTERM || sig == SIGINT) break;
-    RefreshTenantPolicies(tenant_policies, *ctx.store, "periodic check");
-    if (tls == nullptr) continue;
-    ++waited_s;
-    if (options.tls_reload_check_s > 0 && waited_s % options.tls_reload_check_s == 0 &&
-        tls->NeedsReload()) {
-      ReloadCertificates(ctx, *tls, "files changed");
-    }
-    if (tls->MaybeRotateTicketKeys(absl::Now())) {
-      LogEvent(LogLevel::kInfo, "tls ticket keys rotated");
-    }
-  }
-  ctx.draining.store(true);
-  LogEvent(LogLevel::kInfo, "draining",
-           {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
-            {"open_connections", std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())},
-            {"drain_delay_s", std::to_string(options.drain_delay_s)},
-            {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
-  if (options.drain_delay_s > 0) {
-    WaitDrainDelay(signals, options.drain_delay_s, ctx, tls.get());
-    LogEvent(LogLevel::kInfo, "drain delay over, closing listeners",
-             {{"open_connections",
-               std::to_string(OpenConnections(ctx) + lmtp.OpenConnections())}});
-  }
-  for (auto& sc : ctx.shards) {
-    ShardContext* shard_ctx = sc.get();
-    ctx.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
-  }
-  for (auto& ls : lmtp.shards) {
-    LmtpShard* lmtp_shard = ls.get();
-    ctx.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
-  }
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
-  while (OpenConnections(ctx) + lmtp.OpenConnections() > 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  const uint64_t left = OpenConnections(ctx) + lmtp.OpenConnections();
-  ctx.reactor->Stop();  // OnStop hooks close what is left, without committing
-  ctx.reactor->Wait();
-  metrics_http->reset();
-  admin_api.reset();
-  admin_socket.reset();  // waits for admin commands still running
-  LogEvent(LogLevel::kInfo, "stopped", {{"closed_at_drain_timeout", std::to_string(left)}});
-  return kExitOk;
+  Server server(*std::move(parsed), err, std::move(admin_commands));
+  return server.Run();
 }
 
 }  // namespace posthaste::server

@@ -314,21 +314,14 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
       return absl::InvalidArgumentError(
           absl::StrCat("unexpected argument \"", AbslView(arg), "\""));
     }
-    arg.remove_prefix(2);
-    std::string_view name = arg.substr(0, arg.find('='));
+    const std::string_view name = FlagName(arg);
     auto it = setters.find(name);
     if (it == setters.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
     }
-    std::string value;
-    if (name.size() < arg.size()) {
-      value = std::string(arg.substr(name.size() + 1));
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " needs a value"));
-    }
-    if (absl::Status s = it->second(value); !s.ok()) return s;
+    absl::StatusOr<std::string> value = FlagValue(args, &i);
+    if (!value.ok()) return value.status();
+    if (absl::Status s = it->second(*value); !s.ok()) return s;
   }
   if (o.data_dir.empty()) return absl::InvalidArgumentError("--data_dir is required");
   if (o.tls_cert.empty() != o.tls_key.empty()) {

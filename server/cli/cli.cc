@@ -575,24 +575,17 @@ absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args, size_
       flags_done = true;
       continue;
     }
-    arg.remove_prefix(2);
-    std::string_view name = arg.substr(0, arg.find('='));
+    const std::string_view name = FlagName(arg);
     if (name != "data_dir" &&
         std::find(command.flags.begin(), command.flags.end(), name) == command.flags.end()) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AbslView(name)));
     }
-    std::string value;
-    if (name.size() < arg.size()) {
-      value = std::string(arg.substr(name.size() + 1));
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " needs a value"));
-    }
-    if (value.empty()) {
+    absl::StatusOr<std::string> value = FlagValue(args, &i);
+    if (!value.ok()) return value.status();
+    if (value->empty()) {
       return absl::InvalidArgumentError(absl::StrCat("flag --", AbslView(name), " is empty"));
     }
-    parsed.flags[std::string(name)] = std::move(value);
+    parsed.flags[std::string(name)] = *std::move(value);
   }
   return parsed;
 }
