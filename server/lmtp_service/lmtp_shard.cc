@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "server/reactor/net.h"
+#include "server/shard/shard_lifecycle.h"
 
 namespace posthaste::server {
 namespace {
@@ -47,12 +48,7 @@ void LmtpShard::StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_
   listener.Start(ring, [this](int fd) { OnAccept(fd); });
   // Copied with the shard's other counter blocks at scrape time (same shard, same thread).
   shard_counter_blocks.push_back(metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
-  shard->OnStop([this] {
-    StopAccepting();
-    CloseAll();
-  });
-  shard->OnDrained([this] {
-    connections.Clear();
+  RegisterShardLifecycle(*shard, this, [this] {
     listener.Release();
     buffers.reset();
     backend.reset();
@@ -69,7 +65,6 @@ void LmtpShard::StopAccepting() {
   }
 }
 
-void LmtpShard::CloseAll() { connections.AbortAll(); }
 
 void LmtpShard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {

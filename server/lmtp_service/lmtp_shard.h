@@ -66,7 +66,6 @@ struct LmtpShard {
   void StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics,
                       std::vector<metrics::CounterBlockRef>& shard_counter_blocks);
   void StopAccepting();
-  void CloseAll();
 
  private:
   void OnAccept(int fd);

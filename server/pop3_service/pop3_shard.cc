@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "server/shard/shard_lifecycle.h"
 
 namespace posthaste::server {
 namespace {
@@ -106,12 +107,7 @@ void ShardContext::StartListening() {
   pop3s_listener.Start(ring, [this](int fd) { OnAccept(fd, true); });
   counter_blocks.push_back(metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), stats));
   counter_blocks.push_back(metrics::CounterBlockRef::Of(RingCounterTable(), ring.stats()));
-  shard->OnStop([this] {
-    StopAccepting();
-    CloseAll();
-  });
-  shard->OnDrained([this] {
-    connections.Clear();
+  RegisterShardLifecycle(*shard, this, [this] {
     listener.Release();
     pop3s_listener.Release();
     tls.reset();
@@ -127,7 +123,6 @@ void ShardContext::StopAccepting() {
   pop3s_listener.Stop();
 }
 
-void ShardContext::CloseAll() { connections.AbortAll(); }
 
 pop3_service::Pop3Adapter* ShardContext::Find(uint64_t id) { return connections.Find(id); }
 

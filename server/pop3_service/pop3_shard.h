@@ -122,7 +122,6 @@ struct ShardContext {
   // Shard thread.
   void StartListening();
   void StopAccepting();
-  void CloseAll();
   pop3_service::Pop3Adapter* Find(uint64_t id);
   void Destroy(uint64_t id);  // deferred delete of a finished connection
 
