@@ -205,13 +205,12 @@ void TlsEngine::FlushLibraryWrites() {
 void TlsEngine::StartSealing() {
   absl::StatusOr<std::unique_ptr<TlsRecordSealer>> sealer = TlsRecordSealer::FromSsl(ssl_.get());
   if (!sealer.ok()) {
-    // A cipher the sealer does not know keeps SSL_write (all of ours are known).
-    if (sealer.status().code() != absl::StatusCode::kUnimplemented) {
-      const absl::string_view message = sealer.status().message();
-      Fail(TlsErrorKind::kInternal, std::string_view(message.data(), message.size()), 0);
-    }
+    const absl::string_view message = sealer.status().message();
+    Fail(TlsErrorKind::kInternal, std::string_view(message.data(), message.size()), 0);
     return;
   }
+  // A cipher the sealer does not know keeps SSL_write (all of ours are known).
+  if (*sealer == nullptr) return;
   sealer_ = *std::move(sealer);
   library_sequence_ = sealer_->sequence();
 }

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <limits>
 
-#include "absl/strings/str_cat.h"
 
 namespace posthaste {
 namespace {
@@ -82,8 +81,7 @@ absl::StatusOr<std::unique_ptr<TlsRecordSealer>> TlsRecordSealer::FromSsl(const 
       tls12_iv_len = 12;
       break;
     default:
-      return absl::UnimplementedError(
-          absl::StrCat("direct record sealing not offered for ", SSL_CIPHER_standard_name(cipher)));
+      return nullptr;  // another AEAD: the session keeps BoringSSL's own record layer
   }
   sealer->sequence_ = SSL_get_write_sequence(ssl);
   sealer->key_.resize(key_len);
@@ -99,9 +97,7 @@ absl::StatusOr<std::unique_ptr<TlsRecordSealer>> TlsRecordSealer::FromSsl(const 
     if (!sealer->InstallTls13Secret()) return absl::InternalError("traffic key derivation failed");
     return sealer;
   }
-  if (sealer->version_ != TLS1_2_VERSION) {
-    return absl::UnimplementedError("direct record sealing needs TLS 1.2 or 1.3");
-  }
+  if (sealer->version_ != TLS1_2_VERSION) return nullptr;  // only TLS 1.2 and 1.3 records
   // TLS 1.2 AEAD key block (RFC 5246 6.3, no MAC keys): client key, server key, client IV,
   // server IV.
   size_t block_len = SSL_get_key_block_len(ssl);

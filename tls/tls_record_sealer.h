@@ -55,8 +55,9 @@ bool Tls13ExpandLabel(const EVP_MD* digest, std::span<const uint8_t> secret, std
 class TlsRecordSealer {
  public:
   // The server's write keys and next write sequence number from `ssl`, whose handshake has
-  // finished and whose write buffer is empty. Unimplemented for ciphers other than AES-128-GCM,
-  // AES-256-GCM and ChaCha20-Poly1305 or versions other than TLS 1.2 and 1.3.
+  // finished and whose write buffer is empty. Null (not an error) for ciphers other than
+  // AES-128-GCM, AES-256-GCM and ChaCha20-Poly1305 or versions other than TLS 1.2 and 1.3: such a
+  // session keeps BoringSSL's own record layer.
   static absl::StatusOr<std::unique_ptr<TlsRecordSealer>> FromSsl(const SSL* ssl);
   ~TlsRecordSealer();
   TlsRecordSealer(const TlsRecordSealer&) = delete;
