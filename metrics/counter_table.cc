@@ -81,7 +81,21 @@ absl::Status ValidateCounterTable(const CounterTable& table) {
 
 CounterBlockCopy CounterBlockCopy::Of(const CounterBlockRef& ref) {
   CounterBlockCopy copy(*ref.table);
-  std::memcpy(copy.words_.data(), ref.block, ref.table->block_bytes);
+  if (ref.has_atomic_rows) {
+    // Plain members are written by this thread, so a relaxed load of them reads what it wrote;
+    // atomic ones may be written concurrently, so the bytes are not copied wholesale.
+    const char* base = static_cast<const char*>(ref.block);
+    for (const CounterRow& row : ref.table->rows) {
+      const uint64_t v = reinterpret_cast<const std::atomic<uint64_t>*>(base + row.offset)
+                             ->load(std::memory_order_relaxed);
+      std::memcpy(reinterpret_cast<char*>(copy.words_.data()) + row.offset, &v, sizeof(v));
+    }
+  } else {
+    std::memcpy(copy.words_.data(), ref.block, ref.table->block_bytes);
+  }
+  for (auto& [key, value] : ParseCounterLabels(ref.labels)) {
+    copy.labels_.emplace_back(std::move(key), std::move(value));
+  }
   return copy;
 }
 

@@ -82,13 +82,35 @@ absl::Status ValidateCounterTable(const CounterTable& table);
 struct CounterBlockRef {
   const CounterTable* table = nullptr;
   const void* block = nullptr;
+  // "key=value[,key=value...]" added to every sample of this block (e.g. which listener or
+  // buffer ring it counts), or empty. Must outlive the ref (a literal).
+  std::string_view labels;
+  // Some members are std::atomic<uint64_t> that other threads write: read row by row with
+  // relaxed loads instead of copying the bytes.
+  bool has_atomic_rows = false;
 
   template <typename Block>
   static CounterBlockRef Of(const CounterTable& table, const Block& block) {
     static_assert(std::is_trivially_copyable_v<Block> && std::is_standard_layout_v<Block>,
                   "a counter block is a plain struct of uint64_t counters");
     PH_CHECK(table.block_bytes == sizeof(Block));
-    return CounterBlockRef{&table, &block};
+    return CounterBlockRef{&table, &block, {}, false};
+  }
+
+  // A block mixing plain uint64_t members (written by the copying thread only) with
+  // std::atomic<uint64_t> ones written by any thread, e.g. an inbox's counters: its owner
+  // counts what it runs, senders count what they post.
+  template <typename Block>
+  static CounterBlockRef OfAtomicRows(const CounterTable& table, const Block& block) {
+    static_assert(std::is_standard_layout_v<Block>);
+    PH_CHECK(table.block_bytes == sizeof(Block));
+    return CounterBlockRef{&table, &block, {}, true};
+  }
+
+  CounterBlockRef WithLabels(std::string_view block_labels) const {
+    CounterBlockRef ref = *this;
+    ref.labels = block_labels;
+    return ref;
   }
 };
 
@@ -97,7 +119,8 @@ class CounterBlockCopy {
  public:
   CounterBlockCopy() = default;
 
-  // Copies the block's bytes. REQUIRES: on the block's writer thread.
+  // Copies the block's bytes (row by row with relaxed loads when it has atomic rows) and its
+  // labels. REQUIRES: on the thread that writes the block's plain members.
   static CounterBlockCopy Of(const CounterBlockRef& ref);
 
   // Loads each row's std::atomic<uint64_t> (relaxed). Any thread.

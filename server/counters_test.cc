@@ -28,8 +28,10 @@ using metrics::CounterTable;
 using prometheus::MetricFamily;
 
 std::vector<const CounterTable*> AllTables() {
-  return {&Pop3ShardCounterTable(), &LmtpShardCounterTable(), &RingCounterTable(),
-          &ProcessCounterTable(), &HttpListenerCounterTable()};
+  return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
+          &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
+          &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
+          &HttpListenerCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {
@@ -80,6 +82,14 @@ TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
       {PH_SEND_STATS(PH_SEND_MEMBER) PH_LMTP_SESSION_COUNTERS(PH_SESSION_MEMBER)},
       {PH_LMTP_SHARD_NOT_EXPORTED(PH_NAME_OF)});
   ExpectEachExportedOrExcused(RingCounterTable(), {PH_RING_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(
+      InboxCounterTable(),
+      {PH_INBOX_SENDER_STATS(PH_NAME_OF) PH_INBOX_OWNER_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(ShardOffloadCounterTable(), {PH_SHARD_OFFLOAD_STATS(PH_NAME_OF)},
+                              {});
+  ExpectEachExportedOrExcused(BufferRingCounterTable(), {PH_BUFFER_RING_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(AcceptorCounterTable(), {PH_ACCEPTOR_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(OffloadPoolCounterTable(), {PH_OFFLOAD_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(HttpListenerCounterTable(), {PH_HTTP_SERVER_STATS(PH_NAME_OF)}, {});
 }
 
@@ -99,18 +109,32 @@ struct Scrape {
   ShardStats pop3;
   LmtpStats lmtp;
   reactor::RingStats ring;
+  reactor::InboxStats inbox;
+  reactor::ShardOffloadStats offload;
+  reactor::BufferRingStats buffers;
+  reactor::AcceptorStats acceptor;
+  reactor::OffloadStats offload_pool;
   ProcessCounters process;
   http::HttpServerStats http;
 
   std::vector<MetricFamily> Families() const {
     std::vector<metrics::ShardCopy> shards(1);
-    shards[0].blocks = {CounterBlockCopy::Of(CounterBlockRef::Of(Pop3ShardCounterTable(), pop3)),
-                        CounterBlockCopy::Of(CounterBlockRef::Of(LmtpShardCounterTable(), lmtp)),
-                        CounterBlockCopy::Of(CounterBlockRef::Of(RingCounterTable(), ring))};
+    shards[0].blocks = {
+        CounterBlockCopy::Of(CounterBlockRef::Of(Pop3ShardCounterTable(), pop3)),
+        CounterBlockCopy::Of(CounterBlockRef::Of(LmtpShardCounterTable(), lmtp)),
+        CounterBlockCopy::Of(CounterBlockRef::Of(RingCounterTable(), ring)),
+        CounterBlockCopy::Of(CounterBlockRef::OfAtomicRows(InboxCounterTable(), inbox)),
+        CounterBlockCopy::Of(CounterBlockRef::Of(ShardOffloadCounterTable(), offload)),
+        CounterBlockCopy::Of(
+            CounterBlockRef::Of(BufferRingCounterTable(), buffers).WithLabels("ring=pop3")),
+        CounterBlockCopy::Of(
+            CounterBlockRef::Of(AcceptorCounterTable(), acceptor).WithLabels("listener=lmtp"))};
     return metrics::Exporter::Families(
         metrics::TenantLabels(), shards, 1,
         {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
-         CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m")},
+         CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m"),
+         CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(), offload_pool)
+             .WithLabel("pool", "io")},
         nullptr, true);
   }
   std::string Text() const { return metrics::SerializeText(Families()); }
@@ -210,6 +234,37 @@ TEST(ShardCounters, RetrievedBytesAddUpTheSendPaths) {
   EXPECT_TRUE(Has(text, "posthaste_pop3_retrieved_bytes_total{path=\"copied\"} 12")) << text;
   EXPECT_TRUE(Has(text, "posthaste_pop3_body_bytes_total{path=\"splice\"} 100")) << text;
   EXPECT_TRUE(Has(text, "posthaste_pop3_body_bytes_total{path=\"tls_userspace\"} 5")) << text;
+}
+
+// The reactor's own refusal and exhaustion counters reach the scrape with the labels of the
+// block that counted them.
+TEST(ShardCounters, ReactorRefusalsMoveTheirExportedSeries) {
+  Scrape scrape;
+  scrape.inbox.rejected_full.fetch_add(2);
+  scrape.inbox.rejected_closed.fetch_add(1);
+  scrape.inbox.dropped_at_close = 3;
+  scrape.offload.io_refused = 4;
+  scrape.offload.pending = 5;
+  scrape.buffers.exhausted = 6;
+  scrape.buffers.waiters_rearmed = 7;
+  scrape.acceptor.errors = 8;
+  scrape.offload_pool.rejected_full.fetch_add(9);
+  scrape.offload_pool.replies_dropped.fetch_add(10);
+  const std::string text = scrape.Text();
+  for (const char* line : {
+           "posthaste_reactor_inbox_messages_total{result=\"refused_full\",shard=\"0\"} 2",
+           "posthaste_reactor_inbox_messages_total{result=\"refused_closed\",shard=\"0\"} 1",
+           "posthaste_reactor_inbox_messages_dropped_total{shard=\"0\"} 3",
+           "posthaste_reactor_offload_jobs_total{pool=\"io\",result=\"refused\",shard=\"0\"} 4",
+           "posthaste_reactor_offload_pending_jobs{shard=\"0\"} 5",
+           "posthaste_reactor_buffer_ring_exhausted_total{ring=\"pop3\",shard=\"0\"} 6",
+           "posthaste_reactor_buffer_ring_rearms_total{ring=\"pop3\",shard=\"0\"} 7",
+           "posthaste_reactor_accept_errors_total{listener=\"lmtp\",shard=\"0\"} 8",
+           "posthaste_offload_pool_jobs_total{result=\"refused\",pool=\"io\"} 9",
+           "posthaste_offload_pool_replies_dropped_total{pool=\"io\"} 10",
+       }) {
+    EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
+  }
 }
 
 }  // namespace

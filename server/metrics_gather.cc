@@ -57,10 +57,10 @@ uint32_t ShardMetricsGather::Copy(std::vector<metrics::ShardCopy>* out) {
   return answered;
 }
 
-metrics::ShardCopy CopyShardMetrics(ShardContext& sc) {
-  metrics::ShardCopy copy{.metrics = sc.metrics, .blocks = {}};
-  copy.blocks.reserve(sc.counter_blocks.size());
-  for (const metrics::CounterBlockRef& block : sc.counter_blocks) {
+metrics::ShardCopy CopyShardMetrics(ServiceShard& shard) {
+  metrics::ShardCopy copy{.metrics = shard.metrics(), .blocks = {}};
+  copy.blocks.reserve(shard.counter_blocks().size());
+  for (const metrics::CounterBlockRef& block : shard.counter_blocks()) {
     copy.blocks.push_back(metrics::CounterBlockCopy::Of(block));
   }
   return copy;

@@ -22,8 +22,8 @@
 
 #include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
-#include "server/pop3_service/pop3_shard.h"
 #include "server/reactor/shard.h"
+#include "server/shard/service_shard.h"
 
 namespace posthaste::server {
 
@@ -49,10 +49,10 @@ class ShardMetricsGather {
   std::vector<metrics::ShardCopy> last_;
 };
 
-// Copies shard `sc`'s metric block and every counter block registered on it
-// (ShardContext::counter_blocks), each read later through its table.
-// REQUIRES: on sc's shard thread.
-metrics::ShardCopy CopyShardMetrics(ShardContext& sc);
+// Copies `shard`'s metric block and every counter block registered on it
+// (ServiceShard::counter_blocks: the reactor's and every service's), each read later through its
+// table. REQUIRES: on that shard's thread.
+metrics::ShardCopy CopyShardMetrics(ServiceShard& shard);
 
 }  // namespace posthaste::server
 

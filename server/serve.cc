@@ -25,6 +25,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
+#include "server/shard/service_shard.h"
 #include "server/pop3_service/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -59,7 +60,7 @@ std::string HostPortText(const std::string& host, uint16_t port) {
   return absl::StrCat(host, ":", port);
 }
 
-uint64_t OpenConnections(ServerContext& ctx) {
+uint64_t OpenConnections(Pop3Service& ctx) {
   uint64_t n = 0;
   for (auto& sc : ctx.shards) n += sc->connections.PublishedOpen();
   return n;
@@ -80,7 +81,7 @@ LmtpServiceOptions LmtpOptionsOf(const ServeOptions& options) {
 }
 
 // Closes every listener made so far (start-up failed).
-void CloseListeners(ServerContext& ctx) {
+void CloseListeners(Pop3Service& ctx) {
   for (auto& sc : ctx.shards) {
     sc->listener.Close();
     sc->pop3s_listener.Close();
@@ -89,10 +90,10 @@ void CloseListeners(ServerContext& ctx) {
 
 // Reloads the certificates (SIGHUP or changed files) and says what happened. Sessions keep the
 // snapshot they started with; a broken file keeps the previous certificate (TlsContextSet).
-void ReloadCertificates(ServerContext& ctx, TlsContextSet& tls, std::string_view trigger) {
+void ReloadCertificates(ProcessCounters& process, TlsContextSet& tls, std::string_view trigger) {
   TlsReloadReport report;
   absl::Status status = tls.Reload(&report);
-  (status.ok() ? ctx.process.tls_reloads_ok : ctx.process.tls_reloads_failed).fetch_add(1);
+  (status.ok() ? process.tls_reloads_ok : process.tls_reloads_failed).fetch_add(1);
   LogEvent(status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "tls certificates reloaded",
            {{"trigger", std::string(trigger)},
             {"loaded", std::to_string(report.loaded)},
@@ -125,7 +126,7 @@ void RefreshTenantPolicies(TenantPolicyTable& table, storage::MailStore& store,
 // The drain delay (--drain_delay_s): /readyz already answers 503 while the listeners keep
 // accepting, so load balancers take this server out of rotation before its listeners close. A
 // second SIGTERM/SIGINT ends the delay early; SIGHUP still reloads the certificates.
-void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ServerContext& ctx,
+void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ProcessCounters& process,
                     TlsContextSet* tls) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(delay_s);
   for (;;) {
@@ -142,7 +143,7 @@ void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ServerContext& ct
                {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
       return;
     }
-    if (sig == SIGHUP && tls != nullptr) ReloadCertificates(ctx, *tls, "SIGHUP");
+    if (sig == SIGHUP && tls != nullptr) ReloadCertificates(process, *tls, "SIGHUP");
   }
 }
 
@@ -159,16 +160,16 @@ class Server {
   int Run() {
     ApplyDefaults();
     BlockSignals();
-    if (!OpenStore() || !StartTls() || !OpenPop3Listeners() || !StartAdminSocket() ||
-        !StartLmtp()) {
+    if (!OpenStore() || !StartTls() || !MakeShards() || !OpenPop3Listeners() ||
+        !StartAdminSocket() || !StartLmtp()) {
       CloseListeners(ctx_);
       lmtp_.CloseListeners();
       return kExitFailure;
     }
     if (!StartReactor()) return kExitFailure;
     if (!StartHttp()) {
-      ctx_.reactor->Stop();
-      ctx_.reactor->Wait();
+      reactor_->Stop();
+      reactor_->Wait();
       return kExitFailure;
     }
     LogListening();
@@ -261,13 +262,21 @@ class Server {
                                           .cert_dir = options.tls_cert_dir});
     if (!created.ok()) return Fail(absl::StrCat("tls: ", created.status().message()));
     tls_ = *std::move(created);
-    ctx_.tls = tls_.get();
-    ctx_.ktls = ProbeKernelTls();
+    ktls_ = ProbeKernelTls();
     LogEvent(LogLevel::kInfo, "tls ready",
              {{"certificates", std::to_string(tls_->Current()->by_name.size() + 1)},
               {"cert_dir", options.tls_cert_dir},
-              {"kernel_tls", ctx_.ktls.reason},
-              {"data_path", ctx_.ktls.available ? "kernel" : "userspace"}});
+              {"kernel_tls", ktls_.reason},
+              {"data_path", ktls_.available ? "kernel" : "userspace"}});
+    return true;
+  }
+
+  // One protocol-neutral shard per reactor shard; the services' per-shard state sits beside it.
+  bool MakeShards() {
+    shards_ = std::make_unique<ServiceShards>(
+        ServiceShardOptions{
+            .tls = tls_.get(), .ktls = ktls_, .tenant_slots = ctx_.tenant_labels->size()},
+        ctx_.options.shards);
     return true;
   }
 
@@ -298,11 +307,8 @@ class Server {
     for (uint32_t i = 0; i < options.shards; ++i) {
       int fd = -1;
       if (!OpenListener(i, options.pop3_listen, &ctx_.pop3_port, &fd)) return false;
-      auto sc = std::make_unique<ShardContext>();
-      sc->server = &ctx_;
-      sc->index = i;
+      auto sc = std::make_unique<Pop3Shard>(ctx_, (*shards_)[i]);
       sc->listener.set_fd(fd);
-      sc->metrics = metrics::ShardMetrics(ctx_.tenant_labels->size());
       ctx_.shards.push_back(std::move(sc));
       if (!options.pop3s_enabled) continue;
       if (!OpenListener(i, options.pop3s_listen, &ctx_.pop3s_port, &fd)) return false;
@@ -354,15 +360,12 @@ class Server {
       return Fail(reactor.status().message());
     }
     reactor_ = *std::move(reactor);
-    ctx_.reactor = reactor_.get();
-    absl::Status started = ctx_.reactor->Start([this](reactor::Shard& shard) {
-      ShardContext& sc = *ctx_.shards[shard.index()];
-      sc.shard = &shard;
+    absl::Status started = reactor_->Start([this](reactor::Shard& shard) {
+      ServiceShard& service_shard = (*shards_)[shard.index()];
+      service_shard.Start(shard);
       if (shard.index() == 0) ring_mode_ = std::string(shard.ring().setup_mode_name());
-      sc.StartListening();
-      if (!lmtp_.shards.empty()) {
-        lmtp_.shards[shard.index()]->StartListening(shard, sc.metrics, sc.counter_blocks);
-      }
+      ctx_.shards[shard.index()]->StartListening();
+      if (!lmtp_.shards.empty()) lmtp_.shards[shard.index()]->StartListening(service_shard);
     });
     return started.ok() || Fail(started.message());
   }
@@ -371,8 +374,8 @@ class Server {
   bool StartHttp() {
     const ServeOptions& options = ctx_.options;
     shard_metrics_ = std::make_unique<ShardMetricsGather>(
-        ctx_.reactor, ctx_.tenant_labels->size(),
-        [this](uint32_t i) { return CopyShardMetrics(*ctx_.shards[i]); });
+        reactor_.get(), ctx_.tenant_labels->size(),
+        [this](uint32_t i) { return CopyShardMetrics((*shards_)[i]); });
     auto metrics_http = admin::AdminHttp::Start(
         options, {.tenant_labels = ctx_.tenant_labels,
                   .shards = [gather = shard_metrics_.get()](
@@ -380,11 +383,16 @@ class Server {
                   .process_counters =
                       [this] {
                         return std::vector<metrics::CounterBlockCopy>{
-                            metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(),
-                                                                 ctx_.process)};
+                            metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(), process_),
+                            metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
+                                                                 reactor_->offload().stats())
+                                .WithLabel("pool", "cpu"),
+                            metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
+                                                                 reactor_->offload_io().stats())
+                                .WithLabel("pool", "io")};
                       },
                   .store = ctx_.store,
-                  .draining = &ctx_.draining});
+                  .draining = &draining_});
     if (!metrics_http.ok()) return Fail(metrics_http.status().message());
     metrics_http_ = *std::move(metrics_http);
     if (options.admin_listen.empty()) return true;
@@ -403,7 +411,7 @@ class Server {
               {"pop3s", options.pop3s_enabled
                             ? HostPortText(options.pop3s_listen.host, ctx_.pop3s_port)
                             : std::string("off")},
-              {"stls", ctx_.tls != nullptr ? "on" : "off"},
+              {"stls", tls_ != nullptr ? "on" : "off"},
               {"metrics", HostPortText(options.metrics_listen.host, metrics_http_->port())},
               {"lmtp", options.lmtp_enabled ? HostPortText(options.lmtp_listen.host, lmtp_.port)
                                             : std::string("off")},
@@ -426,7 +434,7 @@ class Server {
       const int sig = sigtimedwait(&signals_, &info, &tick);
       if (sig == SIGHUP) {
         if (tls_ != nullptr) {
-          ReloadCertificates(ctx_, *tls_, "SIGHUP");
+          ReloadCertificates(process_, *tls_, "SIGHUP");
         } else {
           LogEvent(LogLevel::kInfo, "SIGHUP: no certificates configured, nothing to reload");
         }
@@ -438,7 +446,7 @@ class Server {
       ++waited_s;
       const uint32_t check_s = ctx_.options.tls_reload_check_s;
       if (check_s > 0 && waited_s % check_s == 0 && tls_->NeedsReload()) {
-        ReloadCertificates(ctx_, *tls_, "files changed");
+        ReloadCertificates(process_, *tls_, "files changed");
       }
       if (tls_->MaybeRotateTicketKeys(absl::Now())) {
         LogEvent(LogLevel::kInfo, "tls ticket keys rotated");
@@ -452,24 +460,24 @@ class Server {
   // --drain_timeout_s to finish, then the shards stop (what is left is closed without commit).
   void Drain(int sig) {
     const ServeOptions& options = ctx_.options;
-    ctx_.draining.store(true);
+    draining_.store(true);
     LogEvent(LogLevel::kInfo, "draining",
              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
               {"open_connections", std::to_string(OpenConnectionsNow())},
               {"drain_delay_s", std::to_string(options.drain_delay_s)},
               {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});
     if (options.drain_delay_s > 0) {
-      WaitDrainDelay(signals_, options.drain_delay_s, ctx_, tls_.get());
+      WaitDrainDelay(signals_, options.drain_delay_s, process_, tls_.get());
       LogEvent(LogLevel::kInfo, "drain delay over, closing listeners",
                {{"open_connections", std::to_string(OpenConnectionsNow())}});
     }
     for (auto& sc : ctx_.shards) {
-      ShardContext* shard_ctx = sc.get();
-      ctx_.reactor->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
+      Pop3Shard* shard_ctx = sc.get();
+      reactor_->shard(sc->index).inbox().Post([shard_ctx] { shard_ctx->StopAccepting(); });
     }
     for (auto& ls : lmtp_.shards) {
       LmtpShard* lmtp_shard = ls.get();
-      ctx_.reactor->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
+      reactor_->shard(ls->index).inbox().Post([lmtp_shard] { lmtp_shard->StopAccepting(); });
     }
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(options.drain_timeout_s);
@@ -477,8 +485,8 @@ class Server {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     const uint64_t left = OpenConnectionsNow();
-    ctx_.reactor->Stop();  // OnStop hooks close what is left, without committing
-    ctx_.reactor->Wait();
+    reactor_->Stop();  // OnStop hooks close what is left, without committing
+    reactor_->Wait();
     metrics_http_.reset();
     admin_api_.reset();
     admin_socket_.reset();  // waits for admin commands still running
@@ -488,11 +496,18 @@ class Server {
   std::ostream& err_;
   const AdminCommandRunner admin_commands_;
   sigset_t signals_;
-  ServerContext ctx_;
+  // Process-wide counters, e.g. certificate reloads (main thread writes; the HTTP thread reads).
+  ProcessCounters process_;
+  std::atomic<bool> draining_{false};  // set once by the main thread; /readyz reads it
+  // One protocol-neutral shard per reactor shard: outlives the services' per-shard state and
+  // the reactor (declared before both).
+  std::unique_ptr<ServiceShards> shards_;
+  Pop3Service ctx_;
   std::unique_ptr<storage::MailStore> store_;
   TenantPolicyTable tenant_policies_;
   std::unique_ptr<AuthService> auth_;
   std::unique_ptr<TlsContextSet> tls_;
+  KtlsCapability ktls_;
   std::unique_ptr<admin::AdminSocketServer> admin_socket_;
   LmtpService lmtp_;
   std::unique_ptr<reactor::Reactor> reactor_;

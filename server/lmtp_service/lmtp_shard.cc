@@ -30,27 +30,22 @@ LmtpAdapterOptions AdapterOptions(const LmtpServiceOptions& options,
 
 }  // namespace
 
-void LmtpShard::StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics,
-                               std::vector<metrics::CounterBlockRef>& shard_counter_blocks) {
+void LmtpShard::StartListening(ServiceShard& on) {
   shard = &on;
-  metrics = &shard_metrics;
-  reactor::Ring& ring = shard->ring();
-  auto buffer_ring = reactor::BufferRing::Create(
-      ring, {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384});
-  PH_CHECK(buffer_ring.ok());
-  buffers = *std::move(buffer_ring);
-  backend = std::make_unique<StoreLmtpBackend>(on, *store, options->over_quota_permanent);
-  transport_env.ring = &ring;
-  transport_env.buffers = buffers.get();
-  transport_env.send_stats = &stats.send;
+  buffers = &on.AddBufferRing(
+      {.group_id = kLmtpBufferGroup, .buffer_count = 256, .buffer_bytes = 16384}, "ring=lmtp");
+  backend = std::make_unique<StoreLmtpBackend>(on.reactor_shard(), *store,
+                                               options->over_quota_permanent);
+  transport_env = on.TransportEnvFor(*buffers, stats.send);
+  transport_env.tls = nullptr;  // LMTP offers no STARTTLS
   transport_env.send_stall_timeout_ns = options->send_stall_timeout_ns;
   adapter_options = AdapterOptions(*options, *store);
-  listener.Start(ring, [this](int fd) { OnAccept(fd); });
+  listener.Start(on, "listener=lmtp", [this](int fd) { OnAccept(fd); });
   // Copied with the shard's other counter blocks at scrape time (same shard, same thread).
-  shard_counter_blocks.push_back(metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
-  RegisterShardLifecycle(*shard, this, [this] {
+  on.AddCounterBlock(metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
+  // The buffer ring is the ServiceShard's: freed after this hook.
+  RegisterShardLifecycle(on, this, [this] {
     listener.Release();
-    buffers.reset();
     backend.reset();
   });
 }
@@ -83,7 +78,7 @@ void LmtpShard::OnAccept(int fd) {
       id, std::make_unique<LmtpAdapter>(
               adapter_options,
               transport::MakeRingTransport(transport_env, fd, {}, /*implicit_tls=*/false), *backend,
-              stats, *metrics, [this, id] { Destroy(id); }));
+              stats, shard->metrics(), [this, id] { Destroy(id); }));
   stats.connections_open = connections.size();
   if (connections.size() > options->max_connections_per_shard) {
     ++stats.limit_per_shard;

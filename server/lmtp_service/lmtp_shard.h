@@ -1,16 +1,16 @@
-// LmtpShard: the LMTP service on one reactor shard, beside the POP3 one: a SO_REUSEPORT
-// listener with a multishot accept, its own provided buffer ring (group 1), the transport
-// environment and the store backend its connections share, and the LMTP connections of that
-// shard (an LmtpAdapter over a RingTransport each). LMTP needs no cross-shard state: recipients
-// are checked and messages stored on the I/O offload pool, and the store serialises per
-// account. It is given what it uses (LmtpServiceOptions, the store, its shard's metric block and
-// counter-block list) and knows nothing of POP3's per-shard state nor of the serve command's
-// flags.
+// LmtpShard: the LMTP service's state on one reactor shard, beside that shard's protocol-neutral
+// ServiceShard (server/shard/service_shard.h): a SO_REUSEPORT listener with a multishot accept,
+// its own provided buffer ring (group 1, owned by the ServiceShard), the transport environment
+// and the store backend its connections share, and the LMTP connections of that shard (an
+// LmtpAdapter over a RingTransport each). LMTP needs no cross-shard state: recipients are
+// checked and messages stored on the I/O offload pool, and the store serialises per account. It
+// is given what it uses (LmtpServiceOptions, the store, its ServiceShard) and knows nothing of
+// POP3's per-shard state nor of the serve command's flags.
 //
 // Threading: built by the main thread before the reactor starts; afterwards every member except
 // `connections.PublishedOpen()` is touched only on its shard's thread (stats are plain integers).
-// Ownership: LmtpService owns the LmtpShards; each owns its listener, buffer ring, backend and
-// connections, freed in its shard's OnDrained hook.
+// Ownership: LmtpService owns the LmtpShards; each owns its listener, backend and connections,
+// freed in its shard's drained hook.
 #ifndef POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_
 #define POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_
 
@@ -26,7 +26,7 @@
 #include "server/lmtp_service/lmtp_counters.h"
 #include "server/lmtp_service/store_backend.h"
 #include "server/reactor/buffer_ring.h"
-#include "server/reactor/shard.h"
+#include "server/shard/service_shard.h"
 #include "server/shard/shard_connections.h"
 #include "server/shard/shard_listener.h"
 #include "server/transport/ring_transport.h"
@@ -49,22 +49,20 @@ struct LmtpServiceOptions {
 struct LmtpShard {
   const LmtpServiceOptions* options = nullptr;
   storage::MailStore* store = nullptr;
-  reactor::Shard* shard = nullptr;
-  // The shard's metric block (its lmtp_deliveries); given by StartListening.
-  metrics::ShardMetrics* metrics = nullptr;
+  ServiceShard* shard = nullptr;  // given by StartListening
   uint32_t index = 0;
   ShardListener listener;
-  std::unique_ptr<reactor::BufferRing> buffers;
+  reactor::BufferRing* buffers = nullptr;  // owned by `shard`
   std::unique_ptr<StoreLmtpBackend> backend;
   transport::TransportEnv transport_env;
   LmtpAdapterOptions adapter_options;
   ShardConnections<LmtpAdapter> connections;
   LmtpStats stats;
 
-  // Shard thread. Adds `stats` to `shard_counter_blocks` (the shard's blocks a scrape copies);
-  // both it and `shard_metrics` outlive this LmtpShard's listener.
-  void StartListening(reactor::Shard& on, metrics::ShardMetrics& shard_metrics,
-                      std::vector<metrics::CounterBlockRef>& shard_counter_blocks);
+  // Shard thread, after on.Start(): starts the listener and registers `stats`, the buffer ring
+  // and the lifecycle hooks with `on`, which outlives this LmtpShard's listener. Deliveries are
+  // counted in on.metrics().
+  void StartListening(ServiceShard& on);
   void StopAccepting();
 
  private:

@@ -67,7 +67,7 @@ MaildropRegistry& ServerMaildropShards::RegistryOf(uint32_t shard) {
 
 bool ServerMaildropShards::EndIfIdle(ConnectionRef holder, std::string_view user,
                                      uint64_t idle_ns) {
-  ShardContext& shard = *server_.shards[holder.shard];
+  Pop3Shard& shard = *server_.shards[holder.shard];
   pop3_service::Pop3Adapter* held = shard.Find(holder.id);
   if (held == nullptr) return true;
   if (!held->IdleInTransactionFor(idle_ns)) return false;
@@ -78,55 +78,44 @@ bool ServerMaildropShards::EndIfIdle(ConnectionRef holder, std::string_view user
   return true;
 }
 
-bool ShardContext::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
-  if (target == index) {
-    shard->ring().Defer(std::move(fn));
-    return true;
-  }
-  reactor::Inbox::Closure closure = std::move(fn);
-  if (shard->PostTo(target, closure)) return true;
+bool Pop3Shard::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
+  if (shard->RunOn(target, std::move(fn))) return true;
   ++stats.post_rejected;
   return false;
 }
 
-void ShardContext::StartListening() {
-  reactor::Ring& ring = shard->ring();
-  auto buffer_ring = reactor::BufferRing::Create(
-      ring, {.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096});
-  PH_CHECK(buffer_ring.ok());
-  buffers = *std::move(buffer_ring);
+void Pop3Shard::StartListening() {
+  buffers = &shard->AddBufferRing({.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096},
+                                  "ring=pop3");
   locks = std::make_unique<MaildropLocks>(server->maildrop_shards, index);
   pop3_backend = std::make_unique<pop3_service::Pop3ShardBackend>(
       *this, [this](uint64_t id) { return connections.Find(id); });
-  listener.Start(ring, [this](int fd) { OnAccept(fd, false); });
-  if (server->tls != nullptr) tls = std::make_unique<TlsShardContexts>(*server->tls);
+  listener.Start(*shard, "listener=pop3", [this](int fd) { OnAccept(fd, false); });
   SetUpTransportEnv();
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
-  pop3s_listener.Start(ring, [this](int fd) { OnAccept(fd, true); });
-  counter_blocks.push_back(metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), stats));
-  counter_blocks.push_back(metrics::CounterBlockRef::Of(RingCounterTable(), ring.stats()));
+  pop3s_listener.Start(*shard, "listener=pop3s", [this](int fd) { OnAccept(fd, true); });
+  shard->AddCounterBlock(metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), stats));
+  // The buffer ring and TLS contexts are the ServiceShard's: freed after this hook.
   RegisterShardLifecycle(*shard, this, [this] {
     listener.Release();
     pop3s_listener.Release();
-    tls.reset();
     tenant_policies.reset();
     pop3_backend.reset();
     locks.reset();
-    buffers.reset();
   });
 }
 
-void ShardContext::StopAccepting() {
+void Pop3Shard::StopAccepting() {
   listener.Stop();
   pop3s_listener.Stop();
 }
 
 
-pop3_service::Pop3Adapter* ShardContext::Find(uint64_t id) { return connections.Find(id); }
+pop3_service::Pop3Adapter* Pop3Shard::Find(uint64_t id) { return connections.Find(id); }
 
-void ShardContext::Destroy(uint64_t id) {
+void Pop3Shard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
     if (connections.Erase(id)) {
       ++stats.connections_closed;
@@ -135,12 +124,10 @@ void ShardContext::Destroy(uint64_t id) {
   });
 }
 
-void ShardContext::SetUpTransportEnv() {
+void Pop3Shard::SetUpTransportEnv() {
   const ServeOptions& options = server->options;
+  transport_env = shard->TransportEnvFor(*buffers, stats.send);
   transport::TransportEnv& env = transport_env;
-  env.ring = &shard->ring();
-  env.buffers = buffers.get();
-  env.send_stats = &stats.send;
   switch (options.send_path) {
     case SendPathChoice::kAuto:
       env.send_path = std::nullopt;
@@ -159,20 +146,17 @@ void ShardContext::SetUpTransportEnv() {
                           .use_send_zc = options.send_zc_min_bytes > 0,
                           .send_zc_min_bytes = options.send_zc_min_bytes};
   env.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
-  env.tls = tls.get();
-  env.ktls = server->ktls;
   env.tls_counters = &stats.tls;
   env.tls_path_counters = &stats.tls_path;
   env.tls_body_bytes = &stats.tls_body_bytes;
   env.tls_stls_started = &stats.tls_stls_started;
-  env.tls_error_log = &tls_error_log;
 }
 
-pop3_service::Pop3AdapterOptions ShardContext::AdapterOptions(const transport::PeerInfo& peer,
+pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::PeerInfo& peer,
                                                               bool implicit_tls) {
   const ServeOptions& options = server->options;
   pop3_service::Pop3AdapterOptions o;
-  o.session.tls_available = tls != nullptr && !implicit_tls;
+  o.session.tls_available = shard->tls() != nullptr && !implicit_tls;
   o.session.tls_active = implicit_tls;
   o.session.hostname = options.hostname;
   o.session.policy.plaintext_requires_tls = options.plaintext_requires_tls;
@@ -191,7 +175,7 @@ pop3_service::Pop3AdapterOptions ShardContext::AdapterOptions(const transport::P
   return o;
 }
 
-void ShardContext::OnAccept(int fd, bool implicit_tls) {
+void Pop3Shard::OnAccept(int fd, bool implicit_tls) {
   ++stats.connections_accepted;
   if (implicit_tls) ++stats.tls_implicit_accepted;
   const uint64_t id = connections.NextId();

@@ -1,18 +1,17 @@
-// Pop3Server: the POP3 service on a Reactor. Per shard (ShardContext): a SO_REUSEPORT
-// listener with a multishot accept, a provided buffer ring for multishot receives, the
-// connections of that shard (each a Pop3Adapter over a RingTransport), what its transports
-// share (TransportEnv), the Pop3ShardBackend they ask for work off the connection, its stats,
-// its part of the maildrop registry (users whose OwnerShard is this shard) and its part of the
-// per-client-IP connection counts (IPs whose owner is this shard). Shards talk only by Inbox
-// messages (RunOn).
+// The POP3 service on a Reactor. Per shard (Pop3Shard, beside the shard's protocol-neutral
+// ServiceShard in server/shard/service_shard.h): a SO_REUSEPORT listener (and one for pop3s)
+// with a multishot accept, the connections of that shard (each a Pop3Adapter over a
+// RingTransport), its TransportEnv, the Pop3ShardBackend they ask for work off the connection,
+// its ShardStats, its part of the maildrop registry (users whose OwnerShard is this shard) and
+// its part of the per-client-IP connection counts (IPs whose owner is this shard). Shards talk
+// only by Inbox messages (RunOn).
 //
-// Threading: ServerContext is built before the shards start and is read-only afterwards,
-// except `draining` (set once by the main thread) and each ShardContext's
-// `connections.PublishedOpen()` (stored by its shard, loaded by the main thread). Stats are read by posting a closure to the
-// shard (admin HTTP). A
-// ShardContext's other members are touched only on its shard's thread.
-// Ownership: the ServerContext owns the ShardContexts; each ShardContext owns its listeners,
-// buffer ring and connections, which it frees in its shard's OnDrained hook.
+// Threading: Pop3Service is built before the shards start and is read-only afterwards, except
+// each Pop3Shard's `connections.PublishedOpen()` (stored by its shard, loaded by the main
+// thread). A Pop3Shard's other members are touched only on its shard's thread.
+// Ownership: the Pop3Service owns the Pop3Shards; each owns its listeners, backend and
+// connections, which it frees in its shard's drained hook (its buffer ring belongs to the
+// ServiceShard).
 #ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
 #define POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_H_
 
@@ -38,6 +37,7 @@
 #include "server/pop3_service/pop3_adapter.h"
 #include "server/pop3_service/pop3_counters.h"
 #include "server/pop3_service/pop3_shard_backend.h"
+#include "server/shard/service_shard.h"
 #include "server/shard/shard_listener.h"
 #include "server/pop3_service/tenant_policies.h"
 #include "server/transport/ring_transport.h"
@@ -48,78 +48,76 @@
 
 namespace posthaste::server {
 
-struct ShardContext;
-struct ServerContext;
+struct Pop3Shard;
+struct Pop3Service;
 
 // The serving shards as the maildrop lock protocol sees them (server/pop3_service/
 // maildrop_locks.h): their inboxes, registries and connections.
 class ServerMaildropShards final : public MaildropShards {
  public:
-  explicit ServerMaildropShards(ServerContext& server) : server_(server) {}
+  explicit ServerMaildropShards(Pop3Service& server) : server_(server) {}
   uint32_t shard_count() const override;
   bool RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) override;
   MaildropRegistry& RegistryOf(uint32_t shard) override;
   bool EndIfIdle(ConnectionRef holder, std::string_view user, uint64_t idle_ns) override;
 
  private:
-  ServerContext& server_;
+  Pop3Service& server_;
 };
 
-struct ServerContext {
+// The POP3 service: what its shards share. Built by `serve` before the reactor starts.
+struct Pop3Service {
   ServeOptions options;
   storage::MailStore* store = nullptr;
   AuthService* auth = nullptr;
-  reactor::Reactor* reactor = nullptr;
   uint16_t pop3_port = 0;
   uint16_t pop3s_port = 0;  // 0: no implicit-TLS listener
-  // Null when no certificate is configured (then no STLS and no pop3s listener).
-  TlsContextSet* tls = nullptr;
-  KtlsCapability ktls;  // probed once at start-up
   // Per-tenant plaintext-login overrides (loaded at start, refreshed on tenant changes).
   TenantPolicyTable* tenant_policies = nullptr;
-  // Process-wide counters, e.g. certificate reloads (main thread writes; the HTTP thread reads).
-  ProcessCounters process;
-  std::vector<std::unique_ptr<ShardContext>> shards;
-  std::atomic<bool> draining{false};
+  std::vector<std::unique_ptr<Pop3Shard>> shards;
   ServerMaildropShards maildrop_shards{*this};
   // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
   std::shared_ptr<const metrics::TenantLabels> tenant_labels =
       std::make_shared<metrics::TenantLabels>();
 };
 
-struct ShardContext {
-  ServerContext* server = nullptr;
-  reactor::Shard* shard = nullptr;
-  uint32_t index = 0;
+// The POP3 service's state on one shard, beside that shard's ServiceShard (which holds the
+// reactor shard, buffer rings, TLS contexts, metric and counter blocks).
+struct Pop3Shard {
+  Pop3Shard(Pop3Service& service, ServiceShard& service_shard)
+      : server(&service),
+        shard(&service_shard),
+        index(service_shard.index()),
+        metrics(service_shard.metrics()) {}
+  Pop3Shard(const Pop3Shard&) = delete;
+  Pop3Shard& operator=(const Pop3Shard&) = delete;
+
+  Pop3Service* const server;
+  ServiceShard* const shard;
+  const uint32_t index;
+  metrics::ShardMetrics& metrics;  // the shard's metric block (shard->metrics())
   ShardListener listener;
   ShardListener pop3s_listener;  // implicit TLS; no fd when off
-  std::unique_ptr<reactor::BufferRing> buffers;
-  std::unique_ptr<TlsShardContexts> tls;  // null when TLS is off
+  reactor::BufferRing* buffers = nullptr;  // owned by `shard`
   // Null when the server has no TenantPolicyTable.
   std::unique_ptr<ShardTenantPolicies> tenant_policies;
   // Open connections; PublishedOpen() serves the main thread's drain wait.
   ShardConnections<pop3_service::Pop3Adapter> connections;
   ShardStats stats;
-  metrics::ShardMetrics metrics;  // this shard's metric block (admin_http copies it on scrape)
   MaildropRegistry registry;      // users owned by this shard
   std::unique_ptr<MaildropLocks> locks;  // this shard's connections' maildrop locks
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
-  // Every counter block on this shard, copied with `metrics` at scrape time: this shard's
-  // ShardStats and ring statistics, and the LMTP shard's LmtpStats when LMTP runs. Services
-  // register on this shard's thread when they start listening.
-  std::vector<metrics::CounterBlockRef> counter_blocks;
-  // What this shard's transports share (ring, buffers, send path, TLS, counters).
+  // What this shard's POP3 transports share (ring, buffers, send path, TLS, counters).
   transport::TransportEnv transport_env;
-  transport::TlsErrorLogLimiter tls_error_log;
   // What this shard's POP3 connections ask for work off the connection.
   std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
 
-  // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
-  // False when the target's inbox refused it (full or closed); `fn` is then dropped.
+  // Runs `fn` on shard `target` (ServiceShard::RunOn); a refusal is counted (post_rejected).
   bool RunOn(uint32_t target, absl::AnyInvocable<void()> fn);
-  ShardContext& Peer(uint32_t target) { return *server->shards[target]; }
+  Pop3Shard& Peer(uint32_t target) { return *server->shards[target]; }
 
-  // Shard thread.
+  // Shard thread, after shard->Start(): starts the listeners and registers this shard's
+  // counters and lifecycle hooks with `shard`.
   void StartListening();
   void StopAccepting();
   pop3_service::Pop3Adapter* Find(uint64_t id);

@@ -58,7 +58,7 @@ class StoreMaildrop final : public Pop3Maildrop {
 
 }  // namespace
 
-Pop3ShardBackend::Pop3ShardBackend(ShardContext& shard,
+Pop3ShardBackend::Pop3ShardBackend(Pop3Shard& shard,
                                    absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter)
     : shard_(shard), find_adapter_(std::move(find_adapter)) {}
 
@@ -84,10 +84,10 @@ bool Pop3ShardBackend::Admit(uint64_t id, const transport::PeerInfo& peer) {
   const uint32_t limit = shard_.server->options.max_connections_per_ip;
   if (peer.trusted || limit == 0) return true;
   const uint32_t owner = OwnerShard(peer.ip, static_cast<uint32_t>(shard_.server->shards.size()));
-  ShardContext* home = &shard_;
+  Pop3Shard* home = &shard_;
   Pop3ShardBackend* self = this;
   const bool posted = shard_.RunOn(owner, [home, self, owner, id, ip = peer.ip, limit] {
-    ShardContext& o = home->Peer(owner);
+    Pop3Shard& o = home->Peer(owner);
     uint32_t& count = o.ip_counts[ip];
     const bool ok = count < limit;
     if (ok) {
@@ -122,9 +122,9 @@ void Pop3ShardBackend::OnAdmission(uint64_t id, const std::string& ip, bool ok) 
 
 void Pop3ShardBackend::GiveBackIpSlot(const std::string& ip) {
   const uint32_t owner = OwnerShard(ip, static_cast<uint32_t>(shard_.server->shards.size()));
-  ShardContext* home = &shard_;
+  Pop3Shard* home = &shard_;
   shard_.RunOn(owner, [home, owner, ip] {
-    ShardContext& o = home->Peer(owner);
+    Pop3Shard& o = home->Peer(owner);
     auto it = o.ip_counts.find(ip);
     if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
   });

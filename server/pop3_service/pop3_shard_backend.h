@@ -15,7 +15,7 @@
 // granted is given back.
 //
 // Threading: the shard's thread (offloaded closures touch only what they capture by value).
-// Ownership: one per ShardContext, alive as long as the shard; it does not own the adapters.
+// Ownership: one per Pop3Shard, alive as long as the shard; it does not own the adapters.
 #ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_BACKEND_H_
 #define POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_BACKEND_H_
 
@@ -35,7 +35,7 @@
 
 namespace posthaste::server {
 
-struct ShardContext;
+struct Pop3Shard;
 
 namespace pop3_service {
 
@@ -44,7 +44,7 @@ class Pop3Adapter;
 class Pop3ShardBackend final : public Pop3Backend {
  public:
   // `find_adapter`: the shard's adapter under a connection id, or null once it is freed.
-  Pop3ShardBackend(ShardContext& shard, absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter);
+  Pop3ShardBackend(Pop3Shard& shard, absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter);
   Pop3ShardBackend(const Pop3ShardBackend&) = delete;
   Pop3ShardBackend& operator=(const Pop3ShardBackend&) = delete;
 
@@ -80,7 +80,7 @@ class Pop3ShardBackend final : public Pop3Backend {
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
   void OnCommitDone(uint64_t id, absl::Status status);
 
-  ShardContext& shard_;
+  Pop3Shard& shard_;
   absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter_;
   absl::flat_hash_map<uint64_t, Connection> connections_;
 };

@@ -23,12 +23,15 @@
 
 namespace posthaste::reactor {
 
+// Declared once (base/counter_fields.h); server/counters.h names them for /metrics.
+#define PH_BUFFER_RING_STATS(X)                                     \
+  X(buffers_taken, "CQEs that carried a buffer")                    \
+  X(buffers_released, "buffers given back to the kernel")           \
+  X(exhausted, "-ENOBUFS seen (ring empty)")                        \
+  X(waiters_rearmed, "receives re-armed once buffers came back")    \
+  X(in_use_max, "high-water mark of buffers held by consumers")
 struct BufferRingStats {
-  uint64_t buffers_taken = 0;  // CQEs that carried a buffer
-  uint64_t buffers_released = 0;
-  uint64_t exhausted = 0;  // -ENOBUFS seen (ring empty)
-  uint64_t waiters_rearmed = 0;
-  uint32_t in_use_max = 0;  // high-water mark of buffers held by consumers
+  PH_BUFFER_RING_STATS(PH_COUNTER_MEMBER)
 };
 
 class BufferRing {

@@ -29,13 +29,19 @@
 
 namespace posthaste::reactor {
 
+// The inbox's counters, declared once (base/counter_fields.h); server/counters.h names them for
+// /metrics. Senders count into the atomic rows, the owner thread into the plain ones.
+#define PH_INBOX_SENDER_STATS(X)                    \
+  X(posted, "closures queued by any thread")        \
+  X(rejected_full, "Post refused: the queue was full") \
+  X(rejected_closed, "Post refused: the inbox was closed")
+#define PH_INBOX_OWNER_STATS(X)                              \
+  X(wakeups, "eventfd reads that drained the queue")         \
+  X(run, "closures run")                                     \
+  X(dropped_at_close, "closures destroyed unrun at close")
 struct InboxStats {
-  std::atomic<uint64_t> posted{0};
-  std::atomic<uint64_t> rejected_full{0};
-  std::atomic<uint64_t> rejected_closed{0};
-  uint64_t wakeups = 0;  // owner thread only
-  uint64_t run = 0;      // owner thread only
-  uint64_t dropped_at_close = 0;
+  PH_INBOX_SENDER_STATS(PH_ATOMIC_COUNTER_MEMBER)
+  PH_INBOX_OWNER_STATS(PH_COUNTER_MEMBER)
 };
 
 class Inbox {

@@ -55,10 +55,13 @@ void AbortSocket(int fd);
 // Cancelled, ...). `what` names the operation.
 absl::Status SocketError(int32_t res, std::string_view what);
 
+// Declared once (base/counter_fields.h); server/counters.h names them for /metrics.
+#define PH_ACCEPTOR_STATS(X)                                              \
+  X(accepted, "connections accepted")                                     \
+  X(rearms, "multishot accepts re-armed")                                 \
+  X(errors, "accept errors (EMFILE, ENFILE, ENOMEM: re-armed after a back-off)")
 struct AcceptorStats {
-  uint64_t accepted = 0;
-  uint64_t rearms = 0;
-  uint64_t errors = 0;
+  PH_ACCEPTOR_STATS(PH_COUNTER_MEMBER)
 };
 
 class Acceptor {

@@ -26,12 +26,16 @@
 
 namespace posthaste::reactor {
 
+// One pool's counters (shared by every shard: atomics), declared once (base/counter_fields.h);
+// server/counters.h names them for /metrics.
+#define PH_OFFLOAD_STATS(X)                                              \
+  X(submitted, "jobs queued")                                            \
+  X(rejected_full, "jobs refused: the queue was full")                   \
+  X(completed, "jobs run")                                               \
+  X(reply_retries, "pauses before re-posting a reply to a full inbox")   \
+  X(replies_dropped, "replies destroyed: the shard's inbox had closed")
 struct OffloadStats {
-  std::atomic<uint64_t> submitted{0};
-  std::atomic<uint64_t> rejected_full{0};
-  std::atomic<uint64_t> completed{0};
-  std::atomic<uint64_t> reply_retries{0};
-  std::atomic<uint64_t> replies_dropped{0};
+  PH_OFFLOAD_STATS(PH_ATOMIC_COUNTER_MEMBER)
 };
 
 class OffloadPool {

@@ -34,23 +34,31 @@ bool Shard::PostTo(uint32_t target, Inbox::Closure& closure) {
 }
 
 bool Shard::Offload(OffloadPool::Work work) {
-  return SubmitCounted(reactor_.offload(), std::move(work));
+  return SubmitCounted(reactor_.offload(), std::move(work), offload_stats_.cpu_submitted,
+                       offload_stats_.cpu_refused);
 }
 
 bool Shard::OffloadIo(OffloadPool::Work work) {
-  return SubmitCounted(reactor_.offload_io(), std::move(work));
+  return SubmitCounted(reactor_.offload_io(), std::move(work), offload_stats_.io_submitted,
+                       offload_stats_.io_refused);
 }
 
-bool Shard::SubmitCounted(OffloadPool& pool, OffloadPool::Work work) {
+bool Shard::SubmitCounted(OffloadPool& pool, OffloadPool::Work work, uint64_t& submitted,
+                          uint64_t& refused) {
   OffloadPool::Work job = [this, w = std::move(work)]() mutable -> OffloadPool::Reply {
     OffloadPool::Reply reply = w();
     return [this, r = std::move(reply)]() mutable {
-      --pending_offloads_;
+      --offload_stats_.pending;
+      ++offload_stats_.replies_run;
       if (r) r();
     };
   };
-  if (!pool.Submit(inbox_.get(), job)) return false;
-  ++pending_offloads_;
+  if (!pool.Submit(inbox_.get(), job)) {
+    ++refused;
+    return false;
+  }
+  ++submitted;
+  ++offload_stats_.pending;
   return true;
 }
 
@@ -92,7 +100,7 @@ void Shard::Run(std::function<void(Shard&)> on_start, int cpu) {
   for (auto& hook : stop_hooks_) hook();
   stop_hooks_.clear();
   // (2) Wait for every caller operation and offloaded job to finish.
-  while (ring_->user_in_flight() > 0 || pending_offloads_ > 0) ring_->RunOnce(true);
+  while (ring_->user_in_flight() > 0 || offload_stats_.pending > 0) ring_->RunOnce(true);
   // (3) Retire the ring's own operations, then free.
   inbox_->Close();
   ring_->QuiesceTimers();

@@ -43,6 +43,20 @@ namespace posthaste::reactor {
 
 class Reactor;
 
+// What one shard sent to the offload pools, counted on its thread (declared once,
+// base/counter_fields.h; server/counters.h names them for /metrics). `pending` is a level, not
+// a count: jobs accepted by either pool whose reply has not run yet (stop waits for it to be 0).
+#define PH_SHARD_OFFLOAD_STATS(X)                                 \
+  X(cpu_submitted, "jobs the CPU pool accepted")                  \
+  X(cpu_refused, "jobs the CPU pool refused (queue full)")        \
+  X(io_submitted, "jobs the I/O pool accepted")                   \
+  X(io_refused, "jobs the I/O pool refused (queue full)")         \
+  X(replies_run, "offloaded jobs' replies run on this shard")     \
+  X(pending, "jobs accepted whose reply has not run yet")
+struct ShardOffloadStats {
+  PH_SHARD_OFFLOAD_STATS(PH_COUNTER_MEMBER)
+};
+
 struct ReactorOptions {
   static constexpr uint32_t kShardsMax = 1024;
   uint32_t shards = 1;  // 1..kShardsMax
@@ -77,7 +91,8 @@ class Shard {
   // Shard thread: as Offload, on the I/O pool: for work that mostly waits on the disk (store
   // reads, deliveries and commits that wait for fdatasync).
   bool OffloadIo(OffloadPool::Work work);
-  // Jobs accepted by either pool whose reply has not run yet.
+  // Shard thread: what this shard sent to the offload pools.
+  const ShardOffloadStats& offload_stats() const { return offload_stats_; }
 
   // Shard thread: runs `hook` when stop begins (cancel operations, close listeners).
   void OnStop(absl::AnyInvocable<void()> hook) { stop_hooks_.push_back(std::move(hook)); }
@@ -94,7 +109,8 @@ class Shard {
   Shard(Reactor& reactor, uint32_t index, std::unique_ptr<Inbox> inbox)
       : reactor_(reactor), index_(index), inbox_(std::move(inbox)) {}
   void Run(std::function<void(Shard&)> on_start, int cpu);
-  bool SubmitCounted(OffloadPool& pool, OffloadPool::Work work);
+  bool SubmitCounted(OffloadPool& pool, OffloadPool::Work work, uint64_t& submitted,
+                     uint64_t& refused);
 
   Reactor& reactor_;
   const uint32_t index_;
@@ -103,7 +119,7 @@ class Shard {
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;
   int cpu_ = -1;
-  uint64_t pending_offloads_ = 0;
+  ShardOffloadStats offload_stats_;
   std::vector<absl::AnyInvocable<void()>> stop_hooks_;
   std::vector<absl::AnyInvocable<void()>> drained_hooks_;
   RingStats final_stats_;

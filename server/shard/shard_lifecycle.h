@@ -1,9 +1,10 @@
 // RegisterShardLifecycle: the two hooks every service's shard (POP3, LMTP) registers with its
-// reactor shard, so each service stops and frees itself the same way:
+// ServiceShard, so each service stops and frees itself the same way:
 //   OnStop     stop accepting, then abort every open connection (nothing is committed);
 //   OnDrained  once the ring has returned every completion: free the connections, then the
-//              service's other parts (`release_parts`: listeners, buffer rings, backends).
-// `ServiceShard` has StopAccepting() and a ShardConnections<...> member `connections`.
+//              service's other parts (`release_parts`: listeners, backends). The ServiceShard
+//              frees the buffer rings and TLS contexts after every service's hook has run.
+// `ServiceState` has StopAccepting() and a ShardConnections<...> member `connections`.
 //
 // Threading: the hooks run on the reactor shard's thread. Ownership: `service` outlives the
 // reactor shard's hooks (the service owns its shards until the reactor has stopped).
@@ -13,12 +14,12 @@
 #include <utility>
 
 #include "absl/functional/any_invocable.h"
-#include "server/reactor/shard.h"
+#include "server/shard/service_shard.h"
 
 namespace posthaste::server {
 
-template <typename ServiceShard>
-void RegisterShardLifecycle(reactor::Shard& shard, ServiceShard* service,
+template <typename ServiceState>
+void RegisterShardLifecycle(ServiceShard& shard, ServiceState* service,
                             absl::AnyInvocable<void()> release_parts) {
   shard.OnStop([service] {
     service->StopAccepting();

@@ -9,10 +9,13 @@
 
 namespace posthaste::server {
 
-void ShardListener::Start(reactor::Ring& ring, absl::AnyInvocable<void(int fd)> on_accept) {
+void ShardListener::Start(ServiceShard& shard, std::string_view labels,
+                          absl::AnyInvocable<void(int fd)> on_accept) {
   if (fd_ < 0) return;
   on_accept_ = std::move(on_accept);
-  acceptor_ = std::make_unique<reactor::Acceptor>(ring, fd_, [this](int fd) { OnAccept(fd); });
+  acceptor_ =
+      std::make_unique<reactor::Acceptor>(shard.ring(), fd_, [this](int fd) { OnAccept(fd); });
+  shard.AddAcceptorCounters(acceptor_->stats(), labels);
   acceptor_->Start();
   accepting_ = true;
 }

@@ -9,10 +9,12 @@
 #define POSTHASTE_SERVER_SHARD_SHARD_LISTENER_H_
 
 #include <memory>
+#include <string_view>
 
 #include "absl/functional/any_invocable.h"
 #include "server/reactor/net.h"
 #include "server/reactor/ring.h"
+#include "server/shard/service_shard.h"
 
 namespace posthaste::server {
 
@@ -24,8 +26,11 @@ class ShardListener {
 
   void set_fd(int fd) { fd_ = fd; }
 
-  // Starts accepting; `on_accept` then owns each new connection's fd. No-op without an fd.
-  void Start(reactor::Ring& ring, absl::AnyInvocable<void(int fd)> on_accept);
+  // Starts accepting on `shard`'s ring and registers the acceptor's counters there with
+  // `labels` ("listener=pop3", a literal); `on_accept` then owns each new connection's fd.
+  // No-op without an fd.
+  void Start(ServiceShard& shard, std::string_view labels,
+             absl::AnyInvocable<void(int fd)> on_accept);
   bool accepting() const { return accepting_; }
   // Stops accepting and closes the socket: with SO_REUSEPORT, connections queued on this
   // shard's socket would otherwise wait forever. Idempotent.
