@@ -1,5 +1,5 @@
 // ShardConnections<Connection>: the connections one reactor shard owns, keyed by a per-shard
-// id, shared by the POP3 (ShardContext) and LMTP (LmtpShard) listeners so both drivers count,
+// id, shared by the POP3 (Pop3Shard) and LMTP (LmtpShard) listeners so both drivers count,
 // find, abort and free their connections the same way. A template, not a base class: lookups
 // stay direct calls on the POP3 hot path.
 //
