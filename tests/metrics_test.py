@@ -172,6 +172,27 @@ class MetricsTest(unittest.TestCase):
       self.assertGreater(self.value("posthaste_reactor_busy_seconds_total", shard=shard), 0)
     self.assertEqual(self.value("posthaste_shards_answering"), 2)
 
+  def test_reactor_internal_families(self):
+    # Registered by each shard's ServiceShard: listeners, buffer rings, offload, inboxes.
+    self.assertGreater(self.value("posthaste_reactor_accepts_total", listener="pop3"), 0)
+    self.assertGreater(self.value("posthaste_reactor_buffers_taken_total", ring="pop3"), 0)
+    for name, labels in [("posthaste_reactor_accepts_total", {"listener": "lmtp", "shard": "1"}),
+                         ("posthaste_reactor_buffer_ring_exhausted_total",
+                          {"ring": "lmtp", "shard": "1"}),
+                         ("posthaste_offload_pool_jobs_total", {"pool": "io", "result": "refused"}),
+                         ("posthaste_reactor_offload_pending_jobs", {"shard": "0"})]:
+      self.assertTrue(
+          any(n == name and all(l.get(k) == v for k, v in labels.items())
+              for n, l, _ in self.samples), "%s%s is not on the scrape" % (name, labels))
+    self.assertGreater(
+        self.value("posthaste_reactor_offload_jobs_total", pool="cpu", result="queued"), 0)
+    self.assertGreater(
+        self.value("posthaste_offload_pool_jobs_total", pool="cpu", result="completed"), 0)
+    for shard in ("0", "1"):
+      # Every scrape reaches a shard through its inbox.
+      self.assertGreater(
+          self.value("posthaste_reactor_inbox_messages_total", result="queued", shard=shard), 0)
+
   def test_promtool_check_metrics_on_the_live_scrape(self):
     result = subprocess.run([PROMTOOL, "check", "metrics"], input=self.text.encode(),
                             capture_output=True, timeout=60, check=False)
