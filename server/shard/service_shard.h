@@ -12,10 +12,11 @@
 //     the buffer rings and TLS contexts they use.
 // It knows no protocol: server/shard depends on no service (tools/build:layering_test).
 //
-// Threading: built on the main thread; Start() and everything after it on the shard's thread,
-// except counter_blocks(), metrics() and the Peer lookups, which the scrape and other shards
-// reach only through messages that run on the owning shard. Ownership: ServiceShards owns the
-// shards and outlives the reactor; a shard owns its buffer rings and TLS contexts.
+// Threading: built on the main thread; Start() and every other call on the shard's own thread
+// (a scrape copies the metric and counter blocks there, through the shard's inbox). Peer() may
+// be called from any shard, but the peer's state is then touched only by a closure sent to it
+// with RunOn. Ownership: ServiceShards owns the shards and outlives the reactor; a shard owns
+// its buffer rings and TLS contexts.
 #ifndef POSTHASTE_SERVER_SHARD_SERVICE_SHARD_H_
 #define POSTHASTE_SERVER_SHARD_SERVICE_SHARD_H_
 
