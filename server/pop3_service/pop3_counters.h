@@ -140,6 +140,10 @@ struct ShardStats {
     "Input that reached a session past its input buffer limit (ended sessions).")                  \
   X(session.stls_discarded_bytes, kCounter, "posthaste_pop3_stls_discarded_bytes_total", "",       \
     "Plaintext bytes discarded behind or during STLS (ended sessions).")                           \
+  X(session.proxy_header_refusals, kCounter, "posthaste_proxy_header_refusals_total",             \
+    "service=pop3,reason=untrusted",                                                               \
+    "Connections closed over a PROXY header: not from --proxy_networks (untrusted), malformed "    \
+    "or too long (invalid), not whole in time (timeout), peer gone first (peer_closed).")          \
   X(limit_per_shard, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_shard",     \
     "POP3 connections refused before the greeting, by reason.")                                    \
   X(limit_per_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_ip", "")       \
