@@ -40,6 +40,7 @@
 #include "server/pop3_service/pop3_shard_backend.h"
 #include "server/shard/shard_listener.h"
 #include "server/pop3_service/tenant_policies.h"
+#include "server/transport/proxy_header_reader.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -113,6 +114,8 @@ struct ShardContext {
   transport::TlsErrorLogLimiter tls_error_log;
   // What this shard's POP3 connections ask for work off the connection.
   std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
+  // Connections from --proxy_networks waiting for their PROXY header; null without proxies.
+  std::unique_ptr<transport::ProxyHeaderReaders> proxy_headers;
 
   // Runs `fn` on shard `target` (this shard: deferred on the ring; another: by its inbox).
   // False when the target's inbox refused it (full or closed); `fn` is then dropped.
@@ -127,6 +130,8 @@ struct ShardContext {
 
  private:
   void OnAccept(int fd, bool implicit_tls);
+  // The connection with its peer decided (the client's address when a proxy sent a header).
+  void Admit(int fd, transport::PeerInfo peer, bool implicit_tls);
   void SetUpTransportEnv();
   pop3_service::Pop3AdapterOptions AdapterOptions(const transport::PeerInfo& peer,
                                                   bool implicit_tls);

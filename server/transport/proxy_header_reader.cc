@@ -1,5 +1,6 @@
 #include "server/transport/proxy_header_reader.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,7 +22,32 @@ bool IsLoopbackAddress(const uint8_t addr16[16]) {
   return (v4_mapped && addr16[12] == 127) || std::memcmp(addr16, kV6Loopback, 16) == 0;
 }
 
-PeerInfo PeerFromProxyHeader(const protocol::ProxyHeader& header, const PeerInfo& proxy) {
+PeerInfo SocketPeer(int fd) {
+  PeerInfo peer;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return peer;
+  ProxyAddress address;
+  if (ss.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    address.addr16[10] = 0xff;
+    address.addr16[11] = 0xff;
+    std::memcpy(address.addr16 + 12, &sin->sin_addr, 4);
+    address.ipv4 = true;
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    std::memcpy(address.addr16, &sin6->sin6_addr, 16);
+    address.ipv4 = IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr);
+  } else {
+    return peer;
+  }
+  peer.ip = address.ToText();
+  std::memcpy(peer.addr16, address.addr16, sizeof(peer.addr16));
+  peer.loopback = IsLoopbackAddress(peer.addr16);
+  return peer;
+}
+
+PeerInfo PeerFromProxyHeader(const ProxyHeader& header, const PeerInfo& proxy) {
   PeerInfo peer;
   peer.ip = header.source.ToText();
   std::memcpy(peer.addr16, header.source.addr16, sizeof(peer.addr16));
@@ -85,7 +111,7 @@ class ProxyHeaderReaders::Reader {
   }
 
   void Peek() {
-    char bytes[protocol::kProxyHeaderBytesMax];
+    char bytes[kProxyHeaderBytesMax];
     const ssize_t n = recv(fd_, bytes, sizeof(bytes), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       owner_.ring_.timers().StartAt(&timer_, deadline_ns_);
@@ -96,21 +122,21 @@ class ProxyHeaderReaders::Reader {
       End(Ending::kPeerClosed);
       return;
     }
-    const protocol::ProxyParseResult parsed =
-        protocol::ParseProxyHeader(std::string_view(bytes, static_cast<size_t>(n)));
+    const ProxyParseResult parsed =
+        ParseProxyHeader(std::string_view(bytes, static_cast<size_t>(n)));
     switch (parsed.status) {
-      case protocol::ProxyParseResult::Status::kNeedMore: {
+      case ProxyParseResult::Status::kNeedMore: {
         // Part of a header: the socket stays readable, so look again after a back-off.
         const uint64_t now = reactor::MonotonicNowNs();
         owner_.ring_.timers().StartAt(&timer_, std::min(now + repeek_ns_, deadline_ns_));
         repeek_ns_ = std::min(repeek_ns_ * 2, kRepeekMaxNs);
         return;
       }
-      case protocol::ProxyParseResult::Status::kInvalid:
+      case ProxyParseResult::Status::kInvalid:
         error_ = parsed.error;
         End(Ending::kInvalid);
         return;
-      case protocol::ProxyParseResult::Status::kComplete:
+      case ProxyParseResult::Status::kComplete:
         break;
     }
     // Take exactly the header off the socket: the peek showed its bytes are there.

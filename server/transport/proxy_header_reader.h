@@ -1,4 +1,4 @@
-// ProxyHeaderReaders: the PROXY protocol header (server/protocol/proxy_header.h) of connections
+// ProxyHeaderReaders: the PROXY protocol header (server/transport/proxy_header.h) of connections
 // from trusted proxies (--proxy_networks), read on the accept path before any protocol adapter
 // or transport exists, so admission, the per-IP limits, auth penalties, logs and metrics all see
 // the client's address, and for implicit TLS the header comes off before the ClientHello.
@@ -25,7 +25,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "base/counter_fields.h"
-#include "server/protocol/proxy_header.h"
+#include "server/transport/proxy_header.h"
 #include "server/reactor/completion.h"
 #include "server/reactor/ring.h"
 #include "server/reactor/timer.h"
@@ -48,7 +48,11 @@ struct ProxyHeaderCounters {
 // The client's address as a PeerInfo: `ip`, `addr16` and `loopback` from the header's source;
 // `trusted` is the caller's (the per-IP exemption is about the client, not the proxy).
 // `proxy_ip` is the immediate peer's text form. REQUIRES: !header.local.
-PeerInfo PeerFromProxyHeader(const protocol::ProxyHeader& header, const PeerInfo& proxy);
+PeerInfo PeerFromProxyHeader(const ProxyHeader& header, const PeerInfo& proxy);
+
+// The socket's remote address as a PeerInfo (ip, addr16, loopback); an empty PeerInfo when
+// getpeername fails.
+PeerInfo SocketPeer(int fd);
 
 // The loopback test PeerInfo uses (127/8 or ::1), on an IPv6 or v4-mapped address.
 bool IsLoopbackAddress(const uint8_t addr16[16]);

@@ -7,12 +7,12 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "server/protocol/proxy_header.h"
+#include "server/transport/proxy_header.h"
 
-using posthaste::protocol::kProxyHeaderBytesMax;
-using posthaste::protocol::kProxyV1HeaderBytesMax;
-using posthaste::protocol::ParseProxyHeader;
-using posthaste::protocol::ProxyParseResult;
+using posthaste::server::transport::kProxyHeaderBytesMax;
+using posthaste::server::transport::kProxyV1HeaderBytesMax;
+using posthaste::server::transport::ParseProxyHeader;
+using posthaste::server::transport::ProxyParseResult;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);

@@ -1,11 +1,11 @@
-#include "server/protocol/proxy_header.h"
+#include "server/transport/proxy_header.h"
 
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <cstring>
 
-namespace posthaste::protocol {
+namespace posthaste::server::transport {
 namespace {
 
 using Status = ProxyParseResult::Status;
@@ -244,4 +244,4 @@ ProxyParseResult ParseProxyHeader(std::string_view bytes) {
   return Invalid("no PROXY header");
 }
 
-}  // namespace posthaste::protocol
+}  // namespace posthaste::server::transport

@@ -1,14 +1,14 @@
 // ParseProxyHeader on both versions, every family, every truncation point, garbage and the size
 // limits. The parser is stateless over the bytes received so far, so "every fragment size"
 // here means every prefix: each must ask for more, never decide early.
-#include "server/protocol/proxy_header.h"
+#include "server/transport/proxy_header.h"
 
 #include <string>
 #include <string_view>
 
 #include "gtest/gtest.h"
 
-namespace posthaste::protocol {
+namespace posthaste::server::transport {
 namespace {
 
 using Status = ProxyParseResult::Status;
@@ -207,4 +207,4 @@ TEST(ProxyHeader, GarbageIsRefusedAtTheFirstDifferingByte) {
 }
 
 }  // namespace
-}  // namespace posthaste::protocol
+}  // namespace posthaste::server::transport

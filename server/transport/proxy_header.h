@@ -13,15 +13,15 @@
 // the time (server/transport/proxy_header_reader.h); the size bound is here.
 //
 // Threading: none (pure functions).
-#ifndef POSTHASTE_SERVER_PROTOCOL_PROXY_HEADER_H_
-#define POSTHASTE_SERVER_PROTOCOL_PROXY_HEADER_H_
+#ifndef POSTHASTE_SERVER_TRANSPORT_PROXY_HEADER_H_
+#define POSTHASTE_SERVER_TRANSPORT_PROXY_HEADER_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace posthaste::protocol {
+namespace posthaste::server::transport {
 
 // The protocol's own limit on a v1 line, CRLF included.
 inline constexpr size_t kProxyV1HeaderBytesMax = 107;
@@ -64,6 +64,6 @@ struct ProxyParseResult {
 // Parses the start of a connection's input. REQUIRES: `bytes` holds everything received so far.
 ProxyParseResult ParseProxyHeader(std::string_view bytes);
 
-}  // namespace posthaste::protocol
+}  // namespace posthaste::server::transport
 
-#endif  // POSTHASTE_SERVER_PROTOCOL_PROXY_HEADER_H_
+#endif  // POSTHASTE_SERVER_TRANSPORT_PROXY_HEADER_H_
