@@ -1,4 +1,5 @@
-"""posthaste behind real proxies that send the PROXY protocol (Debian's HAProxy in TCP mode).
+"""posthaste behind real proxies that send the PROXY protocol: Debian's HAProxy in TCP mode and
+nginx's mail proxy.
 
 Shows: HAProxy on 127.0.0.1 forwards POP3 to posthaste with `send-proxy-v2` and with
 `send-proxy` (v1), POP3S with `send-proxy-v2` (the header before the ClientHello), and LMTP with
@@ -8,7 +9,10 @@ and the per-IP connection limit (--max_connections_per_ip=1, nothing exempt) cou
 which it would not if it saw HAProxy's 127.0.0.1. Then the refusals: a PROXY line from an
 address outside --proxy_networks is answered -ERR and closed; a connection from the proxy's
 address that sends no header within --proxy_header_timeout_ms, or something that is not a
-header, is closed before any greeting; each refusal is counted in /metrics.
+header, is closed before any greeting; each refusal is counted in /metrics. A client on a
+non-loopback address logs in with plaintext USER/PASS through the proxy (the proxy holds its
+TLS) but not directly. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
+stub in this file, logs a client in at the backend, which sees the client's address.
 """
 
 import os
@@ -16,14 +20,17 @@ import poplib
 import re
 import shutil
 import smtplib
+import http.server
+import threading
 import socket
 import ssl
 import subprocess
 import time
 import unittest
+import urllib.parse
 
 from tests.testing.posthaste_server import (PosthasteServer, make_temp_dir, metric_sum,
-                                            wait_for)
+                                            non_loopback_address, wait_for)
 from tests.testing.tls_certs import TestPki
 
 USER = "pat@proxy.test"
@@ -220,6 +227,120 @@ class HaproxyTest(unittest.TestCase):
                          reason=reason) for reason in ("untrusted", "timeout", "invalid")]
 
     wait_for(lambda: counted() == [1, 1, 1], timeout_s=TIMEOUT_S, what="refusals counted")
+
+
+  def test_5_plaintext_logins_through_a_trusted_proxy(self):
+    # A client on a non-loopback address: without the proxy, USER needs TLS first
+    # (--plaintext_requires_tls); through it, the proxy holds the client's TLS.
+    address = non_loopback_address()
+    if address is None:
+      self.skipTest("no non-loopback IPv4 address on this machine")
+    self.retr_and_quit(Pop3From(address, "127.0.0.1", self.ports["v2"]))
+    direct = Pop3From(address, "127.0.0.1", self.server.pop3_port)
+    with self.assertRaises(poplib.error_proto) as refused:
+      direct.user(USER)
+    self.assertIn(b"[AUTH] Plaintext", refused.exception.args[0])
+    direct.quit()
+
+
+class AuthHttpStub(http.server.BaseHTTPRequestHandler):
+  """nginx's auth_http: every login goes to the backend in `server.backend_port`."""
+
+  def do_GET(self):
+    self.server.requests.append(dict(self.headers))
+    # nginx percent-encodes the user name and password.
+    ok = urllib.parse.unquote(self.headers.get("Auth-Pass", "")) == PASSWORD
+    self.send_response(200)
+    if ok:
+      self.send_header("Auth-Status", "OK")
+      self.send_header("Auth-Server", "127.0.0.1")
+      self.send_header("Auth-Port", str(self.server.backend_port))
+    else:
+      self.send_header("Auth-Status", "Invalid login or password")
+      self.send_header("Auth-Wait", "1")
+    self.end_headers()
+
+  def log_message(self, *args):
+    pass
+
+
+class NginxMailProxyTest(unittest.TestCase):
+  """nginx's mail proxy (libnginx-mod-mail) with `proxy_protocol on` and an auth_http stub."""
+
+  @classmethod
+  def setUpClass(cls):
+    cls.server = PosthasteServer(extra_args=[
+        "--proxy_networks=127.0.0.1/32", "--trusted_networks=", "--proxy_header_timeout_ms=500"
+    ])
+    cls.server.add_user(USER, PASSWORD)
+    cls.server.deliver(USER, MESSAGE)
+    cls.server.start()
+    cls.auth = http.server.HTTPServer(("127.0.0.1", 0), AuthHttpStub)
+    cls.auth.requests = []
+    cls.auth.backend_port = cls.server.pop3_port
+    cls.auth_thread = threading.Thread(target=cls.auth.serve_forever, daemon=True)
+    cls.auth_thread.start()
+    cls.port = free_port()
+    directory = make_temp_dir("nginx-")
+    config = os.path.join(directory, "nginx.conf")
+    with open(config, "w") as f:
+      f.write("load_module /usr/lib/nginx/modules/ngx_mail_module.so;\n"
+              "daemon off;\nmaster_process off;\n"
+              "pid %(d)s/nginx.pid;\nerror_log %(d)s/error.log info;\n"
+              "events { worker_connections 64; }\n"
+              "mail {\n  server_name mail.proxy.test;\n"
+              "  auth_http 127.0.0.1:%(auth)d/auth;\n  proxy_pass_error_message on;\n"
+              "  server {\n    listen 127.0.0.1:%(port)d;\n    protocol pop3;\n"
+              "    pop3_auth plain;\n    proxy_protocol on;\n  }\n}\n" %
+              {"d": directory, "auth": cls.auth.server_address[1], "port": cls.port})
+    cls.nginx = subprocess.Popen(
+        [sbin_tool("nginx"), "-p", directory, "-e", os.path.join(directory, "error.log"),
+         "-c", config], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE)
+
+    def listening():
+      if cls.nginx.poll() is not None:
+        raise AssertionError("nginx exited: %s" % cls.nginx.stderr.read().decode())
+      try:
+        socket.create_connection(("127.0.0.1", cls.port), 1).close()
+        return True
+      except OSError:
+        return False
+
+    try:
+      wait_for(listening, timeout_s=20, what="nginx listening")
+    except BaseException:
+      cls.tearDownClass()
+      raise
+
+  @classmethod
+  def tearDownClass(cls):
+    if getattr(cls, "nginx", None) is not None:
+      cls.nginx.terminate()
+      try:
+        cls.nginx.wait(10)
+      except subprocess.TimeoutExpired:
+        cls.nginx.kill()
+        cls.nginx.wait(10)
+      cls.nginx.stderr.close()
+    cls.auth.shutdown()
+    cls.auth.server_close()
+    cls.server.stop()
+
+  def test_login_and_retr_through_nginx_carry_the_client_address(self):
+    pop = Pop3From("127.0.0.3", "127.0.0.1", self.port)
+    self.assertTrue(pop.user(USER).startswith(b"+OK"))
+    self.assertTrue(pop.pass_(PASSWORD).startswith(b"+OK"))
+    _, lines, _ = pop.retr(1)
+    self.assertIn(b"Delivered before the proxies started.", lines)
+    pop.quit()
+    self.assertEqual(self.auth.requests[-1].get("Client-IP"), "127.0.0.3")
+    wait_for(lambda: re.search(r"session end.*?\bclient=127\.0\.0\.3\b",
+                               self.server.stderr_text()) is not None,
+             timeout_s=TIMEOUT_S, what="the session end line naming 127.0.0.3")
+    samples = self.server.metrics()
+    self.assertEqual(metric_sum(samples, "posthaste_proxy_headers_total", service="pop3",
+                                kind="client"), 1)  # nginx connects only after auth_http
 
 
 if __name__ == "__main__":
