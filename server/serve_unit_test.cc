@@ -78,6 +78,11 @@ TEST(ServeOptionsTest, ProxyNetworks) {
   EXPECT_EQ(o->proxy_header_timeout_ms, 250u);
   EXPECT_FALSE(o->proxy_plaintext_logins);
   EXPECT_EQ(o->trusted_networks.size(), 2u);  // untouched: the two lists are separate
+  // LMTP on the pod address, for an MTA or an LMTP proxy elsewhere in the cluster.
+  o = ParseServeOptions({"--data_dir=/x", "--lmtp_listen=0.0.0.0:2424"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->lmtp_listen.host, "0.0.0.0");
+  EXPECT_EQ(o->lmtp_listen.port, 2424);
 }
 
 TEST(ServeOptionsTest, DrainDelay) {
