@@ -25,10 +25,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "base/counter_fields.h"
-#include "server/transport/proxy_header.h"
 #include "server/reactor/completion.h"
 #include "server/reactor/ring.h"
 #include "server/reactor/timer.h"
+#include "server/transport/proxy_header.h"
 #include "server/transport/transport.h"
 
 namespace posthaste::server::transport {
