@@ -11,7 +11,8 @@ address outside --proxy_networks is answered -ERR and closed; a connection from 
 address that sends no header within --proxy_header_timeout_ms, or something that is not a
 header, is closed before any greeting; each refusal is counted in /metrics. A client on a
 non-loopback address logs in with plaintext USER/PASS through the proxy (the proxy holds its
-TLS) but not directly. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
+TLS) but not directly. The proxy's session greets with [XCLIENT] and takes XCLIENT, whose
+address then names the session in the log; a direct client gets neither. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
 stub in this file, logs a client in at the backend, which sees the client's address.
 """
 
@@ -242,6 +243,22 @@ class HaproxyTest(unittest.TestCase):
     self.assertIn(b"[AUTH] Plaintext", refused.exception.args[0])
     direct.quit()
 
+
+  def test_6_xclient_from_the_proxy_names_the_client_in_the_log(self):
+    before = len(self.session_end_clients())
+    pop = Pop3From("127.0.0.2", "127.0.0.1", self.ports["v2"])
+    self.assertTrue(pop.welcome.startswith(b"+OK [XCLIENT] "), pop.welcome)
+    self.assertTrue(pop._shortcmd("XCLIENT ADDR=192.0.2.9 PORT=40000 TTL=3").startswith(b"+OK"))
+    self.retr_and_quit(pop)
+    self.wait_session_ends(before + 1)
+    self.assertEqual(self.session_end_clients()[before:], ["192.0.2.9"])
+    # Directly, from an address outside --proxy_networks: no capability, an unknown command.
+    direct = Pop3From("127.0.0.3", "127.0.0.1", self.server.pop3_port)
+    self.assertNotIn(b"[XCLIENT]", direct.welcome)
+    with self.assertRaises(poplib.error_proto) as unknown:
+      direct._shortcmd("XCLIENT ADDR=192.0.2.9")
+    self.assertEqual(unknown.exception.args[0], b"-ERR Unknown command")
+    direct.quit()
 
 class AuthHttpStub(http.server.BaseHTTPRequestHandler):
   """nginx's auth_http: every login goes to the backend in `server.backend_port`."""
