@@ -45,6 +45,7 @@ std::set<std::string> Members(const CounterTable& table) {
 #define PH_TLS_MEMBER(member, ...) "tls." #member,
 #define PH_TLS_PATH_MEMBER(member, ...) "tls_path." #member,
 #define PH_SESSION_MEMBER(member, ...) "session." #member,
+#define PH_PROXY_MEMBER(member, ...) "proxy." #member,
 
 // Every member of a nested block has a row or a reason; a reason never names an exported or
 // unknown member.
@@ -75,11 +76,13 @@ TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
   ExpectEachExportedOrExcused(
       Pop3ShardCounterTable(),
       {PH_SEND_STATS(PH_SEND_MEMBER) PH_TLS_COUNTERS(PH_TLS_MEMBER)
-           PH_TLS_PATH_COUNTERS(PH_TLS_PATH_MEMBER) PH_POP3_SESSION_COUNTERS(PH_SESSION_MEMBER)},
+           PH_TLS_PATH_COUNTERS(PH_TLS_PATH_MEMBER) PH_POP3_SESSION_COUNTERS(PH_SESSION_MEMBER)
+               PH_PROXY_HEADER_COUNTERS(PH_PROXY_MEMBER)},
       {PH_POP3_SHARD_NOT_EXPORTED(PH_NAME_OF)});
   ExpectEachExportedOrExcused(
       LmtpShardCounterTable(),
-      {PH_SEND_STATS(PH_SEND_MEMBER) PH_LMTP_SESSION_COUNTERS(PH_SESSION_MEMBER)},
+      {PH_SEND_STATS(PH_SEND_MEMBER) PH_LMTP_SESSION_COUNTERS(PH_SESSION_MEMBER)
+           PH_PROXY_HEADER_COUNTERS(PH_PROXY_MEMBER)},
       {PH_LMTP_SHARD_NOT_EXPORTED(PH_NAME_OF)});
   ExpectEachExportedOrExcused(RingCounterTable(), {PH_RING_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(

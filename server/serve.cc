@@ -77,6 +77,15 @@ LmtpServiceOptions LmtpOptionsOf(const ServeOptions& options) {
   o.send_stall_timeout_ns = uint64_t{options.send_stall_timeout_s} * kNsPerSecond;
   o.over_quota_permanent = options.lmtp_over_quota_permanent;
   o.max_connections_per_shard = options.max_connections_per_shard;
+  if (!options.proxy_networks.empty()) {
+    o.from_proxy = [networks = options.proxy_networks](const uint8_t* addr16) {
+      for (const Cidr& cidr : networks) {
+        if (CidrContains(cidr, addr16)) return true;
+      }
+      return false;
+    };
+    o.proxy_header_timeout_ns = uint64_t{options.proxy_header_timeout_ms} * 1'000'000;
+  }
   return o;
 }
 

@@ -138,6 +138,22 @@ FlagSetter ListenFlag(std::string_view name, HostPort* field, bool* enabled,
 }
 
 // The serve flags: each name with how its value is checked and where it goes.
+// A comma-separated list of networks (ParseCidr each); empty clears the list.
+FlagSetter CidrListFlag(std::string_view name, std::vector<Cidr>* out) {
+  return [name, out](std::string_view v) -> absl::Status {
+    out->clear();
+    for (absl::string_view part : absl::StrSplit(AbslView(v), ',', absl::SkipEmpty())) {
+      absl::StatusOr<Cidr> cidr = ParseCidr(StdView(part));
+      if (!cidr.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--", AbslView(name), ": ", cidr.status().message()));
+      }
+      out->push_back(*cidr);
+    }
+    return absl::OkStatus();
+  };
+}
+
 std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
   std::map<std::string, FlagSetter, std::less<>> flags = {
       {"data_dir", StringFlag(&o.data_dir)},
@@ -197,18 +213,11 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
        ListenFlag("pop3s_listen", &o.pop3s_listen, &o.pop3s_enabled, &o.pop3s_listen_given)},
       {"tls_reload_check_s", IntFlag("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
   };
-  flags["trusted_networks"] = [&o](std::string_view v) -> absl::Status {
-    o.trusted_networks.clear();
-    for (absl::string_view part : absl::StrSplit(AbslView(v), ',', absl::SkipEmpty())) {
-      absl::StatusOr<Cidr> cidr = ParseCidr(StdView(part));
-      if (!cidr.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--trusted_networks: ", cidr.status().message()));
-      }
-      o.trusted_networks.push_back(*cidr);
-    }
-    return absl::OkStatus();
-  };
+  flags["trusted_networks"] = CidrListFlag("trusted_networks", &o.trusted_networks);
+  flags["proxy_networks"] = CidrListFlag("proxy_networks", &o.proxy_networks);
+  flags["proxy_header_timeout_ms"] =
+      PositiveFlag("proxy_header_timeout_ms", &o.proxy_header_timeout_ms, 60'000);
+  flags["proxy_plaintext_logins"] = BoolFlag("proxy_plaintext_logins", &o.proxy_plaintext_logins);
   // Checked as HOST:PORT, kept as given (the admin API resolves it when it starts).
   flags["admin_listen"] = [&o](std::string_view v) -> absl::Status {
     HostPort checked;
@@ -290,6 +299,8 @@ std::string ServeUsage() {
          "[--drain_timeout_s=10] "
          "[--max_connections_per_shard=50000] [--max_connections_per_ip=256] "
          "[--max_connections_per_user_ip=10] [--trusted_networks=127.0.0.0/8,::1] "
+         "[--proxy_networks=CIDR,...] [--proxy_header_timeout_ms=5000] "
+         "[--proxy_plaintext_logins=true] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "

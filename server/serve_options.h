@@ -56,6 +56,17 @@ struct ServeOptions {
   // mail proxy on the same host brings many users from one address); --trusted_networks=
   // (empty) trusts nothing.
   std::vector<Cidr> trusted_networks;
+  // Proxies (HAProxy, nginx's mail proxy) whose connections start with a PROXY protocol header
+  // (v1 or v2) naming the client, on the POP3, POP3S and LMTP listeners; the client's address
+  // then counts for limits, logs and metrics. A connection from these networks without a whole
+  // header within proxy_header_timeout_ms is closed; a header from anywhere else is refused.
+  // They may also send XCLIENT (POP3) and, with proxy_plaintext_logins, log users in without
+  // TLS (the proxy holds the client's TLS; nginx cannot speak TLS to its backends). Empty (the
+  // default): no PROXY protocol, no XCLIENT. Separate from trusted_networks, whose loopback
+  // default would otherwise make every local client send a header.
+  std::vector<Cidr> proxy_networks;
+  uint32_t proxy_header_timeout_ms = 5'000;
+  bool proxy_plaintext_logins = true;
   pop3::InUsePolicy in_use_policy = pop3::InUsePolicy::kTakeover;
   uint32_t takeover_idle_s = 30;
   bool plaintext_requires_tls = true;  // loopback peers are exempt

@@ -61,6 +61,30 @@ TEST(ServeOptionsTest, DefaultsAndFlags) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--trusted_networks=10.0.0.0/33"}).ok());
 }
 
+TEST(ServeOptionsTest, ProxyNetworks) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok());
+  EXPECT_TRUE(o->proxy_networks.empty());  // no PROXY protocol unless asked for
+  EXPECT_EQ(o->proxy_header_timeout_ms, 5000u);
+  EXPECT_TRUE(o->proxy_plaintext_logins);
+  o = ParseServeOptions({"--data_dir=/x", "--proxy_networks=10.1.0.0/16,2001:db8::/32",
+                         "--proxy_header_timeout_ms=250", "--proxy_plaintext_logins=false"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  ASSERT_EQ(o->proxy_networks.size(), 2u);
+  const uint8_t inside[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3};
+  const uint8_t outside[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 2, 2, 3};
+  EXPECT_TRUE(CidrContains(o->proxy_networks[0], inside));
+  EXPECT_FALSE(CidrContains(o->proxy_networks[0], outside));
+  EXPECT_EQ(o->proxy_header_timeout_ms, 250u);
+  EXPECT_FALSE(o->proxy_plaintext_logins);
+  EXPECT_EQ(o->trusted_networks.size(), 2u);  // untouched: the two lists are separate
+  // LMTP on the pod address, for an MTA or an LMTP proxy elsewhere in the cluster.
+  o = ParseServeOptions({"--data_dir=/x", "--lmtp_listen=0.0.0.0:2424"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->lmtp_listen.host, "0.0.0.0");
+  EXPECT_EQ(o->lmtp_listen.port, 2424);
+}
+
 TEST(ServeOptionsTest, DrainDelay) {
   auto o = ParseServeOptions({"--data_dir=/x"});
   ASSERT_TRUE(o.ok()) << o.status();
@@ -189,6 +213,9 @@ TEST(ServeOptionsTest, ErrorMessagesNameTheFlagAndWhatItExpects) {
       {"--lmtp_listen=h:x", "--lmtp_listen: bad port in \"h:x\""},
       {"--admin_listen=nope", "--admin_listen: expected HOST:PORT, got \"nope\""},
       {"--trusted_networks=10.0.0.0/33", "--trusted_networks: bad network \"10.0.0.0/33\""},
+      {"--proxy_networks=10.0.0.0/8,fe80::/129", "--proxy_networks: bad network \"fe80::/129\""},
+      {"--proxy_networks=haproxy", "--proxy_networks: bad network \"haproxy\""},
+      {"--proxy_header_timeout_ms=0", "--proxy_header_timeout_ms must be in [1, 60000]"},
       {"--bogus=1", "unknown flag --bogus"},
       {"--shards", "flag --shards needs a value"},
   };

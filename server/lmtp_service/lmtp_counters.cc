@@ -10,7 +10,8 @@ namespace {
 #define PH_COUNT_ROW(...) +1
 static_assert(sizeof(LmtpStats) == (0 PH_LMTP_SHARD_COUNTERS(PH_COUNT_ROW)) * sizeof(uint64_t) +
                                        sizeof(reactor::SendStats) +
-                                       sizeof(lmtp::LmtpSessionCounters));
+                                       sizeof(lmtp::LmtpSessionCounters) +
+                                       sizeof(transport::ProxyHeaderCounters));
 #undef PH_COUNT_ROW
 
 #define PH_LMTP_ROW(...) PH_COUNTER_ROW(LmtpStats, __VA_ARGS__)

@@ -22,6 +22,7 @@
 #include "metrics/shard_metrics.h"
 #include "server/lmtp/session.h"
 #include "server/reactor/send.h"
+#include "server/transport/proxy_header_reader.h"
 
 namespace posthaste::server {
 
@@ -55,6 +56,7 @@ struct LmtpStats {
   PH_LMTP_SHARD_COUNTERS(PH_COUNTER_MEMBER)
   reactor::SendStats send;
   lmtp::LmtpSessionCounters session;  // ended sessions' own counters, summed
+  transport::ProxyHeaderCounters proxy;  // PROXY headers read on the LMTP listener
 };
 
 #define PH_LMTP_SHARD_MORE_ROWS(X)                                                                \
@@ -92,9 +94,23 @@ struct LmtpStats {
   X(session.output_blocked, kCounter, "posthaste_lmtp_output_blocked_total", "",                  \
     "Times a session stopped reading commands while its output queue was full.")                  \
   X(session.input_over_limit, kCounter, "posthaste_lmtp_input_over_limit_total", "",              \
-    "Input that reached a session past its input buffer limit (ended sessions).")
+    "Input that reached a session past its input buffer limit (ended sessions).")                 \
+  X(proxy.refused_invalid, kCounter, "posthaste_proxy_header_refusals_total",                     \
+    "service=lmtp,reason=invalid",                                                                \
+    "Connections closed over a PROXY header, by reason: not from --proxy_networks (untrusted), "  \
+    "malformed or too long (invalid), not whole in time (timeout), peer gone first "              \
+    "(peer_closed).")                                                                             \
+  X(proxy.refused_timeout, kCounter, "posthaste_proxy_header_refusals_total",                     \
+    "service=lmtp,reason=timeout", "")                                                            \
+  X(proxy.refused_peer_closed, kCounter, "posthaste_proxy_header_refusals_total",                 \
+    "service=lmtp,reason=peer_closed", "")                                                        \
+  X(proxy.headers_accepted, kCounter, "posthaste_proxy_headers_total",                            \
+    "service=lmtp,kind=client",                                                                   \
+    "PROXY headers read from trusted proxies: naming the client, or LOCAL/UNKNOWN (local).")      \
+  X(proxy.headers_local, kCounter, "posthaste_proxy_headers_total", "service=lmtp,kind=local", "")
 
 #define PH_LMTP_SHARD_NOT_EXPORTED(X)                                                     \
+  X(proxy.refused_untrusted, "LMTP answers a PROXY line 500 like any unknown verb")       \
   X(send.zc_bytes, "LMTP replies go by plain send")                                       \
   X(send.splice_bytes, "LMTP streams no files")                                           \
   X(send.copy_bytes, "LMTP streams no files")                                             \

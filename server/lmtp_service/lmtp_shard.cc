@@ -40,12 +40,17 @@ void LmtpShard::StartListening(ServiceShard& on) {
   transport_env.tls = nullptr;  // LMTP offers no STARTTLS
   transport_env.send_stall_timeout_ns = options->send_stall_timeout_ns;
   adapter_options = AdapterOptions(*options, *store);
+  if (options->from_proxy) {
+    proxy_headers = std::make_unique<transport::ProxyHeaderReaders>(
+        on.ring(), &stats.proxy, options->proxy_header_timeout_ns);
+  }
   listener.Start(on, "listener=lmtp", [this](int fd) { OnAccept(fd); });
   // Copied with the shard's other counter blocks at scrape time (same shard, same thread).
   on.AddCounterBlock(metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
   // The buffer ring is the ServiceShard's: freed after this hook.
   RegisterShardLifecycle(on, this, [this] {
     listener.Release();
+    proxy_headers.reset();
     backend.reset();
   });
 }
@@ -53,13 +58,13 @@ void LmtpShard::StartListening(ServiceShard& on) {
 void LmtpShard::StopAccepting() {
   if (!listener.accepting()) return;
   listener.Stop();
+  if (proxy_headers != nullptr) proxy_headers->StopAll();
   // MTAs keep LMTP connections open between messages: close those at once, the others when
   // their transaction is answered, so a drain does not wait for the timeout.
   for (uint64_t id : connections.Ids()) {
     if (LmtpAdapter* conn = connections.Find(id)) conn->Drain();
   }
 }
-
 
 void LmtpShard::Destroy(uint64_t id) {
   shard->ring().Defer([this, id] {
@@ -72,13 +77,31 @@ void LmtpShard::Destroy(uint64_t id) {
 
 void LmtpShard::OnAccept(int fd) {
   ++stats.connections_accepted;
-  const uint64_t id = connections.NextId();
+  if (proxy_headers != nullptr) {
+    transport::PeerInfo peer = transport::SocketPeer(fd);
+    if (options->from_proxy(peer.addr16)) {
+      proxy_headers->Read(fd, std::move(peer), [this](int client_fd, transport::PeerInfo client) {
+        if (!listener.accepting()) {
+          close(client_fd);  // stopped meanwhile
+          return;
+        }
+        Admit(client_fd, std::move(client));
+      });
+      return;
+    }
+  }
   // LMTP keys nothing on the peer's address (MTAs connect from trusted hosts).
+  Admit(fd, {});
+}
+
+void LmtpShard::Admit(int fd, transport::PeerInfo peer) {
+  const uint64_t id = connections.NextId();
   LmtpAdapter* conn = connections.Add(
       id, std::make_unique<LmtpAdapter>(
               adapter_options,
-              transport::MakeRingTransport(transport_env, fd, {}, /*implicit_tls=*/false), *backend,
-              stats, shard->metrics(), [this, id] { Destroy(id); }));
+              transport::MakeRingTransport(transport_env, fd, std::move(peer),
+                                           /*implicit_tls=*/false),
+              *backend, stats, shard->metrics(), [this, id] { Destroy(id); }));
   stats.connections_open = connections.size();
   if (connections.size() > options->max_connections_per_shard) {
     ++stats.limit_per_shard;

@@ -15,6 +15,7 @@
 #define POSTHASTE_SERVER_LMTP_SERVICE_LMTP_SHARD_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "server/shard/service_shard.h"
 #include "server/shard/shard_connections.h"
 #include "server/shard/shard_listener.h"
+#include "server/transport/proxy_header_reader.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 
@@ -44,6 +46,10 @@ struct LmtpServiceOptions {
   uint64_t send_stall_timeout_ns = 120'000'000'000;  // --send_stall_timeout_s
   bool over_quota_permanent = false;                 // --lmtp_over_quota=permanent
   uint64_t max_connections_per_shard = 50'000;       // beyond it: 421 4.3.2 and close
+  // --proxy_networks: true for an address whose connections start with a PROXY header
+  // (server/transport/proxy_header_reader.h). Empty: no PROXY protocol on LMTP.
+  std::function<bool(const uint8_t* addr16)> from_proxy;
+  uint64_t proxy_header_timeout_ns = 5'000'000'000;  // --proxy_header_timeout_ms
 };
 
 struct LmtpShard {
@@ -58,6 +64,8 @@ struct LmtpShard {
   LmtpAdapterOptions adapter_options;
   ShardConnections<LmtpAdapter> connections;
   LmtpStats stats;
+  // Connections from proxies waiting for their PROXY header; null without from_proxy.
+  std::unique_ptr<transport::ProxyHeaderReaders> proxy_headers;
 
   // Shard thread, after on.Start(): starts the listener and registers `stats`, the buffer ring
   // and the lifecycle hooks with `on`, which outlives this LmtpShard's listener. Deliveries are
@@ -67,6 +75,7 @@ struct LmtpShard {
 
  private:
   void OnAccept(int fd);
+  void Admit(int fd, transport::PeerInfo peer);
   void Destroy(uint64_t id);  // deferred delete of a finished connection
 };
 

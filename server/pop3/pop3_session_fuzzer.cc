@@ -80,6 +80,8 @@ class Harness {
     options_.auth_failures_max = 1 + (limits % 5);
     options_.command_line_bytes_max = (limits & 2) ? 255 : 40;
     options_.sasl_line_bytes_max = (limits & 4) ? 16 * 1024 : 300;
+    options_.peer_is_trusted_proxy = limits & 8;  // XCLIENT and the [XCLIENT] greeting
+    options_.policy.trusted_proxy_exempt_from_tls = limits & 16;
     options_.hostname = "fuzz.example";
     tls_ = options_.tls_active;
     choice_seed_ = input_->Byte();
@@ -114,10 +116,14 @@ class Harness {
   }
 
  private:
-  // The rule the session must follow, restated: TLS, else the tenant's override, else the
-  // server-wide rule (loopback exempt when configured).
+  // The rule the session must follow, restated: TLS (or a trusted proxy holding it, when
+  // exempt), else the tenant's override, else the server-wide rule (loopback exempt when
+  // configured).
   bool PlaintextAllowedFor(std::string_view user) const {
     if (tls_) return true;
+    if (options_.peer_is_trusted_proxy && options_.policy.trusted_proxy_exempt_from_tls) {
+      return true;  // the proxy holds the client's TLS
+    }
     const bool global = !options_.policy.plaintext_requires_tls ||
                         (options_.peer_is_loopback && options_.policy.loopback_exempt_from_tls);
     const size_t at = user.rfind('@');

@@ -1,5 +1,7 @@
 #include "server/pop3/session.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -75,6 +77,15 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
     if (ToUpperAscii(a[i]) != ToUpperAscii(b[i])) return false;
   }
   return true;
+}
+
+// An IPv4 or IPv6 address in text form (XCLIENT ADDR).
+bool IsIpAddress(std::string_view text) {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  if (text.empty() || text.size() >= sizeof(buffer)) return false;
+  std::memcpy(buffer, text.data(), text.size());
+  uint8_t raw[16];
+  return inet_pton(AF_INET, buffer, raw) == 1 || inet_pton(AF_INET6, buffer, raw) == 1;
 }
 
 bool IsSpace(char c) { return c == ' ' || c == '\t'; }
@@ -281,6 +292,8 @@ const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size
 Pop3Session::Pop3Session(Pop3SessionOptions options)
     : options_(std::move(options)), tls_active_(options_.tls_active) {
   Append("+OK ");
+  // A proxy that speaks XCLIENT looks for the capability at the greeting's start.
+  if (options_.peer_is_trusted_proxy) Append("[XCLIENT] ");
   Append(options_.greeting_text);
   if (ApopOffered()) {
     Append(" ");
@@ -431,6 +444,17 @@ void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
     BadCommand("-ERR Syntax error: control character in command");
     return;
   }
+  if (command == nullptr && options_.peer_is_trusted_proxy && EqualsIgnoreCase(verb, "XCLIENT")) {
+    CmdXclient(args);
+    return;
+  }
+  if (command == nullptr && counters_.commands == 1 && verb == "PROXY") {
+    // A PROXY protocol header from a peer outside --proxy_networks (a trusted proxy's header
+    // is read before the session exists): it may not choose the address we see.
+    ++counters_.proxy_header_refusals;
+    EndWith("-ERR PROXY header not accepted from this address");
+    return;
+  }
   if (command == nullptr) {
     BadCommand(line.empty() ? "-ERR Empty command" : "-ERR Unknown command");
     return;
@@ -456,9 +480,13 @@ void Pop3Session::HandleCommandLine(std::string_view line, size_t raw_bytes) {
 // ---------------------------------------------------------------------------------------------
 // AUTHORIZATION
 
+bool Pop3Session::TrustedProxyHoldsTls() const {
+  return options_.peer_is_trusted_proxy && options_.policy.trusted_proxy_exempt_from_tls;
+}
+
 bool Pop3Session::PlaintextAllowed() const {
   const Pop3TenantPolicy& policy = options_.policy;
-  return !policy.plaintext_requires_tls || tls_active_ ||
+  return !policy.plaintext_requires_tls || tls_active_ || TrustedProxyHoldsTls() ||
          (options_.peer_is_loopback && policy.loopback_exempt_from_tls);
 }
 
@@ -468,7 +496,7 @@ bool Pop3Session::TenantsMayAllowPlaintext() const {
 }
 
 bool Pop3Session::PlaintextAllowedFor(std::string_view user) const {
-  if (tls_active_) return true;
+  if (tls_active_ || TrustedProxyHoldsTls()) return true;
   const TenantPlaintextAuthLookup* lookup = options_.policy.tenant_plaintext_auth;
   const size_t at = user.rfind('@');
   if (lookup == nullptr || at == std::string_view::npos) return PlaintextAllowed();
@@ -833,6 +861,54 @@ void Pop3Session::CmdUtf8(std::string_view args) {
   // RFC 6856 section 2; also accepted after login, where Outlook sends it.
   utf8_enabled_ = true;
   AppendLine("+OK UTF8 enabled");
+}
+
+// Dovecot-style XCLIENT from a trusted proxy: KEY=VALUE fields separated by spaces. ADDR and
+// PORT name the client (ADDR is an IP address, optionally "IPV6:"-prefixed); SESSION, TTL,
+// LOGIN and any other key are accepted and ignored (they matter to proxies, not to a backend).
+// Only in AUTHORIZATION before any login step, so one login never mixes two addresses.
+void Pop3Session::CmdXclient(std::string_view args) {
+  if (state_ != Pop3State::kAuthorization) {
+    BadCommand("-ERR Command not valid in this state");
+    return;
+  }
+  if (have_user_ || sasl_step_ != SaslStep::kNone) {
+    BadCommand("-ERR XCLIENT must come before USER or AUTH");
+    return;
+  }
+  std::string address;
+  std::optional<uint16_t> port;
+  while (!args.empty()) {
+    const size_t space = args.find(' ');
+    const std::string_view field = args.substr(0, space);
+    args = space == std::string_view::npos ? std::string_view() : args.substr(space + 1);
+    if (field.empty()) continue;
+    const size_t equals = field.find('=');
+    if (equals == std::string_view::npos || equals == 0) {
+      BadCommand("-ERR Syntax: XCLIENT KEY=VALUE ...");
+      return;
+    }
+    const std::string_view key = field.substr(0, equals);
+    std::string_view value = field.substr(equals + 1);
+    if (EqualsIgnoreCase(key, "ADDR")) {
+      if (value.size() > 5 && EqualsIgnoreCase(value.substr(0, 5), "IPV6:")) value.remove_prefix(5);
+      if (!IsIpAddress(value)) {
+        BadCommand("-ERR XCLIENT ADDR is not an IP address");
+        return;
+      }
+      address = std::string(value);
+    } else if (EqualsIgnoreCase(key, "PORT")) {
+      const std::optional<uint64_t> parsed = ParseDecimalAtMost(value, 65535);
+      if (!parsed.has_value()) {
+        BadCommand("-ERR XCLIENT PORT is not a port number");
+        return;
+      }
+      port = static_cast<uint16_t>(*parsed);
+    }
+  }
+  if (!address.empty()) xclient_address_ = std::move(address);
+  if (port.has_value()) xclient_port_ = *port;
+  AppendLine("+OK XCLIENT accepted");
 }
 
 void Pop3Session::CmdQuit(std::string_view args) {

@@ -82,6 +82,10 @@ struct Pop3TenantPolicy {
   bool plaintext_requires_tls = true;
   // ... except from a loopback peer (webmail on the same host) when this is set.
   bool loopback_exempt_from_tls = true;
+  // ... and, when this is set, on connections whose immediate peer is a trusted proxy
+  // (peer_is_trusted_proxy): the proxy holds the client's TLS and enforces it (nginx's mail proxy
+  // cannot speak TLS to its backends). This also overrides a tenant's kRequireTls.
+  bool trusted_proxy_exempt_from_tls = false;
   // Per-tenant overrides of the two rules above; null: every tenant follows them.
   const TenantPlaintextAuthLookup* tenant_plaintext_auth = nullptr;
   // RFC 2449 EXPIRE capability: days the server keeps retrieved mail; kExpireNever advertises
@@ -142,6 +146,9 @@ struct Pop3SessionOptions {
   bool tls_available = false;  // the transport can start TLS (STLS)
   bool tls_active = false;     // the connection is already TLS (port 995)
   bool peer_is_loopback = false;
+  // The immediate peer is a proxy in --proxy_networks: the greeting carries [XCLIENT] and the
+  // XCLIENT command is accepted in AUTHORIZATION; from anyone else XCLIENT is unknown.
+  bool peer_is_trusted_proxy = false;
   // Optional; must outlive the session.
   Pop3CommandObserver* command_observer = nullptr;
 
@@ -169,7 +176,8 @@ struct Pop3SessionOptions {
   X(auth_failure_limit_closes, "limit: auth_failures_max")              \
   X(output_blocked, "limit: output_queued_bytes_max (pauses)")          \
   X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)") \
-  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")
+  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")       \
+  X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close")
 struct Pop3SessionCounters {
   PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
@@ -293,6 +301,10 @@ class Pop3Session {
   // The snapshot in TRANSACTION/UPDATE; null before.
   const MailboxSnapshot* snapshot() const { return snapshot_.get(); }
   bool IsMarkedDeletedForTest(MessageIndex index) const;
+  // What a trusted proxy's XCLIENT said (empty/0 when it sent none): the client's address and
+  // port, which replace the connection's in the driver's logs from then on.
+  std::string_view xclient_address() const { return xclient_address_; }
+  uint16_t xclient_port() const { return xclient_port_; }
   // True while a result (auth, maildrop, commit, TLS) is pending.
   bool AwaitingResult() const { return awaiting_ != Awaiting::kNothing; }
 
@@ -342,9 +354,11 @@ class Pop3Session {
   void CmdStls(std::string_view args);
   void CmdUtf8(std::string_view args);
   void CmdQuit(std::string_view args);
+  void CmdXclient(std::string_view args);  // outside the table: longer than a 4-letter verb
 
   // Helpers.
   bool PlaintextAllowed() const;  // by the server-wide rule
+  bool TrustedProxyHoldsTls() const;
   // For the tenant of user name `user` (which may override the server-wide rule).
   bool PlaintextAllowedFor(std::string_view user) const;
   bool TenantsMayAllowPlaintext() const;
@@ -405,6 +419,10 @@ class Pop3Session {
   std::vector<MessageIndex> deletions_;  // filled at QUIT for the commit action
   ListingKind listing_ = ListingKind::kNone;
   uint32_t listing_next_ = 0;
+
+  // XCLIENT (trusted proxies only).
+  std::string xclient_address_;
+  uint16_t xclient_port_ = 0;
 
   Pop3SessionCounters counters_;
 

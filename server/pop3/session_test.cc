@@ -803,6 +803,105 @@ std::string CaseName(const TenantPlaintextCase& c) {
          (c.tls ? " tls" : " plain") + (c.loopback ? " loopback" : " remote");
 }
 
+// --- Trusted proxies: XCLIENT, plaintext logins, PROXY headers from others ------------------
+
+Pop3SessionOptions ProxiedOptions() {
+  Pop3SessionOptions options = TlsOptions();
+  options.peer_is_trusted_proxy = true;
+  options.policy.trusted_proxy_exempt_from_tls = true;
+  return options;
+}
+
+TEST(Pop3SessionTest, GreetingAdvertisesXclientToTrustedProxiesOnly) {
+  FakeDriver proxied(ProxiedOptions());
+  EXPECT_EQ(proxied.TakeOutput(), "+OK [XCLIENT] POP3 server ready\r\n");
+  FakeDriver direct(TlsOptions());
+  EXPECT_EQ(direct.TakeOutput(), "+OK POP3 server ready\r\n");
+}
+
+TEST(Pop3SessionTest, XclientFromATrustedProxySetsTheClientAddress) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f(ProxiedOptions());
+    f.driver.Feed("XCLIENT ADDR=192.0.2.7 PORT=51000 SESSION=abc TTL=5 LOGIN=x FORWARD=e30=\r\n",
+                  fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK XCLIENT accepted\r\n");
+    EXPECT_EQ(f.session().xclient_address(), "192.0.2.7");
+    EXPECT_EQ(f.session().xclient_port(), 51000);
+    f.driver.Feed("xclient addr=IPV6:2001:db8::7\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "+OK XCLIENT accepted\r\n");
+    EXPECT_EQ(f.session().xclient_address(), "2001:db8::7");
+    EXPECT_EQ(f.session().xclient_port(), 51000);  // kept: this XCLIENT named no port
+    f.Login();                                     // plaintext: the proxy holds the client's TLS
+  }
+}
+
+TEST(Pop3SessionTest, XclientRefusesBadFieldsAndLateUse) {
+  Fixture f(ProxiedOptions());
+  f.driver.Feed("XCLIENT ADDR=not-an-ip\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR XCLIENT ADDR is not an IP address\r\n");
+  f.driver.Feed("XCLIENT PORT=65536\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR XCLIENT PORT is not a port number\r\n");
+  f.driver.Feed("XCLIENT ADDR\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Syntax: XCLIENT KEY=VALUE ...\r\n");
+  EXPECT_EQ(f.session().xclient_address(), "");
+  f.driver.Feed("USER mrose\r\nXCLIENT ADDR=192.0.2.7\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\n-ERR XCLIENT must come before USER or AUTH\r\n");
+  f.driver.Feed("PASS secret\r\n");
+  EXPECT_EQ(f.session().state(), Pop3State::kTransaction);
+  f.driver.TakeOutput();
+  f.driver.Feed("XCLIENT ADDR=192.0.2.7\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), kWrongState);
+  EXPECT_EQ(f.session().xclient_address(), "");
+}
+
+TEST(Pop3SessionTest, XclientIsUnknownFromUntrustedPeers) {
+  Pop3SessionOptions options = PlainOptions();
+  Fixture f(options);
+  f.driver.Feed("XCLIENT ADDR=192.0.2.7 PORT=1\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "-ERR Unknown command\r\n");
+  EXPECT_EQ(f.session().xclient_address(), "");
+  EXPECT_EQ(f.session().counters().bad_commands, 1u);
+}
+
+TEST(Pop3SessionTest, TrustedProxyPlaintextExemptionIsAPolicy) {
+  // Exempt: USER/PASS without TLS, even for a tenant that requires TLS.
+  FakeTenantLookup lookup;
+  Pop3SessionOptions options = ProxiedOptions();
+  options.policy.tenant_plaintext_auth = &lookup;
+  Fixture exempt(options);
+  exempt.driver.accounts()["u@strict.test"] = {.password = "pw", .mailbox = &exempt.mailbox};
+  exempt.driver.Feed("USER u@strict.test\r\nPASS pw\r\n");
+  EXPECT_EQ(exempt.session().state(), Pop3State::kTransaction);
+  // Not exempt (--proxy_plaintext_logins=false): the proxy's connection is plaintext.
+  options.policy.trusted_proxy_exempt_from_tls = false;
+  Fixture strict(options);
+  strict.driver.Feed("USER mrose\r\n");
+  EXPECT_EQ(strict.driver.TakeOutput(), kRefused);
+  // The exemption needs a trusted proxy.
+  Pop3SessionOptions direct = TlsOptions();
+  direct.policy.trusted_proxy_exempt_from_tls = true;
+  Fixture remote(direct);
+  remote.driver.Feed("USER mrose\r\n");
+  EXPECT_EQ(remote.driver.TakeOutput(), kRefused);
+}
+
+TEST(Pop3SessionTest, ProxyHeaderFromAnUntrustedPeerCloses) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f;
+    f.driver.Feed("PROXY TCP4 192.0.2.7 198.51.100.1 51000 110\r\nUSER mrose\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(), "-ERR PROXY header not accepted from this address\r\n");
+    EXPECT_EQ(f.session().counters().proxy_header_refusals, 1u);
+    EXPECT_THAT(f.driver.events(), ElementsAre("close"));
+  }
+  // Only as the first line: later, PROXY is just an unknown command.
+  Fixture later;
+  later.driver.Feed("NOOP\r\nPROXY TCP4 192.0.2.7 198.51.100.1 51000 110\r\n");
+  EXPECT_THAT(later.driver.TakeOutput(), HasSubstr("-ERR Unknown command\r\n"));
+  EXPECT_EQ(later.session().counters().proxy_header_refusals, 0u);
+}
+
 TEST(Pop3SessionTest, TenantPlaintextPolicyDecidesUserPass) {
   for (const TenantPlaintextCase& c : TenantPlaintextTable()) {
     SCOPED_TRACE(CaseName(c));

@@ -11,7 +11,8 @@ namespace {
 static_assert(sizeof(ShardStats) == (0 PH_POP3_SHARD_COUNTERS(PH_COUNT_ROW)) * sizeof(uint64_t) +
                                         sizeof(reactor::SendStats) + sizeof(TlsCounters) +
                                         sizeof(TlsPathCounters) +
-                                        sizeof(pop3::Pop3SessionCounters));
+                                        sizeof(pop3::Pop3SessionCounters) +
+                                        sizeof(transport::ProxyHeaderCounters));
 #undef PH_COUNT_ROW
 
 #define PH_POP3_ROW(...) PH_COUNTER_ROW(ShardStats, __VA_ARGS__)

@@ -23,6 +23,7 @@
 #include "metrics/counter_table.h"
 #include "server/pop3/session.h"
 #include "server/reactor/send.h"
+#include "server/transport/proxy_header_reader.h"
 #include "tls/ktls.h"
 #include "tls/tls_engine.h"
 
@@ -73,7 +74,8 @@ struct ShardStats {
   // Outcomes of finished TLS sessions, and per session which data path it took.
   TlsCounters tls;
   TlsPathCounters tls_path;
-  pop3::Pop3SessionCounters session;  // ended sessions' own counters, summed
+  pop3::Pop3SessionCounters session;     // ended sessions' own counters, summed
+  transport::ProxyHeaderCounters proxy;  // PROXY headers read on the POP3 and POP3S listeners
 };
 
 // Rows over ShardStats' nested blocks, and second series of a counter kept for dashboards.
@@ -140,6 +142,20 @@ struct ShardStats {
     "Input that reached a session past its input buffer limit (ended sessions).")                  \
   X(session.stls_discarded_bytes, kCounter, "posthaste_pop3_stls_discarded_bytes_total", "",       \
     "Plaintext bytes discarded behind or during STLS (ended sessions).")                           \
+  X(session.proxy_header_refusals, kCounter, "posthaste_proxy_header_refusals_total",              \
+    "service=pop3,reason=untrusted",                                                               \
+    "Connections closed over a PROXY header, by reason: not from --proxy_networks (untrusted), "   \
+    "malformed or too long (invalid), not whole in time (timeout), peer gone first "               \
+    "(peer_closed).")                                                                              \
+  X(proxy.refused_invalid, kCounter, "posthaste_proxy_header_refusals_total",                      \
+    "service=pop3,reason=invalid", "")                                                             \
+  X(proxy.refused_timeout, kCounter, "posthaste_proxy_header_refusals_total",                      \
+    "service=pop3,reason=timeout", "")                                                             \
+  X(proxy.refused_peer_closed, kCounter, "posthaste_proxy_header_refusals_total",                  \
+    "service=pop3,reason=peer_closed", "")                                                         \
+  X(proxy.headers_accepted, kCounter, "posthaste_proxy_headers_total", "service=pop3,kind=client", \
+    "PROXY headers read from trusted proxies: naming the client, or LOCAL/UNKNOWN (local).")       \
+  X(proxy.headers_local, kCounter, "posthaste_proxy_headers_total", "service=pop3,kind=local", "") \
   X(limit_per_shard, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_shard",     \
     "POP3 connections refused before the greeting, by reason.")                                    \
   X(limit_per_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_ip", "")       \
@@ -147,9 +163,10 @@ struct ShardStats {
     "")
 
 // Nested counters without a row of their own: X(member, why).
-#define PH_POP3_SHARD_NOT_EXPORTED(X)                                                     \
-  X(session.auth_failures, "the driver counts the same logins: auth_failures")            \
-  X(tls.handshakes_completed, "counted at the handshake: posthaste_tls_handshakes_total") \
+#define PH_POP3_SHARD_NOT_EXPORTED(X)                                                        \
+  X(proxy.refused_untrusted, "POP3 counts it in the session: session.proxy_header_refusals") \
+  X(session.auth_failures, "the driver counts the same logins: auth_failures")               \
+  X(tls.handshakes_completed, "counted at the handshake: posthaste_tls_handshakes_total")    \
   X(tls.handshakes_resumed, "counted at the handshake: posthaste_tls_handshakes_total")
 
 // The table the exporter reads a ShardStats through (ValidateCounterTable holds for it).

@@ -17,6 +17,13 @@ namespace {
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
 
+bool InNetworks(const std::vector<Cidr>& networks, const uint8_t* addr16) {
+  for (const Cidr& cidr : networks) {
+    if (CidrContains(cidr, addr16)) return true;
+  }
+  return false;
+}
+
 transport::PeerInfo PeerOf(int fd, const ServeOptions& options) {
   transport::PeerInfo peer;
   sockaddr_storage ss{};
@@ -45,9 +52,7 @@ transport::PeerInfo PeerOf(int fd, const ServeOptions& options) {
       std::all_of(peer.addr16, peer.addr16 + 10, [](uint8_t b) { return b == 0; });
   peer.loopback =
       (v4_mapped && peer.addr16[12] == 127) || std::memcmp(peer.addr16, kV6Loopback, 16) == 0;
-  for (const Cidr& cidr : options.trusted_networks) {
-    if (CidrContains(cidr, peer.addr16)) peer.trusted = true;
-  }
+  peer.trusted = InNetworks(options.trusted_networks, peer.addr16);
   return peer;
 }
 
@@ -91,6 +96,10 @@ void Pop3Shard::StartListening() {
   pop3_backend = std::make_unique<pop3_service::Pop3ShardBackend>(
       *this, [this](uint64_t id) { return connections.Find(id); });
   listener.Start(*shard, "listener=pop3", [this](int fd) { OnAccept(fd, false); });
+  if (!server->options.proxy_networks.empty()) {
+    proxy_headers = std::make_unique<transport::ProxyHeaderReaders>(
+        shard->ring(), &stats.proxy, uint64_t{server->options.proxy_header_timeout_ms} * 1'000'000);
+  }
   SetUpTransportEnv();
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
@@ -101,6 +110,7 @@ void Pop3Shard::StartListening() {
   RegisterShardLifecycle(*shard, this, [this] {
     listener.Release();
     pop3s_listener.Release();
+    proxy_headers.reset();
     tenant_policies.reset();
     pop3_backend.reset();
     locks.reset();
@@ -110,6 +120,7 @@ void Pop3Shard::StartListening() {
 void Pop3Shard::StopAccepting() {
   listener.Stop();
   pop3s_listener.Stop();
+  if (proxy_headers != nullptr) proxy_headers->StopAll();
 }
 
 
@@ -164,6 +175,8 @@ pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::Peer
   o.session.policy.tenant_plaintext_auth = tenant_policies.get();  // outlives the connection
   o.session.policy.in_use = options.in_use_policy;
   o.session.peer_is_loopback = peer.loopback;
+  o.session.peer_is_trusted_proxy = peer.via_trusted_proxy;
+  o.session.policy.trusted_proxy_exempt_from_tls = options.proxy_plaintext_logins;
   o.session.auth_failure_delay_ms = options.auth_failure_delay_ms;
   o.implicit_tls = implicit_tls;
   o.auth_timeout_ns = uint64_t{options.auth_timeout_s} * kNsPerSecond;
@@ -178,8 +191,25 @@ pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::Peer
 void Pop3Shard::OnAccept(int fd, bool implicit_tls) {
   ++stats.connections_accepted;
   if (implicit_tls) ++stats.tls_implicit_accepted;
-  const uint64_t id = connections.NextId();
   transport::PeerInfo peer = PeerOf(fd, server->options);
+  if (proxy_headers != nullptr && InNetworks(server->options.proxy_networks, peer.addr16)) {
+    // A trusted proxy: its header names the client, who is admitted (limits, logs) as itself.
+    proxy_headers->Read(
+        fd, std::move(peer), [this, implicit_tls](int client_fd, transport::PeerInfo client) {
+          if (!listener.accepting() && !pop3s_listener.accepting()) {
+            close(client_fd);  // stopped meanwhile
+            return;
+          }
+          client.trusted = InNetworks(server->options.trusted_networks, client.addr16);
+          Admit(client_fd, std::move(client), implicit_tls);
+        });
+    return;
+  }
+  Admit(fd, std::move(peer), implicit_tls);
+}
+
+void Pop3Shard::Admit(int fd, transport::PeerInfo peer, bool implicit_tls) {
+  const uint64_t id = connections.NextId();
   pop3_service::Pop3AdapterOptions adapter_options = AdapterOptions(peer, implicit_tls);
   pop3_service::Pop3Adapter* conn = connections.Add(
       id, std::make_unique<pop3_service::Pop3Adapter>(

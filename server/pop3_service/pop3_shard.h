@@ -40,6 +40,7 @@
 #include "server/shard/service_shard.h"
 #include "server/shard/shard_listener.h"
 #include "server/pop3_service/tenant_policies.h"
+#include "server/transport/proxy_header_reader.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
@@ -111,6 +112,8 @@ struct Pop3Shard {
   transport::TransportEnv transport_env;
   // What this shard's POP3 connections ask for work off the connection.
   std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
+  // Connections from --proxy_networks waiting for their PROXY header; null without proxies.
+  std::unique_ptr<transport::ProxyHeaderReaders> proxy_headers;
 
   // Runs `fn` on shard `target` (ServiceShard::RunOn); a refusal is counted (post_rejected).
   bool RunOn(uint32_t target, absl::AnyInvocable<void()> fn);
@@ -125,6 +128,8 @@ struct Pop3Shard {
 
  private:
   void OnAccept(int fd, bool implicit_tls);
+  // The connection with its peer decided (the client's address when a proxy sent a header).
+  void Admit(int fd, transport::PeerInfo peer, bool implicit_tls);
   void SetUpTransportEnv();
   pop3_service::Pop3AdapterOptions AdapterOptions(const transport::PeerInfo& peer,
                                                   bool implicit_tls);

@@ -31,6 +31,8 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   // For Pop3SessionOptions::command_observer (null when not counting).
   pop3::Pop3CommandObserver* observer() { return counting_ ? this : nullptr; }
 
+  // A trusted proxy's XCLIENT named the client: later lines and the summary carry `ip`.
+  void SetClientIp(std::string ip) { client_ip_ = std::move(ip); }
   // Login attempt: remembers the mechanism and the tenant of `credentials.user`.
   void AuthStarted(const pop3::Pop3Credentials& credentials);
   void AuthFinished(metrics::AuthResult result);
@@ -65,7 +67,7 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   const metrics::TenantLabels& tenants_;
   const bool counting_;
   const std::string session_id_;
-  const std::string client_ip_;
+  std::string client_ip_;  // changed by a trusted proxy's XCLIENT
   const uint64_t started_ns_;
 
   std::string user_;    // the account once logged in

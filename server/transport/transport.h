@@ -35,6 +35,10 @@ struct PeerInfo {
   uint8_t addr16[16] = {};  // IPv6 or v4-mapped
   bool loopback = false;
   bool trusted = false;  // in --trusted_networks: exempt from per-IP limits
+  // The immediate peer is a proxy in --proxy_networks (server/transport/proxy_header_reader.h):
+  // the fields above are the client's from its PROXY header, proxy_ip is the proxy's.
+  bool via_trusted_proxy = false;
+  std::string proxy_ip;
 };
 
 // A stored byte range to send as it is (a RETR or TOP body in wire form).
