@@ -13,6 +13,7 @@ PH_BUILD_PACKAGES=(
 PH_TEST_PACKAGES=(
   python3 curl perl openssl fetchmail getmail6 swaks procps iproute2 postfix
   libio-socket-ssl-perl testssl.sh prometheus
+  etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
