@@ -230,6 +230,10 @@ absl::StatusOr<EtcdRangeResult> EtcdClient::Range(std::string_view key,
   if (options.serializable) absl::StrAppend(&body, ",\"serializable\":true");
   if (options.limit > 0) absl::StrAppend(&body, ",\"limit\":\"", options.limit, "\"");
   if (options.count_only) absl::StrAppend(&body, ",\"count_only\":true");
+  if (options.keys_only) absl::StrAppend(&body, ",\"keys_only\":true");
+  if (options.newest_first) {
+    absl::StrAppend(&body, ",\"sort_order\":\"DESCEND\",\"sort_target\":\"MOD\"");
+  }
   if (options.min_mod_revision > 0) {
     absl::StrAppend(&body, ",\"min_mod_revision\":\"", options.min_mod_revision, "\"");
   }
