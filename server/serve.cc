@@ -428,7 +428,9 @@ class Server {
     const ServeOptions& options = ctx_.options;
     if (options.etcd_endpoints.empty()) return true;
     auto endpoints = placement::ParseEtcdEndpoints(options.etcd_endpoints);
-    if (!endpoints.ok()) return Fail(absl::StrCat("--etcd_endpoints: ", endpoints.status().message()));
+    if (!endpoints.ok()) {
+      return Fail(absl::StrCat("--etcd_endpoints: ", endpoints.status().message()));
+    }
     placement::BackendEndpoint self{
         .name = options.backend_name.empty() ? options.hostname : options.backend_name,
         .ip = options.advertise_ip,

@@ -97,7 +97,8 @@ TEST(ServeOptionsTest, PlacementDirectoryFlags) {
   EXPECT_TRUE(o->etcd_endpoints.empty());  // no registration
   EXPECT_EQ(o->etcd_prefix, "/posthaste/");
   EXPECT_EQ(o->etcd_lease_ttl_s, 5u);
-  o = ParseServeOptions({"--data_dir=/x", "--etcd_endpoints=http://127.0.0.1:2379,http://[::1]:2379",
+  o = ParseServeOptions({"--data_dir=/x",
+                         "--etcd_endpoints=http://127.0.0.1:2379,http://[::1]:2379",
                          "--advertise_ip=10.0.0.7", "--backend_name=b1", "--etcd_lease_ttl_s=3",
                          "--etcd_prefix=/mail/"});
   ASSERT_TRUE(o.ok()) << o.status();

@@ -32,7 +32,9 @@ absl::Status BackendRegistration::Register() {
   }
   lease_.store(*lease);
   LogEvent(LogLevel::kInfo, "registered in the placement directory",
-           {{"key", key_}, {"lease", std::to_string(*lease)}, {"ttl_s", std::to_string(options_.ttl_s)}});
+           {{"key", key_},
+            {"lease", std::to_string(*lease)},
+            {"ttl_s", std::to_string(options_.ttl_s)}});
   return absl::OkStatus();
 }
 
@@ -80,9 +82,9 @@ absl::Status BackendRegistration::Withdraw() {
   EtcdClient revoker(client_options_);
   absl::Status revoked = revoker.LeaseRevoke(lease);
   if (absl::IsNotFound(revoked)) revoked = absl::OkStatus();  // it had expired: gone already
-  LogEvent(revoked.ok() ? LogLevel::kInfo : LogLevel::kWarning,
-           "withdrawn from the placement directory",
-           {{"key", key_}, {"error", revoked.ok() ? std::string() : std::string(revoked.message())}});
+  LogEvent(
+      revoked.ok() ? LogLevel::kInfo : LogLevel::kWarning, "withdrawn from the placement directory",
+      {{"key", key_}, {"error", revoked.ok() ? std::string() : std::string(revoked.message())}});
   return revoked;
 }
 

@@ -86,10 +86,9 @@ bool DirectoryCache::Load() {
 
 bool DirectoryCache::Probe() {
   next_probe_ = absl::Now() + options_.probe_interval;
-  auto newest = client_.Range(options_.prefix, {.range_end = range_end_,
-                                                .limit = 1,
-                                                .keys_only = true,
-                                                .newest_first = true});
+  auto newest =
+      client_.Range(options_.prefix,
+                    {.range_end = range_end_, .limit = 1, .keys_only = true, .newest_first = true});
   if (!newest.ok()) {
     if (absl::IsCancelled(newest.status())) return true;
     {
@@ -140,8 +139,7 @@ void DirectoryCache::Follow(EtcdWatch& watch) {
     auto next = std::make_shared<DirectorySnapshot>(*working_);
     uint64_t bad = 0;
     for (const EtcdWatchEvent& e : response->events) {
-      if (!ApplyDirectoryKey(options_.prefix, e.kv.key, e.kv.value, e.is_delete, next.get())
-               .ok()) {
+      if (!ApplyDirectoryKey(options_.prefix, e.kv.key, e.kv.value, e.is_delete, next.get()).ok()) {
         ++bad;
       }
       revision_ = std::max(revision_, e.kv.mod_revision);

@@ -40,11 +40,11 @@ struct DirectoryCacheOptions {
 struct DirectoryCacheStats {
   int64_t revision = 0;  // of the published snapshot
   bool stale = true;
-  uint64_t reloads = 0;          // full loads, the first included
-  uint64_t watch_events = 0;     // key changes applied from the watch
-  uint64_t watch_restarts = 0;   // streams reopened (broken, canceled, or behind)
-  uint64_t errors = 0;           // failed loads, watches and probes
-  uint64_t bad_values = 0;       // values that did not decode (entries left out)
+  uint64_t reloads = 0;         // full loads, the first included
+  uint64_t watch_events = 0;    // key changes applied from the watch
+  uint64_t watch_restarts = 0;  // streams reopened (broken, canceled, or behind)
+  uint64_t errors = 0;          // failed loads, watches and probes
+  uint64_t bad_values = 0;      // values that did not decode (entries left out)
 };
 
 class DirectoryCache : public DirectorySource {

@@ -44,7 +44,8 @@ class DirectoryCacheTest : public ::testing::Test {
                             EncodeBackend({.ip = "127.0.0.1", .pop3_port = 110, .lmtp_port = 24}))
                       .ok());
     }
-    ASSERT_TRUE(writer_->Put(TenantKey(kPrefix, "a.test"), EncodePlacement({.backend = "b1"})).ok());
+    ASSERT_TRUE(
+        writer_->Put(TenantKey(kPrefix, "a.test"), EncodePlacement({.backend = "b1"})).ok());
   }
 
   std::unique_ptr<DirectoryCache> StartCache() {
@@ -70,7 +71,8 @@ TEST_F(DirectoryCacheTest, LoadsThenFollowsChanges) {
   // A user override arrives through the watch; readers holding the old snapshot keep it.
   const auto before = cache->Current();
   const absl::Time put_at = absl::Now();
-  ASSERT_TRUE(writer_->Put(UserKey(kPrefix, "vip@a.test"), EncodePlacement({.backend = "b2"})).ok());
+  ASSERT_TRUE(
+      writer_->Put(UserKey(kPrefix, "vip@a.test"), EncodePlacement({.backend = "b2"})).ok());
   ASSERT_TRUE(WaitFor([&] { return BackendOf(*cache, "vip@a.test") == "b2"; }, absl::Seconds(5)));
   std::cout << "put seen by the cache after " << absl::FormatDuration(absl::Now() - put_at) << "\n";
   EXPECT_TRUE(absl::IsNotFound(before->Resolve("nobody@b.test").status()));

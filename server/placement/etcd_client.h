@@ -53,7 +53,7 @@ struct EtcdRangeOptions {
   int64_t limit = 0;          // 0: no limit
   bool count_only = false;
   int64_t min_mod_revision = 0;  // 0: no bound
-  bool keys_only = false;  // values left out
+  bool keys_only = false;        // values left out
   // Sorted by mod_revision, newest first (with limit 1: the latest change in the range).
   bool newest_first = false;
 };

@@ -42,8 +42,8 @@ TEST(EtcdClientTest, PutRangeDelete) {
   EXPECT_EQ(prefix->kvs.size(), 2u);
   EXPECT_EQ(prefix->count, 2);
   EXPECT_GT(prefix->revision, *put);
-  auto serializable = client.Range("/p/", {.range_end = PrefixRangeEnd("/p/"),
-                                           .serializable = true, .count_only = true});
+  auto serializable = client.Range(
+      "/p/", {.range_end = PrefixRangeEnd("/p/"), .serializable = true, .count_only = true});
   ASSERT_TRUE(serializable.ok());
   EXPECT_EQ(serializable->count, 2);
   EXPECT_TRUE(serializable->kvs.empty());
@@ -61,10 +61,12 @@ TEST(EtcdClientTest, CompareAndSwapLetsOneOfTwoMovesWin) {
   ASSERT_NE(cluster, nullptr);
   EtcdClient client({.endpoints = cluster->endpoints()});
   // Create only if absent: once.
-  auto created = client.CompareAndSwap("/p/tenants/a.test", 0, EtcdOp::Put("/p/tenants/a.test", "b1"));
+  auto created =
+      client.CompareAndSwap("/p/tenants/a.test", 0, EtcdOp::Put("/p/tenants/a.test", "b1"));
   ASSERT_TRUE(created.ok()) << created.status();
   EXPECT_TRUE(*created);
-  EXPECT_FALSE(*client.CompareAndSwap("/p/tenants/a.test", 0, EtcdOp::Put("/p/tenants/a.test", "b9")));
+  EXPECT_FALSE(
+      *client.CompareAndSwap("/p/tenants/a.test", 0, EtcdOp::Put("/p/tenants/a.test", "b9")));
   const int64_t revision = client.Range("/p/tenants/a.test")->kvs[0].mod_revision;
   // Two movers read the same revision and race: exactly one switches the placement.
   std::atomic<int> wins{0};
@@ -146,8 +148,8 @@ TEST(EtcdClientTest, WatchSeesPutsAndDeletesInOrder) {
   EXPECT_TRUE(events[2].is_delete);
   EXPECT_EQ(events[2].kv.key, "/p/tenants/a.test");
   // Nothing more: the stream waits, and says so by the deadline.
-  EXPECT_TRUE(absl::IsDeadlineExceeded(
-      (*watch)->Next(absl::Now() + absl::Milliseconds(300)).status()));
+  EXPECT_TRUE(
+      absl::IsDeadlineExceeded((*watch)->Next(absl::Now() + absl::Milliseconds(300)).status()));
 }
 
 // A listener that never accepts: connecting works (the backlog), answers never come.

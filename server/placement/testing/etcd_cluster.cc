@@ -62,14 +62,15 @@ std::string TempRoot() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(int members,
-                                                               absl::Duration start_timeout) {
+                                                                absl::Duration start_timeout) {
   std::unique_ptr<EtcdCluster> cluster(new EtcdCluster());
   cluster->binary_ = FindEtcd();
   if (cluster->binary_.empty()) {
     return absl::FailedPreconditionError(
         "no etcd binary: install Debian's etcd-server (tools/lib/deps.sh, PH_TEST_PACKAGES)");
   }
-  const std::string root = absl::StrCat(TempRoot(), "/etcd-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
+  const std::string root =
+      absl::StrCat(TempRoot(), "/etcd-", getpid(), "-", absl::ToUnixNanos(absl::Now()));
   if (mkdir(root.c_str(), 0700) != 0) {
     return absl::InternalError(absl::StrCat("mkdir ", root, ": ", std::strerror(errno)));
   }
