@@ -50,7 +50,8 @@ void DirectoryCache::SetStale(bool stale) {
     LogEvent(stale ? LogLevel::kWarning : LogLevel::kInfo,
              stale ? "placement directory stale: etcd has no quorum or cannot be reached; "
                      "answering from the last snapshot"
-                   : "placement directory current again",
+                   : (loaded_.HasBeenNotified() ? "placement directory current again"
+                                                : "placement directory loaded"),
              {{"revision", std::to_string(revision_)}});
   }
 }

@@ -1,6 +1,7 @@
 #include "server/placement/directory_cache.h"
 
 #include <functional>
+#include <iostream>
 
 #include "gtest/gtest.h"
 #include "server/placement/testing/etcd_cluster.h"
@@ -107,9 +108,11 @@ TEST_F(DirectoryCacheTest, FollowsOnAnotherMemberWhenItsMemberDies) {
 TEST_F(DirectoryCacheTest, StaleWithoutQuorumAnswersFromTheCacheThenRecovers) {
   auto cache = StartCache();
   ASSERT_EQ(BackendOf(*cache, "u@a.test"), "b1");
+  const absl::Time killed_at = absl::Now();
   cluster_->Kill(1);
   cluster_->Kill(2);
   ASSERT_TRUE(WaitFor([&] { return cache->stale(); }, absl::Seconds(15)));
+  std::cout << "stale after " << absl::FormatDuration(absl::Now() - killed_at) << "\n";
   EXPECT_TRUE(cache->stats().stale);
   EXPECT_GT(cache->stats().errors, 0u);
   // Answers keep coming from the last snapshot.
@@ -120,7 +123,10 @@ TEST_F(DirectoryCacheTest, StaleWithoutQuorumAnswersFromTheCacheThenRecovers) {
   EXPECT_EQ(BackendOf(*cache, "u@a.test"), "b1");
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster_->Restart(i).ok());
   ASSERT_TRUE(cluster_->WaitHealthy(absl::Seconds(20)).ok());
+  const absl::Time healthy_at = absl::Now();
   ASSERT_TRUE(WaitFor([&] { return !cache->stale(); }, absl::Seconds(15)));
+  std::cout << "fresh again " << absl::FormatDuration(absl::Now() - healthy_at)
+            << " after the cluster answered\n";
   // And changes flow again.
   ASSERT_TRUE(writer_->Put(TenantKey(kPrefix, "a.test"), EncodePlacement({.backend = "b2"})).ok());
   EXPECT_TRUE(WaitFor([&] { return BackendOf(*cache, "u@a.test") == "b2"; }, absl::Seconds(10)));
