@@ -21,6 +21,7 @@
 #include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
+#include "server/placement/backend_registration.h"
 #include "server/pop3_service/pop3_shard.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
@@ -182,6 +183,11 @@ class Server {
       return kExitFailure;
     }
     LogListening();
+    if (!StartRegistration()) {
+      ctx_.reactor->Stop();
+      ctx_.reactor->Wait();
+      return kExitFailure;
+    }
     const int sig = WaitForStopSignal();
     Drain(sig);
     return kExitOk;
@@ -432,6 +438,33 @@ class Server {
               {"data_dir", options.data_dir}});
   }
 
+  // With --etcd_endpoints: the backend's entry in the placement directory, written (under a
+  // lease, from the registration's own thread) once the listeners are up, withdrawn first
+  // thing in the drain.
+  bool StartRegistration() {
+    const ServeOptions& options = ctx_.options;
+    if (options.etcd_endpoints.empty()) return true;
+    auto endpoints = placement::ParseEtcdEndpoints(options.etcd_endpoints);
+    if (!endpoints.ok()) {
+      return Fail(absl::StrCat("--etcd_endpoints: ", endpoints.status().message()));
+    }
+    placement::BackendEndpoint self{
+        .name = options.backend_name.empty() ? options.hostname : options.backend_name,
+        .ip = options.advertise_ip,
+        .pop3_port = ctx_.pop3_port,
+        .pop3s_port = options.pop3s_enabled ? ctx_.pop3s_port : uint16_t{0},
+        .lmtp_port = options.lmtp_enabled ? lmtp_.port : uint16_t{0},
+        .admin_port = admin_api_ ? admin_api_->port() : uint16_t{0}};
+    registration_ = std::make_unique<placement::BackendRegistration>(
+        placement::EtcdClientOptions{.endpoints = *std::move(endpoints)},
+        placement::BackendRegistrationOptions{
+            .prefix = options.etcd_prefix,
+            .backend = self,
+            .ttl_s = static_cast<int64_t>(options.etcd_lease_ttl_s)});
+    registration_->Start();
+    return true;
+  }
+
   // The main thread waits for signals; with TLS it also checks the certificate files (a
   // Kubernetes Secret update swaps the `..data` symlink: new inodes) and rotates ticket keys.
   // Returns SIGTERM or SIGINT.
@@ -470,6 +503,8 @@ class Server {
   void Drain(int sig) {
     const ServeOptions& options = ctx_.options;
     draining_.store(true);
+    // Proxies stop choosing this backend before its listeners close.
+    if (registration_ != nullptr) registration_->Withdraw().IgnoreError();
     LogEvent(LogLevel::kInfo, "draining",
              {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
               {"open_connections", std::to_string(OpenConnectionsNow())},
@@ -524,6 +559,7 @@ class Server {
   std::unique_ptr<ShardMetricsGather> shard_metrics_;
   std::unique_ptr<admin::AdminHttp> metrics_http_;
   std::unique_ptr<admin::AdminApi> admin_api_;
+  std::unique_ptr<placement::BackendRegistration> registration_;
 };
 
 }  // namespace

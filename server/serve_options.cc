@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/strings.h"
@@ -225,7 +226,42 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
     o.admin_listen = std::string(v);
     return absl::OkStatus();
   };
+  flags["etcd_endpoints"] = StringFlag(&o.etcd_endpoints);
+  flags["etcd_prefix"] = StringFlag(&o.etcd_prefix);
+  flags["backend_name"] = StringFlag(&o.backend_name);
+  flags["advertise_ip"] = StringFlag(&o.advertise_ip);
+  flags["etcd_lease_ttl_s"] = DeadlineFlag("etcd_lease_ttl_s", &o.etcd_lease_ttl_s);
   return flags;
+}
+
+// The placement directory's flags go together; the URLs themselves are parsed when the
+// registration starts (server/placement/etcd_client.h, ParseEtcdEndpoints).
+absl::Status CheckEtcdFlags(const ServeOptions& o) {
+  if (o.etcd_endpoints.empty()) {
+    if (!o.advertise_ip.empty() || !o.backend_name.empty()) {
+      return absl::InvalidArgumentError("--advertise_ip and --backend_name need --etcd_endpoints");
+    }
+    return absl::OkStatus();
+  }
+  for (absl::string_view url : absl::StrSplit(AbslView(o.etcd_endpoints), ',')) {
+    if (!absl::StartsWith(url, "http://") || url.size() <= 7) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--etcd_endpoints: expected http://HOST:PORT[,http://HOST:PORT...], got \"", url, "\""));
+    }
+  }
+  unsigned char buffer[16];
+  if (inet_pton(AF_INET, o.advertise_ip.c_str(), buffer) != 1 &&
+      inet_pton(AF_INET6, o.advertise_ip.c_str(), buffer) != 1) {
+    return absl::InvalidArgumentError(
+        "--etcd_endpoints needs --advertise_ip=ADDRESS (an IP literal: proxies connect to it)");
+  }
+  if (o.etcd_prefix.empty() || o.etcd_prefix.front() != '/' || o.etcd_prefix.back() != '/') {
+    return absl::InvalidArgumentError("--etcd_prefix must start and end with /");
+  }
+  if (o.backend_name.find_first_of("/ ") != std::string::npos) {
+    return absl::InvalidArgumentError("--backend_name must not hold '/' or spaces");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -312,7 +348,9 @@ std::string ServeUsage() {
          "[--http_header_timeout_ms=5000] [--http_body_timeout_ms=10000] "
          "[--http_connections_max=256] [--http_connections_per_ip=16] "
          "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
-         "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10]";
+         "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10] "
+         "[--etcd_endpoints=http://HOST:PORT,... --advertise_ip=IP [--backend_name=NAME] "
+         "[--etcd_prefix=/posthaste/] [--etcd_lease_ttl_s=5]]";
 }
 
 absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& args) {
@@ -350,6 +388,7 @@ absl::StatusOr<ServeOptions> ParseServeOptions(const std::vector<std::string>& a
   if (!o.admin_listen.empty() && o.admin_token_file.empty()) {
     return absl::InvalidArgumentError("--admin_listen needs --admin_token_file");
   }
+  if (absl::Status s = CheckEtcdFlags(o); !s.ok()) return s;
   return o;
 }
 

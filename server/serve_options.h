@@ -127,6 +127,17 @@ struct ServeOptions {
   // Certificate files are checked for changes (inode, mtime, size) this often; 0: SIGHUP only.
   uint32_t tls_reload_check_s = 10;
   bool tls_configured() const { return !tls_cert.empty(); }
+
+  // The placement directory (docs/ARCHITECTURE.md, "Placement directory in etcd"): with
+  // etcd_endpoints (comma-separated http:// client URLs) the server registers itself as
+  // <etcd_prefix>backends/<backend_name> under a lease of etcd_lease_ttl_s once it is ready,
+  // with advertise_ip (an IP literal) and the ports its listeners got, and withdraws when it
+  // drains. Empty etcd_endpoints: no registration.
+  std::string etcd_endpoints;
+  std::string etcd_prefix = "/posthaste/";
+  std::string backend_name;  // default: hostname
+  std::string advertise_ip;
+  uint32_t etcd_lease_ttl_s = 5;
 };
 
 // Parses `args` (flags after "serve"). InvalidArgument naming the bad flag.

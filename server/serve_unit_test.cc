@@ -115,6 +115,36 @@ TEST(ServeOptionsTest, OffloadPoolSizes) {
   EXPECT_FALSE(ParseServeOptions({"--data_dir=/x", "--io_threads=257"}).ok());
 }
 
+TEST(ServeOptionsTest, PlacementDirectoryFlags) {
+  auto o = ParseServeOptions({"--data_dir=/x"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->etcd_endpoints.empty());  // no registration
+  EXPECT_EQ(o->etcd_prefix, "/posthaste/");
+  EXPECT_EQ(o->etcd_lease_ttl_s, 5u);
+  o = ParseServeOptions({"--data_dir=/x",
+                         "--etcd_endpoints=http://127.0.0.1:2379,http://[::1]:2379",
+                         "--advertise_ip=10.0.0.7", "--backend_name=b1", "--etcd_lease_ttl_s=3",
+                         "--etcd_prefix=/mail/"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->advertise_ip, "10.0.0.7");
+  EXPECT_EQ(o->backend_name, "b1");
+  EXPECT_EQ(o->etcd_lease_ttl_s, 3u);
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--data_dir=/x", "--etcd_endpoints=http://127.0.0.1:2379"},  // no --advertise_ip
+           {"--data_dir=/x", "--etcd_endpoints=http://127.0.0.1:2379", "--advertise_ip=host"},
+           {"--data_dir=/x", "--etcd_endpoints=127.0.0.1:2379", "--advertise_ip=10.0.0.7"},
+           {"--data_dir=/x", "--etcd_endpoints=http://a:1", "--advertise_ip=10.0.0.7",
+            "--etcd_prefix=nosl"},
+           {"--data_dir=/x", "--etcd_endpoints=http://a:1", "--advertise_ip=10.0.0.7",
+            "--backend_name=a/b"},
+           {"--data_dir=/x", "--advertise_ip=10.0.0.7"},  // nothing to register with
+           {"--data_dir=/x", "--etcd_endpoints=http://a:1", "--advertise_ip=10.0.0.7",
+            "--etcd_lease_ttl_s=0"},
+       }) {
+    EXPECT_FALSE(ParseServeOptions(bad).ok()) << bad.back();
+  }
+}
+
 TEST(ServeOptionsTest, TlsFlags) {
   auto o = ParseServeOptions({"--data_dir=/x"});
   ASSERT_TRUE(o.ok()) << o.status();

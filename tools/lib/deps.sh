@@ -14,6 +14,7 @@ PH_TEST_PACKAGES=(
   python3 curl perl openssl fetchmail getmail6 swaks procps iproute2 postfix
   libio-socket-ssl-perl testssl.sh prometheus
   haproxy nginx libnginx-mod-mail  # tests/proxy_protocol_test.py: proxies in front of posthaste
+  etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
