@@ -11,7 +11,9 @@ Shows:
     backend connection for it (the backend's POP3 connection counter does not move); a user
     of a tenant placed on a down backend gets nginx's -ERR with the temporary failure text;
   - the HAProxy map file lists the tenant with the backend's address; /metrics counts the
-    answers by kind and exports the directory-stale gauge.
+    answers by kind and exports the directory-stale gauge;
+  - SIGHUP reads the directory file again: a tenant added to it is routed by the socketmap and
+    appears in the rewritten HAProxy map.
 """
 
 import json
@@ -103,6 +105,7 @@ class RouteProxyTest(unittest.TestCase):
         "tenants/down.test": {"backend": "b2"},  # b2 is not registered: down
         "users/boss@one.test": {"backend": "b3"},
     }
+    cls.directory = directory
     cls.directory_file = os.path.join(cls.dir, "directory.json")
     with open(cls.directory_file, "w") as f:
       json.dump(directory, f)
@@ -154,6 +157,24 @@ class RouteProxyTest(unittest.TestCase):
       self.assertNotEqual(code, 0, key)
       self.assertEqual(out, "", key)
       self.assertIn("try again later", err, key)
+
+  def test_sighup_reloads_the_directory_file(self):
+    self.assertEqual(self.postmap("x@later.test")[:2], (1, ""))
+    directory = dict(self.directory)
+    directory["tenants/later.test"] = {"backend": "b1"}
+    with open(self.directory_file + ".new", "w") as f:
+      json.dump(directory, f)
+    os.rename(self.directory_file + ".new", self.directory_file)
+    self.route.proc.send_signal(signal.SIGHUP)
+    lmtp = "lmtp:inet:127.0.0.1:%d" % self.backend.lmtp_port
+    wait_for(lambda: self.postmap("x@later.test")[:2] == (0, lmtp), timeout_s=TIMEOUT_S,
+             what="the reloaded directory answering")
+
+    def map_has_later():
+      with open(self.map_file) as f:
+        return "later.test 127.0.0.1:1995\n" in f.read()
+
+    wait_for(map_has_later, timeout_s=TIMEOUT_S, what="the HAProxy map rewritten")
 
   # --- HAProxy map ---
 

@@ -1,5 +1,6 @@
 #include "server/route/auth_http.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -29,7 +30,8 @@ http::HttpResponse Refuse(std::string_view status, std::optional<uint32_t> wait_
   return response;
 }
 
-uint32_t CeilSeconds(uint32_t ms) { return (ms + 999) / 1000; }
+// At least 1: the wait is what keeps the client's connection open for another attempt.
+uint32_t WaitSeconds(uint32_t ms) { return std::max<uint32_t>(1, (ms + 999) / 1000); }
 
 }  // namespace
 
@@ -118,7 +120,7 @@ http::HttpResponse AnswerAuthHttp(const http::HttpRequest& request,
   switch (verdict.code) {
     case BackendVerdict::Code::kBadCredentials:
       counters->auth_bad_credentials++;
-      return Refuse(kBadLogin, CeilSeconds(verdict.failure_delay_ms));
+      return Refuse(kBadLogin, WaitSeconds(verdict.failure_delay_ms));
     case BackendVerdict::Code::kUnavailable:
       counters->auth_temp_verify_failed++;
       return Refuse(kTemporary, options.temporary_wait_s);

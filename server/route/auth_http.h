@@ -46,9 +46,9 @@ using BackendVerifier = std::function<BackendVerdict(
     const placement::BackendEndpoint& backend, std::string_view user, std::string_view password)>;
 
 struct AuthHttpOptions {
-  uint32_t login_attempts_max = 10;   // nginx advises answering without Auth-Wait after 10-20
-  uint32_t unknown_user_wait_s = 2;   // when no backend said what its failure delay is
-  uint32_t temporary_wait_s = 3;      // Auth-Wait of temporary failures
+  uint32_t login_attempts_max = 10;  // nginx advises answering without Auth-Wait after 10-20
+  uint32_t unknown_user_wait_s = 2;  // when no backend said what its failure delay is
+  uint32_t temporary_wait_s = 3;     // Auth-Wait of temporary failures
 };
 
 // What nginx sent, decoded.

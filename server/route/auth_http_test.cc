@@ -31,7 +31,7 @@ http::HttpRequest Request(std::string user, std::string pass, std::string method
   http::HttpRequest r;
   r.method = "GET";
   r.target = "/auth";
-  r.headers = {{"Host", "localhost"},         {"Auth-Method", method},
+  r.headers = {{"Host", "localhost"},          {"Auth-Method", method},
                {"Auth-User", std::move(user)}, {"Auth-Pass", std::move(pass)},
                {"Auth-Protocol", protocol},    {"Auth-Login-Attempt", attempt},
                {"Client-IP", "192.0.2.42"},    {"Client-Host", "[UNAVAILABLE]"}};
@@ -147,21 +147,21 @@ TEST_F(AuthHttpTest, RefusalsThatCloseTheConnection) {
 TEST(HttpBackendVerifierTest, AsksTheBackendAndReadsItsVerdict) {
   std::atomic<int> seen{0};
   http::HttpServerOptions options;
-  options.routes = {{"/api/v1/auth/verify", false, http::RunOn::kWorker,
-                     [&seen](const http::HttpRequest& r) {
-                       ++seen;
-                       http::HttpResponse out;
-                       out.content_type = "application/json";
-                       const std::string* auth = r.FindHeader("Authorization");
-                       if (auth == nullptr || *auth != "Bearer token-0123456789abcdef") {
-                         out.status = 401;
-                         return out;
-                       }
-                       out.body = r.body.find("\"password\":\"good\"") != std::string::npos
-                                      ? "{\"result\":\"ok\",\"address\":\"a@b.example\"}"
-                                      : "{\"result\":\"bad_credentials\",\"failure_delay_ms\":1500}";
-                       return out;
-                     }}};
+  options.routes = {
+      {"/api/v1/auth/verify", false, http::RunOn::kWorker, [&seen](const http::HttpRequest& r) {
+         ++seen;
+         http::HttpResponse out;
+         out.content_type = "application/json";
+         const std::string* auth = r.FindHeader("Authorization");
+         if (auth == nullptr || *auth != "Bearer token-0123456789abcdef") {
+           out.status = 401;
+           return out;
+         }
+         out.body = r.body.find("\"password\":\"good\"") != std::string::npos
+                        ? "{\"result\":\"ok\",\"address\":\"a@b.example\"}"
+                        : "{\"result\":\"bad_credentials\",\"failure_delay_ms\":1500}";
+         return out;
+       }}};
   auto server = http::HttpServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   const BackendEndpoint backend{

@@ -16,13 +16,13 @@ using admin::JsonObject;
 using admin::JsonScalar;
 
 absl::Status Bad(std::string_view key, std::string_view why) {
-  return absl::InvalidArgumentError("directory file: \"" + std::string(key) + "\": " +
-                                    std::string(why));
+  return absl::InvalidArgumentError("directory file: \"" + std::string(key) +
+                                    "\": " + std::string(why));
 }
 
 size_t SkipSpace(std::string_view text, size_t at) {
-  while (at < text.size() && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' ||
-                              text[at] == '\r')) {
+  while (at < text.size() &&
+         (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) {
     ++at;
   }
   return at;
@@ -92,14 +92,14 @@ absl::Status AddEntry(std::string_view key, const JsonObject& value,
     auto ip = StringMember(value, key, "ip", true);
     if (!ip.ok()) return ip.status();
     unsigned char probe[16];
-    if (inet_pton(AF_INET, ip->c_str(), probe) != 1 && inet_pton(AF_INET6, ip->c_str(), probe) != 1) {
+    if (inet_pton(AF_INET, ip->c_str(), probe) != 1 &&
+        inet_pton(AF_INET6, ip->c_str(), probe) != 1) {
       return Bad(key, "\"ip\" must be an IP address literal");
     }
     backend.ip = *ip;
-    for (auto [field, port] : {std::pair{"pop3", &backend.pop3_port},
-                               std::pair{"pop3s", &backend.pop3s_port},
-                               std::pair{"lmtp", &backend.lmtp_port},
-                               std::pair{"admin", &backend.admin_port}}) {
+    for (auto [field, port] :
+         {std::pair{"pop3", &backend.pop3_port}, std::pair{"pop3s", &backend.pop3s_port},
+          std::pair{"lmtp", &backend.lmtp_port}, std::pair{"admin", &backend.admin_port}}) {
       auto parsed = PortMember(value, key, field);
       if (!parsed.ok()) return parsed.status();
       *port = *parsed;
@@ -137,7 +137,7 @@ absl::StatusOr<placement::DirectorySnapshot> ParseDirectoryFile(std::string_view
   at = SkipSpace(text, at + 1);
   bool first = true;
   for (;;) {
-    if (at < text.size() && text[at] == '}' ) break;
+    if (at < text.size() && text[at] == '}') break;
     if (!first) {
       if (at == text.size() || text[at] != ',') {
         return absl::InvalidArgumentError("directory file: expected ',' at offset " +
@@ -174,7 +174,9 @@ absl::StatusOr<placement::DirectorySnapshot> ParseDirectoryFile(std::string_view
   return snapshot;
 }
 
-absl::StatusOr<std::unique_ptr<FileDirectory>> FileDirectory::Load(const std::string& path) {
+namespace {
+
+absl::StatusOr<placement::DirectorySnapshot> ReadDirectoryFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError("cannot read --directory_file " + path);
   std::ostringstream contents;
@@ -182,10 +184,30 @@ absl::StatusOr<std::unique_ptr<FileDirectory>> FileDirectory::Load(const std::st
   if (contents.str().size() > kDirectoryFileBytesMax) {
     return absl::InvalidArgumentError("--directory_file " + path + " is too large");
   }
-  auto snapshot = ParseDirectoryFile(contents.str());
+  return ParseDirectoryFile(contents.str());
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FileDirectory>> FileDirectory::Load(const std::string& path) {
+  auto snapshot = ReadDirectoryFile(path);
   if (!snapshot.ok()) return snapshot.status();
   return std::unique_ptr<FileDirectory>(new FileDirectory(
-      std::make_shared<const placement::DirectorySnapshot>(*std::move(snapshot))));
+      path, std::make_shared<const placement::DirectorySnapshot>(*std::move(snapshot))));
+}
+
+std::shared_ptr<const placement::DirectorySnapshot> FileDirectory::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return snapshot_;
+}
+
+absl::Status FileDirectory::Reload() {
+  auto snapshot = ReadDirectoryFile(path_);
+  if (!snapshot.ok()) return snapshot.status();
+  std::lock_guard<std::mutex> lock(mu_);
+  snapshot->revision = snapshot_->revision + 1;
+  snapshot_ = std::make_shared<const placement::DirectorySnapshot>(*std::move(snapshot));
+  return absl::OkStatus();
 }
 
 }  // namespace posthaste::server::route

@@ -13,6 +13,7 @@
 #define POSTHASTE_SERVER_ROUTE_DIRECTORY_FILE_H_
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -26,21 +27,25 @@ inline constexpr size_t kDirectoryFileBytesMax = 64 * 1024 * 1024;
 // The snapshot `text` describes (revision 1). InvalidArgument naming the offending key.
 absl::StatusOr<placement::DirectorySnapshot> ParseDirectoryFile(std::string_view text);
 
-// A DirectorySource that always hands out the snapshot read at Load; never stale.
+// A DirectorySource that hands out the snapshot read from a file; never stale. Reload reads
+// the file again and, when it parses, swaps in the new snapshot with the next revision.
 class FileDirectory final : public placement::DirectorySource {
  public:
   // NotFound when the file cannot be read; InvalidArgument for bad contents.
   static absl::StatusOr<std::unique_ptr<FileDirectory>> Load(const std::string& path);
 
-  std::shared_ptr<const placement::DirectorySnapshot> Current() const override {
-    return snapshot_;
-  }
+  std::shared_ptr<const placement::DirectorySnapshot> Current() const override;
   bool stale() const override { return false; }
 
+  // Same errors as Load; on error the current snapshot stays. Any thread.
+  absl::Status Reload();
+
  private:
-  explicit FileDirectory(std::shared_ptr<const placement::DirectorySnapshot> snapshot)
-      : snapshot_(std::move(snapshot)) {}
-  const std::shared_ptr<const placement::DirectorySnapshot> snapshot_;
+  FileDirectory(std::string path, std::shared_ptr<const placement::DirectorySnapshot> snapshot)
+      : path_(std::move(path)), snapshot_(std::move(snapshot)) {}
+  const std::string path_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const placement::DirectorySnapshot> snapshot_;  // guarded by mu_
 };
 
 }  // namespace posthaste::server::route

@@ -1,5 +1,7 @@
 #include "server/route/directory_file.h"
 
+#include <fstream>
+
 #include "gtest/gtest.h"
 
 namespace posthaste::server::route {
@@ -52,6 +54,28 @@ TEST(DirectoryFileTest, RefusesBadFilesNamingTheKey) {
   }
   auto s = ParseDirectoryFile(R"({"backends/b1": {"ip": "localhost"}})");
   EXPECT_NE(s.status().message().find("backends/b1"), absl::string_view::npos);
+}
+
+TEST(FileDirectoryTest, ReloadSwapsInTheNextRevisionOrKeepsTheCurrentOne) {
+  const std::string path = ::testing::TempDir() + "/directory.json";
+  auto write = [&](const char* text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+  };
+  write(R"({"backends/b1": {"ip": "127.0.0.1"}, "tenants/x.example": {"backend": "b1"}})");
+  auto directory = FileDirectory::Load(path);
+  ASSERT_TRUE(directory.ok()) << directory.status();
+  auto first = (*directory)->Current();
+  EXPECT_EQ(first->revision, 1);
+  write(R"({"backends/b2": {"ip": "127.0.0.2"}, "tenants/x.example": {"backend": "b2"}})");
+  ASSERT_TRUE((*directory)->Reload().ok());
+  EXPECT_EQ((*directory)->Current()->revision, 2);
+  EXPECT_EQ((*directory)->Current()->Resolve("a@x.example")->backend->ip, "127.0.0.2");
+  EXPECT_EQ(first->Resolve("a@x.example")->backend->ip, "127.0.0.1");  // old one still valid
+  write("{broken");
+  EXPECT_FALSE((*directory)->Reload().ok());
+  EXPECT_EQ((*directory)->Current()->revision, 2);
+  EXPECT_FALSE(FileDirectory::Load(path + ".missing").ok());
 }
 
 }  // namespace

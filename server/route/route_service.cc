@@ -20,6 +20,7 @@ namespace posthaste::server::route {
 namespace {
 
 constexpr size_t kTokenBytesMin = 16;
+constexpr uint32_t kAuthHttpConnectionsMax = 1024;
 
 struct HostPortText {
   std::string host;
@@ -74,8 +75,8 @@ const std::vector<FlagSpec>& Flags() {
        "attempts per client connection before nginx is told to close it (default 10)"},
       {"auth_http_workers", nullptr, &RouteOptions::auth_http_workers, 1,
        http::HttpServerOptions::kWorkersMax, "verifications running at once (default 8)"},
-      {"socketmap_connections_max", nullptr, &RouteOptions::socketmap_connections_max, 1,
-       10'000, "open socketmap connections (default 64)"},
+      {"socketmap_connections_max", nullptr, &RouteOptions::socketmap_connections_max, 1, 10'000,
+       "open socketmap connections (default 64)"},
       {"socketmap_idle_timeout_s", nullptr, &RouteOptions::socketmap_idle_timeout_s, 1, 86'400,
        "idle socketmap connections are closed after this (default 300)"},
   };
@@ -110,6 +111,7 @@ class RouteService {
   absl::Status Start() {
     auto directory = FileDirectory::Load(options_.directory_file);
     if (!directory.ok()) return directory.status();
+    file_directory_ = directory->get();
     source_ = *std::move(directory);
     if (!options_.auth_http_listen.empty()) {
       auto token = ReadToken(options_.admin_token_file);
@@ -118,14 +120,18 @@ class RouteService {
       auto listen = SplitHostPort("auth_http_listen", options_.auth_http_listen);
       if (!listen.ok()) return listen.status();
       http::HttpServerOptions http = ListenerOptions("auth_http", *listen);
+      // Every request comes from the few nginx proxies, one connection per login attempt: a
+      // per-address limit would refuse logins under load. The total stays bounded.
+      http.connections_per_ip_max = 0;
+      http.connections_max = kAuthHttpConnectionsMax;
       http.workers = options_.auth_http_workers;
       http.worker_queue_max = options_.auth_http_workers * 4;
       AuthHttpOptions auth;
       auth.login_attempts_max = options_.auth_login_attempts_max;
       http.routes.push_back({"/", /*prefix=*/true, http::RunOn::kWorker,
                              [this, auth](const http::HttpRequest& request) {
-                               return AnswerAuthHttp(request, *source_->Current(), verifier_,
-                                                     auth, &counters_);
+                               return AnswerAuthHttp(request, *source_->Current(), verifier_, auth,
+                                                     &counters_);
                              }});
       auto server = http::HttpServer::Start(std::move(http));
       if (!server.ok()) return server.status();
@@ -158,12 +164,23 @@ class RouteService {
     }
     LogEvent(LogLevel::kInfo, "route listening",
              {{"auth_http", Where(options_.auth_http_listen, auth_http_ ? auth_http_->port() : 0)},
-              {"socketmap",
-               Where(options_.socketmap_listen, socketmap_ ? socketmap_->port() : 0)},
+              {"socketmap", Where(options_.socketmap_listen, socketmap_ ? socketmap_->port() : 0)},
               {"metrics", Where(options_.metrics_listen, metrics_ ? metrics_->port() : 0)},
               {"haproxy_map", options_.haproxy_map.empty() ? "off" : options_.haproxy_map},
               {"directory_revision", std::to_string(source_->Current()->revision)}});
     return absl::OkStatus();
+  }
+
+  // SIGHUP: reads --directory_file again; a bad file keeps the current snapshot.
+  void ReloadDirectory() {
+    if (file_directory_ == nullptr) return;
+    absl::Status reloaded = file_directory_->Reload();
+    if (!reloaded.ok()) {
+      LogEvent(LogLevel::kWarning, "directory file not reloaded", {{"error", reloaded.ToString()}});
+      return;
+    }
+    LogEvent(LogLevel::kInfo, "directory file reloaded",
+             {{"revision", std::to_string(source_->Current()->revision)}});
   }
 
   void Stop() {
@@ -186,34 +203,32 @@ class RouteService {
     http.host = listen.host;
     http.port = listen.port;
     http.error_response = ListenerError;
-    http.routes.push_back({"/healthz", false, http::RunOn::kEventLoop,
-                           [](const http::HttpRequest&) {
-                             return http::HttpResponse{.status = 200,
-                                                       .content_type = "text/plain",
-                                                       .body = "ok\n"};
-                           }});
-    http.routes.push_back({"/readyz", false, http::RunOn::kEventLoop,
-                           [this](const http::HttpRequest&) {
-                             // Ready once a directory with at least one backend is loaded.
-                             const bool ready = !source_->Current()->backends.empty();
-                             return http::HttpResponse{.status = ready ? 200 : 503,
-                                                       .content_type = "text/plain",
-                                                       .body = ready ? "ready\n" : "no directory\n"};
-                           }});
-    http.routes.push_back({"/metrics", false, http::RunOn::kEventLoop,
-                           [this](const http::HttpRequest&) {
-                             return http::HttpResponse{
-                                 .status = 200,
-                                 .content_type = "text/plain; version=0.0.4",
-                                 .body = RouteMetricsText(counters_, source_->stale(),
-                                                          source_->Current()->revision)};
-                           }});
+    http.routes.push_back(
+        {"/healthz", false, http::RunOn::kEventLoop, [](const http::HttpRequest&) {
+           return http::HttpResponse{.status = 200, .content_type = "text/plain", .body = "ok\n"};
+         }});
+    http.routes.push_back(
+        {"/readyz", false, http::RunOn::kEventLoop, [this](const http::HttpRequest&) {
+           // Ready once a directory with at least one backend is loaded.
+           const bool ready = !source_->Current()->backends.empty();
+           return http::HttpResponse{.status = ready ? 200 : 503,
+                                     .content_type = "text/plain",
+                                     .body = ready ? "ready\n" : "no directory\n"};
+         }});
+    http.routes.push_back(
+        {"/metrics", false, http::RunOn::kEventLoop, [this](const http::HttpRequest&) {
+           return http::HttpResponse{
+               .status = 200,
+               .content_type = "text/plain; version=0.0.4",
+               .body = RouteMetricsText(counters_, source_->stale(), source_->Current()->revision)};
+         }});
     return http;
   }
 
   const RouteOptions options_;
   RouteCounters counters_;
   std::unique_ptr<placement::DirectorySource> source_;
+  FileDirectory* file_directory_ = nullptr;  // source_ when it is a file; SIGHUP reloads it
   BackendVerifier verifier_;
   std::unique_ptr<http::HttpServer> auth_http_;
   std::unique_ptr<http::HttpServer> metrics_;
@@ -288,6 +303,7 @@ int RunRoute(const std::vector<std::string>& args, std::ostream& err) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   RouteService service(*std::move(options));
@@ -298,6 +314,7 @@ int RunRoute(const std::vector<std::string>& args, std::ostream& err) {
   }
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig != SIGTERM && sig != SIGINT) {
+    if (sig == SIGHUP) service.ReloadDirectory();
   }
   LogEvent(LogLevel::kInfo, "route stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   service.Stop();

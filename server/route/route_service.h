@@ -10,7 +10,8 @@
 // (socketmap_server.h), the HAProxy tenant map writer (haproxy_map.h) and, with
 // --metrics_listen, a separate listener for /metrics, /healthz, /readyz. Then it logs one line
 // "route listening auth_http=HOST:PORT socketmap=HOST:PORT metrics=HOST:PORT ..." (tests read
-// the ports from it) and waits for a signal.
+// the ports from it) and waits for a signal: SIGHUP reads --directory_file again (the next
+// revision; a bad file is logged and the current snapshot kept), SIGTERM/SIGINT stop.
 //
 // Threading: RunRoute blocks the calling (main) thread, which waits for signals.
 #ifndef POSTHASTE_SERVER_ROUTE_ROUTE_SERVICE_H_
@@ -31,8 +32,8 @@ struct RouteOptions {
   std::string admin_token_file;  // the backends' admin API token (auth_http needs it)
   std::string socketmap_listen;  // HOST:PORT; empty: off
   std::string socketmap_map_name = "transport";
-  std::string haproxy_map;       // FILE; empty: off
-  std::string metrics_listen;    // HOST:PORT; empty: only on the auth_http listener
+  std::string haproxy_map;     // FILE; empty: off
+  std::string metrics_listen;  // HOST:PORT; empty: only on the auth_http listener
   uint32_t verify_timeout_ms = 3'000;
   uint32_t auth_login_attempts_max = 10;
   uint32_t auth_http_workers = 8;
