@@ -148,6 +148,8 @@ class RouteProxyTest(unittest.TestCase):
     self.assertEqual(self.postmap("Alice@ONE.test")[:2], (0, lmtp))
     self.assertEqual(self.postmap("one.test")[:2], (0, lmtp))
     self.assertEqual(self.postmap("boss@one.test")[:2], (0, "lmtp:inet:127.0.0.3:24"))
+    # An extension address is left to Postfix's next lookups (boss@one.test, then one.test).
+    self.assertEqual(self.postmap("boss+lists@one.test")[:2], (1, ""))
     code, out, _ = self.postmap("nobody@elsewhere.test")
     self.assertEqual((code, out), (1, ""))  # not found
 

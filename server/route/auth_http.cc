@@ -1,6 +1,7 @@
 #include "server/route/auth_http.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"

@@ -65,6 +65,8 @@ const std::vector<FlagSpec>& Flags() {
        "HOST:PORT: Postfix socketmap for transport_maps"},
       {"socketmap_map_name", &RouteOptions::socketmap_map_name, nullptr, 0, 0,
        "NAME: the socketmap name answered (default transport)"},
+      {"socketmap_recipient_delimiter", &RouteOptions::socketmap_recipient_delimiter, nullptr, 0, 0,
+       "CHARS: Postfix's recipient_delimiter (default +; empty: none)"},
       {"haproxy_map", &RouteOptions::haproxy_map, nullptr, 0, 0,
        "FILE: HAProxy tenant map, rewritten when the directory changes"},
       {"metrics_listen", &RouteOptions::metrics_listen, nullptr, 0, 0,
@@ -151,6 +153,7 @@ class RouteService {
       socketmap.host = listen->host;
       socketmap.port = listen->port;
       socketmap.map_name = options_.socketmap_map_name;
+      socketmap.recipient_delimiter = options_.socketmap_recipient_delimiter;
       socketmap.connections_max = options_.socketmap_connections_max;
       socketmap.idle_timeout_ms = options_.socketmap_idle_timeout_s * 1000;
       auto server = SocketmapServer::Start(std::move(socketmap), source_.get(), &counters_);

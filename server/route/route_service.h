@@ -32,7 +32,8 @@ struct RouteOptions {
   std::string admin_token_file;  // the backends' admin API token (auth_http needs it)
   std::string socketmap_listen;  // HOST:PORT; empty: off
   std::string socketmap_map_name = "transport";
-  std::string haproxy_map;     // FILE; empty: off
+  std::string socketmap_recipient_delimiter = "+";  // as Postfix's recipient_delimiter
+  std::string haproxy_map;                          // FILE; empty: off
   std::string metrics_listen;  // HOST:PORT; empty: only on the auth_http listener
   uint32_t verify_timeout_ms = 3'000;
   uint32_t auth_login_attempts_max = 10;

@@ -45,14 +45,27 @@ absl::StatusOr<placement::Route> ResolveKey(const placement::DirectorySnapshot& 
   return placement::Route{.backend = &backend->second, .moving = !tenant->second.moving_to.empty()};
 }
 
+// True for "local<delimiter>extension@domain" (any of the delimiter characters, as Postfix
+// allows several).
+bool HasExtension(const std::string& key, const std::string& delimiters) {
+  const size_t at = key.rfind('@');
+  if (delimiters.empty() || at == std::string::npos) return false;
+  return key.find_first_of(delimiters) < at;
+}
+
 }  // namespace
 
 std::string SocketmapAnswer(const placement::DirectorySnapshot& snapshot,
-                            const SocketmapRequest& request, const std::string& map_name,
+                            const SocketmapRequest& request, const SocketmapServerOptions& options,
                             RouteCounters* counters) {
-  if (request.name != map_name) {
+  if (request.name != options.map_name) {
     counters->socketmap_perm_unknown_map++;
     return SocketmapPerm("unknown map " + request.name);
+  }
+  if (HasExtension(request.key, options.recipient_delimiter) &&
+      !snapshot.users.contains(absl::AsciiStrToLower(AbslView(request.key)))) {
+    counters->socketmap_notfound++;
+    return SocketmapNotFound();
   }
   absl::StatusOr<placement::Route> route = ResolveKey(snapshot, request.key);
   if (!route.ok()) {
@@ -167,7 +180,7 @@ struct SocketmapServer::Impl {
           return false;
         case SocketmapRequestParser::Result::kRequest:
           if (snapshot == nullptr) snapshot = source->Current();
-          c->output += SocketmapAnswer(*snapshot, request, options.map_name, counters);
+          c->output += SocketmapAnswer(*snapshot, request, options, counters);
           c->idle_since = Clock::now();
           c->had_partial = false;
           break;

@@ -5,6 +5,10 @@
 //                  retries) or while its backend is not registered (down or draining);
 //                  "NOTFOUND " for an address no tenant or user entry places.
 //   a bare domain -> the tenant's backend, with the same temporary failures.
+//   user+ext@domain (recipient_delimiter set) without a user entry of its own -> "NOTFOUND ",
+//                  so that Postfix goes on to user@domain (where a user's override is found)
+//                  and then the domain: answering with the tenant's backend here would send
+//                  mail for an overridden user's extension addresses to the wrong backend.
 //   another map name -> "PERM unknown map".
 //
 // Shape: one thread, poll(2) over the listener and at most connections_max connections
@@ -35,9 +39,10 @@ namespace posthaste::server::route {
 
 struct SocketmapServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                   // 0: the kernel picks
-  std::string map_name = "transport";  // the one name answered
-  size_t request_bytes_max = 1024;     // an address is at most 320 bytes (RFC 5321)
+  uint16_t port = 0;                      // 0: the kernel picks
+  std::string map_name = "transport";     // the one name answered
+  std::string recipient_delimiter = "+";  // Postfix's recipient_delimiter; empty: none
+  size_t request_bytes_max = 1024;        // an address is at most 320 bytes (RFC 5321)
   uint32_t connections_max = 64;
   uint32_t idle_timeout_ms = 300'000;    // between requests; Postfix reconnects when closed
   uint32_t request_timeout_ms = 10'000;  // first byte of a request -> its last
@@ -46,7 +51,7 @@ struct SocketmapServerOptions {
 
 // The answer (a netstring) to one request against `snapshot`; counts it in `counters`.
 std::string SocketmapAnswer(const placement::DirectorySnapshot& snapshot,
-                            const SocketmapRequest& request, const std::string& map_name,
+                            const SocketmapRequest& request, const SocketmapServerOptions& options,
                             RouteCounters* counters);
 
 class SocketmapServer {

@@ -33,8 +33,8 @@ DirectorySnapshot TwoTenants() {
 
 std::string Answer(const DirectorySnapshot& s, std::string name, std::string key) {
   RouteCounters counters;
-  return SocketmapAnswer(s, SocketmapRequest{std::move(name), std::move(key)}, "transport",
-                         &counters);
+  return SocketmapAnswer(s, SocketmapRequest{std::move(name), std::move(key)},
+                         SocketmapServerOptions{}, &counters);
 }
 
 TEST(SocketmapAnswerTest, EachPlacement) {
@@ -49,6 +49,10 @@ TEST(SocketmapAnswerTest, EachPlacement) {
   EXPECT_EQ(Answer(s, "transport", ""), "9:NOTFOUND ,");
   EXPECT_EQ(Answer(s, "transport", "x@"), "9:NOTFOUND ,");
   EXPECT_EQ(Answer(s, "virtual", "alice@one.example").substr(0, 8), "24:PERM ");
+  // Extension addresses: not found unless they have an entry of their own, so Postfix goes on
+  // to boss@one.example (the override) rather than getting the tenant's backend here.
+  EXPECT_EQ(Answer(s, "transport", "boss+lists@one.example"), "9:NOTFOUND ,");
+  EXPECT_EQ(Answer(s, "transport", "alice+x@one.example"), "9:NOTFOUND ,");
   EXPECT_EQ(Answer(s, "transport", "x@moving.example").substr(0, 8), "39:TEMP ");
   EXPECT_NE(Answer(s, "transport", "x@down.example").find(":TEMP "), std::string::npos);
   EXPECT_NE(Answer(s, "transport", "down.example").find(":TEMP "), std::string::npos);
