@@ -8,7 +8,8 @@ Shows:
   - through nginx (POP3 on 127.0.0.1, auth_http pointing at the route service) poplib logs in
     with USER/PASS and RETRs the message from the backend; a wrong password is refused by the
     route service (the backend's verification endpoint says so) and nginx never opens a
-    backend connection for it (the backend's POP3 connection counter does not move); a user
+    backend connection for it (the backend's POP3 connection counter does not move), nor for
+    a user no tenant places; a user
     of a tenant placed on a down backend gets nginx's -ERR with the temporary failure text;
   - the HAProxy map file lists the tenant with the backend's address; /metrics counts the
     answers by kind and exports the directory-stale gauge;
@@ -279,6 +280,21 @@ mail {
     finally:
       client.close()
     self.assertEqual(self.route_metric("bad_credentials"), refused_before + 1)
+    self.assertEqual(self.backend_connections(), before)
+
+  def test_nginx_unknown_user_never_reaches_a_backend(self):
+    port = self.start_nginx()
+    before = self.backend_connections()
+    unknown_before = self.route_metric("unknown_user")
+    client = poplib.POP3("127.0.0.1", port, timeout=TIMEOUT_S)
+    try:
+      client.user("nobody@elsewhere.test")
+      with self.assertRaises(poplib.error_proto) as refused:
+        client.pass_("any")
+      self.assertIn(b"[AUTH]", refused.exception.args[0])
+    finally:
+      client.close()
+    self.assertEqual(self.route_metric("unknown_user"), unknown_before + 1)
     self.assertEqual(self.backend_connections(), before)
 
   def test_nginx_down_backend_is_a_temporary_failure(self):
