@@ -411,7 +411,25 @@ class Server {
     if (!metrics_http.ok()) return Fail(metrics_http.status().message());
     metrics_http_ = *std::move(metrics_http);
     if (options.admin_listen.empty()) return true;
-    auto api = admin::AdminApi::Start(options, ctx_.store);
+    // /api/v1/auth/verify (for `posthaste route`) checks logins exactly as POP3 does.
+    auto api = admin::AdminApi::Start(
+        options, ctx_.store, [this](std::string_view user, std::string_view password) {
+          const AuthVerdict verdict = auth_->Verify(user, password);
+          admin::PasswordCheck check;
+          check.address = verdict.address;
+          switch (verdict.code) {
+            case AuthVerdict::Code::kOk:
+              check.result = admin::PasswordCheck::Result::kOk;
+              break;
+            case AuthVerdict::Code::kBadCredentials:
+              check.result = admin::PasswordCheck::Result::kBadCredentials;
+              break;
+            case AuthVerdict::Code::kTempFailure:
+              check.result = admin::PasswordCheck::Result::kTempFailure;
+              break;
+          }
+          return check;
+        });
     if (!api.ok()) return Fail(api.status().message());
     admin_api_ = *std::move(api);
     metrics_http_->AddListenerStats("admin_api", &admin_api_->http_stats());

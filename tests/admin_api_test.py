@@ -3,7 +3,8 @@
 Shows: off by default; every request without the bearer token, or with a wrong one, gets 401
 with WWW-Authenticate; with it: create (201; 409 when it exists), list, read usage, set quota,
 disable, set password (POP3 login with the new one), delete (204, then 404); the changes are
-seen at once by LMTP and POP3; bad JSON, unknown members, wrong types and over-long bodies get
+seen at once by LMTP and POP3; /api/v1/auth/verify answers as a POP3 login would (ok, or
+bad_credentials with the failure delay for a wrong password and an unknown user alike); bad JSON, unknown members, wrong types and over-long bodies get
 400/413 with a JSON error and change nothing.
 """
 
@@ -144,6 +145,30 @@ class AdminApiTest(unittest.TestCase):
     self.assertEqual(status, 405)
     status, body, _ = self.request("GET", path)
     self.assertEqual((status, body["quota_messages"], body["disabled"]), (200, 0, False))
+
+  def test_auth_verify_uses_the_servers_login_check(self):
+    # POST /api/v1/auth/verify: what `posthaste route` asks before letting nginx proxy a login.
+    path = "/api/v1/auth/verify"
+    status, body, _ = self.request("POST", path, {"user": "existing@example.test",
+                                                  "password": "pw"})
+    self.assertEqual((status, body["result"], body["address"]),
+                     (200, "ok", "existing@example.test"))
+    status, body, _ = self.request("POST", path, {"user": "EXISTING@Example.Test",
+                                                  "password": "pw"})
+    self.assertEqual((status, body["result"]), (200, "ok"))
+    for user, password in (("existing@example.test", "wrong"), ("nobody@example.test", "pw")):
+      status, body, _ = self.request("POST", path, {"user": user, "password": password})
+      self.assertEqual((status, body["result"]), (200, "bad_credentials"), user)
+      self.assertEqual(body["failure_delay_ms"], 2000)  # serve's --auth_failure_delay_ms
+    status, _, _ = self.request("POST", path, {"user": "existing@example.test", "password": "pw"},
+                                token=None)
+    self.assertEqual(status, 401)
+    status, _, _ = self.request("POST", path, {"user": "existing@example.test"})
+    self.assertEqual(status, 400)
+    status, _, _ = self.request("POST", path, {"user": "x", "password": "y", "extra": 1})
+    self.assertEqual(status, 400)
+    status, _, _ = self.request("GET", path)
+    self.assertEqual(status, 405)
 
   def test_off_by_default(self):
     server = PosthasteServer(shards=1)

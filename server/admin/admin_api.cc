@@ -165,8 +165,12 @@ absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_v
 
 class AccountsHandler {
  public:
-  AccountsHandler(storage::MailStore* store, std::string token)
-      : store_(store), token_(std::move(token)) {}
+  AccountsHandler(storage::MailStore* store, std::string token, PasswordVerifier verify_password,
+                  uint32_t auth_failure_delay_ms)
+      : store_(store),
+        token_(std::move(token)),
+        verify_password_(std::move(verify_password)),
+        auth_failure_delay_ms_(auth_failure_delay_ms) {}
 
   // Every request on the admin listener, on one of its workers (thread-safe: the store is).
   http::HttpResponse Serve(const http::HttpRequest& request) {
@@ -181,6 +185,12 @@ class AccountsHandler {
     if (authorization == nullptr || !BearerTokenMatches(*authorization, token_)) {
       return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
                         "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
+    }
+    if (conn->request.target == kVerifyPath && verify_password_) {
+      if (method != "POST") {
+        return ReplyError(conn, 405, "Method Not Allowed", "use POST", "Allow: POST\r\n");
+      }
+      return Verify(conn);
     }
     // The target exactly as sent, still percent-encoded: ParseAdminPath decodes it exactly
     // once, and refuses rather than resolves.
@@ -319,8 +329,47 @@ class AccountsHandler {
     return true;
   }
 
+  // POST /api/v1/auth/verify: the server's own login check (auth service, cache), for the
+  // route service. Every verdict is a 200 with "result"; a malformed request is a 400.
+  bool Verify(AdminExchange* conn) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed = OnlyFields(*body, {"user", "password"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto user = StringField(*body, "user");
+    auto password = StringField(*body, "password");
+    for (const absl::Status& s : {user.status(), password.status()}) {
+      if (!s.ok()) return ReplyStatus(conn, s);
+    }
+    if (!user->has_value() || !password->has_value()) {
+      return ReplyError(conn, 400, "Bad Request", "\"user\" and \"password\" are required");
+    }
+    const PasswordCheck check = verify_password_(**user, **password);
+    switch (check.result) {
+      case PasswordCheck::Result::kOk:
+        Reply(conn, 200, "OK",
+              absl::StrCat("{\"result\":\"ok\",\"address\":", JsonString(check.address), "}\n"));
+        return true;
+      case PasswordCheck::Result::kBadCredentials:
+        Reply(conn, 200, "OK",
+              absl::StrCat("{\"result\":\"bad_credentials\",\"failure_delay_ms\":",
+                           auth_failure_delay_ms_, "}\n"));
+        return true;
+      case PasswordCheck::Result::kTempFailure:
+        break;
+    }
+    Reply(conn, 200, "OK", "{\"result\":\"temp_failure\"}\n");
+    return true;
+  }
+
+  static constexpr std::string_view kVerifyPath = "/api/v1/auth/verify";
+
   storage::MailStore* const store_;
   const std::string token_;
+  const PasswordVerifier verify_password_;
+  const uint32_t auth_failure_delay_ms_;
 };
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
@@ -366,14 +415,16 @@ AdminApi::~AdminApi() = default;
 const http::HttpServerStats& AdminApi::http_stats() const { return impl_->server->stats(); }
 
 absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
-                                                          storage::MailStore* store) {
+                                                          storage::MailStore* store,
+                                                          PasswordVerifier verify_password) {
   auto token = ReadToken(options.admin_token_file);
   if (!token.ok()) return token.status();
   auto listen = ParseHostPort(options.admin_listen);
   if (!listen.ok()) return listen.status();
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
-  api->impl_->handler = std::make_unique<AccountsHandler>(store, *std::move(token));
+  api->impl_->handler = std::make_unique<AccountsHandler>(
+      store, *std::move(token), std::move(verify_password), options.auth_failure_delay_ms);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;

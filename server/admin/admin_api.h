@@ -13,6 +13,13 @@
 //   PATCH  /api/v1/accounts/ADDRESS      any of {"password","disabled","quota_messages",
 //                                         "quota_octets"} -> 200 and the account
 //   DELETE /api/v1/accounts/ADDRESS      204
+//   POST   /api/v1/auth/verify           {"user","password"} -> 200 and {"result":"ok",
+//                                        "address"}, {"result":"bad_credentials",
+//                                        "failure_delay_ms"} or {"result":"temp_failure"}
+// auth/verify is what `posthaste route` asks before it lets nginx proxy a login
+// (server/route/auth_http.h): it runs the server's own PasswordVerifier (the POP3 logins' auth
+// service and its cache). It does not sleep the failure delay itself (that would hold one of
+// the few workers): it reports it, and the router makes nginx wait it (Auth-Wait).
 // ADDRESS in any case reaches the one account (the store compares addresses case-insensitively);
 // "address" in answers is the spelling given at creation. The request target is decoded once,
 // strictly, by ParseAdminPath (server/admin/admin_path.h): NUL, dot segments, empty segments, '/'
@@ -28,8 +35,10 @@
 #define POSTHASTE_SERVER_ADMIN_ADMIN_API_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "server/http/http_server.h"
@@ -38,11 +47,24 @@
 
 namespace posthaste::server::admin {
 
+// The outcome of checking one login's password, as the server's auth service decides it.
+struct PasswordCheck {
+  enum class Result : uint8_t { kOk, kBadCredentials, kTempFailure };
+  Result result = Result::kBadCredentials;
+  std::string address;  // kOk: the account's canonical address
+};
+// Checks a user name and password. Thread-safe; may block (store read, hashing).
+using PasswordVerifier =
+    std::function<PasswordCheck(std::string_view user, std::string_view password)>;
+
 class AdminApi {
  public:
   // Reads the token file and binds options.admin_listen (port 0: the kernel picks).
+  // `verify_password` answers /api/v1/auth/verify (null: that path is 404); it must outlive
+  // the AdminApi's listener.
   static absl::StatusOr<std::unique_ptr<AdminApi>> Start(const ServeOptions& options,
-                                                         storage::MailStore* store);
+                                                         storage::MailStore* store,
+                                                         PasswordVerifier verify_password);
   ~AdminApi();
   uint16_t port() const { return port_; }
   // The listener's counters (exported on /metrics by AdminHttp); live as long as this.

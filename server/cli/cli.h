@@ -8,6 +8,7 @@
 //   posthaste import maildir --data_dir=DIR ADDRESS MAILDIR
 //   posthaste check       --data_dir=DIR
 //   posthaste compact     --data_dir=DIR
+//   posthaste route       --directory_file=FILE ...   the router (server/route/route_service.h)
 //
 // Flags are accepted as `--flag=value` and `--flag value`, anywhere after the subcommand.
 // Exit status: 0 success, 1 failure (one line "posthaste: ..." on stderr, nothing changed),

@@ -12,6 +12,7 @@ PH_BUILD_PACKAGES=(
 # Real clients and peers used by integration tests.
 PH_TEST_PACKAGES=(
   python3 curl perl openssl fetchmail getmail6 swaks procps iproute2 postfix
+  nginx libnginx-mod-mail  # the mail proxy in front of `posthaste route` (tests/route_proxy_test.py)
   libio-socket-ssl-perl testssl.sh prometheus
   haproxy nginx libnginx-mod-mail  # tests/proxy_protocol_test.py: proxies in front of posthaste
   etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
