@@ -35,7 +35,8 @@ import unittest
 from tests.route_proxy_test import Process, free_port
 from tests.testing.etcd_cluster import EtcdCluster
 from tests.testing.posthaste_server import (PosthasteServer, make_temp_dir, metric_sum,
-                                            parse_prometheus_text, posthaste_binary, wait_for)
+                                            parse_prometheus_text, posthaste_binary, read_mbox,
+                                            wait_for, write_mbox_mda)
 from tests.testing.tls_certs import TestPki
 
 TOKEN = "scaleout-test-admin-token-0123456789"
@@ -385,6 +386,34 @@ mail {
       self.assertTrue(any(b"routed mail for " + address.encode() in m for m in messages))
       self.assertFalse(any(b"routed mail for" in m and address.encode() not in m
                            for m in messages))
+
+  def test_3a_fetchmail_through_nginx(self):
+    # fetchmail cannot bind its source address, so it runs after the address checks above.
+    for address, password, _, _ in USERS:
+      for port, tls in ((self.nginx_stls_port, "sslproto 'TLS1.2+'"), (self.nginx_tls_port, "ssl")):
+        home = make_temp_dir("scaleout-fetchmail-")
+        os.chmod(home, 0o700)
+        mda, mbox = write_mbox_mda(home)
+        rc = os.path.join(home, "fetchmailrc")
+        with open(rc, "w") as f:
+          f.write("set no syslog\nset no bouncemail\nset invisible\n"
+                  "poll 127.0.0.1 with proto POP3 service %d auth password timeout 30 uidl\n"
+                  '  user "%s" there with password "%s" is "root" here\n'
+                  '  %s sslcertck sslcertfile "%s" sslcommonname "%s"\n'
+                  '  keep no rewrite mda "%s"\n' %
+                  (port, address, password, tls, self.pki.ca_cert, PROVIDER, mda))
+        os.chmod(rc, 0o600)
+        env = dict(os.environ, FETCHMAILHOME=home, HOME=home, FETCHMAILUSER="root")
+        result = subprocess.run(
+            ["/usr/bin/fetchmail", "--fetchmailrc", rc, "--idfile", os.path.join(home, "ids"),
+             "--pidfile", os.path.join(home, "pid"), "--nodetach", "--all"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT_S * 3, check=False)
+        log = result.stdout.decode("utf-8", "replace")
+        self.assertEqual(result.returncode, 0, log)
+        messages = read_mbox(mbox)
+        self.assertTrue(messages, log)
+        for message in messages:
+          self.assertIn(b"for " + address.encode(), message)
 
   def test_4_bad_logins_are_refused_by_the_router(self):
     before = self.pop3_connections()
