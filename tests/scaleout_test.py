@@ -7,10 +7,12 @@ Shows:
   - tenants placed with `posthaste placement set-tenant` on three different backends; each user
     logs in through nginx (STLS and implicit TLS) and HAProxy (SNI; TLS ends at the backend with
     the tenant's certificate) with poplib and curl, and sees only their own mail;
-  - mail: the route service's socketmap (queried with Postfix's own `postmap -q`, as
-    transport_maps would) names the owning backend's LMTP; smtplib.LMTP delivers there and the
-    message is then seen through the proxy. A private Postfix instance is not run: routing is
-    Postfix's lookup, delivery is smtplib's LMTP;
+  - mail: the route service's socketmap (queried with Postfix's own `postmap -q`) names the
+    owning backend's LMTP; a throwaway Postfix instance (its own config, queue and port under a
+    temporary directory, `transport_maps = socketmap:...`) takes mail over SMTP and relays each
+    message by LMTP to the owning backend, where the user then sees it through the proxy and
+    the other users do not. Without root (Postfix's master needs it) the message is delivered
+    by smtplib's LMTP to the address the socketmap named instead;
   - the backends' session logs carry the clients' own addresses (127.0.0.2, 127.0.0.3), from
     nginx's PROXY v1 and HAProxy's v2, not the proxy's 127.0.0.1;
   - a wrong password and an unknown user are refused by the router: no backend's POP3
@@ -44,6 +46,7 @@ TIMEOUT_S = 20
 NGINX = "/usr/sbin/nginx"
 HAPROXY = "/usr/sbin/haproxy"
 POSTMAP = "/usr/sbin/postmap"
+POSTFIX = "/usr/sbin/postfix"
 CURL = "/usr/bin/curl"
 NGINX_MAIL_MODULE = "/usr/lib/nginx/modules/ngx_mail_module.so"
 PROVIDER = "mail.provider.test"
@@ -165,6 +168,10 @@ class ScaleOutTest(unittest.TestCase):
     assert match, "route did not start:\n" + cls.route.text()
     cls.auth_http_port, cls.socketmap_port, cls.route_metrics_port = map(int, match.groups())
 
+    cls.postfix_dir = None
+    if os.geteuid() == 0:
+      cls.start_postfix()
+
     cls.nginx_stls_port = free_port()
     cls.nginx_tls_port = free_port()
     cls.nginx = cls.spawn(cls.nginx_argv(provider_crt, provider_key))
@@ -174,6 +181,81 @@ class ScaleOutTest(unittest.TestCase):
     wait_for(lambda: all(t in cls.haproxy_command("show map " + cls.map_file)
                          for _, _, t, _ in USERS),
              timeout_s=TIMEOUT_S, what="the tenant map pushed into HAProxy")
+
+  @classmethod
+  def start_postfix(cls):
+    """A private Postfix: config, queue and data under the short /tmp directory (its queue's
+    UNIX sockets need short paths), SMTP on 127.0.0.1, LMTP from 127.0.0.4 (not a proxy)."""
+    root = os.path.join(cls.socket_dir, "postfix")
+    for sub in ("etc", "queue", "data"):
+      os.makedirs(os.path.join(root, sub))
+    os.chmod(cls.socket_dir, 0o755)
+    os.chmod(root, 0o755)
+    shutil.chown(os.path.join(root, "data"), "postfix")
+    cls.smtp_port = free_port()
+    with open(os.path.join(root, "etc", "main.cf"), "w") as f:
+      f.write("""compatibility_level = 3.6
+queue_directory = %(root)s/queue
+data_directory = %(root)s/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.scaleout.test
+mydomain = scaleout.test
+myorigin = scaleout.test
+mydestination =
+relay_domains = %(domains)s
+transport_maps = socketmap:inet:127.0.0.1:%(socketmap)d:transport
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+lmtp_bind_address = 127.0.0.4
+maillog_file = %(root)s/maillog
+maillog_file_prefixes = %(root)s
+alias_maps =
+alias_database =
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+""" % {"root": root, "domains": " ".join(t for _, _, t, _ in USERS),
+       "socketmap": cls.socketmap_port})
+    services = ["%d inet n - n - - smtpd" % cls.smtp_port]
+    for name, kind, private, limit in (
+        ("pickup", "unix", "n", "1"), ("cleanup", "unix", "n", "0"), ("qmgr", "unix", "n", "1"),
+        ("rewrite", "unix", "-", "-"), ("bounce", "unix", "-", "0"), ("defer", "unix", "-", "0"),
+        ("trace", "unix", "-", "0"), ("verify", "unix", "-", "1"), ("flush", "unix", "n", "0"),
+        ("proxymap", "unix", "-", "-"), ("smtp", "unix", "-", "-"), ("relay", "unix", "-", "-"),
+        ("showq", "unix", "n", "-"), ("error", "unix", "-", "-"), ("retry", "unix", "-", "-"),
+        ("discard", "unix", "-", "-"), ("lmtp", "unix", "-", "-"), ("anvil", "unix", "-", "1"),
+        ("scache", "unix", "-", "1"), ("postlog", "unix-dgram", "n", "1")):
+      program = {"rewrite": "trivial-rewrite", "defer": "bounce", "trace": "bounce",
+                 "relay": "smtp", "retry": "error", "postlog": "postlogd"}.get(name, name)
+      services.append("%s %s %s - n - %s %s" % (name, kind, private, limit, program))
+    with open(os.path.join(root, "etc", "master.cf"), "w") as f:
+      f.write("\n".join(services) + "\n")
+    cls.postfix_dir = root
+    result = subprocess.run([POSTFIX, "-c", os.path.join(root, "etc"), "start"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=TIMEOUT_S,
+                            check=False)
+    assert result.returncode == 0, "postfix start: %s\n%s" % (result.stdout, cls.postfix_log())
+    wait_for(lambda: cls.accepting(cls.smtp_port), timeout_s=TIMEOUT_S, what="Postfix's smtpd")
+
+  @classmethod
+  def postfix_log(cls):
+    try:
+      with open(os.path.join(cls.postfix_dir, "maillog")) as f:
+        return f.read()
+    except OSError:
+      return ""
+
+  @classmethod
+  def stop_postfix(cls):
+    if cls.postfix_dir is None:
+      return
+    subprocess.run([POSTFIX, "-c", os.path.join(cls.postfix_dir, "etc"), "abort"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S,
+                   check=False)
+    cls.postfix_dir = None
 
   @classmethod
   def placement(cls, *words):
@@ -278,6 +360,8 @@ mail {
 
   @classmethod
   def tearDownClass(cls):
+    if getattr(cls, "postfix_dir", None):
+      cls.stop_postfix()
     for process in reversed(cls.processes):
       process.stop()
     for backend in cls.backends.values():
@@ -376,14 +460,29 @@ mail {
       self.assertEqual(result.returncode, 0, result.stderr)
       expected = "lmtp:inet:127.0.0.1:%d" % self.backends[name].lmtp_port
       self.assertEqual(result.stdout.strip(), expected)
-      _, _, host, port = result.stdout.strip().split(":")
-      # From 127.0.0.4: the backends take PROXY headers from 127.0.0.1 only.
-      with smtplib.LMTP(host, int(port), source_address=("127.0.0.4", 0),
-                        timeout=TIMEOUT_S) as lmtp:
-        lmtp.sendmail("sender@x.test", [address],
-                      b"Subject: routed\r\n\r\nrouted mail for " + address.encode() + b"\r\n")
+      message = b"Subject: routed\r\n\r\nrouted mail for " + address.encode() + b"\r\n"
+      if self.postfix_dir is not None:
+        with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=TIMEOUT_S) as smtp:
+          smtp.sendmail("sender@x.test", [address], message)
+      else:
+        _, _, host, port = result.stdout.strip().split(":")
+        # From 127.0.0.4: the backends take PROXY headers from 127.0.0.1 only.
+        with smtplib.LMTP(host, int(port), source_address=("127.0.0.4", 0),
+                          timeout=TIMEOUT_S) as lmtp:
+          lmtp.sendmail("sender@x.test", [address], message)
+
+    def delivered(address, password):
+      return any(b"routed mail for " + address.encode() in m
+                 for m in self.mailbox("sni", address, password))
+
+    for address, password, _, name in USERS:
+      wait_for(lambda: delivered(address, password), timeout_s=TIMEOUT_S, poll_s=0.5,
+               what="mail for %s relayed to its backend" % address)
+      if self.postfix_dir is not None:
+        lmtp = "relay=127.0.0.1[127.0.0.1]:%d" % self.backends[name].lmtp_port
+        self.assertTrue(any("to=<%s>" % address in line and lmtp in line and "status=sent" in line
+                            for line in self.postfix_log().splitlines()), self.postfix_log())
       messages = self.mailbox("sni", address, password)
-      self.assertTrue(any(b"routed mail for " + address.encode() in m for m in messages))
       self.assertFalse(any(b"routed mail for" in m and address.encode() not in m
                            for m in messages))
 
