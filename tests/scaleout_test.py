@@ -401,6 +401,12 @@ mail {
     finally:
       client.quit()
 
+  def postmap(self, key):
+    result = subprocess.run(
+        [POSTMAP, "-q", key, "socketmap:inet:127.0.0.1:%d:transport" % self.socketmap_port],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S, check=False, text=True)
+    return result.stdout.strip()
+
   def pop3_connections(self):
     return {
         name: metric_sum(b.metrics(), "posthaste_pop3_connections_accepted_total")
@@ -544,8 +550,13 @@ mail {
     member["proc"].wait(TIMEOUT_S)
     member["proc"] = None
     self.placement("set-user", "bob@one.test", "b2")  # quorum of two: writes still go through
-    wait_for(lambda: "bob@one.test" in self.placement("list"), timeout_s=TIMEOUT_S,
-             what="the override listed")
+    self.assertIn("user\tbob@one.test\tb2\n", self.placement("list"))
+    # The route service follows the change through its watch: the override routes mail.
+    b2_lmtp = "lmtp:inet:127.0.0.1:%d" % self.backends["b2"].lmtp_port
+    wait_for(lambda: self.postmap("bob@one.test") == b2_lmtp, timeout_s=TIMEOUT_S,
+             what="the override answered by the socketmap")
+    self.assertEqual(self.postmap("ann@one.test"),
+                     "lmtp:inet:127.0.0.1:%d" % self.backends["b1"].lmtp_port)
     for address, password, _, _ in USERS[:2]:
       self.assertTrue(self.mailbox("stls", address, password))
       self.assertTrue(self.mailbox("sni", address, password))
