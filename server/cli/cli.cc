@@ -21,6 +21,7 @@
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
+#include "server/placement/placement_admin.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
@@ -616,6 +617,8 @@ std::string CliUsage() {
                   "  posthaste route --directory_file=FILE [--auth_http_listen=HOST:PORT] "
                   "[--socketmap_listen=HOST:PORT] [--haproxy_map=FILE] ...   route logins and "
                   "mail to the owning backend (route --help lists every flag)\n"
+                  "  posthaste placement --etcd_endpoints=URL,... set-tenant|set-user|clear-user|"
+                  "list ...   place tenants and users (placement --help)\n"
                   "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
                   "2 usage.\n");
   return usage;
@@ -770,6 +773,10 @@ admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
 int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   if (!args.empty() && args[0] == "route") {
     return route::RunRoute(std::vector<std::string>(args.begin() + 1, args.end()), *io.err);
+  }
+  if (!args.empty() && args[0] == "placement") {
+    return placement::RunPlacementCommand(std::vector<std::string>(args.begin() + 1, args.end()),
+                                          *io.out, *io.err);
   }
   if (!args.empty() && args[0] == "serve") {
     return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err,

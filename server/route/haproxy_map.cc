@@ -13,8 +13,14 @@
 #include <vector>
 
 #include "base/log.h"
+#include "server/route/haproxy_runtime.h"
 
 namespace posthaste::server::route {
+namespace {
+
+constexpr uint32_t kRuntimeTimeoutMs = 2'000;
+
+}  // namespace
 
 std::string HaproxyMapText(const placement::DirectorySnapshot& snapshot) {
   std::vector<std::string> lines;
@@ -69,7 +75,9 @@ struct HaproxyMapWriter::Impl {
   const placement::DirectorySource* source = nullptr;
   RouteCounters* counters = nullptr;
   uint32_t poll_interval_ms = 200;
+  std::string runtime_socket;  // empty: no runtime API push
   int64_t written_revision = -1;
+  int64_t pushed_revision = -1;
   std::mutex mu;
   std::condition_variable wake;
   bool stopping = false;  // guarded by mu
@@ -77,14 +85,26 @@ struct HaproxyMapWriter::Impl {
 
   absl::Status WriteIfChanged() {
     std::shared_ptr<const placement::DirectorySnapshot> snapshot = source->Current();
-    if (snapshot->revision == written_revision) return absl::OkStatus();
-    absl::Status written = WriteFileAtomically(path, HaproxyMapText(*snapshot));
-    if (!written.ok()) {
-      counters->haproxy_map_write_failures++;
-      return written;
+    const bool push = !runtime_socket.empty() && snapshot->revision != pushed_revision;
+    if (snapshot->revision == written_revision && !push) return absl::OkStatus();
+    const std::string text = HaproxyMapText(*snapshot);
+    if (snapshot->revision != written_revision) {
+      absl::Status written = WriteFileAtomically(path, text);
+      if (!written.ok()) {
+        counters->haproxy_map_write_failures++;
+        return written;
+      }
+      counters->haproxy_map_writes++;
+      written_revision = snapshot->revision;
     }
-    counters->haproxy_map_writes++;
-    written_revision = snapshot->revision;
+    if (!push) return absl::OkStatus();
+    absl::Status pushed = PushHaproxyMap(runtime_socket, path, text, kRuntimeTimeoutMs);
+    if (!pushed.ok()) {
+      counters->haproxy_runtime_push_failures++;
+      return pushed;
+    }
+    counters->haproxy_runtime_pushes++;
+    pushed_revision = snapshot->revision;
     return absl::OkStatus();
   }
 
@@ -116,7 +136,7 @@ HaproxyMapWriter::~HaproxyMapWriter() = default;
 
 absl::StatusOr<std::unique_ptr<HaproxyMapWriter>> HaproxyMapWriter::Start(
     std::string path, const placement::DirectorySource* source, RouteCounters* counters,
-    uint32_t poll_interval_ms) {
+    uint32_t poll_interval_ms, std::string runtime_socket) {
   if (path.empty() || source == nullptr || counters == nullptr || poll_interval_ms == 0) {
     return absl::InvalidArgumentError("haproxy map: a path, a source and counters are needed");
   }
@@ -125,7 +145,13 @@ absl::StatusOr<std::unique_ptr<HaproxyMapWriter>> HaproxyMapWriter::Start(
   impl->source = source;
   impl->counters = counters;
   impl->poll_interval_ms = poll_interval_ms;
-  if (absl::Status first = impl->WriteIfChanged(); !first.ok()) return first;
+  impl->runtime_socket = std::move(runtime_socket);
+  if (absl::Status first = impl->WriteIfChanged(); !first.ok()) {
+    // A HAProxy that is not running yet reads the file when it starts; only the file must be
+    // writable now.
+    if (impl->written_revision < 0) return first;
+    LogEvent(LogLevel::kWarning, "HAProxy map not pushed", {{"error", first.ToString()}});
+  }
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] { raw->Run(); });
   return std::unique_ptr<HaproxyMapWriter>(new HaproxyMapWriter(std::move(impl)));

@@ -10,7 +10,9 @@
 //
 // HaproxyMapWriter rewrites the file whenever the snapshot's revision changes: written to a
 // temporary file in the same directory, fsync'd, then renamed over the old one, so HAProxy (or
-// whatever reloads it) never reads a half-written map.
+// whatever reloads it) never reads a half-written map. With a runtime socket (HAProxy's runtime
+// API, haproxy_runtime.h) the same map is also pushed into the running HAProxy; a failed push
+// is counted, logged and tried again at the next poll.
 //
 // Threading: HaproxyMapText is pure. The writer owns one thread that polls the source every
 // poll_interval_ms; Start and the destructor from one owning thread.
@@ -38,7 +40,7 @@ class HaproxyMapWriter {
   // configuration mistake), then keeps it current on a thread.
   static absl::StatusOr<std::unique_ptr<HaproxyMapWriter>> Start(
       std::string path, const placement::DirectorySource* source, RouteCounters* counters,
-      uint32_t poll_interval_ms = 200);
+      uint32_t poll_interval_ms = 200, std::string runtime_socket = "");
   ~HaproxyMapWriter();
   HaproxyMapWriter(const HaproxyMapWriter&) = delete;
   HaproxyMapWriter& operator=(const HaproxyMapWriter&) = delete;

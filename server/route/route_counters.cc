@@ -16,6 +16,7 @@ struct CounterRow {
 std::string_view LabelName(std::string_view metric) {
   if (metric.find("closed") != std::string_view::npos) return "reason";
   if (metric.find("writes") != std::string_view::npos) return "result";
+  if (metric.find("pushes") != std::string_view::npos) return "result";
   return "answer";
 }
 

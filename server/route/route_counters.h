@@ -38,7 +38,10 @@ namespace posthaste::server::route {
     "request_timeout", "")                                                                         \
   X(haproxy_map_writes, "posthaste_route_haproxy_map_writes_total", "ok",                          \
     "HAProxy tenant map rewrites")                                                                 \
-  X(haproxy_map_write_failures, "posthaste_route_haproxy_map_writes_total", "failed", "")
+  X(haproxy_map_write_failures, "posthaste_route_haproxy_map_writes_total", "failed", "")       \
+  X(haproxy_runtime_pushes, "posthaste_route_haproxy_runtime_pushes_total", "ok",                  \
+    "HAProxy tenant map replacements through the runtime API")                                     \
+  X(haproxy_runtime_push_failures, "posthaste_route_haproxy_runtime_pushes_total", "failed", "")
 
 struct RouteCounters {
 #define PH_ROUTE_COUNTER_MEMBER(member, metric, label, help) std::atomic<uint64_t> member{0};

@@ -20,6 +20,8 @@ TEST(RouteCountersTest, TextHasEveryFamilyAndTheStaleGauge) {
       std::string::npos);
   EXPECT_NE(fresh.find("posthaste_route_haproxy_map_writes_total{result=\"failed\"} 0\n"),
             std::string::npos);
+  EXPECT_NE(fresh.find("posthaste_route_haproxy_runtime_pushes_total{result=\"ok\"} 0\n"),
+            std::string::npos);
   EXPECT_NE(fresh.find("posthaste_route_directory_stale 0\n"), std::string::npos);
   EXPECT_NE(fresh.find("posthaste_route_directory_revision 42\n"), std::string::npos);
   // One TYPE line per family.
@@ -28,7 +30,7 @@ TEST(RouteCountersTest, TextHasEveryFamilyAndTheStaleGauge) {
        at = fresh.find("# TYPE", at + 1)) {
     ++types;
   }
-  EXPECT_EQ(types, 4u + 2u);
+  EXPECT_EQ(types, 5u + 2u);
   EXPECT_NE(RouteMetricsText(counters, true, 42).find("posthaste_route_directory_stale 1\n"),
             std::string::npos);
 }

@@ -10,6 +10,8 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/http/http_server.h"
+#include "server/placement/directory_cache.h"
+#include "server/placement/etcd_client.h"
 #include "server/route/auth_http.h"
 #include "server/route/directory_file.h"
 #include "server/route/haproxy_map.h"
@@ -21,6 +23,7 @@ namespace {
 
 constexpr size_t kTokenBytesMin = 16;
 constexpr uint32_t kAuthHttpConnectionsMax = 1024;
+constexpr absl::Duration kFirstLoadWait = absl::Seconds(10);
 
 struct HostPortText {
   std::string host;
@@ -57,6 +60,10 @@ const std::vector<FlagSpec>& Flags() {
   static const std::vector<FlagSpec> flags = {
       {"directory_file", &RouteOptions::directory_file, nullptr, 0, 0,
        "FILE: the placement directory as JSON (server/route/directory_file.h)"},
+      {"etcd_endpoints", &RouteOptions::etcd_endpoints, nullptr, 0, 0,
+       "URL,...: etcd client URLs; the directory is read and watched there"},
+      {"etcd_prefix", &RouteOptions::etcd_prefix, nullptr, 0, 0,
+       "/PREFIX/: the directory's key prefix in etcd (default /posthaste/)"},
       {"auth_http_listen", &RouteOptions::auth_http_listen, nullptr, 0, 0,
        "HOST:PORT: nginx auth_http endpoint (also /metrics, /healthz, /readyz)"},
       {"admin_token_file", &RouteOptions::admin_token_file, nullptr, 0, 0,
@@ -69,6 +76,8 @@ const std::vector<FlagSpec>& Flags() {
        "CHARS: Postfix's recipient_delimiter (default +; empty: none)"},
       {"haproxy_map", &RouteOptions::haproxy_map, nullptr, 0, 0,
        "FILE: HAProxy tenant map, rewritten when the directory changes"},
+      {"haproxy_socket", &RouteOptions::haproxy_socket, nullptr, 0, 0,
+       "PATH: HAProxy's runtime API socket; map changes are pushed there too (with --haproxy_map)"},
       {"metrics_listen", &RouteOptions::metrics_listen, nullptr, 0, 0,
        "HOST:PORT: a separate listener for /metrics, /healthz, /readyz"},
       {"verify_timeout_ms", nullptr, &RouteOptions::verify_timeout_ms, 100, 60'000,
@@ -111,10 +120,7 @@ class RouteService {
   explicit RouteService(RouteOptions options) : options_(std::move(options)) {}
 
   absl::Status Start() {
-    auto directory = FileDirectory::Load(options_.directory_file);
-    if (!directory.ok()) return directory.status();
-    file_directory_ = directory->get();
-    source_ = *std::move(directory);
+    if (absl::Status loaded = LoadDirectory(); !loaded.ok()) return loaded;
     if (!options_.auth_http_listen.empty()) {
       auto token = ReadToken(options_.admin_token_file);
       if (!token.ok()) return token.status();
@@ -161,7 +167,8 @@ class RouteService {
       socketmap_ = *std::move(server);
     }
     if (!options_.haproxy_map.empty()) {
-      auto writer = HaproxyMapWriter::Start(options_.haproxy_map, source_.get(), &counters_);
+      auto writer = HaproxyMapWriter::Start(options_.haproxy_map, source_.get(), &counters_,
+                                            /*poll_interval_ms=*/200, options_.haproxy_socket);
       if (!writer.ok()) return writer.status();
       haproxy_ = *std::move(writer);
     }
@@ -171,6 +178,31 @@ class RouteService {
               {"metrics", Where(options_.metrics_listen, metrics_ ? metrics_->port() : 0)},
               {"haproxy_map", options_.haproxy_map.empty() ? "off" : options_.haproxy_map},
               {"directory_revision", std::to_string(source_->Current()->revision)}});
+    return absl::OkStatus();
+  }
+
+  // --directory_file, or a DirectoryCache on --etcd_endpoints. The cache's first load is
+  // waited for a bounded time only: without etcd the service still starts (not ready, every
+  // answer a temporary failure) and picks the directory up once etcd answers.
+  absl::Status LoadDirectory() {
+    if (!options_.directory_file.empty()) {
+      auto directory = FileDirectory::Load(options_.directory_file);
+      if (!directory.ok()) return directory.status();
+      file_directory_ = directory->get();
+      source_ = *std::move(directory);
+      return absl::OkStatus();
+    }
+    auto endpoints = placement::ParseEtcdEndpoints(options_.etcd_endpoints);
+    if (!endpoints.ok()) return endpoints.status();
+    auto cache = std::make_unique<placement::DirectoryCache>(
+        placement::EtcdClientOptions{.endpoints = *std::move(endpoints)},
+        placement::DirectoryCacheOptions{.prefix = options_.etcd_prefix});
+    if (!cache->WaitLoaded(kFirstLoadWait)) {
+      LogEvent(LogLevel::kWarning, "directory not loaded from etcd yet",
+               {{"etcd_endpoints", options_.etcd_endpoints}});
+    }
+    directory_cache_ = cache.get();
+    source_ = std::move(cache);
     return absl::OkStatus();
   }
 
@@ -223,15 +255,45 @@ class RouteService {
            return http::HttpResponse{
                .status = 200,
                .content_type = "text/plain; version=0.0.4",
-               .body = RouteMetricsText(counters_, source_->stale(), source_->Current()->revision)};
+               .body = RouteMetricsText(counters_, source_->stale(), source_->Current()->revision) +
+                       DirectoryCacheMetricsText()};
          }});
     return http;
+  }
+
+  // The etcd cache's own counters (none with --directory_file).
+  std::string DirectoryCacheMetricsText() const {
+    if (directory_cache_ == nullptr) return "";
+    const placement::DirectoryCacheStats stats = directory_cache_->stats();
+    std::string out;
+    auto row = [&out](std::string_view name, std::string_view type, std::string_view help,
+                      uint64_t value) {
+      out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+      out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+      out.append(name).append(" ").append(std::to_string(value)).append("\n");
+    };
+    row("posthaste_directory_revision", "gauge", "etcd revision of the cached directory",
+        static_cast<uint64_t>(stats.revision));
+    row("posthaste_directory_stale", "gauge", "1 while etcd cannot confirm the cache is current",
+        stats.stale ? 1 : 0);
+    row("posthaste_directory_reloads_total", "counter", "full loads of the directory from etcd",
+        stats.reloads);
+    row("posthaste_directory_watch_events_total", "counter", "key changes applied from the watch",
+        stats.watch_events);
+    row("posthaste_directory_watch_restarts_total", "counter", "watch streams reopened",
+        stats.watch_restarts);
+    row("posthaste_directory_errors_total", "counter", "failed etcd loads, watches and probes",
+        stats.errors);
+    row("posthaste_directory_bad_values_total", "counter", "directory values that did not decode",
+        stats.bad_values);
+    return out;
   }
 
   const RouteOptions options_;
   RouteCounters counters_;
   std::unique_ptr<placement::DirectorySource> source_;
   FileDirectory* file_directory_ = nullptr;  // source_ when it is a file; SIGHUP reloads it
+  placement::DirectoryCache* directory_cache_ = nullptr;  // source_ when it is etcd
   BackendVerifier verifier_;
   std::unique_ptr<http::HttpServer> auth_http_;
   std::unique_ptr<http::HttpServer> metrics_;
@@ -267,8 +329,15 @@ absl::StatusOr<RouteOptions> ParseRouteOptions(const std::vector<std::string>& a
     }
     options.*(spec->number) = static_cast<uint32_t>(*number);
   }
-  if (options.directory_file.empty()) {
-    return absl::InvalidArgumentError("--directory_file is required");
+  if (options.directory_file.empty() == options.etcd_endpoints.empty()) {
+    return absl::InvalidArgumentError("give one of --directory_file and --etcd_endpoints");
+  }
+  if (options.etcd_prefix.empty() || options.etcd_prefix.front() != '/' ||
+      options.etcd_prefix.back() != '/') {
+    return absl::InvalidArgumentError("--etcd_prefix must start and end with /");
+  }
+  if (!options.haproxy_socket.empty() && options.haproxy_map.empty()) {
+    return absl::InvalidArgumentError("--haproxy_socket needs --haproxy_map");
   }
   if (options.auth_http_listen.empty() && options.socketmap_listen.empty() &&
       options.haproxy_map.empty()) {
@@ -282,7 +351,8 @@ absl::StatusOr<RouteOptions> ParseRouteOptions(const std::vector<std::string>& a
 }
 
 std::string RouteUsage() {
-  std::string usage = "usage: posthaste route --directory_file=FILE [flags]\n";
+  std::string usage =
+      "usage: posthaste route (--directory_file=FILE | --etcd_endpoints=URL,...) [flags]\n";
   for (const FlagSpec& f : Flags()) {
     usage += "  --" + std::string(f.name) + "  " + std::string(f.help) + "\n";
   }

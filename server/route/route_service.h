@@ -1,11 +1,15 @@
 // `posthaste route`: the stateless router in front of the backends, run until SIGTERM/SIGINT
 // (docs/ARCHITECTURE.md, "The route service").
 //
-//   posthaste route --directory_file=FILE [--auth_http_listen=HOST:PORT
+//   posthaste route (--directory_file=FILE | --etcd_endpoints=URL,... [--etcd_prefix=/P/])
+//       [--auth_http_listen=HOST:PORT
 //       --admin_token_file=FILE] [--socketmap_listen=HOST:PORT] [--haproxy_map=FILE]
-//       [--metrics_listen=HOST:PORT] [limits...]
+//       [--haproxy_socket=PATH] [--metrics_listen=HOST:PORT] [limits...]
 //
-// It starts what its flags ask for, from one DirectorySource: the nginx auth_http endpoint
+// The directory comes from a JSON file (directory_file.h) or from etcd through a
+// DirectoryCache (server/placement/directory_cache.h), which follows etcd's watch and keeps
+// answering from its last snapshot, marked stale, while etcd has no quorum. It starts what its
+// flags ask for, from one DirectorySource: the nginx auth_http endpoint
 // (auth_http.h; also serving /metrics, /healthz and /readyz), the Postfix socketmap server
 // (socketmap_server.h), the HAProxy tenant map writer (haproxy_map.h) and, with
 // --metrics_listen, a separate listener for /metrics, /healthz, /readyz. Then it logs one line
@@ -27,7 +31,10 @@
 namespace posthaste::server::route {
 
 struct RouteOptions {
-  std::string directory_file;
+  std::string directory_file;   // one of directory_file and etcd_endpoints
+  std::string etcd_endpoints;   // comma-separated http:// client URLs
+  std::string etcd_prefix = "/posthaste/";
+  std::string haproxy_socket;  // HAProxy's runtime API (a stats socket); empty: off
   std::string auth_http_listen;  // HOST:PORT; empty: off
   std::string admin_token_file;  // the backends' admin API token (auth_http needs it)
   std::string socketmap_listen;  // HOST:PORT; empty: off

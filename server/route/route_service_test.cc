@@ -17,6 +17,15 @@ TEST(RouteOptionsTest, ParsesFlagsInBothForms) {
   EXPECT_EQ(options->verify_timeout_ms, 3'000u);
 }
 
+TEST(RouteOptionsTest, EtcdInsteadOfAFile) {
+  auto options = ParseRouteOptions({"--etcd_endpoints=http://127.0.0.1:2379",
+                                    "--haproxy_map=/m.map", "--haproxy_socket=/run/h.sock"});
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->etcd_endpoints, "http://127.0.0.1:2379");
+  EXPECT_EQ(options->etcd_prefix, "/posthaste/");
+  EXPECT_EQ(options->haproxy_socket, "/run/h.sock");
+}
+
 TEST(RouteOptionsTest, RefusesWhatCannotWork) {
   const std::vector<std::vector<std::string>> bad = {
       {},                                                                         // no directory
@@ -27,6 +36,10 @@ TEST(RouteOptionsTest, RefusesWhatCannotWork) {
       {"--directory_file=/d.json", "--haproxy_map=/m", "--no_such_flag=1"},
       {"--directory_file=/d.json", "--haproxy_map=/m", "stray"},
       {"--directory_file"},  // no value
+      {"--directory_file=/d.json", "--etcd_endpoints=http://127.0.0.1:2379",
+       "--haproxy_map=/m"},                                                      // two directories
+      {"--etcd_endpoints=http://127.0.0.1:2379", "--etcd_prefix=x", "--haproxy_map=/m"},
+      {"--directory_file=/d.json", "--haproxy_socket=/s"},  // a socket without a map
   };
   for (const auto& args : bad) {
     EXPECT_FALSE(ParseRouteOptions(args).ok()) << ::testing::PrintToString(args);
