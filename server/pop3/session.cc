@@ -373,8 +373,10 @@ void Pop3Session::Advance() {
     }
   }
   MaybeEndCommand();
-  // Reclaim parsed input (line views handed to handlers are dead by now).
+  // Reclaim parsed input (line views handed to handlers are dead by now); when all of it was
+  // parsed the session now waits for its peer, without an input buffer.
   input_.Compact();
+  input_.ReleaseIfEmpty();
 }
 
 void Pop3Session::BeginCommand(Pop3Command command) {
@@ -698,6 +700,10 @@ void Pop3Session::WipeCredentials() {
   Wipe(&auth_secret_);
   auth_authzid_.clear();
   auth_user_.clear();
+  // Their memory goes back too: an idle session keeps only its account name.
+  auth_secret_.shrink_to_fit();
+  auth_authzid_.shrink_to_fit();
+  auth_user_.shrink_to_fit();
 }
 
 void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
@@ -1187,11 +1193,18 @@ Pop3Action Pop3Session::NextAction() {
   if (action_head_ == actions_.size()) {
     SealWrite();
     if (action_head_ == actions_.size()) {
-      // Everything was taken: reuse the buffers (earlier views are dead by contract).
+      // Everything was taken: reuse the buffers (earlier views are dead by contract) while
+      // a listing goes on in pieces; otherwise give their memory back, as the session now
+      // waits (for input or a result) and most sessions wait long (docs/BENCHMARKS.md,
+      // memory per idle session).
       actions_.clear();
       action_head_ = 0;
       out_.clear();
       write_begin_ = 0;
+      if (listing_ == ListingKind::kNone) {
+        actions_.shrink_to_fit();
+        out_.shrink_to_fit();
+      }
       return Pop3Action{};
     }
   }

@@ -18,7 +18,7 @@
 #include <string>
 #include <string_view>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "server/pop3/session.h"
 #include "server/pop3_service/maildrop_registry.h"
@@ -88,7 +88,9 @@ class MaildropLocks {
 
   MaildropShards& shards_;
   const uint32_t shard_;
-  absl::flat_hash_map<uint64_t, Lease> leases_;
+  // One lease per logged-in connection, so most of them idle: node-based, as a flat table's
+  // empty slots (up to half of it past each doubling) would each cost a whole Lease.
+  absl::node_hash_map<uint64_t, Lease> leases_;
 };
 
 }  // namespace posthaste::server

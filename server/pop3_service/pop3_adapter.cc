@@ -47,12 +47,14 @@ Pop3Adapter::Pop3Adapter(uint64_t id, std::unique_ptr<transport::Transport> tran
     : id_(id),
       transport_(std::move(transport)),
       backend_(backend),
-      options_(std::move(options)),
-      recorder_(*options_.metrics, *options_.tenant_labels, options_.count_sessions, options_.shard,
-                id, transport_->peer().ip),
-      session_(std::make_unique<pop3::Pop3Session>(
-          WithObserver(options_.session, recorder_.observer()))),
-      handshaking_(options_.implicit_tls) {
+      metrics_(options.metrics),
+      auth_timeout_ns_(options.auth_timeout_ns),
+      idle_timeout_ns_(options.idle_timeout_ns),
+      recorder_(*options.metrics, *options.tenant_labels, options.count_sessions, options.shard, id,
+                transport_->peer().ip),
+      session_(WithObserver(std::move(options.session), recorder_.observer())),
+      implicit_tls_(options.implicit_tls),
+      handshaking_(options.implicit_tls) {
   connected_ns_ = last_input_ns_ = transport_->NowNs();
 }
 
@@ -77,8 +79,8 @@ void Pop3Adapter::Abort() {
 }
 
 bool Pop3Adapter::IdleInTransactionFor(uint64_t idle_ns) const {
-  return phase_ == Phase::kOpen && session_->state() == Pop3State::kTransaction &&
-         !session_->AwaitingResult() && hold_ == Hold::kNone && !transport_->OutputPending() &&
+  return phase_ == Phase::kOpen && session_.state() == Pop3State::kTransaction &&
+         !session_.AwaitingResult() && hold_ == Hold::kNone && !transport_->OutputPending() &&
          transport_->NowNs() - last_input_ns_ >= idle_ns;
 }
 
@@ -88,11 +90,11 @@ void Pop3Adapter::OnAdmitted(std::optional<pop3::Pop3Refusal> refusal) {
   if (phase_ != Phase::kAdmitting) return;
   if (refusal.has_value()) {
     recorder_.SetOutcome(metrics::SessionOutcome::kRefused);
-    if (options_.implicit_tls) {  // no plaintext reply is possible before a handshake
+    if (implicit_tls_) {  // no plaintext reply is possible before a handshake
       BeginClose(/*abort=*/false);
       return;
     }
-    session_->Refuse(*refusal);
+    session_.Refuse(*refusal);
   }
   phase_ = Phase::kOpen;
   Drive();
@@ -101,7 +103,7 @@ void Pop3Adapter::OnAdmitted(std::optional<pop3::Pop3Refusal> refusal) {
 void Pop3Adapter::OnAuthenticated(const pop3::Pop3AuthResult& result) {
   if (phase_ != Phase::kOpen) return;
   recorder_.AuthFinished(AuthResultOf(result.code));
-  session_->OnAuthResult(result);
+  session_.OnAuthResult(result);
   Drive();
 }
 
@@ -110,15 +112,15 @@ void Pop3Adapter::OnMaildropOpened(Pop3MaildropOpened opened) {
   if (opened.code == pop3::Pop3MaildropResult::Code::kOk) {
     PH_CHECK(opened.maildrop != nullptr);
     maildrop_ = std::move(opened.maildrop);
-    recorder_.LoggedIn(session_->user());
-    session_->OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_->view()});
+    recorder_.LoggedIn(session_.user());
+    session_.OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_->view()});
     last_input_ns_ = transport_->NowNs();  // TRANSACTION's idle clock starts now
   } else {
     if (!opened.error.ok()) {
       recorder_.Log(LogLevel::kWarning, "opening maildrop failed",
-                    {{"user", std::string(session_->user())}, {"error", opened.error.ToString()}});
+                    {{"user", std::string(session_.user())}, {"error", opened.error.ToString()}});
     }
-    session_->OnMaildropOpened({opened.code, nullptr});
+    session_.OnMaildropOpened({opened.code, nullptr});
   }
   Drive();
 }
@@ -143,10 +145,10 @@ void Pop3Adapter::OnCommitted(absl::Status status) {
   recorder_.CommitFinished(status.ok());
   if (!status.ok()) {
     recorder_.Log(LogLevel::kWarning, "commit failed",
-                  {{"user", std::string(session_->user())}, {"error", status.ToString()}});
+                  {{"user", std::string(session_.user())}, {"error", status.ToString()}});
   }
-  session_->OnCommitResult(status.ok() ? pop3::Pop3CommitResult::kOk
-                                       : pop3::Pop3CommitResult::kTempFailure);
+  session_.OnCommitResult(status.ok() ? pop3::Pop3CommitResult::kOk
+                                      : pop3::Pop3CommitResult::kTempFailure);
   Drive();
 }
 
@@ -155,10 +157,10 @@ void Pop3Adapter::OnCommitted(absl::Status status) {
 void Pop3Adapter::OnReceive(std::string_view bytes) {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
   last_input_ns_ = transport_->NowNs();
-  session_->Feed(bytes);  // before admission it waits, parsed, behind the greeting
+  session_.Feed(bytes);  // before admission it waits, parsed, behind the greeting
   if (phase_ == Phase::kOpen) {
     Drive();
-  } else if (!session_->WantsInput() && !receive_paused_) {
+  } else if (!session_.WantsInput() && !receive_paused_) {
     receive_paused_ = true;
     transport_->PauseReceive();
   }
@@ -176,10 +178,10 @@ void Pop3Adapter::OnOutputDrained() {
 void Pop3Adapter::OnTlsStarted(const transport::TlsSessionInfo& info) {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
   handshaking_ = false;
-  options_.metrics->CountTlsHandshake(
+  metrics_->CountTlsHandshake(
       metrics::TlsVersionFromName(info.version),
       info.resumed ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
-  if (!options_.implicit_tls) session_->OnTlsStarted();
+  if (!implicit_tls_) session_.OnTlsStarted();
   if (phase_ == Phase::kOpen) Drive();
 }
 
@@ -188,19 +190,19 @@ void Pop3Adapter::OnDeadline() {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
   const uint64_t now = transport_->NowNs();
   if (hold_ == Hold::kDelay && now >= delay_until_ns_) hold_ = Hold::kNone;
-  const bool login_over = now >= connected_ns_ + options_.auth_timeout_ns;
+  const bool login_over = now >= connected_ns_ + auth_timeout_ns_;
   if (handshaking_ && login_over) {  // a TLS handshake that never finishes
-    end_.cause = Pop3EndCause::kLoginTimeout;
+    end_cause_ = Pop3EndCause::kLoginTimeout;
     BeginClose(/*abort=*/true);
     return;
   }
-  const Pop3State state = session_->state();
-  if (state == Pop3State::kAuthorization && !session_->AwaitingResult() && login_over) {
+  const Pop3State state = session_.state();
+  if (state == Pop3State::kAuthorization && !session_.AwaitingResult() && login_over) {
     TimeOut(pop3::Pop3Timeout::kLogin);
     return;
   }
-  if (state == Pop3State::kTransaction && !session_->AwaitingResult() && hold_ == Hold::kNone &&
-      !transport_->OutputPending() && now >= last_input_ns_ + options_.idle_timeout_ns) {
+  if (state == Pop3State::kTransaction && !session_.AwaitingResult() && hold_ == Hold::kNone &&
+      !transport_->OutputPending() && now >= last_input_ns_ + idle_timeout_ns_) {
     TimeOut(pop3::Pop3Timeout::kIdle);
     return;
   }
@@ -215,23 +217,23 @@ void Pop3Adapter::OnClosed(transport::CloseReason reason) {
   const bool ended = phase_ == Phase::kClosing;
   phase_ = Phase::kClosed;
   if (!ended) {  // the transport ended it (peer reset, send stall, TLS error)
-    if (session_->state() != Pop3State::kClosed) session_->OnConnectionLost();
+    if (session_.state() != Pop3State::kClosed) session_.OnConnectionLost();
     backend_.Ended(id_);
   }
   if (reason == transport::CloseReason::kTlsFailed && handshaking_) {
-    options_.metrics->CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
+    metrics_->CountTlsHandshake(metrics::TlsVersion::kOther, metrics::TlsOutcome::kFailed);
   }
   if (reason == transport::CloseReason::kSendStalled) {
-    end_.cause = Pop3EndCause::kSendStalled;
+    end_cause_ = Pop3EndCause::kSendStalled;
     recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
     recorder_.Log(LogLevel::kInfo, "send stalled, closing");
   }
-  end_.reason = reason;
-  end_.session = session_->counters();
+  const Pop3ConnectionEnd end{
+      .reason = reason, .cause = end_cause_, .session = session_.counters()};
   recorder_.ReplyBytesSent(transport_->totals().reply_bytes_sent);
   recorder_.MessageBytesSent(transport_->totals().file_bytes_sent);
-  recorder_.Finish(end_.session.commands);
-  backend_.Finished(id_, end_);
+  recorder_.Finish(end.session.commands);
+  backend_.Finished(id_, end);
 }
 
 // ---- The action loop ----
@@ -241,7 +243,7 @@ void Pop3Adapter::Drive() {
   driving_ = true;
   TakeActions();
   if (phase_ == Phase::kOpen) {
-    const bool want_input = session_->WantsInput() && !peer_finished_;
+    const bool want_input = session_.WantsInput() && !peer_finished_;
     if (want_input == receive_paused_) {
       receive_paused_ = !want_input;
       if (want_input) {
@@ -252,7 +254,7 @@ void Pop3Adapter::Drive() {
     }
     if (peer_finished_ && handshaking_) {
       BeginClose(/*abort=*/false);  // gone in mid-handshake: nothing can be answered
-    } else if (peer_finished_ && hold_ == Hold::kNone && !session_->AwaitingResult() &&
+    } else if (peer_finished_ && hold_ == Hold::kNone && !session_.AwaitingResult() &&
                !transport_->OutputPending()) {
       BeginClose(/*abort=*/false);  // everything the peer sent has been answered
     }
@@ -264,7 +266,7 @@ void Pop3Adapter::Drive() {
 void Pop3Adapter::TakeActions() {
   for (;;) {
     while (phase_ == Phase::kOpen && hold_ == Hold::kNone) {
-      const pop3::Pop3Action action = session_->NextAction();
+      const pop3::Pop3Action action = session_.NextAction();
       if (action.kind == Pop3ActionKind::kNone) break;
       Handle(action);
     }
@@ -275,7 +277,7 @@ void Pop3Adapter::TakeActions() {
     }
     if (hold_ != Hold::kNone || !taken_unflushed_ || transport_->OutputPending()) return;
     taken_unflushed_ = false;
-    session_->OnOutputFlushed();  // may parse buffered commands and make more actions
+    session_.OnOutputFlushed();  // may parse buffered commands and make more actions
   }
 }
 
@@ -347,23 +349,23 @@ void Pop3Adapter::StartTls() {
 // ---- Timeouts ----
 
 void Pop3Adapter::TimeOut(pop3::Pop3Timeout timeout) {
-  end_.cause = timeout == pop3::Pop3Timeout::kLogin ? Pop3EndCause::kLoginTimeout
+  end_cause_ = timeout == pop3::Pop3Timeout::kLogin ? Pop3EndCause::kLoginTimeout
                                                     : Pop3EndCause::kIdleTimeout;
   recorder_.SetOutcome(metrics::SessionOutcome::kTimeout);
   if (transport_->OutputPending()) {  // the peer is not reading what it has either
     BeginClose(/*abort=*/true);
     return;
   }
-  session_->OnTimeout(timeout);  // commits nothing; its last reply, then close
+  session_.OnTimeout(timeout);  // commits nothing; its last reply, then close
   hold_ = Hold::kNone;
   phase_ = Phase::kOpen;
   Drive();
 }
 
 void Pop3Adapter::ArmDeadline() {
-  const bool authorizing = session_->state() == Pop3State::kAuthorization || handshaking_;
-  uint64_t deadline = authorizing ? connected_ns_ + options_.auth_timeout_ns
-                                  : last_input_ns_ + options_.idle_timeout_ns;
+  const bool authorizing = session_.state() == Pop3State::kAuthorization || handshaking_;
+  uint64_t deadline =
+      authorizing ? connected_ns_ + auth_timeout_ns_ : last_input_ns_ + idle_timeout_ns_;
   if (hold_ == Hold::kDelay) deadline = std::min(deadline, delay_until_ns_);
   const uint64_t now = transport_->NowNs();
   if (deadline <= now) deadline = now + kRecheckNs;  // a result or the peer holds it back
@@ -379,7 +381,7 @@ void Pop3Adapter::ArmDeadline() {
 void Pop3Adapter::BeginClose(bool abort) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosing;
-  if (session_->state() != Pop3State::kClosed) session_->OnConnectionLost();
+  if (session_.state() != Pop3State::kClosed) session_.OnConnectionLost();
   backend_.Ended(id_);
   if (deadline_ns_ != 0) {
     deadline_ns_ = 0;

@@ -89,7 +89,7 @@ class Pop3Adapter final : public transport::TransportClient {
   void OnDeadline() override;
   void OnClosed(transport::CloseReason reason) override;
 
-  const pop3::Pop3Session& session() const { return *session_; }
+  const pop3::Pop3Session& session() const { return session_; }
 
  private:
   enum class Phase : uint8_t {
@@ -115,16 +115,23 @@ class Pop3Adapter final : public transport::TransportClient {
   void ArmDeadline();
   void BeginClose(bool abort);
 
+  // Only what is read after construction is kept of Pop3AdapterOptions: the session and the
+  // recorder take the rest, so an idle connection holds no second copy of the session's
+  // options (docs/BENCHMARKS.md, memory per idle session).
   const uint64_t id_;
   std::unique_ptr<transport::Transport> transport_;
   Pop3Backend& backend_;
-  const Pop3AdapterOptions options_;
+  metrics::ShardMetrics* const metrics_;
+  const uint64_t auth_timeout_ns_;
+  const uint64_t idle_timeout_ns_;
   SessionRecorder recorder_;  // before session_: the session's command observer
-  std::unique_ptr<pop3::Pop3Session> session_;
+  pop3::Pop3Session session_;
   std::shared_ptr<const Pop3Maildrop> maildrop_;  // in TRANSACTION
 
   Phase phase_ = Phase::kAdmitting;
   Hold hold_ = Hold::kNone;
+  Pop3EndCause end_cause_ = Pop3EndCause::kOther;  // told to the backend in Finished
+  const bool implicit_tls_;
   bool driving_ = false;          // inside Drive (asserts it is never re-entered)
   bool unflushed_ = false;        // Send/SendFile since the last Flush
   bool taken_unflushed_ = false;  // session output taken since the last OnOutputFlushed
@@ -136,7 +143,6 @@ class Pop3Adapter final : public transport::TransportClient {
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;
   uint64_t deadline_ns_ = 0;  // what the transport's deadline is set to (0: none)
-  Pop3ConnectionEnd end_;
 };
 
 }  // namespace posthaste::server::pop3_service

@@ -41,12 +41,12 @@ uint64_t MonotonicNowNs() {
 
 SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
                                  const metrics::TenantLabels& tenants, bool counting,
-                                 uint32_t shard, uint64_t connection_id, std::string client_ip)
+                                 uint32_t shard, uint64_t connection_id, std::string_view client_ip)
     : metrics_(metrics),
       tenants_(tenants),
       counting_(counting),
       session_id_(absl::StrCat(shard, "-", connection_id)),
-      client_ip_(std::move(client_ip)),
+      client_ip_(client_ip),
       started_ns_(MonotonicNowNs()) {}
 
 void SessionRecorder::AuthStarted(const pop3::Pop3Credentials& credentials) {
@@ -61,8 +61,9 @@ void SessionRecorder::AuthFinished(metrics::AuthResult result) {
   if (counting_) metrics_.CountAuth(auth_tenant_slot_, auth_mechanism_, result);
   if (result != metrics::AuthResult::kOk) {
     ++auth_failures_;
-    failed_user_ = attempted_user_;
+    failed_user_ = std::move(attempted_user_);
   }
+  std::string().swap(attempted_user_);  // only a failure's name is kept, for the log
 }
 
 void SessionRecorder::LoggedIn(std::string_view account) {
@@ -92,7 +93,7 @@ void SessionRecorder::OnCommandEnd(pop3::Pop3Command command, bool ok) {
 void SessionRecorder::Log(LogLevel level, std::string_view message,
                           std::initializer_list<LogField> fields) {
   std::vector<LogField> all = {
-      {"session", session_id_}, {"client", client_ip_}, {"tenant", tenant_}};
+      {"session", session_id_}, {"client", std::string(client_ip_)}, {"tenant", tenant_}};
   all.insert(all.end(), fields.begin(), fields.end());
   LogEvent(level, message, std::span<const LogField>(all));
 }

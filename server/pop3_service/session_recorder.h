@@ -22,11 +22,12 @@ namespace posthaste::server {
 
 class SessionRecorder final : public pop3::Pop3CommandObserver {
  public:
-  // `metrics` and `tenants` must outlive the recorder. `counting`: false turns off the
-  // per-session/per-command counting and timing (--metrics_sessions=false); the summary log
-  // line is written either way.
+  // `metrics`, `tenants` and the text `client_ip` views (the connection's peer address) must
+  // outlive the recorder. `counting`: false turns off the per-session/per-command counting and
+  // timing (--metrics_sessions=false); the summary log line is written either way.
   SessionRecorder(metrics::ShardMetrics& metrics, const metrics::TenantLabels& tenants,
-                  bool counting, uint32_t shard, uint64_t connection_id, std::string client_ip);
+                  bool counting, uint32_t shard, uint64_t connection_id,
+                  std::string_view client_ip);
 
   // For Pop3SessionOptions::command_observer (null when not counting).
   pop3::Pop3CommandObserver* observer() { return counting_ ? this : nullptr; }

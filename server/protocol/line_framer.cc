@@ -70,6 +70,13 @@ void LineFramer::Compact() {
   }
 }
 
+void LineFramer::ReleaseIfEmpty() {
+  if (in_pos_ == in_.size() && !discarding_line_) {
+    std::string().swap(in_);
+    in_pos_ = scan_pos_ = 0;
+  }
+}
+
 void LineFramer::Clear() {
   in_.clear();
   in_pos_ = scan_pos_ = 0;

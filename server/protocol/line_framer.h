@@ -47,6 +47,9 @@ class LineFramer {
   // Reclaims the parsed prefix: all of it when everything was parsed, otherwise once it is at
   // least 4 KiB and half the buffer, so the cost stays amortised O(1) per byte.
   void Compact();
+  // Gives the buffer's memory back when nothing is buffered (a session that is about to wait
+  // for its peer, maybe for long, holds no input buffer meanwhile).
+  void ReleaseIfEmpty();
   void Clear();
 
  private:

@@ -134,8 +134,8 @@ void RingTransport::Flush() {
 }
 
 bool RingTransport::OutputPending() const {
-  return !out_.empty() || SocketSendBusy() || tls_file_.active() ||
-         (engine_ != nullptr && engine_->PendingCiphertextBytes() > 0);
+  return !out_.empty() || SocketSendBusy() || TlsFileSealActive() ||
+         (engine() != nullptr && engine()->PendingCiphertextBytes() > 0);
 }
 
 void RingTransport::PauseReceive() {
@@ -163,7 +163,7 @@ void RingTransport::Close() {
   ApiScope scope(this);
   if (state_ >= State::kClosing) return;
   if (tls_mode_ == TlsMode::kEngine && (state_ == State::kHandshaking || state_ == State::kNew)) {
-    if (engine_->HandshakeDone()) {
+    if (engine()->HandshakeDone()) {
       DecideTlsDataPath(/*input_behind_handshake=*/true);  // keep the engine: no hand-off now
     } else {
       // Receiving stops, so the handshake cannot finish: what was meant for TLS cannot go.
@@ -208,7 +208,7 @@ void RingTransport::Advance(bool may_finish) {
   if (client_ == nullptr || state_ == State::kClosed) return;
   advancing_ = true;
   ConsumeHeldInput();
-  if (state_ == State::kHandshaking && engine_ != nullptr && engine_->HandshakeDone() &&
+  if (state_ == State::kHandshaking && engine() != nullptr && engine()->HandshakeDone() &&
       TlsHandshakeSettled()) {
     TellTlsStarted();
   }
@@ -251,7 +251,7 @@ void RingTransport::TellOutputDrained() {
 void RingTransport::ProgressClose() {
   if (state_ != State::kClosing || !OutputIdle()) return;
   if (end_reason_ == CloseReason::kClosed && tls_mode_ == TlsMode::kEngine &&
-      !tls_close_notify_queued_ && engine_->HandshakeDone() && !engine_->Failed()) {
+      !tls_->close_notify_queued && engine()->HandshakeDone() && !engine()->Failed()) {
     QueueTlsCloseNotify();  // close_notify first, then the TCP FIN
     PumpOutput();
     if (!OutputIdle()) return;
@@ -367,7 +367,7 @@ size_t RingTransport::ConsumeInput(std::span<const char> raw) {
 }
 
 void RingTransport::ConsumeHeldInput() {
-  if (held_input_.empty() && !tls_input_parked_) return;
+  if (held_input_.empty() && !TlsInputParked()) return;
   // Callbacks cannot append to held_input_ (only OnRecvData does, never from in here).
   const size_t used = ConsumeInput(std::span<const char>(held_input_.data(), held_input_.size()));
   if (state_ == State::kHandshaking || state_ == State::kOpen) {
@@ -387,6 +387,7 @@ void RingTransport::PopFront() {
   PH_DCHECK(flushed_items_ > 0);
   out_.erase(out_.begin());
   --flushed_items_;
+  if (out_.empty()) std::vector<OutItem>().swap(out_);  // an idle connection holds no queue
 }
 
 void RingTransport::PumpOutput() {
@@ -455,19 +456,23 @@ bool RingTransport::SocketSendBusy() const {
 bool RingTransport::FlushedOutputIdle() const {
   // Handshake records the engine still holds are not the client's output.
   const bool sealed_waiting =
-      engine_ != nullptr && engine_->HandshakeDone() && engine_->PendingCiphertextBytes() > 0;
-  return !HasFlushedItem() && !SocketSendBusy() && !tls_file_.active() && !sealed_waiting;
+      engine() != nullptr && engine()->HandshakeDone() && engine()->PendingCiphertextBytes() > 0;
+  return !HasFlushedItem() && !SocketSendBusy() && !TlsFileSealActive() && !sealed_waiting;
 }
 
 bool RingTransport::OutputIdle() const { return !OutputPending(); }
 
 void RingTransport::OnSendDone(absl::Status status, uint64_t bytes) {
   if (!inflight_ciphertext_) totals_.reply_bytes_sent += bytes;
-  if (inflight_sealed_) {
-    inflight_sealed_ = false;
-    tls_send_.Clear();
+  if (InflightSealed()) {
+    tls_->inflight_sealed = false;
+    tls_->send.Clear();
+  } else if (inflight_ciphertext_) {
+    inflight_.clear();  // keeps its capacity: the engine's next handshake flight
   } else {
-    inflight_.clear();  // keeps its capacity: the engine's next output buffer
+    // A reply sent: its memory goes back (the next one brings its own, moved in from out_),
+    // so an idle connection holds no send buffer.
+    std::string().swap(inflight_);
   }
   if (!status.ok() && state_ < State::kEnding) EndNow(CloseReason::kPeerReset);
   Advance(/*may_finish=*/false);

@@ -170,6 +170,21 @@ class RingTransport final : public Transport {
     uint64_t done = 0;
     bool active() const { return map != nullptr; }
   };
+  // The userspace TLS engine and what only it uses. Made by StartEngine; freed when the kernel
+  // takes the records (TellTlsStarted) or the connection ends.
+  struct TlsState {
+    std::unique_ptr<TlsEngine> engine;
+    std::string plaintext;  // read from the engine, handed to OnReceive
+    TlsFileSeal file;
+    // Records sealed in place (TlsEngine::SealInto) and sent in one send; untouched while that
+    // send is in flight, released when output goes idle.
+    TlsSendBuffer send;
+    bool input_parked = false;     // records fed while paused may hold plaintext
+    bool inflight_sealed = false;  // the Sender is sending `send` (not inflight_)
+    bool output_idle = true;       // nothing sealed since the last reply went out (BeginReply)
+    bool started_told = false;
+    bool close_notify_queued = false;
+  };
   // Marks a public method's extent: a completion that runs synchronously inside it (the
   // reactor does that in a few cases) defers its effects instead of calling the client.
   class ApiScope {
@@ -224,6 +239,11 @@ class RingTransport final : public Transport {
   void EndNow(CloseReason reason);
 
   // ---- TLS: the engine-driving code, all in ring_transport_tls.cc ----
+  // The engine, or null (plaintext, or the kernel makes the records).
+  TlsEngine* engine() const { return tls_ != nullptr ? tls_->engine.get() : nullptr; }
+  bool TlsFileSealActive() const { return tls_ != nullptr && tls_->file.active(); }
+  bool TlsInputParked() const { return tls_ != nullptr && tls_->input_parked; }
+  bool InflightSealed() const { return tls_ != nullptr && tls_->inflight_sealed; }
   void StartEngine();
   size_t ConsumeTlsInput(std::span<const char> raw);
   bool TlsHandshakeSettled(bool input_behind_handshake = false);
@@ -273,18 +293,10 @@ class RingTransport final : public Transport {
   uint64_t deadline_ns_ = 0;
   SendStallWatch send_stall_;
 
-  // TLS.
-  std::unique_ptr<TlsEngine> engine_;  // kEngine (and kKernel until OnTlsStarted was told)
-  std::string tls_plaintext_;          // read from the engine, handed to OnReceive
-  bool tls_input_parked_ = false;      // records fed while paused may hold plaintext
-  TlsFileSeal tls_file_;
-  // Records sealed in place (TlsEngine::SealInto) and sent in one send; untouched while that
-  // send is in flight, released when output goes idle.
-  TlsSendBuffer tls_send_;
-  bool inflight_sealed_ = false;  // the Sender is sending tls_send_ (not inflight_)
-  bool tls_output_idle_ = true;   // nothing sealed since the last reply went out (BeginReply)
-  bool tls_started_told_ = false;
-  bool tls_close_notify_queued_ = false;
+  // TLS: null on a plaintext connection (most of them), and again once the kernel makes the
+  // records, so those carry none of the engine's state (docs/BENCHMARKS.md, memory per idle
+  // session).
+  std::unique_ptr<TlsState> tls_;
 };
 
 // The factory adapters use; same contract as the constructor.

@@ -29,7 +29,8 @@ std::span<const uint8_t> AsBytes(std::span<const char> chars) {
 }  // namespace
 
 void RingTransport::StartEngine() {
-  engine_ = env_.tls->NewEngine();
+  tls_ = std::make_unique<TlsState>();
+  tls_->engine = env_.tls->NewEngine();
   tls_mode_ = TlsMode::kEngine;
 }
 
@@ -52,17 +53,18 @@ size_t RingTransport::ConsumeTlsInput(std::span<const char> raw) {
         tls_mode_ != TlsMode::kEngine) {
       return consumed;
     }
+    TlsEngine& engine = *tls_->engine;
     size_t fed = 0;
     if (consumed < raw.size()) {
-      absl::StatusOr<size_t> n = engine_->FeedCiphertext(AsBytes(raw.subspan(consumed)));
+      absl::StatusOr<size_t> n = engine.FeedCiphertext(AsBytes(raw.subspan(consumed)));
       if (!n.ok()) {
-        FailTls(engine_->HandshakeDone() ? "record" : "handshake");
+        FailTls(engine.HandshakeDone() ? "record" : "handshake");
         return raw.size();
       }
       fed = *n;
       consumed += fed;
     }
-    if (state_ == State::kHandshaking && engine_->HandshakeDone()) {
+    if (state_ == State::kHandshaking && engine.HandshakeDone()) {
       // Records already received behind the handshake keep the engine (kTLS cannot take them).
       if (!TlsHandshakeSettled(/*input_behind_handshake=*/consumed < raw.size())) return consumed;
       TellTlsStarted();
@@ -70,8 +72,8 @@ size_t RingTransport::ConsumeTlsInput(std::span<const char> raw) {
     }
     size_t read = 0;
     if (state_ == State::kOpen && !receive_paused_ && client_ != nullptr && api_depth_ == 0) {
-      tls_plaintext_.clear();
-      absl::StatusOr<size_t> n = engine_->ReadPlaintext(&tls_plaintext_);
+      tls_->plaintext.clear();
+      absl::StatusOr<size_t> n = engine.ReadPlaintext(&tls_->plaintext);
       if (!n.ok()) {
         FailTls("record");
         return raw.size();
@@ -79,14 +81,14 @@ size_t RingTransport::ConsumeTlsInput(std::span<const char> raw) {
       read = *n;
       if (read > 0) {
         totals_.bytes_received += read;
-        client_->OnReceive(tls_plaintext_);
+        client_->OnReceive(tls_->plaintext);
         continue;
       }
-      tls_input_parked_ = false;  // the engine holds no more plaintext
+      tls_->input_parked = false;  // the engine holds no more plaintext
     } else if (state_ == State::kOpen) {
-      tls_input_parked_ = true;  // the engine may hold plaintext: read once the client resumes
+      tls_->input_parked = true;  // the engine may hold plaintext: read once the client resumes
     }
-    if (engine_->PeerClosed()) {  // close_notify: like FIN; anything after it is ignored
+    if (engine.PeerClosed()) {  // close_notify: like FIN; anything after it is ignored
       peer_eof_ = true;
       return raw.size();
     }
@@ -94,21 +96,21 @@ size_t RingTransport::ConsumeTlsInput(std::span<const char> raw) {
     if (fed == 0) {
       if (state_ == State::kOpen && receive_paused_) return consumed;  // held until resumed
       // Nothing moved: the engine's input bound holds a partial record larger than TLS allows.
-      FailTls(engine_->HandshakeDone() ? "record" : "handshake");
+      FailTls(engine.HandshakeDone() ? "record" : "handshake");
       return raw.size();
     }
   }
 }
 
 bool RingTransport::TlsHandshakeSettled(bool input_behind_handshake) {
-  PH_DCHECK(state_ == State::kHandshaking && engine_->HandshakeDone());
+  PH_DCHECK(state_ == State::kHandshaking && engine()->HandshakeDone());
   if (!env_.ktls.available || input_behind_handshake) {
     DecideTlsDataPath(input_behind_handshake);
     return true;
   }
   // The kernel takes the keys only from a quiescent engine: the handshake's last flight (session
   // tickets) goes out first, then the hand-off.
-  if (engine_->PendingCiphertextBytes() > 0 || SocketSendBusy()) {
+  if (engine()->PendingCiphertextBytes() > 0 || SocketSendBusy()) {
     PumpTls();
     return false;
   }
@@ -123,85 +125,91 @@ void RingTransport::DecideTlsDataPath(bool input_behind_handshake) {
       .reason = "not used: records arrived behind the handshake"};
   const KtlsCapability& capability =
       input_behind_handshake && env_.ktls.available ? kRecordsBehind : env_.ktls;
+  TlsEngine& engine = *tls_->engine;
   std::string why;
-  const TlsDataPath path =
-      ChooseTlsDataPath(fd_, *engine_, capability, env_.tls_path_counters, &why);
-  LogEvent(LogLevel::kDebug, "tls session",
-           {{"peer", peer_.ip},
-            {"version", std::string(engine_->version_name())},
-            {"cipher", std::string(engine_->cipher_name())},
-            {"sni", std::string(engine_->server_name())},
-            {"certificate", engine_->certificate_name().empty()
-                                ? std::string("default")
-                                : std::string(engine_->certificate_name())},
-            {"resumed", engine_->resumed() ? "true" : "false"},
-            {"path", std::string(TlsDataPathName(path))},
-            {"why", why}});
+  const TlsDataPath path = ChooseTlsDataPath(fd_, engine, capability, env_.tls_path_counters, &why);
+  LogEvent(
+      LogLevel::kDebug, "tls session",
+      {{"peer", peer_.ip},
+       {"version", std::string(engine.version_name())},
+       {"cipher", std::string(engine.cipher_name())},
+       {"sni", std::string(engine.server_name())},
+       {"certificate", engine.certificate_name().empty() ? std::string("default")
+                                                         : std::string(engine.certificate_name())},
+       {"resumed", engine.resumed() ? "true" : "false"},
+       {"path", std::string(TlsDataPathName(path))},
+       {"why", why}});
   if (path == TlsDataPath::kKernelTls) {
-    CountTlsSession(*engine_, env_.tls_counters);  // the engine's part ends here
+    CountTlsSession(engine, env_.tls_counters);  // the engine's part ends here
     tls_mode_ = TlsMode::kKernel;
   } else {
     // The first record of a reply fits one segment of this path (TlsEngine::BeginReply).
     int segment = 0;
     socklen_t segment_len = sizeof(segment);
     if (getsockopt(fd_, IPPROTO_TCP, TCP_MAXSEG, &segment, &segment_len) == 0 && segment > 0) {
-      engine_->SetPathSegmentBytes(static_cast<size_t>(segment));
+      engine.SetPathSegmentBytes(static_cast<size_t>(segment));
     }
   }
   if (state_ == State::kHandshaking) state_ = State::kOpen;
 }
 
 void RingTransport::TellTlsStarted() {
-  if (tls_started_told_ || state_ != State::kOpen || client_ == nullptr) return;
-  tls_started_told_ = true;
-  const TlsSessionInfo info{.version = engine_->version_name(),
-                            .cipher = engine_->cipher_name(),
-                            .server_name = engine_->server_name(),
-                            .resumed = engine_->resumed(),
+  if (tls_ == nullptr || tls_->started_told || state_ != State::kOpen || client_ == nullptr) {
+    return;
+  }
+  tls_->started_told = true;
+  const TlsEngine& engine = *tls_->engine;
+  const TlsSessionInfo info{.version = engine.version_name(),
+                            .cipher = engine.cipher_name(),
+                            .server_name = engine.server_name(),
+                            .resumed = engine.resumed(),
                             .kernel_tls = tls_mode_ == TlsMode::kKernel};
   client_->OnTlsStarted(info);
-  if (tls_mode_ == TlsMode::kKernel) engine_.reset();  // the kernel makes the records now
+  if (tls_mode_ == TlsMode::kKernel) tls_.reset();  // the kernel makes the records now
 }
 
 void RingTransport::PumpTls() {
-  if (engine_ == nullptr || tls_mode_ != TlsMode::kEngine) return;
+  if (engine() == nullptr || tls_mode_ != TlsMode::kEngine) return;
+  TlsEngine& engine = *tls_->engine;
   // STLS: the replies queued before it go out in plaintext first, handshake records after.
   if (!out_.empty() && out_.front().before_tls) return;
   // Sealing waits until the data path is settled: kTLS takes its keys from an engine that
   // has sealed nothing beyond the handshake.
   const bool may_seal = (state_ == State::kOpen || state_ == State::kClosing) &&
-                        engine_->HandshakeDone() && !engine_->Failed() && !tls_close_notify_queued_;
+                        engine.HandshakeDone() && !engine.Failed() && !tls_->close_notify_queued;
   if (may_seal) {
     SealAndSend();
     return;
   }
   // Handshake flights, the alert after a failure and close_notify come out of the engine's own
   // buffer.
-  if (engine_->PendingCiphertextBytes() == 0 || SocketSendBusy() || state_ >= State::kEnding) {
+  if (engine.PendingCiphertextBytes() == 0 || SocketSendBusy() || state_ >= State::kEnding) {
     return;
   }
-  engine_->SwapCiphertext(&inflight_);
+  engine.SwapCiphertext(&inflight_);
   SendBuffer(/*ciphertext=*/true, /*more=*/false);
 }
 
 void RingTransport::SealAndSend() {
   // The send buffer is the Sender's until its send completes.
   if (SocketSendBusy() || state_ >= State::kEnding) return;
-  tls_send_.Clear();
+  TlsState& tls = *tls_;
+  TlsEngine& engine = *tls.engine;
+  tls.send.Clear();
   for (;;) {
-    if (tls_file_.active()) {
-      absl::StatusOr<size_t> n = engine_->SealInto(
-          std::span<const uint8_t>(tls_file_.data + tls_file_.done,
-                                   static_cast<size_t>(tls_file_.length - tls_file_.done)),
-          &tls_send_);
+    if (tls.file.active()) {
+      absl::StatusOr<size_t> n = engine.SealInto(
+          std::span<const uint8_t>(tls.file.data + tls.file.done,
+                                   static_cast<size_t>(tls.file.length - tls.file.done)),
+          &tls.send);
       if (!n.ok()) {
         FailTls("record");
         return;
       }
-      tls_file_.done += *n;
+      tls.file.done += *n;
       totals_.file_bytes_sent += *n;
       *env_.tls_body_bytes += *n;
-      if (tls_file_.done < tls_file_.length) break;  // the send buffer is full: send first
+      if (tls.file.done < tls.file.length) break;  // the send buffer is full: send first
       ++env_.send_stats->streams_ok;
       EndTlsFileSeal();
       continue;
@@ -217,11 +225,11 @@ void RingTransport::SealAndSend() {
       }
       continue;
     }
-    if (tls_output_idle_) {  // a reply after a pause: small first records for latency
-      engine_->BeginReply();
-      tls_output_idle_ = false;
+    if (tls.output_idle) {  // a reply after a pause: small first records for latency
+      engine.BeginReply();
+      tls.output_idle = false;
     }
-    absl::StatusOr<size_t> n = engine_->SealInto(front.bytes, &tls_send_);
+    absl::StatusOr<size_t> n = engine.SealInto(front.bytes, &tls.send);
     if (!n.ok()) {
       FailTls("record");
       return;
@@ -233,21 +241,21 @@ void RingTransport::SealAndSend() {
     }
     PopFront();
   }
-  if (engine_->PendingCiphertextBytes() > 0) {  // a KeyUpdate answer the engine owes
-    absl::StatusOr<size_t> n = engine_->SealInto(std::span<const uint8_t>(), &tls_send_);
+  if (engine.PendingCiphertextBytes() > 0) {  // a KeyUpdate answer the engine owes
+    absl::StatusOr<size_t> n = engine.SealInto(std::span<const uint8_t>(), &tls.send);
     if (!n.ok()) {
       FailTls("record");
       return;
     }
   }
-  if (tls_send_.empty()) {
-    tls_output_idle_ = true;
-    tls_send_.Release();  // an idle connection holds no send buffer
+  if (tls.send.empty()) {
+    tls.output_idle = true;
+    tls.send.Release();  // an idle connection holds no send buffer
     return;
   }
   inflight_ciphertext_ = true;
-  inflight_sealed_ = true;
-  sender_.Send(fd_, tls_send_.bytes(), /*zero_copy=*/false);
+  tls.inflight_sealed = true;
+  sender_.Send(fd_, tls.send.bytes(), /*zero_copy=*/false);
   WatchSendStall();
 }
 
@@ -277,23 +285,24 @@ bool RingTransport::StartTlsFileSeal(const FileRange& range) {
     return false;
   }
   madvise(map, map_len, MADV_SEQUENTIAL);
-  tls_file_.map = map;
-  tls_file_.map_len = map_len;
-  tls_file_.data = static_cast<const uint8_t*>(map) + (range.offset - aligned);
-  tls_file_.length = range.length;
-  tls_file_.done = 0;
+  TlsFileSeal& file = tls_->file;
+  file.map = map;
+  file.map_len = map_len;
+  file.data = static_cast<const uint8_t*>(map) + (range.offset - aligned);
+  file.length = range.length;
+  file.done = 0;
   return true;
 }
 
 void RingTransport::EndTlsFileSeal() {
-  if (!tls_file_.active()) return;
-  munmap(tls_file_.map, tls_file_.map_len);  // sealed records are copies: nothing points here
-  tls_file_ = TlsFileSeal{};
+  if (!TlsFileSealActive()) return;
+  munmap(tls_->file.map, tls_->file.map_len);  // sealed records are copies: nothing points here
+  tls_->file = TlsFileSeal{};
 }
 
 void RingTransport::QueueTlsCloseNotify() {
-  tls_close_notify_queued_ = true;
-  (void)engine_->Close();  // a failure shows in the engine's status; FIN follows either way
+  tls_->close_notify_queued = true;
+  (void)tls_->engine->Close();  // a failure shows in the engine's status; FIN follows either way
 }
 
 void RingTransport::FailTls(std::string_view stage) {
@@ -306,7 +315,7 @@ void RingTransport::FailTls(std::string_view stage) {
     LogEvent(LogLevel::kInfo, "tls error, closing the connection",
              {{"peer", peer_.ip},
               {"stage", std::string(stage)},
-              {"error", engine_->status().ToString()},
+              {"error", engine()->status().ToString()},
               {"earlier_lines_suppressed", std::to_string(suppressed)}});
   }
   if (streamer_ != nullptr && streamer_->busy()) {  // a plaintext body is on its way: stop now
@@ -325,10 +334,10 @@ void RingTransport::FailTls(std::string_view stage) {
 }
 
 void RingTransport::CountTlsEnd() {
-  if (engine_ != nullptr && tls_mode_ == TlsMode::kEngine) {
-    CountTlsSession(*engine_, env_.tls_counters);
+  if (engine() != nullptr && tls_mode_ == TlsMode::kEngine) {
+    CountTlsSession(*engine(), env_.tls_counters);
   }
-  engine_.reset();
+  tls_.reset();
 }
 
 }  // namespace posthaste::server::transport
