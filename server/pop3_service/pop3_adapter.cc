@@ -293,8 +293,8 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
       StartStream(action);
       break;
     case Pop3ActionKind::kAuthenticate:
-      if (!session_->xclient_address().empty()) {
-        recorder_.SetClientIp(std::string(session_->xclient_address()));
+      if (!session_.xclient_address().empty()) {
+        recorder_.SetClientIp(std::string(session_.xclient_address()));
       }
       recorder_.AuthStarted(action.credentials);
       backend_.Authenticate(id_, action.credentials);
