@@ -148,17 +148,15 @@ void Pop3ShardBackend::ClientNamed(uint64_t id, std::string_view ip) {
   } else if (inet_pton(AF_INET6, address.c_str(), addr16) == 1) {
     const bool v4_mapped = std::all_of(addr16, addr16 + 10, [](uint8_t b) { return b == 0; }) &&
                            addr16[10] == 0xff && addr16[11] == 0xff;
-    inet_ntop(v4_mapped ? AF_INET : AF_INET6, v4_mapped ? addr16 + 12 : addr16, text,
-              sizeof(text));
+    inet_ntop(v4_mapped ? AF_INET : AF_INET6, v4_mapped ? addr16 + 12 : addr16, text, sizeof(text));
   } else {
     return;  // the session accepts only IP addresses
   }
   Connection& connection = it->second;
   connection.ip = text;
-  connection.trusted = std::any_of(
-      shard_.server->options.trusted_networks.begin(),
-      shard_.server->options.trusted_networks.end(),
-      [&](const Cidr& cidr) { return CidrContains(cidr, addr16); });
+  connection.trusted = std::any_of(shard_.server->options.trusted_networks.begin(),
+                                   shard_.server->options.trusted_networks.end(),
+                                   [&](const Cidr& cidr) { return CidrContains(cidr, addr16); });
 }
 
 // ---- Authentication: hashing on the CPU offload pool ----
