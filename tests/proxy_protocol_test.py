@@ -12,7 +12,9 @@ address that sends no header within --proxy_header_timeout_ms, or something that
 header, is closed before any greeting; each refusal is counted in /metrics. A client on a
 non-loopback address logs in with plaintext USER/PASS through the proxy (the proxy holds its
 TLS) but not directly. The proxy's session greets with [XCLIENT] and takes XCLIENT, whose
-address then names the session in the log; a direct client gets neither. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
+address then names the session in the log and the backend's (user, IP) count; a direct client
+gets neither. An LMTP client outside --proxy_networks that sends a PROXY line gets a 554 and is
+closed. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
 stub in this file, logs a client in at the backend, which sees the client's address.
 """
 
@@ -250,8 +252,9 @@ class HaproxyTest(unittest.TestCase):
     self.assertTrue(pop.welcome.startswith(b"+OK [XCLIENT] "), pop.welcome)
     self.assertTrue(pop._shortcmd("XCLIENT ADDR=192.0.2.9 PORT=40000 TTL=3").startswith(b"+OK"))
     self.retr_and_quit(pop)
-    self.wait_session_ends(before + 1)
-    self.assertEqual(self.session_end_clients()[before:], ["192.0.2.9"])
+    # (Sessions of earlier tests may still be ending: test_5's client can be on any address.)
+    wait_for(lambda: "192.0.2.9" in self.session_end_clients()[before:], timeout_s=TIMEOUT_S,
+             what="the XCLIENT session's end line")
     # Directly, from an address outside --proxy_networks: no capability, an unknown command.
     direct = Pop3From("127.0.0.3", "127.0.0.1", self.server.pop3_port)
     self.assertNotIn(b"[XCLIENT]", direct.welcome)
@@ -259,6 +262,73 @@ class HaproxyTest(unittest.TestCase):
       direct._shortcmd("XCLIENT ADDR=192.0.2.9")
     self.assertEqual(unknown.exception.args[0], b"-ERR Unknown command")
     direct.quit()
+
+  def test_7_lmtp_refuses_a_proxy_header_from_elsewhere(self):
+    # An LMTP client outside --proxy_networks that starts with a PROXY line is told why and
+    # closed, and counted, as on POP3 (not answered "500 unrecognized" and kept).
+    with socket.create_connection(("127.0.0.1", self.server.lmtp_port), TIMEOUT_S,
+                                  ("127.0.0.2", 0)) as untrusted:
+      stream = untrusted.makefile("rb")
+      self.assertTrue(stream.readline().startswith(b"220 "))
+      untrusted.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 51000 24\r\nLHLO mta.test\r\n")
+      reply = stream.readline()
+      self.assertTrue(reply.startswith(b"554 5.7.1 "), reply)
+      self.assertIn(b"PROXY header not accepted from this address", reply)
+      self.assertEqual(stream.readline(), b"")  # closed: the LHLO got no answer
+    wait_for(lambda: metric_sum(self.server.metrics(), "posthaste_proxy_header_refusals_total",
+                                service="lmtp", reason="untrusted") == 1,
+             timeout_s=TIMEOUT_S, what="the LMTP refusal counted")
+
+
+class XclientAccountingTest(unittest.TestCase):
+  """After a trusted proxy's XCLIENT, the backend counts logins for (user, client IP) under the
+  client's address, not the address of the connection (here the PROXY header's 127.0.0.2, the
+  same for every session, as with a proxy that sends LOCAL headers or names itself)."""
+
+  @classmethod
+  def setUpClass(cls):
+    cls.server = PosthasteServer(extra_args=[
+        "--proxy_networks=127.0.0.1/32", "--trusted_networks=", "--max_connections_per_user_ip=1",
+        "--in_use_policy=refuse", "--auth_failure_delay_ms=0"
+    ])
+    cls.server.add_user(USER, PASSWORD)
+    cls.server.start()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.stop()
+
+  def login_as(self, client_address):
+    """A session through a 'proxy' on 127.0.0.1 (a PROXY v1 header naming 127.0.0.2, then
+    XCLIENT naming `client_address`); returns the socket, its reader and PASS's reply."""
+    sock = socket.create_connection(("127.0.0.1", self.server.pop3_port), TIMEOUT_S)
+    stream = sock.makefile("rb")
+    sock.sendall(b"PROXY TCP4 127.0.0.2 127.0.0.1 51000 110\r\n")
+    self.assertTrue(stream.readline().startswith(b"+OK [XCLIENT] "))
+    sock.sendall(("XCLIENT ADDR=%s PORT=40000\r\nUSER %s\r\nPASS %s\r\n" %
+                  (client_address, USER, PASSWORD)).encode())
+    self.assertEqual(stream.readline(), b"+OK XCLIENT accepted\r\n")
+    self.assertTrue(stream.readline().startswith(b"+OK"))
+    return sock, stream, stream.readline()
+
+  def test_the_user_ip_count_uses_the_xclient_address(self):
+    held, held_stream, reply = self.login_as("192.0.2.10")
+    try:
+      self.assertTrue(reply.startswith(b"+OK"), reply)
+      # Another client of the same user: its own (user, IP) count is free, so it meets the
+      # lock (in use), not the limit that the proxy's shared address would have reached.
+      other, _, reply = self.login_as("192.0.2.11")
+      other.close()
+      self.assertTrue(reply.startswith(b"-ERR [IN-USE]"), reply)
+      # The same client again: its (user, IP) count is taken.
+      again, _, reply = self.login_as("::ffff:192.0.2.10")
+      again.close()
+      self.assertTrue(reply.startswith(b"-ERR [SYS/TEMP]"), reply)
+    finally:
+      held.sendall(b"QUIT\r\n")
+      held_stream.readline()
+      held.close()
+
 
 class AuthHttpStub(http.server.BaseHTTPRequestHandler):
   """nginx's auth_http: every login goes to the backend in `server.backend_port`."""

@@ -7,10 +7,19 @@
       The render's PrometheusRule spec must be ALERTS.yml (parsed, equal) and its dashboard
       ConfigMap must hold DASHBOARD.json byte for byte: the chart copies, it never edits.
   chart_tools.py restricted NAME=RENDER.yaml...
-      The StatefulSet's pod meets the "restricted" Pod Security Standard (non-root, no
+      The pod of the StatefulSet (and of every Deployment: route, nginx) meets the "restricted" Pod Security Standard (non-root, no
       privilege escalation, every capability dropped, RuntimeDefault or Localhost seccomp, no
       host namespaces, ports or paths) and the chart's own rules: a read-only root filesystem
       and no service account token.
+  chart_tools.py proxy-tier RENDER.yaml NGINX_DIR
+      The scaled-out render (deploy/helm/ci/proxy-tier.yaml) has what docs/DEPLOY.md promises:
+      backends registering in etcd under their pod IP (downward API) and taking PROXY headers
+      from the proxy networks; route as a Deployment with a Service (auth_http, socketmap);
+      nginx's mail proxy as a Deployment whose ConfigMap's nginx.conf sends logins to route's
+      Service and the PROXY protocol to backends, on POP3 with STLS required and on POP3S; a
+      Service publishing 110 and 995. Writes the nginx.conf into NGINX_DIR with the
+      certificate paths under NGINX_DIR and route's Service name replaced by 127.0.0.1, for
+      `nginx -t` (which resolves auth_http's host and loads the certificates).
   chart_tools.py spo-profile SECCOMP.json --namespace=NS [--name=posthaste] [--arch=amd64]
       The seccomp profile as a Security Profiles Operator SeccompProfile (see spo_profile()).
   chart_tools.py rules RENDER.yaml OUT.yml
@@ -122,11 +131,100 @@ def restricted_violations(statefulset):
 def cmd_restricted(args):
   for item in args.renders:
     name, _, path = item.partition("=")
-    problems = restricted_violations(only(load_render(path), "StatefulSet"))
+    objects = load_render(path)
+    problems = restricted_violations(only(objects, "StatefulSet"))
+    for deployment in (o for o in objects if o.get("kind") == "Deployment"):
+      problems += ["%s: %s" % (deployment["metadata"]["name"], p)
+                   for p in restricted_violations(deployment)]
     if problems:
       sys.exit("%s: not restricted: %s" % (name, "; ".join(problems)))
     print("%s: the pod meets the restricted Pod Security Standard, read-only root, no token" %
           name)
+
+
+def named(objects, kind, name):
+  found = [o for o in objects if o.get("kind") == kind and o["metadata"]["name"] == name]
+  if len(found) != 1:
+    sys.exit("expected one %s %s in the render, found %d" % (kind, name, len(found)))
+  return found[0]
+
+
+def cmd_proxy_tier(args):
+  objects = load_render(args.render)
+  problems = []
+
+  def expect(condition, what):
+    if not condition:
+      problems.append(what)
+
+  backend = only(objects, "StatefulSet")
+  container = backend["spec"]["template"]["spec"]["containers"][0]
+  backend_args = container["args"]
+  env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+         for e in container.get("env", [])}
+  for prefix in ("--etcd_endpoints=http", "--advertise_ip=$(POD_IP)", "--proxy_networks=",
+                 "--admin_listen="):
+    expect(any(a.startswith(prefix) for a in backend_args), "backend args lack " + prefix)
+  expect(env.get("POD_IP") == "status.podIP", "backend: POD_IP is not the downward API's podIP")
+  policy = only(objects, "NetworkPolicy")
+  expect(any(port.get("port") == 2379 for rule in policy["spec"].get("egress", [])
+             for port in rule.get("ports", [])), "NetworkPolicy: no egress to etcd (2379)")
+
+  deployments = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Deployment"}
+  routes = [d for d in deployments.values()
+            if d["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["route"]]
+  expect(len(routes) == 1, "expected one route Deployment")
+  nginxes = [d for n, d in deployments.items() if d not in routes]
+  expect(len(nginxes) == 1, "expected one nginx Deployment")
+  if problems:
+    sys.exit("proxy tier: " + "; ".join(problems))
+  route, nginx = routes[0], nginxes[0]
+  route_name = route["metadata"]["name"]
+  route_args = route["spec"]["template"]["spec"]["containers"][0]["args"]
+  for prefix in ("--etcd_endpoints=http", "--auth_http_listen=", "--socketmap_listen=",
+                 "--admin_token_file="):
+    expect(any(a.startswith(prefix) for a in route_args), "route args lack " + prefix)
+  route_service = named(objects, "Service", route_name)
+  expect({p["name"] for p in route_service["spec"]["ports"]} >= {"auth-http", "socketmap"},
+         "route's Service lacks auth-http or socketmap")
+  expect(route_service["spec"]["selector"] == route["spec"]["selector"]["matchLabels"],
+         "route's Service does not select route's pods")
+  for service in (o for o in objects if o.get("kind") == "Service"):
+    selector = service["spec"].get("selector", {})
+    selects_backends = all(backend["spec"]["template"]["metadata"]["labels"].get(k) == v
+                           for k, v in selector.items())
+    for deployment in (route, nginx):
+      labels = deployment["spec"]["template"]["metadata"]["labels"]
+      if selects_backends and all(labels.get(k) == v for k, v in selector.items()):
+        problems.append("Service %s selects both the backends and %s" %
+                        (service["metadata"]["name"], deployment["metadata"]["name"]))
+
+  nginx_name = nginx["metadata"]["name"]
+  conf = named(objects, "ConfigMap", nginx_name)["data"]["nginx.conf"]
+  auth_http = "%s.%s.svc:%d/auth" % (
+      route_name, "default", next(p["port"] for p in route_service["spec"]["ports"]
+                                  if p["name"] == "auth-http"))
+  for needed in ("load_module ", "mail {", "auth_http " + auth_http + ";", "proxy_protocol on;",
+                 "protocol pop3;", "starttls only;", " ssl;", "pop3_auth plain;"):
+    expect(needed in conf, "nginx.conf lacks %r" % needed)
+  ports = {p["name"]: p["containerPort"]
+           for p in nginx["spec"]["template"]["spec"]["containers"][0]["ports"]}
+  expect("listen %d;" % ports.get("pop3", 0) in conf, "nginx.conf does not listen on pop3")
+  expect("listen %d ssl;" % ports.get("pop3s", 0) in conf, "nginx.conf does not listen on pop3s")
+  nginx_service = named(objects, "Service", nginx_name)
+  expect(sorted(p["port"] for p in nginx_service["spec"]["ports"]) == [110, 995],
+         "nginx's Service does not publish 110 and 995")
+  expect(nginx_service["spec"].get("externalTrafficPolicy") == "Local",
+         "nginx's Service loses the client address (externalTrafficPolicy)")
+  if problems:
+    sys.exit("proxy tier: " + "; ".join(problems))
+  conf = (conf.replace("/etc/nginx/tls/", args.nginx_dir + "/")
+          .replace(auth_http, "127.0.0.1:9/auth").replace("/tmp/nginx.pid",
+                                                           args.nginx_dir + "/nginx.pid"))
+  with open(args.nginx_dir + "/nginx.conf", "w") as f:
+    f.write(conf)
+  print("proxy tier: backends in etcd by pod IP with --proxy_networks; route %s (Deployment, "
+        "Service); nginx %s (ConfigMap, Deployment, Service 110/995)" % (route_name, nginx_name))
 
 
 def cmd_rules(args):
@@ -294,6 +392,10 @@ def main():
   p = sub.add_parser("restricted")
   p.add_argument("renders", nargs="+")
   p.set_defaults(run=cmd_restricted)
+  p = sub.add_parser("proxy-tier")
+  p.add_argument("render")
+  p.add_argument("nginx_dir")
+  p.set_defaults(run=cmd_proxy_tier)
   p = sub.add_parser("spo-profile")
   p.add_argument("profile")
   p.add_argument("--namespace", required=True)

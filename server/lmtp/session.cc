@@ -366,6 +366,18 @@ void LmtpSession::HandleCommandLine(std::string_view line, size_t raw_bytes) {
     return;
   }
   const Command* command = FindCommand(verb);
+  if (command == nullptr && counters_.commands == 1 && verb == "PROXY") {
+    // A PROXY protocol header from a peer outside --proxy_networks (a trusted proxy's header
+    // is read before the session exists): it may not choose the address we see, and a peer
+    // that sends one expects a proxy's treatment, so say why and close (as POP3 does).
+    ++counters_.proxy_header_refusals;
+    Append("554 ");
+    if (options_.enhanced_status_codes) Append("5.7.1 ");
+    Append(options_.hostname);
+    Append(" PROXY header not accepted from this address; closing connection\r\n");
+    QueueClose();
+    return;
+  }
   if (command == nullptr) {
     BadCommand("500", "5.5.1", "Command unrecognized");
     return;

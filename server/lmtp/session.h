@@ -106,7 +106,8 @@ struct LmtpSessionOptions {
   X(deliveries, "kDeliver actions")                                              \
   X(recipients_delivered, "kDelivered results")                                  \
   X(output_blocked, "limit: output_queued_bytes_max (pauses)")                   \
-  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)")
+  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)")          \
+  X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: 554, close")
 struct LmtpSessionCounters {
   PH_LMTP_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };

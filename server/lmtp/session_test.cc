@@ -521,6 +521,26 @@ TEST(LmtpSession, CommandLineEndingInBareLfIsRefusedAndClosed) {
   }
 }
 
+TEST(LmtpSession, ProxyHeaderFromAnUntrustedPeerIsRefusedAndClosed) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE(fragment);
+    Fixture f;
+    f.driver.TakeOutput();
+    f.driver.Feed("PROXY TCP4 192.0.2.7 198.51.100.1 51000 24\r\nLHLO c\r\n", fragment);
+    EXPECT_EQ(f.driver.TakeOutput(),
+              "554 5.7.1 lmtp.example PROXY header not accepted from this address; "
+              "closing connection\r\n");
+    EXPECT_TRUE(f.driver.closed());
+    EXPECT_EQ(f.driver.session().counters().proxy_header_refusals, 1u);
+  }
+  // Only as the first line: later, PROXY is just an unknown verb.
+  Fixture later;
+  later.driver.Feed("LHLO c\r\nPROXY TCP4 192.0.2.7 198.51.100.1 51000 24\r\n");
+  EXPECT_THAT(later.driver.TakeOutput(), HasSubstr("500 5.5.1 Command unrecognized\r\n"));
+  EXPECT_FALSE(later.driver.closed());
+  EXPECT_EQ(later.driver.session().counters().proxy_header_refusals, 0u);
+}
+
 TEST(LmtpSession, ControlCharacterInCommandIsASyntaxError) {
   Fixture f;
   f.driver.Feed("LHLO c\r\n");

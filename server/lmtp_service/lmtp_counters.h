@@ -95,11 +95,13 @@ struct LmtpStats {
     "Times a session stopped reading commands while its output queue was full.")                  \
   X(session.input_over_limit, kCounter, "posthaste_lmtp_input_over_limit_total", "",              \
     "Input that reached a session past its input buffer limit (ended sessions).")                 \
-  X(proxy.refused_invalid, kCounter, "posthaste_proxy_header_refusals_total",                     \
-    "service=lmtp,reason=invalid",                                                                \
+  X(session.proxy_header_refusals, kCounter, "posthaste_proxy_header_refusals_total",             \
+    "service=lmtp,reason=untrusted",                                                              \
     "Connections closed over a PROXY header, by reason: not from --proxy_networks (untrusted), "  \
     "malformed or too long (invalid), not whole in time (timeout), peer gone first "              \
     "(peer_closed).")                                                                             \
+  X(proxy.refused_invalid, kCounter, "posthaste_proxy_header_refusals_total",                     \
+    "service=lmtp,reason=invalid", "")                                                            \
   X(proxy.refused_timeout, kCounter, "posthaste_proxy_header_refusals_total",                     \
     "service=lmtp,reason=timeout", "")                                                            \
   X(proxy.refused_peer_closed, kCounter, "posthaste_proxy_header_refusals_total",                 \
@@ -110,7 +112,7 @@ struct LmtpStats {
   X(proxy.headers_local, kCounter, "posthaste_proxy_headers_total", "service=lmtp,kind=local", "")
 
 #define PH_LMTP_SHARD_NOT_EXPORTED(X)                                                     \
-  X(proxy.refused_untrusted, "LMTP answers a PROXY line 500 like any unknown verb")       \
+  X(proxy.refused_untrusted, "LMTP counts it in the session: session.proxy_header_refusals")\
   X(send.zc_bytes, "LMTP replies go by plain send")                                       \
   X(send.splice_bytes, "LMTP streams no files")                                           \
   X(send.copy_bytes, "LMTP streams no files")                                             \

@@ -294,7 +294,10 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
       break;
     case Pop3ActionKind::kAuthenticate:
       if (!session_.xclient_address().empty()) {
+        // XCLIENT comes before any login step: the address is final by now. The log lines and
+        // the backend's per-(user, IP) accounting name the client, not the proxy.
         recorder_.SetClientIp(std::string(session_.xclient_address()));
+        backend_.ClientNamed(id_, session_.xclient_address());
       }
       recorder_.AuthStarted(action.credentials);
       backend_.Authenticate(id_, action.credentials);

@@ -31,6 +31,7 @@ struct Scenario {
   size_t input_buffered_bytes_max = 64 * 1024;
   size_t output_queued_bytes_max = 64 * 1024;
   std::vector<uint64_t> sizes = {120, 2000, 30};
+  bool via_trusted_proxy = false;  // the peer is in --proxy_networks: XCLIENT is accepted
 };
 
 class Pop3AdapterTest : public ::testing::Test {
@@ -44,6 +45,7 @@ class Pop3AdapterTest : public ::testing::Test {
     options.session.hostname = "pop.example";
     options.session.input_buffered_bytes_max = setup.input_buffered_bytes_max;
     options.session.output_queued_bytes_max = setup.output_queued_bytes_max;
+    options.session.peer_is_trusted_proxy = setup.via_trusted_proxy;
     options.implicit_tls = setup.implicit_tls;
     options.auth_timeout_ns = kAuthTimeout;
     options.idle_timeout_ns = kIdleTimeout;
@@ -118,6 +120,22 @@ TEST_F(Pop3AdapterTest, UserPassAuthenticatesThenLocksAndOpens) {
   Login();
   EXPECT_EQ(adapter_->session().state(), pop3::Pop3State::kTransaction);
   EXPECT_EQ(Exchange("STAT\r\n"), "+OK 3 2150\r\n");
+}
+
+TEST_F(Pop3AdapterTest, XclientNamesTheClientToTheBackendBeforeItsLogin) {
+  Start({.via_trusted_proxy = true});
+  EXPECT_THAT(Exchange(""), ::testing::StartsWith("+OK [XCLIENT] "));
+  EXPECT_EQ(Exchange("XCLIENT ADDR=198.51.100.23 PORT=40000\r\nUSER mrose\r\nPASS secret\r\n"),
+            "+OK XCLIENT accepted\r\n+OK\r\n");
+  EXPECT_THAT(backend_.TakeCalls(),
+              ElementsAre("admit 7 192.0.2.1", "client 7 198.51.100.23", "auth 7 mrose"));
+}
+
+TEST_F(Pop3AdapterTest, WithoutXclientTheBackendKeepsTheAdmittedAddress) {
+  Start({.via_trusted_proxy = true});
+  Exchange("");
+  Exchange("USER mrose\r\nPASS secret\r\n");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("admit 7 192.0.2.1", "auth 7 mrose"));
 }
 
 TEST_F(Pop3AdapterTest, RetrSendsStatusBodyAndTerminatorInOrderInOneFlush) {

@@ -83,6 +83,10 @@ class Pop3Backend {
   // Admission under the per-client-IP connection limit. True: admitted at once (no answer
   // follows). False: OnAdmitted follows (admitted, or the refusal to send).
   virtual bool Admit(uint64_t id, const transport::PeerInfo& peer) = 0;
+  // A trusted proxy's XCLIENT named the client (`ip`, an IP address in text form, checked by
+  // the session): from now on the (user, IP) count and the --trusted_networks exemption use it.
+  // The per-IP connection slot taken at admission stays where it was. No answer.
+  virtual void ClientNamed(uint64_t id, std::string_view ip) = 0;
   // Verifies `credentials` (views valid during this call only). Answer: OnAuthenticated.
   virtual void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) = 0;
   // Locks `user`'s maildrop at its owner shard (taking it over from an idle holder when the

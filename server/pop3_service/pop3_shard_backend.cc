@@ -1,7 +1,10 @@
 #include "server/pop3_service/pop3_shard_backend.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "base/check.h"
@@ -80,6 +83,7 @@ void Pop3ShardBackend::AnswerLater(uint64_t id, absl::AnyInvocable<void(Pop3Adap
 bool Pop3ShardBackend::Admit(uint64_t id, const transport::PeerInfo& peer) {
   Connection& connection = connections_[id];
   connection.ip = peer.ip;
+  connection.admitted_ip = peer.ip;
   connection.trusted = peer.trusted;
   const uint32_t limit = shard_.server->options.max_connections_per_ip;
   if (peer.trusted || limit == 0) return true;
@@ -128,6 +132,31 @@ void Pop3ShardBackend::GiveBackIpSlot(const std::string& ip) {
     auto it = o.ip_counts.find(ip);
     if (it != o.ip_counts.end() && --it->second == 0) o.ip_counts.erase(it);
   });
+}
+
+void Pop3ShardBackend::ClientNamed(uint64_t id, std::string_view ip) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) return;
+  // The text form the socket and the PROXY header give (inet_ntop; IPv4 for a mapped
+  // address), so one client counts as one IP however the proxy spelt it.
+  uint8_t addr16[16] = {};
+  char text[INET6_ADDRSTRLEN] = {};
+  const std::string address(ip);
+  if (inet_pton(AF_INET, address.c_str(), addr16 + 12) == 1) {
+    addr16[10] = addr16[11] = 0xff;
+    inet_ntop(AF_INET, addr16 + 12, text, sizeof(text));
+  } else if (inet_pton(AF_INET6, address.c_str(), addr16) == 1) {
+    const bool v4_mapped = std::all_of(addr16, addr16 + 10, [](uint8_t b) { return b == 0; }) &&
+                           addr16[10] == 0xff && addr16[11] == 0xff;
+    inet_ntop(v4_mapped ? AF_INET : AF_INET6, v4_mapped ? addr16 + 12 : addr16, text, sizeof(text));
+  } else {
+    return;  // the session accepts only IP addresses
+  }
+  Connection& connection = it->second;
+  connection.ip = text;
+  connection.trusted = std::any_of(shard_.server->options.trusted_networks.begin(),
+                                   shard_.server->options.trusted_networks.end(),
+                                   [&](const Cidr& cidr) { return CidrContains(cidr, addr16); });
 }
 
 // ---- Authentication: hashing on the CPU offload pool ----
@@ -329,7 +358,7 @@ void Pop3ShardBackend::Ended(uint64_t id) {
   Connection& connection = it->second;
   connection.ended = true;
   if (connection.ip_counted) {
-    GiveBackIpSlot(connection.ip);
+    GiveBackIpSlot(connection.admitted_ip);
     connection.ip_counted = false;
   }
   if (!connection.committing) shard_.locks->Release(id);

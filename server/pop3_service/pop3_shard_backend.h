@@ -49,6 +49,7 @@ class Pop3ShardBackend final : public Pop3Backend {
   Pop3ShardBackend& operator=(const Pop3ShardBackend&) = delete;
 
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
+  void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
@@ -60,9 +61,10 @@ class Pop3ShardBackend final : public Pop3Backend {
 
  private:
   struct Connection {
-    std::string ip;
-    bool trusted = false;
-    bool ip_counted = false;  // holds a slot in its IP's count at the IP's owner shard
+    std::string ip;           // the client's: from the socket, a PROXY header or XCLIENT
+    bool trusted = false;     // ip is in --trusted_networks
+    std::string admitted_ip;  // the address whose per-IP count admitted it
+    bool ip_counted = false;  // holds a slot in admitted_ip's count at its owner shard
     bool committing = false;  // a commit is out: the maildrop lock waits for it
     bool ended = false;
   };

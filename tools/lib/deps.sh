@@ -32,6 +32,8 @@ PH_DEPLOY_PACKAGES=(
 )
 # deploy/helm/test: podman kube play's pause container (catatonit) and its manifest tools.
 PH_DEPLOY_PACKAGES+=(catatonit python3-yaml)
+# deploy/helm/test: `nginx -t` of the proxy tier's rendered nginx.conf.
+PH_DEPLOY_PACKAGES+=(nginx libnginx-mod-mail)
 # Node.js and npm (chart validation) come with this machine kind (NodeSource's nodejs, which
 # conflicts with Debian's npm package): Debian's are installed only when `npm` is missing.
 ph_require_npm() {

@@ -36,6 +36,10 @@ bool FakePop3Backend::Admit(uint64_t id, const transport::PeerInfo& peer) {
   return admit_at_once;
 }
 
+void FakePop3Backend::ClientNamed(uint64_t id, std::string_view ip) {
+  calls_.push_back(absl::StrCat("client ", id, " ", std::string(ip)));
+}
+
 void FakePop3Backend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
   calls_.push_back(absl::StrCat("auth ", id, " ", std::string(credentials.user)));
   last_secret_ = std::string(credentials.secret);

@@ -43,6 +43,7 @@ class FakePop3Backend final : public Pop3Backend {
   bool admit_at_once = true;
 
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
+  void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,

@@ -73,3 +73,49 @@ monitoring.coreos.com/v1, else the value itself (true/false).
 {{- fail (printf "%s: expected true, false or auto, got %q" .name $setting) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The scaled-out parts (route, nginx) have names and selector labels of their own, so that the
+backends' Services never select their pods. Call with (dict "root" $ "part" "route").
+*/}}
+{{- define "posthaste.partName" -}}
+{{- printf "%s-%s" (include "posthaste.fullname" .root) .part | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "posthaste.partSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-%s" (include "posthaste.name" .root) .part | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{- define "posthaste.partLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "posthaste.partSelectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: posthaste
+app.kubernetes.io/component: {{ .part }}
+{{- end -}}
+
+{{/* The checks every scaled-out render passes, in one place. */}}
+{{- define "posthaste.scaleOutChecks" -}}
+{{- if .Values.scaleOut.enabled -}}
+{{- if not .Values.scaleOut.etcd.endpoints -}}
+{{- fail "scaleOut.enabled needs scaleOut.etcd.endpoints (the etcd cluster's client URLs)" -}}
+{{- end -}}
+{{- if not .Values.scaleOut.proxyNetworks -}}
+{{- fail "scaleOut.enabled needs scaleOut.proxyNetworks (the proxy tier's pod network)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.route.enabled (not .Values.scaleOut.enabled) -}}
+{{- fail "route.enabled needs scaleOut.enabled (the backends register in etcd)" -}}
+{{- end -}}
+{{- if and .Values.route.enabled (not .Values.admin.enabled) -}}
+{{- fail "route.enabled needs admin.enabled (route checks passwords through the admin API)" -}}
+{{- end -}}
+{{- if and .Values.proxyTier.nginx.enabled (not .Values.route.enabled) -}}
+{{- fail "proxyTier.nginx.enabled needs route.enabled (nginx's auth_http)" -}}
+{{- end -}}
+{{- if and .Values.proxyTier.nginx.enabled (not .Values.proxyTier.nginx.tlsSecretName) -}}
+{{- fail "proxyTier.nginx.enabled needs proxyTier.nginx.tlsSecretName (the provider's certificate)" -}}
+{{- end -}}
+{{- end -}}
