@@ -184,8 +184,8 @@ class Server {
     }
     LogListening();
     if (!StartRegistration()) {
-      ctx_.reactor->Stop();
-      ctx_.reactor->Wait();
+      reactor_->Stop();
+      reactor_->Wait();
       return kExitFailure;
     }
     const int sig = WaitForStopSignal();
