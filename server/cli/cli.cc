@@ -21,6 +21,7 @@
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
+#include "server/placement/mailbox_move.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
@@ -770,6 +771,10 @@ admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
 int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   if (!args.empty() && args[0] == "route") {
     return route::RunRoute(std::vector<std::string>(args.begin() + 1, args.end()), *io.err);
+  }
+  if (args.size() >= 2 && args[0] == "user" && args[1] == "move") {
+    return placement::RunUserMove(std::vector<std::string>(args.begin() + 2, args.end()), *io.out,
+                                  *io.err);
   }
   if (!args.empty() && args[0] == "serve") {
     return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err,
