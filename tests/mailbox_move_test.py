@@ -32,7 +32,10 @@ PRELOADED = int(os.environ.get("MOVE_TEST_MESSAGES", "2000"))
 KILLS = int(os.environ.get("MOVE_TEST_KILLS", "3"))
 LOOP_MESSAGES_MAX = 400
 TIMEOUT_S = 60
-MOVE_RUNS_MAX = 40
+MOVE_RUNS_MAX = 100
+# Progress lines of the move CLI after which a run is killed.
+KILL_POINTS = ("move ", "copy (source serving)", "switching:", "final copy", "switched:",
+               "removed the copy")
 
 
 def message(tag):
@@ -203,16 +206,24 @@ class MailboxMoveTest(unittest.TestCase):
         runs += 1
         proc = subprocess.Popen(self.move_argv(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if kills < KILLS:
-          time.sleep(rng.uniform(0.005, 0.4))
+          # Killed right after a chosen progress line (each step boundary in turn), or part way
+          # through a step.
+          target = KILL_POINTS[rng.randrange(len(KILL_POINTS))]
+          while True:
+            line = proc.stdout.readline()
+            if not line or line.decode().startswith(target):
+              break
+          time.sleep(rng.uniform(0, 0.05))
           if proc.poll() is None:
             proc.kill()
             kills += 1
             proc.communicate(timeout=TIMEOUT_S)
-            print("move killed (SIGKILL) after run %d; directory: %s" % (runs, self.placement()))
+            print("move run %d killed (SIGKILL) after %r; directory: %s" %
+                  (runs, target, self.placement()))
             continue
         out, err = proc.communicate(timeout=600)
         if proc.returncode == 0:
-          finished = out.decode()
+          finished = out.decode() or "(its last lines were read above)"
         else:
           print("move run %d exited %d: %s" % (runs, proc.returncode, err.decode().strip()))
       self.assertIsNotNone(finished, "the move never finished")

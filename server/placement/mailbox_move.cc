@@ -148,6 +148,7 @@ class Mover {
             etcd_.CompareAndSwap(move_key, 0, EtcdOp::Put(move_key, EncodeMoveRecord(record))));
         if (created)
           out_ << "move " << flags_.address << ": " << current << " -> " << flags_.to << "\n";
+        out_.flush();
         continue;  // read it back with its revision
       }
       PH_ASSIGN_OR_RETURN(MoveRecord record, DecodeMoveRecord(record_kv->value));
@@ -269,6 +270,7 @@ class Mover {
                               PlacementEntry{record.from, record.to},
                               MoveRecord{record.from, record.to, "hold"}));
     out_ << "switching: deliveries to " << flags_.address << " wait\n";
+    out_.flush();
     return absl::OkStatus();
   }
 
@@ -284,6 +286,7 @@ class Mover {
                               PlacementEntry{record.to, ""},
                               MoveRecord{record.from, record.to, "switched"}));
     out_ << "switched: " << flags_.address << " is served by " << record.to << "\n";
+    out_.flush();
     return absl::OkStatus();
   }
 
@@ -296,6 +299,7 @@ class Mover {
                               "{\"held\":false}");
     PH_RETURN_IF_ERROR(from.Expect(released, "release the hold", {200, 404}));
     out_ << "removed the copy on " << record.from << "\n";
+    out_.flush();
     PH_ASSIGN_OR_RETURN(EtcdTxnResult result,
                         etcd_.Txn({EtcdCompare::ModRevisionIs(move_key, record_kv.mod_revision)},
                                   {EtcdOp::Delete(move_key)}));
