@@ -617,6 +617,9 @@ std::string CliUsage() {
                   "  posthaste route --directory_file=FILE [--auth_http_listen=HOST:PORT] "
                   "[--socketmap_listen=HOST:PORT] [--haproxy_map=FILE] ...   route logins and "
                   "mail to the owning backend (route --help lists every flag)\n"
+                  "  posthaste user move ADDRESS --to=BACKEND --etcd_endpoints=URLS "
+                  "--admin_token_file=FILE   move a mailbox to another backend, live "
+                  "(run again to finish an interrupted move)\n"
                   "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
                   "2 usage.\n");
   return usage;
