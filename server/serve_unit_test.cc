@@ -6,11 +6,11 @@
 
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
-#include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/store_verdicts.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_registry.h"
-#include "server/serve_options.h"
 #include "server/pop3_service/storage_adapter.h"
+#include "server/serve_options.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -440,6 +440,9 @@ TEST(LmtpVerdictTest, RecipientVerdictFromUsage) {
   EXPECT_EQ(RecipientVerdict(usage, 101, true).code, Code::kOverQuotaPerm);
   usage.reserved = {1, 0};  // a delivery in flight takes the last message slot
   EXPECT_EQ(RecipientVerdict(usage, std::nullopt, false).code, Code::kOverQuotaTemp);
+  usage.reserved = {0, 0};
+  usage.held = true;  // moving to another backend: the MTA retries later
+  EXPECT_EQ(RecipientVerdict(usage, std::nullopt, false).code, Code::kMoving);
   usage.disabled = true;
   EXPECT_EQ(RecipientVerdict(usage, std::nullopt, false).code, Code::kDisabled);
 }
@@ -472,6 +475,8 @@ TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
   EXPECT_EQ(disabled.text, "Mailbox disabled");
   EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kTemporary, "disk full"), false).code,
             Code::kTempFailure);
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kAccountHeld, "moving"), false).code,
+            Code::kMoving);
   // The kind decides, never the code or the words: these are all temporary.
   EXPECT_EQ(
       DeliveryOutcome(

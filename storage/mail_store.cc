@@ -170,6 +170,15 @@ struct MailStore::Impl {
   std::unordered_map<std::string, std::shared_ptr<AccountState>> accounts;  // by cache_mu
   size_t sweep_at = kAccountCacheSweepMin;                                  // by cache_mu
 
+  // Accounts held for a move (MailStore::HoldAccount), by key address. Lock order: an
+  // AccountState's mu, then held_mu.
+  std::mutex held_mu;
+  std::set<std::string, std::less<>> held;  // by held_mu
+  bool IsHeld(std::string_view address) {
+    std::lock_guard<std::mutex> lock(held_mu);
+    return held.contains(address);
+  }
+
   std::mutex tenant_mu;
   std::map<std::string, TenantRecord, std::less<>> tenants;  // by tenant_mu
 
@@ -901,6 +910,7 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   if (state->deleted) return UnknownAccount(address);
   usage.display_address = DisplayAddress(address, state->record);
   usage.disabled = state->record.disabled;
+  usage.held = impl_->IsHeld(address);
   usage.stats = state->committed;
   usage.reserved = {state->reserved_messages, state->reserved_octets};
   usage.quota = {state->record.quota_messages, state->record.quota_octets};
@@ -910,6 +920,31 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   usage.effective_quota.octets =
       state->record.quota_octets != 0 ? state->record.quota_octets : tenant.quota_octets;
   return usage;
+}
+
+absl::Status MailStore::HoldAccount(std::string_view address_in, bool held) {
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
+  if (!held) {
+    std::lock_guard<std::mutex> lock(impl_->held_mu);
+    impl_->held.erase(address);
+    return absl::OkStatus();
+  }
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  uint64_t incarnation = 0;
+  {
+    std::unique_lock<std::mutex> lock(state->mu);
+    if (state->deleted) return UnknownAccount(address);
+    {
+      std::lock_guard<std::mutex> held_lock(impl_->held_mu);
+      impl_->held.insert(address);
+    }
+    // Deliveries that passed the check before the hold finish (or fail) first.
+    state->cv.wait(lock, [&] { return state->inflight == 0; });
+    incarnation = state->record.incarnation;
+  }
+  // A deletion commit in progress holds the mailbox lock until it is written.
+  std::lock_guard<std::mutex> mailbox(impl_->MailboxMutex(incarnation));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<AccountSummary>> MailStore::ListAccounts(
@@ -1071,6 +1106,11 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     if (state->record.disabled) {
       return StoreErrorStatus(StoreError::kDisabled,
                               absl::StrCat("account ", address, " is disabled"));
+    }
+    // Checked under mu, where inflight is counted: HoldAccount waits for what passed here.
+    if (IsHeld(address)) {
+      return StoreErrorStatus(StoreError::kAccountHeld,
+                              absl::StrCat("account ", address, " is moving; try again later"));
     }
     incarnation = state->record.incarnation;
     const uint64_t quota_messages =
@@ -1380,6 +1420,12 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
     std::lock_guard<std::mutex> lock(state->mu);
     if (state->deleted || state->record.incarnation != incarnation) {
       return StoreErrorStatus(StoreError::kUnknownAccount, gone);
+    }
+    // Under the mailbox lock, which HoldAccount takes once after holding.
+    if (IsHeld(snapshot.address())) {
+      return StoreErrorStatus(
+          StoreError::kAccountHeld,
+          absl::StrCat("account ", snapshot.address(), " is moving; deletions not committed"));
     }
   }
   DeletionResult result;

@@ -139,6 +139,7 @@ struct AccountUsage {
   std::string address;          // identity (see AccountInfo)
   std::string display_address;  // as created
   bool disabled = false;
+  bool held = false;  // held for a move (MailStore::HoldAccount): deliveries wait
   MailboxStats stats;
   MailboxStats reserved;
   AccountQuota quota;              // as set on the account (0 = tenant default)
@@ -316,6 +317,15 @@ class MailStore {
   // Counters, deliveries in flight and effective limits, read together under the account's
   // lock (no scan). kUnknownAccount when absent.
   absl::StatusOr<AccountUsage> GetUsage(std::string_view address);
+  // Holds or releases writes to the account while it moves to another store (a live move,
+  // storage/migration/mailbox_transfer.h). While held, Deliver, DeliverBatch and CommitDeletions
+  // fail with kAccountHeld (the caller retries later: LMTP answers 451 4.2.0, a POP3 session's
+  // deletions are not committed) and GetUsage reports `held`. Holding returns only once no
+  // delivery or deletion that began before it is still running, so a copy taken afterwards is
+  // final. Reading (OpenMailbox), account changes and DeleteAccount are not held. The hold is
+  // in memory: a restarted store holds nothing, and the mover holds again when it resumes.
+  // kUnknownAccount when absent (releasing an unknown account is OK).
+  absl::Status HoldAccount(std::string_view address, bool held);
 
   // ---- Messages ----
   // Normalises `raw_message` (see NormalizeForStorage; with options.input kWireForm: checks

@@ -978,5 +978,30 @@ TEST_F(MailStoreTest, StatsFollowDeliveriesDeletionsAndCompaction) {
   EXPECT_FALSE(cached->write_stopped);
 }
 
+// A held account (a live move's final copy) refuses writes with kAccountHeld, keeps serving
+// reads, and takes writes again once released.
+TEST_F(MailStoreTest, HeldAccountRefusesDeliveriesAndDeletionsUntilReleased) {
+  ASSERT_TRUE(store_->CreateAccount("Held@example.org", "h").ok());
+  MustDeliver("held@example.org", "Subject: before\r\n\r\nx\r\n");
+  auto before = MustOpen("held@example.org");
+  ASSERT_TRUE(store_->HoldAccount("HELD@example.org", true).ok());
+  EXPECT_TRUE(store_->GetUsage("held@example.org")->held);
+  EXPECT_EQ(ErrorOf(store_->Deliver("held@example.org", "Subject: during\r\n\r\ny\r\n")),
+            StoreError::kAccountHeld);
+  EXPECT_EQ(ErrorOf(store_->CommitDeletions(*before, {0})), StoreError::kAccountHeld);
+  auto during = MustOpen("held@example.org");
+  ASSERT_NE(during, nullptr);
+  EXPECT_EQ(during->size(), 1u);
+  // Another account is not held.
+  ASSERT_TRUE(store_->CreateAccount("free@example.org", "h").ok());
+  MustDeliver("free@example.org", "Subject: free\r\n\r\nz\r\n");
+
+  ASSERT_TRUE(store_->HoldAccount("held@example.org", false).ok());
+  EXPECT_FALSE(store_->GetUsage("held@example.org")->held);
+  MustDeliver("held@example.org", "Subject: after\r\n\r\ny\r\n");
+  EXPECT_TRUE(store_->CommitDeletions(*before, {0}).ok());
+  EXPECT_EQ(ErrorOf(store_->HoldAccount("nobody@example.org", true)), StoreError::kUnknownAccount);
+}
+
 }  // namespace
 }  // namespace posthaste::storage

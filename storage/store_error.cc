@@ -39,6 +39,7 @@ constexpr KindInfo kKinds[] = {
     {StoreError::kTemporary, "temporary", absl::StatusCode::kUnavailable},
     {StoreError::kCorrupt, "corrupt", absl::StatusCode::kDataLoss},
     {StoreError::kIo, "io", absl::StatusCode::kInternal},
+    {StoreError::kAccountHeld, "account_held", absl::StatusCode::kUnavailable},
 };
 
 const KindInfo& Info(StoreError kind) {

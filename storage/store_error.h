@@ -41,6 +41,8 @@ enum class StoreError : uint8_t {
   kCorrupt,          // DataLoss: an index record or segment file is damaged or missing
   kIo,               // Internal: another I/O or index failure (an errno-based one keeps its
                      // errno's code, e.g. PermissionDenied)
+  kAccountHeld,      // Unavailable: a delivery or deletion while the account is held for a
+                     // move to another backend (MailStore::HoldAccount): retry later
 };
 
 // "unknown_account", "over_quota", ...: the payload's text, so logs of Status::ToString() show

@@ -58,6 +58,7 @@ TEST(StoreErrorKind, EveryKindRoundTripsWithItsCodeAndName) {
       {StoreError::kTemporary, absl::StatusCode::kUnavailable},
       {StoreError::kCorrupt, absl::StatusCode::kDataLoss},
       {StoreError::kIo, absl::StatusCode::kInternal},
+      {StoreError::kAccountHeld, absl::StatusCode::kUnavailable},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(StoreErrorName(c.kind));

@@ -68,6 +68,51 @@ class AdminApiTest(unittest.TestCase):
     status, body, _ = self.request("GET", "/api/v1/accounts/existing@example.test")
     self.assertEqual(status, 200)  # still there
 
+  def test_hold_and_mailbox_pages_for_moves(self):
+    status, body, _ = self.request("POST", "/api/v1/accounts",
+                                   {"address": "mover@example.test", "password": "pw"})
+    self.assertEqual(status, 201, body)
+    for method, path in (("GET", "/api/v1/accounts/mover@example.test/mailbox"),
+                         ("PUT", "/api/v1/accounts/mover@example.test/hold")):
+      status, _, _ = self.request(method, path, token=None, raw=b"{}")
+      self.assertEqual(status, 401, path)
+    status, body, _ = self.request("PUT", "/api/v1/accounts/mover@example.test/hold",
+                                   {"held": True})
+    self.assertEqual((status, body), (200, {"held": True}))
+    lmtp = smtplib.LMTP("127.0.0.1", self.server.lmtp_port, timeout=TIMEOUT_S)
+    lmtp.ehlo("mta.test")
+    lmtp.mail("s@origin.test")
+    code, text = lmtp.rcpt("mover@example.test")
+    self.assertEqual((code, text[:5]), (451, b"4.2.0"))
+    lmtp.rset()
+    status, body, _ = self.request("PUT", "/api/v1/accounts/mover@example.test/hold",
+                                   {"held": False})
+    self.assertEqual(status, 200, body)
+    lmtp.mail("s@origin.test")
+    self.assertEqual(lmtp.rcpt("mover@example.test")[0], 250)
+    lmtp.docmd("DATA")
+    lmtp.send(b"Subject: page\r\n\r\nbody\r\n.\r\n")
+    self.assertEqual(lmtp.getreply()[0], 250)
+    lmtp.quit()
+    # One page holds the account and its message; a damaged page is refused (400).
+    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
+    conn.request("GET", "/api/v1/accounts/mover@example.test/mailbox",
+                 headers={"Authorization": "Bearer " + TOKEN})
+    response = conn.getresponse()
+    page = response.read()
+    conn.close()
+    self.assertEqual(response.status, 200)
+    self.assertTrue(page.startswith(b"PHMOVE1\n"))
+    self.assertIn(b"Subject: page", page)
+    damaged = page[:-3] + bytes([page[-3] ^ 1]) + page[-2:]
+    status, body, _ = self.request("PUT", "/api/v1/accounts/mover@example.test/mailbox",
+                                   raw=damaged)
+    self.assertEqual(status, 400, body)
+    # The same page again changes nothing.
+    status, body, _ = self.request("PUT", "/api/v1/accounts/mover@example.test/mailbox", raw=page)
+    self.assertEqual((status, body["imported"], body["skipped"], body["complete"]),
+                     (200, 0, 1, True))
+
   def test_account_lifecycle(self):
     status, body, _ = self.request("POST", "/api/v1/accounts", {
         "address": "panel@example.test", "password": "first pass", "quota_messages": 1})

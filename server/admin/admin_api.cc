@@ -16,12 +16,18 @@
 #include "server/admin/json_body.h"
 #include "server/auth/password_hash.h"
 #include "server/http/http_server.h"
+#include "storage/migration/mailbox_transfer.h"
 #include "storage/store_error.h"
 
 namespace posthaste::server::admin {
 namespace {
 
 constexpr size_t kTokenBytesMin = 16;
+
+// Mailbox pages for moves: what one GET .../mailbox returns (one message may pass it), and the
+// most a PUT .../mailbox may carry besides the store's largest message.
+constexpr uint64_t kMovePageBytes = storage::migration::kTransferPageBytesDefault;
+constexpr uint64_t kMovePageFramingBytes = 64 << 10;
 
 // Password hashing is CPU-bound and store writes wait on the disk: a few at once, the rest
 // queue (bounded; 503 beyond).
@@ -76,6 +82,8 @@ bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
     case StoreError::kUnknownAccount:
     case StoreError::kUnknownTenant:
       return ReplyError(conn, 404, "Not Found", message);
+    case StoreError::kAccountHeld:
+      return ReplyError(conn, 503, "Service Unavailable", message);
     case StoreError::kAccountExists:
     case StoreError::kUidlInUse:
       return ReplyError(conn, 409, "Conflict", message);
@@ -202,6 +210,15 @@ class AccountsHandler {
       return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
     }
     const std::string& address = path->address;
+    if (path->resource == AdminPath::Resource::kMailbox) {
+      if (method == "GET") return ExportPage(conn, address, path->after_seq);
+      if (method == "PUT") return ImportPage(conn, address);
+      return ReplyError(conn, 405, "Method Not Allowed", "use GET or PUT", "Allow: GET, PUT\r\n");
+    }
+    if (path->resource == AdminPath::Resource::kHold) {
+      if (method == "PUT") return Hold(conn, address);
+      return ReplyError(conn, 405, "Method Not Allowed", "use PUT", "Allow: PUT\r\n");
+    }
     if (method == "GET") return Show(conn, address);
     if (method == "PATCH") return Update(conn, address);
     if (method == "DELETE") return Delete(conn, address);
@@ -322,6 +339,53 @@ class AccountsHandler {
     return Show(conn, address);
   }
 
+  // GET .../mailbox?after=N: one page of the mailbox (storage/migration/mailbox_transfer.h).
+  bool ExportPage(AdminExchange* conn, const std::string& address, uint64_t after_seq) {
+    std::string page;
+    auto exported = storage::migration::ExportMailboxPage(
+        *store_, address, storage::migration::ExportPageOptions{after_seq, kMovePageBytes}, &page);
+    if (!exported.ok()) return ReplyStatus(conn, exported.status());
+    conn->response.status = 200;
+    conn->response.content_type = "application/octet-stream";
+    conn->response.body = std::move(page);
+    return true;
+  }
+
+  // PUT .../mailbox: stores one page (durably) before answering; idempotent.
+  bool ImportPage(AdminExchange* conn, const std::string& address) {
+    auto imported = storage::migration::ImportMailboxPage(*store_, address, conn->request.body);
+    if (!imported.ok()) {
+      if (imported.status().code() == absl::StatusCode::kDataLoss) {
+        return ReplyError(conn, 400, "Bad Request", StdView(imported.status().message()));
+      }
+      return ReplyStatus(conn, imported.status());
+    }
+    Reply(conn, 200, "OK",
+          absl::StrCat("{\"imported\":", imported->imported, ",\"skipped\":", imported->skipped,
+                       ",\"deleted\":", imported->deleted,
+                       ",\"next_after_seq\":", imported->next_after_seq,
+                       ",\"complete\":", imported->complete ? "true" : "false", "}\n"));
+    return true;
+  }
+
+  // PUT .../hold {"held":true|false}: holds deliveries and deletion commits for a move
+  // (MailStore::HoldAccount); answers once those in flight are done.
+  bool Hold(AdminExchange* conn, const std::string& address) {
+    bool replied = false;
+    absl::StatusOr<JsonObject> body = Body(conn, &replied);
+    if (replied) return true;
+    if (!body.ok()) return ReplyStatus(conn, body.status());
+    absl::Status allowed = OnlyFields(*body, {"held"});
+    if (!allowed.ok()) return ReplyStatus(conn, allowed);
+    auto held = BoolField(*body, "held");
+    if (!held.ok()) return ReplyStatus(conn, held.status());
+    if (!held->has_value()) return ReplyError(conn, 400, "Bad Request", "\"held\" is required");
+    absl::Status set = store_->HoldAccount(address, **held);
+    if (!set.ok()) return ReplyStatus(conn, set);
+    Reply(conn, 200, "OK", absl::StrCat("{\"held\":", **held ? "true" : "false", "}\n"));
+    return true;
+  }
+
   bool Delete(AdminExchange* conn, const std::string& address) {
     absl::Status deleted = store_->DeleteAccount(address);
     if (!deleted.ok()) return ReplyStatus(conn, deleted);
@@ -429,7 +493,10 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;
   http_options.worker_queue_max = kWorkerQueueMax;
-  http_options.limits.body_bytes_max = kJsonBodyBytesMax;
+  // JSON bodies are held to kJsonBodyBytesMax by their handlers; a mailbox page for a move may
+  // be as long as one page and the largest message the store takes.
+  http_options.limits.body_bytes_max =
+      kMovePageBytes + store->options().message_bytes_max + kMovePageFramingBytes;
   // The listener's own answers (400, 408, 413, 503, ...) are JSON like the handlers' errors.
   http_options.error_response = [](int status, std::string_view message) {
     http::HttpResponse r;

@@ -13,6 +13,13 @@
 //   PATCH  /api/v1/accounts/ADDRESS      any of {"password","disabled","quota_messages",
 //                                         "quota_octets"} -> 200 and the account
 //   DELETE /api/v1/accounts/ADDRESS      204
+//   GET    /api/v1/accounts/ADDRESS/mailbox[?after=N]
+//                                        one page of the mailbox for a move (application/
+//                                        octet-stream; storage/migration/mailbox_transfer.h)
+//   PUT    /api/v1/accounts/ADDRESS/mailbox  stores such a page here, durably, idempotently ->
+//                                        {imported,skipped,deleted,next_after_seq,complete}
+//   PUT    /api/v1/accounts/ADDRESS/hold {"held":true|false}: hold deliveries (LMTP 451 4.2.0)
+//                                        and deletion commits while the account moves away
 //   POST   /api/v1/auth/verify           {"user","password"} -> 200 and {"result":"ok",
 //                                        "address"}, {"result":"bad_credentials",
 //                                        "failure_delay_ms"} or {"result":"temp_failure"}

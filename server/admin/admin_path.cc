@@ -78,6 +78,23 @@ absl::StatusOr<std::optional<std::string>> DomainFilter(std::string_view query) 
   return domain;
 }
 
+// "after=N": N decimal digits only (no sign, no encoding), at most 20, fitting 64 bits.
+absl::StatusOr<uint64_t> AfterCursor(std::string_view query) {
+  constexpr std::string_view kAfter = "after=";
+  if (query.substr(0, kAfter.size()) != kAfter)
+    return Refuse("the only query parameter is after=N");
+  const std::string_view digits = query.substr(kAfter.size());
+  if (digits.empty() || digits.size() > 20) return Refuse("after= takes 1 to 20 digits");
+  uint64_t value = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return Refuse("after= takes decimal digits");
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return Refuse("after= is out of range");
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
 }  // namespace
 
 absl::StatusOr<AdminPath> ParseAdminPath(std::string_view target) {
@@ -123,14 +140,24 @@ absl::StatusOr<AdminPath> ParseAdminPath(std::string_view target) {
     out.domain = *std::move(domain);
     return out;
   }
-  if (segments.size() > kAccountsPath.size() + 1) {
+  out.resource = AdminPath::Resource::kAccount;
+  if (segments.size() == kAccountsPath.size() + 2 && segments.back() == "mailbox") {
+    out.resource = AdminPath::Resource::kMailbox;
+  } else if (segments.size() == kAccountsPath.size() + 2 && segments.back() == "hold") {
+    out.resource = AdminPath::Resource::kHold;
+  } else if (segments.size() > kAccountsPath.size() + 1) {
     return Refuse("an account address may not contain '/'");
   }
-  out.resource = AdminPath::Resource::kAccount;
-  out.address = std::move(segments.back());
+  out.address = std::move(segments[kAccountsPath.size()]);
   absl::StatusOr<storage::ParsedAddress> address = storage::ParseAddress(out.address);
   if (!address.ok()) {
     return Refuse(absl::StrCat("not an account address: ", address.status().message()));
+  }
+  if (out.resource == AdminPath::Resource::kMailbox && question != std::string_view::npos) {
+    absl::StatusOr<uint64_t> after = AfterCursor(query);
+    if (!after.ok()) return after.status();
+    out.after_seq = *after;
+    return out;
   }
   if (question != std::string_view::npos) return Refuse("an account takes no query parameters");
   return out;

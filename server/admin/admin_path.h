@@ -5,6 +5,10 @@
 // here and only here, once. Names one of:
 //   /api/v1/accounts[?domain=D]     the collection (D: a domain, decoded once)
 //   /api/v1/accounts/ADDRESS        one account (ADDRESS: decoded once; "%40" for '@' is fine)
+//   /api/v1/accounts/ADDRESS/mailbox[?after=N]
+//                                   the account's mailbox as pages for a move (N: decimal,
+//                                   at most 20 digits; see storage/migration/mailbox_transfer.h)
+//   /api/v1/accounts/ADDRESS/hold   whether the account is held for a move
 // Refused with InvalidArgument (the API answers 400 with a JSON error), never normalised into
 // another resource: a target not starting with '/'; raw bytes outside 0x21-0x7E, '\' or '#';
 // a '%' not followed by two hex digits; a decoded NUL, control character, byte >= 0x80, '\' or
@@ -31,13 +35,15 @@ namespace posthaste::server::admin {
 inline constexpr size_t kAdminTargetBytesMax = 2048;
 
 struct AdminPath {
-  enum class Resource : uint8_t { kAccounts, kAccount };
+  enum class Resource : uint8_t { kAccounts, kAccount, kMailbox, kHold };
   Resource resource = Resource::kAccounts;
   // kAccount: the address as the client spelled it (decoded; a valid address). The store
   // finds the account whatever its case.
   std::string address;
   // kAccounts: the ?domain= filter, lowercased (storage::NormalizeDomain).
   std::optional<std::string> domain;
+  // kMailbox: the ?after= cursor (0 when absent).
+  uint64_t after_seq = 0;
 };
 
 absl::StatusOr<AdminPath> ParseAdminPath(std::string_view raw_target);

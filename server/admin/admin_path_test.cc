@@ -47,6 +47,22 @@ TEST(AdminPathTest, AccountAddressesAreDecodedOnce) {
   EXPECT_EQ(Account("/api/v1/accounts/a%2541@t.test"), "a%41@t.test");
 }
 
+TEST(AdminPathTest, MailboxAndHoldOfAnAccount) {
+  auto mailbox =
+      ParseAdminPath("/api/v1/accounts/alice%40t.test/mailbox?after=18446744073709551615");
+  ASSERT_TRUE(mailbox.ok()) << mailbox.status();
+  EXPECT_EQ(mailbox->resource, AdminPath::Resource::kMailbox);
+  EXPECT_EQ(mailbox->address, "alice@t.test");
+  EXPECT_EQ(mailbox->after_seq, UINT64_MAX);
+  auto first = ParseAdminPath("/api/v1/accounts/alice@t.test/mailbox");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->after_seq, 0u);
+  auto hold = ParseAdminPath("/api/v1/accounts/alice@t.test/hold");
+  ASSERT_TRUE(hold.ok());
+  EXPECT_EQ(hold->resource, AdminPath::Resource::kHold);
+  EXPECT_EQ(CodeOf("/api/v1/accounts/not-an-address/mailbox"), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(AdminPathTest, NulIsRefusedRawOrEncoded) {
   EXPECT_EQ(CodeOf("/api/v1/accounts/ALICE@t.test%00whatever"), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CodeOf("/api/v1/accounts/ALICE@t.test%00"), absl::StatusCode::kInvalidArgument);
@@ -87,7 +103,13 @@ TEST(AdminPathTest, SlashInsideTheAddressIsRefused) {
   for (std::string_view target :
        {"/api/v1/accounts/a%2Fb@t.test", "/api/v1/accounts/a%2fb@t.test",
         "/api/v1/accounts/alice@t.test/bob@t.test", "/api/v1/accounts/alice@t.test/x",
-        "/api/v1/accounts/a%5Cb@t.test", "/api/v1/accounts/a\\b@t.test"}) {
+        "/api/v1/accounts/alice@t.test/mailbox/x", "/api/v1/accounts/alice@t.test/hold?after=1",
+        "/api/v1/accounts/alice@t.test/mailbox?after=",
+        "/api/v1/accounts/alice@t.test/mailbox?after=-1",
+        "/api/v1/accounts/alice@t.test/mailbox?after=99999999999999999999",
+        "/api/v1/accounts/alice@t.test/mailbox?after=1&after=2",
+        "/api/v1/accounts/alice@t.test/mailbox?before=1", "/api/v1/accounts/a%5Cb@t.test",
+        "/api/v1/accounts/a\\b@t.test"}) {
     EXPECT_EQ(CodeOf(target), absl::StatusCode::kInvalidArgument) << target;
   }
 }

@@ -9,6 +9,8 @@
 //   posthaste check       --data_dir=DIR
 //   posthaste compact     --data_dir=DIR
 //   posthaste route       --directory_file=FILE ...   the router (server/route/route_service.h)
+//   posthaste user move ADDRESS --to=BACKEND --etcd_endpoints=URLS --admin_token_file=FILE
+//                         a live move between backends (server/placement/mailbox_move.h)
 //
 // Flags are accepted as `--flag=value` and `--flag value`, anywhere after the subcommand.
 // Exit status: 0 success, 1 failure (one line "posthaste: ..." on stderr, nothing changed),

@@ -812,6 +812,10 @@ void LmtpSession::OnRecipientChecked(LmtpRecipientVerdict verdict) {
     case LmtpRecipientVerdict::Code::kTempFailure:
       ReplyForRecipient(pending_slot, "451", "4.3.0", "Temporary internal error", verdict.text);
       break;
+    case LmtpRecipientVerdict::Code::kMoving:
+      ReplyForRecipient(pending_slot, "451", "4.2.0", "Mailbox is moving, try again later",
+                        verdict.text);
+      break;
     case LmtpRecipientVerdict::Code::kTooBig:
       ReplyForRecipient(pending_slot, "552", "5.3.4", "Message too big for this mailbox",
                         verdict.text);
@@ -850,6 +854,9 @@ void LmtpSession::OnDeliveryDone(std::span<const LmtpDeliveryResult> results) {
         break;
       case LmtpDeliveryResult::Code::kTempFailure:
         ReplyForRecipient(slot, "451", "4.3.0", "Temporary internal error", result.text);
+        break;
+      case LmtpDeliveryResult::Code::kMoving:
+        ReplyForRecipient(slot, "451", "4.2.0", "Mailbox is moving, try again later", result.text);
         break;
       case LmtpDeliveryResult::Code::kPermFailure:
         ReplyForRecipient(slot, "554", "5.3.0", "Delivery failed", result.text);

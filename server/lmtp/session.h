@@ -122,6 +122,7 @@ struct LmtpRecipientVerdict {
     kOverQuotaTemp,  // 452 4.2.2 (quota configured as a temporary condition)
     kOverQuotaPerm,  // 552 5.2.2
     kTempFailure,    // 451 4.3.0
+    kMoving,         // 451 4.2.0 (the mailbox is moving to another backend)
     kTooBig,         // 552 5.3.4 (the declared SIZE exceeds this mailbox's message size limit)
   };
   Code code = Code::kTempFailure;
@@ -141,6 +142,7 @@ struct LmtpDeliveryResult {
     kOverQuotaTemp,  // 452 4.2.2
     kOverQuotaPerm,  // 552 5.2.2
     kTempFailure,    // 451 4.3.0
+    kMoving,         // 451 4.2.0 (the mailbox is moving to another backend)
     kPermFailure,    // 554 5.3.0
     kTooBig,         // 552 5.3.4 (over this mailbox's message size limit)
   };

@@ -34,6 +34,7 @@ void SetUpRecipients(FakeLmtpDriver* driver) {
   driver->recipients()["full@foo.edu"] = {Code::kOverQuotaTemp, "", ""};
   driver->recipients()["fullp@foo.edu"] = {Code::kOverQuotaPerm, "", ""};
   driver->recipients()["temp@foo.edu"] = {Code::kTempFailure, "", ""};
+  driver->recipients()["moving@foo.edu"] = {Code::kMoving, "", ""};
 }
 
 const std::string kLhloReply =
@@ -209,6 +210,10 @@ std::vector<CommandCase> CommandTable() {
        "RCPT TO:<temp@foo.edu>\r\n",
        "451 4.3.0 <temp@foo.edu> Temporary internal error\r\n",
        {"check temp@foo.edu"}},
+      {Start::kTransaction,
+       "RCPT TO:<moving@foo.edu>\r\n",
+       "451 4.2.0 <moving@foo.edu> Mailbox is moving, try again later\r\n",
+       {"check moving@foo.edu"}},
       {Start::kTransaction,
        "RCPT TO:<Postmaster>\r\n",
        "550 5.1.1 No such user here\r\n",

@@ -35,6 +35,7 @@ metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code) {
     case Code::kOverQuotaPerm:
       return metrics::LmtpResult::kOverQuota;
     case Code::kTempFailure:
+    case Code::kMoving:  // a temporary refusal like any other: the MTA retries
       return metrics::LmtpResult::kTempFailure;
     case Code::kPermFailure:
     case Code::kTooBig:

@@ -26,6 +26,7 @@ LmtpRecipientVerdict RecipientVerdict(const absl::StatusOr<storage::AccountUsage
     }
   }
   if (usage->disabled) return {Code::kDisabled, "", ""};
+  if (usage->held) return {Code::kMoving, "", ""};
   if (declared_size.has_value() && *declared_size > usage->message_bytes_max) {
     return {Code::kTooBig, "", ""};
   }
@@ -49,6 +50,10 @@ LmtpDeliveryResult DeliveryOutcome(const absl::Status& status, bool over_quota_p
       return {Code::kPermFailure, "No such user here"};
     case StoreError::kDisabled:
       return {Code::kPermFailure, "Mailbox disabled"};
+    // Held for a move between RCPT and the end of DATA: the MTA retries, and finds the new
+    // backend once the move is done.
+    case StoreError::kAccountHeld:
+      return {Code::kMoving, ""};
     default:
       // I/O trouble, and anything unexpected: the MTA keeps the message and retries.
       return {Code::kTempFailure, ""};

@@ -317,14 +317,22 @@ absl::StatusOr<std::unique_ptr<HttpConnection>> HttpConnection::Connect(
 
 absl::Status HttpConnection::SendPost(std::string_view path, std::string_view json_body,
                                       absl::Time deadline) {
+  return SendRequest("POST", path, "", "application/json", json_body, deadline);
+}
+
+absl::Status HttpConnection::SendRequest(std::string_view method, std::string_view path,
+                                         std::string_view extra_headers,
+                                         std::string_view content_type, std::string_view body,
+                                         absl::Time deadline) {
   const std::string host = endpoint_.host.find(':') != std::string::npos
                                ? absl::StrCat("[", endpoint_.host, "]:", endpoint_.port)
                                : absl::StrCat(endpoint_.host, ":", endpoint_.port);
-  std::string request =
-      absl::StrCat("POST ", AbslView(path), " HTTP/1.1\r\nHost: ", host,
-                   "\r\nContent-Type: application/json\r\nContent-Length: ", json_body.size(),
-                   "\r\nConnection: close\r\n\r\n");
-  request.append(json_body);
+  std::string request = absl::StrCat(AbslView(method), " ", AbslView(path),
+                                     " HTTP/1.1\r\nHost: ", host, "\r\n", AbslView(extra_headers));
+  if (!content_type.empty())
+    absl::StrAppend(&request, "Content-Type: ", AbslView(content_type), "\r\n");
+  absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n");
+  request.append(body);
   std::string_view rest(request);
   while (!rest.empty()) {
     const ssize_t n = send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL);
@@ -380,6 +388,24 @@ absl::StatusOr<HttpResponse> HttpPost(const HttpEndpoint& endpoint, std::string_
   auto conn = HttpConnection::Connect(endpoint, deadline, cancel_fd);
   if (!conn.ok()) return conn.status();
   if (absl::Status s = (*conn)->SendPost(path, json_body, deadline); !s.ok()) return s;
+  HttpResponseDecoder decoder(limits);
+  HttpResponse response;
+  while (!decoder.done()) {
+    if (absl::Status s = (*conn)->ReadSome(decoder, &response.body, deadline); !s.ok()) return s;
+  }
+  response.status_code = decoder.status_code();
+  return response;
+}
+
+absl::StatusOr<HttpResponse> HttpCall(const HttpEndpoint& endpoint, std::string_view method,
+                                      std::string_view path, std::string_view extra_headers,
+                                      std::string_view content_type, std::string_view body,
+                                      absl::Time deadline, const HttpResponseLimits& limits) {
+  auto conn = HttpConnection::Connect(endpoint, deadline);
+  if (!conn.ok()) return conn.status();
+  absl::Status sent =
+      (*conn)->SendRequest(method, path, extra_headers, content_type, body, deadline);
+  if (!sent.ok()) return sent;
   HttpResponseDecoder decoder(limits);
   HttpResponse response;
   while (!decoder.done()) {

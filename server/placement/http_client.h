@@ -84,6 +84,11 @@ class HttpConnection {
 
   // Sends POST `path` with a JSON body.
   absl::Status SendPost(std::string_view path, std::string_view json_body, absl::Time deadline);
+  // Sends `method` `path` with `extra_headers` ("Name: value\r\n" each) and `body` (with its
+  // Content-Length, and `content_type` when not empty).
+  absl::Status SendRequest(std::string_view method, std::string_view path,
+                           std::string_view extra_headers, std::string_view content_type,
+                           std::string_view body, absl::Time deadline);
   // Reads until the decoder makes progress (head done, body bytes appended, or done), appending
   // body bytes to *body. Unavailable when the peer closes before the response ends.
   absl::Status ReadSome(HttpResponseDecoder& decoder, std::string* body, absl::Time deadline);
@@ -107,6 +112,12 @@ struct HttpResponse {
 absl::StatusOr<HttpResponse> HttpPost(const HttpEndpoint& endpoint, std::string_view path,
                                       std::string_view json_body, absl::Time deadline,
                                       const HttpResponseLimits& limits = {}, int cancel_fd = -1);
+
+// Connect, send `method` (as SendRequest), read the whole response, all within `deadline`.
+absl::StatusOr<HttpResponse> HttpCall(const HttpEndpoint& endpoint, std::string_view method,
+                                      std::string_view path, std::string_view extra_headers,
+                                      std::string_view content_type, std::string_view body,
+                                      absl::Time deadline, const HttpResponseLimits& limits = {});
 
 }  // namespace posthaste::server::placement
 

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "storage/migration/batch_delivery.h"
 
 namespace posthaste::storage::migration {
 namespace {
@@ -427,27 +428,18 @@ absl::StatusOr<ImportResult> ImportMaildir(
       options.arrival_time = absl::FromUnixSeconds(plan[i].file->mtime_unix_seconds);
       items.push_back(storage::DeliveryItem{raws[i - first], std::move(options)});
     }
-    absl::StatusOr<std::vector<storage::DeliverResult>> delivered =
-        store.DeliverBatch(account->address, items);
-    if (delivered.ok()) {
-      for (size_t i = first; i < next; ++i) count_delivered(plan[i], (*delivered)[i - first]);
-    } else if (absl::IsAlreadyExists(delivered.status())) {
-      // Some UIDL belonged to a message deleted earlier (never reused): nothing of the batch
-      // was stored, so deliver it one by one and skip those.
-      for (size_t i = first; i < next; ++i) {
-        absl::StatusOr<storage::DeliverResult> one =
-            store.Deliver(account->address, items[i - first].raw_message, items[i - first].options);
-        if (absl::IsAlreadyExists(one.status())) {
-          ++result.skipped;
-        } else if (!one.ok()) {
-          return fail(plan[i].file->path, one.status());
-        } else {
-          count_delivered(plan[i], *one);
-        }
-      }
-    } else {
+    absl::StatusOr<std::vector<std::optional<storage::DeliverResult>>> delivered =
+        DeliverSkippingUsedUidls(store, account->address, items);
+    if (!delivered.ok()) {
       return fail(absl::StrCat(plan[first].file->path, " (batch of ", next - first, ")"),
                   delivered.status());
+    }
+    for (size_t i = first; i < next; ++i) {
+      if ((*delivered)[i - first].has_value()) {
+        count_delivered(plan[i], *(*delivered)[i - first]);
+      } else {
+        ++result.skipped;
+      }
     }
     advance(next - first);
   }
