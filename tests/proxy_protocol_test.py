@@ -15,7 +15,7 @@ TLS) but not directly. The proxy's session greets with [XCLIENT] and takes XCLIE
 address then names the session in the log and the backend's (user, IP) count; a direct client
 gets neither. An LMTP client outside --proxy_networks that sends a PROXY line gets a 554 and is
 closed. nginx's mail proxy with `proxy_protocol on`, its auth_http answered by a
-stub in this file, logs a client in at the backend, which sees the client's address.
+fixed answerer in this file, logs a client in at the backend, which sees the client's address.
 """
 
 import os
@@ -330,7 +330,7 @@ class XclientAccountingTest(unittest.TestCase):
       held.close()
 
 
-class AuthHttpStub(http.server.BaseHTTPRequestHandler):
+class FixedAuthHttpAnswer(http.server.BaseHTTPRequestHandler):
   """nginx's auth_http: every login goes to the backend in `server.backend_port`."""
 
   def do_GET(self):
@@ -352,7 +352,7 @@ class AuthHttpStub(http.server.BaseHTTPRequestHandler):
 
 
 class NginxMailProxyTest(unittest.TestCase):
-  """nginx's mail proxy (libnginx-mod-mail) with `proxy_protocol on` and an auth_http stub."""
+  """nginx's mail proxy (libnginx-mod-mail) with `proxy_protocol on` and a fixed auth_http answerer."""
 
   @classmethod
   def setUpClass(cls):
@@ -362,7 +362,7 @@ class NginxMailProxyTest(unittest.TestCase):
     cls.server.add_user(USER, PASSWORD)
     cls.server.deliver(USER, MESSAGE)
     cls.server.start()
-    cls.auth = http.server.HTTPServer(("127.0.0.1", 0), AuthHttpStub)
+    cls.auth = http.server.HTTPServer(("127.0.0.1", 0), FixedAuthHttpAnswer)
     cls.auth.requests = []
     cls.auth.backend_port = cls.server.pop3_port
     cls.auth_thread = threading.Thread(target=cls.auth.serve_forever, daemon=True)
