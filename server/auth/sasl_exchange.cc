@@ -1,0 +1,40 @@
+#include "server/auth/sasl_exchange.h"
+
+#include <array>
+
+#include <strings.h>
+
+namespace posthaste::auth {
+namespace {
+
+constexpr std::array<std::string_view, kSaslMechanismCount> kMechanismNames = {
+    "PLAIN",         "LOGIN",   "CRAM-MD5",    "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "OAUTHBEARER", "XOAUTH2",     "EXTERNAL",
+};
+
+constexpr std::array<std::string_view, kSaslFailureCount> kFailureNames = {
+    "malformed",     "cancelled",     "unknown_user",  "bad_credentials", "channel_binding",
+    "authz_refused", "token_invalid", "token_expired", "not_allowed",     "temp_failure",
+};
+
+}  // namespace
+
+std::string_view SaslMechanismName(SaslMechanism mechanism) {
+  return kMechanismNames[static_cast<size_t>(mechanism)];
+}
+
+std::optional<SaslMechanism> ParseSaslMechanism(std::string_view name) {
+  for (size_t i = 0; i < kMechanismNames.size(); ++i) {
+    const std::string_view known = kMechanismNames[i];
+    if (name.size() == known.size() && strncasecmp(name.data(), known.data(), name.size()) == 0) {
+      return static_cast<SaslMechanism>(i);
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view SaslFailureName(SaslFailure failure) {
+  return kFailureNames[static_cast<size_t>(failure)];
+}
+
+}  // namespace posthaste::auth
