@@ -79,10 +79,13 @@ class MoveHoldTest(unittest.TestCase):
     status, body = self.admin("PUT", "/api/v1/accounts/%s/hold" % user, {"held": held})
     self.assertEqual(status, 200, body)
 
-  def messages(self, user=USER):
+  def account(self, user=USER):
     status, body = self.admin("GET", "/api/v1/accounts/" + user)
     self.assertEqual(status, 200, body)
-    return body["messages"]
+    return body
+
+  def messages(self, user=USER):
+    return self.account(user)["messages"]
 
   def deliver(self, user, tag):
     """The LMTP reply code and text for one message to `user`."""
@@ -168,6 +171,8 @@ class MoveHoldTest(unittest.TestCase):
     self.server.stop()
     self.start_server()
     try:
+      self.assertTrue(self.account()["held"])
+      self.assertFalse(self.account(OTHER)["held"])
       code, text = self.deliver(USER, "after-restart")
       self.assertEqual(code, 451, text)
       self.assertIn("4.2.0", text)
@@ -178,6 +183,7 @@ class MoveHoldTest(unittest.TestCase):
       self.assertIsNone(self.login_refusal(OTHER))
     finally:
       self.hold(False)
+    self.assertFalse(self.account()["held"])
     self.assertEqual(self.deliver(USER, "released")[0], 250)
     self.assertIsNone(self.login_refusal())
 

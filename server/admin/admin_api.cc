@@ -110,6 +110,7 @@ bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
 std::string UsageJson(const storage::AccountUsage& u) {
   return absl::StrCat("{\"address\":", JsonString(u.display_address),
                       ",\"disabled\":", u.disabled ? "true" : "false",
+                      ",\"held\":", u.held ? "true" : "false",
                       ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
                       ",\"quota_messages\":", u.quota.messages,
                       ",\"quota_octets\":", u.quota.octets,

@@ -7,7 +7,7 @@
 //   GET    /api/v1/accounts[?domain=D]   {"accounts":[{address,disabled,messages,octets}]}
 //   POST   /api/v1/accounts              {"address","password"[,"quota_messages","quota_octets"]}
 //                                        -> 201 and the account
-//   GET    /api/v1/accounts/ADDRESS      {address,disabled,messages,octets,quota_messages,
+//   GET    /api/v1/accounts/ADDRESS      {address,disabled,held,messages,octets,quota_messages,
 //                                         quota_octets,effective_quota_messages,
 //                                         effective_quota_octets,max_message_bytes}
 //   PATCH  /api/v1/accounts/ADDRESS      any of {"password","disabled","quota_messages",
