@@ -418,7 +418,8 @@ class Server {
     if (options.admin_listen.empty()) return true;
     // /api/v1/auth/verify (for `posthaste route`) checks logins exactly as POP3 does.
     auto api = admin::AdminApi::Start(
-        options, ctx_.store, [this](std::string_view user, std::string_view password) {
+        options, ctx_.store,
+        [this](std::string_view user, std::string_view password) {
           const AuthVerdict verdict = auth_->Verify(user, password);
           admin::PasswordCheck check;
           check.address = verdict.address;

@@ -299,7 +299,7 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 
 std::string EncodeAccount(const AccountRecord& r) {
   const bool with_display = !r.display_local.empty();
-  const uint8_t version = r.held        ? kAccountVersionWithFlags
+  const uint8_t version = r.held         ? kAccountVersionWithFlags
                           : with_display ? kAccountVersionWithDisplay
                                          : kAccountVersion;
   std::string out(1, static_cast<char>(version));

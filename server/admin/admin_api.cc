@@ -110,9 +110,8 @@ bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
 std::string UsageJson(const storage::AccountUsage& u) {
   return absl::StrCat("{\"address\":", JsonString(u.display_address),
                       ",\"disabled\":", u.disabled ? "true" : "false",
-                      ",\"held\":", u.held ? "true" : "false",
-                      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
-                      ",\"quota_messages\":", u.quota.messages,
+                      ",\"held\":", u.held ? "true" : "false", ",\"messages\":", u.stats.messages,
+                      ",\"octets\":", u.stats.octets, ",\"quota_messages\":", u.quota.messages,
                       ",\"quota_octets\":", u.quota.octets,
                       ",\"effective_quota_messages\":", u.effective_quota.messages,
                       ",\"effective_quota_octets\":", u.effective_quota.octets,
@@ -189,7 +188,7 @@ class AccountsHandler {
     return std::move(exchange.response);
   }
 
- // On the listener's event loop, from the request head alone, before any of the body is read
+  // On the listener's event loop, from the request head alone, before any of the body is read
   // (http::HttpServerOptions::head_check): the refusals that need no body. Without it a client
   // without the token could make the listener read (and hold) a body of up to a mailbox page
   // and the largest message before hearing 401. Cheap: two SHA-256 of short strings and the
@@ -551,9 +550,9 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   if (!listen.ok()) return listen.status();
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
-  api->impl_->handler = std::make_unique<AccountsHandler>(
-      store, *std::move(token), std::move(verify_password), std::move(end_sessions),
-      options.auth_failure_delay_ms);
+  api->impl_->handler =
+      std::make_unique<AccountsHandler>(store, *std::move(token), std::move(verify_password),
+                                        std::move(end_sessions), options.auth_failure_delay_ms);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;
