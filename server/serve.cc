@@ -12,6 +12,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/admin/admin_api.h"
@@ -38,6 +39,10 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+// How long holding an account for a move waits for its POP3 sessions to end: one message to
+// the user's owner shard and one to the holder's, so far more than a busy shard needs. A hold
+// not answered by then gets 503 and the mover asks again.
+constexpr absl::Duration kEndSessionsForMoveWait = absl::Seconds(10);
 
 uint32_t AllowedCpus() {
   cpu_set_t set;
@@ -413,7 +418,8 @@ class Server {
     if (options.admin_listen.empty()) return true;
     // /api/v1/auth/verify (for `posthaste route`) checks logins exactly as POP3 does.
     auto api = admin::AdminApi::Start(
-        options, ctx_.store, [this](std::string_view user, std::string_view password) {
+        options, ctx_.store,
+        [this](std::string_view user, std::string_view password) {
           const AuthVerdict verdict = auth_->Verify(user, password);
           admin::PasswordCheck check;
           check.address = verdict.address;
@@ -429,6 +435,10 @@ class Server {
               break;
           }
           return check;
+        },
+        // A held account's POP3 sessions end before the hold is answered (live moves).
+        [this](std::string_view account) {
+          return EndPop3SessionsForMove(ctx_, *reactor_, account, kEndSessionsForMoveWait);
         });
     if (!api.ok()) return Fail(api.status().message());
     admin_api_ = *std::move(api);

@@ -12,6 +12,9 @@ constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
 constexpr uint8_t kAccountVersionWithDisplay = 2;  // + display local part (u8 length, bytes)
+// + display local part (u8 length, may be 0), then one flags byte (kAccountFlagHeld).
+constexpr uint8_t kAccountVersionWithFlags = 3;
+constexpr uint8_t kAccountFlagHeld = 1;
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
@@ -296,8 +299,10 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 
 std::string EncodeAccount(const AccountRecord& r) {
   const bool with_display = !r.display_local.empty();
-  std::string out(1,
-                  static_cast<char>(with_display ? kAccountVersionWithDisplay : kAccountVersion));
+  const uint8_t version = r.held         ? kAccountVersionWithFlags
+                          : with_display ? kAccountVersionWithDisplay
+                                         : kAccountVersion;
+  std::string out(1, static_cast<char>(version));
   PutLE64(&out, r.incarnation);
   out.push_back(r.disabled ? 1 : 0);
   PutLE64(&out, r.quota_messages);
@@ -305,10 +310,11 @@ std::string EncodeAccount(const AccountRecord& r) {
   PutLE64(&out, static_cast<uint64_t>(r.created_unix_seconds));
   PutLE32(&out, static_cast<uint32_t>(r.password_hash.size()));
   out.append(r.password_hash);
-  if (with_display) {
+  if (version != kAccountVersion) {
     out.push_back(static_cast<char>(static_cast<uint8_t>(r.display_local.size())));
     out.append(r.display_local);
   }
+  if (version == kAccountVersionWithFlags) out.push_back(static_cast<char>(kAccountFlagHeld));
   return out;
 }
 
@@ -316,7 +322,10 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   constexpr size_t kFixed = 1 + 8 + 1 + 8 + 8 + 8 + 4;
   if (in.size() < kFixed) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
-  if (version != kAccountVersion && version != kAccountVersionWithDisplay) return false;
+  if (version != kAccountVersion && version != kAccountVersionWithDisplay &&
+      version != kAccountVersionWithFlags) {
+    return false;
+  }
   const char* p = in.data() + 1;
   r->incarnation = GetLE64(p);
   r->disabled = p[8] != 0;
@@ -328,12 +337,22 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   r->password_hash.assign(in.substr(kFixed, hash_len));
   std::string_view rest = in.substr(kFixed + hash_len);
   r->display_local.clear();
+  r->held = false;
   if (version == kAccountVersion) return rest.empty();
   if (rest.empty()) return false;
   const size_t display_len = static_cast<uint8_t>(rest[0]);
   rest.remove_prefix(1);
-  if (display_len == 0 || rest.size() != display_len) return false;
-  r->display_local.assign(rest);
+  if (version == kAccountVersionWithDisplay) {
+    if (display_len == 0 || rest.size() != display_len) return false;
+    r->display_local.assign(rest);
+    return true;
+  }
+  // Version 3: the display part may be empty; then exactly one flags byte, no unknown flag.
+  if (rest.size() != display_len + 1) return false;
+  r->display_local.assign(rest.substr(0, display_len));
+  const uint8_t flags = static_cast<uint8_t>(rest[display_len]);
+  if ((flags & ~kAccountFlagHeld) != 0) return false;
+  r->held = (flags & kAccountFlagHeld) != 0;
   return true;
 }
 

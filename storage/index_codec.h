@@ -161,6 +161,11 @@ struct AccountRecord {
   // local part; empty otherwise. Version 1 records (no such field) are written when it is
   // empty, so a store whose users gave lowercase addresses keeps records older binaries read.
   std::string display_local;
+  // Held for a live move (MailStore::HoldAccount), kept with the account so a restarted store
+  // still holds it. Version 3 records carry it; a record that is not held is written as
+  // version 1 or 2, so only a held account is unreadable by binaries that predate the field
+  // (they refuse it as corrupt rather than deliver to a mailbox that is moving away).
+  bool held = false;
 };
 std::string EncodeAccount(const AccountRecord& r);
 bool DecodeAccount(std::string_view in, AccountRecord* r);

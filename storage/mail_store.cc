@@ -145,6 +145,7 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   info.incarnation = r.incarnation;
   info.password_hash = r.password_hash;
   info.disabled = r.disabled;
+  info.held = r.held;
   info.quota.messages = r.quota_messages;
   info.quota.octets = r.quota_octets;
   info.created_time = absl::FromUnixSeconds(r.created_unix_seconds);
@@ -169,15 +170,6 @@ struct MailStore::Impl {
   std::mutex cache_mu;
   std::unordered_map<std::string, std::shared_ptr<AccountState>> accounts;  // by cache_mu
   size_t sweep_at = kAccountCacheSweepMin;                                  // by cache_mu
-
-  // Accounts held for a move (MailStore::HoldAccount), by key address. Lock order: an
-  // AccountState's mu, then held_mu.
-  std::mutex held_mu;
-  std::set<std::string, std::less<>> held;  // by held_mu
-  bool IsHeld(std::string_view address) {
-    std::lock_guard<std::mutex> lock(held_mu);
-    return held.contains(address);
-  }
 
   std::mutex tenant_mu;
   std::map<std::string, TenantRecord, std::less<>> tenants;  // by tenant_mu
@@ -910,7 +902,7 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
   if (state->deleted) return UnknownAccount(address);
   usage.display_address = DisplayAddress(address, state->record);
   usage.disabled = state->record.disabled;
-  usage.held = impl_->IsHeld(address);
+  usage.held = state->record.held;
   usage.stats = state->committed;
   usage.reserved = {state->reserved_messages, state->reserved_octets};
   usage.quota = {state->record.quota_messages, state->record.quota_octets};
@@ -923,20 +915,29 @@ absl::StatusOr<AccountUsage> MailStore::GetUsage(std::string_view address_in) {
 }
 
 absl::Status MailStore::HoldAccount(std::string_view address_in, bool held) {
-  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   if (!held) {
-    std::lock_guard<std::mutex> lock(impl_->held_mu);
-    impl_->held.erase(address);
-    return absl::OkStatus();
+    absl::Status released = impl_->UpdateAccount(address_in, [](AccountRecord* r) {
+      r->held = false;
+      return absl::OkStatus();
+    });
+    // Releasing an account that is gone (deleted at the end of a move) is not an error.
+    if (ErrorOf(released) == StoreError::kUnknownAccount) return absl::OkStatus();
+    return released;
   }
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
   uint64_t incarnation = 0;
   {
     std::unique_lock<std::mutex> lock(state->mu);
     if (state->deleted) return UnknownAccount(address);
-    {
-      std::lock_guard<std::mutex> held_lock(impl_->held_mu);
-      impl_->held.insert(address);
+    if (!state->record.held) {
+      // Durable before anything waits on it: a store restarted from here on still holds.
+      AccountRecord record = state->record;
+      record.held = true;
+      rocksdb::Status s = impl_->db->Put(impl_->sync_write, ToSlice(internal::AccountKey(address)),
+                                         ToSlice(internal::EncodeAccount(record)));
+      if (!s.ok()) return IndexError(s, "hold account");
+      state->record = record;
     }
     // Deliveries that passed the check before the hold finish (or fail) first.
     state->cv.wait(lock, [&] { return state->inflight == 0; });
@@ -1108,7 +1109,7 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
                               absl::StrCat("account ", address, " is disabled"));
     }
     // Checked under mu, where inflight is counted: HoldAccount waits for what passed here.
-    if (IsHeld(address)) {
+    if (state->record.held) {
       return StoreErrorStatus(StoreError::kAccountHeld,
                               absl::StrCat("account ", address, " is moving; try again later"));
     }
@@ -1250,6 +1251,7 @@ absl::StatusOr<std::shared_ptr<const MailboxSnapshot>> MailStore::Impl::OpenMail
     std::lock_guard<std::mutex> lock(state->mu);
     if (state->deleted) return UnknownAccount(address);
     snapshot->incarnation_ = state->record.incarnation;
+    snapshot->held_ = state->record.held;
     expected = state->committed.messages + state->reserved_messages;
   }
   snapshot->address_ = std::move(address);
@@ -1422,7 +1424,7 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
       return StoreErrorStatus(StoreError::kUnknownAccount, gone);
     }
     // Under the mailbox lock, which HoldAccount takes once after holding.
-    if (IsHeld(snapshot.address())) {
+    if (state->record.held) {
       return StoreErrorStatus(
           StoreError::kAccountHeld,
           absl::StrCat("account ", snapshot.address(), " is moving; deletions not committed"));

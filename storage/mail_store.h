@@ -122,6 +122,7 @@ struct AccountInfo {
   uint64_t incarnation = 0;     // unique per account creation, never reused; part of UIDLs
   std::string password_hash;    // opaque to storage (hashing lives in server/auth)
   bool disabled = false;
+  bool held = false;  // held for a move (MailStore::HoldAccount)
   AccountQuota quota;
   absl::Time created_time;
 };
@@ -322,8 +323,10 @@ class MailStore {
   // fail with kAccountHeld (the caller retries later: LMTP answers 451 4.2.0, a POP3 session's
   // deletions are not committed) and GetUsage reports `held`. Holding returns only once no
   // delivery or deletion that began before it is still running, so a copy taken afterwards is
-  // final. Reading (OpenMailbox), account changes and DeleteAccount are not held. The hold is
-  // in memory: a restarted store holds nothing, and the mover holds again when it resumes.
+  // final. Reading (OpenMailbox), account changes and DeleteAccount are not held; a snapshot
+  // says whether it was taken while held (MailboxSnapshot::held: POP3 refuses such logins). The
+  // hold is stored durably with the account record before this waits, so a restarted store
+  // still holds it until it is released or the account is deleted (which ends it).
   // kUnknownAccount when absent (releasing an unknown account is OK).
   absl::Status HoldAccount(std::string_view address, bool held);
 
@@ -429,6 +432,8 @@ class MailboxSnapshot {
   uint64_t incarnation() const { return incarnation_; }
   size_t size() const { return entries_.size(); }
   uint64_t total_octets() const { return total_octets_; }
+  // The account was held for a move (MailStore::HoldAccount) when this snapshot was taken.
+  bool held() const { return held_; }
 
   // REQUIRES: index < size().
   uint64_t pop3_size(size_t index) const { return entries_[index].pop3_size; }
@@ -456,6 +461,7 @@ class MailboxSnapshot {
 
   std::string address_;
   uint64_t incarnation_ = 0;
+  bool held_ = false;
   uint64_t total_octets_ = 0;
   std::vector<SnapshotEntry> entries_;
   std::string uidl_arena_;

@@ -1003,5 +1003,57 @@ TEST_F(MailStoreTest, HeldAccountRefusesDeliveriesAndDeletionsUntilReleased) {
   EXPECT_EQ(ErrorOf(store_->HoldAccount("nobody@example.org", true)), StoreError::kUnknownAccount);
 }
 
+// The hold is stored with the account: a store reopened mid-move (a restarted backend) still
+// refuses deliveries and deletions and reports the hold, keeps the account's other fields
+// (here a display spelling, which shares the record's tail with the hold), and a snapshot
+// taken while held says so. Releasing, or deleting the account, ends it durably.
+TEST_F(MailStoreTest, HoldSurvivesReopenUntilReleasedOrDeleted) {
+  ASSERT_TRUE(store_->CreateAccount("Moving@example.org", "hash-1").ok());
+  ASSERT_TRUE(store_->CreateAccount("plain@example.org", "hash-2").ok());
+  MustDeliver("moving@example.org", "Subject: before\r\n\r\nx\r\n");
+  MustDeliver("plain@example.org", "Subject: before\r\n\r\nx\r\n");
+  ASSERT_TRUE(store_->HoldAccount("moving@example.org", true).ok());
+  ASSERT_TRUE(store_->HoldAccount("plain@example.org", true).ok());
+  ASSERT_TRUE(store_->HoldAccount("plain@example.org", true).ok());  // idempotent
+  Reopen();
+
+  for (const char* address : {"moving@example.org", "plain@example.org"}) {
+    SCOPED_TRACE(address);
+    auto usage = store_->GetUsage(address);
+    ASSERT_TRUE(usage.ok()) << usage.status();
+    EXPECT_TRUE(usage->held);
+    EXPECT_TRUE(store_->GetAccount(address)->held);
+    EXPECT_EQ(ErrorOf(store_->Deliver(address, "Subject: during\r\n\r\ny\r\n")),
+              StoreError::kAccountHeld);
+    auto snapshot = MustOpen(address);
+    ASSERT_NE(snapshot, nullptr);
+    EXPECT_TRUE(snapshot->held());
+    EXPECT_EQ(snapshot->size(), 1u);
+    EXPECT_EQ(ErrorOf(store_->CommitDeletions(*snapshot, {0})), StoreError::kAccountHeld);
+  }
+  auto moving = store_->GetAccount("moving@example.org");
+  EXPECT_EQ(moving->display_address, "Moving@example.org");
+  EXPECT_EQ(moving->password_hash, "hash-1");
+  // Other account changes keep the hold.
+  ASSERT_TRUE(store_->SetDisabled("moving@example.org", false).ok());
+  EXPECT_TRUE(store_->GetUsage("moving@example.org")->held);
+
+  ASSERT_TRUE(store_->HoldAccount("moving@example.org", false).ok());
+  ASSERT_TRUE(store_->DeleteAccount("plain@example.org").ok());
+  ASSERT_TRUE(store_->HoldAccount("plain@example.org", false).ok());  // gone: still OK
+  Reopen();
+  EXPECT_FALSE(store_->GetUsage("moving@example.org")->held);
+  EXPECT_FALSE(MustOpen("moving@example.org")->held());
+  EXPECT_EQ(store_->GetAccount("moving@example.org")->display_address, "Moving@example.org");
+  MustDeliver("moving@example.org", "Subject: after\r\n\r\ny\r\n");
+  // A new account of the deleted address starts unheld.
+  ASSERT_TRUE(store_->CreateAccount("plain@example.org", "hash-3").ok());
+  EXPECT_FALSE(store_->GetUsage("plain@example.org")->held);
+  MustDeliver("plain@example.org", "Subject: new\r\n\r\nz\r\n");
+  auto check = store_->Check();
+  ASSERT_TRUE(check.ok());
+  EXPECT_TRUE(check->ok());
+}
+
 }  // namespace
 }  // namespace posthaste::storage

@@ -14,6 +14,7 @@ import os
 import poplib
 import re
 import smtplib
+import socket
 import unittest
 
 from tests.testing.posthaste_server import PosthasteServer, make_temp_dir
@@ -214,6 +215,39 @@ class AdminApiTest(unittest.TestCase):
     self.assertEqual(status, 400)
     status, _, _ = self.request("GET", path)
     self.assertEqual(status, 405)
+
+  def raw_head(self, head):
+    """Sends only a request head and reads the answer until the server closes; returns it."""
+    with socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT_S) as sock:
+      sock.sendall(head.encode())
+      reply = b""
+      while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+          return reply.decode("utf-8", "replace")
+        reply += chunk
+
+  def test_refused_from_the_head_before_any_body(self):
+    # A request announcing a body of tens of MiB (under the listener's limit for mailbox pages)
+    # but sending none: refused from its head, so the answer comes although no body byte does
+    # (a listener that read the body first would wait for it, then answer 408).
+    big = 40 * 1024 * 1024
+    cases = (
+        ("PUT", "/api/v1/accounts/existing@example.test/mailbox", None, 401),
+        ("PUT", "/api/v1/accounts/existing@example.test/mailbox", "wrong-token-wrong-token", 401),
+        ("PATCH", "/api/v1/accounts/existing@example.test", TOKEN, 413),  # JSON: 64 KiB at most
+        ("POST", "/api/v1/auth/verify", TOKEN, 413),
+        ("PUT", "/api/v1/accounts/existing@example.test", TOKEN, 405),
+        ("PUT", "/api/v1/nothing", TOKEN, 404),
+        ("PUT", "/api/v1/accounts/no-at-sign/mailbox", TOKEN, 400),
+    )
+    for method, path, token, expected in cases:
+      head = "%s %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % (method, path, big)
+      if token is not None:
+        head += "Authorization: Bearer %s\r\n" % token
+      reply = self.raw_head(head + "\r\n")
+      self.assertTrue(reply.startswith("HTTP/1.1 %d " % expected), (method, path, reply[:200]))
+      self.assertIn("error", reply)
 
   def test_off_by_default(self):
     server = PosthasteServer(shards=1)

@@ -6,7 +6,9 @@ to whichever backend the directory names, waiting while the entry says moving_to
 random points and run again until it finishes. Afterwards: the directory names b2 alone and no
 move record is left; b1 no longer has the account; on b2 every message is there exactly once
 (MD5 of each), with the UIDLs the client knew; the client's second download fetches only the
-messages delivered during the move.
+messages delivered during the move. A second user's move is stopped while the source holds the
+account, and the source restarted: it still answers LMTP 451 4.2.0 and POP3 [SYS/TEMP] for that
+user (the hold is stored with the account) until the move is run again and finishes.
 """
 
 import hashlib
@@ -62,9 +64,7 @@ class MailboxMoveTest(unittest.TestCase):
       if name == "b1":
         server.add_user(USER, PASSWORD)
       server.start()
-      match = re.search(r"\badmin_api=127\.0\.0\.1:(\d+)", server.stderr_text())
-      assert match, server.stderr_text()
-      server.admin_port = int(match.group(1))
+      cls.read_admin_port(server)
       cls.backends[name] = server
     for name in cls.backends:
       wait_for(lambda: cls.etcd.get("/posthaste/backends/" + name) is not None, timeout_s=20,
@@ -77,19 +77,25 @@ class MailboxMoveTest(unittest.TestCase):
       server.stop()
     cls.etcd.stop()
 
+  @classmethod
+  def read_admin_port(cls, server):
+    ports = re.findall(r"\badmin_api=127\.0\.0\.1:(\d+)", server.stderr_text())
+    assert ports, server.stderr_text()
+    server.admin_port = int(ports[-1])  # the latest start's
+
   # --- the directory, as the router would read it ---
   def placement(self):
     raw = self.etcd.get("/posthaste/users/" + USER) or self.etcd.get(
         "/posthaste/tenants/example.test")
     return json.loads(raw)
 
-  def lmtp_deliver(self, backend, messages):
+  def lmtp_deliver(self, backend, messages, user=USER):
     """Delivers (tag, bytes) pairs in one LMTP session; returns the tags acknowledged."""
     done = []
     with smtplib.LMTP("127.0.0.1", self.backends[backend].lmtp_port, timeout=TIMEOUT_S) as lmtp:
       for tag, data in messages:
         try:
-          lmtp.sendmail("loop@example.test", [USER], data)
+          lmtp.sendmail("loop@example.test", [user], data)
           done.append(tag)
         except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError) as e:
           text = str(e)
@@ -132,11 +138,73 @@ class MailboxMoveTest(unittest.TestCase):
     finally:
       conn.close()
 
-  def move_argv(self):
+  def admin_call(self, backend, method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", self.backends[backend].admin_port,
+                                      timeout=TIMEOUT_S)
+    try:
+      conn.request(method, path, body=None if body is None else json.dumps(body),
+                   headers={"Authorization": "Bearer " + TOKEN,
+                            "Content-Type": "application/json"})
+      response = conn.getresponse()
+      text = response.read()
+      return response.status, (json.loads(text) if text else None)
+    finally:
+      conn.close()
+
+  def move_argv(self, user=USER):
     return [
-        self.backends["b1"].binary, "user", "move", USER, "--to=b2",
+        self.backends["b1"].binary, "user", "move", user, "--to=b2",
         "--etcd_endpoints=" + self.etcd.endpoints_flag, "--admin_token_file=" + self.token_file
     ]
+
+  def test_source_restarted_while_held(self):
+    user = "bob@example.test"
+    status, body = self.admin_call("b1", "POST", "/api/v1/accounts",
+                                   {"address": user, "password": PASSWORD})
+    self.assertEqual(status, 201, body)
+    # Messages of 3 MiB, one per 4 MiB page: the final copy is several pages long, so the
+    # move is still in its hold step when it is killed after the first of them.
+    big = [("big-%d" % i, message("big-%d" % i) + b"y" * (3 << 20) + b"\r\n") for i in range(4)]
+    self.assertEqual(len(self.lmtp_deliver("b1", big, user=user)), len(big))
+    proc = subprocess.Popen(self.move_argv(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while True:
+      line = proc.stdout.readline()
+      if not line or line.decode().startswith("final copy"):
+        break
+    proc.kill()
+    proc.communicate(timeout=TIMEOUT_S)
+    self.assertEqual(json.loads(self.etcd.get("/posthaste/moves/" + user))["step"], "hold")
+    self.assertTrue(self.admin_call("b1", "GET", "/api/v1/accounts/" + user)[1]["held"])
+
+    b1 = self.backends["b1"]
+    b1.stop()
+    b1.start()
+    self.read_admin_port(b1)
+    wait_for(lambda: '"admin":%d' % b1.admin_port in (self.etcd.get("/posthaste/backends/b1") or
+                                                     "").replace(" ", ""),
+             timeout_s=20, what="b1 registered again")
+    with smtplib.LMTP("127.0.0.1", b1.lmtp_port, timeout=TIMEOUT_S) as lmtp:
+      with self.assertRaises(smtplib.SMTPRecipientsRefused) as refused:
+        lmtp.sendmail("loop@example.test", [user], message("after-restart"))
+      code, text = refused.exception.recipients[user]
+      self.assertEqual(code, 451, text)
+      self.assertIn(b"4.2.0", text)
+    pop = poplib.POP3("127.0.0.1", b1.pop3_port, timeout=TIMEOUT_S)
+    try:
+      pop.user(user)
+      with self.assertRaises(poplib.error_proto) as login:
+        pop.pass_(PASSWORD)
+      self.assertTrue(login.exception.args[0].startswith(b"-ERR [SYS/TEMP]"), login.exception)
+    finally:
+      pop.close()
+
+    result = subprocess.run(self.move_argv(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            timeout=600, check=False)
+    self.assertEqual(result.returncode, 0, result.stderr.decode())
+    self.assertEqual(json.loads(self.etcd.get("/posthaste/users/" + user)), {"backend": "b2"})
+    self.assertEqual(self.admin_call("b1", "GET", "/api/v1/accounts/" + user)[0], 404)
+    status, body = self.admin_call("b2", "GET", "/api/v1/accounts/" + user)
+    self.assertEqual((status, body["messages"], body["held"]), (200, len(big), False))
 
   def test_live_move_with_deliveries_readers_and_kills(self):
     rng = random.Random(int(os.environ.get("MOVE_TEST_SEED", "15")))

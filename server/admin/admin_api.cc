@@ -110,8 +110,8 @@ bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
 std::string UsageJson(const storage::AccountUsage& u) {
   return absl::StrCat("{\"address\":", JsonString(u.display_address),
                       ",\"disabled\":", u.disabled ? "true" : "false",
-                      ",\"messages\":", u.stats.messages, ",\"octets\":", u.stats.octets,
-                      ",\"quota_messages\":", u.quota.messages,
+                      ",\"held\":", u.held ? "true" : "false", ",\"messages\":", u.stats.messages,
+                      ",\"octets\":", u.stats.octets, ",\"quota_messages\":", u.quota.messages,
                       ",\"quota_octets\":", u.quota.octets,
                       ",\"effective_quota_messages\":", u.effective_quota.messages,
                       ",\"effective_quota_octets\":", u.effective_quota.octets,
@@ -174,10 +174,11 @@ absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_v
 class AccountsHandler {
  public:
   AccountsHandler(storage::MailStore* store, std::string token, PasswordVerifier verify_password,
-                  uint32_t auth_failure_delay_ms)
+                  SessionEnder end_sessions, uint32_t auth_failure_delay_ms)
       : store_(store),
         token_(std::move(token)),
         verify_password_(std::move(verify_password)),
+        end_sessions_(std::move(end_sessions)),
         auth_failure_delay_ms_(auth_failure_delay_ms) {}
 
   // Every request on the admin listener, on one of its workers (thread-safe: the store is).
@@ -187,43 +188,91 @@ class AccountsHandler {
     return std::move(exchange.response);
   }
 
+  // On the listener's event loop, from the request head alone, before any of the body is read
+  // (http::HttpServerOptions::head_check): the refusals that need no body. Without it a client
+  // without the token could make the listener read (and hold) a body of up to a mailbox page
+  // and the largest message before hearing 401. Cheap: two SHA-256 of short strings and the
+  // target's parse.
+  std::optional<http::HttpResponse> CheckHead(const http::HttpRequest& head) const {
+    AdminExchange exchange{head, {}};
+    if (!RefuseFromHead(&exchange)) return std::nullopt;
+    return std::move(exchange.response);
+  }
+
  private:
-  bool Handle(AdminExchange* conn, std::string_view method) {
-    const std::string* authorization = conn->request.FindHeader("Authorization");
+  // Replies and returns true when the head alone refuses the request: the bearer token (401),
+  // the target (400/404), the method (405), then a body longer than the resource takes (413;
+  // only PUT .../mailbox carries more than a JSON object). Runs again on the worker (cheap),
+  // so Handle never depends on the listener having run it.
+  bool RefuseFromHead(AdminExchange* conn) const {
+    const http::HttpRequest& request = conn->request;
+    const std::string* authorization = request.FindHeader("Authorization");
     if (authorization == nullptr || !BearerTokenMatches(*authorization, token_)) {
       return ReplyError(conn, 401, "Unauthorized", "missing or wrong bearer token",
                         "WWW-Authenticate: Bearer realm=\"posthaste\"\r\n");
     }
-    if (conn->request.target == kVerifyPath && verify_password_) {
+    const std::string_view method = request.method;
+    bool large_body = false;
+    if (request.target == kVerifyPath && verify_password_) {
       if (method != "POST") {
         return ReplyError(conn, 405, "Method Not Allowed", "use POST", "Allow: POST\r\n");
       }
-      return Verify(conn);
+    } else {
+      // The target exactly as sent, still percent-encoded: ParseAdminPath decodes it exactly
+      // once, and refuses rather than resolves.
+      absl::StatusOr<AdminPath> path = ParseAdminPath(request.target);
+      if (!path.ok()) return ReplyStatus(conn, path.status());
+      const std::string_view allowed = AllowedMethods(path->resource);
+      const absl::string_view allow = AbslView(allowed);
+      if (!absl::StrContains(absl::StrCat(", ", allow, ","),
+                             absl::StrCat(", ", AbslView(method), ","))) {
+        return ReplyError(conn, 405, "Method Not Allowed", absl::StrCat("use ", allow),
+                          absl::StrCat("Allow: ", allow, "\r\n"));
+      }
+      large_body = path->resource == AdminPath::Resource::kMailbox && method == "PUT";
     }
-    // The target exactly as sent, still percent-encoded: ParseAdminPath decodes it exactly
-    // once, and refuses rather than resolves.
+    if (!large_body && request.content_length > kJsonBodyBytesMax) {
+      return ReplyError(conn, 413, "Payload Too Large",
+                        absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
+    }
+    return false;
+  }
+
+  // What each resource takes, as the Allow header lists it.
+  static std::string_view AllowedMethods(AdminPath::Resource resource) {
+    switch (resource) {
+      case AdminPath::Resource::kAccounts:
+        return "GET, POST";
+      case AdminPath::Resource::kMailbox:
+        return "GET, PUT";
+      case AdminPath::Resource::kHold:
+        return "PUT";
+      case AdminPath::Resource::kAccount:
+        break;
+    }
+    return "GET, PATCH, DELETE";
+  }
+
+  bool Handle(AdminExchange* conn, std::string_view method) {
+    if (RefuseFromHead(conn)) return true;
+    if (conn->request.target == kVerifyPath && verify_password_) return Verify(conn);
     absl::StatusOr<AdminPath> path = ParseAdminPath(conn->request.target);
-    if (!path.ok()) return ReplyStatus(conn, path.status());
-    if (path->resource == AdminPath::Resource::kAccounts) {
-      if (method == "GET") return List(conn, path->domain);
-      if (method == "POST") return Create(conn);
-      return ReplyError(conn, 405, "Method Not Allowed", "use GET or POST", "Allow: GET, POST\r\n");
-    }
+    if (!path.ok()) return ReplyStatus(conn, path.status());  // refused above already
     const std::string& address = path->address;
-    if (path->resource == AdminPath::Resource::kMailbox) {
-      if (method == "GET") return ExportPage(conn, address, path->after_seq);
-      if (method == "PUT") return ImportPage(conn, address);
-      return ReplyError(conn, 405, "Method Not Allowed", "use GET or PUT", "Allow: GET, PUT\r\n");
-    }
-    if (path->resource == AdminPath::Resource::kHold) {
-      if (method == "PUT") return Hold(conn, address);
-      return ReplyError(conn, 405, "Method Not Allowed", "use PUT", "Allow: PUT\r\n");
+    switch (path->resource) {
+      case AdminPath::Resource::kAccounts:
+        return method == "GET" ? List(conn, path->domain) : Create(conn);
+      case AdminPath::Resource::kMailbox:
+        return method == "GET" ? ExportPage(conn, address, path->after_seq)
+                               : ImportPage(conn, address);
+      case AdminPath::Resource::kHold:
+        return Hold(conn, address);
+      case AdminPath::Resource::kAccount:
+        break;
     }
     if (method == "GET") return Show(conn, address);
     if (method == "PATCH") return Update(conn, address);
-    if (method == "DELETE") return Delete(conn, address);
-    return ReplyError(conn, 405, "Method Not Allowed", "use GET, PATCH or DELETE",
-                      "Allow: GET, PATCH, DELETE\r\n");
+    return Delete(conn, address);
   }
 
   bool List(AdminExchange* conn, const std::optional<std::string>& domain) {
@@ -368,8 +417,10 @@ class AccountsHandler {
     return true;
   }
 
-  // PUT .../hold {"held":true|false}: holds deliveries and deletion commits for a move
-  // (MailStore::HoldAccount); answers once those in flight are done.
+  // PUT .../hold {"held":true|false}: holds deliveries, deletion commits and logins for a move
+  // (MailStore::HoldAccount, durable); answers once those in flight are done and the account's
+  // POP3 sessions have ended without committing, so the mover's copy taken after this answer
+  // is final and nobody reads the old copy any more.
   bool Hold(AdminExchange* conn, const std::string& address) {
     bool replied = false;
     absl::StatusOr<JsonObject> body = Body(conn, &replied);
@@ -382,6 +433,16 @@ class AccountsHandler {
     if (!held->has_value()) return ReplyError(conn, 400, "Bad Request", "\"held\" is required");
     absl::Status set = store_->HoldAccount(address, **held);
     if (!set.ok()) return ReplyStatus(conn, set);
+    if (**held && end_sessions_) {
+      auto account = store_->GetAccount(address);
+      if (!account.ok()) return ReplyStatus(conn, account.status());
+      absl::Status ended = end_sessions_(account->address);
+      if (!ended.ok()) {
+        return ReplyError(conn, 503, "Service Unavailable",
+                          absl::StrCat("held, but its POP3 sessions have not ended yet (",
+                                       ended.message(), "); ask again"));
+      }
+    }
     Reply(conn, 200, "OK", absl::StrCat("{\"held\":", **held ? "true" : "false", "}\n"));
     return true;
   }
@@ -433,6 +494,7 @@ class AccountsHandler {
   storage::MailStore* const store_;
   const std::string token_;
   const PasswordVerifier verify_password_;
+  const SessionEnder end_sessions_;
   const uint32_t auth_failure_delay_ms_;
 };
 
@@ -480,15 +542,17 @@ const http::HttpServerStats& AdminApi::http_stats() const { return impl_->server
 
 absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
                                                           storage::MailStore* store,
-                                                          PasswordVerifier verify_password) {
+                                                          PasswordVerifier verify_password,
+                                                          SessionEnder end_sessions) {
   auto token = ReadToken(options.admin_token_file);
   if (!token.ok()) return token.status();
   auto listen = ParseHostPort(options.admin_listen);
   if (!listen.ok()) return listen.status();
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
-  api->impl_->handler = std::make_unique<AccountsHandler>(
-      store, *std::move(token), std::move(verify_password), options.auth_failure_delay_ms);
+  api->impl_->handler =
+      std::make_unique<AccountsHandler>(store, *std::move(token), std::move(verify_password),
+                                        std::move(end_sessions), options.auth_failure_delay_ms);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;
@@ -509,6 +573,9 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   // ("/api/v1/accounts/../x") still gets the API's 400.
   http_options.routes = {{"/", /*prefix=*/true, http::RunOn::kWorker,
                           [handler](const http::HttpRequest& r) { return handler->Serve(r); }}};
+  http_options.head_check = [handler](const http::HttpRequest& head) {
+    return handler->CheckHead(head);
+  };
   auto server = http::HttpServer::Start(std::move(http_options));
   if (!server.ok()) return server.status();  // names the listener, address and error
   api->impl_->server = *std::move(server);

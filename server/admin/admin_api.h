@@ -7,7 +7,7 @@
 //   GET    /api/v1/accounts[?domain=D]   {"accounts":[{address,disabled,messages,octets}]}
 //   POST   /api/v1/accounts              {"address","password"[,"quota_messages","quota_octets"]}
 //                                        -> 201 and the account
-//   GET    /api/v1/accounts/ADDRESS      {address,disabled,messages,octets,quota_messages,
+//   GET    /api/v1/accounts/ADDRESS      {address,disabled,held,messages,octets,quota_messages,
 //                                         quota_octets,effective_quota_messages,
 //                                         effective_quota_octets,max_message_bytes}
 //   PATCH  /api/v1/accounts/ADDRESS      any of {"password","disabled","quota_messages",
@@ -18,8 +18,12 @@
 //                                        octet-stream; storage/migration/mailbox_transfer.h)
 //   PUT    /api/v1/accounts/ADDRESS/mailbox  stores such a page here, durably, idempotently ->
 //                                        {imported,skipped,deleted,next_after_seq,complete}
-//   PUT    /api/v1/accounts/ADDRESS/hold {"held":true|false}: hold deliveries (LMTP 451 4.2.0)
-//                                        and deletion commits while the account moves away
+//   PUT    /api/v1/accounts/ADDRESS/hold {"held":true|false}: hold deliveries (LMTP 451 4.2.0),
+//                                        deletion commits and POP3 logins ([SYS/TEMP]) while the
+//                                        account moves away, durably (kept across restarts).
+//                                        Holding answers 200 only once the account's POP3
+//                                        sessions have ended without committing (EndSessions);
+//                                        503 when they did not in time (the hold stays: ask again)
 //   POST   /api/v1/auth/verify           {"user","password"} -> 200 and {"result":"ok",
 //                                        "address"}, {"result":"bad_credentials",
 //                                        "failure_delay_ms"} or {"result":"temp_failure"}
@@ -32,6 +36,9 @@
 // strictly, by ParseAdminPath (server/admin/admin_path.h): NUL, dot segments, empty segments, '/'
 // inside ADDRESS, control characters and anything that is not an address get 400, never
 // another account.
+// The token, the target, the method and the announced body size are checked from the request
+// head, before any of the body is read (http::HttpServerOptions::head_check): only an
+// authenticated PUT .../mailbox may send more than a JSON object (kJsonBodyBytesMax).
 // Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON, fields or path),
 // 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists), 413 (body over 64 KiB);
 // the listener's own refusals (400, 408, 413, 414, 431, 501, 503, ...) carry the same JSON.
@@ -47,6 +54,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/http/http_server.h"
 #include "server/serve_options.h"
@@ -63,15 +71,20 @@ struct PasswordCheck {
 // Checks a user name and password. Thread-safe; may block (store read, hashing).
 using PasswordVerifier =
     std::function<PasswordCheck(std::string_view user, std::string_view password)>;
+// Ends every POP3 session of `account` (canonical address, storage::AccountInfo::address)
+// without committing, after the account was held for a move; returns once they have ended, or
+// an error (Unavailable, DeadlineExceeded) within a bounded time. Thread-safe; blocks.
+using SessionEnder = std::function<absl::Status(std::string_view account)>;
 
 class AdminApi {
  public:
   // Reads the token file and binds options.admin_listen (port 0: the kernel picks).
-  // `verify_password` answers /api/v1/auth/verify (null: that path is 404); it must outlive
-  // the AdminApi's listener.
+  // `verify_password` answers /api/v1/auth/verify (null: that path is 404); `end_sessions` is
+  // called when an account is held (null: nothing to end). Both must outlive the listener.
   static absl::StatusOr<std::unique_ptr<AdminApi>> Start(const ServeOptions& options,
                                                          storage::MailStore* store,
-                                                         PasswordVerifier verify_password);
+                                                         PasswordVerifier verify_password,
+                                                         SessionEnder end_sessions);
   ~AdminApi();
   uint16_t port() const { return port_; }
   // The listener's counters (exported on /metrics by AdminHttp); live as long as this.

@@ -387,6 +387,12 @@ bool HttpServer::Impl::ConsumeRequestBytes(Connection& c, std::string_view data)
     c.request = c.parser.TakeRequest();
     c.request.peer_ip = c.ip;
     c.head_only = c.request.method == "HEAD";
+    if (options.head_check) {
+      if (std::optional<HttpResponse> refusal = options.head_check(c.request)) {
+        Respond(c, *refusal);  // then lingers: a body sent anyway is discarded, bounded
+        return false;
+      }
+    }
     if (c.request.content_length == 0) {
       Dispatch(c);
       return false;

@@ -22,7 +22,10 @@
 //     limit gets 503 and is closed at once; when the listener is full, the connection that has
 //     been waiting longest for its request head (if at least kEvictAfterMs) is closed to make
 //     room, otherwise the new one gets 503;
-//   - worker queue: 503 with Retry-After when full.
+//   - worker queue: 503 with Retry-After when full;
+//   - head check (HttpServerOptions::head_check): a request the listener's owner refuses from
+//     its head alone (no credentials, a method or path that takes no such body) is answered
+//     before a byte of its body is read, so only requests that pass may send a body at all.
 //
 // Threading: Start and the destructor from one owning thread. Handlers run on the event-loop
 // thread (RunOn::kEventLoop: must not block) or on a worker (RunOn::kWorker: may block, must
@@ -38,6 +41,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +76,10 @@ struct HttpServerOptions {
   // Formats the answers the server makes itself (404 without a route, 4xx from the parser,
   // 408, 503). Null: text/plain "<message>\n".
   std::function<HttpResponse(int status, std::string_view message)> error_response;
+  // Runs on the event loop once a request head is parsed, before its body is read (and before
+  // "100 Continue"): a response refuses the request with it, unread body and all. Null, or
+  // nullopt: the request goes on. Must be cheap and must not block.
+  std::function<std::optional<HttpResponse>(const HttpRequest& head)> head_check;
   RequestLimits limits;
   uint32_t header_timeout_ms = 5'000;    // accept -> end of the request head
   uint32_t body_timeout_ms = 10'000;     // end of the head -> end of the body

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -401,6 +402,41 @@ TEST_F(HttpServerTest, StopWakesTheLoopInsteadOfWaitingForItsNextDeadline) {
   EXPECT_LT(took, milliseconds(kDeadlineMs / 3));
   EXPECT_EQ(ReadAll(stalled), "");
   close(stalled);
+}
+
+// The head check answers from the head alone: a refused request announcing a large body gets
+// its answer although the client sends nothing after the head (without the check the server
+// would wait for the body and answer 408 at the body deadline), and no handler runs. A request
+// the check lets through still sends its body and reaches its handler.
+TEST_F(HttpServerTest, HeadCheckRefusesBeforeTheBody) {
+  HttpServerOptions options;
+  options.limits.body_bytes_max = 64 << 20;
+  options.body_timeout_ms = 60'000;  // far beyond the client's receive timeout
+  std::atomic<int> checks{0};
+  options.head_check = [&checks](const HttpRequest& head) -> std::optional<HttpResponse> {
+    ++checks;
+    const std::string* key = head.FindHeader("X-Key");
+    if (key != nullptr && *key == "right") return std::nullopt;
+    return Text(401, "no\n");
+  };
+  StartServer(std::move(options));
+  const int fd = Connect(port_);
+  SendAll(fd, "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n");
+  const std::string reply = ReadAll(fd);  // EOF follows the answer: the server shut down its side
+  close(fd);
+  EXPECT_EQ(StatusOf(reply), 401) << reply;
+  EXPECT_EQ(BodyOf(reply), "no\n");
+  EXPECT_EQ(server_->stats().body_timeouts.load(), 0u);
+  // Expect: 100-continue gets the refusal instead of the go-ahead.
+  const std::string expecting = Exchange(
+      port_, "PUT /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n");
+  EXPECT_EQ(StatusOf(expecting), 401) << expecting;
+  EXPECT_EQ(expecting.find("100 Continue"), std::string::npos);
+  const std::string passed = Exchange(
+      port_, "PUT /echo HTTP/1.1\r\nHost: t\r\nX-Key: right\r\nContent-Length: 4\r\n\r\nbody");
+  EXPECT_EQ(StatusOf(passed), 200) << passed;
+  EXPECT_EQ(BodyOf(passed), "PUT /echo body 127.0.0.1");
+  EXPECT_EQ(checks.load(), 3);
 }
 
 TEST(HttpServerOptionsTest, BadOptionsAndBusyPort) {

@@ -1,5 +1,6 @@
 #include "server/pop3_service/maildrop_locks.h"
 
+#include <optional>
 #include <utility>
 
 #include "base/check.h"
@@ -65,6 +66,21 @@ bool MaildropLocks::Acquire(uint64_t id, Request request, absl::AnyInvocable<voi
     if (!lease.counted) leases_.erase(id);  // else kept: the count is given back at Release
   }
   return sent;
+}
+
+void EndMaildropHolderForMove(MaildropShards& shards, uint32_t owner, const std::string& user,
+                              absl::AnyInvocable<void()> done) {
+  const std::optional<ConnectionRef> holder = shards.RegistryOf(owner).Holder(user);
+  if (!holder.has_value()) {
+    done();
+    return;
+  }
+  MaildropShards* all = &shards;
+  shards.RunOn(owner, holder->shard,
+               [all, holder = *holder, user, done = std::move(done)]() mutable {
+                 all->EndForMove(holder, user);
+                 done();
+               });
 }
 
 void MaildropLocks::OnOutcome(uint64_t id, Outcome outcome) {

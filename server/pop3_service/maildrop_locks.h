@@ -39,7 +39,22 @@ class MaildropShards {
   // On the holder's shard: ends `holder` (of `user`'s maildrop) if it has been idle in
   // TRANSACTION for `idle_ns`. True when the holder is gone (ended now, or earlier).
   virtual bool EndIfIdle(ConnectionRef holder, std::string_view user, uint64_t idle_ns) = 0;
+  // On the holder's shard: ends `holder` (of `user`'s maildrop) whatever it is doing, without
+  // committing: `user`'s account is held for a move (EndMaildropHolderForMove). Nothing when it
+  // is gone already.
+  virtual void EndForMove(ConnectionRef holder, std::string_view user) = 0;
 };
+
+// On `owner`, the owner shard of `user` (OwnerShard): ends whoever holds `user`'s maildrop, by
+// the takeover's path (a message to the holder's shard, MaildropShards::EndForMove), for a live
+// move that has just held the account (storage::MailStore::HoldAccount). Every session that
+// can read or commit the maildrop holds its lock, so ending the holder ends them all; a login
+// that gets the lock afterwards finds the account held when it opens the maildrop and is
+// refused. `done` runs once nobody holds the lock any more or the holder has been ended (on
+// the owner's or the holder's thread); it is dropped unrun when the message to the holder's
+// shard cannot be sent (a full queue).
+void EndMaildropHolderForMove(MaildropShards& shards, uint32_t owner, const std::string& user,
+                              absl::AnyInvocable<void()> done);
 
 class MaildropLocks {
  public:

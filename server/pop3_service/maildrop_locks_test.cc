@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,9 @@ class FakeShards final : public MaildropShards {
     ended.push_back(holder);
     return true;
   }
+  void EndForMove(ConnectionRef holder, std::string_view user) override {
+    ended_for_move.push_back(holder);
+  }
 
   void RunAll() {
     for (int i = 0; i < 1000 && !queue_.empty(); ++i) {
@@ -53,6 +57,7 @@ class FakeShards final : public MaildropShards {
   bool refuse_sends = false;
   std::set<uint64_t> idle;  // connection ids that EndIfIdle may end
   std::vector<ConnectionRef> ended;
+  std::vector<ConnectionRef> ended_for_move;
 
  private:
   std::vector<MaildropRegistry> registries_;
@@ -154,6 +159,31 @@ TEST_F(MaildropLocksTest, UnsentRequestHoldsNothing) {
   EXPECT_FALSE(locks_[0]->Acquire(1, {.user = "mrose@example.org", .user_ip_limit = 1},
                                   [](Outcome) { ADD_FAILURE(); }));
   EXPECT_EQ(locks_[0]->leases(), 0u);
+}
+
+// A move ends the holder whatever it is doing (not only when idle), through the holder's shard;
+// with nobody holding, it is done at once; a refused message leaves `done` unrun.
+TEST_F(MaildropLocksTest, MoveEndsTheHolderBusyOrNot) {
+  const std::string user = "mrose@example.org";
+  const uint32_t owner = OwnerShard(user, shards_.shard_count());
+  int done = 0;
+  EndMaildropHolderForMove(shards_, owner, user, [&done] { ++done; });
+  EXPECT_EQ(done, 1);  // nobody holds it
+  EXPECT_TRUE(shards_.ended_for_move.empty());
+
+  EXPECT_EQ(Ask(2, 7), Outcome::kGranted);  // busy: EndIfIdle would not end it
+  EndMaildropHolderForMove(shards_, owner, user, [&done] { ++done; });
+  EXPECT_EQ(done, 1);  // waits for the holder's shard
+  shards_.RunAll();
+  EXPECT_EQ(done, 2);
+  EXPECT_EQ(shards_.ended_for_move, (std::vector<ConnectionRef>{{2, 7}}));
+  EXPECT_TRUE(shards_.ended.empty());
+
+  shards_.refuse_sends = true;
+  EndMaildropHolderForMove(shards_, owner, user, [&done] { ++done; });
+  shards_.refuse_sends = false;
+  shards_.RunAll();
+  EXPECT_EQ(done, 2);
 }
 
 }  // namespace

@@ -84,7 +84,7 @@ void MaildropRegistry::MaybeErase(std::string_view user) {
   }
 }
 
-std::optional<ConnectionRef> MaildropRegistry::HolderForTest(std::string_view user) const {
+std::optional<ConnectionRef> MaildropRegistry::Holder(std::string_view user) const {
   auto it = entries_.find(AbslView(user));
   if (it == entries_.end()) return std::nullopt;
   return it->second.holder;

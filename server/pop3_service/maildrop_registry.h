@@ -54,8 +54,12 @@ class MaildropRegistry {
   // uncounts it for (user, ip) when `counted`.
   void Release(std::string_view user, std::string_view ip, bool counted, ConnectionRef conn);
 
+  // Who holds `user`'s maildrop now (nullopt: nobody). A takeover in progress still names the
+  // old holder until FinishTakeover.
+  std::optional<ConnectionRef> Holder(std::string_view user) const;
+
   size_t users() const { return entries_.size(); }
-  std::optional<ConnectionRef> HolderForTest(std::string_view user) const;
+  std::optional<ConnectionRef> HolderForTest(std::string_view user) const { return Holder(user); }
 
  private:
   struct Entry {

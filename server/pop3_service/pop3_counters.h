@@ -48,6 +48,10 @@ namespace posthaste::server {
     "Logins refused with [IN-USE].")                                                               \
   X(takeovers, kCounter, "posthaste_pop3_takeovers_total", "",                                     \
     "Idle sessions ended for a newcomer.")                                                         \
+  X(ended_for_move, kCounter, "posthaste_pop3_sessions_ended_for_move_total", "",                  \
+    "Sessions ended without commit because their account was held for a move.")                    \
+  X(held_refusals, kCounter, "posthaste_pop3_held_refusals_total", "",                             \
+    "Logins refused with [SYS/TEMP] because the account is held for a move.")                      \
   X(limit_per_shard, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_shard",         \
     "Connections or logins refused by a limit.")                                                   \
   X(limit_per_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")           \

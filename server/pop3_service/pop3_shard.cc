@@ -7,7 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
 
 #include "base/log.h"
 #include "server/shard/shard_lifecycle.h"
@@ -81,6 +85,60 @@ bool ServerMaildropShards::EndIfIdle(ConnectionRef holder, std::string_view user
            {{"user", std::string(user)}, {"idle_s", std::to_string(idle_ns / kNsPerSecond)}});
   held->Abort();
   return true;
+}
+
+void ServerMaildropShards::EndForMove(ConnectionRef holder, std::string_view user) {
+  Pop3Shard& shard = *server_.shards[holder.shard];
+  pop3_service::Pop3Adapter* held = shard.Find(holder.id);
+  if (held == nullptr) return;
+  ++shard.stats.ended_for_move;
+  LogEvent(LogLevel::kInfo, "session ended: account held for a move",
+           {{"user", std::string(user)}});
+  // Closed without a reply and without UPDATE, as RFC 1939 has the autologout timer do:
+  // POP3 has no unsolicited responses, so a line sent now would be read as the answer to the
+  // client's next command.
+  held->Abort();
+}
+
+absl::Status EndPop3SessionsForMove(Pop3Service& service, reactor::Reactor& reactor,
+                                    std::string_view account, absl::Duration wait) {
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool settled = false;  // by mu
+    bool ended = false;    // by mu
+  };
+  // Settles the wait when the last closure holding it goes: after `done` ran, or when a post
+  // was refused or a closing inbox destroyed it unrun (then `ended` stays false).
+  struct Settle {
+    explicit Settle(std::shared_ptr<Wait> w) : wait(std::move(w)) {}
+    ~Settle() {
+      std::lock_guard<std::mutex> lock(wait->mu);
+      wait->settled = true;
+      wait->cv.notify_all();
+    }
+    const std::shared_ptr<Wait> wait;
+  };
+  auto wait_state = std::make_shared<Wait>();
+  auto settle = std::make_shared<Settle>(wait_state);
+  const std::string user(account);
+  const uint32_t owner = OwnerShard(user, static_cast<uint32_t>(service.shards.size()));
+  MaildropShards* shards = &service.maildrop_shards;
+  const bool posted = reactor.shard(owner).inbox().Post([shards, owner, user, settle] {
+    EndMaildropHolderForMove(*shards, owner, user, [settle] {
+      std::lock_guard<std::mutex> lock(settle->wait->mu);
+      settle->wait->ended = true;
+    });
+  });
+  settle.reset();  // the closures hold it now (or it settles here, when the post failed)
+  std::unique_lock<std::mutex> lock(wait_state->mu);
+  wait_state->cv.wait_for(lock, absl::ToChronoMilliseconds(wait),
+                          [&] { return wait_state->settled; });
+  if (wait_state->ended) return absl::OkStatus();
+  if (!posted || wait_state->settled) {
+    return absl::UnavailableError("the shards could not be asked to end the sessions (busy)");
+  }
+  return absl::DeadlineExceededError("the sessions did not end in time");
 }
 
 bool Pop3Shard::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "metrics/shard_metrics.h"
 #include "server/counters.h"
 #include "server/pop3_service/auth_service.h"
@@ -61,6 +63,7 @@ class ServerMaildropShards final : public MaildropShards {
   bool RunOn(uint32_t from, uint32_t target, absl::AnyInvocable<void()> fn) override;
   MaildropRegistry& RegistryOf(uint32_t shard) override;
   bool EndIfIdle(ConnectionRef holder, std::string_view user, uint64_t idle_ns) override;
+  void EndForMove(ConnectionRef holder, std::string_view user) override;
 
  private:
   Pop3Service& server_;
@@ -81,6 +84,15 @@ struct Pop3Service {
   std::shared_ptr<const metrics::TenantLabels> tenant_labels =
       std::make_shared<metrics::TenantLabels>();
 };
+
+// For a live move (server/admin PUT .../hold, after MailStore::HoldAccount): ends every POP3
+// session of `account` (its canonical address, as AuthVerdict::address) on whichever shard it
+// is, without committing (EndMaildropHolderForMove), and waits for that up to `wait`. OK once
+// no session can read or commit the account's maildrop any more; Unavailable when a shard
+// could not be asked, DeadlineExceeded when the answer did not come in time. Any thread but a
+// shard's (it blocks); the reactor must be running.
+absl::Status EndPop3SessionsForMove(Pop3Service& service, reactor::Reactor& reactor,
+                                    std::string_view account, absl::Duration wait);
 
 // The POP3 service's state on one shard, beside that shard's ServiceShard (which holds the
 // reactor shard, buffer rings, TLS contexts, metric and counter blocks).

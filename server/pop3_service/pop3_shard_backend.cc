@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/log.h"
 #include "server/pop3_service/pop3_shard.h"
@@ -261,6 +262,14 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
       shard_.shard->OffloadIo([self, store, id, user]() -> reactor::OffloadPool::Reply {
         absl::StatusOr<std::shared_ptr<const storage::MailboxSnapshot>> stored =
             store->OpenMailbox(user);
+        if (stored.ok() && (*stored)->held()) {
+          // Moving to another backend (MailStore::HoldAccount): this copy is about to go, and
+          // the hold ended whoever held the lock before us; [SYS/TEMP] until the client is
+          // sent to the new backend.
+          stored = storage::StoreErrorStatus(
+              storage::StoreError::kAccountHeld,
+              absl::StrCat("account ", user, " is moving to another backend"));
+        }
         absl::StatusOr<server::OpenMaildrop> loaded =
             stored.ok() ? AdaptSnapshot(*std::move(stored)) : stored.status();
         return [self, id, loaded = std::move(loaded)]() mutable {
@@ -277,8 +286,13 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, absl::StatusOr<server::Open
   Pop3Adapter* adapter = Live(id);
   if (adapter == nullptr) return;  // it released its lock when it ended
   if (!loaded.ok()) {
-    const bool missing = storage::ErrorOf(loaded.status()) == storage::StoreError::kUnknownAccount;
-    if (!missing) shard_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
+    const storage::StoreError error = storage::ErrorOf(loaded.status());
+    const bool missing = error == storage::StoreError::kUnknownAccount;
+    if (error == storage::StoreError::kAccountHeld) {
+      ++shard_.stats.held_refusals;  // kTempFailure: "-ERR [SYS/TEMP] ..." (RFC 3206)
+    } else if (!missing) {
+      shard_.metrics.CountStoreError(metrics::StoreOperation::kOpenMailbox);
+    }
     shard_.locks->Unlock(id);  // the lock goes back; the (user, IP) count stays while it lasts
     adapter->OnMaildropOpened({.code = missing ? pop3::Pop3MaildropResult::Code::kPermFailure
                                                : pop3::Pop3MaildropResult::Code::kTempFailure,

@@ -3,7 +3,8 @@
 //   admission   the per-client-IP count, kept by the IP's owner shard (a message there and back)
 //   auth        AuthService::Verify on the CPU offload pool (password hashing)
 //   maildrop    the lock through the shard's MaildropLocks (owner shard, takeover), then
-//               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot
+//               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot; a
+//               snapshot of an account held for a move is refused ([SYS/TEMP])
 //   TOP length  MailboxSnapshot::TopLength on the I/O pool
 //   commit      MailStore::CommitDeletions on the I/O pool (fdatasync); the lock is held until
 //               it is durable even when the connection has gone

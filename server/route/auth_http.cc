@@ -1,8 +1,11 @@
 #include "server/route/auth_http.h"
 
 #include <algorithm>
+#include <functional>
 #include <optional>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "base/log.h"
@@ -33,6 +36,25 @@ http::HttpResponse Refuse(std::string_view status, std::optional<uint32_t> wait_
 
 // At least 1: the wait is what keeps the client's connection open for another attempt.
 uint32_t WaitSeconds(uint32_t ms) { return std::max<uint32_t>(1, (ms + 999) / 1000); }
+
+// The backend asked about a user the directory does not place (so that the answer takes as
+// long as a wrong password's: the backend's verify endpoint runs its dummy hash for accounts it
+// lacks): one of the live backends with an admin port, the same one for every user of a domain,
+// as a tenant's placement would be. Null when none is registered.
+const placement::BackendEndpoint* DecoyBackend(const placement::DirectorySnapshot& snapshot,
+                                               std::string_view user) {
+  std::vector<const placement::BackendEndpoint*> live;
+  for (const auto& [name, backend] : snapshot.backends) {
+    if (backend.admin_port != 0) live.push_back(&backend);
+  }
+  if (live.empty()) return nullptr;
+  std::sort(live.begin(), live.end(),
+            [](const auto* a, const auto* b) { return a->name < b->name; });
+  const size_t at = user.rfind('@');
+  const std::string domain =
+      absl::AsciiStrToLower(AbslView(at == std::string_view::npos ? user : user.substr(at + 1)));
+  return live[std::hash<std::string>()(domain) % live.size()];
+}
 
 }  // namespace
 
@@ -103,7 +125,17 @@ http::HttpResponse AnswerAuthHttp(const http::HttpRequest& request,
   if (!route.ok()) {
     if (route.status().code() == absl::StatusCode::kNotFound) {
       counters->auth_unknown_user++;
-      return Refuse(kBadLogin, options.unknown_user_wait_s);
+      // Asked like a wrong password, so that the answer (text, Auth-Wait, time taken) does not
+      // tell an unknown user from a known one. Never OK: the directory places nobody here.
+      const placement::BackendEndpoint* decoy = DecoyBackend(snapshot, query.user);
+      if (decoy == nullptr) return Refuse(kBadLogin, options.unknown_user_wait_s);
+      const BackendVerdict verdict = verifier(*decoy, query.user, query.password);
+      if (verdict.code == BackendVerdict::Code::kUnavailable) {
+        return Refuse(kTemporary, options.temporary_wait_s);
+      }
+      return Refuse(kBadLogin, verdict.code == BackendVerdict::Code::kBadCredentials
+                                   ? WaitSeconds(verdict.failure_delay_ms)
+                                   : options.unknown_user_wait_s);
     }
     counters->auth_temp_backend_down++;
     return Refuse(kTemporary, options.temporary_wait_s);

@@ -13,7 +13,10 @@
 // Answers (each counted in route_counters.h):
 //   - a request that is not a plain or login POP3 attempt: refused, connection closed;
 //   - an unknown user and a wrong password: the same text, with the backend's failure delay
-//     as Auth-Wait (an unknown user waits as long), so nobody can tell them apart;
+//     as Auth-Wait, so nobody can tell them apart. A user the directory does not place (its
+//     domain unknown) is still checked against a live backend, picked by domain, whose verify
+//     endpoint runs a dummy hash for accounts it lacks: the answer takes as long as a wrong
+//     password's and carries that backend's delay; it is never OK;
 //   - a mailbox being moved, a backend not registered (down or draining) or not answering
 //     within the deadline: "[SYS/TEMP]" with Auth-Wait;
 //   - past login_attempts_max attempts on one connection: refused without Auth-Wait (nginx
@@ -47,7 +50,7 @@ using BackendVerifier = std::function<BackendVerdict(
 
 struct AuthHttpOptions {
   uint32_t login_attempts_max = 10;  // nginx advises answering without Auth-Wait after 10-20
-  uint32_t unknown_user_wait_s = 2;  // when no backend said what its failure delay is
+  uint32_t unknown_user_wait_s = 2;  // unknown user and no backend registered to ask
   uint32_t temporary_wait_s = 3;     // Auth-Wait of temporary failures
 };
 

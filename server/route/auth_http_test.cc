@@ -93,17 +93,43 @@ TEST_F(AuthHttpTest, UserOverrideWinsOverTenant) {
   EXPECT_EQ(Header(r, "Auth-Port"), "1110");
 }
 
+// An unknown user is asked about at a backend like a wrong password (so it takes as long), and
+// both answers are the same headers: text and the backend's Auth-Wait.
 TEST_F(AuthHttpTest, WrongPasswordAndUnknownUserLookAlikeAndWait) {
   http::HttpResponse wrong = Answer(Request("alice@one.example", "nope"));
   http::HttpResponse unknown = Answer(Request("alice@nowhere.example", "nope"));
+  EXPECT_EQ(wrong.status, unknown.status);
+  EXPECT_EQ(wrong.headers.size(), unknown.headers.size());
   EXPECT_EQ(Header(wrong, "Auth-Status"), Header(unknown, "Auth-Status"));
   EXPECT_NE(Header(wrong, "Auth-Status"), "OK");
   EXPECT_EQ(Header(wrong, "Auth-Wait"), "3");  // the backend's 2500 ms, rounded up
-  EXPECT_EQ(Header(unknown, "Auth-Wait"), "2");
+  EXPECT_EQ(Header(unknown, "Auth-Wait"), "3");
   EXPECT_EQ(Header(wrong, "Auth-Server"), "<absent>");
-  EXPECT_EQ(verifier_.calls, 1);  // the unknown user reached no backend
+  EXPECT_EQ(verifier_.calls, 2);  // the unknown user was checked at a backend too
+  EXPECT_EQ(verifier_.last_user, "alice@nowhere.example");
+  EXPECT_TRUE(directory_.backends.contains(verifier_.last_backend));
   EXPECT_EQ(counters_.auth_bad_credentials.load(), 1u);
   EXPECT_EQ(counters_.auth_unknown_user.load(), 1u);
+  // Users of one unknown domain are asked at one backend.
+  Answer(Request("bob@nowhere.example", "nope"));
+  const std::string first = verifier_.last_backend;
+  Answer(Request("carol@NOWHERE.example", "nope"));
+  EXPECT_EQ(verifier_.last_backend, first);
+}
+
+// The directory decides who may log in: a backend that knows an unplaced user does not let it
+// through. With no backend to ask, the configured wait is used.
+TEST_F(AuthHttpTest, UnplacedUserIsNeverLetIn) {
+  http::HttpResponse r = Answer(Request("alice@nowhere.example", "right%20pass%25"));
+  EXPECT_EQ(Header(r, "Auth-Status"), "[AUTH] Invalid login or password");
+  EXPECT_EQ(Header(r, "Auth-Wait"), "2");
+  EXPECT_EQ(Header(r, "Auth-Server"), "<absent>");
+  directory_.backends.clear();
+  r = Answer(Request("alice@nowhere.example", "nope"));
+  EXPECT_EQ(Header(r, "Auth-Status"), "[AUTH] Invalid login or password");
+  EXPECT_EQ(Header(r, "Auth-Wait"), "2");
+  EXPECT_EQ(verifier_.calls, 1);
+  EXPECT_EQ(counters_.auth_ok.load(), 0u);
 }
 
 TEST_F(AuthHttpTest, MovingDownAndUnreachableAreTemporary) {
