@@ -213,6 +213,7 @@ class UserMoveTest(TwoBackends):
     first = self.download("b1", USER, known=set())
     self.assertEqual(sorted(subject for _, subject in first.values()),
                      sorted(tag for tag, _ in preload))
+    print("mailbox: %d messages delivered and downloaded before the moves" % len(first))
 
     stop = threading.Event()
     delivered = []  # tags acknowledged with 250
