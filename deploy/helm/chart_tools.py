@@ -7,11 +7,11 @@
       The render's PrometheusRule spec must be ALERTS.yml (parsed, equal) and its dashboard
       ConfigMap must hold DASHBOARD.json byte for byte: the chart copies, it never edits.
   chart_tools.py restricted NAME=RENDER.yaml...
-      The pod of the StatefulSet (and of every Deployment: route, nginx) meets the "restricted" Pod Security Standard (non-root, no
+      The pod of the StatefulSet (and of every Deployment: route, nginx, haproxy) meets the "restricted" Pod Security Standard (non-root, no
       privilege escalation, every capability dropped, RuntimeDefault or Localhost seccomp, no
       host namespaces, ports or paths) and the chart's own rules: a read-only root filesystem
       and no service account token.
-  chart_tools.py proxy-tier RENDER.yaml NGINX_DIR
+  chart_tools.py proxy-tier RENDER.yaml NGINX_DIR HAPROXY_DIR
       The scaled-out render (deploy/helm/ci/proxy-tier.yaml) has what docs/DEPLOY.md promises:
       backends registering in etcd under their pod IP (downward API) and taking PROXY headers
       from the proxy networks; route as a Deployment with a Service (auth_http, socketmap);
@@ -19,7 +19,11 @@
       Service and the PROXY protocol to backends, on POP3 with STLS required and on POP3S; a
       Service publishing 110 and 995. Writes the nginx.conf into NGINX_DIR with the
       certificate paths under NGINX_DIR and route's Service name replaced by 127.0.0.1, for
-      `nginx -t` (which resolves auth_http's host and loads the certificates).
+      `nginx -t` (which resolves auth_http's host and loads the certificates). HAProxy as a
+      Deployment of haproxy and `posthaste route --haproxy_map --haproxy_socket` sharing an
+      emptyDir: SNI routing on its pop3s port by that map, PROXY v2 to the backends, a Service
+      publishing 995; writes its haproxy.cfg into HAPROXY_DIR (the run directory moved there,
+      with an empty map) for `haproxy -c`.
   chart_tools.py spo-profile SECCOMP.json --namespace=NS [--name=posthaste] [--arch=amd64]
       The seccomp profile as a Security Profiles Operator SeccompProfile (see spo_profile()).
   chart_tools.py rules RENDER.yaml OUT.yml
@@ -35,6 +39,7 @@ Runs on Debian's /usr/bin/python3 with python3-yaml. Exit status 1 with a messag
 import argparse
 import copy
 import json
+import os
 import socket
 import sys
 
@@ -174,11 +179,16 @@ def cmd_proxy_tier(args):
   routes = [d for d in deployments.values()
             if d["spec"]["template"]["spec"]["containers"][0]["args"][:1] == ["route"]]
   expect(len(routes) == 1, "expected one route Deployment")
-  nginxes = [d for n, d in deployments.items() if d not in routes]
+  def first_container(d):
+    return d["spec"]["template"]["spec"]["containers"][0]["name"]
+
+  nginxes = [d for d in deployments.values() if first_container(d) == "nginx"]
   expect(len(nginxes) == 1, "expected one nginx Deployment")
+  haproxies = [d for d in deployments.values() if first_container(d) == "haproxy"]
+  expect(len(haproxies) == 1, "expected one haproxy Deployment")
   if problems:
     sys.exit("proxy tier: " + "; ".join(problems))
-  route, nginx = routes[0], nginxes[0]
+  route, nginx, haproxy = routes[0], nginxes[0], haproxies[0]
   route_name = route["metadata"]["name"]
   route_args = route["spec"]["template"]["spec"]["containers"][0]["args"]
   for prefix in ("--etcd_endpoints=http", "--auth_http_listen=", "--socketmap_listen=",
@@ -193,7 +203,7 @@ def cmd_proxy_tier(args):
     selector = service["spec"].get("selector", {})
     selects_backends = all(backend["spec"]["template"]["metadata"]["labels"].get(k) == v
                            for k, v in selector.items())
-    for deployment in (route, nginx):
+    for deployment in (route, nginx, haproxy):
       labels = deployment["spec"]["template"]["metadata"]["labels"]
       if selects_backends and all(labels.get(k) == v for k, v in selector.items()):
         problems.append("Service %s selects both the backends and %s" %
@@ -216,15 +226,65 @@ def cmd_proxy_tier(args):
          "nginx's Service does not publish 110 and 995")
   expect(nginx_service["spec"].get("externalTrafficPolicy") == "Local",
          "nginx's Service loses the client address (externalTrafficPolicy)")
+  haproxy_name = check_haproxy(objects, haproxy, expect)
   if problems:
     sys.exit("proxy tier: " + "; ".join(problems))
+  write_haproxy_config(objects, haproxy_name, args.haproxy_dir)
   conf = (conf.replace("/etc/nginx/tls/", args.nginx_dir + "/")
           .replace(auth_http, "127.0.0.1:9/auth").replace("/tmp/nginx.pid",
                                                            args.nginx_dir + "/nginx.pid"))
   with open(args.nginx_dir + "/nginx.conf", "w") as f:
     f.write(conf)
   print("proxy tier: backends in etcd by pod IP with --proxy_networks; route %s (Deployment, "
-        "Service); nginx %s (ConfigMap, Deployment, Service 110/995)" % (route_name, nginx_name))
+        "Service); nginx %s (ConfigMap, Deployment, Service 110/995); haproxy %s (ConfigMap, "
+        "Deployment with route beside it, Service 995)" % (route_name, nginx_name, haproxy_name))
+
+
+HAPROXY_RUN_DIR = "/run/haproxy/"
+
+
+def check_haproxy(objects, haproxy, expect):
+  """HAProxy's wiring: SNI routing on its pop3s port by the map that the route container in
+  the same pod writes and pushes over the runtime socket, PROXY v2 to the backends."""
+  name = haproxy["metadata"]["name"]
+  conf = named(objects, "ConfigMap", name)["data"]["haproxy.cfg"]
+  pod = haproxy["spec"]["template"]["spec"]
+  containers = {c["name"]: c for c in pod["containers"]}
+  expect(set(containers) == {"haproxy", "route"}, "haproxy's pod is not haproxy and route")
+  route_args = containers.get("route", {}).get("args", [])
+  expect(route_args[:1] == ["route"], "haproxy's pod: the route container does not run route")
+  flags = dict(a[2:].split("=", 1) for a in route_args[1:] if a.startswith("--") and "=" in a)
+  map_file, socket = flags.get("haproxy_map", ""), flags.get("haproxy_socket", "")
+  expect(flags.get("etcd_endpoints", "").startswith("http"), "haproxy's route: no --etcd_endpoints")
+  expect(map_file.startswith(HAPROXY_RUN_DIR) and socket.startswith(HAPROXY_RUN_DIR),
+         "haproxy's route: --haproxy_map and --haproxy_socket must be under " + HAPROXY_RUN_DIR)
+  port = next((p["containerPort"] for p in containers.get("haproxy", {}).get("ports", [])
+               if p["name"] == "pop3s"), 0)
+  for needed in ("mode tcp", "bind :%d\n" % port, "req.ssl_sni,lower,map_str(%s)" % map_file,
+                 "stats socket %s " % socket, "send-proxy-v2", "set-dst var(sess.owner)",
+                 "set-dst-port var(sess.owner)"):
+    expect(needed in conf, "haproxy.cfg lacks %r" % needed)
+  for c in containers.values():
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    expect(mounts.get(HAPROXY_RUN_DIR.rstrip("/")) == "run",
+           "haproxy's pod: %s does not mount the shared run volume" % c["name"])
+  expect(any(v["name"] == "run" and "emptyDir" in v for v in pod.get("volumes", [])),
+         "haproxy's pod: no emptyDir for the map and the socket")
+  service = named(objects, "Service", name)
+  expect([p["port"] for p in service["spec"]["ports"]] == [995],
+         "haproxy's Service does not publish 995 alone")
+  expect(service["spec"].get("externalTrafficPolicy") == "Local",
+         "haproxy's Service loses the client address (externalTrafficPolicy)")
+  return name
+
+
+def write_haproxy_config(objects, name, haproxy_dir):
+  """haproxy.cfg for `haproxy -c`: the pod's run directory moved to `haproxy_dir`, with the
+  empty map file the pod starts with."""
+  conf = named(objects, "ConfigMap", name)["data"]["haproxy.cfg"]
+  with open(os.path.join(haproxy_dir, "haproxy.cfg"), "w") as f:
+    f.write(conf.replace(HAPROXY_RUN_DIR, haproxy_dir.rstrip("/") + "/"))
+  open(os.path.join(haproxy_dir, "tenants.map"), "w").close()
 
 
 def cmd_rules(args):
@@ -395,6 +455,7 @@ def main():
   p = sub.add_parser("proxy-tier")
   p.add_argument("render")
   p.add_argument("nginx_dir")
+  p.add_argument("haproxy_dir")
   p.set_defaults(run=cmd_proxy_tier)
   p = sub.add_parser("spo-profile")
   p.add_argument("profile")

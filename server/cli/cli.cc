@@ -21,8 +21,9 @@
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
-#include "server/placement/placement_admin.h"
 #include "server/placement/mailbox_move.h"
+#include "server/placement/placement_admin.h"
+#include "server/placement/tenant_move.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
@@ -623,6 +624,9 @@ std::string CliUsage() {
                   "  posthaste user move ADDRESS --to=BACKEND --etcd_endpoints=URLS "
                   "--admin_token_file=FILE   move a mailbox to another backend, live "
                   "(run again to finish an interrupted move)\n"
+                  "  posthaste tenant move DOMAIN --to=BACKEND --etcd_endpoints=URLS "
+                  "--admin_token_file=FILE   move every mailbox of a tenant and its placement, "
+                  "live (run again to finish)\n"
                   "Flags may also be given as --flag value. Exit status: 0 ok, 1 failure, "
                   "2 usage.\n");
   return usage;
@@ -785,6 +789,10 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io) {
   if (args.size() >= 2 && args[0] == "user" && args[1] == "move") {
     return placement::RunUserMove(std::vector<std::string>(args.begin() + 2, args.end()), *io.out,
                                   *io.err);
+  }
+  if (args.size() >= 2 && args[0] == "tenant" && args[1] == "move") {
+    return placement::RunTenantMove(std::vector<std::string>(args.begin() + 2, args.end()), *io.out,
+                                    *io.err);
   }
   if (!args.empty() && args[0] == "serve") {
     return RunServe(std::vector<std::string>(args.begin() + 1, args.end()), *io.err,

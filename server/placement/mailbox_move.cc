@@ -29,14 +29,9 @@ constexpr size_t kPageResponseBytesMax = (size_t{64} << 20) + (size_t{1} << 30);
 // Pages in one pass (a bound on the loop; 4 MiB pages: far beyond any mailbox).
 constexpr int kPagesPerPassMax = 10'000'000;
 constexpr size_t kTokenBytesMax = 4096;
-
-struct MoveFlags {
-  std::string address;  // lower-cased
-  std::string to;
-  std::string etcd_endpoints;
-  std::string token_file;
-  std::string prefix = std::string(kDefaultDirectoryPrefix);
-};
+// One backend's account list for a domain (about 100 bytes and 5 JSON values per account).
+constexpr size_t kAccountListBytesMax = size_t{256} << 20;
+constexpr uint32_t kAccountListValuesMax = 20'000'000;
 
 struct MoveRecord {
   std::string from;
@@ -125,13 +120,31 @@ class AdminClient {
   std::string token_;
 };
 
+absl::StatusOr<AdminClient> RegisteredBackend(EtcdClient& etcd, const std::string& prefix,
+                                              const std::string& name, const std::string& token) {
+  PH_ASSIGN_OR_RETURN(EtcdRangeResult range, etcd.Range(BackendKey(prefix, name)));
+  if (range.kvs.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("backend ", name, " is not registered (down or draining)"));
+  }
+  PH_ASSIGN_OR_RETURN(BackendEndpoint endpoint, DecodeBackend(name, range.kvs.front().value));
+  if (endpoint.admin_port == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("backend ", name, " registered no admin API port (--admin_listen)"));
+  }
+  return AdminClient(std::move(endpoint), token);
+}
+
 class Mover {
  public:
-  Mover(MoveFlags flags, EtcdClient& etcd, std::string token, std::ostream& out)
-      : flags_(std::move(flags)), etcd_(etcd), token_(std::move(token)), out_(out) {}
+  Mover(const MoveContext& context, std::string address, std::string to, std::ostream& out)
+      : flags_{std::move(address), std::move(to), context.prefix},
+        etcd_(*context.etcd),
+        token_(context.token),
+        out_(out) {}
 
   absl::Status Run() {
-    const std::string move_key = absl::StrCat(flags_.prefix, "moves/", flags_.address);
+    const std::string move_key = MoveKey(flags_.prefix, flags_.address);
     for (int round = 0; round < 8; ++round) {
       PH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> record_kv, Get(move_key));
       PH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> user_kv,
@@ -195,17 +208,7 @@ class Mover {
   }
 
   absl::StatusOr<AdminClient> Backend(const std::string& name) {
-    PH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> kv, Get(BackendKey(flags_.prefix, name)));
-    if (!kv.has_value()) {
-      return absl::UnavailableError(
-          absl::StrCat("backend ", name, " is not registered (down or draining)"));
-    }
-    PH_ASSIGN_OR_RETURN(BackendEndpoint endpoint, DecodeBackend(name, kv->value));
-    if (endpoint.admin_port == 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("backend ", name, " registered no admin API port (--admin_listen)"));
-    }
-    return AdminClient(std::move(endpoint), token_);
+    return RegisteredBackend(etcd_, flags_.prefix, name, token_);
   }
 
   std::string AccountPath() const {
@@ -307,13 +310,58 @@ class Mover {
     return absl::OkStatus();
   }
 
-  const MoveFlags flags_;
+  struct {
+    std::string address;  // lower-cased
+    std::string to;
+    std::string prefix;
+  } const flags_;
   EtcdClient& etcd_;
   const std::string token_;
   std::ostream& out_;
 };
 
-absl::StatusOr<std::string> ReadToken(const std::string& path) {
+}  // namespace
+
+std::string MoveKey(std::string_view prefix, std::string_view address) {
+  return absl::StrCat(AbslView(prefix), "moves/", absl::AsciiStrToLower(AbslView(address)));
+}
+
+absl::Status MoveMailbox(const MoveContext& context, std::string_view address, std::string_view to,
+                         std::ostream& progress) {
+  Mover mover(context, absl::AsciiStrToLower(AbslView(address)), std::string(to), progress);
+  absl::Status status = mover.Run();
+  progress.flush();
+  return status;
+}
+
+absl::StatusOr<std::vector<std::string>> ListBackendAccounts(const MoveContext& context,
+                                                             const std::string& backend,
+                                                             std::string_view domain) {
+  PH_ASSIGN_OR_RETURN(AdminClient admin,
+                      RegisteredBackend(*context.etcd, context.prefix, backend, context.token));
+  auto listed =
+      admin.Call("GET", absl::StrCat("/api/v1/accounts?domain=", PathSegment(domain)), "", "");
+  PH_RETURN_IF_ERROR(admin.Expect(listed, "list accounts", {200}));
+  // Unpaged: a tenant of a million accounts lists in about 100 MB.
+  PH_ASSIGN_OR_RETURN(JsonValue answer,
+                      ParseJson(listed->body, JsonLimits{.bytes_max = kAccountListBytesMax,
+                                                         .values_max = kAccountListValuesMax}));
+  const JsonValue* accounts = answer.Find("accounts");
+  if (accounts == nullptr || !accounts->is_array()) {
+    return absl::DataLossError(absl::StrCat(backend, ": an account list without \"accounts\""));
+  }
+  std::vector<std::string> addresses;
+  for (const JsonValue& account : accounts->elements()) {
+    const JsonValue* address = account.Find("address");
+    if (address == nullptr || !address->is_string() || address->text().empty()) {
+      return absl::DataLossError(absl::StrCat(backend, ": an account without \"address\""));
+    }
+    addresses.push_back(absl::AsciiStrToLower(AbslView(address->text())));
+  }
+  return addresses;
+}
+
+absl::StatusOr<std::string> ReadAdminToken(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read --admin_token_file ", path));
   std::string token;
@@ -325,15 +373,14 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   return token;
 }
 
-}  // namespace
-
-int RunUserMove(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  MoveFlags flags;
+absl::StatusOr<MoveCommand> ParseMoveCommand(std::string_view command,
+                                             const std::vector<std::string>& args) {
+  MoveCommand flags;
   auto usage = [&](std::string_view why) {
-    err << "posthaste: user move: " << why
-        << " (usage: posthaste user move ADDRESS --to=BACKEND --etcd_endpoints=URLS "
-           "--admin_token_file=FILE [--directory_prefix=/posthaste/])\n";
-    return 2;
+    return absl::InvalidArgumentError(
+        absl::StrCat(AbslView(why), " (usage: posthaste ", AbslView(command),
+                     " --to=BACKEND --etcd_endpoints=URLS --admin_token_file=FILE "
+                     "[--directory_prefix=/posthaste/])"));
   };
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -365,26 +412,38 @@ int RunUserMove(const std::vector<std::string>& args, std::ostream& out, std::os
       return usage(absl::StrCat("unknown flag --", name));
     }
   }
-  if (positional.size() != 1) return usage("one ADDRESS");
+  if (positional.size() != 1) return usage("one name");
   if (flags.to.empty() || flags.etcd_endpoints.empty() || flags.token_file.empty()) {
     return usage("--to, --etcd_endpoints and --admin_token_file are required");
   }
-  if (positional[0].find('@') == std::string::npos) return usage("ADDRESS must be local@domain");
-  flags.address = absl::AsciiStrToLower(positional[0]);
+  flags.name = absl::AsciiStrToLower(positional[0]);
+  absl::StatusOr<std::vector<HttpEndpoint>> endpoints = ParseEtcdEndpoints(flags.etcd_endpoints);
+  if (!endpoints.ok()) return usage(StdView(endpoints.status().message()));
+  flags.endpoints = *std::move(endpoints);
+  return flags;
+}
+
+int RunUserMove(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  absl::StatusOr<MoveCommand> command = ParseMoveCommand("user move ADDRESS", args);
+  if (!command.ok()) {
+    err << "posthaste: user move: " << StdView(command.status().message()) << "\n";
+    return 2;
+  }
+  if (command->name.find('@') == std::string::npos) {
+    err << "posthaste: user move: ADDRESS must be local@domain\n";
+    return 2;
+  }
   auto fail = [&](const absl::Status& status) {
     err << "posthaste: user move: " << StdView(status.message()) << "\n";
     return 1;
   };
-  absl::StatusOr<std::vector<HttpEndpoint>> endpoints = ParseEtcdEndpoints(flags.etcd_endpoints);
-  if (!endpoints.ok()) return usage(StdView(endpoints.status().message()));
-  absl::StatusOr<std::string> token = ReadToken(flags.token_file);
+  absl::StatusOr<std::string> token = ReadAdminToken(command->token_file);
   if (!token.ok()) return fail(token.status());
   EtcdClientOptions options;
-  options.endpoints = *std::move(endpoints);
+  options.endpoints = command->endpoints;
   EtcdClient etcd(std::move(options));
-  Mover mover(std::move(flags), etcd, *std::move(token), out);
-  absl::Status status = mover.Run();
-  out.flush();
+  const MoveContext context{&etcd, command->prefix, *std::move(token)};
+  absl::Status status = MoveMailbox(context, command->name, command->to, out);
   if (!status.ok()) return fail(status);
   return 0;
 }

@@ -115,6 +115,12 @@ app.kubernetes.io/component: {{ .part }}
 {{- if and .Values.proxyTier.nginx.enabled (not .Values.route.enabled) -}}
 {{- fail "proxyTier.nginx.enabled needs route.enabled (nginx's auth_http)" -}}
 {{- end -}}
+{{- if and .Values.proxyTier.haproxy.enabled (not .Values.scaleOut.enabled) -}}
+{{- fail "proxyTier.haproxy.enabled needs scaleOut.enabled (its map comes from etcd)" -}}
+{{- end -}}
+{{- if and .Values.proxyTier.haproxy.enabled (not .Values.tls.enabled) -}}
+{{- fail "proxyTier.haproxy.enabled needs tls.enabled (TLS ends at the backends, by SNI)" -}}
+{{- end -}}
 {{- if and .Values.proxyTier.nginx.enabled (not .Values.proxyTier.nginx.tlsSecretName) -}}
 {{- fail "proxyTier.nginx.enabled needs proxyTier.nginx.tlsSecretName (the provider's certificate)" -}}
 {{- end -}}
