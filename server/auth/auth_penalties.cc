@@ -149,6 +149,11 @@ bool AuthPenalties::RecordSuccess(const PenaltyAddress& address) {
   return true;
 }
 
+void AuthPenalties::RecordPeerSuccess(const PenaltyAddress& address) {
+  addresses_.Erase(address);
+  stats_.addresses_tracked = addresses_.size();
+}
+
 uint32_t AuthPenalties::NextDelayMsForTest(const std::optional<PenaltyAddress>& address,
                                            std::string_view account, uint64_t now_ns) {
   uint32_t failures = 0;

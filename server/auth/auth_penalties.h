@@ -87,6 +87,8 @@ class AuthPenalties {
                          uint64_t now_ns);
   // A successful login from `address`: forgets the address's count. True when it had one.
   bool RecordSuccess(const PenaltyAddress& address);
+  // The same success seen by another shard: forgets the count without counting a reset.
+  void RecordPeerSuccess(const PenaltyAddress& address);
 
   // What the next failure from `address` for `account` would wait, without counting it.
   uint32_t NextDelayMsForTest(const std::optional<PenaltyAddress>& address,
