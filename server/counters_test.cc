@@ -14,6 +14,7 @@
 #include "metrics/exporter.h"
 #include "server/admin/admin_http.h"
 #include "server/lmtp_service/lmtp_counters.h"
+#include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/pop3_counters.h"
 
 namespace posthaste::server {
@@ -25,13 +26,14 @@ using metrics::CounterBlockRef;
 using metrics::CounterKind;
 using metrics::CounterRow;
 using metrics::CounterTable;
+using pop3_service::AuthPenaltyCounterTable;
 using prometheus::MetricFamily;
 
 std::vector<const CounterTable*> AllTables() {
   return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
           &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
           &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
-          &HttpListenerCounterTable()};
+          &HttpListenerCounterTable(), &AuthPenaltyCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {
@@ -94,6 +96,7 @@ TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
   ExpectEachExportedOrExcused(AcceptorCounterTable(), {PH_ACCEPTOR_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(OffloadPoolCounterTable(), {PH_OFFLOAD_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(HttpListenerCounterTable(), {PH_HTTP_SERVER_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(AuthPenaltyCounterTable(), {PH_AUTH_PENALTY_STATS(PH_NAME_OF)}, {});
 }
 
 TEST(ShardCounters, OneFamilyIsOneTypeAcrossTables) {
@@ -119,6 +122,7 @@ struct Scrape {
   reactor::OffloadStats offload_pool;
   ProcessCounters process;
   http::HttpServerStats http;
+  auth::AuthPenaltyStats penalties;
 
   std::vector<MetricFamily> Families() const {
     std::vector<metrics::ShardCopy> shards(1);
@@ -131,7 +135,8 @@ struct Scrape {
         CounterBlockCopy::Of(
             CounterBlockRef::Of(BufferRingCounterTable(), buffers).WithLabels("ring=pop3")),
         CounterBlockCopy::Of(
-            CounterBlockRef::Of(AcceptorCounterTable(), acceptor).WithLabels("listener=lmtp"))};
+            CounterBlockRef::Of(AcceptorCounterTable(), acceptor).WithLabels("listener=lmtp")),
+        CounterBlockCopy::Of(CounterBlockRef::Of(AuthPenaltyCounterTable(), penalties))};
     return metrics::Exporter::Families(
         metrics::TenantLabels(), shards, 1,
         {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
@@ -205,6 +210,7 @@ TEST(ShardCounters, RefusalsMoveTheirExportedSeries) {
   scrape.process.tls_reloads_failed.fetch_add(1);
   scrape.http.refused_per_ip.fetch_add(1);
   scrape.http.header_timeouts.fetch_add(2);
+  ++scrape.penalties.address_evictions;
 
   const std::string text = scrape.Text();
   for (const char* line : {
@@ -220,6 +226,7 @@ TEST(ShardCounters, RefusalsMoveTheirExportedSeries) {
            "posthaste_tls_reloads_total{result=\"failed\"} 1",
            "posthaste_http_connections_refused_total{reason=\"per_ip\",listener=\"m\"} 1",
            "posthaste_http_timeouts_total{phase=\"header\",listener=\"m\"} 2",
+           "posthaste_auth_penalty_evictions_total{table=\"address\"} 1",
        }) {
     EXPECT_TRUE(Has(text, line)) << line << "\n" << text;
   }

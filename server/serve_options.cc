@@ -173,13 +173,20 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
        IntFlag("max_connections_per_ip", &o.max_connections_per_ip, UINT32_MAX)},
       {"max_connections_per_user_ip",
        IntFlag("max_connections_per_user_ip", &o.max_connections_per_user_ip, UINT32_MAX)},
-      {"in_use_policy", ChoiceFlag<pop3::InUsePolicy>(
-                            "in_use_policy", &o.in_use_policy,
-                            {{"takeover", pop3::InUsePolicy::kTakeover},
-                             {"refuse", pop3::InUsePolicy::kRefuse}})},
+      {"in_use_policy", ChoiceFlag<pop3::InUsePolicy>("in_use_policy", &o.in_use_policy,
+                                                      {{"takeover", pop3::InUsePolicy::kTakeover},
+                                                       {"refuse", pop3::InUsePolicy::kRefuse}})},
       {"takeover_idle_s", IntFlag("takeover_idle_s", &o.takeover_idle_s, 86400)},
       {"plaintext_requires_tls", BoolFlag("plaintext_requires_tls", &o.plaintext_requires_tls)},
       {"auth_failure_delay_ms", IntFlag("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
+      {"auth_penalty_delay_max_ms",
+       IntFlag("auth_penalty_delay_max_ms", &o.auth_penalty_delay_max_ms, 600'000)},
+      {"auth_penalty_window_s",
+       PositiveFlag("auth_penalty_window_s", &o.auth_penalty_window_s, 86400)},
+      {"auth_penalty_addresses_max",
+       PositiveFlag("auth_penalty_addresses_max", &o.auth_penalty_addresses_max, 16'777'216)},
+      {"auth_penalty_accounts_max",
+       PositiveFlag("auth_penalty_accounts_max", &o.auth_penalty_accounts_max, 16'777'216)},
       {"auth_cache_ttl_s", IntFlag("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
       {"send_path", ChoiceFlag<SendPathChoice>("send_path", &o.send_path,
                                                {{"auto", SendPathChoice::kAuto},
@@ -198,12 +205,13 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
        PositiveFlag("http_header_timeout_ms", &o.http_header_timeout_ms, 3'600'000)},
       {"http_body_timeout_ms",
        PositiveFlag("http_body_timeout_ms", &o.http_body_timeout_ms, 3'600'000)},
-      {"http_connections_max", PositiveFlag("http_connections_max", &o.http_connections_max, 100'000)},
+      {"http_connections_max",
+       PositiveFlag("http_connections_max", &o.http_connections_max, 100'000)},
       {"http_connections_per_ip",
        IntFlag("http_connections_per_ip", &o.http_connections_per_ip, UINT32_MAX)},
       {"admin_token_file", StringFlag(&o.admin_token_file)},
-      {"log_format", ChoiceFlag<std::string>("log_format", &o.log_format,
-                                             {{"text", "text"}, {"json", "json"}})},
+      {"log_format",
+       ChoiceFlag<std::string>("log_format", &o.log_format, {{"text", "text"}, {"json", "json"}})},
       {"metrics_max_tenants", IntFlag("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
       {"metrics_sessions", BoolFlag("metrics_sessions", &o.metrics_sessions)},
       {"hostname", StringFlag(&o.hostname)},
@@ -339,6 +347,8 @@ std::string ServeUsage() {
          "[--proxy_plaintext_logins=true] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
+         "[--auth_penalty_delay_max_ms=15000] [--auth_penalty_window_s=300] "
+         "[--auth_penalty_addresses_max=65536] [--auth_penalty_accounts_max=65536] "
          "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "

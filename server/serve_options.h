@@ -70,7 +70,14 @@ struct ServeOptions {
   pop3::InUsePolicy in_use_policy = pop3::InUsePolicy::kTakeover;
   uint32_t takeover_idle_s = 30;
   bool plaintext_requires_tls = true;  // loopback peers are exempt
+  // A failed login's delay: auth_failure_delay_ms doubled per recent failure of its address or
+  // account up to auth_penalty_delay_max_ms; each auth_penalty_window_s without a failure halves
+  // the count; each table holds at most *_max entries (server/auth/auth_penalties.h).
   uint32_t auth_failure_delay_ms = 2000;
+  uint32_t auth_penalty_delay_max_ms = 15'000;
+  uint32_t auth_penalty_window_s = 300;
+  uint32_t auth_penalty_addresses_max = 65'536;
+  uint32_t auth_penalty_accounts_max = 65'536;
   uint32_t auth_cache_ttl_s = 60;
   SendPathChoice send_path = SendPathChoice::kAuto;
   // kAuto (reactor::ChooseSendPath): bodies below copy_below_bytes go by the copying path

@@ -722,7 +722,7 @@ void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
       ++auth_failures_;
       ++counters_.auth_failures;
       QueuedAction delay{Pop3ActionKind::kDelay};
-      delay.delay_ms = options_.auth_failure_delay_ms;
+      delay.delay_ms = result.failure_delay_ms.value_or(options_.auth_failure_delay_ms);
       Push(delay);
       AppendLine("-ERR [AUTH] Authentication failed");
       if (auth_failures_ >= options_.auth_failures_max) {

@@ -207,6 +207,9 @@ struct Pop3AuthResult {
   Code code = Code::kBadCredentials;
   // On kOk: the account name to open (e.g. the canonical user@domain). Empty: the name given.
   std::string user;
+  // On kBadCredentials: the wait before "-ERR [AUTH]" the driver chose for this failure (its
+  // penalty for the client, server/auth/auth_penalties.h). Unset: auth_failure_delay_ms.
+  std::optional<uint32_t> failure_delay_ms;
 };
 
 struct Pop3MaildropResult {

@@ -470,6 +470,24 @@ TEST(Pop3SessionTest, FailedAuthenticationIsDelayedAndLimited) {
   EXPECT_EQ(s.state(), Pop3State::kClosed);
 }
 
+TEST(Pop3SessionTest, TheDriverChoosesEachFailuresDelay) {
+  Pop3SessionOptions options = PlainOptions();
+  options.auth_failure_delay_ms = 1500;
+  Fixture f(options);
+  f.driver.set_auto_answer(false);
+  Pop3Session& s = f.session();
+  s.Feed("USER mrose\r\nPASS wrong\r\n");
+  for (Pop3Action a = s.NextAction(); a.kind != Pop3ActionKind::kNone; a = s.NextAction()) {
+  }
+  s.OnAuthResult({.code = Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = 15'000});
+  Pop3Action delay = s.NextAction();
+  ASSERT_EQ(delay.kind, Pop3ActionKind::kDelay);
+  EXPECT_EQ(delay.delay_ms, 15'000u);  // the penalty, not the option
+  Pop3Action answer = s.NextAction();
+  ASSERT_EQ(answer.kind, Pop3ActionKind::kWrite);
+  EXPECT_EQ(answer.bytes, "-ERR [AUTH] Authentication failed\r\n");
+}
+
 TEST(Pop3SessionTest, UnknownUserFailsAtPassLikeAWrongPassword) {
   Fixture f;
   f.driver.Feed("USER nobody\r\nPASS secret\r\n");

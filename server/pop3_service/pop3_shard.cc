@@ -151,6 +151,7 @@ void Pop3Shard::StartListening() {
   buffers = &shard->AddBufferRing({.group_id = 0, .buffer_count = 1024, .buffer_bytes = 4096},
                                   "ring=pop3");
   locks = std::make_unique<MaildropLocks>(server->maildrop_shards, index);
+  StartAuthPenalties();
   pop3_backend = std::make_unique<pop3_service::Pop3ShardBackend>(
       *this, [this](uint64_t id) { return connections.Find(id); });
   listener.Start(*shard, "listener=pop3", [this](int fd) { OnAccept(fd, false); });
@@ -173,6 +174,27 @@ void Pop3Shard::StartListening() {
     pop3_backend.reset();
     locks.reset();
   });
+}
+
+void Pop3Shard::StartAuthPenalties() {
+  const ServeOptions& options = server->options;
+  const auth::AuthPenaltyOptions penalty_options{
+      .delay_base_ms = options.auth_failure_delay_ms,
+      .delay_max_ms = options.auth_penalty_delay_max_ms,
+      .window_s = options.auth_penalty_window_s,
+      .addresses_max = options.auth_penalty_addresses_max,
+      .accounts_max = options.auth_penalty_accounts_max};
+  Pop3Shard* home = this;
+  auth_penalties = std::make_unique<pop3_service::AuthPenaltyShard>(
+      penalty_options, index, static_cast<uint32_t>(server->shards.size()),
+      [home](uint32_t target, absl::AnyInvocable<void(pop3_service::AuthPenaltyShard&)> fn) {
+        return home->RunOn(target, [home, target, fn = std::move(fn)]() mutable {
+          Pop3Shard& peer = home->Peer(target);
+          if (peer.auth_penalties != nullptr) fn(*peer.auth_penalties);  // null: not started
+        });
+      });
+  shard->AddCounterBlock(metrics::CounterBlockRef::Of(pop3_service::AuthPenaltyCounterTable(),
+                                                      auth_penalties->stats()));
 }
 
 void Pop3Shard::StopAccepting() {

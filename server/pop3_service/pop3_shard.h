@@ -27,21 +27,22 @@
 #include "absl/time/time.h"
 #include "metrics/shard_metrics.h"
 #include "server/counters.h"
+#include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/maildrop_registry.h"
+#include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_counters.h"
+#include "server/pop3_service/pop3_shard_backend.h"
+#include "server/pop3_service/tenant_policies.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
-#include "server/shard/shard_connections.h"
-#include "server/pop3_service/pop3_adapter.h"
-#include "server/pop3_service/pop3_counters.h"
-#include "server/pop3_service/pop3_shard_backend.h"
 #include "server/shard/service_shard.h"
+#include "server/shard/shard_connections.h"
 #include "server/shard/shard_listener.h"
-#include "server/pop3_service/tenant_policies.h"
 #include "server/transport/proxy_header_reader.h"
 #include "server/transport/ring_transport.h"
 #include "storage/mail_store.h"
@@ -122,6 +123,9 @@ struct Pop3Shard {
   absl::flat_hash_map<std::string, uint32_t> ip_counts;  // IPs owned by this shard
   // What this shard's POP3 transports share (ring, buffers, send path, TLS, counters).
   transport::TransportEnv transport_env;
+  // Failed-login penalties (all shards' failures, by message); made when listening starts and
+  // kept as long as the shard, so a peer's late message and the last scrape still find it.
+  std::unique_ptr<pop3_service::AuthPenaltyShard> auth_penalties;
   // What this shard's POP3 connections ask for work off the connection.
   std::unique_ptr<pop3_service::Pop3ShardBackend> pop3_backend;
   // Connections from --proxy_networks waiting for their PROXY header; null without proxies.
@@ -143,6 +147,7 @@ struct Pop3Shard {
   // The connection with its peer decided (the client's address when a proxy sent a header).
   void Admit(int fd, transport::PeerInfo peer, bool implicit_tls);
   void SetUpTransportEnv();
+  void StartAuthPenalties();
   pop3_service::Pop3AdapterOptions AdapterOptions(const transport::PeerInfo& peer,
                                                   bool implicit_tls);
 };

@@ -166,21 +166,27 @@ void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& cr
   const bool supported =
       credentials.mechanism != pop3::AuthMechanism::kApop &&
       (credentials.authzid.empty() || SameAccountName(credentials.authzid, credentials.user));
+  PenalisedLogin login = PenalisedLoginOf(id, credentials);
   if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
     ++shard_.stats.auth_failures;
-    AnswerLater(id, [](Pop3Adapter& a) {
-      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
+    const uint32_t delay_ms = shard_.auth_penalties->Failed(login);
+    AnswerLater(id, [delay_ms](Pop3Adapter& a) {
+      a.OnAuthenticated(
+          {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
     });
     return;
   }
   Pop3ShardBackend* self = this;
   AuthService* auth = shard_.server->auth;
-  const bool accepted = shard_.shard->Offload(
-      [self, auth, id, user = std::string(credentials.user),
-       secret = std::string(credentials.secret)]() mutable -> reactor::OffloadPool::Reply {
+  const bool accepted =
+      shard_.shard->Offload([self, auth, id, user = std::string(credentials.user),
+                             secret = std::string(credentials.secret),
+                             login = std::move(login)]() mutable -> reactor::OffloadPool::Reply {
         AuthVerdict verdict = auth->Verify(user, secret);
         OPENSSL_cleanse(secret.data(), secret.size());
-        return [self, id, verdict = std::move(verdict)] { self->OnAuthVerdict(id, verdict); };
+        return [self, id, verdict = std::move(verdict), login = std::move(login)] {
+          self->OnAuthVerdict(id, verdict, login);
+        };
       });
   if (!accepted) {
     ++shard_.stats.offload_rejected;
@@ -190,7 +196,29 @@ void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& cr
   }
 }
 
-void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
+PenalisedLogin Pop3ShardBackend::PenalisedLoginOf(uint64_t id,
+                                                  const pop3::Pop3Credentials& credentials) {
+  PenalisedLogin login{
+      .user = std::string(credentials.user.substr(0, auth::kPenaltyAccountBytesMax)),
+      .mechanism = credentials.mechanism};
+  auto it = connections_.find(id);
+  if (it != connections_.end()) {
+    login.ip = it->second.ip;
+    login.trusted = it->second.trusted;
+  }
+  return login;
+}
+
+void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
+                                     const PenalisedLogin& login) {
+  // The penalty counts a verdict even when its client has hung up meanwhile: a guesser that
+  // does not wait for its answers is slowed (and logged) all the same.
+  uint32_t failure_delay_ms = 0;
+  if (verdict.code == AuthVerdict::Code::kBadCredentials) {
+    failure_delay_ms = shard_.auth_penalties->Failed(login);
+  } else if (verdict.code == AuthVerdict::Code::kOk) {
+    shard_.auth_penalties->Succeeded(login);
+  }
   Pop3Adapter* adapter = Live(id);
   if (adapter == nullptr) return;
   pop3::Pop3AuthResult result;
@@ -204,6 +232,7 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
     case AuthVerdict::Code::kBadCredentials:
       ++shard_.stats.auth_failures;
       result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
+      result.failure_delay_ms = failure_delay_ms;
       break;
     case AuthVerdict::Code::kTempFailure:
       result.code = pop3::Pop3AuthResult::Code::kTempFailure;

@@ -1,7 +1,8 @@
 // Pop3ShardBackend: the Pop3Backend of one serving shard (see pop3_backend.h for the
 // contract). It does, for the shard's Pop3Adapters, what stays off the connection:
 //   admission   the per-client-IP count, kept by the IP's owner shard (a message there and back)
-//   auth        AuthService::Verify on the CPU offload pool (password hashing)
+//   auth        AuthService::Verify on the CPU offload pool (password hashing); each verdict
+//               told to the shard's AuthPenaltyShard, which sets a failure's delay
 //   maildrop    the lock through the shard's MaildropLocks (owner shard, takeover), then
 //               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot; a
 //               snapshot of an account held for a move is refused ([SYS/TEMP])
@@ -29,6 +30,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/pop3_backend.h"
@@ -77,7 +79,9 @@ class Pop3ShardBackend final : public Pop3Backend {
   void AnswerLater(uint64_t id, absl::AnyInvocable<void(Pop3Adapter&)> answer);
   void OnAdmission(uint64_t id, const std::string& ip, bool ok);
   void GiveBackIpSlot(const std::string& ip);
-  void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict);
+  // The attempt as the failed-login penalty needs it, taken when it is made.
+  PenalisedLogin PenalisedLoginOf(uint64_t id, const pop3::Pop3Credentials& credentials);
+  void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict, const PenalisedLogin& login);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
   void OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);

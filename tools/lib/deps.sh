@@ -16,6 +16,7 @@ PH_TEST_PACKAGES=(
   libio-socket-ssl-perl testssl.sh prometheus
   haproxy nginx libnginx-mod-mail  # tests/proxy_protocol_test.py: proxies in front of posthaste
   etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
+  fail2ban  # fail2ban-regex checks deploy/fail2ban's filter (tests/auth_penalty_test.py)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
