@@ -12,6 +12,7 @@ constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
 constexpr uint8_t kAccountVersionWithDisplay = 2;  // + display local part (u8 length, bytes)
+constexpr uint8_t kAccountVersionWithScram = 3;    // + display (may be empty) + SCRAM verifiers
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
@@ -295,9 +296,12 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 }
 
 std::string EncodeAccount(const AccountRecord& r) {
-  const bool with_display = !r.display_local.empty();
-  std::string out(1,
-                  static_cast<char>(with_display ? kAccountVersionWithDisplay : kAccountVersion));
+  const bool with_scram = !r.scram_sha1.empty() || !r.scram_sha256.empty();
+  const bool with_display = !r.display_local.empty() || with_scram;
+  const uint8_t version = with_scram     ? kAccountVersionWithScram
+                          : with_display ? kAccountVersionWithDisplay
+                                         : kAccountVersion;
+  std::string out(1, static_cast<char>(version));
   PutLE64(&out, r.incarnation);
   out.push_back(r.disabled ? 1 : 0);
   PutLE64(&out, r.quota_messages);
@@ -309,6 +313,14 @@ std::string EncodeAccount(const AccountRecord& r) {
     out.push_back(static_cast<char>(static_cast<uint8_t>(r.display_local.size())));
     out.append(r.display_local);
   }
+  if (with_scram) {
+    for (const std::string* verifier : {&r.scram_sha1, &r.scram_sha256}) {
+      const size_t len = std::min<size_t>(verifier->size(), UINT16_MAX);
+      out.push_back(static_cast<char>(len & 0xff));
+      out.push_back(static_cast<char>(len >> 8));
+      out.append(*verifier, 0, len);
+    }
+  }
   return out;
 }
 
@@ -316,7 +328,10 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   constexpr size_t kFixed = 1 + 8 + 1 + 8 + 8 + 8 + 4;
   if (in.size() < kFixed) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
-  if (version != kAccountVersion && version != kAccountVersionWithDisplay) return false;
+  if (version != kAccountVersion && version != kAccountVersionWithDisplay &&
+      version != kAccountVersionWithScram) {
+    return false;
+  }
   const char* p = in.data() + 1;
   r->incarnation = GetLE64(p);
   r->disabled = p[8] != 0;
@@ -328,13 +343,29 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   r->password_hash.assign(in.substr(kFixed, hash_len));
   std::string_view rest = in.substr(kFixed + hash_len);
   r->display_local.clear();
+  r->scram_sha1.clear();
+  r->scram_sha256.clear();
   if (version == kAccountVersion) return rest.empty();
   if (rest.empty()) return false;
   const size_t display_len = static_cast<uint8_t>(rest[0]);
   rest.remove_prefix(1);
-  if (display_len == 0 || rest.size() != display_len) return false;
-  r->display_local.assign(rest);
-  return true;
+  if (version == kAccountVersionWithDisplay) {
+    if (display_len == 0 || rest.size() != display_len) return false;
+    r->display_local.assign(rest);
+    return true;
+  }
+  if (rest.size() < display_len) return false;
+  r->display_local.assign(rest.substr(0, display_len));
+  rest.remove_prefix(display_len);
+  for (std::string* verifier : {&r->scram_sha1, &r->scram_sha256}) {
+    if (rest.size() < 2) return false;
+    const size_t len = static_cast<uint8_t>(rest[0]) | (size_t{static_cast<uint8_t>(rest[1])} << 8);
+    rest.remove_prefix(2);
+    if (rest.size() < len) return false;
+    verifier->assign(rest.substr(0, len));
+    rest.remove_prefix(len);
+  }
+  return rest.empty();
 }
 
 std::string EncodeTenant(const TenantRecord& r) {

@@ -161,6 +161,11 @@ struct AccountRecord {
   // local part; empty otherwise. Version 1 records (no such field) are written when it is
   // empty, so a store whose users gave lowercase addresses keeps records older binaries read.
   std::string display_local;
+  // RFC 5803 SCRAM verifiers (opaque here). Version 3 records carry them (u16 length, bytes
+  // each, after the display part); records without them are written as version 1 or 2, so
+  // older binaries keep reading stores whose passwords were set before SCRAM keys existed.
+  std::string scram_sha1;
+  std::string scram_sha256;
 };
 std::string EncodeAccount(const AccountRecord& r);
 bool DecodeAccount(std::string_view in, AccountRecord* r);
