@@ -170,6 +170,14 @@ absl::StatusOr<ScramKeys> DeriveScramKeys(ScramHash hash, std::string_view passw
   return DeriveScramKeysWithSalt(hash, password, salt, iterations);
 }
 
+absl::StatusOr<ScramVerifierPair> MakeScramVerifiers(std::string_view password) {
+  absl::StatusOr<ScramKeys> sha1 = DeriveScramKeys(ScramHash::kSha1, password);
+  if (!sha1.ok()) return sha1.status();
+  absl::StatusOr<ScramKeys> sha256 = DeriveScramKeys(ScramHash::kSha256, password);
+  if (!sha256.ok()) return sha256.status();
+  return ScramVerifierPair{FormatScramKeys(*sha1), FormatScramKeys(*sha256)};
+}
+
 std::string FormatScramKeys(const ScramKeys& keys) {
   return Concat({HashPrefix(keys.hash), "$", std::to_string(keys.iterations), ":",
                  Base64(keys.salt), "$", Base64(keys.stored_key), ":", Base64(keys.server_key)});

@@ -54,6 +54,14 @@ absl::StatusOr<ScramKeys> DeriveScramKeys(ScramHash hash, std::string_view passw
                                           uint32_t iterations = kScramIterationsDefault);
 ScramKeys DeriveScramKeysWithSalt(ScramHash hash, std::string_view password, std::string_view salt,
                                   uint32_t iterations);
+// Both verifiers of a new password in RFC 5803 form, with fresh salts and the default
+// iteration count: what `user add`, `user passwd` and the admin API store beside the hash.
+struct ScramVerifierPair {
+  std::string sha1;
+  std::string sha256;
+};
+absl::StatusOr<ScramVerifierPair> MakeScramVerifiers(std::string_view password);
+
 // RFC 5803: "SCRAM-SHA-256$<iterations>:<salt b64>$<StoredKey b64>:<ServerKey b64>".
 std::string FormatScramKeys(const ScramKeys& keys);
 // InvalidArgument for anything else (wrong key lengths, iterations 0 or above the maximum).
