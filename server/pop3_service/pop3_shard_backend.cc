@@ -9,8 +9,9 @@
 
 #include "base/check.h"
 #include "base/log.h"
-#include "server/pop3_service/pop3_shard.h"
+#include "server/auth/sasl_mechanisms.h"
 #include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_shard.h"
 #include "storage/message_format.h"
 #include "storage/store_error.h"
 
@@ -59,11 +60,27 @@ class StoreMaildrop final : public Pop3Maildrop {
   const server::OpenMaildrop opened_;
 };
 
+// "SCRAM-SHA-256 SCRAM-SHA-1": the offer in the session's form.
+std::string OfferText(const auth::SaslServerConfig& config,
+                      const auth::SaslConnectionFacts& facts) {
+  std::string text;
+  for (auth::SaslMechanism mechanism : auth::OfferedSaslMechanisms(config, facts)) {
+    if (!text.empty()) text += ' ';
+    text += auth::SaslMechanismName(mechanism);
+  }
+  return text;
+}
+
 }  // namespace
 
 Pop3ShardBackend::Pop3ShardBackend(Pop3Shard& shard,
                                    absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter)
-    : shard_(shard), find_adapter_(std::move(find_adapter)) {}
+    : shard_(shard), find_adapter_(std::move(find_adapter)) {
+  const auth::SaslServerConfig& config = shard_.server->sasl;
+  sasl_offer_plain_ = OfferText(config, {});
+  sasl_offer_tls_ = OfferText(config, {.tls = true});
+  sasl_offer_binding_ = OfferText(config, {.tls = true, .tls_exporter = std::string(32, '\0')});
+}
 
 Pop3Adapter* Pop3ShardBackend::Live(uint64_t id) {
   auto it = connections_.find(id);
@@ -207,6 +224,171 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
     case AuthVerdict::Code::kTempFailure:
       result.code = pop3::Pop3AuthResult::Code::kTempFailure;
       break;
+  }
+  adapter->OnAuthenticated(result);
+}
+
+// ---- SASL exchanges beyond PLAIN and LOGIN (server/auth/sasl_exchange.h) ----
+
+std::string_view Pop3ShardBackend::SaslMechanismsOffered(bool tls, bool channel_binding) const {
+  if (!tls) return sasl_offer_plain_;
+  return channel_binding ? sasl_offer_binding_ : sasl_offer_tls_;
+}
+
+void Pop3ShardBackend::StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                                const auth::SaslConnectionFacts& connection) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) return;
+  Connection& c = it->second;
+  const std::optional<auth::SaslMechanism> mechanism =
+      auth::ParseSaslMechanism(credentials.sasl_mechanism);
+  if (credentials.sasl_start) {
+    c.sasl = mechanism.has_value()
+                 ? auth::NewSaslExchange(*mechanism, connection, shard_.server->sasl)
+                 : nullptr;
+    if (c.sasl == nullptr) {  // the session accepts only what SaslMechanismsOffered listed
+      if (mechanism.has_value()) EndSasl(id, *mechanism, auth::SaslFailure::kNotAllowed);
+      AnswerLater(id, [](Pop3Adapter& a) {
+        a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}, {}});
+      });
+      return;
+    }
+    OnSaslStep(id, c.sasl->Start(credentials.sasl_has_response
+                                     ? std::optional<std::string_view>(credentials.secret)
+                                     : std::nullopt));
+    return;
+  }
+  if (c.sasl == nullptr) {
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}, {}});
+    });
+    return;
+  }
+  OnSaslStep(id, c.sasl->Continue(credentials.secret));
+}
+
+void Pop3ShardBackend::AbandonSasl(uint64_t id, bool cancelled) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.sasl == nullptr) return;
+  EndSasl(id, it->second.sasl->mechanism(),
+          cancelled ? auth::SaslFailure::kCancelled : auth::SaslFailure::kMalformed);
+}
+
+void Pop3ShardBackend::EndSasl(uint64_t id, auth::SaslMechanism mechanism,
+                               auth::SaslFailure failure) {
+  shard_.stats.sasl.CountFailure(mechanism, failure);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) it->second.sasl.reset();
+}
+
+void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended || it->second.sasl == nullptr) return;
+  const auth::SaslMechanism mechanism = it->second.sasl->mechanism();
+  switch (step.kind) {
+    case auth::SaslStep::Kind::kChallenge:
+      AnswerLater(id, [challenge = std::move(step.challenge)](Pop3Adapter& a) mutable {
+        a.OnAuthenticated({pop3::Pop3AuthResult::Code::kContinue, {}, std::move(challenge)});
+      });
+      return;
+    case auth::SaslStep::Kind::kNeedAccount: {
+      Pop3ShardBackend* self = this;
+      storage::MailStore* store = shard_.server->store;
+      const bool accepted = shard_.shard->OffloadIo(
+          [self, store, id, name = std::move(step.authcid)]() -> reactor::OffloadPool::Reply {
+            absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
+            absl::StatusOr<auth::SaslAccount> account = absl::NotFoundError("no such account");
+            if (info.ok()) {
+              auth::SaslAccount found;
+              found.address = info->address;
+              found.disabled = info->disabled;
+              found.password_hash = std::move(info->password_hash);
+              found.scram_sha1 = std::move(info->scram.sha1);
+              found.scram_sha256 = std::move(info->scram.sha256);
+              account = std::move(found);
+            } else if (const storage::StoreError error = storage::ErrorOf(info.status());
+                       error != storage::StoreError::kUnknownAccount &&
+                       error != storage::StoreError::kInvalidAddress) {
+              account = info.status();
+            }
+            return [self, id, account = std::move(account)]() mutable {
+              self->OnSaslAccount(id, std::move(account));
+            };
+          });
+      if (!accepted) {
+        ++shard_.stats.offload_rejected;
+        OnSaslAccount(id, absl::UnavailableError("offload queue full"));
+      }
+      return;
+    }
+    case auth::SaslStep::Kind::kSuccess: {
+      it->second.sasl.reset();
+      // Acting for another account (master users) is not allowed yet.
+      if (!step.authzid.empty() && !SameAccountName(step.authzid, step.authcid)) {
+        shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kAuthzidRefused);
+        ++shard_.stats.auth_failures;
+        AnswerLater(id, [](Pop3Adapter& a) {
+          a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}, {}});
+        });
+        return;
+      }
+      // As for PLAIN: the account must exist and be enabled now.
+      Pop3ShardBackend* self = this;
+      storage::MailStore* store = shard_.server->store;
+      const bool accepted = shard_.shard->OffloadIo(
+          [self, store, id, mechanism,
+           name = std::move(step.authcid)]() -> reactor::OffloadPool::Reply {
+            absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
+            return [self, id, mechanism, info = std::move(info)]() mutable {
+              self->OnSaslLoginChecked(id, mechanism, std::move(info));
+            };
+          });
+      if (!accepted) {
+        ++shard_.stats.offload_rejected;
+        OnSaslLoginChecked(id, mechanism, absl::UnavailableError("offload queue full"));
+      }
+      return;
+    }
+    case auth::SaslStep::Kind::kFailure: {
+      EndSasl(id, mechanism, step.failure);
+      const bool temporary = step.failure == auth::SaslFailure::kTempFailure;
+      if (!temporary) ++shard_.stats.auth_failures;
+      AnswerLater(id, [temporary](Pop3Adapter& a) {
+        a.OnAuthenticated({temporary ? pop3::Pop3AuthResult::Code::kTempFailure
+                                     : pop3::Pop3AuthResult::Code::kBadCredentials,
+                           {},
+                           {}});
+      });
+      return;
+    }
+  }
+}
+
+void Pop3ShardBackend::OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccount> account) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended || it->second.sasl == nullptr) return;
+  OnSaslStep(id, it->second.sasl->AccountFound(account));
+}
+
+void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+                                          absl::StatusOr<storage::AccountInfo> account) {
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;
+  pop3::Pop3AuthResult result;
+  if (account.ok() && !account->disabled) {
+    shard_.stats.sasl.CountSuccess(mechanism);
+    ++shard_.stats.sessions_authenticated;
+    result.code = pop3::Pop3AuthResult::Code::kOk;
+    result.user = account->address;
+  } else if (account.ok() ||
+             storage::ErrorOf(account.status()) == storage::StoreError::kUnknownAccount) {
+    // Disabled (or deleted) between the exchange's look-up and now.
+    shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kBadCredentials);
+    ++shard_.stats.auth_failures;
+    result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
+  } else {
+    shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kTempFailure);
+    result.code = pop3::Pop3AuthResult::Code::kTempFailure;
   }
   adapter->OnAuthenticated(result);
 }

@@ -1,7 +1,9 @@
 // Pop3ShardBackend: the Pop3Backend of one serving shard (see pop3_backend.h for the
 // contract). It does, for the shard's Pop3Adapters, what stays off the connection:
 //   admission   the per-client-IP count, kept by the IP's owner shard (a message there and back)
-//   auth        AuthService::Verify on the CPU offload pool (password hashing)
+//   auth        AuthService::Verify on the CPU offload pool (password hashing); SASL exchanges
+//               beyond PLAIN and LOGIN (one per connection, made by auth::NewSaslExchange),
+//               their account look-ups on the I/O pool, counted by mechanism and reason
 //   maildrop    the lock through the shard's MaildropLocks (owner shard, takeover), then
 //               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot
 //   TOP length  MailboxSnapshot::TopLength on the I/O pool
@@ -28,6 +30,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "server/auth/sasl_exchange.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
 #include "server/pop3_service/pop3_backend.h"
@@ -51,6 +54,10 @@ class Pop3ShardBackend final : public Pop3Backend {
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
   void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
+  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const override;
+  void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                const auth::SaslConnectionFacts& connection) override;
+  void AbandonSasl(uint64_t id, bool cancelled) override;
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
@@ -67,6 +74,7 @@ class Pop3ShardBackend final : public Pop3Backend {
     bool ip_counted = false;  // holds a slot in admitted_ip's count at its owner shard
     bool committing = false;  // a commit is out: the maildrop lock waits for it
     bool ended = false;
+    std::unique_ptr<auth::SaslServerExchange> sasl;  // the SASL exchange under way, if any
   };
 
   // The adapter to answer, or null when the connection has ended or gone.
@@ -77,6 +85,13 @@ class Pop3ShardBackend final : public Pop3Backend {
   void OnAdmission(uint64_t id, const std::string& ip, bool ok);
   void GiveBackIpSlot(const std::string& ip);
   void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict);
+  // Carries out a SASL exchange's step for connection `id` (answers, looks up, or ends it).
+  void OnSaslStep(uint64_t id, auth::SaslStep step);
+  void OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccount> account);
+  // The exchange succeeded as `authcid`: the account may log in if it exists and is enabled.
+  void OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+                          absl::StatusOr<storage::AccountInfo> account);
+  void EndSasl(uint64_t id, auth::SaslMechanism mechanism, auth::SaslFailure failure);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
   void OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
@@ -85,6 +100,10 @@ class Pop3ShardBackend final : public Pop3Backend {
   Pop3Shard& shard_;
   absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter_;
   absl::flat_hash_map<uint64_t, Connection> connections_;
+  // SaslMechanismsOffered's answers: without TLS, with TLS, with TLS and a binding.
+  std::string sasl_offer_plain_;
+  std::string sasl_offer_tls_;
+  std::string sasl_offer_binding_;
 };
 
 }  // namespace pop3_service
