@@ -1,7 +1,7 @@
 """SCRAM-SHA-256, SCRAM-SHA-1 and SCRAM-SHA-256-PLUS against the real posthaste server.
 
-Debian 12's curl has no SCRAM (it is built without libgsasl: `curl -V` lists no gsasl and
-`--login-options AUTH=SCRAM-SHA-256` falls back to another mechanism), and Debian packages no
+Debian 12's curl has no SCRAM (it is built without libgsasl: `curl -V` lists no gsasl, and
+with `--login-options AUTH=SCRAM-SHA-256` it reads CAPA and gives up without sending AUTH), and Debian packages no
 Python SCRAM client, so the client side is written here with hashlib and hmac (RFC 5802). For
 -PLUS the TLS client is `openssl s_client`, which prints the RFC 9266 tls-exporter value
 (-keymatexport EXPORTER-Channel-Binding) of its own TLS 1.3 session.

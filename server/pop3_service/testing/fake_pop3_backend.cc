@@ -49,6 +49,7 @@ void FakePop3Backend::StepSasl(uint64_t id, const pop3::Pop3Credentials& credent
   calls_.push_back(absl::StrCat("sasl ", id, " ", std::string(credentials.sasl_mechanism),
                                 credentials.sasl_start ? " start" : " step",
                                 " binding=", connection.tls_exporter.size()));
+  last_secret_.assign(credentials.secret);
 }
 
 void FakePop3Backend::AbandonSasl(uint64_t id, bool cancelled) {
