@@ -55,6 +55,8 @@ std::string_view AuthMechanismName(AuthMechanismLabel mechanism) {
       return "plain";
     case AuthMechanismLabel::kLogin:
       return "login";
+    case AuthMechanismLabel::kSasl:
+      return "sasl";
     case AuthMechanismLabel::kCount:
       break;
   }

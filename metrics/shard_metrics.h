@@ -76,7 +76,9 @@ inline constexpr size_t kCommandCount = static_cast<size_t>(Command::kCount);
 enum class CommandResult : uint8_t { kOk, kErr, kCount };
 std::string_view CommandResultLabel(CommandResult result);
 
-enum class AuthMechanismLabel : uint8_t { kUser, kApop, kPlain, kLogin, kCount };
+// kSasl: any mechanism beyond PLAIN and LOGIN (each counted by name in the POP3 service's
+// posthaste_auth_*_total rows).
+enum class AuthMechanismLabel : uint8_t { kUser, kApop, kPlain, kLogin, kSasl, kCount };
 std::string_view AuthMechanismName(AuthMechanismLabel mechanism);
 
 enum class AuthResult : uint8_t {

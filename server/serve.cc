@@ -18,6 +18,7 @@
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
+#include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
@@ -246,6 +247,12 @@ class Server {
     auth_ = std::make_unique<AuthService>(
         ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
     ctx_.auth = auth_.get();
+    // Fake SCRAM salts must not change across restarts (a changing salt tells a prober the
+    // user does not exist), so the secret they come from lives beside the store.
+    absl::StatusOr<std::string> secret =
+        auth::LoadOrCreateSaslSecret(options.data_dir + "/sasl-secret");
+    if (!secret.ok()) return Fail(secret.status().message());
+    ctx_.sasl.scram_secret = *std::move(secret);
     return true;
   }
 

@@ -222,6 +222,38 @@ TEST_F(AccountCaseTest, LowercaseAccountsKeepTheRecordOlderBinariesRead) {
   EXPECT_EQ(raw.Get("Mschema_version"), U64(2));
 }
 
+// SCRAM verifiers ride beside the hash: stored, returned, replaced (or cleared) with it, and
+// only records that carry them use the new version 3 (older records still decode).
+TEST_F(AccountCaseTest, ScramVerifiersAreKeptBesideTheHashAndClearedWithIt) {
+  const ScramVerifiers scram{.sha1 = "SCRAM-SHA-1$4096:a$b:c",
+                             .sha256 = "SCRAM-SHA-256$4096:d$e:f"};
+  ASSERT_TRUE(store_->CreateAccount("Scram@t.test", "{PLAIN}x", scram).ok());
+  ASSERT_TRUE(store_->CreateAccount("plain@t.test", "{PLAIN}y").ok());
+  auto got = store_->GetAccount("scram@t.test");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->scram.sha1, scram.sha1);
+  EXPECT_EQ(got->scram.sha256, scram.sha256);
+  EXPECT_EQ(got->display_address, "Scram@t.test");
+  EXPECT_TRUE(store_->GetAccount("plain@t.test")->scram.sha256.empty());
+  CloseForRawAccess();
+  {
+    RawIndex raw(options_.data_dir);
+    ASSERT_TRUE(raw.ok());
+    EXPECT_EQ((*raw.Get(AccountKey("t.test", "scram")))[0], '\x03');
+    EXPECT_EQ((*raw.Get(AccountKey("t.test", "plain")))[0], '\x01');  // as older binaries wrote
+  }
+  Reopen();
+  EXPECT_EQ(store_->GetAccount("scram@t.test")->scram.sha256, scram.sha256);
+  // A new hash without verifiers (an imported hash) must not leave the old password usable.
+  ASSERT_TRUE(store_->SetPasswordHash("scram@t.test", "{PLAIN}z").ok());
+  got = store_->GetAccount("scram@t.test");
+  EXPECT_TRUE(got->scram.sha1.empty());
+  EXPECT_TRUE(got->scram.sha256.empty());
+  EXPECT_EQ(got->display_address, "Scram@t.test");
+  ASSERT_TRUE(store_->SetPasswordHash("plain@t.test", "{PLAIN}w", scram).ok());
+  EXPECT_EQ(store_->GetAccount("plain@t.test")->scram.sha1, scram.sha1);
+}
+
 TEST_F(AccountCaseTest, MigratesMixedCaseKeysKeepingMessagesAndUidls) {
   const AccountInfo alice = MustCreate("alice@t.test");
   const AccountInfo bob = MustCreate("bob@t.test");

@@ -12,8 +12,12 @@ constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
 constexpr uint8_t kAccountVersionWithDisplay = 2;  // + display local part (u8 length, bytes)
-// + display local part (u8 length, may be 0), then one flags byte (kAccountFlagHeld).
-constexpr uint8_t kAccountVersionWithFlags = 3;
+// + display local part (u8 length, may be 0), then tagged fields: u8 tag, u32 length, bytes.
+constexpr uint8_t kAccountVersionWithFields = 3;
+constexpr uint8_t kAccountFieldSharedSecret = 1;  // APOP/CRAM-MD5 secret of an opted-in account
+constexpr uint8_t kAccountFieldFlags = 2;         // one byte of kAccountFlag*
+constexpr uint8_t kAccountFieldScramSha1 = 3;     // RFC 5803 verifier
+constexpr uint8_t kAccountFieldScramSha256 = 4;   // RFC 5803 verifier
 constexpr uint8_t kAccountFlagHeld = 1;
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
@@ -298,8 +302,10 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 }
 
 std::string EncodeAccount(const AccountRecord& r) {
-  const bool with_display = !r.display_local.empty();
-  const uint8_t version = r.held         ? kAccountVersionWithFlags
+  const uint8_t flags = r.held ? kAccountFlagHeld : 0;
+  const bool with_fields = flags != 0 || !r.scram_sha1.empty() || !r.scram_sha256.empty();
+  const bool with_display = !r.display_local.empty() || with_fields;
+  const uint8_t version = with_fields    ? kAccountVersionWithFields
                           : with_display ? kAccountVersionWithDisplay
                                          : kAccountVersion;
   std::string out(1, static_cast<char>(version));
@@ -314,7 +320,18 @@ std::string EncodeAccount(const AccountRecord& r) {
     out.push_back(static_cast<char>(static_cast<uint8_t>(r.display_local.size())));
     out.append(r.display_local);
   }
-  if (version == kAccountVersionWithFlags) out.push_back(static_cast<char>(kAccountFlagHeld));
+  if (with_fields) {
+    auto put_field = [&out](uint8_t tag, std::string_view value) {
+      if (value.empty()) return;
+      out.push_back(static_cast<char>(tag));
+      PutLE32(&out, static_cast<uint32_t>(value.size()));
+      out.append(value);
+    };
+    const char flags_byte = static_cast<char>(flags);
+    put_field(kAccountFieldFlags, flags != 0 ? std::string_view(&flags_byte, 1) : "");
+    put_field(kAccountFieldScramSha1, r.scram_sha1);
+    put_field(kAccountFieldScramSha256, r.scram_sha256);
+  }
   return out;
 }
 
@@ -323,7 +340,7 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   if (in.size() < kFixed) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
   if (version != kAccountVersion && version != kAccountVersionWithDisplay &&
-      version != kAccountVersionWithFlags) {
+      version != kAccountVersionWithFields) {
     return false;
   }
   const char* p = in.data() + 1;
@@ -338,6 +355,8 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   std::string_view rest = in.substr(kFixed + hash_len);
   r->display_local.clear();
   r->held = false;
+  r->scram_sha1.clear();
+  r->scram_sha256.clear();
   if (version == kAccountVersion) return rest.empty();
   if (rest.empty()) return false;
   const size_t display_len = static_cast<uint8_t>(rest[0]);
@@ -347,12 +366,35 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
     r->display_local.assign(rest);
     return true;
   }
-  // Version 3: the display part may be empty; then exactly one flags byte, no unknown flag.
-  if (rest.size() != display_len + 1) return false;
+  // Version 3: the display part may be empty; then tagged fields, each known and at most once.
+  if (rest.size() < display_len) return false;
   r->display_local.assign(rest.substr(0, display_len));
-  const uint8_t flags = static_cast<uint8_t>(rest[display_len]);
-  if ((flags & ~kAccountFlagHeld) != 0) return false;
-  r->held = (flags & kAccountFlagHeld) != 0;
+  rest.remove_prefix(display_len);
+  uint32_t seen = 0;
+  while (!rest.empty()) {
+    if (rest.size() < 5) return false;
+    const uint8_t tag = static_cast<uint8_t>(rest[0]);
+    const uint32_t length = GetLE32(rest.data() + 1);
+    rest.remove_prefix(5);
+    if (rest.size() < length || tag >= 32 || (seen & (1u << tag)) != 0) return false;
+    seen |= 1u << tag;
+    const std::string_view value = rest.substr(0, length);
+    rest.remove_prefix(length);
+    switch (tag) {
+      case kAccountFieldFlags:
+        if (length != 1 || (static_cast<uint8_t>(value[0]) & ~kAccountFlagHeld) != 0) return false;
+        r->held = (static_cast<uint8_t>(value[0]) & kAccountFlagHeld) != 0;
+        break;
+      case kAccountFieldScramSha1:
+        r->scram_sha1.assign(value);
+        break;
+      case kAccountFieldScramSha256:
+        r->scram_sha256.assign(value);
+        break;
+      default:
+        return false;
+    }
+  }
   return true;
 }
 

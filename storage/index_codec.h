@@ -161,11 +161,18 @@ struct AccountRecord {
   // local part; empty otherwise. Version 1 records (no such field) are written when it is
   // empty, so a store whose users gave lowercase addresses keeps records older binaries read.
   std::string display_local;
+  // Records that carry any field below are version 3: the display part (u8 length, may be 0),
+  // then tagged fields (u8 tag, u32 length, bytes; an unknown or repeated tag is corruption).
+  // Records without them are written as version 1 or 2, so stores that never use them stay
+  // readable by older binaries; a held account is refused as corrupt by binaries that predate
+  // the field, rather than delivered to while its mailbox moves away.
+  //
   // Held for a live move (MailStore::HoldAccount), kept with the account so a restarted store
-  // still holds it. Version 3 records carry it; a record that is not held is written as
-  // version 1 or 2, so only a held account is unreadable by binaries that predate the field
-  // (they refuse it as corrupt rather than deliver to a mailbox that is moving away).
+  // still holds it.
   bool held = false;
+  // RFC 5803 SCRAM verifiers (opaque here).
+  std::string scram_sha1;
+  std::string scram_sha256;
 };
 std::string EncodeAccount(const AccountRecord& r);
 bool DecodeAccount(std::string_view in, AccountRecord* r);

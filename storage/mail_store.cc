@@ -144,6 +144,8 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   info.display_address = DisplayAddress(address, r);
   info.incarnation = r.incarnation;
   info.password_hash = r.password_hash;
+  info.scram.sha1 = r.scram_sha1;
+  info.scram.sha256 = r.scram_sha256;
   info.disabled = r.disabled;
   info.held = r.held;
   info.quota.messages = r.quota_messages;
@@ -722,10 +724,12 @@ uint64_t MailStore::tenant_generation() const {
 }
 
 absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in,
-                                                     std::string_view password_hash) {
+                                                     std::string_view password_hash,
+                                                     const ScramVerifiers& scram) {
   PH_ASSIGN_OR_RETURN(ParsedAddress parsed, ParseAddress(address_in));
   const std::string& address = parsed.canonical;
-  if (password_hash.size() > kMaxPasswordHashLength) {
+  if (password_hash.size() > kMaxPasswordHashLength || scram.sha1.size() > kMaxPasswordHashLength ||
+      scram.sha256.size() > kMaxPasswordHashLength) {
     return InvalidArgument("password hash too long");
   }
   Impl& s = *impl_;
@@ -754,6 +758,8 @@ absl::StatusOr<AccountInfo> MailStore::CreateAccount(std::string_view address_in
   AccountRecord record;
   record.incarnation = next.value_or(1);
   record.password_hash = std::string(password_hash);
+  record.scram_sha1 = scram.sha1;
+  record.scram_sha256 = scram.sha256;
   record.created_unix_seconds = absl::ToUnixSeconds(absl::Now());
   if (parsed.display != parsed.canonical) {
     record.display_local = parsed.display.substr(0, parsed.display.rfind('@'));
@@ -839,12 +845,16 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
   return absl::OkStatus();
 }
 
-absl::Status MailStore::SetPasswordHash(std::string_view address, std::string_view hash) {
-  if (hash.size() > kMaxPasswordHashLength) {
+absl::Status MailStore::SetPasswordHash(std::string_view address, std::string_view hash,
+                                        const ScramVerifiers& scram) {
+  if (hash.size() > kMaxPasswordHashLength || scram.sha1.size() > kMaxPasswordHashLength ||
+      scram.sha256.size() > kMaxPasswordHashLength) {
     return InvalidArgument("password hash too long");
   }
   return impl_->UpdateAccount(address, [&](AccountRecord* r) {
     r->password_hash = std::string(hash);
+    r->scram_sha1 = scram.sha1;
+    r->scram_sha256 = scram.sha256;
     return absl::OkStatus();
   });
 }

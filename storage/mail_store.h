@@ -116,11 +116,20 @@ struct AccountQuota {
 // collides with another one that differs only in case, see storage/account_keys.h, the address
 // as it was created), to be used as a key (locks, caches, registries); and `display_address`,
 // the case the user gave at creation (domain lowercased), for output.
+// SCRAM verifiers kept beside the password hash (RFC 5803 strings made by server/auth/scram.h),
+// opaque to storage; empty when the account has none. Replaced with the hash: a hash set
+// without them clears them, so a changed password never leaves old verifiers behind.
+struct ScramVerifiers {
+  std::string sha1;
+  std::string sha256;
+};
+
 struct AccountInfo {
   std::string address;          // identity: canonical local@domain (see above)
   std::string display_address;  // as created (domain lowercased)
   uint64_t incarnation = 0;     // unique per account creation, never reused; part of UIDLs
   std::string password_hash;    // opaque to storage (hashing lives in server/auth)
+  ScramVerifiers scram;         // beside password_hash, set and cleared with it
   bool disabled = false;
   bool held = false;  // held for a move (MailStore::HoldAccount)
   AccountQuota quota;
@@ -302,11 +311,14 @@ class MailStore {
   // exists, in whatever case it was created; kInvalidArgument for an over-long password hash.
   // Keeps the given case as the display address. Creates the tenant record on first use.
   absl::StatusOr<AccountInfo> CreateAccount(std::string_view address,
-                                            std::string_view password_hash);
+                                            std::string_view password_hash,
+                                            const ScramVerifiers& scram = {});
   // Removes the account, its messages and its UIDL table. kUnknownAccount when absent. A later
   // CreateAccount of the same address gets a new incarnation, so UIDLs are never reused.
   absl::Status DeleteAccount(std::string_view address);
-  absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash);
+  // Replaces the hash and the SCRAM verifiers (empty `scram`: the account has none after).
+  absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash,
+                               const ScramVerifiers& scram = {});
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);

@@ -481,6 +481,18 @@ std::string_view TlsEngine::cipher_name() const {
 
 bool TlsEngine::resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
 
+std::string TlsEngine::TlsExporterChannelBinding() const {
+  static constexpr std::string_view kLabel = "EXPORTER-Channel-Binding";
+  if (SSL_version(ssl_.get()) != TLS1_3_VERSION) return {};
+  std::string out(32, '\0');
+  if (!SSL_export_keying_material(ssl_.get(), reinterpret_cast<uint8_t*>(out.data()), out.size(),
+                                  kLabel.data(), kLabel.size(), nullptr, 0,
+                                  /*use_context=*/0)) {
+    return {};
+  }
+  return out;
+}
+
 absl::StatusOr<KernelTlsKeys> TlsEngine::ExportKernelTlsKeys() const {
   if (!status_.ok()) return status_;
   if (!handshake_done_) return absl::FailedPreconditionError("tls handshake not finished");

@@ -184,6 +184,11 @@ class TlsEngine {
   std::string_view server_name() const { return server_name_; }     // SNI as sent; may be empty.
   std::string_view certificate_name() const { return cert_name_; }  // "" for the default.
   bool resumed() const;
+  // RFC 9266 tls-exporter channel binding: 32 bytes exported with the label
+  // "EXPORTER-Channel-Binding" and no context. Empty unless the session is TLS 1.3 (the
+  // binding is unsafe over TLS 1.2 without extended master secret) or when export fails.
+  // Requires HandshakeDone(); call before the keys go to the kernel.
+  std::string TlsExporterChannelBinding() const;
 
   // Plaintext bytes sealed into records by this engine.
   uint64_t plaintext_bytes_encrypted() const { return plaintext_bytes_encrypted_; }

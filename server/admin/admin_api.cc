@@ -15,6 +15,7 @@
 #include "server/admin/admin_path.h"
 #include "server/admin/json_body.h"
 #include "server/auth/password_hash.h"
+#include "server/auth/scram.h"
 #include "server/http/http_server.h"
 #include "storage/migration/mailbox_transfer.h"
 #include "storage/store_error.h"
@@ -329,7 +330,10 @@ class AccountsHandler {
     }
     auto hash = auth::HashPassword(**password);
     if (!hash.ok()) return ReplyError(conn, 400, "Bad Request", StdView(hash.status().message()));
-    auto created = store_->CreateAccount(**address, *hash);
+    auto scram = auth::MakeScramVerifiers(**password);
+    if (!scram.ok()) return ReplyStatus(conn, scram.status());
+    auto created =
+        store_->CreateAccount(**address, *hash, {.sha1 = scram->sha1, .sha256 = scram->sha256});
     if (!created.ok()) return ReplyStatus(conn, created.status());
     if (quota_messages->has_value() || quota_octets->has_value()) {
       absl::Status set = store_->SetQuota(created->address,
@@ -362,15 +366,19 @@ class AccountsHandler {
     auto account = store_->GetAccount(address);
     if (!account.ok()) return ReplyStatus(conn, account.status());
     std::optional<std::string> hash;
+    storage::ScramVerifiers scram;
     if (password->has_value()) {
       auto hashed = auth::HashPassword(**password);
       if (!hashed.ok()) {
         return ReplyError(conn, 400, "Bad Request", StdView(hashed.status().message()));
       }
       hash = *std::move(hashed);
+      auto verifiers = auth::MakeScramVerifiers(**password);
+      if (!verifiers.ok()) return ReplyStatus(conn, verifiers.status());
+      scram = {.sha1 = verifiers->sha1, .sha256 = verifiers->sha256};
     }
     if (hash.has_value()) {
-      if (absl::Status s = store_->SetPasswordHash(address, *hash); !s.ok()) {
+      if (absl::Status s = store_->SetPasswordHash(address, *hash, scram); !s.ok()) {
         return ReplyStatus(conn, s);
       }
     }

@@ -21,6 +21,7 @@
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
+#include "server/auth/scram.h"
 #include "server/placement/mailbox_move.h"
 #include "server/placement/placement_admin.h"
 #include "server/placement/tenant_move.h"
@@ -206,8 +207,10 @@ absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
-  absl::StatusOr<storage::AccountInfo> created = store->CreateAccount(address, hash);
+  absl::StatusOr<storage::AccountInfo> created =
+      store->CreateAccount(address, hash, {.sha1 = scram.sha1, .sha256 = scram.sha256});
   // AlreadyExists names the existing account's spelling when it differs.
   PH_RETURN_IF_ERROR(created.status());
   *io.out << "added " << created->display_address << "\n";
@@ -228,8 +231,10 @@ absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
   PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
   PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
+  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
-  absl::Status set = store->SetPasswordHash(address, hash);
+  absl::Status set =
+      store->SetPasswordHash(address, hash, {.sha1 = scram.sha1, .sha256 = scram.sha256});
   if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << "password changed for " << address << "\n";

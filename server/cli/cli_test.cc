@@ -11,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
+#include "server/auth/scram.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server::cli {
@@ -58,6 +59,15 @@ class CliTest : public ::testing::Test {
   std::string flag_;
 };
 int CliTest::counter_ = 0;
+
+// Whether RFC 5803 `stored` keys were derived from `password` (no plaintext is stored).
+bool ScramKeysMatch(const std::string& stored, std::string_view password) {
+  absl::StatusOr<auth::ScramKeys> keys = auth::ParseScramKeys(stored);
+  if (!keys.ok()) return false;
+  const auth::ScramKeys again =
+      auth::DeriveScramKeysWithSalt(keys->hash, password, keys->salt, keys->iterations);
+  return again.stored_key == keys->stored_key && again.server_key == keys->server_key;
+}
 
 TEST_F(CliTest, UsageAndUnknownCommands) {
   for (const auto& args :
@@ -128,6 +138,9 @@ TEST_F(CliTest, UserLifecycle) {
     ASSERT_TRUE(account.ok());
     EXPECT_THAT(account->password_hash, StartsWith("$y$"));
     EXPECT_TRUE(*auth::VerifyPassword("s3cret", account->password_hash));
+    EXPECT_TRUE(ScramKeysMatch(account->scram.sha1, "s3cret"));
+    EXPECT_TRUE(ScramKeysMatch(account->scram.sha256, "s3cret"));
+    EXPECT_THAT(account->scram.sha256, StartsWith("SCRAM-SHA-256$4096:"));
   }
 
   const std::string before = ListAll();
@@ -149,6 +162,8 @@ TEST_F(CliTest, UserLifecycle) {
     auto account = (*store)->GetAccount("Alice@example.test");
     EXPECT_TRUE(*auth::VerifyPassword("n3w", account->password_hash));
     EXPECT_FALSE(*auth::VerifyPassword("s3cret", account->password_hash));
+    EXPECT_TRUE(ScramKeysMatch(account->scram.sha1, "n3w"));
+    EXPECT_TRUE(ScramKeysMatch(account->scram.sha256, "n3w"));
   }
 
   CliRun del = RunWith({"user", "del", flag_, "bob@other.test"});
@@ -200,13 +215,14 @@ TEST_F(CliTest, TenantLimitsTakesTheSizeLimitUnderEitherName) {
   EXPECT_EQ(set.out,
             "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
             "max_message_bytes=2000\n");
-  CliRun old_name = RunWith({"tenant", "limits", flag_, "example.test", "--max_message_bytes=3000"});
+  CliRun old_name =
+      RunWith({"tenant", "limits", flag_, "example.test", "--max_message_bytes=3000"});
   ASSERT_EQ(old_name.status, kExitOk) << old_name.err;
   EXPECT_EQ(old_name.out,
             "example.test\tquota_messages=unlimited\tquota_octets=unlimited\t"
             "max_message_bytes=3000\n");
-  ExpectOneLineFailure(RunWith({"tenant", "limits", flag_, "example.test",
-                                "--message_bytes_max=1", "--max_message_bytes=2"}),
+  ExpectOneLineFailure(RunWith({"tenant", "limits", flag_, "example.test", "--message_bytes_max=1",
+                                "--max_message_bytes=2"}),
                        kExitFailure, "give only one");
 }
 

@@ -36,10 +36,10 @@
 #include <vector>
 
 #include "base/check.h"
-#include "tools/build/fuzz_input.h"
 #include "base/uidl.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
+#include "tools/build/fuzz_input.h"
 
 namespace posthaste::pop3 {
 namespace {
@@ -748,7 +748,8 @@ class Harness {
           break;
         case Pop3ActionKind::kStartTls:
         case Pop3ActionKind::kDelay:
-          PH_CHECK(false);  // no STLS or failed login in these sessions
+        case Pop3ActionKind::kAbandonSasl:
+          PH_CHECK(false);  // no STLS, failed login or SASL exchange in these sessions
       }
       took = true;
     }

@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "base/check.h"
-#include "tools/build/fuzz_input.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
+#include "tools/build/fuzz_input.h"
 
 namespace posthaste::pop3 {
 namespace {
@@ -69,6 +69,7 @@ class Harness {
     options_.policy.apop_allowed = flags & 1;
     options_.apop_timestamp = (flags & 2) ? "<1.2@fuzz>" : "";
     options_.tls_available = flags & 4;
+    options_.sasl_mechanisms = (flags & 2) ? "SCRAM-SHA-256 X-FUZZ" : "";
     options_.tls_active = flags & 8;
     options_.policy.plaintext_requires_tls = flags & 16;
     options_.peer_is_loopback = flags & 32;
@@ -234,7 +235,15 @@ class Harness {
       case Pop3ActionKind::kAuthenticate:
         PH_CHECK(observer_.open);
         PH_CHECK(phase_ == Phase::kAuthorization);
-        if (action.credentials.mechanism == AuthMechanism::kApop) {
+        sasl_ = action.credentials.mechanism == AuthMechanism::kSasl;
+        if (sasl_) {
+          // Only an offered mechanism, spelt as offered.
+          PH_CHECK(action.credentials.sasl_mechanism == "SCRAM-SHA-256" ||
+                   action.credentials.sasl_mechanism == "X-FUZZ");
+          PH_CHECK(session_->sasl_mechanisms().find(action.credentials.sasl_mechanism) !=
+                   std::string_view::npos);
+          PH_CHECK(action.credentials.sasl_has_response || action.credentials.secret.empty());
+        } else if (action.credentials.mechanism == AuthMechanism::kApop) {
           PH_CHECK(options_.policy.apop_allowed && !options_.apop_timestamp.empty());
           PH_CHECK(action.credentials.apop_timestamp == options_.apop_timestamp);
           PH_CHECK(action.credentials.secret.size() == 32);
@@ -280,6 +289,10 @@ class Harness {
       case Pop3ActionKind::kDelay:
         PH_CHECK(phase_ == Phase::kAuthorization);
         PH_CHECK(action.delay_ms == options_.auth_failure_delay_ms);
+        break;
+      case Pop3ActionKind::kAbandonSasl:
+        PH_CHECK(phase_ == Phase::kAuthorization && sasl_);
+        sasl_ = false;
         break;
       case Pop3ActionKind::kClose:
         phase_ = Phase::kClosed;
@@ -328,6 +341,13 @@ class Harness {
         return;
       case Pending::kAuth: {
         Pop3AuthResult result;
+        if (sasl_ && (choice & 0x20)) {  // another round of the exchange
+          result.code = Pop3AuthResult::Code::kContinue;
+          result.challenge = std::string("r=\0\xff", 4);
+          session_->OnAuthResult(result);
+          break;
+        }
+        sasl_ = false;
         switch (choice % 6) {
           case 0:
           case 1:
@@ -393,6 +413,7 @@ class Harness {
   Pending pending_ = Pending::kNone;
   bool auto_answer_ = true;
   bool auth_ok_ = false;
+  bool sasl_ = false;  // a kSasl exchange is on (the driver's side)
   bool tls_ = false;
   int commits_ = 0;
   std::set<uint32_t> deleted_;

@@ -169,6 +169,25 @@ bool Base64Decode(std::string_view in, std::string* out) {
   return true;
 }
 
+// RFC 4648 base64 with padding (a SASL challenge).
+std::string Base64Encode(std::string_view in) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((in.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < in.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, in.size() - i);
+    uint32_t v = static_cast<uint32_t>(static_cast<uint8_t>(in[i])) << 16;
+    if (n > 1) v |= static_cast<uint32_t>(static_cast<uint8_t>(in[i + 1])) << 8;
+    if (n > 2) v |= static_cast<uint8_t>(in[i + 2]);
+    out.push_back(kAlphabet[(v >> 18) & 63]);
+    out.push_back(kAlphabet[(v >> 12) & 63]);
+    out.push_back(n > 1 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back(n > 2 ? kAlphabet[v & 63] : '=');
+  }
+  return out;
+}
+
 // Overwrites a secret before its memory is reused or freed.
 void Wipe(std::string* s) {
   volatile char* p = s->data();
@@ -201,6 +220,8 @@ std::string_view AuthMechanismName(AuthMechanism mechanism) {
       return "PLAIN";
     case AuthMechanism::kSaslLogin:
       return "LOGIN";
+    case AuthMechanism::kSasl:
+      return "SASL";
   }
   return "?";
 }
@@ -223,6 +244,8 @@ std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind) {
       return "start-tls";
     case Pop3ActionKind::kDelay:
       return "delay";
+    case Pop3ActionKind::kAbandonSasl:
+      return "abandon-sasl";
     case Pop3ActionKind::kClose:
       return "close";
   }
@@ -291,6 +314,7 @@ const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size
 
 Pop3Session::Pop3Session(Pop3SessionOptions options)
     : options_(std::move(options)), tls_active_(options_.tls_active) {
+  sasl_mechanisms_ = options_.sasl_mechanisms;
   Append("+OK ");
   // A proxy that speaks XCLIENT looks for the capability at the greeting's start.
   if (options_.peer_is_trusted_proxy) Append("[XCLIENT] ");
@@ -399,6 +423,7 @@ void Pop3Session::MaybeEndCommand() {
 void Pop3Session::HandleOverflow() {
   if (sasl_step_ != SaslStep::kNone) {
     ++counters_.sasl_line_too_long;
+    if (sasl_step_ == SaslStep::kMechanismResponse) AbandonSasl(/*cancelled=*/false);
     sasl_step_ = SaslStep::kNone;
     WipeCredentials();
     BadCommand("-ERR Authentication line too long");
@@ -591,6 +616,9 @@ void Pop3Session::CmdAuth(std::string_view args) {
       AppendLine("PLAIN");
       AppendLine("LOGIN");
     }
+    for (std::string_view offer = sasl_mechanisms_; !offer.empty();) {
+      AppendLine(NextToken(&offer));
+    }
     AppendLine(".");
     return;
   }
@@ -599,6 +627,22 @@ void Pop3Session::CmdAuth(std::string_view args) {
     first = SaslStep::kPlainResponse;
   } else if (EqualsIgnoreCase(mechanism, "LOGIN")) {
     first = SaslStep::kLoginUser;
+  } else if (const std::string_view offered = OfferedSaslMechanism(mechanism); !offered.empty()) {
+    const std::string_view initial = NextToken(&rest);
+    if (!rest.empty()) {
+      BadCommand("-ERR Syntax: AUTH mechanism [initial-response]");
+      return;
+    }
+    if (!initial.empty() && initial != "=" && !Base64Decode(initial, &auth_secret_)) {
+      WipeCredentials();
+      BadCommand("-ERR Invalid base64 data");
+      return;
+    }
+    have_user_ = false;
+    user_arg_.clear();
+    sasl_mechanism_ = offered;
+    StartSaslStep(/*start=*/true, /*has_response=*/!initial.empty());
+    return;
   } else {
     AppendLine("-ERR Unsupported authentication mechanism");
     return;
@@ -629,6 +673,7 @@ void Pop3Session::CmdAuth(std::string_view args) {
 
 void Pop3Session::HandleSaslLine(std::string_view line) {
   if (line == "*") {
+    if (sasl_step_ == SaslStep::kMechanismResponse) AbandonSasl(/*cancelled=*/true);
     sasl_step_ = SaslStep::kNone;
     WipeCredentials();
     AppendLine("-ERR Authentication cancelled");
@@ -636,6 +681,7 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
   }
   std::string decoded;
   if (line != "=" && !Base64Decode(line, &decoded)) {
+    if (sasl_step_ == SaslStep::kMechanismResponse) AbandonSasl(/*cancelled=*/false);
     sasl_step_ = SaslStep::kNone;
     WipeCredentials();
     Wipe(&decoded);
@@ -683,6 +729,10 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
       auth_secret_ = std::move(decoded);
       StartAuthentication(AuthMechanism::kSaslLogin);
       return;
+    case SaslStep::kMechanismResponse:
+      auth_secret_ = std::move(decoded);
+      StartSaslStep(/*start=*/false, /*has_response=*/true);
+      return;
     case SaslStep::kNone:
       break;
   }
@@ -694,6 +744,26 @@ void Pop3Session::StartAuthentication(AuthMechanism mechanism) {
   QueuedAction action{Pop3ActionKind::kAuthenticate};
   Push(action);
   awaiting_ = Awaiting::kAuth;
+}
+
+std::string_view Pop3Session::OfferedSaslMechanism(std::string_view name) const {
+  for (std::string_view offer = sasl_mechanisms_; !offer.empty();) {
+    const std::string_view offered = NextToken(&offer);
+    if (EqualsIgnoreCase(offered, name)) return offered;
+  }
+  return {};
+}
+
+void Pop3Session::StartSaslStep(bool start, bool has_response) {
+  sasl_start_ = start;
+  sasl_has_response_ = has_response;
+  StartAuthentication(AuthMechanism::kSasl);
+}
+
+void Pop3Session::AbandonSasl(bool cancelled) {
+  QueuedAction abandon{Pop3ActionKind::kAbandonSasl};
+  abandon.sasl_cancelled = cancelled;
+  Push(abandon);
 }
 
 void Pop3Session::WipeCredentials() {
@@ -711,6 +781,14 @@ void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
   PH_CHECK(awaiting_ == Awaiting::kAuth);
   awaiting_ = Awaiting::kNothing;
   switch (result.code) {
+    case Pop3AuthResult::Code::kContinue:
+      PH_CHECK(auth_mechanism_ == AuthMechanism::kSasl);
+      WipeCredentials();
+      Append("+ ");
+      Append(Base64Encode(result.challenge));
+      Append("\r\n");
+      sasl_step_ = SaslStep::kMechanismResponse;
+      break;
     case Pop3AuthResult::Code::kOk:
       account_ = result.user.empty() ? auth_user_ : result.user;
       WipeCredentials();
@@ -830,9 +908,15 @@ void Pop3Session::CmdCapa(std::string_view args) {
   AppendLine("TOP");
   // Plaintext mechanisms are advertised only where they would be accepted (RFC 2595 2.2).
   const bool plaintext = PlaintextAllowed();
-  if (plaintext) {
-    AppendLine("USER");
-    AppendLine("SASL PLAIN LOGIN");
+  if (plaintext) AppendLine("USER");
+  if (plaintext || !sasl_mechanisms_.empty()) {
+    Append("SASL");
+    if (plaintext) Append(" PLAIN LOGIN");
+    if (!sasl_mechanisms_.empty()) {
+      Append(" ");
+      Append(sasl_mechanisms_);
+    }
+    Append("\r\n");
   }
   AppendLine("RESP-CODES");
   if (policy.login_delay_seconds.has_value()) {
@@ -1230,6 +1314,11 @@ Pop3Action Pop3Session::NextAction() {
       if (auth_mechanism_ == AuthMechanism::kApop) {
         action.credentials.apop_timestamp = options_.apop_timestamp;
       }
+      if (auth_mechanism_ == AuthMechanism::kSasl) {
+        action.credentials.sasl_mechanism = sasl_mechanism_;
+        action.credentials.sasl_start = sasl_start_;
+        action.credentials.sasl_has_response = sasl_has_response_;
+      }
       break;
     case Pop3ActionKind::kOpenMaildrop:
       action.user = account_;
@@ -1239,6 +1328,9 @@ Pop3Action Pop3Session::NextAction() {
       break;
     case Pop3ActionKind::kDelay:
       action.delay_ms = queued.delay_ms;
+      break;
+    case Pop3ActionKind::kAbandonSasl:
+      action.sasl_cancelled = queued.sasl_cancelled;
       break;
     case Pop3ActionKind::kNone:
     case Pop3ActionKind::kStartTls:

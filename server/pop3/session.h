@@ -149,6 +149,12 @@ struct Pop3SessionOptions {
   // The immediate peer is a proxy in --proxy_networks: the greeting carries [XCLIENT] and the
   // XCLIENT command is accepted in AUTHORIZATION; from anyone else XCLIENT is unknown.
   bool peer_is_trusted_proxy = false;
+  // SASL mechanisms beyond PLAIN and LOGIN offered on this connection now: upper-case names
+  // separated by single spaces ("SCRAM-SHA-256 SCRAM-SHA-1"), listed in CAPA's SASL line and in
+  // the bare AUTH listing, and accepted by AUTH (driven through kAuthenticate, AuthMechanism::
+  // kSasl). Not owned: the driver's text must outlive the session. SetSaslMechanisms() changes
+  // it (after a TLS handshake, when channel binding becomes possible).
+  std::string_view sasl_mechanisms;
   // Optional; must outlive the session.
   Pop3CommandObserver* command_observer = nullptr;
 
@@ -183,7 +189,8 @@ struct Pop3SessionCounters {
 };
 PH_COUNTER_BLOCK_SUM(Pop3SessionCounters, PH_POP3_SESSION_COUNTERS)
 
-enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin };
+// kSasl: any mechanism of Pop3SessionOptions::sasl_mechanisms, one kAuthenticate per step.
+enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin, kSasl };
 std::string_view AuthMechanismName(AuthMechanism mechanism);
 
 // What kAuthenticate asks the driver to verify. Views into the session, valid until
@@ -194,11 +201,20 @@ struct Pop3Credentials {
   std::string_view user;            // USER / APOP name / SASL authcid
   std::string_view secret;          // password, or the APOP digest (32 lowercase hex)
   std::string_view apop_timestamp;  // APOP only: the greeting's timestamp
+  // kSasl only (the contract is server/auth/sasl_exchange.h's): the mechanism as offered, and
+  // whether this is AUTH itself (start the exchange) or the client's next response. `secret`
+  // holds the decoded response; sasl_has_response is false for AUTH without an initial
+  // response ("=" is an empty one). The driver answers kContinue with the next challenge, or
+  // the verdict.
+  std::string_view sasl_mechanism;
+  bool sasl_start = false;
+  bool sasl_has_response = false;
 };
 
 struct Pop3AuthResult {
   enum class Code : uint8_t {
     kOk,
+    kContinue,        // kSasl: send "+ " base64(challenge) and pass on the client's next line
     kBadCredentials,  // -ERR [AUTH] after the failure delay; counts towards the limit
     kLoginDelay,      // -ERR [LOGIN-DELAY] (RFC 2449 section 8.1.2)
     kTempFailure,     // -ERR [SYS/TEMP]
@@ -207,6 +223,7 @@ struct Pop3AuthResult {
   Code code = Code::kBadCredentials;
   // On kOk: the account name to open (e.g. the canonical user@domain). Empty: the name given.
   std::string user;
+  std::string challenge;  // kContinue: raw bytes (the session base64-encodes them)
   // On kBadCredentials: the wait before "-ERR [AUTH]" the driver chose for this failure (its
   // penalty for the client, server/auth/auth_penalties.h). Unset: auth_failure_delay_ms.
   std::optional<uint32_t> failure_delay_ms;
@@ -248,6 +265,8 @@ enum class Pop3ActionKind : uint8_t {
   kCommit,         // delete `deletions` for good; answer with OnCommitResult()
   kStartTls,       // after the preceding writes are flushed, handshake; then OnTlsStarted()
   kDelay,          // do nothing further for delay_ms
+  kAbandonSasl,    // the client ended a kSasl exchange ("*", bad base64, overlong line): the
+                   // driver forgets it (sasl_cancelled: "*"). No result is expected
   kClose,          // flush what was taken so far, then close the connection
 };
 std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind);
@@ -262,6 +281,7 @@ struct Pop3Action {
   std::string_view user;                    // kOpenMaildrop
   std::span<const MessageIndex> deletions;  // kCommit: ascending, possibly empty
   uint32_t delay_ms = 0;                    // kDelay
+  bool sasl_cancelled = false;              // kAbandonSasl
 };
 
 class Pop3Session {
@@ -285,6 +305,10 @@ class Pop3Session {
   void OnMaildropOpened(Pop3MaildropResult result);
   void OnCommitResult(Pop3CommitResult result);
   void OnTlsStarted();
+  // The driver's offer of SASL mechanisms changed (see Pop3SessionOptions::sasl_mechanisms;
+  // same lifetime rule). Call before OnTlsStarted() when a handshake changes it.
+  void SetSaslMechanisms(std::string_view mechanisms) { sasl_mechanisms_ = mechanisms; }
+  std::string_view sasl_mechanisms() const { return sasl_mechanisms_; }
   void OnOutputFlushed();
   void OnConnectionLost();
   // The driver turns the connection away before any input (instead of the greeting): the
@@ -313,7 +337,13 @@ class Pop3Session {
 
  private:
   enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls };
-  enum class SaslStep : uint8_t { kNone, kPlainResponse, kLoginUser, kLoginPassword };
+  enum class SaslStep : uint8_t {
+    kNone,
+    kPlainResponse,
+    kLoginUser,
+    kLoginPassword,
+    kMechanismResponse,  // the next line goes to the driver's exchange (AuthMechanism::kSasl)
+  };
   enum class ListingKind : uint8_t { kNone, kList, kUidl };
 
   struct QueuedAction {
@@ -324,6 +354,7 @@ class Pop3Session {
     std::optional<uint64_t> top_body_lines;
     uint64_t weight = 0;  // bytes this action adds to the output queue
     uint32_t delay_ms = 0;
+    bool sasl_cancelled = false;
   };
 
   struct Command;
@@ -369,6 +400,12 @@ class Pop3Session {
   // Parses one message number argument; on failure writes the -ERR and returns nullopt.
   std::optional<MessageIndex> ParseLiveMessage(std::string_view arg, std::string_view missing);
   void StartAuthentication(AuthMechanism mechanism);
+  // The offered mechanism named `name` (any case), as the offer spells it; empty if none.
+  std::string_view OfferedSaslMechanism(std::string_view name) const;
+  // A kSasl step: the decoded response (if any) is in auth_secret_.
+  void StartSaslStep(bool start, bool has_response);
+  // The client ended a kSasl exchange: tell the driver.
+  void AbandonSasl(bool cancelled);
   void ContinueListing();
   void AppendMaildropSummary();
   void WipeCredentials();
@@ -387,6 +424,8 @@ class Pop3Session {
   Pop3State state_ = Pop3State::kAuthorization;
   Awaiting awaiting_ = Awaiting::kNothing;
   SaslStep sasl_step_ = SaslStep::kNone;
+  bool sasl_start_ = false;
+  bool sasl_has_response_ = false;
   bool tls_active_;
   bool utf8_enabled_ = false;
   bool close_queued_ = false;
@@ -404,6 +443,8 @@ class Pop3Session {
 
   // Authentication in progress (wiped after the result).
   AuthMechanism auth_mechanism_ = AuthMechanism::kUserPass;
+  std::string_view sasl_mechanisms_;  // the driver's offer
+  std::string_view sasl_mechanism_;   // kSasl: the one in use (a view into the offer)
   std::string auth_authzid_;
   std::string auth_user_;
   std::string auth_secret_;

@@ -48,7 +48,7 @@ uint32_t AuthPenaltyShard::Failed(const PenalisedLogin& login) {
   LogEvent(LogLevel::kWarning, "auth failed",
            {{"rhost", login.ip},
             {"user", login.user.substr(0, auth::kPenaltyAccountBytesMax)},
-            {"mechanism", std::string(pop3::AuthMechanismName(login.mechanism))},
+            {"mechanism", std::string(login.mechanism)},
             {"shard", std::to_string(index_)},
             {"delay_ms", std::to_string(delay_ms)}});
   if (login.trusted) return delay_ms;

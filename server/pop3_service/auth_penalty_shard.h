@@ -28,7 +28,6 @@
 #include "absl/functional/any_invocable.h"
 #include "metrics/counter_table.h"
 #include "server/auth/auth_penalties.h"
-#include "server/pop3/session.h"
 
 namespace posthaste::server::pop3_service {
 
@@ -64,7 +63,7 @@ struct PenalisedLogin {
   std::string ip;        // the client's address in text form (socket, PROXY header or XCLIENT)
   bool trusted = false;  // ip is in --trusted_networks
   std::string user;      // the name given, cut to auth::kPenaltyAccountBytesMax
-  pop3::AuthMechanism mechanism = pop3::AuthMechanism::kUserPass;
+  std::string_view mechanism = "USER";  // a static name: USER, APOP, PLAIN, SCRAM-SHA-256...
 };
 
 class AuthPenaltyShard {

@@ -25,6 +25,7 @@ metrics::AuthResult AuthResultOf(pop3::Pop3AuthResult::Code code) {
       return metrics::AuthResult::kOk;
     case pop3::Pop3AuthResult::Code::kBadCredentials:
     case pop3::Pop3AuthResult::Code::kLoginDelay:
+    case pop3::Pop3AuthResult::Code::kContinue:  // never asked for (a step, not a verdict)
       return metrics::AuthResult::kFailed;
     case pop3::Pop3AuthResult::Code::kTempFailure:
       return metrics::AuthResult::kTempFailure;
@@ -35,8 +36,11 @@ metrics::AuthResult AuthResultOf(pop3::Pop3AuthResult::Code code) {
 }
 
 pop3::Pop3SessionOptions WithObserver(pop3::Pop3SessionOptions options,
-                                      pop3::Pop3CommandObserver* observer) {
+                                      pop3::Pop3CommandObserver* observer,
+                                      const Pop3Backend& backend) {
   options.command_observer = observer;
+  // Implicit TLS: no binding until the handshake is done (nothing is parsed before it).
+  options.sasl_mechanisms = backend.SaslMechanismsOffered(options.tls_active, false);
   return options;
 }
 
@@ -52,7 +56,7 @@ Pop3Adapter::Pop3Adapter(uint64_t id, std::unique_ptr<transport::Transport> tran
       idle_timeout_ns_(options.idle_timeout_ns),
       recorder_(*options.metrics, *options.tenant_labels, options.count_sessions, options.shard, id,
                 transport_->peer().ip),
-      session_(WithObserver(std::move(options.session), recorder_.observer())),
+      session_(WithObserver(std::move(options.session), recorder_.observer(), backend)),
       implicit_tls_(options.implicit_tls),
       handshaking_(options.implicit_tls) {
   connected_ns_ = last_input_ns_ = transport_->NowNs();
@@ -102,7 +106,10 @@ void Pop3Adapter::OnAdmitted(std::optional<pop3::Pop3Refusal> refusal) {
 
 void Pop3Adapter::OnAuthenticated(const pop3::Pop3AuthResult& result) {
   if (phase_ != Phase::kOpen) return;
-  recorder_.AuthFinished(AuthResultOf(result.code));
+  // A SASL challenge is a step, not a verdict.
+  if (result.code != pop3::Pop3AuthResult::Code::kContinue) {
+    recorder_.AuthFinished(AuthResultOf(result.code));
+  }
   session_.OnAuthResult(result);
   Drive();
 }
@@ -178,6 +185,11 @@ void Pop3Adapter::OnOutputDrained() {
 void Pop3Adapter::OnTlsStarted(const transport::TlsSessionInfo& info) {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
   handshaking_ = false;
+  has_tls_exporter_ = info.tls_exporter.size() == tls_exporter_.size();
+  if (has_tls_exporter_) {
+    std::copy(info.tls_exporter.begin(), info.tls_exporter.end(), tls_exporter_.begin());
+  }
+  session_.SetSaslMechanisms(backend_.SaslMechanismsOffered(/*tls=*/true, has_tls_exporter_));
   metrics_->CountTlsHandshake(
       metrics::TlsVersionFromName(info.version),
       info.resumed ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
@@ -299,8 +311,20 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
         recorder_.SetClientIp(std::string(session_.xclient_address()));
         backend_.ClientNamed(id_, session_.xclient_address());
       }
+      if (action.credentials.mechanism == pop3::AuthMechanism::kSasl) {
+        if (action.credentials.sasl_start) recorder_.AuthStarted(action.credentials);
+        auth::SaslConnectionFacts facts;
+        facts.tls = transport_->tls_active();
+        if (has_tls_exporter_)
+          facts.tls_exporter.assign(tls_exporter_.begin(), tls_exporter_.end());
+        backend_.StepSasl(id_, action.credentials, facts);
+        break;
+      }
       recorder_.AuthStarted(action.credentials);
       backend_.Authenticate(id_, action.credentials);
+      break;
+    case Pop3ActionKind::kAbandonSasl:
+      backend_.AbandonSasl(id_, action.sasl_cancelled);
       break;
     case Pop3ActionKind::kOpenMaildrop:
       backend_.OpenMaildrop(id_, action.user);

@@ -25,6 +25,7 @@
 #ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_ADAPTER_H_
 #define POSTHASTE_SERVER_POP3_SERVICE_POP3_ADAPTER_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -137,7 +138,9 @@ class Pop3Adapter final : public transport::TransportClient {
   bool taken_unflushed_ = false;  // session output taken since the last OnOutputFlushed
   bool receive_paused_ = false;
   bool peer_finished_ = false;
-  bool handshaking_ = false;        // a TLS handshake (implicit or STLS) has not finished
+  bool handshaking_ = false;       // a TLS handshake (implicit or STLS) has not finished
+  bool has_tls_exporter_ = false;  // TLS 1.3: tls_exporter_ holds the RFC 9266 binding
+  std::array<char, 32> tls_exporter_{};
   transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;

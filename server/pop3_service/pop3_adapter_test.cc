@@ -212,6 +212,31 @@ TEST_F(Pop3AdapterTest, ImplicitTlsIsNotReportedToTheSession) {
   EXPECT_TRUE(adapter_->session().tls_active());
 }
 
+// SASL beyond PLAIN/LOGIN: the backend's offer reaches CAPA and changes with a TLS 1.3
+// binding; steps go to StepSasl with the binding, challenges come back as "+ ", "*" is told.
+TEST_F(Pop3AdapterTest, SaslStepsGoToTheBackendWithTheChannelBinding) {
+  Start({.tls_available = true});
+  EXPECT_THAT(Exchange("CAPA\r\n"), ::testing::HasSubstr("SASL PLAIN LOGIN SCRAM-SHA-256\r\n"));
+  Exchange("STLS\r\n");
+  const std::string exporter(32, 'x');
+  transport_->CompleteTlsHandshake({.version = "TLSv1.3", .tls_exporter = exporter});
+  EXPECT_THAT(Exchange("CAPA\r\n"),
+              ::testing::HasSubstr("SASL PLAIN LOGIN SCRAM-SHA-256-PLUS SCRAM-SHA-256\r\n"));
+  backend_.TakeCalls();
+  EXPECT_EQ(Exchange("AUTH SCRAM-SHA-256-PLUS\r\n"), "");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("sasl 7 SCRAM-SHA-256-PLUS start binding=32"));
+  adapter_->OnAuthenticated({pop3::Pop3AuthResult::Code::kContinue, {}, "abc"});
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(), "+ YWJj\r\n");
+  EXPECT_EQ(Exchange("eHl6\r\n"), "");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("sasl 7 SCRAM-SHA-256-PLUS step binding=32"));
+  EXPECT_EQ(backend_.last_secret(), "xyz");
+  adapter_->OnAuthenticated({pop3::Pop3AuthResult::Code::kContinue, {}, "v"});
+  Drain();
+  EXPECT_EQ(Exchange("*\r\n"), "+ dg==\r\n-ERR Authentication cancelled\r\n");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("abandon-sasl 7 cancelled"));
+}
+
 TEST_F(Pop3AdapterTest, QuitCommitsThenClosesAfterTheReply) {
   Start();
   Login();

@@ -27,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/auth/sasl_exchange.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/message_number.h"
 #include "server/pop3/session.h"
@@ -89,6 +90,19 @@ class Pop3Backend {
   virtual void ClientNamed(uint64_t id, std::string_view ip) = 0;
   // Verifies `credentials` (views valid during this call only). Answer: OnAuthenticated.
   virtual void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) = 0;
+  // The SASL mechanisms beyond PLAIN and LOGIN offered on a connection with or without TLS,
+  // and with a tls-exporter channel binding (Pop3SessionOptions::sasl_mechanisms' form). The
+  // text lives as long as the backend. Synchronous, no answer.
+  virtual std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const = 0;
+  // One step of a SASL exchange (credentials.mechanism == kSasl; server/auth/sasl_exchange.h):
+  // starts one (credentials.sasl_start; `connection` says what it may know of the connection)
+  // or feeds the current one the client's next response. Answer: OnAuthenticated, kContinue
+  // with the next challenge, or the verdict.
+  virtual void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                        const auth::SaslConnectionFacts& connection) = 0;
+  // The client abandoned the exchange ("*" when `cancelled`, else a malformed line): forget
+  // it. No answer.
+  virtual void AbandonSasl(uint64_t id, bool cancelled) = 0;
   // Locks `user`'s maildrop at its owner shard (taking it over from an idle holder when the
   // policy says so), counts the connection for (user, client IP), then opens the maildrop.
   // A lock granted is held until Ended(id) (or until a commit in flight then is done).

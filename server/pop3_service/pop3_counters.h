@@ -22,6 +22,7 @@
 #include "base/counter_fields.h"
 #include "metrics/counter_table.h"
 #include "server/pop3/session.h"
+#include "server/pop3_service/sasl_counters.h"
 #include "server/reactor/send.h"
 #include "server/transport/proxy_header_reader.h"
 #include "tls/ktls.h"
@@ -80,6 +81,7 @@ struct ShardStats {
   TlsPathCounters tls_path;
   pop3::Pop3SessionCounters session;     // ended sessions' own counters, summed
   transport::ProxyHeaderCounters proxy;  // PROXY headers read on the POP3 and POP3S listeners
+  SaslCounters sasl;  // SASL beyond PLAIN and LOGIN (rows: server/pop3_service/sasl_counters.h)
 };
 
 // Rows over ShardStats' nested blocks, and second series of a counter kept for dashboards.

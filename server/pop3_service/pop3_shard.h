@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "metrics/shard_metrics.h"
+#include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
 #include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/auth_service.h"
@@ -75,6 +76,8 @@ struct Pop3Service {
   ServeOptions options;
   storage::MailStore* store = nullptr;
   AuthService* auth = nullptr;
+  // What SASL mechanisms beyond PLAIN and LOGIN need (server/auth/sasl_mechanisms.h).
+  auth::SaslServerConfig sasl;
   uint16_t pop3_port = 0;
   uint16_t pop3s_port = 0;  // 0: no implicit-TLS listener
   // Per-tenant plaintext-login overrides (loaded at start, refreshed on tenant changes).

@@ -10,8 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "base/check.h"
 #include "base/log.h"
-#include "server/pop3_service/pop3_shard.h"
+#include "server/auth/sasl_mechanisms.h"
 #include "server/pop3_service/pop3_adapter.h"
+#include "server/pop3_service/pop3_shard.h"
 #include "storage/message_format.h"
 #include "storage/store_error.h"
 
@@ -60,11 +61,27 @@ class StoreMaildrop final : public Pop3Maildrop {
   const server::OpenMaildrop opened_;
 };
 
+// "SCRAM-SHA-256 SCRAM-SHA-1": the offer in the session's form.
+std::string OfferText(const auth::SaslServerConfig& config,
+                      const auth::SaslConnectionFacts& facts) {
+  std::string text;
+  for (auth::SaslMechanism mechanism : auth::OfferedSaslMechanisms(config, facts)) {
+    if (!text.empty()) text += ' ';
+    text += auth::SaslMechanismName(mechanism);
+  }
+  return text;
+}
+
 }  // namespace
 
 Pop3ShardBackend::Pop3ShardBackend(Pop3Shard& shard,
                                    absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter)
-    : shard_(shard), find_adapter_(std::move(find_adapter)) {}
+    : shard_(shard), find_adapter_(std::move(find_adapter)) {
+  const auth::SaslServerConfig& config = shard_.server->sasl;
+  sasl_offer_plain_ = OfferText(config, {});
+  sasl_offer_tls_ = OfferText(config, {.tls = true});
+  sasl_offer_binding_ = OfferText(config, {.tls = true, .tls_exporter = std::string(32, '\0')});
+}
 
 Pop3Adapter* Pop3ShardBackend::Live(uint64_t id) {
   auto it = connections_.find(id);
@@ -200,11 +217,22 @@ PenalisedLogin Pop3ShardBackend::PenalisedLoginOf(uint64_t id,
                                                   const pop3::Pop3Credentials& credentials) {
   PenalisedLogin login{
       .user = std::string(credentials.user.substr(0, auth::kPenaltyAccountBytesMax)),
-      .mechanism = credentials.mechanism};
+      .mechanism = pop3::AuthMechanismName(credentials.mechanism)};
   auto it = connections_.find(id);
   if (it != connections_.end()) {
     login.ip = it->second.ip;
     login.trusted = it->second.trusted;
+  }
+  return login;
+}
+
+PenalisedLogin Pop3ShardBackend::PenalisedSaslLogin(uint64_t id, auth::SaslMechanism mechanism) {
+  PenalisedLogin login{.mechanism = auth::SaslMechanismName(mechanism)};
+  auto it = connections_.find(id);
+  if (it != connections_.end()) {
+    login.ip = it->second.ip;
+    login.trusted = it->second.trusted;
+    login.user = it->second.sasl_user;
   }
   return login;
 }
@@ -237,6 +265,192 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
     case AuthVerdict::Code::kTempFailure:
       result.code = pop3::Pop3AuthResult::Code::kTempFailure;
       break;
+  }
+  adapter->OnAuthenticated(result);
+}
+
+// ---- SASL exchanges beyond PLAIN and LOGIN (server/auth/sasl_exchange.h) ----
+
+std::string_view Pop3ShardBackend::SaslMechanismsOffered(bool tls, bool channel_binding) const {
+  if (!tls) return sasl_offer_plain_;
+  return channel_binding ? sasl_offer_binding_ : sasl_offer_tls_;
+}
+
+void Pop3ShardBackend::StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                                const auth::SaslConnectionFacts& connection) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended) return;
+  Connection& c = it->second;
+  const std::optional<auth::SaslMechanism> mechanism =
+      auth::ParseSaslMechanism(credentials.sasl_mechanism);
+  if (credentials.sasl_start) {
+    c.sasl = mechanism.has_value()
+                 ? auth::NewSaslExchange(*mechanism, connection, shard_.server->sasl)
+                 : nullptr;
+    if (c.sasl == nullptr) {  // the session accepts only what SaslMechanismsOffered listed
+      if (mechanism.has_value()) EndSasl(id, *mechanism, auth::SaslFailure::kNotAllowed);
+      AnswerLater(id, [](Pop3Adapter& a) {
+        a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}, {}});
+      });
+      return;
+    }
+    OnSaslStep(id, c.sasl->Start(credentials.sasl_has_response
+                                     ? std::optional<std::string_view>(credentials.secret)
+                                     : std::nullopt));
+    return;
+  }
+  if (c.sasl == nullptr) {
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}, {}});
+    });
+    return;
+  }
+  OnSaslStep(id, c.sasl->Continue(credentials.secret));
+}
+
+void Pop3ShardBackend::AbandonSasl(uint64_t id, bool cancelled) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.sasl == nullptr) return;
+  EndSasl(id, it->second.sasl->mechanism(),
+          cancelled ? auth::SaslFailure::kCancelled : auth::SaslFailure::kMalformed);
+}
+
+void Pop3ShardBackend::EndSasl(uint64_t id, auth::SaslMechanism mechanism,
+                               auth::SaslFailure failure) {
+  shard_.stats.sasl.CountFailure(mechanism, failure);
+  auto it = connections_.find(id);
+  if (it != connections_.end()) it->second.sasl.reset();
+}
+
+void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended || it->second.sasl == nullptr) return;
+  const auth::SaslMechanism mechanism = it->second.sasl->mechanism();
+  switch (step.kind) {
+    case auth::SaslStep::Kind::kChallenge:
+      AnswerLater(id, [challenge = std::move(step.challenge)](Pop3Adapter& a) mutable {
+        a.OnAuthenticated({pop3::Pop3AuthResult::Code::kContinue, {}, std::move(challenge)});
+      });
+      return;
+    case auth::SaslStep::Kind::kNeedAccount: {
+      it->second.sasl_user = step.authcid.substr(0, auth::kPenaltyAccountBytesMax);
+      Pop3ShardBackend* self = this;
+      storage::MailStore* store = shard_.server->store;
+      const bool accepted = shard_.shard->OffloadIo(
+          [self, store, id, name = std::move(step.authcid)]() -> reactor::OffloadPool::Reply {
+            absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
+            absl::StatusOr<auth::SaslAccount> account = absl::NotFoundError("no such account");
+            if (info.ok()) {
+              auth::SaslAccount found;
+              found.address = info->address;
+              found.disabled = info->disabled;
+              found.password_hash = std::move(info->password_hash);
+              found.scram_sha1 = std::move(info->scram.sha1);
+              found.scram_sha256 = std::move(info->scram.sha256);
+              account = std::move(found);
+            } else if (const storage::StoreError error = storage::ErrorOf(info.status());
+                       error != storage::StoreError::kUnknownAccount &&
+                       error != storage::StoreError::kInvalidAddress) {
+              account = info.status();
+            }
+            return [self, id, account = std::move(account)]() mutable {
+              self->OnSaslAccount(id, std::move(account));
+            };
+          });
+      if (!accepted) {
+        ++shard_.stats.offload_rejected;
+        OnSaslAccount(id, absl::UnavailableError("offload queue full"));
+      }
+      return;
+    }
+    case auth::SaslStep::Kind::kSuccess: {
+      it->second.sasl.reset();
+      it->second.sasl_user = step.authcid.substr(0, auth::kPenaltyAccountBytesMax);
+      // Acting for another account (master users) is not allowed yet.
+      if (!step.authzid.empty() && !SameAccountName(step.authzid, step.authcid)) {
+        shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kAuthzidRefused);
+        ++shard_.stats.auth_failures;
+        const uint32_t delay_ms = shard_.auth_penalties->Failed(PenalisedSaslLogin(id, mechanism));
+        AnswerLater(id, [delay_ms](Pop3Adapter& a) {
+          a.OnAuthenticated(
+              {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
+        });
+        return;
+      }
+      // As for PLAIN: the account must exist and be enabled now.
+      Pop3ShardBackend* self = this;
+      storage::MailStore* store = shard_.server->store;
+      const bool accepted = shard_.shard->OffloadIo(
+          [self, store, id, mechanism,
+           name = std::move(step.authcid)]() -> reactor::OffloadPool::Reply {
+            absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
+            return [self, id, mechanism, info = std::move(info)]() mutable {
+              self->OnSaslLoginChecked(id, mechanism, std::move(info));
+            };
+          });
+      if (!accepted) {
+        ++shard_.stats.offload_rejected;
+        OnSaslLoginChecked(id, mechanism, absl::UnavailableError("offload queue full"));
+      }
+      return;
+    }
+    case auth::SaslStep::Kind::kFailure: {
+      const bool temporary = step.failure == auth::SaslFailure::kTempFailure;
+      uint32_t delay_ms = 0;
+      if (!temporary) {
+        ++shard_.stats.auth_failures;
+        delay_ms = shard_.auth_penalties->Failed(PenalisedSaslLogin(id, mechanism));
+      }
+      EndSasl(id, mechanism, step.failure);
+      AnswerLater(id, [temporary, delay_ms](Pop3Adapter& a) {
+        if (temporary) {
+          a.OnAuthenticated({.code = pop3::Pop3AuthResult::Code::kTempFailure});
+        } else {
+          a.OnAuthenticated(
+              {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
+        }
+      });
+      return;
+    }
+  }
+}
+
+void Pop3ShardBackend::OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccount> account) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.ended || it->second.sasl == nullptr) return;
+  OnSaslStep(id, it->second.sasl->AccountFound(account));
+}
+
+void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+                                          absl::StatusOr<storage::AccountInfo> account) {
+  const PenalisedLogin login = PenalisedSaslLogin(id, mechanism);
+  const bool rejected =
+      account.ok() ? account->disabled
+                   : storage::ErrorOf(account.status()) == storage::StoreError::kUnknownAccount;
+  uint32_t failure_delay_ms = 0;
+  if (rejected) {
+    failure_delay_ms = shard_.auth_penalties->Failed(login);
+  } else if (account.ok()) {
+    shard_.auth_penalties->Succeeded(login);
+  }
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;
+  pop3::Pop3AuthResult result;
+  if (account.ok() && !account->disabled) {
+    shard_.stats.sasl.CountSuccess(mechanism);
+    ++shard_.stats.sessions_authenticated;
+    result.code = pop3::Pop3AuthResult::Code::kOk;
+    result.user = account->address;
+  } else if (account.ok() ||
+             storage::ErrorOf(account.status()) == storage::StoreError::kUnknownAccount) {
+    // Disabled (or deleted) between the exchange's look-up and now.
+    shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kBadCredentials);
+    ++shard_.stats.auth_failures;
+    result.code = pop3::Pop3AuthResult::Code::kBadCredentials;
+    result.failure_delay_ms = failure_delay_ms;
+  } else {
+    shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kTempFailure);
+    result.code = pop3::Pop3AuthResult::Code::kTempFailure;
   }
   adapter->OnAuthenticated(result);
 }

@@ -1,8 +1,10 @@
 // Pop3ShardBackend: the Pop3Backend of one serving shard (see pop3_backend.h for the
 // contract). It does, for the shard's Pop3Adapters, what stays off the connection:
 //   admission   the per-client-IP count, kept by the IP's owner shard (a message there and back)
-//   auth        AuthService::Verify on the CPU offload pool (password hashing); each verdict
-//               told to the shard's AuthPenaltyShard, which sets a failure's delay
+//   auth        AuthService::Verify on the CPU offload pool (password hashing); SASL exchanges
+//               beyond PLAIN and LOGIN (one per connection, made by auth::NewSaslExchange),
+//               their account look-ups on the I/O pool, counted by mechanism and reason; each
+//               verdict told to the shard's AuthPenaltyShard, which sets a failure's delay
 //   maildrop    the lock through the shard's MaildropLocks (owner shard, takeover), then
 //               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot; a
 //               snapshot of an account held for a move is refused ([SYS/TEMP])
@@ -30,6 +32,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "server/auth/sasl_exchange.h"
 #include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/maildrop_locks.h"
@@ -54,6 +57,10 @@ class Pop3ShardBackend final : public Pop3Backend {
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
   void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
+  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const override;
+  void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                const auth::SaslConnectionFacts& connection) override;
+  void AbandonSasl(uint64_t id, bool cancelled) override;
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
@@ -70,6 +77,8 @@ class Pop3ShardBackend final : public Pop3Backend {
     bool ip_counted = false;  // holds a slot in admitted_ip's count at its owner shard
     bool committing = false;  // a commit is out: the maildrop lock waits for it
     bool ended = false;
+    std::unique_ptr<auth::SaslServerExchange> sasl;  // the SASL exchange under way, if any
+    std::string sasl_user;  // the account it named (cut for the penalty tables), once named
   };
 
   // The adapter to answer, or null when the connection has ended or gone.
@@ -81,7 +90,16 @@ class Pop3ShardBackend final : public Pop3Backend {
   void GiveBackIpSlot(const std::string& ip);
   // The attempt as the failed-login penalty needs it, taken when it is made.
   PenalisedLogin PenalisedLoginOf(uint64_t id, const pop3::Pop3Credentials& credentials);
+  // The same for a SASL exchange (its account name, once the exchange has named one).
+  PenalisedLogin PenalisedSaslLogin(uint64_t id, auth::SaslMechanism mechanism);
   void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict, const PenalisedLogin& login);
+  // Carries out a SASL exchange's step for connection `id` (answers, looks up, or ends it).
+  void OnSaslStep(uint64_t id, auth::SaslStep step);
+  void OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccount> account);
+  // The exchange succeeded as `authcid`: the account may log in if it exists and is enabled.
+  void OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+                          absl::StatusOr<storage::AccountInfo> account);
+  void EndSasl(uint64_t id, auth::SaslMechanism mechanism, auth::SaslFailure failure);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
   void OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
@@ -90,6 +108,10 @@ class Pop3ShardBackend final : public Pop3Backend {
   Pop3Shard& shard_;
   absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter_;
   absl::flat_hash_map<uint64_t, Connection> connections_;
+  // SaslMechanismsOffered's answers: without TLS, with TLS, with TLS and a binding.
+  std::string sasl_offer_plain_;
+  std::string sasl_offer_tls_;
+  std::string sasl_offer_binding_;
 };
 
 }  // namespace pop3_service

@@ -159,11 +159,15 @@ void RingTransport::TellTlsStarted() {
   }
   tls_->started_told = true;
   const TlsEngine& engine = *tls_->engine;
+  // The exporter reads the session's exporter secret, which BoringSSL keeps after a kTLS
+  // hand-off too (the engine lives until the reset below).
+  const std::string exporter = engine.TlsExporterChannelBinding();
   const TlsSessionInfo info{.version = engine.version_name(),
                             .cipher = engine.cipher_name(),
                             .server_name = engine.server_name(),
                             .resumed = engine.resumed(),
-                            .kernel_tls = tls_mode_ == TlsMode::kKernel};
+                            .kernel_tls = tls_mode_ == TlsMode::kKernel,
+                            .tls_exporter = exporter};
   client_->OnTlsStarted(info);
   if (tls_mode_ == TlsMode::kKernel) tls_.reset();  // the kernel makes the records now
 }

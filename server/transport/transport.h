@@ -55,6 +55,9 @@ struct TlsSessionInfo {
   std::string_view server_name;  // SNI, empty when none was sent
   bool resumed = false;
   bool kernel_tls = false;       // the record layer went to the kernel
+  // RFC 9266 tls-exporter channel binding (32 bytes; TLS 1.3 only, else empty), for SASL
+  // -PLUS mechanisms. Valid during OnTlsStarted only.
+  std::string_view tls_exporter;
 };
 
 // Why a connection ended (told once, in OnClosed).

@@ -113,8 +113,17 @@ void FakeDriver::Pump() {
         last_credentials_.secret = last_secret_;
         last_credentials_.authzid = last_authzid_;
         last_credentials_.apop_timestamp = {};
-        events_.push_back("auth " + std::string(AuthMechanismName(action.credentials.mechanism)) +
-                          " " + last_user_);
+        last_sasl_mechanism_.assign(action.credentials.sasl_mechanism);
+        last_credentials_.sasl_mechanism = last_sasl_mechanism_;
+        if (action.credentials.mechanism == AuthMechanism::kSasl) {
+          events_.push_back("sasl " + last_sasl_mechanism_ +
+                            (action.credentials.sasl_start ? " start " : " step ") +
+                            (action.credentials.sasl_has_response ? "[" + last_secret_ + "]"
+                                                                  : std::string("none")));
+        } else {
+          events_.push_back("auth " + std::string(AuthMechanismName(action.credentials.mechanism)) +
+                            " " + last_user_);
+        }
         pending_ = Pending::kAuth;
         break;
       case Pop3ActionKind::kOpenMaildrop:
@@ -141,6 +150,10 @@ void FakeDriver::Pump() {
       case Pop3ActionKind::kDelay:
         events_.push_back("delay " + std::to_string(action.delay_ms));
         break;
+      case Pop3ActionKind::kAbandonSasl:
+        events_.push_back(action.sasl_cancelled ? "abandon-sasl cancelled"
+                                                : "abandon-sasl malformed");
+        break;
       case Pop3ActionKind::kClose:
         events_.push_back("close");
         closed_ = true;
@@ -165,7 +178,15 @@ void FakeDriver::Answer() {
     case Pending::kAuth: {
       Pop3AuthResult result;
       auto it = accounts_.find(last_user_);
-      if (it == accounts_.end()) {
+      if (last_credentials_.mechanism == AuthMechanism::kSasl) {
+        result.code = Pop3AuthResult::Code::kBadCredentials;
+        if (sasl_answer) {
+          result = sasl_answer(last_sasl_mechanism_, last_credentials_.sasl_start,
+                               last_credentials_.sasl_has_response
+                                   ? std::optional<std::string_view>(last_secret_)
+                                   : std::nullopt);
+        }
+      } else if (it == accounts_.end()) {
         result.code = Pop3AuthResult::Code::kBadCredentials;
       } else if (it->second.auth_code.has_value()) {
         result.code = *it->second.auth_code;

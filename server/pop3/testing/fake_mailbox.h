@@ -10,6 +10,7 @@
 #define POSTHASTE_SERVER_POP3_TESTING_FAKE_MAILBOX_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,6 +59,12 @@ class FakeDriver {
   };
 
   explicit FakeDriver(Pop3SessionOptions options = {});
+
+  // Answers kSasl steps (AuthMechanism::kSasl: mechanism, AUTH or a later line, the decoded
+  // response or none). Unset: every kSasl step fails with kBadCredentials.
+  std::function<Pop3AuthResult(std::string_view mechanism, bool start,
+                               std::optional<std::string_view> response)>
+      sasl_answer;
 
   Pop3Session& session() { return *session_; }
   std::map<std::string, Account>& accounts() { return accounts_; }
@@ -111,6 +118,7 @@ class FakeDriver {
   std::string last_user_;
   std::string last_secret_;
   std::string last_authzid_;
+  std::string last_sasl_mechanism_;
 };
 
 }  // namespace posthaste::pop3::testing

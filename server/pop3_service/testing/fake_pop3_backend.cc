@@ -40,6 +40,22 @@ void FakePop3Backend::ClientNamed(uint64_t id, std::string_view ip) {
   calls_.push_back(absl::StrCat("client ", id, " ", std::string(ip)));
 }
 
+std::string_view FakePop3Backend::SaslMechanismsOffered(bool tls, bool channel_binding) const {
+  return channel_binding ? "SCRAM-SHA-256-PLUS SCRAM-SHA-256" : "SCRAM-SHA-256";
+}
+
+void FakePop3Backend::StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
+                               const auth::SaslConnectionFacts& connection) {
+  calls_.push_back(absl::StrCat("sasl ", id, " ", std::string(credentials.sasl_mechanism),
+                                credentials.sasl_start ? " start" : " step",
+                                " binding=", connection.tls_exporter.size()));
+  last_secret_.assign(credentials.secret);
+}
+
+void FakePop3Backend::AbandonSasl(uint64_t id, bool cancelled) {
+  calls_.push_back(absl::StrCat("abandon-sasl ", id, cancelled ? " cancelled" : " malformed"));
+}
+
 void FakePop3Backend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
   calls_.push_back(absl::StrCat("auth ", id, " ", std::string(credentials.user)));
   last_secret_ = std::string(credentials.secret);

@@ -1,0 +1,80 @@
+#include "server/auth/sasl_mechanisms.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/status/status.h"
+#include "server/auth/scram.h"
+
+namespace posthaste::auth {
+
+absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path) {
+  constexpr size_t kSecretBytes = 32;
+  std::string secret(kSecretBytes, '\0');
+  const auto error = [&](const char* what) {
+    return absl::InternalError(std::string(what) + " " + path + ": " + std::strerror(errno));
+  };
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    const ssize_t n = read(fd, secret.data(), secret.size());
+    close(fd);
+    if (n != static_cast<ssize_t>(kSecretBytes)) {
+      return absl::DataLossError("SASL secret " + path + " is not 32 bytes");
+    }
+    return secret;
+  }
+  if (errno != ENOENT) return error("reading");
+  if (!RAND_bytes(reinterpret_cast<uint8_t*>(secret.data()), secret.size())) {
+    return absl::InternalError("no random bytes for the SASL secret");
+  }
+  const std::string temporary = path + ".new";
+  fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return error("creating");
+  const bool written = write(fd, secret.data(), secret.size()) ==
+                           static_cast<ssize_t>(kSecretBytes) &&
+                       fsync(fd) == 0;
+  close(fd);
+  if (!written || rename(temporary.c_str(), path.c_str()) != 0) return error("writing");
+  return secret;
+}
+
+std::vector<SaslMechanism> OfferedSaslMechanisms(const SaslServerConfig& config,
+                                                 const SaslConnectionFacts& facts) {
+  std::vector<SaslMechanism> offered;
+  if (!facts.tls_exporter.empty()) {
+    offered.push_back(SaslMechanism::kScramSha256Plus);
+    offered.push_back(SaslMechanism::kScramSha1Plus);
+  }
+  offered.push_back(SaslMechanism::kScramSha256);
+  offered.push_back(SaslMechanism::kScramSha1);
+  return offered;
+}
+
+std::unique_ptr<SaslServerExchange> NewSaslExchange(SaslMechanism mechanism,
+                                                    const SaslConnectionFacts& facts,
+                                                    const SaslServerConfig& config) {
+  const std::vector<SaslMechanism> offered = OfferedSaslMechanisms(config, facts);
+  if (std::find(offered.begin(), offered.end(), mechanism) == offered.end()) return nullptr;
+  switch (mechanism) {
+    case SaslMechanism::kScramSha1:
+    case SaslMechanism::kScramSha1Plus:
+    case SaslMechanism::kScramSha256:
+    case SaslMechanism::kScramSha256Plus:
+      return std::make_unique<ScramServerExchange>(mechanism, facts, config.scram_secret);
+    case SaslMechanism::kPlain:
+    case SaslMechanism::kLogin:
+    case SaslMechanism::kCramMd5:
+    case SaslMechanism::kOAuthBearer:
+    case SaslMechanism::kXOAuth2:
+    case SaslMechanism::kExternal:
+      break;
+  }
+  return nullptr;
+}
+
+}  // namespace posthaste::auth
