@@ -12,9 +12,13 @@ constexpr char kOpDelete = 'd';
 constexpr char kOpMove = 'm';
 constexpr uint8_t kAccountVersion = 1;
 constexpr uint8_t kAccountVersionWithDisplay = 2;  // + display local part (u8 length, bytes)
+constexpr uint8_t kAccountVersionWithFields = 3;   // + tagged fields (index_codec.h)
+constexpr uint8_t kAccountFieldSharedSecret = 1;
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
+constexpr uint8_t kTenantVersionWithAuth = 3;    // + flags, master users
+constexpr uint8_t kTenantFlagApop = 1;
 constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -296,8 +300,11 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 
 std::string EncodeAccount(const AccountRecord& r) {
   const bool with_display = !r.display_local.empty();
-  std::string out(1,
-                  static_cast<char>(with_display ? kAccountVersionWithDisplay : kAccountVersion));
+  const bool with_fields = !r.shared_secret.empty();
+  const uint8_t version = with_fields    ? kAccountVersionWithFields
+                          : with_display ? kAccountVersionWithDisplay
+                                         : kAccountVersion;
+  std::string out(1, static_cast<char>(version));
   PutLE64(&out, r.incarnation);
   out.push_back(r.disabled ? 1 : 0);
   PutLE64(&out, r.quota_messages);
@@ -305,9 +312,14 @@ std::string EncodeAccount(const AccountRecord& r) {
   PutLE64(&out, static_cast<uint64_t>(r.created_unix_seconds));
   PutLE32(&out, static_cast<uint32_t>(r.password_hash.size()));
   out.append(r.password_hash);
-  if (with_display) {
+  if (with_display || with_fields) {
     out.push_back(static_cast<char>(static_cast<uint8_t>(r.display_local.size())));
     out.append(r.display_local);
+  }
+  if (with_fields) {
+    out.push_back(static_cast<char>(kAccountFieldSharedSecret));
+    PutLE32(&out, static_cast<uint32_t>(r.shared_secret.size()));
+    out.append(r.shared_secret);
   }
   return out;
 }
@@ -316,7 +328,10 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   constexpr size_t kFixed = 1 + 8 + 1 + 8 + 8 + 8 + 4;
   if (in.size() < kFixed) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
-  if (version != kAccountVersion && version != kAccountVersionWithDisplay) return false;
+  if (version != kAccountVersion && version != kAccountVersionWithDisplay &&
+      version != kAccountVersionWithFields) {
+    return false;
+  }
   const char* p = in.data() + 1;
   r->incarnation = GetLE64(p);
   r->disabled = p[8] != 0;
@@ -328,22 +343,54 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   r->password_hash.assign(in.substr(kFixed, hash_len));
   std::string_view rest = in.substr(kFixed + hash_len);
   r->display_local.clear();
+  r->shared_secret.clear();
   if (version == kAccountVersion) return rest.empty();
   if (rest.empty()) return false;
   const size_t display_len = static_cast<uint8_t>(rest[0]);
   rest.remove_prefix(1);
-  if (display_len == 0 || rest.size() != display_len) return false;
-  r->display_local.assign(rest);
+  if (version == kAccountVersionWithDisplay) {
+    if (display_len == 0 || rest.size() != display_len) return false;
+    r->display_local.assign(rest);
+    return true;
+  }
+  if (rest.size() < display_len) return false;
+  r->display_local.assign(rest.substr(0, display_len));
+  rest.remove_prefix(display_len);
+  while (!rest.empty()) {
+    if (rest.size() < 5) return false;
+    const uint8_t tag = static_cast<uint8_t>(rest[0]);
+    const uint32_t length = GetLE32(rest.data() + 1);
+    rest.remove_prefix(5);
+    if (rest.size() < length) return false;
+    if (tag != kAccountFieldSharedSecret) return false;
+    r->shared_secret.assign(rest.substr(0, length));
+    rest.remove_prefix(length);
+  }
   return true;
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
-  const bool with_policy = r.plaintext_auth != 0;
-  std::string out(1, static_cast<char>(with_policy ? kTenantVersionWithPolicy : kTenantVersion));
+  const bool with_auth = r.apop_allowed || !r.master_users.empty();
+  const bool with_policy = with_auth || r.plaintext_auth != 0;
+  const uint8_t version = with_auth     ? kTenantVersionWithAuth
+                          : with_policy ? kTenantVersionWithPolicy
+                                        : kTenantVersion;
+  std::string out(1, static_cast<char>(version));
   PutLE64(&out, r.quota_messages);
   PutLE64(&out, r.quota_octets);
   PutLE64(&out, r.message_bytes_max);
   if (with_policy) out.push_back(static_cast<char>(r.plaintext_auth));
+  if (with_auth) {
+    out.push_back(static_cast<char>(r.apop_allowed ? kTenantFlagApop : 0));
+    const uint16_t count = static_cast<uint16_t>(r.master_users.size());
+    out.push_back(static_cast<char>(count & 0xff));
+    out.push_back(static_cast<char>(count >> 8));
+    for (size_t i = 0; i < count; ++i) {
+      const std::string& user = r.master_users[i];
+      out.push_back(static_cast<char>(static_cast<uint8_t>(user.size())));
+      out.append(user, 0, std::min<size_t>(user.size(), 255));
+    }
+  }
   return out;
 }
 
@@ -351,13 +398,32 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
   if (in.empty()) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
   if (!(version == kTenantVersion && in.size() == 25) &&
-      !(version == kTenantVersionWithPolicy && in.size() == 26)) {
+      !(version == kTenantVersionWithPolicy && in.size() == 26) &&
+      !(version == kTenantVersionWithAuth && in.size() >= 29)) {
     return false;
   }
   r->quota_messages = GetLE64(in.data() + 1);
   r->quota_octets = GetLE64(in.data() + 9);
   r->message_bytes_max = GetLE64(in.data() + 17);
-  r->plaintext_auth = version == kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
+  r->plaintext_auth = version >= kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
+  r->apop_allowed = false;
+  r->master_users.clear();
+  if (version == kTenantVersionWithAuth) {
+    const uint8_t flags = static_cast<uint8_t>(in[26]);
+    if ((flags & ~kTenantFlagApop) != 0) return false;
+    r->apop_allowed = (flags & kTenantFlagApop) != 0;
+    const size_t count = static_cast<uint8_t>(in[27]) | (size_t{static_cast<uint8_t>(in[28])} << 8);
+    std::string_view rest = in.substr(29);
+    for (size_t i = 0; i < count; ++i) {
+      if (rest.empty()) return false;
+      const size_t length = static_cast<uint8_t>(rest[0]);
+      rest.remove_prefix(1);
+      if (length == 0 || rest.size() < length) return false;
+      r->master_users.emplace_back(rest.substr(0, length));
+      rest.remove_prefix(length);
+    }
+    if (!rest.empty()) return false;
+  }
   return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }
 
