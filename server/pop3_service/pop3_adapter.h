@@ -80,6 +80,12 @@ class Pop3Adapter final : public transport::TransportClient {
   void OnMaildropOpened(Pop3MaildropOpened opened);
   void OnTopLength(absl::StatusOr<uint64_t> length);
   void OnCommitted(absl::Status status);
+  // A line of the session's log (its id, client and tenant, then `fields`) for what the
+  // backend audits: a master user logging in as another user.
+  void LogForBackend(LogLevel level, std::string_view message,
+                     std::initializer_list<LogField> fields) {
+    recorder_.Log(level, message, fields);
+  }
 
   // transport::TransportClient.
   void OnReceive(std::string_view bytes) override;

@@ -19,6 +19,10 @@ namespace {
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
 
+std::string_view DomainOf(std::string_view address) {
+  return address.substr(address.rfind('@') + 1);
+}
+
 // Whether a SASL authorization identity names the authenticating user: the same address in
 // any case (storage::CanonicalAddress), or the same bytes when it is no address.
 bool SameAccountName(std::string_view authzid, std::string_view user) {
@@ -162,23 +166,77 @@ void Pop3ShardBackend::ClientNamed(uint64_t id, std::string_view ip) {
 // ---- Authentication: hashing on the CPU offload pool ----
 
 void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
-  const bool supported =
-      credentials.mechanism != pop3::AuthMechanism::kApop &&
-      (credentials.authzid.empty() || SameAccountName(credentials.authzid, credentials.user));
-  if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
-    ++shard_.stats.auth_failures;
-    AnswerLater(id, [](Pop3Adapter& a) {
-      a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
-    });
+  if (credentials.mechanism == pop3::AuthMechanism::kApop) {
+    AuthenticateApop(id, credentials);
     return;
   }
-  Pop3ShardBackend* self = this;
+  if (!credentials.authzid.empty() && !SameAccountName(credentials.authzid, credentials.user)) {
+    AuthenticateAs(id, credentials);
+    return;
+  }
   AuthService* auth = shard_.server->auth;
+  VerifyOffReactor(id, [auth, user = std::string(credentials.user),
+                        secret = std::string(credentials.secret)]() mutable {
+    AuthVerdict verdict = auth->Verify(user, secret);
+    OPENSSL_cleanse(secret.data(), secret.size());
+    return verdict;
+  });
+}
+
+void Pop3ShardBackend::AuthenticateApop(uint64_t id, const pop3::Pop3Credentials& credentials) {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  if (policies == nullptr || !policies->ApopAllowedFor(credentials.user)) {
+    RefuseLogin(id);  // the greeting offers APOP when any tenant allows it: not this one
+    return;
+  }
+  AuthService* auth = shard_.server->auth;
+  VerifyOffReactor(id, [auth, user = std::string(credentials.user),
+                        timestamp = std::string(credentials.apop_timestamp),
+                        digest = std::string(credentials.secret)] {
+    return auth->VerifyApop(user, timestamp, digest);
+  });
+}
+
+void Pop3ShardBackend::AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials) {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  absl::StatusOr<std::string> master = storage::CanonicalAddress(credentials.user);
+  absl::StatusOr<std::string> target = storage::CanonicalAddress(credentials.authzid);
+  // A master user acts only within its own tenant: same domain, and listed by that tenant
+  // (ShardTenantPolicies keeps each tenant's masters in the tenant's own domain).
+  const bool may = credentials.mechanism == pop3::AuthMechanism::kSaslPlain &&
+                   policies != nullptr && master.ok() && target.ok() &&
+                   DomainOf(*master) == DomainOf(*target) && policies->IsMasterUser(*master);
+  if (!may) {
+    ++shard_.stats.master_refusals;
+    if (Pop3Adapter* adapter = Live(id)) {
+      adapter->LogForBackend(LogLevel::kWarning, "authorisation id refused",
+                             {{"authcid", std::string(credentials.user)},
+                              {"authzid", std::string(credentials.authzid)}});
+    }
+    RefuseLogin(id);
+    return;
+  }
+  AuthService* auth = shard_.server->auth;
+  VerifyOffReactor(id, [auth, master = *std::move(master), target = *std::move(target),
+                        secret = std::string(credentials.secret)]() mutable {
+    AuthVerdict verdict = auth->VerifyAs(master, secret, target);
+    OPENSSL_cleanse(secret.data(), secret.size());
+    return verdict;
+  });
+}
+
+void Pop3ShardBackend::RefuseLogin(uint64_t id) {
+  ++shard_.stats.auth_failures;
+  AnswerLater(id, [](Pop3Adapter& a) {
+    a.OnAuthenticated({pop3::Pop3AuthResult::Code::kBadCredentials, {}});
+  });
+}
+
+void Pop3ShardBackend::VerifyOffReactor(uint64_t id, absl::AnyInvocable<AuthVerdict()> verify) {
+  Pop3ShardBackend* self = this;
   const bool accepted = shard_.shard->Offload(
-      [self, auth, id, user = std::string(credentials.user),
-       secret = std::string(credentials.secret)]() mutable -> reactor::OffloadPool::Reply {
-        AuthVerdict verdict = auth->Verify(user, secret);
-        OPENSSL_cleanse(secret.data(), secret.size());
+      [self, id, verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
+        AuthVerdict verdict = verify();
         return [self, id, verdict = std::move(verdict)] { self->OnAuthVerdict(id, verdict); };
       });
   if (!accepted) {
@@ -197,6 +255,11 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
     case AuthVerdict::Code::kOk:
       ++shard_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++shard_.stats.auth_cache_hits;
+      if (!verdict.master.empty()) {  // the audit trail of a master user's login
+        ++shard_.stats.master_logins;
+        adapter->LogForBackend(LogLevel::kInfo, "master user login",
+                               {{"master", verdict.master}, {"user", verdict.address}});
+      }
       result.code = pop3::Pop3AuthResult::Code::kOk;
       result.user = verdict.address;
       break;

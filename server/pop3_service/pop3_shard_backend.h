@@ -77,6 +77,15 @@ class Pop3ShardBackend final : public Pop3Backend {
   void OnAdmission(uint64_t id, const std::string& ip, bool ok);
   void GiveBackIpSlot(const std::string& ip);
   void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict);
+  // APOP: refused unless the user's tenant allows it; the digest is checked off the reactor.
+  void AuthenticateApop(uint64_t id, const pop3::Pop3Credentials& credentials);
+  // SASL PLAIN with an authorisation id naming another user: only a master user of that
+  // user's own tenant may (audited in the session log and counted).
+  void AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials);
+  // Answers kBadCredentials later and counts the failure.
+  void RefuseLogin(uint64_t id);
+  // Runs `verify` on the CPU offload pool and answers with its verdict.
+  void VerifyOffReactor(uint64_t id, absl::AnyInvocable<AuthVerdict()> verify);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
   void OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
