@@ -55,6 +55,10 @@ struct TlsSessionInfo {
   std::string_view server_name;  // SNI, empty when none was sent
   bool resumed = false;
   bool kernel_tls = false;       // the record layer went to the kernel
+  // The verified client certificate's identity for SASL EXTERNAL (TlsEngine::
+  // client_certificate_identity(): a subjectAltName email, else the CN); empty when none.
+  std::string_view client_certificate_identity;
+  std::string_view certificate_name;  // the server certificate chosen (whose CA verified it)
 };
 
 // Why a connection ended (told once, in OnClosed).
