@@ -55,6 +55,8 @@ std::string_view AuthMechanismName(AuthMechanismLabel mechanism) {
       return "plain";
     case AuthMechanismLabel::kLogin:
       return "login";
+    case AuthMechanismLabel::kCramMd5:
+      return "cram-md5";
     case AuthMechanismLabel::kCount:
       break;
   }

@@ -76,7 +76,7 @@ inline constexpr size_t kCommandCount = static_cast<size_t>(Command::kCount);
 enum class CommandResult : uint8_t { kOk, kErr, kCount };
 std::string_view CommandResultLabel(CommandResult result);
 
-enum class AuthMechanismLabel : uint8_t { kUser, kApop, kPlain, kLogin, kCount };
+enum class AuthMechanismLabel : uint8_t { kUser, kApop, kPlain, kLogin, kCramMd5, kCount };
 std::string_view AuthMechanismName(AuthMechanismLabel mechanism);
 
 enum class AuthResult : uint8_t {

@@ -1,4 +1,4 @@
-"""APOP and master users against the real posthaste binary, with Python's poplib and curl.
+"""APOP, CRAM-MD5 and master users against the real posthaste binary, with poplib and curl.
 
 Shows, for APOP (RFC 1939 section 7): with no tenant allowing it the greeting has no timestamp
 and APOP is refused; once `tenant policy apop.test --apop=allow` is set (through the admin
@@ -6,6 +6,9 @@ socket, server running) the greeting carries a fresh `<...>` timestamp per conne
 poplib's apop() logs in a user whose `user apop-secret` is set and sees its mail; a wrong
 secret, a user without a secret and a user of a tenant that does not allow APOP (whose secret
 is set) are all refused with -ERR [AUTH].
+
+CRAM-MD5 (RFC 2195) follows the same switch and secret: CAPA lists it, curl's
+`--login-options AUTH=CRAM-MD5` logs in with the secret, and the same three cases are refused.
 
 For master users (SASL PLAIN with an authorisation id, `tenant policy --master_users`): curl
 with --sasl-authzid logs the master in as another user of its tenant with the master's own
@@ -110,14 +113,30 @@ class ApopAndMasterUsersTest(unittest.TestCase):
     self.assert_apop_refused(PAT, "tanstaaf")  # plain.test does not allow APOP
     self.assert_apop_refused("nobody@apop.test", "tanstaaf")
 
-  def curl(self, user, password, authzid, path="/"):
+  def curl(self, user, password, authzid, path="/", mechanism="PLAIN"):
     curl = shutil.which("curl") or "/usr/bin/curl"
     argv = [curl, "--silent", "--show-error", "--max-time", str(TIMEOUT_S),
-            "--user", "%s:%s" % (user, password), "--sasl-authzid", authzid,
-            "--login-options", "AUTH=PLAIN",
+            "--user", "%s:%s" % (user, password), "--login-options", "AUTH=" + mechanism,
+            *(["--sasl-authzid", authzid] if authzid else []),
             "pop3://127.0.0.1:%d%s" % (self.server.pop3_port, path)]
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=TIMEOUT_S + 10, check=False)
+
+  def test_cram_md5(self):
+    # CRAM-MD5 follows APOP's switch and secret; curl computes the HMAC-MD5 over our challenge.
+    self.cli_online("tenant", "policy", "apop.test", "--apop=allow")
+    pop = self.connect()
+    self.assertEqual(pop.capa().get("SASL"), ["PLAIN", "LOGIN", "CRAM-MD5"])
+    pop.quit()
+    ok = self.curl(MROSE, "tanstaaf", None, mechanism="CRAM-MD5")
+    self.assertEqual(ok.returncode, 0, ok.stderr)
+    self.assertEqual(ok.stdout.count(b"\r\n"), 1)  # LIST of mrose's one message
+    for user, secret in ((MROSE, "tanstaaF"), (NOSECRET, PASSWORD), (PAT, "tanstaaf")):
+      refused = self.curl(user, secret, None, mechanism="CRAM-MD5")
+      self.assertNotEqual(refused.returncode, 0, (user, refused.stdout))
+    samples = self.server.metrics()
+    self.assertGreaterEqual(
+        metric_sum(samples, "posthaste_pop3_authentications_total", mechanism="cram-md5"), 4)
 
   def test_master_users(self):
     before = self.server.metrics()

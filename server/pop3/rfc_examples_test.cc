@@ -176,6 +176,55 @@ TEST(Rfc1939Test, Apop) {
   }
 }
 
+// RFC 2195 section 2's CRAM-MD5 example, offered with APOP (same tenant switch and secret):
+// the challenge is the greeting's timestamp, and the client's "user digest" reaches the driver
+// with that challenge (the backend checks HMAC-MD5; see server/auth/shared_secret_test.cc).
+TEST(Rfc2195Test, CramMd5) {
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE("fragment size " + std::to_string(fragment));
+    FakeMailbox mailbox;
+    Pop3SessionOptions options = ApopOptions();
+    options.apop_timestamp = "<1896.697170952@postoffice.reston.mci.net>";
+    FakeDriver driver(options);
+    driver.accounts()["tim"] = {.password = "b913a602c7eda7a495b4e6e7334d3890",
+                                .mailbox = &mailbox};
+    driver.TakeOutput();
+    driver.Feed("CAPA\r\n", fragment);
+    EXPECT_NE(driver.TakeOutput().find("\r\nSASL CRAM-MD5\r\n"), std::string::npos);
+    driver.Feed("AUTH CRAM-MD5\r\n", fragment);
+    EXPECT_EQ(driver.TakeOutput(),
+              "+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+    driver.Feed("dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n", fragment);
+    EXPECT_EQ(driver.TakeOutput(), "+OK tim's maildrop has 0 messages (0 octets)\r\n");
+    EXPECT_EQ(driver.last_credentials().mechanism, AuthMechanism::kSaslCramMd5);
+    EXPECT_EQ(driver.last_credentials().user, "tim");
+    EXPECT_EQ(driver.last_timestamp(), "<1896.697170952@postoffice.reston.mci.net>");
+  }
+}
+
+TEST(Rfc2195Test, CramMd5OnlyWithApopAndWellFormed) {
+  {  // Not offered without APOP: unsupported, and not in CAPA.
+    FakeDriver driver(DeweyOptions());
+    driver.TakeOutput();
+    driver.Feed("CAPA\r\nAUTH CRAM-MD5\r\n");
+    const std::string out = driver.TakeOutput();
+    EXPECT_EQ(out.find("CRAM-MD5"), std::string::npos);
+    EXPECT_NE(out.find("-ERR Unsupported authentication mechanism"), std::string::npos);
+  }
+  FakeDriver driver(ApopOptions());
+  driver.TakeOutput();
+  driver.Feed("AUTH CRAM-MD5 dGlt\r\n");  // no initial response allowed
+  EXPECT_EQ(driver.TakeOutput(), "-ERR CRAM-MD5 takes no initial response\r\n");
+  for (std::string_view bad : {"dGlt", "dGltIGI5MTNh", "IGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"}) {
+    driver.Feed("AUTH CRAM-MD5\r\n");
+    driver.TakeOutput();
+    driver.Feed(std::string(bad) + "\r\n");
+    EXPECT_EQ(driver.TakeOutput(), "-ERR Invalid CRAM-MD5 response\r\n") << bad;
+  }
+  driver.Feed("AUTH CRAM-MD5\r\n*\r\n");
+  EXPECT_NE(driver.TakeOutput().find("-ERR Authentication cancelled"), std::string::npos);
+}
+
 // RFC 1939 section 10, the example POP3 session, byte for byte after the greeting.
 TEST(Rfc1939Test, ExampleSession) {
   for (size_t fragment : kFragmentSizes) {

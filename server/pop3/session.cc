@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "base/check.h"
 #include "base/short_copy.h"
 #include "base/strings.h"
@@ -201,6 +202,8 @@ std::string_view AuthMechanismName(AuthMechanism mechanism) {
       return "PLAIN";
     case AuthMechanism::kSaslLogin:
       return "LOGIN";
+    case AuthMechanism::kSaslCramMd5:
+      return "CRAM-MD5";
   }
   return "?";
 }
@@ -591,7 +594,23 @@ void Pop3Session::CmdAuth(std::string_view args) {
       AppendLine("PLAIN");
       AppendLine("LOGIN");
     }
+    if (ApopOffered()) AppendLine("CRAM-MD5");
     AppendLine(".");
+    return;
+  }
+  if (EqualsIgnoreCase(mechanism, "CRAM-MD5") && ApopOffered()) {
+    // Server-first (RFC 2195): no initial response. The challenge is the greeting's
+    // timestamp, unique per connection.
+    if (!rest.empty()) {
+      BadCommand("-ERR CRAM-MD5 takes no initial response");
+      return;
+    }
+    have_user_ = false;
+    user_arg_.clear();
+    sasl_step_ = SaslStep::kCramMd5Response;
+    Append("+ ");
+    Append(absl::Base64Escape(AbslView(options_.apop_timestamp)));
+    Append("\r\n");
     return;
   }
   SaslStep first;
@@ -683,6 +702,27 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
       auth_secret_ = std::move(decoded);
       StartAuthentication(AuthMechanism::kSaslLogin);
       return;
+    case SaslStep::kCramMd5Response: {
+      // "name SP digest": the name may contain spaces; the digest is 32 hex digits.
+      const size_t space = decoded.rfind(' ');
+      bool valid = space != std::string::npos && space > 0 && decoded.size() - space - 1 == 32 &&
+                   decoded.find('\0') == std::string::npos;
+      for (size_t i = space + 1; valid && i < decoded.size(); ++i) {
+        char& c = decoded[i];
+        if (c >= 'A' && c <= 'F') c = static_cast<char>(c + 32);
+        valid = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      }
+      if (!valid) {
+        Wipe(&decoded);
+        BadCommand("-ERR Invalid CRAM-MD5 response");
+        return;
+      }
+      auth_user_.assign(decoded, 0, space);
+      auth_secret_.assign(decoded, space + 1);
+      Wipe(&decoded);
+      StartAuthentication(AuthMechanism::kSaslCramMd5);
+      return;
+    }
     case SaslStep::kNone:
       break;
   }
@@ -830,9 +870,12 @@ void Pop3Session::CmdCapa(std::string_view args) {
   AppendLine("TOP");
   // Plaintext mechanisms are advertised only where they would be accepted (RFC 2595 2.2).
   const bool plaintext = PlaintextAllowed();
-  if (plaintext) {
-    AppendLine("USER");
-    AppendLine("SASL PLAIN LOGIN");
+  if (plaintext) AppendLine("USER");
+  if (plaintext || ApopOffered()) {
+    Append("SASL");
+    if (plaintext) Append(" PLAIN LOGIN");
+    if (ApopOffered()) Append(" CRAM-MD5");
+    Append("\r\n");
   }
   AppendLine("RESP-CODES");
   if (policy.login_delay_seconds.has_value()) {
@@ -1227,7 +1270,8 @@ Pop3Action Pop3Session::NextAction() {
       action.credentials.authzid = auth_authzid_;
       action.credentials.user = auth_user_;
       action.credentials.secret = auth_secret_;
-      if (auth_mechanism_ == AuthMechanism::kApop) {
+      if (auth_mechanism_ == AuthMechanism::kApop ||
+          auth_mechanism_ == AuthMechanism::kSaslCramMd5) {
         action.credentials.apop_timestamp = options_.apop_timestamp;
       }
       break;

@@ -183,7 +183,10 @@ struct Pop3SessionCounters {
 };
 PH_COUNTER_BLOCK_SUM(Pop3SessionCounters, PH_POP3_SESSION_COUNTERS)
 
-enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin };
+// kSaslCramMd5 (RFC 2195) is offered with APOP (ApopOffered: the same tenant switch and
+// secret) and uses the APOP timestamp as its challenge: `secret` is the client's digest and
+// `apop_timestamp` the challenge.
+enum class AuthMechanism : uint8_t { kUserPass, kApop, kSaslPlain, kSaslLogin, kSaslCramMd5 };
 std::string_view AuthMechanismName(AuthMechanism mechanism);
 
 // What kAuthenticate asks the driver to verify. Views into the session, valid until
@@ -192,8 +195,8 @@ struct Pop3Credentials {
   AuthMechanism mechanism = AuthMechanism::kUserPass;
   std::string_view authzid;         // SASL PLAIN only; may be empty
   std::string_view user;            // USER / APOP name / SASL authcid
-  std::string_view secret;          // password, or the APOP digest (32 lowercase hex)
-  std::string_view apop_timestamp;  // APOP only: the greeting's timestamp
+  std::string_view secret;          // password, or the APOP/CRAM-MD5 digest (32 lowercase hex)
+  std::string_view apop_timestamp;  // APOP and CRAM-MD5: the greeting's timestamp
 };
 
 struct Pop3AuthResult {
@@ -310,7 +313,13 @@ class Pop3Session {
 
  private:
   enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls };
-  enum class SaslStep : uint8_t { kNone, kPlainResponse, kLoginUser, kLoginPassword };
+  enum class SaslStep : uint8_t {
+    kNone,
+    kPlainResponse,
+    kLoginUser,
+    kLoginPassword,
+    kCramMd5Response
+  };
   enum class ListingKind : uint8_t { kNone, kList, kUidl };
 
   struct QueuedAction {

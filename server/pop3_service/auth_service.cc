@@ -106,20 +106,43 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
   return verdict;
 }
 
-AuthVerdict AuthService::VerifyApop(std::string_view user, std::string_view timestamp,
-                                    std::string_view digest_hex) {
-  AuthVerdict verdict;
+std::optional<storage::AccountInfo> AuthService::SharedSecretAccount(std::string_view user,
+                                                                     AuthVerdict* verdict) {
+  verdict->code = AuthVerdict::Code::kBadCredentials;
   absl::StatusOr<storage::AccountInfo> account = store_->GetAccount(user);
   if (!account.ok()) {
     if (!absl::IsNotFound(account.status()) && !absl::IsInvalidArgument(account.status())) {
       LogEvent(LogLevel::kWarning, "account lookup failed",
                {{"error", account.status().ToString()}});
-      verdict.code = AuthVerdict::Code::kTempFailure;
+      verdict->code = AuthVerdict::Code::kTempFailure;
     }
-    return verdict;
+    return std::nullopt;
   }
-  if (account->disabled || account->shared_secret.empty()) return verdict;
+  if (account->disabled || account->shared_secret.empty()) return std::nullopt;
+  return *std::move(account);
+}
+
+AuthVerdict AuthService::VerifyApop(std::string_view user, std::string_view timestamp,
+                                    std::string_view digest_hex) {
+  AuthVerdict verdict;
+  std::optional<storage::AccountInfo> account = SharedSecretAccount(user, &verdict);
+  if (!account.has_value()) return verdict;
   if (!auth::ApopDigestMatches(timestamp, account->shared_secret, digest_hex)) return verdict;
+  verdict.code = AuthVerdict::Code::kOk;
+  verdict.address = account->address;
+  return verdict;
+}
+
+AuthVerdict AuthService::VerifyCramMd5(std::string_view user, std::string_view challenge,
+                                       std::string_view digest_hex) {
+  AuthVerdict verdict;
+  std::optional<storage::AccountInfo> account = SharedSecretAccount(user, &verdict);
+  if (!account.has_value()) return verdict;
+  std::string expected = auth::CramMd5DigestHex(challenge, account->shared_secret);
+  const bool match = expected.size() == digest_hex.size() &&
+                     CRYPTO_memcmp(expected.data(), digest_hex.data(), expected.size()) == 0;
+  OPENSSL_cleanse(expected.data(), expected.size());
+  if (!match) return verdict;
   verdict.code = AuthVerdict::Code::kOk;
   verdict.address = account->address;
   return verdict;

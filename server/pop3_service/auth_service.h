@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -55,6 +56,10 @@ class AuthService {
   // The caller has checked that the account's tenant allows APOP.
   AuthVerdict VerifyApop(std::string_view user, std::string_view timestamp,
                          std::string_view digest_hex);
+  // CRAM-MD5 (RFC 2195): `digest_hex` against HMAC-MD5(the account's shared secret,
+  // challenge); otherwise as VerifyApop.
+  AuthVerdict VerifyCramMd5(std::string_view user, std::string_view challenge,
+                            std::string_view digest_hex);
   // A master user (`master`, with its own password) logging in as `target`: Verify(master,
   // password), then `target` must exist and be enabled. On kOk `address` is the target's
   // identity and `master` the master's. The caller has checked that `master` is a master user
@@ -73,6 +78,10 @@ class AuthService {
     absl::flat_hash_map<std::string, Entry> entries;  // key: address NUL hmac(password)
   };
 
+  // The account of `user` when it may use a shared-secret mechanism (exists, enabled, has a
+  // secret); nullopt with verdict->code set otherwise.
+  std::optional<storage::AccountInfo> SharedSecretAccount(std::string_view user,
+                                                          AuthVerdict* verdict);
   std::string CacheKey(std::string_view address, std::string_view password) const;
   Stripe& StripeFor(std::string_view key);
 

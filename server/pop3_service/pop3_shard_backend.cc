@@ -166,7 +166,8 @@ void Pop3ShardBackend::ClientNamed(uint64_t id, std::string_view ip) {
 // ---- Authentication: hashing on the CPU offload pool ----
 
 void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
-  if (credentials.mechanism == pop3::AuthMechanism::kApop) {
+  if (credentials.mechanism == pop3::AuthMechanism::kApop ||
+      credentials.mechanism == pop3::AuthMechanism::kSaslCramMd5) {
     AuthenticateApop(id, credentials);
     return;
   }
@@ -190,10 +191,12 @@ void Pop3ShardBackend::AuthenticateApop(uint64_t id, const pop3::Pop3Credentials
     return;
   }
   AuthService* auth = shard_.server->auth;
-  VerifyOffReactor(id, [auth, user = std::string(credentials.user),
+  const bool cram_md5 = credentials.mechanism == pop3::AuthMechanism::kSaslCramMd5;
+  VerifyOffReactor(id, [auth, cram_md5, user = std::string(credentials.user),
                         timestamp = std::string(credentials.apop_timestamp),
                         digest = std::string(credentials.secret)] {
-    return auth->VerifyApop(user, timestamp, digest);
+    return cram_md5 ? auth->VerifyCramMd5(user, timestamp, digest)
+                    : auth->VerifyApop(user, timestamp, digest);
   });
 }
 

@@ -77,7 +77,8 @@ class Pop3ShardBackend final : public Pop3Backend {
   void OnAdmission(uint64_t id, const std::string& ip, bool ok);
   void GiveBackIpSlot(const std::string& ip);
   void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict);
-  // APOP: refused unless the user's tenant allows it; the digest is checked off the reactor.
+  // APOP and CRAM-MD5: refused unless the user's tenant allows them; the digest is checked
+  // off the reactor.
   void AuthenticateApop(uint64_t id, const pop3::Pop3Credentials& credentials);
   // SASL PLAIN with an authorisation id naming another user: only a master user of that
   // user's own tenant may (audited in the session log and counted).

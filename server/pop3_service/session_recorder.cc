@@ -19,6 +19,8 @@ metrics::AuthMechanismLabel MechanismOf(pop3::AuthMechanism mechanism) {
       return metrics::AuthMechanismLabel::kPlain;
     case pop3::AuthMechanism::kSaslLogin:
       return metrics::AuthMechanismLabel::kLogin;
+    case pop3::AuthMechanism::kSaslCramMd5:
+      return metrics::AuthMechanismLabel::kCramMd5;
   }
   return metrics::AuthMechanismLabel::kUser;
 }

@@ -112,6 +112,7 @@ void FakeDriver::Pump() {
         last_credentials_.user = last_user_;
         last_credentials_.secret = last_secret_;
         last_credentials_.authzid = last_authzid_;
+        last_timestamp_.assign(action.credentials.apop_timestamp);
         last_credentials_.apop_timestamp = {};
         events_.push_back("auth " + std::string(AuthMechanismName(action.credentials.mechanism)) +
                           " " + last_user_);

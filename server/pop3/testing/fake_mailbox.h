@@ -87,6 +87,8 @@ class FakeDriver {
   std::vector<MessageIndex> last_commit() const { return last_commit_; }
   const Pop3Credentials& last_credentials() const { return last_credentials_; }
   const std::string& last_secret() const { return last_secret_; }
+  // The last kAuthenticate's apop_timestamp (APOP and CRAM-MD5), copied.
+  const std::string& last_timestamp() const { return last_timestamp_; }
   const std::string& last_authzid() const { return last_authzid_; }
 
  private:
@@ -109,6 +111,7 @@ class FakeDriver {
   std::vector<MessageIndex> last_commit_;
   Pop3Credentials last_credentials_;
   std::string last_user_;
+  std::string last_timestamp_;
   std::string last_secret_;
   std::string last_authzid_;
 };
