@@ -412,10 +412,10 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
     const FileStamp* key_stamp = FindStamp(next->fingerprint, key_path);
     const FileStamp* ca_stamp =
         client_ca_path.empty() ? nullptr : FindStamp(next->fingerprint, client_ca_path);
-    const bool same_ca = client_ca_path.empty()
-                             ? old_entry == nullptr || old_entry->client_ca_file.path.empty()
-                             : old_entry != nullptr && ca_stamp != nullptr &&
-                                   *ca_stamp == old_entry->client_ca_file;
+    const bool same_ca =
+        client_ca_path.empty()
+            ? old_entry == nullptr || old_entry->client_ca_file.path.empty()
+            : old_entry != nullptr && ca_stamp != nullptr && *ca_stamp == old_entry->client_ca_file;
     if (old_entry != nullptr && cert_stamp != nullptr && key_stamp != nullptr &&
         *cert_stamp == old_entry->cert_file && *key_stamp == old_entry->key_file && same_ca) {
       ++report.unchanged;

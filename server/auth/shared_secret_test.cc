@@ -32,8 +32,8 @@ TEST(ApopTest, Rfc1939Example) {
   EXPECT_FALSE(ApopDigestMatches("<1896.697170953@dbc.mtview.ca.us>", "tanstaaf", kRfc1939Digest));
   EXPECT_FALSE(ApopDigestMatches(kRfc1939Timestamp, "", ApopDigestHex(kRfc1939Timestamp, "")));
   EXPECT_FALSE(ApopDigestMatches(kRfc1939Timestamp, "tanstaaf", kRfc1939Digest.substr(1)));
-  EXPECT_FALSE(ApopDigestMatches(kRfc1939Timestamp, "tanstaaf",
-                                 "g4c9334bac560ecc979e58001b3e22fb"));
+  EXPECT_FALSE(
+      ApopDigestMatches(kRfc1939Timestamp, "tanstaaf", "g4c9334bac560ecc979e58001b3e22fb"));
 }
 
 TEST(ServerChallengeTest, FormAndUniqueness) {

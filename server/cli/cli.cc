@@ -23,8 +23,8 @@
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/password_hash.h"
-#include "server/placement/placement_admin.h"
 #include "server/placement/mailbox_move.h"
+#include "server/placement/placement_admin.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "storage/mail_store.h"
@@ -252,8 +252,8 @@ absl::Status UserApopSecret(const ParsedArgs& args, const CliStreams& io) {
   if (!remove) {
     PH_ASSIGN_OR_RETURN(secret, ReadPassword(io));
     if (secret.size() > storage::kMaxSharedSecretLength) {
-      return absl::InvalidArgumentError(absl::StrCat("APOP secret longer than ",
-                                                     storage::kMaxSharedSecretLength, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("APOP secret longer than ", storage::kMaxSharedSecretLength, " bytes"));
     }
   }
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));

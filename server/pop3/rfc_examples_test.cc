@@ -215,7 +215,8 @@ TEST(Rfc2195Test, CramMd5OnlyWithApopAndWellFormed) {
   driver.TakeOutput();
   driver.Feed("AUTH CRAM-MD5 dGlt\r\n");  // no initial response allowed
   EXPECT_EQ(driver.TakeOutput(), "-ERR CRAM-MD5 takes no initial response\r\n");
-  for (std::string_view bad : {"dGlt", "dGltIGI5MTNh", "IGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"}) {
+  for (std::string_view bad :
+       {"dGlt", "dGltIGI5MTNh", "IGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw"}) {
     driver.Feed("AUTH CRAM-MD5\r\n");
     driver.TakeOutput();
     driver.Feed(std::string(bad) + "\r\n");

@@ -64,8 +64,7 @@ class AuthService {
   // password), then `target` must exist and be enabled. On kOk `address` is the target's
   // identity and `master` the master's. The caller has checked that `master` is a master user
   // of `target`'s tenant. Blocking.
-  AuthVerdict VerifyAs(std::string_view master, std::string_view password,
-                       std::string_view target);
+  AuthVerdict VerifyAs(std::string_view master, std::string_view password, std::string_view target);
 
  private:
   static constexpr size_t kStripes = 16;

@@ -1,6 +1,6 @@
 // TenantPolicyTable: the per-tenant login rules (`posthaste tenant policy DOMAIN
-// --plaintext_auth=... --apop=... --master_users=...`) as an immutable snapshot that POP3 sessions consult at USER time, and
-// ShardTenantPolicies, one reactor shard's lock-free view of it.
+// --plaintext_auth=... --apop=... --master_users=...`) as an immutable snapshot that POP3 sessions
+// consult at USER time, and ShardTenantPolicies, one reactor shard's lock-free view of it.
 //
 // Only tenants whose setting is not `default` have entries, so a server without overrides keeps
 // an empty map and a USER costs one relaxed-order counter load.
