@@ -253,6 +253,7 @@ class Server {
         auth::LoadOrCreateSaslSecret(options.data_dir + "/sasl-secret");
     if (!secret.ok()) return Fail(secret.status().message());
     ctx_.sasl.scram_secret = *std::move(secret);
+    ctx_.sasl.hostname = options.hostname;
     return true;
   }
 

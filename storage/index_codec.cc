@@ -22,6 +22,8 @@ constexpr uint8_t kAccountFlagHeld = 1;
 constexpr uint8_t kTenantVersion = 1;
 constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
+constexpr uint8_t kTenantVersionWithAuth = 3;    // + flags, master users
+constexpr uint8_t kTenantFlagApop = 1;
 constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -303,7 +305,8 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 
 std::string EncodeAccount(const AccountRecord& r) {
   const uint8_t flags = r.held ? kAccountFlagHeld : 0;
-  const bool with_fields = flags != 0 || !r.scram_sha1.empty() || !r.scram_sha256.empty();
+  const bool with_fields = flags != 0 || !r.scram_sha1.empty() || !r.scram_sha256.empty() ||
+                           !r.shared_secret.empty();
   const bool with_display = !r.display_local.empty() || with_fields;
   const uint8_t version = with_fields    ? kAccountVersionWithFields
                           : with_display ? kAccountVersionWithDisplay
@@ -328,6 +331,7 @@ std::string EncodeAccount(const AccountRecord& r) {
       out.append(value);
     };
     const char flags_byte = static_cast<char>(flags);
+    put_field(kAccountFieldSharedSecret, r.shared_secret);
     put_field(kAccountFieldFlags, flags != 0 ? std::string_view(&flags_byte, 1) : "");
     put_field(kAccountFieldScramSha1, r.scram_sha1);
     put_field(kAccountFieldScramSha256, r.scram_sha256);
@@ -357,6 +361,7 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   r->held = false;
   r->scram_sha1.clear();
   r->scram_sha256.clear();
+  r->shared_secret.clear();
   if (version == kAccountVersion) return rest.empty();
   if (rest.empty()) return false;
   const size_t display_len = static_cast<uint8_t>(rest[0]);
@@ -381,6 +386,9 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
     const std::string_view value = rest.substr(0, length);
     rest.remove_prefix(length);
     switch (tag) {
+      case kAccountFieldSharedSecret:
+        r->shared_secret.assign(value);
+        break;
       case kAccountFieldFlags:
         if (length != 1 || (static_cast<uint8_t>(value[0]) & ~kAccountFlagHeld) != 0) return false;
         r->held = (static_cast<uint8_t>(value[0]) & kAccountFlagHeld) != 0;
@@ -399,12 +407,27 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
-  const bool with_policy = r.plaintext_auth != 0;
-  std::string out(1, static_cast<char>(with_policy ? kTenantVersionWithPolicy : kTenantVersion));
+  const bool with_auth = r.apop_allowed || !r.master_users.empty();
+  const bool with_policy = with_auth || r.plaintext_auth != 0;
+  const uint8_t version = with_auth     ? kTenantVersionWithAuth
+                          : with_policy ? kTenantVersionWithPolicy
+                                        : kTenantVersion;
+  std::string out(1, static_cast<char>(version));
   PutLE64(&out, r.quota_messages);
   PutLE64(&out, r.quota_octets);
   PutLE64(&out, r.message_bytes_max);
   if (with_policy) out.push_back(static_cast<char>(r.plaintext_auth));
+  if (with_auth) {
+    out.push_back(static_cast<char>(r.apop_allowed ? kTenantFlagApop : 0));
+    const uint16_t count = static_cast<uint16_t>(r.master_users.size());
+    out.push_back(static_cast<char>(count & 0xff));
+    out.push_back(static_cast<char>(count >> 8));
+    for (size_t i = 0; i < count; ++i) {
+      const std::string& user = r.master_users[i];
+      out.push_back(static_cast<char>(static_cast<uint8_t>(user.size())));
+      out.append(user, 0, std::min<size_t>(user.size(), 255));
+    }
+  }
   return out;
 }
 
@@ -412,13 +435,32 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
   if (in.empty()) return false;
   const uint8_t version = static_cast<uint8_t>(in[0]);
   if (!(version == kTenantVersion && in.size() == 25) &&
-      !(version == kTenantVersionWithPolicy && in.size() == 26)) {
+      !(version == kTenantVersionWithPolicy && in.size() == 26) &&
+      !(version == kTenantVersionWithAuth && in.size() >= 29)) {
     return false;
   }
   r->quota_messages = GetLE64(in.data() + 1);
   r->quota_octets = GetLE64(in.data() + 9);
   r->message_bytes_max = GetLE64(in.data() + 17);
-  r->plaintext_auth = version == kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
+  r->plaintext_auth = version >= kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
+  r->apop_allowed = false;
+  r->master_users.clear();
+  if (version == kTenantVersionWithAuth) {
+    const uint8_t flags = static_cast<uint8_t>(in[26]);
+    if ((flags & ~kTenantFlagApop) != 0) return false;
+    r->apop_allowed = (flags & kTenantFlagApop) != 0;
+    const size_t count = static_cast<uint8_t>(in[27]) | (size_t{static_cast<uint8_t>(in[28])} << 8);
+    std::string_view rest = in.substr(29);
+    for (size_t i = 0; i < count; ++i) {
+      if (rest.empty()) return false;
+      const size_t length = static_cast<uint8_t>(rest[0]);
+      rest.remove_prefix(1);
+      if (length == 0 || rest.size() < length) return false;
+      r->master_users.emplace_back(rest.substr(0, length));
+      rest.remove_prefix(length);
+    }
+    if (!rest.empty()) return false;
+  }
   return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }
 

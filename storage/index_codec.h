@@ -173,6 +173,8 @@ struct AccountRecord {
   // RFC 5803 SCRAM verifiers (opaque here).
   std::string scram_sha1;
   std::string scram_sha256;
+  // The recoverable APOP/CRAM-MD5 secret of an account that opted in; empty otherwise.
+  std::string shared_secret;
 };
 std::string EncodeAccount(const AccountRecord& r);
 bool DecodeAccount(std::string_view in, AccountRecord* r);
@@ -185,6 +187,11 @@ struct TenantRecord {
   // decode as 0; a record whose value is 0 is still written as version 1, so a store without
   // tenant overrides stays readable by binaries that predate the field.
   uint8_t plaintext_auth = 0;
+  // Version 3 adds, after plaintext_auth: a flags byte (bit 0: APOP and CRAM-MD5 allowed) and
+  // the master users (u16 count, then each as u8 length and canonical address). Written only
+  // when a flag is set or a master user exists, so other stores keep version 1 or 2 records.
+  bool apop_allowed = false;
+  std::vector<std::string> master_users;
 };
 std::string EncodeTenant(const TenantRecord& r);
 bool DecodeTenant(std::string_view in, TenantRecord* r);

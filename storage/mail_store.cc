@@ -146,6 +146,7 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   info.password_hash = r.password_hash;
   info.scram.sha1 = r.scram_sha1;
   info.scram.sha256 = r.scram_sha256;
+  info.shared_secret = r.shared_secret;
   info.disabled = r.disabled;
   info.held = r.held;
   info.quota.messages = r.quota_messages;
@@ -665,6 +666,8 @@ TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
   info.limits.quota_octets = record.quota_octets;
   info.limits.message_bytes_max = record.message_bytes_max;
   info.policy.plaintext_auth = static_cast<PlaintextAuth>(record.plaintext_auth);  // decoded: valid
+  info.policy.apop_allowed = record.apop_allowed;
+  info.policy.master_users = record.master_users;
   return info;
 }
 
@@ -694,8 +697,24 @@ absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const Tenant
 
 absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const TenantPolicy& policy) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
-  return impl_->UpdateTenant(domain, [&policy](TenantRecord* record) {
+  if (policy.master_users.size() > kTenantMasterUsersMax) {
+    return InvalidArgument(absl::StrCat("at most ", kTenantMasterUsersMax, " master users"));
+  }
+  std::vector<std::string> masters;
+  for (const std::string& user : policy.master_users) {
+    absl::StatusOr<std::string> canonical = CanonicalAddress(user);
+    if (!canonical.ok() || DomainOf(*canonical) != domain) {
+      return InvalidArgument(
+          absl::StrCat("master user \"", user, "\" is not an address of ", domain));
+    }
+    masters.push_back(*std::move(canonical));
+  }
+  std::sort(masters.begin(), masters.end());
+  masters.erase(std::unique(masters.begin(), masters.end()), masters.end());
+  return impl_->UpdateTenant(domain, [&policy, &masters](TenantRecord* record) {
     record->plaintext_auth = static_cast<uint8_t>(policy.plaintext_auth);
+    record->apop_allowed = policy.apop_allowed;
+    record->master_users = std::move(masters);
   });
 }
 
@@ -855,6 +874,16 @@ absl::Status MailStore::SetPasswordHash(std::string_view address, std::string_vi
     r->password_hash = std::string(hash);
     r->scram_sha1 = scram.sha1;
     r->scram_sha256 = scram.sha256;
+    return absl::OkStatus();
+  });
+}
+
+absl::Status MailStore::SetSharedSecret(std::string_view address, std::string_view secret) {
+  if (secret.size() > kMaxSharedSecretLength) {
+    return InvalidArgument("APOP secret too long");
+  }
+  return impl_->UpdateAccount(address, [&](AccountRecord* r) {
+    r->shared_secret = std::string(secret);
     return absl::OkStatus();
   });
 }

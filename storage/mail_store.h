@@ -55,6 +55,7 @@ class Segment;  // storage/segment.h
 inline constexpr uint64_t kMessageBytesMaxDefault = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
 inline constexpr size_t kMaxPasswordHashLength = 1024;
+inline constexpr size_t kMaxSharedSecretLength = 1024;
 // Upper bound for any configured maximum message size (stored lengths are 32-bit).
 inline constexpr uint64_t kMessageBytesMaxConfigurable = 1ull << 30;
 
@@ -96,7 +97,14 @@ std::optional<PlaintextAuth> ParsePlaintextAuth(std::string_view name);
 // Per-tenant policies (besides limits). Default-constructed: everything follows the server.
 struct TenantPolicy {
   PlaintextAuth plaintext_auth = PlaintextAuth::kDefault;
+  // APOP and CRAM-MD5 for the tenant's accounts that have a shared secret (SetSharedSecret).
+  bool apop_allowed = false;
+  // Accounts of this tenant (canonical addresses, sorted, in the tenant's domain) that may log
+  // in as any other account of the same tenant with their own password (SASL PLAIN with an
+  // authorisation id). At most kTenantMasterUsersMax.
+  std::vector<std::string> master_users;
 };
+inline constexpr size_t kTenantMasterUsersMax = 64;
 
 struct TenantInfo {
   std::string domain;
@@ -130,6 +138,9 @@ struct AccountInfo {
   uint64_t incarnation = 0;     // unique per account creation, never reused; part of UIDLs
   std::string password_hash;    // opaque to storage (hashing lives in server/auth)
   ScramVerifiers scram;         // beside password_hash, set and cleared with it
+  // The recoverable secret APOP and CRAM-MD5 need, kept only for accounts that opted in (empty
+  // otherwise). Opaque to storage; stored as given, so anyone who reads the store can read it.
+  std::string shared_secret;
   bool disabled = false;
   bool held = false;  // held for a move (MailStore::HoldAccount)
   AccountQuota quota;
@@ -296,7 +307,8 @@ class MailStore {
   // Keeps the tenant's policy.
   absl::Status SetTenantLimits(std::string_view domain, const TenantLimits& limits);
   // Creates the tenant when absent (with the store's default limits). Keeps the limits.
-  // kInvalidAddress for a malformed domain.
+  // kInvalidAddress for a malformed domain; kInvalidArgument for a master user that is no
+  // address of `domain` or more than kTenantMasterUsersMax of them (stored canonical, sorted).
   absl::Status SetTenantPolicy(std::string_view domain, const TenantPolicy& policy);
   // Every tenant, sorted by domain (a scan of the tenant records).
   absl::StatusOr<std::vector<TenantInfo>> ListTenants();
@@ -319,6 +331,9 @@ class MailStore {
   // Replaces the hash and the SCRAM verifiers (empty `scram`: the account has none after).
   absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash,
                                const ScramVerifiers& scram = {});
+  // Sets the account's APOP/CRAM-MD5 secret (AccountInfo::shared_secret); empty removes it.
+  // kInvalidArgument when longer than kMaxSharedSecretLength.
+  absl::Status SetSharedSecret(std::string_view address, std::string_view secret);
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);

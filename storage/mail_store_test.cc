@@ -476,6 +476,98 @@ TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
   EXPECT_EQ(old->limits.quota_octets, 4000u);
 }
 
+TEST_F(MailStoreTest, ApopAndMasterUsersRoundTripAndKeepOlderFields) {
+  Create("u@x.org");
+  Create("boss@x.org");
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{7, 0, 0}).ok());
+  TenantPolicy policy;
+  policy.plaintext_auth = PlaintextAuth::kAllow;
+  policy.apop_allowed = true;
+  policy.master_users = {"Boss@X.org", "admin@x.org", "boss@x.org"};
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", policy).ok());
+  // Master users belong to the tenant: another domain's address is refused.
+  policy.master_users = {"boss@y.org"};
+  EXPECT_EQ(store_->SetTenantPolicy("x.org", policy).code(), absl::StatusCode::kInvalidArgument);
+  policy.master_users.assign(kTenantMasterUsersMax + 1, "a@x.org");
+  EXPECT_EQ(store_->SetTenantPolicy("x.org", policy).code(), absl::StatusCode::kInvalidArgument);
+  Reopen();
+  auto tenant = store_->GetTenant("x.org");
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  EXPECT_TRUE(tenant->policy.apop_allowed);
+  EXPECT_EQ(tenant->policy.plaintext_auth, PlaintextAuth::kAllow);
+  EXPECT_EQ(tenant->policy.master_users, (std::vector<std::string>{"admin@x.org", "boss@x.org"}));
+  EXPECT_EQ(tenant->limits.quota_messages, 7u);
+  // Limits changes keep them; clearing them goes back to an older record form.
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{9, 0, 0}).ok());
+  EXPECT_TRUE(store_->GetTenant("x.org")->policy.apop_allowed);
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", TenantPolicy{}).ok());
+  Reopen();
+  EXPECT_FALSE(store_->GetTenant("x.org")->policy.apop_allowed);
+  EXPECT_TRUE(store_->GetTenant("x.org")->policy.master_users.empty());
+
+  // The APOP secret: set, kept across reopen and password changes, removed by an empty one.
+  EXPECT_TRUE(store_->GetAccount("u@x.org")->shared_secret.empty());
+  ASSERT_TRUE(store_->SetSharedSecret("U@x.org", "tanstaaf").ok());
+  ASSERT_TRUE(store_->SetPasswordHash("u@x.org", "{PLAIN}other").ok());
+  Reopen();
+  auto account = store_->GetAccount("u@x.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_EQ(account->shared_secret, "tanstaaf");
+  EXPECT_EQ(account->password_hash, "{PLAIN}other");
+  EXPECT_EQ(store_->SetSharedSecret("u@x.org", std::string(kMaxSharedSecretLength + 1, 's')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->SetSharedSecret("nobody@x.org", "s").code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->SetSharedSecret("u@x.org", "").ok());
+  Reopen();
+  EXPECT_TRUE(store_->GetAccount("u@x.org")->shared_secret.empty());
+}
+
+TEST_F(MailStoreTest, AccountWithSecretAndDisplayCaseKeepsBoth) {
+  Create("Mixed.Case@x.org");
+  ASSERT_TRUE(store_->SetSharedSecret("mixed.case@x.org", "s3cret").ok());
+  Reopen();
+  auto account = store_->GetAccount("MIXED.case@x.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_EQ(account->display_address, "Mixed.Case@x.org");
+  EXPECT_EQ(account->shared_secret, "s3cret");
+}
+
+// The account record's optional fields (the display case, the hold, SCRAM verifiers, the APOP
+// secret) share one tagged record form: each survives a reopen and a change of the others.
+TEST_F(MailStoreTest, AccountRecordFieldsLiveTogether) {
+  Create("All.Fields@x.org");
+  ASSERT_TRUE(store_->SetSharedSecret("all.fields@x.org", "s3cret").ok());
+  ASSERT_TRUE(store_
+                  ->SetPasswordHash("all.fields@x.org", "{PLAIN}pw",
+                                    ScramVerifiers{.sha1 = "v1", .sha256 = "v256"})
+                  .ok());
+  ASSERT_TRUE(store_->HoldAccount("all.fields@x.org", true).ok());
+  Reopen();
+  auto account = store_->GetAccount("all.fields@x.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_EQ(account->display_address, "All.Fields@x.org");
+  EXPECT_EQ(account->shared_secret, "s3cret");
+  EXPECT_EQ(account->scram.sha1, "v1");
+  EXPECT_EQ(account->scram.sha256, "v256");
+  EXPECT_EQ(account->password_hash, "{PLAIN}pw");
+  EXPECT_TRUE(account->held);
+  // Releasing the hold and clearing the verifiers keep the secret; then it goes too.
+  ASSERT_TRUE(store_->HoldAccount("all.fields@x.org", false).ok());
+  ASSERT_TRUE(store_->SetPasswordHash("all.fields@x.org", "{PLAIN}pw2").ok());
+  Reopen();
+  account = store_->GetAccount("all.fields@x.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_FALSE(account->held);
+  EXPECT_TRUE(account->scram.sha256.empty());
+  EXPECT_EQ(account->shared_secret, "s3cret");
+  ASSERT_TRUE(store_->SetSharedSecret("all.fields@x.org", "").ok());
+  Reopen();
+  account = store_->GetAccount("all.fields@x.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_TRUE(account->shared_secret.empty());
+  EXPECT_EQ(account->display_address, "All.Fields@x.org");
+}
+
 TEST(PlaintextAuthTest, NamesRoundTrip) {
   for (PlaintextAuth v :
        {PlaintextAuth::kDefault, PlaintextAuth::kAllow, PlaintextAuth::kRequireTls}) {

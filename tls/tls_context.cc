@@ -55,6 +55,10 @@ int ServerNameCallback(SSL* ssl, int* alert, void* arg) {
       *alert = SSL_AD_INTERNAL_ERROR;
       return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
+    // The verify mode belongs to the connection, copied from the context it started on: take
+    // the chosen name's (a client CA there asks for client certificates).
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(entry.ctx.get()),
+                   SSL_CTX_get_verify_callback(entry.ctx.get()));
   }
   engine->OnCertificateSelected(entry, server_name);
   return SSL_TLSEXT_ERR_OK;
@@ -95,6 +99,11 @@ int TicketKeyCallback(SSL* ssl, uint8_t* key_name, uint8_t* iv, EVP_CIPHER_CTX* 
   return result;
 }
 
+// Client certificates are optional and a failed verification must not end the handshake
+// (other clients of the name are unaffected): accept here; BoringSSL keeps the verdict in
+// the session (SSL_get_verify_result), which TlsEngine checks before naming an identity.
+int AcceptClientCertificate(int /*preverify_ok*/, X509_STORE_CTX* /*store*/) { return 1; }
+
 TicketKey NewTicketKey(absl::Time now) {
   TicketKey key;
   RAND_bytes(key.name.data(), key.name.size());
@@ -111,7 +120,10 @@ bool HasSuffix(std::string_view s, std::string_view suffix) {
 struct DirFiles {
   std::string cert_path;
   std::string key_path;
+  std::string client_ca_path;  // NAME.client_ca.pem, when present
 };
+
+constexpr std::string_view kClientCaSuffix = ".client_ca.pem";
 
 // name -> files, for every plausible `NAME.crt` / `NAME.key` in dir. Errors (unreadable dir)
 // go to *error.
@@ -127,6 +139,14 @@ std::map<std::string, DirFiles> ScanCertDir(const std::string& dir, size_t max_e
   while (dirent* entry = readdir(d)) {
     std::string_view file = entry->d_name;
     if (file.empty() || file[0] == '.') continue;  // ., .., ..data, ..2026_11_22_...
+    if (HasSuffix(file, kClientCaSuffix)) {
+      std::optional<std::string> name =
+          CertDirStemToName(file.substr(0, file.size() - kClientCaSuffix.size()));
+      if (!name.has_value()) continue;
+      if (out.size() >= max_entries && !out.contains(*name)) continue;
+      out[*name].client_ca_path = absl::StrCat(dir, "/", AbslView(file));
+      continue;
+    }
     bool is_cert = HasSuffix(file, ".crt");
     bool is_key = HasSuffix(file, ".key");
     if (!is_cert && !is_key) continue;
@@ -164,6 +184,7 @@ std::vector<FileStamp> Fingerprint(const TlsOptions& options,
     stamps.push_back(StampOrMissing(files.key_path.empty()
                                         ? absl::StrCat(options.cert_dir, "/", name, ".key")
                                         : files.key_path));
+    if (!files.client_ca_path.empty()) stamps.push_back(StampOrMissing(files.client_ca_path));
   }
   return stamps;
 }
@@ -226,9 +247,9 @@ const TlsCertEntry& TlsSnapshot::Select(std::string_view server_name) const {
   return *default_cert;
 }
 
-absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(std::string name,
-                                                                     const std::string& cert_path,
-                                                                     const std::string& key_path) {
+absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(
+    std::string name, const std::string& cert_path, const std::string& key_path,
+    const std::string& client_ca_path) {
   ERR_clear_error();
   auto entry = std::make_shared<TlsCertEntry>();
   entry->name = std::move(name);
@@ -278,6 +299,20 @@ absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(std::string
   if (!SSL_CTX_check_private_key(ctx.get())) {
     return absl::InvalidArgumentError(
         absl::StrCat(key_path, ": key does not match ", cert_path, ": ", SslErrorString()));
+  }
+  if (!client_ca_path.empty()) {
+    auto ca_stamp = StampFile(client_ca_path);
+    if (!ca_stamp.ok()) return ca_stamp.status();
+    entry->client_ca_file = *ca_stamp;
+    bssl::UniquePtr<STACK_OF(X509_NAME)> ca_names(SSL_load_client_CA_file(client_ca_path.c_str()));
+    if (ca_names == nullptr || sk_X509_NAME_num(ca_names.get()) == 0 ||
+        !SSL_CTX_load_verify_locations(ctx.get(), client_ca_path.c_str(), nullptr)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(client_ca_path, ": bad client CA certificates: ", SslErrorString()));
+    }
+    SSL_CTX_set_client_CA_list(ctx.get(), ca_names.release());
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, AcceptClientCertificate);
+    SSL_CTX_set_verify_depth(ctx.get(), 4);
   }
   char subject[256] = "";
   if (X509* leaf = SSL_CTX_get0_certificate(ctx.get())) {
@@ -370,17 +405,23 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
   // Reuses `old_entry` when its files are unchanged; otherwise loads; a failed load keeps
   // `old_entry` (may be null).
   auto load_or_keep = [&](const std::string& name, const std::string& cert_path,
-                          const std::string& key_path,
+                          const std::string& key_path, const std::string& client_ca_path,
                           const std::shared_ptr<const TlsCertEntry>& old_entry)
       -> std::shared_ptr<const TlsCertEntry> {
     const FileStamp* cert_stamp = FindStamp(next->fingerprint, cert_path);
     const FileStamp* key_stamp = FindStamp(next->fingerprint, key_path);
+    const FileStamp* ca_stamp =
+        client_ca_path.empty() ? nullptr : FindStamp(next->fingerprint, client_ca_path);
+    const bool same_ca =
+        client_ca_path.empty()
+            ? old_entry == nullptr || old_entry->client_ca_file.path.empty()
+            : old_entry != nullptr && ca_stamp != nullptr && *ca_stamp == old_entry->client_ca_file;
     if (old_entry != nullptr && cert_stamp != nullptr && key_stamp != nullptr &&
-        *cert_stamp == old_entry->cert_file && *key_stamp == old_entry->key_file) {
+        *cert_stamp == old_entry->cert_file && *key_stamp == old_entry->key_file && same_ca) {
       ++report.unchanged;
       return old_entry;
     }
-    auto loaded = LoadTlsCertEntry(name, cert_path, key_path);
+    auto loaded = LoadTlsCertEntry(name, cert_path, key_path, client_ca_path);
     if (loaded.ok()) {
       ++report.loaded;
       LogEvent(LogLevel::kInfo, "tls: certificate loaded",
@@ -401,7 +442,8 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
     return old_entry;
   };
 
-  next->default_cert = load_or_keep("", options_.cert_path, options_.key_path, old->default_cert);
+  next->default_cert =
+      load_or_keep("", options_.cert_path, options_.key_path, "", old->default_cert);
   for (const auto& [name, files] : dir_files) {
     std::string cert_path = files.cert_path.empty()
                                 ? absl::StrCat(options_.cert_dir, "/", name, ".crt")
@@ -412,7 +454,8 @@ absl::Status TlsContextSet::Reload(TlsReloadReport* report_out) {
     auto old_it = old->by_name.find(name);
     std::shared_ptr<const TlsCertEntry> old_entry =
         old_it != old->by_name.end() ? old_it->second : nullptr;
-    std::shared_ptr<const TlsCertEntry> entry = load_or_keep(name, cert_path, key_path, old_entry);
+    std::shared_ptr<const TlsCertEntry> entry =
+        load_or_keep(name, cert_path, key_path, files.client_ca_path, old_entry);
     if (entry != nullptr) next->by_name.emplace(name, std::move(entry));
   }
   if (dir_unreadable) {

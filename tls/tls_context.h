@@ -13,6 +13,12 @@
 //   DIR/example.com.key      PEM private key
 //   DIR/_.example.com.crt    wildcard "*.example.com" ('*' is not allowed in Secret keys,
 //   DIR/_.example.com.key    so a leading "_." stands for "*.")
+//   DIR/example.com.client_ca.pem   optional: PEM CA certificates whose client certificates
+//                                   this name's connections accept (EXTERNAL, RFC 4422)
+// A client CA makes the handshake ask for a client certificate without requiring one
+// (SSL_VERIFY_PEER, never FAIL_IF_NO_PEER_CERT), so clients without one are unaffected; a
+// certificate that does not verify does not fail the handshake either, it just yields no
+// identity (TlsEngine::client_certificate_identity()).
 // Names are lower-cased; entries starting with '.' (Kubernetes' `..data` and its timestamped
 // directories) are skipped; any other file is ignored. A wildcard matches exactly one label:
 // "*.example.com" matches "mail.example.com", not "example.com" nor "a.b.example.com".
@@ -100,6 +106,7 @@ struct TlsCertEntry {
   bssl::UniquePtr<SSL_CTX> ctx;
   FileStamp cert_file;
   FileStamp key_file;
+  FileStamp client_ca_file;  // path empty when this name verifies no client certificates
   std::string subject;  // Leaf subject, one line, for logs.
 };
 
@@ -191,9 +198,11 @@ class TlsShardContexts {
 };
 
 // Builds one SSL_CTX with posthaste's policy from PEM files. Exposed for tests and tools.
-absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(std::string name,
-                                                                     const std::string& cert_path,
-                                                                     const std::string& key_path);
+// `client_ca_path`, when not empty, names PEM CA certificates: the context then asks clients
+// for a certificate (optional) and verifies it against them.
+absl::StatusOr<std::shared_ptr<const TlsCertEntry>> LoadTlsCertEntry(
+    std::string name, const std::string& cert_path, const std::string& key_path,
+    const std::string& client_ca_path = "");
 
 // stat(2) following symlinks. NotFound when missing.
 absl::StatusOr<FileStamp> StampFile(const std::string& path);

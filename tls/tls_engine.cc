@@ -6,6 +6,8 @@
 #include <openssl/err.h>
 #include <openssl/hkdf.h>
 #include <openssl/mem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
@@ -241,6 +243,42 @@ void TlsEngine::CountSealed(size_t plaintext_bytes) {
   }
 }
 
+namespace {
+
+std::string Asn1Text(const ASN1_STRING* text) {
+  if (text == nullptr) return {};
+  std::string out(reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                  static_cast<size_t>(ASN1_STRING_length(text)));
+  return out.find('\0') == std::string::npos ? out : std::string();
+}
+
+}  // namespace
+
+std::string TlsEngine::VerifiedClientIdentity(const SSL* ssl) {
+  if (SSL_get_verify_mode(ssl) == SSL_VERIFY_NONE) return {};
+  if (SSL_get_verify_result(ssl) != X509_V_OK) return {};
+  bssl::UniquePtr<X509> peer(SSL_get_peer_certificate(ssl));
+  if (peer == nullptr) return {};
+  bssl::UniquePtr<GENERAL_NAMES> names(static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(peer.get(), NID_subject_alt_name, nullptr, nullptr)));
+  if (names != nullptr) {
+    for (size_t i = 0; i < sk_GENERAL_NAME_num(names.get()); ++i) {
+      const GENERAL_NAME* name = sk_GENERAL_NAME_value(names.get(), i);
+      if (name->type == GEN_EMAIL) return Asn1Text(name->d.rfc822Name);
+    }
+  }
+  X509_NAME* subject = X509_get_subject_name(peer.get());
+  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (index < 0) return {};
+  ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  uint8_t* utf8 = nullptr;
+  const int length = ASN1_STRING_to_UTF8(&utf8, cn);
+  if (length < 0) return {};
+  std::string out(reinterpret_cast<const char*>(utf8), static_cast<size_t>(length));
+  OPENSSL_free(utf8);
+  return out.find('\0') == std::string::npos ? out : std::string();
+}
+
 void TlsEngine::OnCertificateSelected(const TlsCertEntry& entry, std::string_view server_name) {
   server_name_ = std::string(server_name.substr(0, 255));
   cert_name_ = entry.name;
@@ -278,6 +316,7 @@ void TlsEngine::DriveHandshake() {
   int rc = SSL_do_handshake(ssl_.get());
   if (rc == 1) {
     handshake_done_ = true;
+    client_identity_ = VerifiedClientIdentity(ssl_.get());
     // BoringSSL holds TLS 1.3 NewSessionTicket messages until the first write; a zero-length
     // write seals them now, so they go out with the handshake and are never stranded by a
     // kernel TLS hand-off before the first reply.

@@ -183,6 +183,12 @@ class TlsEngine {
   std::string_view cipher_name() const;   // Standard name, "TLS_AES_128_GCM_SHA256".
   std::string_view server_name() const { return server_name_; }     // SNI as sent; may be empty.
   std::string_view certificate_name() const { return cert_name_; }  // "" for the default.
+  // The client certificate's identity when the chosen name has a client CA
+  // (tls_context.h) and the certificate the client sent verified against it: its first
+  // subjectAltName email address, else its subject CN (UTF-8). Empty otherwise: no client
+  // CA, no certificate, a certificate that did not verify, or an identity with a NUL. The
+  // caller decides which accounts that CA may speak for (certificate_name() names it).
+  std::string_view client_certificate_identity() const { return client_identity_; }
   bool resumed() const;
   // RFC 9266 tls-exporter channel binding: 32 bytes exported with the label
   // "EXPORTER-Channel-Binding" and no context. Empty unless the session is TLS 1.3 (the
@@ -210,6 +216,7 @@ class TlsEngine {
 
  private:
   void DriveHandshake();
+  static std::string VerifiedClientIdentity(const SSL* ssl);
   void StartSealing();
   // Seals one record of `type` carrying `content` onto the end of out_.
   bool AppendRecord(uint8_t type, std::span<const uint8_t> content);
@@ -227,6 +234,7 @@ class TlsEngine {
   std::string out_;       // Ciphertext produced, not yet taken.
   std::string server_name_;
   std::string cert_name_;
+  std::string client_identity_;
   bool handshake_done_ = false;
   bool peer_closed_ = false;
   bool close_sent_ = false;

@@ -393,3 +393,85 @@ TEST_F(TlsEngineTest, SwapCiphertextRecyclesTheBuffer) {
 
 }  // namespace
 }  // namespace posthaste
+
+namespace posthaste {
+namespace {
+
+// A tenant with NAME.client_ca.pem asks for client certificates without requiring them:
+// a certificate its CA issued yields an identity (email SAN, else CN); a client without one,
+// or with one from another CA, still completes the handshake with no identity; a tenant
+// without a client CA never asks.
+class ClientCertificateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTestDir("tls_client_ca");
+    cert_dir_ = dir_ + "/certs";
+    ASSERT_EQ(mkdir(cert_dir_.c_str(), 0700), 0);
+    WriteCertPair(dir_, "default", MakeTestCertificate("default.test", {"default.test"}));
+    WriteCertPair(cert_dir_, "mail.ca.test", MakeTestCertificate("mail.ca.test", {"mail.ca.test"}));
+    WriteCertPair(cert_dir_, "mail.plain.test",
+                  MakeTestCertificate("mail.plain.test", {"mail.plain.test"}));
+    // Self-signed client certificates: each is its own CA.
+    with_email_ = MakeTestCertificate("Ann Example", {}, {"ann@ca.test"});
+    with_cn_ = MakeTestCertificate("bob@ca.test", {});
+    stranger_ = MakeTestCertificate("eve@ca.test", {});
+    WriteFileAtomically(cert_dir_ + "/mail.ca.test.client_ca.pem",
+                        with_email_.cert_pem + with_cn_.cert_pem);
+    TlsOptions options;
+    options.cert_path = dir_ + "/default.crt";
+    options.key_path = dir_ + "/default.key";
+    options.cert_dir = cert_dir_;
+    auto set = TlsContextSet::Create(options);
+    ASSERT_TRUE(set.ok()) << set.status();
+    set_ = *std::move(set);
+  }
+
+  // The server's identity for a client of `server_name` presenting `cert` (may be null).
+  std::string IdentityFor(const std::string& server_name, const TestCertificate* cert,
+                          uint16_t max_version = TLS1_3_VERSION) {
+    auto server = set_->NewEngine();
+    TestTlsClient client(
+        {.server_name = server_name, .max_version = max_version, .client_certificate = cert});
+    absl::Status handshake = client.Handshake(*server);
+    EXPECT_TRUE(handshake.ok()) << handshake << " " << server->status();
+    return std::string(server->client_certificate_identity());
+  }
+
+  std::string dir_;
+  std::string cert_dir_;
+  TestCertificate with_email_;
+  TestCertificate with_cn_;
+  TestCertificate stranger_;
+  std::unique_ptr<TlsContextSet> set_;
+};
+
+TEST_F(ClientCertificateTest, IdentityOnlyFromTheTenantsCa) {
+  for (uint16_t version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    EXPECT_EQ(IdentityFor("mail.ca.test", &with_email_, version), "ann@ca.test");
+    EXPECT_EQ(IdentityFor("mail.ca.test", &with_cn_, version), "bob@ca.test");
+    EXPECT_EQ(IdentityFor("mail.ca.test", &stranger_, version), "");
+    EXPECT_EQ(IdentityFor("mail.ca.test", nullptr, version), "");
+    // Names without a client CA never ask, so a certificate is not even sent.
+    EXPECT_EQ(IdentityFor("mail.plain.test", &with_email_, version), "");
+    EXPECT_EQ(IdentityFor("", &with_email_, version), "");
+  }
+}
+
+TEST_F(ClientCertificateTest, CaFileChangesAreReloaded) {
+  WriteFileAtomically(cert_dir_ + "/mail.ca.test.client_ca.pem", stranger_.cert_pem);
+  EXPECT_TRUE(set_->NeedsReload());
+  ASSERT_TRUE(set_->Reload().ok());
+  EXPECT_EQ(IdentityFor("mail.ca.test", &with_email_), "");
+  EXPECT_EQ(IdentityFor("mail.ca.test", &stranger_), "eve@ca.test");
+  ASSERT_EQ(unlink((cert_dir_ + "/mail.ca.test.client_ca.pem").c_str()), 0);
+  EXPECT_TRUE(set_->NeedsReload());
+  ASSERT_TRUE(set_->Reload().ok());
+  EXPECT_EQ(IdentityFor("mail.ca.test", &stranger_), "");
+  // A broken CA file keeps the name's previous entry in service.
+  WriteFileAtomically(cert_dir_ + "/mail.ca.test.client_ca.pem", "not a certificate\n");
+  EXPECT_FALSE(set_->Reload().ok());
+  EXPECT_EQ(IdentityFor("mail.ca.test", &stranger_), "");
+}
+
+}  // namespace
+}  // namespace posthaste

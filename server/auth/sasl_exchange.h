@@ -26,6 +26,7 @@
 #define POSTHASTE_SERVER_AUTH_SASL_EXCHANGE_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,6 +78,11 @@ struct SaslConnectionFacts {
   std::string tls_exporter;
   // The verified TLS client certificate's identity for EXTERNAL (empty when none was verified).
   std::string client_certificate_identity;
+  // APOP and CRAM-MD5: whether some tenant allows them (the user is unknown when mechanisms
+  // are offered), and, once the client names a user, whether that user's tenant does (unset:
+  // every tenant). Called on the connection's thread during the exchange.
+  bool shared_secret_allowed = false;
+  std::function<bool(std::string_view user)> shared_secret_allowed_for;
 };
 
 // An account as the store keeps it, for mechanisms that need its secrets.

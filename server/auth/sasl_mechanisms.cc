@@ -9,7 +9,9 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "server/auth/external_exchange.h"
 #include "server/auth/scram.h"
+#include "server/auth/shared_secret.h"
 
 namespace posthaste::auth {
 
@@ -46,12 +48,16 @@ absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path) {
 std::vector<SaslMechanism> OfferedSaslMechanisms(const SaslServerConfig& config,
                                                  const SaslConnectionFacts& facts) {
   std::vector<SaslMechanism> offered;
+  if (facts.tls && !facts.client_certificate_identity.empty()) {
+    offered.push_back(SaslMechanism::kExternal);
+  }
   if (!facts.tls_exporter.empty()) {
     offered.push_back(SaslMechanism::kScramSha256Plus);
     offered.push_back(SaslMechanism::kScramSha1Plus);
   }
   offered.push_back(SaslMechanism::kScramSha256);
   offered.push_back(SaslMechanism::kScramSha1);
+  if (facts.shared_secret_allowed) offered.push_back(SaslMechanism::kCramMd5);
   return offered;
 }
 
@@ -66,12 +72,15 @@ std::unique_ptr<SaslServerExchange> NewSaslExchange(SaslMechanism mechanism,
     case SaslMechanism::kScramSha256:
     case SaslMechanism::kScramSha256Plus:
       return std::make_unique<ScramServerExchange>(mechanism, facts, config.scram_secret);
+    case SaslMechanism::kCramMd5:
+      return std::make_unique<CramMd5ServerExchange>(MakeServerChallenge(config.hostname),
+                                                     facts.shared_secret_allowed_for);
+    case SaslMechanism::kExternal:
+      return std::make_unique<ExternalServerExchange>(facts);
     case SaslMechanism::kPlain:
     case SaslMechanism::kLogin:
-    case SaslMechanism::kCramMd5:
     case SaslMechanism::kOAuthBearer:
     case SaslMechanism::kXOAuth2:
-    case SaslMechanism::kExternal:
       break;
   }
   return nullptr;

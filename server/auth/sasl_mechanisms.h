@@ -22,15 +22,18 @@ struct SaslServerConfig {
   // SCRAM: the secret fake salts of unknown users are derived from (32 random bytes kept in
   // the data directory, so they stay the same across restarts; see serve).
   std::string scram_secret;
+  // CRAM-MD5: the host name in its challenges ("<random.clock@hostname>", RFC 2195).
+  std::string hostname;
 };
 
 // The secret kept in `path` (32 random bytes, made with mode 0600 when the file is missing):
 // SaslServerConfig::scram_secret. Blocking; for start-up. An error names the file.
 absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path);
 
-// The mechanisms offered on a connection in `facts`' state, most preferred first: SCRAM over
-// any connection (the password never crosses it), the -PLUS forms only with a tls-exporter
-// binding (TLS 1.3).
+// The mechanisms offered on a connection in `facts`' state, most preferred first: EXTERNAL
+// with a verified client certificate; SCRAM over any connection (the password never crosses
+// it), the -PLUS forms only with a tls-exporter binding (TLS 1.3); CRAM-MD5 where a tenant
+// allows the shared-secret mechanisms.
 std::vector<SaslMechanism> OfferedSaslMechanisms(const SaslServerConfig& config,
                                                  const SaslConnectionFacts& facts);
 

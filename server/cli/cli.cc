@@ -17,6 +17,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
@@ -241,6 +243,34 @@ absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   return absl::OkStatus();
 }
 
+// APOP and CRAM-MD5 need the secret itself on the server (RFC 1939 section 7, RFC 2195), so it
+// is stored as given, beside (not instead of) the password hash: say so where it is set.
+absl::Status UserApopSecret(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  bool remove = false;
+  if (auto it = args.flags.find("remove"); it != args.flags.end()) {
+    if (it->second != "yes") {
+      return absl::InvalidArgumentError("--remove: give --remove=yes to delete the secret");
+    }
+    remove = true;
+  }
+  std::string secret;
+  if (!remove) {
+    PH_ASSIGN_OR_RETURN(secret, ReadPassword(io));
+    if (secret.size() > storage::kMaxSharedSecretLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("APOP secret longer than ", storage::kMaxSharedSecretLength, " bytes"));
+    }
+  }
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  absl::Status set = store->SetSharedSecret(address, secret);
+  if (IsUnknownAccount(set)) return UnknownUser(address);
+  PH_RETURN_IF_ERROR(set);
+  *io.out << (remove ? "APOP secret removed for " : "APOP secret set for ") << address
+          << (remove ? "" : " (stored recoverably; used where its tenant allows APOP)") << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status UserList(const ParsedArgs& args, const CliStreams& io) {
   std::optional<std::string> domain;
   if (!args.positional.empty()) {
@@ -285,6 +315,8 @@ absl::Status UserShow(const ParsedArgs& args, const CliStreams& io) {
           << storage::PlaintextAuthName(tenant.ok() ? tenant->policy.plaintext_auth
                                                     : storage::PlaintextAuth::kDefault)
           << " (tenant)\n";
+  absl::StatusOr<storage::AccountInfo> account = store->GetAccount(address);
+  if (account.ok() && !account->shared_secret.empty()) *io.out << "apop_secret\tset\n";
   return absl::OkStatus();
 }
 
@@ -377,6 +409,17 @@ absl::StatusOr<std::string> Domain(std::string_view raw) {
   return domain;
 }
 
+// The APOP and master-user settings, shown only when not at their defaults (so the output of
+// tenants without them stays what it was).
+std::string AuthPolicyText(const storage::TenantPolicy& policy) {
+  std::string text;
+  if (policy.apop_allowed) text += "\tapop=allow";
+  if (!policy.master_users.empty()) {
+    absl::StrAppend(&text, "\tmaster_users=", absl::StrJoin(policy.master_users, ","));
+  }
+  return text;
+}
+
 absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string domain, Domain(args.positional[0]));
   std::optional<storage::PlaintextAuth> plaintext_auth;
@@ -387,7 +430,25 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
           "--plaintext_auth: expected default, allow or require_tls, got \"", it->second, "\""));
     }
   }
-  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/plaintext_auth.has_value()));
+  std::optional<bool> apop;
+  if (auto it = args.flags.find("apop"); it != args.flags.end()) {
+    if (it->second != "allow" && it->second != "deny") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--apop: expected allow or deny, got \"", it->second, "\""));
+    }
+    apop = it->second == "allow";
+  }
+  std::optional<std::vector<std::string>> master_users;
+  if (auto it = args.flags.find("master_users"); it != args.flags.end()) {
+    master_users.emplace();
+    if (it->second != "none") {
+      for (absl::string_view user : absl::StrSplit(it->second, ',', absl::SkipEmpty())) {
+        master_users->emplace_back(user);
+      }
+    }
+  }
+  const bool change = plaintext_auth.has_value() || apop.has_value() || master_users.has_value();
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
   storage::TenantPolicy policy;
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
   if (tenant.ok()) {
@@ -395,13 +456,17 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
   } else if (!IsUnknownTenant(tenant.status())) {
     return tenant.status();
   }
-  if (plaintext_auth.has_value()) {
-    policy.plaintext_auth = *plaintext_auth;
+  if (change) {
+    if (plaintext_auth.has_value()) policy.plaintext_auth = *plaintext_auth;
+    if (apop.has_value()) policy.apop_allowed = *apop;
+    if (master_users.has_value()) policy.master_users = *std::move(master_users);
     // A running server re-reads tenant policies before this command's answer goes back.
     PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));
+    PH_ASSIGN_OR_RETURN(storage::TenantInfo stored, store->GetTenant(domain));
+    policy = stored.policy;
   }
   *io.out << domain << "\tplaintext_auth=" << storage::PlaintextAuthName(policy.plaintext_auth)
-          << "\n";
+          << AuthPolicyText(policy) << "\n";
   return absl::OkStatus();
 }
 
@@ -415,7 +480,7 @@ absl::Status TenantList(const ParsedArgs& args, const CliStreams& io) {
                     ? std::string("default")
                     : absl::StrCat(tenant.limits.message_bytes_max))
             << "\tplaintext_auth=" << storage::PlaintextAuthName(tenant.policy.plaintext_auth)
-            << "\n";
+            << AuthPolicyText(tenant.policy) << "\n";
   }
   return absl::OkStatus();
 }
@@ -495,6 +560,15 @@ const std::vector<Command>& Commands() {
        UserPasswd,
        {},
        Command::Stdin::kPasswordLine},
+      {{"user", "apop-secret"},
+       "[--remove=yes] ADDRESS",
+       "set the APOP/CRAM-MD5 secret: one line on stdin; stored recoverably (APOP needs the "
+       "secret itself), so use one that is not the password; --remove=yes deletes it",
+       1,
+       1,
+       UserApopSecret,
+       {"remove"},
+       Command::Stdin::kPasswordLine},
       {{"user", "list"}, "[DOMAIN]", "list accounts: address, messages, octets", 0, 1, UserList},
       {{"user", "show"}, "ADDRESS", "usage, limits and state of an account", 1, 1, UserShow},
       {{"user", "quota"},
@@ -514,12 +588,14 @@ const std::vector<Command>& Commands() {
        TenantLimitsCommand,
        {"quota_messages", "quota_octets", "message_bytes_max", "max_message_bytes"}},
       {{"tenant", "policy"},
-       "DOMAIN [--plaintext_auth=default|allow|require_tls]",
-       "show or set whether logins without TLS are allowed for a domain",
+       "DOMAIN [--plaintext_auth=default|allow|require_tls] [--apop=allow|deny] "
+       "[--master_users=ADDR,...|none]",
+       "show or set a domain's login rules: logins without TLS, APOP and CRAM-MD5 (off by "
+       "default), and master users (log in as any user of the domain with their own password)",
        1,
        1,
        TenantPolicyCommand,
-       {"plaintext_auth"}},
+       {"plaintext_auth", "apop", "master_users"}},
       {{"tenant", "list"}, "", "list domains: limits and plaintext_auth", 0, 0, TenantList},
       {{"deliver"},
        "ADDRESS < message",
@@ -667,6 +743,7 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
     case Command::Stdin::kNone:
       break;
     case Command::Stdin::kPasswordLine: {
+      if (parsed.flags.contains("remove")) break;  // user apop-secret --remove=yes reads nothing
       if (!parsed.positional.empty()) {
         if (absl::StatusOr<std::string> a = Address(parsed.positional[0]); !a.ok()) {
           close(fd);

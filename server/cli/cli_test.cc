@@ -293,6 +293,49 @@ TEST_F(CliTest, TenantPolicyShowSetAndList) {
             "example.test\tplaintext_auth=default\n");
 }
 
+TEST_F(CliTest, ApopSecretAndAuthPolicies) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun set = RunWith({"user", "apop-secret", flag_, "A@example.test"}, "tanstaaf\n");
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_THAT(set.out, HasSubstr("APOP secret set for A@example.test (stored recoverably"));
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              HasSubstr("apop_secret\tset\n"));
+  ExpectOneLineFailure(RunWith({"user", "apop-secret", flag_, "b@example.test"}, "x\n"),
+                       kExitFailure, "unknown user");
+  ExpectOneLineFailure(RunWith({"user", "apop-secret", flag_, "a@example.test"}, "\n"),
+                       kExitFailure, "empty password");
+  ExpectOneLineFailure(RunWith({"user", "apop-secret", flag_, "--remove=no", "a@example.test"}),
+                       kExitFailure, "--remove=yes");
+  set = RunWith({"user", "apop-secret", flag_, "--remove=yes", "a@example.test"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out, "APOP secret removed for a@example.test\n");
+  EXPECT_THAT(RunWith({"user", "show", flag_, "a@example.test"}).out,
+              ::testing::Not(HasSubstr("apop_secret")));
+  CliRun help = RunWith({"user", "apop-secret", "--help"});
+  EXPECT_THAT(help.out + help.err, HasSubstr("recoverably"));
+
+  set = RunWith({"tenant", "policy", flag_, "example.test", "--apop=allow",
+                 "--master_users=Boss@example.test,help@example.test"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out,
+            "example.test\tplaintext_auth=default\tapop=allow"
+            "\tmaster_users=boss@example.test,help@example.test\n");
+  // Changing one setting keeps the others.
+  set = RunWith({"tenant", "policy", flag_, "example.test", "--plaintext_auth=allow"});
+  EXPECT_EQ(set.out,
+            "example.test\tplaintext_auth=allow\tapop=allow"
+            "\tmaster_users=boss@example.test,help@example.test\n");
+  EXPECT_THAT(RunWith({"tenant", "list", flag_}).out,
+              HasSubstr("\tplaintext_auth=allow\tapop=allow\tmaster_users=boss@example.test,"));
+  ExpectOneLineFailure(
+      RunWith({"tenant", "policy", flag_, "example.test", "--master_users=x@other.test"}),
+      kExitFailure, "is not an address of example.test");
+  ExpectOneLineFailure(RunWith({"tenant", "policy", flag_, "example.test", "--apop=yes"}),
+                       kExitFailure, "expected allow or deny");
+  set = RunWith({"tenant", "policy", flag_, "example.test", "--apop=deny", "--master_users=none"});
+  EXPECT_EQ(set.out, "example.test\tplaintext_auth=allow\n");
+}
+
 TEST_F(CliTest, CheckAndCompact) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);

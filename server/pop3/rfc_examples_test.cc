@@ -176,6 +176,51 @@ TEST(Rfc1939Test, Apop) {
   }
 }
 
+// RFC 2195 section 2's CRAM-MD5 example on the wire: CRAM-MD5 is one of the driver's SASL
+// exchanges (offered where a tenant allows it; the HMAC is checked by server/auth/
+// shared_secret, see shared_secret_test.cc). The session sends the driver's challenge
+// base64-encoded and hands back the client's decoded "user digest", byte for byte.
+TEST(Rfc2195Test, CramMd5) {
+  constexpr std::string_view kChallenge = "<1896.697170952@postoffice.reston.mci.net>";
+  for (size_t fragment : kFragmentSizes) {
+    SCOPED_TRACE("fragment size " + std::to_string(fragment));
+    FakeMailbox mailbox;
+    Pop3SessionOptions options = DeweyOptions();
+    options.sasl_mechanisms = "CRAM-MD5";
+    FakeDriver driver(options);
+    driver.accounts()["tim"] = {.password = "tanstaaftanstaaf", .mailbox = &mailbox};
+    driver.sasl_answer = [&](std::string_view mechanism, bool start,
+                             std::optional<std::string_view> response) -> Pop3AuthResult {
+      if (mechanism != "CRAM-MD5") return {};
+      if (start && !response.has_value()) {
+        return {Pop3AuthResult::Code::kContinue, {}, std::string(kChallenge)};
+      }
+      if (!start && response == "tim b913a602c7eda7a495b4e6e7334d3890") {
+        return {Pop3AuthResult::Code::kOk, "tim"};
+      }
+      return {};
+    };
+    driver.TakeOutput();
+    driver.Feed("CAPA\r\n", fragment);
+    EXPECT_NE(driver.TakeOutput().find(" CRAM-MD5\r\n"), std::string::npos);
+    driver.Feed("AUTH CRAM-MD5\r\n", fragment);
+    EXPECT_EQ(driver.TakeOutput(),
+              "+ PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+\r\n");
+    driver.Feed("dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw\r\n", fragment);
+    EXPECT_EQ(driver.TakeOutput(), "+OK tim's maildrop has 0 messages (0 octets)\r\n");
+    EXPECT_EQ(driver.last_credentials().mechanism, AuthMechanism::kSasl);
+  }
+}
+
+TEST(Rfc2195Test, CramMd5NotOfferedIsUnsupported) {
+  FakeDriver driver(DeweyOptions());
+  driver.TakeOutput();
+  driver.Feed("CAPA\r\nAUTH CRAM-MD5\r\n");
+  const std::string out = driver.TakeOutput();
+  EXPECT_EQ(out.find("CRAM-MD5"), std::string::npos);
+  EXPECT_NE(out.find("-ERR Unsupported authentication mechanism"), std::string::npos);
+}
+
 // RFC 1939 section 10, the example POP3 session, byte for byte after the greeting.
 TEST(Rfc1939Test, ExampleSession) {
   for (size_t fragment : kFragmentSizes) {

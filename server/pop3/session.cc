@@ -6,6 +6,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "base/check.h"
 #include "base/short_copy.h"
 #include "base/strings.h"

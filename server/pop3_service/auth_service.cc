@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/auth/password_hash.h"
+#include "server/auth/shared_secret.h"
 
 #ifndef OPENSSL_IS_BORINGSSL
 #error "BoringSSL headers must come first (see //tools/build:defs.bzl)"
@@ -101,6 +102,54 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
     stripe.entries[key] = Entry{account->password_hash, absl::Now() + options_.cache_ttl};
   }
   verdict.code = AuthVerdict::Code::kOk;
+  verdict.address = account->address;
+  return verdict;
+}
+
+std::optional<storage::AccountInfo> AuthService::SharedSecretAccount(std::string_view user,
+                                                                     AuthVerdict* verdict) {
+  verdict->code = AuthVerdict::Code::kBadCredentials;
+  absl::StatusOr<storage::AccountInfo> account = store_->GetAccount(user);
+  if (!account.ok()) {
+    if (!absl::IsNotFound(account.status()) && !absl::IsInvalidArgument(account.status())) {
+      LogEvent(LogLevel::kWarning, "account lookup failed",
+               {{"error", account.status().ToString()}});
+      verdict->code = AuthVerdict::Code::kTempFailure;
+    }
+    return std::nullopt;
+  }
+  if (account->disabled || account->shared_secret.empty()) return std::nullopt;
+  return *std::move(account);
+}
+
+AuthVerdict AuthService::VerifyApop(std::string_view user, std::string_view timestamp,
+                                    std::string_view digest_hex) {
+  AuthVerdict verdict;
+  std::optional<storage::AccountInfo> account = SharedSecretAccount(user, &verdict);
+  if (!account.has_value()) return verdict;
+  if (!auth::ApopDigestMatches(timestamp, account->shared_secret, digest_hex)) return verdict;
+  verdict.code = AuthVerdict::Code::kOk;
+  verdict.address = account->address;
+  return verdict;
+}
+
+AuthVerdict AuthService::VerifyAs(std::string_view master, std::string_view password,
+                                  std::string_view target) {
+  AuthVerdict verdict = Verify(master, password);
+  if (verdict.code != AuthVerdict::Code::kOk) return verdict;
+  verdict.master = std::move(verdict.address);
+  verdict.address.clear();
+  absl::StatusOr<storage::AccountInfo> account = store_->GetAccount(target);
+  if (!account.ok()) {
+    const bool missing =
+        absl::IsNotFound(account.status()) || absl::IsInvalidArgument(account.status());
+    verdict.code = missing ? AuthVerdict::Code::kBadCredentials : AuthVerdict::Code::kTempFailure;
+    return verdict;
+  }
+  if (account->disabled) {
+    verdict.code = AuthVerdict::Code::kBadCredentials;
+    return verdict;
+  }
   verdict.address = account->address;
   return verdict;
 }

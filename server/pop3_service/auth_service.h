@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,8 @@ struct AuthVerdict {
   Code code = Code::kBadCredentials;
   std::string address;  // kOk: the account's identity (AccountInfo::address, canonical)
   bool cache_hit = false;
+  // VerifyAs, kOk: the master user's identity (who authenticated; `address` is whom as).
+  std::string master;
 };
 
 class AuthService {
@@ -47,6 +50,17 @@ class AuthService {
 
   // `user` as given by the client; `password` the presented secret. Blocking.
   AuthVerdict Verify(std::string_view user, std::string_view password);
+  // APOP (RFC 1939 section 7): `digest_hex` against MD5(timestamp || the account's shared
+  // secret), compared in constant time. kBadCredentials for an unknown or disabled account or
+  // one without a secret. Never cached (the digest changes with every greeting). Blocking.
+  // The caller has checked that the account's tenant allows APOP.
+  AuthVerdict VerifyApop(std::string_view user, std::string_view timestamp,
+                         std::string_view digest_hex);
+  // A master user (`master`, with its own password) logging in as `target`: Verify(master,
+  // password), then `target` must exist and be enabled. On kOk `address` is the target's
+  // identity and `master` the master's. The caller has checked that `master` is a master user
+  // of `target`'s tenant. Blocking.
+  AuthVerdict VerifyAs(std::string_view master, std::string_view password, std::string_view target);
 
  private:
   static constexpr size_t kStripes = 16;
@@ -59,6 +73,10 @@ class AuthService {
     absl::flat_hash_map<std::string, Entry> entries;  // key: address NUL hmac(password)
   };
 
+  // The account of `user` when it may use a shared-secret mechanism (exists, enabled, has a
+  // secret); nullopt with verdict->code set otherwise.
+  std::optional<storage::AccountInfo> SharedSecretAccount(std::string_view user,
+                                                          AuthVerdict* verdict);
   std::string CacheKey(std::string_view address, std::string_view password) const;
   Stripe& StripeFor(std::string_view key);
 

@@ -7,6 +7,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "server/auth/external_exchange.h"
 
 namespace posthaste::server::pop3_service {
 namespace {
@@ -40,7 +41,7 @@ pop3::Pop3SessionOptions WithObserver(pop3::Pop3SessionOptions options,
                                       const Pop3Backend& backend) {
   options.command_observer = observer;
   // Implicit TLS: no binding until the handshake is done (nothing is parsed before it).
-  options.sasl_mechanisms = backend.SaslMechanismsOffered(options.tls_active, false);
+  options.sasl_mechanisms = backend.SaslMechanismsOffered(options.tls_active, false, false);
   return options;
 }
 
@@ -189,7 +190,13 @@ void Pop3Adapter::OnTlsStarted(const transport::TlsSessionInfo& info) {
   if (has_tls_exporter_) {
     std::copy(info.tls_exporter.begin(), info.tls_exporter.end(), tls_exporter_.begin());
   }
-  session_.SetSaslMechanisms(backend_.SaslMechanismsOffered(/*tls=*/true, has_tls_exporter_));
+  // A client CA speaks for its own tenant only: an identity of another tenant is not used.
+  client_certificate_identity_.clear();
+  if (auth::IdentityFitsCertificateName(info.client_certificate_identity, info.certificate_name)) {
+    client_certificate_identity_.assign(info.client_certificate_identity);
+  }
+  session_.SetSaslMechanisms(backend_.SaslMechanismsOffered(
+      /*tls=*/true, has_tls_exporter_, !client_certificate_identity_.empty()));
   metrics_->CountTlsHandshake(
       metrics::TlsVersionFromName(info.version),
       info.resumed ? metrics::TlsOutcome::kResumed : metrics::TlsOutcome::kOk);
@@ -317,6 +324,7 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
         facts.tls = transport_->tls_active();
         if (has_tls_exporter_)
           facts.tls_exporter.assign(tls_exporter_.begin(), tls_exporter_.end());
+        facts.client_certificate_identity = client_certificate_identity_;
         backend_.StepSasl(id_, action.credentials, facts);
         break;
       }

@@ -81,6 +81,12 @@ class Pop3Adapter final : public transport::TransportClient {
   void OnMaildropOpened(Pop3MaildropOpened opened);
   void OnTopLength(absl::StatusOr<uint64_t> length);
   void OnCommitted(absl::Status status);
+  // A line of the session's log (its id, client and tenant, then `fields`) for what the
+  // backend audits: a master user logging in as another user.
+  void LogForBackend(LogLevel level, std::string_view message,
+                     std::initializer_list<LogField> fields) {
+    recorder_.Log(level, message, fields);
+  }
 
   // transport::TransportClient.
   void OnReceive(std::string_view bytes) override;
@@ -141,6 +147,7 @@ class Pop3Adapter final : public transport::TransportClient {
   bool handshaking_ = false;       // a TLS handshake (implicit or STLS) has not finished
   bool has_tls_exporter_ = false;  // TLS 1.3: tls_exporter_ holds the RFC 9266 binding
   std::array<char, 32> tls_exporter_{};
+  std::string client_certificate_identity_;  // a verified TLS client certificate's (EXTERNAL)
   transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;

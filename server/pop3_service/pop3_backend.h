@@ -91,9 +91,11 @@ class Pop3Backend {
   // Verifies `credentials` (views valid during this call only). Answer: OnAuthenticated.
   virtual void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) = 0;
   // The SASL mechanisms beyond PLAIN and LOGIN offered on a connection with or without TLS,
-  // and with a tls-exporter channel binding (Pop3SessionOptions::sasl_mechanisms' form). The
-  // text lives as long as the backend. Synchronous, no answer.
-  virtual std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const = 0;
+  // a tls-exporter channel binding and a verified client certificate
+  // (Pop3SessionOptions::sasl_mechanisms' form). The text lives as long as the backend.
+  // Synchronous, no answer.
+  virtual std::string_view SaslMechanismsOffered(bool tls, bool channel_binding,
+                                                 bool client_certificate) const = 0;
   // One step of a SASL exchange (credentials.mechanism == kSasl; server/auth/sasl_exchange.h):
   // starts one (credentials.sasl_start; `connection` says what it may know of the connection)
   // or feeds the current one the client's next response. Answer: OnAuthenticated, kContinue

@@ -42,6 +42,9 @@ namespace posthaste::server {
   X(auth_failures, kCounter, "posthaste_pop3_auth_failures_total", "", "Failed logins.")           \
   X(auth_cache_hits, kCounter, "posthaste_pop3_auth_cache_hits_total", "",                         \
     "Logins verified from the password verification cache.")                                       \
+  X(master_logins, kCounter, "posthaste_pop3_master_logins_total", "result=ok",                    \
+    "SASL PLAIN logins with an authorisation id: a tenant's master user as another of its users.") \
+  X(master_refusals, kCounter, "posthaste_pop3_master_logins_total", "result=refused", "")         \
   X(maildrops_opened, kCounter, "posthaste_pop3_maildrops_opened_total", "", "Maildrops opened.")  \
   X(commits_ok, kCounter, "posthaste_pop3_commits_total", "result=ok", "QUIT commits.")            \
   X(commits_failed, kCounter, "posthaste_pop3_commits_total", "result=failed", "")                 \

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "server/auth/shared_secret.h"
 #include "server/shard/shard_lifecycle.h"
 
 namespace posthaste::server {
@@ -254,6 +255,12 @@ pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::Peer
   o.session.policy.loopback_exempt_from_tls = true;
   o.session.policy.tenant_plaintext_auth = tenant_policies.get();  // outlives the connection
   o.session.policy.in_use = options.in_use_policy;
+  // The greeting comes before the user name: APOP's timestamp is offered when any tenant
+  // allows APOP, and the backend refuses users of the others.
+  if (tenant_policies != nullptr && tenant_policies->AnyApopAllowed()) {
+    o.session.policy.apop_allowed = true;
+    o.session.apop_timestamp = auth::MakeServerChallenge(options.hostname);
+  }
   o.session.peer_is_loopback = peer.loopback;
   o.session.peer_is_trusted_proxy = peer.via_trusted_proxy;
   o.session.policy.trusted_proxy_exempt_from_tls = options.proxy_plaintext_logins;

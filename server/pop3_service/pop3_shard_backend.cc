@@ -21,6 +21,10 @@ namespace {
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
 
+std::string_view DomainOf(std::string_view address) {
+  return address.substr(address.rfind('@') + 1);
+}
+
 // Whether a SASL authorization identity names the authenticating user: the same address in
 // any case (storage::CanonicalAddress), or the same bytes when it is no address.
 bool SameAccountName(std::string_view authzid, std::string_view user) {
@@ -78,9 +82,42 @@ Pop3ShardBackend::Pop3ShardBackend(Pop3Shard& shard,
                                    absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter)
     : shard_(shard), find_adapter_(std::move(find_adapter)) {
   const auth::SaslServerConfig& config = shard_.server->sasl;
-  sasl_offer_plain_ = OfferText(config, {});
-  sasl_offer_tls_ = OfferText(config, {.tls = true});
-  sasl_offer_binding_ = OfferText(config, {.tls = true, .tls_exporter = std::string(32, '\0')});
+  for (const bool tls : {false, true}) {
+    for (const bool binding : {false, true}) {
+      for (const bool certificate : {false, true}) {
+        for (const bool shared_secret : {false, true}) {
+          sasl_offers_[SaslOfferIndex(tls, binding, certificate, shared_secret)] = OfferText(
+              config, {.tls = tls,
+                       .tls_exporter = tls && binding ? std::string(32, '\0') : std::string(),
+                       .client_certificate_identity = tls && certificate ? "x" : "",
+                       .shared_secret_allowed = shared_secret});
+        }
+      }
+    }
+  }
+}
+
+size_t Pop3ShardBackend::SaslOfferIndex(bool tls, bool channel_binding, bool client_certificate,
+                                        bool shared_secret) {
+  return (tls ? 1 : 0) | (channel_binding ? 2 : 0) | (client_certificate ? 4 : 0) |
+         (shared_secret ? 8 : 0);
+}
+
+bool Pop3ShardBackend::SharedSecretAllowed() const {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  return policies != nullptr && policies->AnyApopAllowed();
+}
+
+auth::SaslConnectionFacts Pop3ShardBackend::ExchangeFacts(
+    const auth::SaslConnectionFacts& connection) {
+  auth::SaslConnectionFacts facts = connection;
+  facts.shared_secret_allowed = SharedSecretAllowed();
+  // Looked up when asked: the shard's policies may be replaced during the exchange.
+  facts.shared_secret_allowed_for = [this](std::string_view user) {
+    const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+    return policies != nullptr && policies->ApopAllowedFor(user);
+  };
+  return facts;
 }
 
 Pop3Adapter* Pop3ShardBackend::Live(uint64_t id) {
@@ -180,27 +217,99 @@ void Pop3ShardBackend::ClientNamed(uint64_t id, std::string_view ip) {
 // ---- Authentication: hashing on the CPU offload pool ----
 
 void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) {
-  const bool supported =
-      credentials.mechanism != pop3::AuthMechanism::kApop &&
-      (credentials.authzid.empty() || SameAccountName(credentials.authzid, credentials.user));
   PenalisedLogin login = PenalisedLoginOf(id, credentials);
-  if (!supported) {  // APOP is never offered; SASL proxy authorisation is not supported
-    ++shard_.stats.auth_failures;
-    const uint32_t delay_ms = shard_.auth_penalties->Failed(login);
-    AnswerLater(id, [delay_ms](Pop3Adapter& a) {
-      a.OnAuthenticated(
-          {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
-    });
+  if (credentials.mechanism == pop3::AuthMechanism::kApop) {
+    AuthenticateApop(id, credentials, std::move(login));
     return;
   }
-  Pop3ShardBackend* self = this;
+  if (!credentials.authzid.empty() && !SameAccountName(credentials.authzid, credentials.user)) {
+    AuthenticateAs(id, credentials, std::move(login));
+    return;
+  }
   AuthService* auth = shard_.server->auth;
-  const bool accepted =
-      shard_.shard->Offload([self, auth, id, user = std::string(credentials.user),
-                             secret = std::string(credentials.secret),
-                             login = std::move(login)]() mutable -> reactor::OffloadPool::Reply {
-        AuthVerdict verdict = auth->Verify(user, secret);
-        OPENSSL_cleanse(secret.data(), secret.size());
+  VerifyOffReactor(id, std::move(login),
+                   [auth, user = std::string(credentials.user),
+                    secret = std::string(credentials.secret)]() mutable {
+                     AuthVerdict verdict = auth->Verify(user, secret);
+                     OPENSSL_cleanse(secret.data(), secret.size());
+                     return verdict;
+                   });
+}
+
+void Pop3ShardBackend::AuthenticateApop(uint64_t id, const pop3::Pop3Credentials& credentials,
+                                        PenalisedLogin login) {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  if (policies == nullptr || !policies->ApopAllowedFor(credentials.user)) {
+    RefuseLogin(id, login);  // the greeting offers APOP when any tenant allows it: not this one
+    return;
+  }
+  AuthService* auth = shard_.server->auth;
+  VerifyOffReactor(id, std::move(login),
+                   [auth, user = std::string(credentials.user),
+                    timestamp = std::string(credentials.apop_timestamp),
+                    digest = std::string(credentials.secret)] {
+                     return auth->VerifyApop(user, timestamp, digest);
+                   });
+}
+
+bool Pop3ShardBackend::MayActFor(uint64_t id, std::string_view authcid, std::string_view authzid,
+                                 std::string* master, std::string* target) {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  absl::StatusOr<std::string> master_address = storage::CanonicalAddress(authcid);
+  absl::StatusOr<std::string> target_address = storage::CanonicalAddress(authzid);
+  // A master user acts only within its own tenant: same domain, and listed by that tenant
+  // (ShardTenantPolicies keeps each tenant's masters in the tenant's own domain).
+  const bool may = policies != nullptr && master_address.ok() && target_address.ok() &&
+                   DomainOf(*master_address) == DomainOf(*target_address) &&
+                   policies->IsMasterUser(*master_address);
+  if (!may) {
+    ++shard_.stats.master_refusals;
+    if (Pop3Adapter* adapter = Live(id)) {
+      adapter->LogForBackend(LogLevel::kWarning, "authorisation id refused",
+                             {{"authcid", std::string(authcid)}, {"authzid", std::string(authzid)}});
+    }
+    return false;
+  }
+  *master = *std::move(master_address);
+  *target = *std::move(target_address);
+  return true;
+}
+
+void Pop3ShardBackend::AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials,
+                                      PenalisedLogin login) {
+  std::string master;
+  std::string target;
+  if (credentials.mechanism != pop3::AuthMechanism::kSaslPlain ||
+      !MayActFor(id, credentials.user, credentials.authzid, &master, &target)) {
+    RefuseLogin(id, login);
+    return;
+  }
+  AuthService* auth = shard_.server->auth;
+  VerifyOffReactor(id, std::move(login),
+                   [auth, master = std::move(master), target = std::move(target),
+                    secret = std::string(credentials.secret)]() mutable {
+                     AuthVerdict verdict = auth->VerifyAs(master, secret, target);
+                     OPENSSL_cleanse(secret.data(), secret.size());
+                     return verdict;
+                   });
+}
+
+void Pop3ShardBackend::RefuseLogin(uint64_t id, const PenalisedLogin& login) {
+  ++shard_.stats.auth_failures;
+  const uint32_t delay_ms = shard_.auth_penalties->Failed(login);
+  AnswerLater(id, [delay_ms](Pop3Adapter& a) {
+    a.OnAuthenticated(
+        {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
+  });
+}
+
+void Pop3ShardBackend::VerifyOffReactor(uint64_t id, PenalisedLogin login,
+                                        absl::AnyInvocable<AuthVerdict()> verify) {
+  Pop3ShardBackend* self = this;
+  const bool accepted = shard_.shard->Offload(
+      [self, id, login = std::move(login),
+       verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
+        AuthVerdict verdict = verify();
         return [self, id, verdict = std::move(verdict), login = std::move(login)] {
           self->OnAuthVerdict(id, verdict, login);
         };
@@ -254,6 +363,11 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
     case AuthVerdict::Code::kOk:
       ++shard_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++shard_.stats.auth_cache_hits;
+      if (!verdict.master.empty()) {  // the audit trail of a master user's login
+        ++shard_.stats.master_logins;
+        adapter->LogForBackend(LogLevel::kInfo, "master user login",
+                               {{"master", verdict.master}, {"user", verdict.address}});
+      }
       result.code = pop3::Pop3AuthResult::Code::kOk;
       result.user = verdict.address;
       break;
@@ -271,9 +385,10 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
 
 // ---- SASL exchanges beyond PLAIN and LOGIN (server/auth/sasl_exchange.h) ----
 
-std::string_view Pop3ShardBackend::SaslMechanismsOffered(bool tls, bool channel_binding) const {
-  if (!tls) return sasl_offer_plain_;
-  return channel_binding ? sasl_offer_binding_ : sasl_offer_tls_;
+std::string_view Pop3ShardBackend::SaslMechanismsOffered(bool tls, bool channel_binding,
+                                                        bool client_certificate) const {
+  return sasl_offers_[SaslOfferIndex(tls, tls && channel_binding, tls && client_certificate,
+                                     SharedSecretAllowed())];
 }
 
 void Pop3ShardBackend::StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
@@ -285,7 +400,8 @@ void Pop3ShardBackend::StepSasl(uint64_t id, const pop3::Pop3Credentials& creden
       auth::ParseSaslMechanism(credentials.sasl_mechanism);
   if (credentials.sasl_start) {
     c.sasl = mechanism.has_value()
-                 ? auth::NewSaslExchange(*mechanism, connection, shard_.server->sasl)
+                 ? auth::NewSaslExchange(*mechanism, ExchangeFacts(connection),
+                                         shard_.server->sasl)
                  : nullptr;
     if (c.sasl == nullptr) {  // the session accepts only what SaslMechanismsOffered listed
       if (mechanism.has_value()) EndSasl(id, *mechanism, auth::SaslFailure::kNotAllowed);
@@ -347,6 +463,7 @@ void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
               found.password_hash = std::move(info->password_hash);
               found.scram_sha1 = std::move(info->scram.sha1);
               found.scram_sha256 = std::move(info->scram.sha256);
+              found.shared_secret = std::move(info->shared_secret);
               account = std::move(found);
             } else if (const storage::StoreError error = storage::ErrorOf(info.status());
                        error != storage::StoreError::kUnknownAccount &&
@@ -366,31 +483,38 @@ void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
     case auth::SaslStep::Kind::kSuccess: {
       it->second.sasl.reset();
       it->second.sasl_user = step.authcid.substr(0, auth::kPenaltyAccountBytesMax);
-      // Acting for another account (master users) is not allowed yet.
-      if (!step.authzid.empty() && !SameAccountName(step.authzid, step.authcid)) {
-        shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kAuthzidRefused);
-        ++shard_.stats.auth_failures;
-        const uint32_t delay_ms = shard_.auth_penalties->Failed(PenalisedSaslLogin(id, mechanism));
-        AnswerLater(id, [delay_ms](Pop3Adapter& a) {
-          a.OnAuthenticated(
-              {.code = pop3::Pop3AuthResult::Code::kBadCredentials, .failure_delay_ms = delay_ms});
-        });
-        return;
+      // Acting for another account: only a master user of that account's tenant may.
+      std::string master;
+      std::string name = std::move(step.authcid);
+      if (!step.authzid.empty() && !SameAccountName(step.authzid, name)) {
+        std::string target;
+        if (!MayActFor(id, name, step.authzid, &master, &target)) {
+          shard_.stats.sasl.CountFailure(mechanism, auth::SaslFailure::kAuthzidRefused);
+          ++shard_.stats.auth_failures;
+          const uint32_t delay_ms =
+              shard_.auth_penalties->Failed(PenalisedSaslLogin(id, mechanism));
+          AnswerLater(id, [delay_ms](Pop3Adapter& a) {
+            a.OnAuthenticated({.code = pop3::Pop3AuthResult::Code::kBadCredentials,
+                               .failure_delay_ms = delay_ms});
+          });
+          return;
+        }
+        name = std::move(target);
       }
       // As for PLAIN: the account must exist and be enabled now.
       Pop3ShardBackend* self = this;
       storage::MailStore* store = shard_.server->store;
       const bool accepted = shard_.shard->OffloadIo(
-          [self, store, id, mechanism,
-           name = std::move(step.authcid)]() -> reactor::OffloadPool::Reply {
+          [self, store, id, mechanism, master,
+           name = std::move(name)]() -> reactor::OffloadPool::Reply {
             absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
-            return [self, id, mechanism, info = std::move(info)]() mutable {
-              self->OnSaslLoginChecked(id, mechanism, std::move(info));
+            return [self, id, mechanism, master, info = std::move(info)]() mutable {
+              self->OnSaslLoginChecked(id, mechanism, master, std::move(info));
             };
           });
       if (!accepted) {
         ++shard_.stats.offload_rejected;
-        OnSaslLoginChecked(id, mechanism, absl::UnavailableError("offload queue full"));
+        OnSaslLoginChecked(id, mechanism, master, absl::UnavailableError("offload queue full"));
       }
       return;
     }
@@ -422,6 +546,7 @@ void Pop3ShardBackend::OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccou
 }
 
 void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+                                          const std::string& master,
                                           absl::StatusOr<storage::AccountInfo> account) {
   const PenalisedLogin login = PenalisedSaslLogin(id, mechanism);
   const bool rejected =
@@ -439,6 +564,13 @@ void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mecha
   if (account.ok() && !account->disabled) {
     shard_.stats.sasl.CountSuccess(mechanism);
     ++shard_.stats.sessions_authenticated;
+    if (!master.empty()) {  // the audit trail of a master user's login
+      ++shard_.stats.master_logins;
+      adapter->LogForBackend(LogLevel::kInfo, "master user login",
+                             {{"master", master},
+                              {"user", account->address},
+                              {"mechanism", std::string(auth::SaslMechanismName(mechanism))}});
+    }
     result.code = pop3::Pop3AuthResult::Code::kOk;
     result.user = account->address;
   } else if (account.ok() ||

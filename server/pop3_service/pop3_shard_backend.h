@@ -23,6 +23,7 @@
 #ifndef POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_BACKEND_H_
 #define POSTHASTE_SERVER_POP3_SERVICE_POP3_SHARD_BACKEND_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -57,7 +58,8 @@ class Pop3ShardBackend final : public Pop3Backend {
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
   void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
-  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const override;
+  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding,
+                                         bool client_certificate) const override;
   void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
                 const auth::SaslConnectionFacts& connection) override;
   void AbandonSasl(uint64_t id, bool cancelled) override;
@@ -93,11 +95,28 @@ class Pop3ShardBackend final : public Pop3Backend {
   // The same for a SASL exchange (its account name, once the exchange has named one).
   PenalisedLogin PenalisedSaslLogin(uint64_t id, auth::SaslMechanism mechanism);
   void OnAuthVerdict(uint64_t id, const AuthVerdict& verdict, const PenalisedLogin& login);
+  // APOP: refused unless the user's tenant allows it; the digest is checked off the reactor.
+  void AuthenticateApop(uint64_t id, const pop3::Pop3Credentials& credentials,
+                        PenalisedLogin login);
+  // SASL PLAIN with an authorisation id naming another user: only a master user of that
+  // user's own tenant may (audited in the session log and counted).
+  void AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials,
+                      PenalisedLogin login);
+  // Whether `authcid` is a master user of `authzid`'s tenant (their canonical addresses in
+  // `master` and `target`); a refusal is logged and counted.
+  bool MayActFor(uint64_t id, std::string_view authcid, std::string_view authzid,
+                 std::string* master, std::string* target);
+  // Answers kBadCredentials later (after the penalty's delay) and counts the failure.
+  void RefuseLogin(uint64_t id, const PenalisedLogin& login);
+  // Runs `verify` on the CPU offload pool and answers with its verdict.
+  void VerifyOffReactor(uint64_t id, PenalisedLogin login,
+                        absl::AnyInvocable<AuthVerdict()> verify);
   // Carries out a SASL exchange's step for connection `id` (answers, looks up, or ends it).
   void OnSaslStep(uint64_t id, auth::SaslStep step);
   void OnSaslAccount(uint64_t id, absl::StatusOr<auth::SaslAccount> account);
   // The exchange succeeded as `authcid`: the account may log in if it exists and is enabled.
-  void OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism,
+  // `master`: the master user acting for the account (empty when it logs in as itself).
+  void OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mechanism, const std::string& master,
                           absl::StatusOr<storage::AccountInfo> account);
   void EndSasl(uint64_t id, auth::SaslMechanism mechanism, auth::SaslFailure failure);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
@@ -108,10 +127,15 @@ class Pop3ShardBackend final : public Pop3Backend {
   Pop3Shard& shard_;
   absl::AnyInvocable<Pop3Adapter*(uint64_t)> find_adapter_;
   absl::flat_hash_map<uint64_t, Connection> connections_;
-  // SaslMechanismsOffered's answers: without TLS, with TLS, with TLS and a binding.
-  std::string sasl_offer_plain_;
-  std::string sasl_offer_tls_;
-  std::string sasl_offer_binding_;
+  // SaslMechanismsOffered's answers, made once, by SaslOfferIndex.
+  static constexpr size_t kSaslOfferCount = 16;
+  static size_t SaslOfferIndex(bool tls, bool channel_binding, bool client_certificate,
+                               bool shared_secret);
+  std::array<std::string, kSaslOfferCount> sasl_offers_;
+  // Whether some tenant allows APOP and CRAM-MD5 now (its policies change online).
+  bool SharedSecretAllowed() const;
+  // The facts a SASL exchange gets: the connection's, and what the tenants allow.
+  auth::SaslConnectionFacts ExchangeFacts(const auth::SaslConnectionFacts& connection);
 };
 
 }  // namespace pop3_service

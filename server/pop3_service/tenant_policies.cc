@@ -30,6 +30,10 @@ absl::Status TenantPolicyTable::Load(storage::MailStore& store) {
   PH_ASSIGN_OR_RETURN(std::vector<storage::TenantInfo> tenants, store.ListTenants());
   auto snapshot = std::make_shared<TenantPolicySnapshot>();
   for (const storage::TenantInfo& tenant : tenants) {
+    if (tenant.policy.apop_allowed) snapshot->apop_domains.insert(tenant.domain);
+    for (const std::string& master : tenant.policy.master_users) {
+      snapshot->master_users.insert(master);  // stored canonical
+    }
     const pop3::TenantPlaintextAuth setting = ToSessionSetting(tenant.policy.plaintext_auth);
     if (setting == pop3::TenantPlaintextAuth::kDefault) continue;
     snapshot->plaintext_auth.emplace(tenant.domain, setting);  // stored lower-case
@@ -82,5 +86,22 @@ pop3::TenantPlaintextAuth ShardTenantPolicies::ForDomain(std::string_view domain
 }
 
 bool ShardTenantPolicies::AnyAllowed() const { return Fresh().any_allowed; }
+
+bool ShardTenantPolicies::AnyApopAllowed() const { return !Fresh().apop_domains.empty(); }
+
+bool ShardTenantPolicies::ApopAllowedFor(std::string_view user) const {
+  const TenantPolicySnapshot& snapshot = Fresh();
+  const size_t at = user.rfind('@');
+  if (snapshot.apop_domains.empty() || at == std::string_view::npos) return false;
+  std::string domain(user.substr(at + 1));
+  absl::AsciiStrToLower(&domain);
+  return snapshot.apop_domains.contains(domain);
+}
+
+bool ShardTenantPolicies::IsMasterUser(std::string_view canonical_address) const {
+  const TenantPolicySnapshot& snapshot = Fresh();
+  return !snapshot.master_users.empty() &&
+         snapshot.master_users.contains(AbslView(canonical_address));
+}
 
 }  // namespace posthaste::server

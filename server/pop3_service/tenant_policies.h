@@ -1,6 +1,6 @@
-// TenantPolicyTable: the per-tenant plaintext-login overrides (`posthaste tenant policy DOMAIN
-// --plaintext_auth=...`) as an immutable snapshot that POP3 sessions consult at USER time, and
-// ShardTenantPolicies, one reactor shard's lock-free view of it.
+// TenantPolicyTable: the per-tenant login rules (`posthaste tenant policy DOMAIN
+// --plaintext_auth=... --apop=... --master_users=...`) as an immutable snapshot that POP3 sessions
+// consult at USER time, and ShardTenantPolicies, one reactor shard's lock-free view of it.
 //
 // Only tenants whose setting is not `default` have entries, so a server without overrides keeps
 // an empty map and a USER costs one relaxed-order counter load.
@@ -23,6 +23,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/pop3/session.h"
@@ -36,6 +37,10 @@ struct TenantPolicySnapshot {
   bool any_allowed = false;
   size_t allowed = 0;      // tenants with kAllow
   size_t require_tls = 0;  // tenants with kRequireTls
+  // Lower-case domains whose tenant allows APOP and CRAM-MD5 (`--apop=allow`).
+  absl::flat_hash_set<std::string> apop_domains;
+  // Canonical addresses of every tenant's master users (each in its own tenant's domain).
+  absl::flat_hash_set<std::string> master_users;
 };
 
 class TenantPolicyTable {
@@ -68,6 +73,15 @@ class ShardTenantPolicies : public pop3::TenantPlaintextAuthLookup {
   explicit ShardTenantPolicies(const TenantPolicyTable& table);
   pop3::TenantPlaintextAuth ForDomain(std::string_view domain) const override;
   bool AnyAllowed() const override;
+  // Whether some tenant allows APOP: the greeting's timestamp is offered then (it precedes the
+  // user name, so it cannot depend on the tenant).
+  bool AnyApopAllowed() const;
+  // Whether the tenant of `user` (the part after its last '@', any case) allows APOP and
+  // CRAM-MD5.
+  bool ApopAllowedFor(std::string_view user) const;
+  // Whether `canonical_address` (storage::CanonicalAddress form) is a master user of its own
+  // tenant: it may log in as that tenant's other users (the caller checks the domains match).
+  bool IsMasterUser(std::string_view canonical_address) const;
 
  private:
   const TenantPolicySnapshot& Fresh() const;

@@ -72,5 +72,33 @@ TEST(TenantPolicyTableTest, LoadsOnlyOverridesAndFollowsChanges) {
   EXPECT_EQ(table.Current()->require_tls, 1u);
 }
 
+TEST(TenantPolicyTableTest, ApopAndMasterUsers) {
+  auto store = NewStore();
+  ASSERT_NE(store, nullptr);
+  TenantPolicy apop;
+  apop.apop_allowed = true;
+  apop.master_users = {"Boss@apop.test"};
+  ASSERT_TRUE(store->SetTenantPolicy("apop.test", apop).ok());
+  ASSERT_TRUE(store->SetTenantLimits("plain.test", storage::TenantLimits{}).ok());
+
+  TenantPolicyTable table;
+  ShardTenantPolicies shard(table);
+  EXPECT_FALSE(shard.AnyApopAllowed());
+  ASSERT_TRUE(table.Load(*store).ok());
+  EXPECT_TRUE(shard.AnyApopAllowed());
+  EXPECT_FALSE(shard.AnyAllowed());  // APOP does not allow plaintext USER/PASS
+  EXPECT_TRUE(shard.ApopAllowedFor("mrose@APOP.test"));
+  EXPECT_FALSE(shard.ApopAllowedFor("mrose@plain.test"));
+  EXPECT_FALSE(shard.ApopAllowedFor("apop.test"));
+  EXPECT_TRUE(shard.IsMasterUser("boss@apop.test"));
+  EXPECT_FALSE(shard.IsMasterUser("mrose@apop.test"));
+
+  ASSERT_TRUE(store->SetTenantPolicy("apop.test", TenantPolicy{}).ok());
+  ASSERT_TRUE(table.RefreshIfChanged(*store).ok());
+  EXPECT_FALSE(shard.AnyApopAllowed());
+  EXPECT_FALSE(shard.ApopAllowedFor("mrose@apop.test"));
+  EXPECT_FALSE(shard.IsMasterUser("boss@apop.test"));
+}
+
 }  // namespace
 }  // namespace posthaste::server

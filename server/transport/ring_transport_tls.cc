@@ -167,7 +167,9 @@ void RingTransport::TellTlsStarted() {
                             .server_name = engine.server_name(),
                             .resumed = engine.resumed(),
                             .kernel_tls = tls_mode_ == TlsMode::kKernel,
-                            .tls_exporter = exporter};
+                            .tls_exporter = exporter,
+                            .client_certificate_identity = engine.client_certificate_identity(),
+                            .certificate_name = engine.certificate_name()};
   client_->OnTlsStarted(info);
   if (tls_mode_ == TlsMode::kKernel) tls_.reset();  // the kernel makes the records now
 }

@@ -58,6 +58,10 @@ struct TlsSessionInfo {
   // RFC 9266 tls-exporter channel binding (32 bytes; TLS 1.3 only, else empty), for SASL
   // -PLUS mechanisms. Valid during OnTlsStarted only.
   std::string_view tls_exporter;
+  // The verified client certificate's identity for SASL EXTERNAL (TlsEngine::
+  // client_certificate_identity(): a subjectAltName email, else the CN); empty when none.
+  std::string_view client_certificate_identity;
+  std::string_view certificate_name;  // the server certificate chosen (whose CA verified it)
 };
 
 // Why a connection ended (told once, in OnClosed).

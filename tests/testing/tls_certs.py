@@ -2,7 +2,7 @@
 
 `TestPki(directory)` creates a CA (P-256, valid one day) and signs server certificates with it:
 `issue(name, dns_names)` writes NAME.crt/NAME.key (leaf then CA in the .crt, the way operators
-install chains). `cert_dir_pair(cert_dir, stem, ...)` writes the `--tls_cert_dir` layout
+install chains); `issue_client(name, email)` a client certificate for SASL EXTERNAL. `cert_dir_pair(cert_dir, stem, ...)` writes the `--tls_cert_dir` layout
 (`example.com.crt` + `.key`, `_.example.com` for a wildcard) atomically, as a Secret update
 lands. No private key is ever committed: everything lives under $TEST_TMPDIR.
 
@@ -58,6 +58,25 @@ class TestPki:
       chain = leaf + f.read()
     with open(crt, "wb") as f:
       f.write(chain)
+    return crt, key
+
+  def issue_client(self, name, email, common_name=None):
+    """Signs a client certificate (clientAuth, subjectAltName email); returns (cert, key)."""
+    key = os.path.join(self.directory, name + ".key")
+    csr = os.path.join(self.directory, name + ".csr")
+    crt = os.path.join(self.directory, name + ".crt")
+    ext = os.path.join(self.directory, name + ".ext")
+    with open(ext, "w") as f:
+      f.write("subjectAltName=email:%s\n" % email)
+      f.write("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
+      f.write("basicConstraints=critical,CA:FALSE\n")
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", "/CN=%s" % (common_name or email))
+    self._serial += 1
+    leaf = _openssl("x509", "-req", "-in", csr, "-CA", self.ca_cert, "-CAkey", self.ca_key,
+                    "-set_serial", str(self._serial), "-days", "1", "-extfile", ext)
+    with open(crt, "wb") as f:
+      f.write(leaf)
     return crt, key
 
   def cert_dir_pair(self, cert_dir, stem, dns_names, common_name=None):

@@ -43,7 +43,8 @@ std::string LastSslError() {
 }  // namespace
 
 TestCertificate MakeTestCertificate(std::string_view common_name,
-                                    const std::vector<std::string>& dns_names) {
+                                    const std::vector<std::string>& dns_names,
+                                    const std::vector<std::string>& email_names) {
   static long serial = 1;
   bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
   EC_KEY* ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
@@ -62,15 +63,17 @@ TestCertificate MakeTestCertificate(std::string_view common_name,
                                       0) == 1);
   PH_CHECK(X509_set_issuer_name(x509.get(), name) == 1);
   PH_CHECK(X509_set_pubkey(x509.get(), key.get()) == 1);
-  if (!dns_names.empty()) {
+  if (!dns_names.empty() || !email_names.empty()) {
     GENERAL_NAMES* names = sk_GENERAL_NAME_new_null();
-    for (const std::string& dns : dns_names) {
+    auto add = [names](const std::string& text, int type) {
       GENERAL_NAME* general = GENERAL_NAME_new();
       ASN1_IA5STRING* ia5 = ASN1_IA5STRING_new();
-      PH_CHECK(ASN1_STRING_set(ia5, dns.data(), static_cast<int>(dns.size())) == 1);
-      GENERAL_NAME_set0_value(general, GEN_DNS, ia5);
+      PH_CHECK(ASN1_STRING_set(ia5, text.data(), static_cast<int>(text.size())) == 1);
+      GENERAL_NAME_set0_value(general, type, ia5);
       sk_GENERAL_NAME_push(names, general);
-    }
+    };
+    for (const std::string& dns : dns_names) add(dns, GEN_DNS);
+    for (const std::string& email : email_names) add(email, GEN_EMAIL);
     PH_CHECK(X509_add1_ext_i2d(x509.get(), NID_subject_alt_name, names, 0, 0) == 1);
     GENERAL_NAMES_free(names);
   }
@@ -131,6 +134,18 @@ TestTlsClient::TestTlsClient(const Options& options) {
     PH_CHECK(SSL_set_tlsext_host_name(ssl_, options.server_name.c_str()) == 1);
   }
   if (options.session != nullptr) PH_CHECK(SSL_set_session(ssl_, options.session) == 1);
+  if (options.client_certificate != nullptr) {
+    bssl::UniquePtr<BIO> cert_bio(BIO_new_mem_buf(options.client_certificate->cert_pem.data(),
+                                                  options.client_certificate->cert_pem.size()));
+    bssl::UniquePtr<X509> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr));
+    bssl::UniquePtr<BIO> key_bio(BIO_new_mem_buf(options.client_certificate->key_pem.data(),
+                                                 options.client_certificate->key_pem.size()));
+    bssl::UniquePtr<EVP_PKEY> key(
+        PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+    PH_CHECK(cert != nullptr && key != nullptr);
+    PH_CHECK(SSL_use_certificate(ssl_, cert.get()) == 1);
+    PH_CHECK(SSL_use_PrivateKey(ssl_, key.get()) == 1);
+  }
   SSL_set_connect_state(ssl_);
 }
 

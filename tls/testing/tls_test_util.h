@@ -22,8 +22,10 @@ struct TestCertificate {
 };
 
 // A self-signed ECDSA P-256 certificate, subject CN=`common_name`, one DNS SAN per name.
+// With `email_names`, also one email SAN per entry (client certificates).
 TestCertificate MakeTestCertificate(std::string_view common_name,
-                                    const std::vector<std::string>& dns_names);
+                                    const std::vector<std::string>& dns_names,
+                                    const std::vector<std::string>& email_names = {});
 
 // A fresh directory under $TEST_TMPDIR (or /tmp).
 std::string MakeTestDir(std::string_view prefix);
@@ -43,6 +45,8 @@ class TestTlsClient {
     uint16_t max_version = TLS1_3_VERSION;
     std::string cipher_list;         // TLS 1.2 and below; empty keeps BoringSSL's default.
     SSL_SESSION* session = nullptr;  // To resume (not owned).
+    // Presented when the server asks for a client certificate (not owned; may be null).
+    const TestCertificate* client_certificate = nullptr;
   };
   explicit TestTlsClient(const Options& options);
   ~TestTlsClient();

@@ -40,7 +40,12 @@ void FakePop3Backend::ClientNamed(uint64_t id, std::string_view ip) {
   calls_.push_back(absl::StrCat("client ", id, " ", std::string(ip)));
 }
 
-std::string_view FakePop3Backend::SaslMechanismsOffered(bool tls, bool channel_binding) const {
+std::string_view FakePop3Backend::SaslMechanismsOffered(bool tls, bool channel_binding,
+                                                       bool client_certificate) const {
+  if (client_certificate) {
+    return channel_binding ? "EXTERNAL SCRAM-SHA-256-PLUS SCRAM-SHA-256"
+                           : "EXTERNAL SCRAM-SHA-256";
+  }
   return channel_binding ? "SCRAM-SHA-256-PLUS SCRAM-SHA-256" : "SCRAM-SHA-256";
 }
 

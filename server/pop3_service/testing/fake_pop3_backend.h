@@ -45,9 +45,11 @@ class FakePop3Backend final : public Pop3Backend {
   bool Admit(uint64_t id, const transport::PeerInfo& peer) override;
   void ClientNamed(uint64_t id, std::string_view ip) override;
   void Authenticate(uint64_t id, const pop3::Pop3Credentials& credentials) override;
-  // Offers SCRAM-SHA-256, plus SCRAM-SHA-256-PLUS with a binding; steps are recorded
-  // ("sasl ID MECH start|step binding=N") and answered by the test.
-  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding) const override;
+  // Offers SCRAM-SHA-256, plus SCRAM-SHA-256-PLUS with a binding and EXTERNAL (first) with a
+  // client certificate; steps are recorded ("sasl ID MECH start|step binding=N") and answered
+  // by the test.
+  std::string_view SaslMechanismsOffered(bool tls, bool channel_binding,
+                                         bool client_certificate) const override;
   void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
                 const auth::SaslConnectionFacts& connection) override;
   void AbandonSasl(uint64_t id, bool cancelled) override;

@@ -1,0 +1,61 @@
+#include "server/auth/external_exchange.h"
+
+#include "absl/strings/match.h"
+#include "base/strings.h"
+
+namespace posthaste::auth {
+namespace {
+
+constexpr size_t kAuthzidBytesMax = 255;
+
+SaslStep Failure(SaslFailure failure) {
+  SaslStep step;
+  step.kind = SaslStep::Kind::kFailure;
+  step.failure = failure;
+  return step;
+}
+
+}  // namespace
+
+bool IdentityFitsCertificateName(std::string_view identity, std::string_view certificate_name) {
+  const size_t at = identity.rfind('@');
+  if (at == std::string_view::npos || at + 1 == identity.size()) return false;
+  const std::string_view domain = identity.substr(at + 1);
+  if (certificate_name.size() < domain.size()) return false;
+  const std::string_view tail = certificate_name.substr(certificate_name.size() - domain.size());
+  if (!absl::EqualsIgnoreCase(AbslView(tail), AbslView(domain))) return false;
+  return certificate_name.size() == domain.size() ||
+         certificate_name[certificate_name.size() - domain.size() - 1] == '.';
+}
+
+ExternalServerExchange::ExternalServerExchange(const SaslConnectionFacts& facts)
+    : identity_(facts.client_certificate_identity) {}
+
+SaslStep ExternalServerExchange::Start(std::optional<std::string_view> initial_response) {
+  if (identity_.empty()) return Failure(SaslFailure::kNotAllowed);
+  if (initial_response.has_value()) return Decide(*initial_response);
+  SaslStep step;
+  step.kind = SaslStep::Kind::kChallenge;  // empty: "+ "
+  return step;
+}
+
+SaslStep ExternalServerExchange::Continue(std::string_view response) { return Decide(response); }
+
+SaslStep ExternalServerExchange::AccountFound(const absl::StatusOr<SaslAccount>&) {
+  return Failure(SaslFailure::kMalformed);
+}
+
+SaslStep ExternalServerExchange::Decide(std::string_view authzid) const {
+  if (authzid.size() > kAuthzidBytesMax || authzid.find('\0') != std::string_view::npos) {
+    return Failure(SaslFailure::kMalformed);
+  }
+  SaslStep step;
+  step.kind = SaslStep::Kind::kSuccess;
+  step.authcid = identity_;
+  if (!absl::EqualsIgnoreCase(AbslView(authzid), AbslView(identity_))) {
+    step.authzid = std::string(authzid);
+  }
+  return step;
+}
+
+}  // namespace posthaste::auth
