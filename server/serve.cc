@@ -239,7 +239,9 @@ class Server {
     ctx_.tenant_policies = &tenant_policies_;
     ChooseTenantLabels();
     auth_ = std::make_unique<AuthService>(
-        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
+        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s),
+                                       .hash_setting = options.password_scheme,
+                                       .rehash_at_login = options.rehash_at_login});
     ctx_.auth = auth_.get();
     return true;
   }

@@ -173,14 +173,24 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
        IntFlag("max_connections_per_ip", &o.max_connections_per_ip, UINT32_MAX)},
       {"max_connections_per_user_ip",
        IntFlag("max_connections_per_user_ip", &o.max_connections_per_user_ip, UINT32_MAX)},
-      {"in_use_policy", ChoiceFlag<pop3::InUsePolicy>(
-                            "in_use_policy", &o.in_use_policy,
-                            {{"takeover", pop3::InUsePolicy::kTakeover},
-                             {"refuse", pop3::InUsePolicy::kRefuse}})},
+      {"in_use_policy", ChoiceFlag<pop3::InUsePolicy>("in_use_policy", &o.in_use_policy,
+                                                      {{"takeover", pop3::InUsePolicy::kTakeover},
+                                                       {"refuse", pop3::InUsePolicy::kRefuse}})},
       {"takeover_idle_s", IntFlag("takeover_idle_s", &o.takeover_idle_s, 86400)},
       {"plaintext_requires_tls", BoolFlag("plaintext_requires_tls", &o.plaintext_requires_tls)},
       {"auth_failure_delay_ms", IntFlag("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
       {"auth_cache_ttl_s", IntFlag("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
+      {"password_scheme",
+       [&o](std::string_view v) -> absl::Status {
+         absl::StatusOr<auth::HashSetting> setting = auth::ParseHashSetting(v);
+         if (!setting.ok()) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--password_scheme: ", setting.status().message()));
+         }
+         o.password_scheme = *setting;
+         return absl::OkStatus();
+       }},
+      {"rehash_at_login", BoolFlag("rehash_at_login", &o.rehash_at_login)},
       {"send_path", ChoiceFlag<SendPathChoice>("send_path", &o.send_path,
                                                {{"auto", SendPathChoice::kAuto},
                                                 {"splice", SendPathChoice::kSplice},
@@ -198,12 +208,13 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
        PositiveFlag("http_header_timeout_ms", &o.http_header_timeout_ms, 3'600'000)},
       {"http_body_timeout_ms",
        PositiveFlag("http_body_timeout_ms", &o.http_body_timeout_ms, 3'600'000)},
-      {"http_connections_max", PositiveFlag("http_connections_max", &o.http_connections_max, 100'000)},
+      {"http_connections_max",
+       PositiveFlag("http_connections_max", &o.http_connections_max, 100'000)},
       {"http_connections_per_ip",
        IntFlag("http_connections_per_ip", &o.http_connections_per_ip, UINT32_MAX)},
       {"admin_token_file", StringFlag(&o.admin_token_file)},
-      {"log_format", ChoiceFlag<std::string>("log_format", &o.log_format,
-                                             {{"text", "text"}, {"json", "json"}})},
+      {"log_format",
+       ChoiceFlag<std::string>("log_format", &o.log_format, {{"text", "text"}, {"json", "json"}})},
       {"metrics_max_tenants", IntFlag("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
       {"metrics_sessions", BoolFlag("metrics_sessions", &o.metrics_sessions)},
       {"hostname", StringFlag(&o.hostname)},
@@ -339,7 +350,8 @@ std::string ServeUsage() {
          "[--proxy_plaintext_logins=true] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
-         "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
+         "[--auth_cache_ttl_s=60] [--password_scheme=yescrypt:3] [--rehash_at_login=true] "
+         "[--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
          "[--lmtp_listen=127.0.0.1:24|off] "

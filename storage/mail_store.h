@@ -306,6 +306,11 @@ class MailStore {
   // CreateAccount of the same address gets a new incarnation, so UIDLs are never reused.
   absl::Status DeleteAccount(std::string_view address);
   absl::Status SetPasswordHash(std::string_view address, std::string_view password_hash);
+  // As SetPasswordHash, only while the stored hash is still `expected_hash` (checked under the
+  // account's lock): a rehash at login never overwrites a password changed meanwhile.
+  // FailedPrecondition when the stored hash differs.
+  absl::Status ReplacePasswordHash(std::string_view address, std::string_view expected_hash,
+                                   std::string_view password_hash);
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);

@@ -111,6 +111,12 @@ struct HashSetting {
   uint32_t cost = 0;
 };
 
+// What posthaste hashes new passwords with unless told otherwise (`serve --password_scheme`,
+// `user add --password_scheme`): yescrypt at libxcrypt's count 3, i.e. 4 MiB and about a fifth
+// of the CPU of libxcrypt's default count 5 (16 MiB). docs/BENCHMARKS.md, "Cold logins", has
+// the measurements and the reasons.
+inline constexpr HashSetting kDefaultHashSetting{HashScheme::kYescrypt, 3};
+
 // Parses "SCHEME" or "SCHEME:COST" (SCHEME as HashSchemeName prints it: yescrypt,
 // sha512-crypt, sha256-crypt, bcrypt, argon2id). InvalidArgument for anything else, including
 // verify-only schemes and costs out of the ranges above.

@@ -41,6 +41,8 @@ namespace posthaste::server {
   X(auth_failures, kCounter, "posthaste_pop3_auth_failures_total", "", "Failed logins.")           \
   X(auth_cache_hits, kCounter, "posthaste_pop3_auth_cache_hits_total", "",                         \
     "Logins verified from the password verification cache.")                                       \
+  X(auth_rehashes, kCounter, "posthaste_pop3_auth_rehashes_total", "",                             \
+    "Stored password hashes replaced at login by one at --password_scheme.")                       \
   X(maildrops_opened, kCounter, "posthaste_pop3_maildrops_opened_total", "", "Maildrops opened.")  \
   X(commits_ok, kCounter, "posthaste_pop3_commits_total", "result=ok", "QUIT commits.")            \
   X(commits_failed, kCounter, "posthaste_pop3_commits_total", "result=failed", "")                 \

@@ -197,6 +197,7 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict) {
     case AuthVerdict::Code::kOk:
       ++shard_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++shard_.stats.auth_cache_hits;
+      if (verdict.rehashed) ++shard_.stats.auth_rehashes;
       result.code = pop3::Pop3AuthResult::Code::kOk;
       result.user = verdict.address;
       break;
