@@ -592,8 +592,8 @@ absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"user", "add"},
-       "[--hash='{SCHEME}...' | --password_scheme=S[:COST]] ADDRESS",
-       "add an account; password: one line on stdin, or a stored hash given with --hash",
+       "ADDRESS",
+       "add an account; password: one line on stdin (--password_scheme=S[:COST]), or --hash='{SCHEME}...'",
        1,
        1,
        UserAdd,
@@ -601,8 +601,8 @@ const std::vector<Command>& Commands() {
        Command::Stdin::kPasswordLine},
       {{"user", "del"}, "ADDRESS", "delete an account and its messages", 1, 1, UserDel},
       {{"user", "passwd"},
-       "[--hash='{SCHEME}...' | --password_scheme=S[:COST]] ADDRESS",
-       "set a password: one line on stdin, or a stored hash given with --hash",
+       "ADDRESS",
+       "set a password: one line on stdin (--password_scheme=S[:COST]), or --hash='{SCHEME}...'",
        1,
        1,
        UserPasswd,
