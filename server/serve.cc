@@ -245,7 +245,9 @@ class Server {
     ctx_.tenant_policies = &tenant_policies_;
     ChooseTenantLabels();
     auth_ = std::make_unique<AuthService>(
-        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
+        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s),
+                                       .hash_setting = options.password_scheme,
+                                       .rehash_at_login = options.rehash_at_login});
     ctx_.auth = auth_.get();
     // Fake SCRAM salts must not change across restarts (a changing salt tells a prober the
     // user does not exist), so the secret they come from lives beside the store.

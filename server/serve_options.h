@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/auth/password_hash.h"
 #include "server/pop3/session.h"
 
 namespace posthaste::server {
@@ -79,6 +80,13 @@ struct ServeOptions {
   uint32_t auth_penalty_addresses_max = 65'536;
   uint32_t auth_penalty_accounts_max = 65'536;
   uint32_t auth_cache_ttl_s = 60;
+  // The scheme and cost of the hashes the server writes (rehash at login; the dummy hash that
+  // makes unknown users cost a verification). --password_scheme=SCHEME[:COST]; see
+  // server/auth/password_hash.h (HashSetting, kDefaultHashSetting).
+  auth::HashSetting password_scheme = auth::kDefaultHashSetting;
+  // After a successful cold login against a hash of another scheme or cost, store a fresh
+  // hash at password_scheme (server/pop3_service/auth_service.h).
+  bool rehash_at_login = true;
   SendPathChoice send_path = SendPathChoice::kAuto;
   // kAuto (reactor::ChooseSendPath): bodies below copy_below_bytes go by the copying path
   // (read + send; 0 = never: bodies never pass through user memory by default), from

@@ -372,6 +372,50 @@ TEST_F(StoreTest, VerificationCacheHitsAndDropsOnPasswordChange) {
   EXPECT_EQ(auth.Verify("not an address", "x").code, AuthVerdict::Code::kBadCredentials);
 }
 
+// An imported Dovecot {SSHA512} hash (made by `doveadm pw`) becomes one at the server's
+// setting at the first successful login, once; wrong passwords, {PLAIN} and a disabled
+// rehash leave hashes alone.
+TEST_F(StoreTest, RehashAtLoginMovesHashesToTheServerSetting) {
+  constexpr char kImported[] =
+      "{SSHA512}FOnfRIhTC0WR+r/VQjC2EHI6sw+JN/W9yL66+1TU8Wm6rLrFz3/4RqZ7mvyMHyKJ20CTfb2k+gXTurXePTX"
+      "OyLid6t4=";
+  ASSERT_TRUE(store_->CreateAccount("dee@example.test", kImported).ok());
+  ASSERT_TRUE(store_->CreateAccount("eve@example.test", kImported).ok());
+  ASSERT_TRUE(store_->CreateAccount("flo@example.test", "{PLAIN}correct horse").ok());
+  const auth::HashSetting setting{auth::HashScheme::kSha512Crypt, 6000};
+  AuthService auth(store_.get(), {.hash_setting = setting});
+  EXPECT_EQ(auth.Verify("dee@example.test", "wrong").code, AuthVerdict::Code::kBadCredentials);
+  EXPECT_EQ(store_->GetAccount("dee@example.test")->password_hash, kImported);
+
+  AuthVerdict v = auth.Verify("dee@example.test", "correct horse");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_TRUE(v.rehashed);
+  const std::string rehashed = store_->GetAccount("dee@example.test")->password_hash;
+  EXPECT_EQ(rehashed.substr(0, 15), "$6$rounds=6000$") << rehashed;
+  EXPECT_TRUE(auth::VerifyPassword("correct horse", rehashed).value());
+  // Cached against the new hash; then, uncached, the hash is at the setting: no second rehash.
+  v = auth.Verify("dee@example.test", "correct horse");
+  EXPECT_TRUE(v.cache_hit);
+  EXPECT_FALSE(v.rehashed);
+  AuthService fresh(store_.get(), {.hash_setting = setting});
+  v = fresh.Verify("dee@example.test", "correct horse");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_FALSE(v.rehashed);
+  EXPECT_EQ(store_->GetAccount("dee@example.test")->password_hash, rehashed);
+
+  // {PLAIN} is a secret kept on purpose (APOP): never rehashed.
+  v = auth.Verify("flo@example.test", "correct horse");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_FALSE(v.rehashed);
+  EXPECT_EQ(store_->GetAccount("flo@example.test")->password_hash, "{PLAIN}correct horse");
+
+  AuthService off(store_.get(), {.hash_setting = setting, .rehash_at_login = false});
+  v = off.Verify("eve@example.test", "correct horse");
+  EXPECT_EQ(v.code, AuthVerdict::Code::kOk);
+  EXPECT_FALSE(v.rehashed);
+  EXPECT_EQ(store_->GetAccount("eve@example.test")->password_hash, kImported);
+}
+
 TEST_F(StoreTest, CacheDisabledWithZeroTtl) {
   ASSERT_TRUE(store_->CreateAccount("bob@example.test", *auth::HashPassword("pw")).ok());
   AuthService auth(store_.get(), {.cache_ttl = absl::ZeroDuration()});

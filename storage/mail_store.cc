@@ -888,6 +888,20 @@ absl::Status MailStore::SetSharedSecret(std::string_view address, std::string_vi
   });
 }
 
+absl::Status MailStore::ReplacePasswordHash(std::string_view address,
+                                            std::string_view expected_hash, std::string_view hash) {
+  if (hash.size() > kMaxPasswordHashLength) {
+    return InvalidArgument("password hash too long");
+  }
+  return impl_->UpdateAccount(address, [&](AccountRecord* r) {
+    if (r->password_hash != expected_hash) {
+      return absl::FailedPreconditionError("password hash changed meanwhile");
+    }
+    r->password_hash = std::string(hash);
+    return absl::OkStatus();
+  });
+}
+
 absl::Status MailStore::SetDisabled(std::string_view address, bool disabled) {
   return impl_->UpdateAccount(address, [&](AccountRecord* r) {
     r->disabled = disabled;

@@ -334,6 +334,12 @@ class MailStore {
   // Sets the account's APOP/CRAM-MD5 secret (AccountInfo::shared_secret); empty removes it.
   // kInvalidArgument when longer than kMaxSharedSecretLength.
   absl::Status SetSharedSecret(std::string_view address, std::string_view secret);
+  // As SetPasswordHash, only while the stored hash is still `expected_hash` (checked under the
+  // account's lock), keeping the SCRAM verifiers (the password is the same): a rehash at login
+  // never overwrites a password changed meanwhile. FailedPrecondition when the stored hash
+  // differs.
+  absl::Status ReplacePasswordHash(std::string_view address, std::string_view expected_hash,
+                                   std::string_view password_hash);
   absl::Status SetDisabled(std::string_view address, bool disabled);
   absl::Status SetQuota(std::string_view address, const AccountQuota& quota);
   absl::StatusOr<AccountInfo> GetAccount(std::string_view address);

@@ -117,6 +117,19 @@ TEST_F(MailStoreTest, AccountLifecycle) {
   EXPECT_NE(again->incarnation, created->incarnation);
 }
 
+TEST_F(MailStoreTest, ReplacePasswordHashOnlyWhileUnchanged) {
+  ASSERT_TRUE(store_->CreateAccount("bob@example.com", "old").ok());
+  ASSERT_TRUE(store_->SetPasswordHash("bob@example.com", "changed").ok());
+  EXPECT_EQ(store_->ReplacePasswordHash("bob@example.com", "old", "rehashed").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetAccount("bob@example.com")->password_hash, "changed");
+  ASSERT_TRUE(store_->ReplacePasswordHash("BOB@example.com", "changed", "rehashed").ok());
+  Reopen();
+  EXPECT_EQ(store_->GetAccount("bob@example.com")->password_hash, "rehashed");
+  EXPECT_EQ(store_->ReplacePasswordHash("nobody@example.com", "x", "y").code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(MailStoreTest, ListAccountsWithCountsAndDomainFilter) {
   Create("b@one.org");
   Create("a@one.org");

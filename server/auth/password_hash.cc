@@ -2,6 +2,9 @@
 
 #include <argon2.h>
 #include <crypt.h>
+#include <openssl/base64.h>
+#include <openssl/evp.h>
+#include <openssl/md5.h>
 #include <openssl/mem.h>
 #include <openssl/sha.h>
 #include <sys/random.h>
@@ -250,9 +253,9 @@ absl::Status ParseArgon2(std::string_view s, ParsedStoredHash* out) {
   return absl::OkStatus();
 }
 
-enum class PrefixFamily { kCrypt, kArgon2, kPlain, kUnknown };
+enum class PrefixFamily { kCrypt, kArgon2, kPlain, kSaltedSha, kPbkdf2, kCramMd5, kUnknown };
 
-PrefixFamily LookupPrefix(std::string_view name) {
+PrefixFamily LookupPrefix(std::string_view name, HashScheme* salted_sha) {
   std::string upper = absl::AsciiStrToUpper(AbslView(name));
   for (const char* crypt :
        {"CRYPT", "BLF-CRYPT", "SHA512-CRYPT", "SHA256-CRYPT", "MD5-CRYPT", "MD5"}) {
@@ -260,7 +263,194 @@ PrefixFamily LookupPrefix(std::string_view name) {
   }
   if (upper == "ARGON2ID" || upper == "ARGON2I") return PrefixFamily::kArgon2;
   if (upper == "PLAIN" || upper == "CLEAR" || upper == "CLEARTEXT") return PrefixFamily::kPlain;
+  if (upper == "SSHA512") *salted_sha = HashScheme::kSsha512;
+  if (upper == "SSHA256") *salted_sha = HashScheme::kSsha256;
+  if (upper == "SSHA") *salted_sha = HashScheme::kSsha;
+  if (upper == "SSHA512" || upper == "SSHA256" || upper == "SSHA") return PrefixFamily::kSaltedSha;
+  if (upper == "PBKDF2") return PrefixFamily::kPbkdf2;
+  if (upper == "CRAM-MD5") return PrefixFamily::kCramMd5;
   return PrefixFamily::kUnknown;
+}
+
+size_t SaltedShaDigestBytes(HashScheme scheme) {
+  switch (scheme) {
+    case HashScheme::kSsha512:
+      return SHA512_DIGEST_LENGTH;
+    case HashScheme::kSsha256:
+      return SHA256_DIGEST_LENGTH;
+    default:
+      return SHA_DIGEST_LENGTH;
+  }
+}
+
+// Standard base-64 with padding; nullopt when malformed.
+std::optional<std::string> DecodeBase64(std::string_view text) {
+  size_t max_bytes = 0;
+  if (!EVP_DecodedLength(&max_bytes, text.size())) return std::nullopt;
+  std::string out(max_bytes, '\0');
+  size_t out_bytes = 0;
+  if (!EVP_DecodeBase64(reinterpret_cast<uint8_t*>(out.data()), &out_bytes, out.size(),
+                        reinterpret_cast<const uint8_t*>(text.data()), text.size())) {
+    return std::nullopt;
+  }
+  out.resize(out_bytes);
+  return out;
+}
+
+// Hex digits in either case; nullopt when malformed.
+std::optional<std::string> DecodeHex(std::string_view text) {
+  if (text.size() % 2 != 0) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return 10 + (c - 'a');
+    if (c >= 'A' && c <= 'F') return 10 + (c - 'A');
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 2);
+  for (size_t i = 0; i < text.size(); i += 2) {
+    int high = nibble(text[i]), low = nibble(text[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    out.push_back(static_cast<char>(high * 16 + low));
+  }
+  return out;
+}
+
+// {SSHA512} and kin: base64 of the digest followed by a salt of at least one byte.
+absl::Status ParseSaltedSha(std::string_view s, HashScheme scheme, ParsedStoredHash* out) {
+  std::optional<std::string> raw = DecodeBase64(s);
+  if (!raw.has_value()) return Malformed("salted SHA hash is not base-64");
+  if (raw->size() <= SaltedShaDigestBytes(scheme)) return Malformed("salted SHA hash too short");
+  out->scheme = scheme;
+  return absl::OkStatus();
+}
+
+// Dovecot's {PBKDF2}: "$1$<salt>$<rounds>$<40 hex digits>" (PBKDF2-HMAC-SHA1, the salt's
+// characters used as they are).
+struct Pbkdf2Fields {
+  std::string_view salt;
+  uint32_t rounds = 0;
+  std::string_view hex;
+};
+
+std::optional<Pbkdf2Fields> SplitPbkdf2(std::string_view s) {
+  if (!StartsWith(s, "$1$")) return std::nullopt;
+  s.remove_prefix(3);
+  size_t salt_end = s.find('$');
+  if (salt_end == std::string_view::npos || salt_end == 0) return std::nullopt;
+  Pbkdf2Fields fields;
+  fields.salt = s.substr(0, salt_end);
+  s.remove_prefix(salt_end + 1);
+  size_t rounds_end = s.find('$');
+  if (rounds_end == std::string_view::npos ||
+      !ParseDecimal(s.substr(0, rounds_end), &fields.rounds) || fields.rounds == 0) {
+    return std::nullopt;
+  }
+  fields.hex = s.substr(rounds_end + 1);
+  if (fields.hex.size() != 2 * SHA_DIGEST_LENGTH || !DecodeHex(fields.hex).has_value()) {
+    return std::nullopt;
+  }
+  return fields;
+}
+
+absl::Status ParsePbkdf2(std::string_view s, ParsedStoredHash* out) {
+  std::optional<Pbkdf2Fields> fields = SplitPbkdf2(s);
+  if (!fields.has_value()) return Malformed("PBKDF2 hash is not $1$salt$rounds$hex");
+  out->scheme = HashScheme::kPbkdf2;
+  out->pbkdf2_rounds = fields->rounds;
+  return absl::OkStatus();
+}
+
+constexpr size_t kCramMd5ContextBytes = 2 * MD5_DIGEST_LENGTH;
+
+absl::Status ParseCramMd5(std::string_view s, ParsedStoredHash* out) {
+  if (s.size() != 2 * kCramMd5ContextBytes || !DecodeHex(s).has_value()) {
+    return Malformed("CRAM-MD5 hash is not 64 hex digits");
+  }
+  out->scheme = HashScheme::kCramMd5;
+  return absl::OkStatus();
+}
+
+// The CRAM-MD5 "context" Dovecot stores: HMAC-MD5 (RFC 2104) with the password as key, stopped
+// after each of its two MD5s has absorbed its padded-key block. Written as the outer state's
+// four words, then the inner state's, each little-endian (the order was checked against
+// `doveadm pw -s CRAM-MD5`, see server/auth/testdata/dovecot_vectors.sh). Anyone holding these
+// 32 bytes can answer CRAM-MD5 challenges: it is a password equivalent, unsalted and fast.
+std::string CramMd5Context(std::string_view password) {
+  uint8_t key[MD5_CBLOCK] = {};
+  if (password.size() > MD5_CBLOCK) {
+    MD5(reinterpret_cast<const uint8_t*>(password.data()), password.size(), key);
+  } else {
+    std::memcpy(key, password.data(), password.size());
+  }
+  uint8_t inner_pad[MD5_CBLOCK], outer_pad[MD5_CBLOCK];
+  for (size_t i = 0; i < MD5_CBLOCK; ++i) {
+    inner_pad[i] = key[i] ^ 0x36;
+    outer_pad[i] = key[i] ^ 0x5c;
+  }
+  MD5_CTX inner, outer;
+  MD5_Init(&inner);
+  MD5_Update(&inner, inner_pad, sizeof(inner_pad));
+  MD5_Init(&outer);
+  MD5_Update(&outer, outer_pad, sizeof(outer_pad));
+  std::string context;
+  context.reserve(kCramMd5ContextBytes);
+  for (const MD5_CTX* ctx : {&outer, &inner}) {
+    for (uint32_t word : ctx->h) {
+      for (int shift = 0; shift < 32; shift += 8)
+        context.push_back(static_cast<char>(word >> shift));
+    }
+  }
+  OPENSSL_cleanse(key, sizeof(key));
+  OPENSSL_cleanse(inner_pad, sizeof(inner_pad));
+  OPENSSL_cleanse(outer_pad, sizeof(outer_pad));
+  OPENSSL_cleanse(&inner, sizeof(inner));
+  OPENSSL_cleanse(&outer, sizeof(outer));
+  return context;
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  // Lengths are public here: they follow from the scheme.
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+bool VerifySaltedSha(std::string_view password, const ParsedStoredHash& parsed) {
+  std::optional<std::string> raw = DecodeBase64(parsed.encoded);
+  if (!raw.has_value()) return false;
+  const size_t digest_bytes = SaltedShaDigestBytes(parsed.scheme);
+  std::string message(password);
+  message.append(*raw, digest_bytes);
+  uint8_t digest[SHA512_DIGEST_LENGTH];
+  const auto* bytes = reinterpret_cast<const uint8_t*>(message.data());
+  switch (parsed.scheme) {
+    case HashScheme::kSsha512:
+      SHA512(bytes, message.size(), digest);
+      break;
+    case HashScheme::kSsha256:
+      SHA256(bytes, message.size(), digest);
+      break;
+    default:
+      SHA1(bytes, message.size(), digest);
+      break;
+  }
+  OPENSSL_cleanse(message.data(), message.size());
+  return ConstantTimeEquals(std::string_view(reinterpret_cast<const char*>(digest), digest_bytes),
+                            std::string_view(*raw).substr(0, digest_bytes));
+}
+
+absl::StatusOr<bool> VerifyPbkdf2(std::string_view password, const ParsedStoredHash& parsed) {
+  std::optional<Pbkdf2Fields> fields = SplitPbkdf2(parsed.encoded);
+  if (!fields.has_value()) return Malformed("PBKDF2 hash is not $1$salt$rounds$hex");
+  std::optional<std::string> expected = DecodeHex(fields->hex);
+  uint8_t key[SHA_DIGEST_LENGTH];
+  if (!expected.has_value() ||
+      !PKCS5_PBKDF2_HMAC_SHA1(password.data(), password.size(),
+                              reinterpret_cast<const uint8_t*>(fields->salt.data()),
+                              fields->salt.size(), fields->rounds, sizeof(key), key)) {
+    return absl::InternalError("PBKDF2 failed");
+  }
+  return ConstantTimeEquals(std::string_view(reinterpret_cast<const char*>(key), sizeof(key)),
+                            *expected);
 }
 
 // SHA-256 of both sides compared in constant time: neither the bytes nor the length of a
@@ -309,7 +499,7 @@ absl::StatusOr<std::string> HashWithCrypt(const std::string& password, const cha
   return hashed;
 }
 
-absl::StatusOr<std::string> HashWithArgon2id(const std::string& password) {
+absl::StatusOr<std::string> HashWithArgon2id(const std::string& password, uint32_t memory_kib) {
   uint8_t salt[kArgon2SaltBytes];
   size_t filled = 0;
   while (filled < sizeof(salt)) {
@@ -320,10 +510,10 @@ absl::StatusOr<std::string> HashWithArgon2id(const std::string& password) {
     }
     filled += static_cast<size_t>(n);
   }
-  size_t encoded_len = argon2_encodedlen(kArgon2TimeCost, kArgon2MemoryKib, kArgon2Lanes,
-                                         sizeof(salt), kArgon2HashBytes, Argon2_id);
+  size_t encoded_len = argon2_encodedlen(kArgon2TimeCost, memory_kib, kArgon2Lanes, sizeof(salt),
+                                         kArgon2HashBytes, Argon2_id);
   std::string encoded(encoded_len, '\0');
-  int rc = argon2id_hash_encoded(kArgon2TimeCost, kArgon2MemoryKib, kArgon2Lanes, password.data(),
+  int rc = argon2id_hash_encoded(kArgon2TimeCost, memory_kib, kArgon2Lanes, password.data(),
                                  password.size(), salt, sizeof(salt), kArgon2HashBytes,
                                  encoded.data(), encoded.size());
   if (rc != ARGON2_OK) {
@@ -353,6 +543,16 @@ std::string_view HashSchemeName(HashScheme scheme) {
       return "argon2i";
     case HashScheme::kPlain:
       return "plain";
+    case HashScheme::kSsha512:
+      return "ssha512";
+    case HashScheme::kSsha256:
+      return "ssha256";
+    case HashScheme::kSsha:
+      return "ssha";
+    case HashScheme::kPbkdf2:
+      return "pbkdf2";
+    case HashScheme::kCramMd5:
+      return "cram-md5";
   }
   return "unknown";
 }
@@ -363,6 +563,7 @@ absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored) {
   if (stored.find('\0') != std::string_view::npos) return Malformed("contains a NUL byte");
   ParsedStoredHash out{};
   PrefixFamily family;
+  HashScheme salted_sha = HashScheme::kSsha;
   std::string_view encoded = stored;
   if (stored[0] == '{') {
     size_t close = stored.find('}');
@@ -370,7 +571,7 @@ absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored) {
       return Malformed("unterminated {SCHEME} prefix");
     }
     std::string_view name = stored.substr(1, close - 1);
-    family = LookupPrefix(name);
+    family = LookupPrefix(name, &salted_sha);
     if (family == PrefixFamily::kUnknown) {
       return absl::UnimplementedError(
           absl::StrCat("unknown password scheme {", AbslView(name), "}"));
@@ -391,6 +592,15 @@ absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored) {
       return out;
     case PrefixFamily::kCrypt:
       PH_RETURN_IF_ERROR(ParseCrypt(encoded, &out));
+      return out;
+    case PrefixFamily::kSaltedSha:
+      PH_RETURN_IF_ERROR(ParseSaltedSha(encoded, salted_sha, &out));
+      return out;
+    case PrefixFamily::kPbkdf2:
+      PH_RETURN_IF_ERROR(ParsePbkdf2(encoded, &out));
+      return out;
+    case PrefixFamily::kCramMd5:
+      PH_RETURN_IF_ERROR(ParseCramMd5(encoded, &out));
       return out;
     case PrefixFamily::kUnknown:
       break;
@@ -421,10 +631,19 @@ absl::Status CheckHashCost(const ParsedStoredHash& parsed, const HashCostLimits&
   if (parsed.argon2_lanes > limits.argon2_lanes_max) {
     return exceeded("argon2 lanes", parsed.argon2_lanes, limits.argon2_lanes_max);
   }
+  if (parsed.pbkdf2_rounds > limits.pbkdf2_rounds_max) {
+    return exceeded("PBKDF2 rounds", parsed.pbkdf2_rounds, limits.pbkdf2_rounds_max);
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> HashPassword(std::string_view password, HashScheme scheme) {
+  return HashPassword(password, HashSetting{scheme, 0});
+}
+
+absl::StatusOr<std::string> HashPassword(std::string_view password, const HashSetting& setting) {
+  const HashScheme scheme = setting.scheme;
+  const uint32_t cost = setting.cost;
   if (password.empty()) return absl::InvalidArgumentError("empty password");
   if (password.size() > kPasswordBytesMax) {
     return absl::InvalidArgumentError(
@@ -436,19 +655,24 @@ absl::StatusOr<std::string> HashPassword(std::string_view password, HashScheme s
   std::string pw(password);
   switch (scheme) {
     case HashScheme::kYescrypt:
-      return HashWithCrypt(pw, "$y$", 0);
+      return HashWithCrypt(pw, "$y$", cost);
     case HashScheme::kSha512Crypt:
-      return HashWithCrypt(pw, "$6$", 0);
+      return HashWithCrypt(pw, "$6$", cost);
     case HashScheme::kSha256Crypt:
-      return HashWithCrypt(pw, "$5$", 0);
+      return HashWithCrypt(pw, "$5$", cost);
     case HashScheme::kBcrypt:
-      return HashWithCrypt(pw, "$2b$", kBcryptCost);
+      return HashWithCrypt(pw, "$2b$", cost == 0 ? kBcryptCost : cost);
     case HashScheme::kArgon2id:
-      return HashWithArgon2id(pw);
+      return HashWithArgon2id(pw, cost == 0 ? kArgon2MemoryKib : cost * 1024);
     case HashScheme::kPlain:
       return absl::StrCat("{PLAIN}", AbslView(password));
     case HashScheme::kMd5Crypt:
     case HashScheme::kArgon2i:
+    case HashScheme::kSsha512:
+    case HashScheme::kSsha256:
+    case HashScheme::kSsha:
+    case HashScheme::kPbkdf2:
+    case HashScheme::kCramMd5:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat("scheme ", AbslView(HashSchemeName(scheme)),
@@ -463,6 +687,14 @@ absl::StatusOr<bool> VerifyPassword(std::string_view password, std::string_view 
   switch (parsed.scheme) {
     case HashScheme::kPlain:
       return PlainEquals(password, parsed.encoded);
+    case HashScheme::kSsha512:
+    case HashScheme::kSsha256:
+    case HashScheme::kSsha:
+      return VerifySaltedSha(password, parsed);
+    case HashScheme::kPbkdf2:
+      return VerifyPbkdf2(password, parsed);
+    case HashScheme::kCramMd5:
+      return ConstantTimeEquals(CramMd5Context(password), *DecodeHex(parsed.encoded));
     case HashScheme::kArgon2id:
     case HashScheme::kArgon2i: {
       std::string encoded(parsed.encoded);
@@ -489,6 +721,56 @@ absl::StatusOr<bool> VerifyPassword(std::string_view password, std::string_view 
     }
   }
   return absl::InternalError("unhandled password scheme");
+}
+
+absl::StatusOr<HashSetting> ParseHashSetting(std::string_view text) {
+  std::string_view name = text, cost_text;
+  if (size_t colon = text.find(':'); colon != std::string_view::npos) {
+    name = text.substr(0, colon);
+    cost_text = text.substr(colon + 1);
+  }
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("password scheme \"", AbslView(text), "\": ", AbslView(why)));
+  };
+  HashSetting setting;
+  uint32_t cost_min = 0, cost_max = 0;
+  const std::string lower = absl::AsciiStrToLower(AbslView(name));
+  if (lower == "yescrypt") {
+    setting.scheme = HashScheme::kYescrypt;
+    cost_min = 1, cost_max = 11;
+  } else if (lower == "sha512-crypt" || lower == "sha256-crypt") {
+    setting.scheme = lower == "sha512-crypt" ? HashScheme::kSha512Crypt : HashScheme::kSha256Crypt;
+    cost_min = 1000, cost_max = 999'999'999;
+  } else if (lower == "bcrypt") {
+    setting.scheme = HashScheme::kBcrypt;
+    cost_min = 4, cost_max = 31;
+  } else if (lower == "argon2id") {
+    setting.scheme = HashScheme::kArgon2id;
+    cost_min = 1, cost_max = 4096;
+  } else {
+    return bad("expected yescrypt, sha512-crypt, sha256-crypt, bcrypt or argon2id[:COST]");
+  }
+  if (!cost_text.empty() || text.find(':') != std::string_view::npos) {
+    if (!ParseDecimal(cost_text, &setting.cost) || setting.cost < cost_min ||
+        setting.cost > cost_max) {
+      return bad(absl::StrCat("cost must be ", cost_min, "-", cost_max));
+    }
+  }
+  return setting;
+}
+
+std::string HashSettingText(const HashSetting& setting) {
+  std::string text(HashSchemeName(setting.scheme));
+  if (setting.cost != 0) absl::StrAppend(&text, ":", setting.cost);
+  return text;
+}
+
+bool SameSchemeAndCost(const ParsedStoredHash& a, const ParsedStoredHash& b) {
+  return a.scheme == b.scheme && a.memory_bytes == b.memory_bytes &&
+         a.yescrypt_blocks == b.yescrypt_blocks && a.bcrypt_cost == b.bcrypt_cost &&
+         a.sha_crypt_rounds == b.sha_crypt_rounds && a.argon2_time == b.argon2_time &&
+         a.argon2_lanes == b.argon2_lanes && a.pbkdf2_rounds == b.pbkdf2_rounds;
 }
 
 }  // namespace posthaste::auth

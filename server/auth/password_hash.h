@@ -2,7 +2,9 @@
 //
 // Defines HashPassword (new hashes; yescrypt by default, through libxcrypt's crypt_rn) and
 // VerifyPassword (stored hashes in crypt(3) form, Argon2 PHC form, or with a Dovecot-style
-// "{SCHEME}" prefix, so hashes exported from Dovecot migrate unchanged).
+// "{SCHEME}" prefix, so hashes exported from Dovecot migrate unchanged: the salted SHA digests,
+// PBKDF2 and CRAM-MD5 are verified too). HashSetting names the scheme and cost new hashes get
+// (the server's --password_scheme), and SameSchemeAndCost tells whether a stored hash is at it.
 //
 // Threading: every function is thread-safe and reentrant (crypt_rn with a private
 // crypt_data per call; libargon2 is reentrant). Hashing and verification are deliberately
@@ -39,6 +41,12 @@ enum class HashScheme {
   kArgon2id,     // $argon2id$
   kArgon2i,      // $argon2i$ (verify only)
   kPlain,        // {PLAIN}text: stored as is, so APOP can work for tenants that need it
+  // Imported from Dovecot, verify only (see docs/ARCHITECTURE.md, "Password import"):
+  kSsha512,  // {SSHA512}base64(SHA-512(password salt) salt)
+  kSsha256,  // {SSHA256}base64(SHA-256(password salt) salt)
+  kSsha,     // {SSHA}base64(SHA-1(password salt) salt)
+  kPbkdf2,   // {PBKDF2}$1$salt$rounds$hex: PBKDF2-HMAC-SHA1, 20-byte key
+  kCramMd5,  // {CRAM-MD5}hex of HMAC-MD5's two MD5 states after the key block (RFC 2195)
 };
 
 // A short lowercase name for logs and the CLI ("yescrypt", "sha512-crypt", ...).
@@ -54,6 +62,7 @@ struct HashCostLimits {
   uint32_t sha_crypt_rounds_max = 5'000'000;         // default 5000; passlib uses 656000
   uint32_t argon2_time_max = 64;                     // t passes
   uint32_t argon2_lanes_max = 16;                    // p
+  uint32_t pbkdf2_rounds_max = 1'000'000;            // Dovecot writes 5000; ~1 us each
 };
 
 // A stored hash taken apart without hashing anything.
@@ -69,12 +78,14 @@ struct ParsedStoredHash {
   uint32_t sha_crypt_rounds = 0;
   uint32_t argon2_time = 0;
   uint32_t argon2_lanes = 0;
+  uint32_t pbkdf2_rounds = 0;
 };
 
 // Identifies the scheme of `stored` and reads its cost parameters. Recognised forms: a bare
 // crypt(3) string ($y$, $6$, $5$, $2b$/$2y$/$2a$, $1$), a bare $argon2id$/$argon2i$ PHC string,
 // or either behind a Dovecot prefix (case-insensitive): {CRYPT}, {BLF-CRYPT}, {SHA512-CRYPT},
-// {SHA256-CRYPT}, {MD5-CRYPT}, {ARGON2ID}, {ARGON2I}, and {PLAIN}/{CLEAR}/{CLEARTEXT}.
+// {SHA256-CRYPT}, {MD5-CRYPT}, {ARGON2ID}, {ARGON2I}, {PLAIN}/{CLEAR}/{CLEARTEXT}, and the
+// Dovecot-only forms {SSHA512}, {SSHA256}, {SSHA}, {PBKDF2} and {CRAM-MD5}.
 // The crypt-family prefixes are interchangeable, as in Dovecot: the inner "$id$" decides.
 // Errors: Unimplemented for an unknown {SCHEME} or crypt id (e.g. DES crypt), InvalidArgument
 // for a malformed string. Never crashes on any input.
@@ -90,6 +101,36 @@ absl::Status CheckHashCost(const ParsedStoredHash& parsed, const HashCostLimits&
 // kPasswordBytesMax, or a verify-only scheme; Internal if the library fails.
 absl::StatusOr<std::string> HashPassword(std::string_view password,
                                          HashScheme scheme = HashScheme::kYescrypt);
+
+// The scheme and cost of new hashes. `cost` 0 means the scheme's default; otherwise it is
+// libxcrypt's count for yescrypt (1-11, default 5; the memory is 2^(count-1) MiB: 16 MiB at 5),
+// the rounds for the sha-crypts (1000-999999999), log2 rounds for bcrypt (4-31) and the
+// memory in MiB for Argon2id (1-4096, default 64).
+struct HashSetting {
+  HashScheme scheme = HashScheme::kYescrypt;
+  uint32_t cost = 0;
+};
+
+// What posthaste hashes new passwords with unless told otherwise (`serve --password_scheme`,
+// `user add --password_scheme`): yescrypt at libxcrypt's count 3, i.e. 4 MiB and about a fifth
+// of the CPU of libxcrypt's default count 5 (16 MiB). docs/BENCHMARKS.md, "Cold logins", has
+// the measurements and the reasons.
+inline constexpr HashSetting kDefaultHashSetting{HashScheme::kYescrypt, 3};
+
+// Parses "SCHEME" or "SCHEME:COST" (SCHEME as HashSchemeName prints it: yescrypt,
+// sha512-crypt, sha256-crypt, bcrypt, argon2id). InvalidArgument for anything else, including
+// verify-only schemes and costs out of the ranges above.
+absl::StatusOr<HashSetting> ParseHashSetting(std::string_view text);
+// "yescrypt:5"-style text that ParseHashSetting reads back (no ":COST" when cost is 0).
+std::string HashSettingText(const HashSetting& setting);
+
+// As HashPassword(password, scheme), at `setting`'s cost.
+absl::StatusOr<std::string> HashPassword(std::string_view password, const HashSetting& setting);
+
+// True when two parsed hashes have the same scheme and the same cost parameters (salts and
+// digests aside): a stored hash that is not at the server's setting gets rehashed at login
+// when that is enabled.
+bool SameSchemeAndCost(const ParsedStoredHash& a, const ParsedStoredHash& b);
 
 // Checks `password` against `stored_hash`. Returns true on a match, false on a mismatch
 // (including passwords that could never have been hashed: empty, with NUL, too long).

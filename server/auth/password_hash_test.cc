@@ -100,6 +100,83 @@ TEST(VerifyPassword, DovecotSchemePrefixes) {
   EXPECT_TRUE(Verifies("{x}$6$y", "{PLAIN}{x}$6$y"));
 }
 
+// Made by Dovecot 2.3.19.1's `doveadm pw -s SCHEME -p PASSWORD` (Debian dovecot-core; see
+// server/auth/testdata/dovecot_vectors.sh, which prints fresh ones, and
+// tests/password_import_test.py, which checks fresh ones against the running server).
+constexpr char kDovecotSsha512[] =
+    "{SSHA512}FOnfRIhTC0WR+r/VQjC2EHI6sw+JN/W9yL66+1TU8Wm6rLrFz3/4RqZ7mvyMHyKJ20CTfb2k+gXTurXePTXO"
+    "yLid6t4=";
+constexpr char kDovecotSsha256[] = "{SSHA256}NK+xPFRNMZUmtl+WMXk4saXv+7jNHAXlcePxtixj1HluApd0";
+constexpr char kDovecotSsha[] = "{SSHA}VekveE8OfMyp6gE/bza7JQrwGHm0pmP5";
+constexpr char kDovecotPbkdf2[] =
+    "{PBKDF2}$1$oiiLkHRE.jNcCRYM$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8c";
+constexpr char kDovecotPbkdf2Rounds1000[] =
+    "{PBKDF2}$1$l1xb.eRG0TWx7FtE$1000$1129d8944860ada5329dcdcf8d7dbef06337d63c";
+constexpr char kDovecotCramMd5[] =
+    "{CRAM-MD5}38b57fd1a0c4b46c814aa05f20318edd71c455380655f2c0ac35c5b359528d29";
+// Passwords of 70 'x' (longer than HMAC-MD5's 64-byte block: the key is its MD5) and 64 'y'.
+constexpr char kDovecotCramMd5Long[] =
+    "{CRAM-MD5}8103bb3a2a4b96a9ca9cce4efecc8d22ebe7163dff7401afb5aa16d4edcf9f1f";
+constexpr char kDovecotCramMd5Block[] =
+    "{CRAM-MD5}94254a98b700c70e5e4b39694074f3b760b437b03ab8ef74bf7a4de1fd7c593e";
+
+TEST(VerifyPassword, DovecotOnlySchemes) {
+  for (const char* stored : {kDovecotSsha512, kDovecotSsha256, kDovecotSsha, kDovecotPbkdf2,
+                             kDovecotPbkdf2Rounds1000, kDovecotCramMd5}) {
+    EXPECT_TRUE(Verifies(kPassword, stored)) << stored;
+    EXPECT_FALSE(Verifies("correct horsf", stored)) << stored;
+    EXPECT_FALSE(Verifies("correct horse ", stored)) << stored;
+    EXPECT_FALSE(Verifies("correct hors", stored)) << stored;
+  }
+  EXPECT_TRUE(Verifies(std::string(70, 'x'), kDovecotCramMd5Long));
+  EXPECT_FALSE(Verifies(std::string(71, 'x'), kDovecotCramMd5Long));
+  EXPECT_TRUE(Verifies(std::string(64, 'y'), kDovecotCramMd5Block));
+  EXPECT_FALSE(Verifies(std::string(63, 'y'), kDovecotCramMd5Block));
+  // Prefixes are case-insensitive and hex digits may be upper case, as Dovecot reads them.
+  EXPECT_TRUE(Verifies(
+      kPassword, "{cram-md5}38B57FD1A0C4B46C814AA05F20318EDD71C455380655F2C0AC35C5B359528D29"));
+  EXPECT_TRUE(Verifies(kPassword, "{ssha}VekveE8OfMyp6gE/bza7JQrwGHm0pmP5"));
+}
+
+TEST(ParseStoredHash, DovecotOnlySchemesAndTheirCosts) {
+  EXPECT_EQ(ParseStoredHash(kDovecotSsha512)->scheme, HashScheme::kSsha512);
+  EXPECT_EQ(ParseStoredHash(kDovecotSsha256)->scheme, HashScheme::kSsha256);
+  EXPECT_EQ(ParseStoredHash(kDovecotSsha)->scheme, HashScheme::kSsha);
+  EXPECT_EQ(ParseStoredHash(kDovecotCramMd5)->scheme, HashScheme::kCramMd5);
+  auto pbkdf2 = ParseStoredHash(kDovecotPbkdf2Rounds1000);
+  ASSERT_TRUE(pbkdf2.ok()) << pbkdf2.status();
+  EXPECT_EQ(pbkdf2->scheme, HashScheme::kPbkdf2);
+  EXPECT_EQ(pbkdf2->pbkdf2_rounds, 1000u);
+  for (const std::string& bad : std::vector<std::string>{
+           "{SSHA}", "{SSHA}!!!!", "{SSHA}VekveE8OfMyp6gE/bza7JQrwGHm0pmP",
+           // 20 bytes: a SHA-1 digest and no salt.
+           "{SSHA}AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "{SSHA512}VekveE8OfMyp6gE/bza7JQrw", "{PBKDF2}",
+           "{PBKDF2}$1$$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8c",
+           "{PBKDF2}$2$salt$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8c",
+           "{PBKDF2}$1$salt$0$29791a1e05096fb6056dbcc2deebe57d8d695b8c",
+           "{PBKDF2}$1$salt$x$29791a1e05096fb6056dbcc2deebe57d8d695b8c",
+           "{PBKDF2}$1$salt$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8",
+           "{PBKDF2}$1$salt$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8g", "{CRAM-MD5}38b57fd1",
+           "{CRAM-MD5}" + std::string(64, 'z')}) {
+    auto parsed = ParseStoredHash(bad);
+    EXPECT_FALSE(parsed.ok()) << bad;
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(VerifyPassword, BoundsPbkdf2Rounds) {
+  const char stored[] =
+      "{PBKDF2}$1$oiiLkHRE.jNcCRYM$4000000000$29791a1e05096fb6056dbcc2deebe57d8d695b8c";
+  EXPECT_EQ(VerifyPassword(kPassword, stored).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  HashCostLimits strict;
+  strict.pbkdf2_rounds_max = 4999;
+  EXPECT_EQ(VerifyPassword(kPassword, kDovecotPbkdf2, strict).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  strict.pbkdf2_rounds_max = 5000;
+  EXPECT_TRUE(VerifyPassword(kPassword, kDovecotPbkdf2, strict).value());
+}
+
 TEST(ParseStoredHash, IdentifiesSchemesAndCosts) {
   auto yes = ParseStoredHash(kYescrypt);
   ASSERT_TRUE(yes.ok()) << yes.status();
@@ -137,10 +214,10 @@ TEST(ParseStoredHash, IdentifiesSchemesAndCosts) {
 }
 
 TEST(VerifyPassword, UnknownSchemesAreClearErrors) {
-  auto ssha = VerifyPassword(kPassword, "{SSHA}c2VjcmV0c2FsdA==");
-  ASSERT_FALSE(ssha.ok());
-  EXPECT_EQ(ssha.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(ssha.status().message()), HasSubstr("{SSHA}"));
+  auto smd5 = VerifyPassword(kPassword, "{SMD5}c2VjcmV0c2FsdA==");
+  ASSERT_FALSE(smd5.ok());
+  EXPECT_EQ(smd5.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(smd5.status().message()), HasSubstr("{SMD5}"));
 
   for (const char* stored :
        {"abJnggxhB/yWI",                                                             // DES crypt
@@ -270,6 +347,55 @@ TEST(HashPassword, DefaultIsYescrypt) {
   EXPECT_TRUE(Verifies("demo", *hashed));
 }
 
+TEST(HashSetting, ParsesSchemesAndCosts) {
+  struct Case {
+    const char* text;
+    HashScheme scheme;
+    uint32_t cost;
+  };
+  for (const Case& c :
+       {Case{"yescrypt", HashScheme::kYescrypt, 0}, Case{"yescrypt:3", HashScheme::kYescrypt, 3},
+        Case{"SHA512-CRYPT:5000", HashScheme::kSha512Crypt, 5000},
+        Case{"sha256-crypt", HashScheme::kSha256Crypt, 0},
+        Case{"bcrypt:12", HashScheme::kBcrypt, 12},
+        Case{"argon2id:16", HashScheme::kArgon2id, 16}}) {
+    absl::StatusOr<HashSetting> setting = ParseHashSetting(c.text);
+    ASSERT_TRUE(setting.ok()) << c.text << ": " << setting.status();
+    EXPECT_EQ(setting->scheme, c.scheme) << c.text;
+    EXPECT_EQ(setting->cost, c.cost) << c.text;
+    EXPECT_EQ(ParseHashSetting(HashSettingText(*setting))->cost, c.cost) << c.text;
+  }
+  for (const char* bad : {"", "md5-crypt", "plain", "ssha512", "yescrypt:", "yescrypt:0",
+                          "yescrypt:12", "bcrypt:3", "sha512-crypt:999", "argon2id:x"}) {
+    EXPECT_EQ(ParseHashSetting(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(HashSetting, CostReachesTheHashAndSameSchemeAndCostSeesIt) {
+  const std::pair<HashSetting, std::string> cases[] = {
+      {{HashScheme::kYescrypt, 3}, "$y$j7T$"},  // 4 MiB
+      {{HashScheme::kYescrypt, 1}, "$y$j75$"},  // 1 MiB
+      {{HashScheme::kSha512Crypt, 20000}, "$6$rounds=20000$"},
+      {{HashScheme::kBcrypt, 5}, "$2b$05$"},
+      {{HashScheme::kArgon2id, 2}, "$argon2id$v=19$m=2048,t=3,p=1$"},
+  };
+  for (const auto& [setting, prefix] : cases) {
+    absl::StatusOr<std::string> hashed = HashPassword("pw", setting);
+    ASSERT_TRUE(hashed.ok()) << HashSettingText(setting) << ": " << hashed.status();
+    EXPECT_EQ(hashed->substr(0, prefix.size()), prefix) << *hashed;
+    EXPECT_TRUE(Verifies("pw", *hashed));
+    absl::StatusOr<std::string> again = HashPassword("other", setting);
+    ASSERT_TRUE(again.ok());
+    EXPECT_TRUE(SameSchemeAndCost(*ParseStoredHash(*hashed), *ParseStoredHash(*again)));
+    absl::StatusOr<std::string> default_cost = HashPassword("pw", setting.scheme);
+    ASSERT_TRUE(default_cost.ok());
+    EXPECT_FALSE(SameSchemeAndCost(*ParseStoredHash(*hashed), *ParseStoredHash(*default_cost)))
+        << *hashed << " vs " << *default_cost;
+  }
+  EXPECT_FALSE(SameSchemeAndCost(*ParseStoredHash(kSha512), *ParseStoredHash(kSha256)));
+  EXPECT_TRUE(SameSchemeAndCost(*ParseStoredHash(kSha512), *ParseStoredHash(kDrepperSha512)));
+}
+
 TEST(HashPassword, RefusesBadPasswordsAndVerifyOnlySchemes) {
   EXPECT_EQ(HashPassword("").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(HashPassword(std::string("a\0b", 3)).status().code(),
@@ -281,6 +407,11 @@ TEST(HashPassword, RefusesBadPasswordsAndVerifyOnlySchemes) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(HashPassword("pw", HashScheme::kArgon2i).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (HashScheme scheme : {HashScheme::kSsha512, HashScheme::kSsha256, HashScheme::kSsha,
+                            HashScheme::kPbkdf2, HashScheme::kCramMd5}) {
+    EXPECT_EQ(HashPassword("pw", scheme).status().code(), absl::StatusCode::kInvalidArgument)
+        << HashSchemeName(scheme);
+  }
 }
 
 // crypt_rn with a private crypt_data per call: concurrent verifications do not interfere.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <istream>
 #include <map>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "server/admin/admin_socket.h"
+#include "server/auth/passwd_file.h"
 #include "server/auth/password_hash.h"
 #include "server/auth/scram.h"
 #include "server/placement/mailbox_move.h"
@@ -203,16 +205,144 @@ std::string LimitText(uint64_t value) {
   return value == 0 ? std::string("unlimited") : absl::StrCat(value);
 }
 
+// ---- stored hashes: --hash, --password_scheme, passwd-file import ----
+
+// What `user add` and `user passwd` store: the --hash given (checked, stored as given; no SCRAM
+// verifiers, since there is no password to derive them from), or the password on stdin hashed
+// at --password_scheme (default auth::kDefaultHashSetting) with its SCRAM verifiers.
+struct StoredPassword {
+  std::string hash;
+  storage::ScramVerifiers scram;
+};
+
+absl::StatusOr<StoredPassword> StoredPasswordFromArgs(const ParsedArgs& args,
+                                                      const CliStreams& io) {
+  if (auto given = args.flags.find("hash"); given != args.flags.end()) {
+    if (args.flags.count("password_scheme") != 0) {
+      return absl::InvalidArgumentError("--hash and --password_scheme exclude each other");
+    }
+    absl::StatusOr<auth::ParsedStoredHash> parsed = auth::ParseStoredHash(given->second);
+    if (!parsed.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--hash: ", parsed.status().message()));
+    if (absl::Status cost = auth::CheckHashCost(*parsed, auth::HashCostLimits{}); !cost.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--hash: ", cost.message()));
+    }
+    return StoredPassword{.hash = given->second};
+  }
+  auth::HashSetting setting = auth::kDefaultHashSetting;
+  if (auto scheme = args.flags.find("password_scheme"); scheme != args.flags.end()) {
+    PH_ASSIGN_OR_RETURN(setting, auth::ParseHashSetting(scheme->second));
+  }
+  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  StoredPassword stored;
+  PH_ASSIGN_OR_RETURN(stored.hash, auth::HashPassword(password, setting));
+  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
+  stored.scram = {.sha1 = std::move(scram.sha1), .sha256 = std::move(scram.sha256)};
+  return stored;
+}
+
+struct PasswdImportCounts {
+  uint64_t added = 0, updated = 0, unchanged = 0, failed = 0;
+};
+
+// One passwd-file entry into the store: created, its hash replaced when it differs, or left.
+absl::Status ImportPasswdEntry(storage::MailStore& store, const auth::PasswdFileEntry& entry,
+                               const std::optional<std::string>& domain,
+                               PasswdImportCounts* counts) {
+  std::string user = entry.user;
+  if (user.find('@') == std::string::npos) {
+    if (!domain.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("user \"", user, "\" has no @domain (give --domain=DOMAIN)"));
+    }
+    absl::StrAppend(&user, "@", *domain);
+  }
+  PH_ASSIGN_OR_RETURN(std::string address, Address(user));
+  absl::StatusOr<storage::AccountInfo> account = store.GetAccount(address);
+  if (IsUnknownAccount(account.status())) {
+    PH_RETURN_IF_ERROR(store.CreateAccount(address, entry.stored_hash).status());
+    ++counts->added;
+    return absl::OkStatus();
+  }
+  PH_RETURN_IF_ERROR(account.status());
+  if (account->password_hash == entry.stored_hash) {
+    ++counts->unchanged;
+    return absl::OkStatus();
+  }
+  PH_RETURN_IF_ERROR(store.SetPasswordHash(address, entry.stored_hash));
+  ++counts->updated;
+  return absl::OkStatus();
+}
+
+absl::Status ImportPasswdFileCommand(const ParsedArgs& args, const CliStreams& io) {
+  const std::string& path = args.positional[0];
+  std::optional<std::string> domain;
+  if (auto it = args.flags.find("domain"); it != args.flags.end()) {
+    absl::StatusOr<std::string> normalized = storage::NormalizeDomain(it->second);
+    if (!normalized.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--domain: malformed domain \"", it->second,
+                                                     "\": ", normalized.status().message()));
+    }
+    domain = *normalized;
+  }
+  std::string default_scheme = "CRYPT";
+  if (auto it = args.flags.find("scheme"); it != args.flags.end()) default_scheme = it->second;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
+  constexpr uint64_t kProgressEveryLines = 1000;
+  PasswdImportCounts counts;
+  std::string line;
+  bool too_long = false;
+  uint64_t line_number = 0;
+  auto report = [&](const absl::Status& error) {
+    ++counts.failed;
+    *io.err << path << ":" << line_number << ": " << OneLine(StdView(error.message())) << "\n";
+  };
+  while (auth::ReadPasswdFileLine(in, &line, &too_long)) {
+    ++line_number;
+    if (too_long) {
+      report(absl::InvalidArgumentError(
+          absl::StrCat("line longer than ", auth::kPasswdFileLineBytesMax, " bytes")));
+      continue;
+    }
+    absl::StatusOr<std::optional<auth::PasswdFileEntry>> entry =
+        auth::ParsePasswdFileLine(line, default_scheme);
+    if (!entry.ok()) {
+      report(entry.status());
+    } else if (entry->has_value()) {
+      if (absl::Status imported = ImportPasswdEntry(*store, **entry, domain, &counts);
+          !imported.ok()) {
+        report(imported);
+      }
+    }
+    if (line_number % kProgressEveryLines == 0) {
+      ShowProgress(io, absl::StrCat("posthaste: import passwd-file: ", line_number, " lines"),
+                   false);
+    }
+  }
+  if (line_number >= kProgressEveryLines) {
+    ShowProgress(io, absl::StrCat("posthaste: import passwd-file: ", line_number, " lines"), true);
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat("read error in ", path));
+  *io.out << "passwd-file " << path << ": " << line_number << " lines; " << counts.added
+          << " added, " << counts.updated << " updated, " << counts.unchanged << " unchanged, "
+          << counts.failed << " refused\n";
+  if (counts.failed != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(counts.failed, " lines refused (listed above with their line numbers)"));
+  }
+  return absl::OkStatus();
+}
+
 // ---- subcommands ----
 
 absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
-  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
-  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
+  PH_ASSIGN_OR_RETURN(StoredPassword stored, StoredPasswordFromArgs(args, io));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
   absl::StatusOr<storage::AccountInfo> created =
-      store->CreateAccount(address, hash, {.sha1 = scram.sha1, .sha256 = scram.sha256});
+      store->CreateAccount(address, stored.hash, stored.scram);
   // AlreadyExists names the existing account's spelling when it differs.
   PH_RETURN_IF_ERROR(created.status());
   *io.out << "added " << created->display_address << "\n";
@@ -231,12 +361,10 @@ absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
 
 absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
-  PH_ASSIGN_OR_RETURN(std::string hash, auth::HashPassword(password));
-  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
+  PH_ASSIGN_OR_RETURN(StoredPassword stored, StoredPasswordFromArgs(args, io));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   absl::Status set =
-      store->SetPasswordHash(address, hash, {.sha1 = scram.sha1, .sha256 = scram.sha256});
+      store->SetPasswordHash(address, stored.hash, stored.scram);
   if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << "password changed for " << address << "\n";
@@ -545,20 +673,20 @@ const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"user", "add"},
        "ADDRESS",
-       "add an account; password: one line on stdin",
+       "add an account; password: one line on stdin (--password_scheme=S[:COST]), or --hash='{SCHEME}...'",
        1,
        1,
        UserAdd,
-       {},
+       {"hash", "password_scheme"},
        Command::Stdin::kPasswordLine},
       {{"user", "del"}, "ADDRESS", "delete an account and its messages", 1, 1, UserDel},
       {{"user", "passwd"},
        "ADDRESS",
-       "set a password; password: one line on stdin",
+       "set a password: one line on stdin (--password_scheme=S[:COST]), or --hash='{SCHEME}...'",
        1,
        1,
        UserPasswd,
-       {},
+       {"hash", "password_scheme"},
        Command::Stdin::kPasswordLine},
       {{"user", "apop-secret"},
        "[--remove=yes] ADDRESS",
@@ -611,6 +739,13 @@ const std::vector<Command>& Commands() {
        2,
        2,
        ImportMaildirCommand},
+      {{"import", "passwd-file"},
+       "[--domain=DOMAIN] [--scheme=DOVECOT_SCHEME] FILE",
+       "add or update accounts from a Dovecot passwd-file (user:password:...); errors by line",
+       1,
+       1,
+       ImportPasswdFileCommand,
+       {"domain", "scheme"}},
       {{"check"},
        "",
        "verify the index against the segments (server stopped)",
@@ -732,8 +867,8 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
   for (size_t i = 0; i < parsed.positional.size(); ++i) {
     std::string arg = parsed.positional[i];
     // The server resolves paths from its own working directory: send absolute ones.
-    if (command.words.size() == 2 && command.words[0] == "import" && i == 1 && !arg.empty() &&
-        arg[0] != '/') {
+    if (command.words.size() == 2 && command.words[0] == "import" &&
+        i + 1 == parsed.positional.size() && !arg.empty() && arg[0] != '/') {
       char cwd[4096];
       if (getcwd(cwd, sizeof(cwd)) != nullptr) arg = absl::StrCat(cwd, "/", arg);
     }
@@ -743,7 +878,8 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
     case Command::Stdin::kNone:
       break;
     case Command::Stdin::kPasswordLine: {
-      if (parsed.flags.contains("remove")) break;  // user apop-secret --remove=yes reads nothing
+      // user apop-secret --remove=yes reads nothing; with --hash the stored hash is the flag
+      if (parsed.flags.contains("remove") || parsed.flags.contains("hash")) break;
       if (!parsed.positional.empty()) {
         if (absl::StatusOr<std::string> a = Address(parsed.positional[0]); !a.ok()) {
           close(fd);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <string>
 
@@ -170,6 +171,112 @@ TEST_F(CliTest, UserLifecycle) {
   ASSERT_EQ(del.status, kExitOk) << del.err;
   EXPECT_EQ(del.out, "deleted bob@other.test\n");
   EXPECT_EQ(ListAll(), "Alice@example.test\t0\t0\n");
+}
+
+// Dovecot hashes of "correct horse", made by `doveadm pw`
+// (server/auth/testdata/dovecot_vectors.sh).
+constexpr char kDovecotSsha512[] =
+    "{SSHA512}FOnfRIhTC0WR+r/VQjC2EHI6sw+JN/W9yL66+1TU8Wm6rLrFz3/4RqZ7mvyMHyKJ20CTfb2k+gXTurXePTXO"
+    "yLid6t4=";
+constexpr char kDovecotPbkdf2[] =
+    "{PBKDF2}$1$oiiLkHRE.jNcCRYM$5000$29791a1e05096fb6056dbcc2deebe57d8d695b8c";
+constexpr char kDovecotCramMd5[] =
+    "{CRAM-MD5}38b57fd1a0c4b46c814aa05f20318edd71c455380655f2c0ac35c5b359528d29";
+
+TEST_F(CliTest, UserAddAndPasswdTakeAStoredHash) {
+  CliRun add = RunWith({"user", "add", flag_, std::string("--hash=") + kDovecotSsha512,
+                        "ann@example.test"});  // no stdin read
+  ASSERT_EQ(add.status, kExitOk) << add.err;
+  EXPECT_EQ(add.out, "added ann@example.test\n");
+  CliRun passwd = RunWith({"user", "passwd", flag_, "--hash", kDovecotPbkdf2, "ann@example.test"});
+  ASSERT_EQ(passwd.status, kExitOk) << passwd.err;
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "--hash={NOPE}x", "bob@example.test"}),
+                       kExitFailure, "--hash: unknown password scheme {NOPE}");
+  ExpectOneLineFailure(
+      RunWith({"user", "add", flag_, "--hash={SHA512-CRYPT}$6$rounds=999999999$s$x",
+               "bob@example.test"}),
+      kExitFailure, "--hash:");
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "--hash={PLAIN}x", "--password_scheme=bcrypt",
+                                "bob@example.test"}),
+                       kExitFailure, "exclude each other");
+  // --password_scheme picks the scheme and cost of a password from stdin.
+  CliRun chosen = RunWith(
+      {"user", "add", flag_, "--password_scheme=sha512-crypt:7000", "cy@example.test"}, "pw\n");
+  ASSERT_EQ(chosen.status, kExitOk) << chosen.err;
+  ExpectOneLineFailure(
+      RunWith({"user", "add", flag_, "--password_scheme=md5-crypt", "dee@example.test"}, "pw\n"),
+      kExitFailure, "password scheme");
+  // Without either: the documented default.
+  ASSERT_EQ(RunWith({"user", "add", flag_, "eve@example.test"}, "pw\n").status, kExitOk);
+
+  auto store = storage::MailStore::Open({.data_dir = dir_});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string ann = (*store)->GetAccount("ann@example.test")->password_hash;
+  EXPECT_EQ(ann, kDovecotPbkdf2);
+  EXPECT_TRUE(*auth::VerifyPassword("correct horse", ann));
+  EXPECT_FALSE((*store)->GetAccount("bob@example.test").ok());
+  EXPECT_THAT((*store)->GetAccount("cy@example.test")->password_hash,
+              StartsWith("$6$rounds=7000$"));
+  EXPECT_THAT((*store)->GetAccount("eve@example.test")->password_hash, StartsWith("$y$j7T$"));
+}
+
+TEST_F(CliTest, ImportPasswdFileReportsBadLinesAndIsIdempotent) {
+  const std::string path = dir_ + ".passwd";
+  {
+    std::ofstream file(path, std::ios::binary);
+    file << "# exported from Dovecot\n"
+         << "\n"
+         << "alice@example.test:" << kDovecotSsha512 << ":1000:1000::/home/alice::\n"
+         << "bob:" << kDovecotPbkdf2 << "\n"
+         << "carol@other.test:" << kDovecotCramMd5 << ":::::\r\n"
+         << "broken line without colon\n"
+         << "dan@example.test:{NOPE}zzz\n"
+         << "erin@example.test::1000\n"
+         << "frank@example.test:{PLAIN}open sesame";  // no final LF
+  }
+  CliRun first = RunWith({"import", "passwd-file", flag_, "--domain=Example.TEST", path});
+  EXPECT_EQ(first.status, kExitFailure);
+  EXPECT_EQ(first.out,
+            "passwd-file " + path + ": 9 lines; 4 added, 0 updated, 0 unchanged, 3 refused\n");
+  EXPECT_THAT(first.err, HasSubstr(path + ":6: no ':' after the user name\n"));
+  EXPECT_THAT(first.err, HasSubstr(path + ":7: unknown password scheme {NOPE}\n"));
+  EXPECT_THAT(first.err, HasSubstr(path + ":8: empty password field"));
+  EXPECT_THAT(first.err, HasSubstr("3 lines refused"));
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    for (const char* user : {"alice@example.test", "bob@example.test", "carol@other.test"}) {
+      auto account = (*store)->GetAccount(user);
+      ASSERT_TRUE(account.ok()) << user;
+      EXPECT_TRUE(*auth::VerifyPassword("correct horse", account->password_hash)) << user;
+    }
+    EXPECT_TRUE(*auth::VerifyPassword("open sesame",
+                                      (*store)->GetAccount("frank@example.test")->password_hash));
+    // A rehash at login (or a password change) since the import.
+    ASSERT_TRUE((*store)->SetPasswordHash("alice@example.test", "{PLAIN}changed").ok());
+  }
+  // A second run changes only what differs.
+  CliRun again = RunWith({"import", "passwd-file", flag_, "--domain=example.test", path});
+  EXPECT_EQ(again.out,
+            "passwd-file " + path + ": 9 lines; 0 added, 1 updated, 3 unchanged, 3 refused\n");
+  // Without --domain a bare user is refused, by line.
+  CliRun bare = RunWith({"import", "passwd-file", flag_, path});
+  EXPECT_THAT(bare.err, HasSubstr(path + ":4: user \"bob\" has no @domain (give --domain=DOMAIN)"));
+  ExpectOneLineFailure(RunWith({"import", "passwd-file", flag_, dir_ + ".missing"}), kExitFailure,
+                       "cannot open");
+}
+
+TEST_F(CliTest, ImportPasswdFileShowsProgressOnLargeFiles) {
+  const std::string path = dir_ + ".large.passwd";
+  {
+    std::ofstream file(path, std::ios::binary);
+    for (int i = 0; i < 2500; ++i) file << "u" << i << "@example.test:{PLAIN}pw" << i << "\n";
+  }
+  CliRun run = RunWith({"import", "passwd-file", flag_, path});
+  ASSERT_EQ(run.status, kExitOk) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("posthaste: import passwd-file: 1000 lines\n"));
+  EXPECT_THAT(run.err, HasSubstr("posthaste: import passwd-file: 2500 lines\n"));
+  EXPECT_THAT(run.out, HasSubstr("2500 added"));
 }
 
 TEST_F(CliTest, DeliverPrintsTheUidlAndCountsShowInList) {

@@ -25,8 +25,46 @@ AuthService::AuthService(storage::MailStore* store, const AuthServiceOptions& op
   RAND_bytes(random, sizeof(random));
   std::string password;
   for (uint8_t b : random) password += static_cast<char>('a' + b % 26);
-  auto hash = auth::HashPassword(password);
+  auto hash = auth::HashPassword(password, options_.hash_setting);
   if (hash.ok()) dummy_hash_ = *hash;
+  if (auto parsed = auth::ParseStoredHash(dummy_hash_); parsed.ok()) {
+    setting_cost_ = *parsed;
+    setting_cost_->encoded = {};
+  }
+}
+
+std::string AuthService::MaybeRehash(const storage::AccountInfo& account, std::string_view password,
+                                     bool* rehashed) {
+  *rehashed = false;
+  if (!options_.rehash_at_login || !setting_cost_.has_value()) return account.password_hash;
+  absl::StatusOr<auth::ParsedStoredHash> stored = auth::ParseStoredHash(account.password_hash);
+  if (!stored.ok() || stored->scheme == auth::HashScheme::kPlain ||
+      stored->scheme == auth::HashScheme::kCramMd5 ||
+      auth::SameSchemeAndCost(*stored, *setting_cost_)) {
+    return account.password_hash;
+  }
+  absl::StatusOr<std::string> fresh = auth::HashPassword(password, options_.hash_setting);
+  if (!fresh.ok()) {
+    LogEvent(LogLevel::kWarning, "rehash at login failed",
+             {{"account", account.address}, {"error", fresh.status().ToString()}});
+    return account.password_hash;
+  }
+  absl::Status replaced =
+      store_->ReplacePasswordHash(account.address, account.password_hash, *fresh);
+  if (!replaced.ok()) {
+    // FailedPrecondition: the password changed meanwhile, and the new one stands.
+    if (!absl::IsFailedPrecondition(replaced)) {
+      LogEvent(LogLevel::kWarning, "rehash at login not stored",
+               {{"account", account.address}, {"error", replaced.ToString()}});
+    }
+    return account.password_hash;
+  }
+  LogEvent(LogLevel::kInfo, "password rehashed at login",
+           {{"account", account.address},
+            {"from", std::string(auth::HashSchemeName(stored->scheme))},
+            {"to", auth::HashSettingText(options_.hash_setting)}});
+  *rehashed = true;
+  return *std::move(fresh);
 }
 
 std::string AuthService::CacheKey(std::string_view address, std::string_view password) const {
@@ -95,11 +133,12 @@ AuthVerdict AuthService::Verify(std::string_view user, std::string_view password
     verdict.code = AuthVerdict::Code::kBadCredentials;
     return verdict;
   }
+  std::string stored_hash = MaybeRehash(*account, password, &verdict.rehashed);
   if (use_cache) {
     Stripe& stripe = StripeFor(key);
     std::lock_guard<std::mutex> lock(stripe.mu);
     if (stripe.entries.size() >= options_.cache_entries_max / kStripes + 1) stripe.entries.clear();
-    stripe.entries[key] = Entry{account->password_hash, absl::Now() + options_.cache_ttl};
+    stripe.entries[key] = Entry{std::move(stored_hash), absl::Now() + options_.cache_ttl};
   }
   verdict.code = AuthVerdict::Code::kOk;
   verdict.address = account->address;

@@ -9,6 +9,12 @@
 // verified against, so a password change invalidates it on the next use (as Dovecot's auth
 // cache does). Unknown users are checked against a dummy hash so their answer costs the same.
 //
+// Rehash at login: when `rehash_at_login` is on and a password verified against a hash whose
+// scheme or cost differs from `hash_setting` (an imported {SSHA}, an older yescrypt cost), the
+// password is hashed again at `hash_setting` and stored, only if the stored hash is still the one
+// verified (MailStore::ReplacePasswordHash). {PLAIN} and {CRAM-MD5} hashes are kept: they are
+// the recoverable or challenge-response secrets a tenant chose for APOP and CRAM-MD5.
+//
 // Threading: thread-safe. Verify() blocks (RocksDB read, hashing): call it on the offload
 // pool, never on a reactor thread. The cache is lock-striped (kStripes mutexes by key hash),
 // touched once per login, never on a reactor thread.
@@ -26,6 +32,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "server/auth/password_hash.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -33,6 +40,8 @@ namespace posthaste::server {
 struct AuthServiceOptions {
   absl::Duration cache_ttl = absl::Seconds(60);  // 0 disables the cache
   size_t cache_entries_max = 100'000;            // whole cache; a full stripe is cleared
+  auth::HashSetting hash_setting = auth::kDefaultHashSetting;  // of rehashes and the dummy hash
+  bool rehash_at_login = true;
 };
 
 struct AuthVerdict {
@@ -42,6 +51,7 @@ struct AuthVerdict {
   bool cache_hit = false;
   // VerifyAs, kOk: the master user's identity (who authenticated; `address` is whom as).
   std::string master;
+  bool rehashed = false;  // kOk: the stored hash was replaced by one at the server's setting
 };
 
 class AuthService {
@@ -78,12 +88,18 @@ class AuthService {
   std::optional<storage::AccountInfo> SharedSecretAccount(std::string_view user,
                                                           AuthVerdict* verdict);
   std::string CacheKey(std::string_view address, std::string_view password) const;
+  // Replaces `account`'s hash by one of `password` at options_.hash_setting when it is due;
+  // returns the hash now stored.
+  std::string MaybeRehash(const storage::AccountInfo& account, std::string_view password,
+                          bool* rehashed);
   Stripe& StripeFor(std::string_view key);
 
   storage::MailStore* const store_;
   const AuthServiceOptions options_;
   std::array<uint8_t, 32> hmac_key_{};
   std::string dummy_hash_;
+  // The scheme and cost of dummy_hash_, i.e. of options_.hash_setting (encoded left empty).
+  std::optional<auth::ParsedStoredHash> setting_cost_;
   std::array<Stripe, kStripes> stripes_;
 };
 

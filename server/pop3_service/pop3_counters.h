@@ -45,6 +45,8 @@ namespace posthaste::server {
   X(master_logins, kCounter, "posthaste_pop3_master_logins_total", "result=ok",                    \
     "SASL PLAIN logins with an authorisation id: a tenant's master user as another of its users.") \
   X(master_refusals, kCounter, "posthaste_pop3_master_logins_total", "result=refused", "")         \
+  X(auth_rehashes, kCounter, "posthaste_pop3_auth_rehashes_total", "",                             \
+    "Stored password hashes replaced at login by one at --password_scheme.")                       \
   X(maildrops_opened, kCounter, "posthaste_pop3_maildrops_opened_total", "", "Maildrops opened.")  \
   X(commits_ok, kCounter, "posthaste_pop3_commits_total", "result=ok", "QUIT commits.")            \
   X(commits_failed, kCounter, "posthaste_pop3_commits_total", "result=failed", "")                 \

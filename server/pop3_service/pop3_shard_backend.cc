@@ -363,6 +363,7 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
     case AuthVerdict::Code::kOk:
       ++shard_.stats.sessions_authenticated;
       if (verdict.cache_hit) ++shard_.stats.auth_cache_hits;
+      if (verdict.rehashed) ++shard_.stats.auth_rehashes;
       if (!verdict.master.empty()) {  // the audit trail of a master user's login
         ++shard_.stats.master_logins;
         adapter->LogForBackend(LogLevel::kInfo, "master user login",
