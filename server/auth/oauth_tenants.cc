@@ -33,7 +33,10 @@ absl::StatusOr<OAuthTenantConfig> ParseTenant(std::string_view domain, const Jso
     return ConfigError(domain, "not a domain");
   }
   bool has_issuer = false, has_audiences = false, has_jwks = false;
-  for (const auto& [name, value] : entry.members()) {
+  for (const auto& member : entry.members()) {
+    // Named references, not a structured binding: clang 14 cannot capture those in a lambda.
+    const std::string& name = member.first;
+    const JsonValue& value = member.second;
     auto need_string = [&](std::string* out) -> absl::Status {
       if (!value.is_string() || value.text().empty()) {
         return ConfigError(domain, absl::StrCat(name, " must be a non-empty string"));
