@@ -12,12 +12,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "base/strings.h"
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
+#include "server/auth/oauth_tenants.h"
 #include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
 #include "server/pop3_service/auth_service.h"
@@ -118,6 +120,17 @@ void ReloadCertificates(ProcessCounters& process, TlsContextSet& tls, std::strin
             {"removed", std::to_string(report.removed)},
             {"skipped", std::to_string(report.skipped)},
             {"error", status.ok() ? std::string() : std::string(status.message())}});
+}
+
+// Re-reads the OAuth tenants' JWKS files that changed and says what happened; a file that no
+// longer parses keeps the tenant's previous keys (OAuthRegistry).
+void ReloadOAuthKeys(auth::OAuthRegistry& oauth, std::string_view trigger) {
+  const auth::OAuthReloadReport report = oauth.ReloadChanged();
+  if (report.reloaded.empty() && report.errors.empty()) return;
+  LogEvent(report.errors.empty() ? LogLevel::kInfo : LogLevel::kWarning, "oauth keys reloaded",
+           {{"trigger", std::string(trigger)},
+            {"reloaded", absl::StrJoin(report.reloaded, ",")},
+            {"errors", absl::StrJoin(report.errors, "; ")}});
 }
 
 // Re-reads the tenant overrides when a tenant changed (admin socket, admin API); logs the
@@ -256,6 +269,19 @@ class Server {
     if (!secret.ok()) return Fail(secret.status().message());
     ctx_.sasl.scram_secret = *std::move(secret);
     ctx_.sasl.hostname = options.hostname;
+    if (!options.oauth_config.empty()) {
+      absl::StatusOr<std::vector<auth::OAuthTenantConfig>> tenants =
+          auth::LoadOAuthConfigFile(options.oauth_config);
+      if (!tenants.ok()) return Fail(tenants.status().message());
+      const size_t count = tenants->size();
+      absl::StatusOr<std::unique_ptr<auth::OAuthRegistry>> registry =
+          auth::OAuthRegistry::Create(*std::move(tenants));
+      if (!registry.ok()) return Fail(registry.status().message());
+      oauth_ = *std::move(registry);
+      ctx_.sasl.oauth = oauth_.get();
+      LogEvent(LogLevel::kInfo, "oauth tenants loaded",
+               {{"config", options.oauth_config}, {"tenants", std::to_string(count)}});
+    }
     return true;
   }
 
@@ -513,6 +539,7 @@ class Server {
       siginfo_t info;
       const int sig = sigtimedwait(&signals_, &info, &tick);
       if (sig == SIGHUP) {
+        if (oauth_ != nullptr) ReloadOAuthKeys(*oauth_, "SIGHUP");
         if (tls_ != nullptr) {
           ReloadCertificates(process_, *tls_, "SIGHUP");
         } else {
@@ -522,10 +549,12 @@ class Server {
       }
       if (sig == SIGTERM || sig == SIGINT) return sig;
       RefreshTenantPolicies(tenant_policies_, *ctx_.store, "periodic check");
-      if (tls_ == nullptr) continue;
       ++waited_s;
       const uint32_t check_s = ctx_.options.tls_reload_check_s;
-      if (check_s > 0 && waited_s % check_s == 0 && tls_->NeedsReload()) {
+      const bool check_files = check_s > 0 && waited_s % check_s == 0;
+      if (check_files && oauth_ != nullptr) ReloadOAuthKeys(*oauth_, "files changed");
+      if (tls_ == nullptr) continue;
+      if (check_files && tls_->NeedsReload()) {
         ReloadCertificates(process_, *tls_, "files changed");
       }
       if (tls_->MaybeRotateTicketKeys(absl::Now())) {
@@ -588,6 +617,7 @@ class Server {
   std::unique_ptr<storage::MailStore> store_;
   TenantPolicyTable tenant_policies_;
   std::unique_ptr<AuthService> auth_;
+  std::unique_ptr<auth::OAuthRegistry> oauth_;  // null without --oauth_config
   std::unique_ptr<TlsContextSet> tls_;
   KtlsCapability ktls_;
   std::unique_ptr<admin::AdminSocketServer> admin_socket_;

@@ -229,6 +229,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"tls_cert", StringFlag(&o.tls_cert)},
       {"tls_key", StringFlag(&o.tls_key)},
       {"tls_cert_dir", StringFlag(&o.tls_cert_dir)},
+      {"oauth_config", StringFlag(&o.oauth_config)},
       {"pop3s_listen",
        ListenFlag("pop3s_listen", &o.pop3s_listen, &o.pop3s_enabled, &o.pop3s_listen_given)},
       {"tls_reload_check_s", IntFlag("tls_reload_check_s", &o.tls_reload_check_s, 86400)},
@@ -370,6 +371,7 @@ std::string ServeUsage() {
          "[--http_header_timeout_ms=5000] [--http_body_timeout_ms=10000] "
          "[--http_connections_max=256] [--http_connections_per_ip=16] "
          "[--hostname=NAME] [--tls_cert=PEM --tls_key=PEM] [--tls_cert_dir=DIR] "
+         "[--oauth_config=FILE] "
          "[--pop3s_listen=0.0.0.0:995|off] [--tls_reload_check_s=10] "
          "[--etcd_endpoints=http://HOST:PORT,... --advertise_ip=IP [--backend_name=NAME] "
          "[--etcd_prefix=/posthaste/] [--etcd_lease_ttl_s=5]]";

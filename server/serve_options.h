@@ -142,6 +142,10 @@ struct ServeOptions {
   // Certificate files are checked for changes (inode, mtime, size) this often; 0: SIGHUP only.
   uint32_t tls_reload_check_s = 10;
   bool tls_configured() const { return !tls_cert.empty(); }
+  // OAUTHBEARER and XOAUTH2 (server/auth/oauth_tenants.h): the per-tenant issuers, audiences
+  // and JWKS files; empty: no OAuth. The JWKS files are re-read when they change (checked every
+  // tls_reload_check_s, and at SIGHUP).
+  std::string oauth_config;
 
   // The placement directory (docs/ARCHITECTURE.md, "Placement directory in etcd"): with
   // etcd_endpoints (comma-separated http:// client URLs) the server registers itself as

@@ -9,11 +9,18 @@
 #include <cstring>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "server/auth/external_exchange.h"
+#include "server/auth/oauth_exchange.h"
 #include "server/auth/scram.h"
 #include "server/auth/shared_secret.h"
 
 namespace posthaste::auth {
+namespace {
+
+int64_t UnixSecondsNow() { return absl::ToUnixSeconds(absl::Now()); }
+
+}  // namespace
 
 absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path) {
   constexpr size_t kSecretBytes = 32;
@@ -57,6 +64,10 @@ std::vector<SaslMechanism> OfferedSaslMechanisms(const SaslServerConfig& config,
   }
   offered.push_back(SaslMechanism::kScramSha256);
   offered.push_back(SaslMechanism::kScramSha1);
+  if (facts.tls && config.oauth != nullptr) {
+    offered.push_back(SaslMechanism::kOAuthBearer);
+    offered.push_back(SaslMechanism::kXOAuth2);
+  }
   if (facts.shared_secret_allowed) offered.push_back(SaslMechanism::kCramMd5);
   return offered;
 }
@@ -77,10 +88,12 @@ std::unique_ptr<SaslServerExchange> NewSaslExchange(SaslMechanism mechanism,
                                                      facts.shared_secret_allowed_for);
     case SaslMechanism::kExternal:
       return std::make_unique<ExternalServerExchange>(facts);
+    case SaslMechanism::kOAuthBearer:
+      return NewOAuthBearerExchange(config.oauth->Current(), UnixSecondsNow);
+    case SaslMechanism::kXOAuth2:
+      return NewXOAuth2Exchange(config.oauth->Current(), UnixSecondsNow);
     case SaslMechanism::kPlain:
     case SaslMechanism::kLogin:
-    case SaslMechanism::kOAuthBearer:
-    case SaslMechanism::kXOAuth2:
       break;
   }
   return nullptr;

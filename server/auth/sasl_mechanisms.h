@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/auth/oauth_tenants.h"
 #include "server/auth/sasl_exchange.h"
 
 namespace posthaste::auth {
@@ -24,6 +25,9 @@ struct SaslServerConfig {
   std::string scram_secret;
   // CRAM-MD5: the host name in its challenges ("<random.clock@hostname>", RFC 2195).
   std::string hostname;
+  // OAUTHBEARER and XOAUTH2: the tenants' issuers and keys; null when no tenant has OAuth.
+  // Outlives every exchange.
+  const OAuthRegistry* oauth = nullptr;
 };
 
 // The secret kept in `path` (32 random bytes, made with mode 0600 when the file is missing):
@@ -32,8 +36,9 @@ absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path);
 
 // The mechanisms offered on a connection in `facts`' state, most preferred first: EXTERNAL
 // with a verified client certificate; SCRAM over any connection (the password never crosses
-// it), the -PLUS forms only with a tls-exporter binding (TLS 1.3); CRAM-MD5 where a tenant
-// allows the shared-secret mechanisms.
+// it), the -PLUS forms only with a tls-exporter binding (TLS 1.3); OAUTHBEARER and XOAUTH2
+// over TLS when tenants have OAuth (a bearer token is as good as a password to whoever sees
+// it); CRAM-MD5 where a tenant allows the shared-secret mechanisms.
 std::vector<SaslMechanism> OfferedSaslMechanisms(const SaslServerConfig& config,
                                                  const SaslConnectionFacts& facts);
 
