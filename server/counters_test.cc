@@ -13,6 +13,7 @@
 #include "metrics/counter_table.h"
 #include "metrics/exporter.h"
 #include "server/admin/admin_http.h"
+#include "server/auth/ldap_counters.h"
 #include "server/lmtp_service/lmtp_counters.h"
 #include "server/pop3_service/pop3_counters.h"
 
@@ -31,7 +32,7 @@ std::vector<const CounterTable*> AllTables() {
   return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
           &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
           &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
-          &HttpListenerCounterTable()};
+          &HttpListenerCounterTable(), &auth::LdapCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {
@@ -94,6 +95,7 @@ TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
   ExpectEachExportedOrExcused(AcceptorCounterTable(), {PH_ACCEPTOR_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(OffloadPoolCounterTable(), {PH_OFFLOAD_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(HttpListenerCounterTable(), {PH_HTTP_SERVER_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(auth::LdapCounterTable(), {PH_LDAP_STATS(PH_NAME_OF)}, {});
 }
 
 TEST(ShardCounters, OneFamilyIsOneTypeAcrossTables) {
@@ -119,6 +121,7 @@ struct Scrape {
   reactor::OffloadStats offload_pool;
   ProcessCounters process;
   http::HttpServerStats http;
+  auth::LdapStats ldap;
 
   std::vector<MetricFamily> Families() const {
     std::vector<metrics::ShardCopy> shards(1);
@@ -137,7 +140,8 @@ struct Scrape {
         {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
          CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m"),
          CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(), offload_pool)
-             .WithLabel("pool", "io")},
+             .WithLabel("pool", "io"),
+         CounterBlockCopy::OfAtomics(auth::LdapCounterTable(), ldap).WithLabel("tenant", "t")},
         nullptr, true);
   }
   std::string Text() const { return metrics::SerializeText(Families()); }
@@ -161,6 +165,8 @@ TEST(ShardCounters, EveryRowAppearsOnTheScrapeWithItsLabels) {
       auto labels = metrics::ParseCounterLabels(row.labels);
       if (table == &HttpListenerCounterTable()) {
         labels.emplace_back("listener", "m");
+      } else if (table == &auth::LdapCounterTable()) {
+        labels.emplace_back("tenant", "t");
       } else if (row.kind != CounterKind::kCounter) {
         labels.emplace_back("shard", "0");
       }

@@ -17,6 +17,9 @@
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
+#include "server/auth/ldap_config.h"
+#include "server/auth/ldap_counters.h"
+#include "server/auth/ldap_passdb.h"
 #include "server/counters.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
@@ -238,8 +241,14 @@ class Server {
     }
     ctx_.tenant_policies = &tenant_policies_;
     ChooseTenantLabels();
+    if (!options.ldap_config.empty()) {
+      absl::StatusOr<auth::LdapConfig> ldap = auth::LoadLdapConfigFile(options.ldap_config);
+      if (!ldap.ok()) return Fail(absl::StrCat("ldap_config: ", ldap.status().message()));
+      ldap_ = std::make_unique<auth::LdapDirectory>(*std::move(ldap));
+    }
     auth_ = std::make_unique<AuthService>(
-        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s)});
+        ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s),
+                                       .ldap = ldap_.get()});
     ctx_.auth = auth_.get();
     return true;
   }
@@ -397,7 +406,7 @@ class Server {
                                 std::vector<metrics::ShardCopy>* out) { return gather->Copy(out); },
                   .process_counters =
                       [this] {
-                        return std::vector<metrics::CounterBlockCopy>{
+                        std::vector<metrics::CounterBlockCopy> blocks{
                             metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(), process_),
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload().stats())
@@ -405,6 +414,15 @@ class Server {
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload_io().stats())
                                 .WithLabel("pool", "io")};
+                        if (ldap_ != nullptr) {
+                          for (const auto& passdb : ldap_->passdbs()) {
+                            blocks.push_back(
+                                metrics::CounterBlockCopy::OfAtomics(auth::LdapCounterTable(),
+                                                                     passdb->stats())
+                                    .WithLabel("tenant", passdb->config().domain));
+                          }
+                        }
+                        return blocks;
                       },
                   .store = ctx_.store,
                   .draining = &draining_});
@@ -567,6 +585,7 @@ class Server {
   Pop3Service ctx_;
   std::unique_ptr<storage::MailStore> store_;
   TenantPolicyTable tenant_policies_;
+  std::unique_ptr<auth::LdapDirectory> ldap_;  // before auth_, which uses it
   std::unique_ptr<AuthService> auth_;
   std::unique_ptr<TlsContextSet> tls_;
   KtlsCapability ktls_;

@@ -181,6 +181,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"plaintext_requires_tls", BoolFlag("plaintext_requires_tls", &o.plaintext_requires_tls)},
       {"auth_failure_delay_ms", IntFlag("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
       {"auth_cache_ttl_s", IntFlag("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
+      {"ldap_config", StringFlag(&o.ldap_config)},
       {"send_path", ChoiceFlag<SendPathChoice>("send_path", &o.send_path,
                                                {{"auto", SendPathChoice::kAuto},
                                                 {"splice", SendPathChoice::kSplice},
@@ -339,7 +340,7 @@ std::string ServeUsage() {
          "[--proxy_plaintext_logins=true] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
-         "[--auth_cache_ttl_s=60] [--send_path=auto|splice|send_zc|copy] "
+         "[--auth_cache_ttl_s=60] [--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
          "[--lmtp_listen=127.0.0.1:24|off] "

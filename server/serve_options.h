@@ -72,6 +72,9 @@ struct ServeOptions {
   bool plaintext_requires_tls = true;  // loopback peers are exempt
   uint32_t auth_failure_delay_ms = 2000;
   uint32_t auth_cache_ttl_s = 60;
+  // Tenants whose passwords live in LDAP (server/auth/ldap_config.h; docs/DEPLOY.md "LDAP
+  // passdb"): a JSON file, read at start-up. Empty: every tenant uses the store's hashes.
+  std::string ldap_config;
   SendPathChoice send_path = SendPathChoice::kAuto;
   // kAuto (reactor::ChooseSendPath): bodies below copy_below_bytes go by the copying path
   // (read + send; 0 = never: bodies never pass through user memory by default), from

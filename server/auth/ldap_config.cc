@@ -10,7 +10,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
@@ -49,8 +49,8 @@ class TenantReader {
     std::optional<int64_t> n =
         v->type() == JsonValue::Type::kNumber ? v->AsInt64() : std::optional<int64_t>();
     if (!n.has_value() || *n < min || *n > max) {
-      return Error(name, "must be an integer from " + std::to_string(min) + " to " +
-                             std::to_string(max));
+      return Error(name,
+                   "must be an integer from " + std::to_string(min) + " to " + std::to_string(max));
     }
     *out = static_cast<uint32_t>(*n);
     return absl::OkStatus();
@@ -289,8 +289,8 @@ std::string EscapeLdapDnValue(std::string_view value) {
     const bool edge_space = c == ' ' && (i == 0 || i + 1 == value.size());
     if (!IsPrintableAscii(c)) {
       AppendHexEscape(out, c);
-    } else if (edge_space || (c == '#' && i == 0) || c == '"' || c == '+' || c == ',' ||
-               c == ';' || c == '<' || c == '>' || c == '\\' || c == '=') {
+    } else if (edge_space || (c == '#' && i == 0) || c == '"' || c == '+' || c == ',' || c == ';' ||
+               c == '<' || c == '>' || c == '\\' || c == '=') {
       out.push_back('\\');
       out.push_back(static_cast<char>(c));
     } else {
@@ -334,4 +334,4 @@ absl::StatusOr<std::string> ExpandLdapTemplate(std::string_view tmpl, std::strin
   return out;
 }
 
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth

@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 
 enum class LdapBindMode : uint8_t {
   kDirect,  // bind as user_dn (the template expanded): one round trip
@@ -39,8 +39,8 @@ struct LdapTenantConfig {
   LdapTls tls = LdapTls::kNone;
   std::string ca_file;  // PEM bundle for the server certificate; empty: the system store
   LdapBindMode bind_mode = LdapBindMode::kDirect;
-  std::string user_dn;  // kDirect: DN template, e.g. uid=%n,ou=people,dc=example,dc=org
-  std::string service_dn;             // kSearch: who searches
+  std::string user_dn;     // kDirect: DN template, e.g. uid=%n,ou=people,dc=example,dc=org
+  std::string service_dn;  // kSearch: who searches
   std::string service_password_file;  // kSearch: its password (the file's first line)
   std::string service_password;       // read from service_password_file by LoadLdapConfigFile
   std::string base_dn;                // kSearch: where to search (subtree)
@@ -100,6 +100,6 @@ enum class LdapTemplateKind : uint8_t { kDn, kFilter };
 absl::StatusOr<std::string> ExpandLdapTemplate(std::string_view tmpl, std::string_view login,
                                                LdapTemplateKind kind);
 
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth
 
 #endif  // POSTHASTE_SERVER_AUTH_LDAP_CONFIG_H_

@@ -14,14 +14,14 @@
 
 namespace {
 
-using posthaste::server::auth::LdapTemplateKind;
+using posthaste::auth::LdapTemplateKind;
 
 void CheckEscapes(std::string_view text) {
-  const std::string filter = posthaste::server::auth::EscapeLdapFilterValue(text);
+  const std::string filter = posthaste::auth::EscapeLdapFilterValue(text);
   for (char c : filter) {
     if (c == '(' || c == ')' || c == '*' || c == '\0') abort();
   }
-  const std::string dn = posthaste::server::auth::EscapeLdapDnValue(text);
+  const std::string dn = posthaste::auth::EscapeLdapDnValue(text);
   for (size_t i = 0; i < dn.size(); ++i) {
     const char c = dn[i];
     if (c == '\0') abort();
@@ -38,7 +38,7 @@ void CheckEscapes(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   CheckEscapes(text);
-  auto config = posthaste::server::auth::ParseLdapConfig(text);
+  auto config = posthaste::auth::ParseLdapConfig(text);
   if (!config.ok()) return 0;
   std::set<std::string> domains;
   for (const auto& t : config->tenants) {
@@ -46,16 +46,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (char c : t.domain) {
       if (c >= 'A' && c <= 'Z') abort();
     }
-    if (t.uris.empty() || t.uris.size() > posthaste::server::auth::kLdapUrisMax) abort();
+    if (t.uris.empty() || t.uris.size() > posthaste::auth::kLdapUrisMax) abort();
     if (t.connections_max == 0 || t.connections_max > 256) abort();
     if (t.bind_timeout_ms == 0 || t.bind_timeout_ms > 60'000) abort();
     const std::string login = std::string(text.substr(0, 40)) + "@" + t.domain;
-    if (!posthaste::server::auth::ExpandLdapTemplate(t.user_dn, login, LdapTemplateKind::kDn)
-             .ok()) {
+    if (!posthaste::auth::ExpandLdapTemplate(t.user_dn, login, LdapTemplateKind::kDn).ok()) {
       abort();
     }
-    if (!posthaste::server::auth::ExpandLdapTemplate(t.filter, login, LdapTemplateKind::kFilter)
-             .ok()) {
+    if (!posthaste::auth::ExpandLdapTemplate(t.filter, login, LdapTemplateKind::kFilter).ok()) {
       abort();
     }
   }

@@ -7,7 +7,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 namespace {
 
 using ::testing::HasSubstr;
@@ -41,8 +41,8 @@ TEST(ExpandLdapTemplate, InjectionAttemptsStayValues) {
   EXPECT_EQ(*filter,
             "(&(objectClass=inetOrgPerson)(mail=\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid="
             "\\2a@example.org))");
-  auto dn = ExpandLdapTemplate("uid=%n,ou=people,dc=example,dc=org",
-                               "bob,ou=admins@example.org", LdapTemplateKind::kDn);
+  auto dn = ExpandLdapTemplate("uid=%n,ou=people,dc=example,dc=org", "bob,ou=admins@example.org",
+                               LdapTemplateKind::kDn);
   ASSERT_TRUE(dn.ok());
   EXPECT_EQ(*dn, "uid=bob\\,ou\\=admins,ou=people,dc=example,dc=org");
 }
@@ -126,8 +126,7 @@ TEST(ParseLdapConfig, RefusesWhatItDoesNotKnowOrTrust) {
       {R"({"tenants": [{"domain": "a.test", "uris": ["ldap://h"], "user_dn": "u"},
                        {"domain": "A.TEST", "uris": ["ldap://h"], "user_dn": "u"}]})",
        "repeated"},
-      {R"({"tenants": [{"domain": "a test", "uris": ["ldap://h"], "user_dn": "u"}]})",
-       "DNS name"},
+      {R"({"tenants": [{"domain": "a test", "uris": ["ldap://h"], "user_dn": "u"}]})", "DNS name"},
       {SearchTenant(R"(, "filter": "uid=%n")"), "duplicate member"},
       {SearchTenant(R"json(, "mailbox_attribute": "mail)(x")json"), "attribute name"},
       {R"({"tenants": [{"domain": "a.test", "uris": ["ldap://h"], "bind": "anonymous"}]})",
@@ -163,4 +162,4 @@ TEST(LoadLdapConfigFile, ReadsTheServicePasswordsFirstLine) {
 }
 
 }  // namespace
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth

@@ -12,7 +12,7 @@
 #include "base/log.h"
 #include "base/strings.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 namespace {
 
 constexpr size_t kLoginBytesMax = 320;  // local part (64) @ domain (255), RFC 5321
@@ -34,9 +34,7 @@ bool ValidLogin(std::string_view login) {
 
 // Codes that say the directory could not be reached or did not answer (client-side codes are
 // negative in libldap), as against an answer about this login.
-bool IsTransportCode(int code) {
-  return code < 0 || code == LDAP_BUSY || code == LDAP_UNAVAILABLE;
-}
+bool IsTransportCode(int code) { return code < 0 || code == LDAP_BUSY || code == LDAP_UNAVAILABLE; }
 
 // Answers about the credentials themselves: the login does not exist or the password is wrong.
 bool IsRefusalCode(int code) {
@@ -256,8 +254,8 @@ LdapPassdb::Outcome LdapPassdb::Bind(Connection& connection, const std::string& 
   int message_id = 0;
   int rc = ldap_sasl_bind(connection.ld, dn.c_str(), LDAP_SASL_SIMPLE, &credentials, nullptr,
                           nullptr, &message_id);
-  if (rc != LDAP_SUCCESS) return IsTransportCode(rc) ? Outcome::kTransportFailure
-                                                     : Outcome::kOtherFailure;
+  if (rc != LDAP_SUCCESS)
+    return IsTransportCode(rc) ? Outcome::kTransportFailure : Outcome::kOtherFailure;
   timeval timeout = ToTimeval(config_.bind_timeout_ms);
   LDAPMessage* result = nullptr;
   rc = ldap_result(connection.ld, message_id, LDAP_MSG_ALL, &timeout, &result);
@@ -277,8 +275,8 @@ LdapPassdb::Outcome LdapPassdb::Bind(Connection& connection, const std::string& 
 LdapPassdb::Outcome LdapPassdb::Search(Connection& connection, const std::string& base, int scope,
                                        const std::string& filter, std::string* dn,
                                        std::string* mailbox_value) {
-  std::string attribute = config_.mailbox_attribute.empty() ? std::string(LDAP_NO_ATTRS)
-                                                            : config_.mailbox_attribute;
+  std::string attribute =
+      config_.mailbox_attribute.empty() ? std::string(LDAP_NO_ATTRS) : config_.mailbox_attribute;
   char* attributes[] = {attribute.data(), nullptr};
   timeval timeout = ToTimeval(config_.search_timeout_ms);
   int message_id = 0;
@@ -336,8 +334,8 @@ LdapPassdb::Outcome LdapPassdb::MailboxFor(std::string_view login,
                                            std::string* mailbox) const {
   std::string_view named = config_.mailbox_attribute.empty() ? login : attribute_value;
   const size_t at = named.rfind('@');
-  if (named.empty() || named.size() > kLoginBytesMax || at == 0 ||
-      at == std::string_view::npos || !ValidLogin(named)) {
+  if (named.empty() || named.size() > kLoginBytesMax || at == 0 || at == std::string_view::npos ||
+      !ValidLogin(named)) {
     LogEvent(LogLevel::kWarning, "LDAP entry names no usable mailbox",
              {{"tenant", config_.domain}, {"attribute", config_.mailbox_attribute}});
     return Outcome::kRefused;
@@ -425,8 +423,7 @@ LdapCheckResult LdapPassdb::Check(std::string_view login, std::string_view passw
     const bool reused = (*connection)->uses++ > 0;
     outcome = Attempt(**connection, login, password, &result.mailbox);
     const bool timed_out = (*connection)->timed_out;
-    const bool broken =
-        outcome == Outcome::kTransportFailure || outcome == Outcome::kOtherFailure;
+    const bool broken = outcome == Outcome::kTransportFailure || outcome == Outcome::kOtherFailure;
     Release(*std::move(connection), broken);
     // A pooled connection the server closed while idle fails at once: one retry on a new one.
     if (!(outcome == Outcome::kTransportFailure && reused && !timed_out)) break;
@@ -447,9 +444,9 @@ LdapCheckResult LdapPassdb::Check(std::string_view login, std::string_view passw
     case Outcome::kTransportFailure:
       if (breaker_.RecordFailure(absl::Now())) {
         ++stats_.breaker_opened;
-        LogEvent(LogLevel::kWarning, "LDAP circuit breaker opened",
-                 {{"tenant", config_.domain},
-                  {"open_ms", std::to_string(config_.breaker_open_ms)}});
+        LogEvent(
+            LogLevel::kWarning, "LDAP circuit breaker opened",
+            {{"tenant", config_.domain}, {"open_ms", std::to_string(config_.breaker_open_ms)}});
       }
       ++stats_.requests_unavailable;
       result.mailbox.clear();
@@ -484,4 +481,4 @@ LdapPassdb* LdapDirectory::ForLogin(std::string_view login) const {
   return it == by_domain_.end() ? nullptr : it->second;
 }
 
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth

@@ -38,10 +38,10 @@
 #include "base/counter_fields.h"
 #include "server/auth/ldap_config.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 
 // One tenant's counters (server/counters.h names them for /metrics, label tenant=<domain>).
-#define PH_LDAP_STATS(X)                                                               \
+#define PH_LDAP_STATS(X)                                                              \
   X(requests_ok, "logins the directory accepted")                                     \
   X(requests_bad_credentials, "logins the directory refused (or no single entry)")    \
   X(requests_unavailable, "logins the directory could not answer (down, timeout)")    \
@@ -167,6 +167,6 @@ class LdapDirectory {
   absl::flat_hash_map<std::string, LdapPassdb*> by_domain_;
 };
 
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth
 
 #endif  // POSTHASTE_SERVER_AUTH_LDAP_PASSDB_H_

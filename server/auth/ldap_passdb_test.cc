@@ -8,7 +8,7 @@
 
 #include "gtest/gtest.h"
 
-namespace posthaste::server::auth {
+namespace posthaste::auth {
 namespace {
 
 using State = LdapCircuitBreaker::State;
@@ -123,4 +123,4 @@ TEST(LdapDirectory, RoutesByDomainInAnyCase) {
 }
 
 }  // namespace
-}  // namespace posthaste::server::auth
+}  // namespace posthaste::auth

@@ -9,6 +9,9 @@
 // verified against, so a password change invalidates it on the next use (as Dovecot's auth
 // cache does). Unknown users are checked against a dummy hash so their answer costs the same.
 //
+// Tenants configured in `ldap` (server/auth/ldap_passdb.h) are checked against their directory
+// instead (auth_service_ldap.cc): the same cache holds their successes, keyed apart.
+//
 // Threading: thread-safe. Verify() blocks (RocksDB read, hashing): call it on the offload
 // pool, never on a reactor thread. The cache is lock-striped (kStripes mutexes by key hash),
 // touched once per login, never on a reactor thread.
@@ -25,6 +28,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+#include "server/auth/ldap_passdb.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -32,6 +36,7 @@ namespace posthaste::server {
 struct AuthServiceOptions {
   absl::Duration cache_ttl = absl::Seconds(60);  // 0 disables the cache
   size_t cache_entries_max = 100'000;            // whole cache; a full stripe is cleared
+  auth::LdapDirectory* ldap = nullptr;  // tenants whose passwords live in LDAP; must outlive
 };
 
 struct AuthVerdict {
@@ -53,6 +58,7 @@ class AuthService {
   struct Entry {
     std::string stored_hash;  // the hash verified against; a change invalidates the entry
     absl::Time expires;
+    std::string address;  // directory entries: the mailbox the directory named
   };
   struct Stripe {
     mutable std::mutex mu;
@@ -60,6 +66,11 @@ class AuthService {
   };
 
   std::string CacheKey(std::string_view address, std::string_view password) const;
+  // The LDAP path (auth_service_ldap.cc).
+  AuthVerdict VerifyWithLdap(auth::LdapPassdb& passdb, std::string_view user,
+                             std::string_view password);
+  // The account `mailbox` names, created when the tenant allows it; kOk or a failure verdict.
+  AuthVerdict OpenLdapAccount(const auth::LdapPassdb& passdb, const std::string& mailbox);
   Stripe& StripeFor(std::string_view key);
 
   storage::MailStore* const store_;
