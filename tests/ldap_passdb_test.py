@@ -5,7 +5,8 @@ with slapadd, stopped at the end) holds two tenants:
   a.test  direct bind (uid=%n,ou=people,dc=a,dc=test); mailboxes created on first login;
   b.test  search then bind (a service account searches uid=%n, the entry's `mail` names the
           mailbox); mailboxes must be provisioned (auto_create false).
-Shows: both modes log in (bob@b.test opens the mailbox robert@b.test his entry names); wrong
+Shows: both modes log in, also over StartTLS and ldaps:// (and not when the directory's
+certificate does not chain to the tenant's ca_file) (bob@b.test opens the mailbox robert@b.test his entry names); wrong
 and empty passwords fail; filter and DN injection attempts (`bo*`, `*)(uid=*`, a DN with
 `,ou=`) fail even with a real password; a b.test entry naming an a.test mailbox is refused;
 an unprovisioned b.test mailbox is refused. Then LDAP stops answering (SIGSTOP: connections
@@ -39,6 +40,8 @@ include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 pidfile {dir}/slapd.pid
+TLSCertificateFile {dir}/server.crt
+TLSCertificateKeyFile {dir}/server.key
 modulepath /usr/lib/ldap
 moduleload back_mdb
 database mdb
@@ -81,6 +84,16 @@ LDIF_B = ("dn: dc=b,dc=test\nobjectClass: dcObject\nobjectClass: organization\nd
           person("uid=mallory,ou=people,dc=b,dc=test", "mallory", "mallory-pw", "alice@a.test"))
 
 
+def self_signed(directory, name):
+  """A certificate for 127.0.0.1 (its own CA) and its key: DIR/NAME.crt, DIR/NAME.key."""
+  subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                  "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                  "-keyout", os.path.join(directory, name + ".key"),
+                  "-out", os.path.join(directory, name + ".crt")],
+                 check=True, timeout=60, capture_output=True)
+  return os.path.join(directory, name + ".crt")
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -95,6 +108,8 @@ class Slapd:
     for db in ("db-a", "db-b"):
       os.mkdir(os.path.join(self.dir, db))
     self.conf = os.path.join(self.dir, "slapd.conf")
+    self.ca_file = self_signed(self.dir, "server")
+    self.wrong_ca_file = self_signed(self.dir, "other")
     with open(self.conf, "w") as f:
       f.write(SLAPD_CONF.format(dir=self.dir))
     for suffix, ldif in (("dc=a,dc=test", LDIF_A), ("dc=b,dc=test", LDIF_B)):
@@ -105,9 +120,11 @@ class Slapd:
                      timeout=60, capture_output=True)
     self.port = free_port()
     self.uri = f"ldap://127.0.0.1:{self.port}"
+    self.ldaps_uri = f"ldaps://127.0.0.1:{free_port()}"
     # -d keeps slapd in the foreground, so it is our child and dies with the test.
-    self.proc = subprocess.Popen([SLAPD, "-f", self.conf, "-h", self.uri + "/", "-d", "0"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    self.proc = subprocess.Popen(
+        [SLAPD, "-f", self.conf, "-h", f"{self.uri}/ {self.ldaps_uri}/", "-d", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
       try:
@@ -160,6 +177,12 @@ class LatencyProbe:
       c.quit()
 
 
+def tls_tenant(domain, uri, tls, ca_file):
+  """A direct-bind tenant over TLS onto a.test's people."""
+  return (f'{{"domain": "{domain}", "uris": ["{uri}"], "tls": "{tls}", "ca_file": "{ca_file}", '
+          '"user_dn": "uid=%n,ou=people,dc=a,dc=test", "bind_timeout_ms": 5000}')
+
+
 class LdapPassdbTest(unittest.TestCase):
 
   @classmethod
@@ -181,7 +204,11 @@ class LdapPassdbTest(unittest.TestCase):
                 '"service_dn": "cn=service,dc=b,dc=test", '
                 f'"service_password_file": "{secret}", "base_dn": "ou=people,dc=b,dc=test", '
                 '"filter": "(&(objectClass=inetOrgPerson)(uid=%n))", '
-                '"mailbox_attribute": "mail", "auto_create": false, ' + common + '}]}')
+                '"mailbox_attribute": "mail", "auto_create": false, ' + common + '},' +
+                tls_tenant("s.test", cls.slapd.uri, "starttls", cls.slapd.ca_file) + ',' +
+                tls_tenant("t.test", cls.slapd.ldaps_uri, "ldaps", cls.slapd.ca_file) + ',' +
+                tls_tenant("u.test", cls.slapd.ldaps_uri, "ldaps", cls.slapd.wrong_ca_file) +
+                ']}')
       cls.config_path = os.path.join(cfg_dir, "ldap.json")
       with open(cls.config_path, "w") as f:
         f.write(config)
@@ -255,6 +282,14 @@ class LdapPassdbTest(unittest.TestCase):
     self.assertGreaterEqual(metric_sum(metrics, "posthaste_ldap_cache_hits_total",
                                        tenant="a.test", cache="negative"), 1)
     self.assertIn("mailbox created for a directory login", self.server.stderr_text())
+
+  def test_1b_tls(self):
+    self.assert_login("alice@s.test", "alice-pw")  # StartTLS
+    self.assert_login("alice@t.test", "alice-pw")  # ldaps://
+    self.assert_refused("alice@t.test", "wrong")
+    # A directory whose certificate does not chain to ca_file is not talked to.
+    reply, _ = self.login("alice@u.test", "alice-pw")
+    self.assertTrue(reply.startswith("-ERR [SYS/TEMP]"), reply)
 
   def test_2_injection_attempts_fail(self):
     # Each would match bob (or everyone) if the login reached the filter or DN unescaped.
