@@ -13,6 +13,7 @@
 #include "metrics/counter_table.h"
 #include "metrics/exporter.h"
 #include "server/admin/admin_http.h"
+#include "server/auth/ldap_counters.h"
 #include "server/lmtp_service/lmtp_counters.h"
 #include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/pop3_counters.h"
@@ -33,7 +34,7 @@ std::vector<const CounterTable*> AllTables() {
   return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
           &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
           &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
-          &HttpListenerCounterTable(), &AuthPenaltyCounterTable()};
+          &HttpListenerCounterTable(), &AuthPenaltyCounterTable(), &auth::LdapCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {
@@ -97,6 +98,7 @@ TEST(ShardCounters, EveryNestedCounterIsExportedOrExcused) {
   ExpectEachExportedOrExcused(OffloadPoolCounterTable(), {PH_OFFLOAD_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(HttpListenerCounterTable(), {PH_HTTP_SERVER_STATS(PH_NAME_OF)}, {});
   ExpectEachExportedOrExcused(AuthPenaltyCounterTable(), {PH_AUTH_PENALTY_STATS(PH_NAME_OF)}, {});
+  ExpectEachExportedOrExcused(auth::LdapCounterTable(), {PH_LDAP_STATS(PH_NAME_OF)}, {});
 }
 
 TEST(ShardCounters, OneFamilyIsOneTypeAcrossTables) {
@@ -123,6 +125,7 @@ struct Scrape {
   ProcessCounters process;
   http::HttpServerStats http;
   auth::AuthPenaltyStats penalties;
+  auth::LdapStats ldap;
 
   std::vector<MetricFamily> Families() const {
     std::vector<metrics::ShardCopy> shards(1);
@@ -142,7 +145,8 @@ struct Scrape {
         {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
          CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m"),
          CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(), offload_pool)
-             .WithLabel("pool", "io")},
+             .WithLabel("pool", "io"),
+         CounterBlockCopy::OfAtomics(auth::LdapCounterTable(), ldap).WithLabel("tenant", "t")},
         nullptr, true);
   }
   std::string Text() const { return metrics::SerializeText(Families()); }
@@ -166,6 +170,8 @@ TEST(ShardCounters, EveryRowAppearsOnTheScrapeWithItsLabels) {
       auto labels = metrics::ParseCounterLabels(row.labels);
       if (table == &HttpListenerCounterTable()) {
         labels.emplace_back("listener", "m");
+      } else if (table == &auth::LdapCounterTable()) {
+        labels.emplace_back("tenant", "t");
       } else if (row.kind != CounterKind::kCounter) {
         labels.emplace_back("shard", "0");
       }

@@ -19,6 +19,9 @@
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
+#include "server/auth/ldap_config.h"
+#include "server/auth/ldap_counters.h"
+#include "server/auth/ldap_passdb.h"
 #include "server/auth/oauth_tenants.h"
 #include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
@@ -257,10 +260,16 @@ class Server {
     }
     ctx_.tenant_policies = &tenant_policies_;
     ChooseTenantLabels();
+    if (!options.ldap_config.empty()) {
+      absl::StatusOr<auth::LdapConfig> ldap = auth::LoadLdapConfigFile(options.ldap_config);
+      if (!ldap.ok()) return Fail(absl::StrCat("ldap_config: ", ldap.status().message()));
+      ldap_ = std::make_unique<auth::LdapDirectory>(*std::move(ldap));
+    }
     auth_ = std::make_unique<AuthService>(
         ctx_.store, AuthServiceOptions{.cache_ttl = absl::Seconds(options.auth_cache_ttl_s),
                                        .hash_setting = options.password_scheme,
-                                       .rehash_at_login = options.rehash_at_login});
+                                       .rehash_at_login = options.rehash_at_login,
+                                       .ldap = ldap_.get()});
     ctx_.auth = auth_.get();
     // Fake SCRAM salts must not change across restarts (a changing salt tells a prober the
     // user does not exist), so the secret they come from lives beside the store.
@@ -438,7 +447,7 @@ class Server {
                                 std::vector<metrics::ShardCopy>* out) { return gather->Copy(out); },
                   .process_counters =
                       [this] {
-                        return std::vector<metrics::CounterBlockCopy>{
+                        std::vector<metrics::CounterBlockCopy> blocks{
                             metrics::CounterBlockCopy::OfAtomics(ProcessCounterTable(), process_),
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload().stats())
@@ -446,6 +455,15 @@ class Server {
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload_io().stats())
                                 .WithLabel("pool", "io")};
+                        if (ldap_ != nullptr) {
+                          for (const auto& passdb : ldap_->passdbs()) {
+                            blocks.push_back(
+                                metrics::CounterBlockCopy::OfAtomics(auth::LdapCounterTable(),
+                                                                     passdb->stats())
+                                    .WithLabel("tenant", passdb->config().domain));
+                          }
+                        }
+                        return blocks;
                       },
                   .store = ctx_.store,
                   .draining = &draining_});
@@ -616,6 +634,7 @@ class Server {
   Pop3Service ctx_;
   std::unique_ptr<storage::MailStore> store_;
   TenantPolicyTable tenant_policies_;
+  std::unique_ptr<auth::LdapDirectory> ldap_;  // before auth_, which uses it
   std::unique_ptr<AuthService> auth_;
   std::unique_ptr<auth::OAuthRegistry> oauth_;  // null without --oauth_config
   std::unique_ptr<TlsContextSet> tls_;

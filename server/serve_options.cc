@@ -199,6 +199,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
          return absl::OkStatus();
        }},
       {"rehash_at_login", BoolFlag("rehash_at_login", &o.rehash_at_login)},
+      {"ldap_config", StringFlag(&o.ldap_config)},
       {"send_path", ChoiceFlag<SendPathChoice>("send_path", &o.send_path,
                                                {{"auto", SendPathChoice::kAuto},
                                                 {"splice", SendPathChoice::kSplice},
@@ -362,7 +363,7 @@ std::string ServeUsage() {
          "[--auth_penalty_delay_max_ms=15000] [--auth_penalty_window_s=300] "
          "[--auth_penalty_addresses_max=65536] [--auth_penalty_accounts_max=65536] "
          "[--auth_cache_ttl_s=60] [--password_scheme=yescrypt:3] [--rehash_at_login=true] "
-         "[--send_path=auto|splice|send_zc|copy] "
+         "[--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
          "[--lmtp_listen=127.0.0.1:24|off] "

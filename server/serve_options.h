@@ -87,6 +87,9 @@ struct ServeOptions {
   // After a successful cold login against a hash of another scheme or cost, store a fresh
   // hash at password_scheme (server/pop3_service/auth_service.h).
   bool rehash_at_login = true;
+  // Tenants whose passwords live in LDAP (server/auth/ldap_config.h; docs/DEPLOY.md "LDAP
+  // passdb"): a JSON file, read at start-up. Empty: every tenant uses the store's hashes.
+  std::string ldap_config;
   SendPathChoice send_path = SendPathChoice::kAuto;
   // kAuto (reactor::ChooseSendPath): bodies below copy_below_bytes go by the copying path
   // (read + send; 0 = never: bodies never pass through user memory by default), from

@@ -17,17 +17,6 @@ SaslStep Failure(SaslFailure failure) {
 
 }  // namespace
 
-bool IdentityFitsCertificateName(std::string_view identity, std::string_view certificate_name) {
-  const size_t at = identity.rfind('@');
-  if (at == std::string_view::npos || at + 1 == identity.size()) return false;
-  const std::string_view domain = identity.substr(at + 1);
-  if (certificate_name.size() < domain.size()) return false;
-  const std::string_view tail = certificate_name.substr(certificate_name.size() - domain.size());
-  if (!absl::EqualsIgnoreCase(AbslView(tail), AbslView(domain))) return false;
-  return certificate_name.size() == domain.size() ||
-         certificate_name[certificate_name.size() - domain.size() - 1] == '.';
-}
-
 ExternalServerExchange::ExternalServerExchange(const SaslConnectionFacts& facts)
     : identity_(facts.client_certificate_identity) {}
 

@@ -22,13 +22,6 @@
 
 namespace posthaste::auth {
 
-// Whether a client certificate's identity may be used on a connection whose server certificate
-// is `certificate_name` (whose client CA verified it): a CA speaks for its own tenant only, so
-// the identity must be an address whose domain is that name or a parent of it ("bob@example.org"
-// fits "example.org" and "pop.example.org", not "example.net" or "badexample.org"). Case-
-// insensitive.
-bool IdentityFitsCertificateName(std::string_view identity, std::string_view certificate_name);
-
 class ExternalServerExchange final : public SaslServerExchange {
  public:
   explicit ExternalServerExchange(const SaslConnectionFacts& facts);

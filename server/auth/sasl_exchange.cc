@@ -1,8 +1,8 @@
 #include "server/auth/sasl_exchange.h"
 
-#include <array>
-
 #include <strings.h>
+
+#include <array>
 
 namespace posthaste::auth {
 namespace {
@@ -35,6 +35,20 @@ std::optional<SaslMechanism> ParseSaslMechanism(std::string_view name) {
 
 std::string_view SaslFailureName(SaslFailure failure) {
   return kFailureNames[static_cast<size_t>(failure)];
+}
+
+bool IdentityFitsCertificateName(std::string_view identity, std::string_view certificate_name) {
+  const size_t at = identity.rfind('@');
+  if (at == std::string_view::npos || at + 1 == identity.size()) return false;
+  const std::string_view domain = identity.substr(at + 1);
+  if (certificate_name.size() < domain.size()) return false;
+  const std::string_view tail = certificate_name.substr(certificate_name.size() - domain.size());
+  for (size_t i = 0; i < domain.size(); ++i) {  // ASCII case-insensitive, NUL bytes included
+    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+    if (lower(tail[i]) != lower(domain[i])) return false;
+  }
+  return certificate_name.size() == domain.size() ||
+         certificate_name[certificate_name.size() - domain.size() - 1] == '.';
 }
 
 }  // namespace posthaste::auth

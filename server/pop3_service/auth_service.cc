@@ -82,7 +82,16 @@ AuthService::Stripe& AuthService::StripeFor(std::string_view key) {
   return stripes_[absl::HashOf(AbslView(key)) % kStripes];
 }
 
+bool AuthService::VerifiesInDirectory(std::string_view user) const {
+  return options_.ldap != nullptr && options_.ldap->ForLogin(user) != nullptr;
+}
+
 AuthVerdict AuthService::Verify(std::string_view user, std::string_view password) {
+  if (options_.ldap != nullptr) {
+    if (auth::LdapPassdb* passdb = options_.ldap->ForLogin(user)) {
+      return VerifyWithLdap(*passdb, user, password);
+    }
+  }
   AuthVerdict verdict;
   // The store finds the account whatever the case of `user`; from here on the account's
   // identity (account->address, its canonical address) is the key, so every spelling shares one

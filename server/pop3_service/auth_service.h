@@ -15,6 +15,9 @@
 // verified (MailStore::ReplacePasswordHash). {PLAIN} and {CRAM-MD5} hashes are kept: they are
 // the recoverable or challenge-response secrets a tenant chose for APOP and CRAM-MD5.
 //
+// Tenants configured in `ldap` (server/auth/ldap_passdb.h) are checked against their directory
+// instead (auth_service_ldap.cc): the same cache holds their successes, keyed apart.
+//
 // Threading: thread-safe. Verify() blocks (RocksDB read, hashing): call it on the offload
 // pool, never on a reactor thread. The cache is lock-striped (kStripes mutexes by key hash),
 // touched once per login, never on a reactor thread.
@@ -33,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "server/auth/password_hash.h"
+#include "server/auth/ldap_passdb.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -42,6 +46,7 @@ struct AuthServiceOptions {
   size_t cache_entries_max = 100'000;            // whole cache; a full stripe is cleared
   auth::HashSetting hash_setting = auth::kDefaultHashSetting;  // of rehashes and the dummy hash
   bool rehash_at_login = true;
+  auth::LdapDirectory* ldap = nullptr;  // tenants whose passwords live in LDAP; must outlive
 };
 
 struct AuthVerdict {
@@ -60,6 +65,9 @@ class AuthService {
 
   // `user` as given by the client; `password` the presented secret. Blocking.
   AuthVerdict Verify(std::string_view user, std::string_view password);
+  // Whether Verify(user, ...) asks a directory (LDAP) rather than hashing: mostly waiting on
+  // the network, so callers run it on an I/O pool, not beside the CPU-bound hashing.
+  bool VerifiesInDirectory(std::string_view user) const;
   // APOP (RFC 1939 section 7): `digest_hex` against MD5(timestamp || the account's shared
   // secret), compared in constant time. kBadCredentials for an unknown or disabled account or
   // one without a secret. Never cached (the digest changes with every greeting). Blocking.
@@ -77,6 +85,7 @@ class AuthService {
   struct Entry {
     std::string stored_hash;  // the hash verified against; a change invalidates the entry
     absl::Time expires;
+    std::string address;  // directory entries: the mailbox the directory named
   };
   struct Stripe {
     mutable std::mutex mu;
@@ -92,6 +101,11 @@ class AuthService {
   // returns the hash now stored.
   std::string MaybeRehash(const storage::AccountInfo& account, std::string_view password,
                           bool* rehashed);
+  // The LDAP path (auth_service_ldap.cc).
+  AuthVerdict VerifyWithLdap(auth::LdapPassdb& passdb, std::string_view user,
+                             std::string_view password);
+  // The account `mailbox` names, created when the tenant allows it; kOk or a failure verdict.
+  AuthVerdict OpenLdapAccount(const auth::LdapPassdb& passdb, const std::string& mailbox);
   Stripe& StripeFor(std::string_view key);
 
   storage::MailStore* const store_;

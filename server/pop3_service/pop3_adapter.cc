@@ -7,7 +7,6 @@
 
 #include "base/check.h"
 #include "base/log.h"
-#include "server/auth/external_exchange.h"
 
 namespace posthaste::server::pop3_service {
 namespace {

@@ -227,7 +227,7 @@ void Pop3ShardBackend::Authenticate(uint64_t id, const pop3::Pop3Credentials& cr
     return;
   }
   AuthService* auth = shard_.server->auth;
-  VerifyOffReactor(id, std::move(login),
+  VerifyOffReactor(id, std::move(login), auth->VerifiesInDirectory(credentials.user),
                    [auth, user = std::string(credentials.user),
                     secret = std::string(credentials.secret)]() mutable {
                      AuthVerdict verdict = auth->Verify(user, secret);
@@ -244,7 +244,7 @@ void Pop3ShardBackend::AuthenticateApop(uint64_t id, const pop3::Pop3Credentials
     return;
   }
   AuthService* auth = shard_.server->auth;
-  VerifyOffReactor(id, std::move(login),
+  VerifyOffReactor(id, std::move(login), /*directory=*/false,
                    [auth, user = std::string(credentials.user),
                     timestamp = std::string(credentials.apop_timestamp),
                     digest = std::string(credentials.secret)] {
@@ -285,7 +285,8 @@ void Pop3ShardBackend::AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& 
     return;
   }
   AuthService* auth = shard_.server->auth;
-  VerifyOffReactor(id, std::move(login),
+  const bool directory = auth->VerifiesInDirectory(master);
+  VerifyOffReactor(id, std::move(login), directory,
                    [auth, master = std::move(master), target = std::move(target),
                     secret = std::string(credentials.secret)]() mutable {
                      AuthVerdict verdict = auth->VerifyAs(master, secret, target);
@@ -303,17 +304,20 @@ void Pop3ShardBackend::RefuseLogin(uint64_t id, const PenalisedLogin& login) {
   });
 }
 
-void Pop3ShardBackend::VerifyOffReactor(uint64_t id, PenalisedLogin login,
+void Pop3ShardBackend::VerifyOffReactor(uint64_t id, PenalisedLogin login, bool directory,
                                         absl::AnyInvocable<AuthVerdict()> verify) {
   Pop3ShardBackend* self = this;
-  const bool accepted = shard_.shard->Offload(
-      [self, id, login = std::move(login),
-       verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
-        AuthVerdict verdict = verify();
-        return [self, id, verdict = std::move(verdict), login = std::move(login)] {
-          self->OnAuthVerdict(id, verdict, login);
-        };
-      });
+  auto job = [self, id, login = std::move(login),
+              verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
+    AuthVerdict verdict = verify();
+    return [self, id, verdict = std::move(verdict), login = std::move(login)] {
+      self->OnAuthVerdict(id, verdict, login);
+    };
+  };
+  // A directory login mostly waits on the network (up to its timeouts): on the I/O pool it
+  // cannot keep the CPU pool's hashing of other tenants' logins waiting.
+  const bool accepted =
+      directory ? shard_.shard->OffloadIo(std::move(job)) : shard_.shard->Offload(std::move(job));
   if (!accepted) {
     ++shard_.stats.offload_rejected;
     AnswerLater(id, [](Pop3Adapter& a) {

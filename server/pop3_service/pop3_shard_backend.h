@@ -108,8 +108,9 @@ class Pop3ShardBackend final : public Pop3Backend {
                  std::string* master, std::string* target);
   // Answers kBadCredentials later (after the penalty's delay) and counts the failure.
   void RefuseLogin(uint64_t id, const PenalisedLogin& login);
-  // Runs `verify` on the CPU offload pool and answers with its verdict.
-  void VerifyOffReactor(uint64_t id, PenalisedLogin login,
+  // Runs `verify` on the CPU offload pool (the I/O pool for a `directory` login) and answers
+  // with its verdict.
+  void VerifyOffReactor(uint64_t id, PenalisedLogin login, bool directory,
                         absl::AnyInvocable<AuthVerdict()> verify);
   // Carries out a SASL exchange's step for connection `id` (answers, looks up, or ends it).
   void OnSaslStep(uint64_t id, auth::SaslStep step);

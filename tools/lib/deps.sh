@@ -7,6 +7,7 @@ PH_BUILD_PACKAGES=(
   g++ clang-14 libclang-rt-14-dev clang-format
   liburing-dev android-libboringssl-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libcrypt-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libldap-dev  # the LDAP passdb (server/auth/ldap_passdb.h)
 )
 
 # Real clients and peers used by integration tests.
@@ -17,6 +18,7 @@ PH_TEST_PACKAGES=(
   haproxy nginx libnginx-mod-mail  # tests/proxy_protocol_test.py: proxies in front of posthaste
   etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
   fail2ban  # fail2ban-regex checks deploy/fail2ban's filter (tests/auth_penalty_test.py)
+  slapd ldap-utils  # the LDAP passdb against a real directory (tests/ldap_passdb_test.py)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
