@@ -89,6 +89,10 @@ struct ParsedAccount {
   std::string_view password_hash;
   bool disabled = false;
   AccountQuota quota;
+  // From the 'S' frame; empty when the page has none.
+  std::string_view scram_sha1;
+  std::string_view scram_sha256;
+  std::string_view shared_secret;
 };
 
 struct ParsedMessage {
@@ -114,6 +118,7 @@ absl::StatusOr<ParsedPage> ParsePage(std::string_view page) {
   ParsedPage parsed;
   enum class Expect : uint8_t { kAccount, kMessagesOrUidls, kEnd, kNothing };
   Expect expect = Expect::kAccount;
+  bool secrets_seen = false;
   while (!page.empty()) {
     if (expect == Expect::kNothing) return Malformed("bytes after the end frame");
     FieldReader header(page.substr(0, kFrameHeaderBytes));
@@ -143,6 +148,20 @@ absl::StatusOr<ParsedPage> ParsePage(std::string_view page) {
         }
         a.disabled = disabled == 1;
         expect = Expect::kMessagesOrUidls;
+        break;
+      }
+      case 'S': {
+        if (expect != Expect::kMessagesOrUidls || !parsed.messages.empty() || secrets_seen) {
+          return Malformed("unexpected secrets frame");
+        }
+        ParsedAccount& a = parsed.account;
+        if (!in.Str(&a.scram_sha1) || !in.Str(&a.scram_sha256) || !in.Str(&a.shared_secret) ||
+            !in.done() || a.scram_sha1.size() > kMaxPasswordHashLength ||
+            a.scram_sha256.size() > kMaxPasswordHashLength ||
+            a.shared_secret.size() > kMaxSharedSecretLength) {
+          return Malformed("bad secrets frame");
+        }
+        secrets_seen = true;
         break;
       }
       case 'M': {
@@ -229,6 +248,14 @@ absl::StatusOr<ExportPageInfo> ExportMailboxPage(MailStore& store, std::string_v
   PutU64(&payload, account.quota.messages);
   PutU64(&payload, account.quota.octets);
   PutFrame(page, 'A', payload);
+  if (!account.scram.sha1.empty() || !account.scram.sha256.empty() ||
+      !account.shared_secret.empty()) {
+    payload.clear();
+    PutStr(&payload, account.scram.sha1);
+    PutStr(&payload, account.scram.sha256);
+    PutStr(&payload, account.shared_secret);
+    PutFrame(page, 'S', payload);
+  }
 
   ExportPageInfo info;
   info.next_after_seq = options.after_seq;
@@ -288,8 +315,16 @@ absl::StatusOr<ImportPageResult> ImportMailboxPage(MailStore& store, std::string
     result.account_created = account.ok();
   }
   if (!account.ok()) return account.status();
-  if (account->password_hash != parsed.account.password_hash) {
-    PH_RETURN_IF_ERROR(store.SetPasswordHash(account->address, parsed.account.password_hash));
+  const ParsedAccount& source = parsed.account;
+  if (account->password_hash != source.password_hash ||
+      account->scram.sha1 != source.scram_sha1 || account->scram.sha256 != source.scram_sha256) {
+    PH_RETURN_IF_ERROR(store.SetPasswordHash(
+        account->address, source.password_hash,
+        ScramVerifiers{.sha1 = std::string(source.scram_sha1),
+                       .sha256 = std::string(source.scram_sha256)}));
+  }
+  if (account->shared_secret != source.shared_secret) {
+    PH_RETURN_IF_ERROR(store.SetSharedSecret(account->address, source.shared_secret));
   }
   // Enabled while importing: a disabled account refuses deliveries, imports included.
   if (account->disabled) PH_RETURN_IF_ERROR(store.SetDisabled(account->address, false));

@@ -1,6 +1,6 @@
 // Copying one account's mailbox from one MailStore to another, in bounded pages, keeping
-// everything a POP3 client or the account's owner can see: the password hash, the disabled
-// flag, the quota, and for each message its UIDL, arrival time and stored (wire-form) bytes.
+// everything a POP3 client or the account's owner can see: the password hash with its SCRAM
+// verifiers, the APOP/CRAM-MD5 secret, the disabled flag, the quota, and for each message its UIDL, arrival time and stored (wire-form) bytes.
 // A POP3 message has no flags: it is either in the mailbox or deleted, and a deletion is carried
 // by the page that ends a pass (the source's complete UIDL list), see ImportMailboxPage.
 //
@@ -9,6 +9,9 @@
 //   frames: kind (1 byte), payload length (u32), CRC-32C of the payload (u32), payload
 //     'A' account   str display_address, str password_hash, u8 disabled, u64 quota_messages,
 //                   u64 quota_octets
+//     'S' secrets   str scram_sha1, str scram_sha256, str shared_secret (optional, right after
+//                   'A'; written only when one is set, so pages of other accounts stay
+//                   readable by importers that predate it)
 //     'M' message   u64 seq, u64 arrival_unix_seconds, u64 pop3_size, str uidl, str wire bytes
 //     'U' UIDLs     u32 count, then count x str: every UIDL of the source mailbox at the
 //                   moment of the page's snapshot (only in the page that completes a pass)
@@ -81,7 +84,7 @@ struct ImportPageResult {
 // Checks the whole page (framing, checksums, bounds) before changing anything; DataLoss for a
 // bad checksum, InvalidArgument for anything else malformed. Then makes `address` (which must be
 // the page's account) match it: creates the account when absent, sets its password hash,
-// disabled flag and quota to the source's, stores the messages it lacks with their UIDLs and
+// SCRAM verifiers, shared secret, disabled flag and quota to the source's, stores the messages it lacks with their UIDLs and
 // arrival times (durably, in all-or-nothing batches), and, when the page completes a pass,
 // deletes the messages whose UIDL the source no longer has. Idempotent: importing the same page
 // again changes nothing. A failure part way leaves whole batches stored, which a retry skips.

@@ -101,6 +101,52 @@ TEST_F(MailboxTransferTest, CopiesAccountAndMessagesWithUidlsAndArrivalTimes) {
   }
 }
 
+TEST_F(MailboxTransferTest, CarriesScramVerifiersAndTheSharedSecretAndTheirRemoval) {
+  ASSERT_TRUE(store_
+                  ->SetPasswordHash("ann@example.org", "$hash$ann2",
+                                    ScramVerifiers{.sha1 = "SCRAM-SHA-1$v1", .sha256 = "v256"})
+                  .ok());
+  ASSERT_TRUE(store_->SetSharedSecret("ann@example.org", "tanstaaf").ok());
+  MustDeliver("ann@example.org", "Subject: s\r\n\r\nx\r\n");
+  EXPECT_TRUE(CopyPass(/*page_bytes_max=*/512).complete);
+  auto account = target_->GetAccount("ann@example.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_EQ(account->password_hash, "$hash$ann2");
+  EXPECT_EQ(account->scram.sha1, "SCRAM-SHA-1$v1");
+  EXPECT_EQ(account->scram.sha256, "v256");
+  EXPECT_EQ(account->shared_secret, "tanstaaf");
+  // The source drops both (a new password without verifiers, the secret removed): so does a
+  // repeated pass.
+  ASSERT_TRUE(store_->SetPasswordHash("ann@example.org", "$hash$ann3").ok());
+  ASSERT_TRUE(store_->SetSharedSecret("ann@example.org", "").ok());
+  EXPECT_TRUE(CopyPass(/*page_bytes_max=*/512).complete);
+  account = target_->GetAccount("ann@example.org");
+  ASSERT_TRUE(account.ok()) << account.status();
+  EXPECT_EQ(account->password_hash, "$hash$ann3");
+  EXPECT_TRUE(account->scram.sha256.empty());
+  EXPECT_TRUE(account->shared_secret.empty());
+}
+
+TEST_F(MailboxTransferTest, SecretsFrameOnlyOnceAndBeforeMessages) {
+  ASSERT_TRUE(store_->SetSharedSecret("ann@example.org", "tanstaaf").ok());
+  MustDeliver("ann@example.org", "Subject: s\r\n\r\nx\r\n");
+  std::string page;
+  ASSERT_TRUE(ExportMailboxPage(*store_, "ann@example.org", {}, &page).ok());
+  ASSERT_TRUE(CheckMailboxPage(page).ok());
+  // Find the 'S' frame (kind, u32 length, u32 CRC, payload) and repeat it after itself.
+  const size_t a_length_at = kTransferMagic.size() + 1;
+  uint32_t a_length = 0;
+  for (int i = 3; i >= 0; --i) a_length = a_length << 8 | static_cast<uint8_t>(page[a_length_at + i]);
+  const size_t s_at = kTransferMagic.size() + 9 + a_length;
+  ASSERT_EQ(page[s_at], 'S');
+  uint32_t s_length = 0;
+  for (int i = 3; i >= 0; --i) s_length = s_length << 8 | static_cast<uint8_t>(page[s_at + 1 + i]);
+  const std::string s_frame = page.substr(s_at, 9 + s_length);
+  std::string twice = page;
+  twice.insert(s_at, s_frame);
+  EXPECT_EQ(CheckMailboxPage(twice).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(MailboxTransferTest, RepeatedPassesNeitherDuplicateNorLoseAndCarryDeletions) {
   for (int i = 0; i < 30; ++i)
     MustDeliver("ann@example.org", absl::StrCat("Subject: ", i, "\r\n\r\nbody\r\n"));
