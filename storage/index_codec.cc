@@ -24,6 +24,7 @@ constexpr uint8_t kTenantVersionWithPolicy = 2;  // + plaintext_auth byte
 constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
 constexpr uint8_t kTenantVersionWithAuth = 3;    // + flags, master users
 constexpr uint8_t kTenantFlagApop = 1;
+constexpr uint8_t kTenantFieldPasswordScheme = 1;
 constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -407,7 +408,7 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
-  const bool with_auth = r.apop_allowed || !r.master_users.empty();
+  const bool with_auth = r.apop_allowed || !r.master_users.empty() || !r.password_scheme.empty();
   const bool with_policy = with_auth || r.plaintext_auth != 0;
   const uint8_t version = with_auth     ? kTenantVersionWithAuth
                           : with_policy ? kTenantVersionWithPolicy
@@ -427,6 +428,11 @@ std::string EncodeTenant(const TenantRecord& r) {
       out.push_back(static_cast<char>(static_cast<uint8_t>(user.size())));
       out.append(user, 0, std::min<size_t>(user.size(), 255));
     }
+    if (!r.password_scheme.empty()) {
+      out.push_back(static_cast<char>(kTenantFieldPasswordScheme));
+      PutLE32(&out, static_cast<uint32_t>(r.password_scheme.size()));
+      out.append(r.password_scheme);
+    }
   }
   return out;
 }
@@ -445,6 +451,7 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
   r->plaintext_auth = version >= kTenantVersionWithPolicy ? static_cast<uint8_t>(in[25]) : 0;
   r->apop_allowed = false;
   r->master_users.clear();
+  r->password_scheme.clear();
   if (version == kTenantVersionWithAuth) {
     const uint8_t flags = static_cast<uint8_t>(in[26]);
     if ((flags & ~kTenantFlagApop) != 0) return false;
@@ -459,7 +466,18 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
       r->master_users.emplace_back(rest.substr(0, length));
       rest.remove_prefix(length);
     }
-    if (!rest.empty()) return false;
+    uint32_t seen = 0;
+    while (!rest.empty()) {
+      if (rest.size() < 5) return false;
+      const uint8_t tag = static_cast<uint8_t>(rest[0]);
+      const uint32_t length = GetLE32(rest.data() + 1);
+      rest.remove_prefix(5);
+      if (rest.size() < length || tag >= 32 || (seen & (1u << tag)) != 0) return false;
+      seen |= 1u << tag;
+      if (tag != kTenantFieldPasswordScheme || length == 0) return false;
+      r->password_scheme.assign(rest.substr(0, length));
+      rest.remove_prefix(length);
+    }
   }
   return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }

@@ -192,6 +192,10 @@ struct TenantRecord {
   // when a flag is set or a master user exists, so other stores keep version 1 or 2 records.
   bool apop_allowed = false;
   std::vector<std::string> master_users;
+  // Then tagged fields (u8 tag, u32 length, bytes; an unknown or repeated tag is corruption):
+  // the password scheme of the tenant's new hashes (text, e.g. "yescrypt:3"; empty: the
+  // server's). A record with one is version 3.
+  std::string password_scheme;
 };
 std::string EncodeTenant(const TenantRecord& r);
 bool DecodeTenant(std::string_view in, TenantRecord* r);

@@ -668,6 +668,7 @@ TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
   info.policy.plaintext_auth = static_cast<PlaintextAuth>(record.plaintext_auth);  // decoded: valid
   info.policy.apop_allowed = record.apop_allowed;
   info.policy.master_users = record.master_users;
+  info.policy.password_scheme = record.password_scheme;
   return info;
 }
 
@@ -700,6 +701,9 @@ absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const Tenant
   if (policy.master_users.size() > kTenantMasterUsersMax) {
     return InvalidArgument(absl::StrCat("at most ", kTenantMasterUsersMax, " master users"));
   }
+  if (policy.password_scheme.size() > kTenantPasswordSchemeBytesMax) {
+    return InvalidArgument("password scheme too long");
+  }
   std::vector<std::string> masters;
   for (const std::string& user : policy.master_users) {
     absl::StatusOr<std::string> canonical = CanonicalAddress(user);
@@ -715,6 +719,7 @@ absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const Tenant
     record->plaintext_auth = static_cast<uint8_t>(policy.plaintext_auth);
     record->apop_allowed = policy.apop_allowed;
     record->master_users = std::move(masters);
+    record->password_scheme = policy.password_scheme;
   });
 }
 

@@ -103,8 +103,14 @@ struct TenantPolicy {
   // in as any other account of the same tenant with their own password (SASL PLAIN with an
   // authorisation id). At most kTenantMasterUsersMax.
   std::vector<std::string> master_users;
+  // The scheme and cost of the password hashes made for this tenant's accounts (`user add`,
+  // `user passwd`, the admin API, rehash at login), in server/auth/password_hash.h's
+  // HashSetting text ("yescrypt:3", "sha512-crypt"); empty: the server's. Opaque here: callers
+  // check it. At most kTenantPasswordSchemeBytesMax bytes.
+  std::string password_scheme;
 };
 inline constexpr size_t kTenantMasterUsersMax = 64;
+inline constexpr size_t kTenantPasswordSchemeBytesMax = 64;
 
 struct TenantInfo {
   std::string domain;

@@ -510,6 +510,20 @@ TEST_F(MailStoreTest, ApopAndMasterUsersRoundTripAndKeepOlderFields) {
   EXPECT_EQ(tenant->policy.plaintext_auth, PlaintextAuth::kAllow);
   EXPECT_EQ(tenant->policy.master_users, (std::vector<std::string>{"admin@x.org", "boss@x.org"}));
   EXPECT_EQ(tenant->limits.quota_messages, 7u);
+  // The tenant's password scheme: kept with the other fields, cleared alone.
+  TenantPolicy with_scheme = store_->GetTenant("x.org")->policy;
+  with_scheme.password_scheme = "sha512-crypt";
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", with_scheme).ok());
+  Reopen();
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.password_scheme, "sha512-crypt");
+  EXPECT_TRUE(store_->GetTenant("x.org")->policy.apop_allowed);
+  with_scheme.password_scheme = std::string(kTenantPasswordSchemeBytesMax + 1, 'x');
+  EXPECT_EQ(store_->SetTenantPolicy("x.org", with_scheme).code(),
+            absl::StatusCode::kInvalidArgument);
+  with_scheme.password_scheme.clear();
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", with_scheme).ok());
+  Reopen();
+  EXPECT_TRUE(store_->GetTenant("x.org")->policy.password_scheme.empty());
   // Limits changes keep them; clearing them goes back to an older record form.
   ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{9, 0, 0}).ok());
   EXPECT_TRUE(store_->GetTenant("x.org")->policy.apop_allowed);

@@ -8,7 +8,11 @@ poplib against `posthaste serve` on 127.0.0.1. Shows:
   - rehash at login (on by default) replaces each hash not at --password_scheme once, counted
     by posthaste_pop3_auth_rehashes_total, except {CRAM-MD5}, which is kept;
   - after a restart (empty auth cache) every user still logs in with the same password and
-    nothing is rehashed again.
+    nothing is rehashed again;
+  - a tenant's own scheme (`tenant policy --password_scheme`): `user add` hashes at it, rehash
+    at login moves imported hashes to it, and a change (through the running server's admin
+    socket) moves the tenant's users at their next cold login, while other tenants keep the
+    server's default.
 """
 
 import os
@@ -92,6 +96,45 @@ class PasswordImportTest(unittest.TestCase):
     for address, (scheme, password) in users.items():
       self.assertTrue(self.login(address, password), "%s (%s) after restart" % (address, scheme))
     self.assertEqual(self.rehashes(), 0)
+
+  def rehash_lines(self, to):
+    return [line for line in self.server.stderr_text().splitlines()
+            if "password rehashed at login" in line and "to=" + to in line]
+
+  def test_tenant_password_scheme(self):
+    fast, default = "fast.test", "plain.test"
+    out = self.server.run_cli(["tenant", "policy"], [fast, "--password_scheme=sha512-crypt"])
+    self.assertIn(b"password_scheme=sha512-crypt", out)
+    self.server.add_user("added@" + fast, "added password")  # hashed at the tenant's scheme
+    self.server.add_user("other@" + default, "other password")  # at the server's default
+    self.server.run_cli(["user", "add"],
+                        ["--hash=" + doveadm_pw("SSHA512", "imported pw"), "imported@" + fast])
+    self.server.start()
+    self.assertTrue(self.login("added@" + fast, "added password"))
+    self.assertTrue(self.login("other@" + default, "other password"))
+    self.assertTrue(self.login("imported@" + fast, "imported pw"))
+    self.assertEqual(self.rehashes(), 1)  # only the imported {SSHA512}, to the tenant's scheme
+    self.assertEqual(len(self.rehash_lines("sha512-crypt")), 1, self.server.stderr_text())
+
+    # Changed online; the users move at their next cold login (after a restart here).
+    result = subprocess.run(
+        [self.server.binary, "tenant", "policy", "--data_dir=" + self.server.data_dir, fast,
+         "--password_scheme=bcrypt:5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        timeout=TIMEOUT_S, check=False)
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn(b"password_scheme=bcrypt:5", result.stdout)
+    self.server.stop()
+    self.server.start()
+    for user, password in (("added@" + fast, "added password"),
+                           ("imported@" + fast, "imported pw"),
+                           ("other@" + default, "other password")):
+      self.assertTrue(self.login(user, password), user)
+    self.assertEqual(self.rehashes(), 2)  # the two fast.test users; plain.test keeps its hash
+    self.assertEqual(len(self.rehash_lines("bcrypt:5")), 2, self.server.stderr_text())
+    # Back to the server's default for new hashes.
+    self.server.stop()
+    out = self.server.run_cli(["tenant", "policy"], [fast, "--password_scheme=default"])
+    self.assertNotIn(b"password_scheme", out)
 
 
 if __name__ == "__main__":

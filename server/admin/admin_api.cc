@@ -175,12 +175,14 @@ absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_v
 class AccountsHandler {
  public:
   AccountsHandler(storage::MailStore* store, std::string token, PasswordVerifier verify_password,
-                  SessionEnder end_sessions, uint32_t auth_failure_delay_ms)
+                  SessionEnder end_sessions, uint32_t auth_failure_delay_ms,
+                  auth::HashSetting password_scheme)
       : store_(store),
         token_(std::move(token)),
         verify_password_(std::move(verify_password)),
         end_sessions_(std::move(end_sessions)),
-        auth_failure_delay_ms_(auth_failure_delay_ms) {}
+        auth_failure_delay_ms_(auth_failure_delay_ms),
+        password_scheme_(password_scheme) {}
 
   // Every request on the admin listener, on one of its workers (thread-safe: the store is).
   http::HttpResponse Serve(const http::HttpRequest& request) {
@@ -201,6 +203,15 @@ class AccountsHandler {
   }
 
  private:
+  // The setting of new hashes for `address`'s tenant (its own, else the server's).
+  auth::HashSetting SettingFor(std::string_view address) {
+    const size_t at = address.rfind('@');
+    if (at == std::string_view::npos) return password_scheme_;
+    absl::StatusOr<storage::TenantInfo> tenant = store_->GetTenant(address.substr(at + 1));
+    return tenant.ok() ? auth::TenantHashSetting(tenant->policy.password_scheme, password_scheme_)
+                       : password_scheme_;
+  }
+
   // Replies and returns true when the head alone refuses the request: the bearer token (401),
   // the target (400/404), the method (405), then a body longer than the resource takes (413;
   // only PUT .../mailbox carries more than a JSON object). Runs again on the worker (cheap),
@@ -328,7 +339,7 @@ class AccountsHandler {
     if (!address->has_value() || !password->has_value()) {
       return ReplyError(conn, 400, "Bad Request", "\"address\" and \"password\" are required");
     }
-    auto hash = auth::HashPassword(**password);
+    auto hash = auth::HashPassword(**password, SettingFor(**address));
     if (!hash.ok()) return ReplyError(conn, 400, "Bad Request", StdView(hash.status().message()));
     auto scram = auth::MakeScramVerifiers(**password);
     if (!scram.ok()) return ReplyStatus(conn, scram.status());
@@ -368,7 +379,7 @@ class AccountsHandler {
     std::optional<std::string> hash;
     storage::ScramVerifiers scram;
     if (password->has_value()) {
-      auto hashed = auth::HashPassword(**password);
+      auto hashed = auth::HashPassword(**password, SettingFor(account->address));
       if (!hashed.ok()) {
         return ReplyError(conn, 400, "Bad Request", StdView(hashed.status().message()));
       }
@@ -504,6 +515,7 @@ class AccountsHandler {
   const PasswordVerifier verify_password_;
   const SessionEnder end_sessions_;
   const uint32_t auth_failure_delay_ms_;
+  const auth::HashSetting password_scheme_;  // --password_scheme: tenants without their own
 };
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
@@ -560,7 +572,8 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   api->impl_ = std::make_unique<Impl>();
   api->impl_->handler =
       std::make_unique<AccountsHandler>(store, *std::move(token), std::move(verify_password),
-                                        std::move(end_sessions), options.auth_failure_delay_ms);
+                                        std::move(end_sessions), options.auth_failure_delay_ms,
+                                        options.password_scheme);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;

@@ -760,6 +760,12 @@ absl::StatusOr<HashSetting> ParseHashSetting(std::string_view text) {
   return setting;
 }
 
+HashSetting TenantHashSetting(std::string_view tenant_scheme, const HashSetting& fallback) {
+  if (tenant_scheme.empty()) return fallback;
+  absl::StatusOr<HashSetting> setting = ParseHashSetting(tenant_scheme);
+  return setting.ok() ? *setting : fallback;
+}
+
 std::string HashSettingText(const HashSetting& setting) {
   std::string text(HashSchemeName(setting.scheme));
   if (setting.cost != 0) absl::StrAppend(&text, ":", setting.cost);

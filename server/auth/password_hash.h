@@ -124,6 +124,10 @@ absl::StatusOr<HashSetting> ParseHashSetting(std::string_view text);
 // "yescrypt:5"-style text that ParseHashSetting reads back (no ":COST" when cost is 0).
 std::string HashSettingText(const HashSetting& setting);
 
+// The setting of a tenant's new hashes: its own (`tenant_scheme`, ParseHashSetting's text, as
+// `tenant policy --password_scheme` stores it) when set and valid, else `fallback`.
+HashSetting TenantHashSetting(std::string_view tenant_scheme, const HashSetting& fallback);
+
 // As HashPassword(password, scheme), at `setting`'s cost.
 absl::StatusOr<std::string> HashPassword(std::string_view password, const HashSetting& setting);
 

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string_view>
 
+#include <openssl/mem.h>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
@@ -209,14 +211,21 @@ std::string LimitText(uint64_t value) {
 
 // What `user add` and `user passwd` store: the --hash given (checked, stored as given; no SCRAM
 // verifiers, since there is no password to derive them from), or the password on stdin hashed
-// at --password_scheme (default auth::kDefaultHashSetting) with its SCRAM verifiers.
+// with its SCRAM verifiers.
 struct StoredPassword {
   std::string hash;
   storage::ScramVerifiers scram;
 };
 
-absl::StatusOr<StoredPassword> StoredPasswordFromArgs(const ParsedArgs& args,
-                                                      const CliStreams& io) {
+// What the command line and stdin give, checked before any store is opened.
+struct PasswordInput {
+  std::optional<std::string> hash;               // --hash
+  std::string password;                          // else, from stdin
+  std::optional<auth::HashSetting> setting;      // --password_scheme
+};
+
+absl::StatusOr<PasswordInput> ReadPasswordInput(const ParsedArgs& args, const CliStreams& io) {
+  PasswordInput input;
   if (auto given = args.flags.find("hash"); given != args.flags.end()) {
     if (args.flags.count("password_scheme") != 0) {
       return absl::InvalidArgumentError("--hash and --password_scheme exclude each other");
@@ -227,16 +236,33 @@ absl::StatusOr<StoredPassword> StoredPasswordFromArgs(const ParsedArgs& args,
     if (absl::Status cost = auth::CheckHashCost(*parsed, auth::HashCostLimits{}); !cost.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("--hash: ", cost.message()));
     }
-    return StoredPassword{.hash = given->second};
+    input.hash = given->second;
+    return input;
   }
-  auth::HashSetting setting = auth::kDefaultHashSetting;
   if (auto scheme = args.flags.find("password_scheme"); scheme != args.flags.end()) {
-    PH_ASSIGN_OR_RETURN(setting, auth::ParseHashSetting(scheme->second));
+    PH_ASSIGN_OR_RETURN(input.setting, auth::ParseHashSetting(scheme->second));
   }
-  PH_ASSIGN_OR_RETURN(std::string password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(input.password, ReadPassword(io));
+  return input;
+}
+
+// The hash at --password_scheme, else the tenant's scheme (`tenant policy --password_scheme`),
+// else auth::kDefaultHashSetting; with its SCRAM verifiers.
+absl::StatusOr<StoredPassword> MakeStoredPassword(PasswordInput input, storage::MailStore& store,
+                                                  std::string_view address) {
+  if (input.hash.has_value()) return StoredPassword{.hash = *std::move(input.hash)};
+  auth::HashSetting setting = auth::kDefaultHashSetting;
+  if (input.setting.has_value()) {
+    setting = *input.setting;
+  } else if (absl::StatusOr<storage::TenantInfo> tenant =
+                 store.GetTenant(address.substr(address.rfind('@') + 1));
+             tenant.ok()) {
+    setting = auth::TenantHashSetting(tenant->policy.password_scheme, setting);
+  }
   StoredPassword stored;
-  PH_ASSIGN_OR_RETURN(stored.hash, auth::HashPassword(password, setting));
-  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(password));
+  PH_ASSIGN_OR_RETURN(stored.hash, auth::HashPassword(input.password, setting));
+  PH_ASSIGN_OR_RETURN(auth::ScramVerifierPair scram, auth::MakeScramVerifiers(input.password));
+  OPENSSL_cleanse(input.password.data(), input.password.size());
   stored.scram = {.sha1 = std::move(scram.sha1), .sha256 = std::move(scram.sha256)};
   return stored;
 }
@@ -339,8 +365,9 @@ absl::Status ImportPasswdFileCommand(const ParsedArgs& args, const CliStreams& i
 
 absl::Status UserAdd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(StoredPassword stored, StoredPasswordFromArgs(args, io));
+  PH_ASSIGN_OR_RETURN(PasswordInput input, ReadPasswordInput(args, io));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/true));
+  PH_ASSIGN_OR_RETURN(StoredPassword stored, MakeStoredPassword(std::move(input), *store, address));
   absl::StatusOr<storage::AccountInfo> created =
       store->CreateAccount(address, stored.hash, stored.scram);
   // AlreadyExists names the existing account's spelling when it differs.
@@ -361,8 +388,9 @@ absl::Status UserDel(const ParsedArgs& args, const CliStreams& io) {
 
 absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
-  PH_ASSIGN_OR_RETURN(StoredPassword stored, StoredPasswordFromArgs(args, io));
+  PH_ASSIGN_OR_RETURN(PasswordInput input, ReadPasswordInput(args, io));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  PH_ASSIGN_OR_RETURN(StoredPassword stored, MakeStoredPassword(std::move(input), *store, address));
   absl::Status set =
       store->SetPasswordHash(address, stored.hash, stored.scram);
   if (IsUnknownAccount(set)) return UnknownUser(address);
@@ -545,6 +573,7 @@ std::string AuthPolicyText(const storage::TenantPolicy& policy) {
   if (!policy.master_users.empty()) {
     absl::StrAppend(&text, "\tmaster_users=", absl::StrJoin(policy.master_users, ","));
   }
+  if (!policy.password_scheme.empty()) absl::StrAppend(&text, "\tpassword_scheme=", policy.password_scheme);
   return text;
 }
 
@@ -575,7 +604,20 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
       }
     }
   }
-  const bool change = plaintext_auth.has_value() || apop.has_value() || master_users.has_value();
+  std::optional<std::string> password_scheme;
+  if (auto it = args.flags.find("password_scheme"); it != args.flags.end()) {
+    password_scheme.emplace();
+    if (it->second != "default") {
+      absl::StatusOr<auth::HashSetting> setting = auth::ParseHashSetting(it->second);
+      if (!setting.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--password_scheme: ", setting.status().message()));
+      }
+      *password_scheme = auth::HashSettingText(*setting);
+    }
+  }
+  const bool change = plaintext_auth.has_value() || apop.has_value() || master_users.has_value() ||
+                      password_scheme.has_value();
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
   storage::TenantPolicy policy;
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
@@ -588,6 +630,7 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
     if (plaintext_auth.has_value()) policy.plaintext_auth = *plaintext_auth;
     if (apop.has_value()) policy.apop_allowed = *apop;
     if (master_users.has_value()) policy.master_users = *std::move(master_users);
+    if (password_scheme.has_value()) policy.password_scheme = *std::move(password_scheme);
     // A running server re-reads tenant policies before this command's answer goes back.
     PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));
     PH_ASSIGN_OR_RETURN(storage::TenantInfo stored, store->GetTenant(domain));
@@ -717,13 +760,14 @@ const std::vector<Command>& Commands() {
        {"quota_messages", "quota_octets", "message_bytes_max", "max_message_bytes"}},
       {{"tenant", "policy"},
        "DOMAIN [--plaintext_auth=default|allow|require_tls] [--apop=allow|deny] "
-       "[--master_users=ADDR,...|none]",
+       "[--master_users=ADDR,...|none] [--password_scheme=SCHEME[:COST]|default]",
        "show or set a domain's login rules: logins without TLS, APOP and CRAM-MD5 (off by "
-       "default), and master users (log in as any user of the domain with their own password)",
+       "default), master users (log in as any user of the domain with their own password), and "
+       "the scheme of its new password hashes (default: the server's, yescrypt:3)",
        1,
        1,
        TenantPolicyCommand,
-       {"plaintext_auth", "apop", "master_users"}},
+       {"plaintext_auth", "apop", "master_users", "password_scheme"}},
       {{"tenant", "list"}, "", "list domains: limits and plaintext_auth", 0, 0, TenantList},
       {{"deliver"},
        "ADDRESS < message",

@@ -27,23 +27,51 @@ AuthService::AuthService(storage::MailStore* store, const AuthServiceOptions& op
   for (uint8_t b : random) password += static_cast<char>('a' + b % 26);
   auto hash = auth::HashPassword(password, options_.hash_setting);
   if (hash.ok()) dummy_hash_ = *hash;
-  if (auto parsed = auth::ParseStoredHash(dummy_hash_); parsed.ok()) {
-    setting_cost_ = *parsed;
-    setting_cost_->encoded = {};
+}
+
+auth::HashSetting AuthService::SettingFor(std::string_view address) const {
+  const size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return options_.hash_setting;
+  absl::StatusOr<storage::TenantInfo> tenant = store_->GetTenant(address.substr(at + 1));
+  if (!tenant.ok()) return options_.hash_setting;
+  return auth::TenantHashSetting(tenant->policy.password_scheme, options_.hash_setting);
+}
+
+std::optional<auth::ParsedStoredHash> AuthService::CostOf(const auth::HashSetting& setting) {
+  const std::string key = auth::HashSettingText(setting);
+  {
+    std::lock_guard<std::mutex> lock(setting_costs_mu_);
+    if (auto it = setting_costs_.find(key); it != setting_costs_.end()) return it->second;
   }
+  // Once per setting: a hash of a throwaway password, for its parameters.
+  std::optional<auth::ParsedStoredHash> cost;
+  if (absl::StatusOr<std::string> hash = auth::HashPassword("cost probe", setting); hash.ok()) {
+    if (absl::StatusOr<auth::ParsedStoredHash> parsed = auth::ParseStoredHash(*hash);
+        parsed.ok()) {
+      cost = *std::move(parsed);
+      cost->encoded = {};
+    }
+  }
+  std::lock_guard<std::mutex> lock(setting_costs_mu_);
+  if (setting_costs_.size() < kSettingCostsMax) setting_costs_.emplace(key, cost);
+  return cost;
 }
 
 std::string AuthService::MaybeRehash(const storage::AccountInfo& account, std::string_view password,
                                      bool* rehashed) {
   *rehashed = false;
-  if (!options_.rehash_at_login || !setting_cost_.has_value()) return account.password_hash;
+  if (!options_.rehash_at_login) return account.password_hash;
   absl::StatusOr<auth::ParsedStoredHash> stored = auth::ParseStoredHash(account.password_hash);
   if (!stored.ok() || stored->scheme == auth::HashScheme::kPlain ||
-      stored->scheme == auth::HashScheme::kCramMd5 ||
-      auth::SameSchemeAndCost(*stored, *setting_cost_)) {
+      stored->scheme == auth::HashScheme::kCramMd5) {
     return account.password_hash;
   }
-  absl::StatusOr<std::string> fresh = auth::HashPassword(password, options_.hash_setting);
+  const auth::HashSetting setting = SettingFor(account.address);
+  const std::optional<auth::ParsedStoredHash> setting_cost = CostOf(setting);
+  if (!setting_cost.has_value() || auth::SameSchemeAndCost(*stored, *setting_cost)) {
+    return account.password_hash;
+  }
+  absl::StatusOr<std::string> fresh = auth::HashPassword(password, setting);
   if (!fresh.ok()) {
     LogEvent(LogLevel::kWarning, "rehash at login failed",
              {{"account", account.address}, {"error", fresh.status().ToString()}});
@@ -62,7 +90,7 @@ std::string AuthService::MaybeRehash(const storage::AccountInfo& account, std::s
   LogEvent(LogLevel::kInfo, "password rehashed at login",
            {{"account", account.address},
             {"from", std::string(auth::HashSchemeName(stored->scheme))},
-            {"to", auth::HashSettingText(options_.hash_setting)}});
+            {"to", auth::HashSettingText(setting)}});
   *rehashed = true;
   return *std::move(fresh);
 }

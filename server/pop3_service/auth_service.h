@@ -10,9 +10,10 @@
 // cache does). Unknown users are checked against a dummy hash so their answer costs the same.
 //
 // Rehash at login: when `rehash_at_login` is on and a password verified against a hash whose
-// scheme or cost differs from `hash_setting` (an imported {SSHA}, an older yescrypt cost), the
-// password is hashed again at `hash_setting` and stored, only if the stored hash is still the one
-// verified (MailStore::ReplacePasswordHash). {PLAIN} and {CRAM-MD5} hashes are kept: they are
+// scheme or cost differs from the account's setting (its tenant's `tenant policy
+// --password_scheme`, else `hash_setting`), e.g. an imported {SSHA} or an older yescrypt cost,
+// the password is hashed again at that setting and stored, only if the stored hash is still the
+// one verified (MailStore::ReplacePasswordHash). {PLAIN} and {CRAM-MD5} hashes are kept: they are
 // the recoverable or challenge-response secrets a tenant chose for APOP and CRAM-MD5.
 //
 // Tenants configured in `ldap` (server/auth/ldap_passdb.h) are checked against their directory
@@ -35,8 +36,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
-#include "server/auth/password_hash.h"
 #include "server/auth/ldap_passdb.h"
+#include "server/auth/password_hash.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -101,6 +102,10 @@ class AuthService {
   // returns the hash now stored.
   std::string MaybeRehash(const storage::AccountInfo& account, std::string_view password,
                           bool* rehashed);
+  // The setting new hashes of `address` use: its tenant's (tenant policy --password_scheme),
+  // else options_.hash_setting. Reads the tenant record.
+  auth::HashSetting SettingFor(std::string_view address) const;
+  std::optional<auth::ParsedStoredHash> CostOf(const auth::HashSetting& setting);
   // The LDAP path (auth_service_ldap.cc).
   AuthVerdict VerifyWithLdap(auth::LdapPassdb& passdb, std::string_view user,
                              std::string_view password);
@@ -112,8 +117,11 @@ class AuthService {
   const AuthServiceOptions options_;
   std::array<uint8_t, 32> hmac_key_{};
   std::string dummy_hash_;
-  // The scheme and cost of dummy_hash_, i.e. of options_.hash_setting (encoded left empty).
-  std::optional<auth::ParsedStoredHash> setting_cost_;
+  // The scheme and cost of each setting's hashes (encoded left empty), made once per setting;
+  // nullopt when the setting cannot hash here. Few: the server's and the tenants' own.
+  static constexpr size_t kSettingCostsMax = 64;
+  std::mutex setting_costs_mu_;
+  absl::flat_hash_map<std::string, std::optional<auth::ParsedStoredHash>> setting_costs_;
   std::array<Stripe, kStripes> stripes_;
 };
 
