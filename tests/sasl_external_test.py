@@ -3,7 +3,8 @@
 A tenant's client CA is `--tls_cert_dir/NAME.client_ca.pem` beside its certificate. Shows, over
 pop3s with SNI: a client whose certificate that CA signed (subjectAltName email
 ann@ext.test) sees EXTERNAL in CAPA's SASL line and logs in with `AUTH EXTERNAL =`
-(raw TLS socket) and with curl's `--login-options AUTH=EXTERNAL`, into ann's own maildrop;
+(raw TLS socket), with curl's `--login-options AUTH=EXTERNAL` and with `openssl s_client -cert`,
+into ann's own maildrop;
 without a client certificate, with one from another CA, or on another tenant's name that trusts
 the same CA (a CA speaks for its own tenant only) EXTERNAL is neither offered nor accepted; an
 authorisation id naming another user is refused unless the certificate's owner is a master
@@ -124,6 +125,18 @@ class SaslExternalTest(unittest.TestCase):
                             timeout=TIMEOUT_S + 10, check=False)
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertEqual(result.stdout, wire_form(self.ann_mail[0]))
+
+  def test_openssl_s_client_with_a_client_certificate(self):
+    result = subprocess.run(
+        ["openssl", "s_client", "-quiet", "-crlf", "-ign_eof", "-verify_return_error",
+         "-CAfile", self.server_pki.ca_cert, "-cert", self.ann[0], "-key", self.ann[1],
+         "-servername", TENANT, "-connect", "127.0.0.1:%d" % self.server.pop3s_port],
+        input=b"AUTH EXTERNAL =\nSTAT\nQUIT\n", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        timeout=TIMEOUT_S, check=False)
+    lines = result.stdout.split(b"\r\n")
+    self.assertTrue(lines[0].startswith(b"+OK"), result.stdout)
+    self.assertTrue(lines[1].startswith(b"+OK"), result.stdout)  # logged in as ann
+    self.assertEqual(lines[2], b"+OK 2 %d" % sum(len(wire_form(m)) for m in self.ann_mail))
 
   def test_not_offered_without_a_fitting_certificate(self):
     cases = [

@@ -192,6 +192,42 @@ class SaslScramTest(unittest.TestCase):
     self.assertTrue(status.startswith(b"+OK"), status)
     conn.close()
 
+  def test_perl_authen_scram_client(self):
+    # A SCRAM client that is not ours: Perl's Authen::SCRAM (Debian libauthen-scram-perl),
+    # which also SASLprep-normalises the user name and password it sends.
+    script = r"""
+use strict; use warnings;
+use IO::Socket::INET; use MIME::Base64; use Authen::SCRAM::Client;
+my ($port, $user, $pass, $digest, $mechanism) = @ARGV;
+my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port, Timeout => 30)
+    or die "connect: $!";
+sub line { my $l = <$s>; die "connection closed\n" unless defined $l; $l =~ s/\r?\n$//; $l }
+line() =~ /^\+OK/ or die "no greeting\n";
+my $client = Authen::SCRAM::Client->new(username => $user, password => $pass, digest => $digest);
+print $s "AUTH $mechanism ", encode_base64($client->first_msg(), ""), "\r\n";
+my $l = line(); $l =~ /^\+ (.*)$/ or die "no server-first: $l\n";
+print $s encode_base64($client->final_msg(decode_base64($1)), ""), "\r\n";
+$l = line(); $l =~ /^\+ (.*)$/ or die "no server-final: $l\n";
+$client->validate(decode_base64($1)) or die "bad server signature\n";
+print $s "\r\n";
+$l = line(); $l =~ /^\+OK/ or die "login refused: $l\n";
+print $s "STAT\r\n"; print line(), "\n";
+print $s "QUIT\r\n"; line();
+"""
+    for digest, mechanism in (("SHA-256", "SCRAM-SHA-256"), ("SHA-1", "SCRAM-SHA-1")):
+      with self.subTest(mechanism):
+        result = subprocess.run(
+            ["perl", "-e", script, str(self.server.pop3_port), USER, PASSWORD, digest,
+             mechanism], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S,
+            check=False)
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+        self.assertTrue(result.stdout.startswith(b"+OK 1 "), result.stdout)
+    wrong = subprocess.run(
+        ["perl", "-e", script, str(self.server.pop3_port), USER, PASSWORD + "x", "SHA-256",
+         "SCRAM-SHA-256"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S,
+        check=False)
+    self.assertNotEqual(wrong.returncode, 0)
+
   def test_wrong_password_unknown_user_and_cancel_fail(self):
     failures = lambda reason: self.metric("posthaste_auth_failures_total",
                                           mechanism="SCRAM-SHA-256", reason=reason)

@@ -19,6 +19,7 @@ PH_TEST_PACKAGES=(
   etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
   fail2ban  # fail2ban-regex checks deploy/fail2ban's filter (tests/auth_penalty_test.py)
   slapd ldap-utils  # the LDAP passdb against a real directory (tests/ldap_passdb_test.py)
+  libauthen-scram-perl  # a real SCRAM client (Authen::SCRAM, tests/sasl_scram_test.py)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
