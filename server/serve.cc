@@ -5,6 +5,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <openssl/mem.h>
+
 #include <algorithm>
 #include <chrono>
 #include <ostream>
@@ -25,6 +27,7 @@
 #include "server/auth/oauth_tenants.h"
 #include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
+#include "server/handoff/systemd_fd_store.h"
 #include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
@@ -45,6 +48,16 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+// SIGUSR2: drained and stopped so that the service manager starts it again (the systemd unit
+// lists this status in RestartForceExitStatus=), keeping the auth cache (below). EX_TEMPFAIL.
+constexpr int kExitRestart = 75;
+// The systemd file descriptor store name of the auth cache handed to the next process.
+constexpr std::string_view kAuthCacheFdName = "posthaste-auth-cache";
+constexpr size_t kAuthCacheHandoffBytesMax = size_t{1} << 30;
+
+std::string_view StopSignalName(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGUSR2";
+}
 // How long holding an account for a move waits for its POP3 sessions to end: one message to
 // the user's owner shard and one to the holder's, so far more than a busy shard needs. A hold
 // not answered by then gets 503 and the mover asks again.
@@ -212,7 +225,8 @@ class Server {
     }
     const int sig = WaitForStopSignal();
     Drain(sig);
-    return kExitOk;
+    HandOffAuthCache();
+    return sig == SIGUSR2 ? kExitRestart : kExitOk;
   }
 
  private:
@@ -242,6 +256,7 @@ class Server {
     sigaddset(&signals_, SIGTERM);
     sigaddset(&signals_, SIGINT);
     sigaddset(&signals_, SIGHUP);  // reloads certificates
+    sigaddset(&signals_, SIGUSR2);  // drains and exits for a restart (kExitRestart)
     pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
     signal(SIGPIPE, SIG_IGN);
   }
@@ -271,6 +286,7 @@ class Server {
                                        .rehash_at_login = options.rehash_at_login,
                                        .ldap = ldap_.get()});
     ctx_.auth = auth_.get();
+    if (options.auth_cache_handoff) TakeAuthCache();
     // Fake SCRAM salts must not change across restarts (a changing salt tells a prober the
     // user does not exist), so the secret they come from lives beside the store.
     absl::StatusOr<std::string> secret =
@@ -549,7 +565,7 @@ class Server {
 
   // The main thread waits for signals; with TLS it also checks the certificate files (a
   // Kubernetes Secret update swaps the `..data` symlink: new inodes) and rotates ticket keys.
-  // Returns SIGTERM or SIGINT.
+  // Returns SIGTERM, SIGINT or SIGUSR2.
   int WaitForStopSignal() {
     uint64_t waited_s = 0;
     for (;;) {
@@ -565,7 +581,7 @@ class Server {
         }
         continue;
       }
-      if (sig == SIGTERM || sig == SIGINT) return sig;
+      if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR2) return sig;
       RefreshTenantPolicies(tenant_policies_, *ctx_.store, "periodic check");
       ++waited_s;
       const uint32_t check_s = ctx_.options.tls_reload_check_s;
@@ -581,6 +597,42 @@ class Server {
     }
   }
 
+  // The auth cache the previous process left in systemd's descriptor store, if any
+  // (server/handoff/systemd_fd_store.h): the users it verified need no cold login now.
+  void TakeAuthCache() {
+    absl::StatusOr<std::optional<std::string>> blob =
+        handoff::TakeBlob(kAuthCacheFdName, kAuthCacheHandoffBytesMax);
+    if (!blob.ok()) {
+      LogEvent(LogLevel::kWarning, "auth cache hand-over unreadable, starting cold",
+               {{"error", std::string(blob.status().message())}});
+      return;
+    }
+    if (!blob->has_value()) return;
+    absl::StatusOr<size_t> taken = auth_->ImportCacheFromHandoff(**blob);
+    OPENSSL_cleanse((*blob)->data(), (*blob)->size());
+    if (!taken.ok()) {
+      LogEvent(LogLevel::kWarning, "auth cache hand-over refused, starting cold",
+               {{"error", std::string(taken.status().message())}});
+      return;
+    }
+    LogEvent(LogLevel::kInfo, "auth cache taken over", {{"entries", std::to_string(*taken)}});
+  }
+
+  // After the drain (no verification runs any more): the cache to systemd's descriptor store
+  // for the next process, when systemd listens.
+  void HandOffAuthCache() {
+    if (!ctx_.options.auth_cache_handoff || !handoff::NotifySocketPresent()) return;
+    std::string blob = auth_->ExportCacheForHandoff();
+    const absl::Status stored = handoff::StoreBlob(kAuthCacheFdName, blob);
+    OPENSSL_cleanse(blob.data(), blob.size());
+    if (!stored.ok()) {
+      LogEvent(LogLevel::kWarning, "auth cache not handed over",
+               {{"error", std::string(stored.message())}});
+      return;
+    }
+    LogEvent(LogLevel::kInfo, "auth cache handed over", {{"bytes", std::to_string(blob.size())}});
+  }
+
   uint64_t OpenConnectionsNow() { return OpenConnections(ctx_) + lmtp_.OpenConnections(); }
 
   // /readyz turns 503, the drain delay passes, the listeners close, sessions get up to
@@ -591,7 +643,7 @@ class Server {
     // Proxies stop choosing this backend before its listeners close.
     if (registration_ != nullptr) registration_->Withdraw().IgnoreError();
     LogEvent(LogLevel::kInfo, "draining",
-             {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+             {{"signal", std::string(StopSignalName(sig))},
               {"open_connections", std::to_string(OpenConnectionsNow())},
               {"drain_delay_s", std::to_string(options.drain_delay_s)},
               {"drain_timeout_s", std::to_string(options.drain_timeout_s)}});

@@ -188,6 +188,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"auth_penalty_accounts_max",
        PositiveFlag("auth_penalty_accounts_max", &o.auth_penalty_accounts_max, 16'777'216)},
       {"auth_cache_ttl_s", IntFlag("auth_cache_ttl_s", &o.auth_cache_ttl_s, 86400)},
+      {"auth_cache_handoff", BoolFlag("auth_cache_handoff", &o.auth_cache_handoff)},
       {"password_scheme",
        [&o](std::string_view v) -> absl::Status {
          absl::StatusOr<auth::HashSetting> setting = auth::ParseHashSetting(v);
@@ -362,7 +363,8 @@ std::string ServeUsage() {
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_penalty_delay_max_ms=15000] [--auth_penalty_window_s=300] "
          "[--auth_penalty_addresses_max=65536] [--auth_penalty_accounts_max=65536] "
-         "[--auth_cache_ttl_s=60] [--password_scheme=yescrypt:3] [--rehash_at_login=true] "
+         "[--auth_cache_ttl_s=60] [--auth_cache_handoff=true] [--password_scheme=yescrypt:3] "
+         "[--rehash_at_login=true] "
          "[--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "

@@ -80,6 +80,9 @@ struct ServeOptions {
   uint32_t auth_penalty_addresses_max = 65'536;
   uint32_t auth_penalty_accounts_max = 65'536;
   uint32_t auth_cache_ttl_s = 60;
+  // At exit, hand the verification cache to the next process through systemd's descriptor
+  // store (memory only; server/handoff/systemd_fd_store.h), and take it over at start.
+  bool auth_cache_handoff = true;
   // The scheme and cost of the hashes the server writes (rehash at login; the dummy hash that
   // makes unknown users cost a verification). --password_scheme=SCHEME[:COST]; see
   // server/auth/password_hash.h (HashSetting, kDefaultHashSetting).

@@ -1,5 +1,9 @@
 #include "server/pop3_service/auth_service.h"
 
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -93,6 +97,125 @@ std::string AuthService::MaybeRehash(const storage::AccountInfo& account, std::s
             {"to", auth::HashSettingText(setting)}});
   *rehashed = true;
   return *std::move(fresh);
+}
+
+namespace {
+
+constexpr std::string_view kHandoffMagic = "PHAUTHCACHE1\n";
+
+void PutU32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutI64(std::string* out, int64_t v) {
+  for (int i = 0; i < 8; ++i) {
+    out->push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * i)) & 0xff));
+  }
+}
+void PutStr(std::string* out, std::string_view v) {
+  PutU32(out, static_cast<uint32_t>(v.size()));
+  out->append(v);
+}
+
+// Reads the blob front to back; any short read leaves it failed.
+class HandoffReader {
+ public:
+  explicit HandoffReader(std::string_view in) : in_(in) {}
+  bool U32(uint32_t* v) {
+    if (in_.size() < 4) return Fail();
+    *v = 0;
+    for (int i = 3; i >= 0; --i) *v = *v << 8 | static_cast<uint8_t>(in_[i]);
+    in_.remove_prefix(4);
+    return true;
+  }
+  bool I64(int64_t* v) {
+    if (in_.size() < 8) return Fail();
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; --i) u = u << 8 | static_cast<uint8_t>(in_[i]);
+    in_.remove_prefix(8);
+    *v = static_cast<int64_t>(u);
+    return true;
+  }
+  bool Str(std::string* v, size_t max) {
+    uint32_t length = 0;
+    if (!U32(&length) || length > max || in_.size() < length) return Fail();
+    v->assign(in_.substr(0, length));
+    in_.remove_prefix(length);
+    return true;
+  }
+  bool done() const { return in_.empty(); }
+
+ private:
+  bool Fail() {
+    in_ = {};
+    return false;
+  }
+  std::string_view in_;
+};
+
+}  // namespace
+
+std::string AuthService::ExportCacheForHandoff() const {
+  std::string out(kHandoffMagic);
+  out.append(reinterpret_cast<const char*>(hmac_key_.data()), hmac_key_.size());
+  const absl::Time now = absl::Now();
+  std::string entries;
+  uint32_t count = 0;
+  for (const Stripe& stripe : stripes_) {
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    for (const auto& [key, entry] : stripe.entries) {
+      if (entry.expires <= now) continue;
+      PutStr(&entries, key);
+      PutStr(&entries, entry.stored_hash);
+      PutStr(&entries, entry.address);
+      PutI64(&entries, absl::ToUnixMillis(entry.expires));
+      ++count;
+    }
+  }
+  PutU32(&out, count);
+  out.append(entries);
+  return out;
+}
+
+absl::StatusOr<size_t> AuthService::ImportCacheFromHandoff(std::string_view blob) {
+  if (blob.substr(0, kHandoffMagic.size()) != kHandoffMagic ||
+      blob.size() < kHandoffMagic.size() + hmac_key_.size()) {
+    return absl::InvalidArgumentError("auth cache hand-off: bad header");
+  }
+  blob.remove_prefix(kHandoffMagic.size());
+  std::array<uint8_t, 32> key{};
+  std::memcpy(key.data(), blob.data(), key.size());
+  blob.remove_prefix(key.size());
+  HandoffReader in(blob);
+  uint32_t count = 0;
+  if (!in.U32(&count)) return absl::InvalidArgumentError("auth cache hand-off: truncated");
+  struct Taken {
+    std::string key;
+    Entry entry;
+  };
+  std::vector<Taken> taken;
+  const absl::Time now = absl::Now();
+  for (uint32_t i = 0; i < count; ++i) {
+    Taken t;
+    int64_t expires_ms = 0;
+    if (!in.Str(&t.key, 4096) || !in.Str(&t.entry.stored_hash, auth::kStoredHashBytesMax) ||
+        !in.Str(&t.entry.address, 4096) || !in.I64(&expires_ms)) {
+      return absl::InvalidArgumentError("auth cache hand-off: truncated entry");
+    }
+    t.entry.expires = absl::FromUnixMillis(expires_ms);
+    // Never longer than this process's own TTL allows from now.
+    t.entry.expires = std::min(t.entry.expires, now + options_.cache_ttl);
+    if (t.entry.expires > now && taken.size() < options_.cache_entries_max) {
+      taken.push_back(std::move(t));
+    }
+  }
+  if (!in.done()) return absl::InvalidArgumentError("auth cache hand-off: trailing bytes");
+  hmac_key_ = key;
+  for (Taken& t : taken) {
+    Stripe& stripe = StripeFor(t.key);
+    std::lock_guard<std::mutex> lock(stripe.mu);
+    stripe.entries[std::move(t.key)] = std::move(t.entry);
+  }
+  return taken.size();
 }
 
 std::string AuthService::CacheKey(std::string_view address, std::string_view password) const {

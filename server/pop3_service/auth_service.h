@@ -35,6 +35,7 @@
 #include <string_view>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/auth/ldap_passdb.h"
 #include "server/auth/password_hash.h"
@@ -80,6 +81,16 @@ class AuthService {
   // identity and `master` the master's. The caller has checked that `master` is a master user
   // of `target`'s tenant. Blocking.
   AuthVerdict VerifyAs(std::string_view master, std::string_view password, std::string_view target);
+
+  // The cache, for the next process on this host (server/handoff/systemd_fd_store.h): the HMAC
+  // key and every unexpired entry. It holds fast hashes of passwords: it must stay in memory
+  // (a sealed memfd), never on a disk. Call when no verification runs (at exit).
+  std::string ExportCacheForHandoff() const;
+  // Takes over what ExportCacheForHandoff made in the previous process: its HMAC key and its
+  // entries, each until its own expiry (an entry still needs its stored hash unchanged to
+  // answer). Call before the first Verify. InvalidArgument for a malformed blob (nothing
+  // taken). Returns the entries taken.
+  absl::StatusOr<size_t> ImportCacheFromHandoff(std::string_view blob);
 
  private:
   static constexpr size_t kStripes = 16;

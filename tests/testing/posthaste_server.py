@@ -164,8 +164,12 @@ class PosthasteServer:
 
   # --- the server process ---
 
-  def start(self, pop3_port=0, metrics_port=0):
-    """Starts `posthaste serve` and waits for its `listening` line (bounded)."""
+  def start(self, pop3_port=0, metrics_port=0, env=None, listen_fd=None):
+    """Starts `posthaste serve` and waits for its `listening` line (bounded).
+
+    `env`: extra environment variables. `listen_fd`: (fd, name) handed over as systemd does
+    (at descriptor 3, with LISTEN_PID set to the server's pid, LISTEN_FDS=1, LISTEN_FDNAMES).
+    """
     if self._proc is not None:
       raise AssertionError("server already running")
     argv = [
@@ -179,8 +183,22 @@ class PosthasteServer:
     with self._stderr_lock:
       self._stderr_lines.append("=== start %d: %s\n" % (self.start_count, " ".join(argv)))
     self.start_count += 1
+    process_env = dict(os.environ, **(env or {}))
+    preexec_fn = None
+    pass_fds = ()
+    if listen_fd is not None:
+      fd, name = listen_fd
+      process_env.update(LISTEN_FDS="1", LISTEN_FDNAMES=name)
+      # LISTEN_PID must be the server's own pid: a shell sets it and execs the server.
+      argv = ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", *argv]
+      pass_fds = (3,)
+
+      def preexec_fn():
+        os.dup2(fd, 3)
+
     self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.PIPE, env=process_env, pass_fds=pass_fds,
+                                  preexec_fn=preexec_fn)
     self._reader = threading.Thread(target=self._read_stderr, args=(self._proc,), daemon=True)
     self._reader.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -248,8 +266,8 @@ class PosthasteServer:
       raise AssertionError("server not running")
     self._proc.send_signal(sig)
 
-  def wait_exit(self, timeout_s=None):
-    """Waits for the server to exit; requires exit status 0 and no sanitizer report."""
+  def wait_exit(self, timeout_s=None, expected_status=0):
+    """Waits for the server to exit; requires `expected_status` and no sanitizer report."""
     proc = self._proc
     if proc is None:
       return
@@ -264,9 +282,9 @@ class PosthasteServer:
     proc.stderr.close()
     self._proc = None
     self.pop3_port = self.pop3s_port = self.metrics_port = self.lmtp_port = None
-    if proc.returncode != 0:
-      raise ServerError("posthaste serve exited with %d after SIGTERM (want 0):\n%s" %
-                        (proc.returncode, self.stderr_text()))
+    if proc.returncode != expected_status:
+      raise ServerError("posthaste serve exited with %d (want %d):\n%s" %
+                        (proc.returncode, expected_status, self.stderr_text()))
     self.check_no_sanitizer_report()
 
   def check_no_sanitizer_report(self):
