@@ -109,9 +109,14 @@ class TwoBackends(unittest.TestCase):
 
   # --- the directory, as the router would read it ---
   def placement(self, user):
-    raw = self.etcd.get("/posthaste/users/" + user) or self.etcd.get(
-        "/posthaste/tenants/" + user.split("@")[1])
-    return json.loads(raw)
+    """The user's entry, else its tenant's, read at one revision (as the router's cache sees
+    the directory): two separate reads could see the user without an entry and then the
+    tenant already switched by the tenant move's pin step, a state that never existed."""
+    user_key = "/posthaste/users/" + user
+    tenant_key = "/posthaste/tenants/" + user.split("@")[1]
+    lines = self.etcd.etcdctl("get", "--prefix", "/posthaste/").splitlines()
+    entries = dict(zip(lines[0::2], lines[1::2]))
+    return json.loads(entries.get(user_key) or entries[tenant_key])
 
   def lmtp_deliver(self, backend, user, messages):
     """Delivers (tag, bytes) pairs in one LMTP session; returns the tags acknowledged."""
