@@ -34,7 +34,7 @@ std::vector<const CounterTable*> AllTables() {
   return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
           &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
           &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
-          &HttpListenerCounterTable(), &AuthPenaltyCounterTable(), &auth::LdapCounterTable()};
+          &HttpListenerCounterTable(), &AuthPenaltyCounterTable(),  &auth::LdapCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {

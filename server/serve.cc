@@ -1,11 +1,10 @@
 #include "server/serve.h"
 
+#include <openssl/mem.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
-
-#include <openssl/mem.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,16 +27,16 @@
 #include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
 #include "server/handoff/systemd_fd_store.h"
-#include "server/pop3_service/auth_service.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
 #include "server/placement/backend_registration.h"
+#include "server/pop3_service/auth_service.h"
 #include "server/pop3_service/pop3_shard.h"
+#include "server/pop3_service/tenant_policies.h"
 #include "server/reactor/net.h"
 #include "server/reactor/shard.h"
 #include "server/serve_options.h"
 #include "server/shard/service_shard.h"
-#include "server/pop3_service/tenant_policies.h"
 #include "storage/mail_store.h"
 #include "tls/ktls.h"
 #include "tls/tls_context.h"
@@ -473,10 +472,9 @@ class Server {
                                 .WithLabel("pool", "io")};
                         if (ldap_ != nullptr) {
                           for (const auto& passdb : ldap_->passdbs()) {
-                            blocks.push_back(
-                                metrics::CounterBlockCopy::OfAtomics(auth::LdapCounterTable(),
-                                                                     passdb->stats())
-                                    .WithLabel("tenant", passdb->config().domain));
+                            blocks.push_back(metrics::CounterBlockCopy::OfAtomics(
+                                                 auth::LdapCounterTable(), passdb->stats())
+                                                 .WithLabel("tenant", passdb->config().domain));
                           }
                         }
                         return blocks;

@@ -29,6 +29,32 @@ constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 
+// Tagged fields (account and tenant records, version 3): u8 tag, u32 length, bytes.
+void PutTaggedField(std::string* out, uint8_t tag, std::string_view value) {
+  if (value.empty()) return;
+  out->push_back(static_cast<char>(tag));
+  PutLE32(out, static_cast<uint32_t>(value.size()));
+  out->append(value);
+}
+
+// Calls `field(tag, value)` for each tagged field of `rest`, which must hold nothing else. False
+// for a truncated field, a tag above 31 or repeated, or when `field` refuses one.
+template <typename Field>
+bool ForEachTaggedField(std::string_view rest, Field field) {
+  uint32_t seen = 0;
+  while (!rest.empty()) {
+    if (rest.size() < 5) return false;
+    const uint8_t tag = static_cast<uint8_t>(rest[0]);
+    const uint32_t length = GetLE32(rest.data() + 1);
+    rest.remove_prefix(5);
+    if (rest.size() < length || tag >= 32 || (seen & (1u << tag)) != 0) return false;
+    seen |= 1u << tag;
+    if (!field(tag, rest.substr(0, length))) return false;
+    rest.remove_prefix(length);
+  }
+  return true;
+}
+
 class StoreMergeOperator : public rocksdb::MergeOperator {
  public:
   const char* Name() const override { return "posthaste.StoreMergeOperator.v1"; }
@@ -306,8 +332,8 @@ bool DecodeSegmentStats(std::string_view in, SegmentStats* v) {
 
 std::string EncodeAccount(const AccountRecord& r) {
   const uint8_t flags = r.held ? kAccountFlagHeld : 0;
-  const bool with_fields = flags != 0 || !r.scram_sha1.empty() || !r.scram_sha256.empty() ||
-                           !r.shared_secret.empty();
+  const bool with_fields =
+      flags != 0 || !r.scram_sha1.empty() || !r.scram_sha256.empty() || !r.shared_secret.empty();
   const bool with_display = !r.display_local.empty() || with_fields;
   const uint8_t version = with_fields    ? kAccountVersionWithFields
                           : with_display ? kAccountVersionWithDisplay
@@ -325,17 +351,11 @@ std::string EncodeAccount(const AccountRecord& r) {
     out.append(r.display_local);
   }
   if (with_fields) {
-    auto put_field = [&out](uint8_t tag, std::string_view value) {
-      if (value.empty()) return;
-      out.push_back(static_cast<char>(tag));
-      PutLE32(&out, static_cast<uint32_t>(value.size()));
-      out.append(value);
-    };
     const char flags_byte = static_cast<char>(flags);
-    put_field(kAccountFieldSharedSecret, r.shared_secret);
-    put_field(kAccountFieldFlags, flags != 0 ? std::string_view(&flags_byte, 1) : "");
-    put_field(kAccountFieldScramSha1, r.scram_sha1);
-    put_field(kAccountFieldScramSha256, r.scram_sha256);
+    PutTaggedField(&out, kAccountFieldSharedSecret, r.shared_secret);
+    PutTaggedField(&out, kAccountFieldFlags, flags != 0 ? std::string_view(&flags_byte, 1) : "");
+    PutTaggedField(&out, kAccountFieldScramSha1, r.scram_sha1);
+    PutTaggedField(&out, kAccountFieldScramSha256, r.scram_sha256);
   }
   return out;
 }
@@ -376,35 +396,27 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
   if (rest.size() < display_len) return false;
   r->display_local.assign(rest.substr(0, display_len));
   rest.remove_prefix(display_len);
-  uint32_t seen = 0;
-  while (!rest.empty()) {
-    if (rest.size() < 5) return false;
-    const uint8_t tag = static_cast<uint8_t>(rest[0]);
-    const uint32_t length = GetLE32(rest.data() + 1);
-    rest.remove_prefix(5);
-    if (rest.size() < length || tag >= 32 || (seen & (1u << tag)) != 0) return false;
-    seen |= 1u << tag;
-    const std::string_view value = rest.substr(0, length);
-    rest.remove_prefix(length);
+  return ForEachTaggedField(rest, [r](uint8_t tag, std::string_view value) {
     switch (tag) {
       case kAccountFieldSharedSecret:
         r->shared_secret.assign(value);
-        break;
+        return true;
       case kAccountFieldFlags:
-        if (length != 1 || (static_cast<uint8_t>(value[0]) & ~kAccountFlagHeld) != 0) return false;
+        if (value.size() != 1 || (static_cast<uint8_t>(value[0]) & ~kAccountFlagHeld) != 0) {
+          return false;
+        }
         r->held = (static_cast<uint8_t>(value[0]) & kAccountFlagHeld) != 0;
-        break;
+        return true;
       case kAccountFieldScramSha1:
         r->scram_sha1.assign(value);
-        break;
+        return true;
       case kAccountFieldScramSha256:
         r->scram_sha256.assign(value);
-        break;
+        return true;
       default:
         return false;
     }
-  }
-  return true;
+  });
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
@@ -428,11 +440,7 @@ std::string EncodeTenant(const TenantRecord& r) {
       out.push_back(static_cast<char>(static_cast<uint8_t>(user.size())));
       out.append(user, 0, std::min<size_t>(user.size(), 255));
     }
-    if (!r.password_scheme.empty()) {
-      out.push_back(static_cast<char>(kTenantFieldPasswordScheme));
-      PutLE32(&out, static_cast<uint32_t>(r.password_scheme.size()));
-      out.append(r.password_scheme);
-    }
+    PutTaggedField(&out, kTenantFieldPasswordScheme, r.password_scheme);
   }
   return out;
 }
@@ -466,18 +474,12 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
       r->master_users.emplace_back(rest.substr(0, length));
       rest.remove_prefix(length);
     }
-    uint32_t seen = 0;
-    while (!rest.empty()) {
-      if (rest.size() < 5) return false;
-      const uint8_t tag = static_cast<uint8_t>(rest[0]);
-      const uint32_t length = GetLE32(rest.data() + 1);
-      rest.remove_prefix(5);
-      if (rest.size() < length || tag >= 32 || (seen & (1u << tag)) != 0) return false;
-      seen |= 1u << tag;
-      if (tag != kTenantFieldPasswordScheme || length == 0) return false;
-      r->password_scheme.assign(rest.substr(0, length));
-      rest.remove_prefix(length);
-    }
+    const bool fields_ok = ForEachTaggedField(rest, [r](uint8_t tag, std::string_view value) {
+      if (tag != kTenantFieldPasswordScheme || value.empty()) return false;
+      r->password_scheme.assign(value);
+      return true;
+    });
+    if (!fields_ok) return false;
   }
   return r->plaintext_auth <= kTenantPlaintextAuthMax;
 }

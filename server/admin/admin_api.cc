@@ -570,10 +570,9 @@ absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& op
   if (!listen.ok()) return listen.status();
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
-  api->impl_->handler =
-      std::make_unique<AccountsHandler>(store, *std::move(token), std::move(verify_password),
-                                        std::move(end_sessions), options.auth_failure_delay_ms,
-                                        options.password_scheme);
+  api->impl_->handler = std::make_unique<AccountsHandler>(
+      store, *std::move(token), std::move(verify_password), std::move(end_sessions),
+      options.auth_failure_delay_ms, options.password_scheme);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;

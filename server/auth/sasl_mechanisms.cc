@@ -44,9 +44,9 @@ absl::StatusOr<std::string> LoadOrCreateSaslSecret(const std::string& path) {
   const std::string temporary = path + ".new";
   fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return error("creating");
-  const bool written = write(fd, secret.data(), secret.size()) ==
-                           static_cast<ssize_t>(kSecretBytes) &&
-                       fsync(fd) == 0;
+  const bool written =
+      write(fd, secret.data(), secret.size()) == static_cast<ssize_t>(kSecretBytes) &&
+      fsync(fd) == 0;
   close(fd);
   if (!written || rename(temporary.c_str(), path.c_str()) != 0) return error("writing");
   return secret;

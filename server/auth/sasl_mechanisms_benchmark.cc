@@ -29,13 +29,18 @@ struct ScramExample {
   const char* client_first;
   const char* client_final;
 };
-constexpr ScramExample kScramSha256{
-    SaslMechanism::kScramSha256, ScramHash::kSha256, "W22ZaJ0SNY7soEsUEjb6gQ==",
-    "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
-    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="};
+constexpr ScramExample kScramSha256{SaslMechanism::kScramSha256,
+                                    ScramHash::kSha256,
+                                    "W22ZaJ0SNY7soEsUEjb6gQ==",
+                                    "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+                                    "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
+                                    "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                                    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="};
 constexpr ScramExample kScramSha1{
-    SaslMechanism::kScramSha1, ScramHash::kSha1, "QSXCR+Q6sek8bf92", "3rfcNHYJY1ZVvWVs7j",
+    SaslMechanism::kScramSha1,
+    ScramHash::kSha1,
+    "QSXCR+Q6sek8bf92",
+    "3rfcNHYJY1ZVvWVs7j",
     "n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL",
     "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="};
 

@@ -1,5 +1,6 @@
 #include "server/cli/cli.h"
 
+#include <openssl/mem.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include <ostream>
 #include <sstream>
 #include <string_view>
-
-#include <openssl/mem.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -219,9 +218,9 @@ struct StoredPassword {
 
 // What the command line and stdin give, checked before any store is opened.
 struct PasswordInput {
-  std::optional<std::string> hash;               // --hash
-  std::string password;                          // else, from stdin
-  std::optional<auth::HashSetting> setting;      // --password_scheme
+  std::optional<std::string> hash;           // --hash
+  std::string password;                      // else, from stdin
+  std::optional<auth::HashSetting> setting;  // --password_scheme
 };
 
 absl::StatusOr<PasswordInput> ReadPasswordInput(const ParsedArgs& args, const CliStreams& io) {
@@ -391,8 +390,7 @@ absl::Status UserPasswd(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(PasswordInput input, ReadPasswordInput(args, io));
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   PH_ASSIGN_OR_RETURN(StoredPassword stored, MakeStoredPassword(std::move(input), *store, address));
-  absl::Status set =
-      store->SetPasswordHash(address, stored.hash, stored.scram);
+  absl::Status set = store->SetPasswordHash(address, stored.hash, stored.scram);
   if (IsUnknownAccount(set)) return UnknownUser(address);
   PH_RETURN_IF_ERROR(set);
   *io.out << "password changed for " << address << "\n";
@@ -573,7 +571,8 @@ std::string AuthPolicyText(const storage::TenantPolicy& policy) {
   if (!policy.master_users.empty()) {
     absl::StrAppend(&text, "\tmaster_users=", absl::StrJoin(policy.master_users, ","));
   }
-  if (!policy.password_scheme.empty()) absl::StrAppend(&text, "\tpassword_scheme=", policy.password_scheme);
+  if (!policy.password_scheme.empty())
+    absl::StrAppend(&text, "\tpassword_scheme=", policy.password_scheme);
   return text;
 }
 
@@ -716,7 +715,8 @@ const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"user", "add"},
        "ADDRESS",
-       "add an account; password: one line on stdin (--password_scheme=S[:COST]), or --hash='{SCHEME}...'",
+       "add an account; password: one line on stdin (--password_scheme=S[:COST]), or "
+       "--hash='{SCHEME}...'",
        1,
        1,
        UserAdd,

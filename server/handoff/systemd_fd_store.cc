@@ -32,7 +32,8 @@ absl::Status Notify(std::string_view text, int fd) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   const size_t path_len = std::strlen(path);
-  if (path_len >= sizeof(address.sun_path)) return absl::InvalidArgumentError("NOTIFY_SOCKET too long");
+  if (path_len >= sizeof(address.sun_path))
+    return absl::InvalidArgumentError("NOTIFY_SOCKET too long");
   std::memcpy(address.sun_path, path, path_len);
   if (address.sun_path[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
   const int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -112,8 +113,7 @@ absl::StatusOr<std::optional<std::string>> TakeBlob(std::string_view name, size_
     return std::optional<std::string>();
   }
   const std::vector<std::string> names =
-      names_text == nullptr ? std::vector<std::string>()
-                            : absl::StrSplit(names_text, ':');
+      names_text == nullptr ? std::vector<std::string>() : absl::StrSplit(names_text, ':');
   ClearListenEnvironment();
   int found = -1;
   for (uint32_t i = 0; i < count; ++i) {

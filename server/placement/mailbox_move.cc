@@ -18,6 +18,7 @@
 #include "server/placement/directory_codec.h"
 #include "server/placement/etcd_client.h"
 #include "server/placement/http_client.h"
+#include "server/placement/move_record.h"
 
 namespace posthaste::server::placement {
 namespace {
@@ -32,36 +33,6 @@ constexpr size_t kTokenBytesMax = 4096;
 // One backend's account list for a domain (about 100 bytes and 5 JSON values per account).
 constexpr size_t kAccountListBytesMax = size_t{256} << 20;
 constexpr uint32_t kAccountListValuesMax = 20'000'000;
-
-struct MoveRecord {
-  std::string from;
-  std::string to;
-  std::string step;
-};
-
-std::string EncodeMoveRecord(const MoveRecord& r) {
-  return absl::StrCat("{\"from\":", JsonQuote(r.from), ",\"to\":", JsonQuote(r.to),
-                      ",\"step\":", JsonQuote(r.step), "}");
-}
-
-absl::StatusOr<MoveRecord> DecodeMoveRecord(std::string_view value) {
-  PH_ASSIGN_OR_RETURN(JsonValue json, ParseJson(value));
-  MoveRecord r;
-  for (auto [name, field] : {std::pair<std::string_view, std::string*>{"from", &r.from},
-                             {"to", &r.to},
-                             {"step", &r.step}}) {
-    const JsonValue* v = json.Find(name);
-    if (v == nullptr || !v->is_string() || v->text().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("move record without \"", AbslView(name), "\""));
-    }
-    *field = std::string(v->text());
-  }
-  if (r.step != "copy" && r.step != "hold" && r.step != "switched") {
-    return absl::InvalidArgumentError(absl::StrCat("move record with step \"", r.step, "\""));
-  }
-  return r;
-}
 
 // Percent-encodes everything but unreserved characters and '@' (admin_path.h decodes once).
 std::string PathSegment(std::string_view s) {
@@ -164,7 +135,8 @@ class Mover {
         out_.flush();
         continue;  // read it back with its revision
       }
-      PH_ASSIGN_OR_RETURN(MoveRecord record, DecodeMoveRecord(record_kv->value));
+      PH_ASSIGN_OR_RETURN(MoveRecord record, DecodeMoveRecord(record_kv->value, "move record",
+                                                              {"copy", "hold", "switched"}));
       if (record.to != flags_.to) {
         return absl::FailedPreconditionError(
             absl::StrCat("a move of ", flags_.address, " to ", record.to,

@@ -17,6 +17,7 @@
 #include "server/placement/directory_codec.h"
 #include "server/placement/etcd_client.h"
 #include "server/placement/mailbox_move.h"
+#include "server/placement/move_record.h"
 
 namespace posthaste::server::placement {
 namespace {
@@ -27,37 +28,6 @@ constexpr int64_t kRangePageKeys = 1000;
 constexpr int kRangePagesMax = 1'000'000;
 // Rounds of "read the record, run its step" per run; each step advances or fails.
 constexpr int kRoundsMax = 8;
-
-struct TenantMoveRecord {
-  std::string from;
-  std::string to;
-  std::string step;  // "pin" or "users"
-};
-
-std::string EncodeRecord(const TenantMoveRecord& r) {
-  return absl::StrCat("{\"from\":", JsonQuote(r.from), ",\"to\":", JsonQuote(r.to),
-                      ",\"step\":", JsonQuote(r.step), "}");
-}
-
-absl::StatusOr<TenantMoveRecord> DecodeRecord(std::string_view value) {
-  PH_ASSIGN_OR_RETURN(JsonValue json, ParseJson(value));
-  TenantMoveRecord r;
-  for (auto [name, field] : {std::pair<std::string_view, std::string*>{"from", &r.from},
-                             {"to", &r.to},
-                             {"step", &r.step}}) {
-    const JsonValue* v = json.Find(name);
-    if (v == nullptr || !v->is_string() || v->text().empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tenant move record without \"", AbslView(name), "\""));
-    }
-    *field = std::string(v->text());
-  }
-  if (r.step != "pin" && r.step != "users") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("tenant move record with step \"", r.step, "\""));
-  }
-  return r;
-}
 
 class TenantMover {
  public:
@@ -85,15 +55,17 @@ class TenantMover {
           Progress(absl::StrCat(domain_, " is on ", to_));
           return 0;
         }
-        const TenantMoveRecord record{tenant.backend, to_, "pin"};
+        const MoveRecord record{tenant.backend, to_, "pin"};
         PH_ASSIGN_OR_RETURN(
-            bool created,
-            etcd_.CompareAndSwap(record_key_, 0, EtcdOp::Put(record_key_, EncodeRecord(record))));
+            bool created, etcd_.CompareAndSwap(record_key_, 0,
+                                               EtcdOp::Put(record_key_, EncodeMoveRecord(record))));
         if (created)
           Progress(absl::StrCat("tenant move ", domain_, ": ", tenant.backend, " -> ", to_));
         continue;  // read it back with its revision
       }
-      PH_ASSIGN_OR_RETURN(TenantMoveRecord record, DecodeRecord(record_kv->value));
+      PH_ASSIGN_OR_RETURN(
+          MoveRecord record,
+          DecodeMoveRecord(record_kv->value, "tenant move record", {"pin", "users"}));
       if (record.to != to_) {
         return absl::FailedPreconditionError(
             absl::StrCat("a move of ", domain_, " to ", record.to,
@@ -152,7 +124,7 @@ class TenantMover {
                                 EtcdOp::Put(key, EncodePlacement(PlacementEntry{from, ""})));
   }
 
-  absl::Status StepPin(const TenantMoveRecord& record, const EtcdKeyValue& record_kv) {
+  absl::Status StepPin(const MoveRecord& record, const EtcdKeyValue& record_kv) {
     // The tenant's placement as read before pinning: the switch below fails if it changed since.
     PH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> tenant_kv, Get(tenant_key_));
     if (!tenant_kv.has_value()) {
@@ -173,7 +145,7 @@ class TenantMover {
                    EtcdCompare::ModRevisionIs(tenant_key_, tenant_kv->mod_revision)},
                   {EtcdOp::Put(tenant_key_, EncodePlacement(PlacementEntry{record.to, ""})),
                    EtcdOp::Put(record_key_,
-                               EncodeRecord(TenantMoveRecord{record.from, record.to, "users"}))}));
+                               EncodeMoveRecord(MoveRecord{record.from, record.to, "users"}))}));
     if (!result.succeeded) {
       return absl::AbortedError(
           "the directory changed under the tenant move (another mover?); run it again");
@@ -182,7 +154,7 @@ class TenantMover {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<int> StepUsers(const TenantMoveRecord& record, const EtcdKeyValue& record_kv) {
+  absl::StatusOr<int> StepUsers(const MoveRecord& record, const EtcdKeyValue& record_kv) {
     PH_ASSIGN_OR_RETURN(std::vector<std::string> on_source,
                         ListBackendAccounts(context_, record.from, domain_));
     PH_ASSIGN_OR_RETURN(auto moving, ScanTenantKeys("moves/"));

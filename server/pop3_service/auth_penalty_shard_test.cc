@@ -110,8 +110,7 @@ class CapturedLog {
 TEST(AuthPenaltyShard, EachFailureWritesTheFail2banLine) {
   TestShards shards(2);
   CapturedLog log;
-  shards[1].Failed(
-      {.ip = "192.0.2.7", .user = "bob@example.org", .mechanism = "PLAIN"});
+  shards[1].Failed({.ip = "192.0.2.7", .user = "bob@example.org", .mechanism = "PLAIN"});
   EXPECT_THAT(log.Take(), MatchesRegex("[0-9T:.Z-]+ warning \"auth failed\" rhost=192\\.0\\.2\\.7 "
                                        "user=bob@example\\.org mechanism=PLAIN shard=1 "
                                        "delay_ms=2000\n"));

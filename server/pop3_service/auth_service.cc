@@ -1,13 +1,13 @@
 #include "server/pop3_service/auth_service.h"
 
-#include <algorithm>
-#include <cstring>
-#include <vector>
-
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "absl/hash/hash.h"
 #include "base/log.h"
@@ -50,8 +50,7 @@ std::optional<auth::ParsedStoredHash> AuthService::CostOf(const auth::HashSettin
   // Once per setting: a hash of a throwaway password, for its parameters.
   std::optional<auth::ParsedStoredHash> cost;
   if (absl::StatusOr<std::string> hash = auth::HashPassword("cost probe", setting); hash.ok()) {
-    if (absl::StatusOr<auth::ParsedStoredHash> parsed = auth::ParseStoredHash(*hash);
-        parsed.ok()) {
+    if (absl::StatusOr<auth::ParsedStoredHash> parsed = auth::ParseStoredHash(*hash); parsed.ok()) {
       cost = *std::move(parsed);
       cost->encoded = {};
     }

@@ -33,10 +33,9 @@ struct Fixture {
     if (!setting.ok()) abort();
     auto hash = auth::HashPassword("correct horse", *setting);
     if (!hash.ok() || !store->CreateAccount("ann@example.org", *hash).ok()) abort();
-    auth = std::make_unique<AuthService>(
-        store.get(), AuthServiceOptions{.cache_ttl = cache_ttl,
-                                        .hash_setting = *setting,
-                                        .rehash_at_login = false});
+    auth = std::make_unique<AuthService>(store.get(), AuthServiceOptions{.cache_ttl = cache_ttl,
+                                                                         .hash_setting = *setting,
+                                                                         .rehash_at_login = false});
   }
 };
 
@@ -57,9 +56,7 @@ BENCHMARK_CAPTURE(BM_PasswordLoginCacheMiss, yescrypt_3, "yescrypt:3")->UseRealT
 BENCHMARK_CAPTURE(BM_PasswordLoginCacheMiss, sha512_crypt, "sha512-crypt")->UseRealTime();
 BENCHMARK_CAPTURE(BM_PasswordLoginCacheMiss, bcrypt_5, "bcrypt:5")->UseRealTime();
 
-void BM_PasswordLoginCacheHit(benchmark::State& state) {
-  Run(state, "yescrypt:3", absl::Hours(1));
-}
+void BM_PasswordLoginCacheHit(benchmark::State& state) { Run(state, "yescrypt:3", absl::Hours(1)); }
 BENCHMARK(BM_PasswordLoginCacheHit);
 
 }  // namespace

@@ -265,8 +265,9 @@ bool Pop3ShardBackend::MayActFor(uint64_t id, std::string_view authcid, std::str
   if (!may) {
     ++shard_.stats.master_refusals;
     if (Pop3Adapter* adapter = Live(id)) {
-      adapter->LogForBackend(LogLevel::kWarning, "authorisation id refused",
-                             {{"authcid", std::string(authcid)}, {"authzid", std::string(authzid)}});
+      adapter->LogForBackend(
+          LogLevel::kWarning, "authorisation id refused",
+          {{"authcid", std::string(authcid)}, {"authzid", std::string(authzid)}});
     }
     return false;
   }
@@ -391,7 +392,7 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
 // ---- SASL exchanges beyond PLAIN and LOGIN (server/auth/sasl_exchange.h) ----
 
 std::string_view Pop3ShardBackend::SaslMechanismsOffered(bool tls, bool channel_binding,
-                                                        bool client_certificate) const {
+                                                         bool client_certificate) const {
   return sasl_offers_[SaslOfferIndex(tls, tls && channel_binding, tls && client_certificate,
                                      SharedSecretAllowed())];
 }
@@ -405,8 +406,7 @@ void Pop3ShardBackend::StepSasl(uint64_t id, const pop3::Pop3Credentials& creden
       auth::ParseSaslMechanism(credentials.sasl_mechanism);
   if (credentials.sasl_start) {
     c.sasl = mechanism.has_value()
-                 ? auth::NewSaslExchange(*mechanism, ExchangeFacts(connection),
-                                         shard_.server->sasl)
+                 ? auth::NewSaslExchange(*mechanism, ExchangeFacts(connection), shard_.server->sasl)
                  : nullptr;
     if (c.sasl == nullptr) {  // the session accepts only what SaslMechanismsOffered listed
       if (mechanism.has_value()) EndSasl(id, *mechanism, auth::SaslFailure::kNotAllowed);
@@ -509,9 +509,9 @@ void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
       // As for PLAIN: the account must exist and be enabled now.
       Pop3ShardBackend* self = this;
       storage::MailStore* store = shard_.server->store;
-      const bool accepted = shard_.shard->OffloadIo(
-          [self, store, id, mechanism, master,
-           name = std::move(name)]() -> reactor::OffloadPool::Reply {
+      const bool accepted =
+          shard_.shard->OffloadIo([self, store, id, mechanism, master,
+                                   name = std::move(name)]() -> reactor::OffloadPool::Reply {
             absl::StatusOr<storage::AccountInfo> info = store->GetAccount(name);
             return [self, id, mechanism, master, info = std::move(info)]() mutable {
               self->OnSaslLoginChecked(id, mechanism, master, std::move(info));

@@ -100,8 +100,7 @@ class Pop3ShardBackend final : public Pop3Backend {
                         PenalisedLogin login);
   // SASL PLAIN with an authorisation id naming another user: only a master user of that
   // user's own tenant may (audited in the session log and counted).
-  void AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials,
-                      PenalisedLogin login);
+  void AuthenticateAs(uint64_t id, const pop3::Pop3Credentials& credentials, PenalisedLogin login);
   // Whether `authcid` is a master user of `authzid`'s tenant (their canonical addresses in
   // `master` and `target`); a refusal is logged and counted.
   bool MayActFor(uint64_t id, std::string_view authcid, std::string_view authzid,

@@ -316,12 +316,12 @@ absl::StatusOr<ImportPageResult> ImportMailboxPage(MailStore& store, std::string
   }
   if (!account.ok()) return account.status();
   const ParsedAccount& source = parsed.account;
-  if (account->password_hash != source.password_hash ||
-      account->scram.sha1 != source.scram_sha1 || account->scram.sha256 != source.scram_sha256) {
-    PH_RETURN_IF_ERROR(store.SetPasswordHash(
-        account->address, source.password_hash,
-        ScramVerifiers{.sha1 = std::string(source.scram_sha1),
-                       .sha256 = std::string(source.scram_sha256)}));
+  if (account->password_hash != source.password_hash || account->scram.sha1 != source.scram_sha1 ||
+      account->scram.sha256 != source.scram_sha256) {
+    PH_RETURN_IF_ERROR(
+        store.SetPasswordHash(account->address, source.password_hash,
+                              ScramVerifiers{.sha1 = std::string(source.scram_sha1),
+                                             .sha256 = std::string(source.scram_sha256)}));
   }
   if (account->shared_secret != source.shared_secret) {
     PH_RETURN_IF_ERROR(store.SetSharedSecret(account->address, source.shared_secret));

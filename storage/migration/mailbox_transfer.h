@@ -1,8 +1,9 @@
 // Copying one account's mailbox from one MailStore to another, in bounded pages, keeping
 // everything a POP3 client or the account's owner can see: the password hash with its SCRAM
-// verifiers, the APOP/CRAM-MD5 secret, the disabled flag, the quota, and for each message its UIDL, arrival time and stored (wire-form) bytes.
-// A POP3 message has no flags: it is either in the mailbox or deleted, and a deletion is carried
-// by the page that ends a pass (the source's complete UIDL list), see ImportMailboxPage.
+// verifiers, the APOP/CRAM-MD5 secret, the disabled flag, the quota, and for each message its UIDL,
+// arrival time and stored (wire-form) bytes. A POP3 message has no flags: it is either in the
+// mailbox or deleted, and a deletion is carried by the page that ends a pass (the source's complete
+// UIDL list), see ImportMailboxPage.
 //
 // The page format (version 1), all integers little-endian:
 //   "PHMOVE1\n"
@@ -84,10 +85,11 @@ struct ImportPageResult {
 // Checks the whole page (framing, checksums, bounds) before changing anything; DataLoss for a
 // bad checksum, InvalidArgument for anything else malformed. Then makes `address` (which must be
 // the page's account) match it: creates the account when absent, sets its password hash,
-// SCRAM verifiers, shared secret, disabled flag and quota to the source's, stores the messages it lacks with their UIDLs and
-// arrival times (durably, in all-or-nothing batches), and, when the page completes a pass,
-// deletes the messages whose UIDL the source no longer has. Idempotent: importing the same page
-// again changes nothing. A failure part way leaves whole batches stored, which a retry skips.
+// SCRAM verifiers, shared secret, disabled flag and quota to the source's, stores the messages it
+// lacks with their UIDLs and arrival times (durably, in all-or-nothing batches), and, when the page
+// completes a pass, deletes the messages whose UIDL the source no longer has. Idempotent: importing
+// the same page again changes nothing. A failure part way leaves whole batches stored, which a
+// retry skips.
 absl::StatusOr<ImportPageResult> ImportMailboxPage(MailStore& store, std::string_view address,
                                                    std::string_view page);
 

@@ -136,7 +136,8 @@ TEST_F(MailboxTransferTest, SecretsFrameOnlyOnceAndBeforeMessages) {
   // Find the 'S' frame (kind, u32 length, u32 CRC, payload) and repeat it after itself.
   const size_t a_length_at = kTransferMagic.size() + 1;
   uint32_t a_length = 0;
-  for (int i = 3; i >= 0; --i) a_length = a_length << 8 | static_cast<uint8_t>(page[a_length_at + i]);
+  for (int i = 3; i >= 0; --i)
+    a_length = a_length << 8 | static_cast<uint8_t>(page[a_length_at + i]);
   const size_t s_at = kTransferMagic.size() + 9 + a_length;
   ASSERT_EQ(page[s_at], 'S');
   uint32_t s_length = 0;

@@ -41,10 +41,9 @@ void FakePop3Backend::ClientNamed(uint64_t id, std::string_view ip) {
 }
 
 std::string_view FakePop3Backend::SaslMechanismsOffered(bool tls, bool channel_binding,
-                                                       bool client_certificate) const {
+                                                        bool client_certificate) const {
   if (client_certificate) {
-    return channel_binding ? "EXTERNAL SCRAM-SHA-256-PLUS SCRAM-SHA-256"
-                           : "EXTERNAL SCRAM-SHA-256";
+    return channel_binding ? "EXTERNAL SCRAM-SHA-256-PLUS SCRAM-SHA-256" : "EXTERNAL SCRAM-SHA-256";
   }
   return channel_binding ? "SCRAM-SHA-256-PLUS SCRAM-SHA-256" : "SCRAM-SHA-256";
 }
