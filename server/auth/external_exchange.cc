@@ -8,20 +8,13 @@ namespace {
 
 constexpr size_t kAuthzidBytesMax = 255;
 
-SaslStep Failure(SaslFailure failure) {
-  SaslStep step;
-  step.kind = SaslStep::Kind::kFailure;
-  step.failure = failure;
-  return step;
-}
-
 }  // namespace
 
 ExternalServerExchange::ExternalServerExchange(const SaslConnectionFacts& facts)
     : identity_(facts.client_certificate_identity) {}
 
 SaslStep ExternalServerExchange::Start(std::optional<std::string_view> initial_response) {
-  if (identity_.empty()) return Failure(SaslFailure::kNotAllowed);
+  if (identity_.empty()) return SaslStep::Failed(SaslFailure::kNotAllowed);
   if (initial_response.has_value()) return Decide(*initial_response);
   SaslStep step;
   step.kind = SaslStep::Kind::kChallenge;  // empty: "+ "
@@ -31,12 +24,12 @@ SaslStep ExternalServerExchange::Start(std::optional<std::string_view> initial_r
 SaslStep ExternalServerExchange::Continue(std::string_view response) { return Decide(response); }
 
 SaslStep ExternalServerExchange::AccountFound(const absl::StatusOr<SaslAccount>&) {
-  return Failure(SaslFailure::kMalformed);
+  return SaslStep::Failed(SaslFailure::kMalformed);
 }
 
 SaslStep ExternalServerExchange::Decide(std::string_view authzid) const {
   if (authzid.size() > kAuthzidBytesMax || authzid.find('\0') != std::string_view::npos) {
-    return Failure(SaslFailure::kMalformed);
+    return SaslStep::Failed(SaslFailure::kMalformed);
   }
   SaslStep step;
   step.kind = SaslStep::Kind::kSuccess;

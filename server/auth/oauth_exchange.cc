@@ -271,10 +271,7 @@ SaslStep OAuthExchange::OnClientMessage(std::string_view message) {
 
 SaslStep OAuthExchange::Fail(SaslFailure failure) {
   state_ = State::kDone;
-  SaslStep step;
-  step.kind = SaslStep::Kind::kFailure;
-  step.failure = failure;
-  return step;
+  return SaslStep::Failed(failure);
 }
 
 std::unique_ptr<SaslServerExchange> NewOAuthBearerExchange(

@@ -112,6 +112,13 @@ struct SaslStep {
   std::string authcid;    // kNeedAccount: the account to look up; kSuccess: who authenticated
   std::string authzid;    // kSuccess: as whom; empty means authcid
   SaslFailure failure = SaslFailure::kMalformed;  // kFailure
+
+  static SaslStep Failed(SaslFailure why) {
+    SaslStep step;
+    step.kind = Kind::kFailure;
+    step.failure = why;
+    return step;
+  }
 };
 
 class SaslServerExchange {

@@ -322,10 +322,7 @@ ScramServerExchange::~ScramServerExchange() {
 
 SaslStep ScramServerExchange::Fail(SaslFailure failure) {
   stage_ = Stage::kDone;
-  SaslStep step;
-  step.kind = SaslStep::Kind::kFailure;
-  step.failure = failure;
-  return step;
+  return SaslStep::Failed(failure);
 }
 
 SaslStep ScramServerExchange::Start(std::optional<std::string_view> initial_response) {

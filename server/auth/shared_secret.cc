@@ -44,13 +44,6 @@ bool SameDigest(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-SaslStep Failure(SaslFailure failure) {
-  SaslStep step;
-  step.kind = SaslStep::Kind::kFailure;
-  step.failure = failure;
-  return step;
-}
-
 }  // namespace
 
 std::string MakeServerChallenge(std::string_view hostname) {
@@ -103,7 +96,7 @@ CramMd5ServerExchange::CramMd5ServerExchange(std::string challenge,
 
 SaslStep CramMd5ServerExchange::Start(std::optional<std::string_view> initial_response) {
   // Server-first (RFC 4422 section 3.3): a client that sends data first breaks the mechanism.
-  if (initial_response.has_value()) return Failure(SaslFailure::kMalformed);
+  if (initial_response.has_value()) return SaslStep::Failed(SaslFailure::kMalformed);
   SaslStep step;
   step.kind = SaslStep::Kind::kChallenge;
   step.challenge = challenge_;
@@ -112,8 +105,8 @@ SaslStep CramMd5ServerExchange::Start(std::optional<std::string_view> initial_re
 
 SaslStep CramMd5ServerExchange::Continue(std::string_view response) {
   std::optional<CramMd5Response> parsed = ParseCramMd5Response(response);
-  if (!parsed.has_value()) return Failure(SaslFailure::kMalformed);
-  if (allowed_for_ && !allowed_for_(parsed->user)) return Failure(SaslFailure::kNotAllowed);
+  if (!parsed.has_value()) return SaslStep::Failed(SaslFailure::kMalformed);
+  if (allowed_for_ && !allowed_for_(parsed->user)) return SaslStep::Failed(SaslFailure::kNotAllowed);
   user_ = std::move(parsed->user);
   digest_ = std::move(parsed->digest_hex);
   SaslStep step;
@@ -124,14 +117,14 @@ SaslStep CramMd5ServerExchange::Continue(std::string_view response) {
 
 SaslStep CramMd5ServerExchange::AccountFound(const absl::StatusOr<SaslAccount>& account) {
   if (!account.ok()) {
-    return Failure(absl::IsNotFound(account.status()) ? SaslFailure::kUnknownUser
+    return SaslStep::Failed(absl::IsNotFound(account.status()) ? SaslFailure::kUnknownUser
                                                       : SaslFailure::kTempFailure);
   }
-  if (account->shared_secret.empty()) return Failure(SaslFailure::kNotAllowed);
+  if (account->shared_secret.empty()) return SaslStep::Failed(SaslFailure::kNotAllowed);
   std::string expected = CramMd5DigestHex(challenge_, account->shared_secret);
   const bool match = SameDigest(expected, digest_);
   OPENSSL_cleanse(expected.data(), expected.size());
-  if (!match) return Failure(SaslFailure::kBadCredentials);
+  if (!match) return SaslStep::Failed(SaslFailure::kBadCredentials);
   SaslStep step;
   step.kind = SaslStep::Kind::kSuccess;
   step.authcid = account->address.empty() ? user_ : account->address;
