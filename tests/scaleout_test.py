@@ -492,21 +492,26 @@ mail {
       self.assertFalse(any(b"routed mail for" in m and address.encode() not in m
                            for m in messages))
 
-  def test_3a_fetchmail_through_nginx(self):
+  def test_3a_fetchmail_through_each_proxy(self):
     # fetchmail cannot bind its source address, so it runs after the address checks above.
-    for address, password, _, _ in USERS:
-      for port, tls in ((self.nginx_stls_port, "sslproto 'TLS1.2+'"), (self.nginx_tls_port, "ssl")):
+    # Through HAProxy it polls the tenant's name (sent as SNI, chosen by the map) via 127.0.0.1,
+    # and checks the tenant's own certificate.
+    for address, password, tenant, _ in USERS:
+      for poll, port, tls, common_name in (
+          ("127.0.0.1", self.nginx_stls_port, "sslproto 'TLS1.2+'", PROVIDER),
+          ("127.0.0.1", self.nginx_tls_port, "ssl", PROVIDER),
+          ("%s via 127.0.0.1" % tenant, self.haproxy_port, "ssl", tenant)):
         home = make_temp_dir("scaleout-fetchmail-")
         os.chmod(home, 0o700)
         mda, mbox = write_mbox_mda(home)
         rc = os.path.join(home, "fetchmailrc")
         with open(rc, "w") as f:
           f.write("set no syslog\nset no bouncemail\nset invisible\n"
-                  "poll 127.0.0.1 with proto POP3 service %d auth password timeout 30 uidl\n"
+                  "poll %s with proto POP3 service %d auth password timeout 30 uidl\n"
                   '  user "%s" there with password "%s" is "root" here\n'
                   '  %s sslcertck sslcertfile "%s" sslcommonname "%s"\n'
                   '  keep no rewrite mda "%s"\n' %
-                  (port, address, password, tls, self.pki.ca_cert, PROVIDER, mda))
+                  (poll, port, address, password, tls, self.pki.ca_cert, common_name, mda))
         os.chmod(rc, 0o600)
         env = dict(os.environ, FETCHMAILHOME=home, HOME=home, FETCHMAILUSER="root")
         result = subprocess.run(
