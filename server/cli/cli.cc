@@ -34,6 +34,7 @@
 #include "server/serve.h"
 #include "storage/mail_store.h"
 #include "storage/migration/maildir_import.h"
+#include "storage/migration/mbox_import.h"
 #include "storage/store_error.h"
 
 namespace posthaste::server::cli {
@@ -682,6 +683,21 @@ absl::Status ImportMaildirCommand(const ParsedArgs& args, const CliStreams& io) 
   return absl::OkStatus();
 }
 
+absl::Status ImportMboxCommand(const ParsedArgs& args, const CliStreams& io) {
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  const std::string& file = args.positional[1];
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  auto progress = [&io](const storage::migration::MboxImportProgress& p) {
+    ShowProgress(io, absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages"),
+                 p.done == p.total);
+  };
+  PH_ASSIGN_OR_RETURN(storage::migration::MboxImportResult result,
+                      storage::migration::ImportMbox(*store, address, file, progress));
+  *io.out << "imported " << result.imported << " messages (" << result.octets << " octets) into "
+          << address << "; skipped " << result.skipped << " already present\n";
+  return absl::OkStatus();
+}
+
 absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   PH_ASSIGN_OR_RETURN(storage::CheckReport report, store->Check());
@@ -783,6 +799,12 @@ const std::vector<Command>& Commands() {
        2,
        2,
        ImportMaildirCommand},
+      {{"import", "mbox"},
+       "ADDRESS FILE",
+       "import an mbox file (mboxo or mboxrd); running it again imports only what is new",
+       2,
+       2,
+       ImportMboxCommand},
       {{"import", "passwd-file"},
        "[--domain=DOMAIN] [--scheme=DOVECOT_SCHEME] FILE",
        "add or update accounts from a Dovecot passwd-file (user:password:...); errors by line",
