@@ -226,6 +226,11 @@ class SaslOAuthTest(unittest.TestCase):
         self.assertIsNotNone(second)
         self.assertTrue(second.startswith(b"-ERR [AUTH]"), second)
         self.assertEqual(self.failures("XOAUTH2", reason), before + 1)
+    # The operator's log says why each token failed (the client only got the error JSON).
+    details = [line for line in self.server.stderr_text().splitlines()
+               if '"sasl failed"' in line and "mechanism=XOAUTH2" in line]
+    self.assertGreaterEqual(len(details), len(cases), self.server.stderr_text()[-3000:])
+    self.assertTrue(any("expired" in line.lower() for line in details), details)
     # OAUTHBEARER's error JSON (RFC 7628 section 3.2.2) through curl: the login fails.
     result = self.curl(ANN, key.token(ANN, audience="someone.else"))
     self.assertNotEqual(result.returncode, 0, result.stdout)

@@ -73,7 +73,7 @@ class OAuthExchange : public SaslServerExchange {
   SaslStep AccountFound(const absl::StatusOr<SaslAccount>& account) override;
 
   // Why the last failure happened, for the session log (never sent to the client).
-  const std::string& failure_detail() const { return failure_detail_; }
+  std::string_view failure_detail() const override { return failure_detail_; }
 
  private:
   enum class State : uint8_t { kStart, kAwaitingMessage, kAwaitingErrorAck, kDone };

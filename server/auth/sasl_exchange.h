@@ -134,6 +134,9 @@ class SaslServerExchange {
   // unknown one, any other error when the store failed. REQUIRES: the last step was
   // kNeedAccount.
   virtual SaslStep AccountFound(const absl::StatusOr<SaslAccount>& account) = 0;
+  // Why the last kFailure happened, in words for the operator's log (never sent to the
+  // client: it may say which check a guessed token failed); empty when the reason says it all.
+  virtual std::string_view failure_detail() const { return {}; }
 };
 
 }  // namespace posthaste::auth
