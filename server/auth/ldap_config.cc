@@ -75,7 +75,7 @@ class TenantReader {
       std::string_view uri = e.text();
       const bool ldap = uri.substr(0, 7) == "ldap://";
       const bool ldaps = uri.substr(0, 8) == "ldaps://";
-      std::string_view rest = uri.substr(ldaps ? 8 : 7);
+      const std::string_view rest = ldaps ? uri.substr(8) : ldap ? uri.substr(7) : "";
       // Host and port only: a DN, filter or extension in a URI would bypass this file's.
       if ((!ldap && !ldaps) || rest.empty() || uri.size() > 255 ||
           rest.find_first_of("/?# \t\r\n") != std::string_view::npos ||

@@ -111,6 +111,9 @@ TEST(ParseLdapConfig, RefusesWhatItDoesNotKnowOrTrust) {
        "ldap://HOST[:PORT]"},
       {R"({"tenants": [{"domain": "a.test", "uris": ["http://h"], "user_dn": "u"}]})",
        "ldap://HOST[:PORT]"},
+      // Shorter than a scheme (found by ldap_config_fuzzer: once read past the end).
+      {R"({"tenants": [{"domain": "a.test", "uris": ["ld89"], "user_dn": "u"}]})",
+       "ldap://HOST[:PORT]"},
       {R"({"tenants": [{"domain": "a.test", "uris": [], "user_dn": "u"}]})", "uris must be"},
       {R"({"tenants": [{"domain": "a.test", "uris": ["ldaps://h"], "user_dn": "u"}]})",
        "exactly when tls"},
