@@ -33,8 +33,8 @@ struct PasswdFileEntry {
 
 // Parses one line (without its LF; a trailing CR is dropped). nullopt for a blank line or a
 // comment. InvalidArgument (with the reason) for a line without a user or a password, or whose
-// password is not a hash ParseStoredHash and CheckHashCost (default limits) accept; Unimplemented
-// for a scheme posthaste cannot verify.
+// password is not a hash ParseStoredHash accepts (malformed, or a scheme posthaste does not
+// verify); ResourceExhausted for one CheckHashCost (default limits) refuses.
 absl::StatusOr<std::optional<PasswdFileEntry>> ParsePasswdFileLine(
     std::string_view line, std::string_view default_scheme = "CRYPT");
 

@@ -115,7 +115,7 @@ absl::Status ParseYescrypt(std::string_view s, ParsedStoredHash* out) {
   }
   if (n_log2 > 63 || r == 0 || p == 0) return Malformed("bad yescrypt parameters");
   if (g != 0 || nrom_log2 != 0 || (have & ~uint64_t{15}) != 0) {
-    return absl::UnimplementedError("yescrypt hash upgrades and ROMs are not supported");
+    return absl::InvalidArgumentError("yescrypt hash upgrades and ROMs are not supported");
   }
   if (s.empty() || s[0] != '$') return Malformed("yescrypt parameters not followed by '$'");
   s.remove_prefix(1);
@@ -203,10 +203,10 @@ absl::Status ParseCrypt(std::string_view s, ParsedStoredHash* out) {
     size_t end = s.find('$', 1);
     std::string_view id =
         s.substr(0, std::min<size_t>(end == std::string_view::npos ? 8 : end + 1, 8));
-    return absl::UnimplementedError(
+    return absl::InvalidArgumentError(
         absl::StrCat("unsupported crypt scheme \"", AbslView(id), "\""));
   }
-  return absl::UnimplementedError("unsupported crypt scheme (DES crypt or unknown)");
+  return absl::InvalidArgumentError("unsupported crypt scheme (DES crypt or unknown)");
 }
 
 // "$argon2id$[v=19$]m=M,t=T,p=P$<salt>$<hash>".
@@ -218,7 +218,7 @@ absl::Status ParseArgon2(std::string_view s, ParsedStoredHash* out) {
     out->scheme = HashScheme::kArgon2i;
     s.remove_prefix(9);
   } else if (StartsWith(s, "$argon2d$")) {
-    return absl::UnimplementedError("Argon2d is not supported for passwords");
+    return absl::InvalidArgumentError("Argon2d is not supported for passwords");
   } else {
     return Malformed("not an Argon2 hash");
   }
@@ -573,7 +573,7 @@ absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored) {
     std::string_view name = stored.substr(1, close - 1);
     family = LookupPrefix(name, &salted_sha);
     if (family == PrefixFamily::kUnknown) {
-      return absl::UnimplementedError(
+      return absl::InvalidArgumentError(
           absl::StrCat("unknown password scheme {", AbslView(name), "}"));
     }
     encoded = stored.substr(close + 1);
@@ -605,7 +605,7 @@ absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored) {
     case PrefixFamily::kUnknown:
       break;
   }
-  return absl::UnimplementedError("unknown password scheme");
+  return absl::InvalidArgumentError("unknown password scheme");
 }
 
 absl::Status CheckHashCost(const ParsedStoredHash& parsed, const HashCostLimits& limits) {

@@ -87,8 +87,9 @@ struct ParsedStoredHash {
 // {SHA256-CRYPT}, {MD5-CRYPT}, {ARGON2ID}, {ARGON2I}, {PLAIN}/{CLEAR}/{CLEARTEXT}, and the
 // Dovecot-only forms {SSHA512}, {SSHA256}, {SSHA}, {PBKDF2} and {CRAM-MD5}.
 // The crypt-family prefixes are interchangeable, as in Dovecot: the inner "$id$" decides.
-// Errors: Unimplemented for an unknown {SCHEME} or crypt id (e.g. DES crypt), InvalidArgument
-// for a malformed string. Never crashes on any input.
+// Errors: InvalidArgument, for a malformed string and for a scheme posthaste does not verify (an
+// unknown {SCHEME} or crypt id, e.g. DES crypt: the message names it). Never crashes on any
+// input.
 absl::StatusOr<ParsedStoredHash> ParseStoredHash(std::string_view stored);
 
 // Fails with ResourceExhausted when `parsed` demands more than `limits` allow.

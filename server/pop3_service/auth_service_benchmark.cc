@@ -3,9 +3,11 @@
 // RocksDB, then the stored hash verified) per scheme, and a cache hit (one HMAC-SHA256 and a
 // striped map look-up). The miss is what every user pays after a restart.
 //   bazel run -c opt //server/pop3_service:auth_service_benchmark
-#include <stdlib.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -17,15 +19,19 @@
 namespace posthaste::server {
 namespace {
 
+// A store in its own directory under the system's temporary directory, removed afterwards.
 struct Fixture {
+  std::filesystem::path dir;
   std::unique_ptr<storage::MailStore> store;
   std::unique_ptr<AuthService> auth;
 
   Fixture(std::string_view setting_text, absl::Duration cache_ttl) {
+    static std::atomic<int> fixtures{0};
+    dir = std::filesystem::temp_directory_path() /
+          absl::StrCat("posthaste-auth-benchmark-", getpid(), "-", fixtures.fetch_add(1));
+    std::filesystem::create_directories(dir);
     storage::StoreOptions options;
-    char dir[] = "/tmp/auth-bench-XXXXXX";
-    if (mkdtemp(dir) == nullptr) abort();
-    options.data_dir = std::string(dir) + "/store";
+    options.data_dir = (dir / "store").string();
     auto opened = storage::MailStore::Open(options);
     if (!opened.ok()) abort();
     store = *std::move(opened);
@@ -36,6 +42,12 @@ struct Fixture {
     auth = std::make_unique<AuthService>(store.get(), AuthServiceOptions{.cache_ttl = cache_ttl,
                                                                          .hash_setting = *setting,
                                                                          .rehash_at_login = false});
+  }
+  ~Fixture() {
+    auth.reset();
+    store.reset();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
   }
 };
 
