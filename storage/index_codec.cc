@@ -1,6 +1,7 @@
 #include "storage/index_codec.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "rocksdb/slice.h"
 
@@ -25,6 +26,15 @@ constexpr uint8_t kTenantPlaintextAuthMax = 2;   // PlaintextAuth::kRequireTls
 constexpr uint8_t kTenantVersionWithAuth = 3;    // + flags, master users
 constexpr uint8_t kTenantFlagApop = 1;
 constexpr uint8_t kTenantFieldPasswordScheme = 1;
+constexpr uint8_t kTenantFieldLoginDelay = 2;
+constexpr uint8_t kTenantFieldExpireDays = 3;
+constexpr uint8_t kTenantFieldDailyDownloadBytes = 4;
+constexpr uint8_t kTenantFieldListNewest = 5;
+constexpr uint8_t kTenantFieldIdleTimeout = 6;
+constexpr uint8_t kTenantFieldConnectionsPerUser = 7;
+constexpr uint8_t kTenantFieldLoginMechanisms = 8;
+constexpr uint8_t kTenantFieldLang = 9;
+constexpr uint8_t kTenantFieldPolicyRevision = 10;
 constexpr size_t kMoveBytes = 5 * 8;
 
 std::string_view View(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
@@ -52,6 +62,39 @@ bool ForEachTaggedField(std::string_view rest, Field field) {
     if (!field(tag, rest.substr(0, length))) return false;
     rest.remove_prefix(length);
   }
+  return true;
+}
+
+std::string LE32Text(uint32_t value) {
+  std::string out;
+  PutLE32(&out, value);
+  return out;
+}
+
+std::string LE64Text(uint64_t value) {
+  std::string out;
+  PutLE64(&out, value);
+  return out;
+}
+
+// A tagged number: 0 is written only when `present` (optional fields), as empty values are not.
+void PutTaggedNumber32(std::string* out, uint8_t tag, std::optional<uint32_t> value) {
+  if (value.has_value()) PutTaggedField(out, tag, LE32Text(*value));
+}
+
+void PutTaggedNumber64(std::string* out, uint8_t tag, uint64_t value) {
+  if (value != 0) PutTaggedField(out, tag, LE64Text(value));
+}
+
+bool GetTaggedNumber32(std::string_view value, uint32_t* out) {
+  if (value.size() != 4) return false;
+  *out = GetLE32(value.data());
+  return true;
+}
+
+bool GetTaggedNumber64(std::string_view value, uint64_t* out) {
+  if (value.size() != 8) return false;
+  *out = GetLE64(value.data());
   return true;
 }
 
@@ -420,7 +463,8 @@ bool DecodeAccount(std::string_view in, AccountRecord* r) {
 }
 
 std::string EncodeTenant(const TenantRecord& r) {
-  const bool with_auth = r.apop_allowed || !r.master_users.empty() || !r.password_scheme.empty();
+  const bool with_auth = r.apop_allowed || !r.master_users.empty() || !r.password_scheme.empty() ||
+                         r.service != TenantServiceSettings() || r.policy_revision != 0;
   const bool with_policy = with_auth || r.plaintext_auth != 0;
   const uint8_t version = with_auth     ? kTenantVersionWithAuth
                           : with_policy ? kTenantVersionWithPolicy
@@ -441,6 +485,16 @@ std::string EncodeTenant(const TenantRecord& r) {
       out.append(user, 0, std::min<size_t>(user.size(), 255));
     }
     PutTaggedField(&out, kTenantFieldPasswordScheme, r.password_scheme);
+    const TenantServiceSettings& service = r.service;
+    PutTaggedNumber32(&out, kTenantFieldLoginDelay, service.login_delay_s);
+    PutTaggedNumber32(&out, kTenantFieldExpireDays, service.expire_days);
+    PutTaggedNumber64(&out, kTenantFieldDailyDownloadBytes, service.daily_download_bytes);
+    PutTaggedNumber64(&out, kTenantFieldListNewest, service.list_newest);
+    PutTaggedNumber64(&out, kTenantFieldIdleTimeout, service.idle_timeout_s);
+    PutTaggedNumber64(&out, kTenantFieldConnectionsPerUser, service.connections_per_user);
+    PutTaggedField(&out, kTenantFieldLoginMechanisms, service.login_mechanisms);
+    PutTaggedField(&out, kTenantFieldLang, service.lang);
+    PutTaggedNumber64(&out, kTenantFieldPolicyRevision, r.policy_revision);
   }
   return out;
 }
@@ -460,6 +514,8 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
   r->apop_allowed = false;
   r->master_users.clear();
   r->password_scheme.clear();
+  r->service = TenantServiceSettings();
+  r->policy_revision = 0;
   if (version == kTenantVersionWithAuth) {
     const uint8_t flags = static_cast<uint8_t>(in[26]);
     if ((flags & ~kTenantFlagApop) != 0) return false;
@@ -475,9 +531,44 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
       rest.remove_prefix(length);
     }
     const bool fields_ok = ForEachTaggedField(rest, [r](uint8_t tag, std::string_view value) {
-      if (tag != kTenantFieldPasswordScheme || value.empty()) return false;
-      r->password_scheme.assign(value);
-      return true;
+      TenantServiceSettings& service = r->service;
+      uint32_t number32 = 0;
+      uint64_t number64 = 0;
+      switch (tag) {
+        case kTenantFieldPasswordScheme:
+          r->password_scheme.assign(value);
+          return !value.empty();
+        case kTenantFieldLoginDelay:
+          if (!GetTaggedNumber32(value, &number32)) return false;
+          service.login_delay_s = number32;
+          return true;
+        case kTenantFieldExpireDays:
+          if (!GetTaggedNumber32(value, &number32)) return false;
+          service.expire_days = number32;
+          return true;
+        case kTenantFieldDailyDownloadBytes:
+          return GetTaggedNumber64(value, &service.daily_download_bytes);
+        case kTenantFieldListNewest:
+        case kTenantFieldIdleTimeout:
+        case kTenantFieldConnectionsPerUser: {
+          if (!GetTaggedNumber64(value, &number64) || number64 > UINT32_MAX) return false;
+          const uint32_t number = static_cast<uint32_t>(number64);
+          (tag == kTenantFieldListNewest         ? service.list_newest
+           : tag == kTenantFieldIdleTimeout      ? service.idle_timeout_s
+                                                 : service.connections_per_user) = number;
+          return true;
+        }
+        case kTenantFieldLoginMechanisms:
+          service.login_mechanisms.assign(value);
+          return !value.empty();
+        case kTenantFieldLang:
+          service.lang.assign(value);
+          return !value.empty();
+        case kTenantFieldPolicyRevision:
+          return GetTaggedNumber64(value, &r->policy_revision);
+        default:
+          return false;
+      }
     });
     if (!fields_ok) return false;
   }

@@ -28,6 +28,8 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/tenant_settings.h"
+
 #include "rocksdb/merge_operator.h"
 
 namespace posthaste::storage::internal {
@@ -194,8 +196,11 @@ struct TenantRecord {
   std::vector<std::string> master_users;
   // Then tagged fields (u8 tag, u32 length, bytes; an unknown or repeated tag is corruption):
   // the password scheme of the tenant's new hashes (text, e.g. "yescrypt:3"; empty: the
-  // server's). A record with one is version 3.
+  // server's). A record with one is version 3. Then the service settings (tags 2-9) and the
+  // policy's revision (tag 10), bumped by every policy change.
   std::string password_scheme;
+  TenantServiceSettings service;
+  uint64_t policy_revision = 0;
 };
 std::string EncodeTenant(const TenantRecord& r);
 bool DecodeTenant(std::string_view in, TenantRecord* r);

@@ -669,6 +669,8 @@ TenantInfo TenantInfoOf(std::string_view domain, const TenantRecord& record) {
   info.policy.apop_allowed = record.apop_allowed;
   info.policy.master_users = record.master_users;
   info.policy.password_scheme = record.password_scheme;
+  info.policy.service = record.service;
+  info.policy.revision = record.policy_revision;
   return info;
 }
 
@@ -704,6 +706,12 @@ absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const Tenant
   if (policy.password_scheme.size() > kTenantPasswordSchemeBytesMax) {
     return InvalidArgument("password scheme too long");
   }
+  if (policy.service.login_mechanisms.size() > kLoginMechanismsBytesMax) {
+    return InvalidArgument("login mechanism list too long");
+  }
+  if (policy.service.lang.size() > kLanguageTagBytesMax) {
+    return InvalidArgument("language tag too long");
+  }
   std::vector<std::string> masters;
   for (const std::string& user : policy.master_users) {
     absl::StatusOr<std::string> canonical = CanonicalAddress(user);
@@ -720,6 +728,8 @@ absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const Tenant
     record->apop_allowed = policy.apop_allowed;
     record->master_users = std::move(masters);
     record->password_scheme = policy.password_scheme;
+    record->service = policy.service;
+    ++record->policy_revision;
   });
 }
 

@@ -45,6 +45,7 @@
 #include "absl/time/time.h"
 #include "storage/message_format.h"  // NormalizeForStorage, ParseAddress, ValidateUidl
 #include "storage/store_error.h"     // StoreError, ErrorOf: the kind every error below carries
+#include "storage/tenant_settings.h"
 
 namespace posthaste::storage {
 
@@ -108,6 +109,11 @@ struct TenantPolicy {
   // HashSetting text ("yescrypt:3", "sha512-crypt"); empty: the server's. Opaque here: callers
   // check it. At most kTenantPasswordSchemeBytesMax bytes.
   std::string password_scheme;
+  // The tenant's POP3 service settings (LOGIN-DELAY, EXPIRE, download limit, listing cap, ...).
+  TenantServiceSettings service;
+  // Read only: starts at 0 and grows by one with every SetTenantPolicy, so that a reader can
+  // tell which version of the policy it saw (the admin API's ETag).
+  uint64_t revision = 0;
 };
 inline constexpr size_t kTenantMasterUsersMax = 64;
 inline constexpr size_t kTenantPasswordSchemeBytesMax = 64;

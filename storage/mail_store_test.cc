@@ -489,6 +489,45 @@ TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
   EXPECT_EQ(old->limits.quota_octets, 4000u);
 }
 
+TEST_F(MailStoreTest, TenantServiceSettingsRoundTripWithARevisionPerChange) {
+  Create("u@x.org");
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.revision, 0u);
+  TenantPolicy policy;
+  policy.apop_allowed = true;
+  TenantServiceSettings& service = policy.service;
+  service.login_delay_s = 0;  // set, unlike unset: advertised as LOGIN-DELAY 0
+  service.expire_days = TenantServiceSettings::kExpireNever;
+  service.daily_download_bytes = 5ull << 32;
+  service.list_newest = 100;
+  service.idle_timeout_s = 30;
+  service.connections_per_user = 2;
+  service.login_mechanisms = "PLAIN,USER";
+  service.lang = "de";
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", policy).ok());
+  Reopen();
+  TenantPolicy stored = store_->GetTenant("x.org")->policy;
+  EXPECT_EQ(stored.service, service);
+  EXPECT_TRUE(stored.apop_allowed);
+  EXPECT_EQ(stored.revision, 1u);
+  // Limits keep the settings and the revision; each policy change moves it on.
+  ASSERT_TRUE(store_->SetTenantLimits("x.org", TenantLimits{9, 0, 0}).ok());
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.service, service);
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.revision, 1u);
+  stored.service = TenantServiceSettings();
+  stored.service.expire_days = 0;
+  ASSERT_TRUE(store_->SetTenantPolicy("x.org", stored).ok());
+  Reopen();
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.service.expire_days, 0u);
+  EXPECT_FALSE(store_->GetTenant("x.org")->policy.service.login_delay_s.has_value());
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.revision, 2u);
+  stored.service.lang = std::string(kLanguageTagBytesMax + 1, 'x');
+  EXPECT_EQ(store_->SetTenantPolicy("x.org", stored).code(), absl::StatusCode::kInvalidArgument);
+  stored.service.lang.clear();
+  stored.service.login_mechanisms = std::string(kLoginMechanismsBytesMax + 1, 'X');
+  EXPECT_EQ(store_->SetTenantPolicy("x.org", stored).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetTenant("x.org")->policy.revision, 2u);
+}
+
 TEST_F(MailStoreTest, ApopAndMasterUsersRoundTripAndKeepOlderFields) {
   Create("u@x.org");
   Create("boss@x.org");

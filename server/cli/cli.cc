@@ -32,6 +32,7 @@
 #include "server/placement/tenant_move.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
+#include "server/tenant/settings_fields.h"
 #include "storage/mail_store.h"
 #include "storage/migration/maildir_import.h"
 #include "storage/migration/mbox_import.h"
@@ -574,6 +575,9 @@ std::string AuthPolicyText(const storage::TenantPolicy& policy) {
   }
   if (!policy.password_scheme.empty())
     absl::StrAppend(&text, "\tpassword_scheme=", policy.password_scheme);
+  for (const auto& [name, value] : tenant::ChangedTenantSettings(policy.service)) {
+    absl::StrAppend(&text, "\t", AbslView(name), "=", value);
+  }
   return text;
 }
 
@@ -616,8 +620,17 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
       *password_scheme = auth::HashSettingText(*setting);
     }
   }
+  // The service settings, checked before anything is opened: one bad value changes nothing.
+  storage::TenantServiceSettings settings_check;
+  bool settings_change = false;
+  for (std::string_view name : tenant::kTenantSettingNames) {
+    auto it = args.flags.find(std::string(name));
+    if (it == args.flags.end()) continue;
+    PH_RETURN_IF_ERROR(tenant::SetTenantSetting(name, it->second, &settings_check));
+    settings_change = true;
+  }
   const bool change = plaintext_auth.has_value() || apop.has_value() || master_users.has_value() ||
-                      password_scheme.has_value();
+                      password_scheme.has_value() || settings_change;
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
   storage::TenantPolicy policy;
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
@@ -631,6 +644,12 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
     if (apop.has_value()) policy.apop_allowed = *apop;
     if (master_users.has_value()) policy.master_users = *std::move(master_users);
     if (password_scheme.has_value()) policy.password_scheme = *std::move(password_scheme);
+    for (std::string_view name : tenant::kTenantSettingNames) {
+      auto it = args.flags.find(std::string(name));
+      if (it != args.flags.end()) {
+        PH_RETURN_IF_ERROR(tenant::SetTenantSetting(name, it->second, &policy.service));
+      }
+    }
     // A running server re-reads tenant policies before this command's answer goes back.
     PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));
     PH_ASSIGN_OR_RETURN(storage::TenantInfo stored, store->GetTenant(domain));
@@ -776,14 +795,19 @@ const std::vector<Command>& Commands() {
        {"quota_messages", "quota_octets", "message_bytes_max", "max_message_bytes"}},
       {{"tenant", "policy"},
        "DOMAIN [--plaintext_auth=default|allow|require_tls] [--apop=allow|deny] "
-       "[--master_users=ADDR,...|none] [--password_scheme=SCHEME[:COST]|default]",
+       "[--master_users=ADDR,...|none] [--password_scheme=SCHEME[:COST]|default] "
+       "[--login_delay_s=N|default] [--expire_days=N|never|default] [--daily_download_bytes=N] "
+       "[--list_newest=N] [--idle_timeout_s=N] [--connections_per_user=N] "
+       "[--login_mechanisms=NAME,...|default] [--lang=TAG|default]",
        "show or set a domain's login rules: logins without TLS, APOP and CRAM-MD5 (off by "
        "default), master users (log in as any user of the domain with their own password), and "
        "the scheme of its new password hashes (default: the server's, yescrypt:3)",
        1,
        1,
        TenantPolicyCommand,
-       {"plaintext_auth", "apop", "master_users", "password_scheme"}},
+       {"plaintext_auth", "apop", "master_users", "password_scheme", "login_delay_s",
+        "expire_days", "daily_download_bytes", "list_newest", "idle_timeout_s",
+        "connections_per_user", "login_mechanisms", "lang"}},
       {{"tenant", "list"}, "", "list domains: limits and plaintext_auth", 0, 0, TenantList},
       {{"deliver"},
        "ADDRESS < message",

@@ -400,6 +400,28 @@ TEST_F(CliTest, TenantPolicyShowSetAndList) {
             "example.test\tplaintext_auth=default\n");
 }
 
+TEST_F(CliTest, TenantServiceSettingsSetShownAndReset) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  CliRun set = RunWith({"tenant", "policy", flag_, "example.test", "--login_delay_s=900",
+                        "--expire_days=0", "--daily_download_bytes=1000000", "--list_newest=50",
+                        "--lang=de", "--login_mechanisms=user,scram-sha-256"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out,
+            "example.test\tplaintext_auth=default\tlogin_delay_s=900\texpire_days=0"
+            "\tdaily_download_bytes=1000000\tlist_newest=50\tlogin_mechanisms=SCRAM-SHA-256,USER"
+            "\tlang=de\n");
+  // One bad value: refused by name, nothing changed (not even the good flags beside it).
+  ExpectOneLineFailure(RunWith({"tenant", "policy", flag_, "example.test", "--login_delay_s=5",
+                                "--expire_days=soon"}),
+                       kExitFailure, "expire_days: expected days, never or default");
+  EXPECT_EQ(RunWith({"tenant", "policy", flag_, "example.test"}).out, set.out);
+  set = RunWith({"tenant", "policy", flag_, "example.test", "--expire_days=never",
+                 "--login_delay_s=default", "--daily_download_bytes=0", "--list_newest=0",
+                 "--lang=default", "--login_mechanisms=default"});
+  ASSERT_EQ(set.status, kExitOk) << set.err;
+  EXPECT_EQ(set.out, "example.test\tplaintext_auth=default\texpire_days=never\n");
+}
+
 TEST_F(CliTest, ApopSecretAndAuthPolicies) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   CliRun set = RunWith({"user", "apop-secret", flag_, "A@example.test"}, "tanstaaf\n");
