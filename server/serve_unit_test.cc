@@ -282,12 +282,12 @@ TEST(CidrTest, MatchesV4AndV6) {
 TEST(MaildropRegistryTest, RefuseGrantsOneHolderAtATime) {
   MaildropRegistry r;
   ConnectionRef a{0, 1}, b{1, 2}, holder;
-  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, 10, pop3::InUsePolicy::kRefuse, a, &holder),
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, {.user_ip_limit = 10}, pop3::InUsePolicy::kRefuse, a, &holder),
             Outcome::kGranted);
-  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, 10, pop3::InUsePolicy::kRefuse, b, &holder),
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", true, {.user_ip_limit = 10}, pop3::InUsePolicy::kRefuse, b, &holder),
             Outcome::kInUse);
   r.Release("u@d", "1.1.1.1", true, a);
-  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", false, 10, pop3::InUsePolicy::kRefuse, b, &holder),
+  EXPECT_EQ(r.Acquire("u@d", "1.1.1.1", false, {.user_ip_limit = 10}, pop3::InUsePolicy::kRefuse, b, &holder),
             Outcome::kGranted);
   r.Release("u@d", "1.1.1.1", true, b);
   EXPECT_EQ(r.users(), 0u);
@@ -297,16 +297,16 @@ TEST(MaildropRegistryTest, TakeoverAsksTheHolderOnce) {
   MaildropRegistry r;
   ConnectionRef a{0, 1}, b{1, 2}, c{1, 3}, holder;
   const auto kTake = pop3::InUsePolicy::kTakeover;
-  ASSERT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, a, &holder), Outcome::kGranted);
-  ASSERT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, b, &holder), Outcome::kAskHolder);
+  ASSERT_EQ(r.Acquire("u@d", "ip", true, {.user_ip_limit = 0}, kTake, a, &holder), Outcome::kGranted);
+  ASSERT_EQ(r.Acquire("u@d", "ip", true, {.user_ip_limit = 0}, kTake, b, &holder), Outcome::kAskHolder);
   EXPECT_EQ(holder, a);
   // While the question is out, others are told it is in use.
-  EXPECT_EQ(r.Acquire("u@d", "ip", true, 0, kTake, c, &holder), Outcome::kInUse);
+  EXPECT_EQ(r.Acquire("u@d", "ip", true, {.user_ip_limit = 0}, kTake, c, &holder), Outcome::kInUse);
   // The holder was busy: b is refused and a keeps it.
   EXPECT_FALSE(r.FinishTakeover("u@d", b, /*released=*/false));
   EXPECT_EQ(r.HolderForTest("u@d"), a);
   // Asked again, the holder was idle and was ended: b holds it; a's late release is ignored.
-  ASSERT_EQ(r.Acquire("u@d", "ip", false, 0, kTake, b, &holder), Outcome::kAskHolder);
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, {.user_ip_limit = 0}, kTake, b, &holder), Outcome::kAskHolder);
   EXPECT_TRUE(r.FinishTakeover("u@d", b, /*released=*/true));
   r.Release("u@d", "ip", true, a);
   EXPECT_EQ(r.HolderForTest("u@d"), b);
@@ -317,14 +317,56 @@ TEST(MaildropRegistryTest, UserIpLimitCountsConnections) {
   ConnectionRef holder;
   const auto kRefuse = pop3::InUsePolicy::kRefuse;
   for (uint64_t i = 1; i <= 2; ++i) {
-    EXPECT_NE(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, i}, &holder),
+    EXPECT_NE(r.Acquire("u@d", "ip", true, {.user_ip_limit = 2}, kRefuse, {0, i}, &holder),
               Outcome::kTooManyForUserIp);
   }
-  EXPECT_EQ(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, 3}, &holder), Outcome::kTooManyForUserIp);
-  EXPECT_NE(r.Acquire("u@d", "other-ip", true, 2, kRefuse, {0, 4}, &holder),
+  EXPECT_EQ(r.Acquire("u@d", "ip", true, {.user_ip_limit = 2}, kRefuse, {0, 3}, &holder), Outcome::kTooManyForUserIp);
+  EXPECT_NE(r.Acquire("u@d", "other-ip", true, {.user_ip_limit = 2}, kRefuse, {0, 4}, &holder),
             Outcome::kTooManyForUserIp);
   r.Release("u@d", "ip", true, {0, 2});
-  EXPECT_NE(r.Acquire("u@d", "ip", true, 2, kRefuse, {0, 5}, &holder), Outcome::kTooManyForUserIp);
+  EXPECT_NE(r.Acquire("u@d", "ip", true, {.user_ip_limit = 2}, kRefuse, {0, 5}, &holder), Outcome::kTooManyForUserIp);
+}
+
+TEST(MaildropRegistryTest, UserLimitCountsConnectionsFromEveryAddress) {
+  MaildropRegistry r;
+  ConnectionRef holder;
+  const auto kRefuse = pop3::InUsePolicy::kRefuse;
+  const MaildropRegistry::Limits two_per_user{.user_limit = 2};
+  EXPECT_EQ(r.Acquire("u@d", "ip1", true, two_per_user, kRefuse, {0, 1}, &holder),
+            Outcome::kGranted);
+  EXPECT_EQ(r.Acquire("u@d", "ip2", true, two_per_user, kRefuse, {0, 2}, &holder),
+            Outcome::kInUse);  // counted: it stays logged in without the maildrop
+  EXPECT_EQ(r.Acquire("u@d", "ip3", true, two_per_user, kRefuse, {0, 3}, &holder),
+            Outcome::kTooManyForUser);
+  r.Release("u@d", "ip2", true, {0, 2});
+  EXPECT_EQ(r.Acquire("u@d", "ip3", true, two_per_user, kRefuse, {0, 3}, &holder),
+            Outcome::kInUse);
+}
+
+TEST(MaildropRegistryTest, LoginDelayRefusesAGrantTooSoonAfterTheLastOne) {
+  MaildropRegistry r;
+  ConnectionRef holder;
+  const auto kRefuse = pop3::InUsePolicy::kRefuse;
+  constexpr uint64_t kSecond = 1'000'000'000;
+  MaildropRegistry::Limits limits{.login_delay_ns = 60 * kSecond, .now_ns = 1000 * kSecond};
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 1}, &holder), Outcome::kGranted);
+  r.Release("u@d", "ip", false, {0, 1});
+  limits.now_ns += 59 * kSecond;
+  EXPECT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 2}, &holder), Outcome::kTooSoon);
+  EXPECT_EQ(r.users(), 0u);  // a refusal holds nothing
+  // Another user is not delayed by it; a refused attempt does not move the clock.
+  EXPECT_EQ(r.Acquire("v@d", "ip", false, limits, kRefuse, {0, 3}, &holder), Outcome::kGranted);
+  limits.now_ns += 1 * kSecond;
+  EXPECT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 4}, &holder), Outcome::kGranted);
+  EXPECT_EQ(r.delayed_users(), 2u);
+  // A takeover's grant starts the delay too.
+  r.Release("u@d", "ip", false, {0, 4});
+  limits.now_ns += 60 * kSecond;
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 5}, &holder), Outcome::kGranted);
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, {}, pop3::InUsePolicy::kTakeover, {0, 6}, &holder),
+            Outcome::kAskHolder);
+  limits.now_ns += 61 * kSecond;
+  ASSERT_EQ(r.Acquire("w@d", "ip", false, limits, kRefuse, {0, 7}, &holder), Outcome::kGranted);
 }
 
 TEST(OwnerShardTest, StableAndInRange) {

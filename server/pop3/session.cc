@@ -823,6 +823,10 @@ void Pop3Session::OnAuthResult(const Pop3AuthResult& result) {
       WipeCredentials();
       AppendLine("-ERR [SYS/PERM] Account unavailable");
       break;
+    case Pop3AuthResult::Code::kMechanismRefused:
+      WipeCredentials();
+      AppendLine("-ERR [AUTH] This login mechanism is not allowed for this domain");
+      break;
   }
   Advance();
 }
@@ -836,6 +840,8 @@ void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
       PH_CHECK(result.snapshot != nullptr);
       snapshot_ = std::move(result.snapshot);
       deleted_.assign(snapshot_->count(), 0);
+      user_policy_ = result.user_policy;
+      if (user_policy_.capa.expire_days == 0u) retrieved_.assign(snapshot_->count(), 0);
       live_count_ = snapshot_->count();
       live_octets_ = snapshot_->total_octets();
       state_ = Pop3State::kTransaction;
@@ -865,6 +871,12 @@ void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
     case Pop3MaildropResult::Code::kPermFailure:
       account_.clear();
       AppendLine("-ERR [SYS/PERM] Maildrop unavailable");
+      break;
+    case Pop3MaildropResult::Code::kLoginDelay:
+      // RFC 2449 section 8.1.1: the session goes on; the client may try again later.
+      account_.clear();
+      ++counters_.login_delay_refusals;
+      AppendLine("-ERR [LOGIN-DELAY] Logged in too recently, try again later");
       break;
   }
   Advance();
@@ -904,7 +916,6 @@ void Pop3Session::OnTlsStarted() {
 // Commands valid in both states
 
 void Pop3Session::CmdCapa(std::string_view args) {
-  const Pop3TenantPolicy& policy = options_.policy;
   AppendLine("+OK Capability list follows");
   AppendLine("TOP");
   // Plaintext mechanisms are advertised only where they would be accepted (RFC 2595 2.2).
@@ -919,22 +930,11 @@ void Pop3Session::CmdCapa(std::string_view args) {
     }
     Append("\r\n");
   }
+  const CapaPolicy capa = CurrentCapaPolicy();
   AppendLine("RESP-CODES");
-  if (policy.login_delay_seconds.has_value()) {
-    Append("LOGIN-DELAY ");
-    AppendNumber(*policy.login_delay_seconds);
-    Append("\r\n");
-  }
+  AppendLoginDelay(capa);
   AppendLine("PIPELINING");
-  if (policy.expire_days.has_value()) {
-    if (*policy.expire_days == Pop3TenantPolicy::kExpireNever) {
-      AppendLine("EXPIRE NEVER");
-    } else {
-      Append("EXPIRE ");
-      AppendNumber(*policy.expire_days);
-      Append("\r\n");
-    }
-  }
+  AppendExpire(capa);
   AppendLine("UIDL");
   if (!options_.implementation.empty()) {
     Append("IMPLEMENTATION ");
@@ -946,6 +946,44 @@ void Pop3Session::CmdCapa(std::string_view args) {
   }
   AppendLine("UTF8");
   AppendLine(".");
+}
+
+CapaPolicy Pop3Session::CurrentCapaPolicy() const {
+  const Pop3TenantPolicy& policy = options_.policy;
+  CapaPolicy server{.login_delay_seconds = policy.login_delay_seconds,
+                    .expire_days = policy.expire_days};
+  if (state_ != Pop3State::kAuthorization) {
+    CapaPolicy user = user_policy_.capa;
+    user.per_user = false;
+    if (!user.login_delay_seconds.has_value()) user.login_delay_seconds = server.login_delay_seconds;
+    if (!user.expire_days.has_value()) user.expire_days = server.expire_days;
+    return user;
+  }
+  if (policy.tenant_plaintext_auth != nullptr) {
+    CapaPolicy tenants = policy.tenant_plaintext_auth->BeforeLogin();
+    if (tenants.login_delay_seconds.has_value() || tenants.expire_days.has_value()) return tenants;
+  }
+  return server;
+}
+
+void Pop3Session::AppendLoginDelay(const CapaPolicy& capa) {
+  if (capa.login_delay_seconds.has_value()) {
+    Append("LOGIN-DELAY ");
+    AppendNumber(*capa.login_delay_seconds);
+    Append(capa.per_user ? " USER\r\n" : "\r\n");
+  }
+}
+
+void Pop3Session::AppendExpire(const CapaPolicy& capa) {
+  if (capa.expire_days.has_value()) {
+    if (*capa.expire_days == CapaPolicy::kExpireNever) {
+      Append("EXPIRE NEVER");
+    } else {
+      Append("EXPIRE ");
+      AppendNumber(*capa.expire_days);
+    }
+    Append(capa.per_user ? " USER\r\n" : "\r\n");
+  }
 }
 
 void Pop3Session::CmdUtf8(std::string_view args) {
@@ -1010,10 +1048,17 @@ void Pop3Session::CmdQuit(std::string_view args) {
     QueueClose();
     return;
   }
-  // TRANSACTION: enter UPDATE and commit once; the reply waits for the result.
+  // TRANSACTION: enter UPDATE and commit once; the reply waits for the result. Under
+  // EXPIRE 0 what RETR sent goes too (retrieved_ is empty otherwise).
   deletions_.clear();
   for (uint32_t i = 0; i < deleted_.size(); ++i) {
-    if (deleted_[i]) deletions_.push_back(MessageIndex(i));
+    const bool retrieved = i < retrieved_.size() && retrieved_[i] != 0;
+    if (deleted_[i] || retrieved) deletions_.push_back(MessageIndex(i));
+    if (!deleted_[i] && retrieved) {
+      --live_count_;
+      live_octets_ -= snapshot_->size_octets(MessageIndex(i));
+      ++counters_.expired_at_quit;
+    }
   }
   state_ = Pop3State::kUpdate;
   Push(QueuedAction{Pop3ActionKind::kCommit});
@@ -1183,6 +1228,7 @@ void Pop3Session::CmdRetr(std::string_view args) {
   stream.message = *index;
   stream.weight = octets;
   Push(stream);
+  if (!retrieved_.empty()) retrieved_[index->value()] = 1;
 }
 
 void Pop3Session::CmdTop(std::string_view args) {

@@ -61,6 +61,16 @@ enum class TenantPlaintextAuth : uint8_t {
   kRequireTls,  // refused without TLS, even from loopback or when the server-wide rule allows
 };
 
+// RFC 2449 LOGIN-DELAY and EXPIRE as CAPA announces them.
+struct CapaPolicy {
+  static constexpr uint32_t kExpireNever = UINT32_MAX;
+  std::optional<uint32_t> login_delay_seconds;  // unset: not announced
+  std::optional<uint32_t> expire_days;          // unset: not announced; kExpireNever: "NEVER"
+  // Before login: the values vary per user ("USER" follows them).
+  bool per_user = false;
+  bool operator==(const CapaPolicy&) const = default;
+};
+
 // The driver's synchronous, non-blocking answer to "which setting has this tenant?", asked on
 // the session's thread once per USER, AUTH LOGIN user name or AUTH PLAIN response, before any
 // password is asked for. Implementations read an immutable snapshot (no locks, no I/O).
@@ -73,6 +83,8 @@ class TenantPlaintextAuthLookup {
   // Whether some tenant has kAllow. When none has, requests the server-wide rule refuses are
   // refused at the command, before the client sends even a user name (as without tenants).
   virtual bool AnyAllowed() const = 0;
+  // LOGIN-DELAY and EXPIRE for CAPA before login, when tenants set them (else the policy's).
+  virtual CapaPolicy BeforeLogin() const { return {}; }
 };
 
 struct Pop3TenantPolicy {
@@ -183,7 +195,9 @@ struct Pop3SessionOptions {
   X(output_blocked, "limit: output_queued_bytes_max (pauses)")          \
   X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)") \
   X(stls_discarded_bytes, "plaintext dropped behind/during STLS")       \
-  X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close")
+  X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close") \
+  X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")  \
+  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")
 struct Pop3SessionCounters {
   PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
@@ -219,6 +233,9 @@ struct Pop3AuthResult {
     kLoginDelay,      // -ERR [LOGIN-DELAY] (RFC 2449 section 8.1.2)
     kTempFailure,     // -ERR [SYS/TEMP]
     kPermFailure,     // -ERR [SYS/PERM]
+    // -ERR [AUTH]: the credentials were right but the user's tenant does not allow this login
+    // mechanism (`tenant policy --login_mechanisms`); not a failed attempt.
+    kMechanismRefused,
   };
   Code code = Code::kBadCredentials;
   // On kOk: the account name to open (e.g. the canonical user@domain). Empty: the name given.
@@ -229,16 +246,25 @@ struct Pop3AuthResult {
   std::optional<uint32_t> failure_delay_ms;
 };
 
+// What the user's tenant sets for the session, known once the maildrop is open.
+struct Pop3UserPolicy {
+  // CAPA's LOGIN-DELAY and EXPIRE for this user (per_user is false). expire_days 0: the
+  // messages retrieved with RETR are deleted at QUIT (RFC 2449 EXPIRE 0).
+  CapaPolicy capa;
+};
+
 struct Pop3MaildropResult {
   enum class Code : uint8_t {
     kOk,
     kInUse,         // -ERR [IN-USE]
     kTempFailure,   // -ERR [SYS/TEMP]
     kPermFailure,   // -ERR [SYS/PERM]
-    kLimitReached,  // -ERR [SYS/TEMP], then close: too many sessions of this user from this IP
+    kLimitReached,  // -ERR [SYS/TEMP], then close: too many sessions of this user (from this IP)
+    kLoginDelay,    // -ERR [LOGIN-DELAY]: logged in more recently than the tenant allows
   };
   Code code = Code::kTempFailure;
   std::shared_ptr<const MailboxSnapshot> snapshot;  // REQUIRED non-null on kOk
+  Pop3UserPolicy user_policy;                       // on kOk
 };
 
 enum class Pop3CommitResult : uint8_t { kOk, kTempFailure };
@@ -408,6 +434,11 @@ class Pop3Session {
   void AbandonSasl(bool cancelled);
   void ContinueListing();
   void AppendMaildropSummary();
+  void AppendLoginDelay(const CapaPolicy& capa);
+  void AppendExpire(const CapaPolicy& capa);
+  // LOGIN-DELAY and EXPIRE as CAPA announces them now: the user's once logged in, else what
+  // the tenants set, else the server's policy.
+  CapaPolicy CurrentCapaPolicy() const;
   void WipeCredentials();
 
   // Output.
@@ -458,6 +489,10 @@ class Pop3Session {
   std::string account_;
   std::shared_ptr<const MailboxSnapshot> snapshot_;
   std::vector<uint8_t> deleted_;  // 1: marked by DELE
+  // What the user's tenant sets (from the maildrop's opening).
+  Pop3UserPolicy user_policy_;
+  // EXPIRE 0 only: 1 for each message sent by RETR in this session (deleted at QUIT).
+  std::vector<uint8_t> retrieved_;
   uint32_t live_count_ = 0;
   uint64_t live_octets_ = 0;
   std::vector<MessageIndex> deletions_;  // filled at QUIT for the commit action

@@ -1065,6 +1065,84 @@ TEST(Pop3SessionTest, CapaDependsOnTlsLoginAndPolicy) {
   EXPECT_THAT(in_transaction.driver.TakeOutput(), Not(HasSubstr("STLS")));
 }
 
+// A tenant lookup whose CAPA values before login are set by the test.
+class CapaTenants : public TenantPlaintextAuthLookup {
+ public:
+  explicit CapaTenants(CapaPolicy before_login) : before_login_(before_login) {}
+  TenantPlaintextAuth ForDomain(std::string_view) const override {
+    return TenantPlaintextAuth::kDefault;
+  }
+  bool AnyAllowed() const override { return false; }
+  CapaPolicy BeforeLogin() const override { return before_login_; }
+
+ private:
+  CapaPolicy before_login_;
+};
+
+TEST(Pop3SessionTest, CapaAnnouncesTheTenantsLeastValuesBeforeLoginAndTheUsersAfter) {
+  CapaTenants tenants({.login_delay_seconds = 0, .expire_days = 30, .per_user = true});
+  Pop3SessionOptions options = PlainOptions();
+  options.policy.tenant_plaintext_auth = &tenants;
+  Fixture f(options);
+  f.driver.accounts()["mrose"].user_policy.capa = {.login_delay_seconds = 900,
+                                                   .expire_days = CapaPolicy::kExpireNever};
+  f.driver.Feed("CAPA\r\n");
+  std::string before = f.driver.TakeOutput();
+  EXPECT_THAT(before, HasSubstr("\r\nLOGIN-DELAY 0 USER\r\nPIPELINING\r\nEXPIRE 30 USER\r\n"));
+  f.Login();
+  f.driver.Feed("CAPA\r\n");
+  const std::string after = f.driver.TakeOutput();
+  EXPECT_THAT(after, HasSubstr("\r\nLOGIN-DELAY 900\r\nPIPELINING\r\nEXPIRE NEVER\r\n"));
+  EXPECT_THAT(after, Not(HasSubstr("USER\r\nPIPELINING")));
+  // A user whose tenant sets nothing: no LOGIN-DELAY, no EXPIRE after login.
+  Fixture plain(options);
+  plain.Login();
+  plain.driver.Feed("CAPA\r\n");
+  EXPECT_EQ(plain.driver.TakeOutput(), kCapaPlain);
+}
+
+TEST(Pop3SessionTest, LoginDelayRefusalKeepsTheSessionInAuthorization) {
+  Fixture f;
+  f.driver.accounts()["mrose"].maildrop_code = Pop3MaildropResult::Code::kLoginDelay;
+  f.driver.Feed("USER mrose\r\nPASS secret\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK\r\n-ERR [LOGIN-DELAY] Logged in too recently, try again later\r\n");
+  EXPECT_EQ(f.session().state(), Pop3State::kAuthorization);
+  EXPECT_EQ(f.session().counters().login_delay_refusals, 1u);
+  EXPECT_EQ(f.session().counters().auth_failures, 0u);
+  f.driver.accounts()["mrose"].maildrop_code.reset();
+  f.Login();
+}
+
+TEST(Pop3SessionTest, MechanismRefusedByTheTenantIsNotAFailedLogin) {
+  Fixture f;
+  f.driver.accounts()["mrose"].auth_code = Pop3AuthResult::Code::kMechanismRefused;
+  f.driver.Feed("USER mrose\r\nPASS secret\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK\r\n-ERR [AUTH] This login mechanism is not allowed for this domain\r\n");
+  EXPECT_EQ(f.session().state(), Pop3State::kAuthorization);
+  EXPECT_EQ(f.session().counters().auth_failures, 0u);
+}
+
+TEST(Pop3SessionTest, ExpireZeroDeletesWhatRetrWasSentAtQuit) {
+  Fixture f;
+  f.driver.accounts()["mrose"].user_policy.capa.expire_days = 0;
+  f.Login();
+  // RETR 1 and 3 are sent; TOP 2 is not a retrieval; DELE 3 then RSET undoes the mark only.
+  f.driver.Feed("RETR 1\r\nTOP 2 0\r\nRETR 3\r\nDELE 3\r\nRSET\r\n");
+  f.driver.TakeOutput();
+  f.driver.Feed("QUIT\r\n");
+  EXPECT_THAT(f.driver.TakeOutput(), HasSubstr("signing off (1 message left)"));
+  EXPECT_THAT(f.driver.events(), ::testing::Contains("commit 0,2"));
+  EXPECT_EQ(f.session().counters().expired_at_quit, 2u);
+  // Without EXPIRE 0, RETR deletes nothing.
+  Fixture keep;
+  keep.Login();
+  keep.driver.Feed("RETR 1\r\nQUIT\r\n");
+  EXPECT_THAT(keep.driver.TakeOutput(), HasSubstr("signing off (3 messages left)"));
+  EXPECT_THAT(keep.driver.events(), ::testing::Contains("commit "));
+}
+
 TEST(Pop3SessionTest, Utf8IsAcceptedBeforeAndAfterLogin) {
   Fixture f;
   EXPECT_FALSE(f.session().utf8_enabled());

@@ -14,7 +14,7 @@ bool MaildropLocks::Acquire(uint64_t id, Request request, absl::AnyInvocable<voi
     SendRelease(id, lease, lease.counted);  // authenticated again, as someone else
     lease.counted = false;
   }
-  const bool count = !lease.counted && request.user_ip_limit > 0;
+  const bool count = !lease.counted && (request.user_ip_limit > 0 || request.user_limit > 0);
   lease.user = request.user;
   lease.ip = request.ip;
   if (count) lease.counted = true;
@@ -33,13 +33,18 @@ bool MaildropLocks::Acquire(uint64_t id, Request request, absl::AnyInvocable<voi
     if (shards->RunOn(owner, me.shard, [self, me, outcome] { self->OnOutcome(me.id, outcome); })) {
       return;
     }
-    shards->RegistryOf(owner).Release(user, ip, count && outcome != Outcome::kTooManyForUserIp, me);
+    shards->RegistryOf(owner).Release(user, ip, count && MaildropRegistry::CountsConnection(outcome),
+                                      me);
   };
   const bool sent = shards_.RunOn(shard_, owner, [shards, owner, me, request, count, reply] {
     MaildropRegistry& registry = shards->RegistryOf(owner);
     ConnectionRef holder;
-    const Outcome outcome = registry.Acquire(request.user, request.ip, count, request.user_ip_limit,
-                                             request.policy, me, &holder);
+    const MaildropRegistry::Limits limits{.user_ip_limit = request.user_ip_limit,
+                                          .user_limit = request.user_limit,
+                                          .login_delay_ns = request.login_delay_ns,
+                                          .now_ns = request.now_ns};
+    const Outcome outcome =
+        registry.Acquire(request.user, request.ip, count, limits, request.policy, me, &holder);
     if (outcome != Outcome::kAskHolder) {
       reply(outcome);
       return;
@@ -88,7 +93,7 @@ void MaildropLocks::OnOutcome(uint64_t id, Outcome outcome) {
   if (it == leases_.end()) return;  // a lease that is asking stays until its answer
   Lease& lease = it->second;
   lease.asking = false;
-  if (outcome == Outcome::kTooManyForUserIp) lease.counted = false;  // the owner did not count it
+  if (!MaildropRegistry::CountsConnection(outcome)) lease.counted = false;  // the owner did not
   if (lease.released) {  // the connection ended meanwhile: give back what it was granted
     SendRelease(id, lease, lease.counted);
     leases_.erase(it);

@@ -67,6 +67,9 @@ class MaildropLocks {
     uint32_t user_ip_limit = 0;
     pop3::InUsePolicy policy = pop3::InUsePolicy::kTakeover;
     uint64_t takeover_idle_ns = 0;  // a holder idle this long may be ended (kTakeover)
+    uint32_t user_limit = 0;        // connections per user (the tenant's); 0: none
+    uint64_t login_delay_ns = 0;    // the tenant's LOGIN-DELAY; 0: none
+    uint64_t now_ns = 0;            // the requester's clock (CLOCK_MONOTONIC) for the delay
   };
 
   MaildropLocks(MaildropShards& shards, uint32_t shard) : shards_(shards), shard_(shard) {}

@@ -19,18 +19,30 @@ uint32_t OwnerShard(std::string_view address, uint32_t shards) {
 }
 
 MaildropRegistry::Outcome MaildropRegistry::Acquire(std::string_view user, std::string_view ip,
-                                                    bool count_user_ip, uint32_t user_ip_limit,
+                                                    bool count_user_ip, const Limits& limits,
                                                     pop3::InUsePolicy policy,
                                                     ConnectionRef requester,
                                                     ConnectionRef* holder) {
+  if (limits.login_delay_ns > 0) {
+    auto last = login_allowed_at_ns_.find(AbslView(user));
+    if (last != login_allowed_at_ns_.end() && limits.now_ns < last->second) return Outcome::kTooSoon;
+  }
   Entry& entry = entries_[AbslView(user)];
   if (count_user_ip) {
     auto it = std::find_if(entry.ip_counts.begin(), entry.ip_counts.end(),
                            [&](const auto& p) { return p.first == ip; });
     const uint32_t count = it == entry.ip_counts.end() ? 0 : it->second;
-    if (user_ip_limit > 0 && count >= user_ip_limit) {
+    if (limits.user_ip_limit > 0 && count >= limits.user_ip_limit) {
       MaybeErase(user);
       return Outcome::kTooManyForUserIp;
+    }
+    if (limits.user_limit > 0) {
+      uint64_t total = 0;
+      for (const auto& [address, n] : entry.ip_counts) total += n;
+      if (total >= limits.user_limit) {
+        MaybeErase(user);
+        return Outcome::kTooManyForUser;
+      }
     }
     if (it == entry.ip_counts.end()) {
       entry.ip_counts.emplace_back(std::string(ip), 1);
@@ -40,12 +52,25 @@ MaildropRegistry::Outcome MaildropRegistry::Acquire(std::string_view user, std::
   }
   if (!entry.holder.has_value() || *entry.holder == requester) {
     entry.holder = requester;
+    RecordLogin(user, limits.login_delay_ns, limits.now_ns);
     return Outcome::kGranted;
   }
   if (entry.takeover_pending || policy == pop3::InUsePolicy::kRefuse) return Outcome::kInUse;
   entry.takeover_pending = true;
+  entry.pending_login_delay_ns = limits.login_delay_ns;
+  entry.pending_now_ns = limits.now_ns;
   *holder = *entry.holder;
   return Outcome::kAskHolder;
+}
+
+void MaildropRegistry::RecordLogin(std::string_view user, uint64_t login_delay_ns,
+                                   uint64_t now_ns) {
+  if (login_delay_ns == 0) return;
+  if (login_allowed_at_ns_.size() >= login_sweep_at_) {
+    absl::erase_if(login_allowed_at_ns_, [now_ns](const auto& e) { return e.second <= now_ns; });
+    login_sweep_at_ = std::max<size_t>(1024, 2 * login_allowed_at_ns_.size());
+  }
+  login_allowed_at_ns_[AbslView(user)] = now_ns + login_delay_ns;
 }
 
 bool MaildropRegistry::FinishTakeover(std::string_view user, ConnectionRef requester,
@@ -56,6 +81,7 @@ bool MaildropRegistry::FinishTakeover(std::string_view user, ConnectionRef reque
   entry.takeover_pending = false;
   if (released || !entry.holder.has_value()) {
     entry.holder = requester;
+    RecordLogin(user, entry.pending_login_delay_ns, entry.pending_now_ns);
     return true;
   }
   return false;

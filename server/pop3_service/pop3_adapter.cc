@@ -30,6 +30,7 @@ metrics::AuthResult AuthResultOf(pop3::Pop3AuthResult::Code code) {
     case pop3::Pop3AuthResult::Code::kTempFailure:
       return metrics::AuthResult::kTempFailure;
     case pop3::Pop3AuthResult::Code::kPermFailure:
+    case pop3::Pop3AuthResult::Code::kMechanismRefused:
       return metrics::AuthResult::kPermFailure;
   }
   return metrics::AuthResult::kFailed;
@@ -120,7 +121,9 @@ void Pop3Adapter::OnMaildropOpened(Pop3MaildropOpened opened) {
     PH_CHECK(opened.maildrop != nullptr);
     maildrop_ = std::move(opened.maildrop);
     recorder_.LoggedIn(session_.user());
-    session_.OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, maildrop_->view()});
+    if (opened.idle_timeout_ns != 0) idle_timeout_ns_ = opened.idle_timeout_ns;
+    session_.OnMaildropOpened(
+        {pop3::Pop3MaildropResult::Code::kOk, maildrop_->view(), opened.user_policy});
     last_input_ns_ = transport_->NowNs();  // TRANSACTION's idle clock starts now
   } else {
     if (!opened.error.ok()) {

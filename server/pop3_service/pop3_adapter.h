@@ -130,7 +130,7 @@ class Pop3Adapter final : public transport::TransportClient {
   Pop3Backend& backend_;
   metrics::ShardMetrics* const metrics_;
   const uint64_t auth_timeout_ns_;
-  const uint64_t idle_timeout_ns_;
+  uint64_t idle_timeout_ns_;  // the server's, or the user's tenant's once logged in
   SessionRecorder recorder_;  // before session_: the session's command observer
   pop3::Pop3Session session_;
   std::shared_ptr<const Pop3Maildrop> maildrop_;  // in TRANSACTION

@@ -60,6 +60,9 @@ struct Pop3MaildropOpened {
   pop3::Pop3MaildropResult::Code code = pop3::Pop3MaildropResult::Code::kTempFailure;
   std::shared_ptr<const Pop3Maildrop> maildrop;  // set on kOk
   absl::Status error;  // why the store could not open it (for the session's log line)
+  // On kOk: what the user's tenant sets for the session, and its idle limit (0: the server's).
+  pop3::Pop3UserPolicy user_policy;
+  uint64_t idle_timeout_ns = 0;
 };
 
 // Why a connection ended, for the counters (told once, in Finished).

@@ -62,6 +62,9 @@ namespace posthaste::server {
     "Connections or logins refused by a limit.")                                                   \
   X(limit_per_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")           \
   X(limit_per_user_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_user_ip", "") \
+  X(limit_per_user, kCounter, "posthaste_pop3_logins_refused_total", "reason=connections_per_user", \
+    "Logins refused by their tenant's policy after the credentials were right, by reason.")        \
+  X(mechanism_refusals, kCounter, "posthaste_pop3_logins_refused_total", "reason=mechanism", "")   \
   X(timeouts_auth, kCounter, "posthaste_pop3_timeouts_total", "timeout=authorization",             \
     "Connections closed by a timeout.")                                                            \
   X(timeouts_idle, kCounter, "posthaste_pop3_timeouts_total", "timeout=idle", "")                  \
@@ -171,7 +174,11 @@ struct ShardStats {
     "POP3 connections refused before the greeting, by reason.")                                    \
   X(limit_per_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_ip", "")       \
   X(limit_per_user_ip, kCounter, "posthaste_pop3_connections_refused_total", "reason=per_user_ip", \
-    "")
+    "")                                                                                            \
+  X(session.login_delay_refusals, kCounter, "posthaste_pop3_logins_refused_total",                 \
+    "reason=login_delay", "")                                                                      \
+  X(session.expired_at_quit, kCounter, "posthaste_pop3_expired_at_quit_total", "",                 \
+    "Messages deleted at QUIT because they were retrieved under the tenant's EXPIRE 0.")
 
 // Nested counters without a row of their own: X(member, why).
 #define PH_POP3_SHARD_NOT_EXPORTED(X)                                                        \

@@ -13,6 +13,8 @@
 #include "server/auth/sasl_mechanisms.h"
 #include "server/pop3_service/pop3_adapter.h"
 #include "server/pop3_service/pop3_shard.h"
+#include "server/reactor/timer.h"
+#include "server/tenant/settings_fields.h"
 #include "storage/message_format.h"
 #include "storage/store_error.h"
 
@@ -374,7 +376,9 @@ void Pop3ShardBackend::OnAuthVerdict(uint64_t id, const AuthVerdict& verdict,
         adapter->LogForBackend(LogLevel::kInfo, "master user login",
                                {{"master", verdict.master}, {"user", verdict.address}});
       }
-      result.code = pop3::Pop3AuthResult::Code::kOk;
+      result.code = MechanismAllowed(verdict.address, login.mechanism)
+                        ? pop3::Pop3AuthResult::Code::kOk
+                        : pop3::Pop3AuthResult::Code::kMechanismRefused;
       result.user = verdict.address;
       break;
     case AuthVerdict::Code::kBadCredentials:
@@ -585,7 +589,9 @@ void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mecha
                               {"user", account->address},
                               {"mechanism", std::string(auth::SaslMechanismName(mechanism))}});
     }
-    result.code = pop3::Pop3AuthResult::Code::kOk;
+    result.code = MechanismAllowed(account->address, auth::SaslMechanismName(mechanism))
+                      ? pop3::Pop3AuthResult::Code::kOk
+                      : pop3::Pop3AuthResult::Code::kMechanismRefused;
     result.user = account->address;
   } else if (account.ok() ||
              storage::ErrorOf(account.status()) == storage::StoreError::kUnknownAccount) {
@@ -601,19 +607,36 @@ void Pop3ShardBackend::OnSaslLoginChecked(uint64_t id, auth::SaslMechanism mecha
   adapter->OnAuthenticated(result);
 }
 
+bool Pop3ShardBackend::MechanismAllowed(std::string_view address, std::string_view mechanism) {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  if (policies == nullptr ||
+      tenant::TenantAllowsMechanism(policies->ServiceFor(address), mechanism)) {
+    return true;
+  }
+  ++shard_.stats.mechanism_refusals;
+  return false;
+}
+
 // ---- Maildrop: lock at the owner shard, then open on the I/O pool ----
 
 void Pop3ShardBackend::OpenMaildrop(uint64_t id, std::string_view user) {
   const ServeOptions& options = shard_.server->options;
   auto it = connections_.find(id);
   const bool trusted = it != connections_.end() && it->second.trusted;
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  static const storage::TenantServiceSettings kServerDefaults;
+  const storage::TenantServiceSettings& service =
+      policies != nullptr ? policies->ServiceFor(user) : kServerDefaults;
   MaildropLocks::Request request{
       .user = std::string(user),
       .ip = it != connections_.end() ? it->second.ip : std::string(),
-      // Trusted peers (a proxy bringing many users) are not counted at all.
+      // Trusted peers (a proxy bringing many users) are not counted per (user, IP).
       .user_ip_limit = trusted ? 0 : options.max_connections_per_user_ip,
       .policy = options.in_use_policy,
-      .takeover_idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond};
+      .takeover_idle_ns = uint64_t{options.takeover_idle_s} * kNsPerSecond,
+      .user_limit = service.connections_per_user,
+      .login_delay_ns = uint64_t{service.login_delay_s.value_or(0)} * kNsPerSecond,
+      .now_ns = reactor::MonotonicNowNs()};
   Pop3ShardBackend* self = this;
   const bool asked = shard_.locks->Acquire(
       id, std::move(request), [self, id, user = std::string(user)](MaildropLocks::Outcome outcome) {
@@ -641,6 +664,13 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
       ++shard_.stats.limit_per_user_ip;
       adapter->OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kLimitReached});
       return;
+    case MaildropLocks::Outcome::kTooManyForUser:
+      ++shard_.stats.limit_per_user;
+      adapter->OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kLimitReached});
+      return;
+    case MaildropLocks::Outcome::kTooSoon:  // counted by the session
+      adapter->OnMaildropOpened({.code = pop3::Pop3MaildropResult::Code::kLoginDelay});
+      return;
     case MaildropLocks::Outcome::kAskHolder:
       PH_BUG(true, "kAskHolder is never a final outcome");
       return;
@@ -661,17 +691,18 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
         }
         absl::StatusOr<server::OpenMaildrop> loaded =
             stored.ok() ? AdaptSnapshot(*std::move(stored)) : stored.status();
-        return [self, id, loaded = std::move(loaded)]() mutable {
-          self->OnMaildropLoaded(id, std::move(loaded));
+        return [self, id, user, loaded = std::move(loaded)]() mutable {
+          self->OnMaildropLoaded(id, user, std::move(loaded));
         };
       });
   if (!accepted) {
     ++shard_.stats.offload_rejected;
-    OnMaildropLoaded(id, absl::UnavailableError("offload queue full"));
+    OnMaildropLoaded(id, user, absl::UnavailableError("offload queue full"));
   }
 }
 
-void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded) {
+void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, const std::string& user,
+                                        absl::StatusOr<server::OpenMaildrop> loaded) {
   Pop3Adapter* adapter = Live(id);
   if (adapter == nullptr) return;  // it released its lock when it ended
   if (!loaded.ok()) {
@@ -689,9 +720,16 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, absl::StatusOr<server::Open
     return;
   }
   ++shard_.stats.maildrops_opened;
-  adapter->OnMaildropOpened(
-      {.code = pop3::Pop3MaildropResult::Code::kOk,
-       .maildrop = std::make_shared<StoreMaildrop>(shard_.server->store, *std::move(loaded))});
+  Pop3MaildropOpened opened{
+      .code = pop3::Pop3MaildropResult::Code::kOk,
+      .maildrop = std::make_shared<StoreMaildrop>(shard_.server->store, *std::move(loaded))};
+  if (const ShardTenantPolicies* policies = shard_.tenant_policies.get(); policies != nullptr) {
+    const storage::TenantServiceSettings& service = policies->ServiceFor(user);
+    opened.user_policy.capa.login_delay_seconds = service.login_delay_s;
+    opened.user_policy.capa.expire_days = service.expire_days;
+    opened.idle_timeout_ns = uint64_t{service.idle_timeout_s} * kNsPerSecond;
+  }
+  adapter->OnMaildropOpened(std::move(opened));
 }
 
 // ---- TOP's length and the commit, on the I/O pool ----

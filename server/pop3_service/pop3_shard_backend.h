@@ -63,6 +63,9 @@ class Pop3ShardBackend final : public Pop3Backend {
   void StepSasl(uint64_t id, const pop3::Pop3Credentials& credentials,
                 const auth::SaslConnectionFacts& connection) override;
   void AbandonSasl(uint64_t id, bool cancelled) override;
+  // Whether `address`'s tenant allows `mechanism` ("USER", "PLAIN", "SCRAM-SHA-256"...);
+  // counts a refusal.
+  bool MechanismAllowed(std::string_view address, std::string_view mechanism);
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
@@ -120,7 +123,8 @@ class Pop3ShardBackend final : public Pop3Backend {
                           absl::StatusOr<storage::AccountInfo> account);
   void EndSasl(uint64_t id, auth::SaslMechanism mechanism, auth::SaslFailure failure);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
-  void OnMaildropLoaded(uint64_t id, absl::StatusOr<server::OpenMaildrop> loaded);
+  void OnMaildropLoaded(uint64_t id, const std::string& user,
+                        absl::StatusOr<server::OpenMaildrop> loaded);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
   void OnCommitDone(uint64_t id, absl::Status status);
 

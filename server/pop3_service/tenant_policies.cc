@@ -1,5 +1,6 @@
 #include "server/pop3_service/tenant_policies.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -29,7 +30,21 @@ absl::Status TenantPolicyTable::Load(storage::MailStore& store) {
   const uint64_t store_generation = store.tenant_generation();
   PH_ASSIGN_OR_RETURN(std::vector<storage::TenantInfo> tenants, store.ListTenants());
   auto snapshot = std::make_shared<TenantPolicySnapshot>();
+  // CAPA before login: the least value of any tenant (one without the setting: LOGIN-DELAY 0,
+  // EXPIRE NEVER), announced only when some tenant sets it.
+  bool any_login_delay = false;
+  bool any_expire = false;
+  uint32_t least_login_delay = UINT32_MAX;
+  uint32_t least_expire = pop3::CapaPolicy::kExpireNever;
   for (const storage::TenantInfo& tenant : tenants) {
+    const storage::TenantServiceSettings& service = tenant.policy.service;
+    if (service != storage::TenantServiceSettings()) {
+      snapshot->service.emplace(tenant.domain, service);
+    }
+    any_login_delay |= service.login_delay_s.has_value();
+    any_expire |= service.expire_days.has_value();
+    least_login_delay = std::min(least_login_delay, service.login_delay_s.value_or(0));
+    least_expire = std::min(least_expire, service.expire_days.value_or(pop3::CapaPolicy::kExpireNever));
     if (tenant.policy.apop_allowed) snapshot->apop_domains.insert(tenant.domain);
     for (const std::string& master : tenant.policy.master_users) {
       snapshot->master_users.insert(master);  // stored canonical
@@ -44,6 +59,9 @@ absl::Status TenantPolicyTable::Load(storage::MailStore& store) {
     }
   }
   snapshot->any_allowed = snapshot->allowed > 0;
+  if (any_login_delay) snapshot->before_login.login_delay_seconds = least_login_delay;
+  if (any_expire) snapshot->before_login.expire_days = least_expire;
+  snapshot->before_login.per_user = true;
   current_.store(std::move(snapshot), std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_acq_rel);
   store_generation_ = store_generation;
@@ -103,5 +121,18 @@ bool ShardTenantPolicies::IsMasterUser(std::string_view canonical_address) const
   return !snapshot.master_users.empty() &&
          snapshot.master_users.contains(AbslView(canonical_address));
 }
+
+const storage::TenantServiceSettings& ShardTenantPolicies::ServiceFor(std::string_view user) const {
+  static const storage::TenantServiceSettings kDefaults;
+  const TenantPolicySnapshot& snapshot = Fresh();
+  const size_t at = user.rfind('@');
+  if (snapshot.service.empty() || at == std::string_view::npos) return kDefaults;
+  std::string domain(user.substr(at + 1));
+  absl::AsciiStrToLower(&domain);
+  auto it = snapshot.service.find(domain);
+  return it == snapshot.service.end() ? kDefaults : it->second;
+}
+
+pop3::CapaPolicy ShardTenantPolicies::BeforeLogin() const { return Fresh().before_login; }
 
 }  // namespace posthaste::server

@@ -41,6 +41,11 @@ struct TenantPolicySnapshot {
   absl::flat_hash_set<std::string> apop_domains;
   // Canonical addresses of every tenant's master users (each in its own tenant's domain).
   absl::flat_hash_set<std::string> master_users;
+  // Lower-case domain -> its service settings, for tenants that set any.
+  absl::flat_hash_map<std::string, storage::TenantServiceSettings> service;
+  // What CAPA says before login (RFC 2449 "USER": the value varies per user; it is the least any
+  // tenant has, a tenant without the setting counting as LOGIN-DELAY 0 and EXPIRE NEVER).
+  pop3::CapaPolicy before_login;
 };
 
 class TenantPolicyTable {
@@ -82,6 +87,10 @@ class ShardTenantPolicies : public pop3::TenantPlaintextAuthLookup {
   // Whether `canonical_address` (storage::CanonicalAddress form) is a master user of its own
   // tenant: it may log in as that tenant's other users (the caller checks the domains match).
   bool IsMasterUser(std::string_view canonical_address) const;
+  // The service settings of `user`'s tenant (the part after its last '@', any case); the
+  // defaults for a tenant without any. Valid until the next call on this shard.
+  const storage::TenantServiceSettings& ServiceFor(std::string_view user) const;
+  pop3::CapaPolicy BeforeLogin() const override;
 
  private:
   const TenantPolicySnapshot& Fresh() const;

@@ -213,6 +213,7 @@ void FakeDriver::Answer() {
         PH_CHECK(it->second.mailbox != nullptr);
         result.code = Pop3MaildropResult::Code::kOk;
         result.snapshot = it->second.mailbox->Snapshot();
+        result.user_policy = it->second.user_policy;
         open_mailbox_ = it->second.mailbox;
       }
       session_->OnMaildropOpened(std::move(result));

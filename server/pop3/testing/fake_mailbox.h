@@ -56,6 +56,7 @@ class FakeDriver {
     bool in_use = false;
     std::optional<Pop3AuthResult::Code> auth_code;          // overrides the password check
     std::optional<Pop3MaildropResult::Code> maildrop_code;  // overrides opening
+    Pop3UserPolicy user_policy;                             // handed over with the maildrop
   };
 
   explicit FakeDriver(Pop3SessionOptions options = {});
