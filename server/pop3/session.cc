@@ -899,6 +899,10 @@ void Pop3Session::CmdStls(std::string_view args) {
   awaiting_ = Awaiting::kTls;
 }
 
+void Pop3Session::OnWholeMessageSentByTop(MessageIndex message) {
+  if (message.value() < retrieved_.size()) retrieved_[message.value()] = 1;
+}
+
 void Pop3Session::OnTlsStarted() {
   if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
   PH_CHECK(awaiting_ == Awaiting::kTls);

@@ -331,6 +331,10 @@ class Pop3Session {
   void OnMaildropOpened(Pop3MaildropResult result);
   void OnCommitResult(Pop3CommitResult result);
   void OnTlsStarted();
+  // The TOP being sent of `message` covers the whole message (its line count reached past the
+  // end): under EXPIRE 0 it counts as retrieved, as RETR does (a client keeping its mail with
+  // "TOP n 99999999", as fetchmail does with `keep`, cannot leave it behind that way).
+  void OnWholeMessageSentByTop(MessageIndex message);
   // The driver's offer of SASL mechanisms changed (see Pop3SessionOptions::sasl_mechanisms;
   // same lifetime rule). Call before OnTlsStarted() when a handshake changes it.
   void SetSaslMechanisms(std::string_view mechanisms) { sasl_mechanisms_ = mechanisms; }

@@ -1135,6 +1135,16 @@ TEST(Pop3SessionTest, ExpireZeroDeletesWhatRetrWasSentAtQuit) {
   EXPECT_THAT(f.driver.TakeOutput(), HasSubstr("signing off (1 message left)"));
   EXPECT_THAT(f.driver.events(), ::testing::Contains("commit 0,2"));
   EXPECT_EQ(f.session().counters().expired_at_quit, 2u);
+  // A TOP that sent the whole message is a retrieval too.
+  Fixture top;
+  top.driver.accounts()["mrose"].user_policy.capa.expire_days = 0;
+  top.Login();
+  top.driver.Feed("TOP 2 99999999\r\n");
+  top.driver.TakeOutput();
+  top.session().OnWholeMessageSentByTop(MessageIndex(1));
+  top.driver.Feed("QUIT\r\n");
+  EXPECT_THAT(top.driver.TakeOutput(), HasSubstr("signing off (2 messages left)"));
+  EXPECT_THAT(top.driver.events(), ::testing::Contains("commit 1"));
   // Without EXPIRE 0, RETR deletes nothing.
   Fixture keep;
   keep.Login();

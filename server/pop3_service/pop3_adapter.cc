@@ -143,6 +143,7 @@ void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
     BeginClose(/*abort=*/true);  // the status line has gone out: no reply can follow
     return;
   }
+  if (*length >= top_range_.length) session_.OnWholeMessageSentByTop(top_message_);
   top_range_.length = std::min(*length, top_range_.length);
   if (top_range_.length > 0) transport_->SendFile(top_range_);
   transport_->Send(kTerminator);
@@ -364,6 +365,7 @@ void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
   const transport::FileRange range = maildrop_->Locate(action.message);  // the only lookup
   if (action.top_body_lines.has_value()) {
     top_range_ = range;
+    top_message_ = action.message;
     hold_ = Hold::kTopLength;
     backend_.FindTopLength(id_, maildrop_, action.message, *action.top_body_lines);
     return;
