@@ -325,6 +325,8 @@ service pop3-login {{
           done = max(done, int(line.split()[2].split("/")[0]))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
     self.assertGreater(done, 0, seen.decode())
     self.assertLess(done, MESSAGES, "the import ended before it could be interrupted")
     return done
