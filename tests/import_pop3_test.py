@@ -348,6 +348,23 @@ service pop3-login {{
     server.add_user(USER, POSTHASTE_PASSWORD)
     server.add_user(COPY, POSTHASTE_PASSWORD)
 
+    # Refusals with a clear error and nothing stored: plaintext to a host that is not loopback
+    # (refused before connecting), and Dovecot's certificate without its CA.
+    result = subprocess.run(
+        [server.binary, "import", "pop3", "--data_dir=" + server.data_dir,
+         "--from=192.0.2.1:110", "--tls=none", USER], input=b"x\n", stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, timeout=TIMEOUT_S, check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertIn(b"only for a loopback source", result.stderr)
+    argv = self.import_argv(server, USER, self.pop3_port, "stls", USER)
+    argv.remove("--ca_file=" + self.cert)
+    result = subprocess.run(argv, input=SOURCE_PASSWORD.encode() + b"\n",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT_S,
+                            check=False)
+    self.assertEqual(result.returncode, 1)
+    self.assertIn(b"is not trusted", result.stderr)
+    self.assertEqual(server.mailbox_stats(USER)[0], 0)
+
     # Offline, STLS, the user's own login; killed after its first stored batch.
     done = self.import_killed_after_first_batch(
         self.import_argv(server, USER, self.pop3_port, "stls", USER))

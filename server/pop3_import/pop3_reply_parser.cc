@@ -166,10 +166,13 @@ Pop3ReplyParser::Progress Pop3ReplyParser::Feed(std::string_view data, size_t* c
   return Progress::kNeedMore;
 }
 
-absl::StatusOr<std::vector<UidlEntry>> ParseUidlListing(std::string_view body) {
+absl::StatusOr<std::vector<UidlEntry>> ParseUidlListing(std::string_view body, size_t entries_max) {
   std::vector<UidlEntry> entries;
   absl::flat_hash_set<std::string_view> seen;
   absl::Status status = ForEachLine(body, [&](std::string_view line) -> absl::Status {
+    if (entries.size() >= entries_max) {
+      return absl::InvalidArgumentError(absl::StrCat("more than ", entries_max, " messages"));
+    }
     UidlEntry entry;
     std::string_view uidl;
     if (absl::Status s = SplitNumbered(line, &entry.number, &uidl); !s.ok()) return s;
@@ -194,9 +197,12 @@ absl::StatusOr<std::vector<UidlEntry>> ParseUidlListing(std::string_view body) {
   return entries;
 }
 
-absl::StatusOr<std::vector<ListEntry>> ParseListListing(std::string_view body) {
+absl::StatusOr<std::vector<ListEntry>> ParseListListing(std::string_view body, size_t entries_max) {
   std::vector<ListEntry> entries;
   absl::Status status = ForEachLine(body, [&](std::string_view line) -> absl::Status {
+    if (entries.size() >= entries_max) {
+      return absl::InvalidArgumentError(absl::StrCat("more than ", entries_max, " messages"));
+    }
     ListEntry entry;
     std::string_view rest;
     if (absl::Status s = SplitNumbered(line, &entry.number, &rest); !s.ok()) return s;

@@ -83,7 +83,10 @@ struct UidlEntry {
 // Parses a UIDL listing body ("n uidl" lines, wire form). InvalidArgument, naming the line, for
 // a malformed line, a UIDL outside RFC 1939's 1-70 characters 0x21-0x7E, a number repeated or
 // not ascending, or a UIDL repeated (a source whose UIDLs are not unique cannot keep them).
-absl::StatusOr<std::vector<UidlEntry>> ParseUidlListing(std::string_view body);
+// At most `entries_max` lines (a bound on memory besides the body's size; InvalidArgument past it).
+inline constexpr size_t kListingEntriesMax = 1000000;
+absl::StatusOr<std::vector<UidlEntry>> ParseUidlListing(std::string_view body,
+                                                        size_t entries_max = kListingEntriesMax);
 
 // One entry of a LIST listing: message number and size in octets.
 struct ListEntry {
@@ -93,7 +96,8 @@ struct ListEntry {
 
 // Parses a LIST listing body ("n octets" lines; text after the size is ignored, RFC 1939).
 // InvalidArgument, naming the line, for anything else.
-absl::StatusOr<std::vector<ListEntry>> ParseListListing(std::string_view body);
+absl::StatusOr<std::vector<ListEntry>> ParseListListing(std::string_view body,
+                                                        size_t entries_max = kListingEntriesMax);
 
 // A wire-form body with one leading '.' removed from each line that starts with one: the
 // message as text, for a source whose body is not in posthaste's stored form (bare LFs).

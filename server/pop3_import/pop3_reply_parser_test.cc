@@ -149,6 +149,10 @@ TEST(UidlListingTest, ParsesAndValidates) {
   EXPECT_FALSE(ParseUidlListing("+1 a\r\n").ok());        // not digits
   EXPECT_FALSE(ParseUidlListing("1 a b\r\n").ok());       // space in a UIDL
   EXPECT_FALSE(ParseUidlListing("1 " + std::string(71, 'u')).ok());
+  EXPECT_TRUE(ParseUidlListing("1 a\r\n2 b\r\n", 2).ok());
+  auto too_many = ParseUidlListing("1 a\r\n2 b\r\n3 c\r\n", 2);
+  EXPECT_NE(too_many.status().message().find("more than 2 messages"), std::string::npos);
+  EXPECT_FALSE(ParseListListing("1 1\r\n2 1\r\n", 1).ok());
   auto repeated = ParseUidlListing("1 same\r\n2 same\r\n");
   EXPECT_NE(repeated.status().message().find("not unique"), std::string::npos);
 }
