@@ -30,6 +30,7 @@
 #include "server/placement/mailbox_move.h"
 #include "server/placement/placement_admin.h"
 #include "server/placement/tenant_move.h"
+#include "server/pop3_import/pop3_import.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "server/tenant/settings_fields.h"
@@ -717,6 +718,41 @@ absl::Status ImportMboxCommand(const ParsedArgs& args, const CliStreams& io) {
   return absl::OkStatus();
 }
 
+// `import pop3`: the source password is one line on stdin; the import itself is
+// server/pop3_import/pop3_import.h.
+absl::Status ImportPop3Command(const ParsedArgs& args, const CliStreams& io) {
+  namespace pi = pop3_import;
+  PH_ASSIGN_OR_RETURN(std::string address, Address(args.positional[0]));
+  pi::Pop3ImportOptions options;
+  auto from = args.flags.find("from");
+  if (from == args.flags.end()) return absl::InvalidArgumentError("missing --from=HOST:PORT");
+  PH_RETURN_IF_ERROR(pi::ParseHostPort(from->second, &options.source));
+  if (auto tls = args.flags.find("tls"); tls != args.flags.end()) {
+    PH_ASSIGN_OR_RETURN(options.source.tls, pi::ParseSourceTls(tls->second));
+  }
+  if (auto ca = args.flags.find("ca_file"); ca != args.flags.end()) {
+    options.source.ca_file = ca->second;
+  }
+  if (auto user = args.flags.find("source_user"); user != args.flags.end()) {
+    options.source_user = user->second;
+  }
+  PH_ASSIGN_OR_RETURN(options.password, ReadPassword(io));
+  PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+  auto progress = [&io](const pi::Pop3ImportProgress& p) {
+    ShowProgress(io,
+                 absl::StrCat("posthaste: import: ", p.done, "/", p.total, " messages, ", p.octets,
+                              " octets imported"),
+                 p.done == p.total);
+  };
+  absl::StatusOr<pi::Pop3ImportResult> result = pi::ImportPop3(*store, address, options, progress);
+  OPENSSL_cleanse(options.password.data(), options.password.size());
+  PH_RETURN_IF_ERROR(result.status());
+  *io.out << "imported " << result->imported << " messages (" << result->octets << " octets) into "
+          << address << " from " << from->second << "; skipped " << result->skipped
+          << " already present; " << result->total << " UIDLs kept from the source\n";
+  return absl::OkStatus();
+}
+
 absl::Status Check(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
   PH_ASSIGN_OR_RETURN(storage::CheckReport report, store->Check());
@@ -829,6 +865,16 @@ const std::vector<Command>& Commands() {
        2,
        2,
        ImportMboxCommand},
+      {{"import", "pop3"},
+       "--from=HOST:PORT [--tls=stls|implicit|none] [--ca_file=PEM] [--source_user=NAME] "
+       "ADDRESS",
+       "copy a mailbox from a POP3 server, keeping its UIDLs (source password: one line on "
+       "stdin; never deletes at the source); run again to resume",
+       1,
+       1,
+       ImportPop3Command,
+       {"from", "tls", "ca_file", "source_user"},
+       Command::Stdin::kPasswordLine},
       {{"import", "passwd-file"},
        "[--domain=DOMAIN] [--scheme=DOVECOT_SCHEME] FILE",
        "add or update accounts from a Dovecot passwd-file (user:password:...); errors by line",
@@ -951,13 +997,19 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
   admin::AdminRequest request;
   for (std::string_view word : command.words) request.args.emplace_back(word);
   for (const auto& [flag, value] : parsed.flags) {
-    request.args.push_back(absl::StrCat("--", flag, "=", value));
+    std::string path_value = value;
+    // import pop3's CA file, like the import files below, is read by the server.
+    if (flag == "ca_file" && !value.empty() && value[0] != '/') {
+      char cwd[4096];
+      if (getcwd(cwd, sizeof(cwd)) != nullptr) path_value = absl::StrCat(cwd, "/", value);
+    }
+    request.args.push_back(absl::StrCat("--", flag, "=", path_value));
   }
   request.args.push_back("--");
   for (size_t i = 0; i < parsed.positional.size(); ++i) {
     std::string arg = parsed.positional[i];
     // The server resolves paths from its own working directory: send absolute ones.
-    if (command.words.size() == 2 && command.words[0] == "import" &&
+    if (command.words.size() == 2 && command.words[0] == "import" && command.words[1] != "pop3" &&
         i + 1 == parsed.positional.size() && !arg.empty() && arg[0] != '/') {
       char cwd[4096];
       if (getcwd(cwd, sizeof(cwd)) != nullptr) arg = absl::StrCat(cwd, "/", arg);
