@@ -23,8 +23,10 @@ void BM_Session(benchmark::State& state) {
   const bool counting = state.range(0) != 0;
   const int devnull = open("/dev/null", O_WRONLY);
   SetLogFdForTest(devnull);
-  metrics::TenantLabels tenants({"bench.test", "a.test", "b.test"});
-  metrics::ShardMetrics block(tenants.size());
+  metrics::TenantLabelTable labels;
+  labels.Publish(metrics::TenantLabels({"bench.test", "a.test", "b.test"}));
+  metrics::ShardMetrics block;
+  metrics::ShardTenantSeries tenants(&labels, block, 64, 1024);
   pop3::Pop3Credentials credentials;
   credentials.user = "user1@bench.test";
   uint64_t id = 0;
@@ -63,8 +65,8 @@ BENCHMARK(BM_Session)->Arg(0)->Arg(1)->ArgName("counting");
 void BM_Scrape(benchmark::State& state) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < state.range(0); ++i) names.push_back("t" + std::to_string(i) + ".test");
-  const auto tenants = std::make_shared<metrics::TenantLabels>(std::move(names));
-  const metrics::ShardMetrics shard_metrics(tenants->size());
+  metrics::ShardMetrics shard_metrics;
+  for (const std::string& name : names) shard_metrics.AppendTenantSeries(name);
   const ShardStats pop3;
   const LmtpStats lmtp;
   const reactor::RingStats ring;
@@ -83,7 +85,7 @@ void BM_Scrape(benchmark::State& state) {
         copy.blocks.push_back(metrics::CounterBlockCopy::Of(block));
       }
     }
-    auto families = metrics::Exporter::Families(*tenants, copies, 2, {}, &store, true);
+    auto families = metrics::Exporter::Families(copies, 2, {}, &store, true);
     bytes = metrics::SerializeText(families).size();
   }
   state.counters["text_bytes"] = static_cast<double>(bytes);
