@@ -42,11 +42,13 @@ void BM_Session(benchmark::State& state) {
     recorder.AuthStarted(credentials);
     recorder.AuthFinished(metrics::AuthResult::kOk);
     recorder.LoggedIn("user1@bench.test");
+    recorder.MaildropOpened(10, 10 * 20480);
     command(pop3::Pop3Command::kPass);
     command(pop3::Pop3Command::kStat);
     command(pop3::Pop3Command::kUidl);
     for (int i = 0; i < 10; ++i) {
       recorder.Streamed(false);
+      recorder.Retrieving(static_cast<uint32_t>(i), 20480);
       command(pop3::Pop3Command::kRetr);
       recorder.MessageBytesSent(20480);
       recorder.ReplyBytesSent(20);
