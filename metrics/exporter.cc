@@ -116,8 +116,7 @@ Labels L(std::string_view k1, std::string_view v1, std::string_view k2, std::str
 
 }  // namespace
 
-Exporter::Exporter(std::shared_ptr<const TenantLabels> tenants, ExporterSources sources)
-    : tenants_(std::move(tenants)), sources_(std::move(sources)) {}
+Exporter::Exporter(ExporterSources sources) : sources_(std::move(sources)) {}
 
 std::vector<MetricFamily> Exporter::Collect() const {
   std::vector<ShardCopy> shards;
@@ -127,15 +126,14 @@ std::vector<MetricFamily> Exporter::Collect() const {
   StoreMetrics store;
   if (sources_.store) store = sources_.store();
   const bool ready = sources_.ready ? sources_.ready() : true;
-  return Families(*tenants_, shards, answered, process, sources_.store ? &store : nullptr, ready);
+  return Families(shards, answered, process, sources_.store ? &store : nullptr, ready);
 }
 
-std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
-                                             const std::vector<ShardCopy>& shards,
+std::vector<MetricFamily> Exporter::Families(const std::vector<ShardCopy>& shards,
                                              uint32_t shards_answered,
                                              const std::vector<CounterBlockCopy>& process,
                                              const StoreMetrics* store, bool ready) {
-  ShardMetrics sum(tenants.size());
+  ShardMetrics sum;
   for (const ShardCopy& s : shards) sum.Add(s.metrics);
   FamilyList out;
 
@@ -163,27 +161,36 @@ std::vector<MetricFamily> Exporter::Families(const TenantLabels& tenants,
               L("reason", RefuseReasonLabel(static_cast<RefuseReason>(r))),
               static_cast<double>(sum.connections_refused[r]));
   }
-  for (size_t t = 0; t < tenants.size(); ++t) {
+  for (size_t t = 0; t < sum.tenants.size(); ++t) {
     for (size_t o = 0; o < static_cast<size_t>(SessionOutcome::kCount); ++o) {
       out.Counter("posthaste_pop3_sessions_total",
                   "POP3 sessions ended, by tenant (largest tenants; the rest are \"other\", "
                   "\"none\" before a login) and outcome.",
-                  L("tenant", tenants.label(static_cast<uint16_t>(t)), "outcome",
+                  L("tenant", sum.tenant_labels[t], "outcome",
                     SessionOutcomeLabel(static_cast<SessionOutcome>(o))),
-                  static_cast<double>(sum.sessions[t][o]));
+                  static_cast<double>(sum.tenants[t].sessions[o]));
     }
   }
-  for (size_t t = 0; t < tenants.size(); ++t) {
+  for (size_t t = 0; t < sum.tenants.size(); ++t) {
     for (size_t m = 0; m < static_cast<size_t>(AuthMechanismLabel::kCount); ++m) {
       for (size_t r = 0; r < static_cast<size_t>(AuthResult::kCount); ++r) {
-        Labels labels = L("tenant", tenants.label(static_cast<uint16_t>(t)), "mechanism",
+        Labels labels = L("tenant", sum.tenant_labels[t], "mechanism",
                           AuthMechanismName(static_cast<AuthMechanismLabel>(m)));
         labels.push_back({"result", std::string(AuthResultLabel(static_cast<AuthResult>(r)))});
         out.Counter("posthaste_pop3_authentications_total",
                     "POP3 login attempts by tenant, mechanism and result.", std::move(labels),
-                    static_cast<double>(sum.authentications[t][m][r]));
+                    static_cast<double>(sum.tenants[t].authentications[m][r]));
       }
     }
+  }
+  for (size_t t = 0; t < sum.tenants.size(); ++t) {
+    if (t == TenantLabels::kNone) continue;  // the alarm needs a logged-in session
+    out.Counter("posthaste_pop3_redownload_sessions_total",
+                "POP3 sessions that retrieved more than --redownload_alarm_percent of a mailbox of "
+                "at least --redownload_alarm_messages_min messages (lost UIDL state, changed "
+                "UIDLs), by tenant.",
+                L("tenant", sum.tenant_labels[t]),
+                static_cast<double>(sum.tenants[t].redownload_sessions));
   }
   for (size_t c = 0; c < kCommandCount; ++c) {
     for (size_t r = 0; r < static_cast<size_t>(CommandResult::kCount); ++r) {

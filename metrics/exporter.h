@@ -44,16 +44,17 @@ struct ExporterSources {
 
 class Exporter : public prometheus::Collectable {
  public:
-  Exporter(std::shared_ptr<const TenantLabels> tenants, ExporterSources sources);
+  explicit Exporter(ExporterSources sources);
   std::vector<prometheus::MetricFamily> Collect() const override;
 
-  // The families for given shard copies (also used by tests, without any server).
+  // The families for given shard copies (also used by tests, without any server). Per-tenant
+  // families have one series per tenant label value any shard has counted under
+  // (ShardMetrics::tenant_labels).
   static std::vector<prometheus::MetricFamily> Families(
-      const TenantLabels& tenants, const std::vector<ShardCopy>& shards, uint32_t shards_answered,
+      const std::vector<ShardCopy>& shards, uint32_t shards_answered,
       const std::vector<CounterBlockCopy>& process, const StoreMetrics* store, bool ready);
 
  private:
-  std::shared_ptr<const TenantLabels> tenants_;
   ExporterSources sources_;
 };
 

@@ -9,6 +9,7 @@
 #include "metrics/counter_table.h"
 #include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
+#include "metrics/tenant_series.h"
 
 namespace posthaste::metrics {
 namespace {
@@ -56,9 +57,8 @@ const CounterTable kProcessTable = PH_COUNTER_TABLE(TestProcess, kProcessRows);
 
 std::string Text(const std::vector<ShardCopy>& shards,
                  const std::vector<CounterBlockCopy>& process = {}) {
-  TenantLabels tenants;
-  return SerializeText(Exporter::Families(tenants, shards, static_cast<uint32_t>(shards.size()),
-                                          process, nullptr, true));
+  return SerializeText(
+      Exporter::Families(shards, static_cast<uint32_t>(shards.size()), process, nullptr, true));
 }
 
 bool Has(const std::string& text, const std::string& line) {
@@ -104,8 +104,7 @@ TEST(CounterTable, EveryRowAppearsOnTheScrapeWithItsLabels) {
   set.inner.splice_bytes = set.inner.copy_bytes = 1;
   shards[0].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, zero)));
   shards[1].blocks.push_back(CounterBlockCopy::Of(CounterBlockRef::Of(kTestTable, set)));
-  const std::vector<MetricFamily> families =
-      Exporter::Families(TenantLabels(), shards, 2, {}, nullptr, true);
+  const std::vector<MetricFamily> families = Exporter::Families(shards, 2, {}, nullptr, true);
   for (const CounterRow& row : kTestTable.rows) {
     const MetricFamily* family = nullptr;
     for (const auto& f : families) {
@@ -155,21 +154,160 @@ TEST(TenantLabels, LargestGetTheirOwnLabelTheRestShareOther) {
   EXPECT_EQ(TenantLabels::Largest(accounts, 0).size(), 2u);
 }
 
+TEST(TenantLabels, RankedBySessionsThenAccounts) {
+  const absl::flat_hash_map<std::string, uint64_t> accounts = {
+      {"big.test", 100}, {"mid.test", 50}, {"small.test", 2}};
+  // No sessions yet: the accounts decide, as at start-up.
+  TenantLabels start = TenantLabels::Ranked({}, accounts, 2);
+  EXPECT_EQ(start.labels(), (std::vector<std::string>{"other", "none", "big.test", "mid.test"}));
+  // A tenant created while serving (no accounts known) with sessions passes those without.
+  const absl::flat_hash_map<std::string, uint64_t> sessions = {{"new.test", 3}, {"mid.test", 1}};
+  TenantLabels later = TenantLabels::Ranked(sessions, accounts, 2);
+  EXPECT_EQ(later.labels(), (std::vector<std::string>{"other", "none", "new.test", "mid.test"}));
+  EXPECT_EQ(later.SlotOf("big.test"), TenantLabels::kOther);
+  // Ties in sessions: accounts, then the name.
+  TenantLabels tied =
+      TenantLabels::Ranked({{"b.test", 1}, {"a.test", 1}, {"small.test", 1}}, accounts, 2);
+  EXPECT_EQ(tied.labels(), (std::vector<std::string>{"other", "none", "small.test", "a.test"}));
+  EXPECT_EQ(TenantLabels::Ranked(sessions, accounts, 10).size(), 2u + 4u);
+  EXPECT_EQ(TenantLabels::Ranked(sessions, accounts, 0).size(), 2u);
+}
+
+TEST(TenantLabelRanking, SessionsAddUpAcrossShardsAndRecomputes) {
+  TenantLabelRanking ranking({{"big.test", 10}, {"mid.test", 5}}, 2);
+  EXPECT_EQ(ranking.Rank().labels(),
+            (std::vector<std::string>{"other", "none", "big.test", "mid.test"}));
+  ranking.AddLogins({{"new.test", 1}});                   // shard 0
+  ranking.AddLogins({{"new.test", 1}, {"big.test", 1}});  // shard 1
+  EXPECT_EQ(ranking.Rank().labels(),
+            (std::vector<std::string>{"other", "none", "new.test", "big.test"}));
+  ranking.AddLogins({{"mid.test", 3}});  // a later period: totals, not the last period
+  EXPECT_EQ(ranking.Rank().labels(),
+            (std::vector<std::string>{"other", "none", "mid.test", "new.test"}));
+}
+
+TEST(TenantLabelTable, ShardsReReadOnlyWhenTheGenerationMoves) {
+  TenantLabelTable table;
+  table.Publish(TenantLabels({"a.test"}));
+  ShardMetrics metrics;
+  ShardTenantSeries series(&table, metrics, 16, 100);
+  const uint16_t a = series.SeriesOfAddress("x@A.test");
+  EXPECT_EQ(metrics.tenant_labels[a], "a.test");
+  EXPECT_EQ(series.SeriesOfAddress("x@b.test"), TenantLabels::kOther);
+  const auto before = table.Current();
+  const uint64_t generation = table.generation();
+  EXPECT_EQ(series.SeriesOfAddress("y@a.test"), a);
+  EXPECT_EQ(table.Current(), before);  // nothing published: the same snapshot
+  table.Publish(TenantLabels({"b.test"}));
+  EXPECT_GT(table.generation(), generation);
+  // b.test gets a new series; a.test keeps its series (and its counts) but new sessions of it
+  // count as "other".
+  const uint16_t b = series.SeriesOfAddress("x@b.test");
+  EXPECT_NE(b, a);
+  EXPECT_EQ(metrics.tenant_labels[b], "b.test");
+  EXPECT_EQ(series.SeriesOfAddress("x@a.test"), TenantLabels::kOther);
+  // a.test labelled again: its old series, not a second one.
+  table.Publish(TenantLabels({"a.test", "b.test"}));
+  EXPECT_EQ(series.SeriesOfAddress("x@a.test"), a);
+  EXPECT_EQ(metrics.tenant_labels.size(), 4u);
+}
+
+TEST(TenantLabelTable, RelabellingKeepsEverySeriesMonotonic) {
+  TenantLabelTable table;
+  ShardMetrics metrics;
+  ShardTenantSeries series(&table, metrics, 16, 100);
+  const auto session = [&](std::string_view user) {
+    metrics.CountSession(series.SeriesOfAddress(user), SessionOutcome::kLogout);
+  };
+  const auto scrape = [&] {
+    std::vector<ShardCopy> shards(1);
+    series.Refresh();
+    shards[0].metrics = metrics;
+    absl::flat_hash_map<std::string, double> by_tenant;
+    for (const auto& f : Exporter::Families(shards, 1, {}, nullptr, true)) {
+      if (f.name != "posthaste_pop3_sessions_total") continue;
+      for (const auto& m : f.metric) {
+        if (m.label[1].value == "logout") by_tenant[m.label[0].value] += m.counter.value;
+      }
+    }
+    return by_tenant;
+  };
+  session("u@new.test");
+  session("u@new.test");
+  auto first = scrape();
+  EXPECT_EQ(first["other"], 2);
+  EXPECT_FALSE(first.contains("new.test"));
+  table.Publish(TenantLabels({"new.test"}));
+  auto labelled = scrape();  // the label shows at once, at 0, before any new session
+  EXPECT_EQ(labelled["other"], 2);
+  EXPECT_EQ(labelled["new.test"], 0);
+  session("u@new.test");
+  auto second = scrape();
+  EXPECT_EQ(second["other"], 2);  // never goes down
+  EXPECT_EQ(second["new.test"], 1);
+  table.Publish(TenantLabels());  // the label goes away again
+  session("u@new.test");
+  auto third = scrape();
+  EXPECT_EQ(third["other"], 3);
+  EXPECT_EQ(third["new.test"], 1);  // kept, not reset
+}
+
+TEST(TenantLabelTable, SeriesAndLoginDomainsAreBounded) {
+  TenantLabelTable table;
+  ShardMetrics metrics;
+  ShardTenantSeries series(&table, metrics, 3, 2);  // other, none and one more
+  table.Publish(TenantLabels({"a.test", "b.test"}));
+  EXPECT_EQ(metrics.tenant_labels.size(), 2u);  // not refreshed yet
+  const uint16_t a = series.SeriesOfAddress("u@a.test");
+  EXPECT_EQ(metrics.tenant_labels.size(), 3u);
+  EXPECT_EQ(metrics.tenant_labels[a], "a.test");
+  EXPECT_EQ(series.SeriesOfAddress("u@b.test"), TenantLabels::kOther);
+  series.CountLogin("u@A.test");
+  series.CountLogin("v@a.test");
+  series.CountLogin("u@b.test");
+  series.CountLogin("u@c.test");  // a third domain: not counted
+  series.CountLogin("no-domain");
+  auto logins = series.TakeLoginCounts();
+  EXPECT_EQ(logins.size(), 2u);
+  EXPECT_EQ(logins["a.test"], 2u);
+  EXPECT_EQ(logins["b.test"], 1u);
+  EXPECT_TRUE(series.TakeLoginCounts().empty());
+}
+
+TEST(ShardMetrics, AddMatchesTenantSeriesByLabel) {
+  ShardMetrics one, two;
+  const uint16_t a1 = one.AppendTenantSeries("a.test");
+  const uint16_t b2 = two.AppendTenantSeries("b.test");
+  const uint16_t a2 = two.AppendTenantSeries("a.test");
+  one.CountSession(a1, SessionOutcome::kLogout);
+  two.CountSession(a2, SessionOutcome::kLogout);
+  two.CountSession(b2, SessionOutcome::kQuit);
+  two.CountRedownloadSession(a2);
+  ShardMetrics sum;
+  sum.Add(one);
+  sum.Add(two);
+  ASSERT_EQ(sum.tenant_labels, (std::vector<std::string>{"other", "none", "a.test", "b.test"}));
+  EXPECT_EQ(sum.tenants[2].sessions[static_cast<size_t>(SessionOutcome::kLogout)], 2u);
+  EXPECT_EQ(sum.tenants[2].redownload_sessions, 1u);
+  EXPECT_EQ(sum.tenants[3].sessions[static_cast<size_t>(SessionOutcome::kQuit)], 1u);
+}
+
 TEST(ShardMetrics, AddSumsEveryPart) {
-  TenantLabels tenants({"a.test"});
-  ShardMetrics one(tenants.size()), two(tenants.size());
+  ShardMetrics one, two;
+  one.AppendTenantSeries("a.test");
+  two.AppendTenantSeries("a.test");
   one.CountRefused(RefuseReason::kBusy);
   two.CountRefused(RefuseReason::kBusy);
   one.CountSession(2, SessionOutcome::kLogout);
   two.CountSession(2, SessionOutcome::kLogout);
   one.CountAuth(2, AuthMechanismLabel::kUser, AuthResult::kFailed);
   two.CountCommand(Command::kRetr, CommandResult::kOk, 1'000);
-  ShardMetrics sum(tenants.size());
+  ShardMetrics sum;
   sum.Add(one);
   sum.Add(two);
   EXPECT_EQ(sum.connections_refused[static_cast<size_t>(RefuseReason::kBusy)], 2u);
-  EXPECT_EQ(sum.sessions[2][static_cast<size_t>(SessionOutcome::kLogout)], 2u);
-  EXPECT_EQ(sum.authentications[2][0][static_cast<size_t>(AuthResult::kFailed)], 1u);
+  EXPECT_EQ(sum.tenants[2].sessions[static_cast<size_t>(SessionOutcome::kLogout)], 2u);
+  EXPECT_EQ(sum.tenants[2].authentications[0][static_cast<size_t>(AuthResult::kFailed)], 1u);
   EXPECT_EQ(sum.commands[static_cast<size_t>(Command::kRetr)][0], 1u);
   EXPECT_EQ(sum.command_latency[static_cast<size_t>(Command::kRetr)].count(), 1u);
 }
@@ -234,30 +372,31 @@ TEST(Exporter, ARefusalCountedInABlockMovesItsSeries) {
 }
 
 TEST(Exporter, SumsShardsAtScrape) {
-  auto tenants = std::make_shared<TenantLabels>(std::vector<std::string>{"a.test"});
-  std::vector<ShardCopy> copies(2, ShardCopy{ShardMetrics(tenants->size()), {}});
+  std::vector<ShardCopy> copies(2);
+  copies[0].metrics.AppendTenantSeries("a.test");
+  const uint16_t a = copies[1].metrics.AppendTenantSeries("a.test");
   copies[0].metrics.commands[static_cast<size_t>(Command::kStat)][0] = 5;
   copies[1].metrics.commands[static_cast<size_t>(Command::kStat)][0] = 6;
-  copies[1].metrics.CountSession(tenants->SlotOf("a.test"), SessionOutcome::kTimeout);
+  copies[1].metrics.CountSession(a, SessionOutcome::kTimeout);
   copies[0].metrics.CountCommand(Command::kPass, CommandResult::kOk, 2'000'000);
   copies[1].metrics.CountRefused(RefuseReason::kBusy);
   int calls = 0;
-  Exporter exporter(tenants, {.shards =
-                                  [&](std::vector<ShardCopy>* out) {
-                                    ++calls;
-                                    *out = copies;
-                                    return 2u;
-                                  },
-                              .store =
-                                  [] {
-                                    StoreMetrics s;
-                                    s.valid = true;
-                                    s.messages = 42;
-                                    s.block_cache_hits = 3;
-                                    s.block_cache_misses = 1;
-                                    return s;
-                                  },
-                              .ready = [] { return true; }});
+  Exporter exporter(ExporterSources{.shards =
+                                        [&](std::vector<ShardCopy>* out) {
+                                          ++calls;
+                                          *out = copies;
+                                          return 2u;
+                                        },
+                                    .store =
+                                        [] {
+                                          StoreMetrics s;
+                                          s.valid = true;
+                                          s.messages = 42;
+                                          s.block_cache_hits = 3;
+                                          s.block_cache_misses = 1;
+                                          return s;
+                                        },
+                                    .ready = [] { return true; }});
   const auto families = exporter.Collect();
   EXPECT_EQ(calls, 1);
   const std::string text = SerializeText(families);

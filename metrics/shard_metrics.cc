@@ -199,6 +199,42 @@ TenantLabels TenantLabels::Largest(
   return TenantLabels(std::move(names));
 }
 
+TenantLabels TenantLabels::Ranked(
+    const absl::flat_hash_map<std::string, uint64_t>& sessions_per_domain,
+    const absl::flat_hash_map<std::string, uint64_t>& accounts_per_domain, size_t max_tenants) {
+  struct Candidate {
+    std::string_view name;
+    uint64_t sessions = 0;
+    uint64_t accounts = 0;
+  };
+  absl::flat_hash_map<std::string_view, Candidate> by_name;
+  for (const auto& [name, n] : sessions_per_domain) by_name[name] = {name, n, 0};
+  for (const auto& [name, n] : accounts_per_domain) {
+    Candidate& c = by_name[name];
+    c.name = name;
+    c.accounts = n;
+  }
+  std::vector<Candidate> all;
+  all.reserve(by_name.size());
+  for (const auto& [name, c] : by_name) all.push_back(c);
+  const auto larger = [](const Candidate& a, const Candidate& b) {
+    if (a.sessions != b.sessions) return a.sessions > b.sessions;
+    if (a.accounts != b.accounts) return a.accounts > b.accounts;
+    return a.name < b.name;
+  };
+  if (all.size() > max_tenants) {
+    std::partial_sort(all.begin(), all.begin() + static_cast<ptrdiff_t>(max_tenants), all.end(),
+                      larger);
+    all.resize(max_tenants);
+  } else {
+    std::sort(all.begin(), all.end(), larger);
+  }
+  std::vector<std::string> names;
+  names.reserve(all.size());
+  for (const Candidate& c : all) names.emplace_back(c.name);
+  return TenantLabels(std::move(names));
+}
+
 uint16_t TenantLabels::SlotOf(std::string_view domain) const {
   if (slots_.empty()) return kOther;
   std::string lower(domain);
@@ -213,22 +249,44 @@ uint16_t TenantLabels::SlotOfAddress(std::string_view address) const {
   return SlotOf(address.substr(at + 1));
 }
 
-ShardMetrics::ShardMetrics(size_t tenant_slots)
-    : sessions(std::max<size_t>(tenant_slots, 2)),
-      authentications(std::max<size_t>(tenant_slots, 2)) {}
+void TenantSeriesCounters::Add(const TenantSeriesCounters& o) {
+  for (size_t i = 0; i < sessions.size(); ++i) sessions[i] += o.sessions[i];
+  for (size_t m = 0; m < authentications.size(); ++m) {
+    for (size_t r = 0; r < authentications[m].size(); ++r) {
+      authentications[m][r] += o.authentications[m][r];
+    }
+  }
+  redownload_sessions += o.redownload_sessions;
+}
+
+ShardMetrics::ShardMetrics() : tenant_labels{"other", "none"}, tenants(2) {}
+
+uint16_t ShardMetrics::AppendTenantSeries(std::string_view label) {
+  tenant_labels.emplace_back(label);
+  tenants.emplace_back();
+  return static_cast<uint16_t>(tenant_labels.size() - 1);
+}
 
 void ShardMetrics::Add(const ShardMetrics& o) {
   for (size_t i = 0; i < connections_refused.size(); ++i) {
     connections_refused[i] += o.connections_refused[i];
   }
-  const size_t tenants = std::min(sessions.size(), o.sessions.size());
-  for (size_t t = 0; t < tenants; ++t) {
-    for (size_t i = 0; i < sessions[t].size(); ++i) sessions[t][i] += o.sessions[t][i];
-    for (size_t m = 0; m < authentications[t].size(); ++m) {
-      for (size_t r = 0; r < authentications[t][m].size(); ++r) {
-        authentications[t][m][r] += o.authentications[t][m][r];
-      }
+  // Series by label value: one shard's series 5 may be another's series 3.
+  absl::flat_hash_map<std::string, size_t> index;
+  index.reserve(tenant_labels.size());
+  for (size_t i = 0; i < tenant_labels.size(); ++i) index.emplace(tenant_labels[i], i);
+  for (size_t t = 0; t < o.tenant_labels.size() && t < o.tenants.size(); ++t) {
+    auto it = index.find(o.tenant_labels[t]);
+    size_t mine;
+    if (it != index.end()) {
+      mine = it->second;
+    } else {
+      mine = tenant_labels.size();
+      tenant_labels.push_back(o.tenant_labels[t]);
+      tenants.emplace_back();
+      index.emplace(o.tenant_labels[t], mine);
     }
+    tenants[mine].Add(o.tenants[t]);
   }
   for (size_t c = 0; c < kCommandCount; ++c) {
     for (size_t r = 0; r < commands[c].size(); ++r) commands[c][r] += o.commands[c][r];

@@ -11,7 +11,9 @@
 // of memcpy per shard per scrape.
 //
 // Tenant labels are bounded (TenantLabels): the largest tenants get a slot each, the rest share
-// "other".
+// "other". The set is re-chosen while serving (metrics/tenant_series.h), so a shard keys its
+// per-tenant counters by series (one per label value the shard has counted under, kept for the
+// shard's life) rather than by the current set's slots: counters never go down.
 #ifndef POSTHASTE_METRICS_SHARD_METRICS_H_
 #define POSTHASTE_METRICS_SHARD_METRICS_H_
 
@@ -137,9 +139,16 @@ class TenantLabels {
   // Picks the `max_tenants` largest domains by `accounts_per_domain` (ties: by name).
   static TenantLabels Largest(const absl::flat_hash_map<std::string, uint64_t>& accounts_per_domain,
                               size_t max_tenants);
+  // Picks the `max_tenants` largest domains of either map: by sessions, then (ties, and the
+  // domains without sessions yet) by accounts, then by name.
+  static TenantLabels Ranked(const absl::flat_hash_map<std::string, uint64_t>& sessions_per_domain,
+                             const absl::flat_hash_map<std::string, uint64_t>& accounts_per_domain,
+                             size_t max_tenants);
 
   size_t size() const { return labels_.size(); }
   std::string_view label(uint16_t slot) const { return labels_[slot]; }
+  // Every label value, slot order (other, none, then the tenants).
+  const std::vector<std::string>& labels() const { return labels_; }
   // The slot of `domain` (case-insensitive), or kOther.
   uint16_t SlotOf(std::string_view domain) const;
   // The slot of the domain part of `address` ("user@domain"); kOther without one.
@@ -152,19 +161,31 @@ class TenantLabels {
 
 // ---- The per-shard block ----
 
+// Per-tenant counters of one tenant label value.
+struct TenantSeriesCounters {
+  std::array<uint64_t, static_cast<size_t>(SessionOutcome::kCount)> sessions{};
+  // [mechanism][result]
+  std::array<std::array<uint64_t, static_cast<size_t>(AuthResult::kCount)>,
+             static_cast<size_t>(AuthMechanismLabel::kCount)>
+      authentications{};
+  // Sessions that retrieved more than the alarm's share of a large mailbox
+  // (server/pop3_service/redownload_watch.h).
+  uint64_t redownload_sessions = 0;
+
+  void Add(const TenantSeriesCounters& other);
+};
+
 struct ShardMetrics {
-  // `tenant_slots`: TenantLabels::size().
-  explicit ShardMetrics(size_t tenant_slots = 2);
+  // Starts with the series "other" and "none" (TenantLabels::kOther and kNone).
+  ShardMetrics();
 
   // Refusals counted here rather than in a service's counter block (see RefuseReason).
   std::array<uint64_t, static_cast<size_t>(RefuseReason::kCount)> connections_refused{};
 
-  // [tenant slot][outcome]
-  std::vector<std::array<uint64_t, static_cast<size_t>(SessionOutcome::kCount)>> sessions;
-  // [tenant slot][mechanism][result]
-  std::vector<std::array<std::array<uint64_t, static_cast<size_t>(AuthResult::kCount)>,
-                         static_cast<size_t>(AuthMechanismLabel::kCount)>>
-      authentications;
+  // Per tenant series: its label value and its counters, index = series (stable for the
+  // block's life; 0 is "other", 1 is "none"). Grown only by AppendTenantSeries.
+  std::vector<std::string> tenant_labels;
+  std::vector<TenantSeriesCounters> tenants;
 
   std::array<std::array<uint64_t, static_cast<size_t>(CommandResult::kCount)>, kCommandCount>
       commands{};
@@ -176,13 +197,18 @@ struct ShardMetrics {
   std::array<uint64_t, static_cast<size_t>(LmtpResult::kCount)> lmtp_deliveries{};
   std::array<uint64_t, static_cast<size_t>(StoreOperation::kCount)> store_errors{};
 
-  // Hot-path helpers (shard thread only).
+  // Adds a series for `label` (lower case, not yet a series) at the end; returns its index.
+  // Shard thread.
+  uint16_t AppendTenantSeries(std::string_view label);
+
+  // Hot-path helpers (shard thread only). `tenant`: a series index.
   void CountSession(uint16_t tenant, SessionOutcome outcome) {
-    ++sessions[tenant][static_cast<size_t>(outcome)];
+    ++tenants[tenant].sessions[static_cast<size_t>(outcome)];
   }
   void CountAuth(uint16_t tenant, AuthMechanismLabel mechanism, AuthResult result) {
-    ++authentications[tenant][static_cast<size_t>(mechanism)][static_cast<size_t>(result)];
+    ++tenants[tenant].authentications[static_cast<size_t>(mechanism)][static_cast<size_t>(result)];
   }
+  void CountRedownloadSession(uint16_t tenant) { ++tenants[tenant].redownload_sessions; }
   void CountCommand(Command command, CommandResult result, uint64_t latency_ns) {
     ++commands[static_cast<size_t>(command)][static_cast<size_t>(result)];
     command_latency[static_cast<size_t>(command)].Observe(latency_ns);
@@ -194,7 +220,8 @@ struct ShardMetrics {
   }
   void CountLmtpDelivery(LmtpResult result) { ++lmtp_deliveries[static_cast<size_t>(result)]; }
 
-  // Adds `other` into this block (the scrape's sum). Tenant vectors must be the same size.
+  // Adds `other` into this block (the scrape's sum). Tenant series are matched by label value;
+  // those this block lacks are added.
   void Add(const ShardMetrics& other);
 };
 

@@ -141,7 +141,7 @@ struct Scrape {
             CounterBlockRef::Of(AcceptorCounterTable(), acceptor).WithLabels("listener=lmtp")),
         CounterBlockCopy::Of(CounterBlockRef::Of(AuthPenaltyCounterTable(), penalties))};
     return metrics::Exporter::Families(
-        metrics::TenantLabels(), shards, 1,
+        shards, 1,
         {CounterBlockCopy::OfAtomics(ProcessCounterTable(), process),
          CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m"),
          CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(), offload_pool)

@@ -1,17 +1,18 @@
 #include "server/metrics_gather.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <utility>
 
 namespace posthaste::server {
 
-ShardMetricsGather::ShardMetricsGather(reactor::Reactor* reactor, size_t tenant_slots,
-                                       CopyOnShard copy, std::chrono::milliseconds wait)
+ShardMetricsGather::ShardMetricsGather(reactor::Reactor* reactor, CopyOnShard copy,
+                                       std::chrono::milliseconds wait)
     : reactor_(reactor),
       copy_(std::make_shared<const CopyOnShard>(std::move(copy))),
       wait_(wait),
       last_(reactor->shard_count(),
-            metrics::ShardCopy{.metrics = metrics::ShardMetrics(tenant_slots), .blocks = {}}) {}
+            metrics::ShardCopy{.metrics = metrics::ShardMetrics(), .blocks = {}}) {}
 
 uint32_t ShardMetricsGather::Copy(std::vector<metrics::ShardCopy>* out) {
   struct Gather {
@@ -57,7 +58,39 @@ uint32_t ShardMetricsGather::Copy(std::vector<metrics::ShardCopy>* out) {
   return answered;
 }
 
+TenantLoginGather::TenantLoginGather(reactor::Reactor* reactor, ServiceShards* shards,
+                                     std::chrono::milliseconds wait)
+    : reactor_(reactor), shards_(shards), wait_(wait) {}
+
+absl::flat_hash_map<std::string, uint64_t> TenantLoginGather::Take() {
+  uint64_t expected;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    expected = state_->answers;
+  }
+  const uint32_t count = std::min(reactor_->shard_count(), shards_->size());
+  for (uint32_t i = 0; i < count; ++i) {
+    ServiceShard* shard = &(*shards_)[i];
+    if (reactor_->shard(i).inbox().Post([shard, state = state_] {
+          absl::flat_hash_map<std::string, uint64_t> taken =
+              shard->tenant_series().TakeLoginCounts();
+          std::lock_guard<std::mutex> lock(state->mu);
+          for (auto& [domain, n] : taken) state->logins[domain] += n;
+          ++state->answers;
+          state->cv.notify_all();
+        })) {
+      ++expected;
+    }
+  }
+  std::unique_lock<std::mutex> lock(state_->mu);
+  state_->cv.wait_for(lock, wait_, [&] { return state_->answers >= expected; });
+  absl::flat_hash_map<std::string, uint64_t> logins;
+  logins.swap(state_->logins);
+  return logins;
+}
+
 metrics::ShardCopy CopyShardMetrics(ServiceShard& shard) {
+  shard.tenant_series().Refresh();
   metrics::ShardCopy copy{.metrics = shard.metrics(), .blocks = {}};
   copy.blocks.reserve(shard.counter_blocks().size());
   for (const metrics::CounterBlockRef& block : shard.counter_blocks()) {

@@ -14,12 +14,15 @@
 #define POSTHASTE_SERVER_METRICS_GATHER_H_
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "metrics/exporter.h"
 #include "metrics/shard_metrics.h"
 #include "server/reactor/shard.h"
@@ -33,7 +36,7 @@ class ShardMetricsGather {
   // Runs on shard `index`'s thread and returns that shard's copy.
   using CopyOnShard = std::function<metrics::ShardCopy(uint32_t index)>;
 
-  ShardMetricsGather(reactor::Reactor* reactor, size_t tenant_slots, CopyOnShard copy,
+  ShardMetricsGather(reactor::Reactor* reactor, CopyOnShard copy,
                      std::chrono::milliseconds wait = kWait);
 
   // Asks every shard for a copy and waits until each has answered, was refused or dropped its
@@ -49,7 +52,36 @@ class ShardMetricsGather {
   std::vector<metrics::ShardCopy> last_;
 };
 
-// Copies `shard`'s metric block and every counter block registered on it
+// The shards' login counts per tenant for the tenant label ranking
+// (metrics::TenantLabelRanking): each shard hands over what it counted (on its own thread,
+// through its inbox) and starts again. Counts that arrive after a Take gave up waiting are kept
+// for the next Take, so none is lost.
+//
+// Threading: Take from one thread at a time, never a shard's (it blocks up to `wait`).
+// Ownership: the Reactor and the ServiceShards must outlive it; call Take only while the
+// reactor runs.
+class TenantLoginGather {
+ public:
+  TenantLoginGather(reactor::Reactor* reactor, ServiceShards* shards,
+                    std::chrono::milliseconds wait = ShardMetricsGather::kWait);
+  // Logins per lower-case domain since the previous Take, from every shard that answered.
+  absl::flat_hash_map<std::string, uint64_t> Take();
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    absl::flat_hash_map<std::string, uint64_t> logins;  // by mu
+    uint64_t answers = 0;                               // by mu
+  };
+  reactor::Reactor* const reactor_;
+  ServiceShards* const shards_;
+  const std::chrono::milliseconds wait_;
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// Copies `shard`'s metric block (after taking up newly published tenant labels, so they show
+// at 0 before their first session) and every counter block registered on it
 // (ServiceShard::counter_blocks: the reactor's and every service's), each read later through its
 // table. REQUIRES: on that shard's thread.
 metrics::ShardCopy CopyShardMetrics(ServiceShard& shard);

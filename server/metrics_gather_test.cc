@@ -19,7 +19,7 @@ uint64_t& Marker(metrics::ShardCopy& copy) {
 }
 
 metrics::ShardCopy CopyMarked(uint64_t marker) {
-  metrics::ShardCopy copy{.metrics = metrics::ShardMetrics(2), .blocks = {}};
+  metrics::ShardCopy copy{.metrics = metrics::ShardMetrics(), .blocks = {}};
   Marker(copy) = marker;
   return copy;
 }
@@ -30,7 +30,7 @@ TEST(ShardMetricsGatherTest, CopiesEachShardOnItsOwnThread) {
   ASSERT_TRUE(
       reactor->Start([&](reactor::Shard& s) { thread_of[s.index()] = std::this_thread::get_id(); })
           .ok());
-  ShardMetricsGather gather(reactor.get(), 2, [&](uint32_t index) {
+  ShardMetricsGather gather(reactor.get(), [&](uint32_t index) {
     return CopyMarked(std::this_thread::get_id() == thread_of[index] ? 100 + index : 0);
   });
   std::vector<metrics::ShardCopy> copies;
@@ -51,7 +51,7 @@ TEST(ShardMetricsGatherTest, ARequestDroppedByAStoppingShardEndsTheWait) {
   constexpr milliseconds kWait(30'000);
   uint64_t copies_taken = 0;
   ShardMetricsGather gather(
-      reactor.get(), 2, [&](uint32_t) { return CopyMarked(++copies_taken); }, kWait);
+      reactor.get(), [&](uint32_t) { return CopyMarked(++copies_taken); }, kWait);
   std::vector<metrics::ShardCopy> copies;
   ASSERT_EQ(gather.Copy(&copies), 1u);
   ASSERT_EQ(Marker(copies[0]), 1u);

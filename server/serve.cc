@@ -12,11 +12,13 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "metrics/tenant_series.h"
 #include "server/admin/admin_api.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_socket.h"
@@ -309,21 +311,44 @@ class Server {
     return true;
   }
 
-  // Metric labels for the largest tenants by accounts (fixed for this run; the rest: "other").
+  // Metric labels for the largest tenants: by accounts at start-up, then by sessions
+  // (RecomputeTenantLabels); the rest are "other".
   void ChooseTenantLabels() {
-    if (ctx_.options.metrics_max_tenants == 0) return;
-    auto accounts = ctx_.store->ListAccounts();
-    if (!accounts.ok()) {
-      LogEvent(LogLevel::kWarning, "listing tenants for metric labels failed",
-               {{"error", accounts.status().ToString()}});
-      return;
-    }
     absl::flat_hash_map<std::string, uint64_t> per_domain;
-    for (const storage::AccountSummary& a : *accounts) {
-      ++per_domain[a.address.substr(a.address.rfind('@') + 1)];
+    if (ctx_.options.metrics_max_tenants > 0) {
+      auto accounts = ctx_.store->ListAccounts();
+      if (accounts.ok()) {
+        for (const storage::AccountSummary& a : *accounts) {
+          ++per_domain[absl::AsciiStrToLower(a.address.substr(a.address.rfind('@') + 1))];
+        }
+      } else {
+        LogEvent(LogLevel::kWarning, "listing tenants for metric labels failed",
+                 {{"error", accounts.status().ToString()}});
+      }
     }
-    ctx_.tenant_labels = std::make_shared<metrics::TenantLabels>(
-        metrics::TenantLabels::Largest(per_domain, ctx_.options.metrics_max_tenants));
+    tenant_ranking_ = std::make_unique<metrics::TenantLabelRanking>(
+        std::move(per_domain), ctx_.options.metrics_max_tenants);
+    tenant_labels_.Publish(tenant_ranking_->Rank());
+  }
+
+  // Every --metrics_tenants_recompute_s: adds the shards' logins since the last time to the
+  // ranking and publishes the labels when the set changed (shards take them up at their next
+  // login or scrape). Blocks up to ShardMetricsGather::kWait for the shards' counts.
+  void RecomputeTenantLabels() {
+    if (tenant_logins_ == nullptr || ctx_.options.metrics_max_tenants == 0) return;
+    tenant_ranking_->AddLogins(tenant_logins_->Take());
+    metrics::TenantLabels labels = tenant_ranking_->Rank();
+    const auto current = tenant_labels_.Current();
+    if (labels.labels() == current->labels()) return;
+    std::vector<std::string> added;
+    for (size_t slot = metrics::TenantLabels::kNone + 1; slot < labels.size(); ++slot) {
+      const std::string& label = labels.labels()[slot];
+      if (current->SlotOf(label) == metrics::TenantLabels::kOther) added.push_back(label);
+    }
+    LogEvent(
+        LogLevel::kInfo, "tenant metric labels changed",
+        {{"tenants", std::to_string(labels.size() - 2)}, {"added", absl::StrJoin(added, ",")}});
+    tenant_labels_.Publish(std::move(labels));
   }
 
   // STLS and the pop3s listener only with a certificate.
@@ -355,7 +380,11 @@ class Server {
   bool MakeShards() {
     shards_ = std::make_unique<ServiceShards>(
         ServiceShardOptions{
-            .tls = tls_.get(), .ktls = ktls_, .tenant_slots = ctx_.tenant_labels->size()},
+            .tls = tls_.get(),
+            .ktls = ktls_,
+            .tenant_labels = &tenant_labels_,
+            // Labels given over the run: a ranking that changes keeps its old series.
+            .tenant_series_max = 2 + 4 * size_t{ctx_.options.metrics_max_tenants}},
         ctx_.options.shards);
     return true;
   }
@@ -454,11 +483,10 @@ class Server {
   bool StartHttp() {
     const ServeOptions& options = ctx_.options;
     shard_metrics_ = std::make_unique<ShardMetricsGather>(
-        reactor_.get(), ctx_.tenant_labels->size(),
-        [this](uint32_t i) { return CopyShardMetrics((*shards_)[i]); });
+        reactor_.get(), [this](uint32_t i) { return CopyShardMetrics((*shards_)[i]); });
+    tenant_logins_ = std::make_unique<TenantLoginGather>(reactor_.get(), shards_.get());
     auto metrics_http = admin::AdminHttp::Start(
-        options, {.tenant_labels = ctx_.tenant_labels,
-                  .shards = [gather = shard_metrics_.get()](
+        options, {.shards = [gather = shard_metrics_.get()](
                                 std::vector<metrics::ShardCopy>* out) { return gather->Copy(out); },
                   .process_counters =
                       [this] {
@@ -582,6 +610,8 @@ class Server {
       if (sig == SIGTERM || sig == SIGINT || sig == SIGUSR2) return sig;
       RefreshTenantPolicies(tenant_policies_, *ctx_.store, "periodic check");
       ++waited_s;
+      const uint32_t recompute_s = ctx_.options.metrics_tenants_recompute_s;
+      if (recompute_s > 0 && waited_s % recompute_s == 0) RecomputeTenantLabels();
       const uint32_t check_s = ctx_.options.tls_reload_check_s;
       const bool check_files = check_s > 0 && waited_s % check_s == 0;
       if (check_files && oauth_ != nullptr) ReloadOAuthKeys(*oauth_, "files changed");
@@ -678,6 +708,9 @@ class Server {
   // Process-wide counters, e.g. certificate reloads (main thread writes; the HTTP thread reads).
   ProcessCounters process_;
   std::atomic<bool> draining_{false};  // set once by the main thread; /readyz reads it
+  // The tenant metric labels the shards read (declared before them) and how they are chosen.
+  metrics::TenantLabelTable tenant_labels_;
+  std::unique_ptr<metrics::TenantLabelRanking> tenant_ranking_;
   // One protocol-neutral shard per reactor shard: outlives the services' per-shard state and
   // the reactor (declared before both).
   std::unique_ptr<ServiceShards> shards_;
@@ -694,6 +727,7 @@ class Server {
   std::unique_ptr<reactor::Reactor> reactor_;
   std::string ring_mode_;
   std::unique_ptr<ShardMetricsGather> shard_metrics_;
+  std::unique_ptr<TenantLoginGather> tenant_logins_;
   std::unique_ptr<admin::AdminHttp> metrics_http_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<placement::BackendRegistration> registration_;

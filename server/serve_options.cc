@@ -226,7 +226,13 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"log_format",
        ChoiceFlag<std::string>("log_format", &o.log_format, {{"text", "text"}, {"json", "json"}})},
       {"metrics_max_tenants", IntFlag("metrics_max_tenants", &o.metrics_max_tenants, 10'000)},
+      {"metrics_tenants_recompute_s",
+       IntFlag("metrics_tenants_recompute_s", &o.metrics_tenants_recompute_s, 86400)},
       {"metrics_sessions", BoolFlag("metrics_sessions", &o.metrics_sessions)},
+      {"redownload_alarm_percent",
+       IntFlag("redownload_alarm_percent", &o.redownload_alarm_percent, 100)},
+      {"redownload_alarm_messages_min",
+       IntFlag("redownload_alarm_messages_min", &o.redownload_alarm_messages_min, UINT32_MAX)},
       {"hostname", StringFlag(&o.hostname)},
       {"tls_cert", StringFlag(&o.tls_cert)},
       {"tls_key", StringFlag(&o.tls_key)},
@@ -367,7 +373,9 @@ std::string ServeUsage() {
          "[--rehash_at_login=true] "
          "[--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
-         "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_sessions=true] "
+         "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_tenants_recompute_s=60] "
+         "[--metrics_sessions=true] [--redownload_alarm_percent=50] "
+         "[--redownload_alarm_messages_min=500] "
          "[--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "
          "[--admin_listen=HOST:PORT --admin_token_file=FILE] "

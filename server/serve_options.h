@@ -128,9 +128,16 @@ struct ServeOptions {
   uint32_t http_connections_max = 256;
   uint32_t http_connections_per_ip = 16;
   std::string log_format = "text";
-  // Tenants (domains, largest by accounts at start-up) with their own metric label; the rest
-  // share "other".
+  // Tenants (domains) with their own metric label; the rest share "other". Chosen by accounts
+  // at start-up, then every metrics_tenants_recompute_s by sessions since start-up (0: fixed
+  // at start-up).
   uint32_t metrics_max_tenants = 20;
+  uint32_t metrics_tenants_recompute_s = 60;
+  // The re-download alarm (server/pop3_service/redownload_watch.h): a session that retrieves
+  // more than redownload_alarm_percent of the messages of a mailbox of at least
+  // redownload_alarm_messages_min messages is logged and counted (0 percent: off).
+  uint32_t redownload_alarm_percent = 50;
+  uint32_t redownload_alarm_messages_min = 500;
   // Per-session, per-tenant and per-command counting and command timing. Off only to measure
   // what it costs (the connection and byte counters stay).
   bool metrics_sessions = true;

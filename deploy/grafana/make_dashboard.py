@@ -103,6 +103,13 @@ def build():
             [("sum by (tenant, mechanism) (rate(posthaste_pop3_authentications_total"
               "{%s,result!=\"ok\"}[%s]))" % (TSEL, RATE), "{{tenant}} {{mechanism}}")],
             unit="ops"),
+      panel("Mailbox re-downloads by tenant (per hour)",
+            [("sum by (tenant) (increase(posthaste_pop3_redownload_sessions_total{%s}[1h]))" %
+              TSEL, "{{tenant}}")],
+            description="Sessions that retrieved more than --redownload_alarm_percent of a "
+            "mailbox of at least --redownload_alarm_messages_min messages: clients that lost "
+            "their UIDL state, or a migration that changed UIDLs. The server log has a "
+            "\"redownload alarm\" line for each, with the user."),
 
       row("Commands"),
       panel("Command rate",

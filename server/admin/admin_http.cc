@@ -199,8 +199,7 @@ http::HttpServerOptions HttpListenerOptions(const ServeOptions& options, std::st
 
 absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(const ServeOptions& serve_options,
                                                             AdminHttpSources sources) {
-  if (sources.tenant_labels == nullptr || !sources.shards || sources.store == nullptr ||
-      sources.draining == nullptr) {
+  if (!sources.shards || sources.store == nullptr || sources.draining == nullptr) {
     return absl::InvalidArgumentError("AdminHttp: every source must be given");
   }
   auto admin = std::unique_ptr<AdminHttp>(new AdminHttp());
@@ -208,7 +207,6 @@ absl::StatusOr<std::unique_ptr<AdminHttp>> AdminHttp::Start(const ServeOptions& 
   Impl* impl = admin->impl_.get();
   impl->sources = std::move(sources);
   impl->exporter = std::make_unique<metrics::Exporter>(
-      impl->sources.tenant_labels,
       metrics::ExporterSources{.shards = impl->sources.shards,
                                .process = [impl] { return impl->ProcessBlocks(); },
                                .store = [impl] { return impl->StoreFigures(); },

@@ -38,8 +38,6 @@ namespace posthaste::server::admin {
 
 // What /metrics and /readyz read.
 struct AdminHttpSources {
-  // Tenant label slots of the shards' metric blocks (fixed at start-up).
-  std::shared_ptr<const metrics::TenantLabels> tenant_labels;
   // Called on a worker once per scrape: fills one copy per shard (index = shard number) and
   // returns how many shards answered this time (metrics::ExporterSources::shards). Must be
   // thread-safe and return within a bounded time.

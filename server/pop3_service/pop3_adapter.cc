@@ -55,8 +55,8 @@ Pop3Adapter::Pop3Adapter(uint64_t id, std::unique_ptr<transport::Transport> tran
       metrics_(options.metrics),
       auth_timeout_ns_(options.auth_timeout_ns),
       idle_timeout_ns_(options.idle_timeout_ns),
-      recorder_(*options.metrics, *options.tenant_labels, options.count_sessions, options.shard, id,
-                transport_->peer().ip),
+      recorder_(*options.metrics, *options.tenant_series, options.count_sessions, options.shard, id,
+                transport_->peer().ip, options.redownload_alarm),
       session_(WithObserver(std::move(options.session), recorder_.observer(), backend)),
       implicit_tls_(options.implicit_tls),
       handshaking_(options.implicit_tls) {
@@ -122,8 +122,9 @@ void Pop3Adapter::OnMaildropOpened(Pop3MaildropOpened opened) {
     maildrop_ = std::move(opened.maildrop);
     recorder_.LoggedIn(session_.user());
     if (opened.idle_timeout_ns != 0) idle_timeout_ns_ = opened.idle_timeout_ns;
-    session_.OnMaildropOpened(
-        {pop3::Pop3MaildropResult::Code::kOk, maildrop_->view(), opened.user_policy});
+    const auto view = maildrop_->view();
+    recorder_.MaildropOpened(view->count(), view->total_octets());
+    session_.OnMaildropOpened({pop3::Pop3MaildropResult::Code::kOk, view, opened.user_policy});
     last_input_ns_ = transport_->NowNs();  // TRANSACTION's idle clock starts now
   } else {
     if (!opened.error.ok()) {
@@ -370,6 +371,7 @@ void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
     backend_.FindTopLength(id_, maildrop_, action.message, *action.top_body_lines);
     return;
   }
+  recorder_.Retrieving(action.message.value(), range.length);
   if (range.length > 0) transport_->SendFile(range);
   transport_->Send(kTerminator);
   unflushed_ = true;

@@ -34,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "metrics/shard_metrics.h"
+#include "metrics/tenant_series.h"
 #include "server/pop3/session.h"
 #include "server/pop3_service/pop3_backend.h"
 #include "server/pop3_service/session_recorder.h"
@@ -47,10 +48,11 @@ struct Pop3AdapterOptions {
   bool implicit_tls = false;     // accepted on the pop3s listener
   uint64_t auth_timeout_ns = 0;  // AUTHORIZATION (and a TLS handshake), from connect
   uint64_t idle_timeout_ns = 0;  // TRANSACTION, from the last input
-  // Metrics: the shard's block and tenant labels (must outlive the adapter).
+  // Metrics: the shard's block and its tenant series (must outlive the adapter).
   metrics::ShardMetrics* metrics = nullptr;
-  const metrics::TenantLabels* tenant_labels = nullptr;
+  metrics::ShardTenantSeries* tenant_series = nullptr;
   bool count_sessions = true;  // --metrics_sessions
+  RedownloadAlarmOptions redownload_alarm;
   uint32_t shard = 0;          // for the session id in logs
 };
 

@@ -32,6 +32,7 @@ struct Scenario {
   size_t output_queued_bytes_max = 64 * 1024;
   std::vector<uint64_t> sizes = {120, 2000, 30};
   bool via_trusted_proxy = false;  // the peer is in --proxy_networks: XCLIENT is accepted
+  RedownloadAlarmOptions redownload_alarm;  // default: 500 messages, more than the sizes
 };
 
 class Pop3AdapterTest : public ::testing::Test {
@@ -50,7 +51,8 @@ class Pop3AdapterTest : public ::testing::Test {
     options.auth_timeout_ns = kAuthTimeout;
     options.idle_timeout_ns = kIdleTimeout;
     options.metrics = &metrics_;
-    options.tenant_labels = &labels_;
+    options.tenant_series = &series_;
+    options.redownload_alarm = setup.redownload_alarm;
     transport::PeerInfo peer;
     peer.ip = "192.0.2.1";
     auto transport = std::make_unique<FakeTransport>(peer, setup.tls_available, setup.implicit_tls);
@@ -94,7 +96,7 @@ class Pop3AdapterTest : public ::testing::Test {
   }
 
   metrics::ShardMetrics metrics_;
-  metrics::TenantLabels labels_;
+  metrics::ShardTenantSeries series_{nullptr, metrics_, 2, 0};
   FakePop3Backend backend_;
   std::shared_ptr<FakeMaildrop> maildrop_;
   FakeTransport* transport_ = nullptr;  // owned by adapter_
@@ -149,6 +151,27 @@ TEST_F(Pop3AdapterTest, RetrSendsStatusBodyAndTerminatorInOrderInOneFlush) {
   EXPECT_TRUE(transport_->sent()[4].is_file);
   EXPECT_EQ(transport_->TakeSentText(), "+OK 2000 octets\r\n<file 50:1000+2000>.\r\n+OK\r\n");
   EXPECT_EQ(maildrop_->locate_calls(), 1);  // the stored message is looked up once
+}
+
+TEST_F(Pop3AdapterTest, RetrievingMostOfTheMailboxIsCountedOnceForTheTenant) {
+  const auto alarms = [&] {
+    return metrics_.tenants[metrics::TenantLabels::kOther].redownload_sessions;
+  };
+  Start({.redownload_alarm = {.percent = 50, .messages_min = 3}});
+  Login();
+  EXPECT_EQ(Exchange("RETR 1\r\nRETR 1\r\n").substr(0, 3), "+OK");
+  EXPECT_EQ(alarms(), 0u);  // one distinct message of three
+  Exchange("RETR 3\r\n");
+  EXPECT_EQ(alarms(), 1u);  // two of three: more than half
+  Exchange("RETR 2\r\n");
+  EXPECT_EQ(alarms(), 1u);  // once per session
+}
+
+TEST_F(Pop3AdapterTest, RetrievingAllOfASmallMailboxRaisesNoAlarm) {
+  Start();  // 3 messages, below the default minimum
+  Login();
+  Exchange("RETR 1\r\nRETR 2\r\nRETR 3\r\n");
+  EXPECT_EQ(metrics_.tenants[metrics::TenantLabels::kOther].redownload_sessions, 0u);
 }
 
 TEST_F(Pop3AdapterTest, TopWaitsForTheLengthFromTheBackendAndKeepsOrder) {

@@ -269,8 +269,10 @@ pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::Peer
   o.auth_timeout_ns = uint64_t{options.auth_timeout_s} * kNsPerSecond;
   o.idle_timeout_ns = uint64_t{options.idle_timeout_s} * kNsPerSecond;
   o.metrics = &metrics;
-  o.tenant_labels = server->tenant_labels.get();
+  o.tenant_series = &shard->tenant_series();
   o.count_sessions = options.metrics_sessions;
+  o.redownload_alarm = {.percent = options.redownload_alarm_percent,
+                        .messages_min = options.redownload_alarm_messages_min};
   o.shard = index;
   return o;
 }

@@ -84,9 +84,6 @@ struct Pop3Service {
   TenantPolicyTable* tenant_policies = nullptr;
   std::vector<std::unique_ptr<Pop3Shard>> shards;
   ServerMaildropShards maildrop_shards{*this};
-  // Tenant label slots for metrics (fixed at start-up; read-only afterwards).
-  std::shared_ptr<const metrics::TenantLabels> tenant_labels =
-      std::make_shared<metrics::TenantLabels>();
 };
 
 // For a live move (server/admin PUT .../hold, after MailStore::HoldAccount): ends every POP3

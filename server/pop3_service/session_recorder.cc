@@ -42,25 +42,27 @@ uint64_t MonotonicNowNs() {
 }  // namespace
 
 SessionRecorder::SessionRecorder(metrics::ShardMetrics& metrics,
-                                 const metrics::TenantLabels& tenants, bool counting,
-                                 uint32_t shard, uint64_t connection_id, std::string_view client_ip)
+                                 metrics::ShardTenantSeries& tenants, bool counting, uint32_t shard,
+                                 uint64_t connection_id, std::string_view client_ip,
+                                 RedownloadAlarmOptions redownload_alarm)
     : metrics_(metrics),
       tenants_(tenants),
       counting_(counting),
       session_id_(absl::StrCat(shard, "-", connection_id)),
       client_ip_(client_ip),
-      started_ns_(MonotonicNowNs()) {}
+      started_ns_(MonotonicNowNs()),
+      redownload_(redownload_alarm) {}
 
 void SessionRecorder::AuthStarted(const pop3::Pop3Credentials& credentials) {
   auth_mechanism_ = MechanismOf(credentials.mechanism);
   // Bounded: the name is the client's text.
   attempted_user_.assign(credentials.user.substr(0, kLoggedNameBytesMax));
-  auth_tenant_slot_ =
-      counting_ ? tenants_.SlotOfAddress(credentials.user) : metrics::TenantLabels::kOther;
+  auth_tenant_series_ =
+      counting_ ? tenants_.SeriesOfAddress(credentials.user) : metrics::TenantLabels::kOther;
 }
 
 void SessionRecorder::AuthFinished(metrics::AuthResult result) {
-  if (counting_) metrics_.CountAuth(auth_tenant_slot_, auth_mechanism_, result);
+  if (counting_) metrics_.CountAuth(auth_tenant_series_, auth_mechanism_, result);
   if (result != metrics::AuthResult::kOk) {
     ++auth_failures_;
     failed_user_ = std::move(attempted_user_);
@@ -72,7 +74,22 @@ void SessionRecorder::LoggedIn(std::string_view account) {
   user_ = std::string(account);
   const size_t at = user_.rfind('@');
   tenant_ = at == std::string::npos ? std::string() : user_.substr(at + 1);
-  if (counting_) tenant_slot_ = tenants_.SlotOfAddress(account);
+  if (counting_) {
+    tenant_series_ = tenants_.SeriesOfAddress(account);
+    tenants_.CountLogin(account);  // what the label ranking orders tenants by
+  }
+}
+
+void SessionRecorder::Retrieving(uint32_t index, uint64_t octets) {
+  if (!redownload_.Retrieved(index, octets)) return;
+  // Counted even with --metrics_sessions=false (then as "other": no tenant series is looked up).
+  metrics_.CountRedownloadSession(counting_ ? tenant_series_ : metrics::TenantLabels::kOther);
+  Log(LogLevel::kWarning, "redownload alarm",
+      {{"user", user_},
+       {"retrieved", std::to_string(redownload_.retrieved())},
+       {"messages", std::to_string(redownload_.messages())},
+       {"retrieved_bytes", std::to_string(redownload_.retrieved_octets())},
+       {"mailbox_bytes", std::to_string(redownload_.mailbox_octets())}});
 }
 
 void SessionRecorder::OnCommandBegin(pop3::Pop3Command command) {
@@ -103,7 +120,7 @@ void SessionRecorder::Log(LogLevel level, std::string_view message,
 void SessionRecorder::Finish(uint64_t commands) {
   if (finished_) return;
   finished_ = true;
-  if (counting_) metrics_.CountSession(tenant_slot_, outcome_);
+  if (counting_) metrics_.CountSession(tenant_series_, outcome_);
   const uint64_t duration_ms = (MonotonicNowNs() - started_ns_) / 1'000'000;
   Log(LogLevel::kInfo, "session end",
       {{"user", user_},

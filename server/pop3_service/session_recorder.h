@@ -3,7 +3,9 @@
 // the session's Pop3CommandObserver), and at the end the session (tenant, outcome), and writes
 // the per-session summary line (like Dovecot's pop3_logout_format): session id, client,
 // tenant, user, outcome, commands, retrieved/top counts, deleted, bytes, whether the UIDL list
-// changed, duration. Passwords, SASL responses and APOP digests never reach it.
+// changed, duration. Passwords, SASL responses and APOP digests never reach it. It also logs
+// and counts (per tenant) a session that downloads most of a large mailbox again
+// (RedownloadWatch).
 //
 // Threading: owned by one connection, used only on its shard's thread.
 #ifndef POSTHASTE_SERVER_POP3_SERVICE_SESSION_RECORDER_H_
@@ -16,18 +18,21 @@
 
 #include "base/log.h"
 #include "metrics/shard_metrics.h"
+#include "metrics/tenant_series.h"
 #include "server/pop3/session.h"
+#include "server/pop3_service/redownload_watch.h"
 
 namespace posthaste::server {
 
 class SessionRecorder final : public pop3::Pop3CommandObserver {
  public:
-  // `metrics`, `tenants` and the text `client_ip` views (the connection's peer address) must
-  // outlive the recorder. `counting`: false turns off the per-session/per-command counting and
-  // timing (--metrics_sessions=false); the summary log line is written either way.
-  SessionRecorder(metrics::ShardMetrics& metrics, const metrics::TenantLabels& tenants,
-                  bool counting, uint32_t shard, uint64_t connection_id,
-                  std::string_view client_ip);
+  // `metrics`, `tenants` (its series, in `metrics`) and the text `client_ip` views (the
+  // connection's peer address) must outlive the recorder. `counting`: false turns off the
+  // per-session/per-command counting and timing (--metrics_sessions=false); the summary log line is
+  // written either way.
+  SessionRecorder(metrics::ShardMetrics& metrics, metrics::ShardTenantSeries& tenants,
+                  bool counting, uint32_t shard, uint64_t connection_id, std::string_view client_ip,
+                  RedownloadAlarmOptions redownload_alarm = {});
 
   // For Pop3SessionOptions::command_observer (null when not counting).
   pop3::Pop3CommandObserver* observer() { return counting_ ? this : nullptr; }
@@ -40,6 +45,13 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   // The maildrop of `account` (user@domain) is open: the session belongs to its tenant.
   void LoggedIn(std::string_view account);
   void Streamed(bool top) { ++(top ? top_ : retrieved_); }
+  // The open maildrop's size, for the re-download alarm.
+  void MaildropOpened(uint32_t messages, uint64_t octets) {
+    redownload_.MaildropOpened(messages, octets);
+  }
+  // A RETR of the message at 0-based `index` (`octets` on the wire) is being sent: past the
+  // alarm's share, logs "redownload alarm" and counts the session for its tenant (once).
+  void Retrieving(uint32_t index, uint64_t octets);
   void MessageBytesSent(uint64_t bytes) { message_bytes_ += bytes; }
   void ReplyBytesSent(uint64_t bytes) { reply_bytes_ += bytes; }
   void CommitStarted(size_t deletions) { pending_deletions_ = deletions; }
@@ -65,7 +77,7 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
 
  private:
   metrics::ShardMetrics& metrics_;
-  const metrics::TenantLabels& tenants_;
+  metrics::ShardTenantSeries& tenants_;
   const bool counting_;
   const std::string session_id_;
   std::string client_ip_;  // changed by a trusted proxy's XCLIENT
@@ -77,8 +89,8 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   std::string attempted_user_;
   uint32_t auth_failures_ = 0;
   std::string tenant_;  // its domain
-  uint16_t tenant_slot_ = metrics::TenantLabels::kNone;
-  uint16_t auth_tenant_slot_ = metrics::TenantLabels::kNone;
+  uint16_t tenant_series_ = metrics::TenantLabels::kNone;
+  uint16_t auth_tenant_series_ = metrics::TenantLabels::kNone;
   metrics::AuthMechanismLabel auth_mechanism_ = metrics::AuthMechanismLabel::kUser;
   metrics::SessionOutcome outcome_ = metrics::SessionOutcome::kDisconnected;
   bool outcome_set_ = false;
@@ -91,6 +103,7 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
   uint64_t pending_deletions_ = 0;
   uint64_t message_bytes_ = 0;
   uint64_t reply_bytes_ = 0;
+  RedownloadWatch redownload_;
 };
 
 }  // namespace posthaste::server

@@ -23,8 +23,10 @@ void BM_Session(benchmark::State& state) {
   const bool counting = state.range(0) != 0;
   const int devnull = open("/dev/null", O_WRONLY);
   SetLogFdForTest(devnull);
-  metrics::TenantLabels tenants({"bench.test", "a.test", "b.test"});
-  metrics::ShardMetrics block(tenants.size());
+  metrics::TenantLabelTable labels;
+  labels.Publish(metrics::TenantLabels({"bench.test", "a.test", "b.test"}));
+  metrics::ShardMetrics block;
+  metrics::ShardTenantSeries tenants(&labels, block, 64, 1024);
   pop3::Pop3Credentials credentials;
   credentials.user = "user1@bench.test";
   uint64_t id = 0;
@@ -40,11 +42,13 @@ void BM_Session(benchmark::State& state) {
     recorder.AuthStarted(credentials);
     recorder.AuthFinished(metrics::AuthResult::kOk);
     recorder.LoggedIn("user1@bench.test");
+    recorder.MaildropOpened(10, 10 * 20480);
     command(pop3::Pop3Command::kPass);
     command(pop3::Pop3Command::kStat);
     command(pop3::Pop3Command::kUidl);
     for (int i = 0; i < 10; ++i) {
       recorder.Streamed(false);
+      recorder.Retrieving(static_cast<uint32_t>(i), 20480);
       command(pop3::Pop3Command::kRetr);
       recorder.MessageBytesSent(20480);
       recorder.ReplyBytesSent(20);
@@ -63,8 +67,8 @@ BENCHMARK(BM_Session)->Arg(0)->Arg(1)->ArgName("counting");
 void BM_Scrape(benchmark::State& state) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < state.range(0); ++i) names.push_back("t" + std::to_string(i) + ".test");
-  const auto tenants = std::make_shared<metrics::TenantLabels>(std::move(names));
-  const metrics::ShardMetrics shard_metrics(tenants->size());
+  metrics::ShardMetrics shard_metrics;
+  for (const std::string& name : names) shard_metrics.AppendTenantSeries(name);
   const ShardStats pop3;
   const LmtpStats lmtp;
   const reactor::RingStats ring;
@@ -83,7 +87,7 @@ void BM_Scrape(benchmark::State& state) {
         copy.blocks.push_back(metrics::CounterBlockCopy::Of(block));
       }
     }
-    auto families = metrics::Exporter::Families(*tenants, copies, 2, {}, &store, true);
+    auto families = metrics::Exporter::Families(copies, 2, {}, &store, true);
     bytes = metrics::SerializeText(families).size();
   }
   state.counters["text_bytes"] = static_cast<double>(bytes);

@@ -8,7 +8,10 @@
 namespace posthaste::server {
 
 ServiceShard::ServiceShard(ServiceShards& all, uint32_t index)
-    : all_(all), index_(index), metrics_(all.options().tenant_slots) {}
+    : all_(all),
+      index_(index),
+      tenant_series_(all.options().tenant_labels, metrics_, all.options().tenant_series_max,
+                     all.options().tenant_login_domains_max) {}
 
 void ServiceShard::Start(reactor::Shard& shard) {
   PH_CHECK(shard.index() == index_);

@@ -28,6 +28,7 @@
 #include "absl/functional/any_invocable.h"
 #include "metrics/counter_table.h"
 #include "metrics/shard_metrics.h"
+#include "metrics/tenant_series.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/net.h"
 #include "server/reactor/offload_pool.h"
@@ -44,7 +45,11 @@ class ServiceShards;
 struct ServiceShardOptions {
   TlsContextSet* tls = nullptr;  // null: no certificate, so no TLS on any service
   KtlsCapability ktls;           // probed once at start-up
-  size_t tenant_slots = 2;       // metrics::TenantLabels::size()
+  // The published tenant labels (null: every tenant "other") and each shard's bounds on them
+  // (metrics::ShardTenantSeries).
+  const metrics::TenantLabelTable* tenant_labels = nullptr;
+  size_t tenant_series_max = 64;
+  size_t tenant_login_domains_max = 65536;
 };
 
 class ServiceShard {
@@ -60,6 +65,9 @@ class ServiceShard {
   // This shard's labelled metrics (sessions, logins, commands, deliveries...): written on the
   // shard's thread by every service.
   metrics::ShardMetrics& metrics() { return metrics_; }
+  // Which of metrics()'s tenant series a session counts under, and logins per tenant for the
+  // label ranking (server/tenant_label_ranker.h).
+  metrics::ShardTenantSeries& tenant_series() { return tenant_series_; }
   // Null when TLS is off.
   TlsShardContexts* tls() { return tls_.get(); }
 
@@ -107,6 +115,7 @@ class ServiceShard {
   const uint32_t index_;
   reactor::Shard* shard_ = nullptr;
   metrics::ShardMetrics metrics_;
+  metrics::ShardTenantSeries tenant_series_;  // counts into metrics_
   std::unique_ptr<TlsShardContexts> tls_;
   transport::TlsErrorLogLimiter tls_error_log_;
   std::vector<std::unique_ptr<reactor::BufferRing>> buffer_rings_;

@@ -116,8 +116,7 @@ TEST(ServiceShardTest, EveryReactorCounterOfTheShardIsOnTheScrape) {
   reactor->Stop();
   reactor->Wait();
 
-  const auto families =
-      metrics::Exporter::Families(metrics::TenantLabels(), copies, 2, {}, nullptr, true);
+  const auto families = metrics::Exporter::Families(copies, 2, {}, nullptr, true);
   // Every row of every reactor table the shard keeps, with its labels.
   const std::vector<std::pair<const CounterTable*, std::vector<std::pair<std::string, std::string>>>>
       blocks = {{&RingCounterTable(), {}},
