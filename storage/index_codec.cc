@@ -273,6 +273,18 @@ std::string UidlPrefix(uint64_t incarnation) {
   return key;
 }
 
+std::string RetrievedKey(uint64_t incarnation, uint64_t seq) {
+  std::string key = RetrievedPrefix(incarnation);
+  PutBE64(&key, seq);
+  return key;
+}
+
+std::string RetrievedPrefix(uint64_t incarnation) {
+  std::string key(1, kRetrievedPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
 std::string SegmentKey(uint64_t segment_id) {
   std::string key(1, kSegmentPrefix);
   PutBE64(&key, segment_id);
@@ -553,9 +565,9 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
         case kTenantFieldConnectionsPerUser: {
           if (!GetTaggedNumber64(value, &number64) || number64 > UINT32_MAX) return false;
           const uint32_t number = static_cast<uint32_t>(number64);
-          (tag == kTenantFieldListNewest         ? service.list_newest
-           : tag == kTenantFieldIdleTimeout      ? service.idle_timeout_s
-                                                 : service.connections_per_user) = number;
+          (tag == kTenantFieldListNewest    ? service.list_newest
+           : tag == kTenantFieldIdleTimeout ? service.idle_timeout_s
+                                            : service.connections_per_user) = number;
           return true;
         }
         case kTenantFieldLoginMechanisms:
