@@ -565,9 +565,9 @@ bool DecodeTenant(std::string_view in, TenantRecord* r) {
         case kTenantFieldConnectionsPerUser: {
           if (!GetTaggedNumber64(value, &number64) || number64 > UINT32_MAX) return false;
           const uint32_t number = static_cast<uint32_t>(number64);
-          (tag == kTenantFieldListNewest    ? service.list_newest
-           : tag == kTenantFieldIdleTimeout ? service.idle_timeout_s
-                                            : service.connections_per_user) = number;
+          (tag == kTenantFieldListNewest         ? service.list_newest
+           : tag == kTenantFieldIdleTimeout      ? service.idle_timeout_s
+                                                 : service.connections_per_user) = number;
           return true;
         }
         case kTenantFieldLoginMechanisms:

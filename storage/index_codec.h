@@ -31,8 +31,9 @@
 #include <string_view>
 #include <vector>
 
-#include "rocksdb/merge_operator.h"
 #include "storage/tenant_settings.h"
+
+#include "rocksdb/merge_operator.h"
 
 namespace posthaste::storage::internal {
 

@@ -42,7 +42,10 @@ MaildropRegistry::Outcome MaildropRegistry::Acquire(std::string_view user, std::
     entry.holder = requester;
     return Outcome::kGranted;
   }
-  if (entry.takeover_pending || policy == pop3::InUsePolicy::kRefuse) return Outcome::kInUse;
+  if (entry.takeover_pending || policy == pop3::InUsePolicy::kRefuse ||
+      *entry.holder == kMaintenanceHolder) {
+    return Outcome::kInUse;
+  }
   entry.takeover_pending = true;
   *holder = *entry.holder;
   return Outcome::kAskHolder;

@@ -340,7 +340,8 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
       recorder_.CommitStarted(action.deletions.size());
       backend_.Commit(
           id_, maildrop_,
-          std::vector<pop3::MessageIndex>(action.deletions.begin(), action.deletions.end()));
+          std::vector<pop3::MessageIndex>(action.deletions.begin(), action.deletions.end()),
+          RetrievedMessages());
       break;
     case Pop3ActionKind::kStartTls:
       StartTls();
@@ -355,8 +356,21 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
   }
 }
 
+std::vector<pop3::MessageIndex> Pop3Adapter::RetrievedMessages() const {
+  std::vector<pop3::MessageIndex> out;
+  for (uint32_t i = 0; i < retrieved_.size(); ++i) {
+    if (retrieved_[i]) out.emplace_back(i);
+  }
+  return out;
+}
+
 void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
   recorder_.Streamed(action.top_body_lines.has_value());
+  if (!action.top_body_lines.has_value()) {
+    // One bit per message of the maildrop, however often a client repeats RETR.
+    if (retrieved_.empty()) retrieved_.resize(maildrop_->view()->count());
+    if (action.message.value() < retrieved_.size()) retrieved_[action.message.value()] = true;
+  }
   taken_unflushed_ = true;
   const transport::FileRange range = maildrop_->Locate(action.message);  // the only lookup
   if (action.top_body_lines.has_value()) {
