@@ -49,12 +49,13 @@ RetentionJob::RetentionJob(storage::MailStore& store, MailboxGuard* guard, Reten
 
 absl::StatusOr<PassResult> RetentionJob::RunPass(
     absl::Time now, const std::atomic<bool>* stop,
-    const std::function<void(const std::string&)>& progress) {
+    const std::function<void(const std::string&)>& progress, bool use_cursor) {
   std::lock_guard<std::mutex> pass(pass_mu_);
   PassResult result;
+  const std::string cursor_name = use_cursor ? options_.cursor_name : std::string();
   std::string cursor;
-  if (!options_.cursor_name.empty()) {
-    PH_ASSIGN_OR_RETURN(cursor, store_.GetJobCursor(options_.cursor_name));
+  if (!cursor_name.empty()) {
+    PH_ASSIGN_OR_RETURN(cursor, store_.GetJobCursor(cursor_name));
     if (!cursor.empty()) {
       LogEvent(LogLevel::kInfo, "retention pass resumes", {{"after", cursor}});
     }
@@ -63,9 +64,9 @@ absl::StatusOr<PassResult> RetentionJob::RunPass(
   std::string last_done;
   uint64_t since_cursor = 0;
   auto save_cursor = [&](bool force) {
-    if (options_.cursor_name.empty() || last_done.empty()) return;
+    if (cursor_name.empty() || last_done.empty()) return;
     if (!force && since_cursor < kCursorEveryAccounts) return;
-    absl::Status saved = store_.SetJobCursor(options_.cursor_name, last_done);
+    absl::Status saved = store_.SetJobCursor(cursor_name, last_done);
     if (!saved.ok()) {
       LogEvent(LogLevel::kWarning, "retention cursor not saved", {{"error", saved.ToString()}});
     }
@@ -121,8 +122,8 @@ absl::StatusOr<PassResult> RetentionJob::RunPass(
     save_cursor(/*force=*/true);
     return result;
   }
-  if (!options_.cursor_name.empty()) {
-    PH_RETURN_IF_ERROR(store_.SetJobCursor(options_.cursor_name, ""));
+  if (!cursor_name.empty()) {
+    PH_RETURN_IF_ERROR(store_.SetJobCursor(cursor_name, ""));
   }
   result.complete = true;
   if (stats_ != nullptr) {

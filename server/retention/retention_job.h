@@ -91,12 +91,13 @@ class RetentionJob {
                RetentionStats* stats);
 
   // One pass at time `now`. Stops early, leaving its cursor, once `stop` (may be null) turns
-  // true. `progress` (may be null) is called with a line after each tenant. Fails only when the
-  // tenants cannot be listed or the cursor cannot be read; an account's failure is logged,
-  // counted and skipped.
+  // true. `progress` (may be null) is called with a line after each tenant. With `use_cursor`
+  // false the pass walks everything and neither reads nor moves the cursor (an operator's pass
+  // leaves the background pass's place alone). Fails only when the tenants cannot be listed or
+  // the cursor cannot be read; an account's failure is logged, counted and skipped.
   absl::StatusOr<PassResult> RunPass(
       absl::Time now, const std::atomic<bool>* stop = nullptr,
-      const std::function<void(const std::string&)>& progress = nullptr);
+      const std::function<void(const std::string&)>& progress = nullptr, bool use_cursor = true);
 
  private:
   // Deletes `account`'s expired messages in batches. OK also when skipped (in use).
