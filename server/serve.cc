@@ -523,8 +523,8 @@ class Server {
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload_io().stats())
                                 .WithLabel("pool", "io"),
-                            metrics::CounterBlockCopy::OfAtomics(
-                                retention::RetentionCounterTable(), retention_stats_)};
+                            metrics::CounterBlockCopy::OfAtomics(retention::RetentionCounterTable(),
+                                                                 retention_stats_)};
                         if (ldap_ != nullptr) {
                           for (const auto& passdb : ldap_->passdbs()) {
                             blocks.push_back(metrics::CounterBlockCopy::OfAtomics(

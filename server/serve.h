@@ -34,9 +34,9 @@ namespace posthaste::server {
 // the open store, on admin threads (server/cli/cli.h's RunAdminCommand); null: no admin socket.
 // `retention` is the server's retention job (`store expire` runs a pass of it, so that it skips
 // the mailboxes sessions hold and counts in its metrics).
-using AdminCommandRunner = std::function<admin::AdminResponse(
-    const admin::AdminRequest& request, storage::MailStore& store,
-    retention::RetentionJob* retention)>;
+using AdminCommandRunner = std::function<admin::AdminResponse(const admin::AdminRequest& request,
+                                                              storage::MailStore& store,
+                                                              retention::RetentionJob* retention)>;
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
              AdminCommandRunner admin_commands = nullptr);
 

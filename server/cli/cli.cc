@@ -30,8 +30,8 @@
 #include "server/placement/mailbox_move.h"
 #include "server/placement/placement_admin.h"
 #include "server/placement/tenant_move.h"
-#include "server/route/route_service.h"
 #include "server/retention/retention_job.h"
+#include "server/route/route_service.h"
 #include "server/serve.h"
 #include "server/tenant/settings_fields.h"
 #include "storage/mail_store.h"
@@ -1112,8 +1112,7 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
 
 }  // namespace
 
-admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
-                                     storage::MailStore& store,
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store,
                                      retention::RetentionJob* retention) {
   admin::AdminResponse response;
   if (!request.args.empty() && request.args[0] == "serve") {
@@ -1123,8 +1122,7 @@ admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
   }
   std::istringstream in(request.stdin_bytes);
   std::ostringstream out, err;
-  response.exit_status =
-      RunCommand(request.args, CliStreams{&in, &out, &err}, &store, retention);
+  response.exit_status = RunCommand(request.args, CliStreams{&in, &out, &err}, &store, retention);
   response.out = out.str();
   response.err = err.str();
   return response;

@@ -480,8 +480,8 @@ TEST_F(CliTest, StoreExpireRunsOnePassAtTheGivenTime) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
   ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "y\n").status, kExitOk);
-  ASSERT_EQ(
-      RunWith({"tenant", "policy", flag_, "example.test", "--expire_days=2"}).status, kExitOk);
+  ASSERT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--expire_days=2"}).status,
+            kExitOk);
   {
     auto store = storage::MailStore::Open({.data_dir = dir_});
     ASSERT_TRUE(store.ok()) << store.status();
