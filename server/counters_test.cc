@@ -17,6 +17,7 @@
 #include "server/lmtp_service/lmtp_counters.h"
 #include "server/pop3_service/auth_penalty_shard.h"
 #include "server/pop3_service/pop3_counters.h"
+#include "server/retention/retention_job.h"
 
 namespace posthaste::server {
 namespace {
@@ -34,7 +35,8 @@ std::vector<const CounterTable*> AllTables() {
   return {&Pop3ShardCounterTable(),    &LmtpShardCounterTable(),    &RingCounterTable(),
           &InboxCounterTable(),        &ShardOffloadCounterTable(), &BufferRingCounterTable(),
           &AcceptorCounterTable(),     &OffloadPoolCounterTable(),  &ProcessCounterTable(),
-          &HttpListenerCounterTable(), &AuthPenaltyCounterTable(),  &auth::LdapCounterTable()};
+          &HttpListenerCounterTable(), &AuthPenaltyCounterTable(),  &auth::LdapCounterTable(),
+          &retention::RetentionCounterTable()};
 }
 
 std::set<std::string> Members(const CounterTable& table) {
@@ -126,6 +128,7 @@ struct Scrape {
   http::HttpServerStats http;
   auth::AuthPenaltyStats penalties;
   auth::LdapStats ldap;
+  retention::RetentionStats retention;
 
   std::vector<MetricFamily> Families() const {
     std::vector<metrics::ShardCopy> shards(1);
@@ -146,7 +149,8 @@ struct Scrape {
          CounterBlockCopy::OfAtomics(HttpListenerCounterTable(), http).WithLabel("listener", "m"),
          CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(), offload_pool)
              .WithLabel("pool", "io"),
-         CounterBlockCopy::OfAtomics(auth::LdapCounterTable(), ldap).WithLabel("tenant", "t")},
+         CounterBlockCopy::OfAtomics(auth::LdapCounterTable(), ldap).WithLabel("tenant", "t"),
+         CounterBlockCopy::OfAtomics(retention::RetentionCounterTable(), retention)},
         nullptr, true);
   }
   std::string Text() const { return metrics::SerializeText(Families()); }
@@ -172,6 +176,8 @@ TEST(ShardCounters, EveryRowAppearsOnTheScrapeWithItsLabels) {
         labels.emplace_back("listener", "m");
       } else if (table == &auth::LdapCounterTable()) {
         labels.emplace_back("tenant", "t");
+      } else if (table == &retention::RetentionCounterTable()) {
+        // process-wide: no shard label, gauges included
       } else if (row.kind != CounterKind::kCounter) {
         labels.emplace_back("shard", "0");
       }

@@ -193,6 +193,29 @@ void WaitDrainDelay(const sigset_t& signals, uint32_t delay_s, ProcessCounters& 
   }
 }
 
+// The maildrop lock as the retention job takes it: at the user's owner shard, while the reactor
+// runs (before and after, nothing is held and every mailbox counts as in use).
+class ServerMaildropGuard final : public retention::MailboxGuard {
+ public:
+  explicit ServerMaildropGuard(Pop3Service& service) : service_(service) {}
+  void SetReactor(reactor::Reactor* reactor) { reactor_.store(reactor); }
+
+  bool TryHold(const std::string& account) override {
+    reactor::Reactor* reactor = reactor_.load();
+    if (reactor == nullptr) return false;
+    return HoldMaildropForMaintenance(service_, *reactor, account, kHoldWait);
+  }
+  void Release(const std::string& account) override {
+    reactor::Reactor* reactor = reactor_.load();
+    if (reactor != nullptr) ReleaseMaildropForMaintenance(service_, *reactor, account);
+  }
+
+ private:
+  static constexpr absl::Duration kHoldWait = absl::Seconds(5);
+  Pop3Service& service_;
+  std::atomic<reactor::Reactor*> reactor_{nullptr};
+};
+
 // One `posthaste serve` run, in the order it happens: open the store, TLS and the listeners,
 // start the shards and the HTTP endpoints, wait for a stop signal, drain, stop. Members are
 // declared in the order they are built, so they are destroyed in reverse.
@@ -207,7 +230,7 @@ class Server {
     ApplyDefaults();
     BlockSignals();
     if (!OpenStore() || !StartTls() || !MakeShards() || !OpenPop3Listeners() ||
-        !StartAdminSocket() || !StartLmtp()) {
+        !MakeRetentionJob() || !StartAdminSocket() || !StartLmtp()) {
       CloseListeners(ctx_);
       lmtp_.CloseListeners();
       return kExitFailure;
@@ -219,7 +242,9 @@ class Server {
       return kExitFailure;
     }
     LogListening();
+    StartRetention();
     if (!StartRegistration()) {
+      StopRetention();
       reactor_->Stop();
       reactor_->Wait();
       return kExitFailure;
@@ -426,15 +451,43 @@ class Server {
     return true;
   }
 
+  // The EXPIRE n retention job: made before the admin socket (`store expire` runs its passes),
+  // its thread started once the reactor runs (it takes maildrop locks through the shards).
+  bool MakeRetentionJob() {
+    retention_guard_ = std::make_unique<ServerMaildropGuard>(ctx_);
+    retention_job_ = std::make_unique<retention::RetentionJob>(
+        *ctx_.store, retention_guard_.get(),
+        retention::RetentionOptions{
+            .messages_per_second = ctx_.options.retention_messages_per_second,
+            .cursor_name = "retention"},
+        &retention_stats_);
+    return true;
+  }
+
+  void StartRetention() {
+    retention_guard_->SetReactor(reactor_.get());
+    if (ctx_.options.retention_period_s == 0) return;
+    retention_thread_ = std::make_unique<retention::RetentionThread>(
+        *retention_job_, absl::Seconds(ctx_.options.retention_period_s));
+    retention_thread_->Start();
+  }
+
+  // Before the shards stop: a pass in progress ends at its next batch (its cursor kept).
+  void StopRetention() {
+    if (retention_thread_ != nullptr) retention_thread_->Stop();
+    retention_guard_->SetReactor(nullptr);
+  }
+
   // Online administration: the CLI's commands reach this store through DIR/admin.sock.
   bool StartAdminSocket() {
     if (!admin_commands_) return true;
     storage::MailStore* store = ctx_.store;
     TenantPolicyTable* policies = &tenant_policies_;
+    retention::RetentionJob* retention = retention_job_.get();
     auto started = admin::AdminSocketServer::Start(
-        ctx_.options.data_dir,
-        [commands = admin_commands_, store, policies](const admin::AdminRequest& request) {
-          admin::AdminResponse response = commands(request, *store);
+        ctx_.options.data_dir, [commands = admin_commands_, store, policies,
+                                retention](const admin::AdminRequest& request) {
+          admin::AdminResponse response = commands(request, *store, retention);
           // Before the answer: once the CLI returns, new logins see the change.
           RefreshTenantPolicies(*policies, *store, "admin socket");
           return response;
@@ -497,7 +550,9 @@ class Server {
                                 .WithLabel("pool", "cpu"),
                             metrics::CounterBlockCopy::OfAtomics(OffloadPoolCounterTable(),
                                                                  reactor_->offload_io().stats())
-                                .WithLabel("pool", "io")};
+                                .WithLabel("pool", "io"),
+                            metrics::CounterBlockCopy::OfAtomics(retention::RetentionCounterTable(),
+                                                                 retention_stats_)};
                         if (ldap_ != nullptr) {
                           for (const auto& passdb : ldap_->passdbs()) {
                             blocks.push_back(metrics::CounterBlockCopy::OfAtomics(
@@ -694,6 +749,7 @@ class Server {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     const uint64_t left = OpenConnectionsNow();
+    StopRetention();
     reactor_->Stop();  // OnStop hooks close what is left, without committing
     reactor_->Wait();
     metrics_http_.reset();
@@ -722,6 +778,11 @@ class Server {
   std::unique_ptr<auth::OAuthRegistry> oauth_;  // null without --oauth_config
   std::unique_ptr<TlsContextSet> tls_;
   KtlsCapability ktls_;
+  // The retention job: its counters and lock outlive the admin socket and the thread that use
+  // them (declared before both).
+  retention::RetentionStats retention_stats_;
+  std::unique_ptr<ServerMaildropGuard> retention_guard_;
+  std::unique_ptr<retention::RetentionJob> retention_job_;
   std::unique_ptr<admin::AdminSocketServer> admin_socket_;
   LmtpService lmtp_;
   std::unique_ptr<reactor::Reactor> reactor_;
@@ -731,6 +792,7 @@ class Server {
   std::unique_ptr<admin::AdminHttp> metrics_http_;
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<placement::BackendRegistration> registration_;
+  std::unique_ptr<retention::RetentionThread> retention_thread_;  // stopped in Drain
 };
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "server/admin/admin_protocol.h"
+#include "server/retention/retention_job.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server {
@@ -31,8 +32,11 @@ namespace posthaste::server {
 // 1 on a start-up failure, 2 on a usage error).
 // `admin_commands` runs CLI commands that arrive on the admin socket (DIR/admin.sock) against
 // the open store, on admin threads (server/cli/cli.h's RunAdminCommand); null: no admin socket.
+// `retention` is the server's retention job (`store expire` runs a pass of it, so that it skips
+// the mailboxes sessions hold and counts in its metrics).
 using AdminCommandRunner = std::function<admin::AdminResponse(const admin::AdminRequest& request,
-                                                              storage::MailStore& store)>;
+                                                              storage::MailStore& store,
+                                                              retention::RetentionJob* retention)>;
 int RunServe(const std::vector<std::string>& args, std::ostream& err,
              AdminCommandRunner admin_commands = nullptr);
 

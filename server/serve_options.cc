@@ -177,6 +177,9 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
                                                       {{"takeover", pop3::InUsePolicy::kTakeover},
                                                        {"refuse", pop3::InUsePolicy::kRefuse}})},
       {"takeover_idle_s", IntFlag("takeover_idle_s", &o.takeover_idle_s, 86400)},
+      {"retention_period_s", IntFlag("retention_period_s", &o.retention_period_s, 86400 * 7)},
+      {"retention_messages_per_second",
+       IntFlag("retention_messages_per_second", &o.retention_messages_per_second, 1'000'000)},
       {"plaintext_requires_tls", BoolFlag("plaintext_requires_tls", &o.plaintext_requires_tls)},
       {"auth_failure_delay_ms", IntFlag("auth_failure_delay_ms", &o.auth_failure_delay_ms, 60'000)},
       {"auth_penalty_delay_max_ms",
@@ -366,6 +369,7 @@ std::string ServeUsage() {
          "[--proxy_networks=CIDR,...] [--proxy_header_timeout_ms=5000] "
          "[--proxy_plaintext_logins=true] "
          "[--in_use_policy=takeover|refuse] [--takeover_idle_s=30] "
+         "[--retention_period_s=3600] [--retention_messages_per_second=1000] "
          "[--plaintext_requires_tls=true] [--auth_failure_delay_ms=2000] "
          "[--auth_penalty_delay_max_ms=15000] [--auth_penalty_window_s=300] "
          "[--auth_penalty_addresses_max=65536] [--auth_penalty_accounts_max=65536] "

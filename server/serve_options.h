@@ -70,6 +70,11 @@ struct ServeOptions {
   bool proxy_plaintext_logins = true;
   pop3::InUsePolicy in_use_policy = pop3::InUsePolicy::kTakeover;
   uint32_t takeover_idle_s = 30;
+  // The EXPIRE n retention job (server/retention): a pass every retention_period_s (0: none;
+  // `posthaste store expire` still runs one), deleting at most retention_messages_per_second
+  // (0: unthrottled).
+  uint32_t retention_period_s = 3600;
+  uint32_t retention_messages_per_second = 1000;
   bool plaintext_requires_tls = true;  // loopback peers are exempt
   // A failed login's delay: auth_failure_delay_ms doubled per recent failure of its address or
   // account up to auth_penalty_delay_max_ms; each auth_penalty_window_s without a failure halves

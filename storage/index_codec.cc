@@ -273,6 +273,18 @@ std::string UidlPrefix(uint64_t incarnation) {
   return key;
 }
 
+std::string RetrievedKey(uint64_t incarnation, uint64_t seq) {
+  std::string key = RetrievedPrefix(incarnation);
+  PutBE64(&key, seq);
+  return key;
+}
+
+std::string RetrievedPrefix(uint64_t incarnation) {
+  std::string key(1, kRetrievedPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
 std::string SegmentKey(uint64_t segment_id) {
   std::string key(1, kSegmentPrefix);
   PutBE64(&key, segment_id);

@@ -14,6 +14,9 @@
 //   "U" incarnation(BE64) uidl       imported UIDL -> sequence number; kept after the message
 //                                    is deleted so an imported UIDL is never reused
 //   "S" segment(BE64)                SegmentStats: live bytes and messages in the segment (merge)
+//   "R" incarnation(BE64) seq(BE64)  first retrieval (RETR in a session that ended with QUIT) of
+//                                    a message, LE64 unix seconds; deleted with the message. The
+//                                    retention job (RFC 2449 EXPIRE n) counts days from it
 //
 // A mailbox index is a handful of chunk values, so opening a mailbox is one short range scan
 // plus a parse. Writers never read-modify-write a chunk: they add merge operands (append a
@@ -41,6 +44,7 @@ inline constexpr char kCounterPrefix = 'C';
 inline constexpr char kIndexPrefix = 'I';
 inline constexpr char kUidlPrefix = 'U';
 inline constexpr char kSegmentPrefix = 'S';
+inline constexpr char kRetrievedPrefix = 'R';
 
 // 128 records per chunk: a chunk value stays a few KiB, and a 10k mailbox is ~80 chunks.
 inline constexpr int kChunkShift = 7;
@@ -53,6 +57,8 @@ inline constexpr std::string_view kMetaNextSegment = "Mnext_segment";
 inline constexpr std::string_view kMetaSchemaVersion = "Mschema_version";
 // Number of legacy account keys left in place because they collide (u64); absent when none.
 inline constexpr std::string_view kMetaCaseCollisions = "Mcase_collisions";
+// A maintenance job's resume point: this prefix, then the job's name; the value is opaque text.
+inline constexpr std::string_view kMetaJobCursorPrefix = "Mjob_cursor.";
 
 // ---- fixed-width integers ----
 inline void PutBE64(std::string* out, uint64_t v) {
@@ -99,6 +105,8 @@ std::string ChunkPrefix(uint64_t incarnation);             // all chunks of a ma
 std::string UidlKey(uint64_t incarnation, std::string_view uidl);
 std::string UidlPrefix(uint64_t incarnation);
 std::string SegmentKey(uint64_t segment_id);
+std::string RetrievedKey(uint64_t incarnation, uint64_t seq);
+std::string RetrievedPrefix(uint64_t incarnation);  // all retrieval rows of a mailbox
 // Reads the BE64 after the one-byte prefix (incarnation of C/I/U keys, id of S keys).
 inline uint64_t KeyId(std::string_view key) { return GetBE64(key.data() + 1); }
 

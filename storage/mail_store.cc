@@ -403,6 +403,8 @@ struct MailStore::Impl {
   absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address_in,
                                                           const std::vector<DeliveryItem>& items);
   absl::Status DeleteAccount(std::string_view address_in);
+  absl::Status RecordRetrievals(const MailboxSnapshot& snapshot, const std::vector<size_t>& indexes,
+                                absl::Time when);
   absl::StatusOr<CompactionResult> Compact(
       const std::function<void(const CompactionProgress&)>& progress);
   absl::StatusOr<CheckReport> Check();
@@ -845,11 +847,14 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
     state->deleted = false;
     return status;
   };
-  for (std::string_view prefix_kind : {std::string_view("I"), std::string_view("U")}) {
-    const std::string prefix =
-        prefix_kind == "I" ? internal::ChunkPrefix(incarnation) : internal::UidlPrefix(incarnation);
-    const std::string upper = prefix_kind == "I" ? internal::ChunkPrefix(incarnation + 1)
-                                                 : internal::UidlPrefix(incarnation + 1);
+  for (std::string_view prefix_kind :
+       {std::string_view("I"), std::string_view("U"), std::string_view("R")}) {
+    auto prefix_of = [prefix_kind](uint64_t i) {
+      if (prefix_kind == "I") return internal::ChunkPrefix(i);
+      return prefix_kind == "U" ? internal::UidlPrefix(i) : internal::RetrievedPrefix(i);
+    };
+    const std::string prefix = prefix_of(incarnation);
+    const std::string upper = prefix_of(incarnation + 1);
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper_slice = ToSlice(upper);
     ro.iterate_upper_bound = &upper_slice;
@@ -1527,6 +1532,9 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
     if (!present.empty()) {
       batch.Merge(ToSlice(key), ToSlice(internal::DeleteOperand(present)));
     }
+    for (uint64_t seq : present) {
+      batch.Delete(ToSlice(internal::RetrievedKey(incarnation, seq)));
+    }
   }
   if (result.deleted > 0) {
     batch.Merge(ToSlice(internal::CounterKey(incarnation)),
@@ -1544,6 +1552,126 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
   state->committed.octets -= static_cast<uint64_t>(-counter_delta.octets);
   result.stats_after = state->committed;
   return result;
+}
+
+// ------------------------------------------------------------------------------------------
+// Retrieval times and job cursors
+
+absl::Status MailStore::RecordRetrievals(const MailboxSnapshot& snapshot,
+                                         const std::vector<size_t>& indexes, absl::Time when) {
+  return impl_->RecordRetrievals(snapshot, indexes, when);
+}
+
+absl::Status MailStore::Impl::RecordRetrievals(const MailboxSnapshot& snapshot,
+                                               const std::vector<size_t>& indexes,
+                                               absl::Time when) {
+  std::map<std::string, std::vector<uint64_t>> seqs_by_chunk;
+  const uint64_t incarnation = snapshot.incarnation();
+  for (size_t index : indexes) {
+    if (index >= snapshot.size()) {
+      return StoreErrorStatus(StoreError::kNoSuchMessage,
+                              absl::StrCat("no message at index ", index));
+    }
+    const uint64_t seq = snapshot.entry(index).seq;
+    seqs_by_chunk[internal::ChunkKey(incarnation, seq)].push_back(seq);
+  }
+  if (seqs_by_chunk.empty()) return absl::OkStatus();
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(snapshot.address()));
+  // Under the mailbox lock, as CommitDeletions: a message deleted meanwhile gets no row.
+  std::lock_guard<std::mutex> mailbox(MailboxMutex(incarnation));
+  {
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->deleted || state->record.incarnation != incarnation) {
+      return StoreErrorStatus(StoreError::kUnknownAccount,
+                              absl::StrCat("account ", snapshot.address(),
+                                           " was deleted after the mailbox was opened"));
+    }
+  }
+  std::string when_value;
+  internal::PutLE64(&when_value,
+                    static_cast<uint64_t>(std::max<int64_t>(0, absl::ToUnixSeconds(when))));
+  rocksdb::WriteBatch batch;
+  for (auto& [key, seqs] : seqs_by_chunk) {
+    std::sort(seqs.begin(), seqs.end());
+    seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), ToSlice(key), &value);
+    if (!s.ok() && !s.IsNotFound()) return IndexError(s, "read mailbox index");
+    std::vector<IndexRecord> records;
+    if (!internal::DecodeRecords(value, &records)) {
+      return Corrupt(absl::StrCat("undecodable index of ", snapshot.address()));
+    }
+    for (const IndexRecord& r : records) {
+      if (!std::binary_search(seqs.begin(), seqs.end(), r.seq)) continue;
+      const std::string retrieved_key = internal::RetrievedKey(incarnation, r.seq);
+      std::string existing;
+      s = db->Get(rocksdb::ReadOptions(), ToSlice(retrieved_key), &existing);
+      if (s.ok()) continue;  // the first retrieval counts
+      if (!s.IsNotFound()) return IndexError(s, "read retrieval time");
+      batch.Put(ToSlice(retrieved_key), ToSlice(when_value));
+    }
+  }
+  if (batch.Count() == 0) return absl::OkStatus();
+  rocksdb::Status s = db->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return IndexError(s, "record retrievals");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<size_t>> MailStore::RetrievedAtOrBefore(const MailboxSnapshot& snapshot,
+                                                                   absl::Time cutoff) {
+  const uint64_t incarnation = snapshot.incarnation();
+  const int64_t cutoff_s = absl::ToUnixSeconds(cutoff);
+  const std::string prefix = internal::RetrievedPrefix(incarnation);
+  const std::string upper = internal::RetrievedPrefix(incarnation + 1);
+  rocksdb::ReadOptions ro;
+  rocksdb::Slice upper_slice = ToSlice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+  std::vector<uint64_t> seqs;  // ascending: the keys sort by sequence number
+  for (it->Seek(ToSlice(prefix)); it->Valid(); it->Next()) {
+    const std::string_view key = View(it->key());
+    const std::string_view value = View(it->value());
+    if (key.size() != 17 || value.size() != 8) {
+      return Corrupt(absl::StrCat("malformed retrieval row of ", snapshot.address()));
+    }
+    if (static_cast<int64_t>(internal::GetLE64(value.data())) > cutoff_s) continue;
+    seqs.push_back(internal::GetBE64(key.data() + 9));
+  }
+  if (!it->status().ok()) return IndexError(it->status(), "scan retrieval times");
+  // Both the snapshot and `seqs` are in sequence order: one merge walk.
+  std::vector<size_t> indexes;
+  size_t next = 0;
+  for (size_t i = 0; i < snapshot.size() && next < seqs.size(); ++i) {
+    const uint64_t seq = snapshot.entry(i).seq;
+    while (next < seqs.size() && seqs[next] < seq) ++next;
+    if (next < seqs.size() && seqs[next] == seq) indexes.push_back(i);
+  }
+  return indexes;
+}
+
+absl::StatusOr<std::string> MailStore::GetJobCursor(std::string_view job) {
+  if (job.empty()) return InvalidArgument("empty job name");
+  std::string value;
+  rocksdb::Status s = impl_->db->Get(
+      rocksdb::ReadOptions(),
+      ToSlice(absl::StrCat(AbslView(internal::kMetaJobCursorPrefix), AbslView(job))), &value);
+  if (s.IsNotFound()) return std::string();
+  if (!s.ok()) return IndexError(s, "read job cursor");
+  return value;
+}
+
+absl::Status MailStore::SetJobCursor(std::string_view job, std::string_view cursor) {
+  if (job.empty()) return InvalidArgument("empty job name");
+  if (cursor.size() > kJobCursorBytesMax) {
+    return InvalidArgument(
+        absl::StrCat("job cursor of ", cursor.size(), " bytes is over ", kJobCursorBytesMax));
+  }
+  const std::string key = absl::StrCat(AbslView(internal::kMetaJobCursorPrefix), AbslView(job));
+  rocksdb::Status s = cursor.empty()
+                          ? impl_->db->Delete(impl_->sync_write, ToSlice(key))
+                          : impl_->db->Put(impl_->sync_write, ToSlice(key), ToSlice(cursor));
+  if (!s.ok()) return IndexError(s, "write job cursor");
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------------------------------------

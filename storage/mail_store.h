@@ -57,6 +57,7 @@ inline constexpr uint64_t kMessageBytesMaxDefault = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
 inline constexpr size_t kMaxPasswordHashLength = 1024;
 inline constexpr size_t kMaxSharedSecretLength = 1024;
+inline constexpr size_t kJobCursorBytesMax = 1024;
 // Upper bound for any configured maximum message size (stored lengths are 32-bit).
 inline constexpr uint64_t kMessageBytesMaxConfigurable = 1ull << 30;
 
@@ -414,6 +415,24 @@ class MailStore {
   // deleted (or re-created) since the snapshot was taken.
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
+
+  // ---- Retrieval times (RFC 2449 EXPIRE n: the retention job counts days from them) ----
+  // Records `when` as the first retrieval of each message at `indexes` (0-based, into
+  // `snapshot`) that has none yet and is still in the mailbox; an earlier time is kept. Not
+  // synced: a time lost in a crash only keeps the message longer. kNoSuchMessage for a bad
+  // index (nothing recorded); kUnknownAccount when the account was deleted (or re-created)
+  // since the snapshot was taken. CommitDeletions and DeleteAccount remove the times.
+  absl::Status RecordRetrievals(const MailboxSnapshot& snapshot, const std::vector<size_t>& indexes,
+                                absl::Time when);
+  // The indexes (ascending) of the messages of `snapshot` first retrieved at or before
+  // `cutoff`. One range scan of the mailbox's retrieval rows.
+  absl::StatusOr<std::vector<size_t>> RetrievedAtOrBefore(const MailboxSnapshot& snapshot,
+                                                          absl::Time cutoff);
+  // A maintenance job's resume point (opaque text of at most kJobCursorBytesMax bytes, kept
+  // durably with the index); empty when none. Setting an empty one clears it.
+  // kInvalidArgument for a longer cursor or an empty job name.
+  absl::StatusOr<std::string> GetJobCursor(std::string_view job);
+  absl::Status SetJobCursor(std::string_view job, std::string_view cursor);
 
   // ---- Maintenance ----
   // Rewrites closed segments whose live ratio is below options.compaction_live_ratio: copies

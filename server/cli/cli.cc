@@ -31,6 +31,7 @@
 #include "server/placement/placement_admin.h"
 #include "server/placement/tenant_move.h"
 #include "server/pop3_import/pop3_import.h"
+#include "server/retention/retention_job.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
 #include "server/tenant/settings_fields.h"
@@ -50,6 +51,8 @@ struct ParsedArgs {
   std::vector<std::string> positional;
   // Set when the command arrived on a running server's admin socket: its open store.
   storage::MailStore* online_store = nullptr;
+  // Likewise: its retention job (`store expire` runs a pass of it).
+  retention::RetentionJob* online_retention = nullptr;
 
   const std::string& data_dir() const { return flags.at("data_dir"); }
 };
@@ -782,6 +785,35 @@ absl::Status Compact(const ParsedArgs& args, const CliStreams& io) {
   return absl::OkStatus();
 }
 
+// One EXPIRE n pass (server/retention) at --now (default: now): the running server's job, which
+// skips mailboxes its sessions hold, or offline a job of this process's own.
+absl::Status StoreExpire(const ParsedArgs& args, const CliStreams& io) {
+  absl::Time now = absl::Now();
+  if (auto it = args.flags.find("now"); it != args.flags.end()) {
+    const std::optional<uint64_t> seconds = ParseDecimalAtMost(it->second, uint64_t{1} << 40);
+    if (!seconds.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--now takes unix seconds, not \"", it->second, "\""));
+    }
+    now = absl::FromUnixSeconds(static_cast<int64_t>(*seconds));
+  }
+  auto progress = [&io](const std::string& line) { *io.err << "posthaste: " << line << "\n"; };
+  absl::StatusOr<retention::PassResult> pass;
+  if (args.online_retention != nullptr) {
+    pass = args.online_retention->RunPass(now, nullptr, progress, /*use_cursor=*/false);
+  } else {
+    PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/false));
+    retention::RetentionJob job(*store, nullptr, {.messages_per_second = 0}, nullptr);
+    pass = job.RunPass(now, nullptr, progress, /*use_cursor=*/false);
+  }
+  if (!pass.ok()) return pass.status();
+  *io.out << "expired " << pass->messages_deleted << " messages (" << pass->octets_deleted
+          << " octets) in " << pass->accounts << " accounts of " << pass->tenants
+          << " tenants; skipped " << pass->accounts_in_use << " accounts in use, "
+          << pass->account_errors << " on errors\n";
+  return absl::OkStatus();
+}
+
 const std::vector<Command>& Commands() {
   static const auto* commands = new std::vector<Command>{
       {{"user", "add"},
@@ -892,6 +924,14 @@ const std::vector<Command>& Commands() {
        Command::Stdin::kNone,
        /*offline_only=*/true},
       {{"compact"}, "", "reclaim the space of deleted messages", 0, 0, Compact},
+      {{"store", "expire"},
+       "[--now=UNIX_SECONDS]",
+       "run one EXPIRE n pass: delete what was retrieved more than n days before now in the "
+       "tenants that set --expire_days=N (a mailbox a session holds is skipped)",
+       0,
+       0,
+       StoreExpire,
+       {"now"}},
   };
   return *commands;
 }
@@ -1056,7 +1096,8 @@ int RunOnline(const Command& command, const ParsedArgs& parsed, int fd, const Cl
 // Runs `args` (a non-serve command). `online_store`: the command came through the admin
 // socket of the server owning that store; otherwise a running server is looked for first.
 int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
-               storage::MailStore* online_store) {
+               storage::MailStore* online_store,
+               retention::RetentionJob* online_retention = nullptr) {
   const Command* match = nullptr;
   for (const Command& command : Commands()) {
     if (args.size() < command.words.size()) continue;
@@ -1111,6 +1152,7 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
     return kExitFailure;
   }
   parsed->online_store = online_store;
+  parsed->online_retention = online_retention;
   absl::Status status = match->run(*parsed, io);
   io.out->flush();
   if (!status.ok()) {
@@ -1122,8 +1164,8 @@ int RunCommand(const std::vector<std::string>& args, const CliStreams& io,
 
 }  // namespace
 
-admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
-                                     storage::MailStore& store) {
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store,
+                                     retention::RetentionJob* retention) {
   admin::AdminResponse response;
   if (!request.args.empty() && request.args[0] == "serve") {
     response.exit_status = kExitUsage;
@@ -1132,7 +1174,7 @@ admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request,
   }
   std::istringstream in(request.stdin_bytes);
   std::ostringstream out, err;
-  response.exit_status = RunCommand(request.args, CliStreams{&in, &out, &err}, &store);
+  response.exit_status = RunCommand(request.args, CliStreams{&in, &out, &err}, &store, retention);
   response.out = out.str();
   response.err = err.str();
   return response;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "server/admin/admin_protocol.h"
+#include "server/retention/retention_job.h"
 #include "storage/mail_store.h"
 
 namespace posthaste::server::cli {
@@ -54,7 +55,9 @@ int RunCli(const std::vector<std::string>& args, const CliStreams& io);
 // Runs a command that arrived on the running server's admin socket against its open `store`:
 // the same table, parsing, output and exit status as RunCli, with stdin from the request.
 // Commands that need the store to themselves (check) are refused. Thread-safe (MailStore is).
-admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store);
+// `retention`: the server's retention job (null: `store expire` runs one of its own).
+admin::AdminResponse RunAdminCommand(const admin::AdminRequest& request, storage::MailStore& store,
+                                     retention::RetentionJob* retention = nullptr);
 
 // The usage text printed for --help and unknown subcommands.
 std::string CliUsage();

@@ -476,6 +476,32 @@ TEST_F(CliTest, CheckAndCompact) {
   EXPECT_THAT(compact.out, StartsWith("compacted "));
 }
 
+TEST_F(CliTest, StoreExpireRunsOnePassAtTheGivenTime) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "x\n").status, kExitOk);
+  ASSERT_EQ(RunWith({"deliver", flag_, "a@example.test"}, "y\n").status, kExitOk);
+  ASSERT_EQ(RunWith({"tenant", "policy", flag_, "example.test", "--expire_days=2"}).status,
+            kExitOk);
+  {
+    auto store = storage::MailStore::Open({.data_dir = dir_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto snap = (*store)->OpenMailbox("a@example.test");
+    ASSERT_TRUE(snap.ok());
+    ASSERT_TRUE((*store)->RecordRetrievals(**snap, {0}, absl::FromUnixSeconds(1'000'000)).ok());
+  }
+  CliRun early = RunWith({"store", "expire", flag_, "--now=1172799"});
+  ASSERT_EQ(early.status, kExitOk) << early.err;
+  EXPECT_THAT(early.out, StartsWith("expired 0 messages"));
+  CliRun due = RunWith({"store", "expire", flag_, "--now=1172800"});
+  ASSERT_EQ(due.status, kExitOk) << due.err;
+  EXPECT_THAT(due.out, StartsWith("expired 1 messages"));
+  EXPECT_THAT(due.out, HasSubstr("in 1 accounts of 1 tenants"));
+  EXPECT_THAT(due.err, HasSubstr("tenant example.test (EXPIRE 2)"));
+  EXPECT_THAT(ListAll(), HasSubstr("a@example.test\t1\t"));
+  ExpectOneLineFailure(RunWith({"store", "expire", flag_, "--now=soon"}), kExitFailure,
+                       "--now takes unix seconds");
+}
+
 TEST_F(CliTest, HeldDataDirectoryIsReportedInOneLine) {
   ASSERT_EQ(RunWith({"user", "add", flag_, "a@example.test"}, "pw\n").status, kExitOk);
   auto holder = storage::MailStore::Open({.data_dir = dir_});

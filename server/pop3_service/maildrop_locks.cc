@@ -76,7 +76,8 @@ bool MaildropLocks::Acquire(uint64_t id, Request request, absl::AnyInvocable<voi
 void EndMaildropHolderForMove(MaildropShards& shards, uint32_t owner, const std::string& user,
                               absl::AnyInvocable<void()> done) {
   const std::optional<ConnectionRef> holder = shards.RegistryOf(owner).Holder(user);
-  if (!holder.has_value()) {
+  // The retention job holds no session and commits nothing on a held account (kAccountHeld).
+  if (!holder.has_value() || *holder == kMaintenanceHolder) {
     done();
     return;
   }

@@ -55,7 +55,10 @@ MaildropRegistry::Outcome MaildropRegistry::Acquire(std::string_view user, std::
     RecordLogin(user, limits.login_delay_ns, limits.now_ns);
     return Outcome::kGranted;
   }
-  if (entry.takeover_pending || policy == pop3::InUsePolicy::kRefuse) return Outcome::kInUse;
+  if (entry.takeover_pending || policy == pop3::InUsePolicy::kRefuse ||
+      *entry.holder == kMaintenanceHolder) {
+    return Outcome::kInUse;
+  }
   entry.takeover_pending = true;
   entry.pending_login_delay_ns = limits.login_delay_ns;
   entry.pending_now_ns = limits.now_ns;

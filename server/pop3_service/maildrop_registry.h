@@ -34,6 +34,11 @@ struct ConnectionRef {
   bool operator==(const ConnectionRef&) const = default;
 };
 
+// Who holds a maildrop for maintenance (the retention job, server/retention), not a
+// connection: it is never taken over or ended (it holds the lock for one commit), so a login
+// meanwhile is answered kInUse.
+inline constexpr ConnectionRef kMaintenanceHolder{UINT32_MAX, 0};
+
 // The shard that keeps `address`'s registry entry.
 uint32_t OwnerShard(std::string_view address, uint32_t shards);
 

@@ -144,7 +144,10 @@ void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
     BeginClose(/*abort=*/true);  // the status line has gone out: no reply can follow
     return;
   }
-  if (*length >= top_range_.length) session_.OnWholeMessageSentByTop(top_message_);
+  if (*length >= top_range_.length) {  // the whole message: a retrieval (EXPIRE 0 and n)
+    session_.OnWholeMessageSentByTop(top_message_);
+    NoteRetrieved(top_message_);
+  }
   top_range_.length = std::min(*length, top_range_.length);
   if (top_range_.length > 0) transport_->SendFile(top_range_);
   transport_->Send(kTerminator);
@@ -345,7 +348,8 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
       recorder_.CommitStarted(action.deletions.size());
       backend_.Commit(
           id_, maildrop_,
-          std::vector<pop3::MessageIndex>(action.deletions.begin(), action.deletions.end()));
+          std::vector<pop3::MessageIndex>(action.deletions.begin(), action.deletions.end()),
+          RetrievedMessages());
       break;
     case Pop3ActionKind::kStartTls:
       StartTls();
@@ -360,8 +364,23 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
   }
 }
 
+void Pop3Adapter::NoteRetrieved(pop3::MessageIndex message) {
+  // One bit per message of the maildrop, however often a client repeats RETR.
+  if (retrieved_.empty()) retrieved_.resize(maildrop_->view()->count());
+  if (message.value() < retrieved_.size()) retrieved_[message.value()] = true;
+}
+
+std::vector<pop3::MessageIndex> Pop3Adapter::RetrievedMessages() const {
+  std::vector<pop3::MessageIndex> out;
+  for (uint32_t i = 0; i < retrieved_.size(); ++i) {
+    if (retrieved_[i]) out.emplace_back(i);
+  }
+  return out;
+}
+
 void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
   recorder_.Streamed(action.top_body_lines.has_value());
+  if (!action.top_body_lines.has_value()) NoteRetrieved(action.message);
   taken_unflushed_ = true;
   const transport::FileRange range = maildrop_->Locate(action.message);  // the only lookup
   if (action.top_body_lines.has_value()) {

@@ -119,6 +119,8 @@ class Pop3Adapter final : public transport::TransportClient {
   void TakeActions();
   void Handle(const pop3::Pop3Action& action);
   void StartStream(const pop3::Pop3Action& action);
+  void NoteRetrieved(pop3::MessageIndex message);
+  std::vector<pop3::MessageIndex> RetrievedMessages() const;
   void StartTls();
   void TimeOut(pop3::Pop3Timeout timeout);
   void ArmDeadline();
@@ -136,6 +138,8 @@ class Pop3Adapter final : public transport::TransportClient {
   SessionRecorder recorder_;  // before session_: the session's command observer
   pop3::Pop3Session session_;
   std::shared_ptr<const Pop3Maildrop> maildrop_;  // in TRANSACTION
+  // Messages sent whole (RETR), by index: recorded as retrieved at the commit (EXPIRE n).
+  std::vector<bool> retrieved_;
 
   Phase phase_ = Phase::kAdmitting;
   Hold hold_ = Hold::kNone;

@@ -278,6 +278,18 @@ TEST_F(Pop3AdapterTest, QuitCommitsThenClosesAfterTheReply) {
   EXPECT_THAT(backend_.TakeCalls(), ElementsAre("finished 7 closed"));
 }
 
+TEST_F(Pop3AdapterTest, QuitCommitsTheMessagesSentWithRetrOnceEach) {
+  Start();
+  Login();
+  Exchange("RETR 2\r\nRETR 2\r\n");
+  Drain();
+  transport_->TakeSentText();
+  backend_.TakeCalls();
+  Exchange("QUIT\r\n");
+  // Message 2 is index 1; asked for twice, recorded once (EXPIRE n counts from it).
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("commit 7  retrieved 1"));
+}
+
 TEST_F(Pop3AdapterTest, FailedAuthenticationIsAnsweredAfterTheDelay) {
   Start();
   EXPECT_EQ(Exchange("USER mrose\r\nPASS wrong\r\n"), std::string(kGreeting) + "+OK\r\n");

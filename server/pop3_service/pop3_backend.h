@@ -53,6 +53,9 @@ class Pop3Maildrop {
                                              uint64_t body_lines) const = 0;
   // Removes `deletions` for good (durable when OK).
   virtual absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const = 0;
+  // Records now as the first retrieval of `retrieved` (those not deleted), from which the
+  // retention job counts a tenant's EXPIRE n days (storage::MailStore::RecordRetrievals).
+  virtual absl::Status RecordRetrievals(std::span<const pop3::MessageIndex> retrieved) const = 0;
 };
 
 // The answer to OpenMaildrop.
@@ -116,10 +119,13 @@ class Pop3Backend {
   // Finds the length TOP sends of `message`. Answer: OnTopLength.
   virtual void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                              pop3::MessageIndex message, uint64_t body_lines) = 0;
-  // Removes `deletions` (ascending, possibly empty) for good. The maildrop stays locked until
-  // the commit is durable even if the connection ends first. Answer: OnCommitted.
+  // Removes `deletions` (ascending, possibly empty) for good, then records the retrieval of
+  // `retrieved` (ascending: the messages the session sent whole with RETR; a failure to record
+  // them is logged, not answered). The maildrop stays locked until the commit is durable even if
+  // the connection ends first. Answer: OnCommitted.
   virtual void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
-                      std::vector<pop3::MessageIndex> deletions) = 0;
+                      std::vector<pop3::MessageIndex> deletions,
+                      std::vector<pop3::MessageIndex> retrieved) = 0;
 
   // The connection is closing: no answer is wanted any more; give back its IP slot and its
   // maildrop lock (at once, or when the request or commit still out comes back).

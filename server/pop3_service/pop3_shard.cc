@@ -142,6 +142,60 @@ absl::Status EndPop3SessionsForMove(Pop3Service& service, reactor::Reactor& reac
   return absl::DeadlineExceededError("the sessions did not end in time");
 }
 
+bool HoldMaildropForMaintenance(Pop3Service& service, reactor::Reactor& reactor,
+                                std::string_view account, absl::Duration wait) {
+  enum class Answer : uint8_t { kNone, kGranted, kInUse };
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    Answer answer = Answer::kNone;  // by mu
+    bool abandoned = false;         // by mu: the caller stopped waiting
+  };
+  auto state = std::make_shared<Wait>();
+  const std::string user(account);
+  const uint32_t owner = OwnerShard(user, static_cast<uint32_t>(service.shards.size()));
+  Pop3Service* home = &service;
+  const bool posted = reactor.shard(owner).inbox().Post([home, owner, user, state] {
+    MaildropRegistry& registry = home->shards[owner]->registry;
+    ConnectionRef holder;
+    const MaildropRegistry::Outcome outcome =
+        registry.Acquire(user, "", /*count_user_ip=*/false, 0, pop3::InUsePolicy::kRefuse,
+                         kMaintenanceHolder, &holder);
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (outcome == MaildropRegistry::Outcome::kGranted && state->abandoned) {
+      registry.Release(user, "", false, kMaintenanceHolder);  // granted too late
+      return;
+    }
+    state->answer =
+        outcome == MaildropRegistry::Outcome::kGranted ? Answer::kGranted : Answer::kInUse;
+    state->cv.notify_all();
+  });
+  if (!posted) return false;
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->cv.wait_for(lock, absl::ToChronoMilliseconds(wait),
+                     [&] { return state->answer != Answer::kNone; });
+  if (state->answer == Answer::kNone) state->abandoned = true;
+  return state->answer == Answer::kGranted;
+}
+
+void ReleaseMaildropForMaintenance(Pop3Service& service, reactor::Reactor& reactor,
+                                   std::string_view account) {
+  const std::string user(account);
+  const uint32_t owner = OwnerShard(user, static_cast<uint32_t>(service.shards.size()));
+  Pop3Service* home = &service;
+  // A full inbox: retried until it takes the message, as a lock left behind would refuse the
+  // user's logins until a restart.
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    if (reactor.shard(owner).inbox().Post([home, owner, user] {
+          home->shards[owner]->registry.Release(user, "", false, kMaintenanceHolder);
+        })) {
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  LogEvent(LogLevel::kError, "retention: maildrop lock not given back", {{"user", user}});
+}
+
 bool Pop3Shard::RunOn(uint32_t target, absl::AnyInvocable<void()> fn) {
   if (shard->RunOn(target, std::move(fn))) return true;
   ++stats.post_rejected;
@@ -204,7 +258,6 @@ void Pop3Shard::StopAccepting() {
   if (proxy_headers != nullptr) proxy_headers->StopAll();
 }
 
-
 pop3_service::Pop3Adapter* Pop3Shard::Find(uint64_t id) { return connections.Find(id); }
 
 void Pop3Shard::Destroy(uint64_t id) {
@@ -245,7 +298,7 @@ void Pop3Shard::SetUpTransportEnv() {
 }
 
 pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::PeerInfo& peer,
-                                                              bool implicit_tls) {
+                                                           bool implicit_tls) {
   const ServeOptions& options = server->options;
   pop3_service::Pop3AdapterOptions o;
   o.session.tls_available = shard->tls() != nullptr && !implicit_tls;

@@ -95,6 +95,16 @@ struct Pop3Service {
 absl::Status EndPop3SessionsForMove(Pop3Service& service, reactor::Reactor& reactor,
                                     std::string_view account, absl::Duration wait);
 
+// For the retention job (server/retention): takes `account`'s maildrop lock at its owner shard
+// as kMaintenanceHolder, unless a session holds it (false). Any thread but a shard's (it blocks,
+// up to `wait`); the reactor must be running. False too when the shard could not be asked or did
+// not answer in time (then the lock, if it was granted late, is given back).
+bool HoldMaildropForMaintenance(Pop3Service& service, reactor::Reactor& reactor,
+                                std::string_view account, absl::Duration wait);
+// Gives back what HoldMaildropForMaintenance took. Does not wait.
+void ReleaseMaildropForMaintenance(Pop3Service& service, reactor::Reactor& reactor,
+                                   std::string_view account);
+
 // The POP3 service's state on one shard, beside that shard's ServiceShard (which holds the
 // reactor shard, buffer rings, TLS contexts, metric and counter blocks).
 struct Pop3Shard {

@@ -61,6 +61,15 @@ class StoreMaildrop final : public Pop3Maildrop {
     }
     return store_->CommitDeletions(*opened_.stored, indexes).status();
   }
+  absl::Status RecordRetrievals(std::span<const pop3::MessageIndex> retrieved) const override {
+    if (retrieved.empty()) return absl::OkStatus();
+    std::vector<size_t> indexes;
+    indexes.reserve(retrieved.size());
+    for (pop3::MessageIndex i : retrieved) {
+      indexes.push_back(static_cast<size_t>(opened_.view->ref(i)));
+    }
+    return store_->RecordRetrievals(*opened_.stored, indexes, absl::Now());
+  }
 
  private:
   storage::MailStore* const store_;
@@ -757,12 +766,24 @@ void Pop3ShardBackend::OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length)
 }
 
 void Pop3ShardBackend::Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
-                              std::vector<pop3::MessageIndex> deletions) {
+                              std::vector<pop3::MessageIndex> deletions,
+                              std::vector<pop3::MessageIndex> retrieved) {
   Pop3ShardBackend* self = this;
-  const bool accepted =
-      shard_.shard->OffloadIo([self, id, maildrop = std::move(maildrop),
-                               deletions = std::move(deletions)]() -> reactor::OffloadPool::Reply {
+  const bool accepted = shard_.shard->OffloadIo(
+      [self, id, maildrop = std::move(maildrop), deletions = std::move(deletions),
+       retrieved = std::move(retrieved)]() mutable -> reactor::OffloadPool::Reply {
         absl::Status status = maildrop->CommitDeletions(deletions);
+        if (status.ok() && !retrieved.empty()) {
+          // Deleted messages need no retrieval time (the store skips them too).
+          std::erase_if(retrieved, [&](pop3::MessageIndex m) {
+            return std::binary_search(deletions.begin(), deletions.end(), m);
+          });
+          absl::Status recorded = maildrop->RecordRetrievals(retrieved);
+          if (!recorded.ok()) {
+            LogEvent(LogLevel::kWarning, "retrieval times not recorded",
+                     {{"error", recorded.ToString()}});
+          }
+        }
         return [self, id, status] { self->OnCommitDone(id, status); };
       });
   if (!accepted) {

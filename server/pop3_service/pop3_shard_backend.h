@@ -70,7 +70,8 @@ class Pop3ShardBackend final : public Pop3Backend {
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
-              std::vector<pop3::MessageIndex> deletions) override;
+              std::vector<pop3::MessageIndex> deletions,
+              std::vector<pop3::MessageIndex> retrieved) override;
   void Ended(uint64_t id) override;
   void Finished(uint64_t id, const Pop3ConnectionEnd& end) override;
 

@@ -31,6 +31,10 @@ absl::Status FakeMaildrop::CommitDeletions(std::span<const pop3::MessageIndex> d
   return absl::OkStatus();
 }
 
+absl::Status FakeMaildrop::RecordRetrievals(std::span<const pop3::MessageIndex> retrieved) const {
+  return absl::OkStatus();
+}
+
 bool FakePop3Backend::Admit(uint64_t id, const transport::PeerInfo& peer) {
   calls_.push_back(absl::StrCat("admit ", id, " ", peer.ip));
   return admit_at_once;
@@ -75,10 +79,17 @@ void FakePop3Backend::FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maild
 }
 
 void FakePop3Backend::Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
-                             std::vector<pop3::MessageIndex> deletions) {
+                             std::vector<pop3::MessageIndex> deletions,
+                             std::vector<pop3::MessageIndex> retrieved) {
   std::vector<uint32_t> indexes;
   for (pop3::MessageIndex i : deletions) indexes.push_back(i.value());
-  calls_.push_back(absl::StrCat("commit ", id, " ", absl::StrJoin(indexes, ",")));
+  std::string call = absl::StrCat("commit ", id, " ", absl::StrJoin(indexes, ","));
+  if (!retrieved.empty()) {
+    std::vector<uint32_t> sent;
+    for (pop3::MessageIndex i : retrieved) sent.push_back(i.value());
+    absl::StrAppend(&call, " retrieved ", absl::StrJoin(sent, ","));
+  }
+  calls_.push_back(std::move(call));
 }
 
 void FakePop3Backend::Ended(uint64_t id) {

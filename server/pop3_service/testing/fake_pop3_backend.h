@@ -28,6 +28,7 @@ class FakeMaildrop final : public Pop3Maildrop {
   absl::StatusOr<uint64_t> TopLength(pop3::MessageIndex message,
                                      uint64_t body_lines) const override;
   absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const override;
+  absl::Status RecordRetrievals(std::span<const pop3::MessageIndex> retrieved) const override;
 
   int locate_calls() const { return locate_calls_; }
 
@@ -56,8 +57,10 @@ class FakePop3Backend final : public Pop3Backend {
   void OpenMaildrop(uint64_t id, std::string_view user) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
+  // Recorded as "commit ID [DELETIONS...]" and, when it has any, " retrieved [INDEXES...]".
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
-              std::vector<pop3::MessageIndex> deletions) override;
+              std::vector<pop3::MessageIndex> deletions,
+              std::vector<pop3::MessageIndex> retrieved) override;
   void Ended(uint64_t id) override;
   void Finished(uint64_t id, const Pop3ConnectionEnd& end) override;
 
