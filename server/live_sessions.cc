@@ -1,6 +1,5 @@
 #include "server/live_sessions.h"
 
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "base/log.h"
 #include "base/strings.h"
+#include "server/shard_query.h"
 
 namespace posthaste::server {
 namespace {
@@ -76,45 +76,23 @@ std::vector<admin::LiveSession> SessionsOn(Pop3Shard& shard, const admin::LiveSe
 }  // namespace
 
 absl::StatusOr<admin::LiveSessionList> LiveSessions::List(const admin::LiveSessionFilter& filter) {
-  struct Gather {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<std::unique_ptr<std::vector<admin::LiveSession>>> found;  // by mu, per shard
-    uint32_t settled = 0;  // by mu: requests run, refused, or destroyed unrun
-  };
-  // Settles its shard's request when the last closure holding it goes.
-  struct Request {
-    explicit Request(std::shared_ptr<Gather> g) : gather(std::move(g)) {}
-    ~Request() {
-      std::lock_guard<std::mutex> lock(gather->mu);
-      ++gather->settled;
-      gather->cv.notify_all();
-    }
-    const std::shared_ptr<Gather> gather;
-  };
-  const uint32_t shards = static_cast<uint32_t>(service_->shards.size());
-  auto gather = std::make_shared<Gather>();
-  gather->found.resize(shards);
+  std::vector<uint32_t> shards(service_->shards.size());
+  for (uint32_t i = 0; i < shards.size(); ++i) shards[i] = i;
   const int64_t now_unix_ms = absl::ToUnixMillis(absl::Now());
-  for (uint32_t i = 0; i < shards; ++i) {
-    auto request = std::make_shared<Request>(gather);
-    Pop3Shard* shard = service_->shards[i].get();
-    reactor_->shard(i).inbox().Post([shard, request, filter, now_unix_ms] {
-      auto found = std::make_unique<std::vector<admin::LiveSession>>(
-          SessionsOn(*shard, filter, kListedSessionsMax + 1, now_unix_ms));
-      std::lock_guard<std::mutex> lock(request->gather->mu);
-      request->gather->found[shard->index] = std::move(found);
-    });
-  }
+  Pop3Service* service = service_;
+  ShardAnswers<std::vector<admin::LiveSession>> found = AskShards<std::vector<admin::LiveSession>>(
+      *reactor_, shards,
+      [service, filter, now_unix_ms](uint32_t shard) {
+        return SessionsOn(*service->shards[shard], filter, kListedSessionsMax + 1, now_unix_ms);
+      },
+      wait_);
   admin::LiveSessionList list;
-  std::unique_lock<std::mutex> lock(gather->mu);
-  gather->cv.wait_for(lock, wait_, [&] { return gather->settled == shards; });
-  for (uint32_t i = 0; i < shards; ++i) {
-    if (gather->found[i] == nullptr) {
+  for (std::optional<std::vector<admin::LiveSession>>& answer : found.answers) {
+    if (!answer.has_value()) {
       ++list.shards_unanswered;
       continue;
     }
-    for (admin::LiveSession& s : *gather->found[i]) {
+    for (admin::LiveSession& s : *answer) {
       if (list.sessions.size() == kListedSessionsMax) {
         list.truncated = true;
         break;
@@ -122,62 +100,36 @@ absl::StatusOr<admin::LiveSessionList> LiveSessions::List(const admin::LiveSessi
       list.sessions.push_back(std::move(s));
     }
   }
-  if (shards > 0 && list.shards_unanswered == shards) {
+  if (!shards.empty() && list.shards_unanswered == shards.size()) {
     return absl::UnavailableError("no shard answered in time; ask again");
   }
   return list;
 }
 
 absl::Status LiveSessions::End(uint32_t shard_index, uint64_t connection) {
+  const std::string id = absl::StrCat(shard_index, "-", connection);
   if (shard_index >= service_->shards.size()) {
-    return absl::NotFoundError(absl::StrCat("no session ", shard_index, "-", connection));
+    return absl::NotFoundError(absl::StrCat("no session ", id));
   }
-  enum class Outcome : uint8_t { kPending, kEnded, kNotFound };
-  struct Wait {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool settled = false;                 // by mu
-    Outcome outcome = Outcome::kPending;  // by mu
-  };
-  struct Settle {
-    explicit Settle(std::shared_ptr<Wait> w) : wait(std::move(w)) {}
-    ~Settle() {
-      std::lock_guard<std::mutex> lock(wait->mu);
-      wait->settled = true;
-      wait->cv.notify_all();
-    }
-    const std::shared_ptr<Wait> wait;
-  };
-  auto wait_state = std::make_shared<Wait>();
-  auto settle = std::make_shared<Settle>(wait_state);
-  Pop3Shard* shard = service_->shards[shard_index].get();
-  const bool posted = reactor_->shard(shard_index).inbox().Post([shard, connection, settle] {
-    pop3_service::Pop3Adapter* conn = shard->connections.Find(connection);
-    Outcome outcome = Outcome::kNotFound;
-    if (conn != nullptr) {
-      LogEvent(LogLevel::kInfo, "session ended by the admin API",
-               {{"user", std::string(conn->session().user())},
-                {"session", absl::StrCat(shard->index, "-", connection)}});
-      // Closed without a reply and without UPDATE, as the idle timeout would (RFC 1939: no
-      // unsolicited responses in POP3).
-      conn->Abort();
-      outcome = Outcome::kEnded;
-    }
-    std::lock_guard<std::mutex> lock(settle->wait->mu);
-    settle->wait->outcome = outcome;
-  });
-  settle.reset();
-  std::unique_lock<std::mutex> lock(wait_state->mu);
-  wait_state->cv.wait_for(lock, wait_, [&] { return wait_state->settled; });
-  switch (wait_state->outcome) {
-    case Outcome::kEnded:
-      return absl::OkStatus();
-    case Outcome::kNotFound:
-      return absl::NotFoundError(absl::StrCat("no session ", shard_index, "-", connection));
-    case Outcome::kPending:
-      break;
+  Pop3Service* service = service_;
+  ShardAnswers<bool> ended = AskShards<bool>(
+      *reactor_, {shard_index},
+      [service, connection, id](uint32_t shard) {
+        pop3_service::Pop3Adapter* conn = service->shards[shard]->connections.Find(connection);
+        if (conn == nullptr) return false;
+        LogEvent(LogLevel::kInfo, "session ended by the admin API",
+                 {{"user", std::string(conn->session().user())}, {"session", id}});
+        // Closed without a reply and without UPDATE, as the idle timeout would (RFC 1939: no
+        // unsolicited responses in POP3).
+        conn->Abort();
+        return true;
+      },
+      wait_);
+  if (ended.answers[0].has_value()) {
+    if (*ended.answers[0]) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat("no session ", id));
   }
-  if (!posted || wait_state->settled) {
+  if (ended.all_settled) {
     return absl::UnavailableError("the shard could not be asked (busy or stopping)");
   }
   return absl::DeadlineExceededError("the shard did not answer in time");
