@@ -499,17 +499,21 @@ class AdminApiTest(unittest.TestCase):
     self.assertEqual(done["result"]["problems"], [])
     self.assertGreaterEqual(done["result"]["accounts"], 1)
     self.assertIn("bytes_reclaimed", self.wait_for_job("compaction")["result"])
-    # Bad input: a body with members, malformed JSON, a query, another method.
+    # Bad input: a body with members, malformed JSON, a query, another method; no job starts.
+    runs = {job: self.wait_for_job(job)["runs"] for job in ("check", "compaction")}
     for raw in ("{\"now\": true}", "not json", "[]"):
-      status, body, _ = self.request("POST", "/api/v1/store/check", raw=raw)
-      self.assertEqual(status, 400, raw)
-      self.assertIn("error", body)
+      for job in ("check", "compaction"):
+        status, body, _ = self.request("POST", "/api/v1/store/" + job, raw=raw)
+        self.assertEqual(status, 400, raw)
+        self.assertIn("error", body)
     self.assertEqual(self.request("GET", "/api/v1/store/usage?x=1")[0], 400)
     self.assertEqual(self.request("POST", "/api/v1/store/usage", {})[0], 405)
     self.assertEqual(self.request("DELETE", "/api/v1/store/compaction")[0], 405)
     self.assertEqual(self.request("GET", "/api/v1/store/other")[0], 404)
     self.assertEqual(self.request("POST", "/api/v1/store/compaction",
                                   raw="{\"x\": \"" + "y" * 70000 + "\"}")[0], 413)
+    for job in ("check", "compaction"):
+      self.assertEqual(self.wait_for_job(job)["runs"], runs[job], job)
     status, body, _ = self.request("GET", "/api/v1/accounts/u1@usage.test")
     self.assertEqual(body["messages"], 1)
 
