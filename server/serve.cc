@@ -29,6 +29,7 @@
 #include "server/auth/sasl_mechanisms.h"
 #include "server/counters.h"
 #include "server/handoff/systemd_fd_store.h"
+#include "server/live_sessions.h"
 #include "server/lmtp_service/lmtp_shard.h"
 #include "server/metrics_gather.h"
 #include "server/placement/backend_registration.h"
@@ -567,30 +568,36 @@ class Server {
     if (!metrics_http.ok()) return Fail(metrics_http.status().message());
     metrics_http_ = *std::move(metrics_http);
     if (options.admin_listen.empty()) return true;
+    live_sessions_ = std::make_unique<LiveSessions>(&ctx_, reactor_.get());
+    admin::AdminApiHooks hooks;
     // /api/v1/auth/verify (for `posthaste route`) checks logins exactly as POP3 does.
-    auto api = admin::AdminApi::Start(
-        options, ctx_.store,
-        [this](std::string_view user, std::string_view password) {
-          const AuthVerdict verdict = auth_->Verify(user, password);
-          admin::PasswordCheck check;
-          check.address = verdict.address;
-          switch (verdict.code) {
-            case AuthVerdict::Code::kOk:
-              check.result = admin::PasswordCheck::Result::kOk;
-              break;
-            case AuthVerdict::Code::kBadCredentials:
-              check.result = admin::PasswordCheck::Result::kBadCredentials;
-              break;
-            case AuthVerdict::Code::kTempFailure:
-              check.result = admin::PasswordCheck::Result::kTempFailure;
-              break;
-          }
-          return check;
-        },
-        // A held account's POP3 sessions end before the hold is answered (live moves).
-        [this](std::string_view account) {
-          return EndPop3SessionsForMove(ctx_, *reactor_, account, kEndSessionsForMoveWait);
-        });
+    hooks.verify_password = [this](std::string_view user, std::string_view password) {
+      const AuthVerdict verdict = auth_->Verify(user, password);
+      admin::PasswordCheck check;
+      check.address = verdict.address;
+      switch (verdict.code) {
+        case AuthVerdict::Code::kOk:
+          check.result = admin::PasswordCheck::Result::kOk;
+          break;
+        case AuthVerdict::Code::kBadCredentials:
+          check.result = admin::PasswordCheck::Result::kBadCredentials;
+          break;
+        case AuthVerdict::Code::kTempFailure:
+          check.result = admin::PasswordCheck::Result::kTempFailure;
+          break;
+      }
+      return check;
+    };
+    // A held account's POP3 sessions end before the hold is answered (live moves).
+    hooks.end_sessions = [this](std::string_view account) {
+      return EndPop3SessionsForMove(ctx_, *reactor_, account, kEndSessionsForMoveWait);
+    };
+    hooks.sessions = live_sessions_.get();
+    // Before the answer, as for the admin socket: new logins see a tenant change at once.
+    hooks.tenants_changed = [this] {
+      RefreshTenantPolicies(tenant_policies_, *ctx_.store, "admin api");
+    };
+    auto api = admin::AdminApi::Start(options, ctx_.store, std::move(hooks));
     if (!api.ok()) return Fail(api.status().message());
     admin_api_ = *std::move(api);
     metrics_http_->AddListenerStats("admin_api", &admin_api_->http_stats());
@@ -790,6 +797,7 @@ class Server {
   std::unique_ptr<ShardMetricsGather> shard_metrics_;
   std::unique_ptr<TenantLoginGather> tenant_logins_;
   std::unique_ptr<admin::AdminHttp> metrics_http_;
+  std::unique_ptr<LiveSessions> live_sessions_;  // the admin API's; outlived by the reactor
   std::unique_ptr<admin::AdminApi> admin_api_;
   std::unique_ptr<placement::BackendRegistration> registration_;
   std::unique_ptr<retention::RetentionThread> retention_thread_;  // stopped in Drain

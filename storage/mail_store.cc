@@ -263,18 +263,57 @@ struct MailStore::Impl {
   // Read-modify-write of one tenant record (the store's defaults when absent), serialised with
   // the other tenant and account writers by meta_mu, so setting limits keeps the policy and
   // the other way round.
+  // `change` returns false to write nothing. With `on_exists`: the record must be absent; when
+  // it is there, on_exists runs instead and nothing is written (CreateTenant).
   template <typename Change>
-  absl::Status UpdateTenant(const std::string& domain, Change change) {
+  absl::Status UpdateTenant(const std::string& domain, Change change,
+                            const std::function<void()>& on_exists = nullptr) {
     std::lock_guard<std::mutex> meta(meta_mu);
     PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> found, LoadTenant(domain));
+    if (found.has_value() && on_exists) {
+      on_exists();
+      return absl::OkStatus();
+    }
     TenantRecord record = found.value_or(DefaultTenant());
-    change(&record);
+    if (!change(&record)) return absl::OkStatus();
     rocksdb::Status s = db->Put(sync_write, ToSlice(internal::TenantKey(domain)),
                                 ToSlice(internal::EncodeTenant(record)));
     if (!s.ok()) return IndexError(s, "write tenant");
     {
       std::lock_guard<std::mutex> lock(tenant_mu);
       tenants[domain] = record;
+    }
+    tenant_generation.fetch_add(1, std::memory_order_acq_rel);
+    return absl::OkStatus();
+  }
+
+  // Removes the tenant record unless an account of `domain` exists; under meta_mu, as
+  // CreateAccount (which makes the record on first use) runs.
+  absl::Status DeleteTenant(const std::string& domain) {
+    std::lock_guard<std::mutex> meta(meta_mu);
+    PH_ASSIGN_OR_RETURN(std::optional<TenantRecord> found, LoadTenant(domain));
+    if (!found.has_value()) {
+      return StoreErrorStatus(StoreError::kUnknownTenant, absl::StrCat("no such tenant: ", domain));
+    }
+    const std::string prefix = internal::AccountKeyDomainPrefix(domain);
+    std::string upper = prefix;
+    upper.back() = '\x01';
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro));
+    it->Seek(ToSlice(prefix));  // one account is enough to refuse: no scan under meta_mu
+    if (it->Valid()) {
+      return StoreErrorStatus(
+          StoreError::kTenantNotEmpty,
+          absl::StrCat("tenant ", domain, " still has accounts: delete them first"));
+    }
+    if (!it->status().ok()) return IndexError(it->status(), "scan tenant accounts");
+    rocksdb::Status s = db->Delete(sync_write, ToSlice(internal::TenantKey(domain)));
+    if (!s.ok()) return IndexError(s, "delete tenant");
+    {
+      std::lock_guard<std::mutex> lock(tenant_mu);
+      tenants.erase(domain);
     }
     tenant_generation.fetch_add(1, std::memory_order_acq_rel);
     return absl::OkStatus();
@@ -687,21 +726,26 @@ absl::StatusOr<TenantInfo> MailStore::GetTenant(std::string_view domain_in) {
   return TenantInfoOf(domain, *record);
 }
 
+namespace {
+absl::Status CheckLimits(const TenantLimits& limits);
+}  // namespace
+
 absl::Status MailStore::SetTenantLimits(std::string_view domain_in, const TenantLimits& limits) {
   PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
-  if (limits.message_bytes_max > kMessageBytesMaxConfigurable) {
-    return InvalidArgument(
-        absl::StrCat("message_bytes_max may be at most ", kMessageBytesMaxConfigurable));
-  }
+  PH_RETURN_IF_ERROR(CheckLimits(limits));
   return impl_->UpdateTenant(domain, [&limits](TenantRecord* record) {
     record->quota_messages = limits.quota_messages;
     record->quota_octets = limits.quota_octets;
     record->message_bytes_max = limits.message_bytes_max;
+    return true;
   });
 }
 
-absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const TenantPolicy& policy) {
-  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+namespace {
+
+// The policy as stored: its limits checked, master users canonical, sorted and unique.
+absl::StatusOr<std::vector<std::string>> CheckedMasterUsers(std::string_view domain,
+                                                            const TenantPolicy& policy) {
   if (policy.master_users.size() > kTenantMasterUsersMax) {
     return InvalidArgument(absl::StrCat("at most ", kTenantMasterUsersMax, " master users"));
   }
@@ -719,20 +763,79 @@ absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const Tenant
     absl::StatusOr<std::string> canonical = CanonicalAddress(user);
     if (!canonical.ok() || DomainOf(*canonical) != domain) {
       return InvalidArgument(
-          absl::StrCat("master user \"", user, "\" is not an address of ", domain));
+          absl::StrCat("master user \"", user, "\" is not an address of ", AbslView(domain)));
     }
     masters.push_back(*std::move(canonical));
   }
   std::sort(masters.begin(), masters.end());
   masters.erase(std::unique(masters.begin(), masters.end()), masters.end());
-  return impl_->UpdateTenant(domain, [&policy, &masters](TenantRecord* record) {
-    record->plaintext_auth = static_cast<uint8_t>(policy.plaintext_auth);
-    record->apop_allowed = policy.apop_allowed;
-    record->master_users = std::move(masters);
-    record->password_scheme = policy.password_scheme;
-    record->service = policy.service;
-    ++record->policy_revision;
-  });
+  return masters;
+}
+
+void ApplyPolicy(const TenantPolicy& policy, std::vector<std::string> masters,
+                 TenantRecord* record) {
+  record->plaintext_auth = static_cast<uint8_t>(policy.plaintext_auth);
+  record->apop_allowed = policy.apop_allowed;
+  record->master_users = std::move(masters);
+  record->password_scheme = policy.password_scheme;
+  record->service = policy.service;
+  ++record->policy_revision;
+}
+
+absl::Status CheckLimits(const TenantLimits& limits) {
+  if (limits.message_bytes_max > kMessageBytesMaxConfigurable) {
+    return InvalidArgument(
+        absl::StrCat("message_bytes_max may be at most ", kMessageBytesMaxConfigurable));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MailStore::SetTenantPolicy(std::string_view domain_in, const TenantPolicy& policy,
+                                        std::optional<uint64_t> expected_revision) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  PH_ASSIGN_OR_RETURN(std::vector<std::string> masters, CheckedMasterUsers(domain, policy));
+  absl::Status stale;
+  PH_RETURN_IF_ERROR(impl_->UpdateTenant(domain, [&](TenantRecord* record) {
+    if (expected_revision.has_value() && record->policy_revision != *expected_revision) {
+      stale = StoreErrorStatus(
+          StoreError::kStaleRevision,
+          absl::StrCat("the policy of ", domain, " is at revision ", record->policy_revision,
+                       ", not ", *expected_revision, ": read it again"));
+      return false;
+    }
+    ApplyPolicy(policy, std::move(masters), record);
+    return true;
+  }));
+  return stale;
+}
+
+absl::Status MailStore::CreateTenant(std::string_view domain_in, const TenantLimits& limits,
+                                     const TenantPolicy& policy) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  PH_RETURN_IF_ERROR(CheckLimits(limits));
+  PH_ASSIGN_OR_RETURN(std::vector<std::string> masters, CheckedMasterUsers(domain, policy));
+  absl::Status exists;
+  PH_RETURN_IF_ERROR(impl_->UpdateTenant(
+      domain,
+      [&](TenantRecord* record) {
+        record->quota_messages = limits.quota_messages;
+        record->quota_octets = limits.quota_octets;
+        record->message_bytes_max = limits.message_bytes_max;
+        ApplyPolicy(policy, std::move(masters), record);
+        return true;
+      },
+      [&] {
+        exists = StoreErrorStatus(StoreError::kTenantExists,
+                                  absl::StrCat("tenant ", domain, " already exists"));
+      }));
+  return exists;
+}
+
+absl::Status MailStore::DeleteTenant(std::string_view domain_in) {
+  PH_ASSIGN_OR_RETURN(std::string domain, NormalizeDomain(domain_in));
+  return impl_->DeleteTenant(domain);
 }
 
 absl::StatusOr<std::vector<TenantInfo>> MailStore::ListTenants() {

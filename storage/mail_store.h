@@ -322,7 +322,21 @@ class MailStore {
   // Creates the tenant when absent (with the store's default limits). Keeps the limits.
   // kInvalidAddress for a malformed domain; kInvalidArgument for a master user that is no
   // address of `domain` or more than kTenantMasterUsersMax of them (stored canonical, sorted).
-  absl::Status SetTenantPolicy(std::string_view domain, const TenantPolicy& policy);
+  // With `expected_revision`: only while the stored policy's revision is that one (checked
+  // under the tenant writers' lock; an absent tenant has revision 0), else kStaleRevision and
+  // nothing changes (the admin API's If-Match).
+  absl::Status SetTenantPolicy(std::string_view domain, const TenantPolicy& policy,
+                               std::optional<uint64_t> expected_revision = std::nullopt);
+  // Creates the tenant record with `limits` and `policy` (checked as by SetTenantLimits and
+  // SetTenantPolicy; the policy's revision starts at 1). kTenantExists when the domain has a
+  // record already (made by an earlier create, a limit or policy change, or its first account).
+  absl::Status CreateTenant(std::string_view domain, const TenantLimits& limits,
+                            const TenantPolicy& policy);
+  // Removes the tenant record (its limits and policy). Refused with kTenantNotEmpty while any
+  // account of the domain exists (deleting mail is `user del`'s job, one account at a time);
+  // kUnknownTenant when there is no record. Serialised with CreateAccount, so an account
+  // created meanwhile either blocks the delete or finds no record and makes a fresh one.
+  absl::Status DeleteTenant(std::string_view domain);
   // Every tenant, sorted by domain (a scan of the tenant records).
   absl::StatusOr<std::vector<TenantInfo>> ListTenants();
   // Bumped (release) after every tenant change made through this MailStore; cheap to poll, so a

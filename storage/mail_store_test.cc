@@ -452,6 +452,59 @@ TEST_F(MailStoreTest, TenantPolicyRoundTripsAndKeepsLimits) {
   EXPECT_EQ(store_->GetTenant("x.org")->limits.quota_messages, 8u);
 }
 
+// The admin API's tenant resource: create refuses an existing record, delete refuses while
+// accounts exist, and a policy change with an expected revision refuses a stale one.
+TEST_F(MailStoreTest, TenantCreateDeleteAndRevisionCheck) {
+  TenantPolicy policy;
+  policy.plaintext_auth = PlaintextAuth::kAllow;
+  policy.master_users = {"Boss@new.example"};
+  ASSERT_TRUE(store_->CreateTenant("New.Example", TenantLimits{5, 6, 7}, policy).ok());
+  auto created = store_->GetTenant("new.example");
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(created->limits.quota_octets, 6u);
+  EXPECT_EQ(created->policy.plaintext_auth, PlaintextAuth::kAllow);
+  EXPECT_EQ(created->policy.master_users, std::vector<std::string>{"boss@new.example"});
+  EXPECT_EQ(created->policy.revision, 1u);
+  EXPECT_EQ(ErrorOf(store_->CreateTenant("new.example", TenantLimits{}, TenantPolicy{})),
+            StoreError::kTenantExists);
+  EXPECT_EQ(store_->GetTenant("new.example")->limits.quota_octets, 6u);  // untouched
+  // A bad policy creates nothing.
+  TenantPolicy foreign;
+  foreign.master_users = {"boss@elsewhere.example"};
+  EXPECT_EQ(ErrorOf(store_->CreateTenant("other.example", TenantLimits{}, foreign)),
+            StoreError::kInvalidArgument);
+  EXPECT_EQ(ErrorOf(store_->GetTenant("other.example")), StoreError::kUnknownTenant);
+
+  // If-Match: the stored revision must be the expected one.
+  policy.apop_allowed = true;
+  EXPECT_EQ(ErrorOf(store_->SetTenantPolicy("new.example", policy, /*expected_revision=*/0)),
+            StoreError::kStaleRevision);
+  EXPECT_FALSE(store_->GetTenant("new.example")->policy.apop_allowed);
+  const uint64_t generation = store_->tenant_generation();
+  ASSERT_TRUE(store_->SetTenantPolicy("new.example", policy, /*expected_revision=*/1).ok());
+  EXPECT_TRUE(store_->GetTenant("new.example")->policy.apop_allowed);
+  EXPECT_EQ(store_->GetTenant("new.example")->policy.revision, 2u);
+  EXPECT_EQ(store_->tenant_generation(), generation + 1);
+
+  // Delete: refused while an account exists, then gone (also after a reopen).
+  Create("u@new.example");
+  const absl::Status busy = store_->DeleteTenant("new.example");
+  EXPECT_EQ(ErrorOf(busy), StoreError::kTenantNotEmpty);
+  EXPECT_NE(busy.message().find("accounts"), absl::string_view::npos);
+  ASSERT_TRUE(store_->DeleteAccount("u@new.example").ok());
+  ASSERT_TRUE(store_->DeleteTenant("NEW.example").ok());
+  EXPECT_EQ(ErrorOf(store_->GetTenant("new.example")), StoreError::kUnknownTenant);
+  EXPECT_EQ(ErrorOf(store_->DeleteTenant("new.example")), StoreError::kUnknownTenant);
+  Reopen();
+  EXPECT_EQ(ErrorOf(store_->GetTenant("new.example")), StoreError::kUnknownTenant);
+  auto tenants = store_->ListTenants();
+  ASSERT_TRUE(tenants.ok());
+  EXPECT_TRUE(tenants->empty());
+  // A new first account makes a fresh record with the store's defaults.
+  Create("v@new.example");
+  EXPECT_EQ(store_->GetTenant("new.example")->limits.quota_octets, 0u);
+}
+
 TEST_F(MailStoreTest, TenantRecordsFromBeforePoliciesDecodeAsDefault) {
   store_.reset();
   // A version 1 tenant record as older binaries wrote it: version byte, then quota_messages,

@@ -40,6 +40,9 @@ constexpr KindInfo kKinds[] = {
     {StoreError::kCorrupt, "corrupt", absl::StatusCode::kDataLoss},
     {StoreError::kIo, "io", absl::StatusCode::kInternal},
     {StoreError::kAccountHeld, "account_held", absl::StatusCode::kUnavailable},
+    {StoreError::kTenantExists, "tenant_exists", absl::StatusCode::kAlreadyExists},
+    {StoreError::kTenantNotEmpty, "tenant_not_empty", absl::StatusCode::kFailedPrecondition},
+    {StoreError::kStaleRevision, "stale_revision", absl::StatusCode::kFailedPrecondition},
 };
 
 const KindInfo& Info(StoreError kind) {

@@ -43,6 +43,9 @@ enum class StoreError : uint8_t {
                      // errno's code, e.g. PermissionDenied)
   kAccountHeld,      // Unavailable: a delivery or deletion while the account is held for a
                      // move to another backend (MailStore::HoldAccount): retry later
+  kTenantExists,     // AlreadyExists: CreateTenant of a domain that has a tenant record
+  kTenantNotEmpty,   // FailedPrecondition: DeleteTenant while the tenant still has accounts
+  kStaleRevision,    // FailedPrecondition: SetTenantPolicy expected another policy revision
 };
 
 // "unknown_account", "over_quota", ...: the payload's text, so logs of Status::ToString() show

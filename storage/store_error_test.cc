@@ -59,6 +59,9 @@ TEST(StoreErrorKind, EveryKindRoundTripsWithItsCodeAndName) {
       {StoreError::kCorrupt, absl::StatusCode::kDataLoss},
       {StoreError::kIo, absl::StatusCode::kInternal},
       {StoreError::kAccountHeld, absl::StatusCode::kUnavailable},
+      {StoreError::kTenantExists, absl::StatusCode::kAlreadyExists},
+      {StoreError::kTenantNotEmpty, absl::StatusCode::kFailedPrecondition},
+      {StoreError::kStaleRevision, absl::StatusCode::kFailedPrecondition},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(StoreErrorName(c.kind));

@@ -6,6 +6,15 @@ disable, set password (POP3 login with the new one), delete (204, then 404); the
 seen at once by LMTP and POP3; /api/v1/auth/verify answers as a POP3 login would (ok, or
 bad_credentials with the failure delay for a wrong password and an unknown user alike); bad JSON, unknown members, wrong types and over-long bodies get
 400/413 with a JSON error and change nothing.
+
+Tenants: create (201, Location, ETag; 409 again), list, show with usage, PATCH of limits and
+policy fields (only those change; If-Match on the policy revision, 412 when stale), a policy
+change seen by the very next POP3 login (the API re-reads policies before it answers), delete
+(409 while accounts exist, then 204 and 404). Live sessions on two shards: listed per tenant and
+per user, one ended (its connection closes, its DELE is not committed). Store: usage per
+tenant, check and compaction as jobs (202, then polled to done). Every route refuses malformed
+JSON, wrong types, unknown members, oversize bodies and a wrong token with a 4xx and JSON, and
+the store is unchanged afterwards.
 """
 
 import http.client
@@ -15,6 +24,7 @@ import poplib
 import re
 import smtplib
 import socket
+import time
 import unittest
 
 from tests.testing.posthaste_server import PosthasteServer, make_temp_dir
@@ -32,7 +42,7 @@ class AdminApiTest(unittest.TestCase):
       f.write(TOKEN + "\n")
     os.chmod(token_file, 0o600)
     cls.server = PosthasteServer(
-        shards=1, extra_args=["--admin_listen=127.0.0.1:0", "--admin_token_file=" + token_file])
+        shards=2, extra_args=["--admin_listen=127.0.0.1:0", "--admin_token_file=" + token_file])
     cls.server.add_user("existing@example.test", "pw")
     cls.server.start()
     match = re.search(r"\badmin_api=127\.0\.0\.1:(\d+)", cls.server.stderr_text())
@@ -43,10 +53,10 @@ class AdminApiTest(unittest.TestCase):
   def tearDownClass(cls):
     cls.server.stop()
 
-  def request(self, method, path, body=None, token=TOKEN, raw=None):
+  def request(self, method, path, body=None, token=TOKEN, raw=None, headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT_S)
     try:
-      headers = {"Content-Type": "application/json"}
+      headers = dict({"Content-Type": "application/json"}, **(headers or {}))
       if token is not None:
         headers["Authorization"] = "Bearer " + token
       data = raw if raw is not None else (json.dumps(body) if body is not None else None)
@@ -248,6 +258,264 @@ class AdminApiTest(unittest.TestCase):
       reply = self.raw_head(head + "\r\n")
       self.assertTrue(reply.startswith("HTTP/1.1 %d " % expected), (method, path, reply[:200]))
       self.assertIn("error", reply)
+
+  def tenant_snapshot(self, domain):
+    status, body, response = self.request("GET", "/api/v1/tenants/" + domain)
+    self.assertEqual(status, 200, body)
+    return body, response.getheader("ETag")
+
+  def test_tenant_lifecycle(self):
+    status, body, response = self.request("POST", "/api/v1/tenants", {
+        "domain": "Plans.Test", "quota_messages": 100, "login_delay_s": 300,
+        "expire_days": "never", "apop": "allow", "lang": "de"})
+    self.assertEqual(status, 201, body)
+    self.assertEqual(response.getheader("Location"), "/api/v1/tenants/plans.test")
+    self.assertEqual(response.getheader("ETag"), '"1"')
+    self.assertEqual((body["domain"], body["revision"], body["quota_messages"]),
+                     ("plans.test", 1, 100))
+    self.assertEqual((body["login_delay_s"], body["expire_days"], body["apop"], body["lang"]),
+                     (300, "never", "allow", "de"))
+    self.assertEqual((body["plaintext_auth"], body["daily_download_bytes"], body["accounts"]),
+                     ("default", 0, 0))
+    status, body, _ = self.request("POST", "/api/v1/tenants", {"domain": "plans.test"})
+    self.assertEqual(status, 409, body)
+    status, body, _ = self.request("GET", "/api/v1/tenants")
+    self.assertEqual(status, 200)
+    self.assertIn("plans.test", [t["domain"] for t in body["tenants"]])
+
+    # An account in it: usage counts, and a policy change is seen by the very next login.
+    status, body, _ = self.request("POST", "/api/v1/accounts",
+                                   {"address": "ann@plans.test", "password": "pw"})
+    self.assertEqual(status, 201, body)
+    self.server_deliver_lmtp("ann@plans.test")
+    tenant, etag = self.tenant_snapshot("plans.test")
+    self.assertEqual((tenant["accounts"], tenant["messages"]), (1, 1))
+    pop = poplib.POP3("127.0.0.1", self.server.pop3_port, timeout=TIMEOUT_S)
+    pop.user("ann@plans.test")
+    pop.pass_("pw")
+    pop.quit()
+
+    # If-Match: a stale revision changes nothing (412); the current one does.
+    status, body, _ = self.request("PATCH", "/api/v1/tenants/plans.test",
+                                   {"plaintext_auth": "require_tls"},
+                                   headers={"If-Match": '"0"'})
+    self.assertEqual(status, 412, body)
+    self.assertIn("revision", body["error"])
+    self.assertEqual(self.tenant_snapshot("plans.test")[0], tenant)
+    status, body, response = self.request("PATCH", "/api/v1/tenants/plans.test",
+                                          {"plaintext_auth": "require_tls"},
+                                          headers={"If-Match": etag})
+    self.assertEqual(status, 200, body)
+    self.assertEqual((body["plaintext_auth"], body["revision"]), ("require_tls", 2))
+    self.assertEqual(response.getheader("ETag"), '"2"')
+    # Only the given field changed.
+    for name in ("quota_messages", "login_delay_s", "expire_days", "apop", "lang"):
+      self.assertEqual(body[name], tenant[name], name)
+    # No time for the once-a-second policy check: the API refreshed before answering.
+    pop = poplib.POP3("127.0.0.1", self.server.pop3_port, timeout=TIMEOUT_S)
+    with self.assertRaises(poplib.error_proto):
+      pop.user("ann@plans.test")
+      pop.pass_("pw")
+    pop.close()
+
+    # Limits alone leave the policy and its revision; "default" resets a setting.
+    status, body, _ = self.request("PATCH", "/api/v1/tenants/plans.test",
+                                   {"quota_octets": 5000, "login_delay_s": "default",
+                                    "plaintext_auth": "default"})
+    self.assertEqual(status, 200, body)
+    self.assertEqual((body["quota_octets"], body["quota_messages"], body["login_delay_s"]),
+                     (5000, 100, "default"))
+
+    # Delete: refused while an account exists, with a message that says so.
+    status, body, _ = self.request("DELETE", "/api/v1/tenants/plans.test")
+    self.assertEqual(status, 409, body)
+    self.assertIn("accounts", body["error"])
+    self.assertEqual(self.tenant_snapshot("plans.test")[0]["accounts"], 1)
+    self.assertEqual(self.request("DELETE", "/api/v1/accounts/ann@plans.test")[0], 204)
+    status, body, _ = self.request("DELETE", "/api/v1/tenants/PLANS.test")
+    self.assertEqual((status, body), (204, None))
+    self.assertEqual(self.request("GET", "/api/v1/tenants/plans.test")[0], 404)
+    self.assertEqual(self.request("DELETE", "/api/v1/tenants/plans.test")[0], 404)
+    self.assertEqual(self.request("PATCH", "/api/v1/tenants/plans.test", {"apop": "deny"})[0],
+                     404)
+
+  def server_deliver_lmtp(self, address):
+    lmtp = smtplib.LMTP("127.0.0.1", self.server.lmtp_port, timeout=TIMEOUT_S)
+    lmtp.ehlo("mta.test")
+    lmtp.mail("s@origin.test")
+    self.assertEqual(lmtp.rcpt(address)[0], 250)
+    lmtp.docmd("DATA")
+    lmtp.send(b"Subject: t\r\n\r\nbody\r\n.\r\n")
+    self.assertEqual(lmtp.getreply()[0], 250)
+    lmtp.quit()
+
+  def test_tenant_bad_input_changes_nothing(self):
+    status, body, _ = self.request("POST", "/api/v1/tenants",
+                                   {"domain": "steady.test", "quota_messages": 7,
+                                    "login_delay_s": 60})
+    self.assertEqual(status, 201, body)
+    before, etag = self.tenant_snapshot("steady.test")
+    bodies = (
+        "not json", "[1]", "{\"quota_messages\": -1}", "{\"quota_messages\": \"10\"}",
+        "{\"quota_messages\": 1.5}", "{\"login_delay_s\": true}", "{\"login_delay_s\": \"300\"}",
+        "{\"login_delay_s\": {\"a\": 1}}", "{\"expire_days\": \"soon\"}",
+        "{\"plaintext_auth\": 1}", "{\"apop\": \"yes\"}", "{\"lang\": \"xx\"}",
+        "{\"login_mechanisms\": \"PLAIN,NOPE\"}", "{\"master_users\": \"boss@other.test\"}",
+        "{\"message_bytes_max\": 99999999999}", "{\"unknown\": 1}", "{\"domain\": \"x.test\"}",
+        "{\"revision\": 5}", "{\"quota_messages\": 1, \"quota_messages\": 2}",
+        "{\"quota_messages\": 1, \"lang\": \"xx\"}")
+    for raw in bodies:
+      status, body, _ = self.request("PATCH", "/api/v1/tenants/steady.test", raw=raw)
+      self.assertEqual(status, 400, raw)
+      self.assertIn("error", body)
+    for raw in ("not json", "{}", "{\"domain\": 5}", "{\"domain\": \"bad_domain\"}",
+                "{\"domain\": \"n.test\", \"quota_octets\": \"1\"}",
+                "{\"domain\": \"n.test\", \"extra\": 1}"):
+      status, body, _ = self.request("POST", "/api/v1/tenants", raw=raw)
+      self.assertEqual(status, 400, raw)
+      self.assertIn("error", body)
+    self.assertEqual(self.request("GET", "/api/v1/tenants/n.test")[0], 404)
+    oversize = "{\"lang\": \"" + "x" * 70000 + "\"}"
+    for method, path in (("PATCH", "/api/v1/tenants/steady.test"), ("POST", "/api/v1/tenants")):
+      status, body, _ = self.request(method, path, raw=oversize)
+      self.assertEqual(status, 413, method)
+      self.assertIn("error", body)
+    for method, path in (("GET", "/api/v1/tenants"), ("POST", "/api/v1/tenants"),
+                         ("GET", "/api/v1/tenants/steady.test"),
+                         ("PATCH", "/api/v1/tenants/steady.test"),
+                         ("DELETE", "/api/v1/tenants/steady.test"), ("GET", "/api/v1/sessions"),
+                         ("DELETE", "/api/v1/sessions/0-1"), ("GET", "/api/v1/store/usage"),
+                         ("POST", "/api/v1/store/check"), ("POST", "/api/v1/store/compaction")):
+      for token in (None, "wrong-token-wrong-token"):
+        status, body, response = self.request(method, path, {"quota_messages": 1}, token=token)
+        self.assertEqual(status, 401, (method, path))
+        self.assertIn("Bearer", response.getheader("WWW-Authenticate"))
+    for method, path in (("PUT", "/api/v1/tenants/steady.test"), ("DELETE", "/api/v1/tenants"),
+                         ("POST", "/api/v1/tenants/steady.test")):
+      status, body, response = self.request(method, path, {})
+      self.assertEqual(status, 405, (method, path))
+    for path in ("/api/v1/tenants/bad_domain", "/api/v1/tenants/a%2Fb.test",
+                 "/api/v1/tenants/steady.test?x=1", "/api/v1/tenants/%2e%2e"):
+      self.assertEqual(self.request("GET", path)[0], 400, path)
+    self.assertEqual(self.request("PATCH", "/api/v1/tenants/steady.test", {"apop": "allow"},
+                                  headers={"If-Match": "garbage"})[0], 412)
+    after, etag_after = self.tenant_snapshot("steady.test")
+    self.assertEqual((after, etag_after), (before, etag))
+
+  def test_live_sessions_listed_and_ended(self):
+    for user in ("s1@live.test", "s2@live.test", "s3@other-live.test"):
+      status, body, _ = self.request("POST", "/api/v1/accounts", {"address": user, "password": "pw"})
+      self.assertEqual(status, 201, body)
+    self.server_deliver_lmtp("s1@live.test")
+    pops = {}
+    for user in ("s1@live.test", "s2@live.test", "s3@other-live.test"):
+      pop = poplib.POP3("127.0.0.1", self.server.pop3_port, timeout=TIMEOUT_S)
+      pop.user(user)
+      pop.pass_("pw")
+      pops[user] = pop
+    anonymous = poplib.POP3("127.0.0.1", self.server.pop3_port, timeout=TIMEOUT_S)
+    try:
+      status, body, _ = self.request("GET", "/api/v1/sessions?tenant=LIVE.test")
+      self.assertEqual(status, 200, body)
+      listed = {s["user"]: s for s in body["sessions"]}
+      self.assertEqual(sorted(listed), ["s1@live.test", "s2@live.test"])
+      self.assertEqual((body["truncated"], body["shards_unanswered"]), (False, 0))
+      one = listed["s1@live.test"]
+      self.assertEqual((one["tenant"], one["peer"], one["state"], one["tls"]),
+                       ("live.test", "127.0.0.1", "transaction", False))
+      self.assertGreater(one["bytes_sent"], 0)
+      self.assertLess(abs(one["started_unix_ms"] / 1000 - time.time()), 60)
+      self.assertRegex(one["id"], r"^\d+-\d+$")
+      self.assertEqual(one["id"].split("-")[0], str(one["shard"]))
+      status, body, _ = self.request("GET", "/api/v1/sessions?user=S3@Other-Live.test")
+      self.assertEqual([s["user"] for s in body["sessions"]], ["s3@other-live.test"])
+      status, body, _ = self.request("GET", "/api/v1/sessions")
+      states = [s["state"] for s in body["sessions"]]
+      self.assertGreaterEqual(len(states), 4)
+      self.assertIn("authorization", states)
+      self.assertEqual({s["shard"] for s in body["sessions"]} <= {0, 1}, True)
+
+      # Ending s1's session: closed without committing its DELE.
+      pops["s1@live.test"].dele(1)
+      status, body, _ = self.request("DELETE", "/api/v1/sessions/" + one["id"])
+      self.assertEqual((status, body), (204, None))
+      with self.assertRaises((poplib.error_proto, OSError, EOFError)):
+        pops["s1@live.test"].stat()
+        pops["s1@live.test"].stat()
+      status, body, _ = self.request("GET", "/api/v1/sessions?tenant=live.test")
+      self.assertEqual([s["user"] for s in body["sessions"]], ["s2@live.test"])
+      self.assertEqual(self.request("DELETE", "/api/v1/sessions/" + one["id"])[0], 404)
+      self.assertEqual(self.request("DELETE", "/api/v1/sessions/99-1")[0], 404)
+      status, body, _ = self.request("GET", "/api/v1/accounts/s1@live.test")
+      self.assertEqual(body["messages"], 1)  # the DELE was not committed
+      for path in ("/api/v1/sessions/1", "/api/v1/sessions/x-1", "/api/v1/sessions?shard=1",
+                   "/api/v1/sessions?tenant=a.test&user=b@a.test", "/api/v1/sessions?user=nobody"):
+        status, body, _ = self.request("GET" if "?" in path else "DELETE", path)
+        self.assertEqual(status, 400, path)
+        self.assertIn("error", body)
+      self.assertEqual(self.request("POST", "/api/v1/sessions", {})[0], 405)
+      self.assertEqual(self.request("GET", "/api/v1/sessions/0-1")[0], 405)
+    finally:
+      for user, pop in pops.items():
+        try:
+          pop.quit()
+        except (poplib.error_proto, OSError, EOFError):
+          pass
+      anonymous.close()
+
+  def wait_for_job(self, job):
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline:
+      status, body, _ = self.request("GET", "/api/v1/store/" + job)
+      self.assertEqual(status, 200, body)
+      if body["state"] in ("done", "failed"):
+        return body
+      time.sleep(0.05)
+    self.fail("the %s job did not finish" % job)
+
+  def test_store_usage_check_and_compaction(self):
+    status, body, _ = self.request("POST", "/api/v1/accounts",
+                                   {"address": "u1@usage.test", "password": "pw"})
+    self.assertEqual(status, 201, body)
+    self.server_deliver_lmtp("u1@usage.test")
+    status, body, _ = self.request("GET", "/api/v1/store/usage")
+    self.assertEqual(status, 200, body)
+    tenants = {t["domain"]: t for t in body["tenants"]}
+    self.assertEqual((tenants["usage.test"]["accounts"], tenants["usage.test"]["messages"]), (1, 1))
+    self.assertEqual(body["accounts"], sum(t["accounts"] for t in body["tenants"]))
+    self.assertGreater(body["segment_file_bytes"], 0)
+
+    for job in ("check", "compaction"):
+      status, body, response = self.request("POST", "/api/v1/store/" + job)
+      self.assertEqual(status, 202, body)
+      self.assertEqual(response.getheader("Location"), "/api/v1/store/" + job)
+      self.assertIn(body["state"], ("running", "done"))
+      done = self.wait_for_job(job)
+      self.assertEqual(done["state"], "done", done)
+      self.assertGreaterEqual(done["runs"], 1)
+      self.assertGreaterEqual(done["finished_unix_ms"], done["started_unix_ms"])
+    done = self.wait_for_job("check")
+    self.assertEqual(done["result"]["ok"], True, done)
+    self.assertEqual(done["result"]["problems"], [])
+    self.assertGreaterEqual(done["result"]["accounts"], 1)
+    self.assertIn("bytes_reclaimed", self.wait_for_job("compaction")["result"])
+    # Bad input: a body with members, malformed JSON, a query, another method; no job starts.
+    runs = {job: self.wait_for_job(job)["runs"] for job in ("check", "compaction")}
+    for raw in ("{\"now\": true}", "not json", "[]"):
+      for job in ("check", "compaction"):
+        status, body, _ = self.request("POST", "/api/v1/store/" + job, raw=raw)
+        self.assertEqual(status, 400, raw)
+        self.assertIn("error", body)
+    self.assertEqual(self.request("GET", "/api/v1/store/usage?x=1")[0], 400)
+    self.assertEqual(self.request("POST", "/api/v1/store/usage", {})[0], 405)
+    self.assertEqual(self.request("DELETE", "/api/v1/store/compaction")[0], 405)
+    self.assertEqual(self.request("GET", "/api/v1/store/other")[0], 404)
+    self.assertEqual(self.request("POST", "/api/v1/store/compaction",
+                                  raw="{\"x\": \"" + "y" * 70000 + "\"}")[0], 413)
+    for job in ("check", "compaction"):
+      self.assertEqual(self.wait_for_job(job)["runs"], runs[job], job)
+    status, body, _ = self.request("GET", "/api/v1/accounts/u1@usage.test")
+    self.assertEqual(body["messages"], 1)
 
   def test_off_by_default(self):
     server = PosthasteServer(shards=1)

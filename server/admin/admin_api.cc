@@ -13,6 +13,9 @@
 #include "base/strings.h"
 #include "server/admin/admin_http.h"
 #include "server/admin/admin_path.h"
+#include "server/admin/admin_reply.h"
+#include "server/admin/admin_store.h"
+#include "server/admin/admin_tenants.h"
 #include "server/admin/json_body.h"
 #include "server/auth/password_hash.h"
 #include "server/auth/scram.h"
@@ -35,79 +38,6 @@ constexpr uint64_t kMovePageFramingBytes = 64 << 10;
 constexpr uint32_t kWorkers = 4;
 constexpr uint32_t kWorkerQueueMax = 32;
 
-// One request and the reply being built for it: what the handlers below read and write. The
-// HTTP listener's worker passes the request in and sends `response`.
-struct AdminExchange {
-  const http::HttpRequest& request;
-  http::HttpResponse response;
-};
-
-// "Name: value\r\n..." (as the handlers write them) as header fields.
-std::vector<http::HttpHeader> HeaderFields(std::string_view lines) {
-  std::vector<http::HttpHeader> fields;
-  while (!lines.empty()) {
-    const size_t end = lines.find("\r\n");
-    const std::string_view line = lines.substr(0, end);
-    lines = end == std::string_view::npos ? std::string_view() : lines.substr(end + 2);
-    const size_t colon = line.find(": ");
-    if (colon == std::string_view::npos) continue;
-    fields.push_back({std::string(line.substr(0, colon)), std::string(line.substr(colon + 2))});
-  }
-  return fields;
-}
-
-// `reason` is the standard phrase of `code` (the listener writes that one); kept so that each
-// call reads like the status line it makes.
-void Reply(AdminExchange* conn, int code, std::string_view reason, std::string_view body,
-           std::string_view extra_headers = "") {
-  conn->response.status = code;
-  conn->response.content_type = "application/json";
-  conn->response.body = std::string(body);
-  conn->response.headers = HeaderFields(extra_headers);
-}
-
-bool ReplyError(AdminExchange* conn, int code, std::string_view reason, std::string_view message,
-                std::string_view extra_headers = "") {
-  Reply(conn, code, reason, absl::StrCat("{\"error\":", JsonString(message), "}\n"), extra_headers);
-  return true;
-}
-
-// Maps an error to its HTTP status: a store error by its kind (storage/store_error.h), an error
-// the API found in the request itself (target, body, fields) by its code.
-bool ReplyStatus(AdminExchange* conn, const absl::Status& status) {
-  const std::string message(StdView(status.message()));
-  using storage::StoreError;
-  switch (storage::ErrorOf(status)) {
-    case StoreError::kNone:
-      break;
-    case StoreError::kUnknownAccount:
-    case StoreError::kUnknownTenant:
-      return ReplyError(conn, 404, "Not Found", message);
-    case StoreError::kAccountHeld:
-      return ReplyError(conn, 503, "Service Unavailable", message);
-    case StoreError::kAccountExists:
-    case StoreError::kUidlInUse:
-      return ReplyError(conn, 409, "Conflict", message);
-    case StoreError::kInvalidAddress:
-    case StoreError::kInvalidUidl:
-    case StoreError::kInvalidArgument:
-    case StoreError::kNotWireForm:
-      return ReplyError(conn, 400, "Bad Request", message);
-    default:
-      return ReplyError(conn, 500, "Internal Server Error", message);
-  }
-  switch (status.code()) {
-    case absl::StatusCode::kNotFound:
-      return ReplyError(conn, 404, "Not Found", message);
-    case absl::StatusCode::kAlreadyExists:
-      return ReplyError(conn, 409, "Conflict", message);
-    case absl::StatusCode::kInvalidArgument:
-      return ReplyError(conn, 400, "Bad Request", message);
-    default:
-      return ReplyError(conn, 500, "Internal Server Error", message);
-  }
-}
-
 std::string UsageJson(const storage::AccountUsage& u) {
   return absl::StrCat("{\"address\":", JsonString(u.display_address),
                       ",\"disabled\":", u.disabled ? "true" : "false",
@@ -119,68 +49,17 @@ std::string UsageJson(const storage::AccountUsage& u) {
                       ",\"max_message_bytes\":", u.message_bytes_max, "}\n");
 }
 
-// The body (bounded); nullopt after replying 413. The listener already refuses a
-// Content-Length over kJsonBodyBytesMax with 413 before any handler runs.
-std::optional<std::string> ReadBody(AdminExchange* conn) {
-  if (conn->request.body.size() > kJsonBodyBytesMax) {
-    ReplyError(conn, 413, "Payload Too Large",
-               absl::StrCat("body over ", kJsonBodyBytesMax, " bytes"));
-    return std::nullopt;
-  }
-  return conn->request.body;
-}
-
-// Field accessors: absent is fine; a wrong type is a 400 message.
-absl::StatusOr<std::optional<std::string>> StringField(const JsonObject& o, std::string_view n) {
-  auto it = o.find(n);
-  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
-    return std::optional<std::string>();
-  }
-  if (it->second.type != JsonScalar::Type::kString) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a string"));
-  }
-  return std::optional<std::string>(it->second.string);
-}
-
-absl::StatusOr<std::optional<uint64_t>> IntegerField(const JsonObject& o, std::string_view n) {
-  auto it = o.find(n);
-  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) {
-    return std::optional<uint64_t>();
-  }
-  if (it->second.type != JsonScalar::Type::kInteger) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", AbslView(n), "\" must be a non-negative integer"));
-  }
-  return std::optional<uint64_t>(it->second.integer);
-}
-
-absl::StatusOr<std::optional<bool>> BoolField(const JsonObject& o, std::string_view n) {
-  auto it = o.find(n);
-  if (it == o.end() || it->second.type == JsonScalar::Type::kNull) return std::optional<bool>();
-  if (it->second.type != JsonScalar::Type::kBool) {
-    return absl::InvalidArgumentError(absl::StrCat("\"", AbslView(n), "\" must be a boolean"));
-  }
-  return std::optional<bool>(it->second.boolean);
-}
-
-absl::Status OnlyFields(const JsonObject& o, std::initializer_list<std::string_view> allowed) {
-  for (const auto& [name, value] : o) {
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown member \"", name, "\""));
-    }
-  }
-  return absl::OkStatus();
-}
-
 class AccountsHandler {
  public:
-  AccountsHandler(storage::MailStore* store, std::string token, PasswordVerifier verify_password,
-                  SessionEnder end_sessions, uint32_t auth_failure_delay_ms,
-                  auth::HashSetting password_scheme)
+  AccountsHandler(storage::MailStore* store, std::string token, AdminApiHooks hooks,
+                  uint32_t auth_failure_delay_ms, auth::HashSetting password_scheme)
       : store_(store),
         token_(std::move(token)),
-        verify_password_(std::move(verify_password)),
-        end_sessions_(std::move(end_sessions)),
+        verify_password_(std::move(hooks.verify_password)),
+        end_sessions_(std::move(hooks.end_sessions)),
+        sessions_(hooks.sessions),
+        tenants_(store, std::move(hooks.tenants_changed)),
+        store_routes_(store),
         auth_failure_delay_ms_(auth_failure_delay_ms),
         password_scheme_(password_scheme) {}
 
@@ -252,14 +131,25 @@ class AccountsHandler {
 
   // What each resource takes, as the Allow header lists it.
   static std::string_view AllowedMethods(AdminPath::Resource resource) {
+    using Resource = AdminPath::Resource;
     switch (resource) {
-      case AdminPath::Resource::kAccounts:
+      case Resource::kAccounts:
+      case Resource::kTenants:
         return "GET, POST";
-      case AdminPath::Resource::kMailbox:
+      case Resource::kMailbox:
         return "GET, PUT";
-      case AdminPath::Resource::kHold:
+      case Resource::kHold:
         return "PUT";
-      case AdminPath::Resource::kAccount:
+      case Resource::kSessions:
+      case Resource::kStoreUsage:
+        return "GET";
+      case Resource::kSession:
+        return "DELETE";
+      case Resource::kStoreCheck:
+      case Resource::kStoreCompaction:
+        return "GET, POST";
+      case Resource::kAccount:
+      case Resource::kTenant:
         break;
     }
     return "GET, PATCH, DELETE";
@@ -271,20 +161,75 @@ class AccountsHandler {
     absl::StatusOr<AdminPath> path = ParseAdminPath(conn->request.target);
     if (!path.ok()) return ReplyStatus(conn, path.status());  // refused above already
     const std::string& address = path->address;
+    using Resource = AdminPath::Resource;
+    using JobKind = StoreRoutes::JobKind;
     switch (path->resource) {
-      case AdminPath::Resource::kAccounts:
+      case Resource::kAccounts:
         return method == "GET" ? List(conn, path->domain) : Create(conn);
-      case AdminPath::Resource::kMailbox:
+      case Resource::kMailbox:
         return method == "GET" ? ExportPage(conn, address, path->after_seq)
                                : ImportPage(conn, address);
-      case AdminPath::Resource::kHold:
+      case Resource::kHold:
         return Hold(conn, address);
-      case AdminPath::Resource::kAccount:
+      case Resource::kTenants:
+        return method == "GET" ? tenants_.List(conn) : tenants_.Create(conn);
+      case Resource::kTenant:
+        if (method == "GET") return tenants_.Show(conn, *path->domain);
+        if (method == "PATCH") return tenants_.Update(conn, *path->domain);
+        return tenants_.Delete(conn, *path->domain);
+      case Resource::kSessions:
+        return ListSessions(conn, {.tenant = path->domain, .user = path->user});
+      case Resource::kSession:
+        return EndSession(conn, path->session_shard, path->session_connection);
+      case Resource::kStoreUsage:
+        return store_routes_.Usage(conn);
+      case Resource::kStoreCheck:
+      case Resource::kStoreCompaction: {
+        const JobKind kind =
+            path->resource == Resource::kStoreCheck ? JobKind::kCheck : JobKind::kCompaction;
+        return method == "GET" ? store_routes_.ShowJob(conn, kind)
+                               : store_routes_.StartJob(conn, kind);
+      }
+      case Resource::kAccount:
         break;
     }
     if (method == "GET") return Show(conn, address);
     if (method == "PATCH") return Update(conn, address);
     return Delete(conn, address);
+  }
+
+  // GET /api/v1/sessions: what the shards report (SessionDirectory), within its deadline.
+  bool ListSessions(AdminExchange* conn, const LiveSessionFilter& filter) {
+    if (sessions_ == nullptr) {
+      return ReplyError(conn, 503, "Service Unavailable", "live sessions are not available");
+    }
+    absl::StatusOr<LiveSessionList> list = sessions_->List(filter);
+    if (!list.ok()) return ReplyStatus(conn, list.status());
+    std::string body = "{\"sessions\":[";
+    for (size_t i = 0; i < list->sessions.size(); ++i) {
+      const LiveSession& s = list->sessions[i];
+      absl::StrAppend(&body, i == 0 ? "" : ",", "{\"id\":\"", s.shard, "-", s.connection,
+                      "\",\"shard\":", s.shard, ",\"user\":", JsonString(s.user),
+                      ",\"tenant\":", JsonString(s.tenant), ",\"peer\":", JsonString(s.peer),
+                      ",\"started_unix_ms\":", s.started_unix_ms,
+                      ",\"state\":", JsonString(s.state), ",\"tls\":", s.tls ? "true" : "false",
+                      ",\"bytes_sent\":", s.bytes_sent, "}");
+    }
+    absl::StrAppend(&body, "],\"truncated\":", list->truncated ? "true" : "false",
+                    ",\"shards_unanswered\":", list->shards_unanswered, "}\n");
+    Reply(conn, 200, "OK", body);
+    return true;
+  }
+
+  // DELETE /api/v1/sessions/SHARD-CONN: ends it without committing.
+  bool EndSession(AdminExchange* conn, uint32_t shard, uint64_t connection) {
+    if (sessions_ == nullptr) {
+      return ReplyError(conn, 503, "Service Unavailable", "live sessions are not available");
+    }
+    absl::Status ended = sessions_->End(shard, connection);
+    if (!ended.ok()) return ReplyStatus(conn, ended);
+    conn->response.status = 204;
+    return true;
   }
 
   bool List(AdminExchange* conn, const std::optional<std::string>& domain) {
@@ -514,6 +459,9 @@ class AccountsHandler {
   const std::string token_;
   const PasswordVerifier verify_password_;
   const SessionEnder end_sessions_;
+  SessionDirectory* const sessions_;
+  TenantRoutes tenants_;
+  StoreRoutes store_routes_;  // owns the jobs' threads: joined when the handler goes
   const uint32_t auth_failure_delay_ms_;
   const auth::HashSetting password_scheme_;  // --password_scheme: tenants without their own
 };
@@ -562,17 +510,16 @@ const http::HttpServerStats& AdminApi::http_stats() const { return impl_->server
 
 absl::StatusOr<std::unique_ptr<AdminApi>> AdminApi::Start(const ServeOptions& options,
                                                           storage::MailStore* store,
-                                                          PasswordVerifier verify_password,
-                                                          SessionEnder end_sessions) {
+                                                          AdminApiHooks hooks) {
   auto token = ReadToken(options.admin_token_file);
   if (!token.ok()) return token.status();
   auto listen = ParseHostPort(options.admin_listen);
   if (!listen.ok()) return listen.status();
   auto api = std::unique_ptr<AdminApi>(new AdminApi());
   api->impl_ = std::make_unique<Impl>();
-  api->impl_->handler = std::make_unique<AccountsHandler>(
-      store, *std::move(token), std::move(verify_password), std::move(end_sessions),
-      options.auth_failure_delay_ms, options.password_scheme);
+  api->impl_->handler =
+      std::make_unique<AccountsHandler>(store, *std::move(token), std::move(hooks),
+                                        options.auth_failure_delay_ms, options.password_scheme);
   AccountsHandler* handler = api->impl_->handler.get();
   http::HttpServerOptions http_options = HttpListenerOptions(options, "admin_api", *listen);
   http_options.workers = kWorkers;

@@ -27,6 +27,28 @@
 //   POST   /api/v1/auth/verify           {"user","password"} -> 200 and {"result":"ok",
 //                                        "address"}, {"result":"bad_credentials",
 //                                        "failure_delay_ms"} or {"result":"temp_failure"}
+//   GET    /api/v1/tenants               {"tenants":[TENANT...]}
+//   POST   /api/v1/tenants               {"domain"[, limits and policy fields]} -> 201 TENANT
+//                                        (Location, ETag); 409 when it exists
+//   GET    /api/v1/tenants/DOMAIN        TENANT, with ETag: "REVISION" (the policy's revision)
+//   PATCH  /api/v1/tenants/DOMAIN        any limits and policy fields; only those change; with
+//                                        If-Match: "REVISION", 412 unless it is current -> 200
+//   DELETE /api/v1/tenants/DOMAIN        204; 409 while the tenant has accounts
+//     TENANT is flat: domain, revision, quota_messages, quota_octets, message_bytes_max, the
+//     policy fields of server/tenant/policy_fields.h (numbers as JSON numbers, words such as
+//     "default", "never", "allow" as strings), accounts, messages, octets.
+//   GET    /api/v1/sessions[?tenant=D|?user=ADDRESS]
+//                                        {"sessions":[{id,shard,user,tenant,peer,
+//                                         started_unix_ms,state,tls,bytes_sent}],"truncated",
+//                                         "shards_unanswered"} (SessionDirectory)
+//   DELETE /api/v1/sessions/SHARD-CONN   ends the session without committing -> 204
+//   GET    /api/v1/store/usage           totals per tenant and for the store
+//   POST   /api/v1/store/check           starts `posthaste check` off the request -> 202 JOB
+//   GET    /api/v1/store/check           JOB: state idle|running|done|failed, result
+//   POST   /api/v1/store/compaction      starts a compaction -> 202 JOB (409 while one runs)
+//   GET    /api/v1/store/compaction      JOB, with progress while running
+// The whole API is described by docs/openapi.yaml (checked against this server by
+// tests/openapi_test.py).
 // auth/verify is what `posthaste route` asks before it lets nginx proxy a login
 // (server/route/auth_http.h): it runs the server's own PasswordVerifier (the POP3 logins' auth
 // service and its cache). It does not sleep the failure delay itself (that would hold one of
@@ -40,7 +62,8 @@
 // head, before any of the body is read (http::HttpServerOptions::head_check): only an
 // authenticated PUT .../mailbox may send more than a JSON object (kJsonBodyBytesMax).
 // Quotas: 0 = the tenant default. Errors are {"error": "..."} with 400 (bad JSON, fields or path),
-// 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists), 413 (body over 64 KiB);
+// 401 (token; with WWW-Authenticate: Bearer), 404, 405, 409 (exists, not empty, job running),
+// 412 (If-Match), 413 (body over 64 KiB), 503 (shards not answering in time);
 // the listener's own refusals (400, 408, 413, 414, 431, 501, 503, ...) carry the same JSON.
 //
 // Threading: Start/destructor on the main thread; handlers on the listener's workers, calling
@@ -56,6 +79,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/admin/session_directory.h"
 #include "server/http/http_server.h"
 #include "server/serve_options.h"
 #include "storage/mail_store.h"
@@ -76,15 +100,27 @@ using PasswordVerifier =
 // an error (Unavailable, DeadlineExceeded) within a bounded time. Thread-safe; blocks.
 using SessionEnder = std::function<absl::Status(std::string_view account)>;
 
+// What serve hands the admin API besides the store and the flags. Every member may be null
+// (that part is then off: auth/verify 404, nothing to end on a hold, sessions 503, no hook);
+// each must outlive the AdminApi.
+struct AdminApiHooks {
+  // Answers /api/v1/auth/verify.
+  PasswordVerifier verify_password;
+  // Called when an account is held.
+  SessionEnder end_sessions;
+  // The live sessions (/api/v1/sessions).
+  SessionDirectory* sessions = nullptr;
+  // Called after every tenant change, before its answer: the server re-reads tenant policies
+  // so that new logins see the change at once (as after an admin socket command).
+  std::function<void()> tenants_changed;
+};
+
 class AdminApi {
  public:
   // Reads the token file and binds options.admin_listen (port 0: the kernel picks).
-  // `verify_password` answers /api/v1/auth/verify (null: that path is 404); `end_sessions` is
-  // called when an account is held (null: nothing to end). Both must outlive the listener.
   static absl::StatusOr<std::unique_ptr<AdminApi>> Start(const ServeOptions& options,
                                                          storage::MailStore* store,
-                                                         PasswordVerifier verify_password,
-                                                         SessionEnder end_sessions);
+                                                         AdminApiHooks hooks);
   ~AdminApi();
   uint16_t port() const { return port_; }
   // The listener's counters (exported on /metrics by AdminHttp); live as long as this.

@@ -1,18 +1,21 @@
 #include "server/admin/admin_path.h"
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "storage/message_format.h"
 
 namespace posthaste::server::admin {
 namespace {
 
-constexpr std::array<std::string_view, 3> kAccountsPath = {"api", "v1", "accounts"};
+constexpr std::array<std::string_view, 2> kApiPrefix = {"api", "v1"};
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -53,29 +56,82 @@ absl::StatusOr<std::string> DecodeOnce(std::string_view raw) {
   return out;
 }
 
-absl::StatusOr<std::optional<std::string>> DomainFilter(std::string_view query) {
-  std::optional<std::string> domain;
-  if (query.empty()) return domain;
+// The query's parameters as (name, raw value), each name among `allowed` and given once.
+absl::StatusOr<std::vector<std::pair<std::string_view, std::string_view>>> QueryParameters(
+    std::string_view query, std::initializer_list<std::string_view> allowed) {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  if (query.empty()) return out;
+  std::string names;
+  for (std::string_view name : allowed)
+    absl::StrAppend(&names, names.empty() ? "" : " or ", AbslView(name), "=");
   size_t start = 0;
   while (start <= query.size()) {
     size_t end = query.find('&', start);
     if (end == std::string_view::npos) end = query.size();
     const std::string_view parameter = query.substr(start, end - start);
-    constexpr std::string_view kDomain = "domain=";
-    if (parameter.substr(0, kDomain.size()) != kDomain) {
-      return Refuse("the only query parameter is domain=DOMAIN");
+    const size_t equals = parameter.find('=');
+    const std::string_view name = parameter.substr(0, equals);
+    if (equals == std::string_view::npos ||
+        std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+      return Refuse(allowed.size() == 0 ? std::string("this resource takes no query parameters")
+                                        : absl::StrCat("the query parameters here are ", names));
     }
-    if (domain.has_value()) return Refuse("domain= given twice");
-    absl::StatusOr<std::string> decoded = DecodeOnce(parameter.substr(kDomain.size()));
-    if (!decoded.ok()) return decoded.status();
-    absl::StatusOr<std::string> normalized = storage::NormalizeDomain(*decoded);
-    if (!normalized.ok()) {
-      return Refuse(absl::StrCat("domain= is not a domain: ", normalized.status().message()));
+    for (const auto& [seen, value] : out) {
+      if (seen == name) return Refuse(absl::StrCat(AbslView(name), "= given twice"));
     }
-    domain = *std::move(normalized);
+    out.emplace_back(name, parameter.substr(equals + 1));
     start = end + 1;
   }
-  return domain;
+  return out;
+}
+
+absl::StatusOr<std::string> DomainValue(std::string_view name, std::string_view raw) {
+  absl::StatusOr<std::string> decoded = DecodeOnce(raw);
+  if (!decoded.ok()) return decoded.status();
+  absl::StatusOr<std::string> normalized = storage::NormalizeDomain(*decoded);
+  if (!normalized.ok()) {
+    return Refuse(
+        absl::StrCat(AbslView(name), " is not a domain: ", normalized.status().message()));
+  }
+  return normalized;
+}
+
+absl::StatusOr<std::string> AddressValue(std::string_view name, std::string decoded) {
+  // As in a path, where '/' separates segments: an address with one is never named here.
+  if (decoded.find('/') != std::string::npos) {
+    return Refuse(absl::StrCat(AbslView(name), " may not contain '/'"));
+  }
+  absl::StatusOr<storage::ParsedAddress> address = storage::ParseAddress(decoded);
+  if (!address.ok()) {
+    return Refuse(
+        absl::StrCat(AbslView(name), " is not an account address: ", address.status().message()));
+  }
+  return decoded;
+}
+
+// "SHARD-CONNECTION": two decimal numbers (no sign, no leading '+'), shard < 2^32.
+absl::Status ParseSessionId(std::string_view id, AdminPath* out) {
+  const size_t dash = id.find('-');
+  auto digits = [](std::string_view text, uint64_t max, uint64_t* value) {
+    if (text.empty() || text.size() > 20) return false;
+    *value = 0;
+    for (char c : text) {
+      if (c < '0' || c > '9') return false;
+      const uint64_t digit = static_cast<uint64_t>(c - '0');
+      if (*value > (max - digit) / 10) return false;
+      *value = *value * 10 + digit;
+    }
+    return true;
+  };
+  uint64_t shard = 0;
+  uint64_t connection = 0;
+  if (dash == std::string_view::npos || !digits(id.substr(0, dash), UINT32_MAX, &shard) ||
+      !digits(id.substr(dash + 1), UINT64_MAX, &connection)) {
+    return Refuse("a session id is SHARD-CONNECTION, two decimal numbers");
+  }
+  out->session_shard = static_cast<uint32_t>(shard);
+  out->session_connection = connection;
+  return absl::OkStatus();
 }
 
 // "after=N": N decimal digits only (no sign, no encoding), at most 20, fitting 64 bits.
@@ -93,6 +149,38 @@ absl::StatusOr<uint64_t> AfterCursor(std::string_view query) {
     value = value * 10 + digit;
   }
   return value;
+}
+
+// /api/v1/accounts[...]: `segments` starts with api, v1, accounts.
+absl::StatusOr<AdminPath> ParseAccountPath(std::vector<std::string>& segments,
+                                           std::string_view query, bool has_query) {
+  constexpr size_t kCollection = 3;  // api, v1, accounts
+  AdminPath out;
+  if (segments.size() == kCollection) {
+    out.resource = AdminPath::Resource::kAccounts;
+    PH_ASSIGN_OR_RETURN(auto parameters, QueryParameters(query, {"domain"}));
+    for (const auto& [name, raw] : parameters) {
+      PH_ASSIGN_OR_RETURN(out.domain, DomainValue("domain=", raw));
+    }
+    return out;
+  }
+  out.resource = AdminPath::Resource::kAccount;
+  if (segments.size() == kCollection + 2 && segments.back() == "mailbox") {
+    out.resource = AdminPath::Resource::kMailbox;
+  } else if (segments.size() == kCollection + 2 && segments.back() == "hold") {
+    out.resource = AdminPath::Resource::kHold;
+  } else if (segments.size() > kCollection + 1) {
+    return Refuse("an account address may not contain '/'");
+  }
+  PH_ASSIGN_OR_RETURN(out.address, AddressValue("the account", std::move(segments[kCollection])));
+  if (out.resource == AdminPath::Resource::kMailbox && has_query) {
+    absl::StatusOr<uint64_t> after = AfterCursor(query);
+    if (!after.ok()) return after.status();
+    out.after_seq = *after;
+    return out;
+  }
+  if (has_query) return Refuse("an account takes no query parameters");
+  return out;
 }
 
 }  // namespace
@@ -128,39 +216,62 @@ absl::StatusOr<AdminPath> ParseAdminPath(std::string_view target) {
     start = end + 1;
   }
 
-  if (segments.size() < kAccountsPath.size() ||
-      !std::equal(kAccountsPath.begin(), kAccountsPath.end(), segments.begin())) {
+  if (segments.size() < kApiPrefix.size() + 1 ||
+      !std::equal(kApiPrefix.begin(), kApiPrefix.end(), segments.begin())) {
     return absl::NotFoundError("no such resource");
   }
+  const std::string& collection = segments[kApiPrefix.size()];
+  const size_t rest = segments.size() - kApiPrefix.size() - 1;  // segments after the collection
+  const bool has_query = question != std::string_view::npos;
   AdminPath out;
-  if (segments.size() == kAccountsPath.size()) {
-    out.resource = AdminPath::Resource::kAccounts;
-    absl::StatusOr<std::optional<std::string>> domain = DomainFilter(query);
-    if (!domain.ok()) return domain.status();
-    out.domain = *std::move(domain);
+  if (collection == "accounts") return ParseAccountPath(segments, query, has_query);
+  if (collection == "tenants") {
+    if (rest > 1) return absl::NotFoundError("no such resource");
+    if (has_query) PH_RETURN_IF_ERROR(QueryParameters(query, {}).status());
+    if (rest == 0) {
+      out.resource = AdminPath::Resource::kTenants;
+      return out;
+    }
+    out.resource = AdminPath::Resource::kTenant;
+    PH_ASSIGN_OR_RETURN(out.domain, DomainValue("the tenant", segments.back()));
     return out;
   }
-  out.resource = AdminPath::Resource::kAccount;
-  if (segments.size() == kAccountsPath.size() + 2 && segments.back() == "mailbox") {
-    out.resource = AdminPath::Resource::kMailbox;
-  } else if (segments.size() == kAccountsPath.size() + 2 && segments.back() == "hold") {
-    out.resource = AdminPath::Resource::kHold;
-  } else if (segments.size() > kAccountsPath.size() + 1) {
-    return Refuse("an account address may not contain '/'");
-  }
-  out.address = std::move(segments[kAccountsPath.size()]);
-  absl::StatusOr<storage::ParsedAddress> address = storage::ParseAddress(out.address);
-  if (!address.ok()) {
-    return Refuse(absl::StrCat("not an account address: ", address.status().message()));
-  }
-  if (out.resource == AdminPath::Resource::kMailbox && question != std::string_view::npos) {
-    absl::StatusOr<uint64_t> after = AfterCursor(query);
-    if (!after.ok()) return after.status();
-    out.after_seq = *after;
+  if (collection == "sessions") {
+    if (rest > 1) return absl::NotFoundError("no such resource");
+    if (rest == 1) {
+      if (has_query) PH_RETURN_IF_ERROR(QueryParameters(query, {}).status());
+      out.resource = AdminPath::Resource::kSession;
+      PH_RETURN_IF_ERROR(ParseSessionId(segments.back(), &out));
+      return out;
+    }
+    out.resource = AdminPath::Resource::kSessions;
+    PH_ASSIGN_OR_RETURN(auto parameters, QueryParameters(query, {"tenant", "user"}));
+    if (parameters.size() > 1) return Refuse("give tenant= or user=, not both");
+    for (const auto& [name, raw] : parameters) {
+      if (name == "tenant") {
+        PH_ASSIGN_OR_RETURN(out.domain, DomainValue("tenant=", raw));
+      } else {
+        PH_ASSIGN_OR_RETURN(std::string decoded, DecodeOnce(raw));
+        PH_ASSIGN_OR_RETURN(out.user, AddressValue("user=", std::move(decoded)));
+      }
+    }
     return out;
   }
-  if (question != std::string_view::npos) return Refuse("an account takes no query parameters");
-  return out;
+  if (collection == "store" && rest == 1) {
+    const std::string& what = segments.back();
+    if (what == "usage") {
+      out.resource = AdminPath::Resource::kStoreUsage;
+    } else if (what == "check") {
+      out.resource = AdminPath::Resource::kStoreCheck;
+    } else if (what == "compaction") {
+      out.resource = AdminPath::Resource::kStoreCompaction;
+    } else {
+      return absl::NotFoundError("no such resource");
+    }
+    if (has_query) PH_RETURN_IF_ERROR(QueryParameters(query, {}).status());
+    return out;
+  }
+  return absl::NotFoundError("no such resource");
 }
 
 }  // namespace posthaste::server::admin

@@ -9,14 +9,23 @@
 //                                   the account's mailbox as pages for a move (N: decimal,
 //                                   at most 20 digits; see storage/migration/mailbox_transfer.h)
 //   /api/v1/accounts/ADDRESS/hold   whether the account is held for a move
+//   /api/v1/tenants                 the tenants (no query)
+//   /api/v1/tenants/DOMAIN          one tenant (DOMAIN: decoded once, lowercased)
+//   /api/v1/sessions[?tenant=D|?user=ADDRESS]
+//                                   the live POP3 sessions (at most one filter)
+//   /api/v1/sessions/ID             one live session (ID: SHARD-CONNECTION, decimal)
+//   /api/v1/store/usage             totals per tenant
+//   /api/v1/store/check             the consistency check job
+//   /api/v1/store/compaction        the compaction job
 // Refused with InvalidArgument (the API answers 400 with a JSON error), never normalised into
 // another resource: a target not starting with '/'; raw bytes outside 0x21-0x7E, '\' or '#';
 // a '%' not followed by two hex digits; a decoded NUL, control character, byte >= 0x80, '\' or
 // '/' inside a segment (so "%2F" never splits one); any "." or ".." segment, raw or encoded
 // ("%2e%2e"); an empty segment ("//", or a trailing '/'); an account segment that is not a
-// valid address (storage::ParseAddress); a query on an account, or a query other than one
-// "domain" parameter with a valid domain; a target over kAdminTargetBytesMax. A well-formed
-// path naming nothing is NotFound (404).
+// valid address (storage::ParseAddress), a tenant segment that is not a domain, a session id
+// that is not SHARD-CONNECTION; a query where the resource takes none, a parameter it does not
+// take, or one given twice; a target over kAdminTargetBytesMax. A well-formed path naming
+// nothing is NotFound (404).
 //
 // Pure function, no I/O, thread-safe; fuzzed by //server:admin_path_fuzzer.
 #ifndef POSTHASTE_SERVER_ADMIN_ADMIN_PATH_H_
@@ -35,13 +44,31 @@ namespace posthaste::server::admin {
 inline constexpr size_t kAdminTargetBytesMax = 2048;
 
 struct AdminPath {
-  enum class Resource : uint8_t { kAccounts, kAccount, kMailbox, kHold };
+  enum class Resource : uint8_t {
+    kAccounts,
+    kAccount,
+    kMailbox,
+    kHold,
+    kTenants,
+    kTenant,
+    kSessions,
+    kSession,
+    kStoreUsage,
+    kStoreCheck,
+    kStoreCompaction,
+  };
   Resource resource = Resource::kAccounts;
   // kAccount: the address as the client spelled it (decoded; a valid address). The store
   // finds the account whatever its case.
   std::string address;
-  // kAccounts: the ?domain= filter, lowercased (storage::NormalizeDomain).
+  // kAccounts: the ?domain= filter; kTenant: the tenant's domain; kSessions: the ?tenant=
+  // filter. Lowercased (storage::NormalizeDomain).
   std::optional<std::string> domain;
+  // kSessions: the ?user= filter (a valid address, decoded once, as given).
+  std::optional<std::string> user;
+  // kSession: the session's id, SHARD-CONNECTION.
+  uint32_t session_shard = 0;
+  uint64_t session_connection = 0;
   // kMailbox: the ?after= cursor (0 when absent).
   uint64_t after_seq = 0;
 };

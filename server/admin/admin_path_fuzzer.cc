@@ -3,7 +3,9 @@
 //   - the target held no NUL, control or non-ASCII byte, raw or encoded, and no dot segment;
 //   - an account's address is a valid address without '/', NUL or control characters, and
 //     encoding it again (every byte outside [A-Za-z0-9@._-] as %XX) parses to the same address:
-//     decoding happened once, and nothing was resolved or dropped on the way.
+//     decoding happened once, and nothing was resolved or dropped on the way;
+//   - likewise a tenant's domain, a session filter's user and a session id print back to a
+//     target that names the same thing.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -59,9 +61,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = ParseAdminPath("/api/v1/accounts/" + Encode(address));
     Require(again.ok() && again->resource == AdminPath::Resource::kAccount &&
             again->address == address);
-  } else if (path->domain.has_value()) {
+  } else if (path->resource == AdminPath::Resource::kAccounts && path->domain.has_value()) {
     auto again = ParseAdminPath("/api/v1/accounts?domain=" + Encode(*path->domain));
     Require(again.ok() && again->domain == path->domain);
+  } else if (path->resource == AdminPath::Resource::kTenant) {
+    Require(path->domain.has_value());
+    auto again = ParseAdminPath("/api/v1/tenants/" + Encode(*path->domain));
+    Require(again.ok() && again->resource == AdminPath::Resource::kTenant &&
+            again->domain == path->domain);
+  } else if (path->resource == AdminPath::Resource::kSessions && path->user.has_value()) {
+    Require(posthaste::storage::ParseAddress(*path->user).ok());
+    for (unsigned char c : *path->user) Require(c > 0x20 && c < 0x7f && c != '/' && c != '\\');
+    auto again = ParseAdminPath("/api/v1/sessions?user=" + Encode(*path->user));
+    Require(again.ok() && again->user == path->user && !again->domain.has_value());
+  } else if (path->resource == AdminPath::Resource::kSession) {
+    auto again = ParseAdminPath("/api/v1/sessions/" + std::to_string(path->session_shard) + "-" +
+                                std::to_string(path->session_connection));
+    Require(again.ok() && again->session_shard == path->session_shard &&
+            again->session_connection == path->session_connection);
   }
   return 0;
 }

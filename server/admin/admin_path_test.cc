@@ -63,6 +63,65 @@ TEST(AdminPathTest, MailboxAndHoldOfAnAccount) {
   EXPECT_EQ(CodeOf("/api/v1/accounts/not-an-address/mailbox"), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(AdminPathTest, TenantsSessionsAndStore) {
+  EXPECT_EQ(ParseAdminPath("/api/v1/tenants")->resource, AdminPath::Resource::kTenants);
+  auto tenant = ParseAdminPath("/api/v1/tenants/Ex%61mple.TEST");
+  ASSERT_TRUE(tenant.ok()) << tenant.status();
+  EXPECT_EQ(tenant->resource, AdminPath::Resource::kTenant);
+  EXPECT_EQ(tenant->domain, "example.test");
+
+  auto all = ParseAdminPath("/api/v1/sessions");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->resource, AdminPath::Resource::kSessions);
+  EXPECT_EQ(all->domain, std::nullopt);
+  EXPECT_EQ(all->user, std::nullopt);
+  EXPECT_EQ(ParseAdminPath("/api/v1/sessions?tenant=T.test")->domain, "t.test");
+  EXPECT_EQ(ParseAdminPath("/api/v1/sessions?user=Bob%40t.test")->user, "Bob@t.test");
+  auto plain = ParseAdminPath("/api/v1/sessions?user=a@b.test");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->user, "a@b.test");
+  EXPECT_EQ(plain->domain, std::nullopt);
+  auto one = ParseAdminPath("/api/v1/sessions/3-18446744073709551615");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->resource, AdminPath::Resource::kSession);
+  EXPECT_EQ(one->session_shard, 3u);
+  EXPECT_EQ(one->session_connection, UINT64_MAX);
+
+  EXPECT_EQ(ParseAdminPath("/api/v1/store/usage")->resource, AdminPath::Resource::kStoreUsage);
+  EXPECT_EQ(ParseAdminPath("/api/v1/store/check")->resource, AdminPath::Resource::kStoreCheck);
+  EXPECT_EQ(ParseAdminPath("/api/v1/store/compaction")->resource,
+            AdminPath::Resource::kStoreCompaction);
+
+  for (std::string_view target : {"/api/v1/tenants/not_a_domain",
+                                  "/api/v1/tenants/a%2Fb.test",
+                                  "/api/v1/tenants?x=1",
+                                  "/api/v1/tenants/t.test?x=1",
+                                  "/api/v1/sessions?tenant=t.test&user=a@t.test",
+                                  "/api/v1/sessions?tenant=t.test&tenant=u.test",
+                                  "/api/v1/sessions?user=bob",
+                                  "/api/v1/sessions?user=a/b@t.test",
+                                  "/api/v1/sessions?shard=1",
+                                  "/api/v1/sessions?tenant=",
+                                  "/api/v1/sessions/1",
+                                  "/api/v1/sessions/1-",
+                                  "/api/v1/sessions/-1",
+                                  "/api/v1/sessions/a-1",
+                                  "/api/v1/sessions/1-2-3",
+                                  "/api/v1/sessions/4294967296-1",
+                                  "/api/v1/sessions/+1-1",
+                                  "/api/v1/sessions/1-2?x=1",
+                                  "/api/v1/store/usage?x=1",
+                                  "/api/v1/tenants/%2e%2e",
+                                  "/api/v1/store/../accounts"}) {
+    EXPECT_EQ(CodeOf(target), absl::StatusCode::kInvalidArgument) << target;
+  }
+  for (std::string_view target :
+       {"/api/v1/store", "/api/v1/store/other", "/api/v1/store/usage/x", "/api/v1/tenants/t.test/x",
+        "/api/v1/sessions/1-2/x", "/api/v1/Tenants"}) {
+    EXPECT_EQ(CodeOf(target), absl::StatusCode::kNotFound) << target;
+  }
+}
+
 TEST(AdminPathTest, NulIsRefusedRawOrEncoded) {
   EXPECT_EQ(CodeOf("/api/v1/accounts/ALICE@t.test%00whatever"), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CodeOf("/api/v1/accounts/ALICE@t.test%00"), absl::StatusCode::kInvalidArgument);

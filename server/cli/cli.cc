@@ -34,6 +34,7 @@
 #include "server/retention/retention_job.h"
 #include "server/route/route_service.h"
 #include "server/serve.h"
+#include "server/tenant/policy_fields.h"
 #include "server/tenant/settings_fields.h"
 #include "storage/mail_store.h"
 #include "storage/migration/maildir_import.h"
@@ -587,54 +588,18 @@ std::string AuthPolicyText(const storage::TenantPolicy& policy) {
 
 absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
   PH_ASSIGN_OR_RETURN(std::string domain, Domain(args.positional[0]));
-  std::optional<storage::PlaintextAuth> plaintext_auth;
-  if (auto it = args.flags.find("plaintext_auth"); it != args.flags.end()) {
-    plaintext_auth = storage::ParsePlaintextAuth(it->second);
-    if (!plaintext_auth.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--plaintext_auth: expected default, allow or require_tls, got \"", it->second, "\""));
-    }
-  }
-  std::optional<bool> apop;
-  if (auto it = args.flags.find("apop"); it != args.flags.end()) {
-    if (it->second != "allow" && it->second != "deny") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--apop: expected allow or deny, got \"", it->second, "\""));
-    }
-    apop = it->second == "allow";
-  }
-  std::optional<std::vector<std::string>> master_users;
-  if (auto it = args.flags.find("master_users"); it != args.flags.end()) {
-    master_users.emplace();
-    if (it->second != "none") {
-      for (absl::string_view user : absl::StrSplit(it->second, ',', absl::SkipEmpty())) {
-        master_users->emplace_back(user);
-      }
-    }
-  }
-  std::optional<std::string> password_scheme;
-  if (auto it = args.flags.find("password_scheme"); it != args.flags.end()) {
-    password_scheme.emplace();
-    if (it->second != "default") {
-      absl::StatusOr<auth::HashSetting> setting = auth::ParseHashSetting(it->second);
-      if (!setting.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--password_scheme: ", setting.status().message()));
-      }
-      *password_scheme = auth::HashSettingText(*setting);
-    }
-  }
-  // The service settings, checked before anything is opened: one bad value changes nothing.
-  storage::TenantServiceSettings settings_check;
-  bool settings_change = false;
-  for (std::string_view name : tenant::kTenantSettingNames) {
+  // Every field by name (server/tenant/policy_fields.h, shared with the HTTP admin API),
+  // checked before anything is opened: one bad value changes nothing.
+  std::vector<std::pair<std::string_view, std::string>> given;
+  storage::TenantPolicy checked;
+  for (std::string_view name : tenant::TenantPolicyFieldNames()) {
     auto it = args.flags.find(std::string(name));
     if (it == args.flags.end()) continue;
-    PH_RETURN_IF_ERROR(tenant::SetTenantSetting(name, it->second, &settings_check));
-    settings_change = true;
+    absl::Status valid = tenant::SetTenantPolicyField(name, it->second, &checked);
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat("--", valid.message()));
+    given.emplace_back(name, it->second);
   }
-  const bool change = plaintext_auth.has_value() || apop.has_value() || master_users.has_value() ||
-                      password_scheme.has_value() || settings_change;
+  const bool change = !given.empty();
   PH_ASSIGN_OR_RETURN(auto store, OpenStore(args, /*create=*/change));
   storage::TenantPolicy policy;
   absl::StatusOr<storage::TenantInfo> tenant = store->GetTenant(domain);
@@ -644,15 +609,8 @@ absl::Status TenantPolicyCommand(const ParsedArgs& args, const CliStreams& io) {
     return tenant.status();
   }
   if (change) {
-    if (plaintext_auth.has_value()) policy.plaintext_auth = *plaintext_auth;
-    if (apop.has_value()) policy.apop_allowed = *apop;
-    if (master_users.has_value()) policy.master_users = *std::move(master_users);
-    if (password_scheme.has_value()) policy.password_scheme = *std::move(password_scheme);
-    for (std::string_view name : tenant::kTenantSettingNames) {
-      auto it = args.flags.find(std::string(name));
-      if (it != args.flags.end()) {
-        PH_RETURN_IF_ERROR(tenant::SetTenantSetting(name, it->second, &policy.service));
-      }
+    for (const auto& [name, text] : given) {
+      PH_RETURN_IF_ERROR(tenant::SetTenantPolicyField(name, text, &policy));
     }
     // A running server re-reads tenant policies before this command's answer goes back.
     PH_RETURN_IF_ERROR(store->SetTenantPolicy(domain, policy));

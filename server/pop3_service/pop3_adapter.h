@@ -100,6 +100,22 @@ class Pop3Adapter final : public transport::TransportClient {
 
   const pop3::Pop3Session& session() const { return session_; }
 
+  // What the admin API's live-session list shows of this connection besides the session
+  // (server/live_sessions.h).
+  struct AdminView {
+    std::string_view client_ip;  // the client's (a proxy's PROXY header or XCLIENT named it)
+    uint64_t age_ns = 0;         // since accepted
+    uint64_t bytes_sent = 0;     // replies and message bytes the socket took
+    bool closing = false;        // Close or Abort asked
+  };
+  AdminView ViewForAdmin() const {
+    const transport::TransportTotals& totals = transport_->totals();
+    return {.client_ip = recorder_.client_ip(),
+            .age_ns = transport_->NowNs() - connected_ns_,
+            .bytes_sent = totals.reply_bytes_sent + totals.file_bytes_sent,
+            .closing = phase_ == Phase::kClosing || phase_ == Phase::kClosed};
+  }
+
  private:
   enum class Phase : uint8_t {
     kAdmitting,  // waiting for admission; nothing sent, nothing read

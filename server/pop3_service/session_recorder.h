@@ -39,6 +39,7 @@ class SessionRecorder final : public pop3::Pop3CommandObserver {
 
   // A trusted proxy's XCLIENT named the client: later lines and the summary carry `ip`.
   void SetClientIp(std::string ip) { client_ip_ = std::move(ip); }
+  std::string_view client_ip() const { return client_ip_; }
   // Login attempt: remembers the mechanism and the tenant of `credentials.user`.
   void AuthStarted(const pop3::Pop3Credentials& credentials);
   void AuthFinished(metrics::AuthResult result);

@@ -18,6 +18,7 @@ PH_TEST_PACKAGES=(
   haproxy nginx libnginx-mod-mail  # tests/proxy_protocol_test.py: proxies in front of posthaste
   etcd-server etcd-client  # the placement directory (server/placement tests: a 3-member cluster)
   fail2ban  # fail2ban-regex checks deploy/fail2ban's filter (tests/auth_penalty_test.py)
+  python3-yaml  # tests/openapi_test.py reads docs/openapi.yaml
   slapd ldap-utils  # the LDAP passdb against a real directory (tests/ldap_passdb_test.py)
   libauthen-scram-perl  # a real SCRAM client (Authen::SCRAM, tests/sasl_scram_test.py)
 )
