@@ -290,8 +290,10 @@ class Server:
     self.pop3_port = self.lmtp_port = None
     self.log.write(b"=== spawn\n")
     self.log.flush()
+    # Its own session: a terminal's Ctrl-C reaches the campaign (which then ends after the
+    # trial), not the server (which would drain).
     self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
+                                 stderr=subprocess.PIPE, start_new_session=True)
     threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
     return time.monotonic()
 
@@ -662,6 +664,8 @@ class Campaign:
     self.compactions_rewrote = 0
     self.trial_tag = "t0"
     self.trial = 0
+    self.completed = 0
+    self.interrupted = False  # SIGINT/SIGTERM: end after the current trial, with the summary
 
   def say(self, text):
     print(text, file=self.out, flush=True)
@@ -887,14 +891,20 @@ class Campaign:
     self.verify()
     started = time.monotonic()
     for trial in range(1, self.trials + 1):
+      if self.interrupted:
+        self.say("interrupted: ending after %d trials" % self.completed)
+        break
       try:
         load_s, check_text = self.run_trial(trial)
+        self.completed = trial
         c = self.model.counts
         self.say("trial %d/%d: killed after %.2f s; restart %.0f ms; %d delivered, %d deleted, "
                  "%d checked so far; %s" %
                  (trial, self.trials, load_s, self.restart_s[-1] * 1000, c["delivered"],
                   c["deleted"], c["retr_checked"], check_text))
-      except Violation as v:
+      except (Violation, OSError, ConnectionError, Pop3Error) as v:
+        # OSError and the like: the restarted server stopped answering in the middle of the check.
+        self.completed = trial
         self.failures.append((trial, str(v)))
         self.say("trial %d/%d: FAILED: %s" % (trial, self.trials, v))
         break  # the model is no longer trustworthy after a violation
@@ -921,9 +931,8 @@ class Campaign:
              (c["delivered"], c["refused"], c["pop3_quits"], c["deleted"], c["retr_checked"],
               c["user_adds"], c["user_dels"], c["quotas"], c["compactions"],
               self.compactions_rewrote, self.startup_kills))
-    done = self.trial if not self.failures else self.failures[0][0]
     self.say("crash campaign: %d trials, %d failures, seed %d, %.0f s" %
-             (done, len(self.failures), self.seed, elapsed_s))
+             (self.completed, len(self.failures), self.seed, elapsed_s))
 
 
 def main(argv):
@@ -938,6 +947,13 @@ def main(argv):
     seed = int(argv[2]) if len(argv) == 3 else random.SystemRandom().randrange(1 << 31)
   work_dir = tempfile.mkdtemp(prefix="crash-campaign-", dir=os.environ.get("TEST_TMPDIR"))
   campaign = Campaign(posthaste_binary(), trials, seed, work_dir)
+
+  def interrupt(signum, frame):
+    del signum, frame
+    campaign.interrupted = True
+
+  signal.signal(signal.SIGINT, interrupt)
+  signal.signal(signal.SIGTERM, interrupt)
   elapsed = 0.0
   try:
     elapsed = campaign.run()
