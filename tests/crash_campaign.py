@@ -910,8 +910,14 @@ class Campaign:
         break  # the model is no longer trustworthy after a violation
     try:
       self.server.stop()
+      # And once more after a clean stop, on the directory itself.
+      code, out, err = run_cli(self.binary, self.data_dir, ["check"])
+      if code != 0 or not out.startswith(b"ok"):
+        raise Violation("posthaste check after the final stop: %s %s" %
+                        (out.decode().strip(), err.decode().strip()))
     except Violation as v:
       self.failures.append((self.trial, str(v)))
+      self.say("at the end: FAILED: %s" % v)
     return time.monotonic() - started
 
   def summary(self, elapsed_s):
