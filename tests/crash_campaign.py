@@ -33,6 +33,7 @@ Threading: the main thread owns the server process and the model; load threads r
 they observed in the model under its lock, and are joined before the model is checked.
 """
 
+import ctypes
 import hashlib
 import os
 import random
@@ -76,6 +77,15 @@ def posthaste_binary():
 # ---------------------------------------------------------------------------------------------
 # The server process
 
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent():
+  """In the child before exec: SIGKILL when the thread that spawned it (the main one) ends."""
+  _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 
 class Server:
   """`posthaste serve` on 127.0.0.1 port 0; stderr kept for the failure report."""
@@ -103,9 +113,11 @@ class Server:
     self.log.write(b"=== spawn\n")
     self.log.flush()
     # Its own session: a terminal's Ctrl-C reaches the campaign (which then ends after the
-    # trial), not the server (which would drain).
+    # trial), not the server (which would drain). Out of the campaign's process group, it is
+    # SIGKILLed by the kernel when the campaign dies, so it never outlives it.
     self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE, start_new_session=True)
+                                 stderr=subprocess.PIPE, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
     threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
     return time.monotonic()
 
