@@ -159,7 +159,7 @@ bool HoldMaildropForMaintenance(Pop3Service& service, reactor::Reactor& reactor,
     MaildropRegistry& registry = home->shards[owner]->registry;
     ConnectionRef holder;
     const MaildropRegistry::Outcome outcome =
-        registry.Acquire(user, "", /*count_user_ip=*/false, 0, pop3::InUsePolicy::kRefuse,
+        registry.Acquire(user, "", /*count_user_ip=*/false, {}, pop3::InUsePolicy::kRefuse,
                          kMaintenanceHolder, &holder);
     std::lock_guard<std::mutex> lock(state->mu);
     if (outcome == MaildropRegistry::Outcome::kGranted && state->abandoned) {
