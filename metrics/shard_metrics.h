@@ -66,6 +66,7 @@ enum class Command : uint8_t {
   kUidl,
   kCapa,
   kUtf8,
+  kLang,
   kQuit,
   kUnknown,
   kCount

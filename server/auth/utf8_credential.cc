@@ -29,6 +29,12 @@ UStringPrepProfile* SaslPrepProfile() {
   return profile;
 }
 
+// The UTF-16 copies hold the password too: overwritten before their memory is freed.
+void Wipe(std::u16string* s) {
+  volatile char16_t* p = s->data();
+  for (size_t i = 0; i < s->size(); ++i) p[i] = 0;
+}
+
 absl::Status Refusal(UErrorCode status) {
   switch (status) {
     case U_STRINGPREP_PROHIBITED_ERROR:
@@ -59,7 +65,10 @@ absl::StatusOr<std::string> NormalizeUtf8Credential(std::string_view text, Utf8C
   int32_t source_units = 0;
   u_strFromUTF8(source.data(), static_cast<int32_t>(source.size()), &source_units, text.data(),
                 static_cast<int32_t>(text.size()), &status);
-  if (U_FAILURE(status)) return absl::InvalidArgumentError("not valid UTF-8");
+  if (U_FAILURE(status)) {
+    Wipe(&source);
+    return absl::InvalidArgumentError("not valid UTF-8");
+  }
 
   // NFKC can expand a string (U+FDFA becomes 18 code units): retry once with the size asked for.
   std::u16string prepared(static_cast<size_t>(source_units) * 4 + 16, u'\0');
@@ -70,17 +79,23 @@ absl::StatusOr<std::string> NormalizeUtf8Credential(std::string_view text, Utf8C
                      static_cast<int32_t>(prepared.size()), options, &parse_error, &status);
   if (status == U_BUFFER_OVERFLOW_ERROR) {
     status = U_ZERO_ERROR;
+    Wipe(&prepared);
     prepared.assign(static_cast<size_t>(prepared_units), u'\0');
     prepared_units =
         usprep_prepare(profile, source.data(), source_units, prepared.data(),
                        static_cast<int32_t>(prepared.size()), options, &parse_error, &status);
   }
-  if (U_FAILURE(status)) return Refusal(status);
+  Wipe(&source);
+  if (U_FAILURE(status)) {
+    Wipe(&prepared);
+    return Refusal(status);
+  }
 
   std::string out(static_cast<size_t>(prepared_units) * 3, '\0');
   int32_t out_bytes = 0;
   u_strToUTF8(out.data(), static_cast<int32_t>(out.size()), &out_bytes, prepared.data(),
               prepared_units, &status);
+  Wipe(&prepared);
   if (U_FAILURE(status)) return Refusal(status);
   out.resize(static_cast<size_t>(out_bytes));
   return out;
