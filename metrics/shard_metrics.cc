@@ -34,9 +34,9 @@ void LatencyHistogram::Add(const LatencyHistogram& other) {
 }
 
 std::string_view CommandLabel(Command command) {
-  static constexpr std::string_view kNames[] = {"USER", "PASS", "APOP", "AUTH", "STLS",   "STAT",
-                                                "LIST", "RETR", "DELE", "NOOP", "RSET",   "TOP",
-                                                "UIDL", "CAPA", "UTF8", "QUIT", "unknown"};
+  static constexpr std::string_view kNames[] = {"USER", "PASS", "APOP", "AUTH", "STLS", "STAT",
+                                                "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP",
+                                                "UIDL", "CAPA", "UTF8", "LANG", "QUIT", "unknown"};
   static_assert(std::size(kNames) == kCommandCount);
   return kNames[static_cast<size_t>(command)];
 }

@@ -68,6 +68,7 @@ enum class Command : uint8_t {
   kUidl,
   kCapa,
   kUtf8,
+  kLang,
   kQuit,
   kUnknown,
   kCount

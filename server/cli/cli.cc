@@ -23,10 +23,12 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "base/utf8.h"
 #include "server/admin/admin_socket.h"
 #include "server/auth/passwd_file.h"
 #include "server/auth/password_hash.h"
 #include "server/auth/scram.h"
+#include "server/auth/utf8_credential.h"
 #include "server/placement/mailbox_move.h"
 #include "server/placement/placement_admin.h"
 #include "server/placement/tenant_move.h"
@@ -264,6 +266,19 @@ absl::StatusOr<StoredPassword> MakeStoredPassword(PasswordInput input, storage::
                  store.GetTenant(address.substr(address.rfind('@') + 1));
              tenant.ok()) {
     setting = auth::TenantHashSetting(tenant->policy.password_scheme, setting);
+  }
+  // RFC 6856 "UTF8 USER" and RFC 4616: logins compare SASLprep'd passwords, so the hash is
+  // made of the prepared form (server/auth/utf8_credential.h). Bytes that are not UTF-8 are
+  // kept as given: a login in another charset sends them unprepared too.
+  if (IsValidUtf8(input.password)) {
+    absl::StatusOr<std::string> prepared =
+        auth::NormalizeUtf8Credential(input.password, auth::Utf8CredentialUse::kStored);
+    if (!prepared.ok()) {
+      OPENSSL_cleanse(input.password.data(), input.password.size());
+      return absl::InvalidArgumentError(absl::StrCat("password has ", prepared.status().message()));
+    }
+    OPENSSL_cleanse(input.password.data(), input.password.size());
+    input.password = *std::move(prepared);
   }
   StoredPassword stored;
   PH_ASSIGN_OR_RETURN(stored.hash, auth::HashPassword(input.password, setting));

@@ -183,6 +183,26 @@ constexpr char kDovecotPbkdf2[] =
 constexpr char kDovecotCramMd5[] =
     "{CRAM-MD5}38b57fd1a0c4b46c814aa05f20318edd71c455380655f2c0ac35c5b359528d29";
 
+// RFC 6856 "UTF8 USER": logins compare SASLprep'd passwords, so the stored hash is of the
+// prepared form; text SASLprep refuses is refused here, and bytes that are not UTF-8 are kept.
+TEST_F(CliTest, UserAddHashesTheSaslPreparedPassword) {
+  ASSERT_EQ(RunWith({"user", "add", flag_, "ann@example.test"}, "pa\xCC\x88sswort\n").status,
+            kExitOk);
+  ASSERT_EQ(RunWith({"user", "add", flag_, "cy@example.test"}, "caf\xE9\n").status, kExitOk);
+  ExpectOneLineFailure(RunWith({"user", "add", flag_, "eve@example.test"}, "a\xE2\x80\xA8z\n"),
+                       kExitFailure, "prohibited character");
+  auto store = storage::MailStore::Open({.data_dir = dir_});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string ann = (*store)->GetAccount("ann@example.test")->password_hash;
+  EXPECT_TRUE(*auth::VerifyPassword("p\xC3\xA4sswort", ann));  // precomposed (NFKC)
+  EXPECT_FALSE(*auth::VerifyPassword("pa\xCC\x88sswort", ann));
+  EXPECT_TRUE(
+      ScramKeysMatch((*store)->GetAccount("ann@example.test")->scram.sha256, "p\xC3\xA4sswort"));
+  EXPECT_TRUE(
+      *auth::VerifyPassword("caf\xE9", (*store)->GetAccount("cy@example.test")->password_hash));
+  EXPECT_FALSE((*store)->GetAccount("eve@example.test").ok());
+}
+
 TEST_F(CliTest, UserAddAndPasswdTakeAStoredHash) {
   CliRun add = RunWith({"user", "add", flag_, std::string("--hash=") + kDovecotSsha512,
                         "ann@example.test"});  // no stdin read

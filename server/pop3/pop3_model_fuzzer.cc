@@ -9,6 +9,9 @@
 //   - RETR / TOP: the message index streamed (and TOP's line count);
 //   - DELE of a deleted or out-of-range message is -ERR; RSET undeletes everything;
 //   - QUIT: the kCommit action names exactly the deleted set; then the sign-off and close.
+//   - LANG (RFC 6856 section 3): the listing, the tag a range picks (RFC 4647 lookup) or -ERR
+//     for a well-formed range nothing matches (not a syntax error); after "LANG de" the texts
+//     of DELE, RSET and QUIT are the German ones and STAT, LIST, UIDL and RETR stay as above.
 //   - after each batch: the session's bad-command counter and IsMarkedDeletedForTest() agree too.
 // Argument grammar (RFC 1939 section 3, as the session reads it): a case-insensitive keyword,
 // then arguments each after exactly one space, printable octets only, at most 255 octets with
@@ -76,12 +79,15 @@ struct Expectation {
     kRset,           // "+OK maildrop has ..."
     kCapa,           // "+OK ..." then capability lines, then "."
     kOk,             // a single "+OK ..." line (NOOP, UTF8)
+    kLangListing,    // "+OK ..." then "tag description" lines, then "."
+    kLangChanged,    // "+OK <tag> <text in that language>"
     kQuit,           // commit of exactly the deleted set, sign-off, close
   };
   Kind kind = Kind::kErr;
   uint32_t number = 0;  // 1-based message number
   uint64_t top_lines = 0;
   std::string line;  // the command line, for diagnostics
+  std::string tag;   // kLangChanged
 };
 
 class Rfc1939Model {
@@ -91,6 +97,7 @@ class Rfc1939Model {
 
   const std::vector<ModelMessage>& messages() const { return messages_; }
   bool closed() const { return closed_; }
+  bool german() const { return german_; }
   uint64_t bad_commands() const { return bad_commands_; }
 
   uint32_t LiveCount() const {
@@ -156,6 +163,8 @@ class Rfc1939Model {
       min_args = max_args = 1;
     } else if (keyword == "TOP") {
       min_args = max_args = 2;
+    } else if (keyword == "LANG") {
+      max_args = 1;
     } else if (keyword != "STAT" && keyword != "NOOP" && keyword != "RSET" && keyword != "QUIT" &&
                keyword != "CAPA" && keyword != "UTF8") {
       return Bad(e);  // unknown or empty
@@ -168,6 +177,7 @@ class Rfc1939Model {
     if (keyword == "STAT") return Ok(e, Expectation::Kind::kStat);
     if (keyword == "NOOP" || keyword == "UTF8") return Ok(e, Expectation::Kind::kOk);
     if (keyword == "CAPA") return Ok(e, Expectation::Kind::kCapa);
+    if (keyword == "LANG") return Lang(e, args);
     if (keyword == "RSET") {
       for (ModelMessage& m : messages_) m.deleted = false;
       return Ok(e, Expectation::Kind::kRset);
@@ -203,6 +213,47 @@ class Rfc1939Model {
   }
 
  private:
+  // RFC 4647 section 2.1: subtags of 1 to 8 letters or digits joined by '-', the first letters
+  // only; or "*".
+  static bool IsRange(std::string_view range) {
+    if (range == "*") return true;
+    size_t begin = 0;
+    bool first = true;
+    while (true) {
+      const size_t dash = range.find('-', begin);
+      const std::string_view subtag = range.substr(begin, dash - begin);
+      if (subtag.empty() || subtag.size() > 8) return false;
+      for (char c : subtag) {
+        const bool letter = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        if (!letter && (first || c < '0' || c > '9')) return false;
+      }
+      if (dash == std::string_view::npos) return true;
+      first = false;
+      begin = dash + 1;
+    }
+  }
+
+  // The session offers i-default, en and de; "*" is i-default (no preference is configured).
+  Expectation Lang(Expectation& e, const std::vector<std::string_view>& args) {
+    if (args.empty()) return Ok(e, Expectation::Kind::kLangListing);
+    if (!IsRange(args[0])) return Bad(e);
+    std::string range(args[0]);
+    for (char& c : range) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+    if (range == "*") range = "i-default";
+    while (range != "de" && range != "en" && range != "i-default") {
+      const size_t dash = range.rfind('-');
+      if (dash == std::string::npos) {
+        e.kind = Expectation::Kind::kErr;  // unsupported, not a syntax error
+        return e;
+      }
+      range.resize(dash);
+      if (range.size() >= 2 && range[range.size() - 2] == '-') range.resize(range.size() - 2);
+    }
+    german_ = range == "de";
+    e.tag = range;
+    return Ok(e, Expectation::Kind::kLangChanged);
+  }
+
   // A decimal number (RFC 1939 section 3: "numeric arguments ... are in decimal"); the
   // session accepts 64-bit values, so larger ones are syntax errors.
   static std::optional<uint64_t> Number(std::string_view text) {
@@ -233,6 +284,7 @@ class Rfc1939Model {
   uint32_t bad_commands_max_;
   uint64_t bad_commands_ = 0;
   bool closed_ = false;
+  bool german_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -276,8 +328,13 @@ class CommandGenerator {
       case 18:
         // QUIT ends the session: keep it rare.
         return Line((op & 0x80) ? "QUIT" : "NOOP");
-      case 19:
-        return Line((op & 0x40) ? "CAPA" : "UTF8");
+      case 19: {
+        static constexpr std::string_view kBothStates[] = {
+            "CAPA",     "UTF8",       "LANG",      "LANG de",         "LANG en",
+            "LANG *",   "LANG DE-at", "LANG fr",   "LANG i-default",  "LANG d_e",
+            "LANG en-", "LANG deu",   "LANG x-de", "LANG de-CH-x-zh", "LANG abcdefghi"};
+        return Line(std::string(kBothStates[input_->Byte() % std::size(kBothStates)]));
+      }
       case 20: {
         static constexpr std::string_view kOtherState[] = {
             "USER fuzz",  "PASS secret", "APOP fuzz 0123456789abcdef0123456789abcdef",
@@ -656,7 +713,13 @@ class Harness {
   }
 
   // "maildrop has N messages (M octets)" for the undeleted messages.
-  std::string MaildropSummary() const { return "maildrop has " + CountAndOctets(); }
+  std::string MaildropSummary() const {
+    if (!model_->german()) return "maildrop has " + CountAndOctets();
+    const uint32_t count = model_->LiveCount();
+    return "Postfach enthält " + std::to_string(count) +
+           (count == 1 ? " Nachricht (" : " Nachrichten (") + std::to_string(model_->LiveOctets()) +
+           " Oktette)";
+  }
   std::string CountAndOctets() const {
     const uint32_t count = model_->LiveCount();
     return std::to_string(count) + (count == 1 ? " message (" : " messages (") +
@@ -856,8 +919,11 @@ class Harness {
         CheckStream(e, e.top_lines);
         return;
       case Kind::kDele:
-        ExpectAgreement(NextLine(e.line) == "+OK message " + std::to_string(e.number) + " deleted",
-                        "DELE", e.line);
+        ExpectAgreement(
+            NextLine(e.line) == (model_->german()
+                                     ? "+OK Nachricht " + std::to_string(e.number) + " gelöscht"
+                                     : "+OK message " + std::to_string(e.number) + " deleted"),
+            "DELE", e.line);
         return;
       case Kind::kRset:
         ExpectAgreement(NextLine(e.line) == "+OK " + MaildropSummary(), "RSET", e.line);
@@ -881,6 +947,24 @@ class Harness {
       case Kind::kOk:
         CheckStatusOk(NextLine(e.line), e);
         return;
+      case Kind::kLangListing: {
+        CheckStatusOk(NextLine(e.line), e);
+        std::vector<std::string> listing;
+        for (std::string line = NextLine(e.line); line != "."; line = NextLine(e.line)) {
+          ExpectAgreement(listing.size() < 8, "LANG listing without end", e.line);
+          listing.push_back(line);
+        }
+        ExpectAgreement(listing == std::vector<std::string>{"i-default Default language",
+                                                            "en English", "de Deutsch"},
+                        "LANG listing", e.line);
+        return;
+      }
+      case Kind::kLangChanged:
+        ExpectAgreement(
+            NextLine(e.line) ==
+                "+OK " + e.tag + (e.tag == "de" ? " Sprache gewechselt" : " Language changed"),
+            "LANG", e.line);
+        return;
       case Kind::kQuit: {
         const Event commit = NextEvent(e.line);
         ExpectAgreement(commit.kind == Event::Kind::kCommit, "QUIT commits", e.line);
@@ -892,10 +976,15 @@ class Harness {
         const std::string reply = NextLine(e.line);
         if (commit_ok_) {
           const uint32_t left = model_->LiveCount();
-          const std::string ending =
-              left == 0
-                  ? "(maildrop empty)"
-                  : "(" + std::to_string(left) + (left == 1 ? " message left)" : " messages left)");
+          std::string ending = left == 0 ? "(maildrop empty)"
+                                         : "(" + std::to_string(left) +
+                                               (left == 1 ? " message left)" : " messages left)");
+          if (model_->german()) {
+            ending = left == 0
+                         ? "(Postfach leer)"
+                         : "(" + std::to_string(left) +
+                               (left == 1 ? " Nachricht verbleibt)" : " Nachrichten verbleiben)");
+          }
           ExpectAgreement(reply.starts_with("+OK") && reply.ends_with(ending), "QUIT sign-off",
                           e.line);
         } else {

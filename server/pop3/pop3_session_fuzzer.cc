@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/check.h"
+#include "server/auth/utf8_credential.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/session.h"
 #include "tools/build/fuzz_input.h"
@@ -62,6 +63,10 @@ class ObserverCheck : public Pop3CommandObserver {
   Pop3Command current = Pop3Command::kUnknown;
 };
 
+absl::StatusOr<std::string> PrepareCredential(std::string_view text) {
+  return auth::NormalizeUtf8Credential(text);
+}
+
 class Harness {
  public:
   explicit Harness(Input* input) : input_(input) {
@@ -83,6 +88,9 @@ class Harness {
     options_.sasl_line_bytes_max = (limits & 4) ? 16 * 1024 : 300;
     options_.peer_is_trusted_proxy = limits & 8;  // XCLIENT and the [XCLIENT] greeting
     options_.policy.trusted_proxy_exempt_from_tls = limits & 16;
+    // RFC 6856: SASLprep'd credentials ("UTF8 USER") and a preferred language for "LANG *".
+    options_.credential_preparer = (limits & 32) ? &PrepareCredential : nullptr;
+    options_.preferred_language = (limits & 64) ? "de" : "";
     options_.hostname = "fuzz.example";
     tls_ = options_.tls_active;
     choice_seed_ = input_->Byte();
@@ -317,18 +325,22 @@ class Harness {
     }
   }
 
-  // Tracks deletions from the replies, the way a client would.
+  // Tracks deletions from the replies, the way a client would, in either language of LANG.
   void ObserveLine(std::string_view line) {
     last_line_.assign(line);
-    constexpr std::string_view kDeleted = "+OK message ";
-    if (phase_ == Phase::kTransaction && line.substr(0, kDeleted.size()) == kDeleted &&
-        line.size() > 8 && line.substr(line.size() - 8) == " deleted") {
-      const uint32_t number = static_cast<uint32_t>(
-          std::stoul(std::string(line.substr(kDeleted.size(), line.size() - 8 - kDeleted.size()))));
-      PH_CHECK(number >= 1 && number <= snapshot_->count());
-      PH_CHECK(deleted_.insert(number - 1).second);
+    if (phase_ != Phase::kTransaction) return;
+    static constexpr std::string_view kDeleted[][2] = {{"+OK message ", " deleted"},
+                                                       {"+OK Nachricht ", " gelöscht"}};
+    for (const auto& [prefix, suffix] : kDeleted) {
+      if (line.size() > prefix.size() + suffix.size() && line.starts_with(prefix) &&
+          line.ends_with(suffix)) {
+        const uint32_t number = static_cast<uint32_t>(std::stoul(
+            std::string(line.substr(prefix.size(), line.size() - prefix.size() - suffix.size()))));
+        PH_CHECK(number >= 1 && number <= snapshot_->count());
+        PH_CHECK(deleted_.insert(number - 1).second);
+      }
     }
-    if (phase_ == Phase::kTransaction && line.substr(0, 17) == "+OK maildrop has ") {
+    if (line.starts_with("+OK maildrop has ") || line.starts_with("+OK Postfach enthält ")) {
       deleted_.clear();  // RSET
     }
   }

@@ -265,7 +265,7 @@ TEST(Rfc1939Test, ExampleSession) {
 
 // RFC 2449 section 5, the CAPA example. Our list keeps the RFC's order and lines, with two
 // documented differences: the SASL line names the mechanisms this server offers (PLAIN LOGIN,
-// not CRAM-MD5 KERBEROS_V4), and the later AUTH-RESP-CODE (RFC 3206) and UTF8 (RFC 6856)
+// not CRAM-MD5 KERBEROS_V4), and the later AUTH-RESP-CODE (RFC 3206), UTF8 and LANG (RFC 6856)
 // capabilities follow the RFC's lines.
 TEST(Rfc2449Test, CapaExample) {
   Pop3SessionOptions options = DeweyOptions();
@@ -285,6 +285,7 @@ TEST(Rfc2449Test, CapaExample) {
                  "IMPLEMENTATION Shlemazle-Plotz-v302\r\n"
                  "AUTH-RESP-CODE\r\n"
                  "UTF8\r\n"
+                 "LANG\r\n"
                  ".\r\n",
                  options);
 }

@@ -11,6 +11,7 @@
 #include "base/short_copy.h"
 #include "base/strings.h"
 #include "base/uidl.h"
+#include "base/utf8.h"
 
 namespace posthaste::pop3 {
 
@@ -35,6 +36,18 @@ char* WriteDecimal(char* dst, uint64_t value) {
   } while (value != 0);
   return end;
 }
+
+// A number as text, for a reply's %1.. arguments.
+class DecimalText {
+ public:
+  explicit DecimalText(uint64_t value)
+      : size_(static_cast<size_t>(WriteDecimal(buffer_, value) - buffer_)) {}
+  operator std::string_view() const { return std::string_view(buffer_, size_); }
+
+ private:
+  char buffer_[kDecimalBytesMax];
+  size_t size_;
+};
 
 // Writes a short string (a UIDL) at `dst`; returns the end.
 char* WriteShort(char* dst, std::string_view text) {
@@ -299,6 +312,8 @@ const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size
        "-ERR Syntax: CAPA takes no arguments", &Pop3Session::CmdCapa},
       {PackVerb("UTF8"), kInAuthorization | kInTransaction, false, 0, 0,
        "-ERR Syntax: UTF8 takes no arguments", &Pop3Session::CmdUtf8},
+      {PackVerb("LANG"), kInAuthorization | kInTransaction, false, 0, 1,
+       "-ERR Syntax: LANG [language-range]", &Pop3Session::CmdLang},
       {PackVerb("QUIT"), kInAuthorization | kInTransaction, false, 0, 0,
        "-ERR Syntax: QUIT takes no arguments", &Pop3Session::CmdQuit},
   };
@@ -316,6 +331,7 @@ const Pop3Session::Command* Pop3Session::FindCommand(std::string_view verb, size
 Pop3Session::Pop3Session(Pop3SessionOptions options)
     : options_(std::move(options)), tls_active_(options_.tls_active) {
   sasl_mechanisms_ = options_.sasl_mechanisms;
+  SetPreferredLanguage(options_.preferred_language);
   Append("+OK ");
   // A proxy that speaks XCLIENT looks for the capability at the greeting's start.
   if (options_.peer_is_trusted_proxy) Append("[XCLIENT] ");
@@ -580,6 +596,7 @@ void Pop3Session::CmdPass(std::string_view args) {
   user_arg_.clear();
   have_user_ = false;
   auth_secret_.assign(args);
+  if (!PrepareCredentials(/*with_secret=*/true)) return;
   StartAuthentication(AuthMechanism::kUserPass);
 }
 
@@ -604,6 +621,8 @@ void Pop3Session::CmdApop(std::string_view args) {
   auth_user_.assign(name);
   auth_secret_.assign(digest);
   for (char& c : auth_secret_) c = (c >= 'A' && c <= 'F') ? static_cast<char>(c + 32) : c;
+  // The digest covers the password as the client typed it: only the name is prepared.
+  if (!PrepareCredentials(/*with_secret=*/false)) return;
   StartAuthentication(AuthMechanism::kApop);
 }
 
@@ -713,6 +732,7 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
         AppendLine(kPlaintextRefused);
         return;
       }
+      if (!PrepareCredentials(/*with_secret=*/true)) return;
       StartAuthentication(AuthMechanism::kSaslPlain);
       return;
     }
@@ -728,6 +748,7 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
       return;
     case SaslStep::kLoginPassword:
       auth_secret_ = std::move(decoded);
+      if (!PrepareCredentials(/*with_secret=*/true)) return;
       StartAuthentication(AuthMechanism::kSaslLogin);
       return;
     case SaslStep::kMechanismResponse:
@@ -738,6 +759,36 @@ void Pop3Session::HandleSaslLine(std::string_view line) {
       break;
   }
   PH_CHECK(false);
+}
+
+// RFC 6856 section 2 asks a server announcing "UTF8 USER" to prepare UTF-8 names and passwords
+// (SASLprep) and to refuse those that are not UTF-8; RFC 4616 asks the same of SASL PLAIN.
+// Text that is valid UTF-8 is prepared whether or not the client sent UTF8 (many clients send
+// UTF-8 without it), so a password meets the hash made of its prepared form. Before UTF8,
+// text that is not UTF-8 or that SASLprep refuses goes to the driver as sent (RFC 1939 allows
+// ASCII only; older clients send their own 8-bit charsets); in UTF8 mode it gets -ERR.
+bool Pop3Session::PrepareCredentials(bool with_secret) {
+  if (utf8_enabled_ && (!IsValidUtf8(auth_user_) || (with_secret && !IsValidUtf8(auth_secret_)))) {
+    WipeCredentials();
+    BadCommand("-ERR User name or password is not valid UTF-8");
+    return false;
+  }
+  const Pop3SessionOptions::CredentialPreparer prepare = options_.credential_preparer;
+  if (prepare == nullptr) return true;
+  std::string* const fields[] = {&auth_user_, with_secret ? &auth_secret_ : nullptr};
+  for (std::string* field : fields) {
+    if (field == nullptr) continue;
+    absl::StatusOr<std::string> prepared = prepare(*field);
+    if (prepared.ok()) {
+      field->swap(*prepared);
+      Wipe(&*prepared);  // now the text as sent
+    } else if (utf8_enabled_) {
+      WipeCredentials();
+      BadCommand("-ERR User name or password has characters not allowed (RFC 4013)");
+      return false;
+    }
+  }
+  return true;
 }
 
 void Pop3Session::StartAuthentication(AuthMechanism mechanism) {
@@ -841,16 +892,19 @@ void Pop3Session::OnMaildropOpened(Pop3MaildropResult result) {
       snapshot_ = std::move(result.snapshot);
       deleted_.assign(snapshot_->count(), 0);
       user_policy_ = result.user_policy;
+      if (!user_policy_.language.empty()) SetPreferredLanguage(user_policy_.language);
       if (user_policy_.capa.expire_days == 0u) retrieved_.assign(snapshot_->count(), 0);
       live_count_ = snapshot_->count();
       live_octets_ = snapshot_->total_octets();
       state_ = Pop3State::kTransaction;
-      Append("+OK ");
       if (IsEchoable(account_)) {
-        Append(account_);
-        Append("'s ");
+        AppendLocalized("+OK",
+                        live_count_ == 1 ? "%1's maildrop has %2 message (%3 octets)"
+                                         : "%1's maildrop has %2 messages (%3 octets)",
+                        {account_, DecimalText(live_count_), DecimalText(live_octets_)});
+      } else {
+        AppendMaildropSummary();
       }
-      AppendMaildropSummary();
       break;
     }
     case Pop3MaildropResult::Code::kInUse:
@@ -913,6 +967,7 @@ void Pop3Session::OnTlsStarted() {
   user_refused_plaintext_ = false;
   user_arg_.clear();
   utf8_enabled_ = false;
+  language_ = ReplyLanguage::kDefault;
   Advance();
 }
 
@@ -948,7 +1003,9 @@ void Pop3Session::CmdCapa(std::string_view args) {
   if (state_ == Pop3State::kAuthorization && options_.tls_available && !tls_active_) {
     AppendLine("STLS");
   }
-  AppendLine("UTF8");
+  // RFC 6856 section 2: USER when UTF-8 names and passwords are prepared (SASLprep).
+  AppendLine(options_.credential_preparer != nullptr ? "UTF8 USER" : "UTF8");
+  AppendLine("LANG");  // RFC 6856 section 3
   AppendLine(".");
 }
 
@@ -990,10 +1047,57 @@ void Pop3Session::AppendExpire(const CapaPolicy& capa) {
   }
 }
 
+// RFC 6856 section 2. What UTF8 changes here: names and passwords must then be UTF-8 (see
+// PrepareCredentials). Messages go out as stored in either mode: they are kept in wire form and
+// never downgraded (docs/ARCHITECTURE.md, "LANG and UTF8"). Also accepted after login, where
+// Outlook sends it.
 void Pop3Session::CmdUtf8(std::string_view args) {
-  // RFC 6856 section 2; also accepted after login, where Outlook sends it.
   utf8_enabled_ = true;
   AppendLine("+OK UTF8 enabled");
+}
+
+bool Pop3Session::SetPreferredLanguage(std::string_view tag) {
+  if (tag.empty()) {
+    preferred_language_ = ReplyLanguage::kDefault;
+    return true;
+  }
+  for (const LanguageListing& listing : SupportedLanguages()) {
+    if (EqualsIgnoreCase(listing.tag, tag)) {
+      preferred_language_ = listing.language;
+      return true;
+    }
+  }
+  return false;
+}
+
+// RFC 6856 section 3. Without an argument: the languages, each as "tag description". With a
+// basic language range (RFC 4647): the language it picks ("*": the preferred one) becomes the
+// language of every reply text from this reply on, and the reply names its tag. A range that
+// picks nothing leaves the language as it was.
+void Pop3Session::CmdLang(std::string_view args) {
+  if (args.empty()) {
+    AppendLine("+OK Language listing follows");
+    for (const LanguageListing& listing : SupportedLanguages()) {
+      Append(listing.tag);
+      Append(" ");
+      AppendLine(listing.description);
+    }
+    AppendLine(".");
+    return;
+  }
+  if (!IsBasicLanguageRange(args)) {
+    BadCommand("-ERR Syntax: LANG [language-range]");
+    return;
+  }
+  const std::optional<ReplyLanguage> picked =
+      args == "*" ? std::optional<ReplyLanguage>(preferred_language_) : LookupLanguage(args);
+  if (!picked.has_value()) {
+    AppendLocalized("-ERR", "Unsupported language %1", {args});
+    return;
+  }
+  language_ = *picked;
+  Append("+OK ");
+  AppendLocalized(LanguageTag(language_), "Language changed");
 }
 
 // Dovecot-style XCLIENT from a trusted proxy: KEY=VALUE fields separated by spaces. ADDR and
@@ -1046,9 +1150,7 @@ void Pop3Session::CmdXclient(std::string_view args) {
 
 void Pop3Session::CmdQuit(std::string_view args) {
   if (state_ == Pop3State::kAuthorization) {
-    Append("+OK ");
-    Append(options_.hostname);
-    Append(" POP3 server signing off\r\n");
+    AppendLocalized("+OK", "%1 POP3 server signing off", {options_.hostname});
     QueueClose();
     return;
   }
@@ -1074,14 +1176,13 @@ void Pop3Session::OnCommitResult(Pop3CommitResult result) {
   PH_CHECK(awaiting_ == Awaiting::kCommit);
   awaiting_ = Awaiting::kNothing;
   if (result == Pop3CommitResult::kOk) {
-    Append("+OK ");
-    Append(options_.hostname);
-    Append(" POP3 server signing off (");
     if (live_count_ == 0) {
-      Append("maildrop empty)\r\n");
+      AppendLocalized("+OK", "%1 POP3 server signing off (maildrop empty)", {options_.hostname});
     } else {
-      AppendNumber(live_count_);
-      Append(live_count_ == 1 ? " message left)\r\n" : " messages left)\r\n");
+      AppendLocalized("+OK",
+                      live_count_ == 1 ? "%1 POP3 server signing off (%2 message left)"
+                                       : "%1 POP3 server signing off (%2 messages left)",
+                      {options_.hostname, DecimalText(live_count_)});
     }
   } else {
     AppendLine("-ERR [SYS/TEMP] Could not remove deleted messages, none were removed");
@@ -1110,9 +1211,10 @@ std::optional<MessageIndex> Pop3Session::ParseLiveMessage(std::string_view arg,
   if (number == 0 || number > count) {
     if (missing.empty()) {
       // RFC 1939 section 5 (LIST) and 7 (UIDL) example text.
-      Append("-ERR no such message, only ");
-      AppendNumber(count);
-      Append(count == 1 ? " message in maildrop\r\n" : " messages in maildrop\r\n");
+      AppendLocalized("-ERR",
+                      count == 1 ? "no such message, only %1 message in maildrop"
+                                 : "no such message, only %1 messages in maildrop",
+                      {DecimalText(count)});
     } else {
       AppendLine(missing);
     }
@@ -1120,20 +1222,17 @@ std::optional<MessageIndex> Pop3Session::ParseLiveMessage(std::string_view arg,
   }
   const MessageIndex index = MessageNumber(static_cast<uint32_t>(number)).ToIndex();
   if (deleted_[index.value()]) {
-    Append("-ERR message ");
-    AppendNumber(number);
-    Append(" already deleted\r\n");
+    AppendLocalized("-ERR", "message %1 already deleted", {DecimalText(number)});
     return std::nullopt;
   }
   return index;
 }
 
 void Pop3Session::AppendMaildropSummary() {
-  Append("maildrop has ");
-  AppendNumber(live_count_);
-  Append(live_count_ == 1 ? " message (" : " messages (");
-  AppendNumber(live_octets_);
-  Append(" octets)\r\n");
+  AppendLocalized("+OK",
+                  live_count_ == 1 ? "maildrop has %1 message (%2 octets)"
+                                   : "maildrop has %1 messages (%2 octets)",
+                  {DecimalText(live_count_), DecimalText(live_octets_)});
 }
 
 void Pop3Session::CmdStat(std::string_view args) {
@@ -1261,9 +1360,8 @@ void Pop3Session::CmdDele(std::string_view args) {
   deleted_[index->value()] = 1;
   --live_count_;
   live_octets_ -= snapshot_->size_octets(*index);
-  Append("+OK message ");
-  AppendNumber(MessageNumber::FromIndex(*index).value());
-  Append(" deleted\r\n");
+  AppendLocalized("+OK", "message %1 deleted",
+                  {DecimalText(MessageNumber::FromIndex(*index).value())});
 }
 
 void Pop3Session::CmdNoop(std::string_view args) { AppendLine("+OK"); }
@@ -1272,7 +1370,6 @@ void Pop3Session::CmdRset(std::string_view args) {
   std::fill(deleted_.begin(), deleted_.end(), 0);
   live_count_ = snapshot_->count();
   live_octets_ = snapshot_->total_octets();
-  Append("+OK ");
   AppendMaildropSummary();
 }
 
@@ -1296,8 +1393,30 @@ void Pop3Session::AppendNumber(uint64_t value) {
 }
 
 void Pop3Session::AppendLine(std::string_view text) {
-  Append(text);
+  if (language_ == ReplyLanguage::kGerman &&
+      (text.starts_with("+OK ") || text.starts_with("-ERR "))) {
+    // The status and any response code stay; the text after them is translated.
+    size_t text_begin = text.find(' ') + 1;
+    if (text.substr(text_begin).starts_with("[")) {
+      const size_t code_end = text.find("] ", text_begin);
+      if (code_end != std::string_view::npos) text_begin = code_end + 2;
+    }
+    Append(text.substr(0, text_begin));
+    Append(LocalizeReplyText(language_, text.substr(text_begin)));
+  } else {
+    Append(text);
+  }
   Append("\r\n");
+}
+
+void Pop3Session::AppendLocalized(std::string_view prefix, std::string_view english,
+                                  std::initializer_list<std::string_view> args) {
+  localized_.clear();
+  localized_.append(prefix);
+  localized_.push_back(' ');
+  FormatReplyText(language_, english, args, &localized_);
+  localized_.append("\r\n");
+  Append(localized_);
 }
 
 void Pop3Session::SealWrite() {

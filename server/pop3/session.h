@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -36,9 +37,11 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "base/counter_fields.h"
 #include "server/pop3/mailbox_snapshot.h"
 #include "server/pop3/message_number.h"
+#include "server/pop3/reply_catalog.h"
 #include "server/protocol/line_framer.h"
 
 namespace posthaste::pop3 {
@@ -127,6 +130,7 @@ enum class Pop3Command : uint8_t {
   kUidl,
   kCapa,
   kUtf8,
+  kLang,
   kQuit,
   kUnknown
 };
@@ -169,6 +173,18 @@ struct Pop3SessionOptions {
   std::string_view sasl_mechanisms;
   // Optional; must outlive the session.
   Pop3CommandObserver* command_observer = nullptr;
+
+  // RFC 6856 section 3: the language "LANG *" picks, the administrator's preference; a tag of
+  // SupportedLanguages() ("de"). Empty or unknown: i-default. SetPreferredLanguage() replaces
+  // it once the user's tenant is known. Replies stay in i-default until the client sends LANG,
+  // as the RFC requires.
+  std::string preferred_language;
+  // RFC 6856 section 2 "UTF8 USER": prepares a UTF-8 user name or password for comparison
+  // (SASLprep). The driver passes server/auth/utf8_credential.h's NormalizeUtf8Credential, so
+  // the engine links no Unicode tables. Null: CAPA announces "UTF8" without USER and names and
+  // passwords reach the driver as sent.
+  using CredentialPreparer = absl::StatusOr<std::string> (*)(std::string_view text);
+  CredentialPreparer credential_preparer = nullptr;
 
   // Limits (docs/CONTRIBUTING.md, "Limits"); each has a counter in Pop3SessionCounters.
   size_t command_line_bytes_max = 255;          // RFC 2449 section 4, including CRLF
@@ -251,6 +267,9 @@ struct Pop3UserPolicy {
   // CAPA's LOGIN-DELAY and EXPIRE for this user (per_user is false). expire_days 0: the
   // messages retrieved with RETR are deleted at QUIT (RFC 2449 EXPIRE 0).
   CapaPolicy capa;
+  // The tenant's language (`tenant policy --lang`): what `LANG *` picks from now on (as
+  // SetPreferredLanguage). Empty: the options' preferred_language stays.
+  std::string language;
 };
 
 struct Pop3MaildropResult {
@@ -353,6 +372,11 @@ class Pop3Session {
   const Pop3SessionOptions& options() const { return options_; }
   bool tls_active() const { return tls_active_; }
   bool utf8_enabled() const { return utf8_enabled_; }
+  // The language of the reply texts (RFC 6856 section 3): i-default until a LANG succeeds.
+  ReplyLanguage language() const { return language_; }
+  // The language "LANG *" picks from now on (the tenant's, once the driver knows the user).
+  // False, and nothing changes, when `tag` is not one of SupportedLanguages().
+  bool SetPreferredLanguage(std::string_view tag);
   // The authenticated account (empty before TRANSACTION).
   std::string_view user() const { return account_; }
   // The snapshot in TRANSACTION/UPDATE; null before.
@@ -417,6 +441,7 @@ class Pop3Session {
   void CmdCapa(std::string_view args);
   void CmdStls(std::string_view args);
   void CmdUtf8(std::string_view args);
+  void CmdLang(std::string_view args);
   void CmdQuit(std::string_view args);
   void CmdXclient(std::string_view args);  // outside the table: longer than a 4-letter verb
 
@@ -430,6 +455,9 @@ class Pop3Session {
   // Parses one message number argument; on failure writes the -ERR and returns nullopt.
   std::optional<MessageIndex> ParseLiveMessage(std::string_view arg, std::string_view missing);
   void StartAuthentication(AuthMechanism mechanism);
+  // RFC 6856 section 2 and RFC 4616: prepares auth_user_ (and auth_secret_ when `with_secret`)
+  // with options_.credential_preparer. False after writing the -ERR (credentials wiped).
+  bool PrepareCredentials(bool with_secret);
   // The offered mechanism named `name` (any case), as the offer spells it; empty if none.
   std::string_view OfferedSaslMechanism(std::string_view name) const;
   // A kSasl step: the decoded response (if any) is in auth_secret_.
@@ -448,7 +476,12 @@ class Pop3Session {
   // Output.
   void Append(std::string_view text);
   void AppendNumber(uint64_t value);
-  void AppendLine(std::string_view text);  // text + CRLF
+  // text + CRLF; a "+OK"/"-ERR" line's text after any response code in the current language.
+  void AppendLine(std::string_view text);
+  // `prefix` (status, response code...), a space, the catalog text for `english` in the current
+  // language with %1.. filled from `args`, CRLF.
+  void AppendLocalized(std::string_view prefix, std::string_view english,
+                       std::initializer_list<std::string_view> args = {});
   void Push(QueuedAction action);
   void SealWrite();
   void QueueClose();
@@ -463,6 +496,8 @@ class Pop3Session {
   bool sasl_has_response_ = false;
   bool tls_active_;
   bool utf8_enabled_ = false;
+  ReplyLanguage language_ = ReplyLanguage::kDefault;
+  ReplyLanguage preferred_language_ = ReplyLanguage::kDefault;
   bool close_queued_ = false;
   bool blocked_counted_ = false;
 
@@ -470,6 +505,7 @@ class Pop3Session {
 
   // Output: reply text accumulates in out_; out_[write_begin_, end) is not yet in a kWrite.
   std::string out_;
+  std::string localized_;  // AppendLocalized's scratch line
   size_t write_begin_ = 0;
   std::vector<QueuedAction> actions_;
   size_t action_head_ = 0;

@@ -53,7 +53,7 @@ struct Fixture {
 
 const char kCapaPlain[] =
     "+OK Capability list follows\r\nTOP\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\n"
-    "PIPELINING\r\nUIDL\r\nIMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nUTF8\r\n.\r\n";
+    "PIPELINING\r\nUIDL\r\nIMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nUTF8\r\nLANG\r\n.\r\n";
 const char kWrongState[] = "-ERR Command not valid in this state\r\n";
 
 enum class Start { kAuthorization, kTransaction, kUpdate };
@@ -1037,7 +1037,7 @@ TEST(Pop3SessionTest, CapaDependsOnTlsLoginAndPolicy) {
   before.driver.Feed("CAPA\r\n");
   EXPECT_EQ(before.driver.TakeOutput(),
             "+OK Capability list follows\r\nTOP\r\nRESP-CODES\r\nPIPELINING\r\nUIDL\r\n"
-            "IMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nSTLS\r\nUTF8\r\n.\r\n");
+            "IMPLEMENTATION posthaste\r\nAUTH-RESP-CODE\r\nSTLS\r\nUTF8\r\nLANG\r\n.\r\n");
   // After STLS: USER and SASL, no STLS.
   before.driver.Feed("STLS\r\n");
   before.driver.TakeOutput();
@@ -1055,7 +1055,7 @@ TEST(Pop3SessionTest, CapaDependsOnTlsLoginAndPolicy) {
   EXPECT_EQ(after.driver.TakeOutput(),
             "+OK Capability list follows\r\nTOP\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\n"
             "LOGIN-DELAY 300\r\nPIPELINING\r\nEXPIRE NEVER\r\nUIDL\r\nAUTH-RESP-CODE\r\nUTF8\r\n"
-            ".\r\n");
+            "LANG\r\n.\r\n");
   // A plain transport that can do TLS does not offer STLS after login.
   Pop3SessionOptions loopback = TlsOptions();
   loopback.peer_is_loopback = true;

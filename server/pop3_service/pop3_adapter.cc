@@ -7,6 +7,7 @@
 
 #include "base/check.h"
 #include "base/log.h"
+#include "server/auth/utf8_credential.h"
 
 namespace posthaste::server::pop3_service {
 namespace {
@@ -36,10 +37,16 @@ metrics::AuthResult AuthResultOf(pop3::Pop3AuthResult::Code code) {
   return metrics::AuthResult::kFailed;
 }
 
+// RFC 6856 "UTF8 USER": names and passwords as offered at login are SASLprep'd queries.
+absl::StatusOr<std::string> PrepareLoginCredential(std::string_view text) {
+  return auth::NormalizeUtf8Credential(text, auth::Utf8CredentialUse::kQuery);
+}
+
 pop3::Pop3SessionOptions WithObserver(pop3::Pop3SessionOptions options,
                                       pop3::Pop3CommandObserver* observer,
                                       const Pop3Backend& backend) {
   options.command_observer = observer;
+  options.credential_preparer = &PrepareLoginCredential;
   // Implicit TLS: no binding until the handshake is done (nothing is parsed before it).
   options.sasl_mechanisms = backend.SaslMechanismsOffered(options.tls_active, false, false);
   return options;

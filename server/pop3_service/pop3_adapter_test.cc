@@ -235,6 +235,12 @@ TEST_F(Pop3AdapterTest, ImplicitTlsIsNotReportedToTheSession) {
   EXPECT_TRUE(adapter_->session().tls_active());
 }
 
+// The adapter gives the session SASLprep (server/auth/utf8_credential.h): CAPA says so.
+TEST_F(Pop3AdapterTest, SessionsPrepareUtf8Credentials) {
+  Start({});
+  EXPECT_THAT(Exchange("CAPA\r\n"), ::testing::HasSubstr("\r\nUTF8 USER\r\nLANG\r\n"));
+}
+
 // SASL beyond PLAIN/LOGIN: the backend's offer reaches CAPA and changes with a TLS 1.3
 // binding; steps go to StepSasl with the binding, challenges come back as "+ ", "*" is told.
 TEST_F(Pop3AdapterTest, SaslStepsGoToTheBackendWithTheChannelBinding) {

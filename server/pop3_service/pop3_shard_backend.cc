@@ -736,6 +736,7 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, const std::string& user,
     const storage::TenantServiceSettings& service = policies->ServiceFor(user);
     opened.user_policy.capa.login_delay_seconds = service.login_delay_s;
     opened.user_policy.capa.expire_days = service.expire_days;
+    opened.user_policy.language = service.lang;
     opened.idle_timeout_ns = uint64_t{service.idle_timeout_s} * kNsPerSecond;
   }
   adapter->OnMaildropOpened(std::move(opened));

@@ -8,6 +8,7 @@ PH_BUILD_PACKAGES=(
   liburing-dev android-libboringssl-dev librocksdb-dev libabsl-dev prometheus-cpp-dev
   libcrypt-dev libargon2-dev libgtest-dev libgmock-dev libbenchmark-dev
   libldap-dev  # the LDAP passdb (server/auth/ldap_passdb.h)
+  libicu-dev  # SASLprep of UTF-8 names and passwords (server/auth/utf8_credential.h)
 )
 
 # Real clients and peers used by integration tests.
