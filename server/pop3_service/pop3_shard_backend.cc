@@ -677,8 +677,10 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
   }
   Pop3ShardBackend* self = this;
   storage::MailStore* store = shard_.server->store;
-  const bool accepted =
-      shard_.shard->OffloadIo([self, store, id, user]() -> reactor::OffloadPool::Reply {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  const uint32_t list_newest = policies != nullptr ? policies->ServiceFor(user).list_newest : 0;
+  const bool accepted = shard_.shard->OffloadIo(
+      [self, store, id, user, list_newest]() -> reactor::OffloadPool::Reply {
         absl::StatusOr<std::shared_ptr<const storage::MailboxSnapshot>> stored =
             store->OpenMailbox(user);
         if (stored.ok() && (*stored)->held()) {
@@ -690,7 +692,7 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
               absl::StrCat("account ", user, " is moving to another backend"));
         }
         absl::StatusOr<server::OpenMaildrop> loaded =
-            stored.ok() ? AdaptSnapshot(*std::move(stored)) : stored.status();
+            stored.ok() ? AdaptSnapshot(*std::move(stored), list_newest) : stored.status();
         return [self, id, user, loaded = std::move(loaded)]() mutable {
           self->OnMaildropLoaded(id, user, std::move(loaded));
         };
