@@ -14,6 +14,8 @@
 //   "U" incarnation(BE64) uidl       imported UIDL -> sequence number; kept after the message
 //                                    is deleted so an imported UIDL is never reused
 //   "S" segment(BE64)                SegmentStats: live bytes and messages in the segment (merge)
+//   "D" incarnation(BE64) day(BE32)  octets downloaded (RETR, TOP) on that UTC day (u64 LE);
+//                                    only the latest day is kept (MailStore::AddDownloadedOctets)
 //
 // A mailbox index is a handful of chunk values, so opening a mailbox is one short range scan
 // plus a parse. Writers never read-modify-write a chunk: they add merge operands (append a
@@ -41,6 +43,7 @@ inline constexpr char kCounterPrefix = 'C';
 inline constexpr char kIndexPrefix = 'I';
 inline constexpr char kUidlPrefix = 'U';
 inline constexpr char kSegmentPrefix = 'S';
+inline constexpr char kDownloadPrefix = 'D';
 
 // 128 records per chunk: a chunk value stays a few KiB, and a 10k mailbox is ~80 chunks.
 inline constexpr int kChunkShift = 7;
@@ -99,6 +102,8 @@ std::string ChunkPrefix(uint64_t incarnation);             // all chunks of a ma
 std::string UidlKey(uint64_t incarnation, std::string_view uidl);
 std::string UidlPrefix(uint64_t incarnation);
 std::string SegmentKey(uint64_t segment_id);
+std::string DownloadKey(uint64_t incarnation, uint32_t utc_day);
+std::string DownloadPrefix(uint64_t incarnation);
 // Reads the BE64 after the one-byte prefix (incarnation of C/I/U keys, id of S keys).
 inline uint64_t KeyId(std::string_view key) { return GetBE64(key.data() + 1); }
 
