@@ -183,21 +183,22 @@ struct Pop3SessionOptions {
 // Plain counters, read by the driver, which adds them to its shard's block when the session
 // ends (server/pop3_service/pop3_counters.h exports them). Each counts events in this session.
 // X(member, what it counts).
-#define PH_POP3_SESSION_COUNTERS(X)                                     \
-  X(commands, "command lines handled (any verdict)")                    \
-  X(command_line_too_long, "limit: command_line_bytes_max")             \
-  X(sasl_line_too_long, "limit: sasl_line_bytes_max")                   \
-  X(bad_commands, "unknown, wrong state or bad syntax")                 \
-  X(bare_line_feed_closes, "a line ended in a bare LF: -ERR and close") \
-  X(bad_command_limit_closes, "limit: bad_commands_max")                \
-  X(auth_failures, "logins refused with -ERR [AUTH]")                   \
-  X(auth_failure_limit_closes, "limit: auth_failures_max")              \
-  X(output_blocked, "limit: output_queued_bytes_max (pauses)")          \
-  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)") \
-  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")       \
+#define PH_POP3_SESSION_COUNTERS(X)                                                             \
+  X(commands, "command lines handled (any verdict)")                                            \
+  X(command_line_too_long, "limit: command_line_bytes_max")                                     \
+  X(sasl_line_too_long, "limit: sasl_line_bytes_max")                                           \
+  X(bad_commands, "unknown, wrong state or bad syntax")                                         \
+  X(bare_line_feed_closes, "a line ended in a bare LF: -ERR and close")                         \
+  X(bad_command_limit_closes, "limit: bad_commands_max")                                        \
+  X(auth_failures, "logins refused with -ERR [AUTH]")                                           \
+  X(auth_failure_limit_closes, "limit: auth_failures_max")                                      \
+  X(output_blocked, "limit: output_queued_bytes_max (pauses)")                                  \
+  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)")                         \
+  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")                               \
   X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close") \
-  X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")  \
-  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")
+  X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")        \
+  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")                   \
+  X(download_limit_refusals, "RETR/TOP refused with -ERR [SYS/TEMP]: the daily download limit")
 struct Pop3SessionCounters {
   PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
@@ -251,6 +252,11 @@ struct Pop3UserPolicy {
   // CAPA's LOGIN-DELAY and EXPIRE for this user (per_user is false). expire_days 0: the
   // messages retrieved with RETR are deleted at QUIT (RFC 2449 EXPIRE 0).
   CapaPolicy capa;
+  // What is left of the user's daily download limit (octets of RETR and TOP) when the maildrop
+  // opened; unset: no limit. A RETR or TOP of a message larger than what is left is refused with
+  // "-ERR [SYS/TEMP]" and the session goes on. A TOP holds back the message's whole size until
+  // OnTopLength() gives back what it did not send, so output never passes the limit.
+  std::optional<uint64_t> download_octets_left;
 };
 
 struct Pop3MaildropResult {
@@ -331,6 +337,10 @@ class Pop3Session {
   void OnMaildropOpened(Pop3MaildropResult result);
   void OnCommitResult(Pop3CommitResult result);
   void OnTlsStarted();
+  // The driver found the length `top_octets` of a TOP's stream for a message of
+  // `message_octets` (Pop3Action::message_octets): the difference goes back to the download
+  // budget (Pop3UserPolicy::download_octets_left). No reply; ignored without a limit.
+  void OnTopLength(uint64_t message_octets, uint64_t top_octets);
   // The driver's offer of SASL mechanisms changed (see Pop3SessionOptions::sasl_mechanisms;
   // same lifetime rule). Call before OnTlsStarted() when a handshake changes it.
   void SetSaslMechanisms(std::string_view mechanisms) { sasl_mechanisms_ = mechanisms; }
@@ -440,6 +450,9 @@ class Pop3Session {
   // the tenants set, else the server's policy.
   CapaPolicy CurrentCapaPolicy() const;
   void WipeCredentials();
+  // Charges a RETR or TOP of `octets` to the daily download budget; false (and the -ERR
+  // written, the refusal counted) when it does not fit.
+  bool ChargeDownload(uint64_t octets);
 
   // Output.
   void Append(std::string_view text);

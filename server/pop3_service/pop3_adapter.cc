@@ -144,6 +144,8 @@ void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
     return;
   }
   top_range_.length = std::min(*length, top_range_.length);
+  session_.OnTopLength(top_message_octets_, top_range_.length);
+  backend_.Downloaded(id_, top_range_.length);
   if (top_range_.length > 0) transport_->SendFile(top_range_);
   transport_->Send(kTerminator);
   unflushed_ = true;
@@ -364,10 +366,12 @@ void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
   const transport::FileRange range = maildrop_->Locate(action.message);  // the only lookup
   if (action.top_body_lines.has_value()) {
     top_range_ = range;
+    top_message_octets_ = action.message_octets;
     hold_ = Hold::kTopLength;
     backend_.FindTopLength(id_, maildrop_, action.message, *action.top_body_lines);
     return;
   }
+  backend_.Downloaded(id_, action.message_octets);
   if (range.length > 0) transport_->SendFile(range);
   transport_->Send(kTerminator);
   unflushed_ = true;

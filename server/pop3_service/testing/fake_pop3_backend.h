@@ -58,6 +58,7 @@ class FakePop3Backend final : public Pop3Backend {
                      pop3::MessageIndex message, uint64_t body_lines) override;
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
               std::vector<pop3::MessageIndex> deletions) override;
+  void Downloaded(uint64_t id, uint64_t octets) override;
   void Ended(uint64_t id) override;
   void Finished(uint64_t id, const Pop3ConnectionEnd& end) override;
 
