@@ -3,7 +3,9 @@
 // adapter.
 #include <cstdlib>
 #include <string>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/auth/password_hash.h"
 #include "server/lmtp_service/store_verdicts.h"
@@ -480,6 +482,45 @@ TEST_F(StoreTest, AdapterKeepsSizesUidlsAndRefs) {
   EXPECT_EQ(adapted->view->uidl(pop3::MessageIndex(1)), "kept-1");
   EXPECT_EQ(adapted->view->ref(pop3::MessageIndex(1)), 1u);
   EXPECT_EQ(adapted->view->total_octets(), d1->pop3_size + d2->pop3_size);
+}
+
+// The listing cap shows the newest messages numbered from 1, and a deletion made through the
+// view (its refs, as StoreMaildrop::CommitDeletions maps them) removes exactly the messages
+// the client saw; the older ones come into view afterwards.
+TEST_F(StoreTest, ListingCapShowsTheNewestAndDeletesOnlyWhatWasShown) {
+  ASSERT_TRUE(store_->CreateAccount("cap@example.test", "{PLAIN}x").ok());
+  for (int i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(store_
+                    ->Deliver("cap@example.test", absl::StrCat("Subject: ", i, "\r\n\r\nx\r\n"),
+                              {.uidl = absl::StrCat("m", i)})
+                    .ok());
+  }
+  auto stored = store_->OpenMailbox("cap@example.test");
+  ASSERT_TRUE(stored.ok());
+  auto capped = AdaptSnapshot(*stored, 2);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  ASSERT_EQ(capped->view->count(), 2u);
+  EXPECT_EQ(capped->view->uidl(pop3::MessageIndex(0)), "m4");
+  EXPECT_EQ(capped->view->uidl(pop3::MessageIndex(1)), "m5");
+  EXPECT_EQ(capped->view->ref(pop3::MessageIndex(0)), 3u);
+  EXPECT_EQ(capped->view->total_octets(), (*stored)->pop3_size(3) + (*stored)->pop3_size(4));
+  // A cap above the count shows everything.
+  EXPECT_EQ(AdaptSnapshot(*stored, 9)->view->count(), 5u);
+
+  // DELE 1 under the cap: the 4th stored message, never the 1st.
+  auto done = store_->CommitDeletions(
+      *capped->stored, {static_cast<size_t>(capped->view->ref(pop3::MessageIndex(0)))});
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->deleted, 1u);
+  auto after = store_->OpenMailbox("cap@example.test");
+  ASSERT_TRUE(after.ok());
+  std::vector<std::string> left;
+  for (size_t i = 0; i < (*after)->size(); ++i) left.emplace_back((*after)->uidl(i));
+  EXPECT_EQ(left, (std::vector<std::string>{"m1", "m2", "m3", "m5"}));
+  auto next = AdaptSnapshot(*after, 2);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->view->uidl(pop3::MessageIndex(0)), "m3");
+  EXPECT_EQ(next->view->uidl(pop3::MessageIndex(1)), "m5");
 }
 
 }  // namespace

@@ -285,6 +285,18 @@ std::string RetrievedPrefix(uint64_t incarnation) {
   return key;
 }
 
+std::string DownloadKey(uint64_t incarnation, uint32_t utc_day) {
+  std::string key = DownloadPrefix(incarnation);
+  PutBE32(&key, utc_day);
+  return key;
+}
+
+std::string DownloadPrefix(uint64_t incarnation) {
+  std::string key(1, kDownloadPrefix);
+  PutBE64(&key, incarnation);
+  return key;
+}
+
 std::string SegmentKey(uint64_t segment_id) {
   std::string key(1, kSegmentPrefix);
   PutBE64(&key, segment_id);

@@ -17,6 +17,8 @@
 //   "R" incarnation(BE64) seq(BE64)  first retrieval (RETR in a session that ended with QUIT) of
 //                                    a message, LE64 unix seconds; deleted with the message. The
 //                                    retention job (RFC 2449 EXPIRE n) counts days from it
+//   "D" incarnation(BE64) day(BE32)  octets downloaded (RETR, TOP) on that UTC day (u64 LE);
+//                                    only the latest day is kept (MailStore::AddDownloadedOctets)
 //
 // A mailbox index is a handful of chunk values, so opening a mailbox is one short range scan
 // plus a parse. Writers never read-modify-write a chunk: they add merge operands (append a
@@ -45,6 +47,7 @@ inline constexpr char kIndexPrefix = 'I';
 inline constexpr char kUidlPrefix = 'U';
 inline constexpr char kSegmentPrefix = 'S';
 inline constexpr char kRetrievedPrefix = 'R';
+inline constexpr char kDownloadPrefix = 'D';
 
 // 128 records per chunk: a chunk value stays a few KiB, and a 10k mailbox is ~80 chunks.
 inline constexpr int kChunkShift = 7;
@@ -107,6 +110,8 @@ std::string UidlPrefix(uint64_t incarnation);
 std::string SegmentKey(uint64_t segment_id);
 std::string RetrievedKey(uint64_t incarnation, uint64_t seq);
 std::string RetrievedPrefix(uint64_t incarnation);  // all retrieval rows of a mailbox
+std::string DownloadKey(uint64_t incarnation, uint32_t utc_day);
+std::string DownloadPrefix(uint64_t incarnation);
 // Reads the BE64 after the one-byte prefix (incarnation of C/I/U keys, id of S keys).
 inline uint64_t KeyId(std::string_view key) { return GetBE64(key.data() + 1); }
 

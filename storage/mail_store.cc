@@ -231,6 +231,23 @@ struct MailStore::Impl {
   }
   std::mutex meta_mu_for_segments;  // leaf: segment id allocation only
 
+  // ---- download counts ----
+  // The "D" record of (incarnation, utc_day); nullopt when there is none.
+  absl::StatusOr<std::optional<uint64_t>> ReadDownloadRecord(uint64_t incarnation,
+                                                             uint32_t utc_day) {
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(),
+                                ToSlice(internal::DownloadKey(incarnation, utc_day)), &value);
+    if (s.IsNotFound()) return std::optional<uint64_t>();
+    if (!s.ok()) return IndexError(s, "read download count");
+    if (value.size() != 8) return Corrupt("undecodable download count");
+    return internal::GetLE64(value.data());
+  }
+  absl::StatusOr<uint64_t> ReadDownloadedOctets(uint64_t incarnation, uint32_t utc_day) {
+    PH_ASSIGN_OR_RETURN(std::optional<uint64_t> octets, ReadDownloadRecord(incarnation, utc_day));
+    return octets.value_or(0);
+  }
+
   // ---- tenants ----
   absl::StatusOr<std::optional<TenantRecord>> LoadTenant(std::string_view domain) {
     {
@@ -951,10 +968,13 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
     return status;
   };
   for (std::string_view prefix_kind :
-       {std::string_view("I"), std::string_view("U"), std::string_view("R")}) {
-    auto prefix_of = [prefix_kind](uint64_t i) {
-      if (prefix_kind == "I") return internal::ChunkPrefix(i);
-      return prefix_kind == "U" ? internal::UidlPrefix(i) : internal::RetrievedPrefix(i);
+       {std::string_view("I"), std::string_view("U"), std::string_view("R"),
+        std::string_view("D")}) {
+    const auto prefix_of = [&](uint64_t id) {
+      return prefix_kind == "I"   ? internal::ChunkPrefix(id)
+             : prefix_kind == "U" ? internal::UidlPrefix(id)
+             : prefix_kind == "R" ? internal::RetrievedPrefix(id)
+                                  : internal::DownloadPrefix(id);
     };
     const std::string prefix = prefix_of(incarnation);
     const std::string upper = prefix_of(incarnation + 1);
@@ -1046,6 +1066,44 @@ absl::StatusOr<AccountInfo> MailStore::GetAccount(std::string_view address_in) {
   std::lock_guard<std::mutex> lock(state->mu);
   if (state->deleted) return UnknownAccount(address);
   return ToInfo(address, state->record);
+}
+
+absl::StatusOr<uint64_t> MailStore::DownloadedOctets(std::string_view address_in,
+                                                     uint32_t utc_day) {
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (state->deleted) return UnknownAccount(address);
+  return impl_->ReadDownloadedOctets(state->record.incarnation, utc_day);
+}
+
+absl::Status MailStore::AddDownloadedOctets(std::string_view address_in, uint32_t utc_day,
+                                            uint64_t octets) {
+  PH_ASSIGN_OR_RETURN(std::string address, impl_->KeyAddress(address_in));
+  PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, impl_->Account(address));
+  std::lock_guard<std::mutex> lock(state->mu);
+  if (state->deleted) return UnknownAccount(address);
+  const uint64_t incarnation = state->record.incarnation;
+  PH_ASSIGN_OR_RETURN(std::optional<uint64_t> before,
+                      impl_->ReadDownloadRecord(incarnation, utc_day));
+  rocksdb::WriteBatch batch;
+  if (!before.has_value()) {
+    // A new day: the earlier days' counts are of no further use.
+    const std::string lower = internal::DownloadPrefix(incarnation);
+    const std::string upper = internal::DownloadKey(incarnation, utc_day);
+    rocksdb::ReadOptions ro;
+    rocksdb::Slice upper_slice = ToSlice(upper);
+    ro.iterate_upper_bound = &upper_slice;
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro));
+    for (it->Seek(ToSlice(lower)); it->Valid(); it->Next()) batch.Delete(it->key());
+    if (!it->status().ok()) return IndexError(it->status(), "scan download counts");
+  }
+  std::string value;
+  internal::PutLE64(&value, before.value_or(0) + octets);
+  batch.Put(ToSlice(internal::DownloadKey(incarnation, utc_day)), ToSlice(value));
+  rocksdb::Status s = impl_->db->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return IndexError(s, "write download count");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<MailboxStats> MailStore::GetMailboxStats(std::string_view address_in) {

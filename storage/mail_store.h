@@ -448,6 +448,17 @@ class MailStore {
   absl::StatusOr<std::string> GetJobCursor(std::string_view job);
   absl::Status SetJobCursor(std::string_view job, std::string_view cursor);
 
+  // ---- Download counts (the tenant's daily download limit) ----
+  // Octets of RETR and TOP answers recorded for `address` on UTC day `utc_day` (days since
+  // 1970-01-01); 0 when none were. Errors: kInvalidAddress, kUnknownAccount.
+  absl::StatusOr<uint64_t> DownloadedOctets(std::string_view address, uint32_t utc_day);
+  // Adds `octets` to that day's count, read and written under the account's lock, and drops
+  // the counts of earlier days when it starts a day's. Written to the index's WAL without a
+  // sync: it survives the process being killed, and an OS crash loses at most what was added
+  // since the store's last synced write (a delivery or a commit syncs the WAL behind it).
+  // Removed with the account. Errors: kInvalidAddress, kUnknownAccount.
+  absl::Status AddDownloadedOctets(std::string_view address, uint32_t utc_day, uint64_t octets);
+
   // ---- Maintenance ----
   // Rewrites closed segments whose live ratio is below options.compaction_live_ratio: copies
   // their live messages to new segments, fsyncs, repoints the index entries atomically, then

@@ -117,6 +117,36 @@ TEST_F(MailStoreTest, AccountLifecycle) {
   EXPECT_NE(again->incarnation, created->incarnation);
 }
 
+// The daily download count: added per day, kept across a restart, earlier days dropped when a
+// new day starts, removed with the account (a re-created account starts from zero).
+TEST_F(MailStoreTest, DownloadCountsAddUpPerDayAndSurviveARestart) {
+  ASSERT_TRUE(store_->CreateAccount("dl@example.com", "h").ok());
+  constexpr uint32_t kDay = 20'000;
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay), 0u);
+  ASSERT_TRUE(store_->AddDownloadedOctets("dl@example.com", kDay, 1000).ok());
+  ASSERT_TRUE(store_->AddDownloadedOctets("DL@example.com", kDay, 234).ok());
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay), 1234u);
+  Reopen();
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay), 1234u);
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay + 1), 0u);
+
+  // The next day starts from zero and drops the day before.
+  ASSERT_TRUE(store_->AddDownloadedOctets("dl@example.com", kDay + 1, 7).ok());
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay + 1), 7u);
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay), 0u);
+
+  EXPECT_EQ(store_->AddDownloadedOctets("nobody@example.com", kDay, 1).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->DownloadedOctets("nobody@example.com", kDay).status().code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->DeleteAccount("dl@example.com").ok());
+  ASSERT_TRUE(store_->CreateAccount("dl@example.com", "h").ok());
+  EXPECT_EQ(*store_->DownloadedOctets("dl@example.com", kDay + 1), 0u);
+  auto report = store_->Check();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << (report->problems.empty() ? "" : report->problems[0]);
+}
+
 TEST_F(MailStoreTest, ReplacePasswordHashOnlyWhileUnchanged) {
   ASSERT_TRUE(store_->CreateAccount("bob@example.com", "old").ok());
   ASSERT_TRUE(store_->SetPasswordHash("bob@example.com", "changed").ok());

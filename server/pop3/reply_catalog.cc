@@ -78,6 +78,8 @@ constexpr ReplyTranslation kCatalog[] = {
     {"Temporary authentication failure, try again later",
      "Vorübergehender Anmeldefehler, später erneut versuchen"},
     {"Account unavailable", "Konto nicht verfügbar"},
+    {"Daily download limit reached, try again tomorrow",
+     "Tageslimit für Downloads erreicht, morgen erneut versuchen"},
     {"This login mechanism is not allowed for this domain",
      "Dieses Anmeldeverfahren ist für diese Domain nicht erlaubt"},
     {"maildrop already locked", "Postfach bereits gesperrt"},

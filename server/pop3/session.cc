@@ -1324,6 +1324,7 @@ void Pop3Session::CmdRetr(std::string_view args) {
   const std::optional<MessageIndex> index = ParseLiveMessage(args, "-ERR no such message");
   if (!index) return;
   const uint64_t octets = snapshot_->size_octets(*index);
+  if (!ChargeDownload(octets)) return;
   Append("+OK ");
   AppendNumber(octets);
   Append(" octets\r\n");
@@ -1345,6 +1346,8 @@ void Pop3Session::CmdTop(std::string_view args) {
   }
   const std::optional<MessageIndex> index = ParseLiveMessage(number, "-ERR no such message");
   if (!index) return;
+  // Its length is known only once the driver has scanned it: hold back the whole message.
+  if (!ChargeDownload(snapshot_->size_octets(*index))) return;
   AppendLine("+OK");
   QueuedAction stream{Pop3ActionKind::kStreamMessage};
   stream.message = *index;
@@ -1352,6 +1355,23 @@ void Pop3Session::CmdTop(std::string_view args) {
   // An upper bound: TOP sends at most the whole message.
   stream.weight = snapshot_->size_octets(*index);
   Push(stream);
+}
+
+bool Pop3Session::ChargeDownload(uint64_t octets) {
+  std::optional<uint64_t>& left = user_policy_.download_octets_left;
+  if (!left.has_value()) return true;
+  if (octets > *left) {
+    ++counters_.download_limit_refusals;
+    AppendLine("-ERR [SYS/TEMP] Daily download limit reached, try again tomorrow");
+    return false;
+  }
+  *left -= octets;
+  return true;
+}
+
+void Pop3Session::OnTopLength(uint64_t message_octets, uint64_t top_octets) {
+  std::optional<uint64_t>& left = user_policy_.download_octets_left;
+  if (left.has_value() && top_octets < message_octets) *left += message_octets - top_octets;
 }
 
 void Pop3Session::CmdDele(std::string_view args) {

@@ -213,7 +213,8 @@ struct Pop3SessionOptions {
   X(stls_discarded_bytes, "plaintext dropped behind/during STLS")       \
   X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close") \
   X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")  \
-  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")
+  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")  \
+  X(download_limit_refusals, "RETR/TOP refused with -ERR [SYS/TEMP]: the daily download limit")
 struct Pop3SessionCounters {
   PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)
 };
@@ -270,6 +271,11 @@ struct Pop3UserPolicy {
   // The tenant's language (`tenant policy --lang`): what `LANG *` picks from now on (as
   // SetPreferredLanguage). Empty: the options' preferred_language stays.
   std::string language;
+  // What is left of the user's daily download limit (octets of RETR and TOP) when the maildrop
+  // opened; unset: no limit. A RETR or TOP of a message larger than what is left is refused with
+  // "-ERR [SYS/TEMP]" and the session goes on. A TOP holds back the message's whole size until
+  // OnTopLength() gives back what it did not send, so output never passes the limit.
+  std::optional<uint64_t> download_octets_left;
 };
 
 struct Pop3MaildropResult {
@@ -354,6 +360,10 @@ class Pop3Session {
   // end): under EXPIRE 0 it counts as retrieved, as RETR does (a client keeping its mail with
   // "TOP n 99999999", as fetchmail does with `keep`, cannot leave it behind that way).
   void OnWholeMessageSentByTop(MessageIndex message);
+  // The driver found the length `top_octets` of a TOP's stream for a message of
+  // `message_octets` (Pop3Action::message_octets): the difference goes back to the download
+  // budget (Pop3UserPolicy::download_octets_left). No reply; ignored without a limit.
+  void OnTopLength(uint64_t message_octets, uint64_t top_octets);
   // The driver's offer of SASL mechanisms changed (see Pop3SessionOptions::sasl_mechanisms;
   // same lifetime rule). Call before OnTlsStarted() when a handshake changes it.
   void SetSaslMechanisms(std::string_view mechanisms) { sasl_mechanisms_ = mechanisms; }
@@ -472,6 +482,9 @@ class Pop3Session {
   // the tenants set, else the server's policy.
   CapaPolicy CurrentCapaPolicy() const;
   void WipeCredentials();
+  // Charges a RETR or TOP of `octets` to the daily download budget; false (and the -ERR
+  // written, the refusal counted) when it does not fit.
+  bool ChargeDownload(uint64_t octets);
 
   // Output.
   void Append(std::string_view text);

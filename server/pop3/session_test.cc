@@ -1153,6 +1153,52 @@ TEST(Pop3SessionTest, ExpireZeroDeletesWhatRetrWasSentAtQuit) {
   EXPECT_THAT(keep.driver.events(), ::testing::Contains("commit "));
 }
 
+TEST(Pop3SessionTest, DailyDownloadLimitRefusesRetrAndTheSessionGoesOn) {
+  Fixture f;
+  f.driver.accounts()["mrose"].user_policy.download_octets_left = 350;
+  f.Login();
+  // 100 fits (250 left), 300 does not, 200 does (50 left), then TOP of 100 does not.
+  f.driver.Feed("RETR 1\r\nRETR 3\r\nRETR 2\r\nTOP 1 0\r\n");
+  const std::string out = f.driver.TakeOutput();
+  EXPECT_THAT(out, HasSubstr("\r\n.\r\n-ERR [SYS/TEMP] Daily download limit reached, try again "
+                             "tomorrow\r\n+OK 200 octets\r\n"));
+  EXPECT_THAT(out, ::testing::EndsWith(
+                       "-ERR [SYS/TEMP] Daily download limit reached, try again tomorrow\r\n"));
+  EXPECT_THAT(f.driver.events(), ::testing::Contains("stream 0"));
+  EXPECT_THAT(f.driver.events(), ::testing::Contains("stream 1"));
+  EXPECT_THAT(f.driver.events(), Not(::testing::Contains("stream 2")));
+  EXPECT_EQ(f.session().counters().download_limit_refusals, 2u);
+  // The session goes on: STAT, LIST, DELE and QUIT still work.
+  f.driver.Feed("STAT\r\nLIST 3\r\nDELE 3\r\nQUIT\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "+OK 3 600\r\n+OK 3 300\r\n+OK message 3 deleted\r\n"
+            "+OK pop.example POP3 server signing off (2 messages left)\r\n");
+  EXPECT_THAT(f.driver.events(), ::testing::Contains("commit 2"));
+}
+
+TEST(Pop3SessionTest, TopIsChargedWhatItSendsToTheDownloadLimit) {
+  Fixture f;
+  f.driver.accounts()["mrose"].user_policy.download_octets_left = 300;
+  f.Login();
+  // TOP 3 0 sends the 14-octet header ("Subject: x" and the blank line): 286 left. RETR 2
+  // (200) fits, RETR 1 (100) no longer does. (Commands pipelined behind the TOP, parsed before
+  // its length is known, see the whole message held back.)
+  f.driver.Feed("TOP 3 0\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "+OK\r\nSubject: x\r\n\r\n.\r\n");
+  f.driver.Feed("RETR 2\r\nRETR 1\r\n");
+  const std::string out = f.driver.TakeOutput();
+  EXPECT_THAT(out, HasSubstr("+OK 200 octets\r\n"));
+  EXPECT_THAT(out, ::testing::EndsWith(
+                       "-ERR [SYS/TEMP] Daily download limit reached, try again tomorrow\r\n"));
+  EXPECT_EQ(f.session().counters().download_limit_refusals, 1u);
+  // Without a limit nothing is refused.
+  Fixture unlimited;
+  unlimited.Login();
+  unlimited.driver.Feed("TOP 3 0\r\nRETR 2\r\nRETR 1\r\nRETR 3\r\n");
+  EXPECT_THAT(unlimited.driver.TakeOutput(), Not(HasSubstr("-ERR")));
+  EXPECT_EQ(unlimited.session().counters().download_limit_refusals, 0u);
+}
+
 TEST(Pop3SessionTest, Utf8IsAcceptedBeforeAndAfterLogin) {
   Fixture f;
   EXPECT_FALSE(f.session().utf8_enabled());

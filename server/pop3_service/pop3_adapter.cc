@@ -156,6 +156,8 @@ void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
     NoteRetrieved(top_message_);
   }
   top_range_.length = std::min(*length, top_range_.length);
+  session_.OnTopLength(top_message_octets_, top_range_.length);
+  backend_.Downloaded(id_, top_range_.length);
   if (top_range_.length > 0) transport_->SendFile(top_range_);
   transport_->Send(kTerminator);
   unflushed_ = true;
@@ -393,11 +395,13 @@ void Pop3Adapter::StartStream(const pop3::Pop3Action& action) {
   if (action.top_body_lines.has_value()) {
     top_range_ = range;
     top_message_ = action.message;
+    top_message_octets_ = action.message_octets;
     hold_ = Hold::kTopLength;
     backend_.FindTopLength(id_, maildrop_, action.message, *action.top_body_lines);
     return;
   }
   recorder_.Retrieving(action.message.value(), range.length);
+  backend_.Downloaded(id_, action.message_octets);
   if (range.length > 0) transport_->SendFile(range);
   transport_->Send(kTerminator);
   unflushed_ = true;

@@ -172,6 +172,7 @@ class Pop3Adapter final : public transport::TransportClient {
   std::string client_certificate_identity_;  // a verified TLS client certificate's (EXTERNAL)
   transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
   pop3::MessageIndex top_message_{0};
+  uint64_t top_message_octets_ = 0;  // Hold::kTopLength: the session's size of that message
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;

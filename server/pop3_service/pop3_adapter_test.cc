@@ -185,6 +185,20 @@ TEST_F(Pop3AdapterTest, TopWaitsForTheLengthFromTheBackendAndKeepsOrder) {
   EXPECT_EQ(maildrop_->locate_calls(), 1);
 }
 
+// What RETR and TOP send is reported to the backend, which counts it towards the tenant's
+// daily download limit: RETR its size, TOP the length it found.
+TEST_F(Pop3AdapterTest, RetrAndTopReportWhatTheySendForTheDownloadLimit) {
+  Start();
+  Login();
+  backend_.TakeCalls();
+  Exchange("RETR 2\r\n");
+  Exchange("TOP 2 5\r\n");
+  adapter_->OnTopLength(700);
+  Drain();
+  EXPECT_THAT(backend_.TakeCalls(),
+              ElementsAre("downloaded 7 2000", "top 7 1 5", "downloaded 7 700"));
+}
+
 TEST_F(Pop3AdapterTest, TopOfHeaderlessZeroLengthSendsOnlyTheTerminator) {
   Start();
   Login();

@@ -126,6 +126,10 @@ class Pop3Backend {
   virtual void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                       std::vector<pop3::MessageIndex> deletions,
                       std::vector<pop3::MessageIndex> retrieved) = 0;
+  // A RETR or TOP answer of `octets` is being sent to the connection's user: recorded towards
+  // the tenant's daily download limit (Pop3UserPolicy::download_octets_left) when it has one.
+  // No answer.
+  virtual void Downloaded(uint64_t id, uint64_t octets) = 0;
 
   // The connection is closing: no answer is wanted any more; give back its IP slot and its
   // maildrop lock (at once, or when the request or commit still out comes back).

@@ -178,7 +178,9 @@ struct ShardStats {
   X(session.login_delay_refusals, kCounter, "posthaste_pop3_logins_refused_total",                 \
     "reason=login_delay", "")                                                                      \
   X(session.expired_at_quit, kCounter, "posthaste_pop3_expired_at_quit_total", "",                 \
-    "Messages deleted at QUIT because they were retrieved under the tenant's EXPIRE 0.")
+    "Messages deleted at QUIT because they were retrieved under the tenant's EXPIRE 0.")           \
+  X(session.download_limit_refusals, kCounter, "posthaste_pop3_download_refusals_total", "",       \
+    "RETR and TOP refused with -ERR [SYS/TEMP] over the tenant's daily download limit.")
 
 // Nested counters without a row of their own: X(member, why).
 #define PH_POP3_SHARD_NOT_EXPORTED(X)                                                        \

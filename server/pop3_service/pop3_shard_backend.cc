@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "base/check.h"
 #include "base/log.h"
 #include "server/auth/sasl_mechanisms.h"
@@ -22,6 +24,12 @@ namespace posthaste::server::pop3_service {
 namespace {
 
 constexpr uint64_t kNsPerSecond = 1'000'000'000;
+constexpr int64_t kSecondsPerDay = 86'400;
+
+// Days since 1970-01-01, UTC: the day a download counts towards.
+uint32_t UtcDayNow() {
+  return static_cast<uint32_t>(absl::ToUnixSeconds(absl::Now()) / kSecondsPerDay);
+}
 
 std::string_view DomainOf(std::string_view address) {
   return address.substr(address.rfind('@') + 1);
@@ -686,8 +694,16 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
   }
   Pop3ShardBackend* self = this;
   storage::MailStore* store = shard_.server->store;
-  const bool accepted =
-      shard_.shard->OffloadIo([self, store, id, user]() -> reactor::OffloadPool::Reply {
+  const ShardTenantPolicies* policies = shard_.tenant_policies.get();
+  uint32_t list_newest = 0;
+  uint64_t daily_download_bytes = 0;
+  if (policies != nullptr) {
+    const storage::TenantServiceSettings& service = policies->ServiceFor(user);
+    list_newest = service.list_newest;
+    daily_download_bytes = service.daily_download_bytes;
+  }
+  const bool accepted = shard_.shard->OffloadIo(
+      [self, store, id, user, list_newest, daily_download_bytes]() -> reactor::OffloadPool::Reply {
         absl::StatusOr<std::shared_ptr<const storage::MailboxSnapshot>> stored =
             store->OpenMailbox(user);
         if (stored.ok() && (*stored)->held()) {
@@ -698,10 +714,23 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
               storage::StoreError::kAccountHeld,
               absl::StrCat("account ", user, " is moving to another backend"));
         }
+        // The day's count is read under the maildrop lock, which only one session of the user
+        // holds at a time, whichever shard it is on.
+        std::optional<DownloadBudget> download;
+        if (stored.ok() && daily_download_bytes != 0) {
+          const uint32_t day = UtcDayNow();
+          absl::StatusOr<uint64_t> used = store->DownloadedOctets(user, day);
+          if (used.ok()) {
+            download = DownloadBudget{
+                .limit_octets = daily_download_bytes, .utc_day = day, .used_octets = *used};
+          } else {
+            stored = used.status();
+          }
+        }
         absl::StatusOr<server::OpenMaildrop> loaded =
-            stored.ok() ? AdaptSnapshot(*std::move(stored)) : stored.status();
-        return [self, id, user, loaded = std::move(loaded)]() mutable {
-          self->OnMaildropLoaded(id, user, std::move(loaded));
+            stored.ok() ? AdaptSnapshot(*std::move(stored), list_newest) : stored.status();
+        return [self, id, user, loaded = std::move(loaded), download]() mutable {
+          self->OnMaildropLoaded(id, user, std::move(loaded), download);
         };
       });
   if (!accepted) {
@@ -711,7 +740,8 @@ void Pop3ShardBackend::OnLockOutcome(uint64_t id, const std::string& user,
 }
 
 void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, const std::string& user,
-                                        absl::StatusOr<server::OpenMaildrop> loaded) {
+                                        absl::StatusOr<server::OpenMaildrop> loaded,
+                                        std::optional<DownloadBudget> download) {
   Pop3Adapter* adapter = Live(id);
   if (adapter == nullptr) return;  // it released its lock when it ended
   if (!loaded.ok()) {
@@ -738,6 +768,14 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, const std::string& user,
     opened.user_policy.capa.expire_days = service.expire_days;
     opened.user_policy.language = service.lang;
     opened.idle_timeout_ns = uint64_t{service.idle_timeout_s} * kNsPerSecond;
+  }
+  if (download.has_value()) {
+    opened.user_policy.download_octets_left = download->limit_octets > download->used_octets
+                                                  ? download->limit_octets - download->used_octets
+                                                  : 0;
+    Connection& connection = connections_[id];
+    connection.download_user = user;
+    connection.download_day = download->utc_day;
   }
   adapter->OnMaildropOpened(std::move(opened));
 }
@@ -794,6 +832,27 @@ void Pop3ShardBackend::Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> m
     return;
   }
   connections_[id].committing = true;
+}
+
+void Pop3ShardBackend::Downloaded(uint64_t id, uint64_t octets) {
+  auto it = connections_.find(id);
+  if (it == connections_.end() || !it->second.download_day.has_value() || octets == 0) return;
+  // Added as each answer starts (not synced: see MailStore::AddDownloadedOctets), so a crash
+  // loses at most the additions still queued on the I/O pool.
+  storage::MailStore* store = shard_.server->store;
+  Pop3ShardBackend* self = this;
+  const bool accepted = shard_.shard->OffloadIo([self, store, user = it->second.download_user,
+                                                 day = *it->second.download_day,
+                                                 octets]() -> reactor::OffloadPool::Reply {
+    absl::Status status = store->AddDownloadedOctets(user, day, octets);
+    return [self, user, status] {
+      if (status.ok()) return;
+      self->shard_.metrics.CountStoreError(metrics::StoreOperation::kCommit);
+      LogEvent(LogLevel::kWarning, "recording downloaded octets failed",
+               {{"user", user}, {"error", status.ToString()}});
+    };
+  });
+  if (!accepted) ++shard_.stats.offload_rejected;
 }
 
 void Pop3ShardBackend::OnCommitDone(uint64_t id, absl::Status status) {

@@ -26,6 +26,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,7 @@ class Pop3ShardBackend final : public Pop3Backend {
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
               std::vector<pop3::MessageIndex> deletions,
               std::vector<pop3::MessageIndex> retrieved) override;
+  void Downloaded(uint64_t id, uint64_t octets) override;
   void Ended(uint64_t id) override;
   void Finished(uint64_t id, const Pop3ConnectionEnd& end) override;
 
@@ -85,6 +87,16 @@ class Pop3ShardBackend final : public Pop3Backend {
     bool ended = false;
     std::unique_ptr<auth::SaslServerExchange> sasl;  // the SASL exchange under way, if any
     std::string sasl_user;  // the account it named (cut for the penalty tables), once named
+    // Under a daily download limit: the account and the UTC day its downloads count towards
+    // (the day the maildrop opened).
+    std::string download_user;
+    std::optional<uint32_t> download_day;
+  };
+  // What the daily download limit was at the maildrop's opening.
+  struct DownloadBudget {
+    uint64_t limit_octets = 0;
+    uint32_t utc_day = 0;
+    uint64_t used_octets = 0;  // recorded for utc_day so far
   };
 
   // The adapter to answer, or null when the connection has ended or gone.
@@ -125,7 +137,8 @@ class Pop3ShardBackend final : public Pop3Backend {
   void EndSasl(uint64_t id, auth::SaslMechanism mechanism, auth::SaslFailure failure);
   void OnLockOutcome(uint64_t id, const std::string& user, MaildropLocks::Outcome outcome);
   void OnMaildropLoaded(uint64_t id, const std::string& user,
-                        absl::StatusOr<server::OpenMaildrop> loaded);
+                        absl::StatusOr<server::OpenMaildrop> loaded,
+                        std::optional<DownloadBudget> download = std::nullopt);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
   void OnCommitDone(uint64_t id, absl::Status status);
 

@@ -96,14 +96,19 @@ void FakeDriver::Pump() {
         break;
       case Pop3ActionKind::kStreamMessage:
         PH_CHECK(open_mailbox_ != nullptr);
-        output_.append(open_mailbox_->Render(action.message, action.top_body_lines));
-        if (action.top_body_lines) {
-          events_.push_back("top " + std::to_string(action.message.value()) + " " +
-                            std::to_string(*action.top_body_lines));
-        } else {
-          events_.push_back("stream " + std::to_string(action.message.value()));
+        {
+          const std::string rendered = open_mailbox_->Render(action.message, action.top_body_lines);
+          output_.append(rendered);
+          if (action.top_body_lines) {
+            // As a real driver does once it knows TOP's length (without ".\r\n").
+            session_->OnTopLength(action.message_octets, rendered.size() - 3);
+            events_.push_back("top " + std::to_string(action.message.value()) + " " +
+                              std::to_string(*action.top_body_lines));
+          } else {
+            events_.push_back("stream " + std::to_string(action.message.value()));
+          }
+          break;
         }
-        break;
       case Pop3ActionKind::kAuthenticate:
         last_credentials_ = action.credentials;
         last_user_.assign(action.credentials.user);

@@ -92,6 +92,10 @@ void FakePop3Backend::Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> ma
   calls_.push_back(std::move(call));
 }
 
+void FakePop3Backend::Downloaded(uint64_t id, uint64_t octets) {
+  calls_.push_back(absl::StrCat("downloaded ", id, " ", octets));
+}
+
 void FakePop3Backend::Ended(uint64_t id) {
   ++ended_count_;
   calls_.push_back(absl::StrCat("ended ", id));

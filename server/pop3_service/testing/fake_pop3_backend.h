@@ -61,6 +61,7 @@ class FakePop3Backend final : public Pop3Backend {
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
               std::vector<pop3::MessageIndex> deletions,
               std::vector<pop3::MessageIndex> retrieved) override;
+  void Downloaded(uint64_t id, uint64_t octets) override;
   void Ended(uint64_t id) override;
   void Finished(uint64_t id, const Pop3ConnectionEnd& end) override;
 
