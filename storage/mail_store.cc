@@ -18,6 +18,7 @@
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -456,6 +457,9 @@ struct MailStore::Impl {
   absl::StatusOr<bool> ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected);
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
+  // kTemporary while storing `incoming_bytes` would leave less than options.free_bytes_min
+  // free on the data directory's filesystem.
+  absl::Status CheckFreeSpace(uint64_t incoming_bytes) const;
   absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address_in,
                                                           const std::vector<DeliveryItem>& items);
   absl::Status DeleteAccount(std::string_view address_in);
@@ -1245,6 +1249,21 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::DeliverBatch(
   return impl_->DeliverBatch(address, items);
 }
 
+absl::Status MailStore::Impl::CheckFreeSpace(uint64_t incoming_bytes) const {
+  if (options.free_bytes_min == 0) return absl::OkStatus();
+  struct statvfs fs;
+  if (::statvfs(options.data_dir.c_str(), &fs) != 0) {
+    return internal::ErrnoStatus(errno, absl::StrCat("statvfs ", options.data_dir));
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free_bytes >= options.free_bytes_min + incoming_bytes) return absl::OkStatus();
+  return StoreErrorStatus(
+      StoreError::kTemporary,
+      absl::StrCat("disk full: ", free_bytes, " bytes free under ", options.data_dir,
+                   ", below the reserve of ", options.free_bytes_min, " plus ", incoming_bytes,
+                   " to store; deliveries resume by themselves once space is freed"));
+}
+
 namespace {
 
 // One message as it goes into a segment: normalised from text into `normalised`, or wire-form
@@ -1331,6 +1350,7 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     return forms[i].in_place ? items[i].raw_message : std::string_view(forms[i].normalised);
   };
   const uint64_t batch_messages = items.size();
+  PH_RETURN_IF_ERROR(CheckFreeSpace(batch_octets));
 
   // Reserve: quota, sequence numbers, UIDLs.
   uint64_t first_seq;

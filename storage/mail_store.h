@@ -55,6 +55,7 @@ class Segment;  // storage/segment.h
 
 inline constexpr uint64_t kMessageBytesMaxDefault = 50ull << 20;   // 50 MiB
 inline constexpr uint64_t kDefaultSegmentRollBytes = 64ull << 20;  // 64 MiB
+inline constexpr uint64_t kFreeBytesMinDefault = 64ull << 20;      // 64 MiB
 inline constexpr size_t kMaxPasswordHashLength = 1024;
 inline constexpr size_t kMaxSharedSecretLength = 1024;
 inline constexpr size_t kJobCursorBytesMax = 1024;
@@ -76,6 +77,11 @@ struct StoreOptions {
   double compaction_live_ratio = 0.5;
   // RocksDB block cache.
   size_t index_cache_bytes = 64ull << 20;
+  // Deliveries are refused (StoreError::kTemporary, "disk full") while the data directory's
+  // filesystem would have less than this free after storing them. RocksDB 7.8 aborts on an
+  // assertion when its write-ahead log meets ENOSPC (docs/RELIABILITY.md, "Disk faults"), so
+  // the index must never be the write that fills the disk. 0 turns the check off.
+  uint64_t free_bytes_min = kFreeBytesMinDefault;
 };
 
 // Per-tenant (per-domain) settings. 0 = unlimited, or for message_bytes_max: the store-wide

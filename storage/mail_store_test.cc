@@ -416,6 +416,25 @@ TEST_F(MailStoreTest, ImportedUidlsAreKeptValidatedAndUniquePerAccount) {
 
 // ---- limits ----
 
+// A filesystem with less free space than the reserve refuses deliveries as temporary (the MTA
+// keeps the mail) before anything is written: RocksDB must never be the one to meet ENOSPC.
+TEST_F(MailStoreTest, DeliveryRefusedWhileFreeSpaceBelowReserve) {
+  Create("u@x.org");
+  options_.free_bytes_min = uint64_t{1} << 62;  // more than any test filesystem has
+  Reopen();
+  auto refused = store_->Deliver("u@x.org", "Subject: a\r\n\r\nbody\r\n");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ErrorOf(refused.status()), StoreError::kTemporary);
+  EXPECT_NE(refused.status().message().find("disk full"), absl::string_view::npos)
+      << refused.status();
+  EXPECT_EQ(store_->GetUsage("u@x.org")->stats.messages, 0u);
+
+  options_.free_bytes_min = 0;  // as if space were freed: the next delivery goes through
+  Reopen();
+  EXPECT_TRUE(store_->Deliver("u@x.org", "Subject: a\r\n\r\nbody\r\n").ok());
+  ExpectCheckClean();
+}
+
 TEST_F(MailStoreTest, MessageAndOctetQuotas) {
   Create("u@x.org");
   ASSERT_TRUE(store_->SetQuota("u@x.org", AccountQuota{2, 0}).ok());
