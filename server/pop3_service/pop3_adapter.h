@@ -113,6 +113,8 @@ class Pop3Adapter final : public transport::TransportClient {
   };
 
   void Drive();
+  // Restarts the idle clock when the session has parsed a command line since the last call.
+  void NoteCommandLines();
   // Takes actions until none is left or one holds the rest back.
   void TakeActions();
   void Handle(const pop3::Pop3Action& action);
@@ -152,7 +154,8 @@ class Pop3Adapter final : public transport::TransportClient {
   pop3::MessageIndex top_message_{0};
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;
-  uint64_t last_input_ns_ = 0;
+  uint64_t last_input_ns_ = 0;  // when the last whole command line was parsed
+  uint64_t commands_seen_ = 0;  // session_.counters().commands at that time
   uint64_t deadline_ns_ = 0;  // what the transport's deadline is set to (0: none)
 };
 
