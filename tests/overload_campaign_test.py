@@ -22,8 +22,9 @@ RSS_PEAK_MAX_MIB and returns near the baseline, descriptors return to the baseli
 legitimate client got every answer. Latency is reported (median, p99), never asserted (a test
 does not assert times; tools/overload_campaign runs the full counts and prints the table).
 
-OVERLOAD_SCALE=full (tools/overload_campaign) runs issue 18's counts: a 100 MiB message, a
-million pipelined commands, 10,000 failed logins; the default (quick) is about 2 minutes.
+OVERLOAD_SCALE=full (tools/overload_campaign) runs issue 18's counts: a million pipelined
+commands, 10,000 failed logins, floods of 2,000 connections, and a 48 MiB message (issue 18 asks
+for 100 MiB; the store's default maximum is 50 MiB). The default (quick) is about 2 minutes.
 """
 
 import os
@@ -53,7 +54,8 @@ SLOW_PER_STATE = 40 if FULL else 6
 AUTH_TIMEOUT_S = 6
 IDLE_TIMEOUT_S = 10
 SEND_STALL_TIMEOUT_S = 6
-BIG_MESSAGE_BYTES = (100 if FULL else 16) * 1024 * 1024
+# The store refuses messages over 50 MiB by default (storage/mail_store.h): 48 MiB at full scale.
+BIG_MESSAGE_BYTES = (48 if FULL else 16) * 1024 * 1024
 PIPELINED = 1_000_000 if FULL else 100_000
 LONG_LINE_CLIENTS = 200 if FULL else 20
 BAD_COMMANDS_MAX = 20
