@@ -5,8 +5,9 @@ logged in, in TRANSACTION) times STAT round trips, and a sampler reads the serve
 open descriptors from /proc. Scenarios:
   flood       connections from 127.0.1.x until --max_connections_per_shard refuses them (-ERR),
               300 from one address against --max_connections_per_ip (-ERR), then the server's
-              RLIMIT_NOFILE lowered with prlimit below what the flood needs (accept fails with
-              EMFILE: a newcomer waits in the listen backlog, no reply) and raised back;
+              RLIMIT_NOFILE lowered with prlimit below what the flood needs and raised back
+              (measured, not asserted: the kernel reads the limit when a multishot accept is
+              armed, at start, so a running server keeps accepting; docs/RELIABILITY.md);
   slowloris   one byte a second before reading the greeting, mid-command in AUTHORIZATION,
               mid-SASL (AUTH PLAIN) and mid-command in TRANSACTION: the deadlines close them;
   retr_stall  a client that never reads during RETR of a large message: the send-stall timeout
@@ -349,7 +350,7 @@ class OverloadCampaignTest(unittest.TestCase):
     sock = connect_from("127.0.3.200", self.server.pop3_port, timeout=10)
     self.assertTrue(recv_line(sock, bytearray()).startswith(b"+OK"))
     sock.close()
-    self.end("flood_nofile", "%d +OK, %d no greeting within 3 s (EMFILE: left in the backlog)" %
+    self.end("flood_nofile", "%d +OK, %d without a greeting within 1 s" %
              (kinds["ok"], kinds["none"]),
              "reactor accept errors +%d" % accept_errors)
 
