@@ -180,8 +180,8 @@ void Pop3Adapter::OnCommitted(absl::Status status) {
 
 void Pop3Adapter::OnReceive(std::string_view bytes) {
   if (phase_ != Phase::kOpen && phase_ != Phase::kAdmitting) return;
-  last_input_ns_ = transport_->NowNs();
   session_.Feed(bytes);  // before admission it waits, parsed, behind the greeting
+  NoteCommandLines();
   if (phase_ == Phase::kOpen) {
     Drive();
   } else if (!session_.WantsInput() && !receive_paused_) {
@@ -273,10 +273,21 @@ void Pop3Adapter::OnClosed(transport::CloseReason reason) {
 
 // ---- The action loop ----
 
+void Pop3Adapter::NoteCommandLines() {
+  // The idle clock restarts on a whole command line, not on any byte: a peer dribbling one
+  // byte a second of a line it never ends would otherwise hold its session for ever.
+  const uint64_t commands = session_.counters().commands;
+  if (commands != commands_seen_) {
+    commands_seen_ = commands;
+    last_input_ns_ = transport_->NowNs();
+  }
+}
+
 void Pop3Adapter::Drive() {
   PH_CHECK(!driving_);
   driving_ = true;
   TakeActions();
+  NoteCommandLines();  // parsing resumed behind drained output counts as input too
   if (phase_ == Phase::kOpen) {
     const bool want_input = session_.WantsInput() && !peer_finished_;
     if (want_input == receive_paused_) {

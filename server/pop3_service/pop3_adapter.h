@@ -131,6 +131,8 @@ class Pop3Adapter final : public transport::TransportClient {
   };
 
   void Drive();
+  // Restarts the idle clock when the session has parsed a command line since the last call.
+  void NoteCommandLines();
   // Takes actions until none is left or one holds the rest back.
   void TakeActions();
   void Handle(const pop3::Pop3Action& action);
@@ -175,7 +177,8 @@ class Pop3Adapter final : public transport::TransportClient {
   uint64_t top_message_octets_ = 0;  // Hold::kTopLength: the session's size of that message
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;
-  uint64_t last_input_ns_ = 0;
+  uint64_t last_input_ns_ = 0;  // when the last whole command line was parsed
+  uint64_t commands_seen_ = 0;  // session_.counters().commands at that time
   uint64_t deadline_ns_ = 0;  // what the transport's deadline is set to (0: none)
 };
 

@@ -371,6 +371,20 @@ TEST_F(Pop3AdapterTest, IdleTimeoutCountsFromTheLastInput) {
   EXPECT_EQ(end.cause, Pop3EndCause::kIdleTimeout);
 }
 
+TEST_F(Pop3AdapterTest, IdleTimeoutIsNotHeldOffByALineDribbledAByteAtATime) {
+  Start();
+  Login();
+  // One byte every 10 s of a line that never ends (a slowloris in TRANSACTION).
+  for (uint64_t waited = 0; waited <= kIdleTimeout + 20 * kSecond && !transport_->close_requested();
+       waited += 10 * kSecond) {
+    transport_->Receive("N");
+    Drain();
+    transport_->AdvanceBy(10 * kSecond);
+  }
+  EXPECT_TRUE(transport_->close_requested());
+  EXPECT_EQ(FinishClose().cause, Pop3EndCause::kIdleTimeout);
+}
+
 TEST_F(Pop3AdapterTest, TimeoutWithUnreadOutputAborts) {
   Start();
   transport_->AdvanceBy(kAuthTimeout);  // the greeting was never taken by the peer
