@@ -361,14 +361,18 @@ TEST(MaildropRegistryTest, LoginDelayRefusesAGrantTooSoonAfterTheLastOne) {
   limits.now_ns += 1 * kSecond;
   EXPECT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 4}, &holder), Outcome::kGranted);
   EXPECT_EQ(r.delayed_users(), 2u);
-  // A takeover's grant starts the delay too.
+  // A takeover's grant starts the delay too: once the holder is ended, a third login at once is
+  // too soon, though the holder's grant was long ago.
   r.Release("u@d", "ip", false, {0, 4});
   limits.now_ns += 60 * kSecond;
   ASSERT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 5}, &holder), Outcome::kGranted);
-  ASSERT_EQ(r.Acquire("u@d", "ip", false, {}, pop3::InUsePolicy::kTakeover, {0, 6}, &holder),
-            Outcome::kAskHolder);
   limits.now_ns += 61 * kSecond;
-  ASSERT_EQ(r.Acquire("w@d", "ip", false, limits, kRefuse, {0, 7}, &holder), Outcome::kGranted);
+  ASSERT_EQ(r.Acquire("u@d", "ip", false, limits, pop3::InUsePolicy::kTakeover, {0, 6}, &holder),
+            Outcome::kAskHolder);
+  ASSERT_TRUE(r.FinishTakeover("u@d", {0, 6}, /*released=*/true));
+  r.Release("u@d", "ip", false, {0, 6});
+  limits.now_ns += 1 * kSecond;
+  EXPECT_EQ(r.Acquire("u@d", "ip", false, limits, kRefuse, {0, 7}, &holder), Outcome::kTooSoon);
 }
 
 TEST(OwnerShardTest, StableAndInRange) {
