@@ -101,16 +101,8 @@ absl::StatusOr<Pop3ImportResult> ImportPop3(
     plan.push_back(PlannedMessage{entry.number, entry.uidl, size->second});
   }
   PH_ASSIGN_OR_RETURN(storage::MailboxStats stats, store.GetMailboxStats(account->address));
-  if (quota_messages != 0 && stats.messages + plan.size() > quota_messages) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("mailbox quota exceeded: ", stats.messages, " messages + ", plan.size(),
-                     " to import > quota of ", quota_messages, " messages; nothing imported"));
-  }
-  if (quota_octets != 0 && stats.octets + new_octets > quota_octets) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("mailbox quota exceeded: ", stats.octets, " octets + ", new_octets,
-                     " to import > quota of ", quota_octets, " octets; nothing imported"));
-  }
+  PH_RETURN_IF_ERROR(storage::migration::CheckImportFitsQuota(
+      stats, quota_messages, quota_octets, plan.size(), new_octets));
 
   Pop3ImportResult result;
   result.total = uidls.size();

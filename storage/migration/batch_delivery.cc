@@ -1,5 +1,7 @@
 #include "storage/migration/batch_delivery.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace posthaste::storage::migration {
 
 absl::StatusOr<std::vector<std::optional<DeliverResult>>> DeliverSkippingUsedUidls(
@@ -27,6 +29,22 @@ absl::StatusOr<std::vector<std::optional<DeliverResult>>> DeliverSkippingUsedUid
     }
   }
   return results;
+}
+
+absl::Status CheckImportFitsQuota(const MailboxStats& stats, uint64_t quota_messages,
+                                  uint64_t quota_octets, uint64_t new_messages,
+                                  uint64_t new_octets) {
+  if (quota_messages != 0 && stats.messages + new_messages > quota_messages) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("mailbox quota exceeded: ", stats.messages, " messages + ", new_messages,
+                     " to import > quota of ", quota_messages, " messages; nothing imported"));
+  }
+  if (quota_octets != 0 && stats.octets + new_octets > quota_octets) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("mailbox quota exceeded: ", stats.octets, " octets + ", new_octets,
+                     " to import > quota of ", quota_octets, " octets; nothing imported"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace posthaste::storage::migration

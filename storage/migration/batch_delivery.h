@@ -23,6 +23,14 @@ namespace posthaste::storage::migration {
 absl::StatusOr<std::vector<std::optional<DeliverResult>>> DeliverSkippingUsedUidls(
     MailStore& store, std::string_view address, const std::vector<DeliveryItem>& items);
 
+// Whether `new_messages` more messages of `new_octets` more octets fit the mailbox's quota
+// (0: unlimited) beside what it holds (`stats`): checked by importers before they store
+// anything, so that an import too large for the account changes nothing. ResourceExhausted
+// naming the quota otherwise.
+absl::Status CheckImportFitsQuota(const MailboxStats& stats, uint64_t quota_messages,
+                                  uint64_t quota_octets, uint64_t new_messages,
+                                  uint64_t new_octets);
+
 }  // namespace posthaste::storage::migration
 
 #endif  // POSTHASTE_STORAGE_MIGRATION_BATCH_DELIVERY_H_

@@ -193,16 +193,8 @@ absl::StatusOr<MboxImportResult> ImportMbox(
         }));
   }
   PH_ASSIGN_OR_RETURN(MailboxStats stats, store.GetMailboxStats(account->address));
-  if (quota_messages != 0 && stats.messages + new_messages > quota_messages) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("mailbox quota exceeded: ", stats.messages, " messages + ", new_messages,
-                     " to import > quota of ", quota_messages, " messages"));
-  }
-  if (quota_octets != 0 && stats.octets + new_octets > quota_octets) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("mailbox quota exceeded: ", stats.octets, " octets + ", new_octets,
-                     " to import > quota of ", quota_octets, " octets"));
-  }
+  PH_RETURN_IF_ERROR(storage::migration::CheckImportFitsQuota(
+      stats, quota_messages, quota_octets, new_messages, new_octets));
 
   // Pass 2: deliver in batches, in the file's order.
   MboxImportResult result;
