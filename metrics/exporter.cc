@@ -268,6 +268,10 @@ std::vector<MetricFamily> Exporter::Families(const std::vector<ShardCopy>& shard
                   static_cast<double>(store->write_stall_micros) / 1e6);
       out.Gauge("posthaste_store_write_stopped", "1 while RocksDB stops writes.", {},
                 static_cast<double>(store->write_stopped));
+      out.Gauge("posthaste_store_index_read_only",
+                "1 while the index refuses writes after a write fault (the log says whether it "
+                "resumes by itself or needs a restart).",
+                {}, static_cast<double>(store->index_read_only));
     }
   }
   return out.Take();

@@ -604,8 +604,11 @@ TEST(LmtpVerdictTest, DeliveryOutcomeFromStoreStatus) {
       DeliveryOutcome(StoreErrorStatus(StoreError::kDisabled, "disabled"), false);
   EXPECT_EQ(disabled.code, Code::kPermFailure);
   EXPECT_EQ(disabled.text, "Mailbox disabled");
-  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kTemporary, "disk full"), false).code,
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kTemporary, "index busy"), false).code,
             Code::kTempFailure);
+  // A full disk has its own reply (452 4.3.1), still temporary.
+  EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kNoSpace, "disk full"), false).code,
+            Code::kNoSpace);
   EXPECT_EQ(DeliveryOutcome(StoreErrorStatus(StoreError::kAccountHeld, "moving"), false).code,
             Code::kMoving);
   // The kind decides, never the code or the words: these are all temporary.

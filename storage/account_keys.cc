@@ -25,7 +25,8 @@ absl::Status MigrationError(const rocksdb::Status& s, std::string_view what) {
   const std::string message =
       absl::StrCat("account key migration: ", AbslView(what), ": ", s.ToString());
   if (s.IsCorruption()) return StoreErrorStatus(StoreError::kCorrupt, message);
-  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsNoSpace()) {
+  if (s.IsNoSpace()) return StoreErrorStatus(StoreError::kNoSpace, message);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) {
     return StoreErrorStatus(StoreError::kTemporary, message);
   }
   return StoreErrorStatus(StoreError::kIo, message);

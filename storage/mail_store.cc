@@ -30,6 +30,7 @@
 #include <mutex>
 #include <set>
 #include <shared_mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -43,7 +44,9 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "rocksdb/db.h"
+#include "rocksdb/env.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
 #include "rocksdb/options.h"
 #include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
@@ -77,7 +80,8 @@ absl::Status IndexError(const rocksdb::Status& s, std::string_view what) {
   std::string message = absl::StrCat("index ", AbslView(what), ": ", s.ToString());
   if (s.IsCorruption()) return StoreErrorStatus(StoreError::kCorrupt, message);
   if (s.IsNotFound()) return WithStoreError(absl::NotFoundError(message), StoreError::kIo);
-  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut() || s.IsNoSpace()) {
+  if (s.IsNoSpace()) return StoreErrorStatus(StoreError::kNoSpace, message);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) {
     return StoreErrorStatus(StoreError::kTemporary, message);
   }
   return StoreErrorStatus(StoreError::kIo, message);
@@ -156,6 +160,68 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
   return info;
 }
 
+// After a failed write or sync of RocksDB's write-ahead log, RocksDB keeps a "background error"
+// and refuses every write until DB::Resume() succeeds; for an I/O error on its log RocksDB 7.8
+// rates the error fatal, and Resume() then fails until the DB is reopened (docs/RELIABILITY.md,
+// "Disk faults"). IndexFaultWatch learns of it from RocksDB's listener, and a thread of its own
+// (never a reactor: Resume() waits for RocksDB's background work) retries Resume() with backoff
+// when RocksDB allows it, or logs that posthaste must be restarted when it does not.
+struct IndexFaultWatch {
+  std::mutex mu;
+  std::condition_variable changed;
+  bool stopping = false;              // by mu
+  bool fault_pending = false;         // by mu: a fault the thread has not handled yet
+  std::string error;                  // by mu: RocksDB's error text
+  bool resumable = false;             // by mu: RocksDB rates it soft or hard, not fatal
+  std::atomic<bool> read_only{false};  // read without mu (MailStore::IndexReadOnly)
+
+  void Fault(const rocksdb::Status& status) {
+    std::lock_guard<std::mutex> lock(mu);
+    error = status.ToString();
+    resumable = status.severity() <= rocksdb::Status::Severity::kHardError;
+    fault_pending = true;
+    // A soft error stops RocksDB's background work only; writes still go through.
+    if (status.severity() >= rocksdb::Status::Severity::kHardError) read_only.store(true);
+    changed.notify_all();
+  }
+  void Recovered() {
+    std::lock_guard<std::mutex> lock(mu);
+    fault_pending = false;
+    read_only.store(false);
+    changed.notify_all();
+  }
+  // The Status a write is refused with while read-only (kTemporary: the MTA retries).
+  absl::Status ReadOnlyError() {
+    std::lock_guard<std::mutex> lock(mu);
+    return StoreErrorStatus(
+        StoreError::kTemporary,
+        absl::StrCat("index read-only after a write fault (", error, "); ",
+                     resumable ? "resuming by itself" : "restart posthaste to recover"));
+  }
+};
+
+// Called by RocksDB on its own threads (or the writer's), without the DB mutex: records only.
+class IndexFaultListener : public rocksdb::EventListener {
+ public:
+  explicit IndexFaultListener(std::shared_ptr<IndexFaultWatch> watch) : watch_(std::move(watch)) {}
+  const char* Name() const override { return "PosthasteIndexFaultListener"; }
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error != nullptr && !error->ok()) watch_->Fault(*error);
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    if (info.new_bg_error.ok()) watch_->Recovered();
+  }
+
+ private:
+  std::shared_ptr<IndexFaultWatch> watch_;
+};
+
+// Backoff between Resume() attempts, and how often a fault RocksDB cannot resume from is
+// logged again (so the line stays near the log's tail).
+constexpr auto kResumeBackoffMin = std::chrono::milliseconds(500);
+constexpr auto kResumeBackoffMax = std::chrono::seconds(30);
+constexpr auto kRestartNeededRepeat = std::chrono::minutes(5);
+
 }  // namespace
 
 struct MailStore::Impl {
@@ -192,7 +258,18 @@ struct MailStore::Impl {
   std::shared_ptr<rocksdb::Statistics> statistics;  // tickers only (no histograms or timers)
   std::function<void()> after_index_read_for_test;  // set before concurrent use
 
+  std::shared_ptr<IndexFaultWatch> index_fault = std::make_shared<IndexFaultWatch>();
+  std::thread index_resumer;  // runs ResumeIndexAfterFaults while db is open
+
   ~Impl() {
+    if (index_resumer.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(index_fault->mu);
+        index_fault->stopping = true;
+        index_fault->changed.notify_all();
+      }
+      index_resumer.join();
+    }
     segments.reset();
     if (db != nullptr) {
       db->Close().PermitUncheckedError();
@@ -203,6 +280,65 @@ struct MailStore::Impl {
 
   std::mutex& MailboxMutex(uint64_t incarnation) {
     return mailbox_mu[incarnation % kMailboxLockStripes];
+  }
+
+  // OK, or kTemporary while RocksDB refuses writes after a write fault: checked before a
+  // delivery writes its segment, so nothing is written that the index cannot take.
+  absl::Status CheckIndexWritable() {
+    if (!index_fault->read_only.load()) return absl::OkStatus();
+    return index_fault->ReadOnlyError();
+  }
+
+  // The index_resumer thread: waits for a fault, then retries DB::Resume() with backoff until
+  // it succeeds (or RocksDB recovers by itself), or logs that a restart is needed when RocksDB
+  // rates the error fatal. Returns when the store closes.
+  void ResumeIndexAfterFaults() {
+    IndexFaultWatch& watch = *index_fault;
+    std::unique_lock<std::mutex> lock(watch.mu);
+    while (!watch.stopping) {
+      if (!watch.fault_pending) {
+        watch.changed.wait(lock);
+        continue;
+      }
+      const std::string error = watch.error;
+      if (!watch.resumable) {
+        LogEvent(LogLevel::kError,
+                 "index read-only: RocksDB cannot resume after this write fault; deliveries and "
+                 "deletions get temporary errors until posthaste is restarted (restart posthaste "
+                 "once the disk fault is cleared; nothing acknowledged is lost)",
+                 {{"error", error}});
+        watch.changed.wait_for(lock, kRestartNeededRepeat);
+        continue;
+      }
+      LogEvent(LogLevel::kWarning,
+               "index read-only after a write fault; resuming by itself once the fault clears",
+               {{"error", error}});
+      auto backoff = kResumeBackoffMin;
+      uint64_t attempts = 0;
+      while (!watch.stopping && watch.fault_pending && watch.resumable) {
+        watch.changed.wait_for(lock, backoff);
+        if (watch.stopping || !watch.fault_pending) break;
+        lock.unlock();
+        const rocksdb::Status s = db->Resume();
+        lock.lock();
+        ++attempts;
+        if (s.ok()) {
+          // Resume() clears the error itself; OnErrorRecoveryEnd may have said so already.
+          watch.fault_pending = false;
+          watch.read_only.store(false);
+          break;
+        }
+        if (attempts == 1 || attempts % 10 == 0) {
+          LogEvent(LogLevel::kWarning, "index still read-only; resume failed",
+                   {{"error", s.ToString()}, {"attempts", absl::StrCat(attempts)}});
+        }
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, kResumeBackoffMax);
+      }
+      if (!watch.fault_pending && !watch.stopping) {
+        LogEvent(LogLevel::kInfo, "index resumed; deliveries and deletions accepted again",
+                 {{"error_was", error}, {"attempts", absl::StrCat(attempts)}});
+      }
+    }
   }
 
   // ---- metadata ----
@@ -457,7 +593,7 @@ struct MailStore::Impl {
   absl::StatusOr<bool> ReadMailboxIndex(MailboxSnapshot* snapshot, size_t expected);
   absl::StatusOr<DeletionResult> CommitDeletions(const MailboxSnapshot& snapshot,
                                                  const std::vector<size_t>& indexes);
-  // kTemporary while storing `incoming_bytes` would leave less than options.free_bytes_min
+  // kNoSpace while storing `incoming_bytes` would leave less than options.free_bytes_min
   // free on the data directory's filesystem.
   absl::Status CheckFreeSpace(uint64_t incoming_bytes) const;
   absl::StatusOr<std::vector<DeliverResult>> DeliverBatch(std::string_view address_in,
@@ -561,11 +697,14 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   impl->statistics = rocksdb::CreateDBStatistics();
   impl->statistics->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   db_options.statistics = impl->statistics;
+  db_options.listeners.push_back(std::make_shared<IndexFaultListener>(impl->index_fault));
+  if (options.index_env_for_test != nullptr) db_options.env = options.index_env_for_test.get();
   rocksdb::DB* raw_db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(db_options, index_dir, &raw_db);
   if (!s.ok()) return IndexError(s, absl::StrCat("open ", index_dir));
   impl->db.reset(raw_db);
   impl->sync_write.sync = true;
+  impl->index_resumer = std::thread([raw_impl = impl.get()] { raw_impl->ResumeIndexAfterFaults(); });
 
   // Store id: random, fixed at creation.
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> store_id, impl->GetMeta(internal::kMetaStoreId));
@@ -693,8 +832,11 @@ absl::StatusOr<StoreStats> MailStore::Stats() {
   if (impl_->db->GetIntProperty("rocksdb.is-write-stopped", &stopped)) {
     out.write_stopped = stopped != 0;
   }
+  out.index_read_only = IndexReadOnly();
   return out;
 }
+
+bool MailStore::IndexReadOnly() const { return impl_->index_fault->read_only.load(); }
 
 // ------------------------------------------------------------------------------------------
 // Tenants and accounts
@@ -1258,7 +1400,7 @@ absl::Status MailStore::Impl::CheckFreeSpace(uint64_t incoming_bytes) const {
   const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   if (free_bytes >= options.free_bytes_min + incoming_bytes) return absl::OkStatus();
   return StoreErrorStatus(
-      StoreError::kTemporary,
+      StoreError::kNoSpace,
       absl::StrCat("disk full: ", free_bytes, " bytes free under ", options.data_dir,
                    ", below the reserve of ", options.free_bytes_min, " plus ", incoming_bytes,
                    " to store; deliveries resume by themselves once space is freed"));
@@ -1350,6 +1492,7 @@ absl::StatusOr<std::vector<DeliverResult>> MailStore::Impl::DeliverBatch(
     return forms[i].in_place ? items[i].raw_message : std::string_view(forms[i].normalised);
   };
   const uint64_t batch_messages = items.size();
+  PH_RETURN_IF_ERROR(CheckIndexWritable());
   PH_RETURN_IF_ERROR(CheckFreeSpace(batch_octets));
 
   // Reserve: quota, sequence numbers, UIDLs.

@@ -24,7 +24,7 @@
 // Errors: every error Status a MailStore method returns carries a StoreError kind
 // (storage/store_error.h; ErrorOf(status)). Callers switch on the kind; the message is for
 // people. The kinds each method reports are named below; any method may also report kTemporary,
-// kCorrupt or kIo.
+// kNoSpace (a write met a full disk), kCorrupt or kIo.
 //
 // Module rule: //storage depends only on //base, abseil and RocksDB, and never does network
 // I/O.
@@ -46,6 +46,10 @@
 #include "storage/message_format.h"  // NormalizeForStorage, ParseAddress, ValidateUidl
 #include "storage/store_error.h"     // StoreError, ErrorOf: the kind every error below carries
 #include "storage/tenant_settings.h"
+
+namespace rocksdb {
+class Env;
+}  // namespace rocksdb
 
 namespace posthaste::storage {
 
@@ -77,11 +81,13 @@ struct StoreOptions {
   double compaction_live_ratio = 0.5;
   // RocksDB block cache.
   size_t index_cache_bytes = 64ull << 20;
-  // Deliveries are refused (StoreError::kTemporary, "disk full") while the data directory's
+  // Deliveries are refused (StoreError::kNoSpace, "disk full") while the data directory's
   // filesystem would have less than this free after storing them. RocksDB 7.8 aborts on an
   // assertion when its write-ahead log meets ENOSPC (docs/RELIABILITY.md, "Disk faults"), so
   // the index must never be the write that fills the disk. 0 turns the check off.
   uint64_t free_bytes_min = kFreeBytesMinDefault;
+  // Tests only: the Env RocksDB opens the index with (to inject faults); null: the default.
+  std::shared_ptr<rocksdb::Env> index_env_for_test;
 };
 
 // Per-tenant (per-domain) settings. 0 = unlimited, or for message_bytes_max: the store-wide
@@ -301,6 +307,7 @@ struct StoreStats {
   uint64_t block_cache_misses = 0;
   uint64_t write_stall_micros = 0;
   bool write_stopped = false;
+  bool index_read_only = false;  // IndexReadOnly()
 };
 
 class MailStore {
@@ -403,7 +410,8 @@ class MailStore {
   // kUnknownAccount, kDisabled, kMessageTooBig ("message of N octets exceeds the maximum message
   // size of M octets"), kOverQuota ("mailbox quota exceeded: ... messages" / "... octets"),
   // kUidlInUse (imported UIDL already used in this account), kNotWireForm (wire-form input that
-  // is not), kTemporary (disk full, out of fds) or kIo/kCorrupt on other I/O failures (nothing
+  // is not), kNoSpace (disk full, or below StoreOptions::free_bytes_min), kTemporary (out of
+  // fds, the index read-only after a write fault) or kIo/kCorrupt on other I/O failures (nothing
   // acknowledged). Delivery to a disabled
   // account is refused so the sender learns it instead of mail piling up unread.
   absl::StatusOr<DeliverResult> Deliver(std::string_view address, std::string_view raw_message,
@@ -492,6 +500,13 @@ class MailStore {
   // segments), no message records) and stats each segment file: meant for a scrape every few
   // seconds, off the reactor. Thread-safe.
   absl::StatusOr<StoreStats> Stats();
+
+  // True while RocksDB refuses writes after a write fault (a failed write or sync of its log):
+  // deliveries and deletions fail with kTemporary meanwhile. The store retries DB::Resume() in
+  // the background and clears this when RocksDB resumes; when RocksDB cannot resume from the
+  // error (it rates an I/O error on its log fatal) it stays true and the log says to restart
+  // posthaste. Reads keep working. Thread-safe and cheap (an atomic load): /readyz calls it.
+  bool IndexReadOnly() const;
 
   // Runs `hook` inside OpenMailbox after the index is read and before its segments are opened
   // (tests use it to make compaction retire a segment at that moment). Not thread-safe: set it

@@ -423,8 +423,9 @@ TEST_F(MailStoreTest, DeliveryRefusedWhileFreeSpaceBelowReserve) {
   options_.free_bytes_min = uint64_t{1} << 62;  // more than any test filesystem has
   Reopen();
   auto refused = store_->Deliver("u@x.org", "Subject: a\r\n\r\nbody\r\n");
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(ErrorOf(refused.status()), StoreError::kTemporary);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  // Its own kind (not kTemporary): LMTP answers a full disk with 452 4.3.1.
+  EXPECT_EQ(ErrorOf(refused.status()), StoreError::kNoSpace);
   EXPECT_NE(refused.status().message().find("disk full"), absl::string_view::npos)
       << refused.status();
   EXPECT_EQ(store_->GetUsage("u@x.org")->stats.messages, 0u);

@@ -24,6 +24,7 @@ absl::Status ErrnoStatus(int err, std::string_view what) {
       return WithStoreError(absl::NotFoundError(message), StoreError::kIo);
     case ENOSPC:
     case EDQUOT:
+      return StoreErrorStatus(StoreError::kNoSpace, message);
     case EMFILE:
     case ENFILE:
     case ENOMEM:

@@ -124,7 +124,8 @@ class SegmentSet {
   std::set<uint64_t> retired_;                         // guarded by mu_
 };
 
-// "what: strerror": kTemporary for exhausted space, descriptors or memory, kIo otherwise
+// "what: strerror": kNoSpace for exhausted space, kTemporary for exhausted descriptors or
+// memory, kIo otherwise
 // (storage/store_error.h), with the errno's canonical code.
 absl::Status ErrnoStatus(int err, std::string_view what);
 absl::Status SyncDirectory(const std::string& dir);

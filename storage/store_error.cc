@@ -43,6 +43,7 @@ constexpr KindInfo kKinds[] = {
     {StoreError::kTenantExists, "tenant_exists", absl::StatusCode::kAlreadyExists},
     {StoreError::kTenantNotEmpty, "tenant_not_empty", absl::StatusCode::kFailedPrecondition},
     {StoreError::kStaleRevision, "stale_revision", absl::StatusCode::kFailedPrecondition},
+    {StoreError::kNoSpace, "no_space", absl::StatusCode::kResourceExhausted},
 };
 
 const KindInfo& Info(StoreError kind) {

@@ -36,8 +36,9 @@ enum class StoreError : uint8_t {
   kNoStore,          // NotFound: no store in the data directory and !create_if_missing
   kStoreLocked,      // Unavailable: another process (or MailStore) holds the data directory
   kNewerSchema,      // FailedPrecondition: the store was written by a newer posthaste
-  kTemporary,        // Unavailable: disk full, out of descriptors or memory, index busy, a
-                     // mailbox moving under compaction: the same call may succeed later
+  kTemporary,        // Unavailable: out of descriptors or memory, index busy or read-only
+                     // after a write fault, a mailbox moving under compaction: the same call
+                     // may succeed later
   kCorrupt,          // DataLoss: an index record or segment file is damaged or missing
   kIo,               // Internal: another I/O or index failure (an errno-based one keeps its
                      // errno's code, e.g. PermissionDenied)
@@ -46,6 +47,9 @@ enum class StoreError : uint8_t {
   kTenantExists,     // AlreadyExists: CreateTenant of a domain that has a tenant record
   kTenantNotEmpty,   // FailedPrecondition: DeleteTenant while the tenant still has accounts
   kStaleRevision,    // FailedPrecondition: SetTenantPolicy expected another policy revision
+  kNoSpace,          // ResourceExhausted: the data directory's file system is full (ENOSPC,
+                     // EDQUOT) or below StoreOptions::free_bytes_min; temporary like kTemporary,
+                     // told apart so LMTP answers 452 4.3.1 (RFC 3463) rather than 451 4.3.0
 };
 
 // "unknown_account", "over_quota", ...: the payload's text, so logs of Status::ToString() show

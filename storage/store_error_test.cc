@@ -62,6 +62,7 @@ TEST(StoreErrorKind, EveryKindRoundTripsWithItsCodeAndName) {
       {StoreError::kTenantExists, absl::StatusCode::kAlreadyExists},
       {StoreError::kTenantNotEmpty, absl::StatusCode::kFailedPrecondition},
       {StoreError::kStaleRevision, absl::StatusCode::kFailedPrecondition},
+      {StoreError::kNoSpace, absl::StatusCode::kResourceExhausted},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(StoreErrorName(c.kind));

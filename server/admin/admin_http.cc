@@ -107,6 +107,7 @@ metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
   m.block_cache_misses = s.block_cache_misses;
   m.write_stall_micros = s.write_stall_micros;
   m.write_stopped = s.write_stopped ? 1 : 0;
+  m.index_read_only = s.index_read_only ? 1 : 0;
   return m;
 }
 
@@ -166,6 +167,9 @@ struct AdminHttp::Impl {
   http::HttpResponse Ready(const http::HttpRequest& request) const {
     if (!IsRead(request)) return MethodNotAllowed();
     if (sources.draining->load()) return TextReply(503, "draining\n");
+    // Deliveries cannot be stored: take the instance out of rotation until the index resumes
+    // (storage/mail_store.h, IndexReadOnly; an atomic load, fine on the event loop).
+    if (sources.store->IndexReadOnly()) return TextReply(503, "store read-only\n");
     return TextReply(200, "ready\n");
   }
 

@@ -10,7 +10,8 @@
 //                 from MailStore::Stats() (cached for 5 s). This package knows nothing of shards,
 //                 connections or the reactor.
 //   GET /healthz  200 while the process runs
-//   GET /readyz   200 while serving; 503 while draining
+//   GET /readyz   200 while serving; 503 while draining or while the store's index is read-only
+//                 after a write fault (MailStore::IndexReadOnly)
 // /healthz and /readyz are answered by the listener's event loop itself, so they stay quick
 // while scrapes run or slow clients hold connections. Other methods: 405; other paths: 404.
 //

@@ -192,7 +192,7 @@ class Harness {
       for (size_t i = 0; i < count; ++i) {
         const uint8_t c = (i == 0) ? choice : static_cast<uint8_t>(choice * 31 + i * 7);
         LmtpDeliveryResult result;
-        result.code = (c & 1) ? static_cast<LmtpDeliveryResult::Code>((c >> 1) % 6)
+        result.code = (c & 1) ? static_cast<LmtpDeliveryResult::Code>((c >> 1) % 8)
                               : LmtpDeliveryResult::Code::kDelivered;
         if (c & 0x20) result.text = "stored";
         if (result.code == LmtpDeliveryResult::Code::kDelivered) {

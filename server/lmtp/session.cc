@@ -864,6 +864,11 @@ void LmtpSession::OnDeliveryDone(std::span<const LmtpDeliveryResult> results) {
       case LmtpDeliveryResult::Code::kTooBig:
         ReplyForRecipient(slot, "552", "5.3.4", "Message too big for this mailbox", result.text);
         break;
+      // RFC 5321 section 4.2.2 (452 insufficient system storage) and RFC 3463 4.3.1: a full
+      // disk is temporary, and tells the MTA the server rather than the message is the cause.
+      case LmtpDeliveryResult::Code::kNoSpace:
+        ReplyForRecipient(slot, "452", "4.3.1", "Insufficient system storage", result.text);
+        break;
     }
   }
   ResetTransaction();

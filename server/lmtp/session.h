@@ -144,6 +144,7 @@ struct LmtpDeliveryResult {
     kTempFailure,    // 451 4.3.0
     kMoving,         // 451 4.2.0 (the mailbox is moving to another backend)
     kPermFailure,    // 554 5.3.0
+    kNoSpace,        // 452 4.3.1 (the server's disk is full; RFC 3463 "mail system full")
     kTooBig,         // 552 5.3.4 (over this mailbox's message size limit)
   };
   Code code = Code::kTempFailure;

@@ -405,16 +405,20 @@ TEST(LmtpSession, PerRecipientDeliveryOutcomesInRcptOrder) {
   f.driver.outcomes()["b@x.example"] = {Code::kTempFailure, ""};
   f.driver.outcomes()["c@x.example"] = {Code::kPermFailure, "bad\r\ninjected"};  // not one line
   f.driver.outcomes()["d@x.example"] = {Code::kOverQuotaTemp, "Mailbox full, try later"};
+  f.driver.outcomes()["e@x.example"] = {Code::kNoSpace, ""};
+  f.driver.AddRecipient("e@x.example");
   f.driver.Feed(
       "LHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@x.example>\r\nRCPT TO:<b@x.example>\r\n"
       "RCPT TO:<c@x.example>\r\nRCPT TO:<pat@foo.edu>\r\nRCPT TO:<d@x.example>\r\n"
-      "DATA\r\nx\r\n.\r\n");
+      "RCPT TO:<e@x.example>\r\nDATA\r\nx\r\n.\r\n");
   EXPECT_THAT(f.driver.output(),
               HasSubstr(kStartData + "552 5.2.2 <a@x.example> is over quota\r\n"
                                      "451 4.3.0 <b@x.example> Temporary internal error\r\n"
                                      "554 5.3.0 <c@x.example> Delivery failed\r\n"
                                      "250 2.1.5 <pat@foo.edu> delivered\r\n"
-                                     "452 4.2.2 Mailbox full, try later\r\n"));
+                                     "452 4.2.2 Mailbox full, try later\r\n"
+                                     // A full disk: RFC 3463's 4.3.1, not 4.3.0.
+                                     "452 4.3.1 <e@x.example> Insufficient system storage\r\n"));
   EXPECT_EQ(f.driver.deliveries().at(0).reverse_path, "");
   EXPECT_EQ(f.driver.stored().at("pat@foo.edu").at(0), "Return-Path: <>\r\nx\r\n");
   EXPECT_EQ(f.driver.session().counters().recipients_delivered, 1u);

@@ -35,7 +35,8 @@ metrics::LmtpResult LmtpResultLabelOf(lmtp::LmtpDeliveryResult::Code code) {
     case Code::kOverQuotaPerm:
       return metrics::LmtpResult::kOverQuota;
     case Code::kTempFailure:
-    case Code::kMoving:  // a temporary refusal like any other: the MTA retries
+    case Code::kMoving:   // a temporary refusal like any other: the MTA retries
+    case Code::kNoSpace:  // likewise: PosthasteDeliveriesFailingTemporarily watches these
       return metrics::LmtpResult::kTempFailure;
     case Code::kPermFailure:
     case Code::kTooBig:

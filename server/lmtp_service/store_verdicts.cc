@@ -54,6 +54,9 @@ LmtpDeliveryResult DeliveryOutcome(const absl::Status& status, bool over_quota_p
     // backend once the move is done.
     case StoreError::kAccountHeld:
       return {Code::kMoving, ""};
+    // The disk is full (or below the store's free-space reserve): 452 4.3.1, retried.
+    case StoreError::kNoSpace:
+      return {Code::kNoSpace, ""};
     default:
       // I/O trouble, and anything unexpected: the MTA keeps the message and retries.
       return {Code::kTempFailure, ""};
