@@ -2,13 +2,17 @@
 segment files damaged under the running server.
 
 - Full disk: the data directory sits on a size-limited tmpfs that the test mounts; a ballast
-  file fills it; LMTP deliveries must be answered 451/452 (never 250 for a copy not stored),
-  and after the ballast is removed deliveries succeed again without a restart.
+  file fills it; LMTP deliveries must be answered `452 4.3.1` (insufficient system storage,
+  RFC 3463; never 250 for a copy not stored), and after the ballast is removed deliveries
+  succeed again without a restart.
 - EIO and failed fdatasync: an LD_PRELOAD interposer (fault_interposer.c, compiled here with
   cc) fails pwrite/write/fdatasync/fsync on files whose path contains a given string while a
   control file names that fault. Segment files (`.seg`) and RocksDB's write-ahead log (`.log`)
   are each targeted; deliveries under the fault must not get 250, and once the fault is
-  cleared deliveries must succeed again (or the server must say what to do).
+  cleared deliveries must succeed again (or the server must say what to do). A fault on
+  RocksDB's log makes the index read-only: /readyz must answer 503 meanwhile, and the log must
+  say either that it resumed or that posthaste must be restarted (RocksDB 7.8 cannot resume
+  after an I/O error on its log).
 - A segment damaged under the server: one message's bytes overwritten in place, another's
   file truncated. RETR of an intact message still works; RETR of a truncated one ends in -ERR
   or a closed connection, never the wrong length; `posthaste check` names both.
@@ -57,27 +61,28 @@ def message(tag, body_bytes=2048):
 
 
 class Lmtp:
-  """One LMTP connection; deliver() returns the DATA reply code (or 0: connection lost)."""
+  """One LMTP connection; deliver() returns the DATA reply code (or 0: connection lost) and
+  keeps the reply's text in last_text."""
 
   def __init__(self, port):
     self.client = smtplib.LMTP("127.0.0.1", port, timeout=TIMEOUT_S)
     self.client.ehlo_or_helo_if_needed()
+    self.last_text = ""
 
   def deliver(self, raw):
     try:
-      code, _ = self.client.mail("mta@origin.test")
-      if code != 250:
-        return code
-      code, _ = self.client.rcpt(USER)
-      if code != 250:
-        return code
-      code, _ = self.client.docmd("DATA")
-      if code != 354:
-        return code
-      self.client.send(raw + b".\r\n")
-      code, _ = self.client.getreply()
+      code, text = self.client.mail("mta@origin.test")
+      if code == 250:
+        code, text = self.client.rcpt(USER)
+      if code == 250:
+        code, text = self.client.docmd("DATA")
+        if code == 354:
+          self.client.send(raw + b".\r\n")
+          code, text = self.client.getreply()
+      self.last_text = text.decode("utf-8", "replace")
       return code
     except (smtplib.SMTPServerDisconnected, OSError):
+      self.last_text = "(connection lost)"
       return 0
 
   def close(self):
@@ -88,8 +93,10 @@ class Lmtp:
 
 
 def last_warning(log):
+  """The store's own line about a read-only index if there is one, else the last warning."""
   lines = [l.strip() for l in log.splitlines() if " warning " in l or " error " in l]
-  return lines[-1] if lines else "(none)"
+  own = [l for l in lines if "index read-only" in l and "lmtp delivery failed" not in l]
+  return (own or lines or ["(none)"])[-1]
 
 
 def retr_all(server):
@@ -127,8 +134,9 @@ class DiskFaultTest(unittest.TestCase):
 
   def deliver_until_refused(self, server, tag, size, count=DELIVERIES_UNDER_FAULT_MAX):
     """Delivers until 3 non-250 replies (at most `count` tries); returns (acknowledged
-    messages, refusal codes)."""
+    messages, refusal codes). The refusals' texts go to self.refusal_texts."""
     acknowledged, refusals = [], []
+    self.refusal_texts = []
     lmtp = Lmtp(server.lmtp_port)
     for i in range(count):
       raw = message("%s-%d" % (tag, i), size)
@@ -137,6 +145,7 @@ class DiskFaultTest(unittest.TestCase):
         acknowledged.append(raw)
         continue
       refusals.append(code)
+      self.refusal_texts.append(lmtp.last_text)
       if code == 0:
         lmtp = Lmtp(server.lmtp_port)
       if len(refusals) >= 3:
@@ -193,17 +202,22 @@ class DiskFaultTest(unittest.TestCase):
         more, refusals = self.deliver_until_refused(server, "full-%d" % round_number, 32 * 1024)
         acknowledged += more
         self.assert_temporary(refusals, "full disk")
+        # RFC 3463 4.3.1 (mail system full) in a 452 (RFC 5321 insufficient system storage),
+        # not the generic 451 4.3.0.
+        self.assertEqual(set(refusals), {452}, "full disk: refusals %s" % refusals)
+        for text in self.refusal_texts:
+          self.assertIn("4.3.1", text, "full disk: " + text)
         ready_while_full = self.readyz(server)
         errors_while_full = self.temp_failures(server)
         os.unlink(ballast)
         raw, took = self.deliver_after_recovery(server, "after-full-%d" % round_number)
         acknowledged.append(raw)
         served = self.check_acknowledged(server, acknowledged)
-        self.note("full disk (tmpfs %d MiB): %d acknowledged while filling, refusals %s, "
+        self.note("full disk (tmpfs %d MiB): %d acknowledged while filling, refusals %s (%s), "
                   "/readyz %d while full, temp_failure deliveries %d, first 250 %.1f s after "
                   "freeing, %d messages served, all acknowledged intact" %
-                  (TMPFS_MIB, len(more), refusals, ready_while_full, errors_while_full, took,
-                   served))
+                  (TMPFS_MIB, len(more), refusals, self.refusal_texts[0].split(" <")[0],
+                   ready_while_full, errors_while_full, took, served))
       self.check_store(server, expect_clean=True)
     finally:
       subprocess.run(["umount", "-l", mount_point], check=False)
@@ -277,11 +291,12 @@ class DiskFaultTest(unittest.TestCase):
         raw, took = self.deliver_after_recovery(server, "after-restart-%d" % round_number)
         acknowledged.append(raw)
         self.check_acknowledged(server, acknowledged)
-      recovered += "; recovered after a restart"
+        recovered += "; recovered after a restart (/readyz %d)" % self.readyz(server)
     self.check_store(server, expect_clean=True)
     self.note("%s: refusals %s, temp_failure deliveries +%d, /readyz %d under fault and %d "
               "after, %s" %
               (what, refusals, errors_under_fault, ready_under_fault, ready_after, recovered))
+    self.ready_under_fault, self.ready_after = ready_under_fault, ready_after
     return recovered, log
 
   def test_segment_write_eio(self):
@@ -294,21 +309,30 @@ class DiskFaultTest(unittest.TestCase):
       recovered, _ = self.eio_round("sync", ".seg", round_number)
       self.assertIn("first 250", recovered)
 
+  def check_wal_fault(self, mode, recovered, log):
+    """RocksDB's write-ahead log: after a failed write or sync RocksDB stops writes. The server
+    must not acknowledge, must answer /readyz 503 while its index is read-only, and either
+    recover by itself (and say so) or name the step that recovers (a restart)."""
+    self.assertEqual(self.ready_under_fault, 503, "/readyz while the index is read-only")
+    if "NOT recovered" in recovered:
+      self.assertIn("restart posthaste", log,
+                    "not recovered by itself, and the log does not say to restart")
+      self.assertEqual(self.ready_after, 503, "/readyz 200 while the index stays read-only")
+      self.note("%s EIO on .log, the last log line before the restart: %s" %
+                (mode, last_warning(log)))
+    else:
+      self.assertIn("index resumed", log, "recovered without a log line saying so")
+      self.assertEqual(self.ready_after, 200, "/readyz after the index resumed")
+
   def test_rocksdb_wal_fdatasync_eio(self):
-    # RocksDB's write-ahead log: after a failed sync RocksDB stops writes. The server must not
-    # acknowledge, and either recover by itself or recover on restart.
     for round_number in range(ROUNDS):
       recovered, log = self.eio_round("sync", ".log", round_number)
-      if "NOT recovered" in recovered:
-        self.note("sync EIO on .log, the last log line before the restart: %s" %
-                  last_warning(log))
+      self.check_wal_fault("sync", recovered, log)
 
   def test_rocksdb_wal_write_eio(self):
     for round_number in range(ROUNDS):
       recovered, log = self.eio_round("write", ".log", round_number)
-      if "NOT recovered" in recovered:
-        self.note("write EIO on .log, the last log line before the restart: %s" %
-                  last_warning(log))
+      self.check_wal_fault("write", recovered, log)
 
   # --- a segment damaged under the running server ---
 
