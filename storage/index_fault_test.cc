@@ -140,7 +140,11 @@ TEST_F(IndexFaultTest, AnIoErrorOnTheLogNeedsARestartAndLosesNothing) {
   EXPECT_NE(refused.status().message().find("restart posthaste"), absl::string_view::npos)
       << refused.status();
   EXPECT_TRUE(store_->IndexReadOnly());
-  EXPECT_EQ(MustOpen("u@x.org")->size(), 1u);
+  auto snapshot_under_fault = MustOpen("u@x.org");
+  ASSERT_NE(snapshot_under_fault, nullptr);
+  EXPECT_EQ(snapshot_under_fault->size(), 1u);
+  // A deletion (POP3 QUIT) is refused as temporary too, and deletes nothing.
+  EXPECT_EQ(ErrorOf(store_->CommitDeletions(*snapshot_under_fault, {0})), StoreError::kTemporary);
   Reopen();
   EXPECT_FALSE(store_->IndexReadOnly());
   MustDeliver("u@x.org", "after the restart\r\n");

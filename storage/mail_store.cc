@@ -1810,6 +1810,8 @@ absl::StatusOr<DeletionResult> MailStore::Impl::CommitDeletions(
     const uint64_t seq = snapshot.entry(index).seq;
     seqs_by_chunk[internal::ChunkKey(snapshot.incarnation(), seq)].push_back(seq);
   }
+  // Temporary (POP3 keeps the messages) rather than RocksDB's stored I/O error.
+  PH_RETURN_IF_ERROR(CheckIndexWritable());
   const uint64_t incarnation = snapshot.incarnation();
   PH_ASSIGN_OR_RETURN(std::shared_ptr<AccountState> state, Account(snapshot.address()));
   const std::string gone =
