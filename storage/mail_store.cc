@@ -173,12 +173,14 @@ struct IndexFaultWatch {
   bool fault_pending = false;         // by mu: a fault the thread has not handled yet
   std::string error;                  // by mu: RocksDB's error text
   bool resumable = false;             // by mu: RocksDB rates it soft or hard, not fatal
+  uint64_t faults = 0;                // by mu: counts Fault() calls
   std::atomic<bool> read_only{false};  // read without mu (MailStore::IndexReadOnly)
 
   void Fault(const rocksdb::Status& status) {
     std::lock_guard<std::mutex> lock(mu);
     error = status.ToString();
     resumable = status.severity() <= rocksdb::Status::Severity::kHardError;
+    ++faults;
     fault_pending = true;
     // A soft error stops RocksDB's background work only; writes still go through.
     if (status.severity() >= rocksdb::Status::Severity::kHardError) read_only.store(true);
@@ -318,11 +320,13 @@ struct MailStore::Impl {
       while (!watch.stopping && watch.fault_pending && watch.resumable) {
         watch.changed.wait_for(lock, backoff);
         if (watch.stopping || !watch.fault_pending) break;
+        const uint64_t faults_before = watch.faults;
         lock.unlock();
         const rocksdb::Status s = db->Resume();
         lock.lock();
         ++attempts;
-        if (s.ok()) {
+        // A fault reported while Resume() ran is handled by the next round, not cleared here.
+        if (s.ok() && watch.faults == faults_before) {
           // Resume() clears the error itself; OnErrorRecoveryEnd may have said so already.
           watch.fault_pending = false;
           watch.read_only.store(false);
