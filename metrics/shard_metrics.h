@@ -244,7 +244,7 @@ struct StoreMetrics {
   uint64_t block_cache_hits = 0;
   uint64_t block_cache_misses = 0;
   uint64_t write_stall_micros = 0;
-  uint64_t write_stopped = 0;  // gauge: 1 while RocksDB stops writes
+  uint64_t write_stopped = 0;    // gauge: 1 while RocksDB stops writes
   uint64_t index_read_only = 0;  // gauge: 1 while the index refuses writes after a write fault
 };
 

@@ -169,11 +169,11 @@ AccountInfo ToInfo(const std::string& address, const AccountRecord& r) {
 struct IndexFaultWatch {
   std::mutex mu;
   std::condition_variable changed;
-  bool stopping = false;              // by mu
-  bool fault_pending = false;         // by mu: a fault the thread has not handled yet
-  std::string error;                  // by mu: RocksDB's error text
-  bool resumable = false;             // by mu: RocksDB rates it soft or hard, not fatal
-  uint64_t faults = 0;                // by mu: counts Fault() calls
+  bool stopping = false;               // by mu
+  bool fault_pending = false;          // by mu: a fault the thread has not handled yet
+  std::string error;                   // by mu: RocksDB's error text
+  bool resumable = false;              // by mu: RocksDB rates it soft or hard, not fatal
+  uint64_t faults = 0;                 // by mu: counts Fault() calls
   std::atomic<bool> read_only{false};  // read without mu (MailStore::IndexReadOnly)
 
   void Fault(const rocksdb::Status& status) {
@@ -708,7 +708,8 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   if (!s.ok()) return IndexError(s, absl::StrCat("open ", index_dir));
   impl->db.reset(raw_db);
   impl->sync_write.sync = true;
-  impl->index_resumer = std::thread([raw_impl = impl.get()] { raw_impl->ResumeIndexAfterFaults(); });
+  impl->index_resumer =
+      std::thread([raw_impl = impl.get()] { raw_impl->ResumeIndexAfterFaults(); });
 
   // Store id: random, fixed at creation.
   PH_ASSIGN_OR_RETURN(std::optional<uint64_t> store_id, impl->GetMeta(internal::kMetaStoreId));
