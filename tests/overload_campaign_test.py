@@ -56,6 +56,7 @@ NOFILE_FLOOD = NOFILE_LIMIT + (400 if FULL else 100)
 NOFILE_SOURCES = 8 if FULL else 2  # at most 200 each, under the per-IP limit
 NOFILE_HOLD_S = 3 if FULL else 1
 REFUSED_AT_CAPACITY = b"-ERR [SYS/TEMP] Server at capacity, try again later"
+TOO_MANY_FROM_ADDRESS = b"-ERR [SYS/TEMP] Too many connections from your address"
 SLOW_PER_STATE = 40 if FULL else 6
 AUTH_TIMEOUT_S = 6
 IDLE_TIMEOUT_S = 10
@@ -503,12 +504,13 @@ class OverloadCampaignTest(unittest.TestCase):
       pass
     sock.close()
     self.assertLess(received, BIG_MESSAGE_BYTES)
-    self.end("retr_stall",
-             "RETR of %d MiB cut after %.1f s (stall timeout %d s); %d KiB reached the client" %
-             (BIG_MESSAGE_BYTES >> 20, cut_after, SEND_STALL_TIMEOUT_S, received >> 10),
-             "timeouts_total{timeout=send_stall} +1")
     samples = self.sampler.samples["retr_stall"]
     growth_mib = (max(s[0] for s in samples) - self.rss_at_begin_kib) / 1024
+    self.end("retr_stall",
+             "RETR of %d MiB cut after %.1f s (stall timeout %d s); %d KiB reached the client; "
+             "RSS +%.1f MiB over the scenario's start" %
+             (BIG_MESSAGE_BYTES >> 20, cut_after, SEND_STALL_TIMEOUT_S, received >> 10,
+              growth_mib), "timeouts_total{timeout=send_stall} +1")
     self.assertLess(growth_mib, (BIG_MESSAGE_BYTES >> 20) / 2,
                     "RSS grew by a large part of the message: not zero-copy")
 
@@ -600,6 +602,9 @@ class OverloadCampaignTest(unittest.TestCase):
     sources = ["127.0.8.1"] * (FAILED_LOGINS // 2) + [
         "127.0.8.%d" % (2 + i % 4) for i in range(FAILED_LOGINS - FAILED_LOGINS // 2)]
     refused, seen = [], []  # unexpected answers; answers to PASS the attacker waited for
+    # Refused at the per-IP limit: sessions waiting for their (penalised, or on a loaded machine
+    # queued) password check still count for 127.0.8.1 after its client hung up.
+    per_ip_refusals = []
 
     def attack(chunk):
       for source in chunk:
@@ -607,6 +612,10 @@ class OverloadCampaignTest(unittest.TestCase):
           sock = connect_from(source, port, timeout=10)
           buf = bytearray()
           greeting = recv_line(sock, buf)
+          if greeting == TOO_MANY_FROM_ADDRESS:
+            per_ip_refusals.append(greeting)
+            sock.close()
+            continue
           if not greeting or not greeting.startswith(b"+OK"):
             refused.append(greeting)
             sock.close()
@@ -662,7 +671,9 @@ class OverloadCampaignTest(unittest.TestCase):
     time.sleep(1)
     failures = self.delta("posthaste_pop3_auth_failures_total")
     penalty = self.delta("posthaste_auth_penalty_failures_total")
+    refused_ip = self.delta("posthaste_pop3_connections_refused_total", reason="per_ip")
     self.assertEqual(refused, [])
+    self.assertEqual(refused_ip, len(per_ip_refusals))
     # A failure is counted when the server verified it; a client that hung up before its PASS
     # was read may not be. Every -ERR the attacker saw, and the probe, are.
     self.assertGreaterEqual(failures, len(seen) + 1)
@@ -670,12 +681,13 @@ class OverloadCampaignTest(unittest.TestCase):
     self.assertTrue(bystander_reply.startswith(b"+OK"), bystander_reply)
     self.assertGreaterEqual(attacker_wait, AUTH_CAP_MS / 1000 * 0.9, "not penalised at the cap")
     self.end("logins",
-             "%d failed logins (half from one address, half over four; %d answers waited for) in "
-             "%.1f s; then the attacker "
+             "%d failed logins (half from one address, half over four; %d answers waited for; "
+             "%d refused at the per-IP limit) in %.1f s; then the attacker "
              "waits %.1f s for %r, 127.0.0.9 logs in in %.3f s" %
-             (FAILED_LOGINS, len(seen), took, attacker_wait, attacker_reply.decode(errors='replace'), bystander_login),
-             "pop3_auth_failures_total +%d, auth_penalty_failures_total +%d" %
-             (failures, penalty))
+             (FAILED_LOGINS, len(seen), len(per_ip_refusals), took, attacker_wait,
+              attacker_reply.decode(errors='replace'), bystander_login),
+             "pop3_auth_failures_total +%d, auth_penalty_failures_total +%d, "
+             "connections_refused_total{reason=per_ip} +%d" % (failures, penalty, refused_ip))
 
 
 if __name__ == "__main__":
