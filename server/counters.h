@@ -100,8 +100,14 @@ namespace posthaste::server {
     "Connections accepted by this shard's share of a listener.")                              \
   X(rearms, kCounterPerShard, "posthaste_reactor_accept_rearms_total", "",                    \
     "Multishot accepts the kernel ended and the shard re-armed.")                             \
-  X(errors, kCounterPerShard, "posthaste_reactor_accept_errors_total", "",                    \
-    "Accept errors (EMFILE, ENFILE, ENOMEM), each followed by a back-off.")
+  X(errors_emfile, kCounterPerShard, "posthaste_reactor_accept_errors_total", "errno=EMFILE",  \
+    "Accept errors by errno (EMFILE, ENFILE, other), each followed by a back-off.")            \
+  X(errors_enfile, kCounterPerShard, "posthaste_reactor_accept_errors_total", "errno=ENFILE",  \
+    "")                                                                                       \
+  X(errors_other, kCounterPerShard, "posthaste_reactor_accept_errors_total", "errno=other", "") \
+  X(refused_descriptors, kCounterPerShard, "posthaste_reactor_accept_refused_total", "",      \
+    "Connections refused at the descriptor limit: accepted on the reserve descriptor, sent "  \
+    "the listener's refusal line (none for pop3s) and closed.")
 
 // ---- The offload pools (shared by every shard; label pool="cpu" or "io" on the block) ----
 

@@ -269,7 +269,9 @@ TEST(ShardCounters, ReactorRefusalsMoveTheirExportedSeries) {
   scrape.offload.pending = 5;
   scrape.buffers.exhausted = 6;
   scrape.buffers.waiters_rearmed = 7;
-  scrape.acceptor.errors = 8;
+  scrape.acceptor.errors_emfile = 8;
+  scrape.acceptor.errors_enfile = 11;
+  scrape.acceptor.refused_descriptors = 12;
   scrape.offload_pool.rejected_full.fetch_add(9);
   scrape.offload_pool.replies_dropped.fetch_add(10);
   const std::string text = scrape.Text();
@@ -281,7 +283,9 @@ TEST(ShardCounters, ReactorRefusalsMoveTheirExportedSeries) {
            "posthaste_reactor_offload_pending_jobs{shard=\"0\"} 5",
            "posthaste_reactor_buffer_ring_exhausted_total{ring=\"pop3\",shard=\"0\"} 6",
            "posthaste_reactor_buffer_ring_rearms_total{ring=\"pop3\",shard=\"0\"} 7",
-           "posthaste_reactor_accept_errors_total{listener=\"lmtp\",shard=\"0\"} 8",
+           "posthaste_reactor_accept_errors_total{errno=\"EMFILE\",listener=\"lmtp\",shard=\"0\"} 8",
+           "posthaste_reactor_accept_errors_total{errno=\"ENFILE\",listener=\"lmtp\",shard=\"0\"} 11",
+           "posthaste_reactor_accept_refused_total{listener=\"lmtp\",shard=\"0\"} 12",
            "posthaste_offload_pool_jobs_total{result=\"refused\",pool=\"io\"} 9",
            "posthaste_offload_pool_replies_dropped_total{pool=\"io\"} 10",
        }) {

@@ -44,7 +44,10 @@ void LmtpShard::StartListening(ServiceShard& on) {
     proxy_headers = std::make_unique<transport::ProxyHeaderReaders>(
         on.ring(), &stats.proxy, options->proxy_header_timeout_ns);
   }
-  listener.Start(on, "listener=lmtp", [this](int fd) { OnAccept(fd); });
+  // At the descriptor limit: a 421 in the form of LmtpSession::CloseWith421 (server/lmtp).
+  listener.Start(on, "listener=lmtp", [this](int fd) { OnAccept(fd); },
+                 absl::StrCat("421 4.3.2 ", options->hostname,
+                              " Too many connections, try again later\r\n"));
   // Copied with the shard's other counter blocks at scrape time (same shard, same thread).
   on.AddCounterBlock(metrics::CounterBlockRef::Of(LmtpShardCounterTable(), stats));
   // The buffer ring is the ServiceShard's: freed after this hook.

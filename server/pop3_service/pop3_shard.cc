@@ -209,7 +209,10 @@ void Pop3Shard::StartListening() {
   StartAuthPenalties();
   pop3_backend = std::make_unique<pop3_service::Pop3ShardBackend>(
       *this, [this](uint64_t id) { return connections.Find(id); });
-  listener.Start(*shard, "listener=pop3", [this](int fd) { OnAccept(fd, false); });
+  // At the descriptor limit: the text of Pop3Refusal::kServerAtCapacity (server/pop3/session.cc),
+  // in the default language (no LANG command can have come yet).
+  listener.Start(*shard, "listener=pop3", [this](int fd) { OnAccept(fd, false); },
+                 "-ERR [SYS/TEMP] Server at capacity, try again later\r\n");
   if (!server->options.proxy_networks.empty()) {
     proxy_headers = std::make_unique<transport::ProxyHeaderReaders>(
         shard->ring(), &stats.proxy, uint64_t{server->options.proxy_header_timeout_ms} * 1'000'000);
@@ -218,6 +221,7 @@ void Pop3Shard::StartListening() {
   if (server->tenant_policies != nullptr) {
     tenant_policies = std::make_unique<ShardTenantPolicies>(*server->tenant_policies);
   }
+  // No refusal line on pop3s: a client expects a TLS handshake first, so it is only closed.
   pop3s_listener.Start(*shard, "listener=pop3s", [this](int fd) { OnAccept(fd, true); });
   shard->AddCounterBlock(metrics::CounterBlockRef::Of(Pop3ShardCounterTable(), stats));
   // The buffer ring and TLS contexts are the ServiceShard's: freed after this hook.

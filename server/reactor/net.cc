@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -136,10 +137,24 @@ absl::StatusOr<uint16_t> LocalPort(int fd) {
 
 // ---------------------------------------------------------------------------------------------
 
-Acceptor::Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept)
-    : ring_(ring), listen_fd_(listen_fd), on_accept_(std::move(on_accept)) {
+Acceptor::Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept,
+                   std::string refusal_line)
+    : ring_(ring),
+      listen_fd_(listen_fd),
+      on_accept_(std::move(on_accept)),
+      refusal_line_(std::move(refusal_line)) {
   accept_.Bind<&Acceptor::OnAcceptDone>(this);
   backoff_.Bind<&Acceptor::OnBackoff>(this);
+  TakeReserve();
+}
+
+Acceptor::~Acceptor() {
+  if (reserve_fd_ >= 0) close(reserve_fd_);
+}
+
+void Acceptor::TakeReserve() {
+  // An eventfd needs no file system (a chroot may lack /dev/null); any descriptor holds a slot.
+  if (reserve_fd_ < 0) reserve_fd_ = eventfd(0, EFD_CLOEXEC);
 }
 
 void Acceptor::Start() {
@@ -158,14 +173,20 @@ void Acceptor::OnAcceptDone(int32_t res, uint32_t flags) {
   const bool more = (flags & IORING_CQE_F_MORE) != 0;
   if (res >= 0) {
     ++stats_.accepted;
+    if (episode_errors_ != 0) {
+      LogEvent(LogLevel::kInfo, "accepting again",
+               {{"accept_errors", absl::StrCat(episode_errors_)},
+                {"refused", absl::StrCat(episode_refused_)}});
+      episode_errors_ = 0;
+      episode_refused_ = 0;
+    }
     if (stopping_) {
       close(res);  // raced with Stop(); nobody will own it
     } else {
       on_accept_(res);
     }
   } else if (res != -ECANCELED) {
-    ++stats_.errors;
-    LogEvent(LogLevel::kWarning, "accept failed", {{"error", strerror(-res)}});
+    OnAcceptError(-res);
   }
   if (more || stopping_) return;
   // The kernel ended the multishot accept. Re-arm now, or after a pause if it ended on an
@@ -176,6 +197,43 @@ void Acceptor::OnAcceptDone(int32_t res, uint32_t flags) {
   } else {
     ring_.PrepMultishotAccept(&accept_, listen_fd_, SOCK_NONBLOCK | SOCK_CLOEXEC);
   }
+}
+
+void Acceptor::OnAcceptError(int err) {
+  if (err == EMFILE) {
+    ++stats_.errors_emfile;
+  } else if (err == ENFILE) {
+    ++stats_.errors_enfile;
+  } else {
+    ++stats_.errors_other;
+  }
+  // Once per episode: at the limit this error repeats every back-off.
+  if (episode_errors_++ == 0) {
+    LogEvent(LogLevel::kWarning, "accept failed",
+             {{"error", strerror(err)}, {"retry_ms", absl::StrCat(kErrorBackoffNs / 1'000'000)}});
+  }
+  if ((err == EMFILE || err == ENFILE) && !stopping_) RefuseQueued();
+}
+
+void Acceptor::RefuseQueued() {
+  if (reserve_fd_ >= 0) {
+    close(reserve_fd_);
+    reserve_fd_ = -1;
+  }
+  for (int i = 0; i < kRefusalsPerBackoff; ++i) {
+    // The listener is non-blocking: EAGAIN once the queue is empty, EMFILE if another thread
+    // took the slot first.
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    if (!refusal_line_.empty()) {
+      // A fresh socket's send buffer takes a line: one non-blocking send, no retry.
+      (void)send(fd, refusal_line_.data(), refusal_line_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    close(fd);
+    ++stats_.refused_descriptors;
+    ++episode_refused_;
+  }
+  TakeReserve();
 }
 
 void Acceptor::OnBackoff() {

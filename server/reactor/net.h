@@ -56,39 +56,67 @@ void AbortSocket(int fd);
 absl::Status SocketError(int32_t res, std::string_view what);
 
 // Declared once (base/counter_fields.h); server/counters.h names them for /metrics.
-#define PH_ACCEPTOR_STATS(X)                                              \
-  X(accepted, "connections accepted")                                     \
-  X(rearms, "multishot accepts re-armed")                                 \
-  X(errors, "accept errors (EMFILE, ENFILE, ENOMEM: re-armed after a back-off)")
+#define PH_ACCEPTOR_STATS(X)                                                      \
+  X(accepted, "connections accepted")                                             \
+  X(rearms, "multishot accepts re-armed")                                         \
+  X(errors_emfile, "accepts that found the process out of descriptors (EMFILE)")  \
+  X(errors_enfile, "accepts that found the system out of descriptors (ENFILE)")   \
+  X(errors_other, "other accept errors (ENOMEM, ...)")                            \
+  X(refused_descriptors, "connections answered with the refusal line and closed at the limit")
 struct AcceptorStats {
   PH_ACCEPTOR_STATS(PH_COUNTER_MEMBER)
 };
 
+// At the descriptor limit (EMFILE, ENFILE) the kernel's multishot accept ends with the error and
+// the connection stays in the listen queue, where its client would wait without a word. The
+// Acceptor then backs off (kErrorBackoffNs, never a spin) and re-arms; while it is out of
+// descriptors it keeps one spare descriptor in reserve, and on each error gives it up to accept
+// up to kRefusalsPerBackoff queued connections, send each `refusal_line` (a protocol's
+// "try again later", possibly empty: then only closed) and close it, before taking the reserve
+// back. Another thread may take the freed slot first; then nothing is refused this round and the
+// reserve is taken back on a later one. The first error of an episode is logged, and its end
+// with the counts; each error and refusal is counted.
 class Acceptor {
  public:
   // Back-off before re-arming after an accept error (EMFILE, ENFILE, ENOMEM).
   static constexpr uint64_t kErrorBackoffNs = 100'000'000;
+  // Queued connections refused per error (bounds the reactor's time in the synchronous path).
+  static constexpr int kRefusalsPerBackoff = 64;
 
   // on_accept receives each new connection's fd; it owns it from then on.
-  Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept);
-  ~Acceptor() = default;
+  Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> on_accept,
+           std::string refusal_line = {});
+  ~Acceptor();
+  Acceptor(const Acceptor&) = delete;
+  Acceptor& operator=(const Acceptor&) = delete;
 
   void Start();
   // Cancels the multishot accept; active() turns false once its last CQE arrived.
   void Stop();
   bool active() const { return accept_.in_flight() || backoff_.armed(); }
+  // Waiting out the back-off after an accept error (nothing armed on the ring).
+  bool backing_off() const { return backoff_.armed(); }
   AcceptorStats& stats() { return stats_; }
 
  private:
   void OnAcceptDone(int32_t res, uint32_t flags);
   void OnBackoff();
+  void OnAcceptError(int err);
+  // Uses the reserve descriptor to refuse queued connections (see the class comment).
+  void RefuseQueued();
+  void TakeReserve();
 
   Ring& ring_;
   int listen_fd_;
   absl::AnyInvocable<void(int)> on_accept_;
+  std::string refusal_line_;
+  int reserve_fd_ = -1;
   Completion accept_;
   Timer backoff_;
   bool stopping_ = false;
+  // Errors since the last accepted connection; nonzero while an episode lasts.
+  uint64_t episode_errors_ = 0;
+  uint64_t episode_refused_ = 0;
   AcceptorStats stats_;
 };
 

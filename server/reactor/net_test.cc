@@ -1,8 +1,14 @@
 #include "server/reactor/net.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <deque>
 #include <memory>
 #include <string>
@@ -225,6 +231,81 @@ TEST(NetTest, StoppedAcceptorGoesIdle) {
   ASSERT_TRUE(testing::RunUntil(*ring, [&] { return !acceptor.active(); }));
   EXPECT_EQ(ring->user_in_flight(), 0u);
   close(fd);
+}
+
+// At the descriptor limit the multishot accept ends with EMFILE and connections wait in the
+// listen queue. The acceptor must back off (not spin), answer each queued client with its
+// refusal line on the reserve descriptor, and accept again by itself once descriptors free up.
+TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
+  constexpr int kClients = 3;
+  constexpr std::string_view kRefusal = "-ERR [SYS/TEMP] test limit\r\n";
+  auto ring = Ring::Create({}).value();
+  const int listen_fd = CreateListener({}).value();
+  const uint16_t port = LocalPort(listen_fd).value();
+  std::vector<int> accepted;
+  auto acceptor = std::make_unique<Acceptor>(
+      *ring, listen_fd, [&](int fd) { accepted.push_back(fd); }, std::string(kRefusal));
+
+  // Client sockets first: once the table is full the test process cannot create any.
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::vector<int> clients;
+  for (int i = 0; i <= kClients; ++i) {
+    const int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(c, 0);
+    const timeval timeout{.tv_sec = 10, .tv_usec = 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    clients.push_back(c);
+  }
+
+  // Fill the descriptor table up to a lowered soft limit.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int probe = dup(0);
+  ASSERT_GE(probe, 0);
+  close(probe);
+  rlimit lowered = saved;
+  lowered.rlim_cur = static_cast<rlim_t>(probe) + 32;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4096; ++i) {
+    const int f = dup(0);
+    if (f < 0) break;
+    fillers.push_back(f);
+  }
+  ASSERT_EQ(errno, EMFILE);
+
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_EQ(connect(clients[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  }
+  acceptor->Start();
+  ASSERT_TRUE(testing::RunUntil(
+      *ring, [&] { return acceptor->stats().refused_descriptors >= kClients; }));
+  // Waiting out the back-off, not re-armed at once on the same error.
+  EXPECT_TRUE(acceptor->backing_off());
+  EXPECT_GE(acceptor->stats().errors_emfile, 1u);
+  EXPECT_TRUE(accepted.empty());
+  for (int i = 0; i < kClients; ++i) {
+    char buf[128];
+    const ssize_t n = recv(clients[i], buf, sizeof(buf), MSG_WAITALL);
+    EXPECT_EQ(std::string_view(buf, n > 0 ? n : 0), kRefusal) << "client " << i;
+  }
+
+  // Descriptors free again: the next client is accepted without anyone restarting anything.
+  for (int f : fillers) close(f);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return accepted.size() == 1; }));
+  EXPECT_EQ(acceptor->stats().refused_descriptors, static_cast<uint64_t>(kClients));
+
+  acceptor->Stop();
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return !acceptor->active(); }));
+  acceptor.reset();
+  for (int fd : accepted) close(fd);
+  for (int c : clients) close(c);
+  close(listen_fd);
 }
 
 }  // namespace

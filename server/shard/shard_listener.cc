@@ -10,11 +10,11 @@
 namespace posthaste::server {
 
 void ShardListener::Start(ServiceShard& shard, std::string_view labels,
-                          absl::AnyInvocable<void(int fd)> on_accept) {
+                          absl::AnyInvocable<void(int fd)> on_accept, std::string refusal_line) {
   if (fd_ < 0) return;
   on_accept_ = std::move(on_accept);
-  acceptor_ =
-      std::make_unique<reactor::Acceptor>(shard.ring(), fd_, [this](int fd) { OnAccept(fd); });
+  acceptor_ = std::make_unique<reactor::Acceptor>(
+      shard.ring(), fd_, [this](int fd) { OnAccept(fd); }, std::move(refusal_line));
   shard.AddAcceptorCounters(acceptor_->stats(), labels);
   acceptor_->Start();
   accepting_ = true;

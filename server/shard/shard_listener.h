@@ -9,6 +9,7 @@
 #define POSTHASTE_SERVER_SHARD_SHARD_LISTENER_H_
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
@@ -28,9 +29,11 @@ class ShardListener {
 
   // Starts accepting on `shard`'s ring and registers the acceptor's counters there with
   // `labels` ("listener=pop3", a literal); `on_accept` then owns each new connection's fd.
+  // `refusal_line` (CRLF included, or empty to close without a word, e.g. before a TLS
+  // handshake) answers connections refused at the descriptor limit (reactor::Acceptor).
   // No-op without an fd.
   void Start(ServiceShard& shard, std::string_view labels,
-             absl::AnyInvocable<void(int fd)> on_accept);
+             absl::AnyInvocable<void(int fd)> on_accept, std::string refusal_line = {});
   bool accepting() const { return accepting_; }
   // Stops accepting and closes the socket: with SO_REUSEPORT, connections queued on this
   // shard's socket would otherwise wait forever. Idempotent.

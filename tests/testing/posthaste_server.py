@@ -17,6 +17,7 @@ deliver) only while the server is stopped.
 import http.client
 import os
 import re
+import resource
 import signal
 import subprocess
 import tempfile
@@ -164,11 +165,12 @@ class PosthasteServer:
 
   # --- the server process ---
 
-  def start(self, pop3_port=0, metrics_port=0, env=None, listen_fd=None):
+  def start(self, pop3_port=0, metrics_port=0, env=None, listen_fd=None, nofile=None):
     """Starts `posthaste serve` and waits for its `listening` line (bounded).
 
     `env`: extra environment variables. `listen_fd`: (fd, name) handed over as systemd does
     (at descriptor 3, with LISTEN_PID set to the server's pid, LISTEN_FDS=1, LISTEN_FDNAMES).
+    `nofile`: the server's RLIMIT_NOFILE, soft and hard (it raises soft to hard itself).
     """
     if self._proc is not None:
       raise AssertionError("server already running")
@@ -195,6 +197,14 @@ class PosthasteServer:
 
       def preexec_fn():
         os.dup2(fd, 3)
+
+    if nofile is not None:
+      hand_over = preexec_fn
+
+      def preexec_fn():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        if hand_over is not None:
+          hand_over()
 
     self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, env=process_env, pass_fds=pass_fds,
