@@ -226,6 +226,9 @@ class Harness {
       case Pop3ActionKind::kWrite:
         CheckWrite(action.bytes);
         break;
+      case Pop3ActionKind::kCheckMessage:
+        PH_CHECK(false);  // check_stored_messages is off here
+        break;
       case Pop3ActionKind::kStreamMessage: {
         PH_CHECK(phase_ == Phase::kTransaction);
         PH_CHECK(action.message.value() < snapshot_->count());

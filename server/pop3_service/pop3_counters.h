@@ -62,7 +62,8 @@ namespace posthaste::server {
     "Connections or logins refused by a limit.")                                                   \
   X(limit_per_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")           \
   X(limit_per_user_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_user_ip", "") \
-  X(limit_per_user, kCounter, "posthaste_pop3_logins_refused_total", "reason=connections_per_user", \
+  X(limit_per_user, kCounter, "posthaste_pop3_logins_refused_total",                               \
+    "reason=connections_per_user",                                                                 \
     "Logins refused by their tenant's policy after the credentials were right, by reason.")        \
   X(mechanism_refusals, kCounter, "posthaste_pop3_logins_refused_total", "reason=mechanism", "")   \
   X(timeouts_auth, kCounter, "posthaste_pop3_timeouts_total", "timeout=authorization",             \
@@ -77,7 +78,10 @@ namespace posthaste::server {
     "TLS connections started, by how.")                                                            \
   X(tls_implicit_accepted, kCounter, "posthaste_tls_connections_total", "mode=implicit", "")       \
   X(tls_body_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=tls_userspace",             \
-    "Message body bytes (RETR/TOP) by the send path submitted.")
+    "Message body bytes (RETR/TOP) by the send path submitted.")                                   \
+  X(damaged_messages, kCounter, "posthaste_store_damaged_messages_total", "",                      \
+    "Stored messages refused to RETR or TOP with -ERR [SYS/PERM]: their bytes failed the "         \
+    "checksum recorded at delivery, or could not be read.")
 
 // Per-shard POP3 counters, written only by the shard's thread: the rows above, then the nested
 // blocks.
