@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -27,8 +28,8 @@ void BM_VerifyStoredBytes(benchmark::State& state) {
   const size_t bytes = static_cast<size_t>(state.range(0));
   const char* tmp = std::getenv("TMPDIR");
   StoreOptions options;
-  options.data_dir = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/verify-bench-", getpid(), "-",
-                                  bytes);
+  options.data_dir =
+      absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/verify-bench-", getpid(), "-", bytes);
   auto store = MailStore::Open(options);
   if (!store.ok()) {
     state.SkipWithError(std::string(store.status().message()).c_str());
@@ -54,7 +55,8 @@ void BM_VerifyStoredBytes(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * stored));
   snapshot->reset();
   store->reset();
-  std::system(absl::StrCat("rm -rf '", options.data_dir, "'").c_str());
+  std::error_code ignored;
+  std::filesystem::remove_all(options.data_dir, ignored);
 }
 BENCHMARK(BM_VerifyStoredBytes)->Arg(4 << 10)->Arg(100 << 10)->Arg(10 << 20);
 
