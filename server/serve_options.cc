@@ -118,7 +118,8 @@ FlagSetter ChoiceFlag(std::string_view name, T* field,
       if (i > 0) absl::StrAppend(&expected, i + 1 == choices.size() ? " or " : ", ");
       absl::StrAppend(&expected, AbslView(choices[i].first));
     }
-    return absl::InvalidArgumentError(absl::StrCat("--", AbslView(name), ": expected ", expected));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", AbslView(name), ": expected ", expected));
   };
 }
 

@@ -971,8 +971,9 @@ absl::Status MailStore::Impl::DeleteAccount(std::string_view address_in) {
     state->deleted = false;
     return status;
   };
-  for (std::string_view prefix_kind : {std::string_view("I"), std::string_view("U"),
-                                       std::string_view("R"), std::string_view("D")}) {
+  for (std::string_view prefix_kind :
+       {std::string_view("I"), std::string_view("U"), std::string_view("R"),
+        std::string_view("D")}) {
     const auto prefix_of = [&](uint64_t id) {
       return prefix_kind == "I"   ? internal::ChunkPrefix(id)
              : prefix_kind == "U" ? internal::UidlPrefix(id)

@@ -1018,8 +1018,7 @@ CapaPolicy Pop3Session::CurrentCapaPolicy() const {
   if (state_ != Pop3State::kAuthorization) {
     CapaPolicy user = user_policy_.capa;
     user.per_user = false;
-    if (!user.login_delay_seconds.has_value())
-      user.login_delay_seconds = server.login_delay_seconds;
+    if (!user.login_delay_seconds.has_value()) user.login_delay_seconds = server.login_delay_seconds;
     if (!user.expire_days.has_value()) user.expire_days = server.expire_days;
     return user;
   }

@@ -206,21 +206,21 @@ struct Pop3SessionOptions {
 // Plain counters, read by the driver, which adds them to its shard's block when the session
 // ends (server/pop3_service/pop3_counters.h exports them). Each counts events in this session.
 // X(member, what it counts).
-#define PH_POP3_SESSION_COUNTERS(X)                                                             \
-  X(commands, "command lines handled (any verdict)")                                            \
-  X(command_line_too_long, "limit: command_line_bytes_max")                                     \
-  X(sasl_line_too_long, "limit: sasl_line_bytes_max")                                           \
-  X(bad_commands, "unknown, wrong state or bad syntax")                                         \
-  X(bare_line_feed_closes, "a line ended in a bare LF: -ERR and close")                         \
-  X(bad_command_limit_closes, "limit: bad_commands_max")                                        \
-  X(auth_failures, "logins refused with -ERR [AUTH]")                                           \
-  X(auth_failure_limit_closes, "limit: auth_failures_max")                                      \
-  X(output_blocked, "limit: output_queued_bytes_max (pauses)")                                  \
-  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)")                         \
-  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")                               \
+#define PH_POP3_SESSION_COUNTERS(X)                                     \
+  X(commands, "command lines handled (any verdict)")                    \
+  X(command_line_too_long, "limit: command_line_bytes_max")             \
+  X(sasl_line_too_long, "limit: sasl_line_bytes_max")                   \
+  X(bad_commands, "unknown, wrong state or bad syntax")                 \
+  X(bare_line_feed_closes, "a line ended in a bare LF: -ERR and close") \
+  X(bad_command_limit_closes, "limit: bad_commands_max")                \
+  X(auth_failures, "logins refused with -ERR [AUTH]")                   \
+  X(auth_failure_limit_closes, "limit: auth_failures_max")              \
+  X(output_blocked, "limit: output_queued_bytes_max (pauses)")          \
+  X(input_over_limit, "limit: input_buffered_bytes_max (Feed past it)") \
+  X(stls_discarded_bytes, "plaintext dropped behind/during STLS")       \
   X(proxy_header_refusals, "a first line \"PROXY ...\" from an untrusted peer: -ERR and close") \
-  X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")        \
-  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")                   \
+  X(login_delay_refusals, "logins refused with -ERR [LOGIN-DELAY] (the tenant's delay)")  \
+  X(expired_at_quit, "messages retrieved under EXPIRE 0 and deleted at QUIT")  \
   X(download_limit_refusals, "RETR/TOP refused with -ERR [SYS/TEMP]: the daily download limit")
 struct Pop3SessionCounters {
   PH_POP3_SESSION_COUNTERS(PH_COUNTER_MEMBER)

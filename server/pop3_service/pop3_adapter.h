@@ -56,7 +56,7 @@ struct Pop3AdapterOptions {
   metrics::ShardTenantSeries* tenant_series = nullptr;
   bool count_sessions = true;  // --metrics_sessions
   RedownloadAlarmOptions redownload_alarm;
-  uint32_t shard = 0;  // for the session id in logs
+  uint32_t shard = 0;          // for the session id in logs
 };
 
 class Pop3Adapter final : public transport::TransportClient {
@@ -176,15 +176,15 @@ class Pop3Adapter final : public transport::TransportClient {
   bool has_tls_exporter_ = false;  // TLS 1.3: tls_exporter_ holds the RFC 9266 binding
   std::array<char, 32> tls_exporter_{};
   std::string client_certificate_identity_;  // a verified TLS client certificate's (EXTERNAL)
-  transport::FileRange top_range_;           // Hold::kTopLength: the message, its length to come
+  transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
   pop3::MessageIndex top_message_{0};
+  uint64_t top_message_octets_ = 0;  // Hold::kTopLength: the session's size of that message
   pop3::MessageIndex checking_message_{0};  // the kCheckMessage the backend answers next
-  uint64_t top_message_octets_ = 0;         // Hold::kTopLength: the session's size of that message
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;  // when the last whole command line was parsed
   uint64_t commands_seen_ = 0;  // session_.counters().commands at that time
-  uint64_t deadline_ns_ = 0;    // what the transport's deadline is set to (0: none)
+  uint64_t deadline_ns_ = 0;  // what the transport's deadline is set to (0: none)
 };
 
 }  // namespace posthaste::server::pop3_service

@@ -62,8 +62,7 @@ namespace posthaste::server {
     "Connections or logins refused by a limit.")                                                   \
   X(limit_per_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_ip", "")           \
   X(limit_per_user_ip, kCounter, "posthaste_pop3_limit_rejections_total", "limit=per_user_ip", "") \
-  X(limit_per_user, kCounter, "posthaste_pop3_logins_refused_total",                               \
-    "reason=connections_per_user",                                                                 \
+  X(limit_per_user, kCounter, "posthaste_pop3_logins_refused_total", "reason=connections_per_user", \
     "Logins refused by their tenant's policy after the credentials were right, by reason.")        \
   X(mechanism_refusals, kCounter, "posthaste_pop3_logins_refused_total", "reason=mechanism", "")   \
   X(timeouts_auth, kCounter, "posthaste_pop3_timeouts_total", "timeout=authorization",             \

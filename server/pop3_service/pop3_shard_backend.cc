@@ -550,10 +550,11 @@ void Pop3ShardBackend::OnSaslStep(uint64_t id, auth::SaslStep step) {
     case auth::SaslStep::Kind::kFailure: {
       if (const std::string_view detail = it->second.sasl->failure_detail(); !detail.empty()) {
         if (Pop3Adapter* adapter = Live(id)) {
-          adapter->LogForBackend(LogLevel::kInfo, "sasl failed",
-                                 {{"mechanism", std::string(auth::SaslMechanismName(mechanism))},
-                                  {"reason", std::string(auth::SaslFailureName(step.failure))},
-                                  {"detail", std::string(detail.substr(0, 256))}});
+          adapter->LogForBackend(
+              LogLevel::kInfo, "sasl failed",
+              {{"mechanism", std::string(auth::SaslMechanismName(mechanism))},
+               {"reason", std::string(auth::SaslFailureName(step.failure))},
+               {"detail", std::string(detail.substr(0, 256))}});
         }
       }
       const bool temporary = step.failure == auth::SaslFailure::kTempFailure;
