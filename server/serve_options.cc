@@ -232,6 +232,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"metrics_tenants_recompute_s",
        IntFlag("metrics_tenants_recompute_s", &o.metrics_tenants_recompute_s, 86400)},
       {"metrics_sessions", BoolFlag("metrics_sessions", &o.metrics_sessions)},
+      {"verify_stored_messages", BoolFlag("verify_stored_messages", &o.verify_stored_messages)},
       {"redownload_alarm_percent",
        IntFlag("redownload_alarm_percent", &o.redownload_alarm_percent, 100)},
       {"redownload_alarm_messages_min",
@@ -378,7 +379,8 @@ std::string ServeUsage() {
          "[--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
          "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_tenants_recompute_s=60] "
-         "[--metrics_sessions=true] [--redownload_alarm_percent=50] "
+         "[--metrics_sessions=true] [--verify_stored_messages=true] "
+         "[--redownload_alarm_percent=50] "
          "[--redownload_alarm_messages_min=500] "
          "[--lmtp_listen=127.0.0.1:24|off] "
          "[--lmtp_over_quota=temporary|permanent] [--lmtp_idle_timeout_s=300] "

@@ -146,6 +146,10 @@ struct ServeOptions {
   // Per-session, per-tenant and per-command counting and command timing. Off only to measure
   // what it costs (the connection and byte counters stay).
   bool metrics_sessions = true;
+  // RETR and TOP check a message's stored bytes against the CRC32C recorded at delivery (on
+  // the I/O pool) before sending them; a damaged message gets "-ERR [SYS/PERM]". Off only to
+  // measure what it costs.
+  bool verify_stored_messages = true;
   std::string hostname;  // greeting/sign-off; default gethostname()
 
   // TLS. With --tls_cert/--tls_key (the default certificate, also for clients without SNI)

@@ -532,6 +532,7 @@ struct SnapshotEntry {
   uint32_t header_length = 0;
   uint32_t uidl_offset = 0;  // into the snapshot's UIDL arena
   uint32_t uidl_length = 0;
+  uint32_t crc32c = 0;  // of the stored bytes, as the index records it
 };
 
 // An immutable view of one mailbox at one moment. Thread-safe (read-only). Indexes are 0-based
@@ -560,6 +561,13 @@ class MailboxSnapshot {
   // the first `body_lines` lines of its body (all of it when it has fewer). Blocking: reads the
   // segment (pread), so call it off a reactor thread. DataLoss when the segment ends early.
   absl::StatusOr<uint64_t> TopLength(size_t index, uint64_t body_lines) const;
+  // Reads the stored bytes of message `index` (pread, in chunks) and checks them against the
+  // CRC32C its index record holds, so a damaged message is refused before it is sent. Every
+  // index record carries that checksum (storage/index_codec.h has one record layout). OK when
+  // they match; DataLoss when they differ or the segment ends early, an errno status when the
+  // read fails; either message names the segment file and the offset. Blocking: call it off a
+  // reactor thread.
+  absl::Status VerifyStoredBytes(size_t index) const;
   // Valid for as long as the returned object is alive.
   PinnedMessage PinForTest(size_t index) const;
 

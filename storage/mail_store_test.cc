@@ -266,6 +266,29 @@ TEST_F(MailStoreTest, TopLengthCountsStoredBodyLines) {
   EXPECT_EQ(*snap->TopLength(1, 5), snap->Ref(1).length);  // no body at all
 }
 
+// A byte changed in place in a segment file (under the index's feet) fails the message's
+// recorded checksum; its neighbour in the same segment still verifies.
+TEST_F(MailStoreTest, VerifyStoredBytesFindsAByteChangedInPlace) {
+  Create("u@x.org");
+  MustDeliver("u@x.org", "Subject: a\r\n\nfirst body\r\n");
+  MustDeliver("u@x.org", "Subject: b\r\n\nsecond body\r\n");
+  auto snap = MustOpen("u@x.org");
+  ASSERT_TRUE(snap->VerifyStoredBytes(0).ok());
+  ASSERT_TRUE(snap->VerifyStoredBytes(1).ok());
+  const MessageRef ref = snap->Ref(0);
+  // The segment's descriptor is read-only: reopen the same file for writing.
+  const int fd = open(absl::StrCat("/proc/self/fd/", ref.fd).c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "X", 1, static_cast<off_t>(ref.offset + ref.length - 4)), 1);
+  close(fd);
+  const absl::Status damaged = snap->VerifyStoredBytes(0);
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(damaged.message().find(absl::StrCat("offset ", ref.offset)), std::string::npos)
+      << damaged;
+  EXPECT_NE(damaged.message().find("segment "), std::string::npos) << damaged;
+  EXPECT_TRUE(snap->VerifyStoredBytes(1).ok());
+}
+
 TEST_F(MailStoreTest, ArrivalTimeIsKept) {
   Create("u@x.org");
   DeliverOptions options;

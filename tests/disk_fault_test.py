@@ -14,8 +14,11 @@ segment files damaged under the running server.
   say either that it resumed or that posthaste must be restarted (RocksDB 7.8 cannot resume
   after an I/O error on its log).
 - A segment damaged under the server: one message's bytes overwritten in place, another's
-  file truncated. RETR of an intact message still works; RETR of a truncated one ends in -ERR
-  or a closed connection, never the wrong length; `posthaste check` names both.
+  file truncated. RETR and TOP of either get "-ERR [SYS/PERM]" (the stored bytes are checked
+  against their CRC32C before they are sent: --verify_stored_messages) and the session goes
+  on; RETR of the intact messages returns their exact bytes;
+  posthaste_store_damaged_messages_total counts the refusals, the log names user, UIDL,
+  segment and offset, /readyz stays 200; `posthaste check` names both.
 
 Every message that got 250 is read back over POP3 at the end of each scenario (its bytes must
 end with what was sent). Each scenario prints one `fault:` line with what it saw; the runner
@@ -369,6 +372,7 @@ class DiskFaultTest(unittest.TestCase):
       # Message 4: its segment cut inside the message.
       path, cut_at = segment_holding(b"Subject: damage-%d-3" % round_number)
       os.truncate(path, cut_at + 3000)
+      damaged_before = metric_sum(server.metrics(), "posthaste_store_damaged_messages_total")
       pop = poplib.POP3("127.0.0.1", server.pop3_port, timeout=TIMEOUT_S)
       pop.user(USER)
       pop.pass_(PASSWORD)
@@ -380,26 +384,42 @@ class DiskFaultTest(unittest.TestCase):
       self.assertEqual(third, before[2], "an intact message changed")
       truncated = self.retr_outcome(pop, 4, before[3])
       pop = self.reconnect_if_closed(pop, server, truncated)
-      # Still serving the readable messages after both.
+      # TOP sends part of a message: the whole is checked all the same.
+      with self.assertRaisesRegex(poplib.error_proto, r"-ERR \[SYS/PERM\]"):
+        pop.top(2, 0)
+      # Still serving the readable messages after both, in the same session.
       again = b"".join(l + b"\r\n" for l in pop.retr(1)[1])
       self.assertEqual(again, before[0])
       pop.quit()
-    self.assertIn(truncated, ("error", "closed"),
-                  "RETR of a truncated message sent %s" % truncated)
+      damaged = metric_sum(server.metrics(), "posthaste_store_damaged_messages_total")
+      ready = self.readyz(server)
+      log = server.stderr_text()
+    self.assertEqual(flipped, "error [SYS/PERM]", "RETR of a flipped message: %s" % flipped)
+    self.assertEqual(truncated, "error [SYS/PERM]", "RETR of a truncated message: %s" % truncated)
+    self.assertEqual(damaged - damaged_before, 3, "posthaste_store_damaged_messages_total")
+    self.assertEqual(ready, 200)
+    refusals = [l for l in log.splitlines() if "stored message damaged" in l]
+    self.assertEqual(len(refusals), 3, log)
+    for part in (USER, "uidl=", "segment ", "offset ", "checksum"):
+      self.assertIn(part, refusals[0], refusals[0])
     code, output = self.check_store(server, expect_clean=False)
     self.assertNotEqual(code, 0, "posthaste check passed a damaged segment")
     self.assertIn("checksum", output, output)
     self.assertIn("outside segment", output, output)
     self.note("segment damaged under the server: RETR of the flipped message: %s; RETR of the "
-              "truncated one: %s; intact messages served; `posthaste check` exit %d naming "
-              "both" % (flipped, truncated, code))
+              "truncated one: %s; TOP refused too; intact messages served with exact bytes; "
+              "posthaste_store_damaged_messages_total +%d; /readyz %d; `posthaste check` exit "
+              "%d naming both" % (flipped, truncated, damaged - damaged_before, ready, code))
 
   def retr_outcome(self, pop, number, original):
-    """'error' (-ERR), 'closed', 'wrong bytes' or 'same bytes' for RETR `number`."""
+    """'error [CODE]' (-ERR with its RFC 3206 code), 'error', 'closed', 'wrong bytes' or
+    'same bytes' for RETR `number`."""
     try:
       got = b"".join(l + b"\r\n" for l in pop.retr(number)[1])
     except poplib.error_proto as e:
       text = str(e)
+      if "-ERR [" in text:
+        return "error " + text[text.index("[", text.index("-ERR")):].split("]")[0] + "]"
       return "error" if "-ERR" in text else "closed"
     except (OSError, EOFError):
       return "closed"

@@ -770,6 +770,9 @@ class Harness {
           PH_CHECK(!closed_);
           AddText(action.bytes);
           break;
+        case Pop3ActionKind::kCheckMessage:
+          PH_CHECK(false);  // check_stored_messages is off here
+          break;
         case Pop3ActionKind::kStreamMessage: {
           PH_CHECK(!closed_ && partial_line_.empty());
           Event event{Event::Kind::kStream};

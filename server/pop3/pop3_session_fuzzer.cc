@@ -31,7 +31,7 @@ namespace {
 using Input = ::posthaste::testing::FuzzInput;
 
 enum class Phase { kAuthorization, kTransaction, kCommitted, kClosed };
-enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls };
+enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls, kMessageCheck };
 
 constexpr size_t kLongestReplyBytes = 1024;  // CAPA, a listing line, a sign-off
 
@@ -91,6 +91,8 @@ class Harness {
     // RFC 6856: SASLprep'd credentials ("UTF8 USER") and a preferred language for "LANG *".
     options_.credential_preparer = (limits & 32) ? &PrepareCredential : nullptr;
     options_.preferred_language = (limits & 64) ? "de" : "";
+    // RETR and TOP wait for a check of the stored bytes, answered intact, damaged or not run.
+    options_.check_stored_messages = limits & 128;
     options_.hostname = "fuzz.example";
     tls_ = options_.tls_active;
     choice_seed_ = input_->Byte();
@@ -225,6 +227,13 @@ class Harness {
         break;
       case Pop3ActionKind::kWrite:
         CheckWrite(action.bytes);
+        break;
+      case Pop3ActionKind::kCheckMessage:
+        PH_CHECK(options_.check_stored_messages);
+        PH_CHECK(phase_ == Phase::kTransaction);
+        PH_CHECK(action.message.value() < snapshot_->count());
+        PH_CHECK(deleted_.count(action.message.value()) == 0);
+        pending_ = Pending::kMessageCheck;
         break;
       case Pop3ActionKind::kStreamMessage: {
         PH_CHECK(phase_ == Phase::kTransaction);
@@ -410,6 +419,9 @@ class Harness {
       case Pending::kTls:
         tls_ = true;
         session_->OnTlsStarted();
+        break;
+      case Pending::kMessageCheck:
+        session_->OnMessageChecked(static_cast<Pop3MessageCheck>(choice % 3));
         break;
     }
     Drain();

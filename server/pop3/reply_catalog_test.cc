@@ -65,7 +65,9 @@ std::set<std::string> SessionReplyTexts() {
   for (auto it = std::sregex_iterator(source.begin(), source.end(), status_literal);
        it != std::sregex_iterator(); ++it) {
     const std::string text = (*it)[3].str();
-    if (!text.empty()) texts.insert(text);
+    // A bare code is an AppendLocalized prefix ("-ERR [SYS/PERM]"), not a text.
+    const bool bare_code = text.starts_with("[") && text.ends_with("]");
+    if (!text.empty() && !bare_code) texts.insert(text);
   }
   // AppendLocalized(prefix, "text" or cond ? "text" : "text", ...): every literal in the call
   // after the prefix.
@@ -77,7 +79,8 @@ std::set<std::string> SessionReplyTexts() {
     for (auto lit = std::sregex_iterator(call.begin(), call.end(), literal);
          lit != std::sregex_iterator(); ++lit) {
       const std::string text = (*lit)[1].str();
-      if (text != "+OK" && text != "-ERR") texts.insert(text);
+      // The prefix: a status, perhaps with its response code ("-ERR [SYS/PERM]").
+      if (!text.starts_with("+OK") && !text.starts_with("-ERR")) texts.insert(text);
     }
   }
   return texts;

@@ -248,6 +248,8 @@ std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind) {
       return "write";
     case Pop3ActionKind::kStreamMessage:
       return "stream";
+    case Pop3ActionKind::kCheckMessage:
+      return "check-message";
     case Pop3ActionKind::kAuthenticate:
       return "authenticate";
     case Pop3ActionKind::kOpenMaildrop:
@@ -1323,16 +1325,72 @@ void Pop3Session::ContinueListing() {
 void Pop3Session::CmdRetr(std::string_view args) {
   const std::optional<MessageIndex> index = ParseLiveMessage(args, "-ERR no such message");
   if (!index) return;
-  const uint64_t octets = snapshot_->size_octets(*index);
-  if (!ChargeDownload(octets)) return;
+  if (!ChargeDownload(snapshot_->size_octets(*index))) return;
+  if (options_.check_stored_messages) {
+    QueueCheck(*index, std::nullopt);
+  } else {
+    QueueRetrieval(*index, std::nullopt);
+  }
+}
+
+void Pop3Session::QueueCheck(MessageIndex index, std::optional<uint64_t> top_body_lines) {
+  QueuedAction check{Pop3ActionKind::kCheckMessage};
+  check.message = index;
+  check.top_body_lines = top_body_lines;
+  Push(check);
+  checking_message_ = index;
+  checking_top_body_lines_ = top_body_lines;
+  awaiting_ = Awaiting::kMessageCheck;
+}
+
+void Pop3Session::QueueRetrieval(MessageIndex index, std::optional<uint64_t> top_body_lines) {
+  const uint64_t octets = snapshot_->size_octets(index);
+  QueuedAction stream{Pop3ActionKind::kStreamMessage};
+  stream.message = index;
+  stream.top_body_lines = top_body_lines;
+  // TOP: an upper bound, as TOP sends at most the whole message.
+  stream.weight = octets;
+  if (top_body_lines.has_value()) {
+    AppendLine("+OK");
+    Push(stream);
+    return;
+  }
   Append("+OK ");
   AppendNumber(octets);
   Append(" octets\r\n");
-  QueuedAction stream{Pop3ActionKind::kStreamMessage};
-  stream.message = *index;
-  stream.weight = octets;
   Push(stream);
-  if (!retrieved_.empty()) retrieved_[index->value()] = 1;
+  if (!retrieved_.empty()) retrieved_[index.value()] = 1;
+}
+
+void Pop3Session::OnMessageChecked(Pop3MessageCheck result) {
+  if (state_ == Pop3State::kClosed) return;  // a result outliving the connection
+  PH_CHECK(awaiting_ == Awaiting::kMessageCheck);
+  awaiting_ = Awaiting::kNothing;
+  const MessageIndex index = checking_message_;
+  switch (result) {
+    case Pop3MessageCheck::kIntact:
+      QueueRetrieval(index, checking_top_body_lines_);
+      break;
+    // RFC 3206: SYS/PERM says trying again will not help until the administrator acts, which
+    // is so for bytes that no longer match their checksum (or a sector that cannot be read):
+    // a client must not loop on RETR, and DELE of the message still works.
+    case Pop3MessageCheck::kDamaged:
+      RefundDownload(index);
+      AppendLocalized("-ERR [SYS/PERM]", "Message %1 is damaged in storage and was not sent",
+                      {DecimalText(MessageNumber::FromIndex(index).value())});
+      break;
+    // SYS/TEMP: nothing is known to be wrong with the message; the check could not run now.
+    case Pop3MessageCheck::kUnavailable:
+      RefundDownload(index);
+      AppendLine("-ERR [SYS/TEMP] Message cannot be read now, try again later");
+      break;
+  }
+  Advance();
+}
+
+void Pop3Session::RefundDownload(MessageIndex index) {
+  std::optional<uint64_t>& left = user_policy_.download_octets_left;
+  if (left.has_value()) *left += snapshot_->size_octets(index);
 }
 
 void Pop3Session::CmdTop(std::string_view args) {
@@ -1348,13 +1406,11 @@ void Pop3Session::CmdTop(std::string_view args) {
   if (!index) return;
   // Its length is known only once the driver has scanned it: hold back the whole message.
   if (!ChargeDownload(snapshot_->size_octets(*index))) return;
-  AppendLine("+OK");
-  QueuedAction stream{Pop3ActionKind::kStreamMessage};
-  stream.message = *index;
-  stream.top_body_lines = *line_count;
-  // An upper bound: TOP sends at most the whole message.
-  stream.weight = snapshot_->size_octets(*index);
-  Push(stream);
+  if (options_.check_stored_messages) {
+    QueueCheck(*index, *line_count);
+  } else {
+    QueueRetrieval(*index, *line_count);
+  }
 }
 
 bool Pop3Session::ChargeDownload(uint64_t octets) {
@@ -1492,6 +1548,7 @@ Pop3Action Pop3Session::NextAction() {
       action.bytes = std::string_view(out_).substr(queued.begin, queued.end - queued.begin);
       break;
     case Pop3ActionKind::kStreamMessage:
+    case Pop3ActionKind::kCheckMessage:
       action.message = queued.message;
       action.top_body_lines = queued.top_body_lines;
       action.message_octets = snapshot_->size_octets(queued.message);

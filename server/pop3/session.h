@@ -21,6 +21,9 @@
 //   - Stop reading from the socket while WantsInput() is false (input buffered beyond a limit).
 //   - kStreamMessage: send the stored, already dot-stuffed bytes of the message (for TOP: the
 //     header, the blank line and the first top_body_lines body lines), then ".\r\n".
+//   - kCheckMessage (options.check_stored_messages): check the stored bytes of the message
+//     before RETR or TOP answers; the session parses no input and writes no status line until
+//     OnMessageChecked(), so a damaged message gets "-ERR" instead of wrong bytes.
 //   - OnConnectionLost(): the peer is gone; the session commits nothing and closes.
 //
 // Threading: single-threaded; one session belongs to one reactor thread. Not thread-safe.
@@ -194,6 +197,10 @@ struct Pop3SessionOptions {
   uint32_t auth_failure_delay_ms = 2000;        // before each "-ERR [AUTH]"
   size_t output_queued_bytes_max = 64 * 1024;   // parse no input while more is queued
   size_t input_buffered_bytes_max = 64 * 1024;  // WantsInput() turns false beyond this
+
+  // RETR and TOP first ask the driver to check the message's stored bytes (kCheckMessage) and
+  // answer only after OnMessageChecked(). Off: the status line and the stream go at once.
+  bool check_stored_messages = false;
 };
 
 // Plain counters, read by the driver, which adds them to its shard's block when the session
@@ -294,6 +301,13 @@ struct Pop3MaildropResult {
 
 enum class Pop3CommitResult : uint8_t { kOk, kTempFailure };
 
+// What the driver found checking a message's stored bytes (kCheckMessage).
+enum class Pop3MessageCheck : uint8_t {
+  kIntact,       // they match the checksum recorded at delivery: the reply and stream follow
+  kDamaged,      // they do not, or cannot be read: "-ERR [SYS/PERM]", nothing of them is sent
+  kUnavailable,  // the check could not run now (a full queue): "-ERR [SYS/TEMP]"
+};
+
 // Why the driver turns a connection away before the session has read anything.
 enum class Pop3Refusal : uint8_t {
   kServerAtCapacity,    // the shard holds its maximum of connections
@@ -311,6 +325,7 @@ enum class Pop3ActionKind : uint8_t {
   kNone,           // nothing to do until more input, a result, or OnOutputFlushed()
   kWrite,          // send `bytes`
   kStreamMessage,  // send stored message `message` (whole, or TOP), then ".\r\n"
+  kCheckMessage,   // check stored message `message`'s bytes; answer with OnMessageChecked()
   kAuthenticate,   // verify `credentials`; answer with OnAuthResult()
   kOpenMaildrop,   // open `user`'s maildrop; answer with OnMaildropOpened()
   kCommit,         // delete `deletions` for good; answer with OnCommitResult()
@@ -325,9 +340,9 @@ std::string_view Pop3ActionKindNameForTest(Pop3ActionKind kind);
 struct Pop3Action {
   Pop3ActionKind kind = Pop3ActionKind::kNone;
   std::string_view bytes;                   // kWrite
-  MessageIndex message;                     // kStreamMessage
-  std::optional<uint64_t> top_body_lines;   // kStreamMessage: set for TOP
-  uint64_t message_octets = 0;              // kStreamMessage: snapshot size of `message`
+  MessageIndex message;                     // kStreamMessage, kCheckMessage
+  std::optional<uint64_t> top_body_lines;   // kStreamMessage, kCheckMessage: set for TOP
+  uint64_t message_octets = 0;              // kStreamMessage, kCheckMessage: snapshot size
   Pop3Credentials credentials;              // kAuthenticate
   std::string_view user;                    // kOpenMaildrop
   std::span<const MessageIndex> deletions;  // kCommit: ascending, possibly empty
@@ -355,6 +370,10 @@ class Pop3Session {
   void OnAuthResult(const Pop3AuthResult& result);
   void OnMaildropOpened(Pop3MaildropResult result);
   void OnCommitResult(Pop3CommitResult result);
+  // The result of the kCheckMessage taken last. kIntact queues RETR's or TOP's "+OK" and the
+  // kStreamMessage; otherwise an "-ERR" goes out instead, the download budget gets the
+  // message's size back, and the session goes on.
+  void OnMessageChecked(Pop3MessageCheck result);
   void OnTlsStarted();
   // The TOP being sent of `message` covers the whole message (its line count reached past the
   // end): under EXPIRE 0 it counts as retrieved, as RETR does (a client keeping its mail with
@@ -396,11 +415,11 @@ class Pop3Session {
   // port, which replace the connection's in the driver's logs from then on.
   std::string_view xclient_address() const { return xclient_address_; }
   uint16_t xclient_port() const { return xclient_port_; }
-  // True while a result (auth, maildrop, commit, TLS) is pending.
+  // True while a result (auth, maildrop, commit, TLS, message check) is pending.
   bool AwaitingResult() const { return awaiting_ != Awaiting::kNothing; }
 
  private:
-  enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls };
+  enum class Awaiting : uint8_t { kNothing, kAuth, kMaildrop, kCommit, kTls, kMessageCheck };
   enum class SaslStep : uint8_t {
     kNone,
     kPlainResponse,
@@ -447,6 +466,10 @@ class Pop3Session {
   void CmdNoop(std::string_view args);
   void CmdRset(std::string_view args);
   void CmdTop(std::string_view args);
+  // RETR's and TOP's "+OK" and stream, once the message may be sent (checked or unchecked).
+  void QueueRetrieval(MessageIndex index, std::optional<uint64_t> top_body_lines);
+  // Asks the driver to check `index` first (options_.check_stored_messages).
+  void QueueCheck(MessageIndex index, std::optional<uint64_t> top_body_lines);
   void CmdUidl(std::string_view args);
   void CmdCapa(std::string_view args);
   void CmdStls(std::string_view args);
@@ -485,6 +508,8 @@ class Pop3Session {
   // Charges a RETR or TOP of `octets` to the daily download budget; false (and the -ERR
   // written, the refusal counted) when it does not fit.
   bool ChargeDownload(uint64_t octets);
+  // Gives a refused RETR's or TOP's charge back to the download budget.
+  void RefundDownload(MessageIndex index);
 
   // Output.
   void Append(std::string_view text);
@@ -546,6 +571,9 @@ class Pop3Session {
   Pop3UserPolicy user_policy_;
   // EXPIRE 0 only: 1 for each message sent by RETR in this session (deleted at QUIT).
   std::vector<uint8_t> retrieved_;
+  // Awaiting::kMessageCheck: the RETR (no line count) or TOP that waits for the check.
+  MessageIndex checking_message_{0};
+  std::optional<uint64_t> checking_top_body_lines_;
   uint32_t live_count_ = 0;
   uint64_t live_octets_ = 0;
   std::vector<MessageIndex> deletions_;  // filled at QUIT for the commit action

@@ -1199,6 +1199,73 @@ TEST(Pop3SessionTest, TopIsChargedWhatItSendsToTheDownloadLimit) {
   EXPECT_EQ(unlimited.session().counters().download_limit_refusals, 0u);
 }
 
+Pop3SessionOptions CheckingOptions() {
+  Pop3SessionOptions options = PlainOptions();
+  options.check_stored_messages = true;
+  return options;
+}
+
+// With check_stored_messages, RETR and TOP say nothing until the driver's check: an intact
+// message goes out as before, a damaged one gets "-ERR [SYS/PERM]" and no bytes, and the
+// session goes on (pipelined commands behind it are answered in order).
+TEST(Pop3SessionTest, DamagedMessageIsRefusedAfterTheCheckAndTheSessionGoesOn) {
+  Fixture f(CheckingOptions());
+  f.driver.accounts()["mrose"].user_policy.capa.expire_days = 0;
+  f.Login();
+  f.driver.set_message_check(MessageIndex(1), Pop3MessageCheck::kDamaged);
+  f.driver.set_message_check(MessageIndex(2), Pop3MessageCheck::kUnavailable);
+  f.driver.Feed("RETR 2\r\nRETR 1\r\nTOP 2 0\r\nRETR 3\r\nNOOP\r\n");
+  const std::string out = f.driver.TakeOutput();
+  EXPECT_THAT(out, ::testing::StartsWith(
+                       "-ERR [SYS/PERM] Message 2 is damaged in storage and was not sent\r\n"
+                       "+OK 100 octets\r\n"));
+  EXPECT_THAT(out, ::testing::EndsWith(
+                       ".\r\n-ERR [SYS/PERM] Message 2 is damaged in storage and was not sent\r\n"
+                       "-ERR [SYS/TEMP] Message cannot be read now, try again later\r\n+OK\r\n"));
+  EXPECT_EQ(f.driver.events(),
+            (std::vector<std::string>{"auth USER mrose", "open mrose", "check 1", "check 0",
+                                      "stream 0", "check 1", "check 2"}));
+  // A refused RETR is no retrieval: under EXPIRE 0 only message 1 goes at QUIT.
+  f.driver.Feed("QUIT\r\n");
+  EXPECT_THAT(f.driver.events(), ::testing::Contains("commit 0"));
+}
+
+TEST(Pop3SessionTest, NothingIsParsedWhileAMessageCheckIsPending) {
+  Fixture f(CheckingOptions());
+  f.Login();
+  f.driver.set_auto_answer(false);
+  f.driver.Feed("RETR 1\r\nSTAT\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(), "");
+  EXPECT_TRUE(f.session().AwaitingResult());
+  f.driver.AnswerPending();
+  EXPECT_THAT(f.driver.TakeOutput(), ::testing::AllOf(::testing::StartsWith("+OK 100 octets\r\n"),
+                                                      ::testing::EndsWith(".\r\n+OK 3 600\r\n")));
+}
+
+TEST(Pop3SessionTest, ARefusedCheckGivesTheDownloadChargeBack) {
+  Fixture f(CheckingOptions());
+  f.driver.accounts()["mrose"].user_policy.download_octets_left = 300;
+  f.Login();
+  f.driver.set_message_check(MessageIndex(2), Pop3MessageCheck::kDamaged);
+  // 300 is charged and given back, so RETR 2 (200) and RETR 1 (100) still fit.
+  f.driver.Feed("RETR 3\r\nRETR 2\r\nRETR 1\r\n");
+  const std::string out = f.driver.TakeOutput();
+  EXPECT_THAT(out, HasSubstr("+OK 200 octets\r\n"));
+  EXPECT_THAT(out, HasSubstr("+OK 100 octets\r\n"));
+  EXPECT_THAT(out, Not(HasSubstr("Daily download limit")));
+}
+
+TEST(Pop3SessionTest, TheDamagedMessageReplyIsTranslated) {
+  Fixture f(CheckingOptions());
+  f.Login();
+  f.driver.set_message_check(MessageIndex(0), Pop3MessageCheck::kDamaged);
+  f.driver.Feed("LANG de\r\n");
+  f.driver.TakeOutput();
+  f.driver.Feed("RETR 1\r\n");
+  EXPECT_EQ(f.driver.TakeOutput(),
+            "-ERR [SYS/PERM] Nachricht 1 ist im Speicher beschädigt und wurde nicht gesendet\r\n");
+}
+
 TEST(Pop3SessionTest, Utf8IsAcceptedBeforeAndAfterLogin) {
   Fixture f;
   EXPECT_FALSE(f.session().utf8_enabled());

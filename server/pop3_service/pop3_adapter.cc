@@ -143,6 +143,27 @@ void Pop3Adapter::OnMaildropOpened(Pop3MaildropOpened opened) {
   Drive();
 }
 
+void Pop3Adapter::OnMessageChecked(absl::Status status) {
+  if (phase_ != Phase::kOpen) return;
+  pop3::Pop3MessageCheck result = pop3::Pop3MessageCheck::kIntact;
+  if (!status.ok()) {
+    // Unavailable: the check did not run (a full queue, no memory); nothing is known to be
+    // wrong with the message. Anything else: its bytes are not what was delivered.
+    const bool unavailable = absl::IsUnavailable(status);
+    result = unavailable ? pop3::Pop3MessageCheck::kUnavailable : pop3::Pop3MessageCheck::kDamaged;
+    const uint64_t number = pop3::MessageNumber::FromIndex(checking_message_).value();
+    recorder_.Log(unavailable ? LogLevel::kWarning : LogLevel::kError,
+                  unavailable ? "stored message not checked, refused for now"
+                              : "stored message damaged, refused instead of sent",
+                  {{"user", std::string(session_.user())},
+                   {"message", std::to_string(number)},
+                   {"uidl", std::string(maildrop_->view()->uidl(checking_message_))},
+                   {"error", status.ToString()}});
+  }
+  session_.OnMessageChecked(result);
+  Drive();
+}
+
 void Pop3Adapter::OnTopLength(absl::StatusOr<uint64_t> length) {
   if (phase_ != Phase::kOpen || hold_ != Hold::kTopLength) return;
   hold_ = Hold::kNone;
@@ -337,6 +358,10 @@ void Pop3Adapter::Handle(const pop3::Pop3Action& action) {
       break;
     case Pop3ActionKind::kStreamMessage:
       StartStream(action);
+      break;
+    case Pop3ActionKind::kCheckMessage:
+      checking_message_ = action.message;
+      backend_.CheckMessage(id_, maildrop_, action.message);
       break;
     case Pop3ActionKind::kAuthenticate:
       if (!session_.xclient_address().empty()) {

@@ -1,6 +1,9 @@
 // Pop3Adapter: one POP3 connection, between a sans-I/O Pop3Session and a Transport. It carries
 // out the session's actions and holds no transport logic of its own:
 //   kWrite          Transport::Send
+//   kCheckMessage   the backend checks the stored bytes against their CRC32C on its I/O pool
+//                   (Pop3Backend::CheckMessage); the session writes RETR's or TOP's status
+//                   line only once OnMessageChecked has told it the result
 //   kStreamMessage  the stored message's FileRange (looked up once) by SendFile, then ".\r\n";
 //                   for TOP the length comes from the backend first, and no later action is
 //                   taken until it has, so replies keep their order
@@ -81,6 +84,7 @@ class Pop3Adapter final : public transport::TransportClient {
   void OnAdmitted(std::optional<pop3::Pop3Refusal> refusal);
   void OnAuthenticated(const pop3::Pop3AuthResult& result);
   void OnMaildropOpened(Pop3MaildropOpened opened);
+  void OnMessageChecked(absl::Status status);
   void OnTopLength(absl::StatusOr<uint64_t> length);
   void OnCommitted(absl::Status status);
   // A line of the session's log (its id, client and tenant, then `fields`) for what the
@@ -175,6 +179,7 @@ class Pop3Adapter final : public transport::TransportClient {
   transport::FileRange top_range_;  // Hold::kTopLength: the message, its length to come
   pop3::MessageIndex top_message_{0};
   uint64_t top_message_octets_ = 0;  // Hold::kTopLength: the session's size of that message
+  pop3::MessageIndex checking_message_{0};  // the kCheckMessage the backend answers next
   uint64_t delay_until_ns_ = 0;
   uint64_t connected_ns_ = 0;
   uint64_t last_input_ns_ = 0;  // when the last whole command line was parsed

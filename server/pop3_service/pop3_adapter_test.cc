@@ -31,8 +31,9 @@ struct Scenario {
   size_t input_buffered_bytes_max = 64 * 1024;
   size_t output_queued_bytes_max = 64 * 1024;
   std::vector<uint64_t> sizes = {120, 2000, 30};
-  bool via_trusted_proxy = false;  // the peer is in --proxy_networks: XCLIENT is accepted
+  bool via_trusted_proxy = false;           // the peer is in --proxy_networks: XCLIENT is accepted
   RedownloadAlarmOptions redownload_alarm;  // default: 500 messages, more than the sizes
+  bool check_stored_messages = false;       // --verify_stored_messages
 };
 
 class Pop3AdapterTest : public ::testing::Test {
@@ -53,6 +54,7 @@ class Pop3AdapterTest : public ::testing::Test {
     options.metrics = &metrics_;
     options.tenant_series = &series_;
     options.redownload_alarm = setup.redownload_alarm;
+    options.session.check_stored_messages = setup.check_stored_messages;
     transport::PeerInfo peer;
     peer.ip = "192.0.2.1";
     auto transport = std::make_unique<FakeTransport>(peer, setup.tls_available, setup.implicit_tls);
@@ -215,6 +217,60 @@ TEST_F(Pop3AdapterTest, TopLengthFailureAbortsTheConnection) {
   adapter_->OnTopLength(absl::DataLossError("segment ended inside a message"));
   EXPECT_TRUE(transport_->abort_requested());
   EXPECT_EQ(FinishClose().reason, CloseReason::kAborted);
+}
+
+// --verify_stored_messages: RETR asks the backend to check the stored bytes and sends nothing,
+// not even its status line, until the answer; a damaged message then gets -ERR [SYS/PERM] and
+// not one byte of it, and the session goes on.
+TEST_F(Pop3AdapterTest, RetrWaitsForTheCheckAndRefusesADamagedMessage) {
+  Start({.check_stored_messages = true});
+  Login();
+  backend_.TakeCalls();
+  EXPECT_EQ(Exchange("RETR 2\r\nNOOP\r\n"), "");  // nothing until the check is answered
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("check 7 1"));
+  adapter_->OnMessageChecked(
+      absl::DataLossError("stored bytes fail their checksum (segment 1.seg offset 1000)"));
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(),
+            "-ERR [SYS/PERM] Message 2 is damaged in storage and was not sent\r\n+OK\r\n");
+  EXPECT_EQ(maildrop_->locate_calls(), 0);                  // never located, never sent
+  EXPECT_THAT(backend_.TakeCalls(), ::testing::IsEmpty());  // nothing counted as downloaded
+  // An intact message goes out by SendFile as before.
+  EXPECT_EQ(Exchange("RETR 1\r\n"), "");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("check 7 0"));
+  adapter_->OnMessageChecked(absl::OkStatus());
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(), "+OK 120 octets\r\n<file 50:0+120>.\r\n");
+  // A check that could not run is a temporary refusal.
+  Exchange("RETR 3\r\n");
+  adapter_->OnMessageChecked(absl::UnavailableError("offload queue full"));
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(),
+            "-ERR [SYS/TEMP] Message cannot be read now, try again later\r\n");
+  EXPECT_EQ(Exchange("STAT\r\n"), "+OK 3 2150\r\n");
+}
+
+TEST_F(Pop3AdapterTest, TopIsCheckedBeforeItsLengthIsFound) {
+  Start({.check_stored_messages = true});
+  Login();
+  backend_.TakeCalls();
+  EXPECT_EQ(Exchange("TOP 2 5\r\n"), "");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("check 7 1"));
+  adapter_->OnMessageChecked(absl::OkStatus());
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(), "+OK\r\n");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("top 7 1 5"));
+  adapter_->OnTopLength(700);
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(), "<file 50:1000+700>.\r\n");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("downloaded 7 700"));
+  // A damaged one: no length lookup, no bytes.
+  Exchange("TOP 1 0\r\n");
+  adapter_->OnMessageChecked(absl::InternalError("read segment 1.seg: Input/output error"));
+  Drain();
+  EXPECT_EQ(transport_->TakeSentText(),
+            "-ERR [SYS/PERM] Message 1 is damaged in storage and was not sent\r\n");
+  EXPECT_THAT(backend_.TakeCalls(), ElementsAre("check 7 0"));
 }
 
 TEST_F(Pop3AdapterTest, StlsAnswersInPlaintextThenRunsUnderTls) {

@@ -9,7 +9,8 @@
 //
 // Contract: every request names its connection by id. Its answer comes later, on the
 // connection's shard thread, as a call of the Pop3Adapter registered under that id
-// (Pop3Adapter::OnAdmitted, OnAuthenticated, OnMaildropOpened, OnTopLength, OnCommitted), and
+// (Pop3Adapter::OnAdmitted, OnAuthenticated, OnMaildropOpened, OnMessageChecked, OnTopLength,
+// OnCommitted), and
 // never from inside the request call. After Ended(id) no answer comes for that id, and what a
 // late answer would have granted (an IP slot, the maildrop lock) is given back by the backend.
 //
@@ -51,6 +52,10 @@ class Pop3Maildrop {
   // The length TOP sends of `message`: its header block and first `body_lines` body lines.
   virtual absl::StatusOr<uint64_t> TopLength(pop3::MessageIndex message,
                                              uint64_t body_lines) const = 0;
+  // Reads the stored bytes of `message` and checks them against the checksum recorded at
+  // delivery. OK: they match. Unavailable: the check could not run now. Anything else: the
+  // message is damaged or unreadable (the status names segment and offset).
+  virtual absl::Status VerifyStored(pop3::MessageIndex message) const = 0;
   // Removes `deletions` for good (durable when OK).
   virtual absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const = 0;
   // Records now as the first retrieval of `retrieved` (those not deleted), from which the
@@ -116,6 +121,10 @@ class Pop3Backend {
   // A lock granted is held until Ended(id) (or until a commit in flight then is done).
   // Answer: OnMaildropOpened.
   virtual void OpenMaildrop(uint64_t id, std::string_view user) = 0;
+  // Checks the stored bytes of `message` before RETR or TOP sends them (Pop3Maildrop::
+  // VerifyStored, off the reactor); counts and logs a damaged one. Answer: OnMessageChecked.
+  virtual void CheckMessage(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                            pop3::MessageIndex message) = 0;
   // Finds the length TOP sends of `message`. Answer: OnTopLength.
   virtual void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                              pop3::MessageIndex message, uint64_t body_lines) = 0;

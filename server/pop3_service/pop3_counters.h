@@ -77,7 +77,10 @@ namespace posthaste::server {
     "TLS connections started, by how.")                                                            \
   X(tls_implicit_accepted, kCounter, "posthaste_tls_connections_total", "mode=implicit", "")       \
   X(tls_body_bytes, kCounter, "posthaste_pop3_body_bytes_total", "path=tls_userspace",             \
-    "Message body bytes (RETR/TOP) by the send path submitted.")
+    "Message body bytes (RETR/TOP) by the send path submitted.")                                   \
+  X(damaged_messages, kCounter, "posthaste_store_damaged_messages_total", "",                      \
+    "Stored messages refused to RETR or TOP with -ERR [SYS/PERM]: their bytes failed the "         \
+    "checksum recorded at delivery, or could not be read.")
 
 // Per-shard POP3 counters, written only by the shard's thread: the rows above, then the nested
 // blocks.

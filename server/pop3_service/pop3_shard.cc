@@ -322,6 +322,7 @@ pop3_service::Pop3AdapterOptions Pop3Shard::AdapterOptions(const transport::Peer
   o.session.peer_is_trusted_proxy = peer.via_trusted_proxy;
   o.session.policy.trusted_proxy_exempt_from_tls = options.proxy_plaintext_logins;
   o.session.auth_failure_delay_ms = options.auth_failure_delay_ms;
+  o.session.check_stored_messages = options.verify_stored_messages;
   o.implicit_tls = implicit_tls;
   o.auth_timeout_ns = uint64_t{options.auth_timeout_s} * kNsPerSecond;
   o.idle_timeout_ns = uint64_t{options.idle_timeout_s} * kNsPerSecond;

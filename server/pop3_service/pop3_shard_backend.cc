@@ -60,6 +60,9 @@ class StoreMaildrop final : public Pop3Maildrop {
                                      uint64_t body_lines) const override {
     return opened_.stored->TopLength(opened_.view->ref(message), body_lines);
   }
+  absl::Status VerifyStored(pop3::MessageIndex message) const override {
+    return opened_.stored->VerifyStoredBytes(opened_.view->ref(message));
+  }
   absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const override {
     if (deletions.empty()) return absl::OkStatus();
     std::vector<size_t> indexes;
@@ -780,7 +783,31 @@ void Pop3ShardBackend::OnMaildropLoaded(uint64_t id, const std::string& user,
   adapter->OnMaildropOpened(std::move(opened));
 }
 
-// ---- TOP's length and the commit, on the I/O pool ----
+// ---- The message check, TOP's length and the commit, on the I/O pool ----
+
+void Pop3ShardBackend::CheckMessage(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                                    pop3::MessageIndex message) {
+  Pop3ShardBackend* self = this;
+  const bool accepted = shard_.shard->OffloadIo(
+      [self, id, maildrop = std::move(maildrop), message]() -> reactor::OffloadPool::Reply {
+        absl::Status status = maildrop->VerifyStored(message);
+        return [self, id, status = std::move(status)] { self->OnMessageChecked(id, status); };
+      });
+  if (!accepted) {
+    ++shard_.stats.offload_rejected;
+    AnswerLater(id, [](Pop3Adapter& a) {
+      a.OnMessageChecked(absl::UnavailableError("offload queue full"));
+    });
+  }
+}
+
+void Pop3ShardBackend::OnMessageChecked(uint64_t id, absl::Status status) {
+  // Counted even when the connection has gone meanwhile: the store is damaged all the same.
+  if (!status.ok() && !absl::IsUnavailable(status)) ++shard_.stats.damaged_messages;
+  Pop3Adapter* adapter = Live(id);
+  if (adapter == nullptr) return;
+  adapter->OnMessageChecked(std::move(status));
+}
 
 void Pop3ShardBackend::FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                                      pop3::MessageIndex message, uint64_t body_lines) {

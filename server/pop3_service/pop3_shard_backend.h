@@ -9,6 +9,7 @@
 //               MailStore::OpenMailbox on the I/O pool, adapted to the session's snapshot; a
 //               snapshot of an account held for a move is refused ([SYS/TEMP])
 //   TOP length  MailboxSnapshot::TopLength on the I/O pool
+//   message check  MailboxSnapshot::VerifyStoredBytes on the I/O pool (before RETR and TOP)
 //   commit      MailStore::CommitDeletions on the I/O pool (fdatasync); the lock is held until
 //               it is durable even when the connection has gone
 // and counts what it sees into the shard's ShardStats and metrics. Answers are delivered to
@@ -68,6 +69,8 @@ class Pop3ShardBackend final : public Pop3Backend {
   // counts a refusal.
   bool MechanismAllowed(std::string_view address, std::string_view mechanism);
   void OpenMaildrop(uint64_t id, std::string_view user) override;
+  void CheckMessage(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                    pop3::MessageIndex message) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
   void Commit(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
@@ -139,6 +142,7 @@ class Pop3ShardBackend final : public Pop3Backend {
   void OnMaildropLoaded(uint64_t id, const std::string& user,
                         absl::StatusOr<server::OpenMaildrop> loaded,
                         std::optional<DownloadBudget> download = std::nullopt);
+  void OnMessageChecked(uint64_t id, absl::Status status);
   void OnTopLength(uint64_t id, absl::StatusOr<uint64_t> length);
   void OnCommitDone(uint64_t id, absl::Status status);
 

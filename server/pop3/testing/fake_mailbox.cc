@@ -148,6 +148,11 @@ void FakeDriver::Pump() {
         pending_ = Pending::kCommit;
         break;
       }
+      case Pop3ActionKind::kCheckMessage:
+        checking_ = action.message.value();
+        events_.push_back("check " + std::to_string(checking_));
+        pending_ = Pending::kMessageCheck;
+        break;
       case Pop3ActionKind::kStartTls:
         events_.push_back("starttls");
         pending_ = Pending::kTls;
@@ -227,6 +232,12 @@ void FakeDriver::Answer() {
     case Pending::kCommit:
       session_->OnCommitResult(commit_result_);
       return;
+    case Pending::kMessageCheck: {
+      auto it = message_checks_.find(checking_);
+      session_->OnMessageChecked(it == message_checks_.end() ? Pop3MessageCheck::kIntact
+                                                             : it->second);
+      return;
+    }
     case Pending::kTls:
       session_->OnTlsStarted();
       return;

@@ -70,6 +70,10 @@ class FakeDriver {
   Pop3Session& session() { return *session_; }
   std::map<std::string, Account>& accounts() { return accounts_; }
   void set_commit_result(Pop3CommitResult result) { commit_result_ = result; }
+  // The answer to a kCheckMessage of message `index` (default kIntact).
+  void set_message_check(MessageIndex index, Pop3MessageCheck result) {
+    message_checks_[index.value()] = result;
+  }
   // When false, results wait for AnswerPending(); OnOutputFlushed() is still automatic.
   void set_auto_answer(bool auto_answer) { auto_answer_ = auto_answer; }
   // When false, the driver never calls OnOutputFlushed() by itself (see Flush()).
@@ -87,7 +91,7 @@ class FakeDriver {
   const std::string& output() const { return output_; }
   std::string TakeOutput();
   // One entry per non-write action: "stream 0", "top 0 10", "auth USER mrose", "open mrose",
-  // "commit 0,2", "starttls", "delay 2000", "close".
+  // "commit 0,2", "starttls", "delay 2000", "close", "check 0".
   const std::vector<std::string>& events() const { return events_; }
   bool closed() const { return closed_; }
   bool pending() const { return pending_ != Pending::kNone; }
@@ -98,12 +102,14 @@ class FakeDriver {
   const std::string& last_authzid() const { return last_authzid_; }
 
  private:
-  enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls };
+  enum class Pending { kNone, kAuth, kMaildrop, kCommit, kTls, kMessageCheck };
   void Answer();
 
   std::unique_ptr<Pop3Session> session_;
   std::map<std::string, Account> accounts_;
   Pop3CommitResult commit_result_ = Pop3CommitResult::kOk;
+  std::map<uint32_t, Pop3MessageCheck> message_checks_;
+  uint32_t checking_ = 0;  // Pending::kMessageCheck: the message
   bool auto_answer_ = true;
   bool auto_flush_ = true;
   bool taken_since_flush_ = false;

@@ -27,6 +27,10 @@ absl::StatusOr<uint64_t> FakeMaildrop::TopLength(pop3::MessageIndex message,
   return sizes_[view_->ref(message)];
 }
 
+absl::Status FakeMaildrop::VerifyStored(pop3::MessageIndex message) const {
+  return absl::OkStatus();
+}
+
 absl::Status FakeMaildrop::CommitDeletions(std::span<const pop3::MessageIndex> deletions) const {
   return absl::OkStatus();
 }
@@ -71,6 +75,11 @@ void FakePop3Backend::Authenticate(uint64_t id, const pop3::Pop3Credentials& cre
 
 void FakePop3Backend::OpenMaildrop(uint64_t id, std::string_view user) {
   calls_.push_back(absl::StrCat("open ", id, " ", std::string(user)));
+}
+
+void FakePop3Backend::CheckMessage(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                                   pop3::MessageIndex message) {
+  calls_.push_back(absl::StrCat("check ", id, " ", message.value()));
 }
 
 void FakePop3Backend::FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,

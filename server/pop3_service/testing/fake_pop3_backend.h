@@ -30,6 +30,8 @@ class FakeMaildrop final : public Pop3Maildrop {
   absl::Status CommitDeletions(std::span<const pop3::MessageIndex> deletions) const override;
   absl::Status RecordRetrievals(std::span<const pop3::MessageIndex> retrieved) const override;
 
+  absl::Status VerifyStored(pop3::MessageIndex message) const override;
+
   int locate_calls() const { return locate_calls_; }
 
  private:
@@ -55,6 +57,9 @@ class FakePop3Backend final : public Pop3Backend {
                 const auth::SaslConnectionFacts& connection) override;
   void AbandonSasl(uint64_t id, bool cancelled) override;
   void OpenMaildrop(uint64_t id, std::string_view user) override;
+  // Recorded as "check ID INDEX"; the test answers.
+  void CheckMessage(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
+                    pop3::MessageIndex message) override;
   void FindTopLength(uint64_t id, std::shared_ptr<const Pop3Maildrop> maildrop,
                      pop3::MessageIndex message, uint64_t body_lines) override;
   // Recorded as "commit ID [DELETIONS...]" and, when it has any, " retrieved [INDEXES...]".
