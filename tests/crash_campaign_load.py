@@ -167,6 +167,15 @@ class Pop3:
     if not greeting.startswith(b"+OK"):
       raise ConnectionError("POP3 greeting %r" % greeting)
 
+  def stls(self, context, server_hostname):
+    """STLS, then the TLS handshake; returns the ssl socket (for its peer certificate)."""
+    self.ok("STLS")
+    # Nothing follows the +OK before the handshake, so the old reader holds no bytes.
+    self.conn.file.close()
+    self.conn.sock = context.wrap_socket(self.conn.sock, server_hostname=server_hostname)
+    self.conn.file = self.conn.sock.makefile("rb")
+    return self.conn.sock
+
   def command(self, text):
     self.conn.send(text.encode() + b"\r\n")
     return self.conn.line()
@@ -233,7 +242,15 @@ def run_cli(binary, data_dir, words, args=(), stdin=b""):
 
 
 class Load:
-  """The load threads of one trial."""
+  """The load threads of one trial.
+
+  The crash campaign uses it as it is. The soak (tests/soak_campaign.py) sets the hooks below
+  before start(): worker counts, `recipients` (only accounts that exist, and NEVER), `pace`
+  (called with "lmtp" or "pop3" before each delivery or session; it throttles), `open_pop3`
+  (port, rng -> a logged-out Pop3, e.g. after STLS), `unexpected` (called with a description
+  of each failure the crash campaign expects from its kills: a dropped connection, a refused
+  recipient, a failed login) and `admin` (False: no admin-socket thread).
+  """
 
   def __init__(self, campaign, rng):
     self.c = campaign
@@ -244,13 +261,21 @@ class Load:
     self.pop3_busy_lock = threading.Lock()
     self.threads = []
     self.errors = []
+    self.lmtp_workers = LMTP_WORKERS
+    self.pop3_workers = POP3_WORKERS
+    self.recipients = STABLE + CHURN + [NEVER]
+    self.admin = True
+    self.pace = lambda kind: None
+    self.open_pop3 = lambda port, rng: Pop3(port)
+    self.unexpected = lambda what: None
 
   def start(self):
-    for i in range(LMTP_WORKERS):
+    for i in range(self.lmtp_workers):
       self._spawn(self.lmtp_worker, random.Random(self.rng.random()), i)
-    for i in range(POP3_WORKERS):
+    for i in range(self.pop3_workers):
       self._spawn(self.pop3_worker, random.Random(self.rng.random()), i)
-    self._spawn(self.admin_worker, random.Random(self.rng.random()), 0)
+    if self.admin:
+      self._spawn(self.admin_worker, random.Random(self.rng.random()), 0)
 
   def _spawn(self, fn, rng, index):
 
@@ -292,10 +317,14 @@ class Load:
               break
             if not line.startswith(b"250-"):
               raise ConnectionError("LHLO answered %r" % line)
+        self.pace("lmtp")
+        if self.stop.is_set():
+          break
         sequence += 1
         message_id = "%s.%d.%d" % (self.c.trial_tag, index, sequence)
         self.deliver(conn, rng, message_id)
-      except (OSError, ConnectionError):
+      except (OSError, ConnectionError) as e:
+        self.unexpected("LMTP: %r" % e)
         if conn is not None:
           conn.close()
         conn = None
@@ -305,8 +334,7 @@ class Load:
       conn.close()
 
   def deliver(self, conn, rng, message_id):
-    candidates = STABLE + CHURN + [NEVER]
-    recipients = rng.sample(candidates, rng.choice([1, 1, 1, 2]))
+    recipients = rng.sample(self.recipients, rng.choice([1, 1, 1, 2]))
     wire = make_message(rng, message_id)
     md5 = hashlib.md5(stored_form(wire)).hexdigest()
     conn.send(("MAIL FROM:<%s>\r\n" % SENDER).encode())
@@ -320,6 +348,8 @@ class Load:
         accepted.append(rcpt)
       elif rcpt == NEVER and not reply.startswith(b"550"):
         raise Violation("RCPT of an unknown address answered %r" % reply)
+      elif rcpt != NEVER:
+        self.unexpected("RCPT TO:<%s> answered %r" % (rcpt, reply))
     if not accepted:
       conn.send(b"RSET\r\n")
       conn.line()
@@ -365,6 +395,7 @@ class Load:
         else:
           copy.possible = False
           self.model.count("refused")
+          self.unexpected("DATA for %s answered %r" % (copy.address, reply))
 
   # --- POP3 ---
 
@@ -383,17 +414,21 @@ class Load:
         self.stop.wait(0.05)
         continue
       try:
-        self.pop3_session(rng, address)
-      except (OSError, ConnectionError, Pop3Error):
+        self.pace("pop3")
+        if not self.stop.is_set():
+          self.pop3_session(rng, address)
+      except (OSError, ConnectionError, Pop3Error) as e:
+        self.unexpected("POP3 %s: %r" % (address, e))
         self.stop.wait(0.02)
       finally:
         with self.pop3_busy_lock:
           self.pop3_busy.discard(address)
 
   def pop3_session(self, rng, address):
-    pop = Pop3(self.c.server.pop3_port)
+    pop = self.open_pop3(self.c.server.pop3_port, rng)
     try:
       if not pop.login(address):
+        self.unexpected("POP3 login of %s refused" % address)
         return  # deleted meanwhile (or not yet created)
       uidls = pop.uidls()
       numbers = sorted(uidls)
@@ -440,6 +475,7 @@ class Load:
         else:
           # -ERR: not committed; the messages stay.
           self.model.count("pop3_quits")
+          self.unexpected("QUIT of %s answered %r" % (address, reply))
     finally:
       pop.close()
 
