@@ -32,6 +32,7 @@ SOCKET_TIMEOUT_S = 20.0
 MAILBOX_MESSAGES_SOFT_MAX = 60  # POP3 workers delete more when a mailbox grows past it
 QUOTA_CHOICES = [0, 40, 80, 150]  # messages; 0 = the tenant default (unlimited)
 CLI_TIMEOUT_S = 60
+IN_USE_AFTER_DROP_S = 1.0  # how long a dropped session's maildrop lock may outlive its close
 
 _CRASH_ID = re.compile(rb"^X-Crash-Id: (\S+)\r$", re.M)
 
@@ -197,8 +198,8 @@ class Pop3:
 
   def login(self, address):
     self.ok("USER " + address)
-    reply = self.command("PASS " + password(address))
-    return reply.startswith(b"+OK")
+    self.login_reply = self.command("PASS " + password(address))
+    return self.login_reply.startswith(b"+OK")
 
   def uidls(self):
     result = {}
@@ -268,6 +269,8 @@ class Load:
     self.pace = lambda kind: None
     self.open_pop3 = lambda port, rng: Pop3(port)
     self.unexpected = lambda what: None
+    self.dropped_at = {}  # address -> when a session of it was last dropped without QUIT
+    self.in_use_after_drop = 0
 
   def start(self):
     for i in range(self.lmtp_workers):
@@ -428,7 +431,13 @@ class Load:
     pop = self.open_pop3(self.c.server.pop3_port, rng)
     try:
       if not pop.login(address):
-        self.unexpected("POP3 login of %s refused" % address)
+        # The server holds the maildrop lock until it has seen a dropped session's close,
+        # which may come after the next session's PASS: [IN-USE] then is correct (RFC 2449).
+        if (b"[IN-USE]" in pop.login_reply and
+            time.monotonic() - self.dropped_at.get(address, -1e9) < IN_USE_AFTER_DROP_S):
+          self.in_use_after_drop += 1
+        else:
+          self.unexpected("POP3 login of %s answered %r" % (address, pop.login_reply))
         return  # deleted meanwhile (or not yet created)
       uidls = pop.uidls()
       numbers = sorted(uidls)
@@ -448,6 +457,7 @@ class Load:
           deleted.append(copy)
       ending = rng.random()
       if ending < 0.1:
+        self.dropped_at[address] = time.monotonic()
         return  # dropped without QUIT: nothing may be deleted
       if ending < 0.15:
         pop.ok("RSET")

@@ -21,7 +21,8 @@ connection, a refused recipient, a failed login, an -ERR, a model violation, a f
 or reload, an `error` line in the server's log. Exit status 1 on any error or failed check.
 
 Run: `tools/soak_campaign [MINUTES] [OUT_DIR]`, or under Bazel as //tests:soak_campaign_test
-(SOAK_MINUTES and SOAK_PEAK_S from the target's env, output in $TEST_UNDECLARED_OUTPUTS_DIR).
+(SOAK_MINUTES, SOAK_PEAK_S, SOAK_COMPACT_EVERY_S and SOAK_RELOAD_EVERY_S from the target's env,
+output in $TEST_UNDECLARED_OUTPUTS_DIR).
 
 Threading: the main thread samples and owns the server; the load threads and the maintenance
 thread report through the model's lock (counts) and SoakCampaign.lock (errors, certificates).
@@ -162,6 +163,8 @@ class SoakCampaign(Campaign):
     self.peak_s = peak_s
     self.out_dir = out_dir
     self.trial_tag = "soak"
+    self.compact_every_s = float(os.environ.get("SOAK_COMPACT_EVERY_S", COMPACT_EVERY_S))
+    self.reload_every_s = float(os.environ.get("SOAK_RELOAD_EVERY_S", RELOAD_EVERY_S))
     self.lock = threading.Lock()
     self.errors = []
     self.error_count = 0
@@ -188,6 +191,7 @@ class SoakCampaign(Campaign):
         self.errors.append("%.0f s: %s" % (time.monotonic() - self.started, what))
 
   started = 0.0
+  in_use_after_drop = 0
 
   # --- certificates ---
 
@@ -252,12 +256,12 @@ class SoakCampaign(Campaign):
   # --- maintenance: compaction and reloads ---
 
   def maintenance(self, stop):
-    next_compact = time.monotonic() + COMPACT_EVERY_S
-    next_reload = time.monotonic() + RELOAD_EVERY_S
+    next_compact = time.monotonic() + self.compact_every_s
+    next_reload = time.monotonic() + self.reload_every_s
     while not stop.wait(min(next_compact, next_reload) - time.monotonic()):
       try:
         if time.monotonic() >= next_compact:
-          next_compact += COMPACT_EVERY_S
+          next_compact += self.compact_every_s
           code, out, err = run_cli(self.binary, self.data_dir, ["compact"])
           if code != 0:
             self.error("compact exited %s: %s" % (code, err.decode().strip()))
@@ -267,7 +271,7 @@ class SoakCampaign(Campaign):
               if out.startswith(b"compacted ") and not out.startswith(b"compacted 0 "):
                 self.compactions_rewrote += 1
         if time.monotonic() >= next_reload:
-          next_reload += RELOAD_EVERY_S
+          next_reload += self.reload_every_s
           self.reload_certificate(stop)
       except Exception as e:  # pylint: disable=broad-except
         self.error("maintenance: %r" % e)
@@ -372,6 +376,7 @@ class SoakCampaign(Campaign):
       maintenance.join(RELOAD_SEEN_S_MAX + 60)
     for text in load.errors:
       self.error(text)
+    self.in_use_after_drop = load.in_use_after_drop
     # The end: every mailbox against the model, a clean stop, `posthaste check`.
     self.final_check = "not reached"
     try:
@@ -441,6 +446,8 @@ class SoakCampaign(Campaign):
              "(new certificate seen after max %.2f s)" %
              (c["delivered"], c["refused"], c["retr_checked"], c["deleted"], s["pop3"], s["tls"],
               c["compactions"], self.compactions_rewrote, s["reloads"], seen[-1] if seen else 0))
+    self.say("logins answered [IN-USE] right after the account's previous session was dropped "
+             "without QUIT (not errors): %d" % self.in_use_after_drop)
     self.say("final check: %s" % self.final_check)
     for text in self.errors:
       self.say("error: %s" % text)
