@@ -179,8 +179,9 @@ class SoakCampaign(Campaign):
     self.allowed_cns = set()
     self.install_certificate()
     self.tls_context = ssl.create_default_context(cafile=self.pki.ca_cert)
+    # With a certificate serve also listens for POP3S, on 0.0.0.0:995 unless told otherwise.
     self.server.extra_args = ["--tls_cert=" + self.cert_path, "--tls_key=" + self.key_path,
-                              "--tls_reload_check_s=0"]
+                              "--tls_reload_check_s=0", "--pop3s_listen=127.0.0.1:0"]
 
   # --- errors ---
 
@@ -478,6 +479,11 @@ def main(argv):
   signal.signal(signal.SIGTERM, interrupt)
   try:
     campaign.run_soak()
+  except Exception:
+    campaign.server.log.flush()
+    with open(campaign.server.log.name, "rb") as f:
+      print("serve.log ends:\n" + f.read()[-4000:].decode("utf-8", "replace"))
+    raise
   finally:
     campaign.server.kill()
   campaign.report()
