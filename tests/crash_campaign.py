@@ -97,6 +97,7 @@ class Server:
     self.proc = None
     self.pop3_port = None
     self.lmtp_port = None
+    self.extra_args = []  # appended to the serve command line (the soak's TLS flags)
     self._listening = threading.Event()
 
   def spawn(self):
@@ -106,7 +107,7 @@ class Server:
         "--pin_shards=false", "--drain_timeout_s=2",
         # A POP3 worker may log in to a churn account as it is deleted; the failure's 2 s
         # penalty would only idle that worker.
-        "--auth_failure_delay_ms=20", "--auth_penalty_delay_max_ms=20"
+        "--auth_failure_delay_ms=20", "--auth_penalty_delay_max_ms=20", *self.extra_args
     ]
     self._listening.clear()
     self.pop3_port = self.lmtp_port = None

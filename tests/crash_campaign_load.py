@@ -32,6 +32,7 @@ SOCKET_TIMEOUT_S = 20.0
 MAILBOX_MESSAGES_SOFT_MAX = 60  # POP3 workers delete more when a mailbox grows past it
 QUOTA_CHOICES = [0, 40, 80, 150]  # messages; 0 = the tenant default (unlimited)
 CLI_TIMEOUT_S = 60
+IN_USE_AFTER_DROP_S = 1.0  # how long a dropped session's maildrop lock may outlive its close
 
 _CRASH_ID = re.compile(rb"^X-Crash-Id: (\S+)\r$", re.M)
 
@@ -167,6 +168,15 @@ class Pop3:
     if not greeting.startswith(b"+OK"):
       raise ConnectionError("POP3 greeting %r" % greeting)
 
+  def stls(self, context, server_hostname):
+    """STLS, then the TLS handshake; returns the ssl socket (for its peer certificate)."""
+    self.ok("STLS")
+    # Nothing follows the +OK before the handshake, so the old reader holds no bytes.
+    self.conn.file.close()
+    self.conn.sock = context.wrap_socket(self.conn.sock, server_hostname=server_hostname)
+    self.conn.file = self.conn.sock.makefile("rb")
+    return self.conn.sock
+
   def command(self, text):
     self.conn.send(text.encode() + b"\r\n")
     return self.conn.line()
@@ -188,8 +198,8 @@ class Pop3:
 
   def login(self, address):
     self.ok("USER " + address)
-    reply = self.command("PASS " + password(address))
-    return reply.startswith(b"+OK")
+    self.login_reply = self.command("PASS " + password(address))
+    return self.login_reply.startswith(b"+OK")
 
   def uidls(self):
     result = {}
@@ -233,7 +243,15 @@ def run_cli(binary, data_dir, words, args=(), stdin=b""):
 
 
 class Load:
-  """The load threads of one trial."""
+  """The load threads of one trial.
+
+  The crash campaign uses it as it is. The soak (tests/soak_campaign.py) sets the hooks below
+  before start(): worker counts, `recipients` (only accounts that exist, and NEVER), `pace`
+  (called with "lmtp" or "pop3" before each delivery or session; it throttles), `open_pop3`
+  (port, rng -> a logged-out Pop3, e.g. after STLS), `unexpected` (called with a description
+  of each failure the crash campaign expects from its kills: a dropped connection, a refused
+  recipient, a failed login) and `admin` (False: no admin-socket thread).
+  """
 
   def __init__(self, campaign, rng):
     self.c = campaign
@@ -244,13 +262,23 @@ class Load:
     self.pop3_busy_lock = threading.Lock()
     self.threads = []
     self.errors = []
+    self.lmtp_workers = LMTP_WORKERS
+    self.pop3_workers = POP3_WORKERS
+    self.recipients = STABLE + CHURN + [NEVER]
+    self.admin = True
+    self.pace = lambda kind: None
+    self.open_pop3 = lambda port, rng: Pop3(port)
+    self.unexpected = lambda what: None
+    self.dropped_at = {}  # address -> when a session of it was last dropped without QUIT
+    self.in_use_after_drop = 0
 
   def start(self):
-    for i in range(LMTP_WORKERS):
+    for i in range(self.lmtp_workers):
       self._spawn(self.lmtp_worker, random.Random(self.rng.random()), i)
-    for i in range(POP3_WORKERS):
+    for i in range(self.pop3_workers):
       self._spawn(self.pop3_worker, random.Random(self.rng.random()), i)
-    self._spawn(self.admin_worker, random.Random(self.rng.random()), 0)
+    if self.admin:
+      self._spawn(self.admin_worker, random.Random(self.rng.random()), 0)
 
   def _spawn(self, fn, rng, index):
 
@@ -292,10 +320,14 @@ class Load:
               break
             if not line.startswith(b"250-"):
               raise ConnectionError("LHLO answered %r" % line)
+        self.pace("lmtp")
+        if self.stop.is_set():
+          break
         sequence += 1
         message_id = "%s.%d.%d" % (self.c.trial_tag, index, sequence)
         self.deliver(conn, rng, message_id)
-      except (OSError, ConnectionError):
+      except (OSError, ConnectionError) as e:
+        self.unexpected("LMTP: %r" % e)
         if conn is not None:
           conn.close()
         conn = None
@@ -305,8 +337,7 @@ class Load:
       conn.close()
 
   def deliver(self, conn, rng, message_id):
-    candidates = STABLE + CHURN + [NEVER]
-    recipients = rng.sample(candidates, rng.choice([1, 1, 1, 2]))
+    recipients = rng.sample(self.recipients, rng.choice([1, 1, 1, 2]))
     wire = make_message(rng, message_id)
     md5 = hashlib.md5(stored_form(wire)).hexdigest()
     conn.send(("MAIL FROM:<%s>\r\n" % SENDER).encode())
@@ -320,6 +351,8 @@ class Load:
         accepted.append(rcpt)
       elif rcpt == NEVER and not reply.startswith(b"550"):
         raise Violation("RCPT of an unknown address answered %r" % reply)
+      elif rcpt != NEVER:
+        self.unexpected("RCPT TO:<%s> answered %r" % (rcpt, reply))
     if not accepted:
       conn.send(b"RSET\r\n")
       conn.line()
@@ -365,6 +398,7 @@ class Load:
         else:
           copy.possible = False
           self.model.count("refused")
+          self.unexpected("DATA for %s answered %r" % (copy.address, reply))
 
   # --- POP3 ---
 
@@ -383,17 +417,27 @@ class Load:
         self.stop.wait(0.05)
         continue
       try:
-        self.pop3_session(rng, address)
-      except (OSError, ConnectionError, Pop3Error):
+        self.pace("pop3")
+        if not self.stop.is_set():
+          self.pop3_session(rng, address)
+      except (OSError, ConnectionError, Pop3Error) as e:
+        self.unexpected("POP3 %s: %r" % (address, e))
         self.stop.wait(0.02)
       finally:
         with self.pop3_busy_lock:
           self.pop3_busy.discard(address)
 
   def pop3_session(self, rng, address):
-    pop = Pop3(self.c.server.pop3_port)
+    pop = self.open_pop3(self.c.server.pop3_port, rng)
     try:
       if not pop.login(address):
+        # The server holds the maildrop lock until it has seen a dropped session's close,
+        # which may come after the next session's PASS: [IN-USE] then is correct (RFC 2449).
+        if (b"[IN-USE]" in pop.login_reply and
+            time.monotonic() - self.dropped_at.get(address, -1e9) < IN_USE_AFTER_DROP_S):
+          self.in_use_after_drop += 1
+        else:
+          self.unexpected("POP3 login of %s answered %r" % (address, pop.login_reply))
         return  # deleted meanwhile (or not yet created)
       uidls = pop.uidls()
       numbers = sorted(uidls)
@@ -413,6 +457,7 @@ class Load:
           deleted.append(copy)
       ending = rng.random()
       if ending < 0.1:
+        self.dropped_at[address] = time.monotonic()
         return  # dropped without QUIT: nothing may be deleted
       if ending < 0.15:
         pop.ok("RSET")
@@ -440,6 +485,7 @@ class Load:
         else:
           # -ERR: not committed; the messages stay.
           self.model.count("pop3_quits")
+          self.unexpected("QUIT of %s answered %r" % (address, reply))
     finally:
       pop.close()
 
