@@ -24,6 +24,9 @@
 //
 // Input layout: byte 0 message count, byte 1 options, 3 bytes per message (size, UIDL style),
 // then batches: a control byte, the batch's command lines, and fragment/flush bytes.
+//
+// This file is compiled without libFuzzer's coverage instrumentation (server/pop3/BUILD.bazel):
+// libFuzzer steers by the session's code only, not by the model's and checker's own branches.
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
