@@ -692,6 +692,8 @@ absl::StatusOr<std::unique_ptr<MailStore>> MailStore::Open(const StoreOptions& o
   db_options.max_successive_merges = 16;
   db_options.keep_log_file_num = 4;
   db_options.max_manifest_file_size = 64 << 20;
+  db_options.write_buffer_size = options.index_write_buffer_bytes;
+  db_options.max_write_buffer_number = 2;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.index_cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));

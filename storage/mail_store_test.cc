@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
+#include "rocksdb/utilities/options_util.h"
 #include "storage/testing/store_test_base.h"
 
 namespace posthaste::storage {
@@ -457,6 +458,21 @@ TEST_F(MailStoreTest, DeliveryRefusedWhileFreeSpaceBelowReserve) {
   Reopen();
   EXPECT_TRUE(store_->Deliver("u@x.org", "Subject: a\r\n\r\nbody\r\n").ok());
   ExpectCheckClean();
+}
+
+// The memtable bound is what keeps the server's memory flat under load (docs/RELIABILITY.md,
+// "Soak"); the OPTIONS file RocksDB writes is the index as it really runs.
+TEST_F(MailStoreTest, IndexMemtablesAreBounded) {
+  rocksdb::ConfigOptions config;
+  rocksdb::DBOptions db_options;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  ASSERT_TRUE(
+      rocksdb::LoadLatestOptions(config, options_.data_dir + "/index", &db_options, &families)
+          .ok());
+  ASSERT_FALSE(families.empty());
+  EXPECT_EQ(families[0].options.write_buffer_size, options_.index_write_buffer_bytes);
+  EXPECT_EQ(families[0].options.write_buffer_size, size_t{16} << 20);
+  EXPECT_EQ(families[0].options.max_write_buffer_number, 2);
 }
 
 TEST_F(MailStoreTest, MessageAndOctetQuotas) {
