@@ -151,6 +151,7 @@ class MetricsTest(unittest.TestCase):
         ("posthaste_lmtp_messages_refused_total", {"reason": "message_bytes_max"}),
         ("posthaste_lmtp_protocol_closes_total", {"reason": "bad_commands_max"}),
         ("posthaste_lmtp_connections_open", {"shard": "1"}),
+        ("posthaste_pop3_auth_checks_expired_total", {}),
         ("posthaste_offload_rejected_total", {}),
         ("posthaste_inbox_rejected_total", {}),
         ("posthaste_reactor_timers_fired_total", {"shard": "0"}),

@@ -103,6 +103,9 @@ class Pop3Adapter final : public transport::TransportClient {
   void OnClosed(transport::CloseReason reason) override;
 
   const pop3::Pop3Session& session() const { return session_; }
+  // When AUTHORIZATION runs out for this connection (auth_timeout_ns after connect, on the
+  // transport's clock: MonotonicNowNs on a shard). A login check that starts later is wasted.
+  uint64_t LoginDeadlineNs() const { return connected_ns_ + auth_timeout_ns_; }
 
   // What the admin API's live-session list shows of this connection besides the session
   // (server/live_sessions.h).

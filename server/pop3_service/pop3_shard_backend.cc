@@ -330,13 +330,29 @@ void Pop3ShardBackend::RefuseLogin(uint64_t id, const PenalisedLogin& login) {
 void Pop3ShardBackend::VerifyOffReactor(uint64_t id, PenalisedLogin login, bool directory,
                                         absl::AnyInvocable<AuthVerdict()> verify) {
   Pop3ShardBackend* self = this;
-  auto job = [self, id, login = std::move(login),
-              verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
+  auto check = [self, id, login = std::move(login),
+                verify = std::move(verify)]() mutable -> reactor::OffloadPool::Reply {
     AuthVerdict verdict = verify();
     return [self, id, verdict = std::move(verdict), login = std::move(login)] {
       self->OnAuthVerdict(id, verdict, login);
     };
   };
+  // A check still queued when its connection's login time is up is skipped: under a flood of
+  // guesses that hang up, the queue would otherwise hold every later login (an honest one
+  // included) behind hashes nobody waits for. The session answers [SYS/TEMP] and times out.
+  auto expired = [self, id]() -> reactor::OffloadPool::Reply {
+    return [self, id] {
+      ++self->shard_.stats.auth_checks_expired;
+      if (Pop3Adapter* adapter = self->Live(id)) {
+        adapter->OnAuthenticated({pop3::Pop3AuthResult::Code::kTempFailure, {}});
+      }
+    };
+  };
+  const Pop3Adapter* adapter = Live(id);
+  const uint64_t deadline_ns =
+      adapter != nullptr ? adapter->LoginDeadlineNs() : reactor::MonotonicNowNs();
+  reactor::OffloadPool::Work job =
+      reactor::UnlessExpired(deadline_ns, std::move(check), std::move(expired));
   // A directory login mostly waits on the network (up to its timeouts): on the I/O pool it
   // cannot keep the CPU pool's hashing of other tenants' logins waiting.
   const bool accepted =

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/reactor/timer.h"
 
 namespace posthaste::reactor {
 
@@ -72,6 +73,14 @@ void OffloadPool::WorkerLoop() {
       nanosleep(&ts, nullptr);
     }
   }
+}
+
+OffloadPool::Work UnlessExpired(uint64_t deadline_ns, OffloadPool::Work work,
+                                OffloadPool::Work expired) {
+  return [deadline_ns, work = std::move(work),
+          expired = std::move(expired)]() mutable -> OffloadPool::Reply {
+    return MonotonicNowNs() >= deadline_ns ? expired() : work();
+  };
 }
 
 }  // namespace posthaste::reactor

@@ -83,6 +83,13 @@ class OffloadPool {
   OffloadStats stats_;
 };
 
+// `work`, unless the monotonic clock (MonotonicNowNs) has reached `deadline_ns` by the time a
+// worker takes the job: then `expired` runs instead. For work done for a client that has a
+// deadline of its own (a login's password check): a backlog of checks nobody waits for any
+// more then drains at the cost of a clock read each, not a hash each.
+OffloadPool::Work UnlessExpired(uint64_t deadline_ns, OffloadPool::Work work,
+                                OffloadPool::Work expired);
+
 }  // namespace posthaste::reactor
 
 #endif  // POSTHASTE_SERVER_REACTOR_OFFLOAD_POOL_H_

@@ -17,6 +17,7 @@
 #include "server/reactor/net.h"
 #include "server/reactor/send.h"
 #include "server/reactor/testing/loopback.h"
+#include "server/reactor/timer.h"
 
 namespace posthaste::reactor {
 namespace {
@@ -74,6 +75,48 @@ TEST(OffloadPoolTest, FullQueuePushesBackAndCounts) {
   release.Open();
 }
 
+
+TEST(OffloadPoolTest, AJobTakenAfterItsDeadlineRunsItsExpiredPathInstead) {
+  auto pool = OffloadPool::Create({.threads = 1, .queue_capacity = 8}).value();
+  Latch release, busy;
+  std::atomic<int> worked{0}, expired{0};
+  Latch done;
+  // The only worker is held until both deadlines below are behind us.
+  ASSERT_TRUE(pool->Submit(nullptr, [&]() -> OffloadPool::Reply {
+    busy.Open();
+    release.WaitFor(10000);
+    return nullptr;
+  }));
+  ASSERT_TRUE(busy.WaitFor(10000));
+  const uint64_t now = MonotonicNowNs();
+  ASSERT_TRUE(pool->Submit(nullptr, UnlessExpired(
+                                        now + 1'000'000,  // 1 ms: passed while queued
+                                        [&]() -> OffloadPool::Reply {
+                                          ++worked;
+                                          return nullptr;
+                                        },
+                                        [&]() -> OffloadPool::Reply {
+                                          ++expired;
+                                          return nullptr;
+                                        })));
+  ASSERT_TRUE(pool->Submit(nullptr, UnlessExpired(
+                                        now + 3'600'000'000'000,  // an hour: still ahead
+                                        [&]() -> OffloadPool::Reply {
+                                          ++worked;
+                                          done.Open();
+                                          return nullptr;
+                                        },
+                                        [&]() -> OffloadPool::Reply {
+                                          ++expired;
+                                          done.Open();
+                                          return nullptr;
+                                        })));
+  while (MonotonicNowNs() < now + 2'000'000) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  release.Open();
+  ASSERT_TRUE(done.WaitFor(10000));
+  EXPECT_EQ(expired.load(), 1);
+  EXPECT_EQ(worked.load(), 1);
+}
 TEST(ReactorTest, ShardsStartPinnedOrNotAndReportTheirSetup) {
   auto reactor = Reactor::Create({.shards = 2}).value();
   std::atomic<int> started{0};
