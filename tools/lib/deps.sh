@@ -22,6 +22,8 @@ PH_TEST_PACKAGES=(
   python3-yaml  # tests/openapi_test.py reads docs/openapi.yaml
   slapd ldap-utils  # the LDAP passdb against a real directory (tests/ldap_passdb_test.py)
   libauthen-scram-perl  # a real SCRAM client (Authen::SCRAM, tests/sasl_scram_test.py)
+  dovecot-core dovecot-pop3d  # doveadm pw hashes and a Dovecot POP3 source (password_import,
+                              # import_pop3 tests)
 )
 
 # The benchmark (tools/bench/compare): the server compared against, password hashing for its
