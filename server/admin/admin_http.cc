@@ -53,6 +53,8 @@ http::HttpResponse MethodNotAllowed() {
   X(refused_per_ip, kCounter, "posthaste_http_connections_refused_total", "reason=per_ip",      \
     "HTTP connections refused (503 and close) or evicted to make room, by listener and reason") \
   X(refused_full, kCounter, "posthaste_http_connections_refused_total", "reason=full", "")      \
+  X(refused_descriptors, kCounter, "posthaste_http_connections_refused_total",                  \
+    "reason=descriptors", "")                                                                   \
   X(evicted, kCounter, "posthaste_http_connections_refused_total", "reason=evicted", "")        \
   X(worker_queue_full, kCounter, "posthaste_http_connections_refused_total",                    \
     "reason=worker_queue_full", "")                                                             \

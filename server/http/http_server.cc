@@ -1,6 +1,7 @@
 #include "server/http/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -42,6 +43,8 @@ constexpr int kReadsPerWake = 4;  // then other connections get their turn (leve
 constexpr size_t kReadChunkBytes = 16 * 1024;
 constexpr size_t kLingerDiscardBytesMax = 256 * 1024;
 constexpr auto kAcceptErrorBackoff = std::chrono::milliseconds(100);
+// Connections answered 503 on the reserve descriptor per back-off at the descriptor limit.
+constexpr int kRefusalsPerBackoff = 16;
 constexpr int kListenBacklog = 512;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -123,6 +126,10 @@ struct HttpServer::Impl {
 
   // Event loop (loop thread only).
   void OnAcceptable();
+  // At the descriptor limit: gives up the reserve descriptor to answer queued connections 503
+  // (rather than leave them, a Prometheus scrape among them, waiting in the listen queue until
+  // descriptors free up), then takes it back.
+  void RefuseQueuedWithReserve();
   void Admit(int fd, const sockaddr_storage& addr);
   void Refuse(int fd, std::string_view message);
   bool EvictOldestHeadReader(Clock::time_point now);
@@ -153,6 +160,8 @@ struct HttpServer::Impl {
   int listen_fd = -1;
   int epoll_fd = -1;
   int wake_fd = -1;
+  int reserve_fd = -1;  // /dev/null, held to be given up at the descriptor limit
+  bool accept_failing = false;  // loop thread: an accept error episode is under way (logged)
   uint16_t port = 0;
   std::atomic<bool> stopping{false};
   HttpServerStats stats;
@@ -178,6 +187,7 @@ struct HttpServer::Impl {
 
 HttpServer::Impl::~Impl() {
   if (wake_fd >= 0) close(wake_fd);
+  if (reserve_fd >= 0) close(reserve_fd);
   if (epoll_fd >= 0) close(epoll_fd);
   if (listen_fd >= 0) close(listen_fd);
 }
@@ -197,6 +207,8 @@ absl::Status HttpServer::Impl::Open() {
   epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd < 0 || wake_fd < 0) return absl::InternalError("epoll_create1/eventfd failed");
+  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (reserve_fd < 0) return absl::InternalError("open(/dev/null) for the reserve failed");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kListenerKey;
@@ -260,15 +272,24 @@ void HttpServer::Impl::OnAcceptable() {
     const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len,
                            SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
+      if (accept_failing) {
+        accept_failing = false;
+        LogEvent(LogLevel::kInfo, "http: accepting again", {{"listener", options.name}});
+      }
       Admit(fd, addr);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     // Out of descriptors or memory: a level-triggered listener would wake us at once again,
-    // so stop watching it for a moment.
-    LogEvent(LogLevel::kWarning, "http: accept failed, pausing",
-             {{"listener", options.name}, {"error", std::strerror(errno)}});
+    // so stop watching it for a moment. Logged once per episode, not once per back-off.
+    const int error = errno;
+    if (!accept_failing) {
+      accept_failing = true;
+      LogEvent(LogLevel::kWarning, "http: accept failed, pausing",
+               {{"listener", options.name}, {"error", std::strerror(error)}});
+    }
+    if (error == EMFILE || error == ENFILE) RefuseQueuedWithReserve();
     epoll_event ev{};
     ev.data.u64 = kListenerKey;
     epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &ev);
@@ -276,6 +297,21 @@ void HttpServer::Impl::OnAcceptable() {
     accept_paused_until = Clock::now() + kAcceptErrorBackoff;
     return;
   }
+}
+
+void HttpServer::Impl::RefuseQueuedWithReserve() {
+  if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);  // a freed slot?
+  if (reserve_fd < 0) return;
+  close(reserve_fd);
+  reserve_fd = -1;
+  for (int i = 0; i < kRefusalsPerBackoff; ++i) {
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;  // the queue is empty, or another thread took the freed slot
+    stats.refused_descriptors.fetch_add(1, std::memory_order_relaxed);
+    Refuse(fd, "server at capacity, try again later");
+  }
+  // Another thread may take the slot meanwhile: then the next back-off tries again.
+  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 void HttpServer::Impl::Admit(int fd, const sockaddr_storage& addr) {

@@ -100,6 +100,7 @@ inline constexpr std::array<int, 18> kCountedStatuses = {
   X(connections_open, "connections open (goes down as they close)")       \
   X(refused_per_ip, "503 + close: over connections_per_ip_max")           \
   X(refused_full, "503 + close: full, nobody to evict")                   \
+  X(refused_descriptors, "503 + close: on the reserve descriptor at the limit") \
   X(evicted, "closed to make room (slowest head first)")                  \
   X(header_timeouts, "408: the head did not arrive by header_timeout_ms") \
   X(body_timeouts, "408: the body did not arrive by body_timeout_ms")     \

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -307,6 +308,58 @@ TEST_F(HttpServerTest, PerIpLimit) {
   while (server_->stats().connections_open.load() > 2) std::this_thread::sleep_for(milliseconds(5));
   EXPECT_EQ(StatusOf(Exchange(port_, kGetHealth)), 200);
   for (int fd : idle) close(fd);
+}
+
+TEST_F(HttpServerTest, AtTheDescriptorLimitQueuedClientsGet503AndAcceptingResumes) {
+  StartServer({});
+  constexpr int kClients = 3;
+  std::vector<int> clients;
+  for (int i = 0; i < kClients + 1; ++i) {
+    clients.push_back(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    timeval tv{10, 0};
+    setsockopt(clients.back(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port_);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+
+  // Fill the descriptor table up to a lowered soft limit: the server's accept gets EMFILE.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int probe = dup(0);
+  ASSERT_GE(probe, 0);
+  close(probe);
+  rlimit lowered = saved;
+  lowered.rlim_cur = static_cast<rlim_t>(probe) + 32;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4096; ++i) {
+    const int f = dup(0);
+    if (f < 0) break;
+    fillers.push_back(f);
+  }
+  ASSERT_EQ(errno, EMFILE);
+
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_EQ(connect(clients[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    SendAll(clients[i], kGetHealth);
+  }
+  for (int i = 0; i < kClients; ++i) {
+    const std::string reply = ReadAll(clients[i]);
+    EXPECT_EQ(StatusOf(reply), 503) << "client " << i << ": " << reply;
+    EXPECT_NE(reply.find("capacity"), std::string::npos) << reply;
+  }
+  EXPECT_EQ(server_->stats().refused_descriptors.load(), static_cast<uint64_t>(kClients));
+  EXPECT_EQ(server_->stats().connections_accepted.load(), 0u);
+
+  // Descriptors free again: the next request is served, nobody restarted anything.
+  for (int f : fillers) close(f);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  SendAll(clients[kClients], kGetHealth);
+  EXPECT_EQ(StatusOf(ReadAll(clients[kClients])), 200);
+  for (int c : clients) close(c);
 }
 
 TEST_F(HttpServerTest, FullListenerEvictsTheOldestHeadReader) {
