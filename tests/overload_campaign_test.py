@@ -385,6 +385,15 @@ class OverloadCampaignTest(unittest.TestCase):
     cpu_before, held_start = server_cpu_s(server._proc.pid), time.monotonic()
     time.sleep(NOFILE_HOLD_S)
     cpu_share = (server_cpu_s(server._proc.pid) - cpu_before) / (time.monotonic() - held_start)
+    # A scrape at the limit: the metrics listener answers it 503 on its reserve descriptor
+    # rather than leave it waiting (200 if a descriptor happened to be free; reported).
+    scrape = connect_from("127.0.3.251", server.metrics_port, timeout=5)
+    try:
+      scrape.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+      scrape_status = recv_line(scrape, bytearray()) or b"(no answer within 5 s)"
+    except OSError as e:
+      scrape_status = repr(e).encode()
+    scrape.close()
     for sock in socks:
       sock.close()
     # The metrics listener needs a descriptor too: read the counters after the flood.
@@ -401,16 +410,23 @@ class OverloadCampaignTest(unittest.TestCase):
     self.assertEqual(err_lines, {REFUSED_AT_CAPACITY})
     self.assertEqual(refused, kinds["err"])
     self.assertGreater(emfile, 0)
+    scrape_refused = self.delta("posthaste_http_connections_refused_total", listener="metrics",
+                                reason="descriptors")
+    self.assertIn(scrape_status, (b"HTTP/1.1 503 Service Unavailable", b"HTTP/1.1 200 OK"))
+    self.assertEqual(scrape_refused, 1 if b" 503 " in scrape_status else 0)
     # Recovers by itself: a newcomer is greeted once the flood has gone.
     sock = connect_from("127.0.3.250", server.pop3_port, timeout=10)
     self.assertTrue(recv_line(sock, bytearray()).startswith(b"+OK"))
     sock.close()
     self.end("flood_nofile",
              "RLIMIT_NOFILE %d: %d connections, %d +OK, %d %s, %d no answer within 1 s; server "
-             "CPU %.0f%% held at the limit %d s" %
+             "CPU %.0f%% held at the limit %d s; a scrape then: %s" %
              (NOFILE_LIMIT, sum(kinds.values()), kinds["ok"], kinds["err"],
-              REFUSED_AT_CAPACITY.decode(), kinds["none"], cpu_share * 100, NOFILE_HOLD_S),
-             "accept_errors_total{errno=EMFILE} +%d, accept_refused_total +%d" % (emfile, refused))
+              REFUSED_AT_CAPACITY.decode(), kinds["none"], cpu_share * 100, NOFILE_HOLD_S,
+              scrape_status.decode(errors="replace")),
+             "accept_errors_total{errno=EMFILE} +%d, accept_refused_total +%d, "
+             "http_connections_refused_total{reason=descriptors} +%d" %
+             (emfile, refused, scrape_refused))
 
   def test_4_slowloris(self):
     self.begin("slowloris")
