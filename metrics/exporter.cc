@@ -272,6 +272,21 @@ std::vector<MetricFamily> Exporter::Families(const std::vector<ShardCopy>& shard
                 "1 while the index refuses writes after a write fault (the log says whether it "
                 "resumes by itself or needs a restart).",
                 {}, static_cast<double>(store->index_read_only));
+      constexpr std::string_view kIndexMemoryHelp =
+          "Memory of the RocksDB index by part: memtables (two of 16 MiB at most), block cache "
+          "(up to its capacity), table readers (indexes and filters of its files).";
+      const std::pair<const char*, uint64_t> parts[] = {
+          {"memtables", store->index_memtable_bytes},
+          {"block_cache", store->index_block_cache_bytes},
+          {"table_readers", store->index_table_reader_bytes},
+      };
+      for (const auto& [part, bytes] : parts) {
+        out.Gauge("posthaste_store_index_memory_bytes", kIndexMemoryHelp, {{"part", part}},
+                  static_cast<double>(bytes));
+      }
+      out.Gauge("posthaste_store_index_block_cache_capacity_bytes",
+                "Capacity of the RocksDB index's block cache (its usage stops there).", {},
+                static_cast<double>(store->index_block_cache_capacity));
     }
   }
   return out.Take();

@@ -394,6 +394,8 @@ TEST(Exporter, SumsShardsAtScrape) {
                                           s.messages = 42;
                                           s.block_cache_hits = 3;
                                           s.block_cache_misses = 1;
+                                          s.index_memtable_bytes = 5 << 20;
+                                          s.index_block_cache_capacity = 64 << 20;
                                           return s;
                                         },
                                     .ready = [] { return true; }});
@@ -409,6 +411,9 @@ TEST(Exporter, SumsShardsAtScrape) {
             std::string::npos);
   EXPECT_NE(text.find("posthaste_store_messages 42\n"), std::string::npos);
   EXPECT_NE(text.find("posthaste_store_block_cache_hit_ratio 0.75\n"), std::string::npos);
+  EXPECT_TRUE(Has(text, "posthaste_store_index_memory_bytes{part=\"memtables\"} 5242880")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_store_index_memory_bytes{part=\"block_cache\"} 0")) << text;
+  EXPECT_TRUE(Has(text, "posthaste_store_index_block_cache_capacity_bytes 67108864")) << text;
   EXPECT_NE(
       text.find("posthaste_pop3_command_duration_seconds_bucket{command=\"PASS\",le=\"0.0025\"} 1"),
       std::string::npos);

@@ -246,6 +246,11 @@ struct StoreMetrics {
   uint64_t write_stall_micros = 0;
   uint64_t write_stopped = 0;    // gauge: 1 while RocksDB stops writes
   uint64_t index_read_only = 0;  // gauge: 1 while the index refuses writes after a write fault
+  // gauges: the index's memory by part (storage's StoreStats)
+  uint64_t index_memtable_bytes = 0;
+  uint64_t index_block_cache_bytes = 0;
+  uint64_t index_block_cache_capacity = 0;
+  uint64_t index_table_reader_bytes = 0;
 };
 
 }  // namespace posthaste::metrics

@@ -839,6 +839,10 @@ absl::StatusOr<StoreStats> MailStore::Stats() {
   if (impl_->db->GetIntProperty("rocksdb.is-write-stopped", &stopped)) {
     out.write_stopped = stopped != 0;
   }
+  impl_->db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &out.index_memtable_bytes);
+  impl_->db->GetIntProperty("rocksdb.block-cache-usage", &out.index_block_cache_bytes);
+  impl_->db->GetIntProperty("rocksdb.block-cache-capacity", &out.index_block_cache_capacity);
+  impl_->db->GetIntProperty("rocksdb.estimate-table-readers-mem", &out.index_table_reader_bytes);
   out.index_read_only = IndexReadOnly();
   return out;
 }

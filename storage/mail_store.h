@@ -313,6 +313,14 @@ struct StoreStats {
   uint64_t write_stall_micros = 0;
   bool write_stopped = false;
   bool index_read_only = false;  // IndexReadOnly()
+  // The index's memory, from RocksDB's properties: what a server's RSS is mostly made of
+  // beyond its sessions. Memtables are bounded by index_write_buffer_bytes x 2, the block
+  // cache by index_cache_bytes; table readers (indexes and filters of the index's files, kept
+  // outside the cache) grow with the files until RocksDB's compaction merges them.
+  uint64_t index_memtable_bytes = 0;           // rocksdb.cur-size-all-mem-tables
+  uint64_t index_block_cache_bytes = 0;        // rocksdb.block-cache-usage
+  uint64_t index_block_cache_capacity = 0;     // rocksdb.block-cache-capacity
+  uint64_t index_table_reader_bytes = 0;       // rocksdb.estimate-table-readers-mem
 };
 
 class MailStore {

@@ -1276,6 +1276,12 @@ TEST_F(MailStoreTest, StatsFollowDeliveriesDeletionsAndCompaction) {
   ASSERT_TRUE(cached.ok());
   EXPECT_GT(cached->block_cache_hits + cached->block_cache_misses, 0u);
   EXPECT_FALSE(cached->write_stopped);
+  // The index's memory by part, for the metrics: the memtable holds these writes, the block
+  // cache what was read from the index's files, both within their configured bounds.
+  EXPECT_GT(cached->index_memtable_bytes, 0u);
+  EXPECT_LE(cached->index_memtable_bytes, 2 * options_.index_write_buffer_bytes);
+  EXPECT_EQ(cached->index_block_cache_capacity, options_.index_cache_bytes);
+  EXPECT_LE(cached->index_block_cache_bytes, cached->index_block_cache_capacity);
 }
 
 // A held account (a live move's final copy) refuses writes with kAccountHeld, keeps serving

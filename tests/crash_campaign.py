@@ -59,6 +59,7 @@ RESTART_S_MAX = 30.0  # "serves again within a bounded time"
 
 _LISTENING_POP3 = re.compile(r"\bpop3=127\.0\.0\.1:(\d+)")
 _LISTENING_LMTP = re.compile(r"\blmtp=127\.0\.0\.1:(\d+)")
+_LISTENING_METRICS = re.compile(r"\bmetrics=127\.0\.0\.1:(\d+)")
 _SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -110,7 +111,7 @@ class Server:
         "--auth_failure_delay_ms=20", "--auth_penalty_delay_max_ms=20", *self.extra_args
     ]
     self._listening.clear()
-    self.pop3_port = self.lmtp_port = None
+    self.pop3_port = self.lmtp_port = self.metrics_port = None
     self.log.write(b"=== spawn\n")
     self.log.flush()
     # Its own session: a terminal's Ctrl-C reaches the campaign (which then ends after the
@@ -134,6 +135,8 @@ class Server:
         if pop3 and lmtp:
           self.pop3_port = int(pop3.group(1))
           self.lmtp_port = int(lmtp.group(1))
+          metrics = _LISTENING_METRICS.search(line)
+          self.metrics_port = int(metrics.group(1)) if metrics else None
           self._listening.set()
     self.log.flush()
     proc.stderr.close()

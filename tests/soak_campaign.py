@@ -28,8 +28,10 @@ Threading: the main thread samples and owns the server; the load threads and the
 thread report through the model's lock (counts) and SoakCampaign.lock (errors, certificates).
 """
 
+import http.client
 import os
 import random
+import re
 import shutil
 import signal
 import ssl
@@ -133,7 +135,12 @@ def slope_per_hour(points):
 
 
 COLUMNS = ("minute", "rss_mib", "hwm_mib", "fds", "store_mib", "delivered", "retrieved",
-           "deleted", "pop3_sessions", "tls_sessions", "compactions", "reloads", "errors")
+           "deleted", "pop3_sessions", "tls_sessions", "compactions", "reloads", "errors",
+           "index_memtables_mib", "index_block_cache_mib", "index_table_readers_mib")
+# The RocksDB index's share of the RSS, from /metrics (posthaste_store_index_memory_bytes).
+INDEX_MEMORY_PARTS = ("memtables", "block_cache", "table_readers")
+_INDEX_MEMORY = re.compile(
+    r'^posthaste_store_index_memory_bytes\{part="([a-z_]+)"\} (\S+)$', re.MULTILINE)
 
 _GNUPLOT = """
 set terminal pngcairo size 900,900 font ",10"
@@ -146,7 +153,10 @@ set xlabel "minutes"
 set yrange [0:*]
 set ylabel "MiB"
 plot "{csv}" using 1:2 with linespoints title "server VmRSS", \\
-     "{csv}" using 1:3 with lines dashtype 2 title "VmHWM"
+     "{csv}" using 1:3 with lines dashtype 2 title "VmHWM", \\
+     "{csv}" using 1:15 with lines title "index block cache", \\
+     "{csv}" using 1:14 with lines title "index memtables", \\
+     "{csv}" using 1:16 with lines title "index table readers"
 set ylabel "descriptors"
 plot "{csv}" using 1:4 with linespoints title "open fds"
 set ylabel "MiB"
@@ -288,19 +298,41 @@ class SoakCampaign(Campaign):
       errors = self.error_count
     return c, s, errors
 
+  def index_memory_mib(self):
+    """{part: MiB} of the index's memory gauges on /metrics (0 when the scrape fails)."""
+    parts = dict.fromkeys(INDEX_MEMORY_PARTS, 0.0)
+    conn = http.client.HTTPConnection("127.0.0.1", self.server.metrics_port, timeout=10)
+    try:
+      conn.request("GET", "/metrics")
+      text = conn.getresponse().read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as e:
+      self.error("GET /metrics: %r" % e)
+      return parts
+    finally:
+      conn.close()
+    for part, value in _INDEX_MEMORY.findall(text):
+      if part in parts:
+        parts[part] = float(value) / (1 << 20)
+    return parts
+
   def sample(self, minute, load_errors):
     rss, hwm = process_memory(self.server.proc.pid)
     fds = len(os.listdir("/proc/%d/fd" % self.server.proc.pid))
+    index = self.index_memory_mib()
     c, s, errors = self.counts()
     row = dict(minute=round(minute, 2), rss_mib=round(rss, 1), hwm_mib=round(hwm, 1), fds=fds,
                store_mib=round(disk_usage_mib(self.data_dir), 1), delivered=c["delivered"],
                retrieved=c["retr_checked"], deleted=c["deleted"], pop3_sessions=s["pop3"],
                tls_sessions=s["tls"], compactions=c["compactions"], reloads=s["reloads"],
-               errors=errors + len(load_errors))
+               errors=errors + len(load_errors),
+               index_memtables_mib=round(index["memtables"], 1),
+               index_block_cache_mib=round(index["block_cache"], 1),
+               index_table_readers_mib=round(index["table_readers"], 1))
     self.samples.append(row)
     self.say("minute %5.1f: RSS %.1f MiB (HWM %.1f), %d fds, store %.1f MiB; %d delivered, "
              "%d retrieved, %d deleted, %d POP3 sessions (%d STLS), %d compactions, %d reloads, "
-             "%d errors" % tuple(row[k] for k in COLUMNS))
+             "%d errors; index memtables %.1f MiB, block cache %.1f MiB, table readers %.1f MiB"
+             % tuple(row[k] for k in COLUMNS))
 
   # --- the run ---
 
@@ -441,6 +473,11 @@ class SoakCampaign(Campaign):
     self.say("slopes after %.1f min of warm-up, least squares over %d samples: RSS %+.2f MiB/h, "
              "fds %+.2f /h, store %+.2f MiB/h" %
              (self.minutes * WARMUP_FRACTION, len(warm), self.rss_slope, fds_slope, store_slope))
+    # What of the RSS slope the index's bounded caches explain, and what is left.
+    index_slope = slope_per_hour([(r["minute"], sum(r["index_%s_mib" % p]
+                                                    for p in INDEX_MEMORY_PARTS)) for r in warm])
+    self.say("of which the index (memtables + block cache + table readers): %+.2f MiB/h; "
+             "RSS less the index: %+.2f MiB/h" % (index_slope, self.rss_slope - index_slope))
     seen = sorted(self.reload_seen_s)
     self.say("totals: %d delivered, %d refused, %d RETRs checked (incl. the final check), "
              "%d deleted, %d POP3 sessions (%d STLS), %d compactions (%d rewrote), %d reloads "

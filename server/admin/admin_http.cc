@@ -110,6 +110,10 @@ metrics::StoreMetrics ToStoreMetrics(const storage::StoreStats& s) {
   m.write_stall_micros = s.write_stall_micros;
   m.write_stopped = s.write_stopped ? 1 : 0;
   m.index_read_only = s.index_read_only ? 1 : 0;
+  m.index_memtable_bytes = s.index_memtable_bytes;
+  m.index_block_cache_bytes = s.index_block_cache_bytes;
+  m.index_block_cache_capacity = s.index_block_cache_capacity;
+  m.index_table_reader_bytes = s.index_table_reader_bytes;
   return m;
 }
 
