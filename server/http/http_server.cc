@@ -1,7 +1,6 @@
 #include "server/http/http_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -160,7 +159,7 @@ struct HttpServer::Impl {
   int listen_fd = -1;
   int epoll_fd = -1;
   int wake_fd = -1;
-  int reserve_fd = -1;  // /dev/null, held to be given up at the descriptor limit
+  int reserve_fd = -1;  // an eventfd, held to be given up at the descriptor limit
   bool accept_failing = false;  // loop thread: an accept error episode is under way (logged)
   uint16_t port = 0;
   std::atomic<bool> stopping{false};
@@ -207,8 +206,9 @@ absl::Status HttpServer::Impl::Open() {
   epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (epoll_fd < 0 || wake_fd < 0) return absl::InternalError("epoll_create1/eventfd failed");
-  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (reserve_fd < 0) return absl::InternalError("open(/dev/null) for the reserve failed");
+  // An eventfd needs no file system (a chroot may lack /dev/null); any descriptor holds a slot.
+  reserve_fd = eventfd(0, EFD_CLOEXEC);
+  if (reserve_fd < 0) return absl::InternalError("eventfd for the reserve descriptor failed");
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kListenerKey;
@@ -300,7 +300,7 @@ void HttpServer::Impl::OnAcceptable() {
 }
 
 void HttpServer::Impl::RefuseQueuedWithReserve() {
-  if (reserve_fd < 0) reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);  // a freed slot?
+  if (reserve_fd < 0) reserve_fd = eventfd(0, EFD_CLOEXEC);  // a slot freed since?
   if (reserve_fd < 0) return;
   close(reserve_fd);
   reserve_fd = -1;
@@ -311,7 +311,7 @@ void HttpServer::Impl::RefuseQueuedWithReserve() {
     Refuse(fd, "server at capacity, try again later");
   }
   // Another thread may take the slot meanwhile: then the next back-off tries again.
-  reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  reserve_fd = eventfd(0, EFD_CLOEXEC);
 }
 
 void HttpServer::Impl::Admit(int fd, const sockaddr_storage& addr) {
