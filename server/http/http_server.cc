@@ -305,8 +305,18 @@ void HttpServer::Impl::RefuseQueuedWithReserve() {
   close(reserve_fd);
   reserve_fd = -1;
   for (int i = 0; i < kRefusalsPerBackoff; ++i) {
-    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof(addr);
+    const int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &addr_len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) break;  // the queue is empty, or another thread took the freed slot
+    // Descriptors may have freed up meanwhile: if the reserve can be taken back beside this
+    // connection, it is served, not refused.
+    reserve_fd = eventfd(0, EFD_CLOEXEC);
+    if (reserve_fd >= 0) {
+      Admit(fd, addr);
+      return;
+    }
     stats.refused_descriptors.fetch_add(1, std::memory_order_relaxed);
     Refuse(fd, "server at capacity, try again later");
   }

@@ -358,7 +358,8 @@ TEST_F(HttpServerTest, AtTheDescriptorLimitQueuedClientsGet503AndAcceptingResume
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
   ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   SendAll(clients[kClients], kGetHealth);
-  EXPECT_EQ(StatusOf(ReadAll(clients[kClients])), 200);
+  const std::string served = ReadAll(clients[kClients]);
+  EXPECT_EQ(StatusOf(served), 200) << served;
   for (int c : clients) close(c);
 }
 
