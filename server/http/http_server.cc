@@ -159,7 +159,7 @@ struct HttpServer::Impl {
   int listen_fd = -1;
   int epoll_fd = -1;
   int wake_fd = -1;
-  int reserve_fd = -1;  // an eventfd, held to be given up at the descriptor limit
+  int reserve_fd = -1;          // an eventfd, held to be given up at the descriptor limit
   bool accept_failing = false;  // loop thread: an accept error episode is under way (logged)
   uint16_t port = 0;
   std::atomic<bool> stopping{false};

@@ -95,16 +95,16 @@ inline constexpr std::array<int, 18> kCountedStatuses = {
     200, 201, 204, 400, 401, 404, 405, 408, 409, 411, 413, 414, 417, 431, 500, 501, 503, 505};
 
 // X(member, what it counts); the server exports them per listener (server/admin/admin_http.cc).
-#define PH_HTTP_SERVER_STATS(X)                                           \
-  X(connections_accepted, "connections accepted")                         \
-  X(connections_open, "connections open (goes down as they close)")       \
-  X(refused_per_ip, "503 + close: over connections_per_ip_max")           \
-  X(refused_full, "503 + close: full, nobody to evict")                   \
+#define PH_HTTP_SERVER_STATS(X)                                                 \
+  X(connections_accepted, "connections accepted")                               \
+  X(connections_open, "connections open (goes down as they close)")             \
+  X(refused_per_ip, "503 + close: over connections_per_ip_max")                 \
+  X(refused_full, "503 + close: full, nobody to evict")                         \
   X(refused_descriptors, "503 + close: on the reserve descriptor at the limit") \
-  X(evicted, "closed to make room (slowest head first)")                  \
-  X(header_timeouts, "408: the head did not arrive by header_timeout_ms") \
-  X(body_timeouts, "408: the body did not arrive by body_timeout_ms")     \
-  X(write_timeouts, "aborted: the response was not taken in time")        \
+  X(evicted, "closed to make room (slowest head first)")                        \
+  X(header_timeouts, "408: the head did not arrive by header_timeout_ms")       \
+  X(body_timeouts, "408: the body did not arrive by body_timeout_ms")           \
+  X(write_timeouts, "aborted: the response was not taken in time")              \
   X(worker_queue_full, "503: every worker busy and the queue full")
 struct HttpServerStats {
   PH_HTTP_SERVER_STATS(PH_ATOMIC_COUNTER_MEMBER)

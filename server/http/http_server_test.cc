@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/testing/descriptor_table.h"
 #include "gtest/gtest.h"
 
 namespace posthaste::http {
@@ -324,22 +324,9 @@ TEST_F(HttpServerTest, AtTheDescriptorLimitQueuedClientsGet503AndAcceptingResume
   addr.sin_port = htons(port_);
   inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
 
-  // Fill the descriptor table up to a lowered soft limit: the server's accept gets EMFILE.
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-  const int probe = dup(0);
-  ASSERT_GE(probe, 0);
-  close(probe);
-  rlimit lowered = saved;
-  lowered.rlim_cur = static_cast<rlim_t>(probe) + 32;
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
-  std::vector<int> fillers;
-  for (int i = 0; i < 4096; ++i) {
-    const int f = dup(0);
-    if (f < 0) break;
-    fillers.push_back(f);
-  }
-  ASSERT_EQ(errno, EMFILE);
+  // The server's accept gets EMFILE from here on.
+  testing::DescriptorTableFull table_full;
+  ASSERT_TRUE(table_full.full());
 
   for (int i = 0; i < kClients; ++i) {
     ASSERT_EQ(connect(clients[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
@@ -354,8 +341,7 @@ TEST_F(HttpServerTest, AtTheDescriptorLimitQueuedClientsGet503AndAcceptingResume
   EXPECT_EQ(server_->stats().connections_accepted.load(), 0u);
 
   // Descriptors free again: the next request is served, nobody restarted anything.
-  for (int f : fillers) close(f);
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  table_full.Release();
   ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   SendAll(clients[kClients], kGetHealth);
   const std::string served = ReadAll(clients[kClients]);

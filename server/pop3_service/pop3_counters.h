@@ -70,7 +70,7 @@ namespace posthaste::server {
   X(timeouts_idle, kCounter, "posthaste_pop3_timeouts_total", "timeout=idle", "")                  \
   X(timeouts_send_stall, kCounter, "posthaste_pop3_timeouts_total", "timeout=send_stall", "")      \
   X(auth_checks_expired, kCounter, "posthaste_pop3_auth_checks_expired_total", "",                 \
-    "Login checks skipped: still queued when their connection's login time ran out.")           \
+    "Login checks skipped: still queued when their connection's login time ran out.")              \
   X(offload_rejected, kCounter, "posthaste_offload_rejected_total", "",                            \
     "Jobs refused by a full offload queue (POP3 and LMTP).")                                       \
   X(post_rejected, kCounter, "posthaste_inbox_rejected_total", "",                                 \

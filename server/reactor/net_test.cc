@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/testing/descriptor_table.h"
 #include "gtest/gtest.h"
 #include "server/reactor/buffer_ring.h"
 #include "server/reactor/send.h"
@@ -260,22 +261,8 @@ TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
     clients.push_back(c);
   }
 
-  // Fill the descriptor table up to a lowered soft limit.
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
-  const int probe = dup(0);
-  ASSERT_GE(probe, 0);
-  close(probe);
-  rlimit lowered = saved;
-  lowered.rlim_cur = static_cast<rlim_t>(probe) + 32;
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
-  std::vector<int> fillers;
-  for (int i = 0; i < 4096; ++i) {
-    const int f = dup(0);
-    if (f < 0) break;
-    fillers.push_back(f);
-  }
-  ASSERT_EQ(errno, EMFILE);
+  ::posthaste::testing::DescriptorTableFull table_full;
+  ASSERT_TRUE(table_full.full());
 
   for (int i = 0; i < kClients; ++i) {
     ASSERT_EQ(connect(clients[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
@@ -294,8 +281,7 @@ TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
   }
 
   // Descriptors free again: the next client is accepted without anyone restarting anything.
-  for (int f : fillers) close(f);
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  table_full.Release();
   ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ASSERT_TRUE(testing::RunUntil(*ring, [&] { return accepted.size() == 1; }));
   EXPECT_EQ(acceptor->stats().refused_descriptors, static_cast<uint64_t>(kClients));
