@@ -24,7 +24,7 @@ class GetmailTest(unittest.TestCase):
 
   def setUp(self):
     self.getmaildir = make_temp_dir("getmail-")
-    self.mda, self.mbox = write_mbox_mda(self.getmaildir)
+    self.mda, self.mbox = write_mbox_mda(self.getmaildir, linger_s=0.2)
 
   def getmail(self, port):
     rc = os.path.join(self.getmaildir, "getmailrc")

@@ -390,14 +390,21 @@ export LC_ALL=C
 """
 
 
-def write_mbox_mda(directory):
-  """Writes an MDA script that appends stdin to an mboxrd file; returns (script, mbox path)."""
+def write_mbox_mda(directory, linger_s=0):
+  """Writes an MDA script that appends stdin to an mboxrd file; returns (script, mbox path).
+
+  linger_s: the script sleeps that long before it exits. getmail forks the MDA and only then
+  installs its SIGCHLD handler, so on a loaded machine an MDA that exits at once can be reaped
+  unseen, and getmail fails with "waiting child pid N timed out" after 60 s.
+  """
   mbox = os.path.join(directory, "inbox.mbox")
   script = os.path.join(directory, "mda.sh")
   with open(mbox, "wb"):
     pass
   with open(script, "w") as f:
     f.write(_MDA_SCRIPT % {"mbox": mbox, "separator": MBOX_SEPARATOR.decode().strip()})
+    if linger_s:
+      f.write("sleep %g\n" % linger_s)
   os.chmod(script, 0o755)
   return script, mbox
 
