@@ -1,6 +1,7 @@
 // Encryption throughput of TlsEngine::EncryptFrom (record-sized pieces sealed from the caller's
 // span into the engine's output buffer) and of TlsEngine::SealInto (sealed in place into one
-// reused send buffer), per negotiated cipher, on one core. Compare with
+// reused send buffer), per negotiated cipher, on one core; and the receive path, one client
+// record fed and read at a time (BM_ReadPlaintext). Compare with
 // `openssl speed -evp aes-128-gcm` on the same machine (see docs/ARCHITECTURE.md, TLS).
 // Throughput is per CPU second (like openssl speed's default), so a loaded machine skews it
 // less than wall time would. The ciphertext is recycled through SwapCiphertext, as a driver would
@@ -116,6 +117,41 @@ BENCHMARK(BM_SealInto)
     ->ArgsProduct({{0, 1, 2, 3}, {1 << 20}})
     ->Args({0, 16384})
     ->Args({0, 1 << 10});
+
+// The receive path as the transport drives it: one record from the client (a POP3 command, or a
+// full record of an upload) fed, then read into a buffer cleared before each read. Each
+// iteration includes the client's encryption of the record. `buffer_capacity` is what that
+// buffer holds afterwards: a connection keeps it for its lifetime.
+void BM_ReadPlaintext(benchmark::State& state) {
+  const size_t record_bytes = static_cast<size_t>(state.range(0));
+  std::unique_ptr<TlsEngine> engine = Contexts().NewEngine();
+  TestTlsClient client({.max_version = TLS1_3_VERSION});
+  if (!client.Handshake(*engine).ok()) {
+    state.SkipWithError("handshake failed");
+    return;
+  }
+  const std::string record(record_bytes, 'c');
+  std::string wire;
+  std::string received;
+  for (auto _ : state) {
+    SSL_write(client.ssl(), record.data(), static_cast<int>(record.size()));
+    BIO* wbio = SSL_get_wbio(client.ssl());
+    wire.resize(BIO_pending(wbio));
+    BIO_read(wbio, wire.data(), static_cast<int>(wire.size()));
+    auto fed = engine->FeedCiphertext(wire);
+    received.clear();
+    auto read = engine->ReadPlaintext(&received);
+    if (!fed.ok() || *fed != wire.size() || !read.ok() || *read != record_bytes) {
+      state.SkipWithError("record not read back");
+      return;
+    }
+    benchmark::DoNotOptimize(received.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(record_bytes));
+  state.counters["buffer_capacity"] = static_cast<double>(received.capacity());
+}
+BENCHMARK(BM_ReadPlaintext)->ArgName("bytes")->Arg(6)->Arg(16384);
 
 }  // namespace
 }  // namespace posthaste

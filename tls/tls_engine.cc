@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -351,24 +353,35 @@ absl::StatusOr<size_t> TlsEngine::FeedCiphertext(std::span<const uint8_t> bytes)
   return accepted;
 }
 
+namespace {
+
+// One record's plaintext, per thread. SSL_read decrypts into it and ReadPlaintext appends what
+// came: a caller's buffer grows by what was read (a POP3 command: a few dozen bytes) instead of
+// by a zero-filled record per read, and a connection keeps no record-sized buffer of its own.
+std::span<char> RecordScratch() {
+  thread_local std::unique_ptr<char[]> scratch(new char[TlsEngine::kRecordPlaintextBytes]);
+  return {scratch.get(), TlsEngine::kRecordPlaintextBytes};
+}
+
+}  // namespace
+
 absl::StatusOr<size_t> TlsEngine::ReadPlaintext(std::string* out, size_t max_bytes) {
   if (!status_.ok()) return status_;
   DriveHandshake();
   if (!status_.ok()) return status_;
   if (!handshake_done_ || peer_closed_) return 0;
+  std::span<char> scratch = RecordScratch();
   size_t total = 0;
   while (total < max_bytes) {
-    size_t want = std::min<size_t>(max_bytes - total, kRecordPlaintextBytes);
-    size_t old_size = out->size();
-    out->resize(old_size + want);
+    size_t want = std::min(max_bytes - total, scratch.size());
     ERR_clear_error();
-    int rc = SSL_read(ssl_.get(), out->data() + old_size, static_cast<int>(want));
+    int rc = SSL_read(ssl_.get(), scratch.data(), static_cast<int>(want));
     if (rc > 0) {
-      out->resize(old_size + static_cast<size_t>(rc));
+      out->append(scratch.data(), static_cast<size_t>(rc));
+      OPENSSL_cleanse(scratch.data(), static_cast<size_t>(rc));  // it may hold a PASS line
       total += static_cast<size_t>(rc);
       continue;
     }
-    out->resize(old_size);
     int error = SSL_get_error(ssl_.get(), rc);
     if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) break;
     if (error == SSL_ERROR_ZERO_RETURN) {
