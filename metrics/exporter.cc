@@ -126,7 +126,32 @@ std::vector<MetricFamily> Exporter::Collect() const {
   StoreMetrics store;
   if (sources_.store) store = sources_.store();
   const bool ready = sources_.ready ? sources_.ready() : true;
-  return Families(shards, answered, process, sources_.store ? &store : nullptr, ready);
+  std::vector<MetricFamily> families =
+      Families(shards, answered, process, sources_.store ? &store : nullptr, ready);
+  if (absl::StatusOr<ProcessMetrics> own = ReadProcessMetrics(); own.ok()) {
+    for (MetricFamily& family : ProcessFamilies(*own)) families.push_back(std::move(family));
+  }
+  return families;
+}
+
+std::vector<MetricFamily> Exporter::ProcessFamilies(const ProcessMetrics& process) {
+  FamilyList out;
+  out.Counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", {},
+              process.cpu_seconds);
+  out.Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", {},
+            static_cast<double>(process.resident_bytes));
+  out.Gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", {},
+            static_cast<double>(process.virtual_bytes));
+  out.Gauge("process_open_fds", "Number of open file descriptors.", {},
+            static_cast<double>(process.open_fds));
+  out.Gauge("process_max_fds", "Maximum number of open file descriptors.", {},
+            static_cast<double>(process.max_fds));
+  out.Gauge("process_threads", "Number of OS threads in the process.", {},
+            static_cast<double>(process.threads));
+  out.Gauge("process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.", {},
+            process.start_time_seconds);
+  return out.Take();
 }
 
 std::vector<MetricFamily> Exporter::Families(const std::vector<ShardCopy>& shards,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "metrics/counter_table.h"
+#include "metrics/process_metrics.h"
 #include "metrics/shard_metrics.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
@@ -53,6 +54,9 @@ class Exporter : public prometheus::Collectable {
   static std::vector<prometheus::MetricFamily> Families(
       const std::vector<ShardCopy>& shards, uint32_t shards_answered,
       const std::vector<CounterBlockCopy>& process, const StoreMetrics* store, bool ready);
+  // The process_* families of Prometheus's client libraries. Collect() adds them when procfs
+  // can be read.
+  static std::vector<prometheus::MetricFamily> ProcessFamilies(const ProcessMetrics& process);
 
  private:
   ExporterSources sources_;

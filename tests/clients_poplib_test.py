@@ -64,9 +64,20 @@ class PoplibTest(unittest.TestCase):
     self.assertEqual(self.server.http_get("/readyz")[0], 200)
     names = {name for name, _, _ in self.server.metrics()}
     self.assertIn(SEND_PATH_METRIC, names)
-    # Only posthaste's own families, the HTTP listeners' among them.
-    self.assertTrue(all(name.startswith("posthaste_") for name in names), sorted(names))
+    # Only posthaste's own families, the HTTP listeners' among them, and the process_* families
+    # every Prometheus client library exports (the server's memory, CPU and descriptors).
+    self.assertTrue(all(name.startswith(("posthaste_", "process_")) for name in names),
+                    sorted(names))
     self.assertIn("posthaste_http_connections_accepted_total", names)
+    process = {name: value for name, _, value in self.server.metrics()
+               if name.startswith("process_")}
+    self.assertEqual(set(process), {
+        "process_cpu_seconds_total", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds", "process_threads",
+        "process_start_time_seconds"})
+    self.assertGreater(process["process_resident_memory_bytes"], 1 << 20)
+    self.assertGreater(process["process_open_fds"], 3)  # listeners, rings, the store
+    self.assertGreaterEqual(process["process_max_fds"], process["process_open_fds"])
 
   def test_greeting(self):
     pop = self.connect()

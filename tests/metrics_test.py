@@ -200,7 +200,7 @@ class MetricsTest(unittest.TestCase):
     self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
 
   def metric_names_in(self, text):
-    return set(re.findall(r"\bposthaste_[a-z0-9_]+", text))
+    return set(re.findall(r"\b(?:posthaste|process)_[a-z0-9_]+", text))
 
   def test_every_metric_the_dashboard_queries_is_exported(self):
     with open(runfile("deploy/grafana/posthaste.json")) as f:

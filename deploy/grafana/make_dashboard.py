@@ -185,6 +185,25 @@ def build():
               "write stall s/s"),
              ("sum by (operation) (rate(posthaste_store_errors_total{%s}[%s]))" % (SEL, RATE),
               "errors {{operation}}")], unit="short"),
+
+      row("Process"),
+      panel("Memory",
+            [("process_resident_memory_bytes{%s}" % SEL, "resident {{instance}}"),
+             ("sum by (instance, part) (posthaste_store_index_memory_bytes{%s})" % SEL,
+              "index {{part}} {{instance}}"),
+             ("posthaste_store_index_block_cache_capacity_bytes{%s}" % SEL,
+              "block cache capacity {{instance}}")], unit="bytes", width=8,
+            description="The server's resident memory beside the RocksDB index's share of it: "
+            "memtables (two of 16 MiB at most), block cache (up to its capacity) and table "
+            "readers. What the index does not explain is sessions, buffers and the allocator."),
+      panel("Descriptors",
+            [("process_open_fds{%s}" % SEL, "open {{instance}}"),
+             ("process_max_fds{%s}" % SEL, "limit {{instance}}")], width=8,
+            description="At the limit, new POP3 and LMTP connections are answered from a "
+            "reserve descriptor with -ERR [SYS/TEMP] and closed, and /metrics answers 503."),
+      panel("CPU",
+            [("rate(process_cpu_seconds_total{%s}[%s])" % (SEL, RATE), "{{instance}}")],
+            width=8, description="Cores in use, user and system time together."),
   ]
   templating = {"list": [
       {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Prometheus"},
@@ -203,7 +222,7 @@ def build():
   return {
       "title": "posthaste",
       "uid": "posthaste",
-      "description": "posthaste POP3 server: tenants, commands, traffic, shards, store.",
+      "description": "posthaste POP3 server: tenants, commands, traffic, shards, store, process.",
       "tags": ["posthaste", "pop3"],
       "timezone": "utc",
       "schemaVersion": 38,
