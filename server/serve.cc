@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "base/log.h"
+#include "base/malloc_arenas.h"
 #include "base/strings.h"
 #include "metrics/tenant_series.h"
 #include "server/admin/admin_api.h"
@@ -274,6 +275,9 @@ class Server {
     if (options.offload_threads == 0) {
       options.offload_threads = std::max<uint32_t>(2, options.shards);
     }
+    // Before any thread starts: threads take their arena at their first allocation.
+    if (options.malloc_arenas == 0) options.malloc_arenas = std::max<uint32_t>(2, options.shards);
+    LimitMallocArenas(static_cast<int>(options.malloc_arenas));
     RaiseFileLimit();
   }
 

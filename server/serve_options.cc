@@ -212,6 +212,7 @@ std::map<std::string, FlagSetter, std::less<>> ServeFlags(ServeOptions& o) {
       {"copy_below_bytes", IntFlag("copy_below_bytes", &o.copy_below_bytes, UINT64_MAX)},
       {"send_zc_min_bytes", IntFlag("send_zc_min_bytes", &o.send_zc_min_bytes, UINT64_MAX)},
       {"offload_threads", IntFlag("offload_threads", &o.offload_threads, 256)},
+      {"malloc_arenas", IntFlag("malloc_arenas", &o.malloc_arenas, 1024)},
       {"io_threads", PositiveFlag("io_threads", &o.io_threads, 256)},
       {"lmtp_listen", ListenFlag("lmtp_listen", &o.lmtp_listen, &o.lmtp_enabled)},
       {"lmtp_over_quota", ChoiceFlag<bool>("lmtp_over_quota", &o.lmtp_over_quota_permanent,
@@ -377,7 +378,7 @@ std::string ServeUsage() {
          "[--auth_cache_ttl_s=60] [--auth_cache_handoff=true] [--password_scheme=yescrypt:3] "
          "[--rehash_at_login=true] "
          "[--ldap_config=FILE] [--send_path=auto|splice|send_zc|copy] "
-         "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] "
+         "[--copy_below_bytes=0] [--send_zc_min_bytes=0] [--offload_threads=N] [--io_threads=32] [--malloc_arenas=N] "
          "[--log_format=text|json] [--metrics_max_tenants=20] [--metrics_tenants_recompute_s=60] "
          "[--metrics_sessions=true] [--verify_stored_messages=true] "
          "[--redownload_alarm_percent=50] "

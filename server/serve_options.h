@@ -107,6 +107,9 @@ struct ServeOptions {
   uint64_t copy_below_bytes = 0;
   uint64_t send_zc_min_bytes = 0;
   uint32_t offload_threads = 0;  // CPU pool (password hashing); 0: max(2, shards)
+  // glibc malloc arenas (base/malloc_arenas.h); 0: max(2, shards). MALLOC_ARENA_MAX in the
+  // environment overrides both.
+  uint32_t malloc_arenas = 0;
   // I/O pool: store calls that wait on the disk (LMTP checks and deliveries, maildrop opens,
   // TOP reads, QUIT commits). Its threads mostly sleep in fdatasync, and every one waiting can
   // join the store's next group commit, so it is sized for concurrent callers, not CPUs: 32
