@@ -148,9 +148,8 @@ std::vector<MetricFamily> Exporter::ProcessFamilies(const ProcessMetrics& proces
             static_cast<double>(process.max_fds));
   out.Gauge("process_threads", "Number of OS threads in the process.", {},
             static_cast<double>(process.threads));
-  out.Gauge("process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.", {},
-            process.start_time_seconds);
+  out.Gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+            {}, process.start_time_seconds);
   return out.Take();
 }
 

@@ -13,13 +13,13 @@
 namespace posthaste::metrics {
 
 struct ProcessMetrics {
-  double cpu_seconds = 0;          // user + system
+  double cpu_seconds = 0;  // user + system
   uint64_t resident_bytes = 0;
   uint64_t virtual_bytes = 0;
   uint64_t open_fds = 0;
-  uint64_t max_fds = 0;            // the soft RLIMIT_NOFILE
+  uint64_t max_fds = 0;  // the soft RLIMIT_NOFILE
   uint64_t threads = 0;
-  double start_time_seconds = 0;   // since the Unix epoch
+  double start_time_seconds = 0;  // since the Unix epoch
 };
 
 // Reads `proc_dir` (a /proc/<pid> directory; its `stat` and `fd/`) and `proc_stat` (/proc/stat,

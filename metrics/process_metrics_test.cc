@@ -67,9 +67,7 @@ TEST_F(FakeProc, AShortOrGarbledStatLineIsAnErrorNotZeros) {
   WriteFile(dir_ + "/stat", "4242 serve S 1 4242\n");
   EXPECT_EQ(ReadProcessMetrics(dir_, dir_ + "/system_stat", 100, 4096).status().code(),
             absl::StatusCode::kDataLoss);
-  EXPECT_EQ(ReadProcessMetrics(dir_ + "/missing", dir_ + "/system_stat", 100, 4096)
-                .status()
-                .code(),
+  EXPECT_EQ(ReadProcessMetrics(dir_ + "/missing", dir_ + "/system_stat", 100, 4096).status().code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -97,8 +95,8 @@ TEST(ProcessMetrics, ExportedUnderThePrometheusClientNames) {
   const std::string text = SerializeText(Exporter::ProcessFamilies(m));
   for (const char* line :
        {"process_cpu_seconds_total 1.5\n", "process_resident_memory_bytes 7340032\n",
-        "process_virtual_memory_bytes 9437184\n", "process_open_fds 12\n",
-        "process_max_fds 1024\n", "process_threads 5\n", "process_start_time_seconds 1700000000\n",
+        "process_virtual_memory_bytes 9437184\n", "process_open_fds 12\n", "process_max_fds 1024\n",
+        "process_threads 5\n", "process_start_time_seconds 1700000000\n",
         "# TYPE process_cpu_seconds_total counter\n", "# TYPE process_open_fds gauge\n"}) {
     EXPECT_NE(text.find(line), std::string::npos) << line << text;
   }
