@@ -66,6 +66,26 @@ TEST_F(TlsEngineTest, Tls13NegotiatesAndCarriesData) {
   EXPECT_EQ(server->plaintext_bytes_encrypted(), 5u);
 }
 
+// A connection keeps its receive buffer for its lifetime: reading a command must grow it by
+// the command, not by a record's worth of space (it used to hold 32 KiB per connection), and
+// a full record still arrives whole after it.
+TEST_F(TlsEngineTest, ReadPlaintextGrowsTheBufferOnlyByWhatCame) {
+  auto server = set_->NewEngine();
+  TestTlsClient client({});
+  ASSERT_TRUE(client.Handshake(*server).ok());
+  ASSERT_TRUE(client.Write(*server, "STAT\r\n").ok());
+  std::string received;
+  ASSERT_TRUE(server->ReadPlaintext(&received).ok());
+  EXPECT_EQ(received, "STAT\r\n");
+  EXPECT_LT(received.capacity(), 1024u);
+
+  const std::string record(TlsEngine::kRecordPlaintextBytes, 'u');
+  ASSERT_TRUE(client.Write(*server, record + "QUIT\r\n").ok());
+  received.clear();
+  ASSERT_TRUE(server->ReadPlaintext(&received).ok());
+  EXPECT_EQ(received, record + "QUIT\r\n");
+}
+
 TEST_F(TlsEngineTest, Tls12NegotiatesAeadOnly) {
   for (const char* cipher : {"", "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
                              "ECDHE-ECDSA-CHACHA20-POLY1305"}) {
