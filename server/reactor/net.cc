@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -145,7 +147,14 @@ Acceptor::Acceptor(Ring& ring, int listen_fd, absl::AnyInvocable<void(int fd)> o
       refusal_line_(std::move(refusal_line)) {
   accept_.Bind<&Acceptor::OnAcceptDone>(this);
   backoff_.Bind<&Acceptor::OnBackoff>(this);
-  TakeReserve();
+  refusal_accepted_.Bind<&Acceptor::OnRefusalAccepted>(this);
+  refusal_closed_.Bind<&Acceptor::OnRefusalClosed>(this);
+  if (std::optional<uint32_t> slot = ring_.ClaimFileSlots(1)) {
+    direct_refusals_ = true;
+    refusal_slot_ = *slot;
+  } else {
+    TakeReserve();
+  }
 }
 
 Acceptor::~Acceptor() {
@@ -167,6 +176,7 @@ void Acceptor::Stop() {
   stopping_ = true;
   ring_.timers().Cancel(&backoff_);
   ring_.Cancel(&accept_);
+  ring_.Cancel(&refusal_accepted_);
 }
 
 void Acceptor::OnAcceptDone(int32_t res, uint32_t flags) {
@@ -216,6 +226,37 @@ void Acceptor::OnAcceptError(int err) {
 }
 
 void Acceptor::RefuseQueued() {
+  if (!direct_refusals_) {
+    RefuseQueuedThroughReserve();
+    return;
+  }
+  refusals_this_round_ = 0;
+  if (!refusal_closed_.in_flight()) RefuseNextDirectly();
+}
+
+void Acceptor::RefuseNextDirectly() {
+  if (stopping_ || refusals_this_round_ >= kRefusalsPerBackoff) return;
+  // Only for a connection already queued: an accept on an empty queue would wait, and could
+  // take a client after descriptors are free again. This shard alone reads its listener.
+  pollfd queued{.fd = listen_fd_, .events = POLLIN, .revents = 0};
+  if (poll(&queued, 1, 0) != 1 || (queued.revents & POLLIN) == 0) return;
+  ring_.PrepAcceptDirectAndRefuse(&refusal_accepted_, &refusal_closed_, listen_fd_, refusal_slot_,
+                                  refusal_line_);
+}
+
+void Acceptor::OnRefusalAccepted(int32_t res, uint32_t /*flags*/) {
+  if (res < 0) return;  // nothing accepted: the rest of the chain is cancelled
+  ++refusals_this_round_;
+  ++stats_.refused_descriptors;
+  ++episode_refused_;
+}
+
+void Acceptor::OnRefusalClosed(int32_t res, uint32_t /*flags*/) {
+  // The slot is free again; -ECANCELED: nothing had been accepted, the queue is empty.
+  if (res == 0) RefuseNextDirectly();
+}
+
+void Acceptor::RefuseQueuedThroughReserve() {
   if (reserve_fd_ >= 0) {
     close(reserve_fd_);
     reserve_fd_ = -1;
@@ -237,6 +278,8 @@ void Acceptor::RefuseQueued() {
 }
 
 void Acceptor::OnBackoff() {
+  // A refusal still waiting must not take a client the re-armed accept could serve.
+  ring_.Cancel(&refusal_accepted_);
   if (!stopping_) Start();
 }
 

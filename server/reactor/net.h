@@ -69,18 +69,23 @@ struct AcceptorStats {
 
 // At the descriptor limit (EMFILE, ENFILE) the kernel's multishot accept ends with the error and
 // the connection stays in the listen queue, where its client would wait without a word. The
-// Acceptor then backs off (kErrorBackoffNs, never a spin) and re-arms; while it is out of
-// descriptors it keeps one spare descriptor in reserve, and on each error gives it up to accept
-// up to kRefusalsPerBackoff queued connections, send each `refusal_line` (a protocol's
-// "try again later", possibly empty: then only closed) and close it, before taking the reserve
-// back. Another thread may take the freed slot first; then nothing is refused this round and the
-// reserve is taken back on a later one. The first error of an episode is logged, and its end
-// with the counts; each error and refusal is counted.
+// Acceptor then backs off (kErrorBackoffNs, never a spin) and re-arms. On each such error it
+// also accepts up to kRefusalsPerBackoff queued connections, sends each `refusal_line` (a
+// protocol's "try again later", possibly empty: then only closed) and closes it:
+//   - through a direct descriptor (a slot of the ring's file table, Ring::ClaimFileSlots), which
+//     takes nothing from the process's descriptor table, so refusing works however full it is.
+//     One connection at a time, and only while poll(2) says one is queued (an accept on an
+//     empty queue would wait); one still waiting when the back-off ends is cancelled;
+//   - where the ring has no slots (kernels before 5.19), with one spare descriptor kept in
+//     reserve and given up for the refusals. Another shard may take the freed descriptor first;
+//     then nothing is refused this round and the reserve is taken back on a later one.
+// The first error of an episode is logged, and its end with the counts; each error and refusal
+// is counted.
 class Acceptor {
  public:
   // Back-off before re-arming after an accept error (EMFILE, ENFILE, ENOMEM).
   static constexpr uint64_t kErrorBackoffNs = 100'000'000;
-  // Queued connections refused per error (bounds the reactor's time in the synchronous path).
+  // Queued connections refused per error (bounds the work one error starts).
   static constexpr int kRefusalsPerBackoff = 64;
 
   // on_accept receives each new connection's fd; it owns it from then on.
@@ -93,7 +98,12 @@ class Acceptor {
   void Start();
   // Cancels the multishot accept; active() turns false once its last CQE arrived.
   void Stop();
-  bool active() const { return accept_.in_flight() || backoff_.armed(); }
+  bool active() const {
+    return accept_.in_flight() || backoff_.armed() || refusal_accepted_.in_flight() ||
+           refusal_closed_.in_flight();
+  }
+  // Refuses through direct descriptors (else through the reserve descriptor).
+  bool refuses_directly() const { return direct_refusals_; }
   // Waiting out the back-off after an accept error (nothing armed on the ring).
   bool backing_off() const { return backoff_.armed(); }
   AcceptorStats& stats() { return stats_; }
@@ -102,8 +112,12 @@ class Acceptor {
   void OnAcceptDone(int32_t res, uint32_t flags);
   void OnBackoff();
   void OnAcceptError(int err);
-  // Uses the reserve descriptor to refuse queued connections (see the class comment).
+  // Refuses queued connections (see the class comment).
   void RefuseQueued();
+  void RefuseNextDirectly();
+  void OnRefusalAccepted(int32_t res, uint32_t flags);
+  void OnRefusalClosed(int32_t res, uint32_t flags);
+  void RefuseQueuedThroughReserve();
   void TakeReserve();
 
   Ring& ring_;
@@ -111,6 +125,11 @@ class Acceptor {
   absl::AnyInvocable<void(int)> on_accept_;
   std::string refusal_line_;
   int reserve_fd_ = -1;
+  bool direct_refusals_ = false;
+  uint32_t refusal_slot_ = 0;
+  Completion refusal_accepted_;
+  Completion refusal_closed_;
+  int refusals_this_round_ = 0;
   Completion accept_;
   Timer backoff_;
   bool stopping_ = false;

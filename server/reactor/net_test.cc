@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/check.h"
 #include "base/testing/descriptor_table.h"
 #include "gtest/gtest.h"
 #include "server/reactor/buffer_ring.h"
@@ -237,52 +238,67 @@ TEST(NetTest, StoppedAcceptorGoesIdle) {
 // At the descriptor limit the multishot accept ends with EMFILE and connections wait in the
 // listen queue. The acceptor must back off (not spin), answer each queued client with its
 // refusal line on the reserve descriptor, and accept again by itself once descriptors free up.
-TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
-  constexpr int kClients = 3;
-  constexpr std::string_view kRefusal = "-ERR [SYS/TEMP] test limit\r\n";
-  auto ring = Ring::Create({}).value();
-  const int listen_fd = CreateListener({}).value();
-  const uint16_t port = LocalPort(listen_fd).value();
-  std::vector<int> accepted;
-  auto acceptor = std::make_unique<Acceptor>(
-      *ring, listen_fd, [&](int fd) { accepted.push_back(fd); }, std::string(kRefusal));
+constexpr std::string_view kRefusal = "-ERR [SYS/TEMP] test limit\r\n";
 
-  // Client sockets first: once the table is full the test process cannot create any.
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+// Client sockets made before the descriptor table is filled (the test cannot create any after).
+std::vector<int> MakeClientSockets(int count) {
   std::vector<int> clients;
-  for (int i = 0; i <= kClients; ++i) {
+  for (int i = 0; i < count; ++i) {
     const int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(c, 0);
+    PH_CHECK(c >= 0);
     const timeval timeout{.tv_sec = 10, .tv_usec = 0};
     setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     clients.push_back(c);
   }
+  return clients;
+}
+
+sockaddr_in LoopbackAddress(uint16_t port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+std::string ReadAll(int fd) {
+  char buf[128];
+  const ssize_t n = recv(fd, buf, sizeof(buf), MSG_WAITALL);
+  return std::string(buf, n > 0 ? n : 0);
+}
+
+// The process runs out of descriptors with clients queued: each gets the refusal line, the
+// acceptor waits out its back-off, and once descriptors free up it accepts again by itself.
+void RefusesAtTheDescriptorLimitAndRecovers(uint32_t file_slots) {
+  constexpr int kClients = 3;
+  auto ring = Ring::Create({.file_slots = file_slots}).value();
+  const int listen_fd = CreateListener({}).value();
+  const sockaddr_in addr = LoopbackAddress(LocalPort(listen_fd).value());
+  std::vector<int> accepted;
+  auto acceptor = std::make_unique<Acceptor>(
+      *ring, listen_fd, [&](int fd) { accepted.push_back(fd); }, std::string(kRefusal));
+  EXPECT_EQ(acceptor->refuses_directly(), ring->file_slots() > 0);
+  std::vector<int> clients = MakeClientSockets(kClients + 1);
 
   ::posthaste::testing::DescriptorTableFull table_full;
   ASSERT_TRUE(table_full.full());
 
   for (int i = 0; i < kClients; ++i) {
-    ASSERT_EQ(connect(clients[i], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(connect(clients[i], reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
   }
   acceptor->Start();
-  ASSERT_TRUE(testing::RunUntil(
-      *ring, [&] { return acceptor->stats().refused_descriptors >= kClients; }));
+  ASSERT_TRUE(
+      testing::RunUntil(*ring, [&] { return acceptor->stats().refused_descriptors >= kClients; }));
   // Waiting out the back-off, not re-armed at once on the same error.
   EXPECT_TRUE(acceptor->backing_off());
   EXPECT_GE(acceptor->stats().errors_emfile, 1u);
   EXPECT_TRUE(accepted.empty());
-  for (int i = 0; i < kClients; ++i) {
-    char buf[128];
-    const ssize_t n = recv(clients[i], buf, sizeof(buf), MSG_WAITALL);
-    EXPECT_EQ(std::string_view(buf, n > 0 ? n : 0), kRefusal) << "client " << i;
-  }
+  for (int i = 0; i < kClients; ++i) EXPECT_EQ(ReadAll(clients[i]), kRefusal) << "client " << i;
 
-  // Descriptors free again: the next client is accepted without anyone restarting anything.
+  // Descriptors free again: the next client is accepted without anyone restarting anything
+  // (and no refusal left waiting on the empty queue takes it).
   table_full.Release();
-  ASSERT_EQ(connect(clients[kClients], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(connect(clients[kClients], reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
   ASSERT_TRUE(testing::RunUntil(*ring, [&] { return accepted.size() == 1; }));
   EXPECT_EQ(acceptor->stats().refused_descriptors, static_cast<uint64_t>(kClients));
 
@@ -290,6 +306,53 @@ TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
   ASSERT_TRUE(testing::RunUntil(*ring, [&] { return !acceptor->active(); }));
   acceptor.reset();
   for (int fd : accepted) close(fd);
+  for (int c : clients) close(c);
+  close(listen_fd);
+}
+
+TEST(NetTest, AcceptorAtDescriptorLimitRefusesQueuedClientsAndRecovers) {
+  RefusesAtTheDescriptorLimitAndRecovers(Ring::Options{}.file_slots);
+}
+
+// Kernels without direct descriptors: the reserve descriptor does the refusing.
+TEST(NetTest, AcceptorWithoutDirectDescriptorsRefusesThroughItsReserve) {
+  RefusesAtTheDescriptorLimitAndRecovers(/*file_slots=*/0);
+}
+
+// Another shard can take the descriptor a reserve frees (they share the process's table), so
+// refusing must not need one: with the table full before the acceptor even exists, queued
+// clients still get the refusal line, one after another through the acceptor's one slot.
+TEST(NetTest, AcceptorRefusesQueuedClientsWithNoDescriptorFreeAtAll) {
+  constexpr int kClients = 9;
+  auto ring = Ring::Create({}).value();
+  if (ring->file_slots() == 0) GTEST_SKIP() << "the kernel has no direct descriptors";
+  const int listen_fd = CreateListener({}).value();
+  const sockaddr_in addr = LoopbackAddress(LocalPort(listen_fd).value());
+  std::vector<int> clients = MakeClientSockets(kClients);
+  int accepted = 0;
+  std::unique_ptr<Acceptor> acceptor;
+  {
+    ::posthaste::testing::DescriptorTableFull table_full;
+    ASSERT_TRUE(table_full.full());
+    acceptor = std::make_unique<Acceptor>(
+        *ring, listen_fd,
+        [&](int fd) {
+          ++accepted;
+          close(fd);
+        },
+        std::string(kRefusal));
+    for (int c : clients) {
+      ASSERT_EQ(connect(c, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0);
+    }
+    acceptor->Start();
+    ASSERT_TRUE(testing::RunUntil(
+        *ring, [&] { return acceptor->stats().refused_descriptors >= kClients; }));
+    EXPECT_EQ(accepted, 0);
+  }
+  for (int i = 0; i < kClients; ++i) EXPECT_EQ(ReadAll(clients[i]), kRefusal) << "client " << i;
+  acceptor->Stop();
+  ASSERT_TRUE(testing::RunUntil(*ring, [&] { return !acceptor->active(); }));
+  acceptor.reset();
   for (int c : clients) close(c);
   close(listen_fd);
 }

@@ -118,6 +118,10 @@ absl::StatusOr<std::unique_ptr<Ring>> Ring::Create(const Options& options) {
     return absl::UnavailableError(IoUringSetupErrorMessage(-rc, ReadIoUringDisabledSysctl()));
   }
   ring->initialised_ = true;
+  if (options.file_slots > 0 &&
+      io_uring_register_files_sparse(&ring->ring_, options.file_slots) == 0) {
+    ring->file_slots_ = options.file_slots;
+  }
   ring->cqe_ptrs_.resize(options.cqe_batch);
   ring->batch_.resize(options.cqe_batch);
   ring->timer_wakeup_.Bind<&Ring::OnTimerWakeup>(ring.get());
@@ -140,17 +144,21 @@ Ring::~Ring() {
 Ring* Ring::Current() { return tls_current_ring; }
 
 io_uring_sqe* Ring::GetSqe() {
+  EnsureSqSpace(1);
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  PH_CHECK(sqe != nullptr);
+  return sqe;
+}
+
+void Ring::EnsureSqSpace(unsigned entries) {
   // The SQ is full: hand what is queued to the kernel and retry. -EBUSY (CQ backlog) clears
   // as the kernel flushes overflowed CQEs, so a bounded number of attempts suffices.
-  for (int attempt = 0; sqe == nullptr; ++attempt) {
+  for (int attempt = 0; io_uring_sq_space_left(&ring_) < entries; ++attempt) {
     PH_CHECK(attempt < 10000);
     ++stats_.sq_full_retries;
     const int rc = io_uring_submit(&ring_);
     if (rc > 0) stats_.submissions += static_cast<uint64_t>(rc);
-    sqe = io_uring_get_sqe(&ring_);
   }
-  return sqe;
 }
 
 void Ring::Arm(io_uring_sqe* sqe, Completion* c) {
@@ -213,6 +221,36 @@ void Ring::PrepPollAdd(Completion* c, int fd, uint32_t poll_mask) {
   io_uring_sqe* sqe = GetSqe();
   io_uring_prep_poll_add(sqe, fd, poll_mask);
   Arm(sqe, c);
+}
+
+std::optional<uint32_t> Ring::ClaimFileSlots(uint32_t count) {
+  if (count == 0 || file_slots_ - file_slots_claimed_ < count) return std::nullopt;
+  const uint32_t first = file_slots_claimed_;
+  file_slots_claimed_ += count;
+  return first;
+}
+
+void Ring::PrepAcceptDirectAndRefuse(Completion* accepted, Completion* closed, int listen_fd,
+                                     uint32_t slot, std::string_view line) {
+  PH_DCHECK(slot < file_slots_claimed_);
+  // A failed accept cancels the rest of the chain (nothing to close). The close is hard-linked
+  // after the send, so a send the peer refused still frees the slot. A chain does not span
+  // submissions: room for all of it first.
+  EnsureSqSpace(3);
+  io_uring_sqe* sqe = GetSqe();
+  io_uring_prep_accept_direct(sqe, listen_fd, nullptr, nullptr, SOCK_NONBLOCK, slot);
+  sqe->flags |= IOSQE_IO_LINK;
+  Arm(sqe, accepted);
+  if (!line.empty()) {
+    sqe = GetSqe();
+    io_uring_prep_send(sqe, static_cast<int>(slot), line.data(), line.size(),
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+    Arm(sqe, nullptr);
+  }
+  sqe = GetSqe();
+  io_uring_prep_close_direct(sqe, slot);
+  Arm(sqe, closed);
 }
 
 void Ring::Cancel(Completion* c) {

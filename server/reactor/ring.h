@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +76,9 @@ class Ring {
     uint32_t cqe_batch = 256;    // CQEs reaped per loop iteration, 1..kCqeBatchMax
     // The best setup mode to try (tests use this to exercise the fallbacks).
     SetupMode best_mode = SetupMode::kDeferTaskrun;
+    // Direct-descriptor slots registered (sparse) at setup; 0 registers none. See
+    // ClaimFileSlots().
+    uint32_t file_slots = 64;
   };
 
   // Creates a ring on the calling thread. InvalidArgument for bad options; Unavailable when
@@ -131,6 +135,21 @@ class Ring {
   // Untracked eventfd write of 1 (cross-shard wake-up without a syscall on this thread).
   void PrepWakeEventfd(int eventfd);
 
+  // Direct descriptors: slots of the ring's registered file table. A socket there takes no
+  // descriptor from the process's table, so these work at RLIMIT_NOFILE. The table is
+  // registered at Create (Options::file_slots); file_slots() is 0 where the kernel refused it
+  // (before 5.19 for the accept below). ClaimFileSlots hands `count` slots to one owner for the
+  // ring's lifetime and returns the first, or nullopt when fewer are left.
+  uint32_t file_slots() const { return file_slots_; }
+  std::optional<uint32_t> ClaimFileSlots(uint32_t count);
+  // Accepts one queued connection of `listen_fd` into direct-descriptor `slot`, sends it `line`
+  // (skipped when empty; one non-blocking send, no retry) and closes it: linked operations.
+  // `accepted` gets the accept's result (0 when a connection is in the slot); `closed` the
+  // close's (-ECANCELED when nothing was accepted). An accept on an empty queue waits for a
+  // connection; Cancel(accepted) ends it. `line` must outlive the operations.
+  void PrepAcceptDirectAndRefuse(Completion* accepted, Completion* closed, int listen_fd,
+                                 uint32_t slot, std::string_view line);
+
   // Marks a Completion as ring-internal: it does not count in user_in_flight().
   static void MarkInternal(Completion* c) { c->internal_ = true; }
 
@@ -139,6 +158,8 @@ class Ring {
 
  private:
   Ring() = default;
+  // Submits until the SQ has room for `entries` SQEs.
+  void EnsureSqSpace(unsigned entries);
   void ArmTimerWakeup();
   void OnTimerWakeup(int32_t res, uint32_t flags);
   void Dispatch(uint64_t user_data, int32_t res, uint32_t flags);
@@ -167,6 +188,8 @@ class Ring {
   __kernel_timespec timer_update_ts_{};
   uint64_t armed_deadline_ns_ = 0;
   bool timers_quiesced_ = false;
+  uint32_t file_slots_ = 0;
+  uint32_t file_slots_claimed_ = 0;
 
   std::vector<absl::AnyInvocable<void()>> deferred_;
   std::vector<absl::AnyInvocable<void()>> deferred_running_;

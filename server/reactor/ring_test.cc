@@ -12,6 +12,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,20 @@ TEST(RingTest, EverySetupModeWorksAndIsReported) {
     EXPECT_GE(ring->stats().submissions, 1u);
     EXPECT_GE(ring->stats().loop_iterations, 1u);
   }
+}
+
+TEST(RingTest, FileSlotsAreClaimedOnceEachAndNoneWhenNotRegistered) {
+  auto ring = Ring::Create({.file_slots = 3}).value();
+  if (ring->file_slots() == 0) GTEST_SKIP() << "the kernel has no sparse file tables";
+  EXPECT_EQ(ring->file_slots(), 3u);
+  EXPECT_EQ(ring->ClaimFileSlots(2), std::optional<uint32_t>(0));
+  EXPECT_EQ(ring->ClaimFileSlots(2), std::nullopt);  // one left
+  EXPECT_EQ(ring->ClaimFileSlots(1), std::optional<uint32_t>(2));
+  EXPECT_EQ(ring->ClaimFileSlots(1), std::nullopt);
+
+  auto without = Ring::Create({.file_slots = 0}).value();
+  EXPECT_EQ(without->file_slots(), 0u);
+  EXPECT_EQ(without->ClaimFileSlots(1), std::nullopt);
 }
 
 TEST(RingTest, RejectsBadOptions) {
