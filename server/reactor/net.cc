@@ -231,11 +231,13 @@ void Acceptor::RefuseQueued() {
     return;
   }
   refusals_this_round_ = 0;
+  refusing_ = true;
   if (!refusal_closed_.in_flight()) RefuseNextDirectly();
 }
 
 void Acceptor::RefuseNextDirectly() {
-  if (stopping_ || refusals_this_round_ >= kRefusalsPerBackoff) return;
+  // Only during the back-off: once the accept is re-armed, queued clients are its to serve.
+  if (!refusing_ || stopping_ || refusals_this_round_ >= kRefusalsPerBackoff) return;
   // Only for a connection already queued: an accept on an empty queue would wait, and could
   // take a client after descriptors are free again. This shard alone reads its listener.
   pollfd queued{.fd = listen_fd_, .events = POLLIN, .revents = 0};
@@ -278,7 +280,9 @@ void Acceptor::RefuseQueuedThroughReserve() {
 }
 
 void Acceptor::OnBackoff() {
-  // A refusal still waiting must not take a client the re-armed accept could serve.
+  // A refusal still waiting, or one about to start when a chain's close completes, must not
+  // take a client the re-armed accept could serve.
+  refusing_ = false;
   ring_.Cancel(&refusal_accepted_);
   if (!stopping_) Start();
 }

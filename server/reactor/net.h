@@ -130,6 +130,8 @@ class Acceptor {
   Completion refusal_accepted_;
   Completion refusal_closed_;
   int refusals_this_round_ = 0;
+  // From an accept error until its back-off ends: refusal chains may start.
+  bool refusing_ = false;
   Completion accept_;
   Timer backoff_;
   bool stopping_ = false;
